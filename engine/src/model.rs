@@ -1,0 +1,169 @@
+//! The process file as a designer writes it: plain serde types, no behaviour.
+//!
+//! Everything here mirrors the YAML one to one. Meaning (graph, types, compiled
+//! expressions) is added by [`crate::compile`]; positions come from
+//! [`crate::load::tree`]. Keep the field lists in sync with [`crate::load::schema`].
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// A whole process definition file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessDef {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The designer's own version label; the engine numbers deployments itself.
+    #[serde(default)]
+    pub version: Option<serde_json::Value>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub lanes: IndexMap<String, LaneDef>,
+    #[serde(default)]
+    pub variables: IndexMap<String, VarDef>,
+    pub start: StartDef,
+    pub nodes: IndexMap<String, NodeDef>,
+}
+
+/// A swimlane: a role whose members (the groups) may work its user tasks.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaneDef {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// A declared process variable with its type.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VarDef {
+    #[serde(rename = "type")]
+    pub ty: String,
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Must be given when an instance starts.
+    #[serde(default)]
+    pub required: bool,
+    /// Allowed values of a `choice`.
+    #[serde(default)]
+    pub options: Option<Vec<String>>,
+    #[serde(default)]
+    pub default: Option<serde_json::Value>,
+    /// Longest string accepted (characters); the engine caps every string anyway.
+    #[serde(default)]
+    pub max_length: Option<usize>,
+}
+
+/// The none start event: where every new instance begins.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartDef {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub next: String,
+}
+
+/// One flow node. Exactly one of the kind keys (`user_task`, `service`, `script`,
+/// `exclusive`, `parallel`, `join`, `end`) must be present; compile checks that.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeDef {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub lane: Option<String>,
+    #[serde(default)]
+    pub next: Option<String>,
+
+    // kinds
+    #[serde(default)]
+    pub user_task: Option<String>,
+    #[serde(default)]
+    pub service: Option<String>,
+    #[serde(default)]
+    pub script: Option<String>,
+    #[serde(default)]
+    pub exclusive: Option<Vec<BranchDef>>,
+    #[serde(default)]
+    pub parallel: Option<Vec<String>>,
+    #[serde(default)]
+    pub join: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub end: Option<Option<EndKind>>,
+
+    // user task
+    #[serde(default)]
+    pub form: Option<IndexMap<String, FieldMode>>,
+    #[serde(default)]
+    pub due: Option<String>,
+    #[serde(default)]
+    pub send_back: Option<String>,
+    #[serde(default)]
+    pub outcomes: Option<IndexMap<String, String>>,
+
+    // service task
+    #[serde(default, rename = "with")]
+    pub with: Option<IndexMap<String, serde_json::Value>>,
+    #[serde(default)]
+    pub set: Option<IndexMap<String, String>>,
+    #[serde(default)]
+    pub retry: Option<RetryDef>,
+    #[serde(default)]
+    pub timeout: Option<String>,
+
+    // exclusive gateway
+    #[serde(default)]
+    pub default: Option<String>,
+}
+
+/// `end:` with no value, or `end: terminate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndKind {
+    /// Consume this token only.
+    Normal,
+    /// End the whole instance: cancel every other token, task and job.
+    Terminate,
+}
+
+/// One conditional flow of an exclusive gateway.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BranchDef {
+    pub when: String,
+    pub next: String,
+}
+
+/// How a user task's form shows a variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldMode {
+    Required,
+    Optional,
+    Readonly,
+}
+
+/// Retry policy of a service task: `attempts` in all, waiting `backoff` (`2s..5m`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryDef {
+    #[serde(default)]
+    pub attempts: Option<u32>,
+    #[serde(default)]
+    pub backoff: Option<String>,
+}
+
+/// Distinguishes `end:` (present, null) from an absent key.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}

@@ -1,0 +1,216 @@
+//! A compiled, runnable process: nodes by index, expressions compiled, types resolved.
+
+use crate::expr::Expr;
+use crate::model::FieldMode;
+use crate::types::VarType;
+use indexmap::IndexMap;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Index of a node in [`Process::nodes`].
+pub type NodeIx = usize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Lane {
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VarSpec {
+    #[serde(flatten)]
+    pub ty: VarType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    pub required: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<usize>,
+}
+
+impl VarSpec {
+    pub fn check(&self, v: &Value) -> Result<(), String> {
+        self.ty.check(v, self.max_length)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FormField {
+    pub var: String,
+    pub mode: FieldMode,
+}
+
+#[derive(Debug, Clone)]
+pub struct UserTaskSpec {
+    pub title: String,
+    pub form: Vec<FormField>,
+    pub due: Option<Expr>,
+    pub send_back: Option<NodeIx>,
+    /// Named outcomes besides the default `next`, e.g. `reject: rejected`.
+    pub outcomes: Vec<(String, NodeIx)>,
+    pub next: NodeIx,
+}
+
+/// A connector input: an expression, or a literal written in YAML.
+#[derive(Debug, Clone)]
+pub enum Input {
+    Expr(Expr),
+    Literal(Value),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { attempts: 3, min_backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(60) }
+    }
+}
+
+impl RetryPolicy {
+    /// Wait before attempt `attempt + 1`: exponential, capped, with jitter from `salt`
+    /// (deterministic, so the same history replays the same way).
+    pub fn backoff(&self, attempt: u32, salt: u64) -> Duration {
+        let base = self.min_backoff.as_millis() as u64;
+        let exp = base.saturating_mul(1u64 << attempt.saturating_sub(1).min(30));
+        let cap = (self.max_backoff.as_millis() as u64).max(base);
+        let d = exp.min(cap);
+        // +-20% jitter
+        let spread = d / 5;
+        let jitter = if spread == 0 { 0 } else { splitmix(salt) % (2 * spread + 1) };
+        Duration::from_millis(d - spread + jitter)
+    }
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    pub connector: String,
+    pub with: Vec<(String, Input)>,
+    pub set: Vec<(String, Expr)>,
+    pub retry: RetryPolicy,
+    pub timeout: Duration,
+    pub next: NodeIx,
+}
+
+#[derive(Debug, Clone)]
+pub enum NodeKind {
+    Start { next: NodeIx },
+    End { terminate: bool },
+    UserTask(UserTaskSpec),
+    Service(ServiceSpec),
+    Script { script: Expr, next: NodeIx },
+    Exclusive { branches: Vec<(Expr, NodeIx)>, default: Option<NodeIx> },
+    Parallel { branches: Vec<NodeIx> },
+    Join { fork: NodeIx, next: NodeIx },
+}
+
+impl NodeKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            NodeKind::Start { .. } => "start",
+            NodeKind::End { .. } => "end",
+            NodeKind::UserTask(_) => "user_task",
+            NodeKind::Service(_) => "service",
+            NodeKind::Script { .. } => "script",
+            NodeKind::Exclusive { .. } => "exclusive",
+            NodeKind::Parallel { .. } => "parallel",
+            NodeKind::Join { .. } => "join",
+        }
+    }
+
+    /// Nodes where a token waits for something outside the engine.
+    pub fn is_wait_state(&self) -> bool {
+        matches!(self, NodeKind::UserTask(_) | NodeKind::Service(_))
+    }
+
+    /// Every node this one can pass a token to.
+    pub fn successors(&self) -> Vec<NodeIx> {
+        match self {
+            NodeKind::Start { next } | NodeKind::Script { next, .. } | NodeKind::Join { next, .. } => vec![*next],
+            NodeKind::End { .. } => vec![],
+            NodeKind::UserTask(u) => {
+                let mut v = vec![u.next];
+                v.extend(u.send_back);
+                v.extend(u.outcomes.iter().map(|(_, n)| *n));
+                v
+            }
+            NodeKind::Service(s) => vec![s.next],
+            NodeKind::Exclusive { branches, default } => {
+                let mut v: Vec<_> = branches.iter().map(|(_, n)| *n).collect();
+                v.extend(*default);
+                v
+            }
+            NodeKind::Parallel { branches } => branches.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub id: String,
+    pub name: Option<String>,
+    pub lane: Option<String>,
+    pub kind: NodeKind,
+}
+
+impl Node {
+    /// Human label: the display name, else the id.
+    pub fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.id)
+    }
+}
+
+/// A validated process, ready to run. Immutable once deployed.
+#[derive(Debug, Clone)]
+pub struct Process {
+    pub id: String,
+    pub name: String,
+    /// Deployment number, 1-based; 0 until deployed.
+    pub version: u32,
+    /// Digest of the source text; a changed file makes a new version.
+    pub digest: String,
+    pub source: String,
+    pub lanes: IndexMap<String, Lane>,
+    pub vars: IndexMap<String, VarSpec>,
+    /// Declared variable names in order, as expressions see them.
+    pub var_names: Vec<String>,
+    pub nodes: Vec<Node>,
+    pub index: HashMap<String, NodeIx>,
+    pub start: NodeIx,
+}
+
+impl Process {
+    pub fn node(&self, id: &str) -> Option<(NodeIx, &Node)> {
+        self.index.get(id).map(|&ix| (ix, &self.nodes[ix]))
+    }
+
+    /// Groups allowed to work tasks in `lane`.
+    pub fn lane_groups(&self, lane: &str) -> &[String] {
+        self.lanes.get(lane).map(|l| l.groups.as_slice()).unwrap_or(&[])
+    }
+}
+
+/// FNV-1a, hex: a stable digest for change detection (not for security).
+pub fn digest(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
