@@ -5,3 +5,5 @@ pub mod model;
 pub mod compile;
 pub mod process;
 pub mod types;
+pub mod runtime;
+pub mod store;

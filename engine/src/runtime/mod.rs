@@ -1,0 +1,7 @@
+//! The interpreter: instance state and the pure transition function.
+
+pub mod state;
+pub mod step;
+
+pub use state::*;
+pub use step::{start, step, Command, Event, FieldError, Failure, Outcome, Rejection, Transition};

@@ -1,0 +1,83 @@
+//! The key layout. Every key starts with a short tag; numbers are big-endian so
+//! that byte order is numeric order.
+
+use crate::runtime::InstanceId;
+use chrono::{DateTime, Utc};
+
+pub const FORMAT: &[u8] = b"m/format";
+pub const DEF: &[u8] = b"d/";
+pub const INSTANCE: &[u8] = b"i/";
+pub const BUSINESS_KEY: &[u8] = b"k/";
+pub const HISTORY: &[u8] = b"h/";
+pub const TASK: &[u8] = b"t/";
+pub const TASK_BY_GROUP: &[u8] = b"tg/";
+pub const TASK_BY_ASSIGNEE: &[u8] = b"ta/";
+pub const JOB: &[u8] = b"j/";
+pub const JOB_DUE: &[u8] = b"q/";
+
+fn cat(parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+pub fn def(id: &str, version: u32) -> Vec<u8> {
+    cat(&[DEF, id.as_bytes(), b"\0", &version.to_be_bytes()])
+}
+
+pub fn instance(id: InstanceId) -> Vec<u8> {
+    cat(&[INSTANCE, &id.to_be_bytes()])
+}
+
+pub fn business_key(process: &str, key: &str) -> Vec<u8> {
+    cat(&[BUSINESS_KEY, process.as_bytes(), b"\0", key.as_bytes()])
+}
+
+pub fn history_prefix(id: InstanceId) -> Vec<u8> {
+    cat(&[HISTORY, &id.to_be_bytes()])
+}
+
+pub fn history(id: InstanceId, seq: u32) -> Vec<u8> {
+    cat(&[HISTORY, &id.to_be_bytes(), &seq.to_be_bytes()])
+}
+
+pub fn task(id: &str) -> Vec<u8> {
+    cat(&[TASK, id.as_bytes()])
+}
+
+/// Sort key for due dates: undated tasks sort last.
+fn due_key(due: Option<DateTime<Utc>>) -> [u8; 8] {
+    let ms = due.map(|d| d.timestamp_millis().max(0) as u64).unwrap_or(u64::MAX);
+    ms.to_be_bytes()
+}
+
+pub fn group_prefix(group: &str) -> Vec<u8> {
+    cat(&[TASK_BY_GROUP, group.as_bytes(), b"\0"])
+}
+
+pub fn task_by_group(group: &str, due: Option<DateTime<Utc>>, task: &str) -> Vec<u8> {
+    cat(&[&group_prefix(group), &due_key(due), task.as_bytes()])
+}
+
+pub fn assignee_prefix(user: &str) -> Vec<u8> {
+    cat(&[TASK_BY_ASSIGNEE, user.as_bytes(), b"\0"])
+}
+
+pub fn task_by_assignee(user: &str, due: Option<DateTime<Utc>>, task: &str) -> Vec<u8> {
+    cat(&[&assignee_prefix(user), &due_key(due), task.as_bytes()])
+}
+
+/// The task id at the end of an index key.
+pub fn task_of_index(key: &[u8], prefix_len: usize) -> &[u8] {
+    &key[prefix_len + 8..]
+}
+
+pub fn job(id: &str) -> Vec<u8> {
+    cat(&[JOB, id.as_bytes()])
+}
+
+pub fn job_due(due: DateTime<Utc>, id: &str) -> Vec<u8> {
+    cat(&[JOB_DUE, &(due.timestamp_millis().max(0) as u64).to_be_bytes(), id.as_bytes()])
+}

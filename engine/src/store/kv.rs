@@ -1,0 +1,221 @@
+//! Records on an ordered key-value backend: the one implementation of the key layout.
+
+use super::keys;
+use super::*;
+use serde::de::DeserializeOwned;
+
+/// A key and a value (`None` deletes the key).
+pub type Op = (Vec<u8>, Option<Vec<u8>>);
+pub type KvPair = (Vec<u8>, Vec<u8>);
+
+/// An ordered key-value backend with atomic, durable batches.
+pub trait Kv: Send + Sync {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Pairs whose key starts with `prefix`, in key order, at most `limit`.
+    fn scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<KvPair>, StoreError>;
+    /// Apply all ops atomically and make them durable before returning.
+    fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError>;
+    /// A number never returned before, across restarts too.
+    fn next_id(&self) -> Result<u64, StoreError>;
+}
+
+/// [`Store`] over any [`Kv`] backend.
+pub struct KvStore<K: Kv> {
+    kv: K,
+}
+
+fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("records always serialize")
+}
+
+fn dec<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), reason: e.to_string() })
+}
+
+impl<K: Kv> KvStore<K> {
+    /// Open over `kv`, checking (or recording) the format version.
+    pub fn new(kv: K) -> Result<Self, StoreError> {
+        match kv.get(keys::FORMAT)? {
+            Some(v) => {
+                let found = String::from_utf8_lossy(&v).into_owned();
+                if found != FORMAT_VERSION.to_string() {
+                    return Err(StoreError::UnknownFormat { found, supported: FORMAT_VERSION });
+                }
+            }
+            None => kv.apply(vec![(keys::FORMAT.to_vec(), Some(FORMAT_VERSION.to_string().into_bytes()))])?,
+        }
+        Ok(KvStore { kv })
+    }
+
+    pub fn backend(&self) -> &K {
+        &self.kv
+    }
+
+    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        self.kv.get(key)?.map(|v| dec(key, &v)).transpose()
+    }
+
+    fn scan<T: DeserializeOwned>(&self, prefix: &[u8], limit: usize) -> Result<Vec<T>, StoreError> {
+        self.kv.scan(prefix, limit)?.iter().map(|(k, v)| dec(k, v)).collect()
+    }
+
+    fn task_index_keys(t: &Task) -> Vec<Vec<u8>> {
+        if t.status != TaskStatus::Open {
+            return Vec::new();
+        }
+        let mut v: Vec<Vec<u8>> = t.groups.iter().map(|g| keys::task_by_group(g, t.due, &t.id)).collect();
+        if let Some(a) = &t.assignee {
+            v.push(keys::task_by_assignee(a, t.due, &t.id));
+        }
+        v
+    }
+
+    fn tasks_from_index(&self, prefix: &[u8], limit: usize, out: &mut Vec<Task>) -> Result<(), StoreError> {
+        for (k, _) in self.kv.scan(prefix, limit)? {
+            let id = keys::task_of_index(&k, prefix.len());
+            if let Some(t) = self.get::<Task>(&[keys::TASK, id].concat())? {
+                out.push(t);
+            }
+        }
+        Ok(())
+    }
+}
+
+use crate::runtime::TaskStatus;
+
+impl<K: Kv> Store for KvStore<K> {
+    fn commit(&self, b: Batch) -> Result<(), StoreError> {
+        let mut ops: Vec<Op> = Vec::new();
+        for d in &b.definitions {
+            ops.push((keys::def(&d.id, d.version), Some(enc(d))));
+        }
+        for i in &b.instances {
+            ops.push((keys::instance(i.id), Some(enc(i))));
+            if let Some(k) = &i.business_key {
+                ops.push((keys::business_key(&i.process, k), Some(i.id.to_be_bytes().to_vec())));
+            }
+        }
+        for (id, h) in &b.history {
+            ops.push((keys::history(*id, h.seq), Some(enc(h))));
+        }
+        for (old, new) in &b.tasks {
+            let new_keys = Self::task_index_keys(new);
+            for k in old.iter().flat_map(Self::task_index_keys) {
+                if !new_keys.contains(&k) {
+                    ops.push((k, None));
+                }
+            }
+            for k in new_keys {
+                ops.push((k, Some(Vec::new())));
+            }
+            ops.push((keys::task(&new.id), Some(enc(new))));
+        }
+        for j in &b.jobs_delete {
+            ops.push((keys::job(&j.id), None));
+            ops.push((keys::job_due(j.due, &j.id), None));
+        }
+        for (old, j) in &b.jobs_put {
+            if let Some(old) = old {
+                ops.push((keys::job_due(old.due, &old.id), None));
+            }
+            ops.push((keys::job(&j.id), Some(enc(j))));
+            ops.push((keys::job_due(j.due, &j.id), Some(Vec::new())));
+        }
+        if ops.is_empty() {
+            return Ok(());
+        }
+        self.kv.apply(ops)
+    }
+
+    fn next_instance_id(&self) -> Result<InstanceId, StoreError> {
+        self.kv.next_id()
+    }
+
+    fn definitions(&self) -> Result<Vec<DefinitionRecord>, StoreError> {
+        self.scan(keys::DEF, usize::MAX)
+    }
+
+    fn instance(&self, id: InstanceId) -> Result<Option<Instance>, StoreError> {
+        self.get(&keys::instance(id))
+    }
+
+    fn instance_by_key(&self, process: &str, key: &str) -> Result<Option<InstanceId>, StoreError> {
+        Ok(self.kv.get(&keys::business_key(process, key))?.and_then(|v| v.try_into().ok()).map(u64::from_be_bytes))
+    }
+
+    fn instances(&self, f: &InstanceFilter) -> Result<Vec<Instance>, StoreError> {
+        let limit = f.limit.unwrap_or(usize::MAX);
+        let mut out = Vec::new();
+        for (k, v) in self.kv.scan(keys::INSTANCE, usize::MAX)? {
+            let i: Instance = dec(&k, &v)?;
+            if f.after.is_some_and(|a| i.id <= a)
+                || f.process.as_ref().is_some_and(|p| *p != i.process)
+                || f.status.is_some_and(|s| s != i.status)
+            {
+                continue;
+            }
+            out.push(i);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn task(&self, id: &str) -> Result<Option<Task>, StoreError> {
+        self.get(&keys::task(id))
+    }
+
+    fn open_tasks(&self, q: &TaskQuery) -> Result<Vec<Task>, StoreError> {
+        let limit = q.limit.unwrap_or(usize::MAX);
+        let filtered = q.lane.is_some() || q.process.is_some() || q.instance.is_some() || q.due_before.is_some();
+        // With extra filters the index cannot stop early; without, it can.
+        let scan_limit = if filtered { usize::MAX } else { limit };
+        let mut tasks = Vec::new();
+        match (&q.groups, &q.assignee) {
+            (Some(groups), _) => {
+                for g in groups {
+                    self.tasks_from_index(&keys::group_prefix(g), scan_limit, &mut tasks)?;
+                }
+                if let Some(a) = &q.assignee {
+                    tasks.retain(|t| t.assignee.as_deref() == Some(a.as_str()));
+                }
+            }
+            (None, Some(a)) => self.tasks_from_index(&keys::assignee_prefix(a), scan_limit, &mut tasks)?,
+            (None, None) => {
+                tasks = self.scan::<Task>(keys::TASK, usize::MAX)?;
+                tasks.retain(|t| t.status == TaskStatus::Open);
+            }
+        }
+        tasks.retain(|t| {
+            q.lane.as_ref().is_none_or(|l| *l == t.lane)
+                && q.process.as_ref().is_none_or(|p| *p == t.process)
+                && q.instance.is_none_or(|i| i == t.instance)
+                && q.due_before.is_none_or(|d| t.due.is_some_and(|td| td < d))
+        });
+        tasks.sort_by(|a, b| (a.due.is_none(), a.due, &a.id).cmp(&(b.due.is_none(), b.due, &b.id)));
+        tasks.dedup_by(|a, b| a.id == b.id);
+        tasks.truncate(limit);
+        Ok(tasks)
+    }
+
+    fn job(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        self.get(&keys::job(id))
+    }
+
+    fn jobs(&self) -> Result<Vec<Job>, StoreError> {
+        let mut out = Vec::new();
+        for (k, _) in self.kv.scan(keys::JOB_DUE, usize::MAX)? {
+            let id = &k[keys::JOB_DUE.len() + 8..];
+            if let Some(j) = self.get::<Job>(&[keys::JOB, id].concat())? {
+                out.push(j);
+            }
+        }
+        Ok(out)
+    }
+
+    fn history(&self, id: InstanceId) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.scan(&keys::history_prefix(id), usize::MAX)
+    }
+}

@@ -1,0 +1,44 @@
+//! An in-memory backend: for tests, simulation and the in-memory benchmark.
+
+use super::kv::{Kv, KvPair, Op};
+use super::StoreError;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
+
+#[derive(Default)]
+pub struct MemKv {
+    map: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
+    ids: AtomicU64,
+}
+
+impl Kv for MemKv {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.map.read().expect("lock").get(key).cloned())
+    }
+
+    fn scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<KvPair>, StoreError> {
+        let map = self.map.read().expect("lock");
+        Ok(map
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        let mut map = self.map.write().expect("lock");
+        for (k, v) in ops {
+            match v {
+                Some(v) => map.insert(k, v),
+                None => map.remove(&k),
+            };
+        }
+        Ok(())
+    }
+
+    fn next_id(&self) -> Result<u64, StoreError> {
+        Ok(self.ids.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+}

@@ -1,0 +1,128 @@
+//! The sled backend, with group commit.
+//!
+//! sled writes to its log in memory and syncs only every 500 ms by itself, so a
+//! commit that must survive `kill -9` or power loss calls `flush`. Flushing is the
+//! slow part, so concurrent commits share one: the first caller to find no flush
+//! running becomes the leader and flushes everything written so far; the others wait
+//! until a flush that started after their write has finished.
+
+use super::kv::{Kv, KvPair, Op};
+use super::StoreError;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+
+/// Whether `apply` waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync before acknowledging (group commit). The default.
+    Flush,
+    /// Leave syncing to sled's background flusher (up to 500 ms of loss on a crash
+    /// of the machine; a killed process loses nothing). For bulk loads and tests.
+    Relaxed,
+}
+
+pub struct SledKv {
+    db: sled::Db,
+    tree: sled::Tree,
+    durability: Durability,
+    written: AtomicU64,
+    flush: Mutex<FlushState>,
+    flushed_cv: Condvar,
+}
+
+#[derive(Default)]
+struct FlushState {
+    flushing: bool,
+    flushed: u64,
+}
+
+fn io(e: sled::Error) -> StoreError {
+    StoreError::Io(e.to_string())
+}
+
+impl SledKv {
+    pub fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(path).map_err(|e| StoreError::Io(format!("{}: {e}", path.display())))?;
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(128 * 1024 * 1024)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(ref ioe) if ioe.kind() == std::io::ErrorKind::WouldBlock || ioe.to_string().contains("lock") => {
+                    StoreError::Locked { path: path.display().to_string(), reason: ioe.to_string() }
+                }
+                other => io(other),
+            })?;
+        let tree = db.open_tree("nagare").map_err(io)?;
+        Ok(SledKv {
+            db,
+            tree,
+            durability,
+            written: AtomicU64::new(0),
+            flush: Mutex::new(FlushState::default()),
+            flushed_cv: Condvar::new(),
+        })
+    }
+
+    /// Wait until everything written up to `ticket` is on disk, sharing flushes.
+    fn sync_up_to(&self, ticket: u64) -> Result<(), StoreError> {
+        let mut st = self.flush.lock().expect("flush lock");
+        loop {
+            if st.flushed >= ticket {
+                return Ok(());
+            }
+            if st.flushing {
+                st = self.flushed_cv.wait(st).expect("flush lock");
+                continue;
+            }
+            st.flushing = true;
+            let target = self.written.load(Ordering::SeqCst);
+            drop(st);
+            let result = self.db.flush();
+            st = self.flush.lock().expect("flush lock");
+            st.flushing = false;
+            if result.is_ok() {
+                st.flushed = st.flushed.max(target);
+            }
+            self.flushed_cv.notify_all();
+            result.map_err(io)?;
+        }
+    }
+}
+
+impl Kv for SledKv {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tree.get(key).map_err(io)?.map(|v| v.to_vec()))
+    }
+
+    fn scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<KvPair>, StoreError> {
+        self.tree
+            .scan_prefix(prefix)
+            .take(limit)
+            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(io))
+            .collect()
+    }
+
+    fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in ops {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        self.tree.apply_batch(batch).map_err(io)?;
+        let ticket = self.written.fetch_add(1, Ordering::SeqCst) + 1;
+        match self.durability {
+            Durability::Flush => self.sync_up_to(ticket),
+            Durability::Relaxed => Ok(()),
+        }
+    }
+
+    fn next_id(&self) -> Result<u64, StoreError> {
+        // sled persists id reservations, so ids stay unique across crashes.
+        Ok(self.db.generate_id().map_err(io)? + 1)
+    }
+}
