@@ -1,3 +1,9 @@
+//! nagare-engine: the workflow interpreter.
+//!
+//! Pure core: [`load`] (YAML with positions) → [`compile`] (validation, petgraph) →
+//! [`process::Process`] run by [`runtime::step`]. At the edge: [`store`] (sled),
+//! [`engine::Engine`] (locks, commits) and [`executor::Executor`] (connector jobs).
+
 pub mod diag;
 pub mod expr;
 pub mod load;
@@ -7,3 +13,14 @@ pub mod process;
 pub mod types;
 pub mod runtime;
 pub mod store;
+pub mod clock;
+pub mod connector;
+pub mod engine;
+pub mod executor;
+
+pub use clock::{Clock, SystemClock, VirtualClock};
+pub use connector::{Call, Connector, ConnectorError, FnConnector, Registry};
+pub use diag::{Diagnostic, Diagnostics};
+pub use engine::{Deployed, Engine, EngineBuilder, EngineError, StartOptions};
+pub use executor::Executor;
+pub use expr::Vars;

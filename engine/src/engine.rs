@@ -1,0 +1,487 @@
+//! The engine: deploys processes and turns requests into committed transitions.
+//!
+//! For every event it takes the instance's lock, loads the instance, runs the pure
+//! [`runtime::step`], writes one [`Batch`] (durable before it returns) and only then
+//! tells the executor about new jobs. Two requests for one instance are serialised by
+//! the lock, so the second sees the first's result: one wins, the other is refused.
+
+use crate::clock::{Clock, SystemClock};
+use crate::compile::CompileOptions;
+use crate::connector::{Connector, Registry};
+use crate::diag::Diagnostics;
+use crate::expr::Vars;
+use crate::load::{load_str, Loaded};
+use crate::process::Process;
+use crate::runtime::{self, Command, Event, Failure, Instance, InstanceId, Job, Outcome, Rejection, Task, TaskStatus, Transition};
+use crate::store::{Batch, DefinitionRecord, Durability, InstanceFilter, KvStore, MemKv, SledKv, Store, StoreError, TaskQuery};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+const LOCK_SHARDS: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("the process file has errors:\n{0}")]
+    Invalid(Diagnostics),
+    #[error("no process `{0}` is deployed")]
+    UnknownProcess(String),
+    #[error("no instance {0}")]
+    UnknownInstance(InstanceId),
+    #[error("no task {0}")]
+    UnknownTask(String),
+    /// The request contradicts the current state (task already done, claimed by
+    /// someone else, instance finished): HTTP 409.
+    #[error("{0}")]
+    Conflict(Rejection),
+    /// The data sent is wrong (form validation): HTTP 422.
+    #[error("{0}")]
+    Rejected(Rejection),
+}
+
+impl EngineError {
+    fn from_rejection(r: Rejection) -> Self {
+        match r {
+            Rejection::InvalidData(_) | Rejection::UnknownOutcome { .. } | Rejection::IncidentNotFound(_) => {
+                EngineError::Rejected(r)
+            }
+            _ => EngineError::Conflict(r),
+        }
+    }
+}
+
+/// The result of a deploy.
+#[derive(Debug, Clone, Serialize)]
+pub struct Deployed {
+    pub id: String,
+    pub version: u32,
+    /// False when the same text was already deployed (nothing changed).
+    pub created: bool,
+    pub warnings: Diagnostics,
+}
+
+/// Options for starting an instance.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    pub by: Option<String>,
+    /// A start with a key that already has an instance returns that instance.
+    pub business_key: Option<String>,
+}
+
+/// Builds an [`Engine`] with its store, clock and connectors.
+pub struct EngineBuilder {
+    store: Option<Box<dyn Store>>,
+    clock: Arc<dyn Clock>,
+    connectors: Registry,
+}
+
+impl EngineBuilder {
+    pub fn store(mut self, store: impl Store + 'static) -> Self {
+        self.store = Some(Box::new(store));
+        self
+    }
+
+    /// Durable sled store in `dir`.
+    pub fn data_dir(self, dir: &Path) -> Result<Self, EngineError> {
+        self.data_dir_with(dir, Durability::Flush)
+    }
+
+    pub fn data_dir_with(self, dir: &Path, durability: Durability) -> Result<Self, EngineError> {
+        Ok(self.store(KvStore::new(SledKv::open(dir, durability)?)?))
+    }
+
+    pub fn in_memory(self) -> Self {
+        self.store(KvStore::new(MemKv::default()).expect("memory store opens"))
+    }
+
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn connector(mut self, name: impl Into<String>, c: impl Connector + 'static) -> Self {
+        self.connectors.register(name, c);
+        self
+    }
+
+    pub fn connectors(mut self, registry: Registry) -> Self {
+        for name in registry.names() {
+            self.connectors.register_arc(name.clone(), registry.get(&name).expect("listed"));
+        }
+        self
+    }
+
+    /// Open the engine: load deployed processes and pending jobs from the store.
+    pub fn build(self) -> Result<Engine, EngineError> {
+        let store = match self.store {
+            Some(s) => s,
+            None => Box::new(KvStore::new(MemKv::default())?),
+        };
+        let inner = Inner {
+            store,
+            clock: self.clock,
+            connectors: self.connectors,
+            processes: RwLock::new(HashMap::new()),
+            locks: (0..LOCK_SHARDS).map(|_| Mutex::new(())).collect(),
+            queue: Mutex::new(BTreeSet::new()),
+            wake: tokio::sync::Notify::new(),
+        };
+        let engine = Engine { inner: Arc::new(inner) };
+        engine.reload()?;
+        Ok(engine)
+    }
+}
+
+struct Inner {
+    store: Box<dyn Store>,
+    clock: Arc<dyn Clock>,
+    connectors: Registry,
+    /// id → versions, in order.
+    processes: RwLock<HashMap<String, Vec<Arc<Process>>>>,
+    locks: Vec<Mutex<()>>,
+    /// Jobs to run: (due, job id).
+    queue: Mutex<BTreeSet<(DateTime<Utc>, String)>>,
+    wake: tokio::sync::Notify,
+}
+
+/// A workflow engine. Cheap to clone; all clones share one state.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+fn lock_index(key: impl Hash) -> usize {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    (h.finish() as usize) % LOCK_SHARDS
+}
+
+/// The instance a task or job id belongs to (`<instance>-<seq>`).
+fn owner(id: &str) -> Option<InstanceId> {
+    id.split_once('-')?.0.parse().ok()
+}
+
+impl Engine {
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder { store: None, clock: Arc::new(SystemClock), connectors: Registry::default() }
+    }
+
+    /// A durable engine on `dir` with the system clock and no connectors.
+    pub fn open(dir: &Path) -> Result<Engine, EngineError> {
+        Engine::builder().data_dir(dir)?.build()
+    }
+
+    pub fn in_memory() -> Engine {
+        Engine::builder().in_memory().build().expect("memory engine opens")
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.inner.store.as_ref()
+    }
+
+    pub fn connectors(&self) -> &Registry {
+        &self.inner.connectors
+    }
+
+    fn compile_options(&self) -> CompileOptions {
+        CompileOptions { connectors: Some(self.inner.connectors.names()) }
+    }
+
+    fn reload(&self) -> Result<(), EngineError> {
+        let mut defs = self.inner.store.definitions()?;
+        defs.sort_by(|a, b| (&a.id, a.version).cmp(&(&b.id, b.version)));
+        let mut map: HashMap<String, Vec<Arc<Process>>> = HashMap::new();
+        for d in defs {
+            // Deployed definitions were valid; check connectors lazily at call time so
+            // that an app that stopped registering one can still open its store.
+            match load_str(&d.file, &d.source, &CompileOptions::default()) {
+                Ok(Loaded { mut process, .. }) => {
+                    process.version = d.version;
+                    process.digest = d.digest.clone();
+                    map.entry(d.id.clone()).or_default().push(Arc::new(process));
+                }
+                Err(diags) => tracing::error!(process = %d.id, version = d.version, "stored definition no longer loads:\n{diags}"),
+            }
+        }
+        *self.inner.processes.write().expect("processes lock") = map;
+        let mut q = self.inner.queue.lock().expect("queue lock");
+        for j in self.inner.store.jobs()? {
+            q.insert((j.due, j.id));
+        }
+        Ok(())
+    }
+
+    /// Validate a process file against this engine's connectors, without deploying.
+    pub fn validate(&self, file: &str, text: &str) -> Result<Loaded, Diagnostics> {
+        load_str(file, text, &self.compile_options())
+    }
+
+    /// Deploy a process file. The same text again is a no-op; a changed text becomes
+    /// a new version, and running instances keep the version they started on.
+    pub fn deploy(&self, file: &str, text: &str) -> Result<Deployed, EngineError> {
+        let Loaded { mut process, warnings } = self.validate(file, text).map_err(EngineError::Invalid)?;
+        let _guard = self.inner.locks[lock_index(("deploy", &process.id))].lock().expect("lock");
+        if let Some(latest) = self.latest(&process.id) {
+            if latest.digest == process.digest {
+                return Ok(Deployed { id: process.id, version: latest.version, created: false, warnings });
+            }
+            process.version = latest.version + 1;
+        } else {
+            process.version = 1;
+        }
+        let record = DefinitionRecord {
+            id: process.id.clone(),
+            version: process.version,
+            digest: process.digest.clone(),
+            file: file.to_string(),
+            source: text.to_string(),
+            deployed_at: self.now(),
+        };
+        self.inner.store.commit(Batch { definitions: vec![record], ..Batch::default() })?;
+        tracing::info!(process = %process.id, version = process.version, "deployed");
+        let out = Deployed { id: process.id.clone(), version: process.version, created: true, warnings };
+        self.inner.processes.write().expect("processes lock").entry(process.id.clone()).or_default().push(Arc::new(process));
+        Ok(out)
+    }
+
+    pub fn latest(&self, id: &str) -> Option<Arc<Process>> {
+        self.inner.processes.read().expect("processes lock").get(id).and_then(|v| v.last().cloned())
+    }
+
+    pub fn process(&self, id: &str, version: u32) -> Option<Arc<Process>> {
+        let map = self.inner.processes.read().expect("processes lock");
+        map.get(id)?.iter().find(|p| p.version == version).cloned()
+    }
+
+    /// Every deployed process, each with all its versions (oldest first).
+    pub fn processes(&self) -> Vec<Vec<Arc<Process>>> {
+        let map = self.inner.processes.read().expect("processes lock");
+        let mut v: Vec<_> = map.values().cloned().collect();
+        v.sort_by(|a, b| a[0].id.cmp(&b[0].id));
+        v
+    }
+
+    /// Start an instance of the latest version of `process`.
+    pub fn start(&self, process: &str, vars: Vars, opts: StartOptions) -> Result<Instance, EngineError> {
+        let p = self.latest(process).ok_or_else(|| EngineError::UnknownProcess(process.to_string()))?;
+        let _guard = opts
+            .business_key
+            .as_ref()
+            .map(|k| self.inner.locks[lock_index(("key", process, k))].lock().expect("lock"));
+        if let Some(key) = &opts.business_key {
+            if let Some(id) = self.inner.store.instance_by_key(process, key)? {
+                return self.instance(id);
+            }
+        }
+        let id = self.inner.store.next_instance_id()?;
+        let now = self.now();
+        let (inst, tr) = runtime::start(&p, id, vars, opts.by, opts.business_key, now).map_err(EngineError::from_rejection)?;
+        let _ilock = self.inner.locks[lock_index(id)].lock().expect("lock");
+        self.commit(&inst, tr, None)?;
+        tracing::debug!(instance = id, process = %p.id, version = p.version, status = inst.status.as_str(), "started");
+        Ok(inst)
+    }
+
+    /// Apply `event` to instance `id`, commit, and return the new state.
+    pub fn handle(&self, id: InstanceId, event: Event) -> Result<Instance, EngineError> {
+        let _guard = self.inner.locks[lock_index(id)].lock().expect("lock");
+        let mut inst = self.inner.store.instance(id)?.ok_or(EngineError::UnknownInstance(id))?;
+        let p = self
+            .process(&inst.process, inst.version)
+            .ok_or_else(|| EngineError::UnknownProcess(format!("{} version {}", inst.process, inst.version)))?;
+        let consumed_job = match &event {
+            Event::JobDone { job, .. } | Event::JobFailed { job, .. } => Some(job.clone()),
+            _ => None,
+        };
+        let tr = runtime::step(&p, &mut inst, event, self.now()).map_err(EngineError::from_rejection)?;
+        self.commit(&inst, tr, consumed_job)?;
+        Ok(inst)
+    }
+
+    fn commit(&self, inst: &Instance, tr: Transition, consumed_job: Option<String>) -> Result<(), EngineError> {
+        let store = &self.inner.store;
+        let now = self.now();
+        let mut batch = Batch { instances: vec![inst.clone()], ..Batch::default() };
+        batch.history = tr.history.into_iter().map(|h| (inst.id, h)).collect();
+        let mut retried = HashSet::new();
+        let mut enqueue = Vec::new();
+        let mut dequeue = Vec::new();
+        let mut task_cache: HashMap<String, Task> = HashMap::new();
+        let mut load_task = |id: &str, batch: &Batch| -> Result<Option<Task>, StoreError> {
+            if let Some(t) = batch.tasks.iter().rev().find(|(_, t)| t.id == id) {
+                return Ok(Some(t.1.clone()));
+            }
+            if let Some(t) = task_cache.get(id) {
+                return Ok(Some(t.clone()));
+            }
+            let t = store.task(id)?;
+            if let Some(t) = &t {
+                task_cache.insert(id.to_string(), t.clone());
+            }
+            Ok(t)
+        };
+        for c in tr.commands {
+            match c {
+                Command::OpenTask(t) => batch.tasks.push((None, t)),
+                Command::AssignTask { task, assignee } => {
+                    if let Some(old) = load_task(&task, &batch)? {
+                        let new = Task { assignee, ..old.clone() };
+                        batch.tasks.push((Some(old), new));
+                    }
+                }
+                Command::CloseTask { task, status, by, outcome } => {
+                    if let Some(old) = load_task(&task, &batch)? {
+                        let new = Task { status, completed_by: by, completed_at: Some(now), outcome, ..old.clone() };
+                        batch.tasks.push((Some(old), new));
+                    }
+                }
+                Command::ScheduleJob(j) => {
+                    enqueue.push((j.due, j.id.clone()));
+                    batch.jobs_put.push((None, j));
+                }
+                Command::RetryJob { job, due, attempt } => {
+                    if let Some(old) = store.job(&job)? {
+                        retried.insert(job.clone());
+                        dequeue.push((old.due, old.id.clone()));
+                        enqueue.push((due, job.clone()));
+                        let new = Job { due, attempt, ..old.clone() };
+                        batch.jobs_put.push((Some(old), new));
+                    }
+                }
+                Command::CancelJob { job } => {
+                    if let Some(old) = store.job(&job)? {
+                        dequeue.push((old.due, old.id.clone()));
+                        batch.jobs_delete.push(old);
+                    }
+                }
+            }
+        }
+        if let Some(job) = consumed_job.filter(|j| !retried.contains(j)) {
+            if let Some(old) = store.job(&job)? {
+                dequeue.push((old.due, old.id.clone()));
+                batch.jobs_delete.push(old);
+            }
+        }
+        store.commit(batch)?;
+        if !enqueue.is_empty() || !dequeue.is_empty() {
+            let mut q = self.inner.queue.lock().expect("queue lock");
+            for d in dequeue {
+                q.remove(&d);
+            }
+            q.extend(enqueue);
+            drop(q);
+            self.inner.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    fn task_event(&self, task: &str, event: Event) -> Result<Instance, EngineError> {
+        let t = self.inner.store.task(task)?.ok_or_else(|| EngineError::UnknownTask(task.to_string()))?;
+        self.handle(t.instance, event)
+    }
+
+    pub fn claim(&self, task: &str, user: &str) -> Result<Instance, EngineError> {
+        self.task_event(task, Event::Claim { task: task.into(), user: user.into() })
+    }
+
+    pub fn unclaim(&self, task: &str, user: &str, force: bool) -> Result<Instance, EngineError> {
+        self.task_event(task, Event::Unclaim { task: task.into(), user: user.into(), force })
+    }
+
+    pub fn complete(&self, task: &str, user: &str, data: Vars, outcome: Outcome) -> Result<Instance, EngineError> {
+        self.task_event(task, Event::Complete { task: task.into(), user: user.into(), data, outcome })
+    }
+
+    pub fn cancel(&self, id: InstanceId, by: &str, reason: &str) -> Result<Instance, EngineError> {
+        self.handle(id, Event::Cancel { by: by.into(), reason: reason.into() })
+    }
+
+    pub fn retry_incident(&self, id: InstanceId, incident: u32, vars: Vars, by: &str) -> Result<Instance, EngineError> {
+        self.handle(id, Event::RetryIncident { incident, vars, by: by.into() })
+    }
+
+    /// Report a job's result. A result for an attempt that is no longer awaited
+    /// (already reported, cancelled, retried since) is refused as a conflict.
+    pub fn finish_job(&self, job: &Job, result: Result<Value, Failure>) -> Result<Instance, EngineError> {
+        let current = self.inner.store.job(&job.id)?;
+        if current.as_ref().is_none_or(|c| c.attempt != job.attempt) {
+            return Err(EngineError::Conflict(Rejection::StaleJob(job.id.clone())));
+        }
+        let event = match result {
+            Ok(output) => Event::JobDone { job: job.id.clone(), output },
+            Err(failure) => Event::JobFailed { job: job.id.clone(), failure },
+        };
+        self.handle(job.instance, event)
+    }
+
+    pub fn instance(&self, id: InstanceId) -> Result<Instance, EngineError> {
+        self.inner.store.instance(id)?.ok_or(EngineError::UnknownInstance(id))
+    }
+
+    pub fn instances(&self, filter: &InstanceFilter) -> Result<Vec<Instance>, EngineError> {
+        Ok(self.inner.store.instances(filter)?)
+    }
+
+    pub fn history(&self, id: InstanceId) -> Result<Vec<runtime::HistoryEntry>, EngineError> {
+        Ok(self.inner.store.history(id)?)
+    }
+
+    pub fn task(&self, id: &str) -> Result<Task, EngineError> {
+        self.inner.store.task(id)?.ok_or_else(|| EngineError::UnknownTask(id.to_string()))
+    }
+
+    pub fn tasks(&self, q: &TaskQuery) -> Result<Vec<Task>, EngineError> {
+        Ok(self.inner.store.open_tasks(q)?)
+    }
+
+    /// Jobs due at `now` or earlier, taken off the queue (the caller runs them).
+    pub(crate) fn take_due(&self, now: DateTime<Utc>, max: usize) -> Vec<String> {
+        let mut q = self.inner.queue.lock().expect("queue lock");
+        let mut out = Vec::new();
+        while out.len() < max {
+            match q.first() {
+                Some((due, _)) if *due <= now => out.push(q.pop_first().expect("non-empty").1),
+                _ => break,
+            }
+        }
+        out
+    }
+
+    /// Put a job back on the queue (after a run that could not report).
+    pub(crate) fn requeue(&self, due: DateTime<Utc>, id: String) {
+        self.inner.queue.lock().expect("queue lock").insert((due, id));
+        self.inner.wake.notify_one();
+    }
+
+    pub(crate) fn next_due(&self) -> Option<DateTime<Utc>> {
+        self.inner.queue.lock().expect("queue lock").first().map(|(d, _)| *d)
+    }
+
+    pub(crate) fn queued(&self) -> usize {
+        self.inner.queue.lock().expect("queue lock").len()
+    }
+
+    pub(crate) async fn woken(&self) {
+        self.inner.wake.notified().await
+    }
+
+    /// Whether task `id` exists but is no longer open (for 409 versus 404).
+    pub fn task_is_closed(&self, id: &str) -> bool {
+        matches!(self.inner.store.task(id), Ok(Some(t)) if t.status != TaskStatus::Open)
+    }
+
+    /// The instance id encoded in a task or job id.
+    pub fn owner_of(id: &str) -> Option<InstanceId> {
+        owner(id)
+    }
+}

@@ -1,0 +1,156 @@
+//! The job executor: runs connector calls when they are due and reports results.
+//!
+//! Jobs are committed before they run and removed in the commit that records their
+//! result, so a crash in between runs the call again on restart with the same
+//! idempotency key (at-least-once; services that honour the key make it
+//! exactly-once). A result that cannot be stored (disk full) puts the job back on
+//! the queue instead of losing it.
+
+use crate::connector::{Call, ConnectorError};
+use crate::engine::{Engine, EngineError};
+use crate::runtime::{Failure, Job, JobKind};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+/// How long to wait before trying a job again whose result could not be stored.
+const STORE_RETRY: Duration = Duration::from_secs(5);
+/// Longest the idle loop sleeps before looking at the clock again.
+const MAX_IDLE: Duration = Duration::from_millis(500);
+
+pub struct Executor {
+    engine: Engine,
+    concurrency: usize,
+}
+
+/// What became of one job run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobOutcome {
+    Reported,
+    /// Cancelled or already reported by someone else.
+    Stale,
+    /// The result could not be stored; the job is queued again.
+    Requeued,
+}
+
+impl Executor {
+    pub fn new(engine: Engine) -> Self {
+        Executor { engine, concurrency: 64 }
+    }
+
+    /// Most connector calls in flight at once.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// Run jobs as they come due until `shutdown` completes; then let the calls in
+    /// flight finish and report before returning.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut running: JoinSet<()> = JoinSet::new();
+        loop {
+            let free = self.concurrency.saturating_sub(running.len());
+            for id in self.engine.take_due(self.engine.now(), free) {
+                let this = self.engine.clone();
+                running.spawn(async move {
+                    let _ = run_job(&this, &id).await;
+                });
+            }
+            let sleep = match self.engine.next_due() {
+                Some(due) => (due - self.engine.now()).to_std().unwrap_or(Duration::ZERO).min(MAX_IDLE),
+                None => MAX_IDLE,
+            };
+            let sleep = if running.len() >= self.concurrency { MAX_IDLE } else { sleep };
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = self.engine.woken() => {}
+                Some(_) = running.join_next() => {}
+                _ = tokio::time::sleep(sleep) => {}
+            }
+        }
+        tracing::info!(in_flight = running.len(), "executor stopping; waiting for calls in flight");
+        while running.join_next().await.is_some() {}
+    }
+
+    /// Run every job due now, and those they lead to, until none is due.
+    /// Returns how many jobs ran. For the CLI, tests and simulations.
+    pub async fn run_until_idle(&self) -> usize {
+        let mut count = 0;
+        loop {
+            let due = self.engine.take_due(self.engine.now(), self.concurrency);
+            if due.is_empty() {
+                return count;
+            }
+            let mut set = JoinSet::new();
+            for id in due {
+                let engine = self.engine.clone();
+                set.spawn(async move { run_job(&engine, &id).await });
+            }
+            while let Some(r) = set.join_next().await {
+                if let Ok(Ok(JobOutcome::Requeued)) = r {
+                    // The store refused; stop instead of spinning on it.
+                    return count;
+                }
+                count += 1;
+            }
+        }
+    }
+
+    /// Jobs waiting in the queue (due or not).
+    pub fn queued(&self) -> usize {
+        self.engine.queued()
+    }
+}
+
+/// Run one job by id: call its connector, then report the result.
+pub async fn run_job(engine: &Engine, id: &str) -> Result<JobOutcome, EngineError> {
+    let Some(job) = engine.store().job(id)? else {
+        return Ok(JobOutcome::Stale);
+    };
+    let result = call(engine, &job).await;
+    let e2 = engine.clone();
+    let job2 = job.clone();
+    let reported = tokio::task::spawn_blocking(move || e2.finish_job(&job2, result))
+        .await
+        .unwrap_or_else(|join| Err(EngineError::Store(crate::store::StoreError::Io(join.to_string()))));
+    match reported {
+        Ok(_) => Ok(JobOutcome::Reported),
+        Err(EngineError::Conflict(_)) | Err(EngineError::UnknownInstance(_)) => Ok(JobOutcome::Stale),
+        Err(e) => {
+            tracing::error!(job = %job.id, instance = job.instance, error = %e, "could not store a job result; will run it again");
+            engine.requeue(engine.now() + chrono::Duration::from_std(STORE_RETRY).unwrap_or_default(), job.id.clone());
+            Ok(JobOutcome::Requeued)
+        }
+    }
+}
+
+async fn call(engine: &Engine, job: &Job) -> Result<serde_json::Value, Failure> {
+    let JobKind::Connector { connector, input, idempotency_key, timeout_ms } = &job.kind;
+    let Some(c) = engine.connectors().get(connector) else {
+        return Err(Failure::Fatal {
+            message: format!("no connector `{connector}` is registered in this engine"),
+        });
+    };
+    let call = Arc::new(Call {
+        connector: connector.clone(),
+        input: input.clone(),
+        idempotency_key: idempotency_key.clone(),
+        instance: job.instance,
+        node: job.node.clone(),
+        attempt: job.attempt,
+    });
+    let span = tracing::info_span!("job", job = %job.id, instance = job.instance, node = %job.node, connector = %connector, attempt = job.attempt);
+    let timeout = Duration::from_millis(*timeout_ms);
+    let out = tokio::time::timeout(timeout, c.call(&call)).instrument(span).await;
+    match out {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "connector call failed");
+            Err(e.into())
+        }
+        Err(_) => Err(ConnectorError::Retryable(format!("no answer within {}", humantime::format_duration(timeout))).into()),
+    }
+}
