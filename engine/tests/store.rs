@@ -1,0 +1,154 @@
+//! Store behaviour through the engine: durability across reopen, versioned
+//! deploys, business keys, group commit under concurrency, format version.
+
+use nagare_engine::runtime::{Outcome, Status, Wait};
+use nagare_engine::store::{Durability, Kv, KvStore, MemKv, SledKv, StoreError};
+use nagare_engine::{Engine, StartOptions, Vars};
+use serde_json::json;
+
+const V1: &str = r#"
+id: approve
+lanes: { boss: { groups: [bosses] } }
+variables:
+  ok: { type: bool }
+  note: { type: string }
+start: { next: decide }
+nodes:
+  decide:
+    user_task: Decide
+    lane: boss
+    form: { ok: required }
+    next: done
+  done: { end: }
+"#;
+
+fn open_task(engine: &Engine, id: u64) -> String {
+    engine
+        .instance(id)
+        .unwrap()
+        .tokens
+        .iter()
+        .find_map(|t| match &t.wait {
+            Wait::Task { task, .. } => Some(task.clone()),
+            _ => None,
+        })
+        .expect("an open task")
+}
+
+#[test]
+fn state_survives_reopen_and_versions_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = {
+        let engine = Engine::open(dir.path()).unwrap();
+        assert!(engine.deploy("approve.yaml", V1).unwrap().created);
+        // Same text again: no new version.
+        let again = engine.deploy("approve.yaml", V1).unwrap();
+        assert!(!again.created);
+        assert_eq!(again.version, 1);
+        engine.start("approve", Vars::new(), StartOptions::default()).unwrap().id
+    };
+    let engine = Engine::open(dir.path()).unwrap();
+    // A changed file is version 2; the running instance stays on version 1.
+    let v2 = V1.replace("Decide", "Decide (v2)");
+    assert_eq!(engine.deploy("approve.yaml", &v2).unwrap().version, 2);
+    let inst = engine.instance(id).unwrap();
+    assert_eq!(inst.version, 1);
+    let task = open_task(&engine, id);
+    assert_eq!(engine.task(&task).unwrap().title, "Decide");
+    let done = engine.complete(&task, "boss1", [("ok".to_string(), json!(true))].into(), Outcome::Next).unwrap();
+    assert_eq!(done.status, Status::Completed);
+    let newer = engine.start("approve", Vars::new(), StartOptions::default()).unwrap();
+    assert_eq!(newer.version, 2);
+    assert!(newer.id > id, "instance ids keep growing across restarts");
+}
+
+#[test]
+fn business_key_starts_once() {
+    let engine = Engine::in_memory();
+    engine.deploy("approve.yaml", V1).unwrap();
+    let opts = StartOptions { business_key: Some("record-42".into()), ..Default::default() };
+    let a = engine.start("approve", Vars::new(), opts.clone()).unwrap();
+    let b = engine.start("approve", Vars::new(), opts).unwrap();
+    assert_eq!(a.id, b.id);
+    assert_eq!(engine.instances(&Default::default()).unwrap().len(), 1);
+}
+
+#[test]
+fn concurrent_commits_are_all_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = Engine::builder().data_dir_with(dir.path(), Durability::Flush).unwrap().build().unwrap();
+        engine.deploy("approve.yaml", V1).unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                let engine = engine.clone();
+                s.spawn(move || {
+                    for _ in 0..25 {
+                        let i = engine.start("approve", Vars::new(), StartOptions::default()).unwrap();
+                        let t = open_task(&engine, i.id);
+                        engine.complete(&t, "boss", [("ok".to_string(), json!(false))].into(), Outcome::Next).unwrap();
+                    }
+                });
+            }
+        });
+    }
+    let engine = Engine::open(dir.path()).unwrap();
+    let all = engine.instances(&Default::default()).unwrap();
+    assert_eq!(all.len(), 200);
+    assert!(all.iter().all(|i| i.status == Status::Completed));
+}
+
+#[test]
+fn two_completes_of_one_task_one_wins() {
+    let engine = Engine::in_memory();
+    engine.deploy("approve.yaml", V1).unwrap();
+    let i = engine.start("approve", Vars::new(), StartOptions::default()).unwrap();
+    let t = open_task(&engine, i.id);
+    let results: Vec<_> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..16)
+            .map(|n| {
+                let (engine, t) = (engine.clone(), t.clone());
+                s.spawn(move || engine.complete(&t, &format!("u{n}"), [("ok".to_string(), json!(true))].into(), Outcome::Next))
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    assert!(results.iter().filter_map(|r| r.as_ref().err()).all(|e| matches!(e, nagare_engine::EngineError::Conflict(_))));
+    let completions = engine.history(i.id).unwrap().iter().filter(|h| h.event.name() == "task_completed").count();
+    assert_eq!(completions, 1);
+}
+
+#[test]
+fn unknown_store_format_is_refused() {
+    let kv = MemKv::default();
+    kv.apply(vec![(b"m/format".to_vec(), Some(b"99".to_vec()))]).unwrap();
+    let err = KvStore::new(kv).err().expect("must refuse");
+    assert!(matches!(err, StoreError::UnknownFormat { .. }));
+    assert!(err.to_string().contains("format version 99"), "{err}");
+}
+
+#[test]
+fn second_process_on_same_dir_gets_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = SledKv::open(dir.path(), Durability::Flush).unwrap();
+    let second = SledKv::open(dir.path(), Durability::Flush);
+    // sled locks the directory per process; within one process it may share. Either
+    // way, opening must not corrupt or panic.
+    if let Err(e) = second {
+        assert!(e.to_string().contains(&dir.path().display().to_string()), "{e}");
+    }
+}
+
+#[test]
+fn undeclared_and_mistyped_start_variables_are_refused() {
+    let engine = Engine::in_memory();
+    engine.deploy("approve.yaml", V1).unwrap();
+    let vars: Vars = [("ok".to_string(), json!("yes")), ("nope".to_string(), json!(1))].into();
+    let err = engine.start("approve", vars, StartOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("ok: expected true or false"), "{err}");
+    assert!(err.contains("nope: not a declared variable"), "{err}");
+    let long: Vars = [("note".to_string(), json!("x".repeat(5000)))].into();
+    let err = engine.start("approve", long, StartOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("too long"), "{err}");
+}
