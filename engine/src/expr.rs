@@ -136,9 +136,9 @@ impl Env<'_> {
     }
 }
 
-fn run_error(e: Box<rhai::EvalAltResult>) -> ExprError {
+fn run_error(e: rhai::EvalAltResult) -> ExprError {
     let pos = e.position();
-    let message = match *e {
+    let message = match e {
         rhai::EvalAltResult::ErrorTooManyOperations(_) => format!(
             "expression ran for more than {MAX_OPERATIONS} operations and was stopped (an endless loop?)"
         ),
@@ -151,14 +151,14 @@ impl Expr {
     /// Evaluate to a JSON value.
     pub fn eval(&self, env: &Env<'_>) -> Result<Value, ExprError> {
         let mut scope = env.scope();
-        let out = engine().eval_ast_with_scope::<Dynamic>(&mut scope, &self.ast).map_err(run_error)?;
+        let out = engine().eval_ast_with_scope::<Dynamic>(&mut scope, &self.ast).map_err(|e| run_error(*e))?;
         from_dynamic(&out).map_err(|message| ExprError { message, line: 1, col: 1 })
     }
 
     /// Evaluate a condition; anything but `true` or `false` is an error.
     pub fn eval_bool(&self, env: &Env<'_>) -> Result<bool, ExprError> {
         let mut scope = env.scope();
-        let out = engine().eval_ast_with_scope::<Dynamic>(&mut scope, &self.ast).map_err(run_error)?;
+        let out = engine().eval_ast_with_scope::<Dynamic>(&mut scope, &self.ast).map_err(|e| run_error(*e))?;
         out.as_bool().map_err(|ty| ExprError {
             message: format!("a condition must give true or false, this one gave a {ty}"),
             line: 1,
@@ -169,7 +169,7 @@ impl Expr {
     /// Run a script and return the declared variables whose values it changed.
     pub fn run_script(&self, env: &Env<'_>) -> Result<Vec<(String, Value)>, ExprError> {
         let mut scope = env.scope();
-        engine().run_ast_with_scope(&mut scope, &self.ast).map_err(run_error)?;
+        engine().run_ast_with_scope(&mut scope, &self.ast).map_err(|e| run_error(*e))?;
         let mut changed = Vec::new();
         for name in env.declared {
             let Some(d) = scope.get(name) else { continue };

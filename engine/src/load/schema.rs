@@ -45,7 +45,7 @@ fn check_keys(node: &YNode, allowed: &[&str], what: &str, diags: &mut Diagnostic
     }
 }
 
-fn each_entry<'a>(node: Option<&'a YNode>) -> impl Iterator<Item = &'a YNode> {
+fn each_entry(node: Option<&YNode>) -> impl Iterator<Item = &YNode> {
     node.and_then(YNode::as_map).into_iter().flatten().map(|(_, v)| v)
 }
 
