@@ -39,6 +39,7 @@ pub fn history_prefix(id: InstanceId) -> Vec<u8> {
     cat(&[HISTORY, &id.to_be_bytes()])
 }
 
+/// History lines of one commit, keyed by the sequence number of the first.
 pub fn history(id: InstanceId, seq: u32) -> Vec<u8> {
     cat(&[HISTORY, &id.to_be_bytes(), &seq.to_be_bytes()])
 }

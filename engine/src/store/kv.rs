@@ -96,8 +96,14 @@ impl<K: Kv> Store for KvStore<K> {
                 ops.push((keys::business_key(&i.process, k), Some(i.id.to_be_bytes().to_vec())));
             }
         }
-        for (id, h) in &b.history {
-            ops.push((keys::history(*id, h.seq), Some(enc(h))));
+        // One key per commit and instance: the lines one event appended, in order.
+        let mut i = 0;
+        while i < b.history.len() {
+            let id = b.history[i].0;
+            let run = b.history[i..].iter().take_while(|(x, _)| *x == id).count();
+            let lines: Vec<&HistoryEntry> = b.history[i..i + run].iter().map(|(_, h)| h).collect();
+            ops.push((keys::history(id, lines[0].seq), Some(enc(&lines))));
+            i += run;
         }
         for (old, new) in &b.tasks {
             let new_keys = Self::task_index_keys(new);
@@ -216,6 +222,7 @@ impl<K: Kv> Store for KvStore<K> {
     }
 
     fn history(&self, id: InstanceId) -> Result<Vec<HistoryEntry>, StoreError> {
-        self.scan(&keys::history_prefix(id), usize::MAX)
+        let chunks: Vec<Vec<HistoryEntry>> = self.scan(&keys::history_prefix(id), usize::MAX)?;
+        Ok(chunks.into_iter().flatten().collect())
     }
 }
