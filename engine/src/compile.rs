@@ -44,9 +44,11 @@ impl Cx<'_> {
     fn expr_loc(&self, path: &[&str], e: &ExprError) -> Loc {
         let Some(node) = self.map.node(path) else { return self.loc(path) };
         match &node.kind {
-            YKind::Scalar(_, Style::Block) => {
-                let indent = self.key_loc(path).col + 2;
-                Loc::new(node.loc.line + e.line, indent + e.col - 1)
+            // The parser places a block scalar at its first non-blank content line,
+            // already past the indentation that the scalar's text does not contain.
+            YKind::Scalar(text, Style::Block) => {
+                let blank = text.chars().take_while(|&c| c == '\n').count();
+                Loc::new(node.loc.line + e.line.saturating_sub(1 + blank), node.loc.col + e.col - 1)
             }
             YKind::Scalar(_, style) if e.line <= 1 => {
                 let quote = usize::from(*style == Style::Quoted);
@@ -77,10 +79,29 @@ impl Cx<'_> {
                 } else {
                     ("expression-syntax", "expressions are rhai: e.g. `amount > 10000 && kind == \"出張\"`".to_string())
                 };
-                self.err(code, loc, format!("in expression `{}`: {}", source.trim(), e.message), hint);
+                self.err(code, loc, format!("in expression `{}`: {}", excerpt(source, e.line), e.message), hint);
                 None
             }
         }
+    }
+}
+
+/// The expression as a one-line quote: the whole of it, or the line with the error.
+fn excerpt(source: &str, line: usize) -> &str {
+    let source = source.trim();
+    if source.contains('\n') {
+        source.lines().nth(line.saturating_sub(1)).unwrap_or(source).trim()
+    } else {
+        source
+    }
+}
+
+/// "did you mean `x`?", or the list of declared variables, for a name not declared.
+fn undeclared_hint(var: &str, names: &[&str]) -> String {
+    match suggest(var, names.iter().copied()) {
+        Some(s) => format!("did you mean `{s}`? otherwise declare `{var}` under `variables:`"),
+        None if names.is_empty() => format!("declare `{var}` under `variables:`"),
+        None => format!("declare `{var}` under `variables:` (declared: {})", names.join(", ")),
     }
 }
 
@@ -321,7 +342,7 @@ fn compile_node(
                 if vars.contains_key(var) {
                     form.push(FormField { var: var.clone(), mode: *mode });
                 } else {
-                    cx.err("undeclared-variable", cx.key_loc(&["nodes", id, "form", var]), format!("form field `{var}` is not a declared variable"), format!("declare it under `variables:`, or {}", hint_for(var, names.iter().copied())));
+                    cx.err("undeclared-variable", cx.key_loc(&["nodes", id, "form", var]), format!("form field `{var}` is not a declared variable"), undeclared_hint(var, names));
                     ok = false;
                 }
             }
@@ -368,7 +389,7 @@ fn compile_node(
             let mut set = Vec::new();
             for (var, src) in n.set.iter().flatten() {
                 if !vars.contains_key(var) {
-                    cx.err("undeclared-variable", cx.key_loc(&["nodes", id, "set", var]), format!("`set` writes `{var}`, which is not a declared variable"), format!("declare it under `variables:`, or {}", hint_for(var, names.iter().copied())));
+                    cx.err("undeclared-variable", cx.key_loc(&["nodes", id, "set", var]), format!("`set` writes `{var}`, which is not a declared variable"), undeclared_hint(var, names));
                     ok = false;
                 } else if let Some(e) = cx.compile_expr(&["nodes", id, "set", var], src, names_with_result) {
                     set.push((var.clone(), e));

@@ -260,7 +260,10 @@ pub fn parse(text: &str) -> Result<SourceMap, Diagnostics> {
             }
             Event::Alias(id) => {
                 let Some(target) = anchors.get(&id) else {
-                    diags.push(Diagnostic::error("yaml-syntax", loc, "alias refers to an unknown anchor"));
+                    diags.push(
+                        Diagnostic::error("yaml-syntax", loc, "alias refers to an unknown anchor")
+                            .with_hint("define the anchor (`&name`) before the alias (`*name`) that uses it"),
+                    );
                     return Err(diags);
                 };
                 expanded = expanded.saturating_add(target.size_hint());
@@ -285,7 +288,8 @@ pub fn parse(text: &str) -> Result<SourceMap, Diagnostics> {
                 "too-many-nodes",
                 loc,
                 format!("file has more than {MAX_NODES} YAML nodes"),
-            ));
+            )
+            .with_hint("split the process into smaller processes, or move data out of the definition"));
             return Err(diags);
         }
         match stack.last_mut() {
