@@ -83,10 +83,11 @@ impl RetryPolicy {
         let exp = base.saturating_mul(1u64 << attempt.saturating_sub(1).min(30));
         let cap = (self.max_backoff.as_millis() as u64).max(base);
         let d = exp.min(cap);
-        // +-20% jitter
+        // +-20% jitter, kept inside the bounds the designer wrote (`2s..5m` never
+        // waits less than 2s or more than 5m).
         let spread = d / 5;
         let jitter = if spread == 0 { 0 } else { splitmix(salt) % (2 * spread + 1) };
-        Duration::from_millis(d - spread + jitter)
+        Duration::from_millis((d - spread + jitter).clamp(base, cap))
     }
 }
 
