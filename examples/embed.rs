@@ -50,10 +50,8 @@ fn credit_check(call: &Call) -> Result<serde_json::Value, ConnectorError> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
-    let engine = Engine::builder()
-        .data_dir(dir.path())?
-        .connector("myapp.credit_check", FnConnector(credit_check))
-        .build()?;
+    let engine =
+        Engine::builder().data_dir(dir.path())?.connector("myapp.credit_check", FnConnector(credit_check)).build()?;
 
     let deployed = engine.deploy("見積承認.yaml", PROCESS)?;
     println!("deployed {} v{}", deployed.id, deployed.version);

@@ -29,9 +29,7 @@ struct Expect {
 }
 
 fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("invalid")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("invalid")
 }
 
 fn parse_expectations(name: &str, text: &str) -> Vec<Expect> {
@@ -40,32 +38,19 @@ fn parse_expectations(name: &str, text: &str) -> Vec<Expect> {
         if let Some(rest) = line.strip_prefix("# expect: ") {
             let mut parts = rest.splitn(3, ' ');
             let code = parts.next().unwrap_or_default().to_string();
-            let pos = parts
-                .next()
-                .unwrap_or_else(|| panic!("{name}: `# expect:` needs a line:col"));
-            let (l, c) = pos
-                .split_once(':')
-                .unwrap_or_else(|| panic!("{name}: bad position `{pos}`"));
+            let pos = parts.next().unwrap_or_else(|| panic!("{name}: `# expect:` needs a line:col"));
+            let (l, c) = pos.split_once(':').unwrap_or_else(|| panic!("{name}: bad position `{pos}`"));
             let message = parts.next().unwrap_or_default().trim().to_string();
-            assert!(
-                !message.is_empty(),
-                "{name}: `# expect:` needs a message substring"
-            );
+            assert!(!message.is_empty(), "{name}: `# expect:` needs a message substring");
             out.push(Expect {
                 code,
-                line: l
-                    .parse()
-                    .unwrap_or_else(|_| panic!("{name}: bad line in `{pos}`")),
-                col: c
-                    .parse()
-                    .unwrap_or_else(|_| panic!("{name}: bad column in `{pos}`")),
+                line: l.parse().unwrap_or_else(|_| panic!("{name}: bad line in `{pos}`")),
+                col: c.parse().unwrap_or_else(|_| panic!("{name}: bad column in `{pos}`")),
                 message,
                 hint: None,
             });
         } else if let Some(rest) = line.strip_prefix("# hint: ") {
-            let last = out
-                .last_mut()
-                .unwrap_or_else(|| panic!("{name}: `# hint:` before any `# expect:`"));
+            let last = out.last_mut().unwrap_or_else(|| panic!("{name}: `# hint:` before any `# expect:`"));
             last.hint = Some(rest.trim().to_string());
         }
     }
@@ -77,9 +62,7 @@ fn matches(d: &Diagnostic, e: &Expect) -> bool {
         && d.line == e.line
         && d.col == e.col
         && d.message.contains(&e.message)
-        && e.hint
-            .as_ref()
-            .is_none_or(|h| d.hint.as_deref().is_some_and(|dh| dh.contains(h.as_str())))
+        && e.hint.as_ref().is_none_or(|h| d.hint.as_deref().is_some_and(|dh| dh.contains(h.as_str())))
 }
 
 /// Check one file; returns a description of every mismatch.
@@ -127,14 +110,9 @@ fn check_file(name: &str, text: &str) -> Vec<String> {
         let display = d.to_string();
         let head = format!("{file}:{}:{}: ", d.line, d.col);
         if !display.starts_with(&head) || !display.contains("\n  hint: ") {
-            problems.push(format!(
-                "{name}: Display is not `file:line:col: ... hint:`\n{display}"
-            ));
+            problems.push(format!("{name}: Display is not `file:line:col: ... hint:`\n{display}"));
         }
-        assert!(
-            d.line >= 1 && d.col >= 1,
-            "{name}: positions are 1-based: {d}"
-        );
+        assert!(d.line >= 1 && d.col >= 1, "{name}: positions are 1-based: {d}");
     }
     problems
 }
@@ -143,38 +121,24 @@ fn check_file(name: &str, text: &str) -> Vec<String> {
 fn every_broken_file_fails_with_the_announced_diagnostics() {
     let mut names: Vec<String> = std::fs::read_dir(corpus_dir())
         .expect("tests/invalid exists")
-        .map(|e| {
-            e.expect("readable entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
+        .map(|e| e.expect("readable entry").file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".yaml"))
         .collect();
     names.sort();
-    assert!(
-        names.len() >= 25,
-        "the corpus shrank to {} files",
-        names.len()
-    );
+    assert!(names.len() >= 25, "the corpus shrank to {} files", names.len());
     let mut problems = Vec::new();
     for name in &names {
         let text = std::fs::read_to_string(corpus_dir().join(name)).expect("readable file");
         problems.extend(check_file(name, &text));
     }
-    assert!(
-        problems.is_empty(),
-        "{} problem(s):\n\n{}",
-        problems.len(),
-        problems.join("\n\n")
-    );
+    assert!(problems.is_empty(), "{} problem(s):\n\n{}", problems.len(), problems.join("\n\n"));
 }
 
 #[test]
 fn warning_files_still_load() {
     let text = std::fs::read_to_string(corpus_dir().join("warn-no-default.yaml")).unwrap();
-    let loaded = load_str("warn-no-default.yaml", &text, &CompileOptions::default())
-        .expect("warnings do not stop a load");
+    let loaded =
+        load_str("warn-no-default.yaml", &text, &CompileOptions::default()).expect("warnings do not stop a load");
     let w: Vec<&Diagnostic> = loaded.warnings.warnings().collect();
     assert_eq!(w.len(), 1, "{}", loaded.warnings);
     assert_eq!(w[0].code, "no-default");
@@ -194,16 +158,10 @@ fn a_file_over_one_mebibyte_is_refused_before_parsing() {
 #[test]
 fn unknown_connector_is_reported_when_the_connectors_are_known() {
     let text = "id: p\nstart: { next: call }\nnodes:\n  call:\n    service: ecko\n    next: done\n  done: { end: }\n";
-    let opts = CompileOptions {
-        connectors: Some(vec!["echo".into(), "http".into()]),
-    };
+    let opts = CompileOptions { connectors: Some(vec!["echo".into(), "http".into()]) };
     let err = load_str("c.yaml", text, &opts).unwrap_err();
     let d = &err.0[0];
-    assert_eq!(
-        (d.code, d.line, d.col),
-        ("unknown-connector", 5, 14),
-        "{err}"
-    );
+    assert_eq!((d.code, d.line, d.col), ("unknown-connector", 5, 14), "{err}");
     assert!(d.message.contains("unknown connector `ecko`"), "{err}");
     assert_eq!(d.hint.as_deref(), Some("did you mean `echo`?"));
     assert!(

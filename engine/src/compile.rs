@@ -63,7 +63,9 @@ impl Cx<'_> {
             Ok(e) => Some(e),
             Err(e) => {
                 let loc = self.expr_loc(path, &e);
-                let (code, hint) = if e.message.contains("Undefined variable") || e.message.contains("Variable not found") {
+                let (code, hint) = if e.message.contains("Undefined variable")
+                    || e.message.contains("Variable not found")
+                {
                     let name = e.message.rsplit(':').next().map(str::trim).unwrap_or("").to_string();
                     let candidates: Vec<&str> =
                         names.iter().copied().chain(expr::BUILTIN_NAMES.iter().copied()).collect();
@@ -110,15 +112,25 @@ fn valid_id(s: &str) -> bool {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. `30s`, `5m`, `2h`"))
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. `30s`, `5m`, `2h`"))
 }
 
 /// Compile a definition. On success the process may still carry warnings.
-pub fn compile(def: &ProcessDef, map: &SourceMap, opts: &CompileOptions) -> Result<(Process, Diagnostics), Diagnostics> {
+pub fn compile(
+    def: &ProcessDef,
+    map: &SourceMap,
+    opts: &CompileOptions,
+) -> Result<(Process, Diagnostics), Diagnostics> {
     let mut cx = Cx { map, diags: Diagnostics::default() };
 
     if !valid_id(&def.id) {
-        cx.err("bad-id", cx.loc(&["id"]), format!("process id `{}` is not usable", def.id), "use letters, digits, `-` or `_`, with no spaces or `/`");
+        cx.err(
+            "bad-id",
+            cx.loc(&["id"]),
+            format!("process id `{}` is not usable", def.id),
+            "use letters, digits, `-` or `_`, with no spaces or `/`",
+        );
     }
 
     // Lanes: a lane with no groups is worked by the group of the same name.
@@ -132,7 +144,10 @@ pub fn compile(def: &ProcessDef, map: &SourceMap, opts: &CompileOptions) -> Resu
     let mut vars = IndexMap::new();
     for (name, v) in &def.variables {
         let path = ["variables", name.as_str()];
-        if expr::compile(name, [name.as_str()]).is_err() || expr::BUILTIN_NAMES.contains(&name.as_str()) || name == "result" {
+        if expr::compile(name, [name.as_str()]).is_err()
+            || expr::BUILTIN_NAMES.contains(&name.as_str())
+            || name == "result"
+        {
             cx.err("bad-variable-name", cx.key_loc(&path), format!("`{name}` cannot be used as a variable name"), "start with a letter or `_` and use letters, digits and `_` (Japanese letters are fine); avoid rhai keywords and the reserved names `now` and `result`");
             continue;
         }
@@ -148,22 +163,48 @@ pub fn compile(def: &ProcessDef, map: &SourceMap, opts: &CompileOptions) -> Resu
             "choice" => match &v.options {
                 Some(o) if !o.is_empty() => VarType::Choice { options: o.clone() },
                 _ => {
-                    cx.err("choice-without-options", cx.key_loc(&path), format!("choice variable `{name}` has no options"), "add `options: [はい, いいえ]`");
+                    cx.err(
+                        "choice-without-options",
+                        cx.key_loc(&path),
+                        format!("choice variable `{name}` has no options"),
+                        "add `options: [はい, いいえ]`",
+                    );
                     continue;
                 }
             },
             other => {
-                cx.err("unknown-type", cx.loc(&["variables", name, "type"]), format!("unknown type `{other}` for variable `{name}`"), hint_for(other, TYPE_NAMES.iter().copied()));
+                cx.err(
+                    "unknown-type",
+                    cx.loc(&["variables", name, "type"]),
+                    format!("unknown type `{other}` for variable `{name}`"),
+                    hint_for(other, TYPE_NAMES.iter().copied()),
+                );
                 continue;
             }
         };
         if v.options.is_some() && !matches!(ty, VarType::Choice { .. }) {
-            cx.err("options-without-choice", cx.key_loc(&["variables", name, "options"]), format!("`options` only applies to `type: choice`, and `{name}` is a {}", ty.name()), "write `type: choice`, or remove `options`");
+            cx.err(
+                "options-without-choice",
+                cx.key_loc(&["variables", name, "options"]),
+                format!("`options` only applies to `type: choice`, and `{name}` is a {}", ty.name()),
+                "write `type: choice`, or remove `options`",
+            );
         }
-        let spec = VarSpec { ty, label: v.label.clone(), required: v.required, default: v.default.clone(), max_length: v.max_length };
+        let spec = VarSpec {
+            ty,
+            label: v.label.clone(),
+            required: v.required,
+            default: v.default.clone(),
+            max_length: v.max_length,
+        };
         if let Some(d) = &v.default {
             if let Err(e) = spec.check(d) {
-                cx.err("bad-default", cx.loc(&["variables", name, "default"]), format!("default of `{name}`: {e}"), format!("write a {} value", spec.ty.name()));
+                cx.err(
+                    "bad-default",
+                    cx.loc(&["variables", name, "default"]),
+                    format!("default of `{name}`: {e}"),
+                    format!("write a {} value", spec.ty.name()),
+                );
             }
         }
         vars.insert(name.clone(), spec);
@@ -177,10 +218,20 @@ pub fn compile(def: &ProcessDef, map: &SourceMap, opts: &CompileOptions) -> Resu
     let mut ids: Vec<&str> = vec!["start"];
     for id in def.nodes.keys() {
         if id == "start" {
-            cx.err("duplicate-id", cx.key_loc(&["nodes", id]), "node id `start` is taken by the start event".into(), "rename this node");
+            cx.err(
+                "duplicate-id",
+                cx.key_loc(&["nodes", id]),
+                "node id `start` is taken by the start event".into(),
+                "rename this node",
+            );
         }
         if !valid_id(id) {
-            cx.err("bad-id", cx.key_loc(&["nodes", id]), format!("node id `{id}` is not usable"), "use letters, digits, `-` or `_`, with no spaces or `/`");
+            cx.err(
+                "bad-id",
+                cx.key_loc(&["nodes", id]),
+                format!("node id `{id}` is not usable"),
+                "use letters, digits, `-` or `_`, with no spaces or `/`",
+            );
         }
         ids.push(id);
     }
@@ -191,11 +242,21 @@ pub fn compile(def: &ProcessDef, map: &SourceMap, opts: &CompileOptions) -> Resu
         match index.get(target) {
             Some(&ix) if ix != 0 => Some(ix),
             Some(_) => {
-                cx.err("bad-reference", cx.loc(path), format!("`{what}` cannot lead back to the start event"), "point it at the first node after start");
+                cx.err(
+                    "bad-reference",
+                    cx.loc(path),
+                    format!("`{what}` cannot lead back to the start event"),
+                    "point it at the first node after start",
+                );
                 None
             }
             None => {
-                cx.err("unknown-node", cx.loc(path), format!("unknown node `{target}` in `{what}`"), hint_for(target, node_ids.iter().copied()));
+                cx.err(
+                    "unknown-node",
+                    cx.loc(path),
+                    format!("unknown node `{target}` in `{what}`"),
+                    hint_for(target, node_ids.iter().copied()),
+                );
                 None
             }
         }
@@ -203,7 +264,12 @@ pub fn compile(def: &ProcessDef, map: &SourceMap, opts: &CompileOptions) -> Resu
 
     let mut nodes: Vec<Node> = Vec::with_capacity(ids.len());
     let start_next = resolve(&mut cx, &def.start.next, &["start", "next"], "next");
-    nodes.push(Node { id: "start".into(), name: def.start.name.clone(), lane: None, kind: NodeKind::Start { next: start_next.unwrap_or(0) } });
+    nodes.push(Node {
+        id: "start".into(),
+        name: def.start.name.clone(),
+        lane: None,
+        kind: NodeKind::Start { next: start_next.unwrap_or(0) },
+    });
 
     let mut broken = start_next.is_none();
     for (id, n) in &def.nodes {
@@ -269,11 +335,21 @@ fn compile_node(
     let kind = match present.as_slice() {
         [k] => *k,
         [] => {
-            cx.err("missing-kind", cx.key_loc(&here), format!("node `{id}` does not say what it is"), "add one of: user_task, service, script, exclusive, parallel, join, end");
+            cx.err(
+                "missing-kind",
+                cx.key_loc(&here),
+                format!("node `{id}` does not say what it is"),
+                "add one of: user_task, service, script, exclusive, parallel, join, end",
+            );
             return None;
         }
         many => {
-            cx.err("several-kinds", cx.key_loc(&here), format!("node `{id}` is at once {}", many.join(" and ")), "a node is exactly one kind: split it into two nodes joined by `next`");
+            cx.err(
+                "several-kinds",
+                cx.key_loc(&here),
+                format!("node `{id}` is at once {}", many.join(" and ")),
+                "a node is exactly one kind: split it into two nodes joined by `next`",
+            );
             return None;
         }
     };
@@ -302,14 +378,24 @@ fn compile_node(
             } else {
                 format!("`{field}` belongs to {}; remove it here", kinds.join(" or "))
             };
-            cx.err("misplaced-key", cx.key_loc(&["nodes", id, field]), format!("`{field}` does not apply to a {kind} node (`{id}`)"), hint);
+            cx.err(
+                "misplaced-key",
+                cx.key_loc(&["nodes", id, field]),
+                format!("`{field}` does not apply to a {kind} node (`{id}`)"),
+                hint,
+            );
             ok = false;
         }
     }
 
     if let Some(lane) = &n.lane {
         if !lanes.contains_key(lane) {
-            cx.err("unknown-lane", cx.loc(&["nodes", id, "lane"]), format!("unknown lane `{lane}`"), hint_for(lane, lanes.keys().map(String::as_str)));
+            cx.err(
+                "unknown-lane",
+                cx.loc(&["nodes", id, "lane"]),
+                format!("unknown lane `{lane}`"),
+                hint_for(lane, lanes.keys().map(String::as_str)),
+            );
             ok = false;
         }
     }
@@ -318,7 +404,12 @@ fn compile_node(
         match &n.next {
             Some(t) => resolve(cx, t, &["nodes", id, "next"], "next"),
             None => {
-                cx.err("missing-next", cx.key_loc(&here), format!("{kind} node `{id}` has no `next`"), "add `next: <node id>` naming the step that follows");
+                cx.err(
+                    "missing-next",
+                    cx.key_loc(&here),
+                    format!("{kind} node `{id}` has no `next`"),
+                    "add `next: <node id>` naming the step that follows",
+                );
                 None
             }
         }
@@ -334,7 +425,15 @@ fn compile_node(
         }
         "user_task" => {
             if n.lane.is_none() {
-                cx.err("missing-lane", cx.key_loc(&here), format!("user task `{id}` has no lane, so nobody could work it"), format!("add `lane: <lane id>`; lanes: {}", lanes.keys().map(String::as_str).collect::<Vec<_>>().join(", ")));
+                cx.err(
+                    "missing-lane",
+                    cx.key_loc(&here),
+                    format!("user task `{id}` has no lane, so nobody could work it"),
+                    format!(
+                        "add `lane: <lane id>`; lanes: {}",
+                        lanes.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+                    ),
+                );
                 ok = false;
             }
             let mut form = Vec::new();
@@ -342,7 +441,12 @@ fn compile_node(
                 if vars.contains_key(var) {
                     form.push(FormField { var: var.clone(), mode: *mode });
                 } else {
-                    cx.err("undeclared-variable", cx.key_loc(&["nodes", id, "form", var]), format!("form field `{var}` is not a declared variable"), undeclared_hint(var, names));
+                    cx.err(
+                        "undeclared-variable",
+                        cx.key_loc(&["nodes", id, "form", var]),
+                        format!("form field `{var}` is not a declared variable"),
+                        undeclared_hint(var, names),
+                    );
                     ok = false;
                 }
             }
@@ -357,19 +461,36 @@ fn compile_node(
             let mut outcomes = Vec::new();
             for (name, t) in n.outcomes.iter().flatten() {
                 if name == "next" || name == "send_back" {
-                    cx.err("reserved-outcome", cx.key_loc(&["nodes", id, "outcomes", name]), format!("outcome name `{name}` is reserved"), "pick another name, e.g. `approve` or `reject`");
+                    cx.err(
+                        "reserved-outcome",
+                        cx.key_loc(&["nodes", id, "outcomes", name]),
+                        format!("outcome name `{name}` is reserved"),
+                        "pick another name, e.g. `approve` or `reject`",
+                    );
                     ok = false;
                 }
                 outcomes.push((name.clone(), resolve(cx, t, &["nodes", id, "outcomes", name], "outcomes")?));
             }
             let next = next(cx)?;
-            NodeKind::UserTask(UserTaskSpec { title: n.user_task.clone().unwrap_or_default(), form, due, send_back, outcomes, next })
+            NodeKind::UserTask(UserTaskSpec {
+                title: n.user_task.clone().unwrap_or_default(),
+                form,
+                due,
+                send_back,
+                outcomes,
+                next,
+            })
         }
         "service" => {
             let connector = n.service.clone().unwrap_or_default();
             if let Some(known) = &opts.connectors {
                 if !known.contains(&connector) {
-                    cx.err("unknown-connector", cx.loc(&["nodes", id, "service"]), format!("unknown connector `{connector}`"), hint_for(&connector, known.iter().map(String::as_str)));
+                    cx.err(
+                        "unknown-connector",
+                        cx.loc(&["nodes", id, "service"]),
+                        format!("unknown connector `{connector}`"),
+                        hint_for(&connector, known.iter().map(String::as_str)),
+                    );
                     ok = false;
                 }
             }
@@ -389,7 +510,12 @@ fn compile_node(
             let mut set = Vec::new();
             for (var, src) in n.set.iter().flatten() {
                 if !vars.contains_key(var) {
-                    cx.err("undeclared-variable", cx.key_loc(&["nodes", id, "set", var]), format!("`set` writes `{var}`, which is not a declared variable"), undeclared_hint(var, names));
+                    cx.err(
+                        "undeclared-variable",
+                        cx.key_loc(&["nodes", id, "set", var]),
+                        format!("`set` writes `{var}`, which is not a declared variable"),
+                        undeclared_hint(var, names),
+                    );
                     ok = false;
                 } else if let Some(e) = cx.compile_expr(&["nodes", id, "set", var], src, names_with_result) {
                     set.push((var.clone(), e));
@@ -401,7 +527,12 @@ fn compile_node(
             if let Some(r) = &n.retry {
                 if let Some(a) = r.attempts {
                     if !(1..=100).contains(&a) {
-                        cx.err("bad-retry", cx.loc(&["nodes", id, "retry", "attempts"]), format!("`attempts: {a}` is out of range"), "use 1 to 100 (attempts in all, the first included)");
+                        cx.err(
+                            "bad-retry",
+                            cx.loc(&["nodes", id, "retry", "attempts"]),
+                            format!("`attempts: {a}` is out of range"),
+                            "use 1 to 100 (attempts in all, the first included)",
+                        );
                         ok = false;
                     }
                     retry.attempts = a.clamp(1, 100);
@@ -417,11 +548,21 @@ fn compile_node(
                             retry.max_backoff = hi;
                         }
                         Ok(_) => {
-                            cx.err("bad-retry", cx.loc(&["nodes", id, "retry", "backoff"]), format!("backoff `{b}` runs backwards"), "write the shorter wait first: `2s..5m`");
+                            cx.err(
+                                "bad-retry",
+                                cx.loc(&["nodes", id, "retry", "backoff"]),
+                                format!("backoff `{b}` runs backwards"),
+                                "write the shorter wait first: `2s..5m`",
+                            );
                             ok = false;
                         }
                         Err(e) => {
-                            cx.err("bad-retry", cx.loc(&["nodes", id, "retry", "backoff"]), e, "write `2s..5m` (first wait .. longest wait)");
+                            cx.err(
+                                "bad-retry",
+                                cx.loc(&["nodes", id, "retry", "backoff"]),
+                                e,
+                                "write `2s..5m` (first wait .. longest wait)",
+                            );
                             ok = false;
                         }
                     }
@@ -458,7 +599,12 @@ fn compile_node(
                 None => None,
             };
             if list.is_empty() && default.is_none() {
-                cx.err("no-outgoing", cx.key_loc(&here), format!("exclusive gateway `{id}` has no way out"), "add branches `- when: <condition>` / `next: <node>` and a `default`");
+                cx.err(
+                    "no-outgoing",
+                    cx.key_loc(&here),
+                    format!("exclusive gateway `{id}` has no way out"),
+                    "add branches `- when: <condition>` / `next: <node>` and a `default`",
+                );
                 return None;
             }
             if default.is_none() {
@@ -472,7 +618,12 @@ fn compile_node(
         "parallel" => {
             let list = n.parallel.as_deref().unwrap_or_default();
             if list.is_empty() {
-                cx.err("no-outgoing", cx.key_loc(&here), format!("parallel fork `{id}` has no branches"), "list the branches: `parallel: [a, b]`");
+                cx.err(
+                    "no-outgoing",
+                    cx.key_loc(&here),
+                    format!("parallel fork `{id}` has no branches"),
+                    "list the branches: `parallel: [a, b]`",
+                );
                 return None;
             }
             let mut branches = Vec::new();
@@ -517,13 +668,23 @@ fn check_graph(cx: &mut Cx, nodes: &[Node]) {
     }
     for (i, n) in nodes.iter().enumerate() {
         if !reached[i] {
-            cx.err("unreachable", cx.key_loc(&node_path(i)), format!("node `{}` can never be reached: no flow leads to it", n.id), "add it as the `next` of an earlier step, or delete it");
+            cx.err(
+                "unreachable",
+                cx.key_loc(&node_path(i)),
+                format!("node `{}` can never be reached: no flow leads to it", n.id),
+                "add it as the `next` of an earlier step, or delete it",
+            );
         }
     }
 
     let ends: Vec<NodeIx> = (0..nodes.len()).filter(|&i| matches!(nodes[i].kind, NodeKind::End { .. })).collect();
     if ends.is_empty() {
-        cx.err("no-end", cx.loc(&["nodes"]), "the process has no end node".into(), "add `done: { end: }` and lead the last step to it");
+        cx.err(
+            "no-end",
+            cx.loc(&["nodes"]),
+            "the process has no end node".into(),
+            "add `done: { end: }` and lead the last step to it",
+        );
         return;
     }
     let mut finishes = vec![false; nodes.len()];
@@ -536,7 +697,12 @@ fn check_graph(cx: &mut Cx, nodes: &[Node]) {
     }
     for (i, n) in nodes.iter().enumerate() {
         if reached[i] && !finishes[i] {
-            cx.err("no-way-to-end", cx.key_loc(&node_path(i)), format!("from node `{}` no end can be reached", n.id), "every path must eventually lead to an `end` node; add a way out of this loop");
+            cx.err(
+                "no-way-to-end",
+                cx.key_loc(&node_path(i)),
+                format!("from node `{}` no end can be reached", n.id),
+                "every path must eventually lead to an `end` node; add a way out of this loop",
+            );
         }
     }
 
@@ -562,11 +728,21 @@ fn check_graph(cx: &mut Cx, nodes: &[Node]) {
 /// Tokens carry a stack of the forks they are inside. Every node must be reached with
 /// one stack only, a join must close the innermost fork, and no token may end inside
 /// a fork. This is what makes "a join fires exactly once" hold at run time.
-fn check_parallel_scopes<'n>(cx: &mut Cx, nodes: &'n [Node], reached: &[bool], node_path: &dyn Fn(NodeIx) -> Vec<&'n str>) {
+fn check_parallel_scopes<'n>(
+    cx: &mut Cx,
+    nodes: &'n [Node],
+    reached: &[bool],
+    node_path: &dyn Fn(NodeIx) -> Vec<&'n str>,
+) {
     for n in nodes {
         if let NodeKind::Join { fork, .. } = n.kind {
             if !matches!(nodes[fork].kind, NodeKind::Parallel { .. }) {
-                cx.err("join-mismatch", cx.loc(&["nodes", &n.id, "join"]), format!("join `{}` names `{}`, which is not a parallel fork", n.id, nodes[fork].id), "write the id of the `parallel:` node whose branches this join waits for");
+                cx.err(
+                    "join-mismatch",
+                    cx.loc(&["nodes", &n.id, "join"]),
+                    format!("join `{}` names `{}`, which is not a parallel fork", n.id, nodes[fork].id),
+                    "write the id of the `parallel:` node whose branches this join waits for",
+                );
                 return;
             }
         }
@@ -584,7 +760,12 @@ fn check_parallel_scopes<'n>(cx: &mut Cx, nodes: &'n [Node], reached: &[bool], n
                         Some(f) => format!("inside fork `{}`", nodes[*f].id),
                         None => "outside any fork".to_string(),
                     };
-                    cx.err("join-mismatch", cx.key_loc(&node_path(i)), format!("node `{}` is reached both {} and {}", nodes[i].id, describe(seen), describe(&stack)), "each parallel branch must end at the `join` of its own fork before flows merge");
+                    cx.err(
+                        "join-mismatch",
+                        cx.key_loc(&node_path(i)),
+                        format!("node `{}` is reached both {} and {}", nodes[i].id, describe(seen), describe(&stack)),
+                        "each parallel branch must end at the `join` of its own fork before flows merge",
+                    );
                 }
                 continue;
             }
@@ -603,10 +784,21 @@ fn check_parallel_scopes<'n>(cx: &mut Cx, nodes: &'n [Node], reached: &[bool], n
                     if !reported[i] {
                         reported[i] = true;
                         let msg = match stack.last() {
-                            Some(f) => format!("join `{}` closes fork `{}`, but tokens arrive from inside fork `{}`", nodes[i].id, nodes[*fork].id, nodes[*f].id),
-                            None => format!("join `{}` closes fork `{}`, but tokens arrive from outside it", nodes[i].id, nodes[*fork].id),
+                            Some(f) => format!(
+                                "join `{}` closes fork `{}`, but tokens arrive from inside fork `{}`",
+                                nodes[i].id, nodes[*fork].id, nodes[*f].id
+                            ),
+                            None => format!(
+                                "join `{}` closes fork `{}`, but tokens arrive from outside it",
+                                nodes[i].id, nodes[*fork].id
+                            ),
                         };
-                        cx.err("join-mismatch", cx.key_loc(&node_path(i)), msg, "a join must name the fork whose branches lead into it; close inner forks first");
+                        cx.err(
+                            "join-mismatch",
+                            cx.key_loc(&node_path(i)),
+                            msg,
+                            "a join must name the fork whose branches lead into it; close inner forks first",
+                        );
                     }
                     continue;
                 }
@@ -618,7 +810,18 @@ fn check_parallel_scopes<'n>(cx: &mut Cx, nodes: &'n [Node], reached: &[bool], n
                 if !reported[i] {
                     reported[i] = true;
                     let f = stack.last().copied().unwrap_or_default();
-                    cx.err("join-mismatch", cx.key_loc(&node_path(i)), format!("a branch of fork `{}` reaches end `{}` without passing its join", nodes[f].id, nodes[i].id), format!("lead the branch into the `join: {}` node; use `end: terminate` to stop everything", nodes[f].id));
+                    cx.err(
+                        "join-mismatch",
+                        cx.key_loc(&node_path(i)),
+                        format!(
+                            "a branch of fork `{}` reaches end `{}` without passing its join",
+                            nodes[f].id, nodes[i].id
+                        ),
+                        format!(
+                            "lead the branch into the `join: {}` node; use `end: terminate` to stop everything",
+                            nodes[f].id
+                        ),
+                    );
                 }
             }
             kind => {

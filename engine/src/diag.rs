@@ -56,10 +56,7 @@ impl Diagnostic {
     }
 
     pub fn warning(code: &'static str, loc: Loc, message: impl Into<String>) -> Self {
-        Diagnostic {
-            severity: Severity::Warning,
-            ..Diagnostic::error(code, loc, message)
-        }
+        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(code, loc, message) }
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
@@ -78,11 +75,7 @@ impl fmt::Display for Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(
-            f,
-            "{}:{}:{}: {sev}[{}]: {}",
-            self.file, self.line, self.col, self.code, self.message
-        )?;
+        write!(f, "{}:{}:{}: {sev}[{}]: {}", self.file, self.line, self.col, self.code, self.message)?;
         if let Some(hint) = &self.hint {
             write!(f, "\n  hint: {hint}")?;
         }

@@ -12,8 +12,12 @@ use crate::diag::Diagnostics;
 use crate::expr::Vars;
 use crate::load::{load_str, Loaded};
 use crate::process::Process;
-use crate::runtime::{self, Command, Event, Failure, Instance, InstanceId, Job, Outcome, Rejection, Task, TaskStatus, Transition};
-use crate::store::{Batch, DefinitionRecord, Durability, InstanceFilter, KvStore, MemKv, SledKv, Store, StoreError, TaskQuery};
+use crate::runtime::{
+    self, Command, Event, Failure, Instance, InstanceId, Job, Outcome, Rejection, Task, TaskStatus, Transition,
+};
+use crate::store::{
+    Batch, DefinitionRecord, Durability, InstanceFilter, KvStore, MemKv, SledKv, Store, StoreError, TaskQuery,
+};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -210,7 +214,9 @@ impl Engine {
                     process.digest = d.digest.clone();
                     map.entry(d.id.clone()).or_default().push(Arc::new(process));
                 }
-                Err(diags) => tracing::error!(process = %d.id, version = d.version, "stored definition no longer loads:\n{diags}"),
+                Err(diags) => {
+                    tracing::error!(process = %d.id, version = d.version, "stored definition no longer loads:\n{diags}")
+                }
             }
         }
         *self.inner.processes.write().expect("processes lock") = map;
@@ -250,7 +256,13 @@ impl Engine {
         self.inner.store.commit(Batch { definitions: vec![record], ..Batch::default() })?;
         tracing::info!(process = %process.id, version = process.version, "deployed");
         let out = Deployed { id: process.id.clone(), version: process.version, created: true, warnings };
-        self.inner.processes.write().expect("processes lock").entry(process.id.clone()).or_default().push(Arc::new(process));
+        self.inner
+            .processes
+            .write()
+            .expect("processes lock")
+            .entry(process.id.clone())
+            .or_default()
+            .push(Arc::new(process));
         Ok(out)
     }
 
@@ -274,10 +286,8 @@ impl Engine {
     /// Start an instance of the latest version of `process`.
     pub fn start(&self, process: &str, vars: Vars, opts: StartOptions) -> Result<Instance, EngineError> {
         let p = self.latest(process).ok_or_else(|| EngineError::UnknownProcess(process.to_string()))?;
-        let _guard = opts
-            .business_key
-            .as_ref()
-            .map(|k| self.inner.locks[lock_index(("key", process, k))].lock().expect("lock"));
+        let _guard =
+            opts.business_key.as_ref().map(|k| self.inner.locks[lock_index(("key", process, k))].lock().expect("lock"));
         if let Some(key) = &opts.business_key {
             if let Some(id) = self.inner.store.instance_by_key(process, key)? {
                 return self.instance(id);
@@ -285,7 +295,8 @@ impl Engine {
         }
         let id = self.inner.store.next_instance_id()?;
         let now = self.now();
-        let (inst, tr) = runtime::start(&p, id, vars, opts.by, opts.business_key, now).map_err(EngineError::from_rejection)?;
+        let (inst, tr) =
+            runtime::start(&p, id, vars, opts.by, opts.business_key, now).map_err(EngineError::from_rejection)?;
         let _ilock = self.inner.locks[lock_index(id)].lock().expect("lock");
         self.commit(&inst, tr, None)?;
         tracing::debug!(instance = id, process = %p.id, version = p.version, status = inst.status.as_str(), "started");

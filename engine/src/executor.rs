@@ -130,9 +130,7 @@ pub async fn run_job(engine: &Engine, id: &str) -> Result<JobOutcome, EngineErro
 async fn call(engine: &Engine, job: &Job) -> Result<serde_json::Value, Failure> {
     let JobKind::Connector { connector, input, idempotency_key, timeout_ms } = &job.kind;
     let Some(c) = engine.connectors().get(connector) else {
-        return Err(Failure::Fatal {
-            message: format!("no connector `{connector}` is registered in this engine"),
-        });
+        return Err(Failure::Fatal { message: format!("no connector `{connector}` is registered in this engine") });
     };
     let call = Arc::new(Call {
         connector: connector.clone(),
@@ -151,6 +149,8 @@ async fn call(engine: &Engine, job: &Job) -> Result<serde_json::Value, Failure> 
             tracing::warn!(error = %e, "connector call failed");
             Err(e.into())
         }
-        Err(_) => Err(ConnectorError::Retryable(format!("no answer within {}", humantime::format_duration(timeout))).into()),
+        Err(_) => {
+            Err(ConnectorError::Retryable(format!("no answer within {}", humantime::format_duration(timeout))).into())
+        }
     }
 }

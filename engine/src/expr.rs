@@ -102,11 +102,7 @@ pub fn compile<'a>(source: &str, names: impl IntoIterator<Item = &'a str>) -> Re
     }
     let ast = engine().compile_with_scope(&scope, source).map_err(|e| {
         let pos = e.position();
-        ExprError {
-            message: e.err_type().to_string(),
-            line: pos.line().unwrap_or(1),
-            col: pos.position().unwrap_or(1),
-        }
+        ExprError { message: e.err_type().to_string(), line: pos.line().unwrap_or(1), col: pos.position().unwrap_or(1) }
     })?;
     Ok(Expr { source: source.to_string(), ast: Arc::new(ast) })
 }
@@ -139,9 +135,9 @@ impl Env<'_> {
 fn run_error(e: rhai::EvalAltResult) -> ExprError {
     let pos = e.position();
     let message = match e {
-        rhai::EvalAltResult::ErrorTooManyOperations(_) => format!(
-            "expression ran for more than {MAX_OPERATIONS} operations and was stopped (an endless loop?)"
-        ),
+        rhai::EvalAltResult::ErrorTooManyOperations(_) => {
+            format!("expression ran for more than {MAX_OPERATIONS} operations and was stopped (an endless loop?)")
+        }
         ref other => other.to_string(),
     };
     ExprError { message, line: pos.line().unwrap_or(1), col: pos.position().unwrap_or(1) }

@@ -4,19 +4,19 @@
 //! [`process::Process`] run by [`runtime::step`]. At the edge: [`store`] (sled),
 //! [`engine::Engine`] (locks, commits) and [`executor::Executor`] (connector jobs).
 
+pub mod clock;
+pub mod compile;
+pub mod connector;
 pub mod diag;
+pub mod engine;
+pub mod executor;
 pub mod expr;
 pub mod load;
 pub mod model;
-pub mod compile;
 pub mod process;
-pub mod types;
 pub mod runtime;
 pub mod store;
-pub mod clock;
-pub mod connector;
-pub mod engine;
-pub mod executor;
+pub mod types;
 
 pub use clock::{Clock, SystemClock, VirtualClock};
 pub use connector::{Call, Connector, ConnectorError, FnConnector, Registry};

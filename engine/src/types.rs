@@ -25,7 +25,9 @@ pub enum VarType {
     Date,
     /// RFC 3339, e.g. `2026-11-23T09:00:00+09:00`
     Datetime,
-    Choice { options: Vec<String> },
+    Choice {
+        options: Vec<String>,
+    },
     List,
     Object,
 }
@@ -59,7 +61,8 @@ impl VarType {
         match (self, v) {
             (_, Value::Null) => Ok(()),
             (VarType::String | VarType::Text, Value::String(s)) => {
-                let limit = max_length.unwrap_or(if *self == VarType::String { MAX_STRING_CHARS } else { MAX_TEXT_CHARS });
+                let limit =
+                    max_length.unwrap_or(if *self == VarType::String { MAX_STRING_CHARS } else { MAX_TEXT_CHARS });
                 let n = s.chars().count();
                 if n > limit {
                     Err(format!("too long: {n} characters, at most {limit} allowed"))

@@ -36,7 +36,10 @@ nodes:
 async fn service_fork_user_task_join() {
     let engine = Engine::builder()
         .in_memory()
-        .connector("test.double", FnConnector(|c: &nagare_engine::Call| Ok(json!({ "y": c.input["x"].as_i64().unwrap() * 2 }))))
+        .connector(
+            "test.double",
+            FnConnector(|c: &nagare_engine::Call| Ok(json!({ "y": c.input["x"].as_i64().unwrap() * 2 }))),
+        )
         .build()
         .unwrap();
     let d = engine.deploy("受注.yaml", YAML).unwrap();
@@ -49,7 +52,8 @@ async fn service_fork_user_task_join() {
     assert_eq!(tasks.len(), 1);
     let bad = engine.complete(&tasks[0].id, "sato", Vars::new(), Outcome::Next).unwrap_err();
     assert!(bad.to_string().contains("承認: required"), "{bad}");
-    let done = engine.complete(&tasks[0].id, "sato", [("承認".to_string(), json!(true))].into(), Outcome::Next).unwrap();
+    let done =
+        engine.complete(&tasks[0].id, "sato", [("承認".to_string(), json!(true))].into(), Outcome::Next).unwrap();
     assert_eq!(done.status, Status::Completed, "{done:#?}");
     assert_eq!(done.vars["金額"], json!(42));
     assert_eq!(done.vars["結果"], json!("計算済 42"));

@@ -108,13 +108,18 @@ fn two_completes_of_one_task_one_wins() {
         let hs: Vec<_> = (0..16)
             .map(|n| {
                 let (engine, t) = (engine.clone(), t.clone());
-                s.spawn(move || engine.complete(&t, &format!("u{n}"), [("ok".to_string(), json!(true))].into(), Outcome::Next))
+                s.spawn(move || {
+                    engine.complete(&t, &format!("u{n}"), [("ok".to_string(), json!(true))].into(), Outcome::Next)
+                })
             })
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
-    assert!(results.iter().filter_map(|r| r.as_ref().err()).all(|e| matches!(e, nagare_engine::EngineError::Conflict(_))));
+    assert!(results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .all(|e| matches!(e, nagare_engine::EngineError::Conflict(_))));
     let completions = engine.history(i.id).unwrap().iter().filter(|h| h.event.name() == "task_completed").count();
     assert_eq!(completions, 1);
 }

@@ -33,8 +33,7 @@ use nagare_engine::compile::CompileOptions;
 use nagare_engine::load::load_str;
 use nagare_engine::process::Process;
 use nagare_engine::runtime::{
-    self, Command, Event, Failure, HistoryEntry, HistoryEvent, Instance, Outcome, Status,
-    Transition, Wait,
+    self, Command, Event, Failure, HistoryEntry, HistoryEvent, Instance, Outcome, Status, Transition, Wait,
 };
 use nagare_engine::Vars;
 use serde_json::{Map, Value};
@@ -42,9 +41,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 fn traces_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("traces")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("traces")
 }
 
 fn base_time() -> DateTime<Utc> {
@@ -83,14 +80,8 @@ fn render_entry(out: &mut String, h: &HistoryEntry, t: &Transition) {
             for c in &t.commands {
                 if let Command::OpenTask(open) = c {
                     if open.id == *task {
-                        write!(
-                            d,
-                            " title={} lane={} groups=[{}]",
-                            open.title,
-                            open.lane,
-                            open.groups.join(", ")
-                        )
-                        .unwrap();
+                        write!(d, " title={} lane={} groups=[{}]", open.title, open.lane, open.groups.join(", "))
+                            .unwrap();
                         if let Some(due) = open.due {
                             write!(d, " due={}", due.to_rfc3339()).unwrap();
                         }
@@ -100,17 +91,9 @@ fn render_entry(out: &mut String, h: &HistoryEntry, t: &Transition) {
             d
         }
         H::TaskClaimed { task } | H::TaskUnclaimed { task } => format!("task={task}"),
-        H::TaskCompleted {
-            task,
-            outcome,
-            vars,
-        } => format!("task={task} outcome={outcome} vars={}", json(vars)),
+        H::TaskCompleted { task, outcome, vars } => format!("task={task} outcome={outcome} vars={}", json(vars)),
         H::SentBack { task, to, comment } => format!("task={task} to={to} comment={comment:?}"),
-        H::JobScheduled {
-            job,
-            connector,
-            attempt,
-        } => {
+        H::JobScheduled { job, connector, attempt } => {
             let mut d = format!("job={job} connector={connector} attempt={attempt}");
             for c in &t.commands {
                 if let Command::ScheduleJob(j) = c {
@@ -123,16 +106,9 @@ fn render_entry(out: &mut String, h: &HistoryEntry, t: &Transition) {
             d
         }
         H::JobSucceeded { job, set } => format!("job={job} set=[{}]", set.join(", ")),
-        H::JobFailed {
-            job,
-            attempt,
-            message,
-            retry_at,
-        } => format!(
+        H::JobFailed { job, attempt, message, retry_at } => format!(
             "job={job} attempt={attempt} message={message:?} retry_at={}",
-            retry_at
-                .map(|t| t.to_rfc3339())
-                .unwrap_or_else(|| "-".into())
+            retry_at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into())
         ),
         H::IncidentRaised { incident, message } => {
             format!("incident={incident} message={message:?}")
@@ -143,11 +119,7 @@ fn render_entry(out: &mut String, h: &HistoryEntry, t: &Transition) {
         H::Cancelled { reason } => format!("reason={reason:?}"),
     };
     if let Some(u) = &h.user {
-        detail = if detail.is_empty() {
-            format!("by={u}")
-        } else {
-            format!("by={u} {detail}")
-        };
+        detail = if detail.is_empty() { format!("by={u}") } else { format!("by={u} {detail}") };
     }
     let line = format!("{} {} {} {}", h.seq, node, h.event.name(), detail);
     writeln!(out, "{}", line.trim_end()).unwrap();
@@ -167,11 +139,7 @@ fn waiting_on<'a>(inst: &'a Instance, node: &str) -> &'a Wait {
 type Seen = std::collections::HashMap<String, String>;
 
 fn task_on(inst: &Instance, seen: &Seen, node: &str) -> String {
-    if !inst
-        .tokens
-        .iter()
-        .any(|t| t.node == node && matches!(t.wait, Wait::Task { .. }))
-    {
+    if !inst.tokens.iter().any(|t| t.node == node && matches!(t.wait, Wait::Task { .. })) {
         if let Some(task) = seen.get(node) {
             return task.clone();
         }
@@ -183,11 +151,7 @@ fn task_on(inst: &Instance, seen: &Seen, node: &str) -> String {
 }
 
 fn job_on(inst: &Instance, seen: &Seen, node: &str) -> String {
-    if !inst
-        .tokens
-        .iter()
-        .any(|t| t.node == node && matches!(t.wait, Wait::Job { .. }))
-    {
+    if !inst.tokens.iter().any(|t| t.node == node && matches!(t.wait, Wait::Job { .. })) {
         if let Some(job) = seen.get(node) {
             return job.clone();
         }
@@ -210,10 +174,7 @@ fn to_event(inst: &Instance, seen: &Seen, kind: &str, args: &Map<String, Value>)
     let node = || str_of(args, "node").unwrap_or_else(|| panic!("`{kind}` needs `node`"));
     let user = || str_of(args, "user").unwrap_or("u").to_string();
     match kind {
-        "claim" => Event::Claim {
-            task: task_on(inst, seen, node()),
-            user: user(),
-        },
+        "claim" => Event::Claim { task: task_on(inst, seen, node()), user: user() },
         "unclaim" => Event::Unclaim {
             task: task_on(inst, seen, node()),
             user: user(),
@@ -222,40 +183,24 @@ fn to_event(inst: &Instance, seen: &Seen, kind: &str, args: &Map<String, Value>)
         "complete" => {
             let outcome = match str_of(args, "outcome").unwrap_or("next") {
                 "next" => Outcome::Next,
-                "send_back" => Outcome::SendBack {
-                    comment: str_of(args, "comment").unwrap_or_default().to_string(),
-                },
+                "send_back" => Outcome::SendBack { comment: str_of(args, "comment").unwrap_or_default().to_string() },
                 name => Outcome::Named(name.to_string()),
             };
-            Event::Complete {
-                task: task_on(inst, seen, node()),
-                user: user(),
-                data: vars_of(args, "vars"),
-                outcome,
-            }
+            Event::Complete { task: task_on(inst, seen, node()), user: user(), data: vars_of(args, "vars"), outcome }
         }
         "job_ok" => Event::JobDone {
             job: job_on(inst, seen, node()),
-            output: args
-                .get("output")
-                .cloned()
-                .unwrap_or(Value::Object(Map::new())),
+            output: args.get("output").cloned().unwrap_or(Value::Object(Map::new())),
         },
         "job_fail" => {
             let message = str_of(args, "message").unwrap_or("failed").to_string();
             let failure = match str_of(args, "kind").unwrap_or("retryable") {
                 "retryable" => Failure::Retryable { message },
                 "fatal" => Failure::Fatal { message },
-                "business" => Failure::Business {
-                    code: str_of(args, "code").unwrap_or("E").to_string(),
-                    message,
-                },
+                "business" => Failure::Business { code: str_of(args, "code").unwrap_or("E").to_string(), message },
                 other => panic!("unknown failure kind `{other}`"),
             };
-            Event::JobFailed {
-                job: job_on(inst, seen, node()),
-                failure,
-            }
+            Event::JobFailed { job: job_on(inst, seen, node()), failure }
         }
         "cancel" => Event::Cancel {
             by: str_of(args, "by").unwrap_or("u").to_string(),
@@ -301,32 +246,20 @@ fn run_case(process_text: &str, events_text: &str) -> String {
         };
         writeln!(out, "{}", describe(kind, args)).unwrap();
         let result = if kind == "start" {
-            assert!(
-                inst.is_none(),
-                "`start` must be the first and only start event"
-            );
-            runtime::start(
-                &process,
-                1,
-                vars_of(args, "vars"),
-                str_of(args, "by").map(str::to_string),
-                None,
-                now,
+            assert!(inst.is_none(), "`start` must be the first and only start event");
+            runtime::start(&process, 1, vars_of(args, "vars"), str_of(args, "by").map(str::to_string), None, now).map(
+                |(new, t)| {
+                    inst = Some(new);
+                    t
+                },
             )
-            .map(|(new, t)| {
-                inst = Some(new);
-                t
-            })
         } else {
             let state = inst.as_mut().expect("the first event must be `start`");
             let event = to_event(state, &seen, kind, args);
             let before = state.clone();
             let r = runtime::step(&process, state, event, now);
             if r.is_err() {
-                assert_eq!(
-                    *state, before,
-                    "a rejected event must not change the instance"
-                );
+                assert_eq!(*state, before, "a rejected event must not change the instance");
             }
             r
         };
@@ -334,10 +267,7 @@ fn run_case(process_text: &str, events_text: &str) -> String {
             Ok(t) => {
                 let inst = inst.as_ref().expect("started");
                 assert_eq!(
-                    t.history
-                        .last()
-                        .map(|h| h.seq + 1)
-                        .unwrap_or(inst.history_len),
+                    t.history.last().map(|h| h.seq + 1).unwrap_or(inst.history_len),
                     inst.history_len,
                     "history_len counts every entry"
                 );
@@ -354,11 +284,9 @@ fn run_case(process_text: &str, events_text: &str) -> String {
                 }
                 for c in &t.commands {
                     match c {
-                        Command::CloseTask {
-                            task,
-                            status: runtime::TaskStatus::Cancelled,
-                            ..
-                        } => writeln!(out, "  cancels task {task}").unwrap(),
+                        Command::CloseTask { task, status: runtime::TaskStatus::Cancelled, .. } => {
+                            writeln!(out, "  cancels task {task}").unwrap()
+                        }
                         Command::CancelJob { job } => writeln!(out, "  cancels job {job}").unwrap(),
                         _ => {}
                     }
@@ -372,40 +300,21 @@ fn run_case(process_text: &str, events_text: &str) -> String {
     for t in &inst.tokens {
         let wait = match &t.wait {
             Wait::Task { task, assignee } => {
-                format!(
-                    "task {task}{}",
-                    assignee
-                        .as_ref()
-                        .map(|a| format!(" claimed by {a}"))
-                        .unwrap_or_default()
-                )
+                format!("task {task}{}", assignee.as_ref().map(|a| format!(" claimed by {a}")).unwrap_or_default())
             }
             Wait::Job { job, attempt } => format!("job {job} attempt {attempt}"),
             Wait::Incident { incident } => {
-                let msg = inst
-                    .incidents
-                    .iter()
-                    .find(|i| i.id == *incident)
-                    .map(|i| i.message.as_str())
-                    .unwrap_or("?");
+                let msg = inst.incidents.iter().find(|i| i.id == *incident).map(|i| i.message.as_str()).unwrap_or("?");
                 format!("incident {incident}: {msg}")
             }
         };
         writeln!(out, "waiting: {} {wait}", t.node).unwrap();
     }
     for j in &inst.joins {
-        writeln!(
-            out,
-            "join: {} arrived {:?} of {}",
-            j.join, j.arrived, j.width
-        )
-        .unwrap();
+        writeln!(out, "join: {} arrived {:?} of {}", j.join, j.arrived, j.width).unwrap();
     }
     if inst.status == Status::Completed || inst.status == Status::Cancelled {
-        assert!(
-            inst.tokens.is_empty() && inst.incidents.is_empty(),
-            "a finished instance holds nothing"
-        );
+        assert!(inst.tokens.is_empty() && inst.incidents.is_empty(), "a finished instance holds nothing");
     }
     writeln!(out, "vars:").unwrap();
     for (k, v) in &inst.vars {
@@ -421,11 +330,8 @@ fn case_process(dir: &Path) -> String {
     }
     let link = std::fs::read_to_string(dir.join("process.path"))
         .unwrap_or_else(|_| panic!("{}: needs process.yaml or process.path", dir.display()));
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root");
-    std::fs::read_to_string(root.join(link.trim()))
-        .unwrap_or_else(|e| panic!("{}: {e}", link.trim()))
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
+    std::fs::read_to_string(root.join(link.trim())).unwrap_or_else(|e| panic!("{}: {e}", link.trim()))
 }
 
 #[test]
@@ -450,9 +356,7 @@ fn golden_traces() {
         }
         let want = std::fs::read_to_string(&path).unwrap_or_default();
         if got != want {
-            failed.push(format!(
-                "--- {name}: expected\n{want}\n--- {name}: got\n{got}"
-            ));
+            failed.push(format!("--- {name}: expected\n{want}\n--- {name}: got\n{got}"));
         }
     }
     assert!(
@@ -489,20 +393,12 @@ nodes:
     let vars = |spin: bool| -> Vars { [("spin".to_string(), Value::Bool(spin))].into() };
     let looping = {
         let engine = engine.clone();
-        std::thread::spawn(move || {
-            engine
-                .start("spin", vars(true), Default::default())
-                .expect("starts")
-        })
+        std::thread::spawn(move || engine.start("spin", vars(true), Default::default()).expect("starts"))
     };
     let normal: Vec<_> = (0..4)
         .map(|_| {
             let engine = engine.clone();
-            std::thread::spawn(move || {
-                engine
-                    .start("spin", vars(false), Default::default())
-                    .expect("starts")
-            })
+            std::thread::spawn(move || engine.start("spin", vars(false), Default::default()).expect("starts"))
         })
         .collect();
     for h in normal {
@@ -518,15 +414,11 @@ nodes:
         .find(|h| matches!(h.event, HistoryEvent::IncidentRaised { .. }))
         .expect("an incident is in the history");
     assert_eq!(raised.node.as_deref(), Some("route"));
-    let HistoryEvent::IncidentRaised { message, .. } = &raised.event else {
-        unreachable!()
-    };
+    let HistoryEvent::IncidentRaised { message, .. } = &raised.event else { unreachable!() };
     assert!(message.contains("endless loop"), "{message}");
     assert!(message.contains("loop {}"), "{message}");
     // After the incident, a new instance still runs normally.
-    let after = engine
-        .start("spin", vars(false), Default::default())
-        .expect("starts");
+    let after = engine.start("spin", vars(false), Default::default()).expect("starts");
     assert_eq!(after.status, Status::Completed);
 }
 
@@ -535,11 +427,7 @@ nodes:
 fn expense_approval_demo_is_clean() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../processes/expense-approval.yaml");
     let text = std::fs::read_to_string(path).expect("demo exists");
-    let loaded = load_str(
-        "processes/expense-approval.yaml",
-        &text,
-        &CompileOptions::default(),
-    )
-    .unwrap_or_else(|d| panic!("{d}"));
+    let loaded = load_str("processes/expense-approval.yaml", &text, &CompileOptions::default())
+        .unwrap_or_else(|d| panic!("{d}"));
     assert!(loaded.warnings.0.is_empty(), "{}", loaded.warnings);
 }

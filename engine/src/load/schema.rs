@@ -12,17 +12,34 @@ pub const LANE_KEYS: &[&str] = &["name", "groups"];
 pub const VAR_KEYS: &[&str] = &["type", "label", "required", "options", "default", "max_length"];
 pub const START_KEYS: &[&str] = &["name", "next"];
 pub const NODE_KEYS: &[&str] = &[
-    "name", "description", "lane", "next", "user_task", "service", "script", "exclusive", "parallel", "join", "end",
-    "form", "due", "send_back", "outcomes", "with", "set", "retry", "timeout", "default",
+    "name",
+    "description",
+    "lane",
+    "next",
+    "user_task",
+    "service",
+    "script",
+    "exclusive",
+    "parallel",
+    "join",
+    "end",
+    "form",
+    "due",
+    "send_back",
+    "outcomes",
+    "with",
+    "set",
+    "retry",
+    "timeout",
+    "default",
 ];
 pub const BRANCH_KEYS: &[&str] = &["when", "next"];
 pub const RETRY_KEYS: &[&str] = &["attempts", "backoff"];
 
 /// Element kinds the engine knows by name but does not run yet; naming them gives a
 /// clearer error than "unknown key".
-const NOT_YET: &[&str] = &[
-    "timer", "message", "inclusive", "event_based", "subprocess", "call", "multi_instance", "boundary", "error",
-];
+const NOT_YET: &[&str] =
+    &["timer", "message", "inclusive", "event_based", "subprocess", "call", "multi_instance", "boundary", "error"];
 
 fn check_keys(node: &YNode, allowed: &[&str], what: &str, diags: &mut Diagnostics) {
     let Some(map) = node.as_map() else { return };

@@ -68,17 +68,11 @@ impl YNode {
     }
 
     pub fn get(&self, key: &str) -> Option<&YNode> {
-        self.as_map()?
-            .iter()
-            .find(|(k, _)| k.text == key)
-            .map(|(_, v)| v)
+        self.as_map()?.iter().find(|(k, _)| k.text == key).map(|(_, v)| v)
     }
 
     pub fn key_loc(&self, key: &str) -> Option<Loc> {
-        self.as_map()?
-            .iter()
-            .find(|(k, _)| k.text == key)
-            .map(|(k, _)| k.loc)
+        self.as_map()?.iter().find(|(k, _)| k.text == key).map(|(k, _)| k.loc)
     }
 
     /// Follow a path of map keys and list indexes.
@@ -140,18 +134,8 @@ fn loc_of(span: &Span) -> Loc {
 }
 
 enum Frame {
-    Seq {
-        loc: Loc,
-        anchor: usize,
-        items: Vec<YNode>,
-    },
-    Map {
-        loc: Loc,
-        anchor: usize,
-        entries: Vec<(YKey, YNode)>,
-        key: Option<YKey>,
-        skip_value: bool,
-    },
+    Seq { loc: Loc, anchor: usize, items: Vec<YNode> },
+    Map { loc: Loc, anchor: usize, entries: Vec<(YKey, YNode)>, key: Option<YKey>, skip_value: bool },
 }
 
 /// Parse `text` into a spanned tree, or the diagnostics explaining why not.
@@ -162,11 +146,7 @@ pub fn parse(text: &str) -> Result<SourceMap, Diagnostics> {
             Diagnostic::error(
                 "file-too-large",
                 Loc::new(1, 1),
-                format!(
-                    "file is {} bytes; the limit for a process file is {} bytes",
-                    text.len(),
-                    MAX_FILE_BYTES
-                ),
+                format!("file is {} bytes; the limit for a process file is {} bytes", text.len(), MAX_FILE_BYTES),
             )
             .with_hint("split the process into smaller processes, or move data out of the definition"),
         );
@@ -218,12 +198,8 @@ pub fn parse(text: &str) -> Result<SourceMap, Diagnostics> {
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
                 if stack.len() >= MAX_DEPTH {
                     diags.push(
-                        Diagnostic::error(
-                            "too-deep",
-                            loc,
-                            format!("nesting deeper than {MAX_DEPTH} levels"),
-                        )
-                        .with_hint("a process definition never needs this depth; flatten the structure"),
+                        Diagnostic::error("too-deep", loc, format!("nesting deeper than {MAX_DEPTH} levels"))
+                            .with_hint("a process definition never needs this depth; flatten the structure"),
                     );
                     return Err(diags);
                 }
@@ -284,12 +260,10 @@ pub fn parse(text: &str) -> Result<SourceMap, Diagnostics> {
         };
         expanded += 1;
         if expanded > MAX_NODES {
-            diags.push(Diagnostic::error(
-                "too-many-nodes",
-                loc,
-                format!("file has more than {MAX_NODES} YAML nodes"),
-            )
-            .with_hint("split the process into smaller processes, or move data out of the definition"));
+            diags.push(
+                Diagnostic::error("too-many-nodes", loc, format!("file has more than {MAX_NODES} YAML nodes"))
+                    .with_hint("split the process into smaller processes, or move data out of the definition"),
+            );
             return Err(diags);
         }
         match stack.last_mut() {

@@ -69,12 +69,26 @@ pub enum Event {
 pub enum Command {
     OpenTask(Task),
     /// Set or clear the assignee of an open task.
-    AssignTask { task: String, assignee: Option<String> },
-    CloseTask { task: String, status: TaskStatus, by: Option<String>, outcome: Option<String> },
+    AssignTask {
+        task: String,
+        assignee: Option<String>,
+    },
+    CloseTask {
+        task: String,
+        status: TaskStatus,
+        by: Option<String>,
+        outcome: Option<String>,
+    },
     ScheduleJob(Job),
     /// Run the same call again (same input and idempotency key) at `due`.
-    RetryJob { job: String, due: DateTime<Utc>, attempt: u32 },
-    CancelJob { job: String },
+    RetryJob {
+        job: String,
+        due: DateTime<Utc>,
+        attempt: u32,
+    },
+    CancelJob {
+        job: String,
+    },
 }
 
 /// What an event did: commands to carry out and history to append.
@@ -122,7 +136,8 @@ pub fn start(
     let mut errors = Vec::new();
     for (name, v) in &vars {
         match p.vars.get(name) {
-            None => errors.push(FieldError { field: name.clone(), problem: "not a declared variable of this process".into() }),
+            None => errors
+                .push(FieldError { field: name.clone(), problem: "not a declared variable of this process".into() }),
             Some(spec) => {
                 if let Err(e) = spec.check(v) {
                     errors.push(FieldError { field: name.clone(), problem: e });
@@ -300,9 +315,7 @@ fn complete(
         }
     }
     let (_, node) = p.node(&inst.tokens[tok].node).expect("token on a node of its process");
-    let NodeKind::UserTask(spec) = &node.kind else {
-        unreachable!("tasks are opened by user task nodes only")
-    };
+    let NodeKind::UserTask(spec) = &node.kind else { unreachable!("tasks are opened by user task nodes only") };
     let (target, outcome_name) = match &outcome {
         Outcome::Next => (spec.next, "next".to_string()),
         Outcome::SendBack { .. } => match spec.send_back {
@@ -317,7 +330,9 @@ fn complete(
         },
         Outcome::Named(name) => match spec.outcomes.iter().find(|(n, _)| n == name) {
             Some((_, t)) => (*t, name.clone()),
-            None => return Err(Rejection::UnknownOutcome { task, outcome: name.clone(), allowed: allowed_outcomes(spec) }),
+            None => {
+                return Err(Rejection::UnknownOutcome { task, outcome: name.clone(), allowed: allowed_outcomes(spec) })
+            }
         },
     };
     let mut errors = Vec::new();
@@ -351,12 +366,25 @@ fn complete(
     let mut token = run.inst.tokens.remove(tok);
     run.inst.vars.extend(data.clone());
     let node_id = token.node.clone();
-    run.log(Some(node_id.clone()), Some(user.clone()), HistoryEvent::TaskCompleted { task: task.clone(), outcome: outcome_name.clone(), vars: data });
+    run.log(
+        Some(node_id.clone()),
+        Some(user.clone()),
+        HistoryEvent::TaskCompleted { task: task.clone(), outcome: outcome_name.clone(), vars: data },
+    );
     if let Outcome::SendBack { comment } = &outcome {
         let to = p.nodes[target].id.clone();
-        run.log(Some(node_id), Some(user.clone()), HistoryEvent::SentBack { task: task.clone(), to, comment: comment.clone() });
+        run.log(
+            Some(node_id),
+            Some(user.clone()),
+            HistoryEvent::SentBack { task: task.clone(), to, comment: comment.clone() },
+        );
     }
-    run.out.commands.push(Command::CloseTask { task, status: TaskStatus::Completed, by: Some(user), outcome: Some(outcome_name) });
+    run.out.commands.push(Command::CloseTask {
+        task,
+        status: TaskStatus::Completed,
+        by: Some(user),
+        outcome: Some(outcome_name),
+    });
     token.node = p.nodes[target].id.clone();
     run.ready.push_back(token);
     Ok(run.finish())
@@ -442,7 +470,14 @@ impl<'a> Run<'a> {
         let id = self.inst.next_seq();
         let node = token.node.clone();
         tracing::warn!(instance = self.inst.id, node = %node, incident = id, %message, "incident");
-        self.inst.incidents.push(Incident { id, token: token.id, node: node.clone(), message: message.clone(), at: self.now, pending_output });
+        self.inst.incidents.push(Incident {
+            id,
+            token: token.id,
+            node: node.clone(),
+            message: message.clone(),
+            at: self.now,
+            pending_output,
+        });
         self.log(Some(node), None, HistoryEvent::IncidentRaised { incident: id, message });
         self.park(token, Wait::Incident { incident: id });
     }
@@ -613,7 +648,11 @@ impl<'a> Run<'a> {
                         timeout_ms: spec.timeout.as_millis() as u64,
                     },
                 };
-                self.log(here, None, HistoryEvent::JobScheduled { job: job_id.clone(), connector: spec.connector.clone(), attempt: 1 });
+                self.log(
+                    here,
+                    None,
+                    HistoryEvent::JobScheduled { job: job_id.clone(), connector: spec.connector.clone(), attempt: 1 },
+                );
                 self.out.commands.push(Command::ScheduleJob(job));
                 self.park(token, Wait::Job { job: job_id, attempt: 1 });
             }
@@ -668,12 +707,20 @@ impl<'a> Run<'a> {
             let salt = u64::from(token.id) << 32 | u64::from(attempt);
             let wait = spec.retry.backoff(attempt, salt ^ self.inst.id);
             let due = self.now + chrono::Duration::from_std(wait).unwrap_or_default();
-            self.log(Some(node.id.clone()), None, HistoryEvent::JobFailed { job: job.to_string(), attempt, message, retry_at: Some(due) });
+            self.log(
+                Some(node.id.clone()),
+                None,
+                HistoryEvent::JobFailed { job: job.to_string(), attempt, message, retry_at: Some(due) },
+            );
             self.out.commands.push(Command::RetryJob { job: job.to_string(), due, attempt: attempt + 1 });
             self.park(token, Wait::Job { job: job.to_string(), attempt: attempt + 1 });
             return;
         }
-        self.log(Some(node.id.clone()), None, HistoryEvent::JobFailed { job: job.to_string(), attempt, message: message.clone(), retry_at: None });
+        self.log(
+            Some(node.id.clone()),
+            None,
+            HistoryEvent::JobFailed { job: job.to_string(), attempt, message: message.clone(), retry_at: None },
+        );
         let why = match failure {
             Failure::Retryable { .. } => format!("`{}` failed {attempt} times; last error: {message}", spec.connector),
             _ => format!("`{}` failed: {message}", spec.connector),

@@ -50,7 +50,9 @@ impl SledKv {
             .mode(sled::Mode::HighThroughput)
             .open()
             .map_err(|e| match e {
-                sled::Error::Io(ref ioe) if ioe.kind() == std::io::ErrorKind::WouldBlock || ioe.to_string().contains("lock") => {
+                sled::Error::Io(ref ioe)
+                    if ioe.kind() == std::io::ErrorKind::WouldBlock || ioe.to_string().contains("lock") =>
+                {
                     StoreError::Locked { path: path.display().to_string(), reason: ioe.to_string() }
                 }
                 other => io(other),
