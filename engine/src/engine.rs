@@ -133,6 +133,7 @@ impl EngineBuilder {
             connectors: self.connectors,
             processes: RwLock::new(HashMap::new()),
             locks: (0..LOCK_SHARDS).map(|_| Mutex::new(())).collect(),
+            key_locks: (0..LOCK_SHARDS).map(|_| Mutex::new(())).collect(),
             queue: Mutex::new(BTreeSet::new()),
             wake: tokio::sync::Notify::new(),
         };
@@ -148,7 +149,12 @@ struct Inner {
     connectors: Registry,
     /// id → versions, in order.
     processes: RwLock<HashMap<String, Vec<Arc<Process>>>>,
+    /// Instance (and deploy) locks. An instance lock is always taken last.
     locks: Vec<Mutex<()>>,
+    /// Business-key locks, taken before an instance lock: a separate set, so that a
+    /// start never waits on a shard it holds itself (key and new id in one shard) and
+    /// two starts never wait on each other crosswise.
+    key_locks: Vec<Mutex<()>>,
     /// Jobs to run: (due, job id).
     queue: Mutex<BTreeSet<(DateTime<Utc>, String)>>,
     wake: tokio::sync::Notify,
@@ -287,7 +293,7 @@ impl Engine {
     pub fn start(&self, process: &str, vars: Vars, opts: StartOptions) -> Result<Instance, EngineError> {
         let p = self.latest(process).ok_or_else(|| EngineError::UnknownProcess(process.to_string()))?;
         let _guard =
-            opts.business_key.as_ref().map(|k| self.inner.locks[lock_index(("key", process, k))].lock().expect("lock"));
+            opts.business_key.as_ref().map(|k| self.inner.key_locks[lock_index((process, k))].lock().expect("lock"));
         if let Some(key) = &opts.business_key {
             if let Some(id) = self.inner.store.instance_by_key(process, key)? {
                 return self.instance(id);
