@@ -1,0 +1,430 @@
+//! Property tests: random valid processes and random event orders.
+//!
+//! Processes are generated from a block grammar (a sequence of blocks; a block is a
+//! user task, a script, an exclusive choice of 2–3 branches that merge again, or a
+//! parallel fork of 2–4 branches closed by its join), written out as YAML and
+//! deployed. The test then completes a random open task until none remain and,
+//! after every event, checks that tokens are never lost or duplicated: every open
+//! task has exactly one token and vice versa, every branch of every fork activation
+//! is either still running or has arrived at its join (never both, never neither),
+//! no two tokens stand in the same place, and at the end every fork was joined
+//! exactly once.
+
+use chrono::{DateTime, Utc};
+use nagare_engine::compile::CompileOptions;
+use nagare_engine::load::load_str;
+use nagare_engine::runtime::{self, Event, HistoryEvent, Instance, Outcome, Status, Wait};
+use nagare_engine::store::TaskQuery;
+use nagare_engine::{Engine, EngineError, StartOptions, Vars};
+use proptest::prelude::*;
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fmt::Write as _;
+
+const VARS: u8 = 3;
+
+#[derive(Debug, Clone)]
+enum Block {
+    Task,
+    /// `v<var> = v<var> + <add>;`
+    Script {
+        var: u8,
+        add: u8,
+    },
+    /// Branches with the condition `v<var> > <threshold>`; the last is the default.
+    Exclusive(Vec<(u8, u8, Vec<Block>)>),
+    Parallel(Vec<Vec<Block>>),
+}
+
+fn block() -> impl Strategy<Value = Block> {
+    let leaf = prop_oneof![
+        3 => Just(Block::Task),
+        1 => (0..VARS, 1..3u8).prop_map(|(var, add)| Block::Script { var, add }),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        let seq = prop::collection::vec(inner, 1..=3);
+        prop_oneof![
+            prop::collection::vec((0..VARS, 0..10u8, seq.clone()), 2..=3).prop_map(Block::Exclusive),
+            prop::collection::vec(seq, 2..=4).prop_map(Block::Parallel),
+        ]
+    })
+}
+
+fn program() -> impl Strategy<Value = Vec<Block>> {
+    prop::collection::vec(block(), 1..=4).prop_filter("keep processes small", |p| task_nodes(p) <= 40)
+}
+
+fn task_nodes(seq: &[Block]) -> usize {
+    seq.iter()
+        .map(|b| match b {
+            Block::Task => 1,
+            Block::Script { .. } => 0,
+            Block::Exclusive(bs) => bs.iter().map(|(_, _, s)| task_nodes(s)).sum(),
+            Block::Parallel(bs) => bs.iter().map(|s| task_nodes(s)).sum(),
+        })
+        .sum()
+}
+
+/// Most user tasks that can be open at once.
+fn width(seq: &[Block]) -> usize {
+    seq.iter()
+        .map(|b| match b {
+            Block::Task => 1,
+            Block::Script { .. } => 0,
+            Block::Exclusive(bs) => bs.iter().map(|(_, _, s)| width(s)).max().unwrap_or(0),
+            Block::Parallel(bs) => bs.iter().map(|s| width(s)).sum(),
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Writes the YAML and remembers which join closes which fork.
+#[derive(Default)]
+struct Emitter {
+    nodes: Vec<String>,
+    counter: usize,
+    fork_join: Vec<(String, String)>,
+}
+
+impl Emitter {
+    fn id(&mut self, prefix: &str) -> String {
+        self.counter += 1;
+        format!("{prefix}{}", self.counter)
+    }
+
+    /// Emit a sequence leading to `next`; returns the id of its first node.
+    fn seq(&mut self, seq: &[Block], next: &str) -> String {
+        let mut next = next.to_string();
+        for b in seq.iter().rev() {
+            next = self.block(b, &next);
+        }
+        next
+    }
+
+    fn block(&mut self, b: &Block, next: &str) -> String {
+        match b {
+            Block::Task => {
+                let id = self.id("t");
+                self.nodes.push(format!("  {id}: {{ user_task: 'Task {id}', lane: staff, next: {next} }}"));
+                id
+            }
+            Block::Script { var, add } => {
+                let id = self.id("s");
+                self.nodes.push(format!("  {id}: {{ script: 'v{var} = v{var} + {add};', next: {next} }}"));
+                id
+            }
+            Block::Exclusive(branches) => {
+                let id = self.id("x");
+                let firsts: Vec<String> = branches.iter().map(|(_, _, s)| self.seq(s, next)).collect();
+                let mut node = format!("  {id}:\n    exclusive:\n");
+                let last = branches.len() - 1;
+                for ((var, threshold, _), first) in branches.iter().zip(&firsts).take(last) {
+                    writeln!(node, "      - {{ when: 'v{var} > {threshold}', next: {first} }}").expect("write");
+                }
+                write!(node, "    default: {}", firsts[last]).expect("write");
+                self.nodes.push(node);
+                id
+            }
+            Block::Parallel(branches) => {
+                let fork = self.id("f");
+                let join = self.id("j");
+                self.nodes.push(format!("  {join}: {{ join: {fork}, next: {next} }}"));
+                let firsts: Vec<String> = branches.iter().map(|s| self.seq(s, &join)).collect();
+                self.nodes.push(format!("  {fork}: {{ parallel: [{}] }}", firsts.join(", ")));
+                self.fork_join.push((fork.clone(), join));
+                fork
+            }
+        }
+    }
+}
+
+struct Generated {
+    yaml: String,
+    fork_join: Vec<(String, String)>,
+}
+
+fn to_yaml(program: &[Block]) -> Generated {
+    let mut e = Emitter::default();
+    let first = e.seq(program, "end");
+    let mut yaml = String::from("id: prop\nlanes:\n  staff: { groups: [staff] }\nvariables:\n");
+    for v in 0..VARS {
+        writeln!(yaml, "  v{v}: {{ type: number, default: 0 }}").expect("write");
+    }
+    writeln!(yaml, "start: {{ next: {first} }}\nnodes:").expect("write");
+    for n in &e.nodes {
+        yaml.push_str(n);
+        yaml.push('\n');
+    }
+    yaml.push_str("  end: { end: }\n");
+    Generated { yaml, fork_join: e.fork_join }
+}
+
+fn start_vars(values: &[u8]) -> Vars {
+    values.iter().enumerate().map(|(i, v)| (format!("v{i}"), json!(v))).collect()
+}
+
+/// Tokens are neither lost nor duplicated, in any state reachable by events.
+fn check_tokens(inst: &Instance, open_tasks: &[String], bound: usize) -> Result<(), TestCaseError> {
+    // One token per open task and one open task per token; all tokens wait on tasks.
+    let mut token_ids = HashSet::new();
+    let mut waiting = BTreeSet::new();
+    for t in &inst.tokens {
+        prop_assert!(token_ids.insert(t.id), "two tokens with id {}", t.id);
+        match &t.wait {
+            Wait::Task { task, .. } => prop_assert!(waiting.insert(task.clone()), "two tokens wait on task {task}"),
+            other => prop_assert!(false, "token {} waits on {other:?}", t.id),
+        }
+    }
+    let open: BTreeSet<String> = open_tasks.iter().cloned().collect();
+    prop_assert_eq!(open.len(), open_tasks.len(), "a task is listed twice");
+    prop_assert_eq!(&waiting, &open, "tokens waiting on tasks vs open tasks");
+    prop_assert!(inst.tokens.len() <= bound, "{} tokens, at most {bound} possible", inst.tokens.len());
+    prop_assert!(inst.incidents.is_empty(), "incidents: {:?}", inst.incidents);
+
+    // No two tokens in one place: inside one branch the flow is a line.
+    let mut scopes = HashSet::new();
+    for t in &inst.tokens {
+        let path: Vec<(u32, u16)> = t.scope.iter().map(|f| (f.activation, f.branch)).collect();
+        prop_assert!(scopes.insert(path), "two tokens in the same branch (token {} at {})", t.id, t.node);
+    }
+
+    // Joins: no branch arrives twice, and a join still waiting is not yet full.
+    let mut activations: BTreeMap<u32, (String, u16)> = BTreeMap::new();
+    for j in &inst.joins {
+        let distinct: HashSet<&u16> = j.arrived.iter().collect();
+        prop_assert_eq!(distinct.len(), j.arrived.len(), "duplicate arrivals at {}", j.join);
+        prop_assert!(j.arrived.len() < usize::from(j.width), "join {} full but still waiting", j.join);
+        prop_assert!(j.arrived.iter().all(|b| *b < j.width));
+        prop_assert!(
+            activations.insert(j.activation, (j.join.clone(), j.width)).is_none(),
+            "two joins for one activation"
+        );
+    }
+    // Every branch of every live fork activation either has tokens or has arrived.
+    let mut live: BTreeMap<u32, (u16, BTreeSet<u16>)> = BTreeMap::new();
+    for t in &inst.tokens {
+        for f in &t.scope {
+            let e = live.entry(f.activation).or_insert((f.width, BTreeSet::new()));
+            prop_assert_eq!(e.0, f.width, "one activation, two widths");
+            e.1.insert(f.branch);
+        }
+    }
+    for j in &inst.joins {
+        prop_assert!(live.contains_key(&j.activation), "join {} waits for branches that have no token", j.join);
+    }
+    for (activation, (w, running)) in &live {
+        let arrived: BTreeSet<u16> = inst
+            .joins
+            .iter()
+            .find(|j| j.activation == *activation)
+            .map(|j| j.arrived.iter().copied().collect())
+            .unwrap_or_default();
+        for b in 0..*w {
+            let r = running.contains(&b);
+            let a = arrived.contains(&b);
+            prop_assert!(r != a, "activation {activation} branch {b}: running={r} arrived={a} (lost or duplicated)");
+        }
+    }
+    Ok(())
+}
+
+fn check_history(engine: &Engine, id: u64, g: &Generated) -> Result<(), TestCaseError> {
+    let history = engine.history(id).expect("history");
+    let seqs: Vec<u32> = history.iter().map(|h| h.seq).collect();
+    prop_assert_eq!(seqs, (0..history.len() as u32).collect::<Vec<_>>());
+    let mut count: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    let mut opened = BTreeSet::new();
+    let mut completed = BTreeSet::new();
+    for h in &history {
+        *count.entry((h.event.name(), h.node.as_deref().unwrap_or("-"))).or_default() += 1;
+        match &h.event {
+            HistoryEvent::TaskOpened { task } => prop_assert!(opened.insert(task.clone()), "task {task} opened twice"),
+            HistoryEvent::TaskCompleted { task, .. } => {
+                prop_assert!(completed.insert(task.clone()), "task {task} completed twice")
+            }
+            _ => {}
+        }
+    }
+    prop_assert_eq!(&opened, &completed, "every opened task was completed, once");
+    for (fork, join) in &g.fork_join {
+        let forked = count.get(&("forked", fork.as_str())).copied().unwrap_or(0);
+        let joined = count.get(&("joined", join.as_str())).copied().unwrap_or(0);
+        prop_assert_eq!(forked, joined, "fork {} ran {} times, join {} fired {} times", fork, forked, join, joined);
+        prop_assert!(forked <= 1, "no loops, so fork {} runs at most once", fork);
+    }
+    prop_assert_eq!(count.get(&("started", "-")).copied(), Some(1));
+    prop_assert_eq!(count.get(&("completed", "-")).copied(), Some(1));
+    prop_assert_eq!(count.get(&("ended", "end")).copied(), Some(1));
+    Ok(())
+}
+
+fn open_tasks(engine: &Engine, id: u64) -> Vec<String> {
+    let mut tasks: Vec<String> = engine
+        .tasks(&TaskQuery { instance: Some(id), ..Default::default() })
+        .expect("tasks")
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    tasks.sort();
+    tasks
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Random processes, random completion orders (with claims and stale repeats
+    /// mixed in): tokens never lost or duplicated, each join fires once.
+    #[test]
+    fn tokens_are_conserved(
+        program in program(),
+        values in prop::collection::vec(0..10u8, VARS as usize),
+        ops in prop::collection::vec((any::<prop::sample::Index>(), 0..8u8), 0..80),
+    ) {
+        let g = to_yaml(&program);
+        let engine = Engine::in_memory();
+        if let Err(e) = engine.deploy("prop.yaml", &g.yaml) {
+            prop_assert!(false, "generated process does not deploy: {e}\n{}", g.yaml);
+        }
+        let bound = width(&program);
+        let inst = engine.start("prop", start_vars(&values), StartOptions::default()).expect("start");
+        let id = inst.id;
+        check_tokens(&inst, &open_tasks(&engine, id), bound)?;
+        let mut done: Vec<String> = Vec::new();
+        let mut ops = ops.into_iter();
+        let mut events = 0;
+        loop {
+            let open = open_tasks(&engine, id);
+            if open.is_empty() {
+                break;
+            }
+            events += 1;
+            prop_assert!(events <= 2 * task_nodes(&program) + 80, "too many events");
+            let (pick, kind) = match ops.next() {
+                Some((pick, kind)) => (Some(pick), kind),
+                None => (None, 7),
+            };
+            let pick = |len: usize| pick.as_ref().map_or(0, |p| p.index(len));
+            let before = engine.instance(id).expect("instance");
+            match kind {
+                // Repeat an already completed task: refused, nothing changes.
+                0 if !done.is_empty() => {
+                    let old = &done[pick(done.len())];
+                    let err = engine.complete(old, "u", Vars::new(), Outcome::Next).unwrap_err();
+                    prop_assert!(matches!(err, EngineError::Conflict(_)), "{err}");
+                    prop_assert_eq!(&engine.instance(id).expect("instance"), &before);
+                }
+                // Claim by one user, a refused completion by another.
+                1 => {
+                    let task = open[pick(open.len())].clone();
+                    engine.claim(&task, "alice").expect("claim");
+                    let err = engine.complete(&task, "bob", Vars::new(), Outcome::Next).unwrap_err();
+                    prop_assert!(matches!(err, EngineError::Conflict(_)), "{err}");
+                }
+                _ => {
+                    let task = open[pick(open.len())].clone();
+                    let claimed = matches!(
+                        before.task_token(&task).map(|t| &t.wait),
+                        Some(Wait::Task { assignee: Some(_), .. })
+                    );
+                    let user = if claimed { "alice" } else { "u" };
+                    engine.complete(&task, user, Vars::new(), Outcome::Next).expect("complete");
+                    done.push(task);
+                }
+            }
+            let inst = engine.instance(id).expect("instance");
+            check_tokens(&inst, &open_tasks(&engine, id), bound)?;
+            if !inst.tokens.is_empty() {
+                prop_assert_eq!(inst.status, Status::Running);
+            }
+        }
+        let inst = engine.instance(id).expect("instance");
+        prop_assert_eq!(inst.status, Status::Completed, "{:#?}", inst);
+        prop_assert!(inst.tokens.is_empty() && inst.joins.is_empty());
+        check_history(&engine, id, &g)?;
+    }
+
+    /// The pure core is deterministic: the same events give the same state and
+    /// the same transitions.
+    #[test]
+    fn core_is_deterministic(
+        program in program(),
+        values in prop::collection::vec(0..10u8, VARS as usize),
+        picks in prop::collection::vec(any::<prop::sample::Index>(), 0..60),
+    ) {
+        let g = to_yaml(&program);
+        let loaded = load_str("prop.yaml", &g.yaml, &CompileOptions::default());
+        let process = match loaded {
+            Ok(l) => l.process,
+            Err(d) => return Err(TestCaseError::fail(format!("does not load: {d}\n{}", g.yaml))),
+        };
+        let t0: DateTime<Utc> = "2026-11-23T00:00:00Z".parse().expect("time");
+        let (mut a, ta) = runtime::start(&process, 7, start_vars(&values), Some("u".into()), None, t0).expect("start");
+        let (mut b, tb) = runtime::start(&process, 7, start_vars(&values), Some("u".into()), None, t0).expect("start");
+        prop_assert_eq!(&a, &b);
+        prop_assert_eq!(ta, tb);
+        let mut picks = picks.into_iter();
+        let mut minute = 0;
+        while !a.status.is_finished() {
+            let mut open: Vec<String> = a
+                .tokens
+                .iter()
+                .filter_map(|t| match &t.wait {
+                    Wait::Task { task, .. } => Some(task.clone()),
+                    _ => None,
+                })
+                .collect();
+            open.sort();
+            prop_assert!(!open.is_empty(), "running without open tasks: {:#?}", a);
+            let task = picks.next().map(|i| i.get(&open).clone()).unwrap_or_else(|| open[0].clone());
+            minute += 1;
+            let now = t0 + chrono::Duration::minutes(minute);
+            let event = Event::Complete { task, user: "u".into(), data: Vars::new(), outcome: Outcome::Next };
+            let ta = runtime::step(&process, &mut a, event.clone(), now).expect("step");
+            let tb = runtime::step(&process, &mut b, event, now).expect("step");
+            prop_assert_eq!(&a, &b);
+            prop_assert_eq!(ta, tb);
+        }
+        prop_assert_eq!(a.status, Status::Completed);
+    }
+}
+
+/// The invariant checker is not vacuous: it rejects a lost token, a duplicated
+/// token and a branch that both runs and has arrived.
+#[test]
+fn checker_catches_lost_and_duplicated_tokens() {
+    let program = vec![Block::Parallel(vec![vec![Block::Task], vec![Block::Task, Block::Task], vec![Block::Task]])];
+    let g = to_yaml(&program);
+    let engine = Engine::in_memory();
+    engine.deploy("prop.yaml", &g.yaml).expect("deploy");
+    let inst = engine.start("prop", Vars::new(), StartOptions::default()).expect("start");
+    let first = open_tasks(&engine, inst.id)[0].clone();
+    let inst = engine.complete(&first, "u", Vars::new(), Outcome::Next).expect("complete");
+    let open = open_tasks(&engine, inst.id);
+    let bound = width(&program);
+    assert!(check_tokens(&inst, &open, bound).is_ok());
+    assert_eq!(inst.joins.len(), 1, "one branch arrived: {inst:#?}");
+
+    let mut lost = inst.clone();
+    lost.tokens.pop();
+    assert!(check_tokens(&lost, &open, bound).is_err(), "lost token with its task still open");
+    let mut lost_quietly = inst.clone();
+    let gone = lost_quietly.tokens.pop().expect("a token");
+    // Its task vanished too, so only the fork bookkeeping can notice.
+    let fewer: Vec<String> =
+        open.iter().filter(|t| !matches!(&gone.wait, Wait::Task { task, .. } if task == *t)).cloned().collect();
+    assert!(check_tokens(&lost_quietly, &fewer, bound).is_err(), "a branch with neither a token nor an arrival");
+
+    let mut twice = inst.clone();
+    let mut copy = twice.tokens[0].clone();
+    copy.id = 999;
+    copy.wait = Wait::Task { task: "x-1".into(), assignee: None };
+    twice.tokens.push(copy);
+    let mut more = open.clone();
+    more.push("x-1".into());
+    assert!(check_tokens(&twice, &more, bound).is_err(), "two tokens in one branch");
+
+    let mut both = inst.clone();
+    let running = both.tokens[0].scope.last().expect("inside the fork").branch;
+    both.joins[0].arrived.push(running);
+    assert!(check_tokens(&both, &open, bound).is_err(), "a branch running and arrived at once");
+}
