@@ -1,1 +1,184 @@
-fn main(){}
+//! `nagare`: the command-line front end of the workflow engine.
+//!
+//! Argument definitions and dispatch live here; each command group is a module
+//! under [`cli`], printing goes through [`output`], and `nagare bench` is [`bench`].
+
+mod bench;
+mod cli;
+mod output;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "nagare", version, about = "A BPMN-style workflow engine for back-office paperwork")]
+#[command(
+    after_help = "Example:\n  nagare validate processes/*.yaml\n  nagare --data ./nagare-data deploy processes/expense-approval.yaml"
+)]
+struct Cli {
+    /// Data directory of the durable store.
+    #[arg(long, global = true, env = "NAGARE_DATA", default_value = "./nagare-data")]
+    data: PathBuf,
+    /// Machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Log to stderr (-v info, -vv debug, -vvv trace; RUST_LOG overrides).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check process files without deploying them.
+    #[command(after_help = "Example:\n  nagare validate processes/*.yaml")]
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Deploy process files (a changed file becomes a new version).
+    #[command(after_help = "Example:\n  nagare deploy processes/expense-approval.yaml")]
+    Deploy {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Start an instance of the latest version of a process.
+    #[command(
+        after_help = "Example:\n  nagare start expense-approval --var 件名=出張 --var 金額=32000 --var 費目=交通費 --var 利用日=2026-11-20 --user sato"
+    )]
+    Start(cli::instances::StartArgs),
+    /// List instances.
+    #[command(after_help = "Example:\n  nagare instances --status incident --limit 20")]
+    Instances(cli::instances::ListArgs),
+    /// Show one instance: state, variables, tokens, tasks, incidents and history.
+    #[command(after_help = "Example:\n  nagare show 1")]
+    Show {
+        /// Instance id.
+        instance: u64,
+    },
+    /// List open tasks.
+    #[command(after_help = "Example:\n  nagare tasks --group managers\n  nagare tasks --user tanaka")]
+    Tasks(cli::tasks::ListArgs),
+    /// Claim an open task for a user.
+    #[command(after_help = "Example:\n  nagare claim 1-3 --user tanaka")]
+    Claim {
+        /// Task id.
+        task: String,
+        #[arg(long)]
+        user: String,
+    },
+    /// Complete a task with form data, an outcome or a send-back.
+    #[command(
+        after_help = "Example:\n  nagare complete 1-3 --user tanaka --var 上長コメント=OK\n  nagare complete 1-3 --user tanaka --outcome reject\n  nagare complete 1-3 --user tanaka --send-back --comment \"領収書が不鮮明です\""
+    )]
+    Complete(cli::tasks::CompleteArgs),
+    /// Cancel a running instance.
+    #[command(after_help = "Example:\n  nagare cancel 1 --user admin --reason \"duplicate\"")]
+    Cancel {
+        /// Instance id.
+        instance: u64,
+        #[arg(long, default_value = "cli")]
+        user: String,
+        #[arg(long, default_value = "cancelled from the command line")]
+        reason: String,
+    },
+    /// Retry an incident, optionally after correcting variables.
+    #[command(after_help = "Example:\n  nagare retry 1 7 --var 金額=30000")]
+    Retry(cli::instances::RetryArgs),
+    /// Run the job executor (service calls) on the data directory.
+    #[command(
+        after_help = "Example:\n  nagare run              # until Ctrl-C\n  nagare run --until-idle # run due jobs, then exit"
+    )]
+    Run {
+        /// Run the jobs that are due until none remain, then exit.
+        #[arg(long)]
+        until_idle: bool,
+    },
+    /// Measure throughput on the three peer benchmark processes.
+    #[command(
+        after_help = "Example:\n  nagare bench --case straight --mode mem --n 20000\n  nagare bench --mode durable --concurrency 64"
+    )]
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// straight, gateway, usertask or all.
+    #[arg(long, default_value = "all", value_parser = ["straight", "gateway", "usertask", "all"])]
+    case: String,
+    /// mem, durable or all.
+    #[arg(long, default_value = "all", value_parser = ["mem", "durable", "all"])]
+    mode: String,
+    /// Instances per run (default: 20000 in memory, 5000 durable).
+    #[arg(long)]
+    n: Option<usize>,
+    /// Instances in flight (default: 1 in memory, 64 durable).
+    #[arg(long)]
+    concurrency: Option<usize>,
+}
+
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// No Rust panic message or backtrace for users: a closed stdout (`nagare show 1 |
+/// head`) ends quietly, anything else is one `error:` line.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("unknown");
+        if msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        eprintln!("error: internal error: {msg}");
+        std::process::exit(1);
+    }));
+}
+
+fn main() -> ExitCode {
+    install_panic_hook();
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let out = output::Out { json: cli.json };
+    let data = cli.data;
+    let result = match cli.command {
+        Command::Validate { files } => cli::files::validate(&out, &files),
+        Command::Deploy { files } => cli::files::deploy(&out, &data, &files),
+        Command::Start(a) => cli::instances::start(&out, &data, a),
+        Command::Instances(a) => cli::instances::list(&out, &data, a),
+        Command::Show { instance } => cli::instances::show(&out, &data, instance),
+        Command::Tasks(a) => cli::tasks::list(&out, &data, a),
+        Command::Claim { task, user } => cli::tasks::claim(&out, &data, &task, &user),
+        Command::Complete(a) => cli::tasks::complete(&out, &data, a),
+        Command::Cancel { instance, user, reason } => cli::instances::cancel(&out, &data, instance, &user, &reason),
+        Command::Retry(a) => cli::instances::retry(&out, &data, a),
+        Command::Run { until_idle } => cli::run::run(&out, &data, until_idle),
+        Command::Bench(a) => bench::run(&out, &data, a, cli_data_given()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Whether the user chose a data directory (bench then puts its temp dirs there).
+fn cli_data_given() -> bool {
+    std::env::var_os("NAGARE_DATA").is_some() || std::env::args().any(|a| a == "--data" || a.starts_with("--data="))
+}

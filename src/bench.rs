@@ -1,0 +1,307 @@
+//! `nagare bench`: throughput on the three processes of `shared/peers`, printed in
+//! the peers' JSON-line shape so the results sit in the same table.
+//!
+//! Each run deploys one process on a fresh engine (in memory, or durable on a temp
+//! directory with fsync and group commit), warms up, then runs N instances from C
+//! threads, each looping: start an instance (for `usertask`, complete its task),
+//! check the result.
+
+use crate::output::{Out, Table};
+use crate::BenchArgs;
+use anyhow::{anyhow, bail, Context};
+use nagare_engine::runtime::{Instance, Outcome, Status, Wait};
+use nagare_engine::store::Durability;
+use nagare_engine::{Engine, StartOptions, Vars};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+struct Case {
+    name: &'static str,
+    id: &'static str,
+    file: &'static str,
+    yaml: &'static str,
+    /// Flow nodes executed per instance, start and end events included.
+    steps: u32,
+    /// Store commits per instance.
+    commits: u32,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "straight",
+        id: "bench-straight",
+        file: "processes/bench-straight.yaml",
+        yaml: include_str!("../processes/bench-straight.yaml"),
+        steps: 12,
+        commits: 1,
+    },
+    Case {
+        name: "gateway",
+        id: "bench-gateway",
+        file: "processes/bench-gateway.yaml",
+        yaml: include_str!("../processes/bench-gateway.yaml"),
+        steps: 10,
+        commits: 1,
+    },
+    Case {
+        name: "usertask",
+        id: "bench-usertask",
+        file: "processes/bench-usertask.yaml",
+        yaml: include_str!("../processes/bench-usertask.yaml"),
+        steps: 3,
+        commits: 2,
+    },
+];
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Mem,
+    Durable,
+}
+
+/// One result line, keys as in `shared/peers/py/bench.py`.
+#[derive(Serialize)]
+struct Report {
+    engine: &'static str,
+    version: &'static str,
+    runtime: String,
+    case: &'static str,
+    mode: String,
+    n: usize,
+    warmup: usize,
+    seconds: f64,
+    ips: f64,
+    us_per_instance: f64,
+    steps_per_instance: f64,
+    snapshots_per_instance: f64,
+    snapshot_avg_bytes: u64,
+    deploy_ms: f64,
+    rss_start_mb: f64,
+    peak_rss_mb: f64,
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let m = 10f64.powi(digits);
+    (x * m).round() / m
+}
+
+/// A field of /proc/self/status in MiB (VmRSS, VmHWM); 0 where there is none.
+fn proc_status_mb(field: &str) -> f64 {
+    let Ok(s) = std::fs::read_to_string("/proc/self/status") else { return 0.0 };
+    s.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Reset VmHWM so that each run reports its own peak (Linux; best effort).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+pub fn run(out: &Out, data: &Path, a: BenchArgs, data_given: bool) -> anyhow::Result<ExitCode> {
+    let cases: Vec<&Case> = CASES.iter().filter(|c| a.case == "all" || a.case == c.name).collect();
+    let modes: Vec<Mode> = match a.mode.as_str() {
+        "mem" => vec![Mode::Mem],
+        "durable" => vec![Mode::Durable],
+        _ => vec![Mode::Mem, Mode::Durable],
+    };
+    let temp_root = if data_given { data.to_path_buf() } else { std::env::temp_dir() };
+    let mut reports = Vec::new();
+    for mode in &modes {
+        for case in &cases {
+            let (n, c) = match mode {
+                Mode::Mem => (a.n.unwrap_or(20_000), a.concurrency.unwrap_or(1)),
+                Mode::Durable => (a.n.unwrap_or(5_000), a.concurrency.unwrap_or(64)),
+            };
+            if n == 0 {
+                bail!("--n must be at least 1");
+            }
+            let r = run_one(case, *mode, n, c.max(1), &temp_root)?;
+            if out.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                eprintln!("{:<9} {:<12} {:>9.0} inst/s", r.case, r.mode, r.ips);
+            }
+            reports.push(r);
+        }
+    }
+    if !out.json {
+        let mut t = Table::new(&[
+            "case",
+            "mode",
+            "n",
+            "seconds",
+            "inst/s",
+            "us/inst",
+            "deploy ms",
+            "start RSS MiB",
+            "peak RSS MiB",
+        ])
+        .right(&[2, 3, 4, 5, 6, 7, 8]);
+        for r in &reports {
+            t.row(vec![
+                r.case.into(),
+                r.mode.clone(),
+                r.n.to_string(),
+                format!("{:.3}", r.seconds),
+                format!("{:.0}", r.ips),
+                format!("{:.1}", r.us_per_instance),
+                format!("{:.2}", r.deploy_ms),
+                format!("{:.1}", r.rss_start_mb),
+                format!("{:.1}", r.peak_rss_mb),
+            ]);
+        }
+        println!();
+        t.print();
+        println!();
+        for r in &reports {
+            println!("{}", serde_json::to_string(r)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Removes the durable run's directory when the run ends, also on error.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn run_one(case: &Case, mode: Mode, n: usize, c: usize, temp_root: &Path) -> anyhow::Result<Report> {
+    reset_peak_rss();
+    let rss_start = proc_status_mb("VmRSS");
+    let builder = Engine::builder().connectors(nagare_connectors::builtin());
+    let mut _dir = None;
+    let builder = match mode {
+        Mode::Mem => builder.in_memory(),
+        Mode::Durable => {
+            let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            let dir = temp_root.join(format!("nagare-bench-{}-{}-{}", std::process::id(), case.name, stamp.as_nanos()));
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            let b = builder.data_dir_with(&dir, Durability::Flush)?;
+            _dir = Some(TempDir(dir));
+            b
+        }
+    };
+    let engine = builder.build()?;
+
+    let t = Instant::now();
+    engine.deploy(case.file, case.yaml)?;
+    let deploy_ms = t.elapsed().as_secs_f64() * 1000.0;
+
+    // Warm-up (not timed); also measures the size of the stored instance records.
+    let warmup = (n / 10).clamp(1, 500);
+    let mut snap_bytes = 0u64;
+    let mut snaps = 0u64;
+    for _ in 0..warmup {
+        for inst in one(&engine, case).map_err(|e| anyhow!("{} ({}): {e}", case.name, case.id))? {
+            snap_bytes += serde_json::to_vec(&inst)?.len() as u64;
+            snaps += 1;
+        }
+    }
+
+    let remaining = AtomicUsize::new(n);
+    let failure: Mutex<Option<String>> = Mutex::new(None);
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..c {
+            s.spawn(|| {
+                while remaining.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| r.checked_sub(1)).is_ok() {
+                    if let Err(e) = one(&engine, case) {
+                        *failure.lock().expect("failure lock") = Some(e);
+                        remaining.store(0, Ordering::Relaxed);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let secs = t.elapsed().as_secs_f64();
+    if let Some(e) = failure.into_inner().expect("failure lock") {
+        bail!("{}: {e}", case.name);
+    }
+    let peak = proc_status_mb("VmHWM");
+    drop(engine);
+
+    let mode_name = match mode {
+        Mode::Mem if c == 1 => "mem".to_string(),
+        Mode::Mem => format!("mem-c{c}"),
+        Mode::Durable => format!("durable-c{c}"),
+    };
+    let durable = mode == Mode::Durable;
+    Ok(Report {
+        engine: "nagare",
+        version: env!("CARGO_PKG_VERSION"),
+        runtime: format!("rust ({c} thread{})", if c == 1 { "" } else { "s" }),
+        case: case.name,
+        mode: mode_name,
+        n,
+        warmup,
+        seconds: round(secs, 4),
+        ips: round(n as f64 / secs, 1),
+        us_per_instance: round(secs / n as f64 * 1e6, 1),
+        steps_per_instance: case.steps as f64,
+        snapshots_per_instance: if durable { case.commits as f64 } else { 0.0 },
+        snapshot_avg_bytes: if durable && snaps > 0 { snap_bytes / snaps } else { 0 },
+        deploy_ms: round(deploy_ms, 2),
+        rss_start_mb: round(rss_start, 1),
+        peak_rss_mb: round(peak, 1),
+    })
+}
+
+fn num(inst: &Instance, name: &str) -> Option<f64> {
+    inst.vars.get(name).and_then(Value::as_f64)
+}
+
+/// Run one instance to its end and check it; returns the states committed.
+fn one(engine: &Engine, case: &Case) -> Result<Vec<Instance>, String> {
+    let vars: Vars = match case.name {
+        "straight" => [("count".to_string(), json!(0))].into(),
+        _ => Vars::new(),
+    };
+    let inst = engine.start(case.id, vars, StartOptions::default()).map_err(|e| e.to_string())?;
+    let mut states = Vec::with_capacity(2);
+    let last = if case.name == "usertask" {
+        let task = inst
+            .tokens
+            .iter()
+            .find_map(|t| match &t.wait {
+                Wait::Task { task, .. } => Some(task.clone()),
+                _ => None,
+            })
+            .ok_or("the instance does not wait on a task")?;
+        states.push(inst);
+        let data: Vars = [("approved".to_string(), json!(true))].into();
+        engine.complete(&task, "bench", data, Outcome::Next).map_err(|e| e.to_string())?
+    } else {
+        inst
+    };
+    if last.status != Status::Completed {
+        return Err(format!("instance {} is {}, not completed", last.id, last.status.as_str()));
+    }
+    let ok = match case.name {
+        "straight" => num(&last, "count") == Some(10.0),
+        "gateway" => {
+            num(&last, "x") == Some(7.0)
+                && last.vars.get("branch") == Some(&json!("A"))
+                && num(&last, "p1") == Some(1.0)
+                && num(&last, "p2") == Some(2.0)
+                && num(&last, "p3") == Some(3.0)
+        }
+        _ => last.vars.get("approved") == Some(&json!(true)),
+    };
+    if !ok {
+        return Err(format!("wrong result: {:?}", last.vars));
+    }
+    states.push(last);
+    Ok(states)
+}

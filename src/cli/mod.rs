@@ -1,0 +1,94 @@
+//! The command groups and what they share: opening the engine, typed `--var`
+//! parsing, running service jobs inline, and turning engine errors into messages.
+
+pub mod files;
+pub mod instances;
+pub mod run;
+pub mod tasks;
+
+use anyhow::{anyhow, bail, Context};
+use nagare_engine::process::Process;
+use nagare_engine::runtime::Rejection;
+use nagare_engine::{Engine, EngineError, Executor, Vars};
+use std::path::Path;
+
+/// Open the durable engine on `data` with the built-in connectors.
+pub fn open(data: &Path) -> anyhow::Result<Engine> {
+    let engine = Engine::builder()
+        .data_dir(data)
+        .map_err(explain)?
+        .connectors(nagare_connectors::builtin())
+        .build()
+        .map_err(explain)?;
+    Ok(engine)
+}
+
+/// Open the engine only if the data directory exists (read-only commands should
+/// not create one by accident).
+pub fn open_existing(data: &Path) -> anyhow::Result<Engine> {
+    if !data.exists() {
+        bail!("no data directory at {} (deploy a process first, or pass --data DIR)", data.display());
+    }
+    open(data)
+}
+
+/// An engine error as a message for a person, field errors one per line.
+pub fn explain(e: EngineError) -> anyhow::Error {
+    match e {
+        EngineError::Rejected(Rejection::InvalidData(fields)) => {
+            let lines: Vec<String> = fields.iter().map(|f| format!("  {}: {}", f.field, f.problem)).collect();
+            anyhow!("the data was refused:\n{}", lines.join("\n"))
+        }
+        EngineError::Conflict(r) => anyhow!("conflict: {r}"),
+        other => anyhow!(other),
+    }
+}
+
+/// Parse `name=text` pairs using the declared types of `process`'s variables,
+/// on top of an optional JSON object file.
+pub fn parse_vars(process: &Process, pairs: &[String], file: Option<&Path>) -> anyhow::Result<Vars> {
+    let mut vars = Vars::new();
+    if let Some(f) = file {
+        let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", f.display()))?;
+        let serde_json::Value::Object(map) = v else {
+            bail!("{} must hold a JSON object of variables", f.display());
+        };
+        vars.extend(map);
+    }
+    for pair in pairs {
+        let Some((name, text)) = pair.split_once('=') else {
+            bail!("--var `{pair}` must look like name=value");
+        };
+        let name = name.trim();
+        let Some(spec) = process.vars.get(name) else {
+            let declared: Vec<&str> = process.vars.keys().map(String::as_str).collect();
+            bail!(
+                "process `{}` has no variable `{name}`; declared: {}",
+                process.id,
+                if declared.is_empty() { "(none)".to_string() } else { declared.join(", ") }
+            );
+        };
+        let v = spec.ty.parse_text(text).map_err(|e| anyhow!("--var {name}: {e}"))?;
+        vars.insert(name.to_string(), v);
+    }
+    Ok(vars)
+}
+
+/// Run the service jobs that are due, and those they lead to, until none is due.
+pub fn run_jobs(engine: &Engine) -> anyhow::Result<usize> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start tokio")?;
+    let exec = Executor::new(engine.clone());
+    let mut total = 0;
+    rt.block_on(async {
+        loop {
+            let n = exec.run_until_idle().await;
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+    });
+    Ok(total)
+}

@@ -1,0 +1,91 @@
+//! Task commands: `tasks`, `claim`, `complete`.
+
+use super::instances::{report, task_table};
+use super::{explain, open_existing, parse_vars, run_jobs};
+use crate::output::Out;
+use anyhow::anyhow;
+use clap::Args;
+use nagare_engine::runtime::Outcome;
+use nagare_engine::store::TaskQuery;
+use std::path::Path;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct ListArgs {
+    /// Only tasks of this lane.
+    #[arg(long)]
+    lane: Option<String>,
+    /// Tasks any of these groups may work (repeatable).
+    #[arg(long = "group", value_name = "GROUP")]
+    groups: Vec<String>,
+    /// Only tasks claimed by this user.
+    #[arg(long)]
+    user: Option<String>,
+    /// Only tasks of this process.
+    #[arg(long)]
+    process: Option<String>,
+}
+
+#[derive(Args)]
+pub struct CompleteArgs {
+    /// Task id.
+    task: String,
+    #[arg(long)]
+    user: String,
+    /// A form field, typed by its declaration: name=value (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    vars: Vec<String>,
+    /// Leave by a named outcome (e.g. reject) instead of `next`.
+    #[arg(long, conflicts_with = "send_back")]
+    outcome: Option<String>,
+    /// Send the work back (needs --comment).
+    #[arg(long, requires = "comment")]
+    send_back: bool,
+    /// Why it is sent back.
+    #[arg(long, requires = "send_back")]
+    comment: Option<String>,
+}
+
+pub fn list(out: &Out, data: &Path, a: ListArgs) -> anyhow::Result<ExitCode> {
+    let engine = open_existing(data)?;
+    let q = TaskQuery {
+        groups: if a.groups.is_empty() { None } else { Some(a.groups) },
+        assignee: a.user,
+        lane: a.lane,
+        process: a.process,
+        ..TaskQuery::default()
+    };
+    let tasks = engine.tasks(&q).map_err(explain)?;
+    if out.json {
+        out.json(&tasks)?;
+    } else if tasks.is_empty() {
+        println!("no open tasks");
+    } else {
+        task_table(&tasks).print();
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn claim(out: &Out, data: &Path, task: &str, user: &str) -> anyhow::Result<ExitCode> {
+    let engine = open_existing(data)?;
+    let inst = engine.claim(task, user).map_err(explain)?;
+    report(out, &engine, inst, None)
+}
+
+pub fn complete(out: &Out, data: &Path, a: CompleteArgs) -> anyhow::Result<ExitCode> {
+    let engine = open_existing(data)?;
+    let task = engine.task(&a.task).map_err(explain)?;
+    let process = engine
+        .process(&task.process, task.version)
+        .ok_or_else(|| anyhow!("process {} version {} is not loaded", task.process, task.version))?;
+    let vars = parse_vars(&process, &a.vars, None)?;
+    let outcome = match (a.outcome, a.send_back) {
+        (Some(name), _) => Outcome::Named(name),
+        (None, true) => Outcome::SendBack { comment: a.comment.unwrap_or_default() },
+        (None, false) => Outcome::Next,
+    };
+    let inst = engine.complete(&a.task, &a.user, vars, outcome).map_err(explain)?;
+    let n = run_jobs(&engine)?;
+    let inst = engine.instance(inst.id).map_err(explain)?;
+    report(out, &engine, inst, Some(n))
+}

@@ -1,0 +1,113 @@
+//! The `nagare` binary end to end: validate, deploy, start, tasks, complete, show.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn nagare(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nagare"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("NAGARE_DATA")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("nagare runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn validate_ok_and_broken() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = nagare(dir.path(), &["validate", "processes/bench-usertask.yaml"]);
+    assert!(ok.status.success(), "{}{}", stdout(&ok), stderr(&ok));
+    assert!(stdout(&ok).contains("ok: processes/bench-usertask.yaml (process bench-usertask, 3 nodes)"));
+
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(&broken, "id: broken\nstart: { next: nowhere }\nnodes:\n  done: { end: }\n").unwrap();
+    let b = broken.to_str().unwrap();
+    let bad = nagare(dir.path(), &["validate", "processes/bench-straight.yaml", b]);
+    assert_eq!(bad.status.code(), Some(1));
+    let text = stdout(&bad);
+    assert!(text.contains(&format!("{b}:2:")), "{text}");
+    assert!(text.contains("error["), "{text}");
+    assert!(text.contains("ok: processes/bench-straight.yaml"), "every file is checked: {text}");
+
+    let json = nagare(dir.path(), &["--json", "validate", "processes/bench-straight.yaml", b]);
+    assert_eq!(json.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v[0]["ok"], true);
+    assert_eq!(v[1]["ok"], false);
+    assert!(v[1]["diagnostics"][0]["line"].as_u64().is_some());
+
+    let missing = nagare(dir.path(), &["validate", "no-such-file.yaml"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(stderr(&missing).contains("error: cannot read no-such-file.yaml"), "{}", stderr(&missing));
+}
+
+#[test]
+fn usertask_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = nagare(&data, &["deploy", "processes/bench-usertask.yaml"]);
+    assert!(d.status.success(), "{}", stderr(&d));
+    assert!(stdout(&d).contains("deployed bench-usertask version 1"));
+    let again = nagare(&data, &["deploy", "processes/bench-usertask.yaml"]);
+    assert!(stdout(&again).contains("unchanged bench-usertask version 1"));
+
+    let unknown = nagare(&data, &["start", "bench-usertask", "--var", "nope=1"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(stderr(&unknown).contains("declared: approved"), "{}", stderr(&unknown));
+
+    let s = nagare(&data, &["--json", "start", "bench-usertask", "--user", "sato"]);
+    assert!(s.status.success(), "{}", stderr(&s));
+    let inst: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap();
+    let id = inst["id"].as_u64().unwrap().to_string();
+    let task = inst["open_tasks"][0]["id"].as_str().unwrap().to_string();
+
+    let t = nagare(&data, &["--json", "tasks", "--group", "staff"]);
+    let tasks: serde_json::Value = serde_json::from_slice(&t.stdout).unwrap();
+    assert_eq!(tasks[0]["id"], task.as_str());
+    let table = nagare(&data, &["tasks"]);
+    assert!(stdout(&table).contains(&task), "{}", stdout(&table));
+
+    let bad = nagare(&data, &["complete", &task, "--user", "sato"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("approved: required"), "{}", stderr(&bad));
+
+    let c = nagare(&data, &["complete", &task, "--user", "sato", "--var", "approved=true"]);
+    assert!(c.status.success(), "{}", stderr(&c));
+    assert!(stdout(&c).contains("completed"), "{}", stdout(&c));
+
+    let twice = nagare(&data, &["complete", &task, "--user", "sato", "--var", "approved=true"]);
+    assert_eq!(twice.status.code(), Some(1));
+    assert!(stderr(&twice).starts_with("error: conflict"), "{}", stderr(&twice));
+
+    let show = nagare(&data, &["show", &id]);
+    let text = stdout(&show);
+    for event in ["started", "task_opened", "task_completed", "completed"] {
+        assert!(text.contains(event), "{event} missing in\n{text}");
+    }
+    let list = nagare(&data, &["--json", "instances", "--status", "completed"]);
+    let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn bench_smoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = nagare(dir.path(), &["--json", "bench", "--n", "20", "--concurrency", "4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 6);
+    assert_eq!(lines[0]["engine"], "nagare");
+    assert_eq!(lines[5]["mode"], "durable-c4");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "durable temp dirs are removed");
+}
