@@ -6,6 +6,7 @@
 //! threads, each looping: start an instance (for `usertask`, complete its task),
 //! check the result.
 
+use crate::cli::explain;
 use crate::output::{Out, Table};
 use crate::BenchArgs;
 use anyhow::{anyhow, bail, Context};
@@ -187,15 +188,15 @@ fn run_one(case: &Case, mode: Mode, n: usize, c: usize, temp_root: &Path) -> any
             let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
             let dir = temp_root.join(format!("nagare-bench-{}-{}-{}", std::process::id(), case.name, stamp.as_nanos()));
             std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-            let b = builder.data_dir_with(&dir, Durability::Flush)?;
+            let b = builder.data_dir_with(&dir, Durability::Flush).map_err(explain)?;
             _dir = Some(TempDir(dir));
             b
         }
     };
-    let engine = builder.build()?;
+    let engine = builder.build().map_err(explain)?;
 
     let t = Instant::now();
-    engine.deploy(case.file, case.yaml)?;
+    engine.deploy(case.file, case.yaml).map_err(explain)?;
     let deploy_ms = t.elapsed().as_secs_f64() * 1000.0;
 
     // Warm-up (not timed); also measures the size of the stored instance records.

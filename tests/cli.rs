@@ -111,3 +111,30 @@ fn bench_smoke() {
     assert_eq!(lines[5]["mode"], "durable-c4");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "durable temp dirs are removed");
 }
+
+#[test]
+fn locked_data_dir_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = nagare(&data, &["deploy", "processes/bench-usertask.yaml"]);
+    assert!(d.status.success(), "{}", stderr(&d));
+    let mut run = Command::new(env!("CARGO_BIN_EXE_nagare"))
+        .arg("--data")
+        .arg(&data)
+        .arg("run")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the executor's start line: the store is open and locked by then.
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(run.stdout.take().unwrap()), &mut line).unwrap();
+    assert!(line.contains("executor running"), "{line}");
+    let t = nagare(&data, &["tasks"]);
+    run.kill().unwrap();
+    run.wait().unwrap();
+    assert_eq!(t.status.code(), Some(1));
+    let err = stderr(&t);
+    assert!(err.starts_with("error: the data directory"), "{err}");
+    assert!(err.contains("in use by another nagare process"), "{err}");
+    assert_eq!(err.matches("in use").count(), 1, "said once: {err}");
+}

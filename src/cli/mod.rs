@@ -40,7 +40,8 @@ pub fn explain(e: EngineError) -> anyhow::Error {
             anyhow!("the data was refused:\n{}", lines.join("\n"))
         }
         EngineError::Conflict(r) => anyhow!("conflict: {r}"),
-        other => anyhow!(other),
+        // Display already includes the cause; `{:#}` would repeat it.
+        other => anyhow!(other.to_string()),
     }
 }
 
