@@ -3,6 +3,7 @@
 use super::keys;
 use super::*;
 use serde::de::DeserializeOwned;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A key and a value (`None` deletes the key).
 pub type Op = (Vec<u8>, Option<Vec<u8>>);
@@ -15,13 +16,17 @@ pub trait Kv: Send + Sync {
     fn scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<KvPair>, StoreError>;
     /// Apply all ops atomically and make them durable before returning.
     fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError>;
-    /// A number never returned before, across restarts too.
-    fn next_id(&self) -> Result<u64, StoreError>;
+    /// The last pair whose key starts with `prefix`.
+    fn last(&self, prefix: &[u8]) -> Result<Option<KvPair>, StoreError>;
 }
 
 /// [`Store`] over any [`Kv`] backend.
 pub struct KvStore<K: Kv> {
     kv: K,
+    /// Last instance id handed out. Restored from the highest stored instance: an id
+    /// becomes visible only when its instance is committed, so one handed out to a
+    /// start that never committed may safely be handed out again.
+    last_id: AtomicU64,
 }
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
@@ -45,7 +50,13 @@ impl<K: Kv> KvStore<K> {
             }
             None => kv.apply(vec![(keys::FORMAT.to_vec(), Some(FORMAT_VERSION.to_string().into_bytes()))])?,
         }
-        Ok(KvStore { kv })
+        let last = match kv.last(keys::INSTANCE)? {
+            Some((k, _)) => k[keys::INSTANCE.len()..].try_into().map(u64::from_be_bytes).map_err(|_| {
+                StoreError::Corrupt { key: String::from_utf8_lossy(&k).into_owned(), reason: "bad instance key".into() }
+            })?,
+            None => 0,
+        };
+        Ok(KvStore { kv, last_id: AtomicU64::new(last) })
     }
 
     pub fn backend(&self) -> &K {
@@ -135,7 +146,7 @@ impl<K: Kv> Store for KvStore<K> {
     }
 
     fn next_instance_id(&self) -> Result<InstanceId, StoreError> {
-        self.kv.next_id()
+        Ok(self.last_id.fetch_add(1, Ordering::SeqCst) + 1)
     }
 
     fn definitions(&self) -> Result<Vec<DefinitionRecord>, StoreError> {

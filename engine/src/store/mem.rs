@@ -3,13 +3,11 @@
 use super::kv::{Kv, KvPair, Op};
 use super::StoreError;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 
 #[derive(Default)]
 pub struct MemKv {
     map: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
-    ids: AtomicU64,
 }
 
 impl Kv for MemKv {
@@ -38,7 +36,12 @@ impl Kv for MemKv {
         Ok(())
     }
 
-    fn next_id(&self) -> Result<u64, StoreError> {
-        Ok(self.ids.fetch_add(1, Ordering::Relaxed) + 1)
+    fn last(&self, prefix: &[u8]) -> Result<Option<KvPair>, StoreError> {
+        let map = self.map.read().expect("lock");
+        Ok(map
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .last()
+            .map(|(k, v)| (k.clone(), v.clone())))
     }
 }

@@ -123,8 +123,12 @@ impl Kv for SledKv {
         }
     }
 
-    fn next_id(&self) -> Result<u64, StoreError> {
-        // sled persists id reservations, so ids stay unique across crashes.
-        Ok(self.db.generate_id().map_err(io)? + 1)
+    fn last(&self, prefix: &[u8]) -> Result<Option<KvPair>, StoreError> {
+        self.tree
+            .scan_prefix(prefix)
+            .next_back()
+            .transpose()
+            .map(|o| o.map(|(k, v)| (k.to_vec(), v.to_vec())))
+            .map_err(io)
     }
 }
