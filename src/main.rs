@@ -32,6 +32,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Deploy processes/ and play one 経費精算 (expense approval) through end to end.
+    #[command(after_help = "Example:\n  nagare demo\n  nagare --data /tmp/try demo")]
+    Demo,
     /// Check process files without deploying them.
     #[command(after_help = "Example:\n  nagare validate processes/*.yaml")]
     Validate {
@@ -156,6 +159,7 @@ fn main() -> ExitCode {
     let out = output::Out { json: cli.json };
     let data = cli.data;
     let result = match cli.command {
+        Command::Demo => cli::demo::demo(&out, &data),
         Command::Validate { files } => cli::files::validate(&out, &files),
         Command::Deploy { files } => cli::files::deploy(&out, &data, &files),
         Command::Start(a) => cli::instances::start(&out, &data, a),

@@ -138,3 +138,28 @@ fn locked_data_dir_is_reported() {
     assert!(err.contains("in use by another nagare process"), "{err}");
     assert_eq!(err.matches("in use").count(), 1, "said once: {err}");
 }
+
+#[test]
+fn demo_runs_the_expense_approval_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nagare"))
+        .args(["--data", dir.path().to_str().unwrap(), "demo"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "demo failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    for needle in
+        ["deployed  expense-approval version 1", "sent_back", "joined", "job_succeeded", "status       completed"]
+    {
+        assert!(stdout.contains(needle), "demo output lacks `{needle}`:\n{stdout}");
+    }
+    // A second run on the same data deploys nothing new and runs another instance.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_nagare"))
+        .args(["--data", dir.path().to_str().unwrap(), "demo"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(again.status.success());
+    assert!(stdout.contains("unchanged expense-approval version 1"), "{stdout}");
+    assert!(stdout.contains("instance 2 completed"), "{stdout}");
+}

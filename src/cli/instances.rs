@@ -164,10 +164,14 @@ struct ShowView {
 }
 
 pub fn show(out: &Out, data: &Path, id: u64) -> anyhow::Result<ExitCode> {
-    let engine = open_existing(data)?;
+    show_with(out, &open_existing(data)?, id)
+}
+
+/// `show` on an engine that is already open.
+pub fn show_with(out: &Out, engine: &Engine, id: u64) -> anyhow::Result<ExitCode> {
     let inst = engine.instance(id).map_err(explain)?;
     let history = engine.history(id).map_err(explain)?;
-    let tasks = open_tasks(&engine, &inst);
+    let tasks = open_tasks(engine, &inst);
     if out.json {
         out.json(&ShowView { instance: inst, open_tasks: tasks, history })?;
         return Ok(ExitCode::SUCCESS);
