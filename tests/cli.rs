@@ -163,3 +163,32 @@ fn demo_runs_the_expense_approval_end_to_end() {
     assert!(stdout.contains("unchanged expense-approval version 1"), "{stdout}");
     assert!(stdout.contains("instance 2 completed"), "{stdout}");
 }
+
+/// Every broken file in the corpus makes `nagare validate` exit non-zero and point
+/// at `file:line:col` with a hint; the warning-only files pass.
+#[test]
+fn validate_exit_codes_over_the_broken_corpus() {
+    let mut files: Vec<_> = std::fs::read_dir("tests/invalid").unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert!(files.len() >= 25);
+    for f in files {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nagare")).arg("validate").arg(&f).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if name.starts_with("warn-") {
+            assert!(out.status.success(), "{name} should validate:\n{stdout}");
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(1), "{name} should fail:\n{stdout}");
+        let prefix = format!("{}:", f.display());
+        let located = stdout.lines().any(|l| {
+            l.strip_prefix(&prefix).is_some_and(|rest| {
+                let mut parts = rest.splitn(3, ':');
+                parts.next().is_some_and(|x| x.parse::<usize>().is_ok())
+                    && parts.next().is_some_and(|x| x.parse::<usize>().is_ok())
+            })
+        });
+        assert!(located, "{name}: no file:line:col in\n{stdout}");
+        assert!(stdout.contains("hint: "), "{name}: no hint in\n{stdout}");
+    }
+}
