@@ -6,7 +6,7 @@
 //!
 //! Run: `cargo run --example embed`
 
-use nagare_engine::runtime::{Outcome, Status, Wait};
+use nagare_engine::runtime::{Outcome, Status};
 use nagare_engine::{Call, ConnectorError, Engine, Executor, FnConnector, StartOptions, Vars};
 use serde_json::json;
 
@@ -63,14 +63,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Executor::new(engine.clone()).run_until_idle().await;
 
     let inst = engine.instance(inst.id)?;
-    let task = inst
-        .tokens
-        .iter()
-        .find_map(|t| match &t.wait {
-            Wait::Task { task, .. } => Some(task.clone()),
-            _ => None,
-        })
-        .ok_or("expected the approval task to be open")?;
+    let task = inst.open_task_ids().next().ok_or("expected the approval task to be open")?.to_string();
     println!("open task {task}: {}", engine.task(&task)?.title);
 
     let done = engine.complete(&task, "suzuki", [("承認".to_string(), json!(true))].into(), Outcome::Next)?;

@@ -10,7 +10,7 @@ use crate::cli::explain;
 use crate::output::{Out, Table};
 use crate::BenchArgs;
 use anyhow::{anyhow, bail, Context};
-use nagare_engine::runtime::{Instance, Outcome, Status, Wait};
+use nagare_engine::runtime::{Instance, Outcome, Status};
 use nagare_engine::store::Durability;
 use nagare_engine::{Engine, StartOptions, Vars};
 use serde::Serialize;
@@ -272,14 +272,7 @@ fn one(engine: &Engine, case: &Case) -> Result<Vec<Instance>, String> {
     let inst = engine.start(case.id, vars, StartOptions::default()).map_err(|e| e.to_string())?;
     let mut states = Vec::with_capacity(2);
     let last = if case.name == "usertask" {
-        let task = inst
-            .tokens
-            .iter()
-            .find_map(|t| match &t.wait {
-                Wait::Task { task, .. } => Some(task.clone()),
-                _ => None,
-            })
-            .ok_or("the instance does not wait on a task")?;
+        let task = inst.open_task_ids().next().ok_or("the instance does not wait on a task")?.to_string();
         states.push(inst);
         let data: Vars = [("approved".to_string(), json!(true))].into();
         engine.complete(&task, "bench", data, Outcome::Next).map_err(|e| e.to_string())?

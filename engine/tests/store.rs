@@ -1,7 +1,7 @@
 //! Store behaviour through the engine: durability across reopen, versioned
 //! deploys, business keys, group commit under concurrency, format version.
 
-use nagare_engine::runtime::{Outcome, Status, Wait};
+use nagare_engine::runtime::{Outcome, Status};
 use nagare_engine::store::{Durability, Kv, KvStore, MemKv, SledKv, StoreError};
 use nagare_engine::{Engine, StartOptions, Vars};
 use serde_json::json;
@@ -23,16 +23,7 @@ nodes:
 "#;
 
 fn open_task(engine: &Engine, id: u64) -> String {
-    engine
-        .instance(id)
-        .unwrap()
-        .tokens
-        .iter()
-        .find_map(|t| match &t.wait {
-            Wait::Task { task, .. } => Some(task.clone()),
-            _ => None,
-        })
-        .expect("an open task")
+    engine.instance(id).unwrap().open_task_ids().next().expect("an open task").to_string()
 }
 
 #[test]

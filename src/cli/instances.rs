@@ -70,13 +70,7 @@ pub struct InstanceView {
 
 /// The open tasks of `inst`, from its tokens.
 pub fn open_tasks(engine: &Engine, inst: &Instance) -> Vec<Task> {
-    inst.tokens
-        .iter()
-        .filter_map(|t| match &t.wait {
-            Wait::Task { task, .. } => engine.task(task).ok(),
-            _ => None,
-        })
-        .collect()
+    inst.open_task_ids().filter_map(|task| engine.task(task).ok()).collect()
 }
 
 /// Print the state after a change: status, open tasks, incidents.

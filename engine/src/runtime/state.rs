@@ -78,6 +78,14 @@ impl Instance {
         self.seq
     }
 
+    /// Ids of the user tasks this instance waits on.
+    pub fn open_task_ids(&self) -> impl Iterator<Item = &str> {
+        self.tokens.iter().filter_map(|t| match &t.wait {
+            Wait::Task { task, .. } => Some(task.as_str()),
+            _ => None,
+        })
+    }
+
     pub fn task_token(&self, task: &str) -> Option<&Token> {
         self.tokens.iter().find(|t| matches!(&t.wait, Wait::Task { task: id, .. } if id == task))
     }
