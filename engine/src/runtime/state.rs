@@ -86,12 +86,18 @@ impl Instance {
         })
     }
 
-    pub fn task_token(&self, task: &str) -> Option<&Token> {
-        self.tokens.iter().find(|t| matches!(&t.wait, Wait::Task { task: id, .. } if id == task))
+    /// Position in `tokens` of the token waiting on user task `task`.
+    pub fn task_token_index(&self, task: &str) -> Option<usize> {
+        self.tokens.iter().position(|t| matches!(&t.wait, Wait::Task { task: id, .. } if id == task))
     }
 
-    pub fn job_token(&self, job: &str) -> Option<&Token> {
-        self.tokens.iter().find(|t| matches!(&t.wait, Wait::Job { job: id, .. } if id == job))
+    /// Position in `tokens` of the token waiting on job `job`.
+    pub fn job_token_index(&self, job: &str) -> Option<usize> {
+        self.tokens.iter().position(|t| matches!(&t.wait, Wait::Job { job: id, .. } if id == job))
+    }
+
+    pub fn task_token(&self, task: &str) -> Option<&Token> {
+        self.task_token_index(task).map(|i| &self.tokens[i])
     }
 }
 

@@ -278,17 +278,11 @@ pub fn step(p: &Process, inst: &mut Instance, event: Event, now: DateTime<Utc>) 
 }
 
 fn waiting_on_task(inst: &Instance, task: &str) -> Result<usize, Rejection> {
-    inst.tokens
-        .iter()
-        .position(|t| matches!(&t.wait, Wait::Task { task: id, .. } if id == task))
-        .ok_or_else(|| Rejection::TaskNotOpen(task.to_string()))
+    inst.task_token_index(task).ok_or_else(|| Rejection::TaskNotOpen(task.to_string()))
 }
 
 fn waiting_on_job(inst: &Instance, job: &str) -> Result<usize, Rejection> {
-    inst.tokens
-        .iter()
-        .position(|t| matches!(&t.wait, Wait::Job { job: id, .. } if id == job))
-        .ok_or_else(|| Rejection::StaleJob(job.to_string()))
+    inst.job_token_index(job).ok_or_else(|| Rejection::StaleJob(job.to_string()))
 }
 
 fn is_blank(v: Option<&Value>) -> bool {
