@@ -12,9 +12,7 @@ use crate::diag::Diagnostics;
 use crate::expr::Vars;
 use crate::load::{load_str, Loaded};
 use crate::process::Process;
-use crate::runtime::{
-    self, Command, Event, Failure, Instance, InstanceId, Job, Outcome, Rejection, Task, TaskStatus, Transition,
-};
+use crate::runtime::{self, Command, Event, Failure, Instance, InstanceId, Job, Outcome, Rejection, Task, Transition};
 use crate::store::{
     Batch, DefinitionRecord, Durability, InstanceFilter, KvStore, MemKv, SledKv, Store, StoreError, TaskQuery,
 };
@@ -170,11 +168,6 @@ fn lock_index(key: impl Hash) -> usize {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     key.hash(&mut h);
     (h.finish() as usize) % LOCK_SHARDS
-}
-
-/// The instance a task or job id belongs to (`<instance>-<seq>`).
-fn owner(id: &str) -> Option<InstanceId> {
-    id.split_once('-')?.0.parse().ok()
 }
 
 impl Engine {
@@ -490,15 +483,5 @@ impl Engine {
 
     pub(crate) async fn woken(&self) {
         self.inner.wake.notified().await
-    }
-
-    /// Whether task `id` exists but is no longer open (for 409 versus 404).
-    pub fn task_is_closed(&self, id: &str) -> bool {
-        matches!(self.inner.store.task(id), Ok(Some(t)) if t.status != TaskStatus::Open)
-    }
-
-    /// The instance id encoded in a task or job id.
-    pub fn owner_of(id: &str) -> Option<InstanceId> {
-        owner(id)
     }
 }
