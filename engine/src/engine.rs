@@ -12,7 +12,10 @@ use crate::diag::Diagnostics;
 use crate::expr::Vars;
 use crate::load::{load_str, Loaded};
 use crate::process::Process;
-use crate::runtime::{self, Command, Event, Failure, Instance, InstanceId, Job, Outcome, Rejection, Task, Transition};
+use crate::runtime::{
+    self, Command, Event, Failure, Instance, InstanceId, Job, Outcome, Rejection, Status, Task, TaskStatus, Transition,
+};
+use crate::stats::{Stats, StatsSnapshot};
 use crate::store::{
     Batch, DefinitionRecord, Durability, InstanceFilter, KvStore, MemKv, SledKv, Store, StoreError, TaskQuery,
 };
@@ -22,7 +25,9 @@ use serde_json::Value;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 const LOCK_SHARDS: usize = 256;
 
@@ -134,9 +139,12 @@ impl EngineBuilder {
             key_locks: (0..LOCK_SHARDS).map(|_| Mutex::new(())).collect(),
             queue: Mutex::new(BTreeSet::new()),
             wake: tokio::sync::Notify::new(),
+            stats: Stats::default(),
         };
         let engine = Engine { inner: Arc::new(inner) };
         engine.reload()?;
+        let open = engine.inner.store.open_task_count()?;
+        engine.inner.stats.tasks_open.store(open as i64, Ordering::Relaxed);
         Ok(engine)
     }
 }
@@ -156,6 +164,7 @@ struct Inner {
     /// Jobs to run: (due, job id).
     queue: Mutex<BTreeSet<(DateTime<Utc>, String)>>,
     wake: tokio::sync::Notify,
+    stats: Stats,
 }
 
 /// A workflow engine. Cheap to clone; all clones share one state.
@@ -194,6 +203,17 @@ impl Engine {
 
     pub fn connectors(&self) -> &Registry {
         &self.inner.connectors
+    }
+
+    /// Counters since this engine opened: instances, open tasks, commit latency.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.inner.stats.snapshot()
+    }
+
+    /// Make every commit durable now. Commits are durable when acknowledged on a
+    /// flushing store anyway; this matters for a `Relaxed` one, at shutdown.
+    pub fn flush(&self) -> Result<(), EngineError> {
+        Ok(self.inner.store.flush()?)
     }
 
     fn compile_options(&self) -> CompileOptions {
@@ -294,10 +314,13 @@ impl Engine {
         }
         let id = self.inner.store.next_instance_id()?;
         let now = self.now();
-        let (inst, tr) =
+        let (mut inst, tr) =
             runtime::start(&p, id, vars, opts.by, opts.business_key, now).map_err(EngineError::from_rejection)?;
+        inst.note_participants(&tr.history);
         let _ilock = self.inner.locks[lock_index(id)].lock().expect("lock");
         self.commit(&inst, tr, None)?;
+        self.inner.stats.instances_started.fetch_add(1, Ordering::Relaxed);
+        self.count_finish(Status::Running, inst.status);
         tracing::debug!(instance = id, process = %p.id, version = p.version, status = inst.status.as_str(), "started");
         Ok(inst)
     }
@@ -313,9 +336,23 @@ impl Engine {
             Event::JobDone { job, .. } | Event::JobFailed { job, .. } => Some(job.clone()),
             _ => None,
         };
+        let before = inst.status;
         let tr = runtime::step(&p, &mut inst, event, self.now()).map_err(EngineError::from_rejection)?;
+        inst.note_participants(&tr.history);
         self.commit(&inst, tr, consumed_job)?;
+        self.count_finish(before, inst.status);
         Ok(inst)
+    }
+
+    fn count_finish(&self, before: Status, after: Status) {
+        if before.is_finished() {
+            return;
+        }
+        match after {
+            Status::Completed => self.inner.stats.instances_completed.fetch_add(1, Ordering::Relaxed),
+            Status::Cancelled => self.inner.stats.instances_cancelled.fetch_add(1, Ordering::Relaxed),
+            _ => 0,
+        };
     }
 
     fn commit(&self, inst: &Instance, tr: Transition, consumed_job: Option<String>) -> Result<(), EngineError> {
@@ -327,6 +364,7 @@ impl Engine {
         let mut enqueue = Vec::new();
         let mut dequeue = Vec::new();
         let mut task_cache: HashMap<String, Task> = HashMap::new();
+        let mut tasks_opened: i64 = 0;
         let mut load_task = |id: &str, batch: &Batch| -> Result<Option<Task>, StoreError> {
             if let Some(t) = batch.tasks.iter().rev().find(|(_, t)| t.id == id) {
                 return Ok(Some(t.1.clone()));
@@ -342,7 +380,10 @@ impl Engine {
         };
         for c in tr.commands {
             match c {
-                Command::OpenTask(t) => batch.tasks.push((None, t)),
+                Command::OpenTask(t) => {
+                    tasks_opened += 1;
+                    batch.tasks.push((None, t))
+                }
                 Command::AssignTask { task, assignee } => {
                     if let Some(old) = load_task(&task, &batch)? {
                         let new = Task { assignee, ..old.clone() };
@@ -351,6 +392,7 @@ impl Engine {
                 }
                 Command::CloseTask { task, status, by, outcome } => {
                     if let Some(old) = load_task(&task, &batch)? {
+                        tasks_opened -= i64::from(old.status == TaskStatus::Open);
                         let new = Task { status, completed_by: by, completed_at: Some(now), outcome, ..old.clone() };
                         batch.tasks.push((Some(old), new));
                     }
@@ -382,7 +424,10 @@ impl Engine {
                 batch.jobs_delete.push(old);
             }
         }
+        let t = Instant::now();
         store.commit(batch)?;
+        self.inner.stats.record_commit(t.elapsed());
+        self.inner.stats.tasks_open.fetch_add(tasks_opened, Ordering::Relaxed);
         if !enqueue.is_empty() || !dequeue.is_empty() {
             let mut q = self.inner.queue.lock().expect("queue lock");
             for d in dequeue {
@@ -410,6 +455,13 @@ impl Engine {
 
     pub fn complete(&self, task: &str, user: &str, data: Vars, outcome: Outcome) -> Result<Instance, EngineError> {
         self.task_event(task, Event::Complete { task: task.into(), user: user.into(), data, outcome })
+    }
+
+    /// Give an open task to `assignee` (`None`: nobody), whoever holds it; `by` is
+    /// recorded in the history. Permission checks are the caller's.
+    pub fn assign(&self, task: &str, assignee: Option<&str>, by: &str) -> Result<Instance, EngineError> {
+        let event = Event::Assign { task: task.into(), assignee: assignee.map(Into::into), by: by.into() };
+        self.task_event(task, event)
     }
 
     pub fn cancel(&self, id: InstanceId, by: &str, reason: &str) -> Result<Instance, EngineError> {

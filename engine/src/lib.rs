@@ -15,6 +15,7 @@ pub mod load;
 pub mod model;
 pub mod process;
 pub mod runtime;
+pub mod stats;
 pub mod store;
 pub mod types;
 

@@ -19,6 +19,7 @@
 //! ```yaml
 //! - start: { vars: { 金額: 1000 }, by: u }
 //! - claim: { node: review, user: u }
+//! - assign: { node: review, to: u, by: admin }     # `to` absent: unassign
 //! - complete: { node: review, user: u, vars: {..}, outcome: next | send_back | <name>, comment: .. }
 //! - job_ok: { node: call, output: {..} }
 //! - job_fail: { node: call, kind: retryable | fatal | business, message: .., code: .. }
@@ -91,6 +92,7 @@ fn render_entry(out: &mut String, h: &HistoryEntry, t: &Transition) {
             d
         }
         H::TaskClaimed { task } | H::TaskUnclaimed { task } => format!("task={task}"),
+        H::TaskAssigned { task, to } => format!("task={task} to={}", to.as_deref().unwrap_or("-")),
         H::TaskCompleted { task, outcome, vars } => format!("task={task} outcome={outcome} vars={}", json(vars)),
         H::SentBack { task, to, comment } => format!("task={task} to={to} comment={comment:?}"),
         H::JobScheduled { job, connector, attempt } => {
@@ -179,6 +181,11 @@ fn to_event(inst: &Instance, seen: &Seen, kind: &str, args: &Map<String, Value>)
             task: task_on(inst, seen, node()),
             user: user(),
             force: args.get("force").and_then(Value::as_bool).unwrap_or(false),
+        },
+        "assign" => Event::Assign {
+            task: task_on(inst, seen, node()),
+            assignee: str_of(args, "to").map(str::to_string),
+            by: str_of(args, "by").unwrap_or("admin").to_string(),
         },
         "complete" => {
             let outcome = match str_of(args, "outcome").unwrap_or("next") {

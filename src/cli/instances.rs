@@ -125,7 +125,7 @@ pub fn list(out: &Out, data: &Path, a: ListArgs) -> anyhow::Result<ExitCode> {
     };
     let engine = open_existing(data)?;
     let list = engine
-        .instances(&InstanceFilter { process: a.process, status, after: None, limit: a.limit })
+        .instances(&InstanceFilter { process: a.process, status, limit: a.limit, ..InstanceFilter::default() })
         .map_err(explain)?;
     if out.json {
         out.json(&list)?;
@@ -284,6 +284,9 @@ fn detail(h: &HistoryEntry) -> String {
             if !vars.is_empty() {
                 parts.push(vars_text(vars));
             }
+        }
+        HistoryEvent::TaskAssigned { task, to } => {
+            parts.push(format!("task={task} to={}", to.as_deref().unwrap_or("(nobody)")))
         }
         HistoryEvent::SentBack { task, to, comment } => parts.push(format!("task={task} to={to} comment={comment}")),
         HistoryEvent::JobScheduled { job, connector, attempt } => {

@@ -70,9 +70,22 @@ pub struct Instance {
     pub started_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<DateTime<Utc>>,
+    /// Users named in the history (started, claimed, completed, sent back,
+    /// assigned, cancelled...), in order of first appearance: who may see it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub participants: Vec<String>,
 }
 
 impl Instance {
+    /// Add the users `history` names to [`Instance::participants`].
+    pub fn note_participants(&mut self, history: &[HistoryEntry]) {
+        for user in history.iter().filter_map(|h| h.user.as_ref()) {
+            if !self.participants.contains(user) {
+                self.participants.push(user.clone());
+            }
+        }
+    }
+
     pub fn next_seq(&mut self) -> u32 {
         self.seq += 1;
         self.seq
@@ -229,24 +242,71 @@ pub struct HistoryEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum HistoryEvent {
-    Started { vars: Vars },
-    ScriptRan { changed: Vec<String> },
-    Routed { to: String },
-    Forked { branches: Vec<String> },
+    Started {
+        vars: Vars,
+    },
+    ScriptRan {
+        changed: Vec<String>,
+    },
+    Routed {
+        to: String,
+    },
+    Forked {
+        branches: Vec<String>,
+    },
     Joined,
-    TaskOpened { task: String },
-    TaskClaimed { task: String },
-    TaskUnclaimed { task: String },
-    TaskCompleted { task: String, outcome: String, vars: Vars },
-    SentBack { task: String, to: String, comment: String },
-    JobScheduled { job: String, connector: String, attempt: u32 },
-    JobSucceeded { job: String, set: Vec<String> },
-    JobFailed { job: String, attempt: u32, message: String, retry_at: Option<DateTime<Utc>> },
-    IncidentRaised { incident: u32, message: String },
-    IncidentResolved { incident: u32, vars: Vars },
+    TaskOpened {
+        task: String,
+    },
+    TaskClaimed {
+        task: String,
+    },
+    TaskUnclaimed {
+        task: String,
+    },
+    /// Someone (the entry's user) gave the task to `to`, or took it back (`None`).
+    TaskAssigned {
+        task: String,
+        to: Option<String>,
+    },
+    TaskCompleted {
+        task: String,
+        outcome: String,
+        vars: Vars,
+    },
+    SentBack {
+        task: String,
+        to: String,
+        comment: String,
+    },
+    JobScheduled {
+        job: String,
+        connector: String,
+        attempt: u32,
+    },
+    JobSucceeded {
+        job: String,
+        set: Vec<String>,
+    },
+    JobFailed {
+        job: String,
+        attempt: u32,
+        message: String,
+        retry_at: Option<DateTime<Utc>>,
+    },
+    IncidentRaised {
+        incident: u32,
+        message: String,
+    },
+    IncidentResolved {
+        incident: u32,
+        vars: Vars,
+    },
     Ended,
     Completed,
-    Cancelled { reason: String },
+    Cancelled {
+        reason: String,
+    },
 }
 
 impl HistoryEvent {
@@ -261,6 +321,7 @@ impl HistoryEvent {
             HistoryEvent::TaskOpened { .. } => "task_opened",
             HistoryEvent::TaskClaimed { .. } => "task_claimed",
             HistoryEvent::TaskUnclaimed { .. } => "task_unclaimed",
+            HistoryEvent::TaskAssigned { .. } => "task_assigned",
             HistoryEvent::TaskCompleted { .. } => "task_completed",
             HistoryEvent::SentBack { .. } => "sent_back",
             HistoryEvent::JobScheduled { .. } => "job_scheduled",

@@ -55,13 +55,44 @@ impl Failure {
 /// Something that happened to an existing instance.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    Claim { task: String, user: String },
-    Unclaim { task: String, user: String, force: bool },
-    Complete { task: String, user: String, data: Vars, outcome: Outcome },
-    JobDone { job: String, output: Value },
-    JobFailed { job: String, failure: Failure },
-    Cancel { by: String, reason: String },
-    RetryIncident { incident: u32, vars: Vars, by: String },
+    Claim {
+        task: String,
+        user: String,
+    },
+    Unclaim {
+        task: String,
+        user: String,
+        force: bool,
+    },
+    /// `by` (an administrator) gives the task to `assignee`, or unassigns it.
+    Assign {
+        task: String,
+        assignee: Option<String>,
+        by: String,
+    },
+    Complete {
+        task: String,
+        user: String,
+        data: Vars,
+        outcome: Outcome,
+    },
+    JobDone {
+        job: String,
+        output: Value,
+    },
+    JobFailed {
+        job: String,
+        failure: Failure,
+    },
+    Cancel {
+        by: String,
+        reason: String,
+    },
+    RetryIncident {
+        incident: u32,
+        vars: Vars,
+        by: String,
+    },
 }
 
 /// Effects for the edge to carry out after the commit.
@@ -173,6 +204,7 @@ pub fn start(
         started_at: now,
         started_by: by.clone(),
         ended_at: None,
+        participants: Vec::new(),
     };
     let mut run = Run::new(p, &mut inst, now);
     let vars = run.inst.vars.clone();
@@ -221,6 +253,7 @@ pub fn step(p: &Process, inst: &mut Instance, event: Event, now: DateTime<Utc>) 
             Ok(run.finish())
         }
         Event::Complete { task, user, data, outcome } => complete(p, inst, task, user, data, outcome, now),
+        Event::Assign { task, assignee, by } => assign(p, inst, task, assignee, by, now),
         Event::JobDone { job, output } => {
             let tok = waiting_on_job(inst, &job)?;
             let mut run = Run::new(p, inst, now);
@@ -381,6 +414,27 @@ fn complete(
     });
     token.node = p.nodes[target].id.clone();
     run.ready.push_back(token);
+    Ok(run.finish())
+}
+
+/// Give an open task to `assignee` (or nobody), whoever holds it now.
+fn assign(
+    p: &Process,
+    inst: &mut Instance,
+    task: String,
+    assignee: Option<String>,
+    by: String,
+    now: DateTime<Utc>,
+) -> Result<Transition, Rejection> {
+    let tok = waiting_on_task(inst, &task)?;
+    if matches!(&inst.tokens[tok].wait, Wait::Task { assignee: a, .. } if *a == assignee) {
+        return Ok(Transition::default());
+    }
+    let mut run = Run::new(p, inst, now);
+    run.inst.tokens[tok].wait = Wait::Task { task: task.clone(), assignee: assignee.clone() };
+    let node = run.inst.tokens[tok].node.clone();
+    run.log(Some(node), Some(by), HistoryEvent::TaskAssigned { task: task.clone(), to: assignee.clone() });
+    run.out.commands.push(Command::AssignTask { task, assignee });
     Ok(run.finish())
 }
 

@@ -48,10 +48,14 @@ pub fn task(id: &str) -> Vec<u8> {
     cat(&[TASK, id.as_bytes()])
 }
 
+/// A due date in milliseconds as the indexes order it: undated sorts last.
+pub fn due_ms(due: Option<DateTime<Utc>>) -> u64 {
+    due.map(|d| d.timestamp_millis().max(0) as u64).unwrap_or(u64::MAX)
+}
+
 /// Sort key for due dates: undated tasks sort last.
 fn due_key(due: Option<DateTime<Utc>>) -> [u8; 8] {
-    let ms = due.map(|d| d.timestamp_millis().max(0) as u64).unwrap_or(u64::MAX);
-    ms.to_be_bytes()
+    due_ms(due).to_be_bytes()
 }
 
 pub fn group_prefix(group: &str) -> Vec<u8> {
@@ -59,7 +63,12 @@ pub fn group_prefix(group: &str) -> Vec<u8> {
 }
 
 pub fn task_by_group(group: &str, due: Option<DateTime<Utc>>, task: &str) -> Vec<u8> {
-    cat(&[&group_prefix(group), &due_key(due), task.as_bytes()])
+    index_key(&group_prefix(group), due, task)
+}
+
+/// A task's key in the group or assignee index that starts with `prefix`.
+pub fn index_key(prefix: &[u8], due: Option<DateTime<Utc>>, task: &str) -> Vec<u8> {
+    cat(&[prefix, &due_key(due), task.as_bytes()])
 }
 
 pub fn assignee_prefix(user: &str) -> Vec<u8> {
@@ -67,7 +76,7 @@ pub fn assignee_prefix(user: &str) -> Vec<u8> {
 }
 
 pub fn task_by_assignee(user: &str, due: Option<DateTime<Utc>>, task: &str) -> Vec<u8> {
-    cat(&[&assignee_prefix(user), &due_key(due), task.as_bytes()])
+    index_key(&assignee_prefix(user), due, task)
 }
 
 /// The task id at the end of an index key.

@@ -18,6 +18,17 @@ pub trait Kv: Send + Sync {
     fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError>;
     /// The last pair whose key starts with `prefix`.
     fn last(&self, prefix: &[u8]) -> Result<Option<KvPair>, StoreError>;
+    /// Like [`Kv::scan`], but only keys at or after `from` (paging through an index).
+    fn scan_from(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Vec<KvPair>, StoreError> {
+        let mut all = self.scan(prefix, usize::MAX)?;
+        all.retain(|(k, _)| k.as_slice() >= from);
+        all.truncate(limit);
+        Ok(all)
+    }
+    /// Make every applied batch durable (a no-op where `apply` already is).
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// [`Store`] over any [`Kv`] backend.
@@ -82,14 +93,43 @@ impl<K: Kv> KvStore<K> {
         v
     }
 
-    fn tasks_from_index(&self, prefix: &[u8], limit: usize, out: &mut Vec<Task>) -> Result<(), StoreError> {
-        for (k, _) in self.kv.scan(prefix, limit)? {
-            let id = keys::task_of_index(&k, prefix.len());
-            if let Some(t) = self.get::<Task>(&[keys::TASK, id].concat())? {
-                out.push(t);
+    /// Up to `limit` tasks of one index (group or assignee) that pass `keep`, in
+    /// index order, after `after`. The index is read in chunks, so a page needs one
+    /// short scan unless filters skip many tasks.
+    fn tasks_from_index(
+        &self,
+        prefix: &[u8],
+        after: Option<&TaskCursor>,
+        limit: usize,
+        keep: &dyn Fn(&Task) -> bool,
+        out: &mut Vec<Task>,
+    ) -> Result<(), StoreError> {
+        let chunk = limit.clamp(64, 1024);
+        let mut from = match after {
+            // The smallest key after the cursor's own index key.
+            Some(c) => [keys::index_key(prefix, c.due, &c.id), vec![0]].concat(),
+            None => prefix.to_vec(),
+        };
+        let mut found = 0;
+        loop {
+            let page = self.kv.scan_from(prefix, &from, chunk)?;
+            for (k, _) in &page {
+                let id = keys::task_of_index(k, prefix.len());
+                if let Some(t) = self.get::<Task>(&[keys::TASK, id].concat())? {
+                    if keep(&t) {
+                        out.push(t);
+                        found += 1;
+                        if found >= limit {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            match page.last() {
+                Some((k, _)) if page.len() == chunk => from = [k.as_slice(), &[0]].concat(),
+                _ => return Ok(()),
             }
         }
-        Ok(())
     }
 }
 
@@ -163,13 +203,14 @@ impl<K: Kv> Store for KvStore<K> {
 
     fn instances(&self, f: &InstanceFilter) -> Result<Vec<Instance>, StoreError> {
         let limit = f.limit.unwrap_or(usize::MAX);
+        let from = match f.after {
+            Some(a) => keys::instance(a.saturating_add(1)),
+            None => keys::INSTANCE.to_vec(),
+        };
         let mut out = Vec::new();
-        for (k, v) in self.kv.scan(keys::INSTANCE, usize::MAX)? {
+        for (k, v) in self.kv.scan_from(keys::INSTANCE, &from, usize::MAX)? {
             let i: Instance = dec(&k, &v)?;
-            if f.after.is_some_and(|a| i.id <= a)
-                || f.process.as_ref().is_some_and(|p| *p != i.process)
-                || f.status.is_some_and(|s| s != i.status)
-            {
+            if f.after.is_some_and(|a| i.id <= a) || !f.matches(&i) {
                 continue;
             }
             out.push(i);
@@ -186,35 +227,48 @@ impl<K: Kv> Store for KvStore<K> {
 
     fn open_tasks(&self, q: &TaskQuery) -> Result<Vec<Task>, StoreError> {
         let limit = q.limit.unwrap_or(usize::MAX);
-        let filtered = q.lane.is_some() || q.process.is_some() || q.instance.is_some() || q.due_before.is_some();
-        // With extra filters the index cannot stop early; without, it can.
-        let scan_limit = if filtered { usize::MAX } else { limit };
+        let after = q.after.as_ref();
+        let keep = |t: &Task| {
+            t.status == TaskStatus::Open
+                && q.assignee.as_ref().is_none_or(|a| t.assignee.as_ref() == Some(a))
+                && q.lane.as_ref().is_none_or(|l| *l == t.lane)
+                && q.process.as_ref().is_none_or(|p| *p == t.process)
+                && q.instance.is_none_or(|i| i == t.instance)
+                && q.due_before.is_none_or(|d| t.due.is_some_and(|td| td < d))
+                && after.is_none_or(|c| (keys::due_ms(t.due), t.id.as_str()) > c.sort_key())
+        };
         let mut tasks = Vec::new();
         match (&q.groups, &q.assignee) {
             (Some(groups), _) => {
                 for g in groups {
-                    self.tasks_from_index(&keys::group_prefix(g), scan_limit, &mut tasks)?;
-                }
-                if let Some(a) = &q.assignee {
-                    tasks.retain(|t| t.assignee.as_deref() == Some(a.as_str()));
+                    self.tasks_from_index(&keys::group_prefix(g), after, limit, &keep, &mut tasks)?;
                 }
             }
-            (None, Some(a)) => self.tasks_from_index(&keys::assignee_prefix(a), scan_limit, &mut tasks)?,
+            (None, Some(a)) => self.tasks_from_index(&keys::assignee_prefix(a), after, limit, &keep, &mut tasks)?,
             (None, None) => {
                 tasks = self.scan::<Task>(keys::TASK, usize::MAX)?;
-                tasks.retain(|t| t.status == TaskStatus::Open);
+                tasks.retain(keep);
             }
         }
-        tasks.retain(|t| {
-            q.lane.as_ref().is_none_or(|l| *l == t.lane)
-                && q.process.as_ref().is_none_or(|p| *p == t.process)
-                && q.instance.is_none_or(|i| i == t.instance)
-                && q.due_before.is_none_or(|d| t.due.is_some_and(|td| td < d))
-        });
-        tasks.sort_by(|a, b| (a.due.is_none(), a.due, &a.id).cmp(&(b.due.is_none(), b.due, &b.id)));
+        tasks.sort_by(|a, b| (keys::due_ms(a.due), &a.id).cmp(&(keys::due_ms(b.due), &b.id)));
         tasks.dedup_by(|a, b| a.id == b.id);
         tasks.truncate(limit);
         Ok(tasks)
+    }
+
+    fn open_task_count(&self) -> Result<u64, StoreError> {
+        // Every open task is in the index of each of its groups (a user task always
+        // has a lane, a lane at least one group): count distinct ids, no decoding.
+        let mut ids = std::collections::HashSet::new();
+        for (k, _) in self.kv.scan(keys::TASK_BY_GROUP, usize::MAX)? {
+            let group_end = k[keys::TASK_BY_GROUP.len()..].iter().position(|b| *b == 0).unwrap_or(0);
+            ids.insert(keys::task_of_index(&k, keys::TASK_BY_GROUP.len() + group_end + 1).to_vec());
+        }
+        Ok(ids.len() as u64)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.kv.flush()
     }
 
     fn job(&self, id: &str) -> Result<Option<Job>, StoreError> {

@@ -25,6 +25,17 @@ impl Kv for MemKv {
             .collect())
     }
 
+    fn scan_from(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Vec<KvPair>, StoreError> {
+        let map = self.map.read().expect("lock");
+        let start = if from > prefix { from } else { prefix };
+        Ok(map
+            .range(start.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
     fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         let mut map = self.map.write().expect("lock");
         for (k, v) in ops {

@@ -69,17 +69,56 @@ impl Batch {
     }
 }
 
-/// Which instances to list.
+/// Which instances to list, in id order.
 #[derive(Debug, Clone, Default)]
 pub struct InstanceFilter {
     pub process: Option<String>,
     pub status: Option<Status>,
+    pub started_by: Option<String>,
+    /// Only instances this user started or acted on (see `Instance::participants`).
+    pub participant: Option<String>,
+    /// Started at or after this time.
+    pub started_after: Option<DateTime<Utc>>,
+    /// Started before this time.
+    pub started_before: Option<DateTime<Utc>>,
     /// Only ids greater than this (paging).
     pub after: Option<InstanceId>,
     pub limit: Option<usize>,
 }
 
-/// Which open tasks to list. Results are sorted by due date, undated last.
+impl InstanceFilter {
+    /// Whether `i` passes every filter but paging.
+    pub fn matches(&self, i: &Instance) -> bool {
+        self.process.as_ref().is_none_or(|p| *p == i.process)
+            && self.status.is_none_or(|s| s == i.status)
+            && self.started_by.as_ref().is_none_or(|u| i.started_by.as_ref() == Some(u))
+            && self.participant.as_ref().is_none_or(|u| i.participants.contains(u))
+            && self.started_after.is_none_or(|t| i.started_at >= t)
+            && self.started_before.is_none_or(|t| i.started_at < t)
+    }
+}
+
+/// Where a page of open tasks ends: the due date and id of its last task. The
+/// next page starts after it, in the same order the inbox is sorted in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskCursor {
+    pub due: Option<DateTime<Utc>>,
+    pub id: String,
+}
+
+impl TaskCursor {
+    pub fn of(t: &Task) -> Self {
+        TaskCursor { due: t.due, id: t.id.clone() }
+    }
+
+    /// The sort key of the inbox: due date in milliseconds (undated last), then id.
+    pub fn sort_key(&self) -> (u64, &str) {
+        (keys::due_ms(self.due), &self.id)
+    }
+}
+
+/// Which open tasks to list. Results are sorted by due date (to the millisecond),
+/// undated last, then by task id.
 #[derive(Debug, Clone, Default)]
 pub struct TaskQuery {
     /// Tasks any of these groups may work.
@@ -89,6 +128,8 @@ pub struct TaskQuery {
     pub process: Option<String>,
     pub instance: Option<InstanceId>,
     pub due_before: Option<DateTime<Utc>>,
+    /// Only tasks after this one in the sort order (paging).
+    pub after: Option<TaskCursor>,
     pub limit: Option<usize>,
 }
 
@@ -108,4 +149,12 @@ pub trait Store: Send + Sync {
     /// Every pending job, earliest due first.
     fn jobs(&self) -> Result<Vec<Job>, StoreError>;
     fn history(&self, id: InstanceId) -> Result<Vec<HistoryEntry>, StoreError>;
+    /// How many tasks are open (for the metrics gauge, counted once at open).
+    fn open_task_count(&self) -> Result<u64, StoreError> {
+        Ok(self.open_tasks(&TaskQuery::default())?.len() as u64)
+    }
+    /// Make everything committed so far durable (for shutdown of a relaxed store).
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
