@@ -99,6 +99,14 @@ enum Command {
         #[arg(long)]
         until_idle: bool,
     },
+    /// Serve the task-list HTTP API (and run service calls) until Ctrl-C or SIGTERM.
+    #[command(
+        after_help = "Example:\n  nagare serve                                   # 127.0.0.1:8080, config/users.yaml, processes/\n  nagare serve --addr 0.0.0.0:8080 --users /etc/nagare/users.yaml"
+    )]
+    Serve(cli::serve::ServeArgs),
+    /// Make a new API token and the hash line for the users file.
+    #[command(after_help = "Example:\n  nagare token")]
+    Token,
     /// Measure throughput on the three peer benchmark processes.
     #[command(
         after_help = "Example:\n  nagare bench --case straight --mode mem --n 20000\n  nagare bench --mode durable --concurrency 64"
@@ -131,7 +139,8 @@ fn init_tracing(verbose: u8) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).try_init();
 }
 
 /// No Rust panic message or backtrace for users: a closed stdout (`nagare show 1 |
@@ -155,7 +164,8 @@ fn install_panic_hook() {
 fn main() -> ExitCode {
     install_panic_hook();
     let cli = Cli::parse();
-    init_tracing(cli.verbose);
+    // A server logs its requests at info unless told otherwise.
+    init_tracing(if matches!(cli.command, Command::Serve(_)) { cli.verbose.max(1) } else { cli.verbose });
     let out = output::Out { json: cli.json };
     let data = cli.data;
     let result = match cli.command {
@@ -171,6 +181,8 @@ fn main() -> ExitCode {
         Command::Cancel { instance, user, reason } => cli::instances::cancel(&out, &data, instance, &user, &reason),
         Command::Retry(a) => cli::instances::retry(&out, &data, a),
         Command::Run { until_idle } => cli::run::run(&out, &data, until_idle),
+        Command::Serve(a) => cli::serve::serve(&data, a),
+        Command::Token => cli::serve::token(&out),
         Command::Bench(a) => bench::run(&out, &data, a, cli_data_given()),
     };
     match result {

@@ -5,6 +5,7 @@ pub mod demo;
 pub mod files;
 pub mod instances;
 pub mod run;
+pub mod serve;
 pub mod tasks;
 
 use anyhow::{anyhow, bail, Context};

@@ -31,7 +31,7 @@ pub fn run(out: &Out, data: &Path, until_idle: bool) -> anyhow::Result<ExitCode>
 }
 
 /// Ctrl-C, or SIGTERM on Unix.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;

@@ -1,0 +1,132 @@
+//! `nagare serve` (the task-list API with the executor) and `nagare token`.
+
+use super::{explain, open};
+use crate::output::Out;
+use anyhow::{anyhow, bail, Context};
+use clap::Args;
+use nagare::server::auth::{self, Users};
+use nagare::server::Server;
+use nagare_engine::{Engine, EngineError};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// The demo tokens of `config/users.yaml`, published in the README: a server that
+/// accepts any of them must not be reachable by anyone else.
+const DEMO_TOKENS: &[&str] = &["demo-admin", "demo-sato", "demo-kato", "demo-tanaka", "demo-yamada", "demo-suzuki"];
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "NAGARE_ADDR", default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// Users, groups and token hashes (YAML; see README § Users).
+    #[arg(long, env = "NAGARE_USERS", default_value = "config/users.yaml")]
+    users: PathBuf,
+    /// Every *.yaml in this directory is deployed at start (a changed file becomes a
+    /// new version; an unchanged one is left as it is).
+    #[arg(long, env = "NAGARE_PROCESSES", default_value = "processes")]
+    processes: PathBuf,
+}
+
+/// Deploy every process file in `dir`; any file with errors stops the start.
+fn deploy_dir(engine: &Engine, dir: &Path) -> anyhow::Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "no process directory; nothing deployed at start");
+            eprintln!("warning: cannot read process directory {}: {e}; nothing deployed", dir.display());
+            return Ok(0);
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    let mut broken = 0;
+    for path in &files {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {name}"))?;
+        match engine.deploy(&name, &text) {
+            Ok(d) => tracing::info!(process = %d.id, version = d.version, created = d.created, file = %name, "process file"),
+            Err(EngineError::Invalid(diags)) => {
+                eprint!("{diags}");
+                broken += 1;
+            }
+            Err(e) => return Err(explain(e)),
+        }
+    }
+    if broken > 0 {
+        bail!("{broken} process file(s) in {} have errors; fix them or pass --processes DIR", dir.display());
+    }
+    Ok(files.len())
+}
+
+/// Warn about lanes nobody can work: their groups have no member in the users file.
+fn check_lanes(engine: &Engine, users: &Users) {
+    let groups = users.groups();
+    for versions in engine.processes() {
+        let Some(p) = versions.last() else { continue };
+        for (lane, l) in &p.lanes {
+            if !l.groups.iter().any(|g| groups.contains(g.as_str())) {
+                eprintln!(
+                    "warning: lane `{lane}` of process `{}` is worked by group(s) {} but no user is in them",
+                    p.id,
+                    l.groups.join(", ")
+                );
+            }
+        }
+    }
+}
+
+pub fn serve(data: &Path, a: ServeArgs) -> anyhow::Result<ExitCode> {
+    let users = Users::load(&a.users).map_err(|e| {
+        anyhow!("{e}\n  hint: pass --users FILE (or NAGARE_USERS); README § Users shows the format, `nagare token` makes tokens")
+    })?;
+    let engine = open(data)?;
+    let deployed = deploy_dir(&engine, &a.processes)?;
+    check_lanes(&engine, &users);
+    let demo = DEMO_TOKENS.iter().any(|t| users.authenticate(t).is_some());
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&a.addr)
+            .await
+            .with_context(|| format!("cannot listen on {} (in use? pass --addr HOST:PORT)", a.addr))?;
+        let server = Server::start(listener, engine, users, super::run::shutdown_signal())?;
+        eprintln!(
+            "nagare API on {} — data {}, {deployed} process file(s) from {}, users from {} (Ctrl-C to stop)",
+            server.url(),
+            data.display(),
+            a.processes.display(),
+            a.users.display()
+        );
+        if demo {
+            eprintln!(
+                "warning: {} accepts the public DEMO tokens (demo-admin, demo-sato...). Fine on your own machine; \
+                 never expose this server. Make real tokens with `nagare token`.",
+                a.users.display()
+            );
+        }
+        server.wait().await.context("the server stopped with an error")?;
+        eprintln!("nagare API stopped; every acknowledged change is on disk");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn token(out: &Out) -> anyhow::Result<ExitCode> {
+    let (token, hash) = auth::new_token().map_err(|e| anyhow!("no randomness from the OS: {e}"))?;
+    if out.json {
+        out.json(&serde_json::json!({ "token": token, "hash": hash }))?;
+    } else {
+        println!("token: {token}");
+        println!("hash:  {hash}");
+        println!();
+        println!("Give the token to its user; it is stored nowhere and cannot be shown again.");
+        println!("Put the hash in the users file under the user's tokens, e.g.:");
+        println!("  sato:");
+        println!("    groups: [staff]");
+        println!("    tokens: [\"{hash}\"]");
+    }
+    Ok(ExitCode::SUCCESS)
+}

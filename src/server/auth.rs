@@ -1,0 +1,294 @@
+//! Who is calling: users, groups and API tokens from a YAML file, checked on every
+//! request but `/health` and `/ready`.
+//!
+//! ```yaml
+//! users:
+//!   sato:
+//!     name: 佐藤 花子            # optional display name
+//!     groups: [staff]           # lanes name groups; a lane without `groups:` is its own group
+//!     tokens: [sha256:9f86d0…]  # SHA-256 of each token, from `nagare token`
+//!   admin:
+//!     admin: true               # may deploy, cancel, assign and see everything
+//!     tokens: [sha256:…]
+//! ```
+//!
+//! Only hashes are stored, so the file is not a secret in itself. Tokens are 256-bit
+//! random strings, so a plain SHA-256 (not a slow password hash) is the right tool:
+//! nobody can guess their way to a preimage. Every stored hash is compared in
+//! constant time against the presented one.
+
+use super::error::ApiError;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::Response;
+use indexmap::IndexMap;
+use nagare_engine::runtime::{Instance, Task};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+/// Prefix of the stored form of a token.
+pub const HASH_PREFIX: &str = "sha256:";
+/// Prefix of tokens made by `nagare token`, so they are recognisable in a leak scan.
+pub const TOKEN_PREFIX: &str = "nagare_";
+
+#[derive(Debug, thiserror::Error)]
+pub enum UsersError {
+    #[error("cannot read the users file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsersFile {
+    users: IndexMap<String, UserDef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserDef {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    admin: bool,
+    #[serde(default)]
+    tokens: Vec<String>,
+}
+
+/// An authenticated user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The user's key in the users file; this is the name history records.
+    pub id: String,
+    pub name: Option<String>,
+    pub groups: Vec<String>,
+    pub admin: bool,
+}
+
+impl Caller {
+    pub fn in_group(&self, group: &str) -> bool {
+        self.groups.iter().any(|g| g == group)
+    }
+
+    /// May this user work (claim, complete, send back) the task? Members of one of
+    /// its groups, whoever it is assigned to, and administrators.
+    pub fn may_work(&self, t: &Task) -> bool {
+        self.admin || t.groups.iter().any(|g| self.in_group(g)) || t.assignee.as_deref() == Some(&self.id)
+    }
+
+    /// May this user see the task? Those who may work it, and whoever completed it.
+    pub fn may_see_task(&self, t: &Task) -> bool {
+        self.may_work(t) || t.completed_by.as_deref() == Some(&self.id)
+    }
+
+    /// May this user see the instance? Administrators, users who started it or acted
+    /// on it, and users with one of its open tasks in their inbox (`open_tasks`).
+    pub fn may_see_instance(&self, i: &Instance, open_tasks: &[Task]) -> bool {
+        self.admin
+            || i.started_by.as_deref() == Some(&self.id)
+            || i.participants.iter().any(|p| *p == self.id)
+            || open_tasks.iter().any(|t| self.may_work(t))
+    }
+
+    pub fn require_admin(&self, what: &str) -> Result<(), ApiError> {
+        if self.admin {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!("only administrators may {what}; `{}` is not one", self.id)))
+        }
+    }
+}
+
+/// The users file, loaded: token hashes → users.
+#[derive(Debug, Default)]
+pub struct Users {
+    by_hash: Vec<([u8; 32], Arc<Caller>)>,
+    users: IndexMap<String, Arc<Caller>>,
+}
+
+/// SHA-256 of a token, as stored in the users file (`sha256:<hex>`).
+pub fn hash_line(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{HASH_PREFIX}{hex}")
+}
+
+/// A new random token (256 bits) and its hash line.
+pub fn new_token() -> Result<(String, String), getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let token = format!("{TOKEN_PREFIX}{hex}");
+    let hash = hash_line(&token);
+    Ok((token, hash))
+}
+
+fn parse_hash(s: &str) -> Option<[u8; 32]> {
+    let hex = s.trim().strip_prefix(HASH_PREFIX)?;
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl Users {
+    pub fn load(path: &Path) -> Result<Users, UsersError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| UsersError::Read { path: path.display().to_string(), source })?;
+        Users::from_yaml(&path.display().to_string(), &text)
+    }
+
+    /// Parse a users file; `file` names it in error messages.
+    pub fn from_yaml(file: &str, text: &str) -> Result<Users, UsersError> {
+        let invalid = |message: String| UsersError::Invalid { path: file.to_string(), message };
+        let parsed: UsersFile = serde_yaml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let mut users = Users::default();
+        for (id, def) in parsed.users {
+            if id.trim().is_empty() || id.chars().count() > 100 {
+                return Err(invalid(format!("user name `{id}` must be 1 to 100 characters")));
+            }
+            let caller = Arc::new(Caller { id: id.clone(), name: def.name, groups: def.groups, admin: def.admin });
+            for t in &def.tokens {
+                let hash = parse_hash(t).ok_or_else(|| {
+                    invalid(format!(
+                        "user `{id}`: token `{t}` is not a hash line; store `sha256:<64 hex digits>` as printed by \
+                         `nagare token`, never the token itself"
+                    ))
+                })?;
+                if let Some((_, other)) = users.by_hash.iter().find(|(h, _)| *h == hash) {
+                    return Err(invalid(format!("users `{}` and `{id}` share a token hash; give each its own", other.id)));
+                }
+                users.by_hash.push((hash, caller.clone()));
+            }
+            users.users.insert(id, caller);
+        }
+        Ok(users)
+    }
+
+    /// A users set from code (embedding apps, tests): `(user, token)` pairs.
+    pub fn from_callers(list: impl IntoIterator<Item = (Caller, Vec<String>)>) -> Users {
+        let mut users = Users::default();
+        for (caller, tokens) in list {
+            let caller = Arc::new(caller);
+            for t in tokens {
+                let hash = parse_hash(&hash_line(&t)).expect("hash_line makes a valid hash");
+                users.by_hash.push((hash, caller.clone()));
+            }
+            users.users.insert(caller.id.clone(), caller);
+        }
+        users
+    }
+
+    /// The user a token belongs to. Compares against every stored hash, in constant
+    /// time each, so timing tells nothing about which hash came close.
+    pub fn authenticate(&self, token: &str) -> Option<Arc<Caller>> {
+        let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut found = None;
+        for (hash, caller) in &self.by_hash {
+            if bool::from(hash.ct_eq(&presented)) {
+                found = Some(caller.clone());
+            }
+        }
+        found
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Arc<Caller>> {
+        self.users.get(id)
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Caller>> {
+        self.users.values()
+    }
+
+    /// Every group some user is in.
+    pub fn groups(&self) -> std::collections::BTreeSet<&str> {
+        self.users.values().flat_map(|u| u.groups.iter().map(String::as_str)).collect()
+    }
+}
+
+/// Middleware: a valid `Authorization: Bearer <token>` or 401.
+pub async fn require_token(State(users): State<Arc<Users>>, mut req: Request, next: Next) -> Result<Response, ApiError> {
+    let header = req.headers().get(header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::unauthorized("this endpoint needs `Authorization: Bearer <token>`; `nagare token` makes one")
+    })?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|h| h.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
+    let caller = users.authenticate(token).ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))?;
+    req.extensions_mut().insert(caller);
+    Ok(next.run(req).await)
+}
+
+/// Extractor: the caller that [`require_token`] authenticated.
+pub struct Auth(pub Arc<Caller>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Arc<Caller>>()
+            .cloned()
+            .map(Auth)
+            .ok_or_else(|| ApiError::unauthorized("this endpoint needs `Authorization: Bearer <token>`"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_lines_and_lookup() {
+        // sha256("foo")
+        let foo = "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
+        assert_eq!(hash_line("foo"), foo);
+        let file = format!("users:\n  sato: {{ name: 佐藤, groups: [staff], tokens: [\"{foo}\"] }}\n  boss: {{ admin: true }}\n");
+        let users = Users::from_yaml("users.yaml", &file).unwrap();
+        let sato = users.authenticate("foo").expect("known token");
+        assert_eq!((sato.id.as_str(), sato.groups.as_slice()), ("sato", &["staff".to_string()][..]));
+        assert!(users.authenticate("fo").is_none());
+        assert!(users.authenticate("").is_none());
+        assert!(users.get("boss").unwrap().admin);
+    }
+
+    #[test]
+    fn new_tokens_are_random_and_verify() {
+        let (a, ha) = new_token().unwrap();
+        let (b, _) = new_token().unwrap();
+        assert_ne!(a, b);
+        assert!(a.starts_with(TOKEN_PREFIX) && a.len() == TOKEN_PREFIX.len() + 64);
+        assert_eq!(hash_line(&a), ha);
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_the_reason() {
+        let plain = "users:\n  sato: { tokens: [demo-token] }\n";
+        let e = Users::from_yaml("u.yaml", plain).unwrap_err().to_string();
+        assert!(e.contains("never the token itself"), "{e}");
+        let typo = "users:\n  sato: { grups: [staff] }\n";
+        let e = Users::from_yaml("u.yaml", typo).unwrap_err().to_string();
+        assert!(e.contains("u.yaml") && e.contains("grups"), "{e}");
+        let h = hash_line("x");
+        let shared = format!("users:\n  a: {{ tokens: [\"{h}\"] }}\n  b: {{ tokens: [\"{h}\"] }}\n");
+        let e = Users::from_yaml("u.yaml", &shared).unwrap_err().to_string();
+        assert!(e.contains("share a token"), "{e}");
+    }
+}

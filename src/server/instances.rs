@@ -1,0 +1,257 @@
+//! `/api/v1/instances`: start, list, read, history, cancel.
+//!
+//! Non-administrators see the instances they started or acted on, and those with an
+//! open task in their inbox; any other instance is answered 404, exactly as one
+//! that does not exist, so ids cannot be probed.
+
+use super::auth::{Auth, Caller};
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::views::{HistoryItem, InstancePage, InstanceSummary, InstanceView, VarsJson};
+use super::{blocking, AppState, DEFAULT_PAGE, MAX_PAGE};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use nagare_engine::runtime::{Instance, Status, Task};
+use nagare_engine::store::InstanceFilter;
+use nagare_engine::{Engine, StartOptions};
+use serde::Deserialize;
+use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
+
+/// Longest business key, cancel reason, comment... accepted, in characters.
+pub const MAX_KEY_CHARS: usize = 200;
+pub const MAX_REASON_CHARS: usize = 1_000;
+
+/// Refuse a too long or blank piece of text with a message naming it.
+pub fn check_text(name: &str, text: &str, max: usize, required: bool) -> ApiResult<()> {
+    let n = text.chars().count();
+    if n > max {
+        return Err(ApiError::unprocessable(
+            "too-long",
+            format!("`{name}` is too long: {n} characters, at most {max} allowed"),
+        ));
+    }
+    if required && text.trim().is_empty() {
+        return Err(ApiError::unprocessable("required", format!("`{name}` must not be empty")));
+    }
+    Ok(())
+}
+
+/// The open tasks of `inst`.
+pub fn open_tasks(engine: &Engine, inst: &Instance) -> ApiResult<Vec<Task>> {
+    let mut out = Vec::new();
+    for id in inst.open_task_ids() {
+        out.push(engine.task(id)?);
+    }
+    Ok(out)
+}
+
+/// The instance and its open tasks, if the caller may see it; else 404.
+fn visible(engine: &Engine, caller: &Caller, id: u64) -> ApiResult<(Instance, Vec<Task>)> {
+    let inst = engine.instance(id)?;
+    let tasks = open_tasks(engine, &inst)?;
+    if !caller.may_see_instance(&inst, &tasks) {
+        return Err(ApiError::unknown_instance(id));
+    }
+    Ok((inst, tasks))
+}
+
+/// Start an instance.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartRequest {
+    /// Process id; the latest version starts.
+    pub process: String,
+    /// Initial variables, checked against their declared types.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub variables: VarsJson,
+    /// A start with a key that already has an instance returns that instance.
+    #[serde(default)]
+    pub business_key: Option<String>,
+}
+
+/// Start an instance of the latest version of a process, as the caller.
+#[utoipa::path(post, path = "/api/v1/instances", tag = "instances",
+    request_body = StartRequest,
+    responses(
+        (status = 201, description = "Started (or, with a known business key, the existing instance)", body = InstanceView),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such process", body = ErrorBody),
+        (status = 422, description = "Variables refused: `details.errors` lists every field with its problem and expected type", body = ErrorBody),
+    ))]
+pub async fn start(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    ApiJson(req): ApiJson<StartRequest>,
+) -> ApiResult<(StatusCode, Json<InstanceView>)> {
+    if let Some(k) = &req.business_key {
+        check_text("business_key", k, MAX_KEY_CHARS, true)?;
+    }
+    let engine = state.engine.clone();
+    let view = blocking(move || {
+        let process = engine.latest(&req.process);
+        let vars = req.variables.into_iter().collect();
+        let opts = StartOptions { by: Some(caller.id.clone()), business_key: req.business_key };
+        let inst = engine.start(&req.process, vars, opts).map_err(|e| ApiError::engine(e, process.as_deref()))?;
+        let tasks = open_tasks(&engine, &inst)?;
+        tracing::info!(instance = inst.id, process = %inst.process, by = %caller.id, "started");
+        Ok(InstanceView::new(&inst, tasks))
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only instances of this process.
+    pub process: Option<String>,
+    /// running, incident, completed or cancelled.
+    pub status: Option<String>,
+    /// Only instances started by this user.
+    pub started_by: Option<String>,
+    /// Started at or after this time (RFC 3339).
+    pub started_after: Option<DateTime<Utc>>,
+    /// Started before this time (RFC 3339).
+    pub started_before: Option<DateTime<Utc>>,
+    /// The `next` cursor of the previous page.
+    pub after: Option<u64>,
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<usize>,
+}
+
+/// Page size from a query: default, at least 1, at most [`MAX_PAGE`].
+pub fn page_size(limit: Option<usize>) -> ApiResult<usize> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_request("bad-query", format!("limit {n} is out of range: 1 to {MAX_PAGE}"))),
+    }
+}
+
+/// List instances in id order, paged. Non-administrators get the instances they
+/// started or acted on.
+#[utoipa::path(get, path = "/api/v1/instances", tag = "instances",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "One page of instances", body = InstancePage),
+        (status = 400, description = "A bad query parameter", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+    ))]
+pub async fn list(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<InstancePage>> {
+    let limit = page_size(q.limit)?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(Status::parse(s).ok_or_else(|| {
+            ApiError::bad_request(
+                "bad-query",
+                format!("unknown status `{}`; use running, incident, completed or cancelled", super::error::echo(s)),
+            )
+        })?),
+    };
+    let filter = InstanceFilter {
+        process: q.process,
+        status,
+        started_by: q.started_by,
+        participant: if caller.admin { None } else { Some(caller.id.clone()) },
+        started_after: q.started_after,
+        started_before: q.started_before,
+        after: q.after,
+        limit: Some(limit),
+    };
+    let engine = state.engine.clone();
+    let list = blocking(move || Ok(engine.instances(&filter)?)).await?;
+    let next = if list.len() == limit { list.last().map(|i| i.id.to_string()) } else { None };
+    Ok(Json(InstancePage { items: list.iter().map(InstanceSummary::from).collect(), next }))
+}
+
+/// An instance: state, variables, open tasks, incidents.
+#[utoipa::path(get, path = "/api/v1/instances/{id}", tag = "instances",
+    params(("id" = u64, Path, description = "Instance id")),
+    responses(
+        (status = 200, description = "The instance", body = InstanceView),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such instance, or not one the caller may see", body = ErrorBody),
+    ))]
+pub async fn get(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    ApiPath(id): ApiPath<u64>,
+) -> ApiResult<Json<InstanceView>> {
+    let engine = state.engine.clone();
+    blocking(move || {
+        let (inst, tasks) = visible(&engine, &caller, id)?;
+        Ok(Json(InstanceView::new(&inst, tasks)))
+    })
+    .await
+}
+
+/// The audit trail: every step, claim, completion, send-back, assignment and
+/// cancellation, with who and when.
+#[utoipa::path(get, path = "/api/v1/instances/{id}/history", tag = "instances",
+    params(("id" = u64, Path, description = "Instance id")),
+    responses(
+        (status = 200, description = "History, oldest first", body = Vec<HistoryItem>),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such instance, or not one the caller may see", body = ErrorBody),
+    ))]
+pub async fn history(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    ApiPath(id): ApiPath<u64>,
+) -> ApiResult<Json<Vec<HistoryItem>>> {
+    let engine = state.engine.clone();
+    blocking(move || {
+        visible(&engine, &caller, id)?;
+        Ok(Json(engine.history(id)?.into_iter().map(HistoryItem::from).collect()))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    /// Why; kept in the history.
+    pub reason: String,
+}
+
+/// Cancel a running instance (administrators): its open tasks and pending calls
+/// are withdrawn.
+#[utoipa::path(post, path = "/api/v1/instances/{id}/cancel", tag = "instances",
+    params(("id" = u64, Path, description = "Instance id")),
+    request_body = CancelRequest,
+    responses(
+        (status = 200, description = "Cancelled", body = InstanceView),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Not an administrator", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+        (status = 409, description = "The instance has finished already", body = ErrorBody),
+        (status = 422, description = "Reason missing or too long", body = ErrorBody),
+    ))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    ApiPath(id): ApiPath<u64>,
+    ApiJson(req): ApiJson<CancelRequest>,
+) -> ApiResult<Json<InstanceView>> {
+    caller.require_admin("cancel instances")?;
+    check_text("reason", &req.reason, MAX_REASON_CHARS, true)?;
+    let engine = state.engine.clone();
+    let caller: Arc<Caller> = caller;
+    blocking(move || {
+        let inst = engine.cancel(id, &caller.id, &req.reason)?;
+        tracing::info!(instance = id, by = %caller.id, "cancelled");
+        Ok(Json(InstanceView::new(&inst, Vec::new())))
+    })
+    .await
+}

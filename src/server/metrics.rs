@@ -1,0 +1,83 @@
+//! Prometheus metrics at `/metrics`, rendered by hand in the text format (a few
+//! counters, one gauge, one histogram do not need a metrics crate).
+//!
+//! Engine figures come from [`nagare_engine::Engine::stats`]; HTTP figures are
+//! counted here per method, route template and status, so `/api/v1/tasks/12-3`
+//! and `/api/v1/tasks/12-4` are one series.
+
+use super::AppState;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Requests served, by (method, route template, status).
+#[derive(Debug, Default)]
+pub struct HttpStats {
+    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+}
+
+impl HttpStats {
+    /// Every (method, route, status) seen so far, with its count.
+    pub fn snapshot(&self) -> Vec<((String, String, u16), u64)> {
+        self.requests.lock().expect("stats lock").iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+}
+
+/// Middleware: count the request and log it.
+pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let method = req.method().to_string();
+    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
+    let path = req.uri().path().to_string();
+    let t = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    tracing::debug!(%method, %path, status, micros = t.elapsed().as_micros() as u64, "request");
+    // Unmatched paths are one series, so a scanner cannot grow the map without bound.
+    let route = route.unwrap_or_else(|| "(unmatched)".to_string());
+    *state.http.requests.lock().expect("stats lock").entry((method, route, status)).or_insert(0) += 1;
+    resp
+}
+
+/// Engine and HTTP metrics in the Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses(
+        (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+        (status = 401, description = "No valid token", body = super::error::ErrorBody),
+    ))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let s = state.engine.stats();
+    let mut out = String::new();
+    let mut counter = |name: &str, help: &str, v: u64| {
+        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n");
+    };
+    counter("nagare_instances_started_total", "Instances started since the server started.", s.instances_started);
+    counter("nagare_instances_completed_total", "Instances that reached their end.", s.instances_completed);
+    counter("nagare_instances_cancelled_total", "Instances cancelled.", s.instances_cancelled);
+    let _ = write!(
+        out,
+        "# HELP nagare_tasks_open User tasks waiting for someone.\n# TYPE nagare_tasks_open gauge\nnagare_tasks_open {}\n",
+        s.tasks_open
+    );
+    let name = "nagare_commit_duration_seconds";
+    let _ = write!(out, "# HELP {name} Time to make one event's changes durable.\n# TYPE {name} histogram\n");
+    for (bound, n) in &s.commit_buckets {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {n}");
+    }
+    let _ = write!(
+        out,
+        "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}\n",
+        s.commits, s.commit_seconds_sum, s.commits
+    );
+    let name = "nagare_http_requests_total";
+    let _ = write!(out, "# HELP {name} HTTP requests by method, route and status.\n# TYPE {name} counter\n");
+    for ((method, route, status), n) in state.http.snapshot() {
+        let route = route.replace('\\', "\\\\").replace('"', "\\\"");
+        let _ = writeln!(out, "{name}{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}");
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
+}

@@ -1,0 +1,342 @@
+//! `/api/v1/tasks`: the inbox and the work on one task.
+//!
+//! A task is visible to members of its groups (a lane's `groups:`, or the lane's
+//! own name when it has none), to the user it is assigned to, to whoever completed
+//! it, and to administrators. Any other caller gets 404 for it, the same answer as
+//! for an id that does not exist, so task ids cannot be probed.
+
+use super::auth::{Auth, Caller};
+use super::error::{echo, ApiError, ApiResult, ErrorBody};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::instances::{check_text, open_tasks, page_size};
+use super::views::{CompletionView, InstanceSummary, TaskDetail, TaskPage, TaskView, VarsJson};
+use super::{blocking, AppState};
+use axum::extract::State;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use nagare_engine::runtime::{Outcome, Task};
+use nagare_engine::store::{TaskCursor, TaskQuery};
+use nagare_engine::Engine;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+/// Longest send-back comment, in characters.
+pub const MAX_COMMENT_CHARS: usize = 4_000;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct InboxQuery {
+    /// Only tasks of this group (one of the caller's, unless administrator).
+    pub group: Option<String>,
+    /// Only tasks of this lane.
+    pub lane: Option<String>,
+    /// Only tasks claimed by (or assigned to) this user. Your own name and no
+    /// `group` lists everything assigned to you.
+    pub assignee: Option<String>,
+    /// Only tasks of this process.
+    pub process: Option<String>,
+    /// Only tasks due before this time (RFC 3339); undated tasks are left out.
+    pub due_before: Option<DateTime<Utc>>,
+    /// The `next` cursor of the previous page.
+    pub after: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<usize>,
+}
+
+/// `<due in ms, or ->~<task id>`: where a page ended.
+fn encode_cursor(t: &Task) -> String {
+    match t.due {
+        Some(d) => format!("{}~{}", d.timestamp_millis(), t.id),
+        None => format!("-~{}", t.id),
+    }
+}
+
+fn decode_cursor(s: &str) -> ApiResult<TaskCursor> {
+    let bad = || ApiError::bad_request("bad-query", "`after` must be the `next` value of the previous page");
+    let (due, id) = s.split_once('~').ok_or_else(bad)?;
+    let due = match due {
+        "-" => None,
+        ms => Some(DateTime::from_timestamp_millis(ms.parse().map_err(|_| bad())?).ok_or_else(bad)?),
+    };
+    Ok(TaskCursor { due, id: id.to_string() })
+}
+
+/// The caller's open tasks, sorted by due date (undated last), paged.
+#[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks",
+    params(InboxQuery),
+    responses(
+        (status = 200, description = "One page of open tasks, earliest due first", body = TaskPage),
+        (status = 400, description = "A bad query parameter", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "`group` is not one of the caller's groups", body = ErrorBody),
+    ))]
+pub async fn inbox(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    ApiQuery(q): ApiQuery<InboxQuery>,
+) -> ApiResult<Json<TaskPage>> {
+    let limit = page_size(q.limit)?;
+    let after = q.after.as_deref().map(decode_cursor).transpose()?;
+    let groups = match (&q.group, caller.admin) {
+        (Some(g), true) => Some(vec![g.clone()]),
+        (Some(g), false) if caller.in_group(g) => Some(vec![g.clone()]),
+        (Some(g), false) => {
+            return Err(ApiError::forbidden(format!("`{}` is not in group `{}`", caller.id, echo(g))));
+        }
+        (None, true) => None,
+        // Your own assignments may lie outside your groups (an administrator gave them).
+        (None, false) if q.assignee.as_deref() == Some(&caller.id) => None,
+        (None, false) => Some(caller.groups.clone()),
+    };
+    let query = TaskQuery {
+        groups,
+        assignee: q.assignee,
+        lane: q.lane,
+        process: q.process,
+        instance: None,
+        due_before: q.due_before,
+        after,
+        limit: Some(limit),
+    };
+    let engine = state.engine.clone();
+    let tasks = blocking(move || Ok(engine.tasks(&query)?)).await?;
+    let next = if tasks.len() == limit { tasks.last().map(encode_cursor) } else { None };
+    Ok(Json(TaskPage { items: tasks.into_iter().map(TaskView::from).collect(), next }))
+}
+
+/// The task if the caller may see it; 404 otherwise.
+fn visible_task(engine: &Engine, caller: &Caller, id: &str) -> ApiResult<Task> {
+    let task = engine.task(id)?;
+    if !caller.may_see_task(&task) {
+        return Err(ApiError::unknown_task(id));
+    }
+    Ok(task)
+}
+
+/// The task if the caller may work it: 404 if they may not see it, 403 if they may
+/// see but not work it.
+fn workable_task(engine: &Engine, caller: &Caller, id: &str) -> ApiResult<Task> {
+    let task = visible_task(engine, caller, id)?;
+    if !caller.may_work(&task) {
+        return Err(ApiError::forbidden(format!("`{}` may not work task {}", caller.id, echo(id))));
+    }
+    Ok(task)
+}
+
+/// A task with its form: fields with type, mode, options and current values.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks",
+    params(("id" = String, Path, description = "Task id, e.g. `12-3`")),
+    responses(
+        (status = 200, description = "The task and its form", body = TaskDetail),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such task, or not one the caller may see", body = ErrorBody),
+    ))]
+pub async fn get(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<TaskDetail>> {
+    let engine = state.engine.clone();
+    blocking(move || {
+        let task = visible_task(&engine, &caller, &id)?;
+        let process = engine.process(&task.process, task.version).ok_or_else(|| {
+            ApiError::internal(format!("process {} version {} is not loaded", task.process, task.version))
+        })?;
+        let inst = engine.instance(task.instance)?;
+        Ok(Json(TaskDetail::new(task, &process, &inst)))
+    })
+    .await
+}
+
+/// Claim an open task: from now on only the caller may complete it.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/claim", tag = "tasks",
+    params(("id" = String, Path, description = "Task id")),
+    responses(
+        (status = 200, description = "Claimed (also when the caller held it already)", body = TaskView),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such task, or not one the caller may see", body = ErrorBody),
+        (status = 409, description = "Claimed by someone else, or no longer open", body = ErrorBody),
+    ))]
+pub async fn claim(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<TaskView>> {
+    let engine = state.engine.clone();
+    blocking(move || {
+        workable_task(&engine, &caller, &id)?;
+        engine.claim(&id, &caller.id)?;
+        Ok(Json(engine.task(&id)?.into()))
+    })
+    .await
+}
+
+/// Give a claimed task back to its groups. Administrators may unclaim anyone's.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/unclaim", tag = "tasks",
+    params(("id" = String, Path, description = "Task id")),
+    responses(
+        (status = 200, description = "Unclaimed", body = TaskView),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such task, or not one the caller may see", body = ErrorBody),
+        (status = 409, description = "Claimed by someone else, or no longer open", body = ErrorBody),
+    ))]
+pub async fn unclaim(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<TaskView>> {
+    let engine = state.engine.clone();
+    blocking(move || {
+        workable_task(&engine, &caller, &id)?;
+        engine.unclaim(&id, &caller.id, caller.admin)?;
+        Ok(Json(engine.task(&id)?.into()))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssignRequest {
+    /// The user to give the task to (a name from the users file); `null` unassigns.
+    pub user: Option<String>,
+}
+
+/// Give a task to a user (administrators), whoever holds it now. The history
+/// records who assigned it.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/assign", tag = "tasks",
+    params(("id" = String, Path, description = "Task id")),
+    request_body = AssignRequest,
+    responses(
+        (status = 200, description = "Assigned", body = TaskView),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Not an administrator", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 409, description = "The task is no longer open", body = ErrorBody),
+        (status = 422, description = "No such user", body = ErrorBody),
+    ))]
+pub async fn assign(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<AssignRequest>,
+) -> ApiResult<Json<TaskView>> {
+    caller.require_admin("assign tasks")?;
+    if let Some(u) = &req.user {
+        if state.users.get(u).is_none() {
+            return Err(ApiError::unprocessable(
+                "unknown-user",
+                format!("no user `{}` in the users file", echo(u)),
+            ));
+        }
+    }
+    let engine = state.engine.clone();
+    blocking(move || {
+        engine.assign(&id, req.user.as_deref(), &caller.id)?;
+        tracing::info!(task = %id, to = ?req.user, by = %caller.id, "assigned");
+        Ok(Json(engine.task(&id)?.into()))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteRequest {
+    /// Form values by field name. Required fields already set need not be sent again.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub variables: VarsJson,
+    /// `next` (default) or a named outcome of the task, e.g. `reject`.
+    #[serde(default)]
+    pub outcome: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendBackRequest {
+    /// Why the work goes back; kept in the history. 1 to 4,000 characters.
+    pub comment: String,
+    /// Form values to save with it (optional fields only need be valid).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub variables: VarsJson,
+}
+
+/// Complete (or send back) as the caller and report what follows.
+fn finish(engine: &Engine, caller: &Caller, id: &str, vars: VarsJson, outcome: Outcome) -> ApiResult<CompletionView> {
+    let task = workable_task(engine, caller, id)?;
+    let process = engine.process(&task.process, task.version);
+    let what = match &outcome {
+        Outcome::Next => "next".to_string(),
+        Outcome::SendBack { .. } => "send_back".to_string(),
+        Outcome::Named(n) => n.clone(),
+    };
+    let inst = engine
+        .complete(id, &caller.id, vars.into_iter().collect(), outcome)
+        .map_err(|e| ApiError::engine(e, process.as_deref()))?;
+    tracing::info!(task = %id, instance = inst.id, outcome = %what, by = %caller.id, "task completed");
+    let next_tasks = open_tasks(engine, &inst)?.into_iter().filter(|t| caller.may_work(t)).map(TaskView::from).collect();
+    Ok(CompletionView { task: engine.task(id)?.into(), instance: InstanceSummary::from(&inst), next_tasks })
+}
+
+/// Complete a task with its form data. Every field error comes back at once (422)
+/// and nothing is saved; a task completed already, or claimed by someone else, is 409.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/complete", tag = "tasks",
+    params(("id" = String, Path, description = "Task id")),
+    request_body = CompleteRequest,
+    responses(
+        (status = 200, description = "Completed; the instance moved on", body = CompletionView),
+        (status = 400, description = "Malformed JSON (the parse error says where)", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The caller may see but not work this task", body = ErrorBody),
+        (status = 404, description = "No such task, or not one the caller may see", body = ErrorBody),
+        (status = 409, description = "Completed already, or claimed by someone else", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 422, description = "Form errors (`details.errors`: field, problem, expected) or an unknown outcome; nothing saved", body = ErrorBody),
+    ))]
+pub async fn complete(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<CompleteRequest>,
+) -> ApiResult<Json<CompletionView>> {
+    let outcome = match req.outcome.as_deref() {
+        None | Some("next") => Outcome::Next,
+        Some("send_back") => {
+            return Err(ApiError::unprocessable(
+                "use-send-back",
+                "to send a task back, POST /api/v1/tasks/{id}/send-back with a comment",
+            ))
+        }
+        Some(name) => Outcome::Named(name.to_string()),
+    };
+    let engine = state.engine.clone();
+    blocking(move || finish(&engine, &caller, &id, req.variables, outcome).map(Json)).await
+}
+
+/// Send the work back to the step the process designer allows (`send_back:`),
+/// with a comment that goes into the history.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/send-back", tag = "tasks",
+    params(("id" = String, Path, description = "Task id")),
+    request_body = SendBackRequest,
+    responses(
+        (status = 200, description = "Sent back; the earlier step is open again", body = CompletionView),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The caller may see but not work this task", body = ErrorBody),
+        (status = 404, description = "No such task, or not one the caller may see", body = ErrorBody),
+        (status = 409, description = "Completed already, or claimed by someone else", body = ErrorBody),
+        (status = 422, description = "No comment, or this task cannot be sent back (`unknown-outcome`)", body = ErrorBody),
+    ))]
+pub async fn send_back(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<SendBackRequest>,
+) -> ApiResult<Json<CompletionView>> {
+    check_text("comment", &req.comment, MAX_COMMENT_CHARS, true)?;
+    let engine = state.engine.clone();
+    let outcome = Outcome::SendBack { comment: req.comment };
+    blocking(move || finish(&engine, &caller, &id, req.variables, outcome).map(Json)).await
+}
