@@ -48,7 +48,9 @@ fn deploy_dir(engine: &Engine, dir: &Path) -> anyhow::Result<usize> {
         let name = path.display().to_string();
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {name}"))?;
         match engine.deploy(&name, &text) {
-            Ok(d) => tracing::info!(process = %d.id, version = d.version, created = d.created, file = %name, "process file"),
+            Ok(d) => {
+                tracing::info!(process = %d.id, version = d.version, created = d.created, file = %name, "process file")
+            }
             Err(EngineError::Invalid(diags)) => {
                 eprint!("{diags}");
                 broken += 1;

@@ -19,8 +19,8 @@
 
 use super::error::ApiError;
 use axum::extract::{FromRequestParts, Request, State};
-use axum::http::request::Parts;
 use axum::http::header;
+use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 use indexmap::IndexMap;
@@ -94,7 +94,7 @@ impl Caller {
     pub fn may_see_instance(&self, i: &Instance, open_tasks: &[Task]) -> bool {
         self.admin
             || i.started_by.as_deref() == Some(&self.id)
-            || i.participants.iter().any(|p| *p == self.id)
+            || i.participants.contains(&self.id)
             || open_tasks.iter().any(|t| self.may_work(t))
     }
 
@@ -168,7 +168,10 @@ impl Users {
                     ))
                 })?;
                 if let Some((_, other)) = users.by_hash.iter().find(|(h, _)| *h == hash) {
-                    return Err(invalid(format!("users `{}` and `{id}` share a token hash; give each its own", other.id)));
+                    return Err(invalid(format!(
+                        "users `{}` and `{id}` share a token hash; give each its own",
+                        other.id
+                    )));
                 }
                 users.by_hash.push((hash, caller.clone()));
             }
@@ -219,7 +222,11 @@ impl Users {
 }
 
 /// Middleware: a valid `Authorization: Bearer <token>` or 401.
-pub async fn require_token(State(users): State<Arc<Users>>, mut req: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn require_token(
+    State(users): State<Arc<Users>>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let header = req.headers().get(header::AUTHORIZATION).ok_or_else(|| {
         ApiError::unauthorized("this endpoint needs `Authorization: Bearer <token>`; `nagare token` makes one")
     })?;
@@ -260,7 +267,9 @@ mod tests {
         // sha256("foo")
         let foo = "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
         assert_eq!(hash_line("foo"), foo);
-        let file = format!("users:\n  sato: {{ name: 佐藤, groups: [staff], tokens: [\"{foo}\"] }}\n  boss: {{ admin: true }}\n");
+        let file = format!(
+            "users:\n  sato: {{ name: 佐藤, groups: [staff], tokens: [\"{foo}\"] }}\n  boss: {{ admin: true }}\n"
+        );
         let users = Users::from_yaml("users.yaml", &file).unwrap();
         let sato = users.authenticate("foo").expect("known token");
         assert_eq!((sato.id.as_str(), sato.groups.as_slice()), ("sato", &["staff".to_string()][..]));

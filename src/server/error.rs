@@ -131,11 +131,9 @@ impl ApiError {
                 Self::unprocessable("invalid-process", format!("the process file has {n} error(s){first}"))
                     .with_details(json!({ "diagnostics": diags.0 }))
             }
-            EngineError::UnknownProcess(id) => Self::new(
-                StatusCode::NOT_FOUND,
-                "unknown-process",
-                format!("no process `{}` is deployed", echo(&id)),
-            ),
+            EngineError::UnknownProcess(id) => {
+                Self::new(StatusCode::NOT_FOUND, "unknown-process", format!("no process `{}` is deployed", echo(&id)))
+            }
             EngineError::UnknownInstance(id) => Self::unknown_instance(id),
             EngineError::UnknownTask(id) => Self::unknown_task(&id),
             EngineError::Conflict(r) => {

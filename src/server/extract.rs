@@ -24,7 +24,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 return Err(ApiError::new(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     "unsupported-media-type",
-                    format!("the body must be JSON; send `Content-Type: application/json` (got `{}`)", super::error::echo(&ct)),
+                    format!(
+                        "the body must be JSON; send `Content-Type: application/json` (got `{}`)",
+                        super::error::echo(&ct)
+                    ),
                 ));
             }
         }
@@ -39,7 +42,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                         super::DEPLOY_BODY_LIMIT / 1024
                     ),
                 )
-                .with_details(json!({ "limit_bytes": super::BODY_LIMIT, "deploy_limit_bytes": super::DEPLOY_BODY_LIMIT }))
+                .with_details(
+                    json!({ "limit_bytes": super::BODY_LIMIT, "deploy_limit_bytes": super::DEPLOY_BODY_LIMIT }),
+                )
             } else {
                 ApiError::bad_request("unreadable-body", format!("the request body could not be read: {e}"))
             }
@@ -60,7 +65,6 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         }
     }
 }
-
 
 /// Query parameters; a bad one is a 400 naming it.
 pub struct ApiQuery<T>(pub T);

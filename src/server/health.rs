@@ -15,14 +15,14 @@ pub struct HealthBody {
 }
 
 /// The process is up.
-#[utoipa::path(get, path = "/health", tag = "health", security(()),
+#[utoipa::path(get, path = "/health", operation_id = "health", tag = "health", security(()),
     responses((status = 200, description = "The server is running", body = HealthBody)))]
 pub async fn health() -> Json<HealthBody> {
     Json(HealthBody { status: "ok".into() })
 }
 
 /// The server takes requests: not shutting down, and the store answers.
-#[utoipa::path(get, path = "/ready", tag = "health", security(()),
+#[utoipa::path(get, path = "/ready", operation_id = "ready", tag = "health", security(()),
     responses(
         (status = 200, description = "Ready for requests", body = HealthBody),
         (status = 503, description = "Shutting down, or the store does not answer", body = HealthBody),

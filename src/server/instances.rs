@@ -74,7 +74,7 @@ pub struct StartRequest {
 }
 
 /// Start an instance of the latest version of a process, as the caller.
-#[utoipa::path(post, path = "/api/v1/instances", tag = "instances",
+#[utoipa::path(post, path = "/api/v1/instances", operation_id = "start_instance", tag = "instances",
     request_body = StartRequest,
     responses(
         (status = 201, description = "Started (or, with a known business key, the existing instance)", body = InstanceView),
@@ -136,7 +136,7 @@ pub fn page_size(limit: Option<usize>) -> ApiResult<usize> {
 
 /// List instances in id order, paged. Non-administrators get the instances they
 /// started or acted on.
-#[utoipa::path(get, path = "/api/v1/instances", tag = "instances",
+#[utoipa::path(get, path = "/api/v1/instances", operation_id = "list_instances", tag = "instances",
     params(ListQuery),
     responses(
         (status = 200, description = "One page of instances", body = InstancePage),
@@ -175,7 +175,7 @@ pub async fn list(
 }
 
 /// An instance: state, variables, open tasks, incidents.
-#[utoipa::path(get, path = "/api/v1/instances/{id}", tag = "instances",
+#[utoipa::path(get, path = "/api/v1/instances/{id}", operation_id = "get_instance", tag = "instances",
     params(("id" = u64, Path, description = "Instance id")),
     responses(
         (status = 200, description = "The instance", body = InstanceView),
@@ -197,7 +197,7 @@ pub async fn get(
 
 /// The audit trail: every step, claim, completion, send-back, assignment and
 /// cancellation, with who and when.
-#[utoipa::path(get, path = "/api/v1/instances/{id}/history", tag = "instances",
+#[utoipa::path(get, path = "/api/v1/instances/{id}/history", operation_id = "instance_history", tag = "instances",
     params(("id" = u64, Path, description = "Instance id")),
     responses(
         (status = 200, description = "History, oldest first", body = Vec<HistoryItem>),
@@ -226,7 +226,7 @@ pub struct CancelRequest {
 
 /// Cancel a running instance (administrators): its open tasks and pending calls
 /// are withdrawn.
-#[utoipa::path(post, path = "/api/v1/instances/{id}/cancel", tag = "instances",
+#[utoipa::path(post, path = "/api/v1/instances/{id}/cancel", operation_id = "cancel_instance", tag = "instances",
     params(("id" = u64, Path, description = "Instance id")),
     request_body = CancelRequest,
     responses(

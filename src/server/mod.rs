@@ -103,7 +103,8 @@ pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let protected = protected()
         .layer(axum::middleware::from_fn_with_state(state.users.clone(), auth::require_token))
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
-    let (router, mut doc) = OpenApiRouter::with_openapi(openapi::base()).merge(protected).merge(public()).split_for_parts();
+    let (router, mut doc) =
+        OpenApiRouter::with_openapi(openapi::base()).merge(protected).merge(public()).split_for_parts();
     openapi::finish(&mut doc);
     let doc_json = Arc::new(serde_json::to_string(&doc).expect("the OpenAPI document serializes"));
     let router = router

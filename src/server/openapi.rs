@@ -10,7 +10,7 @@ use axum::Extension;
 use std::sync::Arc;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::tag::TagBuilder;
-use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder};
+use utoipa::openapi::{ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Ref, RefOr, ResponseBuilder};
 
 /// The rendered document, shared by the handler.
 #[derive(Clone)]
@@ -42,8 +42,33 @@ pub fn base() -> OpenApi {
         .build()
 }
 
-/// Add the bearer scheme and make it the default requirement.
+/// Add the bearer scheme and make it the default requirement, and the error
+/// responses every operation of a kind can give, so that no operation forgets one:
+/// 401 and 500 on every protected route, 400 where there are parameters to get
+/// wrong, 400/413/415 where there is a body.
 pub fn finish(doc: &mut OpenApi) {
+    for item in doc.paths.paths.values_mut() {
+        let ops = [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch];
+        for op in ops.into_iter().flatten() {
+            let public = op.security.as_ref().is_some_and(|s| s.iter().all(|r| *r == SecurityRequirement::default()));
+            let mut add = |code: &str, description: &str| {
+                op.responses.responses.entry(code.to_string()).or_insert_with(|| error_response(description));
+            };
+            if public {
+                continue;
+            }
+            add("401", "No valid token (`unauthorized`)");
+            add("500", "The store failed (`store-failed`): the outcome is unknown, look before retrying");
+            if op.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
+                add("400", "A bad path or query parameter (`bad-path`, `bad-query`)");
+            }
+            if op.request_body.is_some() {
+                add("400", "Malformed JSON or a body of the wrong shape (`malformed-json`, `invalid-body`), with line and column");
+                add("413", "The body is larger than the limit (`body-too-large`)");
+                add("415", "The body is not JSON (`unsupported-media-type`)");
+            }
+        }
+    }
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         BEARER,
@@ -57,8 +82,13 @@ pub fn finish(doc: &mut OpenApi) {
     doc.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
 }
 
+fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
+    let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
+    RefOr::T(ResponseBuilder::new().description(description).content("application/json", content).build())
+}
+
 /// This document.
-#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "health",
+#[utoipa::path(get, path = "/api/v1/openapi.json", operation_id = "openapi", tag = "health",
     responses(
         (status = 200, description = "The OpenAPI 3 document of this server", content_type = "application/json"),
         (status = 401, description = "No valid token", body = super::error::ErrorBody),

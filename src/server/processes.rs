@@ -147,7 +147,7 @@ fn detail(p: &Process, all: &[Arc<Process>]) -> ProcessDetail {
 }
 
 /// Every deployed process with its versions.
-#[utoipa::path(get, path = "/api/v1/processes", tag = "processes",
+#[utoipa::path(get, path = "/api/v1/processes", operation_id = "list_processes", tag = "processes",
     responses(
         (status = 200, description = "Deployed processes, by id", body = Vec<ProcessSummary>),
         (status = 401, description = "No valid token", body = ErrorBody),
@@ -179,7 +179,7 @@ pub struct VersionQuery {
 }
 
 /// One version of a process: source YAML and a parsed summary.
-#[utoipa::path(get, path = "/api/v1/processes/{id}", tag = "processes",
+#[utoipa::path(get, path = "/api/v1/processes/{id}", operation_id = "get_process", tag = "processes",
     params(("id" = String, Path, description = "Process id"), VersionQuery),
     responses(
         (status = 200, description = "The process", body = ProcessDetail),
@@ -239,7 +239,7 @@ pub struct DeployResult {
 
 /// Deploy a process file (administrators). A changed file becomes a new version;
 /// running instances keep theirs. Errors come back as a list with line and column.
-#[utoipa::path(post, path = "/api/v1/processes", tag = "processes",
+#[utoipa::path(post, path = "/api/v1/processes", operation_id = "deploy_process", tag = "processes",
     request_body = DeployRequest,
     responses(
         (status = 201, description = "Deployed as a new version", body = DeployResult),

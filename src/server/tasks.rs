@@ -14,7 +14,7 @@ use super::{blocking, AppState};
 use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use nagare_engine::runtime::{Outcome, Task};
+use nagare_engine::runtime::{Outcome, Rejection, Task};
 use nagare_engine::store::{TaskCursor, TaskQuery};
 use nagare_engine::Engine;
 use serde::Deserialize;
@@ -63,7 +63,7 @@ fn decode_cursor(s: &str) -> ApiResult<TaskCursor> {
 }
 
 /// The caller's open tasks, sorted by due date (undated last), paged.
-#[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks",
+#[utoipa::path(get, path = "/api/v1/tasks", operation_id = "inbox", tag = "tasks",
     params(InboxQuery),
     responses(
         (status = 200, description = "One page of open tasks, earliest due first", body = TaskPage),
@@ -105,6 +105,18 @@ pub async fn inbox(
     Ok(Json(TaskPage { items: tasks.into_iter().map(TaskView::from).collect(), next }))
 }
 
+/// An engine error on a task action. A task of a finished instance is simply no
+/// longer open: say so, rather than talk about the instance.
+fn task_error(e: nagare_engine::EngineError, id: &str, process: Option<&nagare_engine::process::Process>) -> ApiError {
+    match e {
+        nagare_engine::EngineError::Conflict(Rejection::Finished(status)) => {
+            ApiError::engine(nagare_engine::EngineError::Conflict(Rejection::TaskNotOpen(id.to_string())), None)
+                .with_details(serde_json::json!({ "instance_status": status }))
+        }
+        other => ApiError::engine(other, process),
+    }
+}
+
 /// The task if the caller may see it; 404 otherwise.
 fn visible_task(engine: &Engine, caller: &Caller, id: &str) -> ApiResult<Task> {
     let task = engine.task(id)?;
@@ -125,7 +137,7 @@ fn workable_task(engine: &Engine, caller: &Caller, id: &str) -> ApiResult<Task> 
 }
 
 /// A task with its form: fields with type, mode, options and current values.
-#[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks",
+#[utoipa::path(get, path = "/api/v1/tasks/{id}", operation_id = "get_task", tag = "tasks",
     params(("id" = String, Path, description = "Task id, e.g. `12-3`")),
     responses(
         (status = 200, description = "The task and its form", body = TaskDetail),
@@ -150,7 +162,7 @@ pub async fn get(
 }
 
 /// Claim an open task: from now on only the caller may complete it.
-#[utoipa::path(post, path = "/api/v1/tasks/{id}/claim", tag = "tasks",
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/claim", operation_id = "claim_task", tag = "tasks",
     params(("id" = String, Path, description = "Task id")),
     responses(
         (status = 200, description = "Claimed (also when the caller held it already)", body = TaskView),
@@ -166,14 +178,14 @@ pub async fn claim(
     let engine = state.engine.clone();
     blocking(move || {
         workable_task(&engine, &caller, &id)?;
-        engine.claim(&id, &caller.id)?;
+        engine.claim(&id, &caller.id).map_err(|e| task_error(e, &id, None))?;
         Ok(Json(engine.task(&id)?.into()))
     })
     .await
 }
 
 /// Give a claimed task back to its groups. Administrators may unclaim anyone's.
-#[utoipa::path(post, path = "/api/v1/tasks/{id}/unclaim", tag = "tasks",
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/unclaim", operation_id = "unclaim_task", tag = "tasks",
     params(("id" = String, Path, description = "Task id")),
     responses(
         (status = 200, description = "Unclaimed", body = TaskView),
@@ -189,7 +201,7 @@ pub async fn unclaim(
     let engine = state.engine.clone();
     blocking(move || {
         workable_task(&engine, &caller, &id)?;
-        engine.unclaim(&id, &caller.id, caller.admin)?;
+        engine.unclaim(&id, &caller.id, caller.admin).map_err(|e| task_error(e, &id, None))?;
         Ok(Json(engine.task(&id)?.into()))
     })
     .await
@@ -204,7 +216,7 @@ pub struct AssignRequest {
 
 /// Give a task to a user (administrators), whoever holds it now. The history
 /// records who assigned it.
-#[utoipa::path(post, path = "/api/v1/tasks/{id}/assign", tag = "tasks",
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/assign", operation_id = "assign_task", tag = "tasks",
     params(("id" = String, Path, description = "Task id")),
     request_body = AssignRequest,
     responses(
@@ -225,15 +237,12 @@ pub async fn assign(
     caller.require_admin("assign tasks")?;
     if let Some(u) = &req.user {
         if state.users.get(u).is_none() {
-            return Err(ApiError::unprocessable(
-                "unknown-user",
-                format!("no user `{}` in the users file", echo(u)),
-            ));
+            return Err(ApiError::unprocessable("unknown-user", format!("no user `{}` in the users file", echo(u))));
         }
     }
     let engine = state.engine.clone();
     blocking(move || {
-        engine.assign(&id, req.user.as_deref(), &caller.id)?;
+        engine.assign(&id, req.user.as_deref(), &caller.id).map_err(|e| task_error(e, &id, None))?;
         tracing::info!(task = %id, to = ?req.user, by = %caller.id, "assigned");
         Ok(Json(engine.task(&id)?.into()))
     })
@@ -274,15 +283,16 @@ fn finish(engine: &Engine, caller: &Caller, id: &str, vars: VarsJson, outcome: O
     };
     let inst = engine
         .complete(id, &caller.id, vars.into_iter().collect(), outcome)
-        .map_err(|e| ApiError::engine(e, process.as_deref()))?;
+        .map_err(|e| task_error(e, id, process.as_deref()))?;
     tracing::info!(task = %id, instance = inst.id, outcome = %what, by = %caller.id, "task completed");
-    let next_tasks = open_tasks(engine, &inst)?.into_iter().filter(|t| caller.may_work(t)).map(TaskView::from).collect();
+    let next_tasks =
+        open_tasks(engine, &inst)?.into_iter().filter(|t| caller.may_work(t)).map(TaskView::from).collect();
     Ok(CompletionView { task: engine.task(id)?.into(), instance: InstanceSummary::from(&inst), next_tasks })
 }
 
 /// Complete a task with its form data. Every field error comes back at once (422)
 /// and nothing is saved; a task completed already, or claimed by someone else, is 409.
-#[utoipa::path(post, path = "/api/v1/tasks/{id}/complete", tag = "tasks",
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/complete", operation_id = "complete_task", tag = "tasks",
     params(("id" = String, Path, description = "Task id")),
     request_body = CompleteRequest,
     responses(
@@ -317,7 +327,7 @@ pub async fn complete(
 
 /// Send the work back to the step the process designer allows (`send_back:`),
 /// with a comment that goes into the history.
-#[utoipa::path(post, path = "/api/v1/tasks/{id}/send-back", tag = "tasks",
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/send-back", operation_id = "send_back_task", tag = "tasks",
     params(("id" = String, Path, description = "Task id")),
     request_body = SendBackRequest,
     responses(

@@ -138,7 +138,10 @@ impl TaskDetail {
                         name: f.var.clone(),
                         label: var.label.clone(),
                         ty: var.ty.name().to_string(),
-                        mode: serde_json::to_value(f.mode).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+                        mode: serde_json::to_value(f.mode)
+                            .ok()
+                            .and_then(|v| v.as_str().map(String::from))
+                            .unwrap_or_default(),
                         options: match &var.ty {
                             VarType::Choice { options } => Some(options.clone()),
                             _ => None,

@@ -1,0 +1,13 @@
+//! The task-list API end to end: the real server on 127.0.0.1 (a random port),
+//! driven over HTTP with reqwest.
+//!
+//! Every test ends with [`common::Api::finish`], which checks that each response the
+//! server gave (method, route, status, from its own request metrics) is documented
+//! in its OpenAPI document, then shuts the server down gracefully.
+
+mod common;
+mod flow;
+mod openapi;
+mod race;
+mod rules;
+mod serve;
