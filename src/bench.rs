@@ -113,6 +113,9 @@ pub fn run(out: &Out, data: &Path, a: BenchArgs, data_given: bool) -> anyhow::Re
         _ => vec![Mode::Mem, Mode::Durable],
     };
     let temp_root = if data_given { data.to_path_buf() } else { std::env::temp_dir() };
+    if a.case == "inbox" {
+        return crate::inbox_bench::run(out, &temp_root, a.n, a.concurrency);
+    }
     let mut reports = Vec::new();
     for mode in &modes {
         for case in &cases {
@@ -169,7 +172,7 @@ pub fn run(out: &Out, data: &Path, a: BenchArgs, data_given: bool) -> anyhow::Re
 }
 
 /// Removes the durable run's directory when the run ends, also on error.
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl Drop for TempDir {
     fn drop(&mut self) {

@@ -5,6 +5,7 @@
 
 mod bench;
 mod cli;
+mod inbox_bench;
 mod output;
 
 use clap::{Args, Parser, Subcommand};
@@ -109,15 +110,16 @@ enum Command {
     Token,
     /// Measure throughput on the three peer benchmark processes.
     #[command(
-        after_help = "Example:\n  nagare bench --case straight --mode mem --n 20000\n  nagare bench --mode durable --concurrency 64"
+        after_help = "Example:\n  nagare bench --case straight --mode mem --n 20000\n  nagare bench --mode durable --concurrency 64\n  nagare bench --case inbox                 # 100,000 open tasks, 32 HTTP clients"
     )]
     Bench(BenchArgs),
 }
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// straight, gateway, usertask or all.
-    #[arg(long, default_value = "all", value_parser = ["straight", "gateway", "usertask", "all"])]
+    /// straight, gateway, usertask, all (those three), or inbox (the HTTP API with a
+    /// 100,000-task inbox; --n tasks, --concurrency clients).
+    #[arg(long, default_value = "all", value_parser = ["straight", "gateway", "usertask", "all", "inbox"])]
     case: String,
     /// mem, durable or all.
     #[arg(long, default_value = "all", value_parser = ["mem", "durable", "all"])]

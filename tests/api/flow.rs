@@ -241,6 +241,17 @@ async fn reject_outcome_cancel_assign_and_paging() {
     let all = api.get(SATO, "/api/v1/tasks?limit=500").await.expect(200);
     assert_eq!(seen, ids(&all));
     assert_eq!(seen.len(), 7);
+    // The admin's inbox without a group: every open task, of every group, by due date.
+    let everything = ids(&api.get(ADMIN, "/api/v1/tasks").await.expect(200));
+    let mut union = Vec::new();
+    for g in ["staff", "managers", "accounting"] {
+        union.extend(ids(&api.get(ADMIN, &format!("/api/v1/tasks?group={g}")).await.expect(200)));
+    }
+    assert_eq!(everything.len(), 8, "7 applications and one receipt check: {everything:?}");
+    union.sort();
+    let mut sorted = everything.clone();
+    sorted.sort();
+    assert_eq!(sorted, union);
     let page = api.get(ADMIN, "/api/v1/instances?limit=2").await.expect(200);
     let next = page["next"].as_str().unwrap().to_string();
     let page2 = api.get(ADMIN, &format!("/api/v1/instances?limit=2&after={next}")).await.expect(200);
