@@ -241,6 +241,16 @@ async fn reject_outcome_cancel_assign_and_paging() {
     let all = api.get(SATO, "/api/v1/tasks?limit=500").await.expect(200);
     assert_eq!(seen, ids(&all));
     assert_eq!(seen.len(), 7);
+    // Filters: lane, process, due date (the applications have none, so a due_before
+    // leaves them out).
+    let count = |v: Value| v["items"].as_array().unwrap().len();
+    let q = |query: &str| format!("/api/v1/tasks?{query}");
+    assert_eq!(count(api.get(SATO, &q("lane=申請者&process=expense-approval")).await.expect(200)), 7);
+    assert_eq!(count(api.get(SATO, &q("lane=上長")).await.expect(200)), 0);
+    assert_eq!(count(api.get(SATO, &q("process=bench-usertask")).await.expect(200)), 0);
+    assert_eq!(count(api.get(SATO, &q("due_before=2100-01-01T00:00:00Z")).await.expect(200)), 0);
+    assert_eq!(count(api.get(SATO, &q("group=staff&assignee=sato")).await.expect(200)), 0);
+
     // The admin's inbox without a group: every open task, of every group, by due date.
     let everything = ids(&api.get(ADMIN, "/api/v1/tasks").await.expect(200));
     let mut union = Vec::new();
