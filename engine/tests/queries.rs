@@ -211,3 +211,25 @@ fn stats_count_instances_tasks_and_commits_and_survive_reopen() {
     assert_eq!(s.tasks_open, 3, "open tasks are counted from the store at open");
     assert_eq!((s.instances_started, s.commits), (0, 0));
 }
+
+#[test]
+fn instance_pages_cross_scan_chunks() {
+    let (engine, _) = engine_with_clock();
+    for n in 0..600 {
+        start(&engine, 1, false, if n % 7 == 0 { "kato" } else { "sato" });
+    }
+    let mut seen = Vec::new();
+    let filter = InstanceFilter { started_by: Some("kato".into()), limit: Some(10), ..Default::default() };
+    loop {
+        let page = engine.instances(&InstanceFilter { after: seen.last().copied(), ..filter.clone() }).unwrap();
+        seen.extend(page.iter().map(|i| i.id));
+        if page.len() < 10 {
+            break;
+        }
+    }
+    let want: Vec<u64> = (0..600u64).filter(|n| n % 7 == 0).map(|n| n + 1).collect();
+    assert_eq!(seen, want);
+    let all = engine.instances(&InstanceFilter::default()).unwrap();
+    assert_eq!(all.len(), 600);
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+}

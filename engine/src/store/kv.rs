@@ -202,23 +202,31 @@ impl<K: Kv> Store for KvStore<K> {
     }
 
     fn instances(&self, f: &InstanceFilter) -> Result<Vec<Instance>, StoreError> {
+        const CHUNK: usize = 256;
         let limit = f.limit.unwrap_or(usize::MAX);
-        let from = match f.after {
+        let mut from = match f.after {
             Some(a) => keys::instance(a.saturating_add(1)),
             None => keys::INSTANCE.to_vec(),
         };
         let mut out = Vec::new();
-        for (k, v) in self.kv.scan_from(keys::INSTANCE, &from, usize::MAX)? {
-            let i: Instance = dec(&k, &v)?;
-            if f.after.is_some_and(|a| i.id <= a) || !f.matches(&i) {
-                continue;
+        // In chunks: a page stops reading as soon as it is full.
+        loop {
+            let chunk = self.kv.scan_from(keys::INSTANCE, &from, CHUNK)?;
+            for (k, v) in &chunk {
+                let i: Instance = dec(k, v)?;
+                if f.after.is_some_and(|a| i.id <= a) || !f.matches(&i) {
+                    continue;
+                }
+                out.push(i);
+                if out.len() >= limit {
+                    return Ok(out);
+                }
             }
-            out.push(i);
-            if out.len() >= limit {
-                break;
+            match chunk.last() {
+                Some((k, _)) if chunk.len() == CHUNK => from = [k.as_slice(), &[0]].concat(),
+                _ => return Ok(out),
             }
         }
-        Ok(out)
     }
 
     fn task(&self, id: &str) -> Result<Option<Task>, StoreError> {
