@@ -148,7 +148,7 @@ pub fn compile(
             || expr::BUILTIN_NAMES.contains(&name.as_str())
             || name == "result"
         {
-            cx.err("bad-variable-name", cx.key_loc(&path), format!("`{name}` cannot be used as a variable name"), "start with a letter or `_` and use letters, digits and `_` (Japanese letters are fine); avoid rhai keywords and the reserved names `now` and `result`");
+            cx.err("bad-variable-name", cx.key_loc(&path), format!("`{name}` cannot be used as a variable name"), "start with a letter or `_` and use letters, digits and `_` (Japanese letters are fine); avoid rhai keywords and the reserved names `now`, `instance_id` and `result`");
             continue;
         }
         let ty = match v.ty.as_str() {

@@ -421,7 +421,7 @@ impl<'a> Run<'a> {
     }
 
     fn env(&self) -> Env<'_> {
-        Env { vars: &self.inst.vars, declared: &self.p.var_names, now: self.now, extra: &[] }
+        Env { vars: &self.inst.vars, declared: &self.p.var_names, now: self.now, instance: self.inst.id, extra: &[] }
     }
 
     /// Move every ready token until it waits, then settle the instance status.
@@ -665,7 +665,13 @@ impl<'a> Run<'a> {
         let mut values = Vec::with_capacity(spec.set.len());
         for (var, e) in &spec.set {
             let extra = [("result", &output)];
-            let env = Env { vars: &self.inst.vars, declared: &p.var_names, now: self.now, extra: &extra };
+            let env = Env {
+                vars: &self.inst.vars,
+                declared: &p.var_names,
+                now: self.now,
+                instance: self.inst.id,
+                extra: &extra,
+            };
             let v = match e.eval(&env) {
                 Ok(v) => v,
                 Err(err) => {
