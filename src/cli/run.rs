@@ -1,15 +1,16 @@
 //! `nagare run`: the job executor on the data directory.
 
-use super::{open, run_jobs};
+use super::{open, open_with, run_jobs};
 use crate::output::Out;
 use anyhow::Context;
+use nagare_connectors::kintone::trigger::Watcher;
 use nagare_engine::Executor;
 use std::path::Path;
 use std::process::ExitCode;
 
 pub fn run(out: &Out, data: &Path, until_idle: bool) -> anyhow::Result<ExitCode> {
-    let engine = open(data)?;
     if until_idle {
+        let engine = open(data)?;
         let n = run_jobs(&engine)?;
         if out.json {
             out.json(&serde_json::json!({ "jobs_run": n }))?;
@@ -23,15 +24,40 @@ pub fn run(out: &Out, data: &Path, until_idle: bool) -> anyhow::Result<ExitCode>
         .enable_all()
         .build()
         .context("cannot start tokio")?;
+    let (engine, connectors) = open_with(data)?;
+    let watcher = Watcher::new(engine.clone(), connectors);
     let exec = Executor::new(engine);
     println!("nagare executor running on {} (Ctrl-C to stop)", data.display());
-    rt.block_on(exec.run(shutdown_signal()));
+    let watched = watcher.watched();
+    if !watched.is_empty() {
+        println!("watching kintone for: {}", watched.join(", "));
+    }
+    rt.block_on(async {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut w_stop = stopped.clone();
+        let watch = async move {
+            watcher
+                .run(async move {
+                    let _ = w_stop.changed().await;
+                })
+                .await
+        };
+        let mut e_stop = stopped;
+        let execute = exec.run(async move {
+            let _ = e_stop.changed().await;
+        });
+        let signal = async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        };
+        tokio::join!(watch, execute, signal);
+    });
     println!("nagare executor stopped");
     Ok(ExitCode::SUCCESS)
 }
 
 /// Ctrl-C, or SIGTERM on Unix.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
