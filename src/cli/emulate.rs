@@ -22,10 +22,14 @@ pub fn emulate(out: &Out, service: &str, addr: &str, data: &Path) -> anyhow::Res
         let local = listener.local_addr()?;
         let base = format!("http://{local}");
         if out.json {
-            out.json(&serde_json::json!({
-                "base_url": base, "app": 1, "token": DEMO_TOKEN, "user": "demo", "password": DEMO_PASSWORD,
-                "data": data.display().to_string(),
-            }))?;
+            // One line, so a script can read it while the server keeps running.
+            println!(
+                "{}",
+                serde_json::json!({
+                    "base_url": base, "app": 1, "token": DEMO_TOKEN, "user": "demo", "password": DEMO_PASSWORD,
+                    "data": data.display().to_string(),
+                })
+            );
         } else {
             println!("kintone emulator on {base} (data in {}; Ctrl-C to stop)", data.display());
             println!("  app 1 契約台帳 (contract ledger), API token: {DEMO_TOKEN}");
