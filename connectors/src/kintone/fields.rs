@@ -146,10 +146,8 @@ fn plain_to_value(v: &Value) -> Result<Value, String> {
                     o.contains_key("code") && o.keys().all(|k| k == "code" || k == "name" || k == "type")
                 })
             };
-            if items.iter().all(|i| i.is_string()) {
-                v.clone()
-            } else if items.iter().all(is_entity) {
-                v.clone() // users, organizations, groups: `[{code}]`
+            if items.iter().all(|i| i.is_string() || is_entity(i)) {
+                v.clone() // CHECK_BOX texts, or users/organizations/groups `[{code}]`
             } else if items.iter().all(Value::is_object) {
                 // SUBTABLE rows: `[{$id?, cell: value, ...}]`
                 let rows = items

@@ -215,7 +215,7 @@ impl Emulator {
 
     /// A request id in kintone's style (20 letters), different for every request.
     fn request_id(&self) -> String {
-        let mut x = self.inner.requests.load(Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5DEE_CE66_D;
+        let mut x = self.inner.requests.load(Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x0005_DEEC_E66D;
         let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
         (0..20)
             .map(|_| {
