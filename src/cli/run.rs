@@ -1,6 +1,6 @@
 //! `nagare run`: the job executor on the data directory.
 
-use super::{open, open_with, run_jobs};
+use super::{open_with, run_jobs};
 use crate::output::Out;
 use anyhow::Context;
 use nagare_connectors::kintone::trigger::Watcher;
@@ -10,7 +10,8 @@ use std::process::ExitCode;
 
 pub fn run(out: &Out, data: &Path, until_idle: bool) -> anyhow::Result<ExitCode> {
     if until_idle {
-        let engine = open(data)?;
+        let (engine, connectors) = open_with(data)?;
+        poll_once(out, &Watcher::new(engine.clone(), connectors))?;
         let n = run_jobs(&engine)?;
         if out.json {
             out.json(&serde_json::json!({ "jobs_run": n }))?;
@@ -54,6 +55,29 @@ pub fn run(out: &Out, data: &Path, until_idle: bool) -> anyhow::Result<ExitCode>
     });
     println!("nagare executor stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Poll every kintone watch once, saying what started.
+fn poll_once(out: &Out, watcher: &Watcher) -> anyhow::Result<()> {
+    if watcher.watched().is_empty() {
+        return Ok(());
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start tokio")?;
+    for r in rt.block_on(watcher.poll_all()) {
+        match r {
+            Ok(r) if !out.json => {
+                for id in &r.started {
+                    println!("{}: started instance {id} for a kintone record", r.process);
+                }
+                for (rec, why) in &r.failed {
+                    eprintln!("{}: kintone record {rec} could not start an instance: {why}", r.process);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("warning: {e}"),
+        }
+    }
+    Ok(())
 }
 
 /// Ctrl-C, or SIGTERM on Unix.
