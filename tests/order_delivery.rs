@@ -310,6 +310,18 @@ async fn throttled_calls_are_retried_and_say_when() {
     let f = failures(&w.engine, id);
     assert_eq!(f.len(), 1);
     assert!(f[0].contains("HTTP 429") && f[0].contains("retry after 30s"), "{f:?}");
+    // The step's first backoff is 5s; kintone asked for 30s, and got it.
+    let waits: Vec<i64> = w
+        .engine
+        .history(id)
+        .unwrap()
+        .into_iter()
+        .filter_map(|h| match h.event {
+            HistoryEvent::JobFailed { retry_at: Some(at), .. } => Some((at - h.at).num_seconds()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(waits, [30]);
     assert_eq!(w.open_groups(), ["license"]);
 }
 

@@ -31,13 +31,14 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     (when.with_timezone(&chrono::Utc) - now).to_std().ok()
 }
 
-/// A retryable error; the service's `Retry-After`, if any, is part of the message.
+/// A retryable error. With a `Retry-After`, the engine waits at least that long
+/// before the next attempt, and the message says so.
 pub fn retryable(message: String, after: Option<Duration>) -> ConnectorError {
     match after {
-        Some(d) => ConnectorError::Retryable(format!(
-            "{message} (the service asked to retry after {})",
-            humantime::format_duration(d)
-        )),
+        Some(after) => ConnectorError::RetryAfter {
+            message: format!("{message} (the service asked to retry after {})", humantime::format_duration(after)),
+            after,
+        },
         None => ConnectorError::Retryable(message),
     }
 }
@@ -96,7 +97,13 @@ mod tests {
         h.insert(reqwest::header::RETRY_AFTER, "7".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
         let e = retryable("HTTP 429".into(), retry_after(&h));
-        assert_eq!(e, ConnectorError::Retryable("HTTP 429 (the service asked to retry after 7s)".into()));
+        assert_eq!(
+            e,
+            ConnectorError::RetryAfter {
+                message: "HTTP 429 (the service asked to retry after 7s)".into(),
+                after: Duration::from_secs(7)
+            }
+        );
     }
 
     #[test]

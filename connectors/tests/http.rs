@@ -107,7 +107,10 @@ async fn statuses_follow_the_error_rules() {
     assert!(matches!(run(&c, "http.request", status(401)).await.unwrap_err(), ConnectorError::Fatal(_)));
     assert!(matches!(run(&c, "http.request", status(503)).await.unwrap_err(), ConnectorError::Retryable(_)));
     match run(&c, "http.request", status(429)).await.unwrap_err() {
-        ConnectorError::Retryable(m) => assert!(m.contains("retry after 12s"), "{m}"),
+        ConnectorError::RetryAfter { message, after } => {
+            assert!(message.contains("retry after 12s"), "{message}");
+            assert_eq!(after, std::time::Duration::from_secs(12));
+        }
         other => panic!("{other:?}"),
     }
     // Narrowed business statuses: a 422 not in the list is fatal; accepted statuses are results.
