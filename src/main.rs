@@ -21,6 +21,9 @@ struct Cli {
     /// Data directory of the durable store.
     #[arg(long, global = true, env = "NAGARE_DATA", default_value = "./nagare-data")]
     data: PathBuf,
+    /// Config file (connectors and their credentials); default ./nagare.yaml if present.
+    #[arg(long, global = true, env = "NAGARE_CONFIG")]
+    config: Option<PathBuf>,
     /// Machine-readable JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
@@ -108,6 +111,18 @@ enum Command {
     /// Make a new API token and the hash line for the users file.
     #[command(after_help = "Example:\n  nagare token")]
     Token,
+    /// Serve a local emulator of a SaaS API (kintone) for development and demos.
+    #[command(
+        after_help = "Example:\n  nagare emulate kintone --addr 127.0.0.1:8081 --data ./kintone-data\n\nWithout --data the state is kept in ./kintone-emulator-data."
+    )]
+    Emulate {
+        /// The service to emulate.
+        #[arg(value_parser = ["kintone"])]
+        service: String,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        addr: String,
+    },
     /// Measure throughput on the three peer benchmark processes.
     #[command(
         after_help = "Example:\n  nagare bench --case straight --mode mem --n 20000\n  nagare bench --mode durable --concurrency 64\n  nagare bench --case inbox                 # 100,000 open tasks, 32 HTTP clients"
@@ -170,6 +185,7 @@ fn main() -> ExitCode {
     init_tracing(if matches!(cli.command, Command::Serve(_)) { cli.verbose.max(1) } else { cli.verbose });
     let out = output::Out { json: cli.json };
     let data = cli.data;
+    cli::set_config(cli.config);
     let result = match cli.command {
         Command::Demo => cli::demo::demo(&out, &data),
         Command::Validate { files } => cli::files::validate(&out, &files),
@@ -185,6 +201,10 @@ fn main() -> ExitCode {
         Command::Run { until_idle } => cli::run::run(&out, &data, until_idle),
         Command::Serve(a) => cli::serve::serve(&data, a),
         Command::Token => cli::serve::token(&out),
+        Command::Emulate { service, addr } => {
+            let dir = if cli_data_given() { data.clone() } else { PathBuf::from("kintone-emulator-data") };
+            cli::emulate::emulate(&out, &service, &addr, &dir)
+        }
         Command::Bench(a) => bench::run(&out, &data, a, cli_data_given()),
     };
     match result {

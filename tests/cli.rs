@@ -192,3 +192,74 @@ fn validate_exit_codes_over_the_broken_corpus() {
         assert!(stdout.contains("hint: "), "{name}: no hint in\n{stdout}");
     }
 }
+
+/// Every process shipped in `processes/` validates with the built-in connectors.
+#[test]
+fn every_shipped_process_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files: Vec<String> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("processes"))
+        .unwrap()
+        .map(|e| format!("processes/{}", e.unwrap().file_name().to_string_lossy()))
+        .filter(|f| f.ends_with(".yaml"))
+        .collect();
+    files.sort();
+    assert!(files.contains(&"processes/order-delivery.yaml".to_string()));
+    let mut args = vec!["validate"];
+    args.extend(files.iter().map(String::as_str));
+    let out = nagare(dir.path(), &args);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("ok: processes/order-delivery.yaml (process order-delivery, 15 nodes)"));
+}
+
+/// A broken config file stops the command with what is wrong and where.
+#[test]
+fn broken_config_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("nagare.yaml");
+    std::fs::write(&cfg, "connectors:\n  kintone: { type: kintone, base_url: http://127.0.0.1:1 }\n").unwrap();
+    let out = nagare(dir.path(), &["--config", cfg.to_str().unwrap(), "validate", "processes/order-delivery.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("connector `kintone`: set `token`"), "{}", stderr(&out));
+}
+
+/// `nagare emulate kintone` serves the API on the address given and keeps its
+/// state in its data directory.
+#[test]
+fn emulate_kintone_serves_the_api() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    /// Stops the server however the test ends.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Kill(
+        Command::new(env!("CARGO_BIN_EXE_nagare"))
+            .args(["--json", "--data"])
+            .arg(dir.path())
+            .args(["emulate", "kintone", "--addr", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let info: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let base = info["base_url"].as_str().unwrap().trim_start_matches("http://").to_string();
+    let mut s = std::net::TcpStream::connect(&base).unwrap();
+    write!(
+        s,
+        "GET /k/v1/record.json?app=1&id=1 HTTP/1.1\r\nHost: {base}\r\nX-Cybozu-API-Token: {}\r\nConnection: close\r\n\r\n",
+        info["token"].as_str().unwrap()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    drop(child);
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains("山田 太郎"), "{resp}");
+    assert!(dir.path().join("kintone.json").exists());
+}

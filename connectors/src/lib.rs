@@ -1,16 +1,120 @@
 //! nagare's connector plugins.
 //!
-//! Each module implements [`nagare_engine::Connector`] for one service. [`builtin`]
-//! returns the registry the `nagare` binary starts with; embedding apps start from it
-//! (or from an empty one) and add their own.
+//! Each module implements [`nagare_engine::Connector`] for one service. A connector
+//! *instance* is a named section of the config file ([`config`]); its operations are
+//! registered as `<instance>.<operation>` (`kintone.get`, `crm.request`).
+//! [`builtin`] gives the registry of a binary without a config file: `echo`,
+//! `http.request` (absolute URLs) and the `kintone.*` operations, which say how to
+//! configure them when called. [`Connectors`] builds the registry from a config and
+//! can replace the settings while the engine runs ([`Connectors::reload`]).
+//! Embedding apps start from either and add their own connectors.
 
+pub mod config;
 pub mod echo;
+pub mod http;
+pub mod http_error;
+pub mod kintone;
+pub mod settings;
 
+pub use config::{ConfigError, ConnectorsConfig, InstanceConfig, Secret};
+
+use config::{HttpConfig, KintoneConfig};
+use indexmap::IndexMap;
 use nagare_engine::Registry;
+use settings::Settings;
+use std::sync::Arc;
 
-/// The connectors every nagare binary has.
+/// The connectors every nagare binary has, unconfigured.
 pub fn builtin() -> Registry {
-    let mut r = Registry::default();
-    r.register("echo", echo::Echo);
-    r
+    Connectors::new(&ConnectorsConfig::default()).registry()
+}
+
+/// The configured connector instances and their live settings.
+pub struct Connectors {
+    registry: Registry,
+    kintone: IndexMap<String, Settings<Option<KintoneConfig>>>,
+    http: IndexMap<String, Settings<HttpConfig>>,
+}
+
+impl Connectors {
+    /// Register `echo`, every configured instance, and the default instances
+    /// `http` and `kintone` when the config does not define them.
+    pub fn new(cfg: &ConnectorsConfig) -> Connectors {
+        let mut c = Connectors { registry: Registry::default(), kintone: IndexMap::new(), http: IndexMap::new() };
+        c.registry.register("echo", echo::Echo);
+        for (name, inst) in &cfg.connectors {
+            match inst {
+                InstanceConfig::Kintone(k) => {
+                    c.kintone.insert(name.clone(), Settings::new(Some(k.clone())));
+                }
+                InstanceConfig::Http(h) => {
+                    c.http.insert(name.clone(), Settings::new(h.clone()));
+                }
+            }
+        }
+        if !cfg.connectors.contains_key("kintone") {
+            c.kintone.insert("kintone".into(), Settings::new(None));
+        }
+        if !cfg.connectors.contains_key("http") {
+            c.http.insert("http".into(), Settings::new(HttpConfig::default()));
+        }
+        for (name, s) in &c.kintone {
+            kintone::register(&mut c.registry, name, s.clone());
+        }
+        for (name, s) in &c.http {
+            c.registry.register(format!("{name}.request"), http::HttpConnector::new(name, s.clone()));
+        }
+        c
+    }
+
+    /// The registry to build the engine with.
+    pub fn registry(&self) -> Registry {
+        self.registry.clone()
+    }
+
+    /// Replace the settings of the instances (after fixing a token, say). The next
+    /// call of each connector uses them. Adding or removing instances needs a restart,
+    /// since the engine's registry is fixed when it opens.
+    pub fn reload(&self, cfg: &ConnectorsConfig) -> Result<(), ConfigError> {
+        let restart = |name: &str, why: &str| ConfigError::Invalid {
+            instance: name.to_string(),
+            reason: format!("{why}; restart to apply this change"),
+        };
+        for (name, inst) in &cfg.connectors {
+            match inst {
+                InstanceConfig::Kintone(_) if !self.kintone.contains_key(name) => {
+                    return Err(restart(name, "is a new kintone instance"))
+                }
+                InstanceConfig::Http(_) if !self.http.contains_key(name) => {
+                    return Err(restart(name, "is a new http instance"))
+                }
+                _ => {}
+            }
+        }
+        for (name, s) in &self.kintone {
+            match cfg.connectors.get(name) {
+                Some(InstanceConfig::Kintone(k)) => s.replace(Some(k.clone())),
+                None if name == "kintone" => s.replace(None),
+                _ => return Err(restart(name, "was removed or changed its type")),
+            }
+        }
+        for (name, s) in &self.http {
+            match cfg.connectors.get(name) {
+                Some(InstanceConfig::Http(h)) => s.replace(h.clone()),
+                None if name == "http" => s.replace(HttpConfig::default()),
+                _ => return Err(restart(name, "was removed or changed its type")),
+            }
+        }
+        Ok(())
+    }
+
+    /// The current settings of kintone instance `name` (`None`: not configured).
+    pub fn kintone(&self, name: &str) -> Option<Arc<Option<KintoneConfig>>> {
+        self.kintone.get(name).map(Settings::get)
+    }
+
+    /// Names of the kintone instances.
+    pub fn kintone_names(&self) -> Vec<String> {
+        self.kintone.keys().cloned().collect()
+    }
 }

@@ -7,13 +7,13 @@
 use crate::diag::{hint_for, suggest, Diagnostic, Diagnostics, Loc};
 use crate::expr::{self, Expr, ExprError};
 use crate::load::tree::{SourceMap, Style, YKind};
-use crate::model::{EndKind, NodeDef, ProcessDef};
+use crate::model::{EndKind, NodeDef, ProcessDef, WatchDef};
 use crate::process::*;
 use crate::types::{VarType, TYPE_NAMES};
 use indexmap::IndexMap;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::{Bfs, Reversed};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 /// Which connectors exist, when the caller knows (deploy does; offline validate may not).
@@ -148,7 +148,7 @@ pub fn compile(
             || expr::BUILTIN_NAMES.contains(&name.as_str())
             || name == "result"
         {
-            cx.err("bad-variable-name", cx.key_loc(&path), format!("`{name}` cannot be used as a variable name"), "start with a letter or `_` and use letters, digits and `_` (Japanese letters are fine); avoid rhai keywords and the reserved names `now` and `result`");
+            cx.err("bad-variable-name", cx.key_loc(&path), format!("`{name}` cannot be used as a variable name"), "start with a letter or `_` and use letters, digits and `_` (Japanese letters are fine); avoid rhai keywords and the reserved names `now`, `instance_id` and `result`");
             continue;
         }
         let ty = match v.ty.as_str() {
@@ -271,6 +271,8 @@ pub fn compile(
         kind: NodeKind::Start { next: start_next.unwrap_or(0) },
     });
 
+    let watch = def.start.watch.as_ref().and_then(|w| compile_watch(&mut cx, w, &vars, &names, opts));
+
     let mut broken = start_next.is_none();
     for (id, n) in &def.nodes {
         match compile_node(&mut cx, id, n, &lanes, &vars, &names, &names_with_result, &resolve, opts) {
@@ -301,8 +303,74 @@ pub fn compile(
         nodes,
         index,
         start: 0,
+        watch,
     };
     Ok((process, cx.diags))
+}
+
+/// `start: watch:`: the interval, the start variables (expressions over `record`)
+/// and, when the engine knows its connectors, that `source` names an instance.
+fn compile_watch(
+    cx: &mut Cx,
+    w: &WatchDef,
+    vars: &IndexMap<String, VarSpec>,
+    names: &[&str],
+    opts: &CompileOptions,
+) -> Option<WatchSpec> {
+    let mut ok = true;
+    if let Some(known) = &opts.connectors {
+        let prefix = format!("{}.", w.source);
+        if !known.iter().any(|c| c.starts_with(&prefix)) {
+            let sources: BTreeSet<&str> = known.iter().filter_map(|c| c.split_once('.').map(|(s, _)| s)).collect();
+            cx.err(
+                "unknown-connector",
+                cx.loc(&["start", "watch", "source"]),
+                format!("no connector instance `{}` is registered to watch", w.source),
+                hint_for(&w.source, sources.iter().copied()),
+            );
+            ok = false;
+        }
+    }
+    let every = match &w.every {
+        Some(e) => match parse_duration(e) {
+            Ok(d) if d >= Duration::from_secs(1) => d,
+            Ok(_) => {
+                cx.err(
+                    "bad-duration",
+                    cx.loc(&["start", "watch", "every"]),
+                    format!("`every: {e}` is too short"),
+                    "poll at most once a second: write e.g. `every: 30s`",
+                );
+                ok = false;
+                Duration::from_secs(60)
+            }
+            Err(msg) => {
+                cx.err("bad-duration", cx.loc(&["start", "watch", "every"]), msg, "write e.g. `every: 30s`");
+                ok = false;
+                Duration::from_secs(60)
+            }
+        },
+        None => Duration::from_secs(60),
+    };
+    let mut with_record = names.to_vec();
+    with_record.push("record");
+    let mut set = Vec::new();
+    for (var, src) in &w.set {
+        if !vars.contains_key(var) {
+            cx.err(
+                "undeclared-variable",
+                cx.key_loc(&["start", "watch", "set", var]),
+                format!("`set` writes `{var}`, which is not a declared variable"),
+                undeclared_hint(var, names),
+            );
+            ok = false;
+        } else if let Some(e) = cx.compile_expr(&["start", "watch", "set", var], src, &with_record) {
+            set.push((var.clone(), e));
+        } else {
+            ok = false;
+        }
+    }
+    ok.then(|| WatchSpec { source: w.source.clone(), settings: w.settings.clone().into_iter().collect(), every, set })
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -32,6 +32,10 @@ pub enum ConnectorError {
     /// Try again later (timeouts, 5xx, 429, connection refused).
     #[error("{0}")]
     Retryable(String),
+    /// Try again, not before `after` (the service's `Retry-After`; the step's
+    /// backoff still applies when it is longer).
+    #[error("{message}")]
+    RetryAfter { message: String, after: std::time::Duration },
     /// The service refused for a business reason the process may handle.
     #[error("[{code}] {message}")]
     Business { code: String, message: String },
@@ -44,7 +48,11 @@ impl From<ConnectorError> for crate::runtime::Failure {
     fn from(e: ConnectorError) -> Self {
         use crate::runtime::Failure;
         match e {
-            ConnectorError::Retryable(message) => Failure::Retryable { message },
+            ConnectorError::Retryable(message) => Failure::Retryable { message, retry_after_ms: None },
+            ConnectorError::RetryAfter { message, after } => Failure::Retryable {
+                message,
+                retry_after_ms: Some(u64::try_from(after.as_millis()).unwrap_or(u64::MAX)),
+            },
             ConnectorError::Business { code, message } => Failure::Business { code, message },
             ConnectorError::Fatal(message) => Failure::Fatal { message },
         }

@@ -21,8 +21,10 @@ pub const MAX_STRING: usize = 1 << 20;
 /// Most elements in an array or map an expression may build.
 pub const MAX_COLLECTION: usize = 10_000;
 
-/// Names every expression may read besides the declared variables.
-pub const BUILTIN_NAMES: &[&str] = &["now"];
+/// Names every expression may read besides the declared variables: the engine
+/// clock and the id of the running instance (so a step can write it to another
+/// system, e.g. kintone's `k_Qid`).
+pub const BUILTIN_NAMES: &[&str] = &["now", "instance_id"];
 
 /// A compile or run failure, with its position inside the expression (1-based).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -113,14 +115,17 @@ pub struct Env<'a> {
     /// Declared variables, so unset ones read as `()` instead of "not found".
     pub declared: &'a [String],
     pub now: DateTime<Utc>,
+    /// The running instance (0 where there is none yet, e.g. a start trigger).
+    pub instance: u64,
     /// Extra read-only values, such as a connector's `result`.
     pub extra: &'a [(&'a str, &'a Value)],
 }
 
 impl Env<'_> {
     fn scope(&self) -> Scope<'static> {
-        let mut scope = Scope::with_capacity(self.declared.len() + 1 + self.extra.len());
+        let mut scope = Scope::with_capacity(self.declared.len() + 2 + self.extra.len());
         scope.push_constant("now", Dynamic::from(format_datetime(self.now)));
+        scope.push_constant("instance_id", Dynamic::from_int(i64::try_from(self.instance).unwrap_or(i64::MAX)));
         for name in self.declared {
             let v = self.vars.get(name).map(to_dynamic).unwrap_or(Dynamic::UNIT);
             scope.push_dynamic(name.clone(), v);
@@ -243,7 +248,7 @@ mod tests {
     use serde_json::json;
 
     fn env<'a>(vars: &'a Vars, declared: &'a [String]) -> Env<'a> {
-        Env { vars, declared, now: DateTime::UNIX_EPOCH, extra: &[] }
+        Env { vars, declared, now: DateTime::UNIX_EPOCH, instance: 7, extra: &[] }
     }
 
     #[test]
@@ -275,6 +280,13 @@ mod tests {
         let e = compile(r#"s == "対応要""#, declared.iter().map(String::as_str)).unwrap();
         let vars = Vars::new();
         assert!(!e.eval_bool(&env(&vars, &declared)).unwrap());
+    }
+
+    #[test]
+    fn instance_id_is_readable() {
+        let e = compile(r#""Q-" + instance_id"#, []).unwrap();
+        let vars = Vars::new();
+        assert_eq!(e.eval(&env(&vars, &[])).unwrap(), json!("Q-7"));
     }
 
     #[test]

@@ -65,6 +65,28 @@ pub struct StartDef {
     #[serde(default)]
     pub name: Option<String>,
     pub next: String,
+    /// Start an instance per item an outside system reports (a record-change start).
+    #[serde(default)]
+    pub watch: Option<WatchDef>,
+}
+
+/// `start: watch:` — who watches, how often, and the start variables per item.
+/// The engine only validates and keeps it; the watcher named by `source` (e.g. the
+/// kintone connector instance `kintone`) polls and calls `Engine::start`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchDef {
+    /// A connector instance name: `kintone` for the `kintone.*` connectors.
+    pub source: String,
+    /// Settings for the watcher, literal (e.g. `query: 'k_ステータス in ("対応要")'`).
+    #[serde(default)]
+    pub settings: IndexMap<String, serde_json::Value>,
+    /// Polling interval (`30s`, `5m`); default 1m.
+    #[serde(default)]
+    pub every: Option<String>,
+    /// Start variables: expressions over `record`, the item that was found.
+    #[serde(default)]
+    pub set: IndexMap<String, String>,
 }
 
 /// One flow node. Exactly one of the kind keys (`user_task`, `service`, `script`,

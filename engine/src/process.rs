@@ -193,6 +193,19 @@ pub struct Process {
     pub nodes: Vec<Node>,
     pub index: HashMap<String, NodeIx>,
     pub start: NodeIx,
+    /// The record-change start, if the process has one (`start: watch:`).
+    pub watch: Option<WatchSpec>,
+}
+
+/// A compiled `start: watch:`. Run by the watcher registered for `source`, not by
+/// the engine: the engine has no network.
+#[derive(Debug, Clone)]
+pub struct WatchSpec {
+    pub source: String,
+    pub settings: serde_json::Map<String, Value>,
+    pub every: Duration,
+    /// Start variables, each an expression over `record`.
+    pub set: Vec<(String, Expr)>,
 }
 
 impl Process {

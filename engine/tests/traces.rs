@@ -202,7 +202,7 @@ fn to_event(inst: &Instance, seen: &Seen, kind: &str, args: &Map<String, Value>)
         "job_fail" => {
             let message = str_of(args, "message").unwrap_or("failed").to_string();
             let failure = match str_of(args, "kind").unwrap_or("retryable") {
-                "retryable" => Failure::Retryable { message },
+                "retryable" => Failure::Retryable { message, retry_after_ms: None },
                 "fatal" => Failure::Fatal { message },
                 "business" => Failure::Business { code: str_of(args, "code").unwrap_or("E").to_string(), message },
                 other => panic!("unknown failure kind `{other}`"),

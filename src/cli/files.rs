@@ -57,7 +57,7 @@ fn print_diagnostics(diags: &[Diagnostic]) {
 
 pub fn validate(out: &Out, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let engine =
-        Engine::builder().in_memory().connectors(nagare_connectors::builtin()).build().map_err(super::explain)?;
+        Engine::builder().in_memory().connectors(super::connectors()?.registry()).build().map_err(super::explain)?;
     let mut reports = Vec::new();
     for path in files {
         let name = path.display().to_string();

@@ -2,6 +2,7 @@
 //! parsing, running service jobs inline, and turning engine errors into messages.
 
 pub mod demo;
+pub mod emulate;
 pub mod files;
 pub mod instances;
 pub mod run;
@@ -9,20 +10,50 @@ pub mod serve;
 pub mod tasks;
 
 use anyhow::{anyhow, bail, Context};
+use nagare_connectors::{Connectors, ConnectorsConfig};
 use nagare_engine::process::Process;
 use nagare_engine::runtime::Rejection;
 use nagare_engine::{Engine, EngineError, Executor, Vars};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
-/// Open the durable engine on `data` with the built-in connectors.
+/// The config file given with `--config` (or `$NAGARE_CONFIG`), set once by main.
+static CONFIG: OnceLock<Option<PathBuf>> = OnceLock::new();
+
+/// Remember the config file for [`connectors`]. Without one, `./nagare.yaml` is
+/// read when it exists.
+pub fn set_config(path: Option<PathBuf>) {
+    let _ = CONFIG.set(path);
+}
+
+/// The connectors, configured from the config file's `connectors:` section.
+pub fn connectors() -> anyhow::Result<Arc<Connectors>> {
+    let path = match CONFIG.get().cloned().flatten() {
+        Some(p) => Some(p),
+        None => Some(PathBuf::from("nagare.yaml")).filter(|p| p.exists()),
+    };
+    let cfg = match path {
+        Some(p) => ConnectorsConfig::from_file(&p)?,
+        None => ConnectorsConfig::default(),
+    };
+    Ok(Arc::new(Connectors::new(&cfg)))
+}
+
+/// Open the durable engine on `data` with the configured connectors.
 pub fn open(data: &Path) -> anyhow::Result<Engine> {
+    Ok(open_with(data)?.0)
+}
+
+/// Open the engine and also hand back its connectors (for the kintone watcher).
+pub fn open_with(data: &Path) -> anyhow::Result<(Engine, Arc<Connectors>)> {
+    let connectors = connectors()?;
     let engine = Engine::builder()
         .data_dir(data)
         .map_err(explain)?
-        .connectors(nagare_connectors::builtin())
+        .connectors(connectors.registry())
         .build()
         .map_err(explain)?;
-    Ok(engine)
+    Ok((engine, connectors))
 }
 
 /// Open the engine only if the data directory exists (read-only commands should

@@ -10,7 +10,8 @@ use crate::load::tree::{YKind, YNode};
 pub const TOP_KEYS: &[&str] = &["id", "name", "version", "description", "lanes", "variables", "start", "nodes"];
 pub const LANE_KEYS: &[&str] = &["name", "groups"];
 pub const VAR_KEYS: &[&str] = &["type", "label", "required", "options", "default", "max_length"];
-pub const START_KEYS: &[&str] = &["name", "next"];
+pub const START_KEYS: &[&str] = &["name", "next", "watch"];
+pub const WATCH_KEYS: &[&str] = &["source", "settings", "every", "set"];
 pub const NODE_KEYS: &[&str] = &[
     "name",
     "description",
@@ -84,6 +85,9 @@ pub fn check(root: &YNode, diags: &mut Diagnostics) {
     }
     if let Some(start) = root.get("start") {
         check_keys(start, START_KEYS, "`start`", diags);
+        if let Some(watch) = start.get("watch") {
+            check_keys(watch, WATCH_KEYS, "`start: watch`", diags);
+        }
     }
     for node in each_entry(root.get("nodes")) {
         check_keys(node, NODE_KEYS, "a node", diags);

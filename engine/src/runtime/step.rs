@@ -35,8 +35,13 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Failure {
-    /// Worth trying again (timeouts, 5xx, 429).
-    Retryable { message: String },
+    /// Worth trying again (timeouts, 5xx, 429), not before `retry_after_ms` if the
+    /// service said so (HTTP `Retry-After`).
+    Retryable {
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
+    },
     /// The service said no for a business reason, with its code.
     Business { code: String, message: String },
     /// Will not get better by retrying (bad credentials, bad request).
@@ -46,11 +51,14 @@ pub enum Failure {
 impl Failure {
     pub fn message(&self) -> String {
         match self {
-            Failure::Retryable { message } | Failure::Fatal { message } => message.clone(),
+            Failure::Retryable { message, .. } | Failure::Fatal { message } => message.clone(),
             Failure::Business { code, message } => format!("[{code}] {message}"),
         }
     }
 }
+
+/// Longest `Retry-After` honoured; a longer one waits this long.
+pub const MAX_RETRY_AFTER_MS: u64 = 3_600_000;
 
 /// Something that happened to an existing instance.
 #[derive(Debug, Clone, PartialEq)]
@@ -475,7 +483,7 @@ impl<'a> Run<'a> {
     }
 
     fn env(&self) -> Env<'_> {
-        Env { vars: &self.inst.vars, declared: &self.p.var_names, now: self.now, extra: &[] }
+        Env { vars: &self.inst.vars, declared: &self.p.var_names, now: self.now, instance: self.inst.id, extra: &[] }
     }
 
     /// Move every ready token until it waits, then settle the instance status.
@@ -719,7 +727,13 @@ impl<'a> Run<'a> {
         let mut values = Vec::with_capacity(spec.set.len());
         for (var, e) in &spec.set {
             let extra = [("result", &output)];
-            let env = Env { vars: &self.inst.vars, declared: &p.var_names, now: self.now, extra: &extra };
+            let env = Env {
+                vars: &self.inst.vars,
+                declared: &p.var_names,
+                now: self.now,
+                instance: self.inst.id,
+                extra: &extra,
+            };
             let v = match e.eval(&env) {
                 Ok(v) => v,
                 Err(err) => {
@@ -753,7 +767,11 @@ impl<'a> Run<'a> {
         let message = failure.message();
         if matches!(failure, Failure::Retryable { .. }) && attempt < spec.retry.attempts {
             let salt = u64::from(token.id) << 32 | u64::from(attempt);
-            let wait = spec.retry.backoff(attempt, salt ^ self.inst.id);
+            let mut wait = spec.retry.backoff(attempt, salt ^ self.inst.id);
+            if let Failure::Retryable { retry_after_ms: Some(ms), .. } = failure {
+                // The service's own wait wins when longer, up to an hour.
+                wait = wait.max(std::time::Duration::from_millis(ms.min(MAX_RETRY_AFTER_MS)));
+            }
             let due = self.now + chrono::Duration::from_std(wait).unwrap_or_default();
             self.log(
                 Some(node.id.clone()),

@@ -37,6 +37,10 @@ struct FlushState {
     flushed: u64,
 }
 
+/// How long `open` waits for a lock that a closing handle is about to release.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 fn io(e: sled::Error) -> StoreError {
     StoreError::Io(e.to_string())
 }
@@ -44,6 +48,32 @@ fn io(e: sled::Error) -> StoreError {
 impl SledKv {
     pub fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
         std::fs::create_dir_all(path).map_err(|e| StoreError::Io(format!("{}: {e}", path.display())))?;
+        // sled releases its file lock from a background thread shortly after the last
+        // handle drops, so a restart in the same process (or right after the previous
+        // process exited) may find it still held for a moment: wait a little for it.
+        let mut waited = std::time::Duration::ZERO;
+        loop {
+            match Self::open_once(path) {
+                Err(StoreError::Locked { .. }) if waited < LOCK_WAIT => {
+                    std::thread::sleep(LOCK_POLL);
+                    waited += LOCK_POLL;
+                }
+                Err(e) => return Err(e),
+                Ok((db, tree)) => {
+                    return Ok(SledKv {
+                        db,
+                        tree,
+                        durability,
+                        written: AtomicU64::new(0),
+                        flush: Mutex::new(FlushState::default()),
+                        flushed_cv: Condvar::new(),
+                    })
+                }
+            }
+        }
+    }
+
+    fn open_once(path: &Path) -> Result<(sled::Db, sled::Tree), StoreError> {
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(128 * 1024 * 1024)
@@ -58,14 +88,7 @@ impl SledKv {
                 other => io(other),
             })?;
         let tree = db.open_tree("nagare").map_err(io)?;
-        Ok(SledKv {
-            db,
-            tree,
-            durability,
-            written: AtomicU64::new(0),
-            flush: Mutex::new(FlushState::default()),
-            flushed_cv: Condvar::new(),
-        })
+        Ok((db, tree))
     }
 
     /// Wait until everything written up to `ticket` is on disk, sharing flushes.

@@ -1,0 +1,283 @@
+//! The emulator's HTTP layer: authentication, faults, parameters and kintone's
+//! error bodies around [`super::state`].
+
+use super::state::{ApiError, Caller, Right};
+use super::{now, Emulator, Faults};
+use axum::body::Bytes;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+use std::time::Duration;
+
+type Params = Query<Vec<(String, String)>>;
+
+pub fn router(emu: Emulator) -> Router {
+    let api = Router::new()
+        .route("/k/v1/record.json", get(get_record).post(add_record).put(update_record))
+        .route("/k/v1/records.json", get(get_records))
+        .route("/k/v1/record/status.json", axum::routing::put(update_status))
+        .route("/k/v1/app/form/fields.json", get(form_fields))
+        .layer(middleware::from_fn_with_state(emu.clone(), faults));
+    Router::new()
+        .merge(api)
+        .route("/emulator/faults", get(get_faults).put(put_faults))
+        .fallback(not_found)
+        .with_state(emu)
+}
+
+fn error(emu: &Emulator, e: ApiError) -> Response {
+    let mut body = json!({ "code": e.code, "id": emu.request_id(), "message": e.message });
+    if let Some(errs) = e.errors {
+        body["errors"] = errs;
+    }
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, Json(body)).into_response()
+}
+
+async fn not_found(State(emu): State<Emulator>) -> Response {
+    error(&emu, ApiError::new(404, "CB_NF01", "指定したAPIが見つかりません。"))
+}
+
+async fn faults(State(emu): State<Emulator>, req: Request, next: Next) -> Response {
+    let (latency, hit) = emu.take_fault();
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    match hit {
+        Some((429, retry_after)) => {
+            let mut r = error(
+                &emu,
+                ApiError::new(
+                    429,
+                    "EMU_TOO_MANY_REQUESTS",
+                    "同時に実行できるリクエストの上限を超えました。しばらくしてから再度実行してください。",
+                ),
+            );
+            if let Some(s) = retry_after {
+                r.headers_mut().insert("retry-after", s.to_string().parse().expect("digits are a header value"));
+            }
+            r
+        }
+        Some(_) => error(&emu, ApiError::new(500, "EMU_FAULT", "エミュレーターが注入した障害です。")),
+        None => next.run(req).await,
+    }
+}
+
+async fn get_faults(State(emu): State<Emulator>) -> Json<Faults> {
+    Json(emu.faults())
+}
+
+async fn put_faults(State(emu): State<Emulator>, Json(f): Json<Faults>) -> Json<Faults> {
+    emu.set_faults(f.clone());
+    Json(f)
+}
+
+/// Who is calling: API tokens or a user; kintone's answers when neither works.
+fn caller(emu: &Emulator, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let tokens: Vec<String> = headers
+        .get_all("x-cybozu-api-token")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
+    if !tokens.is_empty() {
+        return Ok(Caller::Tokens(tokens));
+    }
+    if let Some(v) = headers.get("x-cybozu-authorization") {
+        let bad = || {
+            ApiError::new(
+                401,
+                "CB_WA01",
+                "ユーザーのパスワード認証に失敗しました。「X-Cybozu-Authorization」ヘッダーの値が正しくありません。",
+            )
+        };
+        let decoded = v
+            .to_str()
+            .ok()
+            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s.trim()).ok())
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(bad)?;
+        let (login, password) = decoded.split_once(':').ok_or_else(bad)?;
+        let ok = emu.read(|st| st.users.get(login).is_some_and(|p| p == password));
+        return if ok { Ok(Caller::User(login.to_string())) } else { Err(bad()) };
+    }
+    Err(ApiError::new(401, "CB_AU01", "ログインしてください。"))
+}
+
+fn who(c: &Caller) -> String {
+    match c {
+        Caller::User(u) => u.clone(),
+        Caller::Tokens(_) => "Administrator".into(),
+    }
+}
+
+fn param<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    params.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+fn number_param(v: Option<&Value>, key: &str) -> Result<u64, ApiError> {
+    let n = match v {
+        None | Some(Value::Null) => return Err(ApiError::required(key)),
+        Some(Value::Number(n)) => n.as_u64().filter(|n| *n >= 1),
+        Some(Value::String(s)) => s.trim().parse().ok().filter(|n: &u64| *n >= 1),
+        _ => None,
+    };
+    n.ok_or_else(|| ApiError::invalid(vec![(key.to_string(), "最小でも1以上です。".to_string())]))
+}
+
+fn query_number(params: &[(String, String)], key: &str) -> Result<u64, ApiError> {
+    number_param(param(params, key).map(|s| Value::String(s.into())).as_ref(), key)
+}
+
+fn body_json(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(ApiError::new(400, "CB_IJ01", "不正なJSON文字列です。")),
+    }
+}
+
+fn revision(body: &Map<String, Value>) -> Result<Option<i64>, ApiError> {
+    match body.get("revision") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_i64()),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| ApiError::invalid(vec![("revision".into(), "数字でなければなりません。".into())])),
+        Some(_) => Err(ApiError::invalid(vec![("revision".into(), "数字でなければなりません。".into())])),
+    }
+}
+
+fn respond(emu: &Emulator, r: Result<Value, ApiError>) -> Response {
+    match r {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => error(emu, e),
+    }
+}
+
+async fn get_record(State(emu): State<Emulator>, headers: HeaderMap, Query(p): Params) -> Response {
+    let r = (|| {
+        let c = caller(&emu, &headers)?;
+        let app = query_number(&p, "app")?;
+        let id = query_number(&p, "id")?;
+        emu.read(|st| {
+            st.authorize(&c, app, Right::View)?;
+            Ok(json!({ "record": st.get_record(app, id)? }))
+        })
+    })();
+    respond(&emu, r)
+}
+
+async fn get_records(State(emu): State<Emulator>, headers: HeaderMap, Query(p): Params) -> Response {
+    let r = (|| {
+        let c = caller(&emu, &headers)?;
+        let app = query_number(&p, "app")?;
+        let query = param(&p, "query").unwrap_or("");
+        let mut fields: Vec<(usize, String)> = p
+            .iter()
+            .filter_map(|(k, v)| {
+                let i = k.strip_prefix("fields[")?.strip_suffix(']')?.parse().ok()?;
+                Some((i, v.clone()))
+            })
+            .collect();
+        fields.sort();
+        let fields: Vec<String> = fields.into_iter().map(|(_, f)| f).collect();
+        let total_count = param(&p, "totalCount") == Some("true");
+        emu.read(|st| {
+            st.authorize(&c, app, Right::View)?;
+            let (records, total) = st.get_records(app, query, &fields)?;
+            Ok(json!({
+                "records": records,
+                "totalCount": if total_count { Value::String(total.to_string()) } else { Value::Null },
+            }))
+        })
+    })();
+    respond(&emu, r)
+}
+
+async fn add_record(State(emu): State<Emulator>, headers: HeaderMap, body: Bytes) -> Response {
+    let r = (|| {
+        let c = caller(&emu, &headers)?;
+        let b = body_json(&body)?;
+        let app = number_param(b.get("app"), "app")?;
+        let record = b.get("record").and_then(Value::as_object).cloned().unwrap_or_default();
+        emu.write(|st| {
+            st.authorize(&c, app, Right::Add)?;
+            let (id, rev) = st.add_record(app, &record, &who(&c), now())?;
+            Ok(json!({ "id": id.to_string(), "revision": rev.to_string() }))
+        })
+    })();
+    respond(&emu, r)
+}
+
+async fn update_record(State(emu): State<Emulator>, headers: HeaderMap, body: Bytes) -> Response {
+    let r = (|| {
+        let c = caller(&emu, &headers)?;
+        let b = body_json(&body)?;
+        let app = number_param(b.get("app"), "app")?;
+        if b.contains_key("updateKey") {
+            return Err(ApiError::new(400, "EMU_UNSUPPORTED", "updateKey is not supported by the emulator; use id"));
+        }
+        let id = number_param(b.get("id"), "id")?;
+        let rev = revision(&b)?;
+        let record = b.get("record").and_then(Value::as_object).cloned().unwrap_or_default();
+        emu.write(|st| {
+            st.authorize(&c, app, Right::Edit)?;
+            let new = st.update_record(app, id, &record, rev, &who(&c), now())?;
+            Ok(json!({ "revision": new.to_string() }))
+        })
+    })();
+    respond(&emu, r)
+}
+
+async fn update_status(State(emu): State<Emulator>, headers: HeaderMap, body: Bytes) -> Response {
+    let r = (|| {
+        let c = caller(&emu, &headers)?;
+        let b = body_json(&body)?;
+        let app = number_param(b.get("app"), "app")?;
+        let id = number_param(b.get("id"), "id")?;
+        let action = b.get("action").and_then(Value::as_str).ok_or_else(|| ApiError::required("action"))?.to_string();
+        let rev = revision(&b)?;
+        emu.write(|st| {
+            st.authorize(&c, app, Right::Edit)?;
+            let new = st.update_status(app, id, &action, rev, &who(&c), now())?;
+            Ok(json!({ "revision": new.to_string() }))
+        })
+    })();
+    respond(&emu, r)
+}
+
+async fn form_fields(State(emu): State<Emulator>, headers: HeaderMap, Query(p): Params) -> Response {
+    let r = (|| {
+        let c = caller(&emu, &headers)?;
+        let app = query_number(&p, "app")?;
+        emu.read(|st| {
+            st.authorize(&c, app, Right::View)?;
+            let a = st.app(app)?;
+            let mut props = Map::new();
+            for (code, f) in &a.fields {
+                let mut v =
+                    json!({ "type": f.ty, "code": code, "label": f.label, "required": f.required, "unique": f.unique });
+                if let Some(o) = &f.options {
+                    let opts: Map<String, Value> = o
+                        .iter()
+                        .enumerate()
+                        .map(|(i, name)| (name.clone(), json!({ "label": name, "index": i.to_string() })))
+                        .collect();
+                    v["options"] = Value::Object(opts);
+                }
+                props.insert(code.clone(), v);
+            }
+            Ok(json!({ "properties": props, "revision": "1" }))
+        })
+    })();
+    respond(&emu, r)
+}

@@ -1,0 +1,124 @@
+//! The kintone connector against the emulator: paging past 500, idempotent adds,
+//! status actions, password auth, kintone's error bodies in the error text.
+
+use nagare_connectors::kintone::emulator::{Emulator, DEMO_INQUIRY_TOKEN, DEMO_PASSWORD, DEMO_TOKEN};
+use nagare_connectors::{Connectors, ConnectorsConfig};
+use nagare_engine::{Call, ConnectorError};
+use serde_json::{json, Value};
+
+async fn serve(emu: &Emulator) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let e = emu.clone();
+    tokio::spawn(async move { e.serve(listener, std::future::pending()).await.unwrap() });
+    format!("http://{addr}")
+}
+
+fn connectors(yaml: &str) -> Connectors {
+    Connectors::new(&ConnectorsConfig::from_yaml(yaml).unwrap())
+}
+
+async fn run(c: &Connectors, name: &str, key: &str, attempt: u32, input: Value) -> Result<Value, ConnectorError> {
+    let call =
+        Call { connector: name.into(), input, idempotency_key: key.into(), instance: 1, node: "n".into(), attempt };
+    c.registry().get(name).unwrap().call(&call).await
+}
+
+#[tokio::test]
+async fn query_reads_past_500_records() {
+    let emu = Emulator::in_memory();
+    let base = serve(&emu).await;
+    let c = connectors(&format!(
+        "connectors:\n  kintone: {{ type: kintone, base_url: '{base}', app: 1, token: {DEMO_TOKEN} }}\n"
+    ));
+    for i in 0..1203 {
+        let r =
+            run(&c, "kintone.add", "k", 1, json!({"record": {"k_id": format!("N-{i:04}"), "k_ステータス": "対応要"}}))
+                .await
+                .unwrap();
+        assert_eq!(r["created"], json!(true));
+    }
+    let all = run(&c, "kintone.query", "q", 1, json!({"query": r#"k_ステータス in ("対応要")"#})).await.unwrap();
+    assert_eq!(all["count"], json!(1203));
+    let ids: Vec<u64> =
+        all["records"].as_array().unwrap().iter().map(|r| r["$id"].as_str().unwrap().parse().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "in $id order, none twice");
+    let some = run(
+        &c,
+        "kintone.query",
+        "q",
+        1,
+        json!({"query": r#"k_ステータス in ("対応要") order by k_id desc"#, "fields": ["k_id"], "max": 600}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(some["count"], json!(600));
+    assert_eq!(some["records"][0], json!({"k_id": "N-1202"}));
+    assert_eq!(some["records"][599], json!({"k_id": "N-0603"}));
+    // kintone's own limit stays: `limit` above 500 is refused, `max` is the total.
+    let e = run(&c, "kintone.query", "q", 1, json!({"query": "limit 600"})).await.unwrap_err();
+    assert!(matches!(&e, ConnectorError::Fatal(m) if m.contains("GAIA_QU01")), "{e:?}");
+    let capped = run(&c, "kintone.query", "q", 1, json!({"query": "", "max": 10})).await.unwrap();
+    assert_eq!(capped["count"], json!(10));
+    // A query kintone refuses: its code comes through.
+    let e = run(&c, "kintone.query", "q", 1, json!({"query": r#"k_ステータス = "対応要""#})).await.unwrap_err();
+    assert!(
+        matches!(&e, ConnectorError::Business { code, message } if code == "GAIA_IQ03" && message.contains("演算子")),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn add_with_an_idempotency_field_adds_once() {
+    let emu = Emulator::in_memory();
+    let base = serve(&emu).await;
+    let c = connectors(&format!(
+        "connectors:\n  ledger: {{ type: kintone, base_url: '{base}', app: 1, token: {DEMO_TOKEN} }}\n"
+    ));
+    let input = json!({"record": {"k_氏名": "高橋"}, "idempotency_field": "k_Qid"});
+    let first = run(&c, "ledger.add", "9/add/4", 1, input.clone()).await.unwrap();
+    let again = run(&c, "ledger.add", "9/add/4", 2, input).await.unwrap();
+    assert_eq!(first["id"], again["id"]);
+    assert_eq!((first["created"].clone(), again["created"].clone()), (json!(true), json!(false)));
+    let id: u64 = first["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(emu.record(1, id).unwrap()["k_Qid"]["value"], json!("9/add/4"));
+    assert_eq!(emu.read(|s| s.apps[&1].records.len()), 4, "three seeded, one added");
+}
+
+#[tokio::test]
+async fn status_actions_with_password_auth_and_errors() {
+    let emu = Emulator::in_memory();
+    let base = serve(&emu).await;
+    std::env::set_var("NAGARE_TEST_KINTONE_PASSWORD", DEMO_PASSWORD);
+    let c = connectors(&format!(
+        "connectors:\n  inquiry: {{ type: kintone, base_url: '{base}', app: 2, user: demo, password: {{ env: NAGARE_TEST_KINTONE_PASSWORD }} }}\n  wrong: {{ type: kintone, base_url: '{base}', app: 2, token: {DEMO_TOKEN} }}\n  inq_token: {{ type: kintone, base_url: '{base}', app: 2, token: '{DEMO_INQUIRY_TOKEN}' }}\n"
+    ));
+    let added = run(&c, "inquiry.add", "k", 1, json!({"record": {"件名": "ログインできない"}})).await.unwrap();
+    let id = added["id"].as_str().unwrap().to_string();
+    let r = run(&c, "inquiry.update_status", "k", 1, json!({"id": id, "action": "処理開始"})).await.unwrap();
+    assert_eq!(r["revision"], json!("3"));
+    let got = run(&c, "inq_token.get", "k", 1, json!({"id": id})).await.unwrap();
+    assert_eq!(got["record"]["ステータス"], json!("処理中"));
+    assert_eq!(got["record"]["更新者"]["code"], json!("demo"));
+
+    // An action not possible from this status: kintone's code and message.
+    let e = run(&c, "inquiry.update_status", "k", 1, json!({"id": id, "action": "処理開始"})).await.unwrap_err();
+    assert!(matches!(&e, ConnectorError::Business { code, .. } if code == "GAIA_IL03"), "{e:?}");
+    // A token of another app: fatal, with kintone's message.
+    let e = run(&c, "wrong.get", "k", 1, json!({"id": id})).await.unwrap_err();
+    match e {
+        ConnectorError::Fatal(m) => {
+            assert!(m.contains("GAIA_IA02") && m.contains("HTTP 520") && m.contains("id: "), "{m}");
+            assert!(!m.contains(DEMO_TOKEN), "the token is not in the message: {m}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A validation error: the `errors` object comes through.
+    let e = run(&c, "inquiry.add", "k", 1, json!({"record": {"内容": "x"}})).await.unwrap_err();
+    assert!(
+        matches!(&e, ConnectorError::Business { code, message } if code == "CB_VA01" && message.contains("record.件名.value")),
+        "{e:?}"
+    );
+    let e = run(&c, "inquiry.get", "k", 1, json!({"id": 999})).await.unwrap_err();
+    assert!(matches!(&e, ConnectorError::Business { code, .. } if code == "GAIA_RE01"), "{e:?}");
+}

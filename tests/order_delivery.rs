@@ -1,0 +1,495 @@
+//! Order to delivery end to end: the kintone emulator on 127.0.0.1:0, a durable
+//! engine in a temp dir with a virtual clock, the executor and the kintone watcher.
+//!
+//! Time only moves when a test moves the virtual clock: a retry "5 minutes later"
+//! runs at once, and the tests never sleep.
+
+use chrono::{DateTime, Duration, Utc};
+use nagare_connectors::kintone::emulator::{Emulator, Faults, DEMO_TOKEN};
+use nagare_connectors::kintone::trigger::Watcher;
+use nagare_connectors::{Connectors, ConnectorsConfig};
+use nagare_engine::runtime::{HistoryEvent, Instance, Outcome, Status};
+use nagare_engine::store::TaskQuery;
+use nagare_engine::{Clock, Engine, Executor, Vars, VirtualClock};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+const PROCESS: &str = "order-delivery";
+
+fn process_text() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("processes/order-delivery.yaml")).unwrap()
+}
+
+/// The emulator served on a port; stoppable and restartable on the same port.
+struct Kintone {
+    emu: Emulator,
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Kintone {
+    async fn start(emu: Emulator, addr: &str) -> Kintone {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let e = emu.clone();
+        let task = tokio::spawn(async move {
+            e.serve(listener, async move {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Kintone { emu, addr, stop: Some(tx), task: Some(task) }
+    }
+
+    async fn stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap();
+        }
+    }
+
+    async fn restart(&mut self) {
+        let again = Kintone::start(self.emu.clone(), &self.addr.to_string()).await;
+        *self = again;
+    }
+
+    fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A record through the emulator's HTTP API, as any kintone client sees it.
+    async fn fetch(&self, id: u64) -> serde_json::Map<String, Value> {
+        let v: Value = reqwest::Client::new()
+            .get(format!("{}/k/v1/record.json?app=1&id={id}", self.base()))
+            .header("X-Cybozu-API-Token", DEMO_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["record"].as_object().unwrap().clone()
+    }
+}
+
+fn config(base: &str, token: &str) -> ConnectorsConfig {
+    ConnectorsConfig::from_yaml(&format!(
+        "connectors:\n  kintone:\n    type: kintone\n    base_url: {base}\n    app: 1\n    token: {token}\n    timeout: 5s\n"
+    ))
+    .unwrap()
+}
+
+/// Engine, executor and watcher on a data dir, with the virtual clock.
+struct World {
+    clock: Arc<VirtualClock>,
+    engine: Engine,
+    connectors: Arc<Connectors>,
+    watcher: Watcher,
+    exec: Executor,
+}
+
+fn t0() -> DateTime<Utc> {
+    "2026-11-23T00:00:00Z".parse().unwrap()
+}
+
+fn world(data: &Path, clock: Arc<VirtualClock>, cfg: &ConnectorsConfig) -> World {
+    let connectors = Arc::new(Connectors::new(cfg));
+    let engine = Engine::builder()
+        .data_dir(data)
+        .unwrap()
+        .clock(clock.clone())
+        .connectors(connectors.registry())
+        .build()
+        .unwrap();
+    engine.deploy("processes/order-delivery.yaml", &process_text()).unwrap();
+    let watcher = Watcher::new(engine.clone(), connectors.clone());
+    let exec = Executor::new(engine.clone());
+    World { clock, engine, connectors, watcher, exec }
+}
+
+impl World {
+    /// Run due jobs; while some wait for a retry, move the clock by `step` and run
+    /// again, at most `rounds` times.
+    async fn settle(&self, step: Duration, rounds: usize) {
+        for _ in 0..rounds {
+            self.exec.run_until_idle().await;
+            if self.exec.queued() == 0 {
+                return;
+            }
+            self.clock.advance(step);
+        }
+        self.exec.run_until_idle().await;
+    }
+
+    fn instance(&self, id: u64) -> Instance {
+        self.engine.instance(id).unwrap()
+    }
+
+    /// The one open task in `group`, claimed and completed by `user`.
+    async fn work(&self, group: &str, node: &str, user: &str, data: Vars, outcome: Outcome) {
+        let q = TaskQuery { groups: Some(vec![group.to_string()]), ..Default::default() };
+        let tasks = self.engine.tasks(&q).unwrap();
+        assert_eq!(tasks.len(), 1, "one open task for {group}: {tasks:?}");
+        assert_eq!(tasks[0].node, node, "the task for {group}");
+        self.engine.claim(&tasks[0].id, user).unwrap();
+        self.engine.complete(&tasks[0].id, user, data, outcome).unwrap();
+        self.settle(Duration::minutes(5), 20).await;
+    }
+
+    fn open_groups(&self) -> Vec<String> {
+        let mut v: Vec<String> =
+            self.engine.tasks(&TaskQuery::default()).unwrap().into_iter().flat_map(|t| t.groups).collect();
+        v.sort();
+        v
+    }
+}
+
+fn vars(pairs: &[(&str, Value)]) -> Vars {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+}
+
+fn field(r: &serde_json::Map<String, Value>, code: &str) -> Value {
+    r[code]["value"].clone()
+}
+
+fn failures(engine: &Engine, id: u64) -> Vec<String> {
+    engine
+        .history(id)
+        .unwrap()
+        .into_iter()
+        .filter_map(|h| match h.event {
+            HistoryEvent::JobFailed { message, .. } => Some(message),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_set_to_taiouyou_runs_the_whole_process_once() {
+    let data = tempfile::tempdir().unwrap();
+    let emu_dir = tempfile::tempdir().unwrap();
+    let kintone = Kintone::start(Emulator::open(emu_dir.path()).unwrap(), "127.0.0.1:0").await;
+    let cfg = config(&kintone.base(), DEMO_TOKEN);
+    let clock = Arc::new(VirtualClock::new(t0()));
+    let w = world(data.path(), clock.clone(), &cfg);
+
+    // Nothing needs action yet.
+    let r = w.watcher.poll(PROCESS).await.unwrap();
+    assert_eq!((r.matched, r.started.len()), (0, 0));
+
+    // Someone sets record 1 to 対応要 in kintone.
+    kintone.emu.edit(1, 1, &[("k_ステータス", json!("対応要"))]).unwrap();
+    let r = w.watcher.poll(PROCESS).await.unwrap();
+    assert_eq!(r.started.len(), 1, "{r:?}");
+    let id = r.started[0];
+    let again = w.watcher.poll(PROCESS).await.unwrap();
+    assert_eq!((again.started.len(), again.existing), (0, 1), "polled again: no second instance");
+
+    // The engine restarts (every handle dropped, the store reopened): still one.
+    drop(w);
+    let w = world(data.path(), clock.clone(), &cfg);
+    let after = w.watcher.poll(PROCESS).await.unwrap();
+    assert_eq!((after.started.len(), after.existing), (0, 1), "after a restart: no second instance");
+    assert_eq!(w.engine.instances(&Default::default()).unwrap().len(), 1);
+
+    // The system lane fetches the record and writes back k_Qid and 3_対応中.
+    w.settle(Duration::minutes(5), 20).await;
+    let inst = w.instance(id);
+    assert_eq!(inst.vars["q_customerName"], json!("山田 太郎"));
+    assert_eq!(inst.vars["q_plan"], json!("スタンダード"));
+    assert_eq!(inst.vars["q_maintenanceDatetime"], json!("2026-12-01T01:00:00Z"));
+    assert_eq!(inst.vars["q_taskLimitDatetime"], json!("2026-11-30T01:00:00Z"));
+    assert_eq!(inst.vars["件名"], json!("納品: 山田 太郎 様 スタンダード (C-0001)"));
+    let rec = kintone.fetch(1).await;
+    assert_eq!(field(&rec, "k_ステータス"), json!("3_対応中"));
+    assert_eq!(field(&rec, "k_Qid"), json!(id.to_string()));
+    assert_eq!(w.open_groups(), ["license"]);
+
+    // License, then build sends back once, license fixes, build again.
+    w.work("license", "ライセンスキー手配", "kato", vars(&[("q_licenseKey", json!("LK-1111"))]), Outcome::Next).await;
+    assert_eq!(w.open_groups(), ["build"]);
+    let back = Outcome::SendBack { comment: "ライセンスキー修正: キーが無効です".into() };
+    w.work("build", "環境構築", "ito", Vars::new(), back).await;
+    assert_eq!(w.open_groups(), ["license"]);
+    w.work("license", "ライセンスキー修正", "kato", vars(&[("q_licenseKey", json!("LK-2222"))]), Outcome::Next).await;
+    let built = vars(&[("q_accessUrl", json!("https://c-0001.example.jp")), ("q_password", json!("init-pass"))]);
+    w.work("build", "環境構築", "ito", built, Outcome::Next).await;
+
+    // The customer wants the manual: shipping comes last.
+    assert_eq!(w.open_groups(), ["shipping"]);
+    let shipped = vars(&[
+        ("q_sendZipcode", json!("100-0001")),
+        ("q_sendAddress", json!("東京都千代田区千代田1-1")),
+        ("q_sendName", json!("山田 太郎")),
+        ("q_trackingNo", json!("1234-5678-9012")),
+    ]);
+    w.work("shipping", "マニュアル送付手配", "ueda", shipped, Outcome::Next).await;
+
+    let inst = w.instance(id);
+    assert_eq!(inst.status, Status::Completed, "{inst:?}");
+    assert_eq!(inst.vars["q_licenseKey"], json!("LK-2222"));
+    let rec = kintone.fetch(1).await;
+    assert_eq!(field(&rec, "k_ステータス"), json!("4_対応済"));
+    assert_eq!(field(&rec, "k_Qid"), json!(id.to_string()));
+    assert_eq!(field(&rec, "k_氏名"), json!("山田 太郎"), "fields the process does not write are kept");
+    // The order of the people's steps, from the history.
+    let steps: Vec<String> = w
+        .engine
+        .history(id)
+        .unwrap()
+        .into_iter()
+        .filter_map(|h| match h.event {
+            HistoryEvent::TaskCompleted { outcome, .. } => Some(format!("{} {outcome}", h.node.unwrap_or_default())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "ライセンスキー手配 next",
+            "環境構築 send_back",
+            "ライセンスキー修正 next",
+            "環境構築 next",
+            "マニュアル送付手配 next"
+        ]
+    );
+    assert!(w.watcher.poll(PROCESS).await.unwrap().started.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_without_action_ends_on_the_no_action_branch() {
+    let data = tempfile::tempdir().unwrap();
+    let kintone = Kintone::start(Emulator::in_memory(), "127.0.0.1:0").await;
+    let w = world(data.path(), Arc::new(VirtualClock::new(t0())), &config(&kintone.base(), DEMO_TOKEN));
+    kintone.emu.edit(1, 2, &[("k_ステータス", json!("対応要"))]).unwrap();
+    let id = w.watcher.poll(PROCESS).await.unwrap().started[0];
+    // Changed back before the fetch ran.
+    kintone.emu.edit(1, 2, &[("k_ステータス", json!("未対応"))]).unwrap();
+    w.settle(Duration::minutes(5), 20).await;
+    let inst = w.instance(id);
+    assert_eq!(inst.status, Status::Completed);
+    assert_eq!(inst.vars["件名"], json!("対応なし: 佐藤 花子 (C-0002)"));
+    assert_eq!(field(&kintone.fetch(2).await, "k_Qid"), json!(""), "nothing written back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundreds_three_times_then_success() {
+    let data = tempfile::tempdir().unwrap();
+    let kintone = Kintone::start(Emulator::in_memory(), "127.0.0.1:0").await;
+    let w = world(data.path(), Arc::new(VirtualClock::new(t0())), &config(&kintone.base(), DEMO_TOKEN));
+    kintone.emu.edit(1, 1, &[("k_ステータス", json!("対応要"))]).unwrap();
+    let id = w.watcher.poll(PROCESS).await.unwrap().started[0];
+
+    kintone.emu.set_faults(Faults { fail_next: 3, ..Default::default() });
+    w.settle(Duration::minutes(5), 20).await;
+    let inst = w.instance(id);
+    assert!(inst.incidents.is_empty(), "{:?}", inst.incidents);
+    assert_eq!(inst.vars["q_customerName"], json!("山田 太郎"));
+    let f = failures(&w.engine, id);
+    assert_eq!(f.len(), 3, "{f:?}");
+    assert!(f.iter().all(|m| m.contains("EMU_FAULT") && m.contains("HTTP 500")), "{f:?}");
+    assert_eq!(w.open_groups(), ["license"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_calls_are_retried_and_say_when() {
+    let data = tempfile::tempdir().unwrap();
+    let kintone = Kintone::start(Emulator::in_memory(), "127.0.0.1:0").await;
+    let w = world(data.path(), Arc::new(VirtualClock::new(t0())), &config(&kintone.base(), DEMO_TOKEN));
+    kintone.emu.edit(1, 1, &[("k_ステータス", json!("対応要"))]).unwrap();
+    let id = w.watcher.poll(PROCESS).await.unwrap().started[0];
+    kintone.emu.set_faults(Faults { throttle_next: 1, retry_after_secs: Some(30), ..Default::default() });
+    w.settle(Duration::minutes(5), 20).await;
+    let f = failures(&w.engine, id);
+    assert_eq!(f.len(), 1);
+    assert!(f[0].contains("HTTP 429") && f[0].contains("retry after 30s"), "{f:?}");
+    // The step's first backoff is 5s; kintone asked for 30s, and got it.
+    let waits: Vec<i64> = w
+        .engine
+        .history(id)
+        .unwrap()
+        .into_iter()
+        .filter_map(|h| match h.event {
+            HistoryEvent::JobFailed { retry_at: Some(at), .. } => Some((at - h.at).num_seconds()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(waits, [30]);
+    assert_eq!(w.open_groups(), ["license"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_token_is_an_incident_with_kintones_message_then_fixed_and_retried() {
+    let data = tempfile::tempdir().unwrap();
+    let kintone = Kintone::start(Emulator::in_memory(), "127.0.0.1:0").await;
+    let good = config(&kintone.base(), DEMO_TOKEN);
+    let w = world(data.path(), Arc::new(VirtualClock::new(t0())), &good);
+    kintone.emu.edit(1, 1, &[("k_ステータス", json!("対応要"))]).unwrap();
+    let id = w.watcher.poll(PROCESS).await.unwrap().started[0];
+
+    // Someone rotates the token in the config to a wrong one.
+    let secret = "wrong-token-d41d8cd98f";
+    w.connectors.reload(&config(&kintone.base(), secret)).unwrap();
+    w.settle(Duration::minutes(5), 20).await;
+    let inst = w.instance(id);
+    assert_eq!(inst.status, Status::Incident);
+    let incident = &inst.incidents[0];
+    assert_eq!(incident.node, "kintone取得");
+    assert!(incident.message.contains("GAIA_IA02"), "{}", incident.message);
+    assert!(
+        incident.message.contains("指定したAPIトークンは、アプリで生成されたトークンと異なります"),
+        "{}",
+        incident.message
+    );
+    assert_eq!(failures(&w.engine, id).len(), 1, "a fatal error is not retried");
+    // The secret is nowhere in the instance, its history or the incident.
+    let everything = format!("{:?}{:?}", w.instance(id), w.engine.history(id).unwrap());
+    assert!(!everything.contains(secret));
+
+    // Fixed config, retried: the instance goes on.
+    w.connectors.reload(&good).unwrap();
+    w.engine.retry_incident(id, incident.id, Vars::new(), "admin").unwrap();
+    w.settle(Duration::minutes(5), 20).await;
+    let inst = w.instance(id);
+    assert_eq!(inst.status, Status::Running);
+    assert_eq!(inst.vars["q_customerName"], json!("山田 太郎"));
+    assert_eq!(field(&kintone.fetch(1).await, "k_ステータス"), json!("3_対応中"));
+    assert_eq!(w.open_groups(), ["license"]);
+}
+
+const CONFLICT: &str = r#"
+id: conflict
+variables:
+  rid: { type: string, required: true }
+  rev: { type: string }
+  conflicts: { type: number }
+lanes:
+  担当: { groups: [staff] }
+start: { next: fetch }
+nodes:
+  fetch:
+    service: kintone.get
+    with: { id: rid }
+    set: { rev: result.revision }
+    next: check
+  check:
+    user_task: 確認
+    lane: 担当
+    next: write
+  write:
+    service: kintone.update
+    with:
+      id: rid
+      revision: rev
+      record: '#{ k_ステータス: "3_対応中" }'
+    set: { conflicts: result.conflicts }
+    next: done
+  done: { end: }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revision_conflict_rereads_and_loses_no_update() {
+    let data = tempfile::tempdir().unwrap();
+    let kintone = Kintone::start(Emulator::in_memory(), "127.0.0.1:0").await;
+    let w = world(data.path(), Arc::new(VirtualClock::new(t0())), &config(&kintone.base(), DEMO_TOKEN));
+    w.engine.deploy("conflict.yaml", CONFLICT).unwrap();
+    let inst = w.engine.start("conflict", vars(&[("rid", json!("1"))]), Default::default()).unwrap();
+    w.settle(Duration::minutes(5), 20).await;
+    assert_eq!(w.instance(inst.id).vars["rev"], json!("1"));
+
+    // While the task is open, someone edits the record in kintone.
+    let rev = kintone.emu.edit(1, 1, &[("k_氏名", json!("山田 太郎 (旧姓 佐藤)"))]).unwrap();
+    assert_eq!(rev, 2);
+    w.work("staff", "check", "sato", Vars::new(), Outcome::Next).await;
+
+    let done = w.instance(inst.id);
+    assert_eq!(done.status, Status::Completed, "{done:?}");
+    assert_eq!(done.vars["conflicts"], json!(1), "one conflict, re-read, sent again");
+    let rec = kintone.fetch(1).await;
+    assert_eq!(field(&rec, "k_ステータス"), json!("3_対応中"), "our write landed");
+    assert_eq!(field(&rec, "k_氏名"), json!("山田 太郎 (旧姓 佐藤)"), "their write was not lost");
+    assert_eq!(rec["$revision"]["value"], json!("3"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kintone_down_for_a_minute_loses_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let emu_dir = tempfile::tempdir().unwrap();
+    let mut kintone = Kintone::start(Emulator::open(emu_dir.path()).unwrap(), "127.0.0.1:0").await;
+    let clock = Arc::new(VirtualClock::new(t0()));
+    let w = world(data.path(), clock.clone(), &config(&kintone.base(), DEMO_TOKEN));
+    kintone.emu.edit(1, 1, &[("k_ステータス", json!("対応要"))]).unwrap();
+    let id = w.watcher.poll(PROCESS).await.unwrap().started[0];
+
+    // kintone goes away: the watcher reports it and the fetch keeps retrying.
+    kintone.stop().await;
+    assert!(w.watcher.poll(PROCESS).await.is_err());
+    let start = clock.now();
+    while clock.now() - start < Duration::seconds(60) {
+        w.exec.run_until_idle().await;
+        clock.advance(Duration::seconds(10));
+    }
+    let inst = w.instance(id);
+    assert!(inst.incidents.is_empty(), "still retrying after a minute: {:?}", inst.incidents);
+    let f = failures(&w.engine, id);
+    assert!(f.len() >= 3, "{f:?}");
+    assert!(f.iter().all(|m| m.contains("cannot connect") || m.contains("request failed")), "{f:?}");
+
+    // Back (same port, same data): the next retry gets through.
+    kintone.restart().await;
+    w.settle(Duration::minutes(5), 20).await;
+    let inst = w.instance(id);
+    assert_eq!(inst.vars["q_customerName"], json!("山田 太郎"));
+    assert_eq!(field(&kintone.fetch(1).await, "k_Qid"), json!(id.to_string()));
+    assert_eq!(w.open_groups(), ["license"]);
+    assert_eq!(w.watcher.poll(PROCESS).await.unwrap().started.len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_starts_once_and_only_for_matching_records() {
+    use nagare_connectors::kintone::trigger::webhook_router;
+    let data = tempfile::tempdir().unwrap();
+    let kintone = Kintone::start(Emulator::in_memory(), "127.0.0.1:0").await;
+    let w = world(data.path(), Arc::new(VirtualClock::new(t0())), &config(&kintone.base(), DEMO_TOKEN));
+    let watcher = Arc::new(Watcher::new(w.engine.clone(), w.connectors.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum_serve(listener, webhook_router(watcher)).await });
+    let url = format!("http://{hook_addr}/hooks/kintone/{PROCESS}");
+    let body = |id: &str| {
+        json!({
+            "id": "01234567-89ab", "type": "UPDATE_RECORD", "app": {"id": "1", "name": "契約台帳"},
+            "record": {"$id": {"type": "__ID__", "value": id}, "k_ステータス": {"type": "RADIO_BUTTON", "value": "対応要"}},
+            "recordTitle": "C-0001", "url": "https://example.cybozu.com/k/1/show#record=1", "timestamp": "2026-11-23T00:00:00Z"
+        })
+    };
+    let http = reqwest::Client::new();
+    let post = |b: Value| http.post(&url).json(&b).send();
+
+    // The body claims 対応要, but kintone says 未対応: nothing starts.
+    let r: Value = post(body("1")).await.unwrap().json().await.unwrap();
+    assert_eq!(r["started"], json!(false), "{r}");
+    kintone.emu.edit(1, 1, &[("k_ステータス", json!("対応要"))]).unwrap();
+    let r: Value = post(body("1")).await.unwrap().json().await.unwrap();
+    assert_eq!(r["started"], json!(true), "{r}");
+    let first = r["instance"].clone();
+    let r: Value = post(body("1")).await.unwrap().json().await.unwrap();
+    assert_eq!(r["started"], json!(false), "delivered twice: {r}");
+    // The poll sees the same record: still one instance.
+    assert_eq!(w.watcher.poll(PROCESS).await.unwrap().existing, 1);
+    assert_eq!(w.engine.instances(&Default::default()).unwrap().len(), 1);
+    assert_eq!(first, json!(w.engine.instances(&Default::default()).unwrap()[0].id));
+    let bad = post(json!({"type": "UPDATE_RECORD", "app": {"id": "2"}, "record": {}})).await.unwrap();
+    assert_eq!(bad.status(), 400);
+}
+
+async fn axum_serve(listener: tokio::net::TcpListener, router: axum::Router) {
+    axum::serve(listener, router).await.unwrap();
+}
