@@ -203,6 +203,18 @@ pub fn show_with(out: &Out, engine: &Engine, id: u64) -> anyhow::Result<ExitCode
             Wait::Task { task, assignee: None } => format!("task {task}"),
             Wait::Job { job, attempt } => format!("job {job} (attempt {attempt})"),
             Wait::Incident { incident } => format!("incident {incident}"),
+            Wait::Timer { job } => format!("timer {job}"),
+            Wait::Message { name, key } => format!("message {name} (key {key:?})"),
+            Wait::Events { messages } => {
+                let m: Vec<String> = messages.iter().map(|m| format!("{} (key {:?})", m.name, m.key)).collect();
+                format!("the first of: messages [{}]", m.join(", "))
+            }
+        };
+        let wait = if t.timers.is_empty() {
+            wait
+        } else {
+            let ts: Vec<String> = t.timers.iter().map(|a| format!("{} at {}", a.job, output::time(&a.due))).collect();
+            format!("{wait}; timers {}", ts.join(", "))
         };
         println!("  #{}  at {}  waits on {wait}", t.id, t.node);
     }

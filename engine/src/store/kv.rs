@@ -18,6 +18,9 @@ pub trait Kv: Send + Sync {
     fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError>;
     /// The last pair whose key starts with `prefix`.
     fn last(&self, prefix: &[u8]) -> Result<Option<KvPair>, StoreError>;
+    /// Pairs whose key starts with `prefix` and is at least `from`, in key order, at
+    /// most `limit`.
+    fn scan_from(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Vec<KvPair>, StoreError>;
 }
 
 /// [`Store`] over any [`Kv`] backend.
@@ -27,6 +30,8 @@ pub struct KvStore<K: Kv> {
     /// becomes visible only when its instance is committed, so one handed out to a
     /// start that never committed may safely be handed out again.
     last_id: AtomicU64,
+    /// Last message id handed out, restored from the buffered messages.
+    last_message: AtomicU64,
 }
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
@@ -56,7 +61,9 @@ impl<K: Kv> KvStore<K> {
             })?,
             None => 0,
         };
-        Ok(KvStore { kv, last_id: AtomicU64::new(last) })
+        let last_message =
+            kv.scan(keys::MESSAGE, usize::MAX)?.iter().filter_map(|(k, _)| keys::message_id_of(k)).max().unwrap_or(0);
+        Ok(KvStore { kv, last_id: AtomicU64::new(last), last_message: AtomicU64::new(last_message) })
     }
 
     pub fn backend(&self) -> &K {
@@ -139,6 +146,18 @@ impl<K: Kv> Store for KvStore<K> {
             ops.push((keys::job(&j.id), Some(enc(j))));
             ops.push((keys::job_due(j.due, &j.id), Some(Vec::new())));
         }
+        for s in &b.subscriptions_delete {
+            ops.push((keys::subscription(&s.name, &s.key, s.instance, s.token), None));
+        }
+        for s in &b.subscriptions_put {
+            ops.push((keys::subscription(&s.name, &s.key, s.instance, s.token), Some(enc(s))));
+        }
+        for m in &b.messages_delete {
+            ops.push((keys::message(&m.name, &m.key, m.id), None));
+        }
+        for m in &b.messages_put {
+            ops.push((keys::message(&m.name, &m.key, m.id), Some(enc(m))));
+        }
         if ops.is_empty() {
             return Ok(());
         }
@@ -186,7 +205,11 @@ impl<K: Kv> Store for KvStore<K> {
 
     fn open_tasks(&self, q: &TaskQuery) -> Result<Vec<Task>, StoreError> {
         let limit = q.limit.unwrap_or(usize::MAX);
-        let filtered = q.lane.is_some() || q.process.is_some() || q.instance.is_some() || q.due_before.is_some();
+        let filtered = q.lane.is_some()
+            || q.process.is_some()
+            || q.instance.is_some()
+            || q.due_before.is_some()
+            || q.overdue.is_some();
         // With extra filters the index cannot stop early; without, it can.
         let scan_limit = if filtered { usize::MAX } else { limit };
         let mut tasks = Vec::new();
@@ -210,6 +233,7 @@ impl<K: Kv> Store for KvStore<K> {
                 && q.process.as_ref().is_none_or(|p| *p == t.process)
                 && q.instance.is_none_or(|i| i == t.instance)
                 && q.due_before.is_none_or(|d| t.due.is_some_and(|td| td < d))
+                && q.overdue.is_none_or(|o| o == t.overdue)
         });
         tasks.sort_by(|a, b| (a.due.is_none(), a.due, &a.id).cmp(&(b.due.is_none(), b.due, &b.id)));
         tasks.dedup_by(|a, b| a.id == b.id);
@@ -230,6 +254,49 @@ impl<K: Kv> Store for KvStore<K> {
             }
         }
         Ok(out)
+    }
+
+    fn due_after(&self, after: Option<(i64, &str)>, limit: usize) -> Result<Vec<(i64, String)>, StoreError> {
+        let from = match after {
+            Some((ms, id)) => keys::job_due_ms(ms, id),
+            None => keys::JOB_DUE.to_vec(),
+        };
+        let mut out = Vec::with_capacity(limit.min(4096));
+        // One more than asked: the first may be `after` itself.
+        for (k, _) in self.kv.scan_from(keys::JOB_DUE, &from, limit.saturating_add(1))? {
+            if after.is_some() && k == from {
+                continue;
+            }
+            match keys::parse_job_due(&k) {
+                Some(e) => out.push(e),
+                None => {
+                    return Err(StoreError::Corrupt {
+                        key: String::from_utf8_lossy(&k).into_owned(),
+                        reason: "bad due-queue key".into(),
+                    })
+                }
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn subscriptions(&self, name: &str, key: &str) -> Result<Vec<Subscription>, StoreError> {
+        self.scan(&keys::subscription_prefix(name, key), usize::MAX)
+    }
+
+    fn buffered(&self, name: &str, key: &str) -> Result<Vec<BufferedMessage>, StoreError> {
+        self.scan(&keys::message_prefix(name, key), usize::MAX)
+    }
+
+    fn all_buffered(&self) -> Result<Vec<BufferedMessage>, StoreError> {
+        self.scan(keys::MESSAGE, usize::MAX)
+    }
+
+    fn next_message_id(&self) -> Result<u64, StoreError> {
+        Ok(self.last_message.fetch_add(1, Ordering::SeqCst) + 1)
     }
 
     fn history(&self, id: InstanceId) -> Result<Vec<HistoryEntry>, StoreError> {

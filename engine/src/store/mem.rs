@@ -36,6 +36,16 @@ impl Kv for MemKv {
         Ok(())
     }
 
+    fn scan_from(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Vec<KvPair>, StoreError> {
+        let map = self.map.read().expect("lock");
+        Ok(map
+            .range(from.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
     fn last(&self, prefix: &[u8]) -> Result<Option<KvPair>, StoreError> {
         let map = self.map.read().expect("lock");
         Ok(map

@@ -123,6 +123,15 @@ impl Kv for SledKv {
         }
     }
 
+    fn scan_from(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Vec<KvPair>, StoreError> {
+        self.tree
+            .range(from..)
+            .take_while(|r| r.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
+            .take(limit)
+            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(io))
+            .collect()
+    }
+
     fn last(&self, prefix: &[u8]) -> Result<Option<KvPair>, StoreError> {
         self.tree
             .scan_prefix(prefix)
