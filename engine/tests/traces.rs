@@ -246,29 +246,35 @@ impl Case {
     }
 
     /// Print history written since the last call, every instance in id order.
-    fn print_new(&mut self, out: &mut String, event_time: DateTime<Utc>) {
+    /// Print history written since the last call, in time order (instances in id
+    /// order within one instant). Returns the entries printed.
+    fn print_new(&mut self, out: &mut String, event_time: DateTime<Utc>) -> Vec<HistoryEntry> {
         let all = self.engine.instances(&InstanceFilter::default()).expect("instances");
-        let mut last_time = event_time;
+        let mut new: Vec<(u64, HistoryEntry)> = Vec::new();
         for inst in all {
             let from = self.printed.get(&inst.id).copied().unwrap_or(0);
             let hist = self.engine.history(inst.id).expect("history");
-            for h in hist.iter().filter(|h| h.seq >= from) {
-                if h.at != last_time {
-                    writeln!(out, "@ {}", time(&h.at)).unwrap();
-                    last_time = h.at;
-                }
-                match (&h.event, &h.node) {
-                    (HistoryEvent::TaskOpened { task }, Some(n))
-                    | (HistoryEvent::JobScheduled { job: task, .. }, Some(n)) => {
-                        self.seen.insert((inst.id, n.clone()), task.clone());
-                    }
-                    _ => {}
-                }
-                render_entry(out, &self.engine, inst.id, h);
-            }
             assert_eq!(hist.len() as u32, inst.history_len, "history_len counts every entry");
+            new.extend(hist.into_iter().filter(|h| h.seq >= from).map(|h| (inst.id, h)));
             self.printed.insert(inst.id, inst.history_len);
         }
+        new.sort_by_key(|(i, h)| (h.at, *i, h.seq));
+        let mut last_time = event_time;
+        for (id, h) in &new {
+            if h.at != last_time {
+                writeln!(out, "@ {}", time(&h.at)).unwrap();
+                last_time = h.at;
+            }
+            match (&h.event, &h.node) {
+                (HistoryEvent::TaskOpened { task }, Some(n))
+                | (HistoryEvent::JobScheduled { job: task, .. }, Some(n)) => {
+                    self.seen.insert((*id, n.clone()), task.clone());
+                }
+                _ => {}
+            }
+            render_entry(out, &self.engine, *id, h);
+        }
+        new.into_iter().map(|(_, h)| h).collect()
     }
 
     fn apply(&mut self, kind: &str, args: &Value) -> Result<Option<String>, EngineError> {
@@ -412,28 +418,36 @@ fn run_case(process_text: &str, events_text: &str) -> String {
                 if let Some(n) = note {
                     writeln!(out, "{n}").unwrap();
                 }
-                case.print_new(&mut out, now);
+                let new = case.print_new(&mut out, now);
                 let (tasks_after, jobs_after) = snapshot(&case.engine);
-                for t in tasks_before.difference(&tasks_after) {
+                // Tasks and jobs that existed before or were created by this event.
+                let mut tasks = tasks_before.clone();
+                let mut jobs: BTreeSet<String> =
+                    jobs_before.iter().filter(|(_, i)| **i != 0).map(|(j, _)| j.clone()).collect();
+                let mut consumed = BTreeSet::new();
+                for h in &new {
+                    match &h.event {
+                        HistoryEvent::TaskOpened { task } => {
+                            tasks.insert(task.clone());
+                        }
+                        HistoryEvent::JobScheduled { job, .. } | HistoryEvent::TimerSet { job, .. } => {
+                            jobs.insert(job.clone());
+                        }
+                        HistoryEvent::JobSucceeded { job, .. }
+                        | HistoryEvent::TimerFired { job }
+                        | HistoryEvent::JobFailed { job, retry_at: None, .. } => {
+                            consumed.insert(job.clone());
+                        }
+                        _ => {}
+                    }
+                }
+                for t in tasks.difference(&tasks_after) {
                     if case.engine.task(t).map(|t| t.status == TaskStatus::Cancelled).unwrap_or(false) {
                         writeln!(out, "  cancels task {t}").unwrap();
                     }
                 }
-                let consumed: BTreeSet<String> = case
-                    .engine
-                    .instances(&InstanceFilter::default())
-                    .expect("instances")
-                    .iter()
-                    .flat_map(|i| case.engine.history(i.id).expect("history"))
-                    .filter(|h| h.at >= now)
-                    .filter_map(|h| match h.event {
-                        HistoryEvent::JobSucceeded { job, .. } | HistoryEvent::TimerFired { job } => Some(job),
-                        HistoryEvent::JobFailed { job, retry_at: None, .. } => Some(job),
-                        _ => None,
-                    })
-                    .collect();
-                for (j, instance) in &jobs_before {
-                    if *instance != 0 && !jobs_after.contains_key(j) && !consumed.contains(j) {
+                for j in &jobs {
+                    if !jobs_after.contains_key(j) && !consumed.contains(j) {
                         writeln!(out, "  cancels job {j}").unwrap();
                     }
                 }
