@@ -90,7 +90,18 @@ enum Command {
     /// Retry an incident, optionally after correcting variables.
     #[command(after_help = "Example:\n  nagare retry 1 7 --var 金額=30000")]
     Retry(cli::instances::RetryArgs),
-    /// Run the job executor (service calls) on the data directory.
+    /// Send a message: it goes to the waiting token with this name and key, starts a
+    /// process that listens for it, or is kept until someone waits (--ttl).
+    #[command(
+        after_help = "Example:\n  nagare message 署名完了 --key C-100 --var signed_on=2026-11-24\n  nagare message 回答 --key Q-7 --var text=OK --ttl 0s   # refuse if nobody waits"
+    )]
+    Message(cli::messages::MessageArgs),
+    /// List incidents across instances, or retry / resolve one.
+    #[command(
+        after_help = "Example:\n  nagare incidents --process expense-approval\n  nagare incidents retry 1 7 --var 金額=30000\n  nagare incidents resolve 1 7 --var 番号=R-1   # the step was done by hand: move on"
+    )]
+    Incidents(cli::incidents::IncidentsArgs),
+    /// Run the job executor (service calls and timers) on the data directory.
     #[command(
         after_help = "Example:\n  nagare run              # until Ctrl-C\n  nagare run --until-idle # run due jobs, then exit"
     )]
@@ -170,6 +181,8 @@ fn main() -> ExitCode {
         Command::Complete(a) => cli::tasks::complete(&out, &data, a),
         Command::Cancel { instance, user, reason } => cli::instances::cancel(&out, &data, instance, &user, &reason),
         Command::Retry(a) => cli::instances::retry(&out, &data, a),
+        Command::Message(a) => cli::messages::send(&out, &data, a),
+        Command::Incidents(a) => cli::incidents::run(&out, &data, a),
         Command::Run { until_idle } => cli::run::run(&out, &data, until_idle),
         Command::Bench(a) => bench::run(&out, &data, a, cli_data_given()),
     };

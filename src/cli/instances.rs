@@ -318,6 +318,28 @@ fn detail(h: &HistoryEntry) -> String {
             parts.push(format!("incident={incident} message={message}"))
         }
         HistoryEvent::Cancelled { reason } => parts.push(format!("reason={reason}")),
+        HistoryEvent::IncidentSkipped { incident, vars, to } => {
+            parts.push(format!("incident={incident} to={to}"));
+            if !vars.is_empty() {
+                parts.push(vars_text(vars));
+            }
+        }
+        HistoryEvent::TimerSet { job, due } => parts.push(format!("job={job} due={}", output::time(due))),
+        HistoryEvent::TimerFired { job } => parts.push(format!("job={job}")),
+        HistoryEvent::Interrupted { to } => parts.push(format!("to={to}")),
+        HistoryEvent::MessageWaiting { name, key } => parts.push(format!("message={name} key={key}")),
+        HistoryEvent::MessageReceived { name, key, set } => {
+            parts.push(format!("message={name} key={key}"));
+            if !set.is_empty() {
+                parts.push(format!("set={}", set.join(",")));
+            }
+        }
+        HistoryEvent::ErrorThrown { code, message } => {
+            parts.push(format!("code={} message={message}", code.as_deref().unwrap_or("-")))
+        }
+        HistoryEvent::ErrorCaught { code, by, to } => {
+            parts.push(format!("code={} by={by} to={to}", code.as_deref().unwrap_or("-")))
+        }
         _ => {}
     }
     parts.join(" ")

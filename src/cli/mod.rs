@@ -3,7 +3,9 @@
 
 pub mod demo;
 pub mod files;
+pub mod incidents;
 pub mod instances;
+pub mod messages;
 pub mod run;
 pub mod tasks;
 

@@ -24,6 +24,9 @@ pub struct ListArgs {
     /// Only tasks of this process.
     #[arg(long)]
     process: Option<String>,
+    /// Only tasks past their due date.
+    #[arg(long)]
+    overdue: bool,
 }
 
 #[derive(Args)]
@@ -53,6 +56,7 @@ pub fn list(out: &Out, data: &Path, a: ListArgs) -> anyhow::Result<ExitCode> {
         assignee: a.user,
         lane: a.lane,
         process: a.process,
+        overdue: a.overdue.then_some(true),
         ..TaskQuery::default()
     };
     let tasks = engine.tasks(&q).map_err(explain)?;
