@@ -4,6 +4,7 @@
 //! under [`cli`], printing goes through [`output`], and `nagare bench` is [`bench`].
 
 mod bench;
+mod bench_timers;
 mod cli;
 mod output;
 
@@ -112,16 +113,25 @@ enum Command {
     },
     /// Measure throughput on the three peer benchmark processes.
     #[command(
-        after_help = "Example:\n  nagare bench --case straight --mode mem --n 20000\n  nagare bench --mode durable --concurrency 64"
+        after_help = "Example:\n  nagare bench --case straight --mode mem --n 20000\n  nagare bench --mode durable --concurrency 64\n  nagare bench timers                     # 1M timers on a virtual clock, 10k in one second on the real clock"
     )]
     Bench(BenchArgs),
 }
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// straight, gateway, usertask or all.
-    #[arg(long, default_value = "all", value_parser = ["straight", "gateway", "usertask", "all"])]
+    /// `timers`: the timer benchmark (same as --case timers).
+    #[arg(value_parser = ["timers"])]
+    suite: Option<String>,
+    /// straight, gateway, usertask, all, or timers.
+    #[arg(long, default_value = "all", value_parser = ["straight", "gateway", "usertask", "all", "timers"])]
     case: String,
+    /// Timers in the virtual-clock run of `bench timers` (default 1000000; 0 skips it).
+    #[arg(long)]
+    timers: Option<usize>,
+    /// Timers due within one second in the real-clock run (default 10000; 0 skips it).
+    #[arg(long)]
+    timers_real: Option<usize>,
     /// mem, durable or all.
     #[arg(long, default_value = "all", value_parser = ["mem", "durable", "all"])]
     mode: String,

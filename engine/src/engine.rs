@@ -354,6 +354,14 @@ impl Engine {
     pub fn start(&self, process: &str, vars: Vars, opts: StartOptions) -> Result<Instance, EngineError> {
         let p = self.latest(process).ok_or_else(|| EngineError::UnknownProcess(process.to_string()))?;
         let (inst, waits) = self.start_with(&p, vars, opts, Batch::default())?;
+        self.settle_for(inst, waits)
+    }
+
+    /// Hand buffered messages to the waits just created; the instance as it is after.
+    fn settle_for(&self, inst: Instance, waits: NewWaits) -> Result<Instance, EngineError> {
+        if waits.is_empty() {
+            return Ok(inst);
+        }
         self.settle(waits);
         self.reload_if_changed(inst)
     }
@@ -401,8 +409,7 @@ impl Engine {
     /// Apply `event` to instance `id`, commit, and return the new state.
     pub fn handle(&self, id: InstanceId, event: Event) -> Result<Instance, EngineError> {
         let (inst, waits) = self.handle_with(id, event, Batch::default())?;
-        self.settle(waits);
-        self.reload_if_changed(inst)
+        self.settle_for(inst, waits)
     }
 
     /// Apply `event` and commit it together with `extra`. The caller settles the

@@ -86,7 +86,8 @@ impl Executor {
     }
 
     /// Run every job due now, and those they lead to, until none is due.
-    /// Returns how many jobs ran. For the CLI, tests and simulations.
+    /// Returns how many jobs ran. For the CLI, tests and simulations: timers fire
+    /// inline, one after the other in due order; connector calls run concurrently.
     pub async fn run_until_idle(&self) -> usize {
         let mut count = 0;
         loop {
@@ -96,6 +97,21 @@ impl Executor {
             }
             let mut set = JoinSet::new();
             for id in due {
+                let job = match self.engine.store().job(&id) {
+                    Ok(Some(job)) => job,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::error!(job = %id, error = %e, "could not read a due job");
+                        return count;
+                    }
+                };
+                if job.kind.is_internal() {
+                    match fire_reported(&self.engine, &job) {
+                        JobOutcome::Requeued => return count,
+                        _ => count += 1,
+                    }
+                    continue;
+                }
                 let engine = self.engine.clone();
                 set.spawn(async move { run_job(&engine, &id).await });
             }
@@ -147,18 +163,9 @@ pub async fn run_job(engine: &Engine, id: &str) -> Result<JobOutcome, EngineErro
     if job.kind.is_internal() {
         let e2 = engine.clone();
         let job2 = job.clone();
-        let fired = tokio::task::spawn_blocking(move || e2.fire(&job2))
-            .await
-            .unwrap_or_else(|join| Err(EngineError::Store(crate::store::StoreError::Io(join.to_string()))));
-        return Ok(match fired {
-            Ok(()) => JobOutcome::Reported,
-            Err(EngineError::Conflict(_)) | Err(EngineError::UnknownInstance(_)) => JobOutcome::Stale,
-            Err(e) => {
-                tracing::error!(job = %job.id, error = %e, "could not fire a timer; will try again");
-                engine.requeue(engine.now() + chrono::Duration::from_std(STORE_RETRY).unwrap_or_default(), job.id);
-                JobOutcome::Requeued
-            }
-        });
+        let outcome =
+            tokio::task::spawn_blocking(move || fire_reported(&e2, &job2)).await.unwrap_or(JobOutcome::Requeued);
+        return Ok(outcome);
     }
     let result = call(engine, &job).await;
     let e2 = engine.clone();
@@ -173,6 +180,19 @@ pub async fn run_job(engine: &Engine, id: &str) -> Result<JobOutcome, EngineErro
             tracing::error!(job = %job.id, instance = job.instance, error = %e, "could not store a job result; will run it again");
             engine.requeue(engine.now() + chrono::Duration::from_std(STORE_RETRY).unwrap_or_default(), job.id.clone());
             Ok(JobOutcome::Requeued)
+        }
+    }
+}
+
+/// Fire an internal job through the engine; a failure to store puts it back on the queue.
+fn fire_reported(engine: &Engine, job: &Job) -> JobOutcome {
+    match engine.fire(job) {
+        Ok(()) => JobOutcome::Reported,
+        Err(EngineError::Conflict(_)) | Err(EngineError::UnknownInstance(_)) => JobOutcome::Stale,
+        Err(e) => {
+            tracing::error!(job = %job.id, error = %e, "could not fire a timer; will try again");
+            engine.requeue(engine.now() + chrono::Duration::from_std(STORE_RETRY).unwrap_or_default(), job.id.clone());
+            JobOutcome::Requeued
         }
     }
 }
