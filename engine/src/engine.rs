@@ -62,7 +62,8 @@ impl EngineError {
             Rejection::InvalidData(_)
             | Rejection::UnknownOutcome { .. }
             | Rejection::IncidentNotFound(_)
-            | Rejection::CannotSkip { .. } => EngineError::Rejected(r),
+            | Rejection::CannotSkip { .. }
+            | Rejection::UncaughtTaskError { .. } => EngineError::Rejected(r),
             _ => EngineError::Conflict(r),
         }
     }
@@ -572,6 +573,14 @@ impl Engine {
 
     pub fn complete(&self, task: &str, user: &str, data: Vars, outcome: Outcome) -> Result<Instance, EngineError> {
         self.task_event(task, Event::Complete { task: task.into(), user: user.into(), data, outcome })
+    }
+
+    /// End a task with business error `code`: an error boundary of the task (or of a
+    /// fork around it) takes over. Refused (422) when nothing would catch it.
+    pub fn fail_task(&self, task: &str, user: &str, code: &str, message: &str) -> Result<Instance, EngineError> {
+        let event =
+            Event::TaskError { task: task.into(), user: user.into(), code: code.into(), message: message.into() };
+        self.task_event(task, event)
     }
 
     pub fn cancel(&self, id: InstanceId, by: &str, reason: &str) -> Result<Instance, EngineError> {

@@ -26,6 +26,7 @@
 //! - complete: { node: review, user: u, vars: {..}, outcome: next | send_back | <name>, comment: .. }
 //! - job_ok: { node: call, output: {..} }
 //! - job_fail: { node: call, kind: retryable | fatal | business, message: .., code: .. }
+//! - task_error: { node: review, code: 書類不備, message: .. }   # Engine::fail_task
 //! - cancel: { by: u, reason: .. }
 //! - retry_incident: { node: route, vars: {..} }
 //! - resolve_incident: { node: route, vars: {..} }
@@ -359,6 +360,12 @@ impl Case {
                         e.finish_job(&job, result)?;
                         return Ok(None);
                     }
+                    "task_error" => Event::TaskError {
+                        task: task_on(&inst, seen, node()),
+                        user: user(),
+                        code: str_of(map, "code").expect("`task_error` needs `code`").to_string(),
+                        message: str_of(map, "message").unwrap_or_default().to_string(),
+                    },
                     "cancel" => Event::Cancel {
                         by: str_of(map, "by").unwrap_or("u").to_string(),
                         reason: str_of(map, "reason").unwrap_or("cancelled").to_string(),

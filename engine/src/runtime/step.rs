@@ -88,6 +88,13 @@ pub enum Event {
         vars: Vars,
         by: String,
     },
+    /// A person ends task `task` with business error `code`, for an error boundary.
+    TaskError {
+        task: String,
+        user: String,
+        code: String,
+        message: String,
+    },
     /// An operator did the failed step by hand: move the token past it.
     ResolveIncident {
         incident: u32,
@@ -180,6 +187,8 @@ pub enum Rejection {
     IncidentNotFound(u32),
     #[error("no token {token} waits for message `{name}` with key `{key}`")]
     NotWaiting { token: u32, name: String, key: String },
+    #[error("no boundary catches error `{code}` from task {task}; complete it normally or with an outcome")]
+    UncaughtTaskError { task: String, code: String },
     #[error("incident {incident} at `{node}` cannot be resolved by skipping the step: {why}")]
     CannotSkip { incident: u32, node: String, why: String },
 }
@@ -350,6 +359,34 @@ pub fn step(p: &Process, inst: &mut Instance, event: Event, now: DateTime<Utc>) 
                     None => run.log(Some(inc.node.clone()), None, HistoryEvent::Ended),
                 }
             }
+            Ok(run.finish())
+        }
+        Event::TaskError { task, user, code, message } => {
+            let tok = waiting_on_task(inst, &task)?;
+            if let Wait::Task { assignee: Some(a), .. } = &inst.tokens[tok].wait {
+                if *a != user {
+                    return Err(Rejection::ClaimedByOther { task, assignee: a.clone() });
+                }
+            }
+            let mut run = Run::new(p, inst, now);
+            if run.catcher(&run.inst.tokens[tok], Some(&code), true).is_none() {
+                return Err(Rejection::UncaughtTaskError { task, code });
+            }
+            let token = run.inst.tokens.remove(tok);
+            let outcome = format!("error:{code}");
+            run.log(
+                Some(token.node.clone()),
+                Some(user.clone()),
+                HistoryEvent::TaskCompleted { task: task.clone(), outcome: outcome.clone(), vars: Vars::new() },
+            );
+            run.out.commands.push(Command::CloseTask {
+                task,
+                status: TaskStatus::Completed,
+                by: Some(user),
+                outcome: Some(outcome),
+            });
+            let why = format!("error `{code}` from the task");
+            run.throw(token, Some(&code), &message, true, why);
             Ok(run.finish())
         }
         Event::TimerFired { job } => {
@@ -1033,6 +1070,7 @@ impl<'a> Run<'a> {
                 let mut token = self.inst.tokens.remove(tok);
                 token.timers.remove(armed_pos);
                 self.release_wait(&token);
+                token.timers.clear();
                 let target = branches[usize::from(armed.index)].1;
                 self.log(Some(node), None, HistoryEvent::Routed { to: p.nodes[target].id.clone() });
                 self.go(token, target);
@@ -1050,6 +1088,7 @@ impl<'a> Run<'a> {
                     let mut token = self.inst.tokens.remove(tok);
                     token.timers.remove(armed_pos);
                     self.release_wait(&token);
+                    token.timers.clear();
                     self.log(Some(node), None, HistoryEvent::Interrupted { to: p.nodes[b.next].id.clone() });
                     return self.go(token, b.next);
                 }
