@@ -10,6 +10,9 @@
 //! * **real**: M timers (default 10,000) all due within one second, on the system
 //!   clock with fsynced commits; the running executor fires them. Reports lateness
 //!   (p50/p99/max of fire time minus due time), measured from the history.
+//! * **baseline** (`--baseline`, run instead of the two above, in its own process):
+//!   as many instances waiting on a user task, no timers: the memory the store itself
+//!   takes for that many instances.
 
 use crate::bench::{proc_status_mb, reset_peak_rss, TempDir};
 use crate::cli::explain;
@@ -26,6 +29,19 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// The same instances waiting on a person instead of a timer: what the store costs
+/// without any timer (`--baseline`).
+const BASELINE: &str = r#"
+id: bench-timer
+lanes: { staff: {} }
+variables:
+  at: { type: datetime, required: true }
+start: { next: wait }
+nodes:
+  wait: { user_task: Wait, lane: staff, next: done }
+  done: { end: }
+"#;
 
 const PROCESS: &str = r#"
 id: bench-timer
@@ -121,6 +137,41 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     (sorted[i] * 1000.0).round() / 1000.0
+}
+
+/// N instances waiting on a user task on the same kind of store: RSS only.
+fn baseline_run(n: usize, root: &Path) -> anyhow::Result<TimerReport> {
+    reset_peak_rss();
+    let rss_before = proc_status_mb("VmRSS");
+    let dir = temp_dir(root, "timers-baseline")?;
+    let t0: DateTime<Utc> = "2026-11-23T00:00:00Z".parse().expect("valid time");
+    let clock = Arc::new(VirtualClock::new(t0));
+    let engine = Engine::builder()
+        .data_dir_with(&dir.0, Durability::Relaxed)
+        .map_err(explain)?
+        .clock(clock)
+        .build()
+        .map_err(explain)?;
+    engine.deploy("bench-timer.yaml", BASELINE).map_err(explain)?;
+    let schedule_s = schedule(&engine, n, 2, |_| t0)?;
+    let rss_scheduled = proc_status_mb("VmRSS");
+    Ok(TimerReport {
+        case: "timers",
+        clock: "baseline",
+        timers: 0,
+        schedule_seconds: (schedule_s * 1000.0).round() / 1000.0,
+        schedule_per_s: (n as f64 / schedule_s).round(),
+        fire_seconds: 0.0,
+        fire_per_s: 0.0,
+        lateness_ms_p50: 0.0,
+        lateness_ms_p99: 0.0,
+        lateness_ms_max: 0.0,
+        lateness_sampled: 0,
+        rss_before_mb: rss_before,
+        rss_scheduled_mb: rss_scheduled,
+        peak_rss_mb: proc_status_mb("VmHWM"),
+        queue_loaded: 0,
+    })
 }
 
 fn virtual_run(n: usize, root: &Path) -> anyhow::Result<TimerReport> {
@@ -247,11 +298,14 @@ pub fn run(out: &Out, temp_root: &Path, a: &BenchArgs) -> anyhow::Result<ExitCod
     let n_virtual = a.timers.unwrap_or(1_000_000);
     let n_real = a.timers_real.unwrap_or(10_000);
     let mut reports = Vec::new();
-    if n_real > 0 {
+    if a.baseline {
+        eprintln!("baseline: {n_virtual} instances waiting on a user task, no timers…");
+        reports.push(baseline_run(n_virtual, temp_root)?);
+    } else if n_real > 0 {
         eprintln!("scheduling {n_real} timers due within one second on the real clock…");
         reports.push(real_run(n_real, temp_root)?);
     }
-    if n_virtual > 0 {
+    if n_virtual > 0 && !a.baseline {
         eprintln!("scheduling {n_virtual} timers on a virtual clock…");
         reports.push(virtual_run(n_virtual, temp_root)?);
     }

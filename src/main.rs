@@ -132,6 +132,9 @@ pub struct BenchArgs {
     /// Timers due within one second in the real-clock run (default 10000; 0 skips it).
     #[arg(long)]
     timers_real: Option<usize>,
+    /// With `bench timers`: instead, measure as many instances waiting on a user task (no timers).
+    #[arg(long)]
+    baseline: bool,
     /// mem, durable or all.
     #[arg(long, default_value = "all", value_parser = ["mem", "durable", "all"])]
     mode: String,
