@@ -92,7 +92,7 @@ fn round(x: f64, digits: i32) -> f64 {
 }
 
 /// A field of /proc/self/status in MiB (VmRSS, VmHWM); 0 where there is none.
-fn proc_status_mb(field: &str) -> f64 {
+pub(crate) fn proc_status_mb(field: &str) -> f64 {
     let Ok(s) = std::fs::read_to_string("/proc/self/status") else { return 0.0 };
     s.lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
@@ -101,7 +101,7 @@ fn proc_status_mb(field: &str) -> f64 {
 }
 
 /// Reset VmHWM so that each run reports its own peak (Linux; best effort).
-fn reset_peak_rss() {
+pub(crate) fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
@@ -113,6 +113,9 @@ pub fn run(out: &Out, data: &Path, a: BenchArgs, data_given: bool) -> anyhow::Re
         _ => vec![Mode::Mem, Mode::Durable],
     };
     let temp_root = if data_given { data.to_path_buf() } else { std::env::temp_dir() };
+    if a.case == "timers" || a.suite.as_deref() == Some("timers") {
+        return crate::bench_timers::run(out, &temp_root, &a);
+    }
     if a.case == "inbox" {
         return crate::inbox_bench::run(out, &temp_root, a.n, a.concurrency);
     }

@@ -4,6 +4,7 @@
 //! under [`cli`], printing goes through [`output`], and `nagare bench` is [`bench`].
 
 mod bench;
+mod bench_timers;
 mod cli;
 mod inbox_bench;
 mod output;
@@ -94,7 +95,18 @@ enum Command {
     /// Retry an incident, optionally after correcting variables.
     #[command(after_help = "Example:\n  nagare retry 1 7 --var 金額=30000")]
     Retry(cli::instances::RetryArgs),
-    /// Run the job executor (service calls) on the data directory.
+    /// Send a message: it goes to the waiting token with this name and key, starts a
+    /// process that listens for it, or is kept until someone waits (--ttl).
+    #[command(
+        after_help = "Example:\n  nagare message 署名完了 --key C-100 --var signed_on=2026-11-24\n  nagare message 回答 --key Q-7 --var text=OK --ttl 0s   # refuse if nobody waits"
+    )]
+    Message(cli::messages::MessageArgs),
+    /// List incidents across instances, or retry / resolve one.
+    #[command(
+        after_help = "Example:\n  nagare incidents --process expense-approval\n  nagare incidents retry 1 7 --var 金額=30000\n  nagare incidents resolve 1 7 --var 番号=R-1   # the step was done by hand: move on"
+    )]
+    Incidents(cli::incidents::IncidentsArgs),
+    /// Run the job executor (service calls and timers) on the data directory.
     #[command(
         after_help = "Example:\n  nagare run              # until Ctrl-C\n  nagare run --until-idle # run due jobs, then exit"
     )]
@@ -125,17 +137,29 @@ enum Command {
     },
     /// Measure throughput on the three peer benchmark processes.
     #[command(
-        after_help = "Example:\n  nagare bench --case straight --mode mem --n 20000\n  nagare bench --mode durable --concurrency 64\n  nagare bench --case inbox                 # 100,000 open tasks, 32 HTTP clients"
+        after_help = "Example:\n  nagare bench --case straight --mode mem --n 20000\n  nagare bench --mode durable --concurrency 64\n  nagare bench --case inbox                 # 100,000 open tasks, 32 HTTP clients\n  nagare bench timers                     # 1M timers on a virtual clock, 10k in one second on the real clock"
     )]
     Bench(BenchArgs),
 }
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// straight, gateway, usertask, all (those three), or inbox (the HTTP API with a
-    /// 100,000-task inbox; --n tasks, --concurrency clients).
-    #[arg(long, default_value = "all", value_parser = ["straight", "gateway", "usertask", "all", "inbox"])]
+    /// `timers`: the timer benchmark (same as --case timers).
+    #[arg(value_parser = ["timers"])]
+    suite: Option<String>,
+    /// straight, gateway, usertask, all (those three), inbox (the HTTP API with a
+    /// 100,000-task inbox; --n tasks, --concurrency clients), or timers.
+    #[arg(long, default_value = "all", value_parser = ["straight", "gateway", "usertask", "all", "inbox", "timers"])]
     case: String,
+    /// Timers in the virtual-clock run of `bench timers` (default 1000000; 0 skips it).
+    #[arg(long)]
+    timers: Option<usize>,
+    /// Timers due within one second in the real-clock run (default 10000; 0 skips it).
+    #[arg(long)]
+    timers_real: Option<usize>,
+    /// With `bench timers`: instead, measure as many instances waiting on a user task (no timers).
+    #[arg(long)]
+    baseline: bool,
     /// mem, durable or all.
     #[arg(long, default_value = "all", value_parser = ["mem", "durable", "all"])]
     mode: String,
@@ -198,6 +222,8 @@ fn main() -> ExitCode {
         Command::Complete(a) => cli::tasks::complete(&out, &data, a),
         Command::Cancel { instance, user, reason } => cli::instances::cancel(&out, &data, instance, &user, &reason),
         Command::Retry(a) => cli::instances::retry(&out, &data, a),
+        Command::Message(a) => cli::messages::send(&out, &data, a),
+        Command::Incidents(a) => cli::incidents::run(&out, &data, a),
         Command::Run { until_idle } => cli::run::run(&out, &data, until_idle),
         Command::Serve(a) => cli::serve::serve(&data, a),
         Command::Token => cli::serve::token(&out),

@@ -263,3 +263,54 @@ fn emulate_kintone_serves_the_api() {
     assert!(resp.contains("山田 太郎"), "{resp}");
     assert!(dir.path().join("kintone.json").exists());
 }
+
+/// `nagare message` delivers, buffers or refuses; `nagare incidents` lists, and
+/// `incidents resolve` moves the stopped token on.
+#[test]
+fn message_and_incidents() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("reply.yaml");
+    std::fs::write(
+        &file,
+        r#"
+id: reply
+variables:
+  no: { type: string, required: true }
+  text: { type: string }
+  x: { type: number }
+start: { next: wait }
+nodes:
+  wait: { message: 回答, key: no, next: calc }
+  calc: { script: 'x = 1 / 0;', next: done }
+  done: { end: }
+"#,
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    assert!(nagare(&data, &["deploy", file]).status.success());
+    assert!(nagare(&data, &["start", "reply", "--var", "no=Q-1"]).status.success());
+    let sent = nagare(&data, &["--json", "message", "回答", "--key", "Q-1", "--var", "text=はい"]);
+    assert!(sent.status.success(), "{}", stderr(&sent));
+    assert!(stdout(&sent).contains("\"delivered\""), "{}", stdout(&sent));
+    let kept = nagare(&data, &["message", "回答", "--key", "Q-1", "--var", "text=again"]);
+    assert!(stdout(&kept).contains("kept as message"), "{}", stdout(&kept));
+    let refused = nagare(&data, &["message", "回答", "--key", "Q-2", "--ttl", "0s"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("no one waits"), "{}", stderr(&refused));
+
+    let list = nagare(&data, &["--json", "incidents"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&list)).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v[0]["node"], "calc");
+    let id = v[0]["id"].to_string();
+    let bad = nagare(&data, &["incidents", "resolve", "1", &id, "--var", "x=abc"]);
+    assert_eq!(bad.status.code(), Some(1), "a wrong type is refused");
+    let ok = nagare(&data, &["--json", "incidents", "resolve", "1", &id, "--var", "x=5"]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let inst: serde_json::Value = serde_json::from_str(&stdout(&ok)).unwrap();
+    assert_eq!(inst["status"], "completed");
+    assert_eq!(inst["vars"]["text"], "はい");
+    assert_eq!(inst["vars"]["x"], 5);
+    assert!(stdout(&nagare(&data, &["incidents"])).contains("no incidents"));
+}

@@ -5,6 +5,12 @@ use std::sync::Mutex;
 
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
+
+    /// The clock as a [`VirtualClock`], when it is one: the executor then waits for the
+    /// clock to be moved instead of sleeping in real time.
+    fn as_virtual(&self) -> Option<&VirtualClock> {
+        None
+    }
 }
 
 /// The real clock, for production.
@@ -20,27 +26,45 @@ impl Clock for SystemClock {
 
 /// A clock that moves only when told: tests and simulations run "3 days later" in
 /// microseconds and replay identically.
+///
+/// Moving it wakes an executor running on it ([`crate::Executor::run`]), which then
+/// fires what has come due; [`crate::Executor::advance`] moves it step by step through
+/// every due time instead, as if the engine had been running all along.
 #[derive(Debug)]
 pub struct VirtualClock {
     now: Mutex<DateTime<Utc>>,
+    moved: tokio::sync::Notify,
 }
 
 impl VirtualClock {
     pub fn new(start: DateTime<Utc>) -> Self {
-        VirtualClock { now: Mutex::new(start) }
+        VirtualClock { now: Mutex::new(start), moved: tokio::sync::Notify::new() }
     }
 
     pub fn advance(&self, by: Duration) {
         *self.now.lock().expect("clock lock") += by;
+        self.moved.notify_waiters();
     }
 
+    /// Set the time. Moving it backwards is allowed (a simulation may replay), but
+    /// timers already fired stay fired.
     pub fn set(&self, to: DateTime<Utc>) {
         *self.now.lock().expect("clock lock") = to;
+        self.moved.notify_waiters();
+    }
+
+    /// Resolves the next time the clock is moved.
+    pub async fn moved(&self) {
+        self.moved.notified().await
     }
 }
 
 impl Clock for VirtualClock {
     fn now(&self) -> DateTime<Utc> {
         *self.now.lock().expect("clock lock")
+    }
+
+    fn as_virtual(&self) -> Option<&VirtualClock> {
+        Some(self)
     }
 }

@@ -5,10 +5,11 @@
 //! tells the executor about new jobs. Two requests for one instance are serialised by
 //! the lock, so the second sees the first's result: one wins, the other is refused.
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock, VirtualClock};
 use crate::compile::CompileOptions;
 use crate::connector::{Connector, Registry};
 use crate::diag::Diagnostics;
+use crate::due::DueQueue;
 use crate::expr::Vars;
 use crate::load::{load_str, Loaded};
 use crate::process::Process;
@@ -17,12 +18,13 @@ use crate::runtime::{
 };
 use crate::stats::{Stats, StatsSnapshot};
 use crate::store::{
-    Batch, DefinitionRecord, Durability, InstanceFilter, KvStore, MemKv, SledKv, Store, StoreError, TaskQuery,
+    Batch, DefinitionRecord, Durability, InstanceFilter, KvStore, MemKv, SledKv, Store, StoreError, Subscription,
+    TaskQuery,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -30,6 +32,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 const LOCK_SHARDS: usize = 256;
+/// Due jobs kept in memory at most; the rest wait in the store's `q/` index.
+pub const DEFAULT_QUEUE_WINDOW: usize = 10_000;
+/// How long a message nobody waits for is kept, unless the sender says otherwise.
+pub const DEFAULT_MESSAGE_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -50,14 +56,19 @@ pub enum EngineError {
     /// The data sent is wrong (form validation): HTTP 422.
     #[error("{0}")]
     Rejected(Rejection),
+    /// A message nobody waits for, sent with a time to live of zero: HTTP 404.
+    #[error("no one waits for message `{name}` with key `{key}`, and it was sent with no time to live")]
+    NoReceiver { name: String, key: String },
 }
 
 impl EngineError {
     fn from_rejection(r: Rejection) -> Self {
         match r {
-            Rejection::InvalidData(_) | Rejection::UnknownOutcome { .. } | Rejection::IncidentNotFound(_) => {
-                EngineError::Rejected(r)
-            }
+            Rejection::InvalidData(_)
+            | Rejection::UnknownOutcome { .. }
+            | Rejection::IncidentNotFound(_)
+            | Rejection::CannotSkip { .. }
+            | Rejection::UncaughtTaskError { .. } => EngineError::Rejected(r),
             _ => EngineError::Conflict(r),
         }
     }
@@ -86,6 +97,8 @@ pub struct EngineBuilder {
     store: Option<Box<dyn Store>>,
     clock: Arc<dyn Clock>,
     connectors: Registry,
+    queue_window: usize,
+    message_ttl: std::time::Duration,
 }
 
 impl EngineBuilder {
@@ -109,6 +122,18 @@ impl EngineBuilder {
 
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Most due jobs held in memory (default [`DEFAULT_QUEUE_WINDOW`]).
+    pub fn queue_window(mut self, n: usize) -> Self {
+        self.queue_window = n;
+        self
+    }
+
+    /// Default time to live of a message nobody waits for yet (default one day).
+    pub fn message_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.message_ttl = ttl;
         self
     }
 
@@ -137,9 +162,11 @@ impl EngineBuilder {
             processes: RwLock::new(HashMap::new()),
             locks: (0..LOCK_SHARDS).map(|_| Mutex::new(())).collect(),
             key_locks: (0..LOCK_SHARDS).map(|_| Mutex::new(())).collect(),
-            queue: Mutex::new(BTreeSet::new()),
+            msg_locks: (0..LOCK_SHARDS).map(|_| Mutex::new(())).collect(),
+            queue: Mutex::new(DueQueue::unloaded(self.queue_window)),
             wake: tokio::sync::Notify::new(),
             stats: Stats::default(),
+            message_ttl: self.message_ttl,
         };
         let engine = Engine { inner: Arc::new(inner) };
         engine.reload()?;
@@ -149,31 +176,45 @@ impl EngineBuilder {
     }
 }
 
-struct Inner {
-    store: Box<dyn Store>,
+pub(crate) struct Inner {
+    pub(crate) store: Box<dyn Store>,
     clock: Arc<dyn Clock>,
     connectors: Registry,
     /// id → versions, in order.
     processes: RwLock<HashMap<String, Vec<Arc<Process>>>>,
     /// Instance (and deploy) locks. An instance lock is always taken last.
-    locks: Vec<Mutex<()>>,
+    pub(crate) locks: Vec<Mutex<()>>,
     /// Business-key locks, taken before an instance lock: a separate set, so that a
     /// start never waits on a shard it holds itself (key and new id in one shard) and
     /// two starts never wait on each other crosswise.
-    key_locks: Vec<Mutex<()>>,
-    /// Jobs to run: (due, job id).
-    queue: Mutex<BTreeSet<(DateTime<Utc>, String)>>,
+    pub(crate) key_locks: Vec<Mutex<()>>,
+    /// Message (name, key) locks, taken first of all: a correlation and a token that
+    /// starts waiting for the same message are serialised, so a message is never
+    /// buffered while a token waits for it, and never delivered twice.
+    pub(crate) msg_locks: Vec<Mutex<()>>,
+    /// Jobs to run: a bounded window over the store's due index.
+    queue: Mutex<DueQueue>,
     wake: tokio::sync::Notify,
     stats: Stats,
+    pub(crate) message_ttl: std::time::Duration,
 }
 
 /// A workflow engine. Cheap to clone; all clones share one state.
 #[derive(Clone)]
 pub struct Engine {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-fn lock_index(key: impl Hash) -> usize {
+/// Messages that tokens started waiting for in a commit: buffered copies may now be
+/// delivered (done after the instance lock is released, see [`crate::messages`]).
+pub(crate) type NewWaits = Vec<(String, String)>;
+
+/// A queue entry at the store index's precision.
+pub(crate) fn due_entry(due: DateTime<Utc>, id: &str) -> crate::due::Entry {
+    (due.timestamp_millis(), id.to_string())
+}
+
+pub(crate) fn lock_index(key: impl Hash) -> usize {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     key.hash(&mut h);
     (h.finish() as usize) % LOCK_SHARDS
@@ -181,7 +222,13 @@ fn lock_index(key: impl Hash) -> usize {
 
 impl Engine {
     pub fn builder() -> EngineBuilder {
-        EngineBuilder { store: None, clock: Arc::new(SystemClock), connectors: Registry::default() }
+        EngineBuilder {
+            store: None,
+            clock: Arc::new(SystemClock),
+            connectors: Registry::default(),
+            queue_window: DEFAULT_QUEUE_WINDOW,
+            message_ttl: DEFAULT_MESSAGE_TTL,
+        }
     }
 
     /// A durable engine on `dir` with the system clock and no connectors.
@@ -195,6 +242,11 @@ impl Engine {
 
     pub fn now(&self) -> DateTime<Utc> {
         self.inner.clock.now()
+    }
+
+    /// The engine's clock as a [`VirtualClock`], when it runs on one.
+    pub fn virtual_clock(&self) -> Option<&VirtualClock> {
+        self.inner.clock.as_virtual()
     }
 
     pub fn store(&self) -> &dyn Store {
@@ -239,9 +291,22 @@ impl Engine {
             }
         }
         *self.inner.processes.write().expect("processes lock") = map;
+        self.refill_queue()?;
+        // A token may have started waiting just before a crash, with its message
+        // already buffered: deliver such messages now.
+        let mut pairs: Vec<(String, String)> =
+            self.inner.store.all_buffered()?.into_iter().map(|m| (m.name, m.key)).collect();
+        pairs.dedup();
+        self.settle(pairs);
+        Ok(())
+    }
+
+    /// Load the due window from the store if it runs low.
+    fn refill_queue(&self) -> Result<(), StoreError> {
         let mut q = self.inner.queue.lock().expect("queue lock");
-        for j in self.inner.store.jobs()? {
-            q.insert((j.due, j.id));
+        if let Some(((ms, id), n)) = q.needs_refill().then(|| q.refill_request()).flatten() {
+            let loaded = self.inner.store.due_after(Some((ms, &id)), n)?;
+            q.refill(loaded, n);
         }
         Ok(())
     }
@@ -272,7 +337,11 @@ impl Engine {
             source: text.to_string(),
             deployed_at: self.now(),
         };
-        self.inner.store.commit(Batch { definitions: vec![record], ..Batch::default() })?;
+        let mut batch = Batch { definitions: vec![record], ..Batch::default() };
+        let (timer_batch, (enq, deq)) = self.schedule_start_timer(&process)?;
+        batch.extend(timer_batch);
+        self.inner.store.commit(batch)?;
+        self.enqueue(enq, deq);
         tracing::info!(process = %process.id, version = process.version, "deployed");
         let out = Deployed { id: process.id.clone(), version: process.version, created: true, warnings };
         self.inner
@@ -305,43 +374,91 @@ impl Engine {
     /// Start an instance of the latest version of `process`.
     pub fn start(&self, process: &str, vars: Vars, opts: StartOptions) -> Result<Instance, EngineError> {
         let p = self.latest(process).ok_or_else(|| EngineError::UnknownProcess(process.to_string()))?;
+        let (inst, waits) = self.start_with(&p, vars, opts, Batch::default())?;
+        self.settle_for(inst, waits)
+    }
+
+    /// Hand buffered messages to the waits just created; the instance as it is after.
+    fn settle_for(&self, inst: Instance, waits: NewWaits) -> Result<Instance, EngineError> {
+        if waits.is_empty() {
+            return Ok(inst);
+        }
+        self.settle(waits);
+        self.reload_if_changed(inst)
+    }
+
+    /// Start an instance of `p`, committing `extra` in the same batch. Returns the
+    /// existing instance when the business key is taken (and then commits nothing).
+    pub(crate) fn start_with(
+        &self,
+        p: &Process,
+        vars: Vars,
+        opts: StartOptions,
+        extra: Batch,
+    ) -> Result<(Instance, NewWaits), EngineError> {
         let _guard =
-            opts.business_key.as_ref().map(|k| self.inner.key_locks[lock_index((process, k))].lock().expect("lock"));
+            opts.business_key.as_ref().map(|k| self.inner.key_locks[lock_index((&p.id, k))].lock().expect("lock"));
         if let Some(key) = &opts.business_key {
-            if let Some(id) = self.inner.store.instance_by_key(process, key)? {
-                return self.instance(id);
+            if let Some(id) = self.inner.store.instance_by_key(&p.id, key)? {
+                if !extra.is_empty() {
+                    let enq = extra.jobs_put.iter().map(|(_, j)| (j.due, j.id.clone())).collect();
+                    let deq = extra.jobs_delete.iter().map(|j| (j.due, j.id.clone())).collect();
+                    self.inner.store.commit(extra)?;
+                    self.enqueue(enq, deq);
+                }
+                return Ok((self.instance(id)?, Vec::new()));
             }
         }
         let id = self.inner.store.next_instance_id()?;
         let now = self.now();
         let (mut inst, tr) =
-            runtime::start(&p, id, vars, opts.by, opts.business_key, now).map_err(EngineError::from_rejection)?;
+            runtime::start(p, id, vars, opts.by, opts.business_key, now).map_err(EngineError::from_rejection)?;
         inst.note_participants(&tr.history);
         let _ilock = self.inner.locks[lock_index(id)].lock().expect("lock");
-        self.commit(&inst, tr, None)?;
+        let waits = self.commit_with(&inst, tr, None, extra)?;
         self.inner.stats.instances_started.fetch_add(1, Ordering::Relaxed);
         self.count_finish(Status::Running, inst.status);
         tracing::debug!(instance = id, process = %p.id, version = p.version, status = inst.status.as_str(), "started");
-        Ok(inst)
+        Ok((inst, waits))
+    }
+
+    /// `inst` as stored now, if a message delivery may have moved it since.
+    fn reload_if_changed(&self, inst: Instance) -> Result<Instance, EngineError> {
+        match self.inner.store.instance(inst.id)? {
+            Some(now) if now.history_len != inst.history_len => Ok(now),
+            _ => Ok(inst),
+        }
     }
 
     /// Apply `event` to instance `id`, commit, and return the new state.
     pub fn handle(&self, id: InstanceId, event: Event) -> Result<Instance, EngineError> {
+        let (inst, waits) = self.handle_with(id, event, Batch::default())?;
+        self.settle_for(inst, waits)
+    }
+
+    /// Apply `event` and commit it together with `extra`. The caller settles the
+    /// returned waits once it holds no lock.
+    pub(crate) fn handle_with(
+        &self,
+        id: InstanceId,
+        event: Event,
+        extra: Batch,
+    ) -> Result<(Instance, NewWaits), EngineError> {
         let _guard = self.inner.locks[lock_index(id)].lock().expect("lock");
         let mut inst = self.inner.store.instance(id)?.ok_or(EngineError::UnknownInstance(id))?;
         let p = self
             .process(&inst.process, inst.version)
             .ok_or_else(|| EngineError::UnknownProcess(format!("{} version {}", inst.process, inst.version)))?;
         let consumed_job = match &event {
-            Event::JobDone { job, .. } | Event::JobFailed { job, .. } => Some(job.clone()),
+            Event::JobDone { job, .. } | Event::JobFailed { job, .. } | Event::TimerFired { job } => Some(job.clone()),
             _ => None,
         };
         let before = inst.status;
         let tr = runtime::step(&p, &mut inst, event, self.now()).map_err(EngineError::from_rejection)?;
         inst.note_participants(&tr.history);
-        self.commit(&inst, tr, consumed_job)?;
+        let waits = self.commit_with(&inst, tr, consumed_job, extra)?;
         self.count_finish(before, inst.status);
-        Ok(inst)
+        Ok((inst, waits))
     }
 
     fn count_finish(&self, before: Status, after: Status) {
@@ -355,10 +472,17 @@ impl Engine {
         };
     }
 
-    fn commit(&self, inst: &Instance, tr: Transition, consumed_job: Option<String>) -> Result<(), EngineError> {
+    fn commit_with(
+        &self,
+        inst: &Instance,
+        tr: Transition,
+        consumed_job: Option<String>,
+        extra: Batch,
+    ) -> Result<NewWaits, EngineError> {
         let store = &self.inner.store;
         let now = self.now();
         let mut batch = Batch { instances: vec![inst.clone()], ..Batch::default() };
+        let mut waits = NewWaits::new();
         batch.history = tr.history.into_iter().map(|h| (inst.id, h)).collect();
         let mut retried = HashSet::new();
         let mut enqueue = Vec::new();
@@ -416,6 +540,27 @@ impl Engine {
                         batch.jobs_delete.push(old);
                     }
                 }
+                Command::Subscribe { token, node, name, key } => {
+                    waits.push((name.clone(), key.clone()));
+                    batch.subscriptions_put.push(Subscription {
+                        name,
+                        key,
+                        instance: inst.id,
+                        token,
+                        process: inst.process.clone(),
+                        node,
+                    });
+                }
+                Command::Unsubscribe { token, name, key } => {
+                    batch.subscriptions_delete.push(Subscription {
+                        name,
+                        key,
+                        instance: inst.id,
+                        token,
+                        process: inst.process.clone(),
+                        node: String::new(),
+                    });
+                }
             }
         }
         if let Some(job) = consumed_job.filter(|j| !retried.contains(j)) {
@@ -424,20 +569,38 @@ impl Engine {
                 batch.jobs_delete.push(old);
             }
         }
+        for j in &extra.jobs_put {
+            enqueue.push((j.1.due, j.1.id.clone()));
+            if let Some(old) = &j.0 {
+                dequeue.push((old.due, old.id.clone()));
+            }
+        }
+        for j in &extra.jobs_delete {
+            dequeue.push((j.due, j.id.clone()));
+        }
+        batch.extend(extra);
         let t = Instant::now();
         store.commit(batch)?;
         self.inner.stats.record_commit(t.elapsed());
         self.inner.stats.tasks_open.fetch_add(tasks_opened, Ordering::Relaxed);
-        if !enqueue.is_empty() || !dequeue.is_empty() {
-            let mut q = self.inner.queue.lock().expect("queue lock");
-            for d in dequeue {
-                q.remove(&d);
-            }
-            q.extend(enqueue);
-            drop(q);
-            self.inner.wake.notify_one();
+        self.enqueue(enqueue, dequeue);
+        Ok(waits)
+    }
+
+    /// After a commit: put new jobs on the due window and drop removed ones.
+    pub(crate) fn enqueue(&self, enqueue: Vec<(DateTime<Utc>, String)>, dequeue: Vec<(DateTime<Utc>, String)>) {
+        if enqueue.is_empty() && dequeue.is_empty() {
+            return;
         }
-        Ok(())
+        let mut q = self.inner.queue.lock().expect("queue lock");
+        for (due, id) in dequeue {
+            q.remove(&due_entry(due, &id));
+        }
+        for (due, id) in enqueue {
+            q.insert(due_entry(due, &id));
+        }
+        drop(q);
+        self.inner.wake.notify_one();
     }
 
     fn task_event(&self, task: &str, event: Event) -> Result<Instance, EngineError> {
@@ -464,12 +627,34 @@ impl Engine {
         self.task_event(task, event)
     }
 
+    /// End a task with business error `code`: an error boundary of the task (or of a
+    /// fork around it) takes over. Refused (422) when nothing would catch it.
+    pub fn fail_task(&self, task: &str, user: &str, code: &str, message: &str) -> Result<Instance, EngineError> {
+        let event =
+            Event::TaskError { task: task.into(), user: user.into(), code: code.into(), message: message.into() };
+        self.task_event(task, event)
+    }
+
     pub fn cancel(&self, id: InstanceId, by: &str, reason: &str) -> Result<Instance, EngineError> {
         self.handle(id, Event::Cancel { by: by.into(), reason: reason.into() })
     }
 
     pub fn retry_incident(&self, id: InstanceId, incident: u32, vars: Vars, by: &str) -> Result<Instance, EngineError> {
         self.handle(id, Event::RetryIncident { incident, vars, by: by.into() })
+    }
+
+    /// Resolve an incident by hand: the operator did the failed step outside the
+    /// engine. `vars` are written (type-checked) and the token moves on along the
+    /// node's `next`, as if the step had succeeded; an error end's token just ends.
+    /// Gateways and joins cannot be skipped (retry them instead).
+    pub fn resolve_incident(
+        &self,
+        id: InstanceId,
+        incident: u32,
+        vars: Vars,
+        by: &str,
+    ) -> Result<Instance, EngineError> {
+        self.handle(id, Event::ResolveIncident { incident, vars, by: by.into() })
     }
 
     /// Report a job's result. A result for an attempt that is no longer awaited
@@ -498,21 +683,41 @@ impl Engine {
         Ok(self.inner.store.history(id)?)
     }
 
+    /// One task; `overdue` is computed against the engine clock.
     pub fn task(&self, id: &str) -> Result<Task, EngineError> {
-        self.inner.store.task(id)?.ok_or_else(|| EngineError::UnknownTask(id.to_string()))
+        let mut t = self.inner.store.task(id)?.ok_or_else(|| EngineError::UnknownTask(id.to_string()))?;
+        t.overdue = is_overdue(&t, self.now());
+        Ok(t)
     }
 
+    /// Open tasks, with `overdue` set (and filtered on, when the query asks).
     pub fn tasks(&self, q: &TaskQuery) -> Result<Vec<Task>, EngineError> {
-        Ok(self.inner.store.open_tasks(q)?)
+        let now = self.now();
+        let unfiltered =
+            TaskQuery { overdue: None, limit: if q.overdue.is_some() { None } else { q.limit }, ..q.clone() };
+        let mut tasks = self.inner.store.open_tasks(&unfiltered)?;
+        for t in &mut tasks {
+            t.overdue = is_overdue(t, now);
+        }
+        if let Some(o) = q.overdue {
+            tasks.retain(|t| t.overdue == o);
+            tasks.truncate(q.limit.unwrap_or(usize::MAX));
+        }
+        Ok(tasks)
     }
 
     /// Jobs due at `now` or earlier, taken off the queue (the caller runs them).
     pub(crate) fn take_due(&self, now: DateTime<Utc>, max: usize) -> Vec<String> {
-        let mut q = self.inner.queue.lock().expect("queue lock");
+        let now_ms = now.timestamp_millis();
         let mut out = Vec::new();
         while out.len() < max {
+            if let Err(e) = self.refill_queue() {
+                tracing::error!(error = %e, "could not load due jobs from the store");
+                break;
+            }
+            let mut q = self.inner.queue.lock().expect("queue lock");
             match q.first() {
-                Some((due, _)) if *due <= now => out.push(q.pop_first().expect("non-empty").1),
+                Some((due, _)) if *due <= now_ms => out.push(q.pop_first().expect("non-empty").1),
                 _ => break,
             }
         }
@@ -521,12 +726,16 @@ impl Engine {
 
     /// Put a job back on the queue (after a run that could not report).
     pub(crate) fn requeue(&self, due: DateTime<Utc>, id: String) {
-        self.inner.queue.lock().expect("queue lock").insert((due, id));
+        self.inner.queue.lock().expect("queue lock").insert(due_entry(due, &id));
         self.inner.wake.notify_one();
     }
 
     pub(crate) fn next_due(&self) -> Option<DateTime<Utc>> {
-        self.inner.queue.lock().expect("queue lock").first().map(|(d, _)| *d)
+        if let Err(e) = self.refill_queue() {
+            tracing::error!(error = %e, "could not load due jobs from the store");
+        }
+        let q = self.inner.queue.lock().expect("queue lock");
+        q.first().and_then(|(ms, _)| DateTime::from_timestamp_millis(*ms))
     }
 
     pub(crate) fn queued(&self) -> usize {
@@ -536,4 +745,8 @@ impl Engine {
     pub(crate) async fn woken(&self) {
         self.inner.wake.notified().await
     }
+}
+
+fn is_overdue(t: &Task, now: DateTime<Utc>) -> bool {
+    t.status == runtime::TaskStatus::Open && t.due.is_some_and(|d| d < now)
 }

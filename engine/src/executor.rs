@@ -1,11 +1,18 @@
-//! The job executor: runs connector calls when they are due and reports results.
+//! The job executor: runs due jobs (connector calls, and timers through the engine)
+//! and reports results.
 //!
 //! Jobs are committed before they run and removed in the commit that records their
 //! result, so a crash in between runs the call again on restart with the same
 //! idempotency key (at-least-once; services that honour the key make it
 //! exactly-once). A result that cannot be stored (disk full) puts the job back on
 //! the queue instead of losing it.
+//!
+//! The executor follows the engine's clock: on a [`crate::VirtualClock`] it waits for
+//! the clock to be moved instead of sleeping, and [`Executor::advance`] walks the
+//! clock through every due time so a simulated "3 days later" fires each timer at
+//! its own time.
 
+use crate::clock::Clock;
 use crate::connector::{Call, ConnectorError};
 use crate::engine::{Engine, EngineError};
 use crate::runtime::{Failure, Job, JobKind};
@@ -64,11 +71,14 @@ impl Executor {
                 None => MAX_IDLE,
             };
             let sleep = if running.len() >= self.concurrency { MAX_IDLE } else { sleep };
+            let clock = self.engine.virtual_clock();
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = self.engine.woken() => {}
                 Some(_) = running.join_next() => {}
-                _ = tokio::time::sleep(sleep) => {}
+                // A virtual clock only moves when told; still look every MAX_IDLE.
+                _ = async { match clock { Some(c) => c.moved().await, None => std::future::pending().await } } => {}
+                _ = tokio::time::sleep(if clock.is_some() { MAX_IDLE } else { sleep }) => {}
             }
         }
         tracing::info!(in_flight = running.len(), "executor stopping; waiting for calls in flight");
@@ -76,7 +86,8 @@ impl Executor {
     }
 
     /// Run every job due now, and those they lead to, until none is due.
-    /// Returns how many jobs ran. For the CLI, tests and simulations.
+    /// Returns how many jobs ran. For the CLI, tests and simulations: timers fire
+    /// inline, one after the other in due order; connector calls run concurrently.
     pub async fn run_until_idle(&self) -> usize {
         let mut count = 0;
         loop {
@@ -86,6 +97,21 @@ impl Executor {
             }
             let mut set = JoinSet::new();
             for id in due {
+                let job = match self.engine.store().job(&id) {
+                    Ok(Some(job)) => job,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::error!(job = %id, error = %e, "could not read a due job");
+                        return count;
+                    }
+                };
+                if job.kind.is_internal() {
+                    match fire_reported(&self.engine, &job) {
+                        JobOutcome::Requeued => return count,
+                        _ => count += 1,
+                    }
+                    continue;
+                }
                 let engine = self.engine.clone();
                 set.spawn(async move { run_job(&engine, &id).await });
             }
@@ -99,17 +125,48 @@ impl Executor {
         }
     }
 
-    /// Jobs waiting in the queue (due or not).
+    /// Move the engine's [`crate::VirtualClock`] forward by `by`, stopping at every due
+    /// time on the way to run what is due then: the history is the one a running
+    /// engine would have written. Returns how many jobs ran.
+    ///
+    /// # Panics
+    /// When the engine does not run on a virtual clock.
+    pub async fn advance(&self, by: chrono::Duration) -> usize {
+        let clock = self.engine.virtual_clock().expect("Executor::advance needs an engine on a VirtualClock");
+        let target = clock.now() + by;
+        let mut count = self.run_until_idle().await;
+        while let Some(due) = self.engine.next_due().filter(|d| *d <= target) {
+            if due > clock.now() {
+                clock.set(due);
+            }
+            let ran = self.run_until_idle().await;
+            count += ran;
+            if ran == 0 && due <= clock.now() {
+                break; // the store refused a result; do not spin
+            }
+        }
+        clock.set(target);
+        count + self.run_until_idle().await
+    }
+
+    /// Jobs loaded in memory (due or not); the store may hold more.
     pub fn queued(&self) -> usize {
         self.engine.queued()
     }
 }
 
-/// Run one job by id: call its connector, then report the result.
+/// Run one job by id: fire a timer, or call its connector and report the result.
 pub async fn run_job(engine: &Engine, id: &str) -> Result<JobOutcome, EngineError> {
     let Some(job) = engine.store().job(id)? else {
         return Ok(JobOutcome::Stale);
     };
+    if job.kind.is_internal() {
+        let e2 = engine.clone();
+        let job2 = job.clone();
+        let outcome =
+            tokio::task::spawn_blocking(move || fire_reported(&e2, &job2)).await.unwrap_or(JobOutcome::Requeued);
+        return Ok(outcome);
+    }
     let result = call(engine, &job).await;
     let e2 = engine.clone();
     let job2 = job.clone();
@@ -127,8 +184,23 @@ pub async fn run_job(engine: &Engine, id: &str) -> Result<JobOutcome, EngineErro
     }
 }
 
+/// Fire an internal job through the engine; a failure to store puts it back on the queue.
+fn fire_reported(engine: &Engine, job: &Job) -> JobOutcome {
+    match engine.fire(job) {
+        Ok(()) => JobOutcome::Reported,
+        Err(EngineError::Conflict(_)) | Err(EngineError::UnknownInstance(_)) => JobOutcome::Stale,
+        Err(e) => {
+            tracing::error!(job = %job.id, error = %e, "could not fire a timer; will try again");
+            engine.requeue(engine.now() + chrono::Duration::from_std(STORE_RETRY).unwrap_or_default(), job.id.clone());
+            JobOutcome::Requeued
+        }
+    }
+}
+
 async fn call(engine: &Engine, job: &Job) -> Result<serde_json::Value, Failure> {
-    let JobKind::Connector { connector, input, idempotency_key, timeout_ms } = &job.kind;
+    let JobKind::Connector { connector, input, idempotency_key, timeout_ms } = &job.kind else {
+        return Err(Failure::Fatal { message: format!("job {} is not a connector call", job.id) });
+    };
     let Some(c) = engine.connectors().get(connector) else {
         return Err(Failure::Fatal { message: format!("no connector `{connector}` is registered in this engine") });
     };

@@ -19,6 +19,10 @@ pub struct ProcessDef {
     pub version: Option<serde_json::Value>,
     #[serde(default)]
     pub description: Option<String>,
+    /// IANA time zone of the process's timers (cron, dates without a time); Asia/Tokyo
+    /// when absent.
+    #[serde(default)]
+    pub time_zone: Option<String>,
     #[serde(default)]
     pub lanes: IndexMap<String, LaneDef>,
     #[serde(default)]
@@ -58,16 +62,100 @@ pub struct VarDef {
     pub max_length: Option<usize>,
 }
 
-/// The none start event: where every new instance begins.
+/// The start event: where every new instance begins. Instances can always be started
+/// by hand; `timer` also starts them on a schedule, `message` when a message arrives.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StartDef {
     #[serde(default)]
     pub name: Option<String>,
-    pub next: String,
+    #[serde(default)]
+    pub timer: Option<TimerDef>,
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Message payload → variables (expressions reading `payload`).
+    #[serde(default)]
+    pub set: Option<IndexMap<String, String>>,
     /// Start an instance per item an outside system reports (a record-change start).
     #[serde(default)]
     pub watch: Option<WatchDef>,
+    pub next: String,
+}
+
+/// When a timer fires: `timer: 3d` (a duration), or a map with one of `duration`,
+/// `date`, `at` (an expression), and for start events `cron` or `cycle`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum TimerDef {
+    Short(String),
+    Full(TimerMap),
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimerMap {
+    #[serde(default)]
+    pub duration: Option<String>,
+    #[serde(default)]
+    pub date: Option<String>,
+    #[serde(default)]
+    pub at: Option<String>,
+    #[serde(default)]
+    pub cron: Option<String>,
+    #[serde(default)]
+    pub cycle: Option<String>,
+    #[serde(default)]
+    pub catch_up: Option<CatchUp>,
+}
+
+/// What a timer start does about starts missed while the engine was down.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CatchUp {
+    /// Start one instance for the missed times, then carry on with the schedule.
+    #[default]
+    Once,
+    /// Start nothing for missed times.
+    Skip,
+}
+
+/// An event attached to a task (`boundary:`): a timer or an error that leads elsewhere.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoundaryDef {
+    #[serde(default)]
+    pub timer: Option<TimerDef>,
+    /// An error code to catch, or `any`.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Timers only: `false` leaves the task running (a reminder).
+    #[serde(default)]
+    pub interrupting: Option<bool>,
+    /// Non-interrupting timers: fire again after this long.
+    #[serde(default)]
+    pub every: Option<String>,
+    /// With `every`: how many times in all.
+    #[serde(default)]
+    pub times: Option<u32>,
+    /// Errors: variables from `error` (`error.code`, `error.message`).
+    #[serde(default)]
+    pub set: Option<IndexMap<String, String>>,
+    pub next: String,
+}
+
+/// One way out of an event-based gateway: a message or a timer.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventBranchDef {
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub set: Option<IndexMap<String, String>>,
+    #[serde(default)]
+    pub timer: Option<TimerDef>,
+    pub next: String,
 }
 
 /// `start: watch:` — who watches, how often, and the start variables per item.
@@ -90,7 +178,8 @@ pub struct WatchDef {
 }
 
 /// One flow node. Exactly one of the kind keys (`user_task`, `service`, `script`,
-/// `exclusive`, `parallel`, `join`, `end`) must be present; compile checks that.
+/// `exclusive`, `inclusive`, `parallel`, `event_based`, `join`, `timer`, `message`,
+/// `end`) must be present; compile checks that.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeDef {
@@ -113,11 +202,28 @@ pub struct NodeDef {
     #[serde(default)]
     pub exclusive: Option<Vec<BranchDef>>,
     #[serde(default)]
+    pub inclusive: Option<Vec<BranchDef>>,
+    #[serde(default)]
     pub parallel: Option<Vec<String>>,
     #[serde(default)]
+    pub event_based: Option<Vec<EventBranchDef>>,
+    #[serde(default)]
     pub join: Option<String>,
+    #[serde(default)]
+    pub timer: Option<TimerDef>,
+    #[serde(default)]
+    pub message: Option<String>,
     #[serde(default, deserialize_with = "present")]
-    pub end: Option<Option<EndKind>>,
+    pub end: Option<Option<EndDef>>,
+
+    // message catch
+    /// Correlation key expression.
+    #[serde(default)]
+    pub key: Option<String>,
+
+    // tasks and forks
+    #[serde(default)]
+    pub boundary: Option<Vec<BoundaryDef>>,
 
     // user task
     #[serde(default)]
@@ -144,6 +250,23 @@ pub struct NodeDef {
     pub default: Option<String>,
 }
 
+/// `end:`, `end: terminate` or `end: { error: CODE, message: text }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum EndDef {
+    Kind(EndKind),
+    Error(ErrorEndDef),
+}
+
+/// An error end event: throws `error` to the nearest boundary that catches it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorEndDef {
+    pub error: String,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
 /// `end:` with no value, or `end: terminate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -154,7 +277,7 @@ pub enum EndKind {
     Terminate,
 }
 
-/// One conditional flow of an exclusive gateway.
+/// One conditional flow of an exclusive or inclusive gateway.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BranchDef {

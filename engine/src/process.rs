@@ -1,8 +1,11 @@
 //! A compiled, runnable process: nodes by index, expressions compiled, types resolved.
 
 use crate::expr::Expr;
-use crate::model::FieldMode;
+use crate::model::{CatchUp, FieldMode};
+use crate::schedule::{Schedule, Span};
 use crate::types::VarType;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::Value;
@@ -52,6 +55,81 @@ pub struct UserTaskSpec {
     /// Named outcomes besides the default `next`, e.g. `reject: rejected`.
     pub outcomes: Vec<(String, NodeIx)>,
     pub next: NodeIx,
+    pub boundary: Vec<Boundary>,
+}
+
+/// When a timer fires, relative to the moment a token arms it.
+#[derive(Debug, Clone)]
+pub enum TimerWhen {
+    /// After a fixed length of time.
+    After(Span),
+    /// At a fixed instant.
+    Date(DateTime<Utc>),
+    /// At the instant (or date, midnight in the process zone) an expression gives.
+    At(Expr),
+    /// At the due date of the user task it is attached to.
+    Due,
+}
+
+/// An event attached to a task or a fork.
+#[derive(Debug, Clone)]
+pub struct Boundary {
+    pub trigger: BoundaryTrigger,
+    pub next: NodeIx,
+    /// Errors: variables set from `error` before moving on.
+    pub set: Vec<(String, Expr)>,
+}
+
+#[derive(Debug, Clone)]
+pub enum BoundaryTrigger {
+    Timer {
+        when: TimerWhen,
+        /// Interrupting timers end the task; others start a side path beside it.
+        interrupting: bool,
+        /// Repeat after this long (non-interrupting only).
+        every: Option<Span>,
+        /// How many times in all, with `every`; `None` is unbounded.
+        times: Option<u32>,
+    },
+    /// `code` None catches every error (`error: any`).
+    Error { code: Option<String> },
+}
+
+impl Boundary {
+    /// Whether this boundary catches an error with `code` (`None`: a technical failure).
+    pub fn catches(&self, code: Option<&str>) -> bool {
+        match &self.trigger {
+            BoundaryTrigger::Error { code: None } => true,
+            BoundaryTrigger::Error { code: Some(c) } => code == Some(c.as_str()),
+            BoundaryTrigger::Timer { .. } => false,
+        }
+    }
+}
+
+/// A message a token waits for: its name, the correlation key expression and how the
+/// payload becomes variables.
+#[derive(Debug, Clone)]
+pub struct MessageSpec {
+    pub name: String,
+    pub key: Option<Expr>,
+    /// Explicit mapping with `payload`; empty: payload fields named like declared
+    /// variables are copied.
+    pub set: Vec<(String, Expr)>,
+}
+
+/// One way out of an event-based gateway.
+#[derive(Debug, Clone)]
+pub enum EventTrigger {
+    Message(MessageSpec),
+    Timer(TimerWhen),
+}
+
+/// How instances of a process start besides by hand.
+#[derive(Debug, Clone)]
+pub enum StartTrigger {
+    None,
+    Timer { schedule: Schedule, catch_up: CatchUp },
+    Message { name: String, set: Vec<(String, Expr)> },
 }
 
 /// A connector input: an expression, or a literal written in YAML.
@@ -106,44 +184,119 @@ pub struct ServiceSpec {
     pub retry: RetryPolicy,
     pub timeout: Duration,
     pub next: NodeIx,
+    pub boundary: Vec<Boundary>,
 }
 
 #[derive(Debug, Clone)]
 pub enum NodeKind {
-    Start { next: NodeIx },
-    End { terminate: bool },
+    Start {
+        next: NodeIx,
+        trigger: StartTrigger,
+    },
+    End {
+        terminate: bool,
+    },
+    /// An error end event: throws `code` to the nearest boundary that catches it.
+    ErrorEnd {
+        code: String,
+        message: Option<String>,
+    },
     UserTask(UserTaskSpec),
     Service(ServiceSpec),
-    Script { script: Expr, next: NodeIx },
-    Exclusive { branches: Vec<(Expr, NodeIx)>, default: Option<NodeIx> },
-    Parallel { branches: Vec<NodeIx> },
-    Join { fork: NodeIx, next: NodeIx },
+    Script {
+        script: Expr,
+        next: NodeIx,
+    },
+    Exclusive {
+        branches: Vec<(Expr, NodeIx)>,
+        default: Option<NodeIx>,
+    },
+    /// Every branch whose condition holds (the default when none does); its join
+    /// waits for exactly the branches taken.
+    Inclusive {
+        branches: Vec<(Expr, NodeIx)>,
+        default: Option<NodeIx>,
+        boundary: Vec<Boundary>,
+    },
+    /// `boundary` holds error boundaries: an error thrown inside the fork and not
+    /// caught closer ends all its branches and continues there.
+    Parallel {
+        branches: Vec<NodeIx>,
+        boundary: Vec<Boundary>,
+    },
+    /// The first trigger to happen wins; the others are withdrawn.
+    EventBased {
+        branches: Vec<(EventTrigger, NodeIx)>,
+    },
+    Join {
+        fork: NodeIx,
+        next: NodeIx,
+    },
+    TimerCatch {
+        when: TimerWhen,
+        next: NodeIx,
+    },
+    MessageCatch {
+        message: MessageSpec,
+        next: NodeIx,
+    },
 }
 
 impl NodeKind {
     pub fn name(&self) -> &'static str {
         match self {
             NodeKind::Start { .. } => "start",
-            NodeKind::End { .. } => "end",
+            NodeKind::End { .. } | NodeKind::ErrorEnd { .. } => "end",
             NodeKind::UserTask(_) => "user_task",
             NodeKind::Service(_) => "service",
             NodeKind::Script { .. } => "script",
             NodeKind::Exclusive { .. } => "exclusive",
+            NodeKind::Inclusive { .. } => "inclusive",
             NodeKind::Parallel { .. } => "parallel",
+            NodeKind::EventBased { .. } => "event_based",
             NodeKind::Join { .. } => "join",
+            NodeKind::TimerCatch { .. } => "timer",
+            NodeKind::MessageCatch { .. } => "message",
         }
     }
 
     /// Nodes where a token waits for something outside the engine.
     pub fn is_wait_state(&self) -> bool {
-        matches!(self, NodeKind::UserTask(_) | NodeKind::Service(_))
+        matches!(
+            self,
+            NodeKind::UserTask(_)
+                | NodeKind::Service(_)
+                | NodeKind::TimerCatch { .. }
+                | NodeKind::MessageCatch { .. }
+                | NodeKind::EventBased { .. }
+        )
     }
 
-    /// Every node this one can pass a token to.
-    pub fn successors(&self) -> Vec<NodeIx> {
+    /// Forks: nodes whose branches a `join` closes.
+    pub fn is_fork(&self) -> bool {
+        matches!(self, NodeKind::Parallel { .. } | NodeKind::Inclusive { .. })
+    }
+
+    /// Boundary events attached to this node.
+    pub fn boundary(&self) -> &[Boundary] {
         match self {
-            NodeKind::Start { next } | NodeKind::Script { next, .. } | NodeKind::Join { next, .. } => vec![*next],
-            NodeKind::End { .. } => vec![],
+            NodeKind::UserTask(u) => &u.boundary,
+            NodeKind::Service(s) => &s.boundary,
+            NodeKind::Parallel { boundary, .. } | NodeKind::Inclusive { boundary, .. } => boundary,
+            _ => &[],
+        }
+    }
+
+    /// Every node this one can pass a token to along its normal flow (boundary
+    /// events not included; see [`NodeKind::boundary`]).
+    pub fn flow_successors(&self) -> Vec<NodeIx> {
+        match self {
+            NodeKind::Start { next, .. }
+            | NodeKind::Script { next, .. }
+            | NodeKind::Join { next, .. }
+            | NodeKind::TimerCatch { next, .. }
+            | NodeKind::MessageCatch { next, .. } => vec![*next],
+            NodeKind::End { .. } | NodeKind::ErrorEnd { .. } => vec![],
             NodeKind::UserTask(u) => {
                 let mut v = vec![u.next];
                 v.extend(u.send_back);
@@ -151,13 +304,21 @@ impl NodeKind {
                 v
             }
             NodeKind::Service(s) => vec![s.next],
-            NodeKind::Exclusive { branches, default } => {
+            NodeKind::Exclusive { branches, default } | NodeKind::Inclusive { branches, default, .. } => {
                 let mut v: Vec<_> = branches.iter().map(|(_, n)| *n).collect();
                 v.extend(*default);
                 v
             }
-            NodeKind::Parallel { branches } => branches.clone(),
+            NodeKind::Parallel { branches, .. } => branches.clone(),
+            NodeKind::EventBased { branches } => branches.iter().map(|(_, n)| *n).collect(),
         }
+    }
+
+    /// Every node this one can pass a token to, boundary events included.
+    pub fn successors(&self) -> Vec<NodeIx> {
+        let mut v = self.flow_successors();
+        v.extend(self.boundary().iter().map(|b| b.next));
+        v
     }
 }
 
@@ -193,6 +354,8 @@ pub struct Process {
     pub nodes: Vec<Node>,
     pub index: HashMap<String, NodeIx>,
     pub start: NodeIx,
+    /// Zone of cron schedules and of dates without a time.
+    pub time_zone: Tz,
     /// The record-change start, if the process has one (`start: watch:`).
     pub watch: Option<WatchSpec>,
 }
@@ -211,6 +374,14 @@ pub struct WatchSpec {
 impl Process {
     pub fn node(&self, id: &str) -> Option<(NodeIx, &Node)> {
         self.index.get(id).map(|&ix| (ix, &self.nodes[ix]))
+    }
+
+    /// How instances start besides by hand.
+    pub fn start_trigger(&self) -> &StartTrigger {
+        match &self.nodes[self.start].kind {
+            NodeKind::Start { trigger, .. } => trigger,
+            _ => &StartTrigger::None,
+        }
     }
 
     /// Groups allowed to work tasks in `lane`.

@@ -1,8 +1,9 @@
 //! Property tests: random valid processes and random event orders.
 //!
 //! Processes are generated from a block grammar (a sequence of blocks; a block is a
-//! user task, a script, an exclusive choice of 2–3 branches that merge again, or a
-//! parallel fork of 2–4 branches closed by its join), written out as YAML and
+//! user task, a script, an exclusive choice of 2–3 branches that merge again, a
+//! parallel fork of 2–4 branches closed by its join, or an inclusive fork of 2–3
+//! conditional branches whose join waits for the ones taken), written out as YAML and
 //! deployed. The test then completes a random open task until none remain and,
 //! after every event, checks that tokens are never lost or duplicated: every open
 //! task has exactly one token and vice versa, every branch of every fork activation
@@ -34,6 +35,9 @@ enum Block {
     /// Branches with the condition `v<var> > <threshold>`; the last is the default.
     Exclusive(Vec<(u8, u8, Vec<Block>)>),
     Parallel(Vec<Vec<Block>>),
+    /// Every branch whose condition `v<var> > <threshold>` holds (the last is the
+    /// default), closed by a join that waits for the branches taken.
+    Inclusive(Vec<(u8, u8, Vec<Block>)>),
 }
 
 fn block() -> impl Strategy<Value = Block> {
@@ -45,7 +49,8 @@ fn block() -> impl Strategy<Value = Block> {
         let seq = prop::collection::vec(inner, 1..=3);
         prop_oneof![
             prop::collection::vec((0..VARS, 0..10u8, seq.clone()), 2..=3).prop_map(Block::Exclusive),
-            prop::collection::vec(seq, 2..=4).prop_map(Block::Parallel),
+            prop::collection::vec(seq.clone(), 2..=4).prop_map(Block::Parallel),
+            prop::collection::vec((0..VARS, 0..10u8, seq), 2..=3).prop_map(Block::Inclusive),
         ]
     })
 }
@@ -59,7 +64,7 @@ fn task_nodes(seq: &[Block]) -> usize {
         .map(|b| match b {
             Block::Task => 1,
             Block::Script { .. } => 0,
-            Block::Exclusive(bs) => bs.iter().map(|(_, _, s)| task_nodes(s)).sum(),
+            Block::Exclusive(bs) | Block::Inclusive(bs) => bs.iter().map(|(_, _, s)| task_nodes(s)).sum(),
             Block::Parallel(bs) => bs.iter().map(|s| task_nodes(s)).sum(),
         })
         .sum()
@@ -73,6 +78,7 @@ fn width(seq: &[Block]) -> usize {
             Block::Script { .. } => 0,
             Block::Exclusive(bs) => bs.iter().map(|(_, _, s)| width(s)).max().unwrap_or(0),
             Block::Parallel(bs) => bs.iter().map(|s| width(s)).sum(),
+            Block::Inclusive(bs) => bs.iter().map(|(_, _, s)| width(s)).sum(),
         })
         .max()
         .unwrap_or(0)
@@ -124,6 +130,21 @@ impl Emitter {
                 write!(node, "    default: {}", firsts[last]).expect("write");
                 self.nodes.push(node);
                 id
+            }
+            Block::Inclusive(branches) => {
+                let fork = self.id("o");
+                let join = self.id("j");
+                self.nodes.push(format!("  {join}: {{ join: {fork}, next: {next} }}"));
+                let firsts: Vec<String> = branches.iter().map(|(_, _, s)| self.seq(s, &join)).collect();
+                let mut node = format!("  {fork}:\n    inclusive:\n");
+                let last = branches.len() - 1;
+                for ((var, threshold, _), first) in branches.iter().zip(&firsts).take(last) {
+                    writeln!(node, "      - {{ when: 'v{var} > {threshold}', next: {first} }}").expect("write");
+                }
+                write!(node, "    default: {}", firsts[last]).expect("write");
+                self.nodes.push(node);
+                self.fork_join.push((fork.clone(), join));
+                fork
             }
             Block::Parallel(branches) => {
                 let fork = self.id("f");

@@ -2,44 +2,61 @@
 //!
 //! Each directory under `tests/traces/` holds a process (`process.yaml`, or a
 //! `process.path` file naming one relative to the workspace root), a list of events
-//! (`events.yaml`) and the expected trace (`expected.txt`). The runner drives the pure
-//! core ([`runtime::start`] and [`runtime::step`]) directly, with a fixed clock that
-//! starts at 2026-11-23T00:00:00Z and advances one minute per event, and renders:
+//! (`events.yaml`) and the expected trace (`expected.txt`). The runner drives a real
+//! [`Engine`] (in-memory store) on a [`VirtualClock`] that starts at
+//! 2026-11-23T00:00:00Z and moves one minute before every event, and renders:
 //!
 //! * `> <event>` for every event fed in, followed by the history entries it wrote
-//!   (`seq node event detail`), or `rejected: <message>` when it was refused (the
-//!   runner also checks that a refused event changed nothing);
+//!   (`seq node event detail`; entries of instances other than 1 start with `#<id>`),
+//!   or `rejected: <message>` when it was refused (the runner also checks that a
+//!   refused event changed nothing);
+//! * `@ <time>` before entries written at another time than the event's (timers
+//!   fired while the clock advanced);
 //! * `cancels task|job <id>` for tasks and jobs an event withdrew;
-//! * the final status, the tokens still waiting and the variables.
+//! * at the end, per instance: the status, the tokens still waiting and the
+//!   variables; then pending timers and buffered messages.
 //!
 //! Run with `UPDATE_EXPECT=1` to rewrite the `expected.txt` files, then review the diff.
 //!
 //! Events:
 //!
 //! ```yaml
-//! - start: { vars: { 金額: 1000 }, by: u }
+//! - start: { vars: { 金額: 1000 }, by: u, key: business-key }
 //! - claim: { node: review, user: u }
 //! - assign: { node: review, to: u, by: admin }     # `to` absent: unassign
 //! - complete: { node: review, user: u, vars: {..}, outcome: next | send_back | <name>, comment: .. }
 //! - job_ok: { node: call, output: {..} }
 //! - job_fail: { node: call, kind: retryable | fatal | business, message: .., code: .. }
+//! - task_error: { node: review, code: 書類不備, message: .. }   # Engine::fail_task
 //! - cancel: { by: u, reason: .. }
 //! - retry_incident: { node: route, vars: {..} }
+//! - resolve_incident: { node: route, vars: {..} }
+//! - advance: 3d                    # the clock walks 3 days, firing each due job at its time
+//! - run:                           # run the jobs due now (clock unchanged)
+//! - message: { name: 返信, key: K-1, payload: {..}, ttl: 1h }   # ttl: 0s refuses if nobody waits
 //! ```
 //!
-//! `node` is resolved to the task, job or incident currently waiting on that node.
+//! `node` is resolved to the task, job or incident currently waiting on that node, in
+//! instance 1 unless the event says `instance: N`. Connectors are stubs: their jobs
+//! are finished by `job_ok` / `job_fail`; one that the executor runs (during
+//! `advance` or `run`) fails with a retryable "no answer".
 
 use chrono::{DateTime, Duration, Utc};
 use nagare_engine::compile::CompileOptions;
 use nagare_engine::load::load_str;
-use nagare_engine::process::Process;
+use nagare_engine::process::NodeKind;
 use nagare_engine::runtime::{
-    self, Command, Event, Failure, HistoryEntry, HistoryEvent, Instance, Outcome, Status, Transition, Wait,
+    Event, Failure, HistoryEntry, HistoryEvent, Instance, JobKind, Outcome, Status, TaskStatus, Wait,
 };
-use nagare_engine::Vars;
+use nagare_engine::store::InstanceFilter;
+use nagare_engine::{
+    Call, ConnectorError, Engine, EngineError, Executor, FnConnector, MessageOptions, StartOptions, Vars, VirtualClock,
+};
 use serde_json::{Map, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 fn traces_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("traces")
@@ -65,9 +82,13 @@ fn str_of<'a>(args: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
     args.get(key).and_then(Value::as_str)
 }
 
+fn time(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339()
+}
+
 /// One line per history entry; details come from the entry and, for tasks and jobs,
-/// from the command that opened them.
-fn render_entry(out: &mut String, h: &HistoryEntry, t: &Transition) {
+/// from their records in the store.
+fn render_entry(out: &mut String, engine: &Engine, instance: u64, h: &HistoryEntry) {
     use HistoryEvent as H;
     let node = h.node.as_deref().unwrap_or("-");
     let mut detail = match &h.event {
@@ -78,15 +99,10 @@ fn render_entry(out: &mut String, h: &HistoryEntry, t: &Transition) {
         H::Joined | H::Ended | H::Completed => String::new(),
         H::TaskOpened { task } => {
             let mut d = format!("task={task}");
-            for c in &t.commands {
-                if let Command::OpenTask(open) = c {
-                    if open.id == *task {
-                        write!(d, " title={} lane={} groups=[{}]", open.title, open.lane, open.groups.join(", "))
-                            .unwrap();
-                        if let Some(due) = open.due {
-                            write!(d, " due={}", due.to_rfc3339()).unwrap();
-                        }
-                    }
+            if let Ok(open) = engine.task(task) {
+                write!(d, " title={} lane={} groups=[{}]", open.title, open.lane, open.groups.join(", ")).unwrap();
+                if let Some(due) = open.due {
+                    write!(d, " due={}", due.to_rfc3339()).unwrap();
                 }
             }
             d
@@ -97,12 +113,9 @@ fn render_entry(out: &mut String, h: &HistoryEntry, t: &Transition) {
         H::SentBack { task, to, comment } => format!("task={task} to={to} comment={comment:?}"),
         H::JobScheduled { job, connector, attempt } => {
             let mut d = format!("job={job} connector={connector} attempt={attempt}");
-            for c in &t.commands {
-                if let Command::ScheduleJob(j) = c {
-                    if j.id == *job {
-                        let nagare_engine::runtime::JobKind::Connector { input, .. } = &j.kind;
-                        write!(d, " input={}", json(input)).unwrap();
-                    }
+            if let Ok(Some(j)) = engine.store().job(job) {
+                if let JobKind::Connector { input, .. } = &j.kind {
+                    write!(d, " input={}", json(input)).unwrap();
                 }
             }
             d
@@ -112,18 +125,23 @@ fn render_entry(out: &mut String, h: &HistoryEntry, t: &Transition) {
             "job={job} attempt={attempt} message={message:?} retry_at={}",
             retry_at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into())
         ),
-        H::IncidentRaised { incident, message } => {
-            format!("incident={incident} message={message:?}")
-        }
-        H::IncidentResolved { incident, vars } => {
-            format!("incident={incident} vars={}", json(vars))
-        }
+        H::IncidentRaised { incident, message } => format!("incident={incident} message={message:?}"),
+        H::IncidentResolved { incident, vars } => format!("incident={incident} vars={}", json(vars)),
+        H::IncidentSkipped { incident, vars, to } => format!("incident={incident} vars={} to={to}", json(vars)),
+        H::TimerSet { job, due } => format!("job={job} due={}", time(due)),
+        H::TimerFired { job } => format!("job={job}"),
+        H::Interrupted { to } => format!("to={to}"),
+        H::MessageWaiting { name, key } => format!("name={name} key={key:?}"),
+        H::MessageReceived { name, key, set } => format!("name={name} key={key:?} set=[{}]", set.join(", ")),
+        H::ErrorThrown { code, message } => format!("code={} message={message:?}", code.as_deref().unwrap_or("-")),
+        H::ErrorCaught { code, by, to } => format!("code={} by={by} to={to}", code.as_deref().unwrap_or("-")),
         H::Cancelled { reason } => format!("reason={reason:?}"),
     };
     if let Some(u) = &h.user {
         detail = if detail.is_empty() { format!("by={u}") } else { format!("by={u} {detail}") };
     }
-    let line = format!("{} {} {} {}", h.seq, node, h.event.name(), detail);
+    let prefix = if instance == 1 { String::new() } else { format!("#{instance} ") };
+    let line = format!("{prefix}{} {} {} {}", h.seq, node, h.event.name(), detail);
     writeln!(out, "{}", line.trim_end()).unwrap();
 }
 
@@ -136,13 +154,13 @@ fn waiting_on<'a>(inst: &'a Instance, node: &str) -> &'a Wait {
         .unwrap_or_else(|| panic!("nothing waits on node `{node}`; tokens: {:?}", inst.tokens))
 }
 
-/// Tasks and jobs seen so far, by node: an event may name a task that is no longer
-/// open, to show that it is refused.
-type Seen = std::collections::HashMap<String, String>;
+/// Tasks and jobs seen so far, by (instance, node): an event may name a task that is
+/// no longer open, to show that it is refused.
+type Seen = HashMap<(u64, String), String>;
 
 fn task_on(inst: &Instance, seen: &Seen, node: &str) -> String {
     if !inst.tokens.iter().any(|t| t.node == node && matches!(t.wait, Wait::Task { .. })) {
-        if let Some(task) = seen.get(node) {
+        if let Some(task) = seen.get(&(inst.id, node.to_string())) {
             return task.clone();
         }
     }
@@ -154,7 +172,7 @@ fn task_on(inst: &Instance, seen: &Seen, node: &str) -> String {
 
 fn job_on(inst: &Instance, seen: &Seen, node: &str) -> String {
     if !inst.tokens.iter().any(|t| t.node == node && matches!(t.wait, Wait::Job { .. })) {
-        if let Some(job) = seen.get(node) {
+        if let Some(job) = seen.get(&(inst.id, node.to_string())) {
             return job.clone();
         }
     }
@@ -172,162 +190,367 @@ fn incident_on(inst: &Instance, node: Option<&str>) -> u32 {
         .unwrap_or_else(|| panic!("no incident on {node:?}; incidents: {:?}", inst.incidents))
 }
 
-fn to_event(inst: &Instance, seen: &Seen, kind: &str, args: &Map<String, Value>) -> Event {
-    let node = || str_of(args, "node").unwrap_or_else(|| panic!("`{kind}` needs `node`"));
-    let user = || str_of(args, "user").unwrap_or("u").to_string();
-    match kind {
-        "claim" => Event::Claim { task: task_on(inst, seen, node()), user: user() },
-        "unclaim" => Event::Unclaim {
-            task: task_on(inst, seen, node()),
-            user: user(),
-            force: args.get("force").and_then(Value::as_bool).unwrap_or(false),
-        },
-        "assign" => Event::Assign {
-            task: task_on(inst, seen, node()),
-            assignee: str_of(args, "to").map(str::to_string),
-            by: str_of(args, "by").unwrap_or("admin").to_string(),
-        },
-        "complete" => {
-            let outcome = match str_of(args, "outcome").unwrap_or("next") {
-                "next" => Outcome::Next,
-                "send_back" => Outcome::SendBack { comment: str_of(args, "comment").unwrap_or_default().to_string() },
-                name => Outcome::Named(name.to_string()),
-            };
-            Event::Complete { task: task_on(inst, seen, node()), user: user(), data: vars_of(args, "vars"), outcome }
-        }
-        "job_ok" => Event::JobDone {
-            job: job_on(inst, seen, node()),
-            output: args.get("output").cloned().unwrap_or(Value::Object(Map::new())),
-        },
-        "job_fail" => {
-            let message = str_of(args, "message").unwrap_or("failed").to_string();
-            let failure = match str_of(args, "kind").unwrap_or("retryable") {
-                "retryable" => Failure::Retryable { message, retry_after_ms: None },
-                "fatal" => Failure::Fatal { message },
-                "business" => Failure::Business { code: str_of(args, "code").unwrap_or("E").to_string(), message },
-                other => panic!("unknown failure kind `{other}`"),
-            };
-            Event::JobFailed { job: job_on(inst, seen, node()), failure }
-        }
-        "cancel" => Event::Cancel {
-            by: str_of(args, "by").unwrap_or("u").to_string(),
-            reason: str_of(args, "reason").unwrap_or("cancelled").to_string(),
-        },
-        "retry_incident" => Event::RetryIncident {
-            incident: incident_on(inst, str_of(args, "node")),
-            vars: vars_of(args, "vars"),
-            by: user(),
-        },
-        other => panic!("unknown event `{other}`"),
+fn describe(kind: &str, args: &Value) -> String {
+    match args {
+        Value::Null => format!("> {kind}"),
+        Value::Object(o) if o.is_empty() => format!("> {kind}"),
+        Value::String(s) => format!("> {kind} {s}"),
+        other => format!("> {kind} {}", json(other)),
     }
 }
 
-fn describe(kind: &str, args: &Map<String, Value>) -> String {
-    if args.is_empty() {
-        format!("> {kind}")
-    } else {
-        format!("> {kind} {}", json(args))
+fn parse_duration(s: &str) -> Duration {
+    Duration::from_std(humantime::parse_duration(s).unwrap_or_else(|e| panic!("`{s}`: {e}"))).expect("duration")
+}
+
+/// Open task ids and pending job ids, across instances.
+fn snapshot(engine: &Engine) -> (BTreeSet<String>, BTreeMap<String, u64>) {
+    let tasks = engine.tasks(&Default::default()).expect("tasks").into_iter().map(|t| t.id).collect();
+    let jobs = engine.store().jobs().expect("jobs").into_iter().map(|j| (j.id, j.instance)).collect();
+    (tasks, jobs)
+}
+
+/// A connector that never answers in time: traces report results by hand.
+fn stub(_: &Call) -> Result<Value, ConnectorError> {
+    Err(ConnectorError::Retryable("no answer (trace stub)".into()))
+}
+
+struct Case {
+    engine: Engine,
+    clock: Arc<VirtualClock>,
+    exec: Executor,
+    rt: tokio::runtime::Runtime,
+    seen: Seen,
+    /// History entries already printed, per instance.
+    printed: BTreeMap<u64, u32>,
+}
+
+impl Case {
+    fn new(process_text: &str) -> Case {
+        let loaded = load_str("process.yaml", process_text, &CompileOptions::default())
+            .unwrap_or_else(|d| panic!("the case's process does not load:\n{d}"));
+        let clock = Arc::new(VirtualClock::new(base_time()));
+        let mut builder = Engine::builder().in_memory().clock(clock.clone());
+        for n in &loaded.process.nodes {
+            if let NodeKind::Service(s) = &n.kind {
+                builder = builder.connector(s.connector.clone(), FnConnector(stub));
+            }
+        }
+        let engine = builder.build().expect("engine");
+        engine.deploy("process.yaml", process_text).unwrap_or_else(|e| panic!("deploy: {e}"));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio");
+        let exec = Executor::new(engine.clone());
+        Case { engine, clock, exec, rt, seen: Seen::new(), printed: BTreeMap::new() }
+    }
+
+    fn instance(&self, args: &Map<String, Value>) -> Instance {
+        let id = args.get("instance").and_then(Value::as_u64).unwrap_or(1);
+        self.engine.instance(id).unwrap_or_else(|e| panic!("instance {id}: {e}"))
+    }
+
+    /// Print history written since the last call, every instance in id order.
+    /// Print history written since the last call, in time order (instances in id
+    /// order within one instant). Returns the entries printed.
+    fn print_new(&mut self, out: &mut String, event_time: DateTime<Utc>) -> Vec<HistoryEntry> {
+        let all = self.engine.instances(&InstanceFilter::default()).expect("instances");
+        let mut new: Vec<(u64, HistoryEntry)> = Vec::new();
+        for inst in all {
+            let from = self.printed.get(&inst.id).copied().unwrap_or(0);
+            let hist = self.engine.history(inst.id).expect("history");
+            assert_eq!(hist.len() as u32, inst.history_len, "history_len counts every entry");
+            new.extend(hist.into_iter().filter(|h| h.seq >= from).map(|h| (inst.id, h)));
+            self.printed.insert(inst.id, inst.history_len);
+        }
+        new.sort_by_key(|(i, h)| (h.at, *i, h.seq));
+        let mut last_time = event_time;
+        for (id, h) in &new {
+            if h.at != last_time {
+                writeln!(out, "@ {}", time(&h.at)).unwrap();
+                last_time = h.at;
+            }
+            match (&h.event, &h.node) {
+                (HistoryEvent::TaskOpened { task }, Some(n))
+                | (HistoryEvent::JobScheduled { job: task, .. }, Some(n)) => {
+                    self.seen.insert((*id, n.clone()), task.clone());
+                }
+                _ => {}
+            }
+            render_entry(out, &self.engine, *id, h);
+        }
+        new.into_iter().map(|(_, h)| h).collect()
+    }
+
+    fn apply(&mut self, kind: &str, args: &Value) -> Result<Option<String>, EngineError> {
+        let empty = Map::new();
+        let map = match args {
+            Value::Object(o) => o,
+            _ => &empty,
+        };
+        let node = || str_of(map, "node").unwrap_or_else(|| panic!("`{kind}` needs `node`"));
+        let user = || str_of(map, "user").unwrap_or("u").to_string();
+        let e = &self.engine;
+        match kind {
+            "start" => {
+                let opts = StartOptions {
+                    by: str_of(map, "by").map(str::to_string),
+                    business_key: str_of(map, "key").map(str::to_string),
+                };
+                let id = e.latest_id();
+                e.start(&id, vars_of(map, "vars"), opts)?;
+            }
+            "advance" => {
+                let by = parse_duration(args.as_str().expect("`advance: 3d`"));
+                self.rt.block_on(self.exec.advance(by));
+            }
+            "run" => {
+                self.rt.block_on(self.exec.run_until_idle());
+            }
+            "message" => {
+                let name = str_of(map, "name").expect("`message` needs `name`");
+                let key = map.get("key").map(|k| k.as_str().map(str::to_string).unwrap_or_else(|| k.to_string()));
+                let payload = map.get("payload").cloned().unwrap_or(Value::Object(Map::new()));
+                let ttl = str_of(map, "ttl").map(|t| humantime::parse_duration(t).expect("ttl"));
+                let c = e.correlate(name, key.as_deref().unwrap_or(""), payload, &MessageOptions { ttl })?;
+                return Ok(Some(format!("-> {}", json(&c))));
+            }
+            _ => {
+                let inst = self.instance(map);
+                let seen = &self.seen;
+                let event = match kind {
+                    "claim" => Event::Claim { task: task_on(&inst, seen, node()), user: user() },
+                    "unclaim" => Event::Unclaim {
+                        task: task_on(&inst, seen, node()),
+                        user: user(),
+                        force: map.get("force").and_then(Value::as_bool).unwrap_or(false),
+                    },
+                    "assign" => Event::Assign {
+                        task: task_on(&inst, seen, node()),
+                        assignee: str_of(map, "to").map(str::to_string),
+                        by: str_of(map, "by").unwrap_or("admin").to_string(),
+                    },
+                    "complete" => {
+                        let outcome = match str_of(map, "outcome").unwrap_or("next") {
+                            "next" => Outcome::Next,
+                            "send_back" => {
+                                Outcome::SendBack { comment: str_of(map, "comment").unwrap_or_default().to_string() }
+                            }
+                            name => Outcome::Named(name.to_string()),
+                        };
+                        let task = task_on(&inst, seen, node());
+                        e.complete(&task, &user(), vars_of(map, "vars"), outcome)?;
+                        return Ok(None);
+                    }
+                    "job_ok" | "job_fail" => {
+                        let id = job_on(&inst, seen, node());
+                        let job = e.store().job(&id).expect("store").unwrap_or(nagare_engine::runtime::Job {
+                            id: id.clone(),
+                            instance: inst.id,
+                            token: 0,
+                            node: node().to_string(),
+                            due: self.clock_now(),
+                            attempt: 0,
+                            kind: JobKind::Timer,
+                        });
+                        let result = if kind == "job_ok" {
+                            Ok(map.get("output").cloned().unwrap_or(Value::Object(Map::new())))
+                        } else {
+                            let message = str_of(map, "message").unwrap_or("failed").to_string();
+                            Err(match str_of(map, "kind").unwrap_or("retryable") {
+                                "retryable" => Failure::Retryable { message, retry_after_ms: None },
+                                "fatal" => Failure::Fatal { message },
+                                "business" => {
+                                    Failure::Business { code: str_of(map, "code").unwrap_or("E").to_string(), message }
+                                }
+                                other => panic!("unknown failure kind `{other}`"),
+                            })
+                        };
+                        e.finish_job(&job, result)?;
+                        return Ok(None);
+                    }
+                    "task_error" => Event::TaskError {
+                        task: task_on(&inst, seen, node()),
+                        user: user(),
+                        code: str_of(map, "code").expect("`task_error` needs `code`").to_string(),
+                        message: str_of(map, "message").unwrap_or_default().to_string(),
+                    },
+                    "cancel" => Event::Cancel {
+                        by: str_of(map, "by").unwrap_or("u").to_string(),
+                        reason: str_of(map, "reason").unwrap_or("cancelled").to_string(),
+                    },
+                    "retry_incident" => Event::RetryIncident {
+                        incident: incident_on(&inst, str_of(map, "node")),
+                        vars: vars_of(map, "vars"),
+                        by: user(),
+                    },
+                    "resolve_incident" => Event::ResolveIncident {
+                        incident: incident_on(&inst, str_of(map, "node")),
+                        vars: vars_of(map, "vars"),
+                        by: user(),
+                    },
+                    other => panic!("unknown event `{other}`"),
+                };
+                e.handle(inst.id, event)?;
+            }
+        }
+        Ok(None)
+    }
+
+    fn clock_now(&self) -> DateTime<Utc> {
+        nagare_engine::Clock::now(self.clock.as_ref())
+    }
+}
+
+trait LatestId {
+    fn latest_id(&self) -> String;
+}
+
+impl LatestId for Engine {
+    /// The one process a case deploys.
+    fn latest_id(&self) -> String {
+        self.processes()[0][0].id.clone()
     }
 }
 
 /// Run one case and return its rendered trace.
 fn run_case(process_text: &str, events_text: &str) -> String {
-    let loaded = load_str("process.yaml", process_text, &CompileOptions::default())
-        .unwrap_or_else(|d| panic!("the case's process does not load:\n{d}"));
-    let mut process: Process = loaded.process;
-    process.version = 1;
+    let mut case = Case::new(process_text);
     let events: Vec<Value> = serde_yaml::from_str(events_text).expect("events.yaml is a YAML list");
     let mut out = String::new();
-    let mut inst: Option<Instance> = None;
-    let mut seen = Seen::new();
     for (i, ev) in events.iter().enumerate() {
-        let now = base_time() + Duration::minutes(i as i64);
         let Some((kind, args)) = ev.as_object().and_then(|o| o.iter().next()) else {
             panic!("event {i} is not a one-key map: {ev}");
         };
-        let empty = Map::new();
-        let args = match args {
-            Value::Object(o) => o,
-            Value::Null => &empty,
-            other => panic!("arguments of `{kind}` must be a map, got {other}"),
-        };
+        if i > 0 && kind != "advance" {
+            case.clock.advance(Duration::minutes(1));
+        }
+        let now = case.clock_now();
         writeln!(out, "{}", describe(kind, args)).unwrap();
-        let result = if kind == "start" {
-            assert!(inst.is_none(), "`start` must be the first and only start event");
-            runtime::start(&process, 1, vars_of(args, "vars"), str_of(args, "by").map(str::to_string), None, now).map(
-                |(new, t)| {
-                    inst = Some(new);
-                    t
-                },
-            )
-        } else {
-            let state = inst.as_mut().expect("the first event must be `start`");
-            let event = to_event(state, &seen, kind, args);
-            let before = state.clone();
-            let r = runtime::step(&process, state, event, now);
-            if r.is_err() {
-                assert_eq!(*state, before, "a rejected event must not change the instance");
-            }
-            r
-        };
-        match result {
-            Ok(t) => {
-                let inst = inst.as_ref().expect("started");
-                assert_eq!(
-                    t.history.last().map(|h| h.seq + 1).unwrap_or(inst.history_len),
-                    inst.history_len,
-                    "history_len counts every entry"
-                );
-                for h in &t.history {
-                    assert_eq!(h.at, now);
-                    match (&h.event, &h.node) {
-                        (HistoryEvent::TaskOpened { task }, Some(n))
-                        | (HistoryEvent::JobScheduled { job: task, .. }, Some(n)) => {
-                            seen.insert(n.clone(), task.clone());
+        let before_state = case.engine.instances(&InstanceFilter::default()).expect("instances");
+        let (tasks_before, jobs_before) = snapshot(&case.engine);
+        match case.apply(kind, args) {
+            Ok(note) => {
+                if let Some(n) = note {
+                    writeln!(out, "{n}").unwrap();
+                }
+                let new = case.print_new(&mut out, now);
+                let (tasks_after, jobs_after) = snapshot(&case.engine);
+                // Tasks and jobs that existed before or were created by this event.
+                let mut tasks = tasks_before.clone();
+                let mut jobs: BTreeSet<String> =
+                    jobs_before.iter().filter(|(_, i)| **i != 0).map(|(j, _)| j.clone()).collect();
+                let mut consumed = BTreeSet::new();
+                for h in &new {
+                    match &h.event {
+                        HistoryEvent::TaskOpened { task } => {
+                            tasks.insert(task.clone());
+                        }
+                        HistoryEvent::JobScheduled { job, .. } | HistoryEvent::TimerSet { job, .. } => {
+                            jobs.insert(job.clone());
+                        }
+                        HistoryEvent::JobSucceeded { job, .. }
+                        | HistoryEvent::TimerFired { job }
+                        | HistoryEvent::JobFailed { job, retry_at: None, .. } => {
+                            consumed.insert(job.clone());
                         }
                         _ => {}
                     }
-                    render_entry(&mut out, h, &t);
                 }
-                for c in &t.commands {
-                    match c {
-                        Command::CloseTask { task, status: runtime::TaskStatus::Cancelled, .. } => {
-                            writeln!(out, "  cancels task {task}").unwrap()
-                        }
-                        Command::CancelJob { job } => writeln!(out, "  cancels job {job}").unwrap(),
-                        _ => {}
+                for t in tasks.difference(&tasks_after) {
+                    if case.engine.task(t).map(|t| t.status == TaskStatus::Cancelled).unwrap_or(false) {
+                        writeln!(out, "  cancels task {t}").unwrap();
+                    }
+                }
+                for j in &jobs {
+                    if !jobs_after.contains_key(j) && !consumed.contains(j) {
+                        writeln!(out, "  cancels job {j}").unwrap();
                     }
                 }
             }
-            Err(r) => writeln!(out, "rejected: {r}").unwrap(),
+            Err(r) => {
+                writeln!(out, "rejected: {r}").unwrap();
+                let after = case.engine.instances(&InstanceFilter::default()).expect("instances");
+                assert_eq!(before_state, after, "a rejected event must not change any instance");
+            }
+        }
+        if kind != "advance" && kind != "run" {
+            for inst in case.engine.instances(&InstanceFilter::default()).expect("instances") {
+                for h in case.engine.history(inst.id).expect("history") {
+                    assert!(h.at <= now, "history from the future");
+                }
+            }
         }
     }
-    let inst = inst.expect("a case starts an instance");
-    writeln!(out, "status: {}", inst.status.as_str()).unwrap();
-    for t in &inst.tokens {
-        let wait = match &t.wait {
-            Wait::Task { task, assignee } => {
-                format!("task {task}{}", assignee.as_ref().map(|a| format!(" claimed by {a}")).unwrap_or_default())
-            }
-            Wait::Job { job, attempt } => format!("job {job} attempt {attempt}"),
-            Wait::Incident { incident } => {
-                let msg = inst.incidents.iter().find(|i| i.id == *incident).map(|i| i.message.as_str()).unwrap_or("?");
-                format!("incident {incident}: {msg}")
-            }
-        };
-        writeln!(out, "waiting: {} {wait}", t.node).unwrap();
-    }
-    for j in &inst.joins {
-        writeln!(out, "join: {} arrived {:?} of {}", j.join, j.arrived, j.width).unwrap();
-    }
-    if inst.status == Status::Completed || inst.status == Status::Cancelled {
-        assert!(inst.tokens.is_empty() && inst.incidents.is_empty(), "a finished instance holds nothing");
-    }
-    writeln!(out, "vars:").unwrap();
-    for (k, v) in &inst.vars {
-        writeln!(out, "  {k} = {}", json(v)).unwrap();
-    }
+    render_final(&case, &mut out);
     out
+}
+
+fn render_final(case: &Case, out: &mut String) {
+    let all = case.engine.instances(&InstanceFilter::default()).expect("instances");
+    assert!(!all.is_empty(), "a case starts an instance");
+    let many = all.len() > 1;
+    for inst in &all {
+        if many {
+            writeln!(out, "instance {}:", inst.id).unwrap();
+        }
+        writeln!(out, "status: {}", inst.status.as_str()).unwrap();
+        for t in &inst.tokens {
+            let mut wait = match &t.wait {
+                Wait::Task { task, assignee } => {
+                    format!("task {task}{}", assignee.as_ref().map(|a| format!(" claimed by {a}")).unwrap_or_default())
+                }
+                Wait::Job { job, attempt } => format!("job {job} attempt {attempt}"),
+                Wait::Incident { incident } => {
+                    let msg =
+                        inst.incidents.iter().find(|i| i.id == *incident).map(|i| i.message.as_str()).unwrap_or("?");
+                    format!("incident {incident}: {msg}")
+                }
+                Wait::Timer { job } => format!("timer {job}"),
+                Wait::Message { name, key } => format!("message {name} key={key:?}"),
+                Wait::Events { messages } => {
+                    let m: Vec<String> = messages.iter().map(|m| format!("{} key={:?}", m.name, m.key)).collect();
+                    format!("events [{}]", m.join(", "))
+                }
+            };
+            if !t.timers.is_empty() {
+                let ts: Vec<String> = t.timers.iter().map(|a| format!("{}@{}", a.job, time(&a.due))).collect();
+                write!(wait, " timers=[{}]", ts.join(", ")).unwrap();
+            }
+            writeln!(out, "waiting: {} {wait}", t.node).unwrap();
+        }
+        for j in &inst.joins {
+            writeln!(out, "join: {} arrived {:?} of {}", j.join, j.arrived, j.width).unwrap();
+        }
+        if inst.status == Status::Completed || inst.status == Status::Cancelled {
+            assert!(inst.tokens.is_empty() && inst.incidents.is_empty(), "a finished instance holds nothing");
+        }
+        writeln!(out, "vars:").unwrap();
+        for (k, v) in &inst.vars {
+            writeln!(out, "  {k} = {}", json(v)).unwrap();
+        }
+    }
+    for j in case.engine.store().jobs().expect("jobs") {
+        if j.kind.is_internal() {
+            let what = match &j.kind {
+                JobKind::Timer => format!("timer of instance {} at {}", j.instance, j.node),
+                JobKind::StartTimer { process } => format!("next start of {process}"),
+                JobKind::MessageExpiry { name, .. } => format!("expiry of buffered message {name}"),
+                JobKind::Connector { .. } => unreachable!(),
+            };
+            writeln!(out, "pending: {} {what} due {}", j.id, time(&j.due)).unwrap();
+        }
+    }
+    for m in case.engine.buffered_messages().expect("buffered") {
+        writeln!(
+            out,
+            "buffered: {} {} key={:?} payload={} until {}",
+            m.id,
+            m.name,
+            m.key,
+            json(&m.payload),
+            time(&m.expires_at)
+        )
+        .unwrap();
+    }
 }
 
 fn case_process(dir: &Path) -> String {

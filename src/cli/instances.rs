@@ -203,6 +203,18 @@ pub fn show_with(out: &Out, engine: &Engine, id: u64) -> anyhow::Result<ExitCode
             Wait::Task { task, assignee: None } => format!("task {task}"),
             Wait::Job { job, attempt } => format!("job {job} (attempt {attempt})"),
             Wait::Incident { incident } => format!("incident {incident}"),
+            Wait::Timer { job } => format!("timer {job}"),
+            Wait::Message { name, key } => format!("message {name} (key {key:?})"),
+            Wait::Events { messages } => {
+                let m: Vec<String> = messages.iter().map(|m| format!("{} (key {:?})", m.name, m.key)).collect();
+                format!("the first of: messages [{}]", m.join(", "))
+            }
+        };
+        let wait = if t.timers.is_empty() {
+            wait
+        } else {
+            let ts: Vec<String> = t.timers.iter().map(|a| format!("{} at {}", a.job, output::time(&a.due))).collect();
+            format!("{wait}; timers {}", ts.join(", "))
         };
         println!("  #{}  at {}  waits on {wait}", t.id, t.node);
     }
@@ -309,6 +321,28 @@ fn detail(h: &HistoryEntry) -> String {
             parts.push(format!("incident={incident} message={message}"))
         }
         HistoryEvent::Cancelled { reason } => parts.push(format!("reason={reason}")),
+        HistoryEvent::IncidentSkipped { incident, vars, to } => {
+            parts.push(format!("incident={incident} to={to}"));
+            if !vars.is_empty() {
+                parts.push(vars_text(vars));
+            }
+        }
+        HistoryEvent::TimerSet { job, due } => parts.push(format!("job={job} due={}", output::time(due))),
+        HistoryEvent::TimerFired { job } => parts.push(format!("job={job}")),
+        HistoryEvent::Interrupted { to } => parts.push(format!("to={to}")),
+        HistoryEvent::MessageWaiting { name, key } => parts.push(format!("message={name} key={key}")),
+        HistoryEvent::MessageReceived { name, key, set } => {
+            parts.push(format!("message={name} key={key}"));
+            if !set.is_empty() {
+                parts.push(format!("set={}", set.join(",")));
+            }
+        }
+        HistoryEvent::ErrorThrown { code, message } => {
+            parts.push(format!("code={} message={message}", code.as_deref().unwrap_or("-")))
+        }
+        HistoryEvent::ErrorCaught { code, by, to } => {
+            parts.push(format!("code={} by={by} to={to}", code.as_deref().unwrap_or("-")))
+        }
         _ => {}
     }
     parts.join(" ")

@@ -4,7 +4,9 @@
 pub mod demo;
 pub mod emulate;
 pub mod files;
+pub mod incidents;
 pub mod instances;
+pub mod messages;
 pub mod run;
 pub mod serve;
 pub mod tasks;

@@ -24,6 +24,9 @@ pub struct ListArgs {
     /// Only tasks of this process.
     #[arg(long)]
     process: Option<String>,
+    /// Only tasks past their due date.
+    #[arg(long)]
+    overdue: bool,
 }
 
 #[derive(Args)]
@@ -44,6 +47,12 @@ pub struct CompleteArgs {
     /// Why it is sent back.
     #[arg(long, requires = "send_back")]
     comment: Option<String>,
+    /// End the task with this error code instead, for an error boundary to catch.
+    #[arg(long, value_name = "CODE", conflicts_with_all = ["outcome", "send_back"])]
+    error: Option<String>,
+    /// The error's message (with --error).
+    #[arg(long, requires = "error", value_name = "TEXT")]
+    error_message: Option<String>,
 }
 
 pub fn list(out: &Out, data: &Path, a: ListArgs) -> anyhow::Result<ExitCode> {
@@ -53,6 +62,7 @@ pub fn list(out: &Out, data: &Path, a: ListArgs) -> anyhow::Result<ExitCode> {
         assignee: a.user,
         lane: a.lane,
         process: a.process,
+        overdue: a.overdue.then_some(true),
         ..TaskQuery::default()
     };
     let tasks = engine.tasks(&q).map_err(explain)?;
@@ -79,6 +89,16 @@ pub fn complete(out: &Out, data: &Path, a: CompleteArgs) -> anyhow::Result<ExitC
         .process(&task.process, task.version)
         .ok_or_else(|| anyhow!("process {} version {} is not loaded", task.process, task.version))?;
     let vars = parse_vars(&process, &a.vars, None)?;
+    if let Some(code) = &a.error {
+        if !vars.is_empty() {
+            anyhow::bail!("--error ends the task without its form; leave out --var");
+        }
+        let inst =
+            engine.fail_task(&a.task, &a.user, code, a.error_message.as_deref().unwrap_or("")).map_err(explain)?;
+        let n = run_jobs(&engine)?;
+        let inst = engine.instance(inst.id).map_err(explain)?;
+        return report(out, &engine, inst, Some(n));
+    }
     let outcome = match (a.outcome, a.send_back) {
         (Some(name), _) => Outcome::Named(name),
         (None, true) => Outcome::SendBack { comment: a.comment.unwrap_or_default() },

@@ -136,6 +136,15 @@ impl ApiError {
             }
             EngineError::UnknownInstance(id) => Self::unknown_instance(id),
             EngineError::UnknownTask(id) => Self::unknown_task(&id),
+            EngineError::NoReceiver { name, key } => Self::new(
+                StatusCode::NOT_FOUND,
+                "no-receiver",
+                format!(
+                    "no one waits for message `{}` with key `{}`, and it was not to be kept",
+                    echo(&name),
+                    echo(&key)
+                ),
+            ),
             EngineError::Conflict(r) => {
                 let message = r.to_string();
                 let (code, details) = match r {

@@ -38,6 +38,8 @@ pub struct InboxQuery {
     pub process: Option<String>,
     /// Only tasks due before this time (RFC 3339); undated tasks are left out.
     pub due_before: Option<DateTime<Utc>>,
+    /// Only tasks past their due date (`true`), or not (`false`).
+    pub overdue: Option<bool>,
     /// The `next` cursor of the previous page.
     pub after: Option<String>,
     /// Page size, 1 to 500 (default 50).
@@ -99,6 +101,7 @@ pub async fn inbox(
         process: q.process,
         instance: None,
         due_before: q.due_before,
+        overdue: q.overdue,
         after,
         limit: Some(limit),
     };

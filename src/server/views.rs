@@ -45,6 +45,8 @@ pub struct TaskView {
     pub created_at: chrono::DateTime<chrono::Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub due: Option<chrono::DateTime<chrono::Utc>>,
+    /// Open and past its due date (by the engine's clock).
+    pub overdue: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completed_by: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -74,6 +76,7 @@ impl From<Task> for TaskView {
             assignee: t.assignee,
             created_at: t.created_at,
             due: t.due,
+            overdue: t.overdue,
             completed_by: t.completed_by,
             completed_at: t.completed_at,
             outcome: t.outcome,

@@ -7,10 +7,11 @@
 use crate::diag::{hint_for, Diagnostic, Diagnostics};
 use crate::load::tree::{YKind, YNode};
 
-pub const TOP_KEYS: &[&str] = &["id", "name", "version", "description", "lanes", "variables", "start", "nodes"];
+pub const TOP_KEYS: &[&str] =
+    &["id", "name", "version", "description", "time_zone", "lanes", "variables", "start", "nodes"];
 pub const LANE_KEYS: &[&str] = &["name", "groups"];
 pub const VAR_KEYS: &[&str] = &["type", "label", "required", "options", "default", "max_length"];
-pub const START_KEYS: &[&str] = &["name", "next", "watch"];
+pub const START_KEYS: &[&str] = &["name", "timer", "message", "set", "watch", "next"];
 pub const WATCH_KEYS: &[&str] = &["source", "settings", "every", "set"];
 pub const NODE_KEYS: &[&str] = &[
     "name",
@@ -21,9 +22,15 @@ pub const NODE_KEYS: &[&str] = &[
     "service",
     "script",
     "exclusive",
+    "inclusive",
     "parallel",
+    "event_based",
     "join",
+    "timer",
+    "message",
     "end",
+    "key",
+    "boundary",
     "form",
     "due",
     "send_back",
@@ -36,11 +43,14 @@ pub const NODE_KEYS: &[&str] = &[
 ];
 pub const BRANCH_KEYS: &[&str] = &["when", "next"];
 pub const RETRY_KEYS: &[&str] = &["attempts", "backoff"];
+pub const TIMER_KEYS: &[&str] = &["duration", "date", "at", "cron", "cycle", "catch_up"];
+pub const BOUNDARY_KEYS: &[&str] = &["timer", "error", "interrupting", "every", "times", "set", "next"];
+pub const EVENT_BRANCH_KEYS: &[&str] = &["message", "key", "set", "timer", "next"];
+pub const END_KEYS: &[&str] = &["error", "message"];
 
 /// Element kinds the engine knows by name but does not run yet; naming them gives a
 /// clearer error than "unknown key".
-const NOT_YET: &[&str] =
-    &["timer", "message", "inclusive", "event_based", "subprocess", "call", "multi_instance", "boundary", "error"];
+const NOT_YET: &[&str] = &["subprocess", "call", "multi_instance"];
 
 fn check_keys(node: &YNode, allowed: &[&str], what: &str, diags: &mut Diagnostics) {
     let Some(map) = node.as_map() else { return };
@@ -54,12 +64,18 @@ fn check_keys(node: &YNode, allowed: &[&str], what: &str, diags: &mut Diagnostic
                 k.loc,
                 format!("`{}` elements are not supported by this engine version", k.text),
             )
-            .with_hint("model the step with a user_task, service, script or gateway instead")
+            .with_hint("model the step with tasks, gateways, timers and messages instead")
         } else {
             Diagnostic::error("unknown-key", k.loc, format!("unknown key `{}` in {what}", k.text))
                 .with_hint(hint_for(&k.text, allowed.iter().copied()))
         };
         diags.push(d);
+    }
+}
+
+fn check_timer(timer: Option<&YNode>, diags: &mut Diagnostics) {
+    if let Some(t) = timer {
+        check_keys(t, TIMER_KEYS, "a timer", diags);
     }
 }
 
@@ -88,11 +104,26 @@ pub fn check(root: &YNode, diags: &mut Diagnostics) {
         if let Some(watch) = start.get("watch") {
             check_keys(watch, WATCH_KEYS, "`start: watch`", diags);
         }
+        check_timer(start.get("timer"), diags);
     }
     for node in each_entry(root.get("nodes")) {
         check_keys(node, NODE_KEYS, "a node", diags);
-        for branch in node.get("exclusive").and_then(YNode::as_seq).into_iter().flatten() {
-            check_keys(branch, BRANCH_KEYS, "an exclusive branch", diags);
+        for kind in ["exclusive", "inclusive"] {
+            for branch in node.get(kind).and_then(YNode::as_seq).into_iter().flatten() {
+                check_keys(branch, BRANCH_KEYS, &format!("an {kind} branch"), diags);
+            }
+        }
+        for branch in node.get("event_based").and_then(YNode::as_seq).into_iter().flatten() {
+            check_keys(branch, EVENT_BRANCH_KEYS, "an event_based branch", diags);
+            check_timer(branch.get("timer"), diags);
+        }
+        for b in node.get("boundary").and_then(YNode::as_seq).into_iter().flatten() {
+            check_keys(b, BOUNDARY_KEYS, "a boundary event", diags);
+            check_timer(b.get("timer"), diags);
+        }
+        check_timer(node.get("timer"), diags);
+        if let Some(end) = node.get("end") {
+            check_keys(end, END_KEYS, "`end`", diags);
         }
         if let Some(retry) = node.get("retry") {
             check_keys(retry, RETRY_KEYS, "`retry`", diags);

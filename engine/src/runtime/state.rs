@@ -109,6 +109,19 @@ impl Instance {
         self.tokens.iter().position(|t| matches!(&t.wait, Wait::Job { job: id, .. } if id == job))
     }
 
+    /// Position in `tokens` of the token that timer job `job` belongs to: a timer
+    /// catch, or a timer armed on a task or an event-based gateway.
+    pub fn timer_token_index(&self, job: &str) -> Option<usize> {
+        self.tokens.iter().position(|t| {
+            matches!(&t.wait, Wait::Timer { job: id } if id == job) || t.timers.iter().any(|a| a.job == job)
+        })
+    }
+
+    /// Messages this instance waits for: (token, name, key).
+    pub fn subscriptions(&self) -> impl Iterator<Item = (u32, &str, &str)> {
+        self.tokens.iter().flat_map(|t| t.wait.messages().map(move |(n, k)| (t.id, n, k)))
+    }
+
     pub fn task_token(&self, task: &str) -> Option<&Token> {
         self.task_token_index(task).map(|i| &self.tokens[i])
     }
@@ -123,6 +136,34 @@ pub struct Token {
     /// The parallel forks this token is inside, innermost last.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scope: Vec<Frame>,
+    /// Timers armed while it waits: boundary timers of its task, or the timer
+    /// branches of its event-based gateway.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timers: Vec<Armed>,
+}
+
+/// A timer job armed for a waiting token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Armed {
+    pub job: String,
+    /// Index of the boundary event (on a task) or branch (on an event-based gateway).
+    pub index: u16,
+    pub due: DateTime<Utc>,
+    /// How often a repeating timer has fired so far.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub fired: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// One message branch of an event-based gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageWait {
+    pub branch: u16,
+    pub name: String,
+    pub key: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -138,6 +179,23 @@ pub enum Wait {
     Job { job: String, attempt: u32 },
     /// Stopped until an incident is retried.
     Incident { incident: u32 },
+    /// An intermediate timer: the timer job `job`.
+    Timer { job: String },
+    /// An intermediate message catch.
+    Message { name: String, key: String },
+    /// An event-based gateway: its message branches (its timers are in `Token::timers`).
+    Events { messages: Vec<MessageWait> },
+}
+
+impl Wait {
+    /// The (name, key) pairs of the messages this wait accepts.
+    pub fn messages(&self) -> Box<dyn Iterator<Item = (&str, &str)> + '_> {
+        match self {
+            Wait::Message { name, key } => Box::new(std::iter::once((name.as_str(), key.as_str()))),
+            Wait::Events { messages } => Box::new(messages.iter().map(|m| (m.name.as_str(), m.key.as_str()))),
+            _ => Box::new(std::iter::empty()),
+        }
+    }
 }
 
 /// One level of parallel nesting: which branch of which fork activation.
@@ -171,6 +229,9 @@ pub struct Incident {
     /// instead of calling the connector again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_output: Option<Value>,
+    /// With `pending_output` from a message to an event-based gateway: the branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_branch: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,6 +265,9 @@ pub struct Task {
     pub completed_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
+    /// Open and past its due date. Computed when the task is read, never stored.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub overdue: bool,
 }
 
 /// Work for the executor, due at a time.
@@ -224,6 +288,22 @@ pub enum JobKind {
     /// Call a connector. The key is the same for every attempt of this call, so the
     /// receiving side can recognise a repeat after a crash.
     Connector { connector: String, input: Value, idempotency_key: String, timeout_ms: u64 },
+    /// A timer of a token (catch event, boundary event, event-based branch): fired
+    /// through the engine, no connector.
+    Timer,
+    /// The next scheduled start of a process with a timer start event.
+    #[serde(rename = "start_timer")]
+    StartTimer { process: String },
+    /// The end of a buffered message's time to live.
+    #[serde(rename = "message_expiry")]
+    MessageExpiry { name: String, key: String, message: u64 },
+}
+
+impl JobKind {
+    /// Jobs the engine carries out itself (timers), as opposed to connector calls.
+    pub fn is_internal(&self) -> bool {
+        !matches!(self, JobKind::Connector { .. })
+    }
 }
 
 /// One line of an instance's audit trail.
@@ -298,9 +378,49 @@ pub enum HistoryEvent {
         incident: u32,
         message: String,
     },
+    /// Retried by an operator (after optional variable updates).
     IncidentResolved {
         incident: u32,
         vars: Vars,
+    },
+    /// Resolved by an operator who did the step by hand: the token moved on to `to`.
+    IncidentSkipped {
+        incident: u32,
+        vars: Vars,
+        to: String,
+    },
+    /// A timer was armed to fire at `due`.
+    TimerSet {
+        job: String,
+        due: DateTime<Utc>,
+    },
+    TimerFired {
+        job: String,
+    },
+    /// A boundary event ended the step; the token continues at `to`.
+    Interrupted {
+        to: String,
+    },
+    MessageWaiting {
+        name: String,
+        key: String,
+    },
+    MessageReceived {
+        name: String,
+        key: String,
+        set: Vec<String>,
+    },
+    /// An error end threw `code`.
+    ErrorThrown {
+        code: Option<String>,
+        message: String,
+    },
+    /// The boundary of node `by` caught the error (`code` absent: a technical
+    /// failure, caught by `error: any`); the token continues at `to`.
+    ErrorCaught {
+        code: Option<String>,
+        by: String,
+        to: String,
     },
     Ended,
     Completed,
@@ -329,6 +449,14 @@ impl HistoryEvent {
             HistoryEvent::JobFailed { .. } => "job_failed",
             HistoryEvent::IncidentRaised { .. } => "incident_raised",
             HistoryEvent::IncidentResolved { .. } => "incident_resolved",
+            HistoryEvent::IncidentSkipped { .. } => "incident_skipped",
+            HistoryEvent::TimerSet { .. } => "timer_set",
+            HistoryEvent::TimerFired { .. } => "timer_fired",
+            HistoryEvent::Interrupted { .. } => "interrupted",
+            HistoryEvent::MessageWaiting { .. } => "message_waiting",
+            HistoryEvent::MessageReceived { .. } => "message_received",
+            HistoryEvent::ErrorThrown { .. } => "error_thrown",
+            HistoryEvent::ErrorCaught { .. } => "error_caught",
             HistoryEvent::Ended => "ended",
             HistoryEvent::Completed => "completed",
             HistoryEvent::Cancelled { .. } => "cancelled",

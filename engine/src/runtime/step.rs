@@ -7,9 +7,10 @@
 //! they park the token with an [`Incident`] so the rest of the instance carries on.
 
 use super::state::*;
-use crate::expr::{Env, Vars};
+use crate::expr::{Env, Expr, Vars};
 use crate::model::FieldMode;
-use crate::process::{Input, NodeIx, NodeKind, Process};
+use crate::process::{BoundaryTrigger, EventTrigger, Input, MessageSpec, NodeIx, NodeKind, Process, TimerWhen};
+use crate::schedule;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -101,6 +102,30 @@ pub enum Event {
         vars: Vars,
         by: String,
     },
+    /// A person ends task `task` with business error `code`, for an error boundary.
+    TaskError {
+        task: String,
+        user: String,
+        code: String,
+        message: String,
+    },
+    /// An operator did the failed step by hand: move the token past it.
+    ResolveIncident {
+        incident: u32,
+        vars: Vars,
+        by: String,
+    },
+    /// A timer job of this instance is due.
+    TimerFired {
+        job: String,
+    },
+    /// A correlated message for token `token`.
+    Message {
+        token: u32,
+        name: String,
+        key: String,
+        payload: Value,
+    },
 }
 
 /// Effects for the edge to carry out after the commit.
@@ -127,6 +152,19 @@ pub enum Command {
     },
     CancelJob {
         job: String,
+    },
+    /// Token `token` now waits for message (`name`, `key`).
+    Subscribe {
+        token: u32,
+        node: String,
+        name: String,
+        key: String,
+    },
+    /// Token `token` no longer waits for message (`name`, `key`).
+    Unsubscribe {
+        token: u32,
+        name: String,
+        key: String,
     },
 }
 
@@ -161,6 +199,12 @@ pub enum Rejection {
     Finished(&'static str),
     #[error("incident {0} not found")]
     IncidentNotFound(u32),
+    #[error("no token {token} waits for message `{name}` with key `{key}`")]
+    NotWaiting { token: u32, name: String, key: String },
+    #[error("no boundary catches error `{code}` from task {task}; complete it normally or with an outcome")]
+    UncaughtTaskError { task: String, code: String },
+    #[error("incident {incident} at `{node}` cannot be resolved by skipping the step: {why}")]
+    CannotSkip { incident: u32, node: String, why: String },
 }
 
 /// Create an instance and run it to its first wait states.
@@ -285,23 +329,7 @@ pub fn step(p: &Process, inst: &mut Instance, event: Event, now: DateTime<Utc>) 
             Ok(run.out)
         }
         Event::RetryIncident { incident, vars, by } => {
-            let Some(pos) = inst.incidents.iter().position(|i| i.id == incident) else {
-                return Err(Rejection::IncidentNotFound(incident));
-            };
-            let mut errors = Vec::new();
-            for (name, v) in &vars {
-                match p.vars.get(name) {
-                    None => errors.push(FieldError { field: name.clone(), problem: "not a declared variable".into() }),
-                    Some(spec) => {
-                        if let Err(e) = spec.check(v) {
-                            errors.push(FieldError { field: name.clone(), problem: e });
-                        }
-                    }
-                }
-            }
-            if !errors.is_empty() {
-                return Err(Rejection::InvalidData(errors));
-            }
+            let pos = incident_pos(p, inst, incident, &vars)?;
             let mut run = Run::new(p, inst, now);
             let inc = run.inst.incidents.remove(pos);
             run.inst.vars.extend(vars.clone());
@@ -309,13 +337,165 @@ pub fn step(p: &Process, inst: &mut Instance, event: Event, now: DateTime<Utc>) 
             if let Some(tpos) = run.inst.tokens.iter().position(|t| t.id == inc.token) {
                 let token = run.inst.tokens.remove(tpos);
                 match inc.pending_output {
-                    Some(output) => run.apply_output(token, "", output),
+                    Some(output) => run.apply_pending(token, output, inc.pending_branch),
                     None => run.ready.push_back(token),
                 }
             }
             Ok(run.finish())
         }
+        Event::ResolveIncident { incident, vars, by } => {
+            let pos = incident_pos(p, inst, incident, &vars)?;
+            let inc = &inst.incidents[pos];
+            let node = p.node(&inc.node).map(|(_, n)| n);
+            let to = match node.map(|n| &n.kind) {
+                Some(NodeKind::Service(s)) => Some(s.next),
+                Some(NodeKind::UserTask(u)) => Some(u.next),
+                Some(NodeKind::Script { next, .. })
+                | Some(NodeKind::TimerCatch { next, .. })
+                | Some(NodeKind::MessageCatch { next, .. }) => Some(*next),
+                Some(NodeKind::ErrorEnd { .. }) => None,
+                _ => {
+                    return Err(Rejection::CannotSkip {
+                        incident,
+                        node: inc.node.clone(),
+                        why: "a gateway or join has no single way on; retry it after correcting the variables".into(),
+                    })
+                }
+            };
+            let mut run = Run::new(p, inst, now);
+            let inc = run.inst.incidents.remove(pos);
+            run.inst.vars.extend(vars.clone());
+            let to_name = to.map(|t| p.nodes[t].id.clone()).unwrap_or_else(|| "(end)".into());
+            run.log(Some(inc.node.clone()), Some(by), HistoryEvent::IncidentSkipped { incident, vars, to: to_name });
+            if let Some(tpos) = run.inst.tokens.iter().position(|t| t.id == inc.token) {
+                let token = run.inst.tokens.remove(tpos);
+                match to {
+                    Some(t) => run.go(token, t),
+                    // A skipped error end ends its token like a plain end.
+                    None => run.log(Some(inc.node.clone()), None, HistoryEvent::Ended),
+                }
+            }
+            Ok(run.finish())
+        }
+        Event::TaskError { task, user, code, message } => {
+            let tok = waiting_on_task(inst, &task)?;
+            if let Wait::Task { assignee: Some(a), .. } = &inst.tokens[tok].wait {
+                if *a != user {
+                    return Err(Rejection::ClaimedByOther { task, assignee: a.clone() });
+                }
+            }
+            let mut run = Run::new(p, inst, now);
+            if run.catcher(&run.inst.tokens[tok], Some(&code), true).is_none() {
+                return Err(Rejection::UncaughtTaskError { task, code });
+            }
+            let token = run.inst.tokens.remove(tok);
+            let outcome = format!("error:{code}");
+            run.log(
+                Some(token.node.clone()),
+                Some(user.clone()),
+                HistoryEvent::TaskCompleted { task: task.clone(), outcome: outcome.clone(), vars: Vars::new() },
+            );
+            run.out.commands.push(Command::CloseTask {
+                task,
+                status: TaskStatus::Completed,
+                by: Some(user),
+                outcome: Some(outcome),
+            });
+            let why = format!("error `{code}` from the task");
+            run.throw(token, Some(&code), &message, true, why);
+            Ok(run.finish())
+        }
+        Event::TimerFired { job } => {
+            let tok = inst.timer_token_index(&job).ok_or_else(|| Rejection::StaleJob(job.clone()))?;
+            let mut run = Run::new(p, inst, now);
+            run.timer_fired(tok, &job);
+            Ok(run.finish())
+        }
+        Event::Message { token, name, key, payload } => {
+            let tok = inst
+                .tokens
+                .iter()
+                .position(|t| t.id == token && t.wait.messages().any(|(n, k)| n == name && k == key))
+                .ok_or_else(|| Rejection::NotWaiting { token, name: name.clone(), key: key.clone() })?;
+            let mut run = Run::new(p, inst, now);
+            let token = run.inst.tokens.remove(tok);
+            run.message_received(token, &name, &key, payload);
+            Ok(run.finish())
+        }
     }
+}
+
+/// The incident to retry or resolve, after checking the variables sent with it.
+fn incident_pos(p: &Process, inst: &Instance, incident: u32, vars: &Vars) -> Result<usize, Rejection> {
+    let Some(pos) = inst.incidents.iter().position(|i| i.id == incident) else {
+        return Err(Rejection::IncidentNotFound(incident));
+    };
+    check_vars(p, vars)?;
+    Ok(pos)
+}
+
+fn check_vars(p: &Process, vars: &Vars) -> Result<(), Rejection> {
+    let mut errors = Vec::new();
+    for (name, v) in vars {
+        match p.vars.get(name) {
+            None => errors.push(FieldError { field: name.clone(), problem: "not a declared variable".into() }),
+            Some(spec) => {
+                if let Err(e) = spec.check(v) {
+                    errors.push(FieldError { field: name.clone(), problem: e });
+                }
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Rejection::InvalidData(errors))
+    }
+}
+
+/// Variables of an instance started by a message: the start event's `set` mapping
+/// over `payload`, or the payload fields named like declared variables.
+pub fn message_start_vars(p: &Process, payload: &Value, now: DateTime<Utc>) -> Result<Vars, Rejection> {
+    let set = match p.start_trigger() {
+        crate::process::StartTrigger::Message { set, .. } => set.as_slice(),
+        _ => &[],
+    };
+    let empty = Vars::new();
+    map_payload(p, set, &empty, 0, payload, "payload", now)
+        .map_err(|e| Rejection::InvalidData(vec![FieldError { field: "payload".into(), problem: e }]))
+}
+
+/// Evaluate a `set` mapping over `value` (read as `extra_name`), or, with no mapping,
+/// copy the fields of `value` that are declared variables. Every value is type-checked.
+fn map_payload(
+    p: &Process,
+    set: &[(String, Expr)],
+    vars: &Vars,
+    instance: u64,
+    value: &Value,
+    extra_name: &str,
+    now: DateTime<Utc>,
+) -> Result<Vars, String> {
+    let mut out = Vars::new();
+    if set.is_empty() {
+        if let Value::Object(fields) = value {
+            for (k, v) in fields {
+                if let Some(spec) = p.vars.get(k) {
+                    spec.check(v).map_err(|e| format!("`{k}`: {e}"))?;
+                    out.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        return Ok(out);
+    }
+    for (var, e) in set {
+        let extra = [(extra_name, value)];
+        let env = Env { vars, declared: &p.var_names, now, instance, extra: &extra };
+        let v = e.eval(&env).map_err(|err| format!("`set: {var}` (`{}`) failed: {err}", e.source.trim()))?;
+        p.vars[var].check(&v).map_err(|err| format!("`set: {var}`: {err}"))?;
+        out.insert(var.clone(), v);
+    }
+    Ok(out)
 }
 
 fn waiting_on_task(inst: &Instance, task: &str) -> Result<usize, Rejection> {
@@ -398,7 +578,7 @@ fn complete(
     }
 
     let mut run = Run::new(p, inst, now);
-    let mut token = run.inst.tokens.remove(tok);
+    let token = run.inst.tokens.remove(tok);
     run.inst.vars.extend(data.clone());
     let node_id = token.node.clone();
     run.log(
@@ -420,8 +600,7 @@ fn complete(
         by: Some(user),
         outcome: Some(outcome_name),
     });
-    token.node = p.nodes[target].id.clone();
-    run.ready.push_back(token);
+    run.go(token, target);
     Ok(run.finish())
 }
 
@@ -466,6 +645,14 @@ struct Run<'a> {
     out: Transition,
 }
 
+/// Where an error goes: the boundary that catches it, found from the thrower outwards.
+enum Catcher {
+    /// A boundary of the node the token is on (index into its `boundary`).
+    Own(usize),
+    /// A boundary of the fork of the token's scope frame `frame`.
+    Fork { frame: usize, boundary: usize },
+}
+
 impl<'a> Run<'a> {
     fn new(p: &'a Process, inst: &'a mut Instance, now: DateTime<Utc>) -> Self {
         Run { p, inst, now, ready: VecDeque::new(), out: Transition::default() }
@@ -479,7 +666,7 @@ impl<'a> Run<'a> {
 
     fn new_token(&mut self, node: &str, scope: Vec<Frame>) -> Moving {
         let id = self.inst.next_seq();
-        Token { id, node: node.to_string(), wait: Wait::Incident { incident: 0 }, scope }
+        Token { id, node: node.to_string(), wait: Wait::Incident { incident: 0 }, scope, timers: Vec::new() }
     }
 
     fn env(&self) -> Env<'_> {
@@ -512,9 +699,17 @@ impl<'a> Run<'a> {
         self.out
     }
 
+    /// Move a token on to `to`. Timers it had armed where it waited are withdrawn.
     fn go(&mut self, mut token: Moving, to: NodeIx) {
+        self.disarm(&mut token);
         token.node = self.p.nodes[to].id.clone();
         self.ready.push_back(token);
+    }
+
+    fn disarm(&mut self, token: &mut Token) {
+        for a in token.timers.drain(..) {
+            self.out.commands.push(Command::CancelJob { job: a.job });
+        }
     }
 
     fn park(&mut self, mut token: Moving, wait: Wait) {
@@ -522,7 +717,19 @@ impl<'a> Run<'a> {
         self.inst.tokens.push(token);
     }
 
-    fn incident(&mut self, token: Moving, message: String, pending_output: Option<Value>) {
+    fn incident(&mut self, mut token: Moving, message: String, pending_output: Option<Value>) {
+        self.incident_with(&mut token, message, pending_output, None);
+        self.inst.tokens.push(token);
+    }
+
+    fn incident_with(
+        &mut self,
+        token: &mut Token,
+        message: String,
+        pending_output: Option<Value>,
+        branch: Option<u16>,
+    ) {
+        self.disarm(token);
         let id = self.inst.next_seq();
         let node = token.node.clone();
         tracing::warn!(instance = self.inst.id, node = %node, incident = id, %message, "incident");
@@ -533,12 +740,94 @@ impl<'a> Run<'a> {
             message: message.clone(),
             at: self.now,
             pending_output,
+            pending_branch: branch,
         });
         self.log(Some(node), None, HistoryEvent::IncidentRaised { incident: id, message });
-        self.park(token, Wait::Incident { incident: id });
+        token.wait = Wait::Incident { incident: id };
     }
 
-    fn exec(&mut self, token: Moving) {
+    /// When a timer fires, for a token arriving now.
+    fn timer_due(&self, when: &TimerWhen, task_due: Option<DateTime<Utc>>) -> Result<DateTime<Utc>, String> {
+        let tz = self.p.time_zone;
+        match when {
+            TimerWhen::After(span) => Ok(span.add_to(self.now, tz)),
+            TimerWhen::Date(t) => Ok(*t),
+            TimerWhen::Due => task_due.ok_or_else(|| "the task has no due date".to_string()),
+            TimerWhen::At(e) => match e.eval(&self.env()) {
+                Ok(Value::String(s)) => {
+                    schedule::parse_instant(&s, tz).map_err(|m| format!("timer `{}`: {m}", e.source.trim()))
+                }
+                Ok(other) => Err(format!("timer `{}` gave {other}, not a date or datetime", e.source.trim())),
+                Err(err) => Err(format!("timer `{}` failed: {err}", e.source.trim())),
+            },
+        }
+    }
+
+    /// Schedule a timer job for `token`; returns its id.
+    fn schedule_timer(&mut self, token: &Token, node: &str, due: DateTime<Utc>) -> String {
+        let seq = self.inst.next_seq();
+        let job = format!("{}-{}", self.inst.id, seq);
+        self.out.commands.push(Command::ScheduleJob(Job {
+            id: job.clone(),
+            instance: self.inst.id,
+            token: token.id,
+            node: node.to_string(),
+            due,
+            attempt: 1,
+            kind: JobKind::Timer,
+        }));
+        self.log(Some(node.to_string()), None, HistoryEvent::TimerSet { job: job.clone(), due });
+        job
+    }
+
+    /// The correlation key of a message catch, as text.
+    fn message_key(&self, spec: &MessageSpec) -> Result<String, String> {
+        let Some(e) = &spec.key else { return Ok(String::new()) };
+        match e.eval(&self.env()) {
+            Ok(Value::String(s)) if !s.is_empty() => Ok(s),
+            Ok(Value::Number(n)) => Ok(n.to_string()),
+            Ok(Value::Bool(b)) => Ok(b.to_string()),
+            Ok(other) => {
+                Err(format!("correlation key `{}` gave {other}; a key must be text or a number", e.source.trim()))
+            }
+            Err(err) => Err(format!("correlation key `{}` failed: {err}", e.source.trim())),
+        }
+    }
+
+    fn subscribe(&mut self, token: &Token, node: &str, name: &str, key: &str) {
+        self.out.commands.push(Command::Subscribe {
+            token: token.id,
+            node: node.to_string(),
+            name: name.to_string(),
+            key: key.to_string(),
+        });
+        self.log(Some(node.to_string()), None, HistoryEvent::MessageWaiting { name: name.into(), key: key.into() });
+    }
+
+    /// Evaluate a task's boundary timers before it opens: (index, due).
+    fn boundary_dues(
+        &self,
+        boundary: &[crate::process::Boundary],
+        task_due: Option<DateTime<Utc>>,
+    ) -> Result<Vec<(u16, DateTime<Utc>)>, String> {
+        let mut out = Vec::new();
+        for (i, b) in boundary.iter().enumerate() {
+            if let BoundaryTrigger::Timer { when, .. } = &b.trigger {
+                out.push((i as u16, self.timer_due(when, task_due)?));
+            }
+        }
+        Ok(out)
+    }
+
+    fn arm(&mut self, token: &mut Token, dues: Vec<(u16, DateTime<Utc>)>) {
+        let node = token.node.clone();
+        for (index, due) in dues {
+            let job = self.schedule_timer(token, &node, due);
+            token.timers.push(Armed { job, index, due, fired: 0 });
+        }
+    }
+
+    fn exec(&mut self, mut token: Moving) {
         let p = self.p;
         let Some((_, node)) = p.node(&token.node) else {
             let msg = format!("node `{}` does not exist in version {}", token.node, p.version);
@@ -546,13 +835,23 @@ impl<'a> Run<'a> {
         };
         let here = Some(node.id.clone());
         match &node.kind {
-            NodeKind::Start { next } => self.go(token, *next),
+            NodeKind::Start { next, .. } => self.go(token, *next),
             NodeKind::End { terminate } => {
                 self.log(here, None, HistoryEvent::Ended);
                 if *terminate {
                     self.ready.clear();
                     self.clear_all(TaskStatus::Cancelled);
                 }
+            }
+            NodeKind::ErrorEnd { code, message } => {
+                let message = message.clone().unwrap_or_default();
+                self.log(here, None, HistoryEvent::ErrorThrown { code: Some(code.clone()), message: message.clone() });
+                let uncaught = if message.is_empty() {
+                    format!("error `{code}` was thrown and no boundary catches it")
+                } else {
+                    format!("error `{code}` was thrown and no boundary catches it: {message}")
+                };
+                self.throw(token, Some(code), &message, false, uncaught);
             }
             NodeKind::Script { script, next } => match script.run_script(&self.env()) {
                 Ok(changed) => {
@@ -592,20 +891,30 @@ impl<'a> Run<'a> {
                     None => self.incident(token, "no condition holds and there is no `default`".into(), None),
                 }
             }
-            NodeKind::Parallel { branches } => {
-                let activation = self.inst.next_seq();
-                let width = branches.len() as u16;
-                let names = branches.iter().map(|b| p.nodes[*b].id.clone()).collect();
-                self.log(here, None, HistoryEvent::Forked { branches: names });
-                for (i, b) in branches.iter().enumerate() {
-                    let mut scope = token.scope.clone();
-                    scope.push(Frame { fork: node.id.clone(), activation, branch: i as u16, width });
-                    let t = self.new_token(&p.nodes[*b].id, scope);
-                    self.ready.push_back(t);
+            NodeKind::Inclusive { branches, default, .. } => {
+                let mut taken = Vec::new();
+                for (cond, target) in branches {
+                    match cond.eval_bool(&self.env()) {
+                        Ok(true) => taken.push(*target),
+                        Ok(false) => {}
+                        Err(e) => {
+                            let msg = format!("condition `{}` failed: {e}", cond.source.trim());
+                            return self.incident(token, msg, None);
+                        }
+                    }
                 }
+                if taken.is_empty() {
+                    match default {
+                        Some(d) => taken.push(*d),
+                        None => {
+                            return self.incident(token, "no condition holds and there is no `default`".into(), None)
+                        }
+                    }
+                }
+                self.fork(token, &node.id, &taken);
             }
+            NodeKind::Parallel { branches, .. } => self.fork(token, &node.id, branches),
             NodeKind::Join { fork, next } => {
-                let mut token = token;
                 let frame = match token.scope.pop() {
                     Some(f) if f.fork == p.nodes[*fork].id => f,
                     other => {
@@ -649,6 +958,10 @@ impl<'a> Run<'a> {
                         Err(msg) => return self.incident(token, format!("due `{}`: {msg}", e.source.trim()), None),
                     },
                 };
+                let dues = match self.boundary_dues(&spec.boundary, due) {
+                    Ok(d) => d,
+                    Err(msg) => return self.incident(token, msg, None),
+                };
                 let seq = self.inst.next_seq();
                 let task_id = format!("{}-{}", self.inst.id, seq);
                 let lane = node.lane.clone().unwrap_or_default();
@@ -668,9 +981,11 @@ impl<'a> Run<'a> {
                     completed_by: None,
                     completed_at: None,
                     outcome: None,
+                    overdue: false,
                 };
                 self.log(here, None, HistoryEvent::TaskOpened { task: task_id.clone() });
                 self.out.commands.push(Command::OpenTask(task));
+                self.arm(&mut token, dues);
                 self.park(token, Wait::Task { task: task_id, assignee: None });
             }
             NodeKind::Service(spec) => {
@@ -688,6 +1003,10 @@ impl<'a> Run<'a> {
                     };
                     input.insert(k.clone(), value);
                 }
+                let dues = match self.boundary_dues(&spec.boundary, None) {
+                    Ok(d) => d,
+                    Err(msg) => return self.incident(token, msg, None),
+                };
                 let seq = self.inst.next_seq();
                 let job_id = format!("{}-{}", self.inst.id, seq);
                 let job = Job {
@@ -710,8 +1029,229 @@ impl<'a> Run<'a> {
                     HistoryEvent::JobScheduled { job: job_id.clone(), connector: spec.connector.clone(), attempt: 1 },
                 );
                 self.out.commands.push(Command::ScheduleJob(job));
+                self.arm(&mut token, dues);
                 self.park(token, Wait::Job { job: job_id, attempt: 1 });
             }
+            NodeKind::TimerCatch { when, .. } => match self.timer_due(when, None) {
+                Ok(due) => {
+                    let job = self.schedule_timer(&token, &node.id, due);
+                    self.park(token, Wait::Timer { job });
+                }
+                Err(msg) => self.incident(token, msg, None),
+            },
+            NodeKind::MessageCatch { message, .. } => match self.message_key(message) {
+                Ok(key) => {
+                    self.subscribe(&token, &node.id, &message.name, &key);
+                    self.park(token, Wait::Message { name: message.name.clone(), key });
+                }
+                Err(msg) => self.incident(token, msg, None),
+            },
+            NodeKind::EventBased { branches } => {
+                let mut messages = Vec::new();
+                let mut dues = Vec::new();
+                for (i, (trigger, _)) in branches.iter().enumerate() {
+                    let r = match trigger {
+                        EventTrigger::Message(m) => self.message_key(m).map(|key| {
+                            messages.push(MessageWait { branch: i as u16, name: m.name.clone(), key });
+                        }),
+                        EventTrigger::Timer(when) => self.timer_due(when, None).map(|d| dues.push((i as u16, d))),
+                    };
+                    if let Err(msg) = r {
+                        return self.incident(token, msg, None);
+                    }
+                }
+                for m in &messages {
+                    self.subscribe(&token, &node.id, &m.name, &m.key);
+                }
+                self.arm(&mut token, dues);
+                self.park(token, Wait::Events { messages });
+            }
+        }
+    }
+
+    /// Fork `token` into one token per branch in `targets`; the join waits for all.
+    fn fork(&mut self, token: Moving, fork_id: &str, targets: &[NodeIx]) {
+        let p = self.p;
+        let activation = self.inst.next_seq();
+        let width = targets.len() as u16;
+        let names = targets.iter().map(|b| p.nodes[*b].id.clone()).collect();
+        self.log(Some(fork_id.to_string()), None, HistoryEvent::Forked { branches: names });
+        for (i, b) in targets.iter().enumerate() {
+            let mut scope = token.scope.clone();
+            scope.push(Frame { fork: fork_id.to_string(), activation, branch: i as u16, width });
+            let t = self.new_token(&p.nodes[*b].id, scope);
+            self.ready.push_back(t);
+        }
+    }
+
+    /// A timer job of token `tok` is due.
+    fn timer_fired(&mut self, tok: usize, job: &str) {
+        let p = self.p;
+        let node = self.inst.tokens[tok].node.clone();
+        let Some((_, n)) = p.node(&node) else {
+            let token = self.inst.tokens.remove(tok);
+            return self.incident(token, format!("node `{node}` vanished"), None);
+        };
+        if matches!(&self.inst.tokens[tok].wait, Wait::Timer { job: j } if j == job) {
+            let token = self.inst.tokens.remove(tok);
+            self.log(Some(node), None, HistoryEvent::TimerFired { job: job.to_string() });
+            let NodeKind::TimerCatch { next, .. } = &n.kind else {
+                return self.incident(token, "a timer wait on a node that is not a timer".into(), None);
+            };
+            return self.go(token, *next);
+        }
+        let armed_pos = self.inst.tokens[tok].timers.iter().position(|a| a.job == job).expect("found by index");
+        let armed = self.inst.tokens[tok].timers[armed_pos].clone();
+        self.log(Some(node.clone()), None, HistoryEvent::TimerFired { job: job.to_string() });
+        match &n.kind {
+            NodeKind::EventBased { branches } => {
+                let mut token = self.inst.tokens.remove(tok);
+                token.timers.remove(armed_pos);
+                self.release_wait(&token);
+                token.timers.clear();
+                let target = branches[usize::from(armed.index)].1;
+                self.log(Some(node), None, HistoryEvent::Routed { to: p.nodes[target].id.clone() });
+                self.go(token, target);
+            }
+            kind => {
+                let Some(b) = kind.boundary().get(usize::from(armed.index)) else {
+                    let token = self.inst.tokens.remove(tok);
+                    return self.incident(token, format!("boundary {} of `{node}` vanished", armed.index), None);
+                };
+                let BoundaryTrigger::Timer { interrupting, every, times, .. } = &b.trigger else {
+                    let token = self.inst.tokens.remove(tok);
+                    return self.incident(token, "an error boundary cannot fire as a timer".into(), None);
+                };
+                if *interrupting {
+                    let mut token = self.inst.tokens.remove(tok);
+                    token.timers.remove(armed_pos);
+                    self.release_wait(&token);
+                    token.timers.clear();
+                    self.log(Some(node), None, HistoryEvent::Interrupted { to: p.nodes[b.next].id.clone() });
+                    return self.go(token, b.next);
+                }
+                // A reminder: the task stays; a side token runs the boundary's path.
+                let fired = armed.fired + 1;
+                let again = every.filter(|_| times.is_none_or(|t| fired < t));
+                match again {
+                    Some(every) => {
+                        // Missed repeats (downtime) collapse into this one firing.
+                        let mut due = every.add_to(armed.due, p.time_zone);
+                        while due <= self.now {
+                            due = every.add_to(due, p.time_zone);
+                        }
+                        let token = self.inst.tokens[tok].clone();
+                        let new_job = self.schedule_timer(&token, &node, due);
+                        self.inst.tokens[tok].timers[armed_pos] =
+                            Armed { job: new_job, index: armed.index, due, fired };
+                    }
+                    None => {
+                        self.inst.tokens[tok].timers.remove(armed_pos);
+                    }
+                }
+                let scope = self.inst.tokens[tok].scope.clone();
+                let side = self.new_token(&node, scope);
+                self.go(side, b.next);
+            }
+        }
+    }
+
+    /// Withdraw what a token waits on (task, job, timers, subscriptions, incident),
+    /// without moving it.
+    fn release_wait(&mut self, t: &Token) {
+        match &t.wait {
+            Wait::Task { task, .. } => self.out.commands.push(Command::CloseTask {
+                task: task.clone(),
+                status: TaskStatus::Cancelled,
+                by: None,
+                outcome: None,
+            }),
+            Wait::Job { job, .. } | Wait::Timer { job } => {
+                self.out.commands.push(Command::CancelJob { job: job.clone() })
+            }
+            Wait::Incident { incident } => {
+                let id = *incident;
+                self.inst.incidents.retain(|i| i.id != id);
+            }
+            Wait::Message { .. } | Wait::Events { .. } => {}
+        }
+        for (name, key) in t.wait.messages() {
+            self.out.commands.push(Command::Unsubscribe { token: t.id, name: name.into(), key: key.into() });
+        }
+        for a in &t.timers {
+            self.out.commands.push(Command::CancelJob { job: a.job.clone() });
+        }
+    }
+
+    /// A message for `token`, which waits for it.
+    fn message_received(&mut self, token: Moving, name: &str, key: &str, payload: Value) {
+        let branch = match &token.wait {
+            Wait::Events { messages } => messages.iter().find(|m| m.name == name && m.key == key).map(|m| m.branch),
+            _ => None,
+        };
+        self.release_wait(&token);
+        let mut token = token;
+        token.wait = Wait::Incident { incident: 0 };
+        self.disarm_quietly(&mut token);
+        self.apply_message(token, branch, name, key, payload);
+    }
+
+    /// Drop armed timers whose CancelJob was already issued.
+    fn disarm_quietly(&mut self, token: &mut Token) {
+        token.timers.clear();
+    }
+
+    fn apply_message(&mut self, token: Moving, branch: Option<u16>, name: &str, key: &str, payload: Value) {
+        let p = self.p;
+        let Some((_, node)) = p.node(&token.node) else {
+            return self.incident(token, "node vanished".into(), None);
+        };
+        let (spec, next) = match (&node.kind, branch) {
+            (NodeKind::MessageCatch { message, next }, _) => (message, *next),
+            (NodeKind::EventBased { branches }, Some(b)) => match branches.get(usize::from(b)) {
+                Some((EventTrigger::Message(m), next)) => (m, *next),
+                _ => return self.incident(token, format!("branch {b} of `{}` is not a message", node.id), None),
+            },
+            _ => return self.incident(token, format!("node `{}` does not wait for messages", node.id), None),
+        };
+        match map_payload(p, &spec.set, &self.inst.vars, self.inst.id, &payload, "payload", self.now) {
+            Ok(values) => {
+                let names = values.keys().cloned().collect();
+                self.inst.vars.extend(values);
+                self.log(
+                    Some(node.id.clone()),
+                    None,
+                    HistoryEvent::MessageReceived { name: name.into(), key: key.into(), set: names },
+                );
+                if let NodeKind::EventBased { .. } = node.kind {
+                    self.log(Some(node.id.clone()), None, HistoryEvent::Routed { to: p.nodes[next].id.clone() });
+                }
+                self.go(token, next);
+            }
+            Err(msg) => {
+                let mut token = token;
+                self.incident_with(&mut token, format!("message `{name}`: {msg}"), Some(payload), branch);
+                self.inst.tokens.push(token);
+            }
+        }
+    }
+
+    /// Re-apply a result whose mapping failed (connector output or message payload).
+    fn apply_pending(&mut self, token: Moving, output: Value, branch: Option<u16>) {
+        match self.p.node(&token.node).map(|(_, n)| &n.kind) {
+            Some(NodeKind::Service(_)) => self.apply_output(token, "", output),
+            Some(NodeKind::MessageCatch { message, .. }) => {
+                let name = message.name.clone();
+                self.apply_message(token, None, &name, "", output)
+            }
+            Some(NodeKind::EventBased { branches }) => {
+                let name = match branch.and_then(|b| branches.get(usize::from(b))) {
+                    Some((EventTrigger::Message(m), _)) => m.name.clone(),
+                    _ => String::new(),
+                };
+                self.apply_message(token, branch, &name, "", output)
+            }
+            _ => self.ready.push_back(token),
         }
     }
 
@@ -787,22 +1327,112 @@ impl<'a> Run<'a> {
             None,
             HistoryEvent::JobFailed { job: job.to_string(), attempt, message: message.clone(), retry_at: None },
         );
-        let why = match failure {
-            Failure::Retryable { .. } => format!("`{}` failed {attempt} times; last error: {message}", spec.connector),
-            _ => format!("`{}` failed: {message}", spec.connector),
+        let (code, text, why) = match failure {
+            Failure::Retryable { message, .. } => {
+                (None, message.clone(), format!("`{}` failed {attempt} times; last error: {message}", spec.connector))
+            }
+            Failure::Business { code, message } => {
+                let why = format!("`{}` failed: [{code}] {message}", spec.connector);
+                (Some(code), message, why)
+            }
+            Failure::Fatal { message } => (None, message.clone(), format!("`{}` failed: {message}", spec.connector)),
         };
-        self.incident(token, why, None);
+        self.throw(token, code.as_deref(), &text, true, why);
     }
 
-    /// Remove every token: close tasks, cancel jobs, forget joins and incidents.
+    /// The boundary that catches an error with `code` (`None`: a technical failure)
+    /// thrown by `token`: its own node's (when `own`), then its forks', innermost first.
+    fn catcher(&self, token: &Token, code: Option<&str>, own: bool) -> Option<Catcher> {
+        let p = self.p;
+        if own {
+            if let Some((_, n)) = p.node(&token.node) {
+                if let Some(i) = n.kind.boundary().iter().position(|b| b.catches(code)) {
+                    return Some(Catcher::Own(i));
+                }
+            }
+        }
+        for (fi, frame) in token.scope.iter().enumerate().rev() {
+            if let Some((_, fork)) = p.node(&frame.fork) {
+                if let Some(i) = fork.kind.boundary().iter().position(|b| b.catches(code)) {
+                    return Some(Catcher::Fork { frame: fi, boundary: i });
+                }
+            }
+        }
+        None
+    }
+
+    /// Throw an error from `token` (no longer parked): the nearest boundary that
+    /// catches it takes over, else the token stops with the incident `uncaught`.
+    fn throw(&mut self, mut token: Moving, code: Option<&str>, message: &str, own: bool, uncaught: String) {
+        let p = self.p;
+        let (owner, b, scope) = match self.catcher(&token, code, own) {
+            None => return self.incident(token, uncaught, None),
+            Some(Catcher::Own(i)) => {
+                let (_, n) = p.node(&token.node).expect("catcher found the node");
+                (n, &n.kind.boundary()[i], token.scope.clone())
+            }
+            Some(Catcher::Fork { frame, boundary }) => {
+                let f = token.scope[frame].clone();
+                let (_, n) = p.node(&f.fork).expect("catcher found the fork");
+                self.cancel_activation(f.activation);
+                (n, &n.kind.boundary()[boundary], token.scope[..frame].to_vec())
+            }
+        };
+        let error = serde_json::json!({ "code": code, "message": message });
+        let values = match map_payload(p, &b.set, &self.inst.vars, self.inst.id, &error, "error", self.now) {
+            Ok(v) if !b.set.is_empty() => v,
+            Ok(_) => Vars::new(),
+            Err(msg) => {
+                return self.incident(token, format!("error `{}` caught, but {msg}", code.unwrap_or("-")), None)
+            }
+        };
+        self.inst.vars.extend(values);
+        self.log(
+            Some(owner.id.clone()),
+            None,
+            HistoryEvent::ErrorCaught {
+                code: code.map(str::to_string),
+                by: owner.id.clone(),
+                to: p.nodes[b.next].id.clone(),
+            },
+        );
+        self.disarm(&mut token);
+        token.scope = scope;
+        token.wait = Wait::Incident { incident: 0 };
+        self.go(token, b.next);
+    }
+
+    /// End every branch of fork activation `activation`: its tokens (parked and
+    /// moving), nested joins and incidents.
+    fn cancel_activation(&mut self, activation: u32) {
+        let inside = |t: &Token| t.scope.iter().any(|f| f.activation == activation);
+        let (gone, keep): (Vec<Token>, Vec<Token>) =
+            std::mem::take(&mut self.inst.tokens).into_iter().partition(inside);
+        self.inst.tokens = keep;
+        for t in &gone {
+            self.release_wait(t);
+        }
+        self.ready.retain(|t| !inside(t));
+        self.inst.joins.retain(|j| j.activation != activation && !j.scope.iter().any(|f| f.activation == activation));
+    }
+
+    /// Remove every token: close tasks, cancel jobs and timers, drop subscriptions,
+    /// forget joins and incidents.
     fn clear_all(&mut self, task_status: TaskStatus) {
         for t in std::mem::take(&mut self.inst.tokens) {
-            match t.wait {
-                Wait::Task { task, .. } => {
-                    self.out.commands.push(Command::CloseTask { task, status: task_status, by: None, outcome: None })
+            match &t.wait {
+                Wait::Task { task, .. } => self.out.commands.push(Command::CloseTask {
+                    task: task.clone(),
+                    status: task_status,
+                    by: None,
+                    outcome: None,
+                }),
+                _ => self.release_wait(&t),
+            }
+            if matches!(t.wait, Wait::Task { .. }) {
+                for a in &t.timers {
+                    self.out.commands.push(Command::CancelJob { job: a.job.clone() });
                 }
-                Wait::Job { job, .. } => self.out.commands.push(Command::CancelJob { job }),
-                Wait::Incident { .. } => {}
             }
         }
         self.inst.joins.clear();

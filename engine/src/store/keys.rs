@@ -14,6 +14,8 @@ pub const TASK_BY_GROUP: &[u8] = b"tg/";
 pub const TASK_BY_ASSIGNEE: &[u8] = b"ta/";
 pub const JOB: &[u8] = b"j/";
 pub const JOB_DUE: &[u8] = b"q/";
+pub const SUBSCRIPTION: &[u8] = b"s/";
+pub const MESSAGE: &[u8] = b"b/";
 
 fn cat(parts: &[&[u8]]) -> Vec<u8> {
     let mut k = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
@@ -89,5 +91,41 @@ pub fn job(id: &str) -> Vec<u8> {
 }
 
 pub fn job_due(due: DateTime<Utc>, id: &str) -> Vec<u8> {
-    cat(&[JOB_DUE, &(due.timestamp_millis().max(0) as u64).to_be_bytes(), id.as_bytes()])
+    job_due_ms(due.timestamp_millis(), id)
+}
+
+/// Sort key of the due queue: milliseconds since the epoch and the job id.
+pub fn job_due_ms(due_ms: i64, id: &str) -> Vec<u8> {
+    cat(&[JOB_DUE, &(due_ms.max(0) as u64).to_be_bytes(), id.as_bytes()])
+}
+
+/// (due in ms, job id) of a due-queue key.
+pub fn parse_job_due(key: &[u8]) -> Option<(i64, String)> {
+    let rest = key.strip_prefix(JOB_DUE)?;
+    let ms = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+    let id = std::str::from_utf8(&rest[8..]).ok()?.to_string();
+    Some((ms as i64, id))
+}
+
+pub fn subscription_prefix(name: &str, key: &str) -> Vec<u8> {
+    cat(&[SUBSCRIPTION, name.as_bytes(), b"\0", key.as_bytes(), b"\0"])
+}
+
+/// Waiting tokens by message name and correlation key, oldest instance first.
+pub fn subscription(name: &str, key: &str, instance: InstanceId, token: u32) -> Vec<u8> {
+    cat(&[&subscription_prefix(name, key), &instance.to_be_bytes(), &token.to_be_bytes()])
+}
+
+pub fn message_prefix(name: &str, key: &str) -> Vec<u8> {
+    cat(&[MESSAGE, name.as_bytes(), b"\0", key.as_bytes(), b"\0"])
+}
+
+/// Buffered messages by name and correlation key, in arrival order.
+pub fn message(name: &str, key: &str, id: u64) -> Vec<u8> {
+    cat(&[&message_prefix(name, key), &id.to_be_bytes()])
+}
+
+/// The message id at the end of a message key.
+pub fn message_id_of(key: &[u8]) -> Option<u64> {
+    key.len().checked_sub(8).and_then(|at| key[at..].try_into().ok()).map(u64::from_be_bytes)
 }

@@ -38,6 +38,8 @@ pub struct KvStore<K: Kv> {
     /// becomes visible only when its instance is committed, so one handed out to a
     /// start that never committed may safely be handed out again.
     last_id: AtomicU64,
+    /// Last message id handed out, restored from the buffered messages.
+    last_message: AtomicU64,
 }
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
@@ -67,7 +69,9 @@ impl<K: Kv> KvStore<K> {
             })?,
             None => 0,
         };
-        Ok(KvStore { kv, last_id: AtomicU64::new(last) })
+        let last_message =
+            kv.scan(keys::MESSAGE, usize::MAX)?.iter().filter_map(|(k, _)| keys::message_id_of(k)).max().unwrap_or(0);
+        Ok(KvStore { kv, last_id: AtomicU64::new(last), last_message: AtomicU64::new(last_message) })
     }
 
     pub fn backend(&self) -> &K {
@@ -179,6 +183,18 @@ impl<K: Kv> Store for KvStore<K> {
             ops.push((keys::job(&j.id), Some(enc(j))));
             ops.push((keys::job_due(j.due, &j.id), Some(Vec::new())));
         }
+        for s in &b.subscriptions_delete {
+            ops.push((keys::subscription(&s.name, &s.key, s.instance, s.token), None));
+        }
+        for s in &b.subscriptions_put {
+            ops.push((keys::subscription(&s.name, &s.key, s.instance, s.token), Some(enc(s))));
+        }
+        for m in &b.messages_delete {
+            ops.push((keys::message(&m.name, &m.key, m.id), None));
+        }
+        for m in &b.messages_put {
+            ops.push((keys::message(&m.name, &m.key, m.id), Some(enc(m))));
+        }
         if ops.is_empty() {
             return Ok(());
         }
@@ -243,6 +259,7 @@ impl<K: Kv> Store for KvStore<K> {
                 && q.process.as_ref().is_none_or(|p| *p == t.process)
                 && q.instance.is_none_or(|i| i == t.instance)
                 && q.due_before.is_none_or(|d| t.due.is_some_and(|td| td < d))
+                && q.overdue.is_none_or(|o| o == t.overdue)
                 && after.is_none_or(|c| (keys::due_ms(t.due), t.id.as_str()) > c.sort_key())
         };
         let mut tasks = Vec::new();
@@ -292,6 +309,49 @@ impl<K: Kv> Store for KvStore<K> {
             }
         }
         Ok(out)
+    }
+
+    fn due_after(&self, after: Option<(i64, &str)>, limit: usize) -> Result<Vec<(i64, String)>, StoreError> {
+        let from = match after {
+            Some((ms, id)) => keys::job_due_ms(ms, id),
+            None => keys::JOB_DUE.to_vec(),
+        };
+        let mut out = Vec::with_capacity(limit.min(4096));
+        // One more than asked: the first may be `after` itself.
+        for (k, _) in self.kv.scan_from(keys::JOB_DUE, &from, limit.saturating_add(1))? {
+            if after.is_some() && k == from {
+                continue;
+            }
+            match keys::parse_job_due(&k) {
+                Some(e) => out.push(e),
+                None => {
+                    return Err(StoreError::Corrupt {
+                        key: String::from_utf8_lossy(&k).into_owned(),
+                        reason: "bad due-queue key".into(),
+                    })
+                }
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn subscriptions(&self, name: &str, key: &str) -> Result<Vec<Subscription>, StoreError> {
+        self.scan(&keys::subscription_prefix(name, key), usize::MAX)
+    }
+
+    fn buffered(&self, name: &str, key: &str) -> Result<Vec<BufferedMessage>, StoreError> {
+        self.scan(&keys::message_prefix(name, key), usize::MAX)
+    }
+
+    fn all_buffered(&self) -> Result<Vec<BufferedMessage>, StoreError> {
+        self.scan(keys::MESSAGE, usize::MAX)
+    }
+
+    fn next_message_id(&self) -> Result<u64, StoreError> {
+        Ok(self.last_message.fetch_add(1, Ordering::SeqCst) + 1)
     }
 
     fn history(&self, id: InstanceId) -> Result<Vec<HistoryEntry>, StoreError> {

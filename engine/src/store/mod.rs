@@ -56,6 +56,10 @@ pub struct Batch {
     pub tasks: Vec<(Option<Task>, Task)>,
     pub jobs_put: Vec<(Option<Job>, Job)>,
     pub jobs_delete: Vec<Job>,
+    pub subscriptions_put: Vec<Subscription>,
+    pub subscriptions_delete: Vec<Subscription>,
+    pub messages_put: Vec<BufferedMessage>,
+    pub messages_delete: Vec<BufferedMessage>,
 }
 
 impl Batch {
@@ -66,7 +70,47 @@ impl Batch {
             && self.tasks.is_empty()
             && self.jobs_put.is_empty()
             && self.jobs_delete.is_empty()
+            && self.subscriptions_put.is_empty()
+            && self.subscriptions_delete.is_empty()
+            && self.messages_put.is_empty()
+            && self.messages_delete.is_empty()
     }
+
+    /// Add everything in `other` to this batch.
+    pub fn extend(&mut self, other: Batch) {
+        self.definitions.extend(other.definitions);
+        self.instances.extend(other.instances);
+        self.history.extend(other.history);
+        self.tasks.extend(other.tasks);
+        self.jobs_put.extend(other.jobs_put);
+        self.jobs_delete.extend(other.jobs_delete);
+        self.subscriptions_put.extend(other.subscriptions_put);
+        self.subscriptions_delete.extend(other.subscriptions_delete);
+        self.messages_put.extend(other.messages_put);
+        self.messages_delete.extend(other.messages_delete);
+    }
+}
+
+/// A token waiting for a message: the index entry correlation looks up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub name: String,
+    pub key: String,
+    pub instance: InstanceId,
+    pub token: u32,
+    pub process: String,
+    pub node: String,
+}
+
+/// A message nobody waited for yet, kept until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BufferedMessage {
+    pub id: u64,
+    pub name: String,
+    pub key: String,
+    pub payload: serde_json::Value,
+    pub received_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
 }
 
 /// Which instances to list, in id order.
@@ -117,6 +161,15 @@ impl TaskCursor {
     }
 }
 
+/// Which incidents to list (across instances).
+#[derive(Debug, Clone, Default)]
+pub struct IncidentFilter {
+    pub process: Option<String>,
+    /// Only incidents at this node.
+    pub node: Option<String>,
+    pub limit: Option<usize>,
+}
+
 /// Which open tasks to list. Results are sorted by due date (to the millisecond),
 /// undated last, then by task id.
 #[derive(Debug, Clone, Default)]
@@ -130,6 +183,8 @@ pub struct TaskQuery {
     pub due_before: Option<DateTime<Utc>>,
     /// Only tasks after this one in the sort order (paging).
     pub after: Option<TaskCursor>,
+    /// Only tasks past their due date (`Some(true)`), or not (`Some(false)`).
+    pub overdue: Option<bool>,
     pub limit: Option<usize>,
 }
 
@@ -148,6 +203,17 @@ pub trait Store: Send + Sync {
     fn job(&self, id: &str) -> Result<Option<Job>, StoreError>;
     /// Every pending job, earliest due first.
     fn jobs(&self) -> Result<Vec<Job>, StoreError>;
+    /// Due-queue entries (due in ms since the epoch, job id) strictly after `after`,
+    /// earliest first, at most `limit`: how the engine refills its bounded window.
+    fn due_after(&self, after: Option<(i64, &str)>, limit: usize) -> Result<Vec<(i64, String)>, StoreError>;
+    /// Tokens waiting for message (`name`, `key`), oldest instance first.
+    fn subscriptions(&self, name: &str, key: &str) -> Result<Vec<Subscription>, StoreError>;
+    /// Buffered messages (`name`, `key`), oldest first.
+    fn buffered(&self, name: &str, key: &str) -> Result<Vec<BufferedMessage>, StoreError>;
+    /// Every buffered message.
+    fn all_buffered(&self) -> Result<Vec<BufferedMessage>, StoreError>;
+    /// A fresh message id, never handed out before (also across restarts).
+    fn next_message_id(&self) -> Result<u64, StoreError>;
     fn history(&self, id: InstanceId) -> Result<Vec<HistoryEntry>, StoreError>;
     /// How many tasks are open (for the metrics gauge, counted once at open).
     fn open_task_count(&self) -> Result<u64, StoreError> {
