@@ -6,13 +6,24 @@ use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use nagare::server::auth::{self, Users};
 use nagare::server::Server;
+use nagare_engine::process::NodeKind;
 use nagare_engine::{Engine, EngineError};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// The demo tokens of `config/users.yaml`, published in the README: a server that
 /// accepts any of them must not be reachable by anyone else.
-const DEMO_TOKENS: &[&str] = &["demo-admin", "demo-sato", "demo-kato", "demo-tanaka", "demo-yamada", "demo-suzuki"];
+const DEMO_TOKENS: &[&str] = &[
+    "demo-admin",
+    "demo-sato",
+    "demo-kato",
+    "demo-tanaka",
+    "demo-yamada",
+    "demo-suzuki",
+    "demo-ito",
+    "demo-watanabe",
+    "demo-kobayashi",
+];
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -64,13 +75,18 @@ fn deploy_dir(engine: &Engine, dir: &Path) -> anyhow::Result<usize> {
     Ok(files.len())
 }
 
-/// Warn about lanes nobody can work: their groups have no member in the users file.
+/// Warn about lanes nobody can work: they have user tasks, but their groups have no
+/// member in the users file. (A lane of automated steps needs nobody.)
 fn check_lanes(engine: &Engine, users: &Users) {
     let groups = users.groups();
     for versions in engine.processes() {
         let Some(p) = versions.last() else { continue };
         for (lane, l) in &p.lanes {
-            if !l.groups.iter().any(|g| groups.contains(g.as_str())) {
+            let has_user_tasks = p
+                .nodes
+                .iter()
+                .any(|n| n.lane.as_deref() == Some(lane.as_str()) && matches!(n.kind, NodeKind::UserTask(_)));
+            if has_user_tasks && !l.groups.iter().any(|g| groups.contains(g.as_str())) {
                 eprintln!(
                     "warning: lane `{lane}` of process `{}` is worked by group(s) {} but no user is in them",
                     p.id,
