@@ -10,8 +10,8 @@ use nagare::server::{AppState, Server};
 use nagare_connectors::kintone::trigger::Watcher;
 use nagare_engine::{Engine, EngineError};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// The demo tokens of `config/users.yaml`, published in the README: a server that
 /// accepts any of them must not be reachable by anyone else.

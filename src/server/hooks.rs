@@ -64,7 +64,8 @@ pub async fn kintone(
         return HookError {
             status: 404,
             code: "not-found",
-            message: "this server runs no kintone watcher (start it with `nagare serve` and a kintone connector)".into(),
+            message: "this server runs no kintone watcher (start it with `nagare serve` and a kintone connector)"
+                .into(),
         }
         .into_response();
     };

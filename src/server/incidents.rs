@@ -89,7 +89,14 @@ pub struct FixRequest {
 }
 
 /// Retry or resolve, as the caller; the instance afterwards.
-async fn fix(state: AppState, by: String, id: u64, incident: u32, vars: VarsJson, retry: bool) -> ApiResult<Json<InstanceView>> {
+async fn fix(
+    state: AppState,
+    by: String,
+    id: u64,
+    incident: u32,
+    vars: VarsJson,
+    retry: bool,
+) -> ApiResult<Json<InstanceView>> {
     let engine = state.engine.clone();
     blocking(move || {
         let inst = engine.instance(id)?;

@@ -37,7 +37,10 @@ impl Ttl {
         match self {
             Ttl::Seconds(s) => Ok(Duration::from_secs(*s)),
             Ttl::Text(t) => humantime::parse_duration(t.trim()).map_err(|e| {
-                ApiError::unprocessable("bad-ttl", format!("`ttl` `{}`: {e}; write e.g. \"7d\", \"1h\" or 3600", echo(t)))
+                ApiError::unprocessable(
+                    "bad-ttl",
+                    format!("`ttl` `{}`: {e}; write e.g. \"7d\", \"1h\" or 3600", echo(t)),
+                )
             }),
         }
     }
@@ -88,14 +91,8 @@ pub struct CorrelationView {
 
 impl From<Correlation> for CorrelationView {
     fn from(c: Correlation) -> Self {
-        let none = CorrelationView {
-            result: "",
-            instance: None,
-            node: None,
-            process: None,
-            message: None,
-            expires_at: None,
-        };
+        let none =
+            CorrelationView { result: "", instance: None, node: None, process: None, message: None, expires_at: None };
         match c {
             Correlation::Delivered { instance, node } => {
                 CorrelationView { result: "delivered", instance: Some(instance), node: Some(node), ..none }
@@ -103,12 +100,9 @@ impl From<Correlation> for CorrelationView {
             Correlation::Started { instance, process } => {
                 CorrelationView { result: "started", instance: Some(instance), process: Some(process), ..none }
             }
-            Correlation::Buffered { message, expires_at } => CorrelationView {
-                result: "buffered",
-                message: Some(message),
-                expires_at: Some(expires_at),
-                ..none
-            },
+            Correlation::Buffered { message, expires_at } => {
+                CorrelationView { result: "buffered", message: Some(message), expires_at: Some(expires_at), ..none }
+            }
         }
     }
 }
