@@ -1,15 +1,18 @@
-//! `nagare serve` (the task-list API with the executor) and `nagare token`.
+//! `nagare serve` (the task-list API with the executor and the kintone watcher) and
+//! `nagare token`.
 
-use super::{explain, open};
+use super::{explain, open_with};
 use crate::output::Out;
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use nagare::server::auth::{self, Users};
-use nagare::server::Server;
+use nagare::server::{AppState, Server};
+use nagare_connectors::kintone::trigger::Watcher;
 use nagare_engine::process::NodeKind;
 use nagare_engine::{Engine, EngineError};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// The demo tokens of `config/users.yaml`, published in the README: a server that
 /// accepts any of them must not be reachable by anyone else.
@@ -101,7 +104,7 @@ pub fn serve(data: &Path, a: ServeArgs) -> anyhow::Result<ExitCode> {
     let users = Users::load(&a.users).map_err(|e| {
         anyhow!("{e}\n  hint: pass --users FILE (or NAGARE_USERS); README § Users shows the format, `nagare token` makes tokens")
     })?;
-    let engine = open(data)?;
+    let (engine, connectors) = open_with(data)?;
     let deployed = deploy_dir(&engine, &a.processes)?;
     check_lanes(&engine, &users);
     let demo = DEMO_TOKENS.iter().any(|t| users.authenticate(t).is_some());
@@ -110,7 +113,11 @@ pub fn serve(data: &Path, a: ServeArgs) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(&a.addr)
             .await
             .with_context(|| format!("cannot listen on {} (in use? pass --addr HOST:PORT)", a.addr))?;
-        let server = Server::start(listener, engine, users, super::run::shutdown_signal())?;
+        // The watcher polls the kintone watches and serves /hooks/kintone/{process}.
+        let watcher = Arc::new(Watcher::new(engine.clone(), connectors));
+        let watched = watcher.watched();
+        let state = AppState::new(engine, users).with_watcher(watcher);
+        let server = Server::start_with(listener, state, super::run::shutdown_signal())?;
         eprintln!(
             "nagare API on {} — data {}, {deployed} process file(s) from {}, users from {} (Ctrl-C to stop)",
             server.url(),
@@ -118,6 +125,13 @@ pub fn serve(data: &Path, a: ServeArgs) -> anyhow::Result<ExitCode> {
             a.processes.display(),
             a.users.display()
         );
+        if !watched.is_empty() {
+            eprintln!(
+                "kintone watch: {} (polled; webhook POST {}/hooks/kintone/<process>)",
+                watched.join(", "),
+                server.url()
+            );
+        }
         if demo {
             eprintln!(
                 "warning: {} accepts the public DEMO tokens (demo-admin, demo-sato...). Fine on your own machine; \
