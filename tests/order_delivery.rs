@@ -493,3 +493,113 @@ async fn webhook_starts_once_and_only_for_matching_records() {
 async fn axum_serve(listener: tokio::net::TcpListener, router: axum::Router) {
     axum::serve(listener, router).await.unwrap();
 }
+
+/// The same story as people and kintone live it: `nagare serve`'s server (API,
+/// executor and watcher together), kintone's webhook, and each lane's people working
+/// their inbox over HTTP with the demo users of `config/users.yaml`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_process_through_the_task_list_api_and_the_webhook() {
+    use nagare::server::auth::Users;
+    use nagare::server::{AppState, Server};
+    let data = tempfile::tempdir().unwrap();
+    let kintone = Kintone::start(Emulator::in_memory(), "127.0.0.1:0").await;
+    let w = world(data.path(), Arc::new(VirtualClock::new(t0())), &config(&kintone.base(), DEMO_TOKEN));
+    let users = Users::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/users.yaml")).unwrap();
+    let watcher = Arc::new(Watcher::new(w.engine.clone(), w.connectors.clone()));
+    let state = AppState::new(w.engine.clone(), users).with_watcher(watcher);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = Server::start_with(listener, state, std::future::pending()).unwrap();
+    let api = server.url();
+    let http = reqwest::Client::new();
+    let call = |user: &str, path: String, body: Option<Value>| {
+        let req = match &body {
+            Some(b) => http.post(format!("{api}{path}")).json(b),
+            None => http.get(format!("{api}{path}")),
+        };
+        let user = user.to_string();
+        async move {
+            let resp = req.bearer_auth(format!("demo-{user}")).send().await.unwrap();
+            let status = resp.status().as_u16();
+            let v: Value = resp.json().await.unwrap();
+            assert!(status < 300, "{user} {path}: {status} {v}");
+            v
+        }
+    };
+    // The one task in `user`'s inbox, once the executor has run the service steps.
+    let inbox = |user: &'static str| {
+        let call = &call;
+        async move {
+            for _ in 0..200 {
+                let items = call(user, "/api/v1/tasks".into(), None).await["items"].as_array().unwrap().clone();
+                if let [one] = items.as_slice() {
+                    return (one["id"].as_str().unwrap().to_string(), one["node"].as_str().unwrap().to_string());
+                }
+                assert!(items.is_empty(), "{user}: one task at a time: {items:?}");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            panic!("no task reached {user}'s inbox");
+        }
+    };
+
+    // kintone: record 1 set to 対応要; its webhook reaches the server twice. The
+    // watcher's poll may get there first: either way, one instance.
+    kintone.emu.edit(1, 1, &[("k_ステータス", json!("対応要"))]).unwrap();
+    let hook = format!("{api}/hooks/kintone/{PROCESS}");
+    let body = json!({ "type": "UPDATE_RECORD", "app": { "id": "1" }, "record": { "$id": { "type": "__ID__", "value": "1" } } });
+    let mut started = 0;
+    for _ in 0..2 {
+        let r: Value = http.post(&hook).json(&body).send().await.unwrap().json().await.unwrap();
+        started += usize::from(r["started"] == json!(true));
+        assert!(r["started"] == json!(true) || r["reason"] == "the record already has its instance", "{r}");
+    }
+    assert!(started <= 1);
+    let list = call("admin", format!("/api/v1/instances?process={PROCESS}"), None).await;
+    let list = list["items"].as_array().unwrap().clone();
+    assert_eq!(list.len(), 1, "{list:?}");
+    let id = list[0]["id"].as_u64().unwrap();
+
+    // ライセンス担当 (ito) → 構築担当 (watanabe) sends back → ito fixes → watanabe builds.
+    let (task, node) = inbox("ito").await;
+    assert_eq!(node, "ライセンスキー手配");
+    let form = call("ito", format!("/api/v1/tasks/{task}"), None).await;
+    let plan = form["form"].as_array().unwrap().iter().find(|f| f["name"] == "q_plan").unwrap().clone();
+    assert_eq!((plan["value"].clone(), plan["mode"].clone()), (json!("スタンダード"), json!("readonly")));
+    call("ito", format!("/api/v1/tasks/{task}/complete"), Some(json!({ "variables": { "q_licenseKey": "LK-1111" } })))
+        .await;
+    let (task, node) = inbox("watanabe").await;
+    assert_eq!(node, "環境構築");
+    call("watanabe", format!("/api/v1/tasks/{task}/send-back"), Some(json!({ "comment": "キーが無効です" }))).await;
+    let (task, node) = inbox("ito").await;
+    assert_eq!(node, "ライセンスキー修正");
+    call("ito", format!("/api/v1/tasks/{task}/complete"), Some(json!({ "variables": { "q_licenseKey": "LK-2222" } })))
+        .await;
+    let (task, _) = inbox("watanabe").await;
+    let built = json!({ "variables": { "q_accessUrl": "https://c-0001.example.jp", "q_password": "init" } });
+    call("watanabe", format!("/api/v1/tasks/{task}/complete"), Some(built)).await;
+    // 送付担当 (kobayashi): the customer wants the manual.
+    let (task, node) = inbox("kobayashi").await;
+    assert_eq!(node, "マニュアル送付手配");
+    let shipped = json!({ "variables": { "q_sendZipcode": "100-0001", "q_sendAddress": "東京都千代田区千代田1-1",
+        "q_sendName": "山田 太郎", "q_trackingNo": "1234-5678" } });
+    call("kobayashi", format!("/api/v1/tasks/{task}/complete"), Some(shipped)).await;
+
+    // The last service step writes 4_対応済 back; the instance completes.
+    let mut inst = Value::Null;
+    for _ in 0..200 {
+        inst = call("admin", format!("/api/v1/instances/{id}"), None).await;
+        if inst["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(inst["status"], "completed", "{inst}");
+    let rec = kintone.fetch(1).await;
+    assert_eq!(field(&rec, "k_ステータス"), json!("4_対応済"));
+    assert_eq!(field(&rec, "k_Qid"), json!(id.to_string()));
+    let history = call("admin", format!("/api/v1/instances/{id}/history"), None).await;
+    let who: Vec<&str> = history.as_array().unwrap().iter().filter_map(|h| h["user"].as_str()).collect();
+    for user in ["ito", "watanabe", "kobayashi"] {
+        assert!(who.contains(&user), "{user} is in the history: {history}");
+    }
+    server.shutdown().await.unwrap();
+}
