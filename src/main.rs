@@ -94,7 +94,7 @@ enum Command {
     },
     /// Retry an incident, optionally after correcting variables.
     #[command(after_help = "Example:\n  nagare retry 1 7 --var 金額=30000")]
-    Retry(cli::instances::RetryArgs),
+    Retry(cli::incidents::IncidentTarget),
     /// Send a message: it goes to the waiting token with this name and key, starts a
     /// process that listens for it, or is kept until someone waits (--ttl).
     #[command(
@@ -221,7 +221,7 @@ fn main() -> ExitCode {
         Command::Claim { task, user } => cli::tasks::claim(&out, &data, &task, &user),
         Command::Complete(a) => cli::tasks::complete(&out, &data, a),
         Command::Cancel { instance, user, reason } => cli::instances::cancel(&out, &data, instance, &user, &reason),
-        Command::Retry(a) => cli::instances::retry(&out, &data, a),
+        Command::Retry(a) => cli::incidents::retry(&out, &data, a),
         Command::Message(a) => cli::messages::send(&out, &data, a),
         Command::Incidents(a) => cli::incidents::run(&out, &data, a),
         Command::Run { until_idle } => cli::run::run(&out, &data, until_idle),

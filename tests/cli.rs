@@ -306,6 +306,14 @@ nodes:
     let id = v[0]["id"].to_string();
     let bad = nagare(&data, &["incidents", "resolve", "1", &id, "--var", "x=abc"]);
     assert_eq!(bad.status.code(), Some(1), "a wrong type is refused");
+    // `nagare retry` runs the step again: 1 / 0 fails again, a new incident replaces it.
+    let again = nagare(&data, &["--json", "retry", "1", &id]);
+    let inst: serde_json::Value = serde_json::from_str(&stdout(&again)).unwrap();
+    assert_eq!(inst["status"], "incident", "{inst}");
+    let v: serde_json::Value = serde_json::from_str(&stdout(&nagare(&data, &["--json", "incidents"]))).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    assert_ne!(v[0]["id"].to_string(), id, "a new incident: {v}");
+    let id = v[0]["id"].to_string();
     let ok = nagare(&data, &["--json", "incidents", "resolve", "1", &id, "--var", "x=5"]);
     assert!(ok.status.success(), "{}", stderr(&ok));
     let inst: serde_json::Value = serde_json::from_str(&stdout(&ok)).unwrap();

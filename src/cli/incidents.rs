@@ -6,6 +6,7 @@ use crate::output::{self, Out, Table};
 use anyhow::anyhow;
 use clap::{Args, Subcommand};
 use nagare_engine::store::IncidentFilter;
+use nagare_engine::Engine;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -27,13 +28,13 @@ pub struct IncidentsArgs {
 #[derive(Subcommand)]
 enum Action {
     /// Run the failed step again, optionally after correcting variables.
-    Retry(Target),
+    Retry(IncidentTarget),
     /// The step was done by hand: write the variables and move the token on past it.
-    Resolve(Target),
+    Resolve(IncidentTarget),
 }
 
 #[derive(Args)]
-struct Target {
+pub struct IncidentTarget {
     /// Instance id.
     instance: u64,
     /// Incident id (see `nagare incidents`).
@@ -76,6 +77,18 @@ pub fn run(out: &Out, data: &Path, a: IncidentsArgs) -> anyhow::Result<ExitCode>
         Some(Action::Retry(t)) => (t, true),
         Some(Action::Resolve(t)) => (t, false),
     };
+    fix(out, &engine, t, retry)
+}
+
+/// `nagare retry`: the same as `nagare incidents retry`.
+pub fn retry(out: &Out, data: &Path, t: IncidentTarget) -> anyhow::Result<ExitCode> {
+    let engine = open_existing(data)?;
+    fix(out, &engine, t, true)
+}
+
+/// Retry (`retry`) or resolve an incident after writing the given variables, run
+/// the jobs that follow, and report the instance.
+fn fix(out: &Out, engine: &Engine, t: IncidentTarget, retry: bool) -> anyhow::Result<ExitCode> {
     let inst = engine.instance(t.instance).map_err(explain)?;
     let process = engine
         .process(&inst.process, inst.version)
@@ -86,7 +99,7 @@ pub fn run(out: &Out, data: &Path, a: IncidentsArgs) -> anyhow::Result<ExitCode>
     } else {
         engine.resolve_incident(t.instance, t.incident, vars, &t.user).map_err(explain)?;
     }
-    let n = run_jobs(&engine)?;
+    let n = run_jobs(engine)?;
     let inst = engine.instance(t.instance).map_err(explain)?;
-    report(out, &engine, inst, Some(n))
+    report(out, engine, inst, Some(n))
 }

@@ -45,19 +45,6 @@ pub struct ListArgs {
     limit: Option<usize>,
 }
 
-#[derive(Args)]
-pub struct RetryArgs {
-    /// Instance id.
-    instance: u64,
-    /// Incident id (see `nagare show`).
-    incident: u32,
-    /// Corrected variable: name=value (repeatable).
-    #[arg(long = "var", value_name = "NAME=VALUE")]
-    vars: Vec<String>,
-    #[arg(long, default_value = "cli")]
-    user: String,
-}
-
 /// An instance with its open tasks, as printed after a command changed it.
 #[derive(Serialize)]
 pub struct InstanceView {
@@ -352,19 +339,6 @@ pub fn cancel(out: &Out, data: &Path, id: u64, user: &str, reason: &str) -> anyh
     let engine = open_existing(data)?;
     let inst = engine.cancel(id, user, reason).map_err(explain)?;
     report(out, &engine, inst, None)
-}
-
-pub fn retry(out: &Out, data: &Path, a: RetryArgs) -> anyhow::Result<ExitCode> {
-    let engine = open_existing(data)?;
-    let inst = engine.instance(a.instance).map_err(explain)?;
-    let process = engine
-        .process(&inst.process, inst.version)
-        .ok_or_else(|| anyhow!("process {} version {} is not loaded", inst.process, inst.version))?;
-    let vars = parse_vars(&process, &a.vars, None)?;
-    engine.retry_incident(a.instance, a.incident, vars, &a.user).map_err(explain)?;
-    let n = run_jobs(&engine)?;
-    let inst = engine.instance(a.instance).map_err(explain)?;
-    report(out, &engine, inst, Some(n))
 }
 
 /// Rows for the task table (shared with `nagare tasks`).
