@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 /// The demo tokens of `config/users.yaml`, published in the README: a server that
 /// accepts any of them must not be reachable by anyone else.
-const DEMO_TOKENS: &[&str] = &["demo-admin", "demo-sato", "demo-kato", "demo-tanaka", "demo-yamada", "demo-suzuki"];
+const DEMO_TOKENS: &[&str] = &["demo-admin", "demo-sato", "demo-kato", "demo-tanaka", "demo-yamada", "demo-suzuki", "demo-worker"];
 
 #[derive(Args)]
 pub struct ServeArgs {
