@@ -1,18 +1,33 @@
-//! `nagare serve` (the task-list API with the executor) and `nagare token`.
+//! `nagare serve` (the task-list API with the executor and the kintone watcher) and
+//! `nagare token`.
 
-use super::{explain, open};
+use super::{explain, open_with};
 use crate::output::Out;
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use nagare::server::auth::{self, Users};
-use nagare::server::Server;
+use nagare::server::{AppState, Server};
+use nagare_connectors::kintone::trigger::Watcher;
+use nagare_engine::process::NodeKind;
 use nagare_engine::{Engine, EngineError};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// The demo tokens of `config/users.yaml`, published in the README: a server that
 /// accepts any of them must not be reachable by anyone else.
-const DEMO_TOKENS: &[&str] = &["demo-admin", "demo-sato", "demo-kato", "demo-tanaka", "demo-yamada", "demo-suzuki", "demo-worker"];
+const DEMO_TOKENS: &[&str] = &[
+    "demo-admin",
+    "demo-sato",
+    "demo-kato",
+    "demo-tanaka",
+    "demo-yamada",
+    "demo-suzuki",
+    "demo-ito",
+    "demo-watanabe",
+    "demo-kobayashi",
+    "demo-worker",
+];
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -64,13 +79,18 @@ fn deploy_dir(engine: &Engine, dir: &Path) -> anyhow::Result<usize> {
     Ok(files.len())
 }
 
-/// Warn about lanes nobody can work: their groups have no member in the users file.
+/// Warn about lanes nobody can work: they have user tasks, but their groups have no
+/// member in the users file. (A lane of automated steps needs nobody.)
 fn check_lanes(engine: &Engine, users: &Users) {
     let groups = users.groups();
     for versions in engine.processes() {
         let Some(p) = versions.last() else { continue };
         for (lane, l) in &p.lanes {
-            if !l.groups.iter().any(|g| groups.contains(g.as_str())) {
+            let has_user_tasks = p
+                .nodes
+                .iter()
+                .any(|n| n.lane.as_deref() == Some(lane.as_str()) && matches!(n.kind, NodeKind::UserTask(_)));
+            if has_user_tasks && !l.groups.iter().any(|g| groups.contains(g.as_str())) {
                 eprintln!(
                     "warning: lane `{lane}` of process `{}` is worked by group(s) {} but no user is in them",
                     p.id,
@@ -85,7 +105,7 @@ pub fn serve(data: &Path, a: ServeArgs) -> anyhow::Result<ExitCode> {
     let users = Users::load(&a.users).map_err(|e| {
         anyhow!("{e}\n  hint: pass --users FILE (or NAGARE_USERS); README § Users shows the format, `nagare token` makes tokens")
     })?;
-    let engine = open(data)?;
+    let (engine, connectors) = open_with(data)?;
     let deployed = deploy_dir(&engine, &a.processes)?;
     check_lanes(&engine, &users);
     let demo = DEMO_TOKENS.iter().any(|t| users.authenticate(t).is_some());
@@ -94,7 +114,11 @@ pub fn serve(data: &Path, a: ServeArgs) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(&a.addr)
             .await
             .with_context(|| format!("cannot listen on {} (in use? pass --addr HOST:PORT)", a.addr))?;
-        let server = Server::start(listener, engine, users, super::run::shutdown_signal())?;
+        // The watcher polls the kintone watches and serves /hooks/kintone/{process}.
+        let watcher = Arc::new(Watcher::new(engine.clone(), connectors));
+        let watched = watcher.watched();
+        let state = AppState::new(engine, users).with_watcher(watcher);
+        let server = Server::start_with(listener, state, super::run::shutdown_signal())?;
         eprintln!(
             "nagare API on {} — data {}, {deployed} process file(s) from {}, users from {} (Ctrl-C to stop)",
             server.url(),
@@ -102,6 +126,13 @@ pub fn serve(data: &Path, a: ServeArgs) -> anyhow::Result<ExitCode> {
             a.processes.display(),
             a.users.display()
         );
+        if !watched.is_empty() {
+            eprintln!(
+                "kintone watch: {} (polled; webhook POST {}/hooks/kintone/<process>)",
+                watched.join(", "),
+                server.url()
+            );
+        }
         if demo {
             eprintln!(
                 "warning: {} accepts the public DEMO tokens (demo-admin, demo-sato...). Fine on your own machine; \

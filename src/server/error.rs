@@ -163,6 +163,11 @@ impl ApiError {
                         let allowed: Vec<&str> = allowed.split(", ").collect();
                         Self::unprocessable("unknown-outcome", message).with_details(json!({ "allowed": allowed }))
                     }
+                    Rejection::IncidentNotFound(_) => Self::new(StatusCode::NOT_FOUND, "unknown-incident", message),
+                    Rejection::CannotSkip { .. } => Self::unprocessable("cannot-skip", message),
+                    Rejection::UncaughtTaskError { code, .. } => {
+                        Self::unprocessable("uncaught-error", message).with_details(json!({ "error_code": code }))
+                    }
                     _ => Self::unprocessable("rejected", message),
                 }
             }

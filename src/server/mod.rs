@@ -13,7 +13,10 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 mod health;
+mod hooks;
+mod incidents;
 mod instances;
+mod messages;
 pub mod metrics;
 pub mod openapi;
 mod processes;
@@ -25,6 +28,7 @@ use crate::server::error::{ApiError, ApiResult};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Router;
+use nagare_connectors::kintone::trigger::Watcher;
 use nagare_engine::{Engine, Executor};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -50,6 +54,9 @@ pub struct AppState {
     pub http: Arc<metrics::HttpStats>,
     /// False once shutdown has begun: `/ready` then says 503.
     pub ready: Arc<AtomicBool>,
+    /// The kintone watcher: serves `/hooks/kintone/{process}` and, while the server
+    /// runs, polls every watched process. `None`: the hook answers 404.
+    pub watcher: Option<Arc<Watcher>>,
 }
 
 impl AppState {
@@ -59,7 +66,14 @@ impl AppState {
             users: Arc::new(users),
             http: Arc::new(metrics::HttpStats::default()),
             ready: Arc::new(AtomicBool::new(true)),
+            watcher: None,
         }
+    }
+
+    /// With a kintone watcher (see [`AppState::watcher`]).
+    pub fn with_watcher(mut self, watcher: Arc<Watcher>) -> Self {
+        self.watcher = Some(watcher);
+        self
     }
 }
 
@@ -89,13 +103,22 @@ fn protected() -> OpenApiRouter<AppState> {
         .routes(routes!(tasks::assign))
         .routes(routes!(tasks::complete))
         .routes(routes!(tasks::send_back))
+        .routes(routes!(tasks::fail))
+        .routes(routes!(messages::send))
+        .routes(routes!(incidents::list))
+        .routes(routes!(incidents::retry))
+        .routes(routes!(incidents::resolve))
         .routes(routes!(metrics::metrics))
         .routes(routes!(openapi::document))
 }
 
-/// The routes anyone may call.
+/// The routes that need no token: health, and webhooks (which carry their own secret).
 fn public() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(health::health)).routes(routes!(health::ready))
+    OpenApiRouter::new()
+        .routes(routes!(health::health))
+        .routes(routes!(health::ready))
+        .routes(routes!(hooks::kintone))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
 }
 
 /// The router with its state, and the OpenAPI document of exactly its routes.
@@ -158,8 +181,17 @@ impl Server {
         users: Users,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<Server> {
+        Self::start_with(listener, AppState::new(engine, users), signal)
+    }
+
+    /// Like [`Server::start`], with a prepared state (e.g. [`AppState::with_watcher`]:
+    /// then the kintone watcher polls alongside and stops with the server).
+    pub fn start_with(
+        listener: TcpListener,
+        state: AppState,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<Server> {
         let addr = listener.local_addr()?;
-        let state = AppState::new(engine, users);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let done = tokio::spawn(run(listener, state, async move {
             tokio::select! {
@@ -190,7 +222,7 @@ impl Server {
 }
 
 /// Serve until `shutdown` completes, then stop in order: no new connections, requests
-/// in flight finish, the executor finishes its calls, the store is flushed.
+/// in flight finish, the kintone watcher and the executor finish, the store is flushed.
 pub async fn run(
     listener: TcpListener,
     state: AppState,
@@ -199,8 +231,16 @@ pub async fn run(
     use axum::serve::ListenerExt;
     let engine = state.engine.clone();
     let ready = state.ready.clone();
+    let watcher = state.watcher.clone();
     let (router, _) = app(state);
     let (exec_stop, exec_stopped) = tokio::sync::watch::channel(false);
+    let polling = watcher.map(|w| {
+        let mut rx = exec_stop.subscribe();
+        tokio::spawn(async move {
+            tracing::info!(processes = ?w.watched(), "kintone watcher running");
+            w.run(async move { while rx.changed().await.is_ok() && !*rx.borrow() {} }).await
+        })
+    });
     let executor = tokio::spawn({
         let engine = engine.clone();
         async move {
@@ -221,6 +261,11 @@ pub async fn run(
         })
         .await;
     let _ = exec_stop.send(true);
+    if let Some(polling) = polling {
+        if let Err(e) = polling.await {
+            tracing::error!(error = %e, "kintone watcher task failed");
+        }
+    }
     if let Err(e) = executor.await {
         tracing::error!(error = %e, "executor task failed");
     }

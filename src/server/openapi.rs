@@ -27,9 +27,10 @@ pub fn base() -> OpenApi {
                 .title("nagare task-list API")
                 .version(env!("CARGO_PKG_VERSION"))
                 .description(Some(
-                    "Deploy and start processes, work user tasks (inbox, claim, complete, send back), inspect \
-                     instances. Every route but /health and /ready needs `Authorization: Bearer <token>`. Errors \
-                     are JSON `{code, message, details}`.",
+                    "Deploy and start processes, work user tasks (inbox, claim, complete, send back, end with a \
+                     business error), inspect instances, send messages, fix incidents. Every route but /health, \
+                     /ready and the webhooks under /hooks needs `Authorization: Bearer <token>` (a webhook carries \
+                     its own `?secret=`). Errors are JSON `{code, message, details}`.",
                 ))
                 .build(),
         )
@@ -37,6 +38,9 @@ pub fn base() -> OpenApi {
             tag("processes", "Deployed process definitions"),
             tag("instances", "Running and finished process instances"),
             tag("tasks", "User tasks: the inbox and the work on one task"),
+            tag("messages", "Messages to waiting processes (how outside systems report back)"),
+            tag("incidents", "Stopped tokens waiting for an operator: list, retry, resolve"),
+            tag("hooks", "Webhooks from outside systems (no bearer token; a shared secret)"),
             tag("health", "Health, readiness, metrics and this document"),
         ]))
         .build()

@@ -369,3 +369,52 @@ pub async fn send_back(
     let outcome = Outcome::SendBack { comment: req.comment };
     blocking(move || finish(&engine, &caller, &id, req.variables, outcome).map(Json)).await
 }
+
+/// Longest business error code, in characters.
+pub const MAX_ERROR_CODE_CHARS: usize = 100;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskErrorRequest {
+    /// The business error's code, as a boundary of the task names it (`error: 書類不備`).
+    pub code: String,
+    /// Why, for the people who see it next (a boundary may copy it with `error.message`).
+    #[serde(default)]
+    pub message: String,
+}
+
+/// End a task with a business error instead of completing it ("the documents are
+/// incomplete"): an error boundary of the task with this code takes the token on.
+/// Who may complete the task may do this. Nothing catching the code is 422
+/// (`uncaught-error`) and the task stays open.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/error", operation_id = "task_error", tag = "tasks",
+    params(("id" = String, Path, description = "Task id")),
+    request_body = TaskErrorRequest,
+    responses(
+        (status = 200, description = "The task ended with the error; the boundary's path runs", body = CompletionView),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The caller may see but not work this task", body = ErrorBody),
+        (status = 404, description = "No such task, or not one the caller may see", body = ErrorBody),
+        (status = 409, description = "Completed already, or claimed by someone else", body = ErrorBody),
+        (status = 422, description = "No boundary of the task catches this code (`uncaught-error`), or an empty or too long code or message; nothing saved", body = ErrorBody),
+    ))]
+pub async fn fail(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<TaskErrorRequest>,
+) -> ApiResult<Json<CompletionView>> {
+    check_text("code", &req.code, MAX_ERROR_CODE_CHARS, true)?;
+    check_text("message", &req.message, MAX_COMMENT_CHARS, false)?;
+    let engine = state.engine.clone();
+    blocking(move || {
+        workable_task(&engine, &caller, &id)?;
+        let inst = engine.fail_task(&id, &caller.id, &req.code, &req.message).map_err(|e| task_error(e, &id, None))?;
+        tracing::info!(task = %id, instance = inst.id, code = %req.code, by = %caller.id, "task ended with a business error");
+        let next_tasks =
+            open_tasks(&engine, &inst)?.into_iter().filter(|t| caller.may_work(t)).map(TaskView::from).collect();
+        Ok(Json(CompletionView { task: engine.task(&id)?.into(), instance: InstanceSummary::from(&inst), next_tasks }))
+    })
+    .await
+}

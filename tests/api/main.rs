@@ -6,6 +6,7 @@
 //! in its OpenAPI document, then shuts the server down gracefully.
 
 mod common;
+mod events;
 mod flow;
 mod openapi;
 mod race;

@@ -1,0 +1,365 @@
+//! From a parsed [`ProcessDef`] to a runnable [`Process`], with every finding.
+//!
+//! Checks run in passes and collect diagnostics instead of stopping at the first:
+//! names and kinds, references, expressions, then graph properties with petgraph
+//! (reachability, a way to an end, loops without a wait state, parallel scopes).
+
+use crate::diag::{hint_for, suggest, Diagnostic, Diagnostics, Loc};
+use crate::expr::{self, Expr, ExprError};
+use crate::load::tree::{SourceMap, Style, YKind};
+use crate::model::{BoundaryDef, EndDef, EndKind, NodeDef, ProcessDef, TimerDef, TimerMap, WatchDef};
+use crate::process::*;
+use crate::schedule::{self, Schedule};
+use crate::types::{VarType, TYPE_NAMES};
+use chrono_tz::Tz;
+use indexmap::IndexMap;
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::{Bfs, Reversed};
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+mod events;
+mod graph;
+mod nodes;
+
+use events::*;
+use graph::check_graph;
+use nodes::compile_node;
+
+/// Which connectors exist, when the caller knows (deploy does; offline validate may not).
+#[derive(Debug, Clone, Default)]
+pub struct CompileOptions {
+    pub connectors: Option<Vec<String>>,
+}
+
+const KIND_KEYS: &[&str] = &[
+    "user_task",
+    "service",
+    "script",
+    "exclusive",
+    "inclusive",
+    "parallel",
+    "event_based",
+    "join",
+    "timer",
+    "message",
+    "end",
+];
+
+/// Marks, on a scope stack, the path of a non-interrupting boundary event: it runs
+/// beside the flow and must end on its own.
+const SIDE: NodeIx = usize::MAX;
+
+struct Cx<'a> {
+    map: &'a SourceMap,
+    diags: Diagnostics,
+}
+
+impl Cx<'_> {
+    fn loc(&self, path: &[&str]) -> Loc {
+        self.map.loc(path)
+    }
+    fn key_loc(&self, path: &[&str]) -> Loc {
+        self.map.key_loc(path)
+    }
+    fn err(&mut self, code: &'static str, loc: Loc, msg: String, hint: impl Into<String>) {
+        self.diags.push(Diagnostic::error(code, loc, msg).with_hint(hint));
+    }
+
+    /// Where inside the YAML value at `path` an expression error points.
+    fn expr_loc(&self, path: &[&str], e: &ExprError) -> Loc {
+        let Some(node) = self.map.node(path) else { return self.loc(path) };
+        match &node.kind {
+            // The parser places a block scalar at its first non-blank content line,
+            // already past the indentation that the scalar's text does not contain.
+            YKind::Scalar(text, Style::Block) => {
+                let blank = text.chars().take_while(|&c| c == '\n').count();
+                Loc::new(node.loc.line + e.line.saturating_sub(1 + blank), node.loc.col + e.col - 1)
+            }
+            YKind::Scalar(_, style) if e.line <= 1 => {
+                let quote = usize::from(*style == Style::Quoted);
+                Loc::new(node.loc.line, node.loc.col + quote + e.col - 1)
+            }
+            _ => Loc::new(node.loc.line + e.line - 1, e.col),
+        }
+    }
+
+    fn compile_expr(&mut self, path: &[&str], source: &str, names: &[&str]) -> Option<Expr> {
+        match expr::compile(source, names.iter().copied()) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                let loc = self.expr_loc(path, &e);
+                let (code, hint) = if e.message.contains("Undefined variable")
+                    || e.message.contains("Variable not found")
+                {
+                    let name = e.message.rsplit(':').next().map(str::trim).unwrap_or("").to_string();
+                    let candidates: Vec<&str> =
+                        names.iter().copied().chain(expr::BUILTIN_NAMES.iter().copied()).collect();
+                    (
+                        "undeclared-variable",
+                        format!(
+                            "declare `{name}` under `variables:`{}",
+                            suggest(&name, candidates.iter().copied())
+                                .map(|s| format!(", or did you mean `{s}`?"))
+                                .unwrap_or_default()
+                        ),
+                    )
+                } else {
+                    ("expression-syntax", "expressions are rhai: e.g. `amount > 10000 && kind == \"出張\"`".to_string())
+                };
+                self.err(code, loc, format!("in expression `{}`: {}", excerpt(source, e.line), e.message), hint);
+                None
+            }
+        }
+    }
+}
+
+/// The expression as a one-line quote: the whole of it, or the line with the error.
+fn excerpt(source: &str, line: usize) -> &str {
+    let source = source.trim();
+    if source.contains('\n') {
+        source.lines().nth(line.saturating_sub(1)).unwrap_or(source).trim()
+    } else {
+        source
+    }
+}
+
+/// "did you mean `x`?", or the list of declared variables, for a name not declared.
+fn undeclared_hint(var: &str, names: &[&str]) -> String {
+    match suggest(var, names.iter().copied()) {
+        Some(s) => format!("did you mean `{s}`? otherwise declare `{var}` under `variables:`"),
+        None if names.is_empty() => format!("declare `{var}` under `variables:`"),
+        None => format!("declare `{var}` under `variables:` (declared: {})", names.join(", ")),
+    }
+}
+
+fn valid_id(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| !c.is_whitespace() && !c.is_control() && c != '/')
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. `30s`, `5m`, `2h`"))
+}
+
+/// Compile a definition. On success the process may still carry warnings.
+pub fn compile(
+    def: &ProcessDef,
+    map: &SourceMap,
+    opts: &CompileOptions,
+) -> Result<(Process, Diagnostics), Diagnostics> {
+    let mut cx = Cx { map, diags: Diagnostics::default() };
+
+    if !valid_id(&def.id) {
+        cx.err(
+            "bad-id",
+            cx.loc(&["id"]),
+            format!("process id `{}` is not usable", def.id),
+            "use letters, digits, `-` or `_`, with no spaces or `/`",
+        );
+    }
+
+    let time_zone = match &def.time_zone {
+        None => schedule::DEFAULT_ZONE,
+        Some(name) => match schedule::parse_zone(name) {
+            Ok(tz) => tz,
+            Err(e) => {
+                cx.err(
+                    "bad-time-zone",
+                    cx.loc(&["time_zone"]),
+                    e,
+                    "use an IANA name such as `Asia/Tokyo` or `Europe/Berlin`",
+                );
+                schedule::DEFAULT_ZONE
+            }
+        },
+    };
+
+    // Lanes: a lane with no groups is worked by the group of the same name.
+    let mut lanes = IndexMap::new();
+    for (id, l) in &def.lanes {
+        let groups = if l.groups.is_empty() { vec![id.clone()] } else { l.groups.clone() };
+        lanes.insert(id.clone(), Lane { name: l.name.clone().unwrap_or_else(|| id.clone()), groups });
+    }
+
+    // Variables.
+    let mut vars = IndexMap::new();
+    for (name, v) in &def.variables {
+        let path = ["variables", name.as_str()];
+        if expr::compile(name, [name.as_str()]).is_err()
+            || expr::BUILTIN_NAMES.contains(&name.as_str())
+            || name == "result"
+        {
+            cx.err("bad-variable-name", cx.key_loc(&path), format!("`{name}` cannot be used as a variable name"), "start with a letter or `_` and use letters, digits and `_` (Japanese letters are fine); avoid rhai keywords and the reserved names `now`, `instance_id` and `result`");
+            continue;
+        }
+        let ty = match v.ty.as_str() {
+            "string" => VarType::String,
+            "text" => VarType::Text,
+            "number" => VarType::Number,
+            "bool" | "boolean" => VarType::Bool,
+            "date" => VarType::Date,
+            "datetime" => VarType::Datetime,
+            "list" => VarType::List,
+            "object" => VarType::Object,
+            "choice" => match &v.options {
+                Some(o) if !o.is_empty() => VarType::Choice { options: o.clone() },
+                _ => {
+                    cx.err(
+                        "choice-without-options",
+                        cx.key_loc(&path),
+                        format!("choice variable `{name}` has no options"),
+                        "add `options: [はい, いいえ]`",
+                    );
+                    continue;
+                }
+            },
+            other => {
+                cx.err(
+                    "unknown-type",
+                    cx.loc(&["variables", name, "type"]),
+                    format!("unknown type `{other}` for variable `{name}`"),
+                    hint_for(other, TYPE_NAMES.iter().copied()),
+                );
+                continue;
+            }
+        };
+        if v.options.is_some() && !matches!(ty, VarType::Choice { .. }) {
+            cx.err(
+                "options-without-choice",
+                cx.key_loc(&["variables", name, "options"]),
+                format!("`options` only applies to `type: choice`, and `{name}` is a {}", ty.name()),
+                "write `type: choice`, or remove `options`",
+            );
+        }
+        let spec = VarSpec {
+            ty,
+            label: v.label.clone(),
+            required: v.required,
+            default: v.default.clone(),
+            max_length: v.max_length,
+        };
+        if let Some(d) = &v.default {
+            if let Err(e) = spec.check(d) {
+                cx.err(
+                    "bad-default",
+                    cx.loc(&["variables", name, "default"]),
+                    format!("default of `{name}`: {e}"),
+                    format!("write a {} value", spec.ty.name()),
+                );
+            }
+        }
+        vars.insert(name.clone(), spec);
+    }
+    let var_names: Vec<String> = def.variables.keys().cloned().collect();
+    let names: Vec<&str> = var_names.iter().map(String::as_str).collect();
+    let mut names_with_result = names.clone();
+    names_with_result.push("result");
+
+    // Node table: start first, then nodes in file order.
+    let mut ids: Vec<&str> = vec!["start"];
+    for id in def.nodes.keys() {
+        if id == "start" {
+            cx.err(
+                "duplicate-id",
+                cx.key_loc(&["nodes", id]),
+                "node id `start` is taken by the start event".into(),
+                "rename this node",
+            );
+        }
+        if !valid_id(id) {
+            cx.err(
+                "bad-id",
+                cx.key_loc(&["nodes", id]),
+                format!("node id `{id}` is not usable"),
+                "use letters, digits, `-` or `_`, with no spaces or `/`",
+            );
+        }
+        ids.push(id);
+    }
+    let index: HashMap<String, NodeIx> = ids.iter().enumerate().map(|(i, id)| (id.to_string(), i)).collect();
+    let node_ids: Vec<&str> = def.nodes.keys().map(String::as_str).collect();
+
+    let resolve = |cx: &mut Cx, target: &str, path: &[&str], what: &str| -> Option<NodeIx> {
+        match index.get(target) {
+            Some(&ix) if ix != 0 => Some(ix),
+            Some(_) => {
+                cx.err(
+                    "bad-reference",
+                    cx.loc(path),
+                    format!("`{what}` cannot lead back to the start event"),
+                    "point it at the first node after start",
+                );
+                None
+            }
+            None => {
+                cx.err(
+                    "unknown-node",
+                    cx.loc(path),
+                    format!("unknown node `{target}` in `{what}`"),
+                    hint_for(target, node_ids.iter().copied()),
+                );
+                None
+            }
+        }
+    };
+
+    let mut nodes: Vec<Node> = Vec::with_capacity(ids.len());
+    let start_next = resolve(&mut cx, &def.start.next, &["start", "next"], "next");
+    let trigger = compile_start_trigger(&mut cx, def, &vars, &names, time_zone);
+    nodes.push(Node {
+        id: "start".into(),
+        name: def.start.name.clone(),
+        lane: None,
+        kind: NodeKind::Start { next: start_next.unwrap_or(0), trigger: trigger.clone().unwrap_or(StartTrigger::None) },
+    });
+
+    let watch = def.start.watch.as_ref().and_then(|w| {
+        if def.start.timer.is_some() || def.start.message.is_some() {
+            cx.err(
+                "several-kinds",
+                cx.key_loc(&["start", "watch"]),
+                "the start event has `watch` and also `timer` or `message`".into(),
+                "a process has one start event: keep one kind",
+            );
+            return None;
+        }
+        compile_watch(&mut cx, w, &vars, &names, opts)
+    });
+
+    let mut broken = start_next.is_none() || trigger.is_none();
+    let names_ctx = Names { vars: &vars, names: &names, with_result: &names_with_result, tz: time_zone };
+    for (id, n) in &def.nodes {
+        match compile_node(&mut cx, id, n, &lanes, &names_ctx, &resolve, opts) {
+            Some(kind) => nodes.push(Node { id: id.clone(), name: n.name.clone(), lane: n.lane.clone(), kind }),
+            None => {
+                broken = true;
+                nodes.push(Node { id: id.clone(), name: None, lane: None, kind: NodeKind::End { terminate: false } });
+            }
+        }
+    }
+
+    if !broken {
+        check_graph(&mut cx, &nodes);
+    }
+
+    if cx.diags.has_errors() {
+        return Err(cx.diags);
+    }
+    let process = Process {
+        id: def.id.clone(),
+        name: def.name.clone().unwrap_or_else(|| def.id.clone()),
+        version: 0,
+        digest: String::new(),
+        source: String::new(),
+        lanes,
+        vars,
+        var_names,
+        nodes,
+        index,
+        start: 0,
+        watch,
+        time_zone,
+    };
+    Ok((process, cx.diags))
+}
