@@ -52,8 +52,9 @@ pub struct ActivatedJob {
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
     #[error(
-        "connector `{0}` is not served by external workers; declare it in the config file's \
-         `external_connectors:` (or with EngineBuilder::external)"
+        "connector `{0}` is not served by external workers; declare its instance in the config file \
+         (`connectors: {{ pdf: {{ type: external, operations: [render] }} }}` serves `pdf.render`), \
+         or embed with EngineBuilder::external"
     )]
     NotExternal(String),
     /// HTTP 409: already reported, cancelled, or never existed.
@@ -200,10 +201,12 @@ impl Engine {
         Ok(out)
     }
 
-    /// Wait until a job may have joined the workers' pool (for long polls; wakes
-    /// every waiter, which then try [`Engine::activate_jobs`] again).
-    pub async fn jobs_ready(&self) {
-        self.inner.jobs_ready.notified().await
+    /// Resolves when a job may have joined the workers' pool (for long polls; wakes
+    /// every waiter, which then try [`Engine::activate_jobs`] again). Take it *before*
+    /// calling [`Engine::activate_jobs`] and await it after an empty answer: a job
+    /// arriving in between still wakes it.
+    pub fn jobs_ready(&self) -> impl std::future::Future<Output = ()> + Send + '_ {
+        self.inner.jobs_ready.notified()
     }
 
     /// A worker's result: the job's output, written to variables by the step's
