@@ -18,6 +18,9 @@
 //!     type: http
 //!     base_url: https://crm.example.com/api/
 //!     headers: { Authorization: { env: CRM_AUTH } }
+//!   pdf:                              # pdf.render, pdf.sign: run by external workers
+//!     type: external                  # that poll POST /api/v1/jobs/activate
+//!     operations: [render, sign]
 //! ```
 
 use indexmap::IndexMap;
@@ -95,6 +98,17 @@ pub struct ConnectorsConfig {
 pub enum InstanceConfig {
     Kintone(KintoneConfig),
     Http(HttpConfig),
+    External(ExternalConfig),
+}
+
+/// An instance whose operations are served by external workers (any language),
+/// which activate their jobs over the HTTP API; the engine holds no code or
+/// settings for them.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalConfig {
+    /// Operation names: `render` makes the connector `<instance>.render`.
+    pub operations: Vec<String>,
 }
 
 /// Settings of a kintone connector instance: one app on one domain.
@@ -195,6 +209,14 @@ impl ConnectorsConfig {
                         check_url(u).map_err(|e| bad(&e))?;
                     }
                 }
+                InstanceConfig::External(x) => {
+                    if x.operations.is_empty() {
+                        return Err(bad("list the operations workers serve, e.g. `operations: [render]`"));
+                    }
+                    if x.operations.iter().any(|o| o.is_empty() || o.contains(char::is_whitespace)) {
+                        return Err(bad("an operation name may not be empty or contain spaces"));
+                    }
+                }
             }
         }
         Ok(())
@@ -253,6 +275,18 @@ connectors:
         )
         .unwrap();
         assert!(!format!("{cfg:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn external_instances_declare_worker_served_connectors() {
+        let cfg = ConnectorsConfig::from_yaml("connectors:\n  pdf: { type: external, operations: [render, sign] }\n")
+            .unwrap();
+        let registry = crate::Connectors::new(&cfg).registry();
+        assert!(registry.is_external("pdf.render") && registry.is_external("pdf.sign"));
+        assert!(!registry.is_external("pdf.other") && registry.get("pdf.render").is_none());
+        assert!(registry.names().contains(&"pdf.render".to_string()), "processes may use it");
+        let e = ConnectorsConfig::from_yaml("connectors:\n  pdf: { type: external, operations: [] }\n").unwrap_err();
+        assert!(e.to_string().contains("operations"), "{e}");
     }
 
     #[test]

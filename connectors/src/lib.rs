@@ -34,13 +34,20 @@ pub struct Connectors {
     registry: Registry,
     kintone: IndexMap<String, Settings<Option<KintoneConfig>>>,
     http: IndexMap<String, Settings<HttpConfig>>,
+    /// External instances and their operations (fixed until a restart).
+    external: IndexMap<String, Vec<String>>,
 }
 
 impl Connectors {
     /// Register `echo`, every configured instance, and the default instances
     /// `http` and `kintone` when the config does not define them.
     pub fn new(cfg: &ConnectorsConfig) -> Connectors {
-        let mut c = Connectors { registry: Registry::default(), kintone: IndexMap::new(), http: IndexMap::new() };
+        let mut c = Connectors {
+            registry: Registry::default(),
+            kintone: IndexMap::new(),
+            http: IndexMap::new(),
+            external: IndexMap::new(),
+        };
         c.registry.register("echo", echo::Echo);
         for (name, inst) in &cfg.connectors {
             match inst {
@@ -49,6 +56,12 @@ impl Connectors {
                 }
                 InstanceConfig::Http(h) => {
                     c.http.insert(name.clone(), Settings::new(h.clone()));
+                }
+                InstanceConfig::External(x) => {
+                    for op in &x.operations {
+                        c.registry.register_external(format!("{name}.{op}"));
+                    }
+                    c.external.insert(name.clone(), x.operations.clone());
                 }
             }
         }
@@ -88,6 +101,9 @@ impl Connectors {
                 InstanceConfig::Http(_) if !self.http.contains_key(name) => {
                     return Err(restart(name, "is a new http instance"))
                 }
+                InstanceConfig::External(x) if self.external.get(name) != Some(&x.operations) => {
+                    return Err(restart(name, "is a new or changed external instance"))
+                }
                 _ => {}
             }
         }
@@ -96,6 +112,11 @@ impl Connectors {
                 Some(InstanceConfig::Kintone(k)) => s.replace(Some(k.clone())),
                 None if name == "kintone" => s.replace(None),
                 _ => return Err(restart(name, "was removed or changed its type")),
+            }
+        }
+        for name in self.external.keys() {
+            if !matches!(cfg.connectors.get(name), Some(InstanceConfig::External(_))) {
+                return Err(restart(name, "was removed or changed its type"));
             }
         }
         for (name, s) in &self.http {

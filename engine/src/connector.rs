@@ -7,7 +7,7 @@
 //! embedding app, which registers them by name.
 
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -77,26 +77,61 @@ where
     }
 }
 
-/// Connectors by name.
+/// Connectors by name: in-process ones, and names served by external workers.
 #[derive(Clone, Default)]
 pub struct Registry {
     map: BTreeMap<String, Arc<dyn Connector>>,
+    /// Served out of process: the executor leaves their jobs to workers that
+    /// activate them over the API ([`crate::workers`]).
+    external: BTreeSet<String>,
 }
 
 impl Registry {
     pub fn register(&mut self, name: impl Into<String>, c: impl Connector + 'static) {
-        self.map.insert(name.into(), Arc::new(c));
+        self.register_arc(name, Arc::new(c));
     }
 
     pub fn register_arc(&mut self, name: impl Into<String>, c: Arc<dyn Connector>) {
-        self.map.insert(name.into(), c);
+        let name = name.into();
+        self.external.remove(&name);
+        self.map.insert(name, c);
+    }
+
+    /// Declare `name` as served by external workers: processes may use it, and its
+    /// jobs wait for a worker to activate them instead of running in process.
+    /// Replaces an in-process connector of the same name.
+    pub fn register_external(&mut self, name: impl Into<String>) {
+        let name = name.into();
+        self.map.remove(&name);
+        self.external.insert(name);
+    }
+
+    pub fn is_external(&self, name: &str) -> bool {
+        self.external.contains(name)
+    }
+
+    pub fn has_external(&self) -> bool {
+        !self.external.is_empty()
+    }
+
+    /// Add every connector (in-process and external) of `other`, replacing same names.
+    pub fn merge(&mut self, other: &Registry) {
+        for (name, c) in &other.map {
+            self.register_arc(name.clone(), c.clone());
+        }
+        for name in &other.external {
+            self.register_external(name.clone());
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<dyn Connector>> {
         self.map.get(name).cloned()
     }
 
+    /// Every name a process may use: in-process and external, sorted.
     pub fn names(&self) -> Vec<String> {
-        self.map.keys().cloned().collect()
+        let mut names: Vec<String> = self.map.keys().chain(&self.external).cloned().collect();
+        names.sort();
+        names
     }
 }

@@ -143,9 +143,13 @@ impl EngineBuilder {
     }
 
     pub fn connectors(mut self, registry: Registry) -> Self {
-        for name in registry.names() {
-            self.connectors.register_arc(name.clone(), registry.get(&name).expect("listed"));
-        }
+        self.connectors.merge(&registry);
+        self
+    }
+
+    /// Serve connector `name` by external workers ([`Engine::activate_jobs`]).
+    pub fn external(mut self, name: impl Into<String>) -> Self {
+        self.connectors.register_external(name);
         self
     }
 
@@ -165,6 +169,8 @@ impl EngineBuilder {
             msg_locks: (0..LOCK_SHARDS).map(|_| Mutex::new(())).collect(),
             queue: Mutex::new(DueQueue::unloaded(self.queue_window)),
             wake: tokio::sync::Notify::new(),
+            workers: Mutex::new(crate::workers::Pool::default()),
+            jobs_ready: tokio::sync::Notify::new(),
             stats: Stats::default(),
             message_ttl: self.message_ttl,
         };
@@ -195,6 +201,10 @@ pub(crate) struct Inner {
     /// Jobs to run: a bounded window over the store's due index.
     queue: Mutex<DueQueue>,
     wake: tokio::sync::Notify,
+    /// Due jobs of external connectors, waiting for or leased by workers.
+    pub(crate) workers: Mutex<crate::workers::Pool>,
+    /// Told when a job joins [`Inner::workers`], for long-polling workers.
+    pub(crate) jobs_ready: tokio::sync::Notify,
     stats: Stats,
     pub(crate) message_ttl: std::time::Duration,
 }
@@ -716,9 +726,14 @@ impl Engine {
                 break;
             }
             let mut q = self.inner.queue.lock().expect("queue lock");
-            match q.first() {
-                Some((due, _)) if *due <= now_ms => out.push(q.pop_first().expect("non-empty").1),
+            let entry = match q.first() {
+                Some((due, _)) if *due <= now_ms => q.pop_first().expect("non-empty"),
                 _ => break,
+            };
+            drop(q);
+            // Jobs of external connectors go to the workers' pool, not to the caller.
+            if !self.offer_to_workers(&entry) {
+                out.push(entry.1);
             }
         }
         out

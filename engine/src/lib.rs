@@ -24,6 +24,7 @@ pub mod stats;
 pub mod store;
 pub mod timers;
 pub mod types;
+pub mod workers;
 
 pub use clock::{Clock, SystemClock, VirtualClock};
 pub use connector::{Call, Connector, ConnectorError, FnConnector, Registry};
@@ -33,3 +34,4 @@ pub use executor::Executor;
 pub use expr::Vars;
 pub use incidents::IncidentView;
 pub use messages::{Correlation, MessageOptions};
+pub use workers::{ActivatedJob, JobError};

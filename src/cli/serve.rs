@@ -26,6 +26,7 @@ const DEMO_TOKENS: &[&str] = &[
     "demo-ito",
     "demo-watanabe",
     "demo-kobayashi",
+    "demo-worker",
 ];
 
 #[derive(Args)]

@@ -10,6 +10,9 @@
 //!   admin:
 //!     admin: true               # may deploy, cancel, assign and see everything
 //!     tokens: [sha256:…]
+//!   pdf-worker:
+//!     worker: true              # may activate, complete and fail jobs of external connectors
+//!     tokens: [sha256:…]
 //! ```
 //!
 //! Only hashes are stored, so the file is not a secret in itself. Tokens are 256-bit
@@ -59,6 +62,8 @@ struct UserDef {
     groups: Vec<String>,
     #[serde(default)]
     admin: bool,
+    #[serde(default)]
+    worker: bool,
     #[serde(default)]
     tokens: Vec<String>,
 }
@@ -112,6 +117,8 @@ impl Caller {
 pub struct Users {
     by_hash: Vec<([u8; 32], Arc<Caller>)>,
     users: IndexMap<String, Arc<Caller>>,
+    /// Users with `worker: true`: they serve external connectors (`/api/v1/jobs`).
+    workers: std::collections::HashSet<String>,
 }
 
 /// SHA-256 of a token, as stored in the users file (`sha256:<hex>`).
@@ -175,6 +182,9 @@ impl Users {
                 }
                 users.by_hash.push((hash, caller.clone()));
             }
+            if def.worker {
+                users.workers.insert(id.clone());
+            }
             users.users.insert(id, caller);
         }
         Ok(users)
@@ -205,6 +215,17 @@ impl Users {
             }
         }
         found
+    }
+
+    /// Let user `id` act as a job worker (what `worker: true` says in the file).
+    pub fn allow_worker(&mut self, id: &str) {
+        self.workers.insert(id.to_string());
+    }
+
+    /// May `caller` activate and report jobs of external connectors? Workers and
+    /// administrators.
+    pub fn may_serve_jobs(&self, caller: &Caller) -> bool {
+        caller.admin || self.workers.contains(&caller.id)
     }
 
     pub fn get(&self, id: &str) -> Option<&Arc<Caller>> {
@@ -276,6 +297,9 @@ mod tests {
         assert!(users.authenticate("fo").is_none());
         assert!(users.authenticate("").is_none());
         assert!(users.get("boss").unwrap().admin);
+        assert!(!users.may_serve_jobs(&sato) && users.may_serve_jobs(users.get("boss").unwrap()));
+        let bot = Users::from_yaml("u.yaml", "users:\n  bot: { worker: true }\n").unwrap();
+        assert!(bot.may_serve_jobs(bot.get("bot").unwrap()));
     }
 
     #[test]

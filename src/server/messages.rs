@@ -22,24 +22,26 @@ use utoipa::ToSchema;
 /// Longest message name, in characters.
 pub const MAX_NAME_CHARS: usize = 200;
 
-/// How long a message waits for a receiver: a humantime text or a number of seconds.
+/// A duration in a request body: a humantime text or a number of seconds (a
+/// message's `ttl`, a job's `lease`).
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub enum Ttl {
+pub enum DurationArg {
     /// Seconds.
     Seconds(u64),
     /// E.g. `7d`, `1h 30m`, `0s`.
     Text(String),
 }
 
-impl Ttl {
-    fn duration(&self) -> ApiResult<Duration> {
+impl DurationArg {
+    /// The duration; a bad text is 422 `code`, naming `field`.
+    pub fn parse(&self, field: &str, code: &'static str) -> ApiResult<Duration> {
         match self {
-            Ttl::Seconds(s) => Ok(Duration::from_secs(*s)),
-            Ttl::Text(t) => humantime::parse_duration(t.trim()).map_err(|e| {
+            DurationArg::Seconds(s) => Ok(Duration::from_secs(*s)),
+            DurationArg::Text(t) => humantime::parse_duration(t.trim()).map_err(|e| {
                 ApiError::unprocessable(
-                    "bad-ttl",
-                    format!("`ttl` `{}`: {e}; write e.g. \"7d\", \"1h\" or 3600", echo(t)),
+                    code,
+                    format!("`{field}` `{}`: {e}; write e.g. \"7d\", \"1h\" or 3600", echo(t)),
                 )
             }),
         }
@@ -64,7 +66,7 @@ pub struct MessageRequest {
     /// waiting: seconds (`3600`) or a duration text (`"7d"`, `"1h 30m"`). Default one
     /// day; `0` refuses the message (404 `no-receiver`) when nobody waits now.
     #[schema(value_type = Option<String>, example = "7d")]
-    pub ttl: Option<Ttl>,
+    pub ttl: Option<DurationArg>,
 }
 
 /// What became of a message.
@@ -127,7 +129,7 @@ pub async fn send(
 ) -> ApiResult<(StatusCode, Json<CorrelationView>)> {
     check_text("name", &req.name, MAX_NAME_CHARS, true)?;
     check_text("key", &req.key, MAX_KEY_CHARS, false)?;
-    let ttl = req.ttl.as_ref().map(Ttl::duration).transpose()?;
+    let ttl = req.ttl.as_ref().map(|t| t.parse("ttl", "bad-ttl")).transpose()?;
     let payload = req.payload.unwrap_or_else(|| Value::Object(Default::default()));
     let engine = state.engine.clone();
     let result = blocking(move || Ok(engine.correlate(&req.name, &req.key, payload, &MessageOptions { ttl })?)).await?;

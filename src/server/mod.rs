@@ -16,6 +16,7 @@ mod health;
 mod hooks;
 mod incidents;
 mod instances;
+mod jobs;
 mod messages;
 pub mod metrics;
 pub mod openapi;
@@ -54,6 +55,9 @@ pub struct AppState {
     pub http: Arc<metrics::HttpStats>,
     /// False once shutdown has begun: `/ready` then says 503.
     pub ready: Arc<AtomicBool>,
+    /// Becomes true once shutdown has begun: long polls answer at once, so that they
+    /// do not hold the graceful shutdown up.
+    pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
     /// The kintone watcher: serves `/hooks/kintone/{process}` and, while the server
     /// runs, polls every watched process. `None`: the hook answers 404.
     pub watcher: Option<Arc<Watcher>>,
@@ -66,6 +70,7 @@ impl AppState {
             users: Arc::new(users),
             http: Arc::new(metrics::HttpStats::default()),
             ready: Arc::new(AtomicBool::new(true)),
+            stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
             watcher: None,
         }
     }
@@ -108,6 +113,9 @@ fn protected() -> OpenApiRouter<AppState> {
         .routes(routes!(incidents::list))
         .routes(routes!(incidents::retry))
         .routes(routes!(incidents::resolve))
+        .routes(routes!(jobs::activate))
+        .routes(routes!(jobs::complete))
+        .routes(routes!(jobs::fail))
         .routes(routes!(metrics::metrics))
         .routes(routes!(openapi::document))
 }
@@ -231,6 +239,7 @@ pub async fn run(
     use axum::serve::ListenerExt;
     let engine = state.engine.clone();
     let ready = state.ready.clone();
+    let stopping = state.stopping.clone();
     let watcher = state.watcher.clone();
     let (router, _) = app(state);
     let (exec_stop, exec_stopped) = tokio::sync::watch::channel(false);
@@ -257,6 +266,7 @@ pub async fn run(
         .with_graceful_shutdown(async move {
             shutdown.await;
             ready.store(false, Ordering::SeqCst);
+            stopping.send_replace(true);
             tracing::info!("shutting down: finishing requests in flight");
         })
         .await;

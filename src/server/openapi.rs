@@ -28,7 +28,7 @@ pub fn base() -> OpenApi {
                 .version(env!("CARGO_PKG_VERSION"))
                 .description(Some(
                     "Deploy and start processes, work user tasks (inbox, claim, complete, send back, end with a \
-                     business error), inspect instances, send messages, fix incidents. Every route but /health, \
+                     business error), inspect instances, send messages, fix incidents, serve external connectors' jobs. Every route but /health, \
                      /ready and the webhooks under /hooks needs `Authorization: Bearer <token>` (a webhook carries \
                      its own `?secret=`). Errors are JSON `{code, message, details}`.",
                 ))
@@ -40,6 +40,7 @@ pub fn base() -> OpenApi {
             tag("tasks", "User tasks: the inbox and the work on one task"),
             tag("messages", "Messages to waiting processes (how outside systems report back)"),
             tag("incidents", "Stopped tokens waiting for an operator: list, retry, resolve"),
+            tag("jobs", "External workers: activate jobs of external connectors, report their results"),
             tag("hooks", "Webhooks from outside systems (no bearer token; a shared secret)"),
             tag("health", "Health, readiness, metrics and this document"),
         ]))

@@ -16,6 +16,7 @@ pub const KATO: &str = "demo-kato";
 pub const TANAKA: &str = "demo-tanaka";
 pub const YAMADA: &str = "demo-yamada";
 pub const SUZUKI: &str = "demo-suzuki";
+pub const WORKER: &str = "demo-worker";
 
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -102,6 +103,12 @@ impl Api {
             .build()
             .unwrap();
         Self::with_engine(engine, users, Some(dir)).await
+    }
+
+    /// A server over `engine` (built by the test, e.g. with external connectors),
+    /// with the same processes deployed as [`Api::start`].
+    pub async fn start_with(engine: Engine, users: Users) -> Api {
+        Self::with_engine(engine, users, None).await
     }
 
     async fn with_engine(engine: Engine, users: Users, dir: Option<tempfile::TempDir>) -> Api {
