@@ -184,3 +184,48 @@ async fn a_long_poll_in_flight_does_not_hold_up_shutdown() {
     tokio::time::timeout(Duration::from_secs(30), api.finish()).await.expect("shutdown does not wait for the poll");
     assert_eq!(waiting.await.unwrap().expect(200), json!([]));
 }
+
+/// The Python worker of `examples/external_worker.py`, run as it is against the
+/// server: it serves the job and the instance completes with its output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_worker_example_serves_a_job() {
+    let probe = std::process::Command::new("python3").arg("--version").output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: no python3 on PATH (the Rust worker example runs in .ci/run regardless)");
+        return;
+    }
+    let api = pdf_api().await;
+    let child = std::process::Command::new("python3")
+        .arg(root().join("examples/external_worker.py"))
+        .env("NAGARE_URL", &api.base)
+        .env("NAGARE_TOKEN", WORKER)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 starts");
+    let mut worker = KillOnDrop(Some(child));
+    let inst = api
+        .post(ADMIN, "/api/v1/instances", json!({ "process": "pdf", "variables": { "name": "請求書" } }))
+        .await
+        .expect(201);
+    let id = inst["id"].as_u64().unwrap();
+    let done = api.wait_for(id, |v| v["status"] == "completed").await;
+    assert_eq!(done["variables"]["url"], "https://files.example/pdf/請求書.pdf", "{done}");
+    let mut child = worker.0.take().unwrap();
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains(&format!("instance {id} is completed")), "{printed}");
+    api.finish().await;
+}
+
+/// Stops the worker process even when an assertion fails first.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
