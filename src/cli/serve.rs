@@ -5,7 +5,7 @@ use super::{explain, open_with};
 use crate::output::Out;
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
-use nagare::server::auth::{self, Users};
+use nagare::server::auth::{self, UserDirectory, Users};
 use nagare::server::{AppState, Server};
 use nagare_connectors::kintone::trigger::Watcher;
 use nagare_engine::process::NodeKind;
@@ -118,9 +118,10 @@ pub fn serve(data: &Path, a: ServeArgs) -> anyhow::Result<ExitCode> {
         let watcher = Arc::new(Watcher::new(engine.clone(), connectors));
         let watched = watcher.watched();
         let state = AppState::new(engine, users).with_watcher(watcher);
+        reload_users_on_sighup(a.users.clone(), state.users.clone());
         let server = Server::start_with(listener, state, super::run::shutdown_signal())?;
         eprintln!(
-            "nagare API on {} — data {}, {deployed} process file(s) from {}, users from {} (Ctrl-C to stop)",
+            "nagare API on {} — data {}, {deployed} process file(s) from {}, users from {} (SIGHUP reloads it; Ctrl-C to stop)",
             server.url(),
             data.display(),
             a.processes.display(),
@@ -145,6 +146,36 @@ pub fn serve(data: &Path, a: ServeArgs) -> anyhow::Result<ExitCode> {
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Read the users file again on SIGHUP (`kill -HUP <pid>`), so that adding a user
+/// or revoking a token needs no restart. A file with errors is refused whole and
+/// the users in force stay: a typo never locks everyone out.
+fn reload_users_on_sighup(path: PathBuf, directory: Arc<UserDirectory>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                return tracing::warn!(error = %e, "cannot listen for SIGHUP; the users file is read at start only")
+            }
+        };
+        while hup.recv().await.is_some() {
+            match Users::load(&path) {
+                Ok(users) => {
+                    let count = users.all().count();
+                    directory.replace(users);
+                    tracing::info!(file = %path.display(), users = count, "users file reloaded");
+                }
+                Err(e) => tracing::error!(
+                    file = %path.display(), error = %e,
+                    "users file not reloaded; the users read before stay in force"
+                ),
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (path, directory);
 }
 
 pub fn token(out: &Out) -> anyhow::Result<ExitCode> {

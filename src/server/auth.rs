@@ -242,9 +242,33 @@ impl Users {
     }
 }
 
+/// The users the server answers to now. `nagare serve` replaces them when the
+/// users file changes (SIGHUP), without a restart: a request in flight keeps the
+/// caller it authenticated, the next one sees the new file.
+#[derive(Debug)]
+pub struct UserDirectory {
+    current: std::sync::RwLock<Arc<Users>>,
+}
+
+impl UserDirectory {
+    pub fn new(users: Users) -> Self {
+        UserDirectory { current: std::sync::RwLock::new(Arc::new(users)) }
+    }
+
+    /// The users as they are now (cheap: one `Arc` clone).
+    pub fn current(&self) -> Arc<Users> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Put a new set of users in place, all at once.
+    pub fn replace(&self, users: Users) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(users);
+    }
+}
+
 /// Middleware: a valid `Authorization: Bearer <token>` or 401.
 pub async fn require_token(
-    State(users): State<Arc<Users>>,
+    State(users): State<Arc<UserDirectory>>,
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
@@ -258,7 +282,8 @@ pub async fn require_token(
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim())
         .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
-    let caller = users.authenticate(token).ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))?;
+    let caller =
+        users.current().authenticate(token).ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))?;
     req.extensions_mut().insert(caller);
     Ok(next.run(req).await)
 }

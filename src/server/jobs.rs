@@ -137,7 +137,7 @@ pub struct FailRequest {
 
 /// 403 unless the caller may serve jobs.
 fn require_worker(state: &AppState, caller: &Caller) -> ApiResult<()> {
-    if state.users.may_serve_jobs(caller) {
+    if state.users.current().may_serve_jobs(caller) {
         Ok(())
     } else {
         Err(ApiError::forbidden(format!(

@@ -24,7 +24,7 @@ mod processes;
 mod tasks;
 pub mod views;
 
-use crate::server::auth::Users;
+use crate::server::auth::{UserDirectory, Users};
 use crate::server::error::{ApiError, ApiResult};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -51,7 +51,8 @@ pub const MAX_PAGE: usize = 500;
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Engine,
-    pub users: Arc<Users>,
+    /// Replaceable while the server runs ([`UserDirectory::replace`]).
+    pub users: Arc<UserDirectory>,
     pub http: Arc<metrics::HttpStats>,
     /// False once shutdown has begun: `/ready` then says 503.
     pub ready: Arc<AtomicBool>,
@@ -67,7 +68,7 @@ impl AppState {
     pub fn new(engine: Engine, users: Users) -> Self {
         AppState {
             engine,
-            users: Arc::new(users),
+            users: Arc::new(UserDirectory::new(users)),
             http: Arc::new(metrics::HttpStats::default()),
             ready: Arc::new(AtomicBool::new(true)),
             stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
@@ -155,7 +156,7 @@ async fn no_route(State(state): State<AppState>, headers: HeaderMap, uri: axum::
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.split_once(' '))
         .map(|(_, t)| t.trim());
-    if token.and_then(|t| state.users.authenticate(t)).is_none() {
+    if token.and_then(|t| state.users.current().authenticate(t)).is_none() {
         return ApiError::unauthorized("this endpoint needs `Authorization: Bearer <token>`");
     }
     ApiError::new(

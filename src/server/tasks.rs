@@ -255,7 +255,7 @@ pub async fn assign(
 ) -> ApiResult<Json<TaskView>> {
     caller.require_admin("assign tasks")?;
     if let Some(u) = &req.user {
-        if state.users.get(u).is_none() {
+        if state.users.current().get(u).is_none() {
             return Err(ApiError::unprocessable("unknown-user", format!("no user `{}` in the users file", echo(u))));
         }
     }

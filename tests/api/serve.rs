@@ -80,3 +80,69 @@ fn serve_refuses_a_missing_users_file_and_token_prints_a_hash_line() {
         .unwrap();
     assert_eq!(users.authenticate(token).unwrap().id, "x");
 }
+
+/// SIGHUP reads the users file again: a new user works at once, a removed token is
+/// refused, and a broken file is refused whole while the users before stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_users_file_and_a_broken_file_changes_nothing() {
+    use nagare::server::auth::hash_line;
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.yaml");
+    let file = |who: &str, token: &str| {
+        format!("users:\n  {who}: {{ groups: [staff], tokens: [\"{}\"] }}\n", hash_line(token))
+    };
+    std::fs::write(&users, file("alice", "token-alice")).unwrap();
+    let mut child = nagare(&dir.path().join("data"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--users"])
+        .arg(&users)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Collect stderr in the background: the address first, then the reload logs.
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let mut l = sink.lock().unwrap();
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
+    let wait_log = |needle: &'static str| {
+        let log = log.clone();
+        async move {
+            for _ in 0..500 {
+                if log.lock().unwrap().contains(needle) {
+                    return log.lock().unwrap().clone();
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            panic!("no `{needle}` in the log:\n{}", log.lock().unwrap());
+        }
+    };
+    let text = wait_log("nagare API on ").await;
+    let url = text.split("nagare API on ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let http = reqwest::Client::new();
+    let status = |token: &'static str| {
+        let req = http.get(format!("{url}/api/v1/processes")).bearer_auth(token);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    let hup = || assert!(Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap().success());
+    assert_eq!((status("token-alice").await, status("token-bob").await), (200, 401));
+
+    std::fs::write(&users, file("bob", "token-bob")).unwrap();
+    hup();
+    wait_log("users file reloaded").await;
+    assert_eq!((status("token-alice").await, status("token-bob").await), (401, 200), "no restart needed");
+
+    std::fs::write(&users, "users:\n  carol: { groups: [staff], tokens: [\"not-a-hash\"] }\n").unwrap();
+    hup();
+    wait_log("users file not reloaded").await;
+    assert_eq!(status("token-bob").await, 200, "a broken file leaves the users in force");
+
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    assert!(exit.success(), "{}", log.lock().unwrap());
+}

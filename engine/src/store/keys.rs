@@ -16,6 +16,12 @@ pub const JOB: &[u8] = b"j/";
 pub const JOB_DUE: &[u8] = b"q/";
 pub const SUBSCRIPTION: &[u8] = b"s/";
 pub const MESSAGE: &[u8] = b"b/";
+/// `ip/<user>\0<instance>`: the instances a user started or acted on, so that a
+/// user's instance list reads their instances only.
+pub const INSTANCE_BY_PARTICIPANT: &[u8] = b"ip/";
+/// Present once the participant index covers every instance (stores written before
+/// the index get it built once, when opened).
+pub const PARTICIPANT_INDEX_READY: &[u8] = b"m/participant-index";
 
 fn cat(parts: &[&[u8]]) -> Vec<u8> {
     let mut k = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
@@ -31,6 +37,14 @@ pub fn def(id: &str, version: u32) -> Vec<u8> {
 
 pub fn instance(id: InstanceId) -> Vec<u8> {
     cat(&[INSTANCE, &id.to_be_bytes()])
+}
+
+pub fn participant_prefix(user: &str) -> Vec<u8> {
+    cat(&[INSTANCE_BY_PARTICIPANT, user.as_bytes(), b"\0"])
+}
+
+pub fn instance_by_participant(user: &str, id: InstanceId) -> Vec<u8> {
+    cat(&[&participant_prefix(user), &id.to_be_bytes()])
 }
 
 pub fn business_key(process: &str, key: &str) -> Vec<u8> {

@@ -69,9 +69,37 @@ impl<K: Kv> KvStore<K> {
             })?,
             None => 0,
         };
+        if kv.get(keys::PARTICIPANT_INDEX_READY)?.is_none() {
+            Self::build_participant_index(&kv)?;
+        }
         let last_message =
             kv.scan(keys::MESSAGE, usize::MAX)?.iter().filter_map(|(k, _)| keys::message_id_of(k)).max().unwrap_or(0);
         Ok(KvStore { kv, last_id: AtomicU64::new(last), last_message: AtomicU64::new(last_message) })
+    }
+
+    /// Index the participants of every instance (a store from before the index),
+    /// then mark the index complete: in the same write for a small store, in
+    /// chunks for a large one (a crash midway rebuilds it at the next open).
+    fn build_participant_index(kv: &K) -> Result<(), StoreError> {
+        const CHUNK: usize = 1024;
+        let mut from = keys::INSTANCE.to_vec();
+        let mut ops: Vec<Op> = Vec::new();
+        loop {
+            let chunk = kv.scan_from(keys::INSTANCE, &from, CHUNK)?;
+            for (k, v) in &chunk {
+                let i: Instance = dec(k, v)?;
+                ops.extend(i.participants.iter().map(|u| (keys::instance_by_participant(u, i.id), Some(Vec::new()))));
+            }
+            if ops.len() >= CHUNK {
+                kv.apply(std::mem::take(&mut ops))?;
+            }
+            match chunk.last() {
+                Some((k, _)) if chunk.len() == CHUNK => from = [k.as_slice(), &[0]].concat(),
+                _ => break,
+            }
+        }
+        ops.push((keys::PARTICIPANT_INDEX_READY.to_vec(), Some(Vec::new())));
+        kv.apply(ops)
     }
 
     pub fn backend(&self) -> &K {
@@ -84,6 +112,40 @@ impl<K: Kv> KvStore<K> {
 
     fn scan<T: DeserializeOwned>(&self, prefix: &[u8], limit: usize) -> Result<Vec<T>, StoreError> {
         self.kv.scan(prefix, limit)?.iter().map(|(k, v)| dec(k, v)).collect()
+    }
+
+    /// [`Store::instances`] for one participant: reads their index entries and
+    /// their instances only, in id order.
+    fn instances_of_participant(&self, user: &str, f: &InstanceFilter) -> Result<Vec<Instance>, StoreError> {
+        const CHUNK: usize = 256;
+        let prefix = keys::participant_prefix(user);
+        let limit = f.limit.unwrap_or(usize::MAX);
+        let mut from = match f.after {
+            Some(a) => keys::instance_by_participant(user, a.saturating_add(1)),
+            None => prefix.clone(),
+        };
+        let mut out = Vec::new();
+        loop {
+            let chunk = self.kv.scan_from(&prefix, &from, CHUNK)?;
+            for (k, _) in &chunk {
+                let id = k[prefix.len()..].try_into().map(u64::from_be_bytes).map_err(|_| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(k).into_owned(),
+                    reason: "bad participant index key".into(),
+                })?;
+                let Some(i) = self.instance(id)? else { continue };
+                if f.after.is_some_and(|a| i.id <= a) || !f.matches(&i) {
+                    continue;
+                }
+                out.push(i);
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+            }
+            match chunk.last() {
+                Some((k, _)) if chunk.len() == CHUNK => from = [k.as_slice(), &[0]].concat(),
+                _ => return Ok(out),
+            }
+        }
     }
 
     fn task_index_keys(t: &Task) -> Vec<Vec<u8>> {
@@ -147,6 +209,10 @@ impl<K: Kv> Store for KvStore<K> {
         }
         for i in &b.instances {
             ops.push((keys::instance(i.id), Some(enc(i))));
+            // Participants are only ever added: writing every one again is idempotent.
+            for u in &i.participants {
+                ops.push((keys::instance_by_participant(u, i.id), Some(Vec::new())));
+            }
             if let Some(k) = &i.business_key {
                 ops.push((keys::business_key(&i.process, k), Some(i.id.to_be_bytes().to_vec())));
             }
@@ -218,6 +284,9 @@ impl<K: Kv> Store for KvStore<K> {
     }
 
     fn instances(&self, f: &InstanceFilter) -> Result<Vec<Instance>, StoreError> {
+        if let Some(user) = &f.participant {
+            return self.instances_of_participant(user, f);
+        }
         const CHUNK: usize = 256;
         let limit = f.limit.unwrap_or(usize::MAX);
         let mut from = match f.after {
