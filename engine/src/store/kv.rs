@@ -114,25 +114,23 @@ impl<K: Kv> KvStore<K> {
         self.kv.scan(prefix, limit)?.iter().map(|(k, v)| dec(k, v)).collect()
     }
 
-    /// [`Store::instances`] for one participant: reads their index entries and
-    /// their instances only, in id order.
-    fn instances_of_participant(&self, user: &str, f: &InstanceFilter) -> Result<Vec<Instance>, StoreError> {
+    /// A page of instances: walks the keys under `prefix` from `from` in chunks,
+    /// `load`s each into an instance (`None`: skip) and keeps those `f` matches, so
+    /// a page stops reading as soon as it is full.
+    fn instance_page(
+        &self,
+        prefix: &[u8],
+        mut from: Vec<u8>,
+        f: &InstanceFilter,
+        load: impl Fn(&[u8], &[u8]) -> Result<Option<Instance>, StoreError>,
+    ) -> Result<Vec<Instance>, StoreError> {
         const CHUNK: usize = 256;
-        let prefix = keys::participant_prefix(user);
         let limit = f.limit.unwrap_or(usize::MAX);
-        let mut from = match f.after {
-            Some(a) => keys::instance_by_participant(user, a.saturating_add(1)),
-            None => prefix.clone(),
-        };
         let mut out = Vec::new();
         loop {
-            let chunk = self.kv.scan_from(&prefix, &from, CHUNK)?;
-            for (k, _) in &chunk {
-                let id = k[prefix.len()..].try_into().map(u64::from_be_bytes).map_err(|_| StoreError::Corrupt {
-                    key: String::from_utf8_lossy(k).into_owned(),
-                    reason: "bad participant index key".into(),
-                })?;
-                let Some(i) = self.instance(id)? else { continue };
+            let chunk = self.kv.scan_from(prefix, &from, CHUNK)?;
+            for (k, v) in &chunk {
+                let Some(i) = load(k, v)? else { continue };
                 if f.after.is_some_and(|a| i.id <= a) || !f.matches(&i) {
                     continue;
                 }
@@ -284,34 +282,21 @@ impl<K: Kv> Store for KvStore<K> {
     }
 
     fn instances(&self, f: &InstanceFilter) -> Result<Vec<Instance>, StoreError> {
+        // A user's list reads that user's index only; any other list reads instances.
         if let Some(user) = &f.participant {
-            return self.instances_of_participant(user, f);
+            let prefix = keys::participant_prefix(user);
+            let from =
+                f.after.map_or_else(|| prefix.clone(), |a| keys::instance_by_participant(user, a.saturating_add(1)));
+            return self.instance_page(&prefix, from, f, |k, _| {
+                let id = k[prefix.len()..].try_into().map(u64::from_be_bytes).map_err(|_| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(k).into_owned(),
+                    reason: "bad participant index key".into(),
+                })?;
+                self.instance(id)
+            });
         }
-        const CHUNK: usize = 256;
-        let limit = f.limit.unwrap_or(usize::MAX);
-        let mut from = match f.after {
-            Some(a) => keys::instance(a.saturating_add(1)),
-            None => keys::INSTANCE.to_vec(),
-        };
-        let mut out = Vec::new();
-        // In chunks: a page stops reading as soon as it is full.
-        loop {
-            let chunk = self.kv.scan_from(keys::INSTANCE, &from, CHUNK)?;
-            for (k, v) in &chunk {
-                let i: Instance = dec(k, v)?;
-                if f.after.is_some_and(|a| i.id <= a) || !f.matches(&i) {
-                    continue;
-                }
-                out.push(i);
-                if out.len() >= limit {
-                    return Ok(out);
-                }
-            }
-            match chunk.last() {
-                Some((k, _)) if chunk.len() == CHUNK => from = [k.as_slice(), &[0]].concat(),
-                _ => return Ok(out),
-            }
-        }
+        let from = f.after.map_or_else(|| keys::INSTANCE.to_vec(), |a| keys::instance(a.saturating_add(1)));
+        self.instance_page(keys::INSTANCE, from, f, |k, v| dec(k, v).map(Some))
     }
 
     fn task(&self, id: &str) -> Result<Option<Task>, StoreError> {
