@@ -207,10 +207,6 @@ impl<K: Kv> Store for KvStore<K> {
         }
         for i in &b.instances {
             ops.push((keys::instance(i.id), Some(enc(i))));
-            // Participants are only ever added: writing every one again is idempotent.
-            for u in &i.participants {
-                ops.push((keys::instance_by_participant(u, i.id), Some(Vec::new())));
-            }
             if let Some(k) = &i.business_key {
                 ops.push((keys::business_key(&i.process, k), Some(i.id.to_be_bytes().to_vec())));
             }
@@ -221,6 +217,11 @@ impl<K: Kv> Store for KvStore<K> {
             let id = b.history[i].0;
             let run = b.history[i..].iter().take_while(|(x, _)| *x == id).count();
             let lines: Vec<&HistoryEntry> = b.history[i..i + run].iter().map(|(_, h)| h).collect();
+            // Participants are the users of the history (`Instance::note_participants`):
+            // index whoever acted in this commit; a user indexed already is rewritten.
+            for user in lines.iter().filter_map(|h| h.user.as_ref()) {
+                ops.push((keys::instance_by_participant(user, id), Some(Vec::new())));
+            }
             ops.push((keys::history(id, lines[0].seq), Some(enc(&lines))));
             i += run;
         }
