@@ -10,11 +10,13 @@
 // the edge modules below can say `crate::runtime`.
 pub use nagare_core::{compile, diag, expr, load, model, process, runtime, schedule, types};
 
+pub mod blobs;
 pub mod clock;
 pub mod connector;
 mod due;
 pub mod engine;
 pub mod executor;
+pub mod files;
 pub mod incidents;
 pub mod messages;
 pub mod stats;

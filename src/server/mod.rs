@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+mod files;
 mod health;
 mod hooks;
 mod incidents;
@@ -102,6 +103,8 @@ fn protected() -> OpenApiRouter<AppState> {
         .routes(routes!(instances::get))
         .routes(routes!(instances::history))
         .routes(routes!(instances::cancel))
+        .routes(routes!(files::upload))
+        .routes(routes!(files::download))
         .routes(routes!(tasks::inbox))
         .routes(routes!(tasks::get))
         .routes(routes!(tasks::claim))
