@@ -10,6 +10,7 @@
 //! ([`blocking`]); a client that hangs up mid-request does not cancel a commit.
 
 pub mod auth;
+mod config;
 pub mod error;
 pub mod extract;
 mod files;
@@ -99,6 +100,7 @@ fn protected() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes((schemas, paths, processes.layer(DefaultBodyLimit::max(DEPLOY_BODY_LIMIT))))
         .routes(routes!(processes::get))
+        .routes(routes!(config::get, config::change))
         .routes(routes!(instances::list, instances::start))
         .routes(routes!(instances::get))
         .routes(routes!(instances::history))

@@ -6,6 +6,7 @@
 //! in its OpenAPI document, then shuts the server down gracefully.
 
 mod common;
+mod config;
 mod events;
 mod files;
 mod flow;
