@@ -69,7 +69,8 @@ mod tests {
         // The first 800 go at once, the 801st waits a whole minute.
         assert_eq!(sent[799], start);
         assert_eq!(sent[800], start + WINDOW);
-        assert_eq!(w.in_window(clock), 800);
+        assert_eq!(sent[1600], start + 2 * WINDOW);
+        assert_eq!(w.in_window(clock), 400, "the last 400 in the third minute");
     }
 
     #[test]
