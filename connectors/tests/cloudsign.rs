@@ -41,7 +41,8 @@ async fn env() -> Env {
 
 async fn run(c: &Connectors, op: &str, key: &str, input: Value) -> Result<Value, ConnectorError> {
     let name = format!("cloudsign.{op}");
-    let call = Call { connector: name.clone(), input, idempotency_key: key.into(), instance: 1, node: "n".into(), attempt: 1 };
+    let call =
+        Call { connector: name.clone(), input, idempotency_key: key.into(), instance: 1, node: "n".into(), attempt: 1 };
     c.registry().get(&name).unwrap().call(&call).await
 }
 
@@ -154,7 +155,8 @@ async fn files_participants_and_attributes_reach_the_draft() {
     .unwrap();
     assert_eq!(r["created"], json!(true));
     let id = r["id"].as_str().unwrap();
-    let emails: Vec<&str> = r["participants"].as_array().unwrap().iter().map(|p| p["email"].as_str().unwrap()).collect();
+    let emails: Vec<&str> =
+        r["participants"].as_array().unwrap().iter().map(|p| p["email"].as_str().unwrap()).collect();
     assert_eq!(emails, ["sato@example.com", "first@example.com", "second@example.com"], "sender first, then in order");
     let doc = e.emu.read(|s| s.documents[id].clone());
     assert!(doc.note.starts_with("社内メモ\n[nagare:d/1]"), "{}", doc.note);
@@ -162,22 +164,29 @@ async fn files_participants_and_attributes_reach_the_draft() {
     assert_eq!(doc.participants[1].organization, "A社");
     assert_eq!(json!(doc.attribute), json!({"counterparty": "A社", "amount": 1200000, "contract_at": "2026-12-01"}));
     // Attributes again: only the keys given change.
-    run(&e.c, "set_attributes", "a", json!({"user": "sato", "document": id, "attributes": {"local_id": "K-7"}})).await.unwrap();
+    run(&e.c, "set_attributes", "a", json!({"user": "sato", "document": id, "attributes": {"local_id": "K-7"}}))
+        .await
+        .unwrap();
     assert_eq!(e.emu.read(|s| s.documents[id].attribute["counterparty"].clone()), json!("A社"));
     // Round trip: the bytes downloaded are the bytes uploaded.
     let files = r["files"].as_array().unwrap();
     assert_eq!(files.len(), 2);
     let d = run(&e.c, "download", "x", json!({"user": "sato", "document": id})).await.unwrap();
     assert_eq!(d["sha256"], json!(sha));
-    assert_eq!(base64::engine::general_purpose::STANDARD.decode(d["content_base64"].as_str().unwrap()).unwrap(), stored);
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD.decode(d["content_base64"].as_str().unwrap()).unwrap(),
+        stored
+    );
     let d2 = run(&e.c, "download", "x", json!({"user": "sato", "document": id, "file": files[1]["id"]})).await.unwrap();
     assert_eq!(d2["sha256"], json!(sha256_hex(&pdf("inline"))));
     // upload and add_participants on their own, retried: nothing twice.
-    let extra = json!({"user": "sato", "document": id, "file": {"name": "追加.pdf", "content_base64": b64(&pdf("extra"))}});
+    let extra =
+        json!({"user": "sato", "document": id, "file": {"name": "追加.pdf", "content_base64": b64(&pdf("extra"))}});
     let u1 = run(&e.c, "upload", "u", extra.clone()).await.unwrap();
     let u2 = run(&e.c, "upload", "u", extra).await.unwrap();
     assert_eq!(u1["file_id"], u2["file_id"]);
-    let more = json!({"user": "sato", "document": id, "participants": [{"email": "third@example.com", "name": "三番"}]});
+    let more =
+        json!({"user": "sato", "document": id, "participants": [{"email": "third@example.com", "name": "三番"}]});
     run(&e.c, "add_participants", "p", more.clone()).await.unwrap();
     let p = run(&e.c, "add_participants", "p", more).await.unwrap();
     assert_eq!(p["participants"].as_array().unwrap().len(), 4);
@@ -245,9 +254,14 @@ async fn send_then_the_signer_agrees_or_declines() {
     wait_for(&got, 4).await;
     assert!(got.lock().unwrap().iter().any(|(_, b)| b["documentID"] == json!(id2) && b["status"] == json!(3)));
     // A concluded document cannot be changed: CloudSign's 403 `not_acceptable`.
-    let err = run(&e.c, "add_participants", "p", json!({"user": "sato", "document": id, "participants": [{"email": "x@example.com", "name": "x"}]}))
-        .await
-        .unwrap_err();
+    let err = run(
+        &e.c,
+        "add_participants",
+        "p",
+        json!({"user": "sato", "document": id, "participants": [{"email": "x@example.com", "name": "x"}]}),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(&err, ConnectorError::Business { code, .. } if code == "not_acceptable"), "{err:?}");
 }
 
@@ -332,7 +346,8 @@ async fn bad_files_are_refused_before_any_request() {
         (json!({"name": "x.pdf", "content_base64": b64(b"plain text")}), "not a PDF"),
     ];
     for (file, why) in cases {
-        let err = run(&e.c, "create_draft", "k", json!({"user": "sato", "title": "t", "files": [file]})).await.unwrap_err();
+        let err =
+            run(&e.c, "create_draft", "k", json!({"user": "sato", "title": "t", "files": [file]})).await.unwrap_err();
         match err {
             ConnectorError::Business { code, message } => {
                 assert_eq!(code, "invalid_file");
@@ -341,10 +356,18 @@ async fn bad_files_are_refused_before_any_request() {
             other => panic!("{other:?}"),
         }
     }
-    let err = run(&e.c, "upload", "k", json!({"user": "sato", "document": "abc", "file": {"name": "a.zip", "sha256": not_pdf}}))
-        .await
-        .unwrap_err();
-    assert!(matches!(&err, ConnectorError::Business { message, .. } if message.starts_with("`file[0]` (a.zip)")), "{err:?}");
+    let err = run(
+        &e.c,
+        "upload",
+        "k",
+        json!({"user": "sato", "document": "abc", "file": {"name": "a.zip", "sha256": not_pdf}}),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, ConnectorError::Business { message, .. } if message.starts_with("`file[0]` (a.zip)")),
+        "{err:?}"
+    );
     assert_eq!(e.emu.requests(), before, "no request reached CloudSign");
 }
 
@@ -355,14 +378,23 @@ async fn credentials_are_per_user_and_never_shown() {
     match &err {
         ConnectorError::Business { code, message } => {
             assert_eq!(code, "no_credential");
-            assert!(message.contains("user `suzuki`") && message.contains("connectors.cloudsign.users.suzuki"), "{message}");
+            assert!(
+                message.contains("user `suzuki`") && message.contains("connectors.cloudsign.users.suzuki"),
+                "{message}"
+            );
         }
         other => panic!("{other:?}"),
     }
     let err = run(&e.c, "list", "l", json!({})).await.unwrap_err();
-    assert!(matches!(&err, ConnectorError::Business { code, message } if code == "no_credential" && message.contains("`user:`")), "{err:?}");
+    assert!(
+        matches!(&err, ConnectorError::Business { code, message } if code == "no_credential" && message.contains("`user:`")),
+        "{err:?}"
+    );
     let err = run(&e.c, "list", "l", json!({"user": "ghost"})).await.unwrap_err();
-    assert!(matches!(&err, ConnectorError::Business { code, message } if code == "no_credential" && message.contains("NAGARE_TEST_CLOUDSIGN_UNSET")), "{err:?}");
+    assert!(
+        matches!(&err, ConnectorError::Business { code, message } if code == "no_credential" && message.contains("NAGARE_TEST_CLOUDSIGN_UNSET")),
+        "{err:?}"
+    );
     // Documents are created in the user's own account.
     let id = ready_draft(&e, "c/1").await;
     assert_eq!(e.emu.read(|s| s.documents[&id].user_id.clone()), "sato");
@@ -374,8 +406,107 @@ async fn credentials_are_per_user_and_never_shown() {
     seen.push(format!("{:?}", run(&e.c, "get", "g", json!({"user": "sato", "document": "nope"})).await.unwrap_err()));
     e.emu.set_faults(Faults { fail_next: 1, ..Faults::default() });
     seen.push(format!("{:?}", run(&e.c, "get", "g", json!({"user": "sato", "document": id})).await.unwrap_err()));
-    seen.push(format!("{:?}", ConnectorsConfig::from_yaml(&format!("connectors:\n  cs: {{ type: cloudsign, base_url: 'http://x', client_id: {SATO} }}\n")).unwrap()));
+    seen.push(format!(
+        "{:?}",
+        ConnectorsConfig::from_yaml(&format!(
+            "connectors:\n  cs: {{ type: cloudsign, base_url: 'http://x', client_id: {SATO} }}\n"
+        ))
+        .unwrap()
+    ));
     for s in &seen {
         assert!(!s.contains(SATO) && !s.contains(&token), "a secret leaked: {s}");
     }
+}
+
+/// Log lines, captured.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+    fn make_writer(&'a self) -> Logs {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn no_secret_reaches_the_logs() {
+    let logs = Logs::default();
+    let sub = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .finish();
+    // The test runtime has one thread: the connector, reqwest and the emulator log here.
+    let _guard = tracing::subscriber::set_default(sub);
+    let e = env().await;
+    let id = ready_draft(&e, "log/1").await;
+    let mut tokens: Vec<String> = e.emu.read(|s| s.tokens.keys().cloned().collect());
+    e.emu.advance(Duration::from_secs(3601));
+    e.emu.set_faults(Faults { throttle_next: 1, retry_after_secs: Some(1), ..Faults::default() });
+    let _ = run(&e.c, "send", "s", json!({"user": "sato", "document": id})).await.unwrap_err();
+    run(&e.c, "send", "s", json!({"user": "sato", "document": id})).await.unwrap();
+    let _ = run(&e.c, "list", "l", json!({"user": "ghost"})).await.unwrap_err();
+    tokens.extend(e.emu.read(|s| s.tokens.keys().cloned().collect::<Vec<_>>()));
+    assert_eq!(tokens.len(), 2);
+    assert_eq!(e.emu.token_requests(), 2, "the token was renewed once");
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("cloudsign call") && text.contains("issuing a new one"), "the calls were logged: {text}");
+    assert!(!text.contains(SATO), "the client id is in the logs: {text}");
+    for t in tokens {
+        assert!(!text.contains(&t), "an access token is in the logs: {text}");
+    }
+}
+
+#[tokio::test]
+async fn the_emulator_keeps_documents_and_files_in_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let content = pdf("kept");
+    let id = {
+        let emu = Emulator::open(dir.path()).unwrap();
+        let base = serve(emu.router()).await;
+        let c = Connectors::new(
+            &ConnectorsConfig::from_yaml(&format!(
+                "connectors:\n  cloudsign: {{ type: cloudsign, base_url: '{base}', client_id: {SATO} }}\n"
+            ))
+            .unwrap(),
+        );
+        let r = run(
+            &c,
+            "create_draft",
+            "p/1",
+            json!({"title": "保存", "files": [{"name": "a.pdf", "content_base64": b64(&content)}]}),
+        )
+        .await
+        .unwrap();
+        r["id"].as_str().unwrap().to_string()
+    };
+    let emu = Emulator::open(dir.path()).unwrap();
+    let base = serve(emu.router()).await;
+    let c = Connectors::new(
+        &ConnectorsConfig::from_yaml(&format!(
+            "connectors:\n  cloudsign: {{ type: cloudsign, base_url: '{base}', client_id: {SATO} }}\n"
+        ))
+        .unwrap(),
+    );
+    let d = run(&c, "download", "x", json!({"document": id})).await.unwrap();
+    assert_eq!(d["sha256"], json!(sha256_hex(&content)));
+    assert_eq!(e_title(&emu, &id), "保存");
+    // A damaged state file is reported, not replaced.
+    std::fs::write(dir.path().join("cloudsign.json"), b"{ not json").unwrap();
+    assert!(Emulator::open(dir.path()).err().unwrap().to_string().contains("damaged"));
+}
+
+fn e_title(emu: &Emulator, id: &str) -> String {
+    emu.read(|s| s.documents[id].title.clone())
 }

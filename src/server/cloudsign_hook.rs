@@ -14,8 +14,8 @@ use super::messages::CorrelationView;
 use super::{blocking, AppState};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
-use axum::Extension;
 use axum::http::{HeaderMap, StatusCode};
+use axum::Extension;
 use axum::Json;
 use nagare_engine::MessageOptions;
 use serde::Deserialize;
@@ -69,10 +69,20 @@ fn authenticate(state: &AppState, given: Option<&str>, peer: Option<SocketAddr>)
             "no CloudSign connector has `webhook_secret` or `webhook_allow`; set one to receive CloudSign's webhook",
         ));
     }
-    Err(ApiError::new(StatusCode::UNAUTHORIZED, "bad-secret", "the webhook secret is missing or wrong, and the sender is not in `webhook_allow`"))
+    Err(ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "bad-secret",
+        "the webhook secret is missing or wrong, and the sender is not in `webhook_allow`",
+    ))
 }
 
-async fn handle(state: AppState, given: Option<String>, peer: Option<SocketAddr>, headers: &HeaderMap, body: Bytes) -> ApiResult<Json<Value>> {
+async fn handle(
+    state: AppState,
+    given: Option<String>,
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
     if let Err(e) = authenticate(&state, given.as_deref(), peer) {
         tracing::warn!(peer = ?peer, code = e.code, "cloudsign webhook refused");
         return Err(e);
@@ -87,7 +97,9 @@ async fn handle(state: AppState, given: Option<String>, peer: Option<SocketAddr>
     let agent = headers.get(axum::http::header::USER_AGENT).and_then(|h| h.to_str().ok()).unwrap_or("");
     tracing::info!(document = %echo(id), status, agent = %echo(agent), "cloudsign webhook");
     if !matches!(status, 2 | 3) {
-        return Ok(Json(json!({ "result": "ignored", "reason": format!("status {status} is not an outcome (2 concluded, 3 declined)") })));
+        return Ok(Json(
+            json!({ "result": "ignored", "reason": format!("status {status} is not an outcome (2 concluded, 3 declined)") }),
+        ));
     }
     let s = |k: &str| v.get(k).and_then(Value::as_str).map(|t| echo(t)).unwrap_or_default();
     let payload = json!({

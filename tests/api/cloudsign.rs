@@ -85,11 +85,16 @@ async fn cloudsign_webhook_delivers_the_outcome_to_the_waiting_instance() {
     // base64 of "%PDF-1.4\n1 0 obj\n<<>>\nendobj\n%%EOF\n"
     let pdf = "JVBERi0xLjQKMSAwIG9iago8PD4+CmVuZG9iagolJUVPRgo=";
     let started = api
-        .post(SATO, "/api/v1/instances", json!({ "process": "cs-sign", "variables": { "申請者": "sato", "契約書": pdf } }))
+        .post(
+            SATO,
+            "/api/v1/instances",
+            json!({ "process": "cs-sign", "variables": { "申請者": "sato", "契約書": pdf } }),
+        )
         .await
         .expect(201);
     let id = started["id"].as_u64().unwrap();
-    let waiting = api.wait_for(id, |v| v["waiting"].as_array().is_some_and(|w| w.iter().any(|x| x["node"] == "締結待ち"))).await;
+    let waiting =
+        api.wait_for(id, |v| v["waiting"].as_array().is_some_and(|w| w.iter().any(|x| x["node"] == "締結待ち"))).await;
     let doc = waiting["variables"]["文書"].as_str().unwrap().to_string();
     assert_eq!(emu.read(|s| s.documents[&doc].status), 1, "sent");
 
@@ -114,7 +119,10 @@ async fn cloudsign_webhook_delivers_the_outcome_to_the_waiting_instance() {
     let history = api.get(ADMIN, &format!("/api/v1/instances/{id}/history")).await.expect_text(200);
     let token = emu.read(|s| s.tokens.keys().next().cloned()).unwrap();
     for text in [history, done.to_string()] {
-        assert!(!text.contains(CLIENT_ID) && !text.contains(&token) && !text.contains(HOOK_SECRET), "a secret leaked: {text}");
+        assert!(
+            !text.contains(CLIENT_ID) && !text.contains(&token) && !text.contains(HOOK_SECRET),
+            "a secret leaked: {text}"
+        );
     }
     api.finish().await;
 }
@@ -130,16 +138,26 @@ async fn server_with(cfg: &str) -> Api {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cloudsign_webhook_from_an_allowed_address_needs_no_secret() {
-    let api = server_with("connectors:\n  cs: { type: cloudsign, base_url: 'http://127.0.0.1:9', webhook_allow: [127.0.0.1] }\n").await;
-    let outcome = hook(&api, "/hooks/cloudsign", json!({ "documentID": "d-1", "status": 3, "userID": "u", "email": "e", "text": "CANCELED : x" }))
-        .await
-        .expect(200);
+    let api = server_with(
+        "connectors:\n  cs: { type: cloudsign, base_url: 'http://127.0.0.1:9', webhook_allow: [127.0.0.1] }\n",
+    )
+    .await;
+    let outcome = hook(
+        &api,
+        "/hooks/cloudsign",
+        json!({ "documentID": "d-1", "status": 3, "userID": "u", "email": "e", "text": "CANCELED : x" }),
+    )
+    .await
+    .expect(200);
     assert_eq!(outcome["result"], json!("buffered"), "kept for the instance that will wait: {outcome}");
     let sent = hook(&api, "/hooks/cloudsign", json!({ "documentID": "d-1", "status": 1 })).await.expect(200);
     assert_eq!(sent["result"], json!("ignored"));
     api.finish().await;
 
-    let api = server_with("connectors:\n  cs: { type: cloudsign, base_url: 'http://127.0.0.1:9', webhook_allow: [10.0.0.1] }\n").await;
+    let api = server_with(
+        "connectors:\n  cs: { type: cloudsign, base_url: 'http://127.0.0.1:9', webhook_allow: [10.0.0.1] }\n",
+    )
+    .await;
     hook(&api, "/hooks/cloudsign", json!({ "documentID": "d-1", "status": 2 })).await.error(401, "bad-secret");
     api.finish().await;
 

@@ -65,10 +65,9 @@ impl From<CsError> for ConnectorError {
             CsError::Api { status: 401, .. } => ConnectorError::Fatal(format!(
                 "{text} — the access token was refused even after a new one was issued; check the user's client id"
             )),
-            CsError::Api { status, kind, .. } if BUSINESS_STATUSES.contains(&status) => ConnectorError::Business {
-                code: kind.unwrap_or_else(|| format!("HTTP_{status}")),
-                message: text,
-            },
+            CsError::Api { status, kind, .. } if BUSINESS_STATUSES.contains(&status) => {
+                ConnectorError::Business { code: kind.unwrap_or_else(|| format!("HTTP_{status}")), message: text }
+            }
             CsError::Api { .. } => ConnectorError::Fatal(text),
         }
     }
@@ -178,7 +177,10 @@ impl Client {
             .and_then(Value::as_str)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| {
-                CsError::Other(ConnectorError::Retryable(format!("{}: POST /token answered without access_token", self.host)))
+                CsError::Other(ConnectorError::Retryable(format!(
+                    "{}: POST /token answered without access_token",
+                    self.host
+                )))
             })?
             .to_string();
         let secs = v.get("expires_in").and_then(Value::as_u64).unwrap_or(3600);
@@ -323,12 +325,19 @@ mod tests {
             message: "m".into(),
             retry_after: Some(Duration::from_secs(3)),
         };
-        assert!(matches!(ConnectorError::from(e), ConnectorError::RetryAfter { after, .. } if after == Duration::from_secs(3)));
+        assert!(
+            matches!(ConnectorError::from(e), ConnectorError::RetryAfter { after, .. } if after == Duration::from_secs(3))
+        );
         assert_eq!(
             ConnectorError::from(api(403, "not_acceptable")),
-            ConnectorError::Business { code: "not_acceptable".into(), message: "CloudSign not_acceptable (HTTP 403): m".into() }
+            ConnectorError::Business {
+                code: "not_acceptable".into(),
+                message: "CloudSign not_acceptable (HTTP 403): m".into()
+            }
         );
-        assert!(matches!(ConnectorError::from(api(413, "too_large_request")), ConnectorError::Business { code, .. } if code == "too_large_request"));
+        assert!(
+            matches!(ConnectorError::from(api(413, "too_large_request")), ConnectorError::Business { code, .. } if code == "too_large_request")
+        );
         assert!(matches!(ConnectorError::from(api(401, "unauthorized")), ConnectorError::Fatal(_)));
         assert!(matches!(ConnectorError::from(api(405, "method_not_allowed")), ConnectorError::Fatal(_)));
     }

@@ -157,7 +157,8 @@ pub fn resolve(field: &str, v: &serde_json::Value, blobs: &dyn BlobSource) -> Re
             return Err(err(format!("is `{}`, but CloudSign takes PDF files only (application/pdf)", snip(ct))));
         }
     }
-    let too_big = |n: u64| err(format!("is {n} bytes; a contract file may have at most {MAX_FILE_BYTES} bytes (10 MB)"));
+    let too_big =
+        |n: u64| err(format!("is {n} bytes; a contract file may have at most {MAX_FILE_BYTES} bytes (10 MB)"));
     let bytes = if let Some(b64) = obj.get("content_base64") {
         let b64 = b64.as_str().ok_or_else(|| err("`content_base64` must be text".into()))?;
         if b64.len() > MAX_INLINE_BYTES.div_ceil(3) * 4 + 4 {
@@ -169,19 +170,19 @@ pub fn resolve(field: &str, v: &serde_json::Value, blobs: &dyn BlobSource) -> Re
             .decode(b64.trim())
             .map_err(|e| err(format!("`content_base64` is not base64: {e}")))?
     } else {
-        let sha = obj.get("sha256").and_then(|s| s.as_str()).ok_or_else(|| {
-            err("has neither `sha256` (a stored file) nor `content_base64` (inline content)".into())
-        })?;
+        let sha = obj
+            .get("sha256")
+            .and_then(|s| s.as_str())
+            .ok_or_else(|| err("has neither `sha256` (a stored file) nor `content_base64` (inline content)".into()))?;
         if let Some(size) = obj.get("size") {
             let size = size.as_u64().ok_or_else(|| err("`size` must be a number of bytes".into()))?;
             if size > MAX_FILE_BYTES {
                 return Err(too_big(size));
             }
         }
-        let bytes = blobs.open(sha).map_err(|e| FileError {
-            transient: matches!(e, BlobError::Io { .. }),
-            ..err(e.to_string())
-        })?;
+        let bytes = blobs
+            .open(sha)
+            .map_err(|e| FileError { transient: matches!(e, BlobError::Io { .. }), ..err(e.to_string()) })?;
         if sha256_hex(&bytes) != sha {
             return Err(FileError { transient: false, ..err("the stored content does not match its SHA-256".into()) });
         }
@@ -211,8 +212,12 @@ mod tests {
     fn references_are_read_and_checked() {
         let blobs = MemoryBlobs::default();
         let sha = blobs.put(PDF.to_vec());
-        let f = resolve("file", &json!({"name": "a.pdf", "content_type": "application/pdf", "size": PDF.len(), "sha256": sha}), &blobs)
-            .unwrap();
+        let f = resolve(
+            "file",
+            &json!({"name": "a.pdf", "content_type": "application/pdf", "size": PDF.len(), "sha256": sha}),
+            &blobs,
+        )
+        .unwrap();
         assert_eq!(f.bytes, PDF);
         let e = resolve("file", &json!({"name": "a.pdf", "sha256": "0".repeat(64)}), &blobs).unwrap_err();
         assert!(e.to_string().starts_with("`file` (a.pdf): no stored file"), "{e}");
@@ -227,8 +232,9 @@ mod tests {
         assert!(resolve("f", &json!({"name": "a.pdf", "content_base64": b64(PDF)}), &NoBlobs).is_ok());
         let e = resolve("f", &json!({"name": "a.txt", "content_base64": b64(b"hello")}), &NoBlobs).unwrap_err();
         assert!(e.reason.contains("not a PDF"), "{e}");
-        let e = resolve("f", &json!({"name": "a.png", "content_type": "image/png", "content_base64": b64(PDF)}), &NoBlobs)
-            .unwrap_err();
+        let e =
+            resolve("f", &json!({"name": "a.png", "content_type": "image/png", "content_base64": b64(PDF)}), &NoBlobs)
+                .unwrap_err();
         assert!(e.reason.contains("PDF files only"), "{e}");
         let e = resolve("f", &json!({"name": "a.pdf", "content_base64": "***"}), &NoBlobs).unwrap_err();
         assert!(e.reason.contains("not base64"), "{e}");

@@ -131,12 +131,7 @@ pub struct CloudsignConnector {
 }
 
 /// Register every operation of instance `name`, reading file references through `blobs`.
-pub fn register(
-    registry: &mut Registry,
-    name: &str,
-    settings: Settings<CloudsignConfig>,
-    blobs: Arc<dyn BlobSource>,
-) {
+pub fn register(registry: &mut Registry, name: &str, settings: Settings<CloudsignConfig>, blobs: Arc<dyn BlobSource>) {
     let http = crate::http::client();
     let rate = settings.get().rate_per_minute.unwrap_or(limiter::MAX_PER_MINUTE);
     let shared = Arc::new(Shared::new(rate));
@@ -193,7 +188,10 @@ fn document_input(input: &Map<String, Value>) -> Result<String, ConnectorError> 
     let s = v.as_str().ok_or_else(|| fatal(format!("`document` must be a document id, got {v}")))?;
     let id = seg(s);
     if id.is_empty() || id.len() != s.len() || id.len() > 100 {
-        return Err(fatal(format!("`document` `{}` is not a CloudSign document id", s.chars().take(100).collect::<String>())));
+        return Err(fatal(format!(
+            "`document` `{}` is not a CloudSign document id",
+            s.chars().take(100).collect::<String>()
+        )));
     }
     Ok(id)
 }
@@ -201,17 +199,22 @@ fn document_input(input: &Map<String, Value>) -> Result<String, ConnectorError> 
 /// A participant to add: CloudSign's form fields, checked.
 fn participants_input(input: &Map<String, Value>) -> Result<Vec<Vec<(String, String)>>, ConnectorError> {
     let Some(v) = input.get("participants") else { return Ok(Vec::new()) };
-    let list = v.as_array().ok_or_else(|| fatal("`participants` must be a list of {email, name, ...} in send order"))?;
+    let list =
+        v.as_array().ok_or_else(|| fatal("`participants` must be a list of {email, name, ...} in send order"))?;
     if list.len() >= MAX_PARTICIPANTS {
         return Err(fatal(format!("`participants`: CloudSign takes at most {} recipients", MAX_PARTICIPANTS - 1)));
     }
     let mut out = Vec::new();
     for (i, p) in list.iter().enumerate() {
-        let p = p.as_object().ok_or_else(|| fatal(format!("`participants[{i}]` must be a map with `email` and `name`")))?;
+        let p =
+            p.as_object().ok_or_else(|| fatal(format!("`participants[{i}]` must be a map with `email` and `name`")))?;
         let mut form = Vec::new();
         for key in ["email", "name"] {
             let v = p.get(key).and_then(Value::as_str).filter(|s| !s.trim().is_empty());
-            form.push((key.to_string(), v.ok_or_else(|| fatal(format!("`participants[{i}].{key}` is missing")))?.trim().to_string()));
+            form.push((
+                key.to_string(),
+                v.ok_or_else(|| fatal(format!("`participants[{i}].{key}` is missing")))?.trim().to_string(),
+            ));
         }
         for key in ["organization", "language_code", "tel", "recipient_id", "access_code"] {
             if let Some(v) = p.get(key).and_then(Value::as_str) {
@@ -227,7 +230,10 @@ fn attributes_input(input: &Map<String, Value>) -> Result<Option<Map<String, Val
     let Some(v) = input.get("attributes").filter(|v| !v.is_null()) else { return Ok(None) };
     let m = v.as_object().ok_or_else(|| fatal("`attributes` must be a map (title, counterparty, amount, ...)"))?;
     if let Some(k) = m.keys().find(|k| !ATTRIBUTE_KEYS.contains(&k.as_str())) {
-        return Err(fatal(format!("`attributes.{k}` is not a CloudSign attribute; known: {}", ATTRIBUTE_KEYS.join(", "))));
+        return Err(fatal(format!(
+            "`attributes.{k}` is not a CloudSign attribute; known: {}",
+            ATTRIBUTE_KEYS.join(", ")
+        )));
     }
     Ok(Some(m.clone()))
 }
@@ -345,7 +351,8 @@ impl CloudsignConnector {
                 .as_array()
                 .is_some_and(|a| a.iter().skip(1).any(|p| p["email"].as_str() == Some(email.as_str())));
             if !present {
-                current = client.json(Method::POST, &format!("documents/{doc}/participants"), &[], &Body::Form(form)).await?;
+                current =
+                    client.json(Method::POST, &format!("documents/{doc}/participants"), &[], &Body::Form(form)).await?;
             }
         }
         Ok(current)
@@ -397,14 +404,18 @@ impl CloudsignConnector {
                     return Err(ConnectorError::Retryable("CloudSign answered POST /documents without an id".into()));
                 }
                 for f in &files {
-                    let present = doc["files"].as_array().is_some_and(|a| a.iter().any(|x| x["name"].as_str() == Some(f.name.as_str())));
+                    let present = doc["files"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|x| x["name"].as_str() == Some(f.name.as_str())));
                     if !present {
                         doc = Self::upload(&client, &id, f).await?;
                     }
                 }
                 doc = Self::add_participants(&client, &id, doc, participants).await?;
                 if let Some(a) = attributes {
-                    client.json(Method::PUT, &format!("documents/{id}/attribute"), &[], &Body::Json(Value::Object(a))).await?;
+                    client
+                        .json(Method::PUT, &format!("documents/{id}/attribute"), &[], &Body::Json(Value::Object(a)))
+                        .await?;
                 }
                 Ok(with(summary(&doc), "created", json!(created)))
             }
@@ -415,7 +426,10 @@ impl CloudsignConnector {
                 let f = checked.pop().expect("one file in, one out");
                 let client = self.client(&input)?;
                 let before = client.document(&doc).await?;
-                if let Some(existing) = before["files"].as_array().and_then(|a| a.iter().find(|x| x["name"].as_str() == Some(f.name.as_str()))) {
+                if let Some(existing) = before["files"]
+                    .as_array()
+                    .and_then(|a| a.iter().find(|x| x["name"].as_str() == Some(f.name.as_str())))
+                {
                     let fid = existing["id"].clone();
                     return Ok(with(summary(&before), "file_id", fid));
                 }
@@ -441,7 +455,9 @@ impl CloudsignConnector {
                 let doc = document_input(&input)?;
                 let a = attributes_input(&input)?.ok_or_else(|| fatal("`attributes` is missing"))?;
                 let client = self.client(&input)?;
-                let v = client.json(Method::PUT, &format!("documents/{doc}/attribute"), &[], &Body::Json(Value::Object(a))).await?;
+                let v = client
+                    .json(Method::PUT, &format!("documents/{doc}/attribute"), &[], &Body::Json(Value::Object(a)))
+                    .await?;
                 Ok(json!({ "document": doc, "attributes": v }))
             }
             Op::Send => {
@@ -469,7 +485,9 @@ impl CloudsignConnector {
                             _ => String::new(),
                         };
                         Some(status_number(&s).ok_or_else(|| {
-                            fatal(format!("`status` {v} is not one of draft, in_progress, concluded, declined (or 0-3)"))
+                            fatal(format!(
+                                "`status` {v} is not one of draft, in_progress, concluded, declined (or 0-3)"
+                            ))
                         })?)
                     }
                 };

@@ -99,10 +99,15 @@ async fn webhooks(State(emu): State<Emulator>) -> Json<Value> {
 fn form(headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Value>, ApiError> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !body.is_empty() && !ct.starts_with("application/x-www-form-urlencoded") {
-        return Err(ApiError::new(415, "unsupported_media_type", "application/x-www-form-urlencoded で送信してください。"));
+        return Err(ApiError::new(
+            415,
+            "unsupported_media_type",
+            "application/x-www-form-urlencoded で送信してください。",
+        ));
     }
     let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("本文が UTF-8 ではありません。"))?;
-    let url = reqwest::Url::parse(&format!("http://form/?{text}")).map_err(|_| ApiError::bad_request("本文を読めません。"))?;
+    let url = reqwest::Url::parse(&format!("http://form/?{text}"))
+        .map_err(|_| ApiError::bad_request("本文を読めません。"))?;
     Ok(url.query_pairs().map(|(k, v)| (k.into_owned(), Value::String(v.into_owned()))).collect())
 }
 
@@ -133,7 +138,11 @@ async fn list(State(emu): State<Emulator>, headers: HeaderMap, Query(p): Params)
         let get = |k: &str| p.iter().rev().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
         let page = match get("page") {
             None => 1,
-            Some(s) => s.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| ApiError::bad_request("page が正しくありません。"))?,
+            Some(s) => s
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| ApiError::bad_request("page が正しくありません。"))?,
         };
         let status = match get("status") {
             None | Some("") => None,
@@ -197,7 +206,8 @@ async fn upload(State(emu): State<Emulator>, headers: HeaderMap, Path(id): Path<
         let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         let boundary = multipart::boundary(ct)
             .ok_or_else(|| ApiError::new(415, "unsupported_media_type", "multipart/form-data で送信してください。"))?;
-        let parts = multipart::parse(&body, &boundary).map_err(|e| ApiError::bad_request(format!("multipart を読めません: {e}")))?;
+        let parts = multipart::parse(&body, &boundary)
+            .map_err(|e| ApiError::bad_request(format!("multipart を読めません: {e}")))?;
         let file = parts
             .iter()
             .find(|p| p.name == "uploadfile")
@@ -209,7 +219,11 @@ async fn upload(State(emu): State<Emulator>, headers: HeaderMap, Path(id): Path<
             .or_else(|| file.filename.clone())
             .filter(|n| !n.trim().is_empty())
             .ok_or_else(|| ApiError::bad_request("name は必須です。"))?;
-        if file.content_type.as_deref().is_some_and(|c| !c.starts_with("application/pdf") && !c.starts_with("application/octet-stream")) {
+        if file
+            .content_type
+            .as_deref()
+            .is_some_and(|c| !c.starts_with("application/pdf") && !c.starts_with("application/octet-stream"))
+        {
             return Err(ApiError::new(415, "unsupported_media_type", "PDF ファイルのみアップロードできます。"));
         }
         if !looks_like_pdf(&file.data) {
@@ -226,7 +240,11 @@ async fn upload(State(emu): State<Emulator>, headers: HeaderMap, Path(id): Path<
     respond(r)
 }
 
-async fn download(State(emu): State<Emulator>, headers: HeaderMap, Path((id, fid)): Path<(String, String)>) -> Response {
+async fn download(
+    State(emu): State<Emulator>,
+    headers: HeaderMap,
+    Path((id, fid)): Path<(String, String)>,
+) -> Response {
     let r = (|| {
         let a = account(&emu, &headers)?;
         let sha = emu.read(|st| {
@@ -259,7 +277,12 @@ async fn get_attribute(State(emu): State<Emulator>, headers: HeaderMap, Path(id)
     respond(r)
 }
 
-async fn put_attribute(State(emu): State<Emulator>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+async fn put_attribute(
+    State(emu): State<Emulator>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     let r = (|| {
         let a = account(&emu, &headers)?;
         let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");

@@ -194,7 +194,11 @@ impl Emulator {
         if let Err(e) = self.save(&st) {
             *st = before;
             tracing::error!(error = %e, "cloudsign emulator cannot save its state");
-            return Err(ApiError::new(500, "internal_server_error", format!("the emulator could not save its state: {e}")));
+            return Err(ApiError::new(
+                500,
+                "internal_server_error",
+                format!("the emulator could not save its state: {e}"),
+            ));
         }
         Ok(out)
     }

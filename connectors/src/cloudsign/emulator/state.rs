@@ -172,7 +172,10 @@ impl State {
             .iter()
             .map(|(cid, uid, email, name)| {
                 let web_api = *uid != "nooption";
-                (cid.to_string(), Account { user_id: uid.to_string(), email: email.to_string(), name: name.to_string(), web_api })
+                (
+                    cid.to_string(),
+                    Account { user_id: uid.to_string(), email: email.to_string(), name: name.to_string(), web_api },
+                )
             })
             .collect();
         State {
@@ -190,11 +193,23 @@ impl State {
         let n = self.next_id;
         self.next_id += 1;
         let x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt;
-        format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", (x >> 32) as u32, (x >> 16) as u16, n & 0xfff, (x >> 4) & 0xfff, n)
+        format!(
+            "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+            (x >> 32) as u32,
+            (x >> 16) as u16,
+            n & 0xfff,
+            (x >> 4) & 0xfff,
+            n
+        )
     }
 
     /// `POST /token`: the valid token of this client again, or a new one.
-    pub fn issue_token(&mut self, client_id: &str, fresh: String, now: DateTime<Utc>) -> Result<(String, i64), ApiError> {
+    pub fn issue_token(
+        &mut self,
+        client_id: &str,
+        fresh: String,
+        now: DateTime<Utc>,
+    ) -> Result<(String, i64), ApiError> {
         if client_id.is_empty() {
             return Err(ApiError::new(400, "invalid_request", "client_id は必須です。"));
         }
@@ -282,8 +297,11 @@ impl State {
 
     /// `GET /documents`: newest first, 100 a page.
     pub fn list(&self, a: &Account, status: Option<u32>, page: usize) -> Value {
-        let mut docs: Vec<&Document> =
-            self.documents.values().filter(|d| d.user_id == a.user_id && status.is_none_or(|s| d.status == s)).collect();
+        let mut docs: Vec<&Document> = self
+            .documents
+            .values()
+            .filter(|d| d.user_id == a.user_id && status.is_none_or(|s| d.status == s))
+            .collect();
         docs.sort_by(|x, y| y.created_at.cmp(&x.created_at).then(y.id.cmp(&x.id)));
         let total = docs.len();
         let start = page.saturating_sub(1).saturating_mul(PAGE);
@@ -332,7 +350,15 @@ impl State {
     }
 
     /// `POST /documents/{id}/files`, after the HTTP layer checked the content.
-    pub fn add_file(&mut self, a: &Account, id: &str, name: &str, sha256: &str, size: u64, now: DateTime<Utc>) -> Result<Value, ApiError> {
+    pub fn add_file(
+        &mut self,
+        a: &Account,
+        id: &str,
+        name: &str,
+        sha256: &str,
+        size: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Value, ApiError> {
         let fid = self.new_id(0xF11E);
         let d = self.draft_mut(a, id)?;
         if d.files.len() >= MAX_FILES {
@@ -345,10 +371,24 @@ impl State {
     }
 
     /// `PUT /documents/{id}/attribute`: the given keys replaced, others kept.
-    pub fn set_attribute(&mut self, a: &Account, id: &str, body: &Map<String, Value>, now: DateTime<Utc>) -> Result<Value, ApiError> {
+    pub fn set_attribute(
+        &mut self,
+        a: &Account,
+        id: &str,
+        body: &Map<String, Value>,
+        now: DateTime<Utc>,
+    ) -> Result<Value, ApiError> {
         const KEYS: &[&str] = &[
-            "title", "counterparty", "contract_at", "validity_start_at", "validity_end_at",
-            "validity_end_notice_at", "auto_update", "local_id", "amount", "options",
+            "title",
+            "counterparty",
+            "contract_at",
+            "validity_start_at",
+            "validity_end_at",
+            "validity_end_notice_at",
+            "auto_update",
+            "local_id",
+            "amount",
+            "options",
         ];
         if let Some(k) = body.keys().find(|k| !KEYS.contains(&k.as_str())) {
             return Err(ApiError::bad_request(format!("{k} は指定できません。")));
@@ -403,16 +443,33 @@ impl State {
 
     /// The signer's answer (emulator only): the next participant in order agrees or
     /// declines. The last agreement concludes the document.
-    pub fn answer(&mut self, id: &str, agree: bool, comment: &str, now: DateTime<Utc>) -> Result<(Value, Option<Change>), ApiError> {
+    pub fn answer(
+        &mut self,
+        id: &str,
+        agree: bool,
+        comment: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(Value, Option<Change>), ApiError> {
         let d = self.documents.get_mut(id).ok_or_else(ApiError::not_found)?;
         if d.status != 1 {
             return Err(ApiError::not_acceptable("先方確認中の書類ではありません。"));
         }
-        let i = d.participants.iter().skip(1).position(|p| p.status != 8).map(|i| i + 1).expect("an in-progress document has someone to sign");
+        let i = d
+            .participants
+            .iter()
+            .skip(1)
+            .position(|p| p.status != 8)
+            .map(|i| i + 1)
+            .expect("an in-progress document has someone to sign");
         d.participants[i].processed_at = Some(stamp(now));
         d.updated_at = stamp(now);
         d.last_processed_at = Some(stamp(now));
-        let owner = Account { user_id: d.user_id.clone(), email: d.participants[0].email.clone(), name: d.participants[0].name.clone(), web_api: true };
+        let owner = Account {
+            user_id: d.user_id.clone(),
+            email: d.participants[0].email.clone(),
+            name: d.participants[0].name.clone(),
+            web_api: true,
+        };
         if agree {
             d.participants[i].status = 8;
             if let Some(next) = d.participants.get_mut(i + 1) {
