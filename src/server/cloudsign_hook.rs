@@ -101,7 +101,7 @@ async fn handle(
             json!({ "result": "ignored", "reason": format!("status {status} is not an outcome (2 concluded, 3 declined)") }),
         ));
     }
-    let s = |k: &str| v.get(k).and_then(Value::as_str).map(|t| echo(t)).unwrap_or_default();
+    let s = |k: &str| v.get(k).and_then(Value::as_str).map(echo).unwrap_or_default();
     let payload = json!({
         "document": id,
         "status": status,

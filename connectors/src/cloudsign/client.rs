@@ -238,7 +238,12 @@ impl Client {
                 Body::Form(f) => req.form(f),
                 Body::Json(v) => req.json(v),
                 Body::Multipart(parts) => {
-                    let boundary = format!("nagare-{}", &super::files::sha256_hex(token.as_bytes())[..24]);
+                    // A boundary from the content's hash cannot occur in that content.
+                    let mut h = Vec::new();
+                    for p in parts {
+                        h.extend_from_slice(super::files::sha256_hex(&p.data).as_bytes());
+                    }
+                    let boundary = format!("nagare-{}", &super::files::sha256_hex(&h)[..32]);
                     let (bytes, ct) = multipart::build(&boundary, parts);
                     req.header(reqwest::header::CONTENT_TYPE, ct).body(bytes)
                 }
