@@ -85,7 +85,7 @@ async fn tokens_are_cached_and_renewed_when_they_expire() {
     assert_eq!(e.emu.token_requests(), 1, "one token for every call within its hour");
     // Another user: their own token (and a document of sato's is not theirs).
     let err = run(&e.c, "get", "g", json!({"user": "tanaka", "document": id})).await.unwrap_err();
-    assert!(matches!(&err, ConnectorError::Business { code, .. } if code == "not_found"), "{err:?}");
+    assert!(matches!(&err, ConnectorError::Business { code, .. } if code == "forbidden"), "{err:?}");
     assert_eq!(e.emu.token_requests(), 2);
     // The emulator's hour passes: the cached token is refused once, a new one is
     // issued and the request sent again, unseen by the caller.

@@ -35,7 +35,7 @@ pub fn router(emu: Emulator) -> Router {
         .route("/emulator/webhook", put(put_webhook))
         .route("/emulator/webhooks", get(webhooks))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES + 1024 * 1024))
         .with_state(emu)
 }
 
@@ -203,6 +203,9 @@ async fn delete(State(emu): State<Emulator>, headers: HeaderMap, Path(id): Path<
 async fn upload(State(emu): State<Emulator>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
     let r = (|| {
         let a = account(&emu, &headers)?;
+        if body.len() > MAX_BODY_BYTES {
+            return Err(ApiError::new(413, "too_large_request", "リクエストのサイズが上限を超えています。"));
+        }
         let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         let boundary = multipart::boundary(ct)
             .ok_or_else(|| ApiError::new(415, "unsupported_media_type", "multipart/form-data で送信してください。"))?;

@@ -239,12 +239,26 @@ impl State {
         Ok(a.clone())
     }
 
+    /// A document of the caller: 404 when there is none, 403 `forbidden` when it is
+    /// someone else's (as CloudSign answers).
     pub fn document(&self, a: &Account, id: &str) -> Result<&Document, ApiError> {
-        self.documents.get(id).filter(|d| d.user_id == a.user_id).ok_or_else(ApiError::not_found)
+        let d = self.documents.get(id).ok_or_else(ApiError::not_found)?;
+        if d.user_id != a.user_id {
+            return Err(forbidden());
+        }
+        Ok(d)
+    }
+
+    fn document_mut(&mut self, a: &Account, id: &str) -> Result<&mut Document, ApiError> {
+        let d = self.documents.get_mut(id).ok_or_else(ApiError::not_found)?;
+        if d.user_id != a.user_id {
+            return Err(forbidden());
+        }
+        Ok(d)
     }
 
     fn draft_mut(&mut self, a: &Account, id: &str) -> Result<&mut Document, ApiError> {
-        let d = self.documents.get_mut(id).filter(|d| d.user_id == a.user_id).ok_or_else(ApiError::not_found)?;
+        let d = self.document_mut(a, id)?;
         if d.status != 0 {
             return Err(ApiError::not_acceptable("下書き以外の書類は変更できません。"));
         }
@@ -322,6 +336,9 @@ impl State {
         if name.is_empty() {
             return Err(ApiError::bad_request("name は必須です。"));
         }
+        if name.chars().count() > 64 || s("organization").chars().count() > 64 {
+            return Err(ApiError::bad_request("name と organization は64文字以内で入力してください。"));
+        }
         if !email.contains('@') {
             return Err(ApiError::bad_request("email の形式が正しくありません。"));
         }
@@ -396,7 +413,7 @@ impl State {
         if let Some(v) = body.get("amount").filter(|v| !v.is_null() && !v.is_i64()) {
             return Err(ApiError::bad_request(format!("amount は整数で指定してください: {v}")));
         }
-        let d = self.documents.get_mut(id).filter(|d| d.user_id == a.user_id).ok_or_else(ApiError::not_found)?;
+        let d = self.document_mut(a, id)?;
         for (k, v) in body {
             d.attribute.insert(k.clone(), v.clone());
         }
@@ -406,7 +423,7 @@ impl State {
 
     /// `POST /documents/{id}`: send a draft (or remind, when in progress).
     pub fn send(&mut self, a: &Account, id: &str, now: DateTime<Utc>) -> Result<(Value, Option<Change>), ApiError> {
-        let d = self.documents.get_mut(id).filter(|d| d.user_id == a.user_id).ok_or_else(ApiError::not_found)?;
+        let d = self.document_mut(a, id)?;
         match d.status {
             0 => {
                 if d.participants.len() < 2 {
@@ -433,8 +450,7 @@ impl State {
 
     /// `DELETE /documents/{id}`: drafts only.
     pub fn delete(&mut self, a: &Account, id: &str) -> Result<Vec<String>, ApiError> {
-        let d = self.documents.get(id).filter(|d| d.user_id == a.user_id).ok_or_else(ApiError::not_found)?;
-        if d.status != 0 {
+        if self.document(a, id)?.status != 0 {
             return Err(ApiError::bad_request("下書きの書類のみ削除できます。"));
         }
         let d = self.documents.remove(id).expect("found above");
@@ -498,7 +514,11 @@ fn change(d: &Document, a: &Account) -> Change {
     }
 }
 
-/// CloudSign's form booleans: true/false/1/0/t/f.
+/// CloudSign's form booleans: true, 1, t, T, TRUE, True (anything else is false).
 fn truthy(v: Option<&Value>) -> bool {
-    matches!(v.and_then(Value::as_str), Some("true" | "1" | "t"))
+    matches!(v.and_then(Value::as_str), Some("true" | "1" | "t" | "T" | "TRUE" | "True"))
+}
+
+fn forbidden() -> ApiError {
+    ApiError::new(403, "forbidden", "書類にアクセスする権限がありません。")
 }
