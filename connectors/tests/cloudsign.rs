@@ -365,7 +365,7 @@ async fn bad_files_are_refused_before_any_request() {
     .await
     .unwrap_err();
     assert!(
-        matches!(&err, ConnectorError::Business { message, .. } if message.starts_with("`file[0]` (a.zip)")),
+        matches!(&err, ConnectorError::Business { message, .. } if message.starts_with("`file` (a.zip)")),
         "{err:?}"
     );
     assert_eq!(e.emu.requests(), before, "no request reached CloudSign");
@@ -509,4 +509,94 @@ async fn the_emulator_keeps_documents_and_files_in_its_directory() {
 
 fn e_title(emu: &Emulator, id: &str) -> String {
     emu.read(|s| s.documents[id].title.clone())
+}
+
+/// The emulator answers like CloudSign where the connector never goes: wrong
+/// bodies and credentials get CloudSign's statuses and `{error, message}`.
+#[tokio::test]
+async fn the_emulator_speaks_cloudsigns_errors() {
+    let emu = Emulator::in_memory();
+    let base = serve(emu.router()).await;
+    let http = reqwest::Client::new();
+    let kind = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.unwrap();
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+        (status, v["error"].as_str().unwrap().to_string())
+    };
+    let r = http.post(format!("{base}/token")).form(&[("client_id", "nope")]).send().await.unwrap();
+    assert_eq!(kind(r).await, (400, "invalid_client".into()));
+    let r = http.post(format!("{base}/token")).form(&[("client_id", "")]).send().await.unwrap();
+    assert_eq!(kind(r).await, (400, "invalid_request".into()));
+    let r = http.get(format!("{base}/documents")).header("authorization", "Bearer 0000").send().await.unwrap();
+    assert_eq!(kind(r).await, (401, "unauthorized".into()));
+    let tok: Value =
+        http.post(format!("{base}/token")).form(&[("client_id", SATO)]).send().await.unwrap().json().await.unwrap();
+    let again: Value =
+        http.post(format!("{base}/token")).form(&[("client_id", SATO)]).send().await.unwrap().json().await.unwrap();
+    assert_eq!(tok["access_token"], again["access_token"], "the same token within its hour");
+    let auth = tok["access_token"].as_str().unwrap().to_string(); // bare token, as the spec's apiKey header
+    let r = http
+        .post(format!("{base}/documents"))
+        .header("authorization", &auth)
+        .json(&json!({"title": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kind(r).await, (415, "unsupported_media_type".into()));
+    let doc: Value = http
+        .post(format!("{base}/documents"))
+        .header("authorization", &auth)
+        .form(&[("title", "書類")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = doc["id"].as_str().unwrap();
+    assert_eq!((doc["status"].clone(), doc["participants"][0]["order"].clone()), (json!(0), json!(0)));
+    let r = http
+        .post(format!("{base}/documents/{id}/files"))
+        .header("authorization", &auth)
+        .header("content-type", "multipart/form-data; boundary=b")
+        .body("--b\r\nContent-Disposition: form-data; name=\"uploadfile\"; filename=\"a.pdf\"\r\nContent-Type: application/pdf\r\n\r\nnot a pdf\r\n--b--\r\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kind(r).await, (400, "bad_request".into()));
+    let r = http
+        .post(format!("{base}/documents/{id}/files"))
+        .header("authorization", &auth)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kind(r).await, (415, "unsupported_media_type".into()));
+    let big = vec![b'a'; 20 * 1024 * 1024 + 10];
+    let r = http
+        .post(format!("{base}/documents/{id}/files"))
+        .header("authorization", &auth)
+        .header("content-type", "multipart/form-data; boundary=b")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kind(r).await, (413, "too_large_request".into()));
+    let r = http.post(format!("{base}/documents/{id}")).header("authorization", &auth).send().await.unwrap();
+    assert_eq!(kind(r).await, (400, "bad_request".into()), "a draft without recipients cannot be sent");
+    let r = http
+        .put(format!("{base}/documents/{id}/attribute"))
+        .header("authorization", &auth)
+        .form(&[("amount", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kind(r).await, (415, "unsupported_media_type".into()), "attributes are JSON");
+    let r = http.get(format!("{base}/documents/nope")).header("authorization", &auth).send().await.unwrap();
+    assert_eq!(kind(r).await, (404, "not_found".into()));
+    let r = http.get(format!("{base}/no/such/path")).send().await.unwrap();
+    assert_eq!(kind(r).await, (404, "not_found".into()));
+    let r = http.delete(format!("{base}/documents/{id}")).header("authorization", &auth).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 204);
 }

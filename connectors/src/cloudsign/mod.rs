@@ -308,7 +308,8 @@ impl CloudsignConnector {
     }
 
     /// Read and check the files before any request: reading a blob is file IO.
-    async fn files(&self, field: &str, values: Vec<Value>) -> Result<Vec<PdfFile>, ConnectorError> {
+    /// `indexed`: a list field (`files[0]`), otherwise one file (`file`).
+    async fn files(&self, field: &str, values: Vec<Value>, indexed: bool) -> Result<Vec<PdfFile>, ConnectorError> {
         if values.len() > MAX_FILES {
             return Err(fatal(format!("`{field}`: CloudSign takes at most {MAX_FILES} files per document")));
         }
@@ -318,7 +319,10 @@ impl CloudsignConnector {
             values
                 .iter()
                 .enumerate()
-                .map(|(i, v)| files::resolve(&format!("{field}[{i}]"), v, blobs.as_ref()).map_err(file_error))
+                .map(|(i, v)| {
+                    let name = if indexed { format!("{field}[{i}]") } else { field.clone() };
+                    files::resolve(&name, v, blobs.as_ref()).map_err(file_error)
+                })
                 .collect()
         })
         .await
@@ -379,7 +383,7 @@ impl CloudsignConnector {
                     Some(Value::Array(a)) => a.clone(),
                     Some(_) => return Err(fatal("`files` must be a list of files")),
                 };
-                let files = self.files("files", files_in).await?;
+                let files = self.files("files", files_in, true).await?;
                 let participants = participants_input(&input)?;
                 let attributes = attributes_input(&input)?;
                 let client = self.client(&input)?;
@@ -422,7 +426,7 @@ impl CloudsignConnector {
             Op::Upload => {
                 let doc = document_input(&input)?;
                 let f = input.get("file").cloned().ok_or_else(|| fatal("`file` is missing"))?;
-                let mut checked = self.files("file", vec![f]).await?;
+                let mut checked = self.files("file", vec![f], false).await?;
                 let f = checked.pop().expect("one file in, one out");
                 let client = self.client(&input)?;
                 let before = client.document(&doc).await?;
