@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 
 /// Documents CloudSign returns per page of `GET /documents`.
 pub const PAGE: usize = 100;
+/// How long CloudSign blocks a token that went over 800 requests a minute: the
+/// wait after a 429 that says no `Retry-After`.
+pub const BLOCKED_FOR: Duration = Duration::from_secs(60);
 /// A token is renewed this long before CloudSign says it expires.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(30);
 
@@ -59,6 +62,10 @@ impl From<CsError> for ConnectorError {
         let text = e.describe();
         match e {
             CsError::Other(c) => c,
+            CsError::Api { status: 429, retry_after, .. } => {
+                // CloudSign blocks a token for a minute once it is over its limit.
+                http_error::retryable(text, Some(retry_after.unwrap_or(BLOCKED_FOR)))
+            }
             CsError::Api { status, retry_after, .. } if http_error::is_retryable_status(status) => {
                 http_error::retryable(text, retry_after)
             }
@@ -332,6 +339,10 @@ mod tests {
         };
         assert!(
             matches!(ConnectorError::from(e), ConnectorError::RetryAfter { after, .. } if after == Duration::from_secs(3))
+        );
+        assert!(
+            matches!(ConnectorError::from(api(429, "too_many_requests")), ConnectorError::RetryAfter { after, .. } if after == BLOCKED_FOR),
+            "without Retry-After, CloudSign's one-minute block"
         );
         assert_eq!(
             ConnectorError::from(api(403, "not_acceptable")),
