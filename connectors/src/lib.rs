@@ -4,8 +4,8 @@
 //! *instance* is a named section of the config file ([`config`]); its operations are
 //! registered as `<instance>.<operation>` (`kintone.get`, `crm.request`).
 //! [`builtin`] gives the registry of a binary without a config file: `echo`,
-//! `http.request` (absolute URLs) and the `kintone.*` operations, which say how to
-//! configure them when called. [`Connectors`] builds the registry from a config and
+//! `http.request` (absolute URLs) and the `kintone.*` and `cloudsign.*` operations,
+//! which say how to configure them when called. [`Connectors`] builds the registry from a config and
 //! can replace the settings while the engine runs ([`Connectors::reload`]).
 //! Embedding apps start from either and add their own connectors.
 
@@ -36,7 +36,7 @@ pub struct Connectors {
     registry: Registry,
     kintone: IndexMap<String, Settings<Option<KintoneConfig>>>,
     http: IndexMap<String, Settings<HttpConfig>>,
-    cloudsign: IndexMap<String, Settings<CloudsignConfig>>,
+    cloudsign: IndexMap<String, Settings<Option<CloudsignConfig>>>,
     /// External instances and their operations (fixed until a restart).
     external: IndexMap<String, Vec<String>>,
 }
@@ -68,7 +68,7 @@ impl Connectors {
                     c.http.insert(name.clone(), Settings::new(h.clone()));
                 }
                 InstanceConfig::Cloudsign(x) => {
-                    c.cloudsign.insert(name.clone(), Settings::new(x.clone()));
+                    c.cloudsign.insert(name.clone(), Settings::new(Some(x.clone())));
                 }
                 InstanceConfig::External(x) => {
                     for op in &x.operations {
@@ -80,6 +80,9 @@ impl Connectors {
         }
         if !cfg.connectors.contains_key("kintone") {
             c.kintone.insert("kintone".into(), Settings::new(None));
+        }
+        if !cfg.connectors.contains_key("cloudsign") {
+            c.cloudsign.insert("cloudsign".into(), Settings::new(None));
         }
         if !cfg.connectors.contains_key("http") {
             c.http.insert("http".into(), Settings::new(HttpConfig::default()));
@@ -135,7 +138,8 @@ impl Connectors {
         }
         for (name, s) in &self.cloudsign {
             match cfg.connectors.get(name) {
-                Some(InstanceConfig::Cloudsign(x)) => s.replace(x.clone()),
+                Some(InstanceConfig::Cloudsign(x)) => s.replace(Some(x.clone())),
+                None if name == "cloudsign" => s.replace(None),
                 _ => return Err(restart(name, "was removed or changed its type")),
             }
         }
@@ -159,8 +163,8 @@ impl Connectors {
         self.kintone.get(name).map(Settings::get)
     }
 
-    /// The current settings of CloudSign instance `name`.
-    pub fn cloudsign(&self, name: &str) -> Option<Arc<CloudsignConfig>> {
+    /// The current settings of CloudSign instance `name` (`None` inside: not configured).
+    pub fn cloudsign(&self, name: &str) -> Option<Arc<Option<CloudsignConfig>>> {
         self.cloudsign.get(name).map(Settings::get)
     }
 

@@ -600,3 +600,30 @@ async fn the_emulator_speaks_cloudsigns_errors() {
     let r = http.delete(format!("{base}/documents/{id}")).header("authorization", &auth).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 204);
 }
+
+/// Without a config the operations exist (a process using them deploys) and a call
+/// says how to configure the connector.
+#[tokio::test]
+async fn unconfigured_calls_say_how_to_configure() {
+    let registry = nagare_connectors::builtin();
+    for op in nagare_connectors::cloudsign::OPERATIONS {
+        assert!(registry.get(&format!("cloudsign.{op}")).is_some(), "cloudsign.{op}");
+    }
+    let c = Connectors::new(&ConnectorsConfig::default());
+    let err = run(&c, "list", "l", json!({"user": "sato"})).await.unwrap_err();
+    assert!(
+        matches!(&err, ConnectorError::Fatal(m) if m.contains("connectors: cloudsign: {type: cloudsign")),
+        "{err:?}"
+    );
+    // Configured later (reload): the next call uses it.
+    let e = env().await;
+    let base = e.c.cloudsign("cloudsign").unwrap().as_ref().as_ref().unwrap().base_url.clone();
+    c.reload(
+        &ConnectorsConfig::from_yaml(&format!(
+            "connectors:\n  cloudsign: {{ type: cloudsign, base_url: '{base}', users: {{ sato: {SATO} }} }}\n"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(run(&c, "list", "l", json!({"user": "sato"})).await.unwrap()["count"], json!(0));
+}

@@ -50,6 +50,7 @@ fn authenticate(state: &AppState, given: Option<&str>, peer: Option<SocketAddr>)
     let mut configured = false;
     for name in connectors.cloudsign_names() {
         let Some(cfg) = connectors.cloudsign(&name) else { continue };
+        let Some(cfg) = cfg.as_ref() else { continue };
         if let (Some(secret), Some(given)) = (&cfg.webhook_secret, given) {
             match secret.reveal(&format!("connectors.{name}.webhook_secret")) {
                 Ok(s) if same_secret(&s, given) => return Ok(()),

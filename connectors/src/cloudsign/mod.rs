@@ -124,16 +124,22 @@ enum Op {
 pub struct CloudsignConnector {
     instance: String,
     op: Op,
-    settings: Settings<CloudsignConfig>,
+    settings: Settings<Option<CloudsignConfig>>,
     http: reqwest::Client,
     shared: Arc<Shared>,
     blobs: Arc<dyn BlobSource>,
 }
 
-/// Register every operation of instance `name`, reading file references through `blobs`.
-pub fn register(registry: &mut Registry, name: &str, settings: Settings<CloudsignConfig>, blobs: Arc<dyn BlobSource>) {
+/// Register every operation of instance `name`, reading file references through
+/// `blobs` (settings `None`: not configured; calls say how to configure it).
+pub fn register(
+    registry: &mut Registry,
+    name: &str,
+    settings: Settings<Option<CloudsignConfig>>,
+    blobs: Arc<dyn BlobSource>,
+) {
     let http = crate::http::client();
-    let rate = settings.get().rate_per_minute.unwrap_or(limiter::MAX_PER_MINUTE);
+    let rate = settings.get().as_ref().as_ref().and_then(|c| c.rate_per_minute).unwrap_or(limiter::MAX_PER_MINUTE);
     let shared = Arc::new(Shared::new(rate));
     for (op_name, op) in [
         ("create_draft", Op::CreateDraft),
@@ -276,6 +282,12 @@ impl CloudsignConnector {
     /// The client of the call's user: `user`'s client id, or the instance's.
     fn client(&self, input: &Map<String, Value>) -> Result<Client, ConnectorError> {
         let cfg = self.settings.get();
+        let cfg = cfg.as_ref().as_ref().ok_or_else(|| {
+            fatal(format!(
+                "the CloudSign connector `{0}` is not configured: add `connectors: {0}: {{type: cloudsign, base_url, users}}` to the config file (see README, CloudSign)",
+                self.instance
+            ))
+        })?;
         let user = match input.get("user") {
             None | Some(Value::Null) => None,
             Some(Value::String(u)) if !u.trim().is_empty() => Some(u.trim()),
