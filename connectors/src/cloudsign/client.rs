@@ -293,11 +293,16 @@ impl Client {
 
     /// `GET /documents?status=&page=`: documents of the client's user, newest
     /// first, at most `max`, following pages of [`PAGE`].
-    pub async fn list(&self, status: Option<u8>, max: usize) -> Result<(Vec<Value>, u64), CsError> {
+    /// `light`: without files and participants (`with_files=n`, `with_participants=n`).
+    pub async fn list(&self, status: Option<u8>, max: usize, light: bool) -> Result<(Vec<Value>, u64), CsError> {
         let mut out = Vec::new();
         let mut total = 0;
         for page in 1.. {
             let mut q = vec![("page", page.to_string())];
+            if light {
+                q.push(("with_files", "n".into()));
+                q.push(("with_participants", "n".into()));
+            }
             if let Some(s) = status {
                 q.push(("status", s.to_string()));
             }

@@ -376,7 +376,7 @@ impl CloudsignConnector {
 
     /// A draft an earlier attempt of this call created, found by its marker.
     async fn find_draft(client: &Client, mark: &str) -> Result<Option<Value>, CsError> {
-        let (drafts, _) = client.list(Some(0), MARKER_SEARCH_MAX).await?;
+        let (drafts, _) = client.list(Some(0), MARKER_SEARCH_MAX, true).await?;
         Ok(drafts.into_iter().find(|d| d["note"].as_str().is_some_and(|n| n.contains(mark))))
     }
 
@@ -515,7 +515,7 @@ impl CloudsignConnector {
                         .filter(|n| (1..=LARGEST_LIST_MAX).contains(n))
                         .ok_or_else(|| fatal(format!("`max` must be 1 to {LARGEST_LIST_MAX}")))?,
                 };
-                let (docs, total) = self.client(&input)?.list(status, max).await?;
+                let (docs, total) = self.client(&input)?.list(status, max, false).await?;
                 let docs: Vec<Value> = docs.iter().map(summary).collect();
                 Ok(json!({ "count": docs.len(), "total": total, "documents": docs }))
             }

@@ -148,7 +148,18 @@ async fn list(State(emu): State<Emulator>, headers: HeaderMap, Query(p): Params)
             None | Some("") => None,
             Some(s) => Some(s.parse::<u32>().map_err(|_| ApiError::bad_request("status が正しくありません。"))?),
         };
-        Ok(emu.read(|st| st.list(&a, status, page)))
+        let mut v = emu.read(|st| st.list(&a, status, page));
+        // `with_files` / `with_participants`: anything but `y` leaves them out.
+        for (param, key) in [("with_files", "files"), ("with_participants", "participants")] {
+            if get(param).is_some_and(|x| x != "y") {
+                for d in v["documents"].as_array_mut().into_iter().flatten() {
+                    if let Some(m) = d.as_object_mut() {
+                        m.remove(key);
+                    }
+                }
+            }
+        }
+        Ok(v)
     })();
     respond(r)
 }
