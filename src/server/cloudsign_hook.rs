@@ -94,7 +94,10 @@ async fn handle(
     if id.is_empty() || id.chars().count() > MAX_ID_CHARS {
         return Err(bad("`documentID` is empty or too long"));
     }
-    let status = v.get("status").and_then(Value::as_u64).ok_or_else(|| bad("`status` is missing or not a number"))?;
+    let status = v
+        .get("status")
+        .and_then(|s| s.as_u64().or_else(|| s.as_str().and_then(|t| t.trim().parse().ok())))
+        .ok_or_else(|| bad("`status` is missing or not a number"))?;
     let agent = headers.get(axum::http::header::USER_AGENT).and_then(|h| h.to_str().ok()).unwrap_or("");
     tracing::info!(document = %echo(id), status, agent = %echo(agent), "cloudsign webhook");
     if !matches!(status, 2 | 3) {
