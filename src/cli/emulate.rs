@@ -30,7 +30,13 @@ pub fn emulate(
     cs: &CloudsignArgs,
 ) -> anyhow::Result<ExitCode> {
     match service {
-        "kintone" => kintone(out, addr.unwrap_or("127.0.0.1:8081"), data),
+        "kintone" => {
+            anyhow::ensure!(
+                cs.webhook.is_none() && cs.token_ttl.is_none(),
+                "--webhook and --token-ttl are settings of the cloudsign emulator"
+            );
+            kintone(out, addr.unwrap_or("127.0.0.1:8081"), data)
+        }
         "cloudsign" => cloudsign(out, addr.unwrap_or("127.0.0.1:8082"), data, cs),
         _ => anyhow::bail!("no emulator for `{service}`; available: kintone, cloudsign"),
     }
