@@ -18,6 +18,18 @@
 //!     type: http
 //!     base_url: https://crm.example.com/api/
 //!     headers: { Authorization: { env: CRM_AUTH } }
+//!   rakuraku:                         # rakuraku.import (Rakuraku Seisan CSV import)
+//!     type: rakuraku
+//!     base_url: https://example.rakurakuseisan.jp
+//!     account: abc1234
+//!     token: { env: RAKURAKU_TOKEN }
+//!   mail:                             # mail.send over SMTP
+//!     type: smtp
+//!     host: smtp.example.com
+//!     tls: starttls
+//!     user: { env: SMTP_USER }
+//!     password: { env: SMTP_PASSWORD }
+//!     from: 'nagare <nagare@example.com>'
 //!   pdf:                              # pdf.render, pdf.sign: run by external workers
 //!     type: external                  # that poll POST /api/v1/jobs/activate
 //!     operations: [render, sign]
@@ -99,6 +111,8 @@ pub enum InstanceConfig {
     Kintone(KintoneConfig),
     Http(HttpConfig),
     External(ExternalConfig),
+    Rakuraku(crate::rakuraku::RakurakuConfig),
+    Smtp(crate::mail::SmtpConfig),
 }
 
 /// An instance whose operations are served by external workers (any language),
@@ -154,7 +168,7 @@ pub struct HttpConfig {
     pub timeout: Option<Duration>,
 }
 
-mod opt_duration {
+pub(crate) mod opt_duration {
     use serde::{Deserialize, Deserializer};
     use std::time::Duration;
 
@@ -209,6 +223,8 @@ impl ConnectorsConfig {
                         check_url(u).map_err(|e| bad(&e))?;
                     }
                 }
+                InstanceConfig::Rakuraku(r) => r.check().map_err(|e| bad(&e))?,
+                InstanceConfig::Smtp(m) => m.check().map_err(|e| bad(&e))?,
                 InstanceConfig::External(x) => {
                     if x.operations.is_empty() {
                         return Err(bad("list the operations workers serve, e.g. `operations: [render]`"));
@@ -223,7 +239,7 @@ impl ConnectorsConfig {
     }
 }
 
-fn check_url(u: &str) -> Result<(), String> {
+pub(crate) fn check_url(u: &str) -> Result<(), String> {
     let parsed = reqwest::Url::parse(u).map_err(|e| format!("base_url `{u}` is not a URL: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(format!("base_url `{u}` must start with https:// (or http:// for a local emulator)"));

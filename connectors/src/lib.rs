@@ -4,8 +4,8 @@
 //! *instance* is a named section of the config file ([`config`]); its operations are
 //! registered as `<instance>.<operation>` (`kintone.get`, `crm.request`).
 //! [`builtin`] gives the registry of a binary without a config file: `echo`,
-//! `http.request` (absolute URLs) and the `kintone.*` operations, which say how to
-//! configure them when called. [`Connectors`] builds the registry from a config and
+//! `http.request` (absolute URLs), and the `kintone.*`, `rakuraku.import` and
+//! `mail.send` operations, which say how to configure them when called. [`Connectors`] builds the registry from a config and
 //! can replace the settings while the engine runs ([`Connectors::reload`]).
 //! Embedding apps start from either and add their own connectors.
 
@@ -14,6 +14,8 @@ pub mod echo;
 pub mod http;
 pub mod http_error;
 pub mod kintone;
+pub mod mail;
+pub mod rakuraku;
 pub mod settings;
 
 pub use config::{ConfigError, ConnectorsConfig, InstanceConfig, Secret};
@@ -34,18 +36,22 @@ pub struct Connectors {
     registry: Registry,
     kintone: IndexMap<String, Settings<Option<KintoneConfig>>>,
     http: IndexMap<String, Settings<HttpConfig>>,
+    rakuraku: IndexMap<String, Settings<Option<rakuraku::RakurakuConfig>>>,
+    mail: IndexMap<String, Settings<Option<mail::SmtpConfig>>>,
     /// External instances and their operations (fixed until a restart).
     external: IndexMap<String, Vec<String>>,
 }
 
 impl Connectors {
     /// Register `echo`, every configured instance, and the default instances
-    /// `http` and `kintone` when the config does not define them.
+    /// `http`, `kintone`, `rakuraku` and `mail` when the config does not define them.
     pub fn new(cfg: &ConnectorsConfig) -> Connectors {
         let mut c = Connectors {
             registry: Registry::default(),
             kintone: IndexMap::new(),
             http: IndexMap::new(),
+            rakuraku: IndexMap::new(),
+            mail: IndexMap::new(),
             external: IndexMap::new(),
         };
         c.registry.register("echo", echo::Echo);
@@ -56,6 +62,12 @@ impl Connectors {
                 }
                 InstanceConfig::Http(h) => {
                     c.http.insert(name.clone(), Settings::new(h.clone()));
+                }
+                InstanceConfig::Rakuraku(r) => {
+                    c.rakuraku.insert(name.clone(), Settings::new(Some(r.clone())));
+                }
+                InstanceConfig::Smtp(m) => {
+                    c.mail.insert(name.clone(), Settings::new(Some(m.clone())));
                 }
                 InstanceConfig::External(x) => {
                     for op in &x.operations {
@@ -71,8 +83,20 @@ impl Connectors {
         if !cfg.connectors.contains_key("http") {
             c.http.insert("http".into(), Settings::new(HttpConfig::default()));
         }
+        if !cfg.connectors.contains_key("rakuraku") {
+            c.rakuraku.insert("rakuraku".into(), Settings::new(None));
+        }
+        if !cfg.connectors.contains_key("mail") {
+            c.mail.insert("mail".into(), Settings::new(None));
+        }
         for (name, s) in &c.kintone {
             kintone::register(&mut c.registry, name, s.clone());
+        }
+        for (name, s) in &c.rakuraku {
+            rakuraku::register(&mut c.registry, name, s.clone());
+        }
+        for (name, s) in &c.mail {
+            mail::register(&mut c.registry, name, s.clone());
         }
         for (name, s) in &c.http {
             c.registry.register(format!("{name}.request"), http::HttpConnector::new(name, s.clone()));
@@ -101,6 +125,12 @@ impl Connectors {
                 InstanceConfig::Http(_) if !self.http.contains_key(name) => {
                     return Err(restart(name, "is a new http instance"))
                 }
+                InstanceConfig::Rakuraku(_) if !self.rakuraku.contains_key(name) => {
+                    return Err(restart(name, "is a new rakuraku instance"))
+                }
+                InstanceConfig::Smtp(_) if !self.mail.contains_key(name) => {
+                    return Err(restart(name, "is a new smtp instance"))
+                }
                 InstanceConfig::External(x) if self.external.get(name) != Some(&x.operations) => {
                     return Err(restart(name, "is a new or changed external instance"))
                 }
@@ -111,6 +141,20 @@ impl Connectors {
             match cfg.connectors.get(name) {
                 Some(InstanceConfig::Kintone(k)) => s.replace(Some(k.clone())),
                 None if name == "kintone" => s.replace(None),
+                _ => return Err(restart(name, "was removed or changed its type")),
+            }
+        }
+        for (name, s) in &self.rakuraku {
+            match cfg.connectors.get(name) {
+                Some(InstanceConfig::Rakuraku(r)) => s.replace(Some(r.clone())),
+                None if name == "rakuraku" => s.replace(None),
+                _ => return Err(restart(name, "was removed or changed its type")),
+            }
+        }
+        for (name, s) in &self.mail {
+            match cfg.connectors.get(name) {
+                Some(InstanceConfig::Smtp(m)) => s.replace(Some(m.clone())),
+                None if name == "mail" => s.replace(None),
                 _ => return Err(restart(name, "was removed or changed its type")),
             }
         }
