@@ -477,8 +477,13 @@ mod tests {
         assert_eq!(ranges, vec![(1, 1, 3), (2, 4, 6), (3, 7, 7)]);
         assert!(parts.iter().all(|p| decode(&p.bytes).unwrap().starts_with("社員コード,氏名\r\n")));
 
-        let header = "社員コード,氏名\r\n".len() - 6; // 6 kanji/kana of 3 UTF-8 bytes → 2 bytes each
-        let line = "E1,名前\r\n".len() - 4;
+        let sjis_len = |t: &str| {
+            let mut b = Vec::new();
+            encode_text(t, Charset::ShiftJis, &mut b).unwrap();
+            b.len()
+        };
+        let (header, line) = (sjis_len("社員コード,氏名\r\n"), sjis_len("E1,名前\r\n"));
+        assert_eq!((header, line), (17, 9));
         let max = header + 2 * line + 1;
         let mut s = Splitter::new(spec(), PartLimits { max_bytes: max, max_rows: 50 }, rows.iter()).unwrap();
         let parts: Vec<Part> = std::iter::from_fn(|| s.next_part()).map(Result::unwrap).collect();
@@ -519,6 +524,6 @@ mod tests {
         let n = write_all(&spec(), [json!({"code": "a", "name": "ｱｲｳ"})], &mut out).unwrap();
         assert_eq!(n, 1);
         assert_eq!(decode(&out).unwrap(), "社員コード,氏名\r\na,ｱｲｳ\r\n");
-        assert_eq!(out.len(), "社員コード,氏名\r\na,".len() - 10 + 3 + 2, "half-width kana are one byte");
+        assert_eq!(out.len(), 17 + 2 + 3 + 2, "half-width kana are one byte each");
     }
 }
