@@ -28,7 +28,8 @@ fn connectors(yaml: &str) -> Connectors {
 }
 
 async fn send(c: &Connectors, name: &str, key: &str, input: Value) -> Result<Value, ConnectorError> {
-    let call = Call { connector: name.into(), input, idempotency_key: key.into(), instance: 1, node: "n".into(), attempt: 1 };
+    let call =
+        Call { connector: name.into(), input, idempotency_key: key.into(), instance: 1, node: "n".into(), attempt: 1 };
     c.registry().get(name).unwrap().call(&call).await
 }
 

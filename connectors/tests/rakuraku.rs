@@ -210,7 +210,8 @@ async fn the_rate_limiter_waits_instead_of_meeting_429s() {
     let clock = Arc::new(ManualClock::default());
     let emu = Emulator::in_memory_with_clock(clock.clone());
     let base = serve(&emu).await;
-    let c = ImportConnector::new("rakuraku", Settings::new(Some(config(&base, ""))), Arc::new(Limiter::new(clock.clone())));
+    let c =
+        ImportConnector::new("rakuraku", Settings::new(Some(config(&base, ""))), Arc::new(Limiter::new(clock.clone())));
     for i in 0..25 {
         let input = employees(json!([{"社員コード": format!("E{i}"), "name": "佐藤"}]));
         run(&c, &format!("k{i}"), input).await.unwrap_or_else(|e| panic!("import {i}: {e}"));
@@ -225,7 +226,9 @@ async fn the_rate_limiter_waits_instead_of_meeting_429s() {
     for _ in 0..21 {
         let form = reqwest::multipart::Form::new().text("json", r#"{"masterId":2}"#).part(
             "uploadFile",
-            reqwest::multipart::Part::bytes(b"\x96\xf0\x90\x45\x83\x52\x81\x5b\x83\x68,\x96\xf0\x90\x45\x96\xbc\r\n".to_vec()),
+            reqwest::multipart::Part::bytes(
+                b"\x96\xf0\x90\x45\x83\x52\x81\x5b\x83\x68,\x96\xf0\x90\x45\x96\xbc\r\n".to_vec(),
+            ),
         );
         let resp = reqwest::Client::new()
             .post(format!("{base}/{DEMO_ACCOUNT}/api/v1/csvimport"))
@@ -247,7 +250,8 @@ async fn large_syncs_are_split_in_order_each_part_idempotent() {
     let emu = Emulator::in_memory();
     let base = serve(&emu).await;
     let c = connector(&base, ", max_rows_per_file: 3");
-    let rows: Vec<Value> = (1..=7).map(|i| json!({"社員コード": format!("E{i:02}"), "name": format!("社員{i}")})).collect();
+    let rows: Vec<Value> =
+        (1..=7).map(|i| json!({"社員コード": format!("E{i:02}"), "name": format!("社員{i}")})).collect();
     let r = run(&c, "9/sync/1", employees(json!(rows))).await.unwrap();
     let parts: Vec<(u64, u64, u64)> = r["imports"]
         .as_array()
@@ -306,7 +310,9 @@ async fn a_wrong_token_is_fatal_and_an_unconfigured_instance_says_how() {
     assert!(matches!(&e, ConnectorError::Fatal(m) if m.contains("E_AUTH") && m.contains("X-RS-apitoken")), "{e:?}");
     let e = run(&*reg.get("rakuraku.import").unwrap(), "k", employees(json!([]))).await.unwrap_err();
     assert!(matches!(&e, ConnectorError::Fatal(m) if m.contains("type: rakuraku")), "{e:?}");
-    let bad = ConnectorsConfig::from_yaml("connectors:\n  r: { type: rakuraku, base_url: 'http://x', account: a, token: t, requests_per_minute: 30 }\n");
+    let bad = ConnectorsConfig::from_yaml(
+        "connectors:\n  r: { type: rakuraku, base_url: 'http://x', account: a, token: t, requests_per_minute: 30 }\n",
+    );
     assert!(bad.unwrap_err().to_string().contains("1 to 20"));
 }
 

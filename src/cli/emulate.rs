@@ -93,12 +93,15 @@ async fn smtp(out: &Out, addr: &str, http_addr: &str, data: &Path) -> anyhow::Re
         println!("  received mail: curl http://{http_local}/mails");
         println!("  connector config (nagare.yaml):");
         println!("    connectors:");
-        println!("      mail: {{ type: smtp, host: {host}, port: {port}, tls: none, from: 'nagare <nagare@example.com>' }}");
+        println!(
+            "      mail: {{ type: smtp, host: {host}, port: {port}, tls: none, from: 'nagare <nagare@example.com>' }}"
+        );
     }
     let listing = sink.router();
-    let http_task = tokio::spawn(async move {
-        axum::serve(http, listing).with_graceful_shutdown(super::run::shutdown_signal()).await
-    });
+    let http_task =
+        tokio::spawn(
+            async move { axum::serve(http, listing).with_graceful_shutdown(super::run::shutdown_signal()).await },
+        );
     sink.serve_smtp(smtp, super::run::shutdown_signal()).await.context("the SMTP sink stopped")?;
     http_task.await.context("the listing stopped")?.context("the listing stopped")
 }

@@ -226,8 +226,8 @@ fn attachments(input: &Map<String, Value>) -> Result<Vec<SinglePart>, ConnectorE
         let name = name.ok_or_else(|| fatal(format!("attachments[{i}]: `name` must be a file name")))?;
         let ct = field("content_type").unwrap_or("application/octet-stream");
         let ct = ContentType::parse(ct).map_err(|e| fatal(format!("attachments[{i}]: `content_type` `{ct}`: {e}")))?;
-        let data = field("content_base64")
-            .ok_or_else(|| fatal(format!("attachments[{i}]: `content_base64` is missing")))?;
+        let data =
+            field("content_base64").ok_or_else(|| fatal(format!("attachments[{i}]: `content_base64` is missing")))?;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(data.trim())
             .map_err(|e| fatal(format!("attachments[{i}]: `content_base64` is not base64 ({e})")))?;
@@ -355,6 +355,9 @@ mod tests {
         assert!(
             matches!(e(json!({"to": "a@example.com", "text": "t", "attachments": [{"name": "a", "content_base64": "!!"}]})), ConnectorError::Fatal(m) if m.contains("base64"))
         );
-        assert!(matches!(e(json!({"to": "a@example.com", "text": "t", "subject": "a\r\nBcc: x@y"})), ConnectorError::Fatal(_)));
+        assert!(matches!(
+            e(json!({"to": "a@example.com", "text": "t", "subject": "a\r\nBcc: x@y"})),
+            ConnectorError::Fatal(_)
+        ));
     }
 }

@@ -341,8 +341,10 @@ async fn clear(State(sink): State<Sink>) -> StatusCode {
 async fn raw(State(sink): State<Sink>, UrlPath(id): UrlPath<u64>) -> Response {
     match sink.mails().into_iter().find(|m| m.id == id) {
         Some(m) => ([("content-type", "message/rfc822")], m.raw).into_response(),
-        None => (StatusCode::NOT_FOUND, Json(serde_json::json!({"code": "not_found", "message": format!("no mail {id}")})))
-            .into_response(),
+        None => {
+            (StatusCode::NOT_FOUND, Json(serde_json::json!({"code": "not_found", "message": format!("no mail {id}")})))
+                .into_response()
+        }
     }
 }
 
@@ -359,7 +361,10 @@ mod tests {
         sink.session(script.as_bytes(), &mut out).await.unwrap();
         let out = String::from_utf8(out).unwrap();
         let codes: Vec<&str> = out.lines().map(|l| &l[..3]).collect();
-        assert_eq!(codes, ["220", "250", "250", "250", "250", "250", "530", "535", "235", "250", "250", "354", "250", "221"]);
+        assert_eq!(
+            codes,
+            ["220", "250", "250", "250", "250", "250", "530", "535", "235", "250", "250", "354", "250", "221"]
+        );
         let m = &sink.mails()[0];
         assert_eq!((m.envelope_from.as_str(), m.envelope_to.clone()), ("a@b", vec!["c@d".to_string()]));
         assert_eq!(m.mail.subject, "hi");

@@ -44,7 +44,8 @@ impl Client {
         limiter: Arc<Limiter>,
     ) -> Result<Client, ConnectorError> {
         let fatal = |m: String| ConnectorError::Fatal(m);
-        let base = reqwest::Url::parse(&cfg.base_url).map_err(|e| fatal(format!("connectors.{instance}.base_url: {e}")))?;
+        let base =
+            reqwest::Url::parse(&cfg.base_url).map_err(|e| fatal(format!("connectors.{instance}.base_url: {e}")))?;
         let url = base
             .join(&format!("{}/{}/api/v1/csvimport", base.path().trim_end_matches('/'), cfg.account))
             .map_err(|e| fatal(format!("connectors.{instance}.account: {e}")))?;
@@ -67,7 +68,13 @@ impl Client {
 
     /// Send one file. `key` is sent as `Idempotency-Key` (the emulator answers a
     /// repeated key with the first result; the real service is not known to).
-    pub async fn import(&self, params: &Value, csv: Vec<u8>, file_name: &str, key: &str) -> Result<Value, ConnectorError> {
+    pub async fn import(
+        &self,
+        params: &Value,
+        csv: Vec<u8>,
+        file_name: &str,
+        key: &str,
+    ) -> Result<Value, ConnectorError> {
         self.limiter.acquire(&self.account_key, self.per_minute).await;
         let file = reqwest::multipart::Part::bytes(csv)
             .file_name(file_name.to_string())
@@ -124,11 +131,16 @@ pub fn classify(host: &str, status: u16, body: &str, retry_after: Option<Duratio
         text.push_str(&format!("; errors: {}", snippet(&errs.to_string(), 2000)));
     }
     if http_error::is_auth_status(status) {
-        Err(ConnectorError::Fatal(format!("{text} — check the API token (`X-RS-apitoken`) of the connector, then retry")))
+        Err(ConnectorError::Fatal(format!(
+            "{text} — check the API token (`X-RS-apitoken`) of the connector, then retry"
+        )))
     } else if http_error::is_retryable_status(status) {
         Err(http_error::retryable(text, retry_after))
     } else {
-        Err(ConnectorError::Business { code: format!("RAKURAKU_{}", code.unwrap_or_else(|| format!("HTTP_{status}"))), message: text })
+        Err(ConnectorError::Business {
+            code: format!("RAKURAKU_{}", code.unwrap_or_else(|| format!("HTTP_{status}"))),
+            message: text,
+        })
     }
 }
 
@@ -139,7 +151,9 @@ mod tests {
     #[test]
     fn maintenance_is_never_success() {
         let body = "Status: 503 Maintenance mode\r\nContent-Type: text/html\r\n\r\n<html>メンテナンス中</html>";
-        assert!(matches!(classify("h", 200, body, None), Err(ConnectorError::Retryable(m)) if m.contains("maintenance")));
+        assert!(
+            matches!(classify("h", 200, body, None), Err(ConnectorError::Retryable(m)) if m.contains("maintenance"))
+        );
         assert!(matches!(classify("h", 200, "<html>login</html>", None), Err(ConnectorError::Retryable(_))));
         assert_eq!(classify("h", 200, r#"{"status":"success"}"#, None).unwrap()["status"], "success");
     }
@@ -147,7 +161,10 @@ mod tests {
     #[test]
     fn statuses_are_classified() {
         assert!(matches!(classify("h", 401, "{}", None), Err(ConnectorError::Fatal(_))));
-        assert!(matches!(classify("h", 429, "{}", Some(Duration::from_secs(5))), Err(ConnectorError::RetryAfter { .. })));
+        assert!(matches!(
+            classify("h", 429, "{}", Some(Duration::from_secs(5))),
+            Err(ConnectorError::RetryAfter { .. })
+        ));
         let e = classify("h", 400, r#"{"code":"E_COLUMN","message":"列がありません","errors":[{"row":2}]}"#, None);
         assert!(
             matches!(&e, Err(ConnectorError::Business { code, message }) if code == "RAKURAKU_E_COLUMN" && message.contains("列がありません") && message.contains("\"row\":2")),

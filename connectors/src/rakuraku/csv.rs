@@ -422,7 +422,8 @@ mod tests {
 
     #[test]
     fn header_and_rows_in_shift_jis_with_crlf() {
-        let p = one(spec(), &[json!({"code": "E001", "name": "佐藤, 花子"}), json!({"code": 2, "name": null})]).unwrap();
+        let p =
+            one(spec(), &[json!({"code": "E001", "name": "佐藤, 花子"}), json!({"code": 2, "name": null})]).unwrap();
         assert_eq!(decode(&p.bytes).unwrap(), "社員コード,氏名\r\nE001,\"佐藤, 花子\"\r\n2,\r\n");
         assert_eq!(&p.bytes[..2], &[0x8E, 0xD0], "社 in Shift_JIS");
         assert_eq!((p.first_row, p.last_row), (1, 2));

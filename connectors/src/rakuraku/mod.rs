@@ -100,7 +100,10 @@ impl RakurakuConfig {
     pub fn check(&self) -> Result<(), String> {
         crate::config::check_url(&self.base_url)?;
         if self.account.is_empty() || !self.account.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            return Err(format!("`account` `{}` must be the account name of the URL (letters, digits, - _ .)", self.account));
+            return Err(format!(
+                "`account` `{}` must be the account name of the URL (letters, digits, - _ .)",
+                self.account
+            ));
         }
         let within = |v: Option<usize>, max: usize, what: &str| match v {
             Some(n) if n == 0 || n > max => Err(format!("`{what}` must be 1 to {max}")),
@@ -145,10 +148,8 @@ impl ImportConnector {
         })?;
         let input = call.input.as_object().cloned().unwrap_or_default();
         let params = params::import_params(&input).map_err(|issues| {
-            let lines: Vec<String> = issues
-                .iter()
-                .map(|(p, m, h)| format!("with.{}: {m} ({h})", p.join(".")))
-                .collect();
+            let lines: Vec<String> =
+                issues.iter().map(|(p, m, h)| format!("with.{}: {m} ({h})", p.join("."))).collect();
             fatal(lines.join("; "))
         })?;
         let rows = params::rows_of(&input["rows"]).ok_or_else(|| fatal("`rows` must be a list of objects"))?;
@@ -171,24 +172,26 @@ impl ImportConnector {
         while let Some(part) = parts.next_part() {
             // A row that cannot be encoded stops the sync before its part is sent;
             // the parts before it are already imported (the message says so).
-            let part = part.map_err(|e| {
-                ConnectorError::Business {
-                    code: "RAKURAKU_CSV".into(),
-                    message: format!("{e}{}", already(&imports)),
-                }
+            let part = part.map_err(|e| ConnectorError::Business {
+                code: "RAKURAKU_CSV".into(),
+                message: format!("{e}{}", already(&imports)),
             })?;
             let key = format!("{}/part-{}", call.idempotency_key, part.index);
             let (index, first, last, bytes) = (part.index, part.first_row, part.last_row, part.bytes.len());
             tracing::info!(connector = %call.connector, part = index, first, last, bytes, "rakuraku: importing part");
             let file = format!("master{}-part{index}.csv", params.master_id);
-            let resp = client.import(&params_json, part.bytes, &file, &key).await.map_err(|e| with_part(e, index, first, last, &imports))?;
+            let resp = client
+                .import(&params_json, part.bytes, &file, &key)
+                .await
+                .map_err(|e| with_part(e, index, first, last, &imports))?;
             for (k, sum) in [("inserted", &mut inserted), ("updated", &mut updated), ("skipped", &mut skipped)] {
                 match resp.get(k).and_then(Value::as_u64) {
                     Some(n) => *sum += n,
                     None => counted = false,
                 }
             }
-            imports.push(json!({ "part": index, "first_row": first, "last_row": last, "bytes": bytes, "response": resp }));
+            imports
+                .push(json!({ "part": index, "first_row": first, "last_row": last, "bytes": bytes, "response": resp }));
         }
         let count = |n: u64| if counted { json!(n) } else { Value::Null };
         Ok(json!({

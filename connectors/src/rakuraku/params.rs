@@ -41,8 +41,7 @@ pub const MASTERS: &[(u64, &str)] = &[
 /// Most columns in one file.
 pub const MAX_COLUMNS: usize = 500;
 
-const KEYS: &[&str] =
-    &["masterId", "duplicateKey", "sendPasswordEmail", "createCategory", "rows", "columns", "csv"];
+const KEYS: &[&str] = &["masterId", "duplicateKey", "sendPasswordEmail", "createCategory", "rows", "columns", "csv"];
 
 /// Masters whose import settings may carry a category.
 pub fn takes_category(master: u64) -> bool {
@@ -152,11 +151,17 @@ pub fn check_params(with: &Value) -> Vec<ParamIssue> {
         if m != 0 && with.contains_key("sendPasswordEmail") && with["sendPasswordEmail"] != Value::Number(0.into()) {
             out.push(issue(
                 &["sendPasswordEmail"],
-                format!("`sendPasswordEmail` applies only to employees (masterId 0), not to {}", master_name(m).unwrap_or("?")),
+                format!(
+                    "`sendPasswordEmail` applies only to employees (masterId 0), not to {}",
+                    master_name(m).unwrap_or("?")
+                ),
                 "remove `sendPasswordEmail`",
             ));
         }
-        if !takes_category(m) && with.contains_key("createCategory") && with["createCategory"] != Value::Number(0.into()) {
+        if !takes_category(m)
+            && with.contains_key("createCategory")
+            && with["createCategory"] != Value::Number(0.into())
+        {
             out.push(issue(
                 &["createCategory"],
                 format!(
@@ -168,7 +173,11 @@ pub fn check_params(with: &Value) -> Vec<ParamIssue> {
         }
     }
     if !with.contains_key("rows") {
-        out.push(issue(&["rows"], "`rows` is missing", "give the rows to import, e.g. `rows: employees` (a list of objects)"));
+        out.push(issue(
+            &["rows"],
+            "`rows` is missing",
+            "give the rows to import, e.g. `rows: employees` (a list of objects)",
+        ));
     } else if let Some(v) = with.get("rows").filter(|v| !v.is_string()) {
         if rows_of(v).is_none() {
             out.push(issue(&["rows"], "`rows` must be a list of objects", "give a list variable or a query result"));
@@ -277,7 +286,9 @@ pub fn csv_options(v: &Value, spec: &mut CsvSpec) -> Result<(), PathErr> {
                 }
                 spec.unmappable = pol;
             }
-            other => return Err((vec![other.to_string()], format!("`{other}` is not a csv setting (charset, unmappable)"))),
+            other => {
+                return Err((vec![other.to_string()], format!("`{other}` is not a csv setting (charset, unmappable)")))
+            }
         }
     }
     Ok(())
@@ -372,7 +383,10 @@ mod tests {
         assert_eq!(paths(ok(json!({"masterId": 0, "columns": ["a", {"key": "b"}]}))), vec!["columns.1"]);
         assert_eq!(paths(ok(json!({"masterId": 0, "columns": ["a", "a"]}))), vec!["columns.1"]);
         assert_eq!(paths(ok(json!({"masterId": 0, "csv": {"charset": "utf-8"}}))), vec!["csv.charset"]);
-        assert_eq!(paths(ok(json!({"masterId": 0, "csv": {"unmappable": {"map": {"髙橋": "x"}}}}))), vec!["csv.unmappable.map"]);
+        assert_eq!(
+            paths(ok(json!({"masterId": 0, "csv": {"unmappable": {"map": {"髙橋": "x"}}}}))),
+            vec!["csv.unmappable.map"]
+        );
         let issues = check_params(&ok(json!({"masterId": 0, "masterid": 1})));
         assert_eq!(issues.len(), 1);
         assert!(issues[0].2.contains("`masterId`"), "{issues:?}");

@@ -51,7 +51,10 @@ async fn csv_import(
         let mut r = refuse(Refusal::new(
             429,
             "E_TOO_MANY_REQUESTS",
-            format!("リクエスト数の上限 ({}回/分) を超えました。しばらくしてから再度実行してください。", settings.per_minute),
+            format!(
+                "リクエスト数の上限 ({}回/分) を超えました。しばらくしてから再度実行してください。",
+                settings.per_minute
+            ),
         ));
         r.headers_mut().insert("retry-after", wait.to_string().parse().expect("digits are a header value"));
         return r;

@@ -77,7 +77,11 @@ pub const MASTER_DEFS: &[MasterDef] = &[
         ],
         seed_categories: &[],
     },
-    MasterDef { id: 1, columns: &[("部門コード", true), ("部門名", true), ("上位部門コード", false)], seed_categories: &[] },
+    MasterDef {
+        id: 1,
+        columns: &[("部門コード", true), ("部門名", true), ("上位部門コード", false)],
+        seed_categories: &[],
+    },
     MasterDef { id: 2, columns: &[("役職コード", true), ("役職名", true)], seed_categories: &[] },
     MasterDef {
         id: 3,
@@ -102,7 +106,11 @@ pub const MASTER_DEFS: &[MasterDef] = &[
         ],
         seed_categories: &["社内", "受託"],
     },
-    MasterDef { id: 18, columns: &[("社員コード", true), ("承認者社員コード", true), ("承認順", false)], seed_categories: &[] },
+    MasterDef {
+        id: 18,
+        columns: &[("社員コード", true), ("承認者社員コード", true), ("承認順", false)],
+        seed_categories: &[],
+    },
     MasterDef { id: 81, columns: GENERIC, seed_categories: GENERIC_CATS },
     MasterDef { id: 82, columns: GENERIC, seed_categories: GENERIC_CATS },
     MasterDef { id: 83, columns: GENERIC, seed_categories: GENERIC_CATS },
@@ -191,7 +199,8 @@ impl Params {
     /// Read the `json` part: the service's rules on values.
     pub fn parse(text: &str) -> Result<Params, Refusal> {
         let bad = |m: String| Refusal::new(400, "E_PARAM", m);
-        let v: Value = serde_json::from_str(text).map_err(|e| bad(format!("json パートが JSON ではありません: {e}")))?;
+        let v: Value =
+            serde_json::from_str(text).map_err(|e| bad(format!("json パートが JSON ではありません: {e}")))?;
         let num = |k: &str| -> Result<Option<u64>, Refusal> {
             match v.get(k) {
                 None | Some(Value::Null) => Ok(None),
@@ -253,7 +262,8 @@ impl State {
         let mut col_errors = Vec::new();
         for h in &headers {
             if !def.columns.iter().any(|(c, _)| c == h) {
-                col_errors.push(json!({"row": 1, "column": h, "message": format!("項目「{h}」はこのマスタにありません。")}));
+                col_errors
+                    .push(json!({"row": 1, "column": h, "message": format!("項目「{h}」はこのマスタにありません。")}));
             }
         }
         for (c, required) in def.columns {
