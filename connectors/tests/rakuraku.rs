@@ -317,8 +317,8 @@ async fn a_wrong_token_is_fatal_and_an_unconfigured_instance_says_how() {
 }
 
 /// 100,000 employees through the emulator, for the README's figures:
-/// `cargo test --workspace --release --test rakuraku -- --ignored --nocapture hundred_thousand`
-/// under `/usr/bin/time -v` (peak RSS covers the rows, the emulator and its state).
+/// `cargo test --workspace --test rakuraku -- --ignored --nocapture hundred_thousand`
+/// under `/usr/bin/time -v` (peak RSS covers the rows as JSON, the emulator and its state).
 #[tokio::test]
 #[ignore]
 async fn hundred_thousand_rows() {
@@ -329,8 +329,30 @@ async fn hundred_thousand_rows() {
         .map(|i| json!({"社員コード": format!("E{i:06}"), "name": format!("山田 太郎{i}"), "mail": format!("u{i}@example.com")}))
         .collect();
     let t = std::time::Instant::now();
-    let r = run(&c, "big", employees(json!(rows))).await.unwrap();
+    let r = run(&c, "big", employees(Value::Array(rows))).await.unwrap();
     println!("100,000 rows: {} parts in {:?}; {}", r["parts"], t.elapsed(), r["inserted"]);
     assert_eq!(r["inserted"], 100_000);
     assert_eq!(emu.rows(0).len(), 100_000);
+}
+
+/// The CSV builder alone on 100,000 rows made one at a time: memory stays at one
+/// part (≤ 5 MB) however many rows go through.
+/// `cargo test --workspace --test rakuraku -- --ignored --nocapture csv_builder_streams`
+#[test]
+#[ignore]
+fn csv_builder_streams_100000_rows_in_bounded_memory() {
+    use nagare_connectors::rakuraku::csv::{CsvSpec, PartLimits, Splitter};
+    let rows = (0..100_000u32).map(|i| json!({"社員コード": format!("E{i:06}"), "氏名": format!("山田 太郎{i}")}));
+    let limits = PartLimits { max_bytes: 5 * 1024 * 1024, max_rows: 50_000 };
+    let mut parts = Splitter::new(CsvSpec::with_headers(&["社員コード", "氏名"]), limits, rows).unwrap();
+    let t = std::time::Instant::now();
+    let (mut n, mut bytes) = (0, 0);
+    while let Some(p) = parts.next_part() {
+        let p = p.unwrap();
+        n += p.rows();
+        bytes += p.bytes.len();
+        println!("part {}: rows {}–{}, {} bytes", p.index, p.first_row, p.last_row, p.bytes.len());
+    }
+    println!("{n} rows, {bytes} bytes of Shift_JIS in {:?}", t.elapsed());
+    assert_eq!(n, 100_000);
 }

@@ -118,12 +118,39 @@ fn encode_char(c: char, charset: Charset, out: &mut Vec<u8>) -> bool {
     true
 }
 
+/// Whether Windows-31J bytes hold a vendor extension (lead byte 0x87 or 0xED..=0xFC).
+fn has_vendor_extension(bytes: &[u8]) -> bool {
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            0x87 | 0xED..=0xFC => return true,
+            0x81..=0x9F | 0xE0..=0xEC => i += 2,
+            _ => i += 1,
+        }
+    }
+    false
+}
+
 /// Encode a whole text; the first character that cannot be held is returned.
 fn encode_text(s: &str, charset: Charset, out: &mut Vec<u8>) -> Result<(), char> {
     if s.is_ascii() {
         out.extend_from_slice(s.as_bytes());
         return Ok(());
     }
+    // Fast path: the whole text in one go (at most 2 bytes per character).
+    let start = out.len();
+    out.resize(start + s.len() * 2, 0);
+    let mut enc = SHIFT_JIS.new_encoder();
+    let (res, read, written) = enc.encode_from_utf8_without_replacement(s, &mut out[start..], true);
+    if res == EncoderResult::InputEmpty
+        && read == s.len()
+        && (charset == Charset::Windows31j || !has_vendor_extension(&out[start..start + written]))
+    {
+        out.truncate(start + written);
+        return Ok(());
+    }
+    // Slow path: character by character, to find the one that cannot be held.
+    out.truncate(start);
     for c in s.chars() {
         if c.is_ascii() {
             out.push(c as u8);

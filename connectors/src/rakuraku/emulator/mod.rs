@@ -486,13 +486,18 @@ impl Emulator {
             prev["replayed"] = json!(true);
             return Ok(prev);
         }
-        let before = st.clone();
+        // Only this master and the bookkeeping change: keep them to undo a failed save.
+        let before = (st.masters.get(&p.master_id).cloned(), st.imports, st.answered.clone());
         let answer = st.import(p, text, max_rows)?;
         if let Some(k) = key {
             st.remember(k.to_string(), answer.clone());
         }
         if let Err(e) = self.save(&st) {
-            *st = before;
+            let (master, imports, answered) = before;
+            if let Some(m) = master {
+                st.masters.insert(p.master_id, m);
+            }
+            (st.imports, st.answered) = (imports, answered);
             tracing::error!(error = %e, "rakuraku emulator cannot save its state");
             return Err(Refusal::new(500, "E_STORAGE", format!("the emulator could not save its state: {e}")));
         }
