@@ -94,12 +94,20 @@ async fn takahashi_is_reported_with_row_and_column_and_nothing_is_sent() {
     let emu = Emulator::in_memory();
     let base = serve(&emu).await;
     let c = connector(&base, "");
-    let rows = json!([{"社員コード": "E1", "name": "佐藤 花子"}, {"社員コード": "E2", "name": "髙橋 一郎"}]);
-    let e = run(&c, "k", employees(rows.clone())).await.unwrap_err();
+    let rows = json!([
+        {"社員コード": "E1", "name": "佐藤 花子"},
+        {"社員コード": "E2", "name": "髙橋 一郎"},
+        {"社員コード": "E3", "name": "鈴木"},
+        {"社員コード": "E4", "name": "髙木"},
+    ]);
+    // Split in two so the second bad row is in a later part: still nothing is sent.
+    let split = connector(&base, ", max_rows_per_file: 2");
+    let e = run(&split, "k", employees(rows.clone())).await.unwrap_err();
     let ConnectorError::Business { code, message } = &e else { panic!("{e:?}") };
     assert_eq!(code, "RAKURAKU_CSV");
-    assert!(message.contains("row 2") && message.contains("`氏名`") && message.contains("`髙`"), "{message}");
-    assert!(message.contains("nothing was imported"), "{message}");
+    assert!(message.contains("row 2, column `氏名` (key `name`): the character `髙` (U+9AD9)"), "{message}");
+    assert!(message.contains("row 4, column `氏名`"), "{message}");
+    assert!(message.starts_with("2 row(s)") && message.contains("nothing was imported"), "{message}");
     assert_eq!(emu.requests(), 0);
     // With a mapping, the row goes in as 高橋.
     let mut input = employees(rows);

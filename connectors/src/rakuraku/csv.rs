@@ -398,6 +398,39 @@ where
     }
 }
 
+/// Check every row without keeping any output, so a sync can refuse bad data
+/// before its first part is sent: the first `max` problems and how many rows
+/// have one.
+pub fn check_rows<R: std::borrow::Borrow<Value>>(
+    spec: &CsvSpec,
+    limits: PartLimits,
+    rows: impl IntoIterator<Item = R>,
+    max: usize,
+) -> (Vec<CsvError>, usize) {
+    let mut lw = LineWriter::new();
+    let header = match spec.check().and_then(|()| spec.header_fields()) {
+        Ok(h) => lw.line(&h).len(),
+        Err(e) => return (vec![e], 1),
+    };
+    let (mut shown, mut total) = (Vec::new(), 0);
+    for (i, r) in rows.into_iter().enumerate() {
+        let problem = match spec.row_fields(i + 1, r.borrow()) {
+            Err(e) => Some(e),
+            Ok(f) => {
+                let bytes = header + lw.line(&f).len();
+                (bytes > limits.max_bytes).then_some(CsvError::RowTooLarge { row: i + 1, bytes, max: limits.max_bytes })
+            }
+        };
+        if let Some(e) = problem {
+            total += 1;
+            if shown.len() < max {
+                shown.push(e);
+            }
+        }
+    }
+    (shown, total)
+}
+
 /// Write every row as one file into `w` (no splitting), row by row.
 pub fn write_all<W: std::io::Write, R: std::borrow::Borrow<Value>>(
     spec: &CsvSpec,
@@ -487,6 +520,26 @@ mod tests {
         assert!(decode(&p.bytes).unwrap().ends_with(",高橋?さん\r\n"));
         s.unmappable.replace = Some("🙂".into());
         assert!(matches!(Splitter::new(s, BIG, std::iter::empty::<Value>()), Err(CsvError::BadReplacement(_))));
+    }
+
+    #[test]
+    fn check_rows_reports_every_bad_row_up_to_a_bound() {
+        let rows: Vec<Value> =
+            ["髙橋", "佐藤", "山﨑", "🙂", "x"].iter().map(|n| json!({"code": "E", "name": n})).collect();
+        let (shown, total) = check_rows(&spec(), BIG, rows.iter(), 2);
+        assert_eq!(total, 3);
+        let at: Vec<(usize, char)> = shown
+            .iter()
+            .map(|e| match e {
+                CsvError::Unmappable { row, ch, .. } => (*row, *ch),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(at, vec![(1, '髙'), (3, '﨑')]);
+        let (_, total) = check_rows(&spec(), PartLimits { max_bytes: 30, max_rows: 9 }, rows[1..2].iter(), 2);
+        assert_eq!(total, 0);
+        let (shown, _) = check_rows(&spec(), PartLimits { max_bytes: 20, max_rows: 9 }, rows[1..2].iter(), 2);
+        assert!(matches!(shown[..], [CsvError::RowTooLarge { row: 1, .. }]));
     }
 
     #[test]

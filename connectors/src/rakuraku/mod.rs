@@ -17,7 +17,10 @@
 //!   set: { report: result }
 //! ```
 //!
-//! The rows are turned into Shift_JIS CSV parts of at most 5 MB and 50,000 rows
+//! Every row is first checked against the CSV rules (characters outside
+//! Shift_JIS, cells that are lists, rows over 5 MB): bad data is refused as a
+//! whole, naming up to [`MAX_REPORTED`] rows, before anything is sent. The rows
+//! are then turned into Shift_JIS CSV parts of at most 5 MB and 50,000 rows
 //! ([`csv::Splitter`], one part in memory at a time) and imported one after the
 //! other, in order, each with its own idempotency key (`<call key>/part-<n>`).
 //! Result: `{masterId, parts, rows, inserted, updated, skipped, imports:
@@ -51,6 +54,8 @@ pub const MAX_FILE_ROWS: usize = 50_000;
 pub const MAX_REQUESTS_PER_MINUTE: usize = 20;
 /// Most rows one call takes (bounds the parts and the time of one step).
 pub const MAX_ROWS_PER_CALL: usize = 1_000_000;
+/// Most bad rows named in one error.
+pub const MAX_REPORTED: usize = 20;
 
 /// Settings of a `rakuraku` connector instance.
 ///
@@ -164,14 +169,24 @@ impl ImportConnector {
         if let Some(o) = input.get("csv") {
             params::csv_options(o, &mut spec).map_err(|(_, m)| fatal(format!("`csv`: {m}")))?;
         }
+        // Bad data is refused as a whole before the first part goes out.
+        let (problems, bad_rows) = csv::check_rows(&spec, cfg.limits(), rows.iter(), MAX_REPORTED);
+        if bad_rows > 0 {
+            let mut message = format!("{bad_rows} row(s) cannot be written as the CSV; nothing was imported: ");
+            message.push_str(&problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
+            if bad_rows > problems.len() {
+                message.push_str(&format!("; and {} more", bad_rows - problems.len()));
+            }
+            return Err(ConnectorError::Business { code: "RAKURAKU_CSV".into(), message });
+        }
         let client = client::Client::new(cfg, &self.instance, self.http.clone(), self.limiter.clone())?;
         let mut parts = csv::Splitter::new(spec, cfg.limits(), rows.iter()).map_err(|e| fatal(e.to_string()))?;
         let params_json = params.to_json();
         let mut imports = Vec::new();
         let (mut inserted, mut updated, mut skipped, mut counted) = (0u64, 0u64, 0u64, true);
         while let Some(part) = parts.next_part() {
-            // A row that cannot be encoded stops the sync before its part is sent;
-            // the parts before it are already imported (the message says so).
+            // Checked above; kept for safety: the parts before it are already
+            // imported (the message says so).
             let part = part.map_err(|e| ConnectorError::Business {
                 code: "RAKURAKU_CSV".into(),
                 message: format!("{e}{}", already(&imports)),
