@@ -148,3 +148,20 @@ async fn the_sink_keeps_mail_as_eml_files_across_restarts() {
     assert_eq!(again.mails()[0].mail.subject, "保存");
     assert_eq!(again.mails()[0].envelope_to, vec!["b@example.com"]);
 }
+
+#[tokio::test]
+async fn tls_is_never_silently_dropped() {
+    // The sink offers no STARTTLS: a `starttls` instance refuses to go on in clear
+    // text, and `tls` cannot handshake with a plain-text server.
+    let sink = Sink::in_memory();
+    let port = smtp(&sink).await;
+    let c = connectors(&format!(
+        "connectors:\n  st: {{ type: smtp, host: 127.0.0.1, port: {port}, tls: starttls, from: a@example.com, timeout: 5s }}\n  tl: {{ type: smtp, host: 127.0.0.1, port: {port}, tls: tls, from: a@example.com, timeout: 5s }}\n"
+    ));
+    let input = json!({"to": "b@example.com", "subject": "s", "text": "t"});
+    let e = send(&c, "st.send", "k", input.clone()).await.unwrap_err();
+    assert!(matches!(&e, ConnectorError::Fatal(_)), "{e:?}");
+    let e = send(&c, "tl.send", "k", input).await.unwrap_err();
+    assert!(matches!(&e, ConnectorError::Fatal(m) if m.contains("tls")), "{e:?}");
+    assert!(sink.mails().is_empty());
+}

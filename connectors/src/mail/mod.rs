@@ -240,6 +240,20 @@ fn attachments(input: &Map<String, Value>) -> Result<Vec<SinglePart>, ConnectorE
     Ok(out)
 }
 
+/// Whether the cause is a failed TLS handshake (rustls reports a peer that does
+/// not speak TLS, or a certificate it refuses, as `InvalidData`): a setting to
+/// fix, not a moment to wait out.
+fn tls_failure(e: &lettre::transport::smtp::Error) -> bool {
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = src {
+        if s.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData) {
+            return true;
+        }
+        src = s.source();
+    }
+    false
+}
+
 /// An SMTP failure as a connector error.
 fn classify(e: lettre::transport::smtp::Error, host: &str) -> ConnectorError {
     let code = e.status().map(|c| c.to_string());
@@ -253,7 +267,7 @@ fn classify(e: lettre::transport::smtp::Error, host: &str) -> ConnectorError {
         } else {
             ConnectorError::Business { code: "MAIL_REJECTED".into(), message: text }
         }
-    } else if e.is_tls() {
+    } else if e.is_tls() || tls_failure(&e) {
         ConnectorError::Fatal(format!("{text} — check `tls` and `port` of the connector"))
     } else if e.is_client() {
         ConnectorError::Fatal(text)
