@@ -318,6 +318,11 @@ async fn a_wrong_token_is_fatal_and_an_unconfigured_instance_says_how() {
     assert!(matches!(&e, ConnectorError::Fatal(m) if m.contains("E_AUTH") && m.contains("X-RS-apitoken")), "{e:?}");
     let e = run(&*reg.get("rakuraku.import").unwrap(), "k", employees(json!([]))).await.unwrap_err();
     assert!(matches!(&e, ConnectorError::Fatal(m) if m.contains("type: rakuraku")), "{e:?}");
+    // The deploy-time hook: rules of rakuraku instances only.
+    let with = json!({"masterId": 18, "duplicateKey": 0, "rows": "r", "columns": ["a"]});
+    let issues = connectors.check_inputs("seisan.import", &with);
+    assert_eq!(issues.iter().map(|i| i.0.join(".")).collect::<Vec<_>>(), vec!["duplicateKey"]);
+    assert!(connectors.check_inputs("http.request", &with).is_empty());
     let bad = ConnectorsConfig::from_yaml(
         "connectors:\n  r: { type: rakuraku, base_url: 'http://x', account: a, token: t, requests_per_minute: 30 }\n",
     );

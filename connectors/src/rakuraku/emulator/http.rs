@@ -150,22 +150,34 @@ async fn list_masters(State(emu): State<Emulator>) -> Json<Value> {
     Json(json!({ "masters": list }))
 }
 
+/// What `GET /emulator/masters/{id}` answers; rows keep their column order.
+#[derive(serde::Serialize)]
+struct Listing {
+    #[serde(rename = "masterId")]
+    master_id: u64,
+    name: Option<&'static str>,
+    columns: Vec<Value>,
+    rows: Vec<indexmap::IndexMap<String, String>>,
+    categories: std::collections::BTreeSet<String>,
+    password_mails: Vec<String>,
+}
+
 async fn list_rows(State(emu): State<Emulator>, Path(master): Path<u64>) -> Response {
     let Some(def) = master_def(master) else {
         return refuse(Refusal::new(404, "E_MASTER", format!("masterId {master} はありません。")));
     };
-    let body = emu.read(|st| {
-        let m = st.masters.get(&master);
-        json!({
-            "masterId": master,
-            "name": master_name(master),
-            "columns": def.columns.iter().map(|(c, req)| json!({"header": c, "required": req})).collect::<Vec<_>>(),
-            "rows": m.map(|m| m.rows.clone()).unwrap_or_default(),
-            "categories": m.map(|m| m.categories.clone()).unwrap_or_default(),
-            "password_mails": m.map(|m| m.password_mails.clone()).unwrap_or_default(),
-        })
+    let listing = emu.read(|st| {
+        let m = st.masters.get(&master).cloned().unwrap_or_default();
+        Listing {
+            master_id: master,
+            name: master_name(master),
+            columns: def.columns.iter().map(|(c, req)| json!({"header": c, "required": req})).collect(),
+            rows: m.rows,
+            categories: m.categories,
+            password_mails: m.password_mails,
+        }
     });
-    Json(body).into_response()
+    Json(listing).into_response()
 }
 
 async fn get_settings(State(emu): State<Emulator>) -> Json<Settings> {
