@@ -296,8 +296,10 @@ pub fn csv_options(v: &Value, spec: &mut CsvSpec) -> Result<(), PathErr> {
 
 /// The API parameters of an evaluated input, defaults filled in; the issues when
 /// the rules are broken.
-pub fn import_params(input: &Map<String, Value>) -> Result<ImportParams, Vec<ParamIssue>> {
-    let issues = check_params(&Value::Object(input.clone()));
+pub fn import_params(input_value: &Value) -> Result<ImportParams, Vec<ParamIssue>> {
+    let issues = check_params(input_value);
+    let empty = Map::new();
+    let input = input_value.as_object().unwrap_or(&empty);
     let n = |k: &str| input.get(k).and_then(Value::as_u64);
     let master_id = n("masterId");
     let mut issues = issues;
@@ -394,11 +396,11 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_seed() {
-        let p = import_params(ok(json!({"masterId": 18})).as_object().unwrap()).unwrap();
+        let p = import_params(&ok(json!({"masterId": 18}))).unwrap();
         assert_eq!((p.duplicate_key, p.send_password_email, p.create_category), (1, 0, 0));
-        let p = import_params(ok(json!({"masterId": 0})).as_object().unwrap()).unwrap();
+        let p = import_params(&ok(json!({"masterId": 0}))).unwrap();
         assert_eq!(p.duplicate_key, 0);
         assert_eq!(p.to_json(), json!({"masterId": 0, "duplicateKey": 0, "sendPasswordEmail": 0, "createCategory": 0}));
-        assert!(import_params(ok(json!({"masterId": "0"})).as_object().unwrap()).is_err());
+        assert!(import_params(&ok(json!({"masterId": "0"}))).is_err());
     }
 }
