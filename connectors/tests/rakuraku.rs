@@ -331,6 +331,54 @@ async fn a_wrong_token_is_fatal_and_an_unconfigured_instance_says_how() {
     assert!(bad.unwrap_err().to_string().contains("1 to 20"));
 }
 
+#[tokio::test]
+async fn the_emulator_checks_account_token_parts_and_encoding() {
+    let emu = Emulator::in_memory();
+    let base = serve(&emu).await;
+    let post = |account: &str, token: Option<&str>, json: Option<&str>, file: Option<&[u8]>| {
+        let mut form = reqwest::multipart::Form::new();
+        if let Some(j) = json {
+            form = form.text("json", j.to_string());
+        }
+        if let Some(f) = file {
+            form = form.part("uploadFile", reqwest::multipart::Part::bytes(f.to_vec()).file_name("m.csv"));
+        }
+        let mut req = reqwest::Client::new().post(format!("{base}/{account}/api/v1/csvimport")).multipart(form);
+        if let Some(t) = token {
+            req = req.header("X-RS-apitoken", t);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    // 部門コード,部門名 / D1,<a lead byte followed by CR>
+    let header = b"\x95\x94\x96\xe5\x83\x52\x81\x5b\x83\x68,\x95\x94\x96\xe5\x96\xbc\r\n";
+    let mut broken = header.to_vec();
+    broken.extend_from_slice(b"D1,\x82\r\n");
+    let json = Some(r#"{"masterId":1}"#);
+    let (s, b) = post(DEMO_ACCOUNT, Some(DEMO_TOKEN), json, Some(&broken)).await;
+    assert_eq!((s, b["code"].as_str(), b["errors"][0]["row"].as_u64()), (400, Some("E_ENCODING"), Some(2)));
+    let (s, b) = post(DEMO_ACCOUNT, None, json, Some(header)).await;
+    assert_eq!((s, b["code"].as_str()), (401, Some("E_AUTH")));
+    let (s, b) = post(DEMO_ACCOUNT, Some(DEMO_TOKEN), None, Some(header)).await;
+    assert_eq!((s, b["code"].as_str()), (400, Some("E_REQUEST")));
+    let (s, b) = post(DEMO_ACCOUNT, Some(DEMO_TOKEN), json, None).await;
+    assert_eq!((s, b["code"].as_str()), (400, Some("E_REQUEST")));
+    let (s, _) = post("other", Some(DEMO_TOKEN), json, Some(header)).await;
+    assert_eq!(s, 404);
+    // A wrong account through the connector: fix the settings, not a business error.
+    let c = ImportConnector::new(
+        "rakuraku",
+        Settings::new(Some(
+            serde_yaml::from_str(&format!("{{ base_url: '{base}', account: other, token: {DEMO_TOKEN} }}")).unwrap(),
+        )),
+        Arc::new(Limiter::new(Arc::new(ManualClock::default()))),
+    );
+    let e = run(&c, "k", employees(json!([]))).await.unwrap_err();
+    assert!(matches!(&e, ConnectorError::Fatal(m) if m.contains("`account`")), "{e:?}");
+}
+
 /// 100,000 employees through the emulator, for the README's figures:
 /// `cargo test --workspace --test rakuraku -- --ignored --nocapture hundred_thousand`
 /// under `/usr/bin/time -v`. With `NAGARE_RAKURAKU_URL` (a running `nagare emulate

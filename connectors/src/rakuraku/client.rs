@@ -9,7 +9,8 @@
 //!   during maintenance): retry later, never success;
 //! - 2xx with JSON: the service's answer, returned as is;
 //! - 2xx with anything else: retry later (an HTML page is not an import result);
-//! - 401/403/407: fatal (fix the token); 408/429/5xx and no answer: retry;
+//! - 401/403/407: fatal (fix the token); 404: fatal (fix `base_url`/`account`);
+//!   408/429/5xx and no answer: retry;
 //!   other 4xx: the service refused this file, a business error `RAKURAKU_<code>`.
 
 use super::limiter::Limiter;
@@ -134,6 +135,8 @@ pub fn classify(host: &str, status: u16, body: &str, retry_after: Option<Duratio
         Err(ConnectorError::Fatal(format!(
             "{text} — check the API token (`X-RS-apitoken`) of the connector, then retry"
         )))
+    } else if status == 404 {
+        Err(ConnectorError::Fatal(format!("{text} — check `base_url` and `account` of the connector (the import URL is {host}/<account>/api/v1/csvimport)")))
     } else if http_error::is_retryable_status(status) {
         Err(http_error::retryable(text, retry_after))
     } else {
