@@ -78,7 +78,7 @@ fn quoted_printable(s: &[u8], header: bool) -> Vec<u8> {
     let mut i = 0;
     while i < s.len() {
         match s[i] {
-            b'=' if i + 2 < s.len() + 1 && s.get(i + 1) == Some(&b'\r') && s.get(i + 2) == Some(&b'\n') => i += 3,
+            b'=' if s.get(i + 1) == Some(&b'\r') && s.get(i + 2) == Some(&b'\n') => i += 3,
             b'=' if s.get(i + 1) == Some(&b'\n') => i += 2,
             b'=' if i + 2 < s.len() => {
                 match u8::from_str_radix(std::str::from_utf8(&s[i + 1..i + 3]).unwrap_or("zz"), 16) {
@@ -219,7 +219,7 @@ fn percent_decode(s: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() + 1 {
+        if b[i] == b'%' {
             if let Some(h) = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
                 out.push(h);
                 i += 3;
