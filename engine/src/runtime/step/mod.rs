@@ -758,7 +758,11 @@ impl<'a> Run<'a> {
             NodeKind::UserTask(spec) => {
                 let due = match &spec.due {
                     None => None,
-                    Some(e) => match e.eval(&self.env()).map_err(|e| e.to_string()).and_then(|v| parse_due(&v)) {
+                    Some(e) => match e
+                        .eval(&self.env())
+                        .map_err(|e| e.to_string())
+                        .and_then(|v| parse_due(&v, p.time_zone))
+                    {
                         Ok(d) => d,
                         Err(msg) => return self.incident(token, format!("due `{}`: {msg}", e.source.trim()), None),
                     },
@@ -983,17 +987,17 @@ impl<'a> Run<'a> {
     }
 }
 
-/// A due expression may give a datetime, or a date (due at the end of that day, JST).
-fn parse_due(v: &Value) -> Result<Option<DateTime<Utc>>, String> {
+/// A due expression may give a datetime, or a date: due at the end of that day
+/// (23:59:59) on the wall clock of the process's `time_zone`. Years 0000–9999 only.
+fn parse_due(v: &Value, tz: chrono_tz::Tz) -> Result<Option<DateTime<Utc>>, String> {
     match v {
         Value::Null => Ok(None),
         Value::String(s) => {
             if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
-                return Ok(Some(dt.with_timezone(&Utc)));
+                return schedule::in_range(dt.with_timezone(&Utc)).map(Some);
             }
             if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-                let end = d.and_hms_opt(23, 59, 59).expect("valid time") - chrono::Duration::hours(9);
-                return Ok(Some(end.and_utc()));
+                return schedule::end_of_day(d, tz).map(Some);
             }
             Err(format!("`{s}` is not a date or datetime"))
         }
