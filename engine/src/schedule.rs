@@ -183,12 +183,14 @@ pub fn parse_span(text: &str) -> Result<Span, String> {
 }
 
 impl Span {
-    /// Each part at most 100 years, and the whole at most 200 (so adding it to any
-    /// time in years 0000–9999 cannot overflow chrono).
+    /// At most 100 years in all, a month counted as its average 30.4375 days (so
+    /// `P100Y` is allowed, `P100Y1D` is not).
     fn check_bounds(&self, text: &str) -> Result<(), String> {
+        let month_days = i64::from(self.months) * MAX_SPAN_DAYS / i64::from(MAX_SPAN_MONTHS);
+        let exact_days = (self.exact.num_seconds() + 86_399) / 86_400;
         if self.months > MAX_SPAN_MONTHS
-            || i64::from(self.days) > MAX_SPAN_DAYS
             || self.exact > Duration::days(MAX_SPAN_DAYS)
+            || month_days + i64::from(self.days) + exact_days > MAX_SPAN_DAYS
         {
             return Err(format!("`{text}` is longer than 100 years, the longest timer allowed"));
         }
@@ -393,15 +395,78 @@ mod tests {
         assert!(parse_span("soon").is_err());
     }
 
+    /// Finding 4 of issue 10: `99999999999d` validated and ended the server when a
+    /// token reached it; `P999999999Y` overflowed u32 months and fired at once.
+    #[test]
+    fn spans_longer_than_a_century_are_refused() {
+        for text in ["99999999999d", "P999999999Y", "P4294967295D", "PT99999999999H", "P101Y", "36526d", "P1200M1D"] {
+            let err = parse_span(text).unwrap_err();
+            assert!(err.contains("longer than 100 years"), "{text}: {err}");
+        }
+        let p = parse_span("P100Y").unwrap();
+        assert_eq!(p.months, 1200);
+        assert_eq!(parse_span("36525d").unwrap(), Span::exact(Duration::days(36_525)));
+        assert!(parse_span("PT999999999999999999999S").unwrap_err().contains("longer than 100 years"));
+    }
+
+    #[test]
+    fn adding_past_year_9999_is_an_error() {
+        let span = parse_span("P100Y").unwrap();
+        assert!(span.add_to(t("9950-01-01T00:00:00Z"), DEFAULT_ZONE).unwrap_err().contains("0000–9999"));
+        let exact = parse_span("36525d").unwrap();
+        assert!(exact.add_to(t("9950-01-01T00:00:00Z"), DEFAULT_ZONE).is_err());
+        assert_eq!(exact.add_to(t("2000-01-01T00:00:00Z"), DEFAULT_ZONE), Ok(t("2100-01-01T00:00:00Z")));
+        assert!(checked_add(t("2026-01-01T00:00:00Z"), Duration::MAX).is_err());
+        assert!(checked_add(t("2026-01-01T00:00:00Z"), Duration::MIN).is_err());
+    }
+
+    #[test]
+    fn instants_outside_years_0000_to_9999_are_refused() {
+        for text in ["+10000-01-01", "+99999-01-01T00:00:00", "-0001-12-31"] {
+            assert!(parse_instant(text, DEFAULT_ZONE).is_err(), "{text}");
+        }
+        assert_eq!(parse_instant("9999-12-31T23:59:59Z", DEFAULT_ZONE), Ok(t("9999-12-31T23:59:59Z")));
+        assert!(parse_instant("0000-01-01", chrono_tz::UTC).is_ok());
+    }
+
+    /// Finding 14: the end of a due date is on the process's zone, not JST.
+    #[test]
+    fn end_of_day_is_on_the_zone_wall_clock() {
+        let d = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        assert_eq!(end_of_day(d, DEFAULT_ZONE), Ok(t("2026-12-01T23:59:59+09:00")));
+        assert_eq!(end_of_day(d, "Europe/Berlin".parse().unwrap()), Ok(t("2026-12-01T23:59:59+01:00")));
+        assert!(end_of_day(NaiveDate::from_ymd_opt(10_000, 1, 1).unwrap(), chrono_tz::UTC).is_err());
+    }
+
+    #[test]
+    fn a_repeat_after_long_downtime_jumps_in_one_stride() {
+        let every = parse_span("1s").unwrap();
+        let start = t("2026-01-01T00:00:00Z");
+        let next = every.next_after(start, t("2027-01-01T00:00:00.5Z"), DEFAULT_ZONE).unwrap();
+        assert_eq!(next, t("2027-01-01T00:00:01Z"));
+        assert_eq!(every.next_after(start, start, DEFAULT_ZONE), Ok(t("2026-01-01T00:00:01Z")));
+        let monthly = parse_span("P1M").unwrap();
+        assert_eq!(monthly.next_after(start, t("2026-03-15T00:00:00Z"), chrono_tz::UTC), Ok(t("2026-04-01T00:00:00Z")));
+        assert!(parse_span("P100Y").unwrap().next_after(t("9950-01-01T00:00:00Z"), t("9951-01-01T00:00:00Z"), DEFAULT_ZONE).is_err());
+    }
+
+    #[test]
+    fn a_cron_that_never_matches_is_refused() {
+        let err = Schedule::cron("0 0 31 2 *").unwrap_err();
+        assert!(err.contains("never matches"), "{err}");
+        assert!(Schedule::cron("0 0 29 2 *").is_ok(), "leap days exist");
+        assert!(Schedule::cron("99 0 * * *").is_err());
+    }
+
     #[test]
     fn calendar_days_keep_the_wall_clock_across_dst() {
         let ny: Tz = "America/New_York".parse().unwrap();
         // 2026-03-08 is the spring-forward day in New York.
         let before = t("2026-03-07T09:00:00-05:00");
         let next = parse_span("P1D").unwrap().add_to(before, ny);
-        assert_eq!(next, t("2026-03-08T09:00:00-04:00"));
+        assert_eq!(next, Ok(t("2026-03-08T09:00:00-04:00")));
         let exact = parse_span("24h").unwrap().add_to(before, ny);
-        assert_eq!(exact, t("2026-03-08T10:00:00-04:00"));
+        assert_eq!(exact, Ok(t("2026-03-08T10:00:00-04:00")));
     }
 
     #[test]

@@ -529,6 +529,9 @@ struct Run<'a> {
     now: DateTime<Utc>,
     ready: VecDeque<Moving>,
     out: Transition,
+    /// Every expression of this event shares one script time limit, so a cancel
+    /// waiting for the instance lock waits at most about that long.
+    _scripts: crate::expr::EventBudget,
 }
 
 /// Where an error goes: the boundary that catches it, found from the thrower outwards.
@@ -541,7 +544,14 @@ enum Catcher {
 
 impl<'a> Run<'a> {
     fn new(p: &'a Process, inst: &'a mut Instance, now: DateTime<Utc>) -> Self {
-        Run { p, inst, now, ready: VecDeque::new(), out: Transition::default() }
+        Run {
+            p,
+            inst,
+            now,
+            ready: VecDeque::new(),
+            out: Transition::default(),
+            _scripts: crate::expr::EventBudget::open(),
+        }
     }
 
     fn log(&mut self, node: Option<String>, user: Option<String>, event: HistoryEvent) {
