@@ -161,6 +161,9 @@ fn run_error(e: rhai::EvalAltResult, run: &limits::Running) -> ExprError {
         rhai::EvalAltResult::ErrorTooManyOperations(_) => {
             format!("expression ran for more than {MAX_OPERATIONS} operations and was stopped (an endless loop?)")
         }
+        // A helper's own error (`add_days` out of range...): its text says it all;
+        // the position is in `line`/`col`.
+        rhai::EvalAltResult::ErrorRuntime(ref v, _) if v.is_string() => v.to_string(),
         ref other => other.to_string(),
     };
     ExprError { message, line: pos.line().unwrap_or(1), col: pos.position().unwrap_or(1) }

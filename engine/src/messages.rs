@@ -43,8 +43,8 @@ pub const MAX_MESSAGE_TTL: Duration = Duration::from_secs(3_650 * 86_400);
 pub fn check_ttl(ttl: Duration) -> Result<(), String> {
     if ttl > MAX_MESSAGE_TTL {
         return Err(format!(
-            "time to live {} is longer than 10 years ({} days), the longest a message is kept",
-            humantime::format_duration(ttl),
+            "a time to live of {} days is longer than 10 years ({} days), the longest a message is kept",
+            ttl.as_secs() / 86_400,
             MAX_MESSAGE_TTL.as_secs() / 86_400
         ));
     }
