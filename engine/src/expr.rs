@@ -174,8 +174,7 @@ impl Expr {
     pub fn eval(&self, env: &Env<'_>) -> Result<Value, ExprError> {
         let mut scope = env.scope();
         let run = limits::Running::start(&scope);
-        let out =
-            engine().eval_ast_with_scope::<Dynamic>(&mut scope, &self.ast).map_err(|e| run_error(*e, &run))?;
+        let out = engine().eval_ast_with_scope::<Dynamic>(&mut scope, &self.ast).map_err(|e| run_error(*e, &run))?;
         from_dynamic(&out).map_err(|message| ExprError { message, line: 1, col: 1 })
     }
 
@@ -183,8 +182,7 @@ impl Expr {
     pub fn eval_bool(&self, env: &Env<'_>) -> Result<bool, ExprError> {
         let mut scope = env.scope();
         let run = limits::Running::start(&scope);
-        let out =
-            engine().eval_ast_with_scope::<Dynamic>(&mut scope, &self.ast).map_err(|e| run_error(*e, &run))?;
+        let out = engine().eval_ast_with_scope::<Dynamic>(&mut scope, &self.ast).map_err(|e| run_error(*e, &run))?;
         out.as_bool().map_err(|ty| ExprError {
             message: format!("a condition must give true or false, this one gave a {ty}"),
             line: 1,
@@ -393,8 +391,14 @@ mod tests {
         let vars: Vars =
             [("日数".to_string(), json!(100_000_000)), ("MIB".to_string(), json!("x".repeat(MAX_STRING)))].into();
         let e = compile(src, declared.iter().map(String::as_str)).map_err(|e| e.message)?;
-        e.eval(&Env { vars: &vars, declared: &declared, now: "2026-11-23T00:00:00Z".parse().unwrap(), instance: 1, extra: &[] })
-            .map_err(|e| e.message)
+        e.eval(&Env {
+            vars: &vars,
+            declared: &declared,
+            now: "2026-11-23T00:00:00Z".parse().unwrap(),
+            instance: 1,
+            extra: &[],
+        })
+        .map_err(|e| e.message)
     }
 
     /// Finding 2 of issue 10: these panicked (`DateTime + TimeDelta overflowed`) and
@@ -442,7 +446,10 @@ mod tests {
         let src = r#"let s = MIB.sub_string(0, 200000); let m = #{}; for k in ["a", "b", "c", "d", "e", "f"] { m[k] = s; } m.to_json().len()"#;
         let err = eval_src(src).unwrap_err();
         assert!(err.contains("larger than 1024 KiB"), "{err}");
-        assert_eq!(eval_src(r#"#{a: 1, "b": [true, ()], c: "日本"}.to_json()"#), Ok(json!(r#"{"a":1,"b":[true,null],"c":"日本"}"#)));
+        assert_eq!(
+            eval_src(r#"#{a: 1, "b": [true, ()], c: "日本"}.to_json()"#),
+            Ok(json!(r#"{"a":1,"b":[true,null],"c":"日本"}"#))
+        );
     }
 
     /// Finding 5: the 1 MiB check ran only after the whole value was serialised.
@@ -473,7 +480,9 @@ mod tests {
     #[test]
     fn one_event_shares_one_time_budget() {
         let _event = EventBudget::open();
-        let err = eval_src("loop { }".replace("loop", "let n = 0; while true { n += 1; if n > 100000000 { break; } }").as_str());
+        let err = eval_src(
+            "loop { }".replace("loop", "let n = 0; while true { n += 1; if n > 100000000 { break; } }").as_str(),
+        );
         // The operation limit comes first here; a slow loop spends the time.
         assert!(err.is_err());
         let slow = r#"let m = #{}; for i in 0..10000 { m["k" + i] = i; } loop { if m == m {} }"#;

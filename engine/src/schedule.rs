@@ -289,7 +289,8 @@ impl Schedule {
         let cron = croner::Cron::from_str(text).map_err(|e| format!("cron `{text}`: {e}"))?;
         // Five fields repeat at least every 28 years, so a pattern with no time after
         // 2000 never matches (`0 0 31 2 *`, the 31st of February).
-        let reference = NaiveDate::from_ymd_opt(2000, 1, 1).expect("valid date").and_hms_opt(0, 0, 0).expect("midnight");
+        let reference =
+            NaiveDate::from_ymd_opt(2000, 1, 1).expect("valid date").and_hms_opt(0, 0, 0).expect("midnight");
         if cron.find_next_occurrence(&reference.and_utc(), false).is_err() {
             return Err(format!("cron `{text}` never matches a real date (e.g. the 31st of February)"));
         }
@@ -447,7 +448,10 @@ mod tests {
         assert_eq!(every.next_after(start, start, DEFAULT_ZONE), Ok(t("2026-01-01T00:00:01Z")));
         let monthly = parse_span("P1M").unwrap();
         assert_eq!(monthly.next_after(start, t("2026-03-15T00:00:00Z"), chrono_tz::UTC), Ok(t("2026-04-01T00:00:00Z")));
-        assert!(parse_span("P100Y").unwrap().next_after(t("9950-01-01T00:00:00Z"), t("9951-01-01T00:00:00Z"), DEFAULT_ZONE).is_err());
+        assert!(parse_span("P100Y")
+            .unwrap()
+            .next_after(t("9950-01-01T00:00:00Z"), t("9951-01-01T00:00:00Z"), DEFAULT_ZONE)
+            .is_err());
     }
 
     #[test]

@@ -151,9 +151,8 @@ fn timer_durations_and_dates_are_bounded_at_deploy() {
     assert_eq!((code.as_str(), line), ("bad-timer", 5), "{msg}");
     assert!(engine().deploy("p.yaml", &base("P100Y")).is_ok());
 
-    let (code, line, _, msg) = deploy_error(
-        "id: cr\nstart:\n  timer: { cron: '0 0 31 2 *' }\n  next: done\nnodes:\n  done: { end: }\n",
-    );
+    let (code, line, _, msg) =
+        deploy_error("id: cr\nstart:\n  timer: { cron: '0 0 31 2 *' }\n  next: done\nnodes:\n  done: { end: }\n");
     assert_eq!((code.as_str(), line), ("bad-timer", 3), "{msg}");
     assert!(msg.contains("never matches"), "{msg}");
 

@@ -59,10 +59,8 @@ nodes:
     let text = incidents.to_string();
     assert!(text.contains("outside years 0000–9999"), "{text}");
     // The server is still there, and a sane value works.
-    let ok = api
-        .post(SATO, "/api/v1/instances", json!({ "process": "期限", "variables": { "日数": 3 } }))
-        .await
-        .expect(201);
+    let ok =
+        api.post(SATO, "/api/v1/instances", json!({ "process": "期限", "variables": { "日数": 3 } })).await.expect(201);
     assert_eq!(ok["status"], "running", "{ok}");
     api.finish().await;
 }

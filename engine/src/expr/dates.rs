@@ -31,7 +31,8 @@ fn shift(s: &str, n: i64, unit_secs: i64, unit: &str) -> Res<String> {
         return Ok(super::format_datetime(out));
     }
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        let out = d.checked_add_signed(by).filter(|d| (0..=9999).contains(&d.year())).ok_or_else(|| too_far(s, n, unit))?;
+        let out =
+            d.checked_add_signed(by).filter(|d| (0..=9999).contains(&d.year())).ok_or_else(|| too_far(s, n, unit))?;
         return Ok(out.format("%Y-%m-%d").to_string());
     }
     Err(format!("`{s}` is neither a date (YYYY-MM-DD) nor a datetime (RFC 3339)").into())

@@ -201,7 +201,9 @@ pub(super) fn admit_print(text: &str) -> Option<String> {
         (l.prints <= MAX_PRINT_LINES + 1).then_some(l.prints)
     })?;
     if line == MAX_PRINT_LINES + 1 {
-        return Some(format!("(more than {MAX_PRINT_LINES} lines printed; the rest of this evaluation's output is dropped)"));
+        return Some(format!(
+            "(more than {MAX_PRINT_LINES} lines printed; the rest of this evaluation's output is dropped)"
+        ));
     }
     Some(truncate(text, MAX_PRINT_BYTES))
 }

@@ -768,14 +768,12 @@ impl<'a> Run<'a> {
             NodeKind::UserTask(spec) => {
                 let due = match &spec.due {
                     None => None,
-                    Some(e) => match e
-                        .eval(&self.env())
-                        .map_err(|e| e.to_string())
-                        .and_then(|v| parse_due(&v, p.time_zone))
-                    {
-                        Ok(d) => d,
-                        Err(msg) => return self.incident(token, format!("due `{}`: {msg}", e.source.trim()), None),
-                    },
+                    Some(e) => {
+                        match e.eval(&self.env()).map_err(|e| e.to_string()).and_then(|v| parse_due(&v, p.time_zone)) {
+                            Ok(d) => d,
+                            Err(msg) => return self.incident(token, format!("due `{}`: {msg}", e.source.trim()), None),
+                        }
+                    }
                 };
                 let dues = match self.boundary_dues(&spec.boundary, due) {
                     Ok(d) => d,
