@@ -87,6 +87,9 @@ impl Engine {
         if let Some(ttl) = opts.ttl {
             check_ttl(ttl).map_err(ttl_refused)?;
         }
+        crate::types::check_nesting(&payload).map_err(|problem| {
+            EngineError::Rejected(Rejection::InvalidData(vec![FieldError { field: "payload".into(), problem }]))
+        })?;
         let mut pending = NewWaits::new();
         let result = {
             let _m = self.inner.msg_locks[lock_index((name, key))].lock().expect("lock");

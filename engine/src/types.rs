@@ -10,6 +10,36 @@ pub const MAX_STRING_CHARS: usize = 4_000;
 pub const MAX_TEXT_CHARS: usize = 200_000;
 /// Largest `list` or `object` accepted, in bytes of JSON.
 pub const MAX_JSON_BYTES: usize = 1 << 20;
+/// Deepest nesting of lists and objects in a value the engine keeps (variables,
+/// message payloads, connector results). Instances are stored as JSON, and the
+/// JSON reader stops at 128 levels: a deeper value would make its instance
+/// unreadable.
+pub const MAX_NESTING: usize = 64;
+
+/// How deeply lists and objects nest in `v` (a scalar is 0), counted without
+/// recursion so any depth is safe to measure.
+pub fn nesting(v: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(v, 0usize)];
+    while let Some((v, depth)) = stack.pop() {
+        deepest = deepest.max(depth);
+        match v {
+            Value::Array(a) => stack.extend(a.iter().map(|x| (x, depth + 1))),
+            Value::Object(o) => stack.extend(o.values().map(|x| (x, depth + 1))),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// An error if `v` nests deeper than [`MAX_NESTING`].
+pub fn check_nesting(v: &Value) -> Result<(), String> {
+    let n = nesting(v);
+    if n > MAX_NESTING {
+        return Err(format!("nested {n} levels deep, at most {MAX_NESTING} allowed"));
+    }
+    Ok(())
+}
 
 /// The type names a designer may write after `type:`.
 pub const TYPE_NAMES: &[&str] = &["string", "text", "number", "bool", "date", "datetime", "choice", "list", "object"];
@@ -92,6 +122,7 @@ impl VarType {
             }
             (VarType::Choice { options }, _) => want(&format!("one of: {}", options.join(", "))),
             (VarType::List, Value::Array(_)) | (VarType::Object, Value::Object(_)) => {
+                check_nesting(v)?;
                 let size = serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX);
                 if size > MAX_JSON_BYTES {
                     Err(format!("too large: {size} bytes of JSON, at most {MAX_JSON_BYTES} allowed"))

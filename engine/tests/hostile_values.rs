@@ -24,6 +24,7 @@ fn engine() -> Engine {
         .in_memory()
         .clock(clock)
         .connector("test.days", FnConnector(|_: &nagare_engine::Call| Ok(json!({ "days": 100_000_000 }))))
+        .connector("test.deep", FnConnector(|_: &nagare_engine::Call| Ok(nested(126))))
         .build()
         .expect("engine")
 }
@@ -256,4 +257,40 @@ nodes:
     assert!(completed.incidents[0].message.contains("ran longer than"), "{:?}", completed.incidents);
     assert_eq!(cancelled.status, Status::Cancelled);
     assert!(waited < limit + Duration::from_secs(2), "cancel waited {waited:?} (limit {limit:?})");
+}
+
+fn nested(depth: usize) -> serde_json::Value {
+    let mut v = json!(1);
+    for _ in 0..depth {
+        v = json!({ "a": v });
+    }
+    v
+}
+
+/// Instances are stored as JSON and read back by a parser that stops at 128
+/// levels: a variable 126 levels deep was accepted and made its instance
+/// unreadable. Values deeper than 64 levels are refused where they come in.
+#[test]
+fn values_nested_too_deeply_are_refused_before_they_are_stored() {
+    let e = engine();
+    e.deploy(
+        "deep.yaml",
+        "id: deep\nvariables:\n  o: { type: object }\nstart: { next: wait }\nnodes:\n  wait: { message: m, next: call }\n  call: { service: test.deep, next: done }\n  done: { end: }\n",
+    )
+    .unwrap();
+    match e.start("deep", vars(&[("o", nested(126))]), StartOptions::default()) {
+        Err(EngineError::Rejected(r)) => assert!(r.to_string().contains("at most 64"), "{r}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let inst = e.start("deep", vars(&[("o", nested(60))]), StartOptions::default()).unwrap();
+    match e.correlate("m", "", nested(126), &MessageOptions::default()) {
+        Err(EngineError::Rejected(r)) => assert!(r.to_string().contains("payload"), "{r}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    e.correlate("m", "", json!({}), &MessageOptions::default()).unwrap();
+    assert_eq!(rt().block_on(Executor::new(e.clone()).run_until_idle()), 1);
+    let inst = e.instance(inst.id).expect("the instance stays readable");
+    assert_eq!(inst.status, Status::Incident);
+    assert!(inst.incidents[0].message.contains("at most 64"), "{:?}", inst.incidents);
+    assert!(e.history(inst.id).is_ok());
 }

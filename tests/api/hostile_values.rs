@@ -82,3 +82,32 @@ async fn a_timer_past_a_century_is_refused_at_deploy() {
     }
     api.finish().await;
 }
+
+fn nested(depth: usize) -> serde_json::Value {
+    let mut v = json!(1);
+    for _ in 0..depth {
+        v = json!({ "a": v });
+    }
+    v
+}
+
+/// A value 120 levels deep parsed, was stored, and made its instance unreadable
+/// (the store's JSON reader stops at 128 levels): now it is a 422.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_nested_too_deeply_are_422() {
+    let api = Api::start(sample_users()).await;
+    let source = "id: 深い\nlanes: { s: { groups: [staff] } }\nvariables:\n  o: { type: object }\nstart: { next: t }\nnodes:\n  t: { user_task: T, lane: s, next: done }\n  done: { end: }\n";
+    api.post(ADMIN, "/api/v1/processes", json!({ "source": source, "file": "深い.yaml" })).await.expect(201);
+    let e = api
+        .post(SATO, "/api/v1/instances", json!({ "process": "深い", "variables": { "o": nested(120) } }))
+        .await
+        .error(422, "invalid-data");
+    assert!(e.to_string().contains("at most 64"), "{e}");
+    let e = api
+        .post(SATO, "/api/v1/messages", json!({ "name": "m", "payload": nested(120) }))
+        .await
+        .error(422, "invalid-data");
+    assert!(e.to_string().contains("at most 64"), "{e}");
+    api.get(ADMIN, "/api/v1/instances").await.expect(200);
+    api.finish().await;
+}

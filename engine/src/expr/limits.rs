@@ -29,7 +29,7 @@ pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(1);
 pub const MAX_DATA_GROWTH: usize = 32 << 20;
 /// Deepest nesting of arrays and maps a value an expression gives may have (a
 /// stored instance is read back as JSON, whose parser stops at 128 levels).
-pub const MAX_NESTING: usize = 64;
+pub const MAX_NESTING: usize = crate::types::MAX_NESTING;
 /// Deepest nesting a script may hold while it runs: deeper is stopped before
 /// rhai's own recursive clone, compare and drop could exhaust the stack.
 const MAX_HELD_NESTING: usize = 256;

@@ -316,7 +316,11 @@ pub fn step(p: &Process, inst: &mut Instance, event: Event, now: DateTime<Utc>) 
             let tok = waiting_on_job(inst, &job)?;
             let mut run = Run::new(p, inst, now);
             let token = run.inst.tokens.remove(tok);
-            run.apply_output(token, &job, output);
+            // Kept with an incident if `set` fails: too deep to store is a failure.
+            match crate::types::check_nesting(&output) {
+                Ok(()) => run.apply_output(token, &job, output),
+                Err(e) => run.job_failed(token, &job, Failure::Fatal { message: format!("the result is {e}") }),
+            }
             Ok(run.finish())
         }
         Event::JobFailed { job, failure } => {
