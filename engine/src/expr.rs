@@ -81,7 +81,7 @@ fn build_engine() -> Engine {
     e.set_max_variables(256);
     e.disable_symbol("eval");
     // Wall time and total data: see `limits` (rhai's own limits count per value).
-    e.on_progress(|_| limits::on_progress());
+    e.on_progress(limits::on_progress);
     #[allow(deprecated)] // "volatile", not deprecated: rhai is pinned in Cargo.lock
     e.on_var(|_, _, ctx| limits::on_var(ctx.scope()));
     e.on_print(|s| {
@@ -139,18 +139,23 @@ pub struct Env<'a> {
 }
 
 impl Env<'_> {
-    fn scope(&self) -> Scope<'static> {
+    /// The scope, and the size of the data in it as [`limits`] counts it (measured
+    /// while converting, so the baseline of the data bound costs nothing extra).
+    fn scope(&self) -> (Scope<'static>, usize) {
+        let mut held = 0;
         let mut scope = Scope::with_capacity(self.declared.len() + 2 + self.extra.len());
         scope.push_constant("now", Dynamic::from(format_datetime(self.now)));
         scope.push_constant("instance_id", Dynamic::from_int(i64::try_from(self.instance).unwrap_or(i64::MAX)));
         for name in self.declared {
-            let v = self.vars.get(name).map(to_dynamic).unwrap_or(Dynamic::UNIT);
+            let v = self.vars.get(name).map(|v| to_dynamic_counting(v, &mut held)).unwrap_or(Dynamic::UNIT);
+            held += name.len() + limits::VALUE_COST;
             scope.push_dynamic(name.clone(), v);
         }
         for (name, v) in self.extra {
-            scope.push_constant_dynamic(name.to_string(), to_dynamic(v));
+            held += name.len();
+            scope.push_constant_dynamic(name.to_string(), to_dynamic_counting(v, &mut held));
         }
-        scope
+        (scope, held + 64)
     }
 }
 
@@ -172,16 +177,16 @@ fn run_error(e: rhai::EvalAltResult, run: &limits::Running) -> ExprError {
 impl Expr {
     /// Evaluate to a JSON value.
     pub fn eval(&self, env: &Env<'_>) -> Result<Value, ExprError> {
-        let mut scope = env.scope();
-        let run = limits::Running::start(&scope);
+        let (mut scope, held) = env.scope();
+        let run = limits::Running::start(held);
         let out = engine().eval_ast_with_scope::<Dynamic>(&mut scope, &self.ast).map_err(|e| run_error(*e, &run))?;
         from_dynamic(&out).map_err(|message| ExprError { message, line: 1, col: 1 })
     }
 
     /// Evaluate a condition; anything but `true` or `false` is an error.
     pub fn eval_bool(&self, env: &Env<'_>) -> Result<bool, ExprError> {
-        let mut scope = env.scope();
-        let run = limits::Running::start(&scope);
+        let (mut scope, held) = env.scope();
+        let run = limits::Running::start(held);
         let out = engine().eval_ast_with_scope::<Dynamic>(&mut scope, &self.ast).map_err(|e| run_error(*e, &run))?;
         out.as_bool().map_err(|ty| ExprError {
             message: format!("a condition must give true or false, this one gave a {ty}"),
@@ -192,8 +197,8 @@ impl Expr {
 
     /// Run a script and return the declared variables whose values it changed.
     pub fn run_script(&self, env: &Env<'_>) -> Result<Vec<(String, Value)>, ExprError> {
-        let mut scope = env.scope();
-        let run = limits::Running::start(&scope);
+        let (mut scope, held) = env.scope();
+        let run = limits::Running::start(held);
         engine().run_ast_with_scope(&mut scope, &self.ast).map_err(|e| run_error(*e, &run))?;
         drop(run);
         let mut changed = Vec::new();
@@ -211,6 +216,12 @@ impl Expr {
 
 /// JSON → rhai.
 pub fn to_dynamic(v: &Value) -> Dynamic {
+    to_dynamic_counting(v, &mut 0)
+}
+
+/// JSON → rhai, adding the size of the result (as [`limits`] counts it) to `held`.
+fn to_dynamic_counting(v: &Value, held: &mut usize) -> Dynamic {
+    *held += limits::VALUE_COST;
     match v {
         Value::Null => Dynamic::UNIT,
         Value::Bool(b) => Dynamic::from_bool(*b),
@@ -218,12 +229,16 @@ pub fn to_dynamic(v: &Value) -> Dynamic {
             Some(i) => Dynamic::from_int(i),
             None => Dynamic::from_float(n.as_f64().unwrap_or(f64::NAN)),
         },
-        Value::String(s) => Dynamic::from(s.clone()),
-        Value::Array(a) => Dynamic::from_array(a.iter().map(to_dynamic).collect()),
+        Value::String(s) => {
+            *held += s.len();
+            Dynamic::from(s.clone())
+        }
+        Value::Array(a) => Dynamic::from_array(a.iter().map(|v| to_dynamic_counting(v, held)).collect()),
         Value::Object(o) => {
             let mut m = rhai::Map::new();
             for (k, v) in o {
-                m.insert(k.as_str().into(), to_dynamic(v));
+                *held += k.len();
+                m.insert(k.as_str().into(), to_dynamic_counting(v, held));
             }
             Dynamic::from_map(m)
         }
@@ -488,7 +503,7 @@ mod tests {
         let slow = r#"let m = #{}; for i in 0..10000 { m["k" + i] = i; } loop { if m == m {} }"#;
         assert!(eval_src(slow).unwrap_err().contains("ran longer than"));
         let t = std::time::Instant::now();
-        let err = eval_src("let a = 1; a + 1").unwrap_err();
+        let err = eval_src("let n = 0; for i in 0..100 { n += i; } n").unwrap_err();
         assert!(err.contains("ran longer than"), "{err}");
         assert!(t.elapsed() < std::time::Duration::from_millis(500));
     }
@@ -496,7 +511,7 @@ mod tests {
     /// Finding 5: `print(big)` 100 times wrote 100 MB of log.
     #[test]
     fn print_is_cut_and_rate_limited() {
-        let _run = limits::Running::start(&Scope::new());
+        let _run = limits::Running::start(0);
         let big = "あ".repeat(1_000_000);
         let first = limits::admit_print(&big).unwrap();
         assert!(first.len() < MAX_PRINT_BYTES + 100, "{}", first.len());

@@ -37,10 +37,18 @@ const MAX_HELD_NESTING: usize = 256;
 pub const MAX_PRINT_BYTES: usize = 1024;
 /// Most `print`/`debug` lines one evaluation writes; later ones are dropped.
 pub const MAX_PRINT_LINES: u32 = 20;
-/// The data held is measured every this many variable reads.
-const MEASURE_EVERY: u32 = 16;
+/// The clock is read every this many operations (a read costs about as much as a
+/// cheap operation; one slow operation, like comparing two 10,000-entry maps, takes
+/// milliseconds, so the deadline is still kept to within a few of them).
+const CLOCK_EVERY: u64 = 16;
+/// The data held is measured at most this often. Measuring walks every value in
+/// scope, so doing it by time keeps its cost a small share of any evaluation, and a
+/// short one (most are microseconds) never pays it; data cannot grow faster than
+/// memory can be written, so a few milliseconds between measurements bound the
+/// overshoot to tens of MB.
+const MEASURE_EVERY: Duration = Duration::from_millis(5);
 /// Cost of one value besides its bytes.
-const VALUE_COST: usize = 16;
+pub(super) const VALUE_COST: usize = 16;
 
 static TIME_LIMIT_MS: AtomicU64 = AtomicU64::new(DEFAULT_TIME_LIMIT.as_millis() as u64);
 
@@ -60,7 +68,9 @@ struct Limits {
     deadline: Instant,
     /// The most data the scope may hold: what it held at the start plus the growth.
     data_cap: usize,
-    reads: u32,
+    /// When the data held is to be measured next (at the next variable read after).
+    measure_at: Instant,
+    measure_due: bool,
     prints: u32,
     /// Why the evaluation was stopped, in words for the incident.
     stopped: Option<String>,
@@ -107,15 +117,16 @@ pub(super) struct Running {
 }
 
 impl Running {
-    pub(super) fn start(scope: &Scope) -> Self {
+    /// `held`: the size of the data in scope at the start (its input).
+    pub(super) fn start(held: usize) -> Self {
         let started = Instant::now();
         let left = EVENT_LEFT.with(Cell::get).unwrap_or_else(time_limit);
-        let held = scope_size(scope, usize::MAX).unwrap_or(usize::MAX);
         let limits = Limits {
             started,
             deadline: started + left,
             data_cap: held.saturating_add(MAX_DATA_GROWTH),
-            reads: 0,
+            measure_at: started + MEASURE_EVERY,
+            measure_due: false,
             prints: 0,
             stopped: None,
         };
@@ -148,12 +159,20 @@ fn stop(l: &mut Limits, why: String) {
     }
 }
 
-/// rhai's progress callback: stop past the deadline.
-pub(super) fn on_progress() -> Option<Dynamic> {
+/// rhai's progress callback (`ops` operations so far): stop past the deadline, and
+/// say when the data held is to be measured.
+pub(super) fn on_progress(ops: u64) -> Option<Dynamic> {
+    if ops % CLOCK_EVERY != 0 {
+        return None;
+    }
     CURRENT.with(|c| {
         let mut c = c.borrow_mut();
         let l = c.as_mut()?;
-        if Instant::now() < l.deadline {
+        let now = Instant::now();
+        if now >= l.measure_at {
+            l.measure_due = true;
+        }
+        if now < l.deadline {
             return None;
         }
         let limit = time_limit();
@@ -169,16 +188,19 @@ pub(super) fn on_progress() -> Option<Dynamic> {
     })
 }
 
-/// rhai's variable callback: every few reads, measure what the scope holds.
+/// rhai's variable callback: when a measurement is due, measure what the scope
+/// holds (data only grows by being stored in a variable, which reads it).
 pub(super) fn on_var(scope: &Scope) -> Result<Option<Dynamic>, Box<EvalAltResult>> {
     CURRENT.with(|c| {
         let mut c = c.borrow_mut();
         let Some(l) = c.as_mut() else { return Ok(None) };
-        l.reads = l.reads.wrapping_add(1);
-        if l.reads % MEASURE_EVERY != 0 {
+        if !l.measure_due {
             return Ok(None);
         }
-        let why = match scope_size(scope, l.data_cap) {
+        let measured = scope_size(scope, l.data_cap);
+        l.measure_due = false;
+        l.measure_at = Instant::now() + MEASURE_EVERY;
+        let why = match measured {
             Ok(held) if held <= l.data_cap => return Ok(None),
             Ok(_) => format!(
                 "the script holds more than {} MiB of data beyond its input and was stopped \
