@@ -169,7 +169,8 @@ impl Engine {
             tracing::info!(message = name, key, instance = inst.id, process = %p.id, "message started an instance");
             return Ok(Correlation::Started { instance: inst.id, process: p.id.clone() });
         }
-        let ttl = opts.ttl.unwrap_or(self.inner.message_ttl);
+        // A configured default past the cap is clamped (explicit ones are refused above).
+        let ttl = opts.ttl.unwrap_or(self.inner.message_ttl.min(MAX_MESSAGE_TTL));
         if ttl.is_zero() {
             return Err(EngineError::NoReceiver { name: name.into(), key: key.into() });
         }
