@@ -1,6 +1,6 @@
 //! Declared variable types and the check every write goes through.
 
-use chrono::{DateTime, NaiveDate};
+use chrono::{DateTime, Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -105,9 +105,13 @@ impl VarType {
             (VarType::Number, _) => want("a number"),
             (VarType::Bool, Value::Bool(_)) => Ok(()),
             (VarType::Bool, _) => want("true or false"),
-            (VarType::Date, Value::String(s)) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .map(|_| ())
-                .map_err(|_| format!("expected a date like 2026-11-23, got `{s}`")),
+            // Years 0000–9999 only (chrono also reads `+10000-01-01`), like every time
+            // the engine computes.
+            (VarType::Date, Value::String(s)) => match NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+                Ok(d) if (0..=9999).contains(&d.year()) => Ok(()),
+                Ok(_) => Err(format!("`{s}` is outside years 0000–9999")),
+                Err(_) => Err(format!("expected a date like 2026-11-23, got `{s}`")),
+            },
             (VarType::Date, _) => want("a date like 2026-11-23"),
             (VarType::Datetime, Value::String(s)) => DateTime::parse_from_rfc3339(s)
                 .map(|_| ())

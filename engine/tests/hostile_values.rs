@@ -294,3 +294,16 @@ fn values_nested_too_deeply_are_refused_before_they_are_stored() {
     assert!(inst.incidents[0].message.contains("at most 64"), "{:?}", inst.incidents);
     assert!(e.history(inst.id).is_ok());
 }
+
+/// A `date` variable outside years 0000–9999 (`+10000-01-01` parses) is refused.
+#[test]
+fn a_date_variable_past_year_9999_is_refused() {
+    let e = engine();
+    e.deploy("dd.yaml", "id: dd\nvariables:\n  d: { type: date }\nstart: { next: done }\nnodes:\n  done: { end: }\n")
+        .unwrap();
+    match e.start("dd", vars(&[("d", json!("+10000-01-01"))]), StartOptions::default()) {
+        Err(EngineError::Rejected(r)) => assert!(r.to_string().contains("outside years 0000–9999"), "{r}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(e.start("dd", vars(&[("d", json!("9999-12-31"))]), StartOptions::default()).is_ok());
+}
