@@ -365,3 +365,17 @@ nodes:
     assert_eq!(inst["vars"]["x"], 5);
     assert!(stdout(&nagare(&data, &["incidents"])).contains("no incidents"));
 }
+
+/// Issue 10, finding 3: `nagare message --ttl 99999999999d` ended with an overflow
+/// panic; now it is refused with a clear message and a non-zero exit.
+#[test]
+fn message_ttl_past_ten_years_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for ttl in ["99999999999d", "300000y", "3651d"] {
+        let out = nagare(&data, &["message", "回答", "--key", "Q-1", "--ttl", ttl]);
+        assert_eq!(out.status.code(), Some(1), "{ttl}: {}", stderr(&out));
+        assert!(stderr(&out).contains("longer than 10 years"), "{ttl}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    }
+}

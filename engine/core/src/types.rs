@@ -1,6 +1,6 @@
 //! Declared variable types and the check every write goes through.
 
-use chrono::{DateTime, NaiveDate};
+use chrono::{DateTime, Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -10,6 +10,36 @@ pub const MAX_STRING_CHARS: usize = 4_000;
 pub const MAX_TEXT_CHARS: usize = 200_000;
 /// Largest `list` or `object` accepted, in bytes of JSON.
 pub const MAX_JSON_BYTES: usize = 1 << 20;
+/// Deepest nesting of lists and objects in a value the engine keeps (variables,
+/// message payloads, connector results). Instances are stored as JSON, and the
+/// JSON reader stops at 128 levels: a deeper value would make its instance
+/// unreadable.
+pub const MAX_NESTING: usize = 64;
+
+/// How deeply lists and objects nest in `v` (a scalar is 0), counted without
+/// recursion so any depth is safe to measure.
+pub fn nesting(v: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(v, 0usize)];
+    while let Some((v, depth)) = stack.pop() {
+        deepest = deepest.max(depth);
+        match v {
+            Value::Array(a) => stack.extend(a.iter().map(|x| (x, depth + 1))),
+            Value::Object(o) => stack.extend(o.values().map(|x| (x, depth + 1))),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// An error if `v` nests deeper than [`MAX_NESTING`].
+pub fn check_nesting(v: &Value) -> Result<(), String> {
+    let n = nesting(v);
+    if n > MAX_NESTING {
+        return Err(format!("nested {n} levels deep, at most {MAX_NESTING} allowed"));
+    }
+    Ok(())
+}
 
 /// Largest file a `file` variable may hold unless it sets `max_size`.
 pub const DEFAULT_FILE_BYTES: u64 = 10 * 1024 * 1024;
@@ -169,9 +199,13 @@ impl VarType {
             (VarType::Number, _) => want("a number"),
             (VarType::Bool, Value::Bool(_)) => Ok(()),
             (VarType::Bool, _) => want("true or false"),
-            (VarType::Date, Value::String(s)) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .map(|_| ())
-                .map_err(|_| format!("expected a date like 2026-11-23, got `{s}`")),
+            // Years 0000–9999 only (chrono also reads `+10000-01-01`), like every time
+            // the engine computes.
+            (VarType::Date, Value::String(s)) => match NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+                Ok(d) if (0..=9999).contains(&d.year()) => Ok(()),
+                Ok(_) => Err(format!("`{s}` is outside years 0000–9999")),
+                Err(_) => Err(format!("expected a date like 2026-11-23, got `{s}`")),
+            },
             (VarType::Date, _) => want("a date like 2026-11-23"),
             (VarType::Datetime, Value::String(s)) => DateTime::parse_from_rfc3339(s)
                 .map(|_| ())
@@ -186,6 +220,7 @@ impl VarType {
             }
             (VarType::Choice { options }, _) => want(&format!("one of: {}", options.join(", "))),
             (VarType::List, Value::Array(_)) | (VarType::Object, Value::Object(_)) => {
+                check_nesting(v)?;
                 let size = serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX);
                 if size > MAX_JSON_BYTES {
                     Err(format!("too large: {size} bytes of JSON, at most {MAX_JSON_BYTES} allowed"))

@@ -137,9 +137,13 @@ fn valid_id(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| !c.is_whitespace() && !c.is_control() && c != '/')
 }
 
+/// A timeout, backoff or polling interval: at most 100 years, like timers (so no
+/// `now + d` computed from it can overflow).
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. `30s`, `5m`, `2h`"))
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. `30s`, `5m`, `2h`"))?;
+    schedule::bounded(d, &format!("`{s}`"))?;
+    Ok(d)
 }
 
 /// Form rules: each `when` a condition over the variables and settings, each

@@ -23,7 +23,10 @@ impl Run<'_> {
                 // The service's own wait wins when longer, up to an hour.
                 wait = wait.max(std::time::Duration::from_millis(ms.min(MAX_RETRY_AFTER_MS)));
             }
-            let due = self.now + chrono::Duration::from_std(wait).unwrap_or_default();
+            // Backoffs are at most 100 years (checked at deploy); the clamp only
+            // guards against a clock near year 9999.
+            let due = crate::schedule::checked_add(self.now, chrono::Duration::from_std(wait).unwrap_or_default())
+                .unwrap_or_else(|_| crate::schedule::latest());
             self.log(
                 Some(node.id.clone()),
                 None,

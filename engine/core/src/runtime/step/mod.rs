@@ -319,7 +319,11 @@ pub fn step(p: &Process, inst: &mut Instance, event: Event, now: DateTime<Utc>) 
             let tok = waiting_on_job(inst, &job)?;
             let mut run = Run::new(p, inst, now);
             let token = run.inst.tokens.remove(tok);
-            run.apply_output(token, &job, output);
+            // Kept with an incident if `set` fails: too deep to store is a failure.
+            match crate::types::check_nesting(&output) {
+                Ok(()) => run.apply_output(token, &job, output),
+                Err(e) => run.job_failed(token, &job, Failure::Fatal { message: format!("the result is {e}") }),
+            }
             Ok(run.finish())
         }
         Event::JobFailed { job, failure } => {
@@ -561,6 +565,9 @@ struct Run<'a> {
     now: DateTime<Utc>,
     ready: VecDeque<Moving>,
     out: Transition,
+    /// Every expression of this event shares one script time limit, so a cancel
+    /// waiting for the instance lock waits at most about that long.
+    _scripts: crate::expr::EventBudget,
 }
 
 /// Where an error goes: the boundary that catches it, found from the thrower outwards.
@@ -573,7 +580,15 @@ enum Catcher {
 
 impl<'a> Run<'a> {
     fn new(p: &'a Process, inst: &'a mut Instance, now: DateTime<Utc>) -> Self {
-        Run { p, settings: p.setting_env(), inst, now, ready: VecDeque::new(), out: Transition::default() }
+        Run {
+            p,
+            settings: p.setting_env(),
+            inst,
+            now,
+            ready: VecDeque::new(),
+            out: Transition::default(),
+            _scripts: crate::expr::EventBudget::open(),
+        }
     }
 
     fn log(&mut self, node: Option<String>, user: Option<String>, event: HistoryEvent) {
@@ -796,10 +811,12 @@ impl<'a> Run<'a> {
             NodeKind::UserTask(spec) => {
                 let due = match &spec.due {
                     None => None,
-                    Some(e) => match e.eval(&self.env()).map_err(|e| e.to_string()).and_then(|v| parse_due(&v)) {
-                        Ok(d) => d,
-                        Err(msg) => return self.incident(token, format!("due `{}`: {msg}", e.source.trim()), None),
-                    },
+                    Some(e) => {
+                        match e.eval(&self.env()).map_err(|e| e.to_string()).and_then(|v| parse_due(&v, p.time_zone)) {
+                            Ok(d) => d,
+                            Err(msg) => return self.incident(token, format!("due `{}`: {msg}", e.source.trim()), None),
+                        }
+                    }
                 };
                 let dues = match self.boundary_dues(&spec.boundary, due) {
                     Ok(d) => d,
@@ -1022,17 +1039,17 @@ impl<'a> Run<'a> {
     }
 }
 
-/// A due expression may give a datetime, or a date (due at the end of that day, JST).
-fn parse_due(v: &Value) -> Result<Option<DateTime<Utc>>, String> {
+/// A due expression may give a datetime, or a date: due at the end of that day
+/// (23:59:59) on the wall clock of the process's `time_zone`. Years 0000–9999 only.
+fn parse_due(v: &Value, tz: chrono_tz::Tz) -> Result<Option<DateTime<Utc>>, String> {
     match v {
         Value::Null => Ok(None),
         Value::String(s) => {
             if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
-                return Ok(Some(dt.with_timezone(&Utc)));
+                return schedule::in_range(dt.with_timezone(&Utc)).map(Some);
             }
             if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-                let end = d.and_hms_opt(23, 59, 59).expect("valid time") - chrono::Duration::hours(9);
-                return Ok(Some(end.and_utc()));
+                return schedule::end_of_day(d, tz).map(Some);
             }
             Err(format!("`{s}` is not a date or datetime"))
         }

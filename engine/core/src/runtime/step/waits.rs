@@ -7,7 +7,7 @@ impl Run<'_> {
     pub(super) fn timer_due(&self, when: &TimerWhen, task_due: Option<DateTime<Utc>>) -> Result<DateTime<Utc>, String> {
         let tz = self.p.time_zone;
         match when {
-            TimerWhen::After(span) => Ok(span.add_to(self.now, tz)),
+            TimerWhen::After(span) => span.add_to(self.now, tz).map_err(|m| format!("timer: {m}")),
             TimerWhen::Date(t) => Ok(*t),
             TimerWhen::Due => task_due.ok_or_else(|| "the task has no due date".to_string()),
             TimerWhen::At(e) => match e.eval(&self.env()) {
@@ -134,17 +134,19 @@ impl Run<'_> {
                 let fired = armed.fired + 1;
                 let again = every.filter(|_| times.is_none_or(|t| fired < t));
                 match again {
-                    Some(every) => {
-                        // Missed repeats (downtime) collapse into this one firing.
-                        let mut due = every.add_to(armed.due, p.time_zone);
-                        while due <= self.now {
-                            due = every.add_to(due, p.time_zone);
+                    // Missed repeats (downtime) collapse into this one firing. A next
+                    // time past year 9999 ends the repeats.
+                    Some(every) => match every.next_after(armed.due, self.now, p.time_zone) {
+                        Ok(due) => {
+                            let token = self.inst.tokens[tok].clone();
+                            let new_job = self.schedule_timer(&token, &node, due);
+                            self.inst.tokens[tok].timers[armed_pos] =
+                                Armed { job: new_job, index: armed.index, due, fired };
                         }
-                        let token = self.inst.tokens[tok].clone();
-                        let new_job = self.schedule_timer(&token, &node, due);
-                        self.inst.tokens[tok].timers[armed_pos] =
-                            Armed { job: new_job, index: armed.index, due, fired };
-                    }
+                        Err(_) => {
+                            self.inst.tokens[tok].timers.remove(armed_pos);
+                        }
+                    },
                     None => {
                         self.inst.tokens[tok].timers.remove(armed_pos);
                     }
