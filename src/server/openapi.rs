@@ -69,8 +69,19 @@ pub fn finish(doc: &mut OpenApi) {
             }
             if op.request_body.is_some() {
                 add("400", "Malformed JSON or a body of the wrong shape (`malformed-json`, `invalid-body`), with line and column");
+                add(
+                    "408",
+                    "The body did not arrive within the body timeout (`body-timeout`); the connection is closed",
+                );
                 add("413", "The body is larger than the limit (`body-too-large`)");
                 add("415", "The body is not JSON (`unsupported-media-type`)");
+                add("422", DUPLICATE_KEY);
+                // An operation with its own 422 refuses duplicate keys all the same.
+                if let Some(RefOr::T(r)) = op.responses.responses.get_mut("422") {
+                    if !r.description.contains("duplicate-key") {
+                        r.description = format!("{}. {DUPLICATE_KEY}", r.description.trim_end_matches('.'));
+                    }
+                }
             }
         }
     }
@@ -86,6 +97,8 @@ pub fn finish(doc: &mut OpenApi) {
     );
     doc.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
 }
+
+const DUPLICATE_KEY: &str = "A key sent twice in one JSON object (`duplicate-key`, naming the key).";
 
 fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
     let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
