@@ -131,10 +131,10 @@ pub async fn serve(
 /// One connection: hyper over a timed socket, the router behind body and in-flight
 /// bookkeeping.
 async fn serve_connection(tcp: TcpStream, router: Router, limits: Limits, mut stop: watch::Receiver<bool>) {
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let io = TokioIo::new(TimedIo::new(tcp, limits, in_flight.clone()));
+    let shared = Arc::new(Shared::default());
+    let io = TokioIo::new(TimedIo::new(tcp, limits, shared.clone()));
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let guard = InFlight::enter(&in_flight);
+        let guard = InFlight::enter(&shared);
         let mut router = router.clone();
         let refused = check_head(&req);
         let req = req.map(|b| Body::new(DeadlineBody::new(b, limits.body_timeout)));
@@ -223,20 +223,33 @@ async fn refuse(mut tcp: TcpStream) {
     .await;
 }
 
-/// Counts the requests of one connection between their head and the end of their
-/// response; the socket's timers sleep while one is in flight.
-struct InFlight(Arc<AtomicUsize>);
+/// What a connection's socket and its requests share: how many requests are
+/// between their head and the end of their response (the socket's timers sleep
+/// meanwhile), and the socket's reader to wake when the last one ends (so that its
+/// idle timer starts even if hyper is not reading).
+#[derive(Default)]
+struct Shared {
+    in_flight: AtomicUsize,
+    reader: std::sync::Mutex<Option<std::task::Waker>>,
+}
+
+/// One request in flight, from its head until its response is sent or dropped.
+struct InFlight(Arc<Shared>);
 
 impl InFlight {
-    fn enter(count: &Arc<AtomicUsize>) -> InFlight {
-        count.fetch_add(1, Ordering::SeqCst);
-        InFlight(count.clone())
+    fn enter(shared: &Arc<Shared>) -> InFlight {
+        shared.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(shared.clone())
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            if let Some(w) = self.0.reader.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                w.wake();
+            }
+        }
     }
 }
 
@@ -323,23 +336,23 @@ enum Phase {
 struct TimedIo {
     tcp: TcpStream,
     limits: Limits,
-    in_flight: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
     phase: Phase,
     read_timer: Pin<Box<Sleep>>,
     write_stall: Option<Pin<Box<Sleep>>>,
 }
 
 impl TimedIo {
-    fn new(tcp: TcpStream, limits: Limits, in_flight: Arc<AtomicUsize>) -> Self {
+    fn new(tcp: TcpStream, limits: Limits, shared: Arc<Shared>) -> Self {
         // A new connection is opened to send a request: its head gets the header timeout.
         let read_timer = Box::pin(tokio::time::sleep(limits.header_timeout));
-        TimedIo { tcp, limits, in_flight, phase: Phase::Head, read_timer, write_stall: None }
+        TimedIo { tcp, limits, shared, phase: Phase::Head, read_timer, write_stall: None }
     }
 
     /// Follow the requests of the connection: busy while one is in flight, idle
     /// (timer restarted) once its response is gone.
     fn track(&mut self) {
-        let busy = self.in_flight.load(Ordering::SeqCst) > 0;
+        let busy = self.shared.in_flight.load(Ordering::SeqCst) > 0;
         match (self.phase, busy) {
             (_, true) => self.phase = Phase::Busy,
             (Phase::Busy, false) => {
@@ -366,7 +379,15 @@ impl AsyncRead for TimedIo {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                if this.phase == Phase::Busy || this.read_timer.as_mut().poll(cx).is_pending() {
+                if this.phase == Phase::Busy {
+                    *this.shared.reader.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+                    // The last request may have ended just now: look again.
+                    this.track();
+                    if this.phase == Phase::Busy {
+                        return Poll::Pending;
+                    }
+                }
+                if this.read_timer.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
                 if this.phase == Phase::Idle {

@@ -115,6 +115,7 @@ pub struct ListQuery {
     /// Only instances of this process.
     pub process: Option<String>,
     /// running, incident, completed or cancelled.
+    #[param(inline, value_type = Option<StatusParam>)]
     pub status: Option<String>,
     /// Only instances started by this user.
     pub started_by: Option<String>,
@@ -127,6 +128,18 @@ pub struct ListQuery {
     /// Page size, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
+}
+
+/// The `status` filter as the document lists it; the handler reads the text with
+/// [`Status::parse`], and the API tests check both agree.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum StatusParam {
+    Running,
+    Incident,
+    Completed,
+    Cancelled,
 }
 
 /// Page size from a query: default, at least 1, at most [`MAX_PAGE`].

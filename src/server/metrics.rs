@@ -40,13 +40,25 @@ pub fn method_label(method: &axum::http::Method) -> &'static str {
     METHODS.iter().copied().find(|m| *m == method.as_str()).unwrap_or("OTHER")
 }
 
-/// Middleware: count the request and log it.
+/// Middleware inside the router: hand the matched route template out with the
+/// response, for [`track`], which runs before routing.
+pub async fn expose_route(req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let mut resp = next.run(req).await;
+    if let Some(route) = route {
+        resp.extensions_mut().insert(route);
+    }
+    resp
+}
+
+/// Middleware around the router: count the request and log it. A request refused
+/// before routing (no token) has the route `unmatched`.
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let method = method_label(req.method()).to_string();
-    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
     let path = req.uri().path().to_string();
     let t = Instant::now();
     let resp = next.run(req).await;
+    let route = resp.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
     let status = resp.status().as_u16();
     tracing::debug!(%method, path = %super::error::echo(&path), status, micros = t.elapsed().as_micros() as u64, "request");
     // Unmatched paths are one series, so a scanner cannot grow the map without bound.

@@ -193,14 +193,19 @@ pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         OpenApiRouter::with_openapi(openapi::base()).merge(protected).merge(public).split_for_parts();
     openapi::finish(&mut doc);
     let doc_json = Arc::new(serde_json::to_string(&doc).expect("the OpenAPI document serializes"));
-    let router = router
+    let routes = router
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::Extension(openapi::Document(doc_json)))
-        // Outside every route and fallback: no token, 401, before any 404 or 405.
+        .layer(axum::middleware::from_fn(metrics::expose_route))
+        .with_state(state.clone());
+    // The token check and the request counter wrap the whole router, not each
+    // route (`Router::layer` runs after routing: a 405 would come first): no token,
+    // 401, before any 404 or 405.
+    let router = Router::new()
+        .fallback_service(routes)
         .layer(axum::middleware::from_fn_with_state(state.users.clone(), auth::require_token))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
-        .with_state(state);
+        .layer(axum::middleware::from_fn_with_state(state, metrics::track));
     (router, doc)
 }
 

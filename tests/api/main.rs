@@ -8,6 +8,7 @@
 mod common;
 mod events;
 mod flow;
+mod hostile;
 mod jobs;
 mod openapi;
 mod race;
