@@ -307,13 +307,7 @@ pub async fn run(
             w.run(async move { while rx.changed().await.is_ok() && !*rx.borrow() {} }).await
         })
     });
-    let executor = tokio::spawn({
-        let engine = engine.clone();
-        async move {
-            let mut rx = exec_stopped;
-            Executor::new(engine).run(async move { while rx.changed().await.is_ok() && !*rx.borrow() {} }).await
-        }
-    });
+    let executor = tokio::spawn(supervise_executor(engine.clone(), exec_stopped));
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "nagare API listening");
     let served = conn::serve(listener, router, limits, async move {
@@ -339,4 +333,73 @@ pub async fn run(
     }
     tracing::info!("stopped");
     served
+}
+
+/// Run the executor until `stop` says true. A panic in its loop (a bug: a job's
+/// own panic stays in that job's task) is logged and the executor starts again a
+/// second later, instead of leaving the server without service calls and timers.
+async fn supervise_executor(engine: Engine, stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let mut rx = stop.clone();
+        let run = tokio::spawn({
+            let engine = engine.clone();
+            async move {
+                Executor::new(engine)
+                    .run(async move { while !*rx.borrow_and_update() && rx.changed().await.is_ok() {} })
+                    .await
+            }
+        });
+        match run.await {
+            Err(e) if e.is_panic() && !*stop.borrow() => {
+                let text = panic::payload_text(e.into_panic().as_ref()).to_string();
+                tracing::error!(panic = %text, "the executor panicked (a bug); it starts again in 1 s");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            _ => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    mod first {
+        #[derive(serde::Deserialize, utoipa::ToSchema)]
+        #[allow(dead_code)]
+        pub struct Same {
+            pub output: u32,
+        }
+        #[utoipa::path(post, path = "/a", request_body = Same, responses((status = 200)))]
+        pub async fn a(_: axum::Json<Same>) {}
+    }
+
+    mod second {
+        #[derive(serde::Deserialize, utoipa::ToSchema)]
+        #[allow(dead_code)]
+        pub struct Same {
+            pub variables: String,
+        }
+        #[utoipa::path(post, path = "/b", request_body = Same, responses((status = 200)))]
+        pub async fn b(_: axum::Json<Same>) {}
+    }
+
+    #[test]
+    fn two_types_with_one_schema_name_are_found() {
+        let mut names = SchemaNames::default();
+        let _ = names.check(routes!(first::a));
+        let _ = names.check(routes!(first::a));
+        assert!(names.clashes.is_empty(), "the same type twice is fine");
+        let _ = names.check(routes!(second::b));
+        assert_eq!(names.clashes.into_iter().collect::<Vec<_>>(), ["Same"]);
+        assert_eq!(schema_name_clashes(), Vec::<String>::new(), "the server's own routes");
+    }
+
+    #[tokio::test]
+    async fn a_panic_on_the_blocking_pool_is_a_500_internal() {
+        let before = panic::panics();
+        let e = blocking(|| -> ApiResult<()> { panic!("bug") }).await.unwrap_err();
+        assert_eq!((e.status, e.code), (StatusCode::INTERNAL_SERVER_ERROR, "internal"));
+        assert!(panic::panics() > before);
+    }
 }
