@@ -273,6 +273,11 @@ fn main() -> ExitCode {
     }
 }
 
+/// Whether the user chose a data directory (bench then puts its temp dirs there).
+fn cli_data_given() -> bool {
+    std::env::var_os("NAGARE_DATA").is_some() || std::env::args().any(|a| a == "--data" || a.starts_with("--data="))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,9 +289,4 @@ mod tests {
         assert_eq!(panic_action(false, "boom"), PanicAction::Exit);
         assert_eq!(panic_action(false, "failed printing to stdout: Broken pipe (os error 32)"), PanicAction::QuietExit);
     }
-}
-
-/// Whether the user chose a data directory (bench then puts its temp dirs there).
-fn cli_data_given() -> bool {
-    std::env::var_os("NAGARE_DATA").is_some() || std::env::args().any(|a| a == "--data" || a.starts_with("--data="))
 }
