@@ -30,7 +30,10 @@ pub fn base() -> OpenApi {
                     "Deploy and start processes, work user tasks (inbox, claim, complete, send back, end with a \
                      business error), inspect instances, send messages, fix incidents, serve external connectors' jobs. Every route but /health, \
                      /ready and the webhooks under /hooks needs `Authorization: Bearer <token>` (a webhook carries \
-                     its own `?secret=`). Errors are JSON `{code, message, details}`.",
+                     its own `?secret=`). Errors are JSON `{code, message, details}`. Without a valid token every \
+                     path but those answers 401 before any 404 or 405. Any request may also be answered 408 \
+                     (`header-timeout`: the request head came too slowly), 414 (`uri-too-long`), 431 \
+                     (`headers-too-large`) or 503 (`busy`: too many connections; retry), all as JSON.",
                 ))
                 .build(),
         )
@@ -63,7 +66,11 @@ pub fn finish(doc: &mut OpenApi) {
                 continue;
             }
             add("401", "No valid token (`unauthorized`)");
-            add("500", "The store failed (`store-failed`): the outcome is unknown, look before retrying");
+            add(
+                "500",
+                "The store failed (`store-failed`) or an internal error stopped the request (`internal`): the \
+                 outcome is unknown, look before retrying",
+            );
             if op.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
                 add("400", "A bad path or query parameter (`bad-path`, `bad-query`)");
             }

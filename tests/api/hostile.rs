@@ -152,6 +152,35 @@ async fn a_panic_in_a_handler_or_an_engine_call_is_a_500_and_the_server_goes_on(
     served.await.unwrap().unwrap();
 }
 
+/// A clock the test can make panic: an injected dependency of the engine failing
+/// in the middle of an engine call made by a request.
+struct TrapClock(std::sync::atomic::AtomicBool);
+
+impl nagare_engine::clock::Clock for TrapClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        if self.0.load(std::sync::atomic::Ordering::SeqCst) {
+            panic!("clock trap");
+        }
+        chrono::DateTime::parse_from_rfc3339("2026-11-20T09:00:00Z").unwrap().into()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_inside_a_real_engine_call_is_that_requests_500_only() {
+    let clock = Arc::new(TrapClock(std::sync::atomic::AtomicBool::new(false)));
+    let engine =
+        Engine::builder().in_memory().clock(clock.clone()).connectors(nagare_connectors::builtin()).build().unwrap();
+    let api = Api::start_with(engine, sample_users()).await;
+    let first = api.post(SATO, "/api/v1/instances", json!({ "process": "bench-usertask" })).await.expect(201);
+    clock.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    api.post(SATO, "/api/v1/instances", json!({ "process": "bench-usertask" })).await.error(500, "internal");
+    clock.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    // Everyone else goes on: reads, and new writes.
+    api.get(SATO, &format!("/api/v1/instances/{}", first["id"])).await.expect(200);
+    api.post(SATO, "/api/v1/instances", json!({ "process": "bench-usertask" })).await.expect(201);
+    api.finish().await;
+}
+
 // ---------------------------------------------------------------- finding 6
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
