@@ -47,8 +47,8 @@ pub struct ServeArgs {
     /// and the connection is closed.
     #[arg(long, env = "NAGARE_HEADER_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
     header_timeout: Duration,
-    /// A request body must arrive within this (from its head); else 408 and the
-    /// connection is closed.
+    /// A request body must arrive within this (from its head), plus a second per
+    /// 64 KiB received; else 408 and the connection is closed.
     #[arg(long, env = "NAGARE_BODY_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
     body_timeout: Duration,
     /// A kept-alive connection without a request, or a response the client does not

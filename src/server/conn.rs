@@ -9,8 +9,9 @@
 //! - a **header timeout**: a request head must be complete this long after its first
 //!   byte (and the first request of a new connection must be complete this long after
 //!   the connection opened); else `408` and the connection is closed;
-//! - a **body timeout**: the whole request body must arrive this long after its head;
-//!   else `408 request-timeout` and the connection is closed;
+//! - a **body timeout**: the whole request body must arrive this long after its head,
+//!   plus a second per 64 KiB received (a big upload that keeps moving is not cut);
+//!   else `408 body-timeout` and the connection is closed;
 //! - an **idle timeout**: a kept-alive connection with no request for this long is
 //!   closed; a response the client does not read for this long is abandoned;
 //! - a **connection cap**: beyond it a new connection is answered `503 busy` at once
@@ -283,16 +284,35 @@ impl http_body::Body for GuardedBody {
 #[error("the request body did not arrive within {} s", .0.as_secs_f64())]
 pub struct BodyTimeout(pub Duration);
 
-/// A request body that fails with [`BodyTimeout`] once its deadline has passed.
+/// Bytes of request body that buy one more second past the body timeout: a large
+/// upload on a slow line goes on as long as it moves at this rate, a trickle (a
+/// byte now and then) does not.
+pub const BODY_BYTES_PER_EXTRA_SECOND: u64 = 64 * 1024;
+
+/// A request body that fails with [`BodyTimeout`] once its deadline has passed: the
+/// body timeout after the head, plus a second per [`BODY_BYTES_PER_EXTRA_SECOND`]
+/// received.
 struct DeadlineBody {
     inner: Incoming,
     deadline: Pin<Box<Sleep>>,
     limit: Duration,
+    /// Bytes received that have not bought their extra time yet.
+    credit: u64,
 }
 
 impl DeadlineBody {
     fn new(inner: Incoming, limit: Duration) -> Self {
-        DeadlineBody { inner, deadline: Box::pin(tokio::time::sleep(limit)), limit }
+        DeadlineBody { inner, deadline: Box::pin(tokio::time::sleep(limit)), limit, credit: 0 }
+    }
+
+    fn received(&mut self, bytes: usize) {
+        self.credit += bytes as u64;
+        let seconds = self.credit / BODY_BYTES_PER_EXTRA_SECOND;
+        if seconds > 0 {
+            self.credit %= BODY_BYTES_PER_EXTRA_SECOND;
+            let later = self.deadline.deadline() + Duration::from_secs(seconds);
+            self.deadline.as_mut().reset(later);
+        }
     }
 }
 
@@ -303,6 +323,12 @@ impl http_body::Body for DeadlineBody {
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.received(data.len());
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
             Poll::Ready(r) => Poll::Ready(r.map(|r| r.map_err(axum::Error::new))),
             Poll::Pending => match this.deadline.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(Some(Err(axum::Error::new(BodyTimeout(this.limit))))),
