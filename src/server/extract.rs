@@ -89,16 +89,28 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Api
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             return too_large();
         }
-        if let Some(t) = find_source::<BodyTimeout>(&e) {
-            return ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "body-timeout",
-                format!("the request body did not arrive within {} s; send it at once", t.0.as_secs_f64()),
-            )
-            .with_details(json!({ "limit_seconds": t.0.as_secs_f64() }));
+        if let Some(timeout) = body_timeout(&e) {
+            return timeout;
         }
         ApiError::bad_request("unreadable-body", format!("the request body could not be read: {e}"))
     })
+}
+
+/// The `408 body-timeout` answer, if reading a body failed because its time was up
+/// (for handlers that stream a body themselves).
+pub fn body_timeout(e: &(dyn std::error::Error + 'static)) -> Option<ApiError> {
+    let t = find_source::<BodyTimeout>(e)?;
+    Some(
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body-timeout",
+            format!(
+                "the request body did not arrive in time ({} s, and a second more per 64 KiB received)",
+                t.0.as_secs_f64()
+            ),
+        )
+        .with_details(json!({ "limit_seconds": t.0.as_secs_f64() })),
+    )
 }
 
 /// An error of type `E` in the source chain of `e`.

@@ -49,7 +49,7 @@ pub fn open_tasks(engine: &Engine, inst: &Instance) -> ApiResult<Vec<Task>> {
 }
 
 /// The instance and its open tasks, if the caller may see it; else 404.
-fn visible(engine: &Engine, caller: &Caller, id: u64) -> ApiResult<(Instance, Vec<Task>)> {
+pub(super) fn visible(engine: &Engine, caller: &Caller, id: u64) -> ApiResult<(Instance, Vec<Task>)> {
     let inst = engine.instance(id)?;
     let tasks = open_tasks(engine, &inst)?;
     if !caller.may_see_instance(&inst, &tasks) {

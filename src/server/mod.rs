@@ -15,6 +15,7 @@ pub mod auth;
 pub mod conn;
 pub mod error;
 pub mod extract;
+mod files;
 mod health;
 mod hooks;
 mod incidents;
@@ -121,6 +122,8 @@ fn protected(names: &mut SchemaNames) -> OpenApiRouter<AppState> {
         .routes(names.check(routes!(instances::get)))
         .routes(names.check(routes!(instances::history)))
         .routes(names.check(routes!(instances::cancel)))
+        .routes(names.check(routes!(files::upload)))
+        .routes(names.check(routes!(files::download)))
         .routes(names.check(routes!(tasks::inbox)))
         .routes(names.check(routes!(tasks::get)))
         .routes(names.check(routes!(tasks::claim)))

@@ -7,6 +7,7 @@
 
 mod common;
 mod events;
+mod files;
 mod flow;
 mod hostile;
 mod jobs;

@@ -60,6 +60,12 @@ pub struct VarDef {
     /// Longest string accepted (characters); the engine caps every string anyway.
     #[serde(default)]
     pub max_length: Option<usize>,
+    /// Largest file accepted, bytes (`type: file`).
+    #[serde(default)]
+    pub max_size: Option<u64>,
+    /// Accepted content types (`type: file`), e.g. `[application/pdf]`.
+    #[serde(default)]
+    pub content_types: Option<Vec<String>>,
 }
 
 /// The start event: where every new instance begins. Instances can always be started

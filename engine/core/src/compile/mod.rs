@@ -10,7 +10,7 @@ use crate::load::tree::{SourceMap, Style, YKind};
 use crate::model::{BoundaryDef, EndDef, EndKind, NodeDef, ProcessDef, TimerDef, TimerMap, WatchDef};
 use crate::process::*;
 use crate::schedule::{self, Schedule};
-use crate::types::{VarType, TYPE_NAMES};
+use crate::types::{FileRules, VarType, DEFAULT_FILE_BYTES, MAX_FILE_BYTES, TYPE_NAMES};
 use chrono_tz::Tz;
 use indexmap::IndexMap;
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -202,6 +202,29 @@ pub fn compile(
             "datetime" => VarType::Datetime,
             "list" => VarType::List,
             "object" => VarType::Object,
+            "file" => {
+                let max_size = v.max_size.unwrap_or(DEFAULT_FILE_BYTES);
+                if max_size == 0 || max_size > MAX_FILE_BYTES {
+                    cx.err(
+                        "bad-max-size",
+                        cx.loc(&["variables", name, "max_size"]),
+                        format!("`max_size` of `{name}` must be 1 to {MAX_FILE_BYTES} bytes, not {max_size}"),
+                        format!("write e.g. `max_size: {DEFAULT_FILE_BYTES}` (10 MiB)"),
+                    );
+                    continue;
+                }
+                let content_types = v.content_types.clone().unwrap_or_default();
+                if let Some(bad) = content_types.iter().find(|t| !t.contains('/') || t.contains(';') || t.len() > 255) {
+                    cx.err(
+                        "bad-content-type",
+                        cx.loc(&["variables", name, "content_types"]),
+                        format!("`{bad}` is not a content type"),
+                        "write types like `application/pdf` or `image/png`, without parameters",
+                    );
+                    continue;
+                }
+                VarType::File(FileRules { max_size, content_types })
+            }
             "choice" => match &v.options {
                 Some(o) if !o.is_empty() => VarType::Choice { options: o.clone() },
                 _ => {
@@ -224,6 +247,16 @@ pub fn compile(
                 continue;
             }
         };
+        for (key, set) in [("max_size", v.max_size.is_some()), ("content_types", v.content_types.is_some())] {
+            if set && !matches!(ty, VarType::File(_)) {
+                cx.err(
+                    "misplaced-key",
+                    cx.key_loc(&["variables", name, key]),
+                    format!("`{key}` only applies to `type: file`, and `{name}` is a {}", ty.name()),
+                    format!("write `type: file`, or remove `{key}`"),
+                );
+            }
+        }
         if v.options.is_some() && !matches!(ty, VarType::Choice { .. }) {
             cx.err(
                 "options-without-choice",

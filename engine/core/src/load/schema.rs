@@ -10,7 +10,8 @@ use crate::load::tree::{YKind, YNode};
 pub const TOP_KEYS: &[&str] =
     &["id", "name", "version", "description", "time_zone", "lanes", "variables", "start", "nodes"];
 pub const LANE_KEYS: &[&str] = &["name", "groups"];
-pub const VAR_KEYS: &[&str] = &["type", "label", "required", "options", "default", "max_length"];
+pub const VAR_KEYS: &[&str] =
+    &["type", "label", "required", "options", "default", "max_length", "max_size", "content_types"];
 pub const START_KEYS: &[&str] = &["name", "timer", "message", "set", "watch", "next"];
 pub const WATCH_KEYS: &[&str] = &["source", "settings", "every", "set"];
 pub const NODE_KEYS: &[&str] = &[
