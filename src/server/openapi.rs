@@ -54,7 +54,7 @@ pub fn base() -> OpenApi {
 /// Add the bearer scheme and make it the default requirement, and the error
 /// responses every operation of a kind can give, so that no operation forgets one:
 /// 401 and 500 on every protected route, 400 where there are parameters to get
-/// wrong, 400/413/415 where there is a body.
+/// wrong, 408 where there is a body, 400/413/415/422 where it is JSON.
 pub fn finish(doc: &mut OpenApi) {
     for item in doc.paths.paths.values_mut() {
         let ops = [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch];
@@ -76,11 +76,14 @@ pub fn finish(doc: &mut OpenApi) {
                 add("400", "A bad path or query parameter (`bad-path`, `bad-query`)");
             }
             if op.request_body.is_some() {
-                add("400", "Malformed JSON or a body of the wrong shape (`malformed-json`, `invalid-body`), with line and column");
                 add(
                     "408",
                     "The body did not arrive within the body timeout (`body-timeout`); the connection is closed",
                 );
+            }
+            let json_body = op.request_body.as_ref().is_some_and(|b| b.content.contains_key("application/json"));
+            if json_body {
+                add("400", "Malformed JSON or a body of the wrong shape (`malformed-json`, `invalid-body`), with line and column");
                 add("413", "The body is larger than the limit (`body-too-large`)");
                 add("415", "The body is not JSON (`unsupported-media-type`)");
                 add("422", DUPLICATE_KEY);
