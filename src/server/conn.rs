@@ -487,3 +487,27 @@ impl AsyncWrite for TimedIo {
         Pin::new(&mut self.tcp).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// A client that does not read its response: the write is abandoned after the
+    /// idle timeout instead of holding the connection and its buffers forever.
+    #[tokio::test]
+    async fn a_response_nobody_reads_is_abandoned_after_the_idle_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let limits = Limits { idle_timeout: Duration::from_millis(200), ..Limits::default() };
+        let mut io = TimedIo::new(server, limits, Arc::new(Shared::default()));
+        let t = std::time::Instant::now();
+        // More than every socket buffer on the way can hold.
+        let big = vec![b'x'; 64 << 20];
+        let e = io.write_all(&big).await.expect_err("the write stalls");
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        drop(client);
+    }
+}
