@@ -88,7 +88,8 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    assert!(limits.max_connections > 0, "max_connections must be at least 1");
+    // A cap of 0 would refuse everyone: at least one connection is served.
+    let limits = Limits { max_connections: limits.max_connections.max(1), ..limits };
     let router = router.layer(axum::middleware::from_fn(super::panic::catch_panics));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
