@@ -136,7 +136,13 @@ fn refuse_duplicate_keys(bytes: &[u8]) -> Result<(), ApiError> {
     let Some(mut path) = found.into_inner() else { return Ok(()) };
     path.reverse();
     let key = echo(path.last().map(String::as_str).unwrap_or(""));
-    let at = path.iter().map(|p| echo(p)).collect::<Vec<_>>().join(".");
+    let mut at = String::new();
+    for step in &path {
+        if !at.is_empty() && !step.starts_with('[') {
+            at.push('.');
+        }
+        at.push_str(&echo(step));
+    }
     Err(ApiError::unprocessable(
         "duplicate-key",
         format!("the key `{key}` appears twice in the same object (at `{at}`); send each key once"),

@@ -586,7 +586,7 @@ async fn duplicate_keys_in_a_json_body_are_refused_naming_the_key() {
     assert_eq!(e.error(422, "duplicate-key")["details"]["path"], "process");
     let body = r#"{"process":"bench-usertask","variables":{"明細":[{"a":1},{"b":1,"b":2}]}}"#;
     let e = api.post_raw(SATO, "/api/v1/instances", "application/json", body.as_bytes().to_vec()).await;
-    assert_eq!(e.error(422, "duplicate-key")["details"]["path"], "variables.明細.[1].b");
+    assert_eq!(e.error(422, "duplicate-key")["details"]["path"], "variables.明細[1].b");
     // Nothing was started; the same keys once each still work.
     let list = api.get(ADMIN, "/api/v1/instances").await.expect(200);
     assert_eq!(list["items"].as_array().map(Vec::len), Some(0), "{list}");
