@@ -50,8 +50,9 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Most header lines in one request; more is `431`.
 pub const MAX_HEADERS: usize = 100;
 /// The HTTP layer's own bound on a request head (its read buffer). Heads between
-/// the limits above and this get the JSON `414`/`431`; beyond it hyper closes the
-/// connection with a bare `431` (no body: the head was never parsed).
+/// the limits above and this get the JSON `414`/`431`; beyond it (somewhat beyond:
+/// hyper checks between reads) hyper closes the connection with a bare `431`, and a
+/// target over 64 KiB gets hyper's bare `414` (no body: the head was never parsed).
 const HEAD_BUFFER_BYTES: usize = 64 * 1024;
 
 /// The limits of the accept loop; `nagare serve` flags set them (README § Reliability).
