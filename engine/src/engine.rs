@@ -201,7 +201,7 @@ pub(crate) struct Inner {
     clock: Arc<dyn Clock>,
     connectors: Registry,
     /// id → versions, in order.
-    processes: RwLock<HashMap<String, Vec<Arc<Process>>>>,
+    pub(crate) processes: RwLock<HashMap<String, Vec<Arc<Process>>>>,
     /// Instance (and deploy) locks. An instance lock is always taken last.
     pub(crate) locks: Vec<Mutex<()>>,
     /// Business-key locks, taken before an instance lock: a separate set, so that a
@@ -301,6 +301,7 @@ impl Engine {
     fn reload(&self) -> Result<(), EngineError> {
         let mut defs = self.inner.store.definitions()?;
         defs.sort_by(|a, b| (&a.id, a.version).cmp(&(&b.id, b.version)));
+        let configs = self.inner.store.configs()?;
         let mut map: HashMap<String, Vec<Arc<Process>>> = HashMap::new();
         for d in defs {
             // Deployed definitions were valid; check connectors lazily at call time so
@@ -309,6 +310,8 @@ impl Engine {
                 Ok(Loaded { mut process, .. }) => {
                     process.version = d.version;
                     process.digest = d.digest.clone();
+                    let cfg = configs.iter().find(|c| c.process == d.id);
+                    let process = crate::settings::configured(&process, cfg);
                     map.entry(d.id.clone()).or_default().push(Arc::new(process));
                 }
                 Err(diags) => {
@@ -363,6 +366,7 @@ impl Engine {
             source: text.to_string(),
             deployed_at: self.now(),
         };
+        let process = crate::settings::configured(&process, self.stored_config(&process.id)?.as_ref());
         let mut batch = Batch { definitions: vec![record], ..Batch::default() };
         let (timer_batch, (enq, deq)) = self.schedule_start_timer(&process)?;
         batch.extend(timer_batch);

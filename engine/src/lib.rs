@@ -19,6 +19,7 @@ pub mod executor;
 pub mod files;
 pub mod incidents;
 pub mod messages;
+pub mod settings;
 pub mod stats;
 pub mod store;
 pub mod timers;

@@ -114,7 +114,7 @@ pub async fn serve(
                 let router = router.clone();
                 let stop = stop_rx.clone();
                 tokio::spawn(async move {
-                    serve_connection(tcp, router, limits, stop).await;
+                    serve_connection(tcp, peer, router, limits, stop).await;
                     drop(permit);
                 });
             }
@@ -133,14 +133,23 @@ pub async fn serve(
 
 /// One connection: hyper over a timed socket, the router behind body and in-flight
 /// bookkeeping.
-async fn serve_connection(tcp: TcpStream, router: Router, limits: Limits, mut stop: watch::Receiver<bool>) {
+/// Each request carries the peer's address as axum's `ConnectInfo` (a webhook's
+/// allow-list reads it).
+async fn serve_connection(
+    tcp: TcpStream,
+    peer: std::net::SocketAddr,
+    router: Router,
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+) {
     let shared = Arc::new(Shared::default());
     let io = TokioIo::new(TimedIo::new(tcp, limits, shared.clone()));
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let guard = InFlight::enter(&shared);
         let mut router = router.clone();
         let refused = check_head(&req);
-        let req = req.map(|b| Body::new(DeadlineBody::new(b, limits.body_timeout)));
+        let mut req = req.map(|b| Body::new(DeadlineBody::new(b, limits.body_timeout)));
+        req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
         async move {
             let resp = match refused {
                 Some(e) => e.into_response(),

@@ -12,6 +12,8 @@
 //! panic in one request is that request's `500` ([`panic`]).
 
 pub mod auth;
+mod cloudsign_hook;
+mod config;
 pub mod conn;
 pub mod error;
 pub mod extract;
@@ -70,6 +72,9 @@ pub struct AppState {
     pub watcher: Option<Arc<Watcher>>,
     /// Timeouts and the connection cap of the accept loop.
     pub limits: conn::Limits,
+    /// The configured connectors: `/hooks/cloudsign` reads its secret and allow-list
+    /// from them. `None`: that hook answers 404.
+    pub connectors: Option<Arc<nagare_connectors::Connectors>>,
 }
 
 impl AppState {
@@ -82,12 +87,19 @@ impl AppState {
             stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
             watcher: None,
             limits: conn::Limits::default(),
+            connectors: None,
         }
     }
 
     /// With other timeouts or connection cap than the defaults.
     pub fn with_limits(mut self, limits: conn::Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// With the configured connectors (see [`AppState::connectors`]).
+    pub fn with_connectors(mut self, connectors: Arc<nagare_connectors::Connectors>) -> Self {
+        self.connectors = Some(connectors);
         self
     }
 
@@ -118,6 +130,7 @@ fn protected(names: &mut SchemaNames) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes((schemas, paths, processes.layer(DefaultBodyLimit::max(DEPLOY_BODY_LIMIT))))
         .routes(names.check(routes!(processes::get)))
+        .routes(names.check(routes!(config::get, config::change)))
         .routes(names.check(routes!(instances::list, instances::start)))
         .routes(names.check(routes!(instances::get)))
         .routes(names.check(routes!(instances::history)))
@@ -149,6 +162,8 @@ fn public(names: &mut SchemaNames) -> OpenApiRouter<AppState> {
         .routes(names.check(routes!(health::health)))
         .routes(names.check(routes!(health::ready)))
         .routes(names.check(routes!(hooks::kintone)))
+        .routes(names.check(routes!(cloudsign_hook::with_secret)))
+        .routes(names.check(routes!(cloudsign_hook::with_token)))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
 }
 
