@@ -194,27 +194,58 @@ fn init_tracing(verbose: u8) {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).try_init();
 }
 
+/// Set for commands that serve HTTP: a panic there is contained (one request's `500`,
+/// see `nagare::server::panic`) and must not end the process.
+static SERVING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// What the panic hook does with a panic.
+#[derive(Debug, PartialEq, Eq)]
+enum PanicAction {
+    /// A command whose stdout was closed (`nagare show 1 | head`): end quietly (141,
+    /// as a shell reports SIGPIPE).
+    QuietExit,
+    /// A command: one `error:` line, exit 1.
+    Exit,
+    /// A server: log it and let the unwinding reach whoever contains it.
+    Log,
+}
+
+fn panic_action(serving: bool, msg: &str) -> PanicAction {
+    if serving {
+        PanicAction::Log
+    } else if msg.contains("Broken pipe") {
+        PanicAction::QuietExit
+    } else {
+        PanicAction::Exit
+    }
+}
+
 /// No Rust panic message or backtrace for users: a closed stdout (`nagare show 1 |
-/// head`) ends quietly, anything else is one `error:` line.
+/// head`) ends quietly, anything else is one `error:` line. A server logs the panic
+/// and goes on: the request (or instance step) that panicked fails alone.
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
-        let msg = info
-            .payload()
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| info.payload().downcast_ref::<&str>().copied())
-            .unwrap_or("unknown");
-        if msg.contains("Broken pipe") {
-            std::process::exit(141);
+        let msg = nagare::server::panic::payload_text(info.payload());
+        match panic_action(SERVING.load(std::sync::atomic::Ordering::SeqCst), msg) {
+            PanicAction::QuietExit => std::process::exit(141),
+            PanicAction::Exit => {
+                eprintln!("error: internal error: {msg}");
+                std::process::exit(1);
+            }
+            PanicAction::Log => {
+                let at = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+                tracing::error!(panic = %msg, at = %at, "internal error (a bug; please report it); the server goes on");
+            }
         }
-        eprintln!("error: internal error: {msg}");
-        std::process::exit(1);
     }));
 }
 
 fn main() -> ExitCode {
     install_panic_hook();
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve(_) | Command::Emulate { .. }) {
+        SERVING.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
     // A server logs its requests at info unless told otherwise.
     init_tracing(if matches!(cli.command, Command::Serve(_)) { cli.verbose.max(1) } else { cli.verbose });
     let out = output::Out { json: cli.json };
@@ -256,4 +287,17 @@ fn main() -> ExitCode {
 /// Whether the user chose a data directory (bench then puts its temp dirs there).
 fn cli_data_given() -> bool {
     std::env::var_os("NAGARE_DATA").is_some() || std::env::args().any(|a| a == "--data" || a.starts_with("--data="))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_logs_panics_and_a_command_exits_with_one_line() {
+        assert_eq!(panic_action(true, "boom"), PanicAction::Log);
+        assert_eq!(panic_action(true, "failed printing to stdout: Broken pipe (os error 32)"), PanicAction::Log);
+        assert_eq!(panic_action(false, "boom"), PanicAction::Exit);
+        assert_eq!(panic_action(false, "failed printing to stdout: Broken pipe (os error 32)"), PanicAction::QuietExit);
+    }
 }

@@ -9,7 +9,7 @@
 //! document continues; a "sent" notice (1) is acknowledged and dropped.
 
 use super::error::{echo, ApiError, ApiResult, ErrorBody};
-use super::extract::{ApiPath, ApiQuery};
+use super::extract::{ApiBytes, ApiPath, ApiQuery};
 use super::messages::CorrelationView;
 use super::{blocking, AppState};
 use axum::body::Bytes;
@@ -137,7 +137,7 @@ pub async fn with_secret(
     ApiPath(secret): ApiPath<String>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> ApiResult<Json<Value>> {
     handle(state, Some(secret), peer.map(|p| (p.0).0), &headers, body).await
 }
@@ -158,7 +158,7 @@ pub async fn with_token(
     ApiQuery(q): ApiQuery<HookQuery>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> ApiResult<Json<Value>> {
     handle(state, q.token, peer.map(|p| (p.0).0), &headers, body).await
 }

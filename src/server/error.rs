@@ -206,6 +206,11 @@ impl IntoResponse for ApiError {
         if unauthorized {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body is left unread, so the connection ends after this
+            // response; say so, or a client would send its next request on it.
+            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         resp
     }
 }

@@ -107,7 +107,10 @@ pub async fn upload(
     let mut writer = engine.file_writer(&rules).map_err(|e| ApiError::engine(e, None))?;
     let mut body = body;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ApiError::bad_request("body-read-failed", format!("reading the upload: {e}")))?;
+        let frame = frame.map_err(|e| {
+            super::extract::body_timeout(&e)
+                .unwrap_or_else(|| ApiError::bad_request("body-read-failed", format!("reading the upload: {e}")))
+        })?;
         if let Ok(chunk) = frame.into_data() {
             writer.write(&chunk).map_err(|e| ApiError::engine(e.into(), None))?;
         }

@@ -52,10 +52,12 @@ impl DurationArg {
 #[serde(deny_unknown_fields)]
 pub struct MessageRequest {
     /// Message name, as in the process (`message: 署名完了`).
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// Correlation key: the value the waiting node's `key:` expression has. Empty
     /// (or left out) for messages without a key.
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub key: String,
     /// Data for the receiver: the receiving node's `set:` reads it as `payload`;
     /// without one, fields named like declared variables are copied.

@@ -232,6 +232,7 @@ pub async fn get(
 #[serde(deny_unknown_fields)]
 pub struct DeployRequest {
     /// The YAML text.
+    #[schema(min_length = 1)]
     pub source: String,
     /// File name used in diagnostics (default `api.yaml`).
     #[serde(default)]

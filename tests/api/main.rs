@@ -11,6 +11,7 @@ mod config;
 mod events;
 mod files;
 mod flow;
+mod hostile;
 mod hostile_values;
 mod jobs;
 mod openapi;
