@@ -8,6 +8,7 @@
 pub mod clock;
 pub mod compile;
 pub mod connector;
+mod contain;
 pub mod diag;
 mod due;
 pub mod engine;
@@ -15,6 +16,7 @@ pub mod executor;
 pub mod expr;
 pub mod incidents;
 pub mod load;
+mod lock;
 pub mod messages;
 pub mod model;
 pub mod process;
