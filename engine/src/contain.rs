@@ -63,6 +63,7 @@ pub(crate) mod provoke {
 
     thread_local! {
         static NEXT_STEP: Cell<bool> = const { Cell::new(false) };
+        static NEXT_START: Cell<bool> = const { Cell::new(false) };
     }
 
     /// The next `runtime::step` on this thread panics.
@@ -70,8 +71,19 @@ pub(crate) mod provoke {
         NEXT_STEP.with(|c| c.set(true));
     }
 
-    pub(crate) fn maybe_panic() {
+    /// The next `runtime::start` on this thread panics.
+    pub(crate) fn panic_in_next_start() {
+        NEXT_START.with(|c| c.set(true));
+    }
+
+    pub(crate) fn maybe_panic_in_step() {
         if NEXT_STEP.with(|c| c.replace(false)) {
+            panic!("provoked by a test: index out of bounds");
+        }
+    }
+
+    pub(crate) fn maybe_panic_in_start() {
+        if NEXT_START.with(|c| c.replace(false)) {
             panic!("provoked by a test: index out of bounds");
         }
     }

@@ -438,7 +438,11 @@ impl Engine {
         }
         let id = self.inner.store.next_instance_id()?;
         let now = self.now();
-        let started = contain::catch(|| runtime::start(p, id, vars, opts.by, opts.business_key, now));
+        let started = contain::catch(|| {
+            #[cfg(test)]
+            contain::provoke::maybe_panic_in_start();
+            runtime::start(p, id, vars, opts.by, opts.business_key, now)
+        });
         let (mut inst, tr) = match started {
             Ok(r) => r.map_err(EngineError::from_rejection)?,
             Err(panic) => {
@@ -492,7 +496,7 @@ impl Engine {
         let now = self.now();
         let stepped = contain::catch(|| {
             #[cfg(test)]
-            contain::provoke::maybe_panic();
+            contain::provoke::maybe_panic_in_step();
             runtime::step(&p, &mut inst, event, now)
         });
         let tr = match stepped {

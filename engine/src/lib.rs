@@ -20,6 +20,8 @@ mod lock;
 pub mod messages;
 pub mod model;
 pub mod process;
+#[cfg(test)]
+mod reliability_tests;
 pub mod runtime;
 pub mod schedule;
 pub mod stats;
