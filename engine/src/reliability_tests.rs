@@ -369,3 +369,67 @@ fn idempotency_keys_differ_when_a_lost_start_reuses_an_instance_id() {
     assert_eq!(incarnation, engine.store().incarnation());
     assert_eq!(rest, format!("{}/督促/2", again.id), "<incarnation>/<instance>/<node>/<seq>");
 }
+
+const DAILY: &str = r#"
+id: daily
+start:
+  timer: { cron: "0 9 * * *" }
+  next: done
+nodes:
+  done: { end: }
+"#;
+
+/// Start `id` as the executor does, `n` times, as if the process died each time.
+fn begin_runs(engine: &Engine, id: &str, n: u32) {
+    for i in 1..=n {
+        let job = engine.begin_run(id).unwrap().unwrap_or_else(|| panic!("start {i} of {id} runs"));
+        assert_eq!(job.id, id);
+    }
+}
+
+#[test]
+fn a_timer_that_stopped_the_engine_five_times_becomes_an_incident() {
+    let clock = Arc::new(VirtualClock::new(t0()));
+    let engine = Engine::builder().in_memory().clock(clock.clone()).build().unwrap();
+    engine.deploy("wait.yaml", TIMER).unwrap();
+    let inst = start(&engine, "wait");
+    let job = engine.store().jobs().unwrap().remove(0);
+    begin_runs(&engine, &job.id, crate::engine::MAX_JOB_STARTS);
+    assert!(engine.begin_run(&job.id).unwrap().is_none(), "the sixth start does not run");
+    let after = engine.instance(inst.id).unwrap();
+    assert_eq!(after.status, Status::Incident);
+    assert!(after.incidents[0].message.contains("started 5 times"), "{}", after.incidents[0].message);
+    assert!(engine.store().jobs().unwrap().is_empty());
+}
+
+#[test]
+fn an_outcome_starts_the_count_again() {
+    let engine = Engine::builder()
+        .in_memory()
+        .connector("test.call", FnConnector(|_: &crate::Call| Ok(json!({}))))
+        .build()
+        .unwrap();
+    engine.deploy("call.yaml", SERVICE).unwrap();
+    start(&engine, "call");
+    let job = engine.store().jobs().unwrap().remove(0);
+    begin_runs(&engine, &job.id, crate::engine::MAX_JOB_STARTS);
+    // A retryable failure is an outcome: the next attempt is counted from zero.
+    let failure = crate::runtime::Failure::Retryable { message: "503".into(), retry_after_ms: None };
+    engine.finish_job(&job, Err(failure)).unwrap();
+    begin_runs(&engine, &job.id, crate::engine::MAX_JOB_STARTS);
+}
+
+#[test]
+fn a_scheduled_start_that_stopped_the_engine_five_times_skips_to_its_next_time() {
+    let clock = Arc::new(VirtualClock::new("2026-12-01T08:59:00+09:00".parse().unwrap()));
+    let engine = Engine::builder().in_memory().clock(clock.clone()).build().unwrap();
+    engine.deploy("daily.yaml", DAILY).unwrap();
+    clock.advance(Duration::minutes(2));
+    begin_runs(&engine, "start:daily", crate::engine::MAX_JOB_STARTS);
+    assert!(engine.begin_run("start:daily").unwrap().is_none());
+    assert!(engine.instances(&Default::default()).unwrap().is_empty(), "this slot is skipped");
+    let next = engine.store().job("start:daily").unwrap().expect("still scheduled");
+    assert_eq!(next.due, "2026-12-02T09:00:00+09:00".parse::<DateTime<Utc>>().unwrap());
+    // Counted from zero at the new time.
+    begin_runs(&engine, "start:daily", crate::engine::MAX_JOB_STARTS);
+}
