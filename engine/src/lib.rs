@@ -13,12 +13,16 @@ pub use nagare_core::{compile, diag, expr, load, model, process, runtime, schedu
 pub mod blobs;
 pub mod clock;
 pub mod connector;
+mod contain;
 mod due;
 pub mod engine;
 pub mod executor;
 pub mod files;
 pub mod incidents;
+mod lock;
 pub mod messages;
+#[cfg(test)]
+mod reliability_tests;
 pub mod settings;
 pub mod stats;
 pub mod store;

@@ -64,7 +64,7 @@ impl Engine {
         change: impl FnOnce(&Process, &mut ProcessConfig) -> Result<(), EngineError>,
     ) -> Result<Arc<Process>, EngineError> {
         // The deploy lock: a deploy in between would miss the change.
-        let _guard = self.inner.locks[lock_index(("deploy", process))].lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self.inner.locks[lock_index(("deploy", process))].lock().expect("lock");
         let latest = self.latest(process).ok_or_else(|| EngineError::UnknownProcess(process.to_string()))?;
         let mut cfg = self.process_config(process)?;
         change(&latest, &mut cfg)?;

@@ -161,6 +161,10 @@ impl ApiError {
                     echo(&key)
                 ),
             ),
+            EngineError::Internal(panic) => {
+                tracing::error!(panic = %panic, "engine request panicked");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", EngineError::Internal(panic).to_string())
+            }
             EngineError::Conflict(r) => {
                 let message = r.to_string();
                 let (code, details) = match r {

@@ -12,7 +12,7 @@ mod kv;
 mod mem;
 mod sled_kv;
 
-pub use kv::{Kv, KvStore};
+pub use kv::{Kv, KvPair, KvStore, Op};
 pub use mem::MemKv;
 pub use sled_kv::{Durability, SledKv};
 
@@ -246,4 +246,15 @@ pub trait Store: Send + Sync {
     fn flush(&self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Count one more start of job `id` in its record, durably, before the executor
+    /// runs it: the job and the starts counted now (this one included), `None` when
+    /// no such job is stored. Any other write of the job (a retry, a new due time,
+    /// its removal) records an outcome and starts the count again. This is how a job
+    /// that stops the whole process every time it runs is noticed after a restart.
+    fn count_start(&self, id: &str) -> Result<Option<(Job, u32)>, StoreError>;
+    /// A random name of this opening of the store, different every time it is
+    /// opened. It qualifies idempotency keys, so no two calls ever share a key: not
+    /// across stores, and not when a crash lost an unflushed start and its instance
+    /// id is handed out again.
+    fn incarnation(&self) -> &str;
 }

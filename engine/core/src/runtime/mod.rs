@@ -4,4 +4,7 @@ pub mod state;
 pub mod step;
 
 pub use state::*;
-pub use step::{message_start_vars, start, step, Command, Event, Failure, FieldError, Outcome, Rejection, Transition};
+pub use step::{
+    message_start_vars, raise_incident, start, step, Command, Culprit, Event, Failure, FieldError, Outcome, Rejection,
+    Transition,
+};

@@ -16,9 +16,12 @@ use serde::Serialize;
 use serde_json::Value;
 use std::collections::VecDeque;
 
+mod contain;
 mod errors;
 mod tasks;
 mod waits;
+
+pub use contain::{raise_incident, Culprit};
 
 use tasks::{assign, complete};
 
