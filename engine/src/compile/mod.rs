@@ -21,10 +21,12 @@ use std::time::Duration;
 mod events;
 mod graph;
 mod nodes;
+mod typecheck;
 
 use events::*;
 use graph::check_graph;
 use nodes::compile_node;
+use typecheck::Ty;
 
 /// Which connectors exist, when the caller knows (deploy does; offline validate may not).
 #[derive(Debug, Clone, Default)]
@@ -53,7 +55,14 @@ const SIDE: NodeIx = usize::MAX;
 struct Cx<'a> {
     map: &'a SourceMap,
     diags: Diagnostics,
+    /// Declared variables' run-time types, for the static checks of expressions.
+    types: HashMap<String, Ty>,
 }
+
+/// Names some expressions read besides the variables (`result` of a service task,
+/// a message's `payload`, a watched `record`, a caught `error`). They shadow a
+/// variable of the same name at run time, so their type is unknown.
+const CONTEXT_NAMES: &[&str] = &["result", "payload", "record", "error"];
 
 impl Cx<'_> {
     fn loc(&self, path: &[&str]) -> Loc {
@@ -84,9 +93,36 @@ impl Cx<'_> {
         }
     }
 
+    /// Compile an expression that must give true or false (a branch's `when:`).
+    fn compile_condition(&mut self, path: &[&str], source: &str, names: &[&str]) -> Option<Expr> {
+        self.compile_checked(path, source, names, true)
+    }
+
     fn compile_expr(&mut self, path: &[&str], source: &str, names: &[&str]) -> Option<Expr> {
+        self.compile_checked(path, source, names, false)
+    }
+
+    /// Report what the static types show to be wrong in `e`; true when nothing is.
+    fn check_types(&mut self, path: &[&str], source: &str, names: &[&str], e: &Expr, condition: bool) -> bool {
+        let lookup = |name: &str| -> Ty {
+            if CONTEXT_NAMES.contains(&name) || !names.contains(&name) {
+                return Ty::Any;
+            }
+            self.types.get(name).copied().unwrap_or(Ty::Any)
+        };
+        let findings = typecheck::check(e.ast(), &lookup, condition);
+        for f in &findings {
+            let at = ExprError { message: f.message.clone(), line: f.line, col: f.col };
+            let loc = self.expr_loc(path, &at);
+            let message = format!("in expression `{}`: {}", excerpt(source, f.line), f.message);
+            self.err(f.code, loc, message, f.hint.clone());
+        }
+        findings.is_empty()
+    }
+
+    fn compile_checked(&mut self, path: &[&str], source: &str, names: &[&str], condition: bool) -> Option<Expr> {
         match expr::compile(source, names.iter().copied()) {
-            Ok(e) => Some(e),
+            Ok(e) => self.check_types(path, source, names, &e, condition).then_some(e),
             Err(e) => {
                 let loc = self.expr_loc(path, &e);
                 let (code, hint) = if e.message.contains("Undefined variable")
@@ -95,15 +131,16 @@ impl Cx<'_> {
                     let name = e.message.rsplit(':').next().map(str::trim).unwrap_or("").to_string();
                     let candidates: Vec<&str> =
                         names.iter().copied().chain(expr::BUILTIN_NAMES.iter().copied()).collect();
-                    (
-                        "undeclared-variable",
-                        format!(
-                            "declare `{name}` under `variables:`{}",
-                            suggest(&name, candidates.iter().copied())
-                                .map(|s| format!(", or did you mean `{s}`?"))
-                                .unwrap_or_default()
-                        ),
-                    )
+                    let close = suggest(&name, candidates.iter().copied());
+                    // `method: POST`: a whole value that is one bare word was meant as text.
+                    let bare_word = source.trim() == name && !matches!(path.last(), Some(&"when" | &"script"));
+                    let hint = match close {
+                        Some(s) if bare_word => format!("did you mean `{s}`? to pass the text {name}, write '\"{name}\"'"),
+                        None if bare_word => format!("write '\"{name}\"' to pass the text {name} (a bare word is read as a variable), or declare `{name}` under `variables:`"),
+                        Some(s) => format!("declare `{name}` under `variables:`, or did you mean `{s}`?"),
+                        None => format!("declare `{name}` under `variables:`"),
+                    };
+                    ("undeclared-variable", hint)
                 } else {
                     ("expression-syntax", "expressions are rhai: e.g. `amount > 10000 && kind == \"出張\"`".to_string())
                 };
@@ -148,7 +185,7 @@ pub fn compile(
     map: &SourceMap,
     opts: &CompileOptions,
 ) -> Result<(Process, Diagnostics), Diagnostics> {
-    let mut cx = Cx { map, diags: Diagnostics::default() };
+    let mut cx = Cx { map, diags: Diagnostics::default(), types: HashMap::new() };
 
     if !valid_id(&def.id) {
         cx.err(
@@ -251,6 +288,7 @@ pub fn compile(
         }
         vars.insert(name.clone(), spec);
     }
+    cx.types = vars.iter().map(|(name, spec)| (name.clone(), Ty::of_var(&spec.ty))).collect();
     let var_names: Vec<String> = def.variables.keys().cloned().collect();
     let names: Vec<&str> = var_names.iter().map(String::as_str).collect();
     let mut names_with_result = names.clone();

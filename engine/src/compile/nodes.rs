@@ -383,7 +383,7 @@ pub(super) fn compile_node(
             let mut branches = Vec::new();
             for (i, b) in list.iter().enumerate() {
                 let i = i.to_string();
-                let cond = cx.compile_expr(&["nodes", id, kind, &i, "when"], &b.when, names);
+                let cond = cx.compile_condition(&["nodes", id, kind, &i, "when"], &b.when, names);
                 let target = resolve(cx, &b.next, &["nodes", id, kind, &i, "next"], "next");
                 match (cond, target) {
                     (Some(c), Some(t)) => branches.push((c, t)),
