@@ -162,7 +162,7 @@ fn a_file_over_one_mebibyte_is_refused_before_parsing() {
 #[test]
 fn unknown_connector_is_reported_when_the_connectors_are_known() {
     let text = "id: p\nstart: { next: call }\nnodes:\n  call:\n    service: ecko\n    next: done\n  done: { end: }\n";
-    let opts = CompileOptions { connectors: Some(vec!["echo".into(), "http".into()]) };
+    let opts = CompileOptions { connectors: Some(vec!["echo".into(), "http".into()]), ..CompileOptions::default() };
     let err = load_str("c.yaml", text, &opts).unwrap_err();
     let d = &err.0[0];
     assert_eq!((d.code, d.line, d.col), ("unknown-connector", 5, 14), "{err}");
@@ -172,4 +172,15 @@ fn unknown_connector_is_reported_when_the_connectors_are_known() {
         load_str("c.yaml", text, &CompileOptions::default()).is_ok(),
         "offline validation does not know connectors"
     );
+}
+
+/// Definitions deployed before the static type checks existed still load from the
+/// store (their findings become warnings), so an upgrade does not drop them.
+#[test]
+fn stored_definitions_with_type_findings_still_load() {
+    let text = std::fs::read_to_string(corpus_dir().join("type-mismatch-comparison.yaml")).unwrap();
+    assert!(load_str("t.yaml", &text, &CompileOptions::default()).is_err());
+    let loaded = load_str("t.yaml", &text, &CompileOptions::stored()).expect("a stored definition reloads");
+    let codes: Vec<&str> = loaded.warnings.warnings().map(|d| d.code).collect();
+    assert_eq!(codes, ["type-mismatch", "type-mismatch"], "{}", loaded.warnings);
 }

@@ -3,8 +3,8 @@
 use crate::output::Out;
 use nagare_engine::load::input;
 use nagare_engine::{Diagnostic, Engine, EngineError};
-use std::io::Read;
 use serde::Serialize;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 

@@ -32,6 +32,17 @@ use typecheck::Ty;
 #[derive(Debug, Clone, Default)]
 pub struct CompileOptions {
     pub connectors: Option<Vec<String>>,
+    /// The text was deployed before (reloading the store): checks added since it was
+    /// deployed (the static types of expressions) only warn, so an upgrade never
+    /// drops a deployed process that its running instances need.
+    pub stored: bool,
+}
+
+impl CompileOptions {
+    /// Options for reloading a definition that an earlier version accepted.
+    pub fn stored() -> Self {
+        CompileOptions { stored: true, ..CompileOptions::default() }
+    }
 }
 
 const KIND_KEYS: &[&str] = &[
@@ -57,6 +68,8 @@ struct Cx<'a> {
     diags: Diagnostics,
     /// Declared variables' run-time types, for the static checks of expressions.
     types: HashMap<String, Ty>,
+    /// See [`CompileOptions::stored`].
+    stored: bool,
 }
 
 /// Names some expressions read besides the variables (`result` of a service task,
@@ -115,9 +128,14 @@ impl Cx<'_> {
             let at = ExprError { message: f.message.clone(), line: f.line, col: f.col };
             let loc = self.expr_loc(path, &at);
             let message = format!("in expression `{}`: {}", excerpt(source, f.line), f.message);
-            self.err(f.code, loc, message, f.hint.clone());
+            let d = if self.stored {
+                Diagnostic::warning(f.code, loc, message)
+            } else {
+                Diagnostic::error(f.code, loc, message)
+            };
+            self.diags.push(d.with_hint(f.hint.clone()));
         }
-        findings.is_empty()
+        self.stored || findings.is_empty()
     }
 
     fn compile_checked(&mut self, path: &[&str], source: &str, names: &[&str], condition: bool) -> Option<Expr> {
@@ -132,11 +150,14 @@ impl Cx<'_> {
                     let candidates: Vec<&str> =
                         names.iter().copied().chain(expr::BUILTIN_NAMES.iter().copied()).collect();
                     let close = suggest(&name, candidates.iter().copied());
-                    // `method: POST`: a whole value that is one bare word was meant as text.
+                    // `method: POST`: a whole value that is one bare word, where values are
+                    // passed on (`with:`, `set:`), was most likely meant as text.
                     let bare_word = source.trim() == name && !matches!(path.last(), Some(&"when" | &"script"));
+                    let passes_value = path.iter().any(|p| matches!(*p, "with" | "set"));
                     let hint = match close {
                         Some(s) if bare_word => format!("did you mean `{s}`? to pass the text {name}, write '\"{name}\"'"),
-                        None if bare_word => format!("write '\"{name}\"' to pass the text {name} (a bare word is read as a variable), or declare `{name}` under `variables:`"),
+                        None if bare_word && passes_value => format!("write '\"{name}\"' to pass the text {name} (a bare word is read as a variable), or declare `{name}` under `variables:`"),
+                        None if bare_word => format!("declare `{name}` under `variables:`, or write '\"{name}\"' for the text {name}"),
                         Some(s) => format!("declare `{name}` under `variables:`, or did you mean `{s}`?"),
                         None => format!("declare `{name}` under `variables:`"),
                     };
@@ -185,7 +206,7 @@ pub fn compile(
     map: &SourceMap,
     opts: &CompileOptions,
 ) -> Result<(Process, Diagnostics), Diagnostics> {
-    let mut cx = Cx { map, diags: Diagnostics::default(), types: HashMap::new() };
+    let mut cx = Cx { map, diags: Diagnostics::default(), types: HashMap::new(), stored: opts.stored };
 
     if !valid_id(&def.id) {
         cx.err(

@@ -36,12 +36,7 @@ pub(super) fn compile_node(
         [k] => *k,
         [] => {
             if let Some((key, loc)) = empty_kind_key(cx, &here) {
-                cx.err(
-                    "empty-kind",
-                    loc,
-                    format!("`{key}:` of node `{id}` is empty"),
-                    empty_kind_hint(key),
-                );
+                cx.err("empty-kind", loc, format!("`{key}:` of node `{id}` is empty"), empty_kind_hint(key));
                 return None;
             }
             cx.err(

@@ -36,11 +36,7 @@ impl Ty {
     /// The run-time form of a declared variable type.
     pub(crate) fn of_var(t: &VarType) -> Ty {
         match t {
-            VarType::String
-            | VarType::Text
-            | VarType::Date
-            | VarType::Datetime
-            | VarType::Choice { .. } => Ty::Str,
+            VarType::String | VarType::Text | VarType::Date | VarType::Datetime | VarType::Choice { .. } => Ty::Str,
             VarType::Number => Ty::Number,
             VarType::Bool => Ty::Bool,
             VarType::List => Ty::Array,
@@ -341,8 +337,9 @@ impl Checker<'_> {
     }
 
     fn must_be_bool(&mut self, e: &Expr, what: &str) {
+        // `loop {}` is a `while` whose guard is `()`: only concrete types are wrong.
         let t = self.infer(e);
-        if !matches!(t, Ty::Any | Ty::Bool) {
+        if t.is_concrete() && t != Ty::Bool {
             let message = format!("{what} must be true or false, but {} is {}", shown_or(e, "this"), t.name());
             self.find("not-bool", start(e), message, bool_hint(e, t));
         }
@@ -355,7 +352,7 @@ impl Checker<'_> {
             Stmt::FnCall(fc, pos) => (self.infer_call(fc, None), call_start(fc, *pos), "this expression".to_string()),
             _ => return,
         };
-        if matches!(t, Ty::Any | Ty::Bool) {
+        if !t.is_concrete() || t == Ty::Bool {
             return;
         }
         let message = format!("a condition must be true or false, but {shown} is {}", t.name());
@@ -467,6 +464,8 @@ mod tests {
         assert_eq!(codes("if 金額 { 区分 = \"a\"; }", false), vec![("not-bool", 1, 4)]);
         assert_eq!(codes("let x = 日数 == \"3\";", false), vec![("type-mismatch", 1, 9)]);
         assert_eq!(codes("let a = 1;\nwhile 区分 { break; }", false), vec![("not-bool", 2, 7)]);
+        assert!(codes("loop { break; }", false).is_empty(), "`loop` is a while with a `()` guard");
+        assert!(codes("if 承認 { loop {} } else { true }", true).is_empty());
     }
 
     /// No false positives: everything the inference cannot be sure of passes.

@@ -29,7 +29,9 @@ pub fn too_large(len: usize) -> Diagnostic {
     Diagnostic::error(
         "file-too-large",
         Loc::new(1, 1),
-        format!("file has more than {MAX_FILE_BYTES} bytes; the limit for a process file is {MAX_FILE_BYTES} bytes (1 MiB)"),
+        format!(
+            "file has more than {MAX_FILE_BYTES} bytes; the limit for a process file is {MAX_FILE_BYTES} bytes (1 MiB)"
+        ),
     )
     .with_hint("split the process into smaller processes, or move data out of the definition")
 }
