@@ -9,6 +9,7 @@ mod common;
 mod events;
 mod flow;
 mod jobs;
+mod loader;
 mod openapi;
 mod race;
 mod rules;
