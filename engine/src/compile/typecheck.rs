@@ -468,6 +468,43 @@ mod tests {
         assert!(codes("if 承認 { loop {} } else { true }", true).is_empty());
     }
 
+    /// The message says a mismatched comparison is always false (true for `!=`):
+    /// check that rhai agrees, so the finding describes what would really happen.
+    #[test]
+    fn the_runtime_answers_mismatched_comparisons_as_the_message_says() {
+        use crate::expr::{Env, Vars};
+        let vars: Vars = [
+            ("日数".to_string(), serde_json::json!(5)),
+            ("区分".to_string(), serde_json::json!("1")),
+            ("承認".to_string(), serde_json::json!(true)),
+        ]
+        .into();
+        let declared: Vec<String> = vars.keys().cloned().collect();
+        let env = Env { vars: &vars, declared: &declared, now: chrono::DateTime::UNIX_EPOCH, instance: 1, extra: &[] };
+        for (src, holds) in [
+            (r#"日数 >= "5""#, false),
+            (r#"日数 == "5""#, false),
+            (r#"日数 < "9""#, false),
+            (r#"区分 == 1"#, false),
+            (r#"区分 != 1"#, true),
+            (r#"承認 == "true""#, false),
+        ] {
+            assert_eq!(run(src, true).len(), 1, "{src} is found");
+            let names = declared.iter().map(String::as_str);
+            let e = crate::expr::compile(src, names).unwrap();
+            assert_eq!(e.eval_bool(&env), Ok(holds), "{src}");
+            let f = &run(src, true)[0];
+            assert!(f.message.contains(if holds { "always true" } else { "always false" }), "{}", f.message);
+        }
+        // And what `not-bool` refuses fails at run time, whatever the values.
+        for src in ["承認 && 日数", "日数 || 承認", "!区分", "if 日数 { 1 } else { 2 }", "日数"] {
+            assert!(!run(src, true).is_empty(), "{src} is found");
+            let names = declared.iter().map(String::as_str);
+            let e = crate::expr::compile(src, names).unwrap();
+            assert!(e.eval_bool(&env).is_err(), "{src}: {:?}", e.eval_bool(&env));
+        }
+    }
+
     /// No false positives: everything the inference cannot be sure of passes.
     #[test]
     fn what_cannot_be_known_is_never_an_error() {
