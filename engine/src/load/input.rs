@@ -16,10 +16,11 @@ pub const READ_LIMIT: u64 = MAX_FILE_BYTES as u64 + 1;
 /// before the first character.
 const BOM: char = '\u{feff}';
 
-/// The text without a leading byte-order mark. An editor does not show the mark and
-/// does not count it in its columns, so neither do diagnostics.
+/// The text without leading byte-order marks (tools that concatenate files can write
+/// two). An editor does not show the mark and does not count it in its columns, so
+/// neither do diagnostics.
 pub fn strip_bom(text: &str) -> &str {
-    text.strip_prefix(BOM).unwrap_or(text)
+    text.trim_start_matches(BOM)
 }
 
 /// The diagnostic for a file over [`MAX_FILE_BYTES`]; `len` is what was read, which is
@@ -113,8 +114,10 @@ mod tests {
     }
 
     #[test]
-    fn bom_is_stripped_once() {
+    fn leading_boms_are_stripped() {
         assert_eq!(strip_bom("\u{feff}id: p"), "id: p");
+        assert_eq!(strip_bom("\u{feff}\u{feff}id: p"), "id: p");
+        assert_eq!(strip_bom("id: \u{feff}"), "id: \u{feff}");
         assert_eq!(strip_bom("id: p"), "id: p");
     }
 }
