@@ -26,7 +26,7 @@ mod typecheck;
 use events::*;
 use graph::check_graph;
 use nodes::compile_node;
-use typecheck::Ty;
+use typecheck::{Ty, Want};
 
 /// Which connectors exist, when the caller knows (deploy does; offline validate may not).
 #[derive(Debug, Clone, Default)]
@@ -108,22 +108,30 @@ impl Cx<'_> {
 
     /// Compile an expression that must give true or false (a branch's `when:`).
     fn compile_condition(&mut self, path: &[&str], source: &str, names: &[&str]) -> Option<Expr> {
-        self.compile_checked(path, source, names, true)
+        self.compile_checked(path, source, names, Want::Bool)
+    }
+
+    /// Compile the value a `set:` writes to the declared variable `var`.
+    fn compile_value_for(&mut self, path: &[&str], source: &str, names: &[&str], var: &str) -> Option<Expr> {
+        match self.types.get(var).copied() {
+            Some(ty) => self.compile_checked(path, source, names, Want::Var(var, ty)),
+            None => self.compile_expr(path, source, names),
+        }
     }
 
     fn compile_expr(&mut self, path: &[&str], source: &str, names: &[&str]) -> Option<Expr> {
-        self.compile_checked(path, source, names, false)
+        self.compile_checked(path, source, names, Want::Any)
     }
 
     /// Report what the static types show to be wrong in `e`; true when nothing is.
-    fn check_types(&mut self, path: &[&str], source: &str, names: &[&str], e: &Expr, condition: bool) -> bool {
+    fn check_types(&mut self, path: &[&str], source: &str, names: &[&str], e: &Expr, want: Want) -> bool {
         let lookup = |name: &str| -> Ty {
             if CONTEXT_NAMES.contains(&name) || !names.contains(&name) {
                 return Ty::Any;
             }
             self.types.get(name).copied().unwrap_or(Ty::Any)
         };
-        let findings = typecheck::check(e.ast(), &lookup, condition);
+        let findings = typecheck::check(e.ast(), &lookup, want);
         for f in &findings {
             let at = ExprError { message: f.message.clone(), line: f.line, col: f.col };
             let loc = self.expr_loc(path, &at);
@@ -138,9 +146,9 @@ impl Cx<'_> {
         self.stored || findings.is_empty()
     }
 
-    fn compile_checked(&mut self, path: &[&str], source: &str, names: &[&str], condition: bool) -> Option<Expr> {
+    fn compile_checked(&mut self, path: &[&str], source: &str, names: &[&str], want: Want) -> Option<Expr> {
         match expr::compile(source, names.iter().copied()) {
-            Ok(e) => self.check_types(path, source, names, &e, condition).then_some(e),
+            Ok(e) => self.check_types(path, source, names, &e, want).then_some(e),
             Err(e) => {
                 let loc = self.expr_loc(path, &e);
                 let (code, hint) = if e.message.contains("Undefined variable")

@@ -305,7 +305,7 @@ pub(super) fn compile_node(
                         undeclared_hint(var, names),
                     );
                     ok = false;
-                } else if let Some(e) = cx.compile_expr(&["nodes", id, "set", var], src, names_with_result) {
+                } else if let Some(e) = cx.compile_value_for(&["nodes", id, "set", var], src, names_with_result, var) {
                     set.push((var.clone(), e));
                 } else {
                     ok = false;

@@ -113,9 +113,20 @@ fn function(name: &str, args: usize) -> Ty {
 
 const COMPARISONS: &[&str] = &["==", "!=", "<", "<=", ">", ">="];
 
+/// What the value of a whole expression must be.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Want<'a> {
+    /// Anything (a script, a `with:` input, a due date checked at run time).
+    Any,
+    /// True or false: a branch's `when:`.
+    Bool,
+    /// A value written to the declared variable named here, of this type (`set:`).
+    Var(&'a str, Ty),
+}
+
 /// Check a compiled expression or script. `types` gives a declared variable's type
-/// (`Any` for names it does not know); `condition` says the whole must be true/false.
-pub(crate) fn check(ast: &AST, types: &dyn Fn(&str) -> Ty, condition: bool) -> Vec<Finding> {
+/// (`Any` for names it does not know); `want` says what the whole must give.
+pub(crate) fn check(ast: &AST, types: &dyn Fn(&str) -> Ty, want: Want) -> Vec<Finding> {
     let mut cx = Checker {
         types,
         rebound: HashSet::new(),
@@ -138,9 +149,11 @@ pub(crate) fn check(ast: &AST, types: &dyn Fn(&str) -> Ty, condition: bool) -> V
         }
         true
     });
-    if condition {
-        if let Some(last) = main.statements().last() {
-            cx.check_condition(last);
+    if let Some(last) = main.statements().last() {
+        match want {
+            Want::Any => {}
+            Want::Bool => cx.check_condition(last),
+            Want::Var(name, ty) => cx.check_assigned(last, name, ty),
         }
     }
     cx.findings.sort_by_key(|f| (f.line, f.col));
@@ -364,6 +377,41 @@ impl Checker<'_> {
     }
 }
 
+impl Checker<'_> {
+    /// The value written to `var` (declared as `want`): another concrete type would
+    /// fail the write at run time and stop the instance with an incident.
+    fn check_assigned(&mut self, last: &Stmt, var: &str, want: Ty) {
+        let (t, pos, e) = match last {
+            Stmt::Expr(e) => (self.infer(e), start(e), Some(&**e)),
+            Stmt::FnCall(fc, pos) => (self.infer_call(fc, None), call_start(fc, *pos), None),
+            _ => return,
+        };
+        if !t.is_concrete() || !want.is_concrete() || t == want {
+            return;
+        }
+        let shown = e.map_or_else(|| "this expression".to_string(), |e| shown_or(e, "this expression"));
+        let message = format!("`{var}` holds {}, but {shown} is {}", want.name(), t.name());
+        let hint = match e.and_then(|e| retype(e, want)) {
+            Some(f) => format!("write `{f}`"),
+            None => format!("give `{var}` {} (or change its declared type)", want.name()),
+        };
+        self.find("type-mismatch", pos, message, hint);
+    }
+}
+
+/// A literal written as the type `want` (`"5"` as `5`, `5` as `"5"`), when that is
+/// plainly what was meant.
+fn retype(lit: &Expr, want: Ty) -> Option<String> {
+    match (lit, want) {
+        (Expr::StringConstant(s, _), Ty::Number) if s.trim().parse::<f64>().is_ok() => Some(s.trim().to_string()),
+        (Expr::StringConstant(s, _), Ty::Bool) if matches!(s.trim(), "true" | "false") => Some(s.trim().to_string()),
+        (Expr::IntegerConstant(i, _), Ty::Str) => Some(format!("\"{i}\"")),
+        (Expr::FloatConstant(f, _), Ty::Str) => Some(format!("\"{f}\"")),
+        (Expr::BoolConstant(v, _), Ty::Str) => Some(format!("\"{v}\"")),
+        _ => None,
+    }
+}
+
 fn shown_or(e: &Expr, otherwise: &str) -> String {
     show(e).map_or_else(|| otherwise.to_string(), |s| format!("`{s}`"))
 }
@@ -371,24 +419,12 @@ fn shown_or(e: &Expr, otherwise: &str) -> String {
 /// What to write instead of a comparison of two types: the literal re-typed when the
 /// intent is plain (`"5"` against a number), else the conversions.
 fn comparison_hint(op: &str, (a, ta): (&Expr, Ty), (b, tb): (&Expr, Ty)) -> String {
-    let retyped = |lit: &Expr, want: Ty| -> Option<String> {
-        match (lit, want) {
-            (Expr::StringConstant(s, _), Ty::Number) if s.trim().parse::<f64>().is_ok() => Some(s.trim().to_string()),
-            (Expr::StringConstant(s, _), Ty::Bool) if matches!(s.trim(), "true" | "false") => {
-                Some(s.trim().to_string())
-            }
-            (Expr::IntegerConstant(i, _), Ty::Str) => Some(format!("\"{i}\"")),
-            (Expr::FloatConstant(f, _), Ty::Str) => Some(format!("\"{f}\"")),
-            (Expr::BoolConstant(v, _), Ty::Str) => Some(format!("\"{v}\"")),
-            _ => None,
-        }
-    };
     let left = show(a);
     let right = show(b);
-    if let (Some(l), Some(fixed)) = (&left, retyped(b, ta)) {
+    if let (Some(l), Some(fixed)) = (&left, retype(b, ta)) {
         return format!("write `{l} {op} {fixed}`");
     }
-    if let (Some(fixed), Some(r)) = (retyped(a, tb), &right) {
+    if let (Some(fixed), Some(r)) = (retype(a, tb), &right) {
         return format!("write `{fixed} {op} {r}`");
     }
     "compare values of the same type: a number with a number, text with text (dates are text `YYYY-MM-DD`); convert with `parse_int(...)`, `parse_float(...)` or `.to_string()`".into()
@@ -425,7 +461,7 @@ mod tests {
     fn run(src: &str, condition: bool) -> Vec<Finding> {
         let names = ["日数", "金額", "区分", "期限", "承認", "明細", "result"];
         let e = crate::expr::compile(src, names).unwrap_or_else(|e| panic!("{src}: {e}"));
-        check(e.ast(), &types, condition)
+        check(e.ast(), &types, if condition { Want::Bool } else { Want::Any })
     }
 
     fn codes(src: &str, condition: bool) -> Vec<(&'static str, usize, usize)> {
@@ -502,6 +538,24 @@ mod tests {
             let names = declared.iter().map(String::as_str);
             let e = crate::expr::compile(src, names).unwrap();
             assert!(e.eval_bool(&env).is_err(), "{src}: {:?}", e.eval_bool(&env));
+        }
+    }
+
+    #[test]
+    fn a_value_of_another_type_for_a_variable_is_found() {
+        let assign = |src: &str, var: &str, ty: Ty| {
+            let e = crate::expr::compile(src, ["日数", "金額", "区分", "result"]).unwrap();
+            check(e.ast(), &types, Want::Var(var, ty))
+        };
+        let f = assign(r#""5""#, "日数", Ty::Number);
+        assert_eq!((f[0].code, f[0].line, f[0].col), ("type-mismatch", 1, 1), "{f:?}");
+        assert_eq!(f[0].message, "`日数` holds a number, but `\"5\"` is text");
+        assert_eq!(f[0].hint, "write `5`");
+        assert_eq!(assign("金額 > 0", "区分", Ty::Str)[0].code, "type-mismatch");
+        assert_eq!(assign("add_days(now, 1)", "日数", Ty::Number).len(), 1);
+        for (src, ty) in [("result.x", Ty::Number), ("()", Ty::Number), ("金額 + 1", Ty::Number), ("\"a\"", Ty::Str)]
+        {
+            assert!(assign(src, "v", ty).is_empty(), "{src}");
         }
     }
 
