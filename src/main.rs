@@ -106,6 +106,11 @@ enum Command {
         after_help = "Example:\n  nagare incidents --process expense-approval\n  nagare incidents retry 1 7 --var 金額=30000\n  nagare incidents resolve 1 7 --var 番号=R-1   # the step was done by hand: move on"
     )]
     Incidents(cli::incidents::IncidentsArgs),
+    /// Show or change a process's settings; pause or resume its timer start.
+    #[command(
+        after_help = "Example:\n  nagare config contract-approval\n  nagare config contract-approval --set cloudsign=required\n  nagare config master-sync --pause"
+    )]
+    Config(cli::config::ConfigArgs),
     /// Run the job executor (service calls and timers) on the data directory.
     #[command(
         after_help = "Example:\n  nagare run              # until Ctrl-C\n  nagare run --until-idle # run due jobs, then exit"
@@ -224,6 +229,7 @@ fn main() -> ExitCode {
         Command::Retry(a) => cli::incidents::retry(&out, &data, a),
         Command::Message(a) => cli::messages::send(&out, &data, a),
         Command::Incidents(a) => cli::incidents::run(&out, &data, a),
+        Command::Config(a) => cli::config::run(&out, &data, a),
         Command::Run { until_idle } => cli::run::run(&out, &data, until_idle),
         Command::Serve(a) => cli::serve::serve(&data, a),
         Command::Token => cli::serve::token(&out),

@@ -5,6 +5,7 @@
 //! tells the executor about new jobs. Two requests for one instance are serialised by
 //! the lock, so the second sees the first's result: one wins, the other is refused.
 
+use crate::blobs::{BlobError, Blobs};
 use crate::clock::{Clock, SystemClock, VirtualClock};
 use crate::compile::CompileOptions;
 use crate::connector::{Connector, Registry};
@@ -59,6 +60,9 @@ pub enum EngineError {
     /// A message nobody waits for, sent with a time to live of zero: HTTP 404.
     #[error("no one waits for message `{name}` with key `{key}`, and it was sent with no time to live")]
     NoReceiver { name: String, key: String },
+    /// The blob store failed (disk) or a file's content is missing: HTTP 500.
+    #[error("{0}")]
+    Blob(#[from] BlobError),
 }
 
 impl EngineError {
@@ -99,6 +103,7 @@ pub struct EngineBuilder {
     connectors: Registry,
     queue_window: usize,
     message_ttl: std::time::Duration,
+    blobs: Option<Blobs>,
 }
 
 impl EngineBuilder {
@@ -113,7 +118,15 @@ impl EngineBuilder {
     }
 
     pub fn data_dir_with(self, dir: &Path, durability: Durability) -> Result<Self, EngineError> {
-        Ok(self.store(KvStore::new(SledKv::open(dir, durability)?)?))
+        let store = KvStore::new(SledKv::open(dir, durability)?)?;
+        Ok(self.store(store).blobs(Blobs::in_dir(&dir.join("blobs"))?))
+    }
+
+    /// Where the content of `file` variables lives (default: `blobs/` in the data
+    /// directory, or memory).
+    pub fn blobs(mut self, blobs: Blobs) -> Self {
+        self.blobs = Some(blobs);
+        self
     }
 
     pub fn in_memory(self) -> Self {
@@ -173,6 +186,7 @@ impl EngineBuilder {
             jobs_ready: tokio::sync::Notify::new(),
             stats: Stats::default(),
             message_ttl: self.message_ttl,
+            blobs: self.blobs.unwrap_or_else(Blobs::in_memory),
         };
         let engine = Engine { inner: Arc::new(inner) };
         engine.reload()?;
@@ -187,7 +201,7 @@ pub(crate) struct Inner {
     clock: Arc<dyn Clock>,
     connectors: Registry,
     /// id → versions, in order.
-    processes: RwLock<HashMap<String, Vec<Arc<Process>>>>,
+    pub(crate) processes: RwLock<HashMap<String, Vec<Arc<Process>>>>,
     /// Instance (and deploy) locks. An instance lock is always taken last.
     pub(crate) locks: Vec<Mutex<()>>,
     /// Business-key locks, taken before an instance lock: a separate set, so that a
@@ -207,6 +221,7 @@ pub(crate) struct Inner {
     pub(crate) jobs_ready: tokio::sync::Notify,
     stats: Stats,
     pub(crate) message_ttl: std::time::Duration,
+    pub(crate) blobs: Blobs,
 }
 
 /// A workflow engine. Cheap to clone; all clones share one state.
@@ -238,6 +253,7 @@ impl Engine {
             connectors: Registry::default(),
             queue_window: DEFAULT_QUEUE_WINDOW,
             message_ttl: DEFAULT_MESSAGE_TTL,
+            blobs: None,
         }
     }
 
@@ -285,6 +301,7 @@ impl Engine {
     fn reload(&self) -> Result<(), EngineError> {
         let mut defs = self.inner.store.definitions()?;
         defs.sort_by(|a, b| (&a.id, a.version).cmp(&(&b.id, b.version)));
+        let configs = self.inner.store.configs()?;
         let mut map: HashMap<String, Vec<Arc<Process>>> = HashMap::new();
         for d in defs {
             // Deployed definitions were valid; check connectors lazily at call time so
@@ -293,6 +310,8 @@ impl Engine {
                 Ok(Loaded { mut process, .. }) => {
                     process.version = d.version;
                     process.digest = d.digest.clone();
+                    let cfg = configs.iter().find(|c| c.process == d.id);
+                    let process = crate::settings::configured(&process, cfg);
                     map.entry(d.id.clone()).or_default().push(Arc::new(process));
                 }
                 Err(diags) => {
@@ -347,6 +366,7 @@ impl Engine {
             source: text.to_string(),
             deployed_at: self.now(),
         };
+        let process = crate::settings::configured(&process, self.stored_config(&process.id)?.as_ref());
         let mut batch = Batch { definitions: vec![record], ..Batch::default() };
         let (timer_batch, (enq, deq)) = self.schedule_start_timer(&process)?;
         batch.extend(timer_batch);
@@ -384,6 +404,7 @@ impl Engine {
     /// Start an instance of the latest version of `process`.
     pub fn start(&self, process: &str, vars: Vars, opts: StartOptions) -> Result<Instance, EngineError> {
         let p = self.latest(process).ok_or_else(|| EngineError::UnknownProcess(process.to_string()))?;
+        self.check_files(&p, &vars)?;
         let (inst, waits) = self.start_with(&p, vars, opts, Batch::default())?;
         self.settle_for(inst, waits)
     }
@@ -627,6 +648,7 @@ impl Engine {
     }
 
     pub fn complete(&self, task: &str, user: &str, data: Vars, outcome: Outcome) -> Result<Instance, EngineError> {
+        self.check_task_files(task, &data)?;
         self.task_event(task, Event::Complete { task: task.into(), user: user.into(), data, outcome })
     }
 

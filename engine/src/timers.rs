@@ -112,6 +112,10 @@ impl Engine {
             Some(due) => moved.jobs_put.push((Some(job.clone()), Job { due, ..job.clone() })),
             None => moved.jobs_delete.push(job.clone()),
         }
+        if p.start_paused {
+            tracing::info!(process, scheduled = %slot, "timer start paused by an administrator; nothing started, the schedule goes on");
+            return self.commit_jobs_only(moved);
+        }
         let start = match catch_up {
             CatchUp::Once => true,
             CatchUp::Skip => !missed,

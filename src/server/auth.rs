@@ -103,6 +103,12 @@ impl Caller {
             || open_tasks.iter().any(|t| self.may_work(t))
     }
 
+    /// Whether the caller may start `p` by hand: its `start: groups:` (if any) name
+    /// one of the caller's groups, or the caller is an administrator.
+    pub fn may_start(&self, p: &nagare_engine::process::Process) -> bool {
+        self.admin || p.start_groups.is_empty() || p.start_groups.iter().any(|g| self.groups.contains(g))
+    }
+
     pub fn require_admin(&self, what: &str) -> Result<(), ApiError> {
         if self.admin {
             Ok(())

@@ -134,6 +134,22 @@ impl ApiError {
             EngineError::UnknownProcess(id) => {
                 Self::new(StatusCode::NOT_FOUND, "unknown-process", format!("no process `{}` is deployed", echo(&id)))
             }
+            EngineError::Blob(nagare_engine::blobs::BlobError::TooLarge { limit }) => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "file-too-large",
+                format!("the file is larger than {limit} bytes, the limit of this variable"),
+            ),
+            EngineError::Blob(nagare_engine::blobs::BlobError::NotPdf(why)) => {
+                Self::unprocessable("not-a-pdf", format!("the file is not a PDF: {why}"))
+            }
+            EngineError::Blob(err) => {
+                tracing::error!(error = %err, "blob store failed");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "file-store-failed",
+                    format!("storing or reading a file failed: {err}"),
+                )
+            }
             EngineError::UnknownInstance(id) => Self::unknown_instance(id),
             EngineError::UnknownTask(id) => Self::unknown_task(&id),
             EngineError::NoReceiver { name, key } => Self::new(

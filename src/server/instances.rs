@@ -49,7 +49,7 @@ pub fn open_tasks(engine: &Engine, inst: &Instance) -> ApiResult<Vec<Task>> {
 }
 
 /// The instance and its open tasks, if the caller may see it; else 404.
-fn visible(engine: &Engine, caller: &Caller, id: u64) -> ApiResult<(Instance, Vec<Task>)> {
+pub(super) fn visible(engine: &Engine, caller: &Caller, id: u64) -> ApiResult<(Instance, Vec<Task>)> {
     let inst = engine.instance(id)?;
     let tasks = open_tasks(engine, &inst)?;
     if !caller.may_see_instance(&inst, &tasks) {
@@ -80,8 +80,9 @@ pub struct StartRequest {
         (status = 201, description = "Started (or, with a known business key, the existing instance)", body = InstanceView),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The process's `start: groups` name none of the caller's groups", body = ErrorBody),
         (status = 404, description = "No such process", body = ErrorBody),
-        (status = 422, description = "Variables refused: `details.errors` lists every field with its problem and expected type", body = ErrorBody),
+        (status = 422, description = "Variables refused, or a start rule broken: `details.errors` lists every field with its problem (and expected type)", body = ErrorBody),
     ))]
 pub async fn start(
     State(state): State<AppState>,
@@ -94,6 +95,15 @@ pub async fn start(
     let engine = state.engine.clone();
     let view = blocking(move || {
         let process = engine.latest(&req.process);
+        if let Some(p) = &process {
+            if !caller.may_start(p) {
+                return Err(ApiError::forbidden(format!(
+                    "only members of {} may start `{}`",
+                    p.start_groups.join(", "),
+                    super::error::echo(&p.id)
+                )));
+            }
+        }
         let vars = req.variables.into_iter().collect();
         let opts = StartOptions { by: Some(caller.id.clone()), business_key: req.business_key };
         let inst = engine.start(&req.process, vars, opts).map_err(|e| ApiError::engine(e, process.as_deref()))?;

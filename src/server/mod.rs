@@ -10,8 +10,10 @@
 //! ([`blocking`]); a client that hangs up mid-request does not cancel a commit.
 
 pub mod auth;
+mod config;
 pub mod error;
 pub mod extract;
+mod files;
 mod health;
 mod hooks;
 mod incidents;
@@ -98,10 +100,13 @@ fn protected() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes((schemas, paths, processes.layer(DefaultBodyLimit::max(DEPLOY_BODY_LIMIT))))
         .routes(routes!(processes::get))
+        .routes(routes!(config::get, config::change))
         .routes(routes!(instances::list, instances::start))
         .routes(routes!(instances::get))
         .routes(routes!(instances::history))
         .routes(routes!(instances::cancel))
+        .routes(routes!(files::upload))
+        .routes(routes!(files::download))
         .routes(routes!(tasks::inbox))
         .routes(routes!(tasks::get))
         .routes(routes!(tasks::claim))

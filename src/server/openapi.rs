@@ -38,6 +38,7 @@ pub fn base() -> OpenApi {
             tag("processes", "Deployed process definitions"),
             tag("instances", "Running and finished process instances"),
             tag("tasks", "User tasks: the inbox and the work on one task"),
+            tag("files", "Content of file variables: upload before start or completion, download"),
             tag("messages", "Messages to waiting processes (how outside systems report back)"),
             tag("incidents", "Stopped tokens waiting for an operator: list, retry, resolve"),
             tag("jobs", "External workers: activate jobs of external connectors, report their results"),

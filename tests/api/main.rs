@@ -6,7 +6,9 @@
 //! in its OpenAPI document, then shuts the server down gracefully.
 
 mod common;
+mod config;
 mod events;
+mod files;
 mod flow;
 mod jobs;
 mod loader;

@@ -205,6 +205,9 @@ impl<K: Kv> Store for KvStore<K> {
         for d in &b.definitions {
             ops.push((keys::def(&d.id, d.version), Some(enc(d))));
         }
+        for c in &b.configs {
+            ops.push((keys::config(&c.process), Some(enc(c))));
+        }
         for i in &b.instances {
             ops.push((keys::instance(i.id), Some(enc(i))));
             if let Some(k) = &i.business_key {
@@ -272,6 +275,10 @@ impl<K: Kv> Store for KvStore<K> {
 
     fn definitions(&self) -> Result<Vec<DefinitionRecord>, StoreError> {
         self.scan(keys::DEF, usize::MAX)
+    }
+
+    fn configs(&self) -> Result<Vec<ProcessConfig>, StoreError> {
+        self.scan(keys::CONFIG, usize::MAX)
     }
 
     fn instance(&self, id: InstanceId) -> Result<Option<Instance>, StoreError> {

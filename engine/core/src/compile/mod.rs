@@ -7,10 +7,10 @@
 use crate::diag::{hint_for, suggest, Diagnostic, Diagnostics, Loc};
 use crate::expr::{self, Expr, ExprError};
 use crate::load::tree::{SourceMap, Style, YKind};
-use crate::model::{BoundaryDef, EndDef, EndKind, NodeDef, ProcessDef, TimerDef, TimerMap, WatchDef};
+use crate::model::{BoundaryDef, EndDef, EndKind, NodeDef, ProcessDef, RuleDef, TimerDef, TimerMap, VarDef, WatchDef};
 use crate::process::*;
 use crate::schedule::{self, Schedule};
-use crate::types::{VarType, TYPE_NAMES};
+use crate::types::{FileRules, VarType, DEFAULT_FILE_BYTES, MAX_FILE_BYTES, TYPE_NAMES};
 use chrono_tz::Tz;
 use indexmap::IndexMap;
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -208,6 +208,150 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. `30s`, `5m`, `2h`"))
 }
 
+/// Form rules: each `when` a condition over the variables and settings, each
+/// `field` a declared variable.
+fn compile_rules(
+    cx: &mut Cx,
+    path: &[&str],
+    defs: &[RuleDef],
+    vars: &IndexMap<String, VarSpec>,
+    names: &[&str],
+) -> Option<Vec<Rule>> {
+    let mut out = Vec::with_capacity(defs.len());
+    let mut ok = true;
+    for (i, r) in defs.iter().enumerate() {
+        let i = i.to_string();
+        let here: Vec<&str> = path.iter().copied().chain([i.as_str()]).collect();
+        if let Some(field) = &r.field {
+            if !vars.contains_key(field) {
+                let at: Vec<&str> = here.iter().copied().chain(["field"]).collect();
+                cx.err(
+                    "unknown-variable",
+                    cx.loc(&at),
+                    format!("rule names unknown variable `{field}`"),
+                    hint_for(field, vars.keys().map(String::as_str)),
+                );
+                ok = false;
+            }
+        }
+        if r.message.trim().is_empty() {
+            let at: Vec<&str> = here.iter().copied().chain(["message"]).collect();
+            cx.err(
+                "empty-message",
+                cx.loc(&at),
+                "a rule needs a message saying what to fix".into(),
+                "write e.g. `message: 契約書を添付してください`",
+            );
+            ok = false;
+        }
+        let at: Vec<&str> = here.iter().copied().chain(["when"]).collect();
+        match cx.compile_condition(&at, &r.when, names) {
+            Some(when) => out.push(Rule { when, field: r.field.clone(), message: r.message.clone() }),
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+/// One declared variable or setting (`section` is `variables` or `settings`).
+fn compile_var(cx: &mut Cx, section: &str, name: &str, v: &VarDef) -> Option<VarSpec> {
+    let path = [section, name];
+    if expr::compile(name, [name]).is_err() || expr::BUILTIN_NAMES.contains(&name) || name == "result" {
+        cx.err("bad-variable-name", cx.key_loc(&path), format!("`{name}` cannot be used as a variable name"), "start with a letter or `_` and use letters, digits and `_` (Japanese letters are fine); avoid rhai keywords and the reserved names `now`, `instance_id` and `result`");
+        return None;
+    }
+    let ty = match v.ty.as_str() {
+        "string" => VarType::String,
+        "text" => VarType::Text,
+        "number" => VarType::Number,
+        "bool" | "boolean" => VarType::Bool,
+        "date" => VarType::Date,
+        "datetime" => VarType::Datetime,
+        "list" => VarType::List,
+        "object" => VarType::Object,
+        "file" => {
+            let max_size = v.max_size.unwrap_or(DEFAULT_FILE_BYTES);
+            if max_size == 0 || max_size > MAX_FILE_BYTES {
+                cx.err(
+                    "bad-max-size",
+                    cx.loc(&[section, name, "max_size"]),
+                    format!("`max_size` of `{name}` must be 1 to {MAX_FILE_BYTES} bytes, not {max_size}"),
+                    format!("write e.g. `max_size: {DEFAULT_FILE_BYTES}` (10 MiB)"),
+                );
+                return None;
+            }
+            let content_types = v.content_types.clone().unwrap_or_default();
+            if let Some(bad) = content_types.iter().find(|t| !t.contains('/') || t.contains(';') || t.len() > 255) {
+                cx.err(
+                    "bad-content-type",
+                    cx.loc(&[section, name, "content_types"]),
+                    format!("`{bad}` is not a content type"),
+                    "write types like `application/pdf` or `image/png`, without parameters",
+                );
+                return None;
+            }
+            VarType::File(FileRules { max_size, content_types })
+        }
+        "choice" => match &v.options {
+            Some(o) if !o.is_empty() => VarType::Choice { options: o.clone() },
+            _ => {
+                cx.err(
+                    "choice-without-options",
+                    cx.key_loc(&path),
+                    format!("choice variable `{name}` has no options"),
+                    "add `options: [はい, いいえ]`",
+                );
+                return None;
+            }
+        },
+        other => {
+            cx.err(
+                "unknown-type",
+                cx.loc(&[section, name, "type"]),
+                format!("unknown type `{other}` for variable `{name}`"),
+                hint_for(other, TYPE_NAMES.iter().copied()),
+            );
+            return None;
+        }
+    };
+    for (key, set) in [("max_size", v.max_size.is_some()), ("content_types", v.content_types.is_some())] {
+        if set && !matches!(ty, VarType::File(_)) {
+            cx.err(
+                "misplaced-key",
+                cx.key_loc(&[section, name, key]),
+                format!("`{key}` only applies to `type: file`, and `{name}` is a {}", ty.name()),
+                format!("write `type: file`, or remove `{key}`"),
+            );
+        }
+    }
+    if v.options.is_some() && !matches!(ty, VarType::Choice { .. }) {
+        cx.err(
+            "options-without-choice",
+            cx.key_loc(&[section, name, "options"]),
+            format!("`options` only applies to `type: choice`, and `{name}` is a {}", ty.name()),
+            "write `type: choice`, or remove `options`",
+        );
+    }
+    let spec = VarSpec {
+        ty,
+        label: v.label.clone(),
+        required: v.required,
+        default: v.default.clone(),
+        max_length: v.max_length,
+    };
+    if let Some(d) = &v.default {
+        if let Err(e) = spec.check(d) {
+            cx.err(
+                "bad-default",
+                cx.loc(&[section, name, "default"]),
+                format!("default of `{name}`: {e}"),
+                format!("write a {} value", spec.ty.name()),
+            );
+        }
+    }
+    Some(spec)
+}
+
 /// Compile a definition. On success the process may still carry warnings.
 pub fn compile(
     def: &ProcessDef,
@@ -248,78 +392,33 @@ pub fn compile(
         lanes.insert(id.clone(), Lane { name: l.name.clone().unwrap_or_else(|| id.clone()), groups });
     }
 
-    // Variables.
+    // Variables and settings: the same declarations; settings are read-only in
+    // expressions and the same for every instance.
     let mut vars = IndexMap::new();
     for (name, v) in &def.variables {
-        let path = ["variables", name.as_str()];
-        if expr::compile(name, [name.as_str()]).is_err()
-            || expr::BUILTIN_NAMES.contains(&name.as_str())
-            || name == "result"
-        {
-            cx.err("bad-variable-name", cx.key_loc(&path), format!("`{name}` cannot be used as a variable name"), "start with a letter or `_` and use letters, digits and `_` (Japanese letters are fine); avoid rhai keywords and the reserved names `now`, `instance_id` and `result`");
+        if let Some(spec) = compile_var(&mut cx, "variables", name, v) {
+            vars.insert(name.clone(), spec);
+        }
+    }
+    let mut settings = IndexMap::new();
+    for (name, v) in &def.settings {
+        if def.variables.contains_key(name) {
+            cx.err(
+                "duplicate-name",
+                cx.key_loc(&["settings", name]),
+                format!("`{name}` is both a variable and a setting"),
+                "rename one of them",
+            );
             continue;
         }
-        let ty = match v.ty.as_str() {
-            "string" => VarType::String,
-            "text" => VarType::Text,
-            "number" => VarType::Number,
-            "bool" | "boolean" => VarType::Bool,
-            "date" => VarType::Date,
-            "datetime" => VarType::Datetime,
-            "list" => VarType::List,
-            "object" => VarType::Object,
-            "choice" => match &v.options {
-                Some(o) if !o.is_empty() => VarType::Choice { options: o.clone() },
-                _ => {
-                    cx.err(
-                        "choice-without-options",
-                        cx.key_loc(&path),
-                        format!("choice variable `{name}` has no options"),
-                        "add `options: [はい, いいえ]`",
-                    );
-                    continue;
-                }
-            },
-            other => {
-                cx.err(
-                    "unknown-type",
-                    cx.loc(&["variables", name, "type"]),
-                    format!("unknown type `{other}` for variable `{name}`"),
-                    hint_for(other, TYPE_NAMES.iter().copied()),
-                );
-                continue;
-            }
-        };
-        if v.options.is_some() && !matches!(ty, VarType::Choice { .. }) {
-            cx.err(
-                "options-without-choice",
-                cx.key_loc(&["variables", name, "options"]),
-                format!("`options` only applies to `type: choice`, and `{name}` is a {}", ty.name()),
-                "write `type: choice`, or remove `options`",
-            );
+        if let Some(spec) = compile_var(&mut cx, "settings", name, v) {
+            settings.insert(name.clone(), spec);
         }
-        let spec = VarSpec {
-            ty,
-            label: v.label.clone(),
-            required: v.required,
-            default: v.default.clone(),
-            max_length: v.max_length,
-        };
-        if let Some(d) = &v.default {
-            if let Err(e) = spec.check(d) {
-                cx.err(
-                    "bad-default",
-                    cx.loc(&["variables", name, "default"]),
-                    format!("default of `{name}`: {e}"),
-                    format!("write a {} value", spec.ty.name()),
-                );
-            }
-        }
-        vars.insert(name.clone(), spec);
     }
-    cx.types = vars.iter().map(|(name, spec)| (name.clone(), Ty::of_var(&spec.ty))).collect();
+    // Settings are read like variables (and never share a name with one).
+    cx.types = vars.iter().chain(&settings).map(|(name, spec)| (name.clone(), Ty::of_var(&spec.ty))).collect();
     let var_names: Vec<String> = def.variables.keys().cloned().collect();
-    let names: Vec<&str> = var_names.iter().map(String::as_str).collect();
+    let names: Vec<&str> = var_names.iter().map(String::as_str).chain(settings.keys().map(String::as_str)).collect();
     let mut names_with_result = names.clone();
     names_with_result.push("result");
 
@@ -394,7 +493,12 @@ pub fn compile(
         compile_watch(&mut cx, w, &vars, &names, opts)
     });
 
-    let mut broken = start_next.is_none() || trigger.is_none();
+    let start_rules = compile_rules(&mut cx, &["start", "rules"], &def.start.rules, &vars, &names);
+    let setting_values: Vec<(String, serde_json::Value)> = settings
+        .iter()
+        .map(|(k, s): (&String, &VarSpec)| (k.clone(), s.default.clone().unwrap_or(serde_json::Value::Null)))
+        .collect();
+    let mut broken = start_next.is_none() || trigger.is_none() || start_rules.is_none();
     let names_ctx = Names { vars: &vars, names: &names, with_result: &names_with_result, tz: time_zone };
     for (id, n) in &def.nodes {
         match compile_node(&mut cx, id, n, &lanes, &names_ctx, &resolve, opts) {
@@ -427,6 +531,11 @@ pub fn compile(
         start: 0,
         watch,
         time_zone,
+        settings,
+        setting_values,
+        start_rules: start_rules.unwrap_or_default(),
+        start_groups: def.start.groups.clone(),
+        start_paused: false,
     };
     Ok((process, cx.diags))
 }

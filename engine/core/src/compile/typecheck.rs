@@ -40,7 +40,8 @@ impl Ty {
             VarType::Number => Ty::Number,
             VarType::Bool => Ty::Bool,
             VarType::List => Ty::Array,
-            VarType::Object => Ty::Map,
+            // A file is held as a reference object (`{id, name, size, ...}`).
+            VarType::Object | VarType::File(_) => Ty::Map,
         }
     }
 

@@ -64,6 +64,7 @@ pub(super) fn compile_node(
         ("due", n.due.is_some(), &["user_task"]),
         ("send_back", n.send_back.is_some(), &["user_task"]),
         ("outcomes", n.outcomes.is_some(), &["user_task"]),
+        ("rules", n.rules.is_some(), &["user_task"]),
         ("with", n.with.is_some(), &["service"]),
         ("set", n.set.is_some(), &["service", "message"]),
         ("retry", n.retry.is_some(), &["service"]),
@@ -258,8 +259,11 @@ pub(super) fn compile_node(
             }
             let boundary =
                 compile_boundary(cx, id, n.boundary.as_deref().unwrap_or_default(), true, due.is_some(), nm, resolve);
+            let rules =
+                super::compile_rules(cx, &["nodes", id, "rules"], n.rules.as_deref().unwrap_or_default(), vars, names);
             let next = next(cx)?;
             NodeKind::UserTask(UserTaskSpec {
+                rules: rules?,
                 title: n.user_task.clone().unwrap_or_default(),
                 form,
                 due,

@@ -244,6 +244,9 @@ pub fn start(
             errors.push(FieldError { field: name.clone(), problem: "required".into() });
         }
     }
+    if errors.is_empty() {
+        errors = broken_rules(p, &p.start_rules, &vars, id, now);
+    }
     if !errors.is_empty() {
         return Err(Rejection::InvalidData(errors));
     }
@@ -459,6 +462,32 @@ fn check_vars(p: &Process, vars: &Vars) -> Result<(), Rejection> {
     }
 }
 
+/// The form rules that `vars` break, as field errors (a rule whose condition
+/// cannot be evaluated counts as broken, with the reason: nothing is saved either way).
+pub(super) fn broken_rules(
+    p: &Process,
+    rules: &[crate::process::Rule],
+    vars: &Vars,
+    instance: InstanceId,
+    now: DateTime<Utc>,
+) -> Vec<FieldError> {
+    let extra = p.setting_env();
+    let env = Env { vars, declared: &p.var_names, now, instance, extra: &extra };
+    let mut errors = Vec::new();
+    for rule in rules {
+        let field = rule.field.clone().unwrap_or_else(|| "_form".to_string());
+        match rule.when.eval_bool(&env) {
+            Ok(false) => {}
+            Ok(true) => errors.push(FieldError { field, problem: rule.message.clone() }),
+            Err(e) => errors.push(FieldError {
+                field,
+                problem: format!("{} (the rule `{}` could not be checked: {e})", rule.message, rule.when.source.trim()),
+            }),
+        }
+    }
+    errors
+}
+
 /// Variables of an instance started by a message: the start event's `set` mapping
 /// over `payload`, or the payload fields named like declared variables.
 pub fn message_start_vars(p: &Process, payload: &Value, now: DateTime<Utc>) -> Result<Vars, Rejection> {
@@ -495,7 +524,8 @@ fn map_payload(
         return Ok(out);
     }
     for (var, e) in set {
-        let extra = [(extra_name, value)];
+        let mut extra = p.setting_env();
+        extra.push((extra_name, value));
         let env = Env { vars, declared: &p.var_names, now, instance, extra: &extra };
         let v = e.eval(&env).map_err(|err| format!("`set: {var}` (`{}`) failed: {err}", e.source.trim()))?;
         p.vars[var].check(&v).map_err(|err| format!("`set: {var}`: {err}"))?;
@@ -525,6 +555,8 @@ type Moving = Token;
 
 struct Run<'a> {
     p: &'a Process,
+    /// The process's settings, as every expression sees them.
+    settings: Vec<(&'a str, &'a Value)>,
     inst: &'a mut Instance,
     now: DateTime<Utc>,
     ready: VecDeque<Moving>,
@@ -541,7 +573,7 @@ enum Catcher {
 
 impl<'a> Run<'a> {
     fn new(p: &'a Process, inst: &'a mut Instance, now: DateTime<Utc>) -> Self {
-        Run { p, inst, now, ready: VecDeque::new(), out: Transition::default() }
+        Run { p, settings: p.setting_env(), inst, now, ready: VecDeque::new(), out: Transition::default() }
     }
 
     fn log(&mut self, node: Option<String>, user: Option<String>, event: HistoryEvent) {
@@ -556,7 +588,13 @@ impl<'a> Run<'a> {
     }
 
     fn env(&self) -> Env<'_> {
-        Env { vars: &self.inst.vars, declared: &self.p.var_names, now: self.now, instance: self.inst.id, extra: &[] }
+        Env {
+            vars: &self.inst.vars,
+            declared: &self.p.var_names,
+            now: self.now,
+            instance: self.inst.id,
+            extra: &self.settings,
+        }
     }
 
     /// Move every ready token until it waits, then settle the instance status.
@@ -919,7 +957,8 @@ impl<'a> Run<'a> {
         };
         let mut values = Vec::with_capacity(spec.set.len());
         for (var, e) in &spec.set {
-            let extra = [("result", &output)];
+            let mut extra = p.setting_env();
+            extra.push(("result", &output));
             let env = Env {
                 vars: &self.inst.vars,
                 declared: &p.var_names,

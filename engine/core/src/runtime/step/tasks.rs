@@ -60,6 +60,11 @@ pub(super) fn complete(
                 errors.push(FieldError { field: f.var.clone(), problem: "required".into() });
             }
         }
+        if errors.is_empty() && !spec.rules.is_empty() {
+            let mut merged = inst.vars.clone();
+            merged.extend(data.clone());
+            errors = broken_rules(p, &spec.rules, &merged, inst.id, now);
+        }
     }
     if !errors.is_empty() {
         return Err(Rejection::InvalidData(errors));

@@ -27,6 +27,11 @@ pub struct ProcessDef {
     pub lanes: IndexMap<String, LaneDef>,
     #[serde(default)]
     pub variables: IndexMap<String, VarDef>,
+    /// Settings of the process: declared like variables, the same for every
+    /// instance, readable (not writable) in expressions, and changed by
+    /// administrators at run time (API, CLI) without a redeploy.
+    #[serde(default)]
+    pub settings: IndexMap<String, VarDef>,
     pub start: StartDef,
     pub nodes: IndexMap<String, NodeDef>,
 }
@@ -60,6 +65,12 @@ pub struct VarDef {
     /// Longest string accepted (characters); the engine caps every string anyway.
     #[serde(default)]
     pub max_length: Option<usize>,
+    /// Largest file accepted, bytes (`type: file`).
+    #[serde(default)]
+    pub max_size: Option<u64>,
+    /// Accepted content types (`type: file`), e.g. `[application/pdf]`.
+    #[serde(default)]
+    pub content_types: Option<Vec<String>>,
 }
 
 /// The start event: where every new instance begins. Instances can always be started
@@ -79,7 +90,24 @@ pub struct StartDef {
     /// Start an instance per item an outside system reports (a record-change start).
     #[serde(default)]
     pub watch: Option<WatchDef>,
+    /// Checks on the start form beyond each field's type: all are reported at once.
+    #[serde(default)]
+    pub rules: Vec<RuleDef>,
+    /// Groups whose members may start the process by hand (API, CLI); empty: anyone.
+    #[serde(default)]
+    pub groups: Vec<String>,
     pub next: String,
+}
+
+/// A form rule: when `when` is true, the start or completion is refused with
+/// `message` on `field`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleDef {
+    pub when: String,
+    #[serde(default)]
+    pub field: Option<String>,
+    pub message: String,
 }
 
 /// When a timer fires: `timer: 3d` (a duration), or a map with one of `duration`,
@@ -234,6 +262,9 @@ pub struct NodeDef {
     pub send_back: Option<String>,
     #[serde(default)]
     pub outcomes: Option<IndexMap<String, String>>,
+    /// Checks on the completed form beyond each field's type.
+    #[serde(default)]
+    pub rules: Option<Vec<RuleDef>>,
 
     // service task
     #[serde(default, rename = "with")]

@@ -8,10 +8,12 @@ use crate::diag::{hint_for, Diagnostic, Diagnostics};
 use crate::load::tree::{YKind, YNode};
 
 pub const TOP_KEYS: &[&str] =
-    &["id", "name", "version", "description", "time_zone", "lanes", "variables", "start", "nodes"];
+    &["id", "name", "version", "description", "time_zone", "lanes", "variables", "settings", "start", "nodes"];
 pub const LANE_KEYS: &[&str] = &["name", "groups"];
-pub const VAR_KEYS: &[&str] = &["type", "label", "required", "options", "default", "max_length"];
-pub const START_KEYS: &[&str] = &["name", "timer", "message", "set", "watch", "next"];
+pub const VAR_KEYS: &[&str] =
+    &["type", "label", "required", "options", "default", "max_length", "max_size", "content_types"];
+pub const START_KEYS: &[&str] = &["name", "timer", "message", "set", "watch", "rules", "groups", "next"];
+pub const RULE_KEYS: &[&str] = &["when", "field", "message"];
 pub const WATCH_KEYS: &[&str] = &["source", "settings", "every", "set"];
 pub const NODE_KEYS: &[&str] = &[
     "name",
@@ -35,6 +37,7 @@ pub const NODE_KEYS: &[&str] = &[
     "due",
     "send_back",
     "outcomes",
+    "rules",
     "with",
     "set",
     "retry",
@@ -99,12 +102,18 @@ pub fn check(root: &YNode, diags: &mut Diagnostics) {
     for var in each_entry(root.get("variables")) {
         check_keys(var, VAR_KEYS, "a variable", diags);
     }
+    for setting in each_entry(root.get("settings")) {
+        check_keys(setting, VAR_KEYS, "a setting", diags);
+    }
     if let Some(start) = root.get("start") {
         check_keys(start, START_KEYS, "`start`", diags);
         if let Some(watch) = start.get("watch") {
             check_keys(watch, WATCH_KEYS, "`start: watch`", diags);
         }
         check_timer(start.get("timer"), diags);
+        for rule in start.get("rules").and_then(YNode::as_seq).into_iter().flatten() {
+            check_keys(rule, RULE_KEYS, "a rule", diags);
+        }
     }
     for node in each_entry(root.get("nodes")) {
         check_keys(node, NODE_KEYS, "a node", diags);
@@ -122,6 +131,9 @@ pub fn check(root: &YNode, diags: &mut Diagnostics) {
             check_timer(b.get("timer"), diags);
         }
         check_timer(node.get("timer"), diags);
+        for rule in node.get("rules").and_then(YNode::as_seq).into_iter().flatten() {
+            check_keys(rule, RULE_KEYS, "a rule", diags);
+        }
         if let Some(end) = node.get("end") {
             check_keys(end, END_KEYS, "`end`", diags);
         }

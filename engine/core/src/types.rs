@@ -11,8 +11,99 @@ pub const MAX_TEXT_CHARS: usize = 200_000;
 /// Largest `list` or `object` accepted, in bytes of JSON.
 pub const MAX_JSON_BYTES: usize = 1 << 20;
 
+/// Largest file a `file` variable may hold unless it sets `max_size`.
+pub const DEFAULT_FILE_BYTES: u64 = 10 * 1024 * 1024;
+/// Largest `max_size` a process may declare: uploads are streamed to disk, but a
+/// bound keeps one user from filling it.
+pub const MAX_FILE_BYTES: u64 = 100 * 1024 * 1024;
+/// Longest file name kept, in characters.
+pub const MAX_FILE_NAME_CHARS: usize = 255;
+
 /// The type names a designer may write after `type:`.
-pub const TYPE_NAMES: &[&str] = &["string", "text", "number", "bool", "date", "datetime", "choice", "list", "object"];
+pub const TYPE_NAMES: &[&str] =
+    &["string", "text", "number", "bool", "date", "datetime", "choice", "list", "object", "file"];
+
+/// The value of a `file` variable: a reference to content kept outside the
+/// instance, in the content-addressed blob store, so that instance state and
+/// history stay small. The content is identified by its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRef {
+    pub name: String,
+    pub content_type: String,
+    pub size: u64,
+    /// Lower-case hex SHA-256 of the content: the blob's address.
+    pub sha256: String,
+    pub created_by: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+impl FileRef {
+    /// Read a variable value as a file reference, checking its shape.
+    pub fn from_value(v: &Value) -> Result<FileRef, String> {
+        let f: FileRef = serde_json::from_value(v.clone())
+            .map_err(|e| format!("expected a file (name, content_type, size, sha256, created_by, created_at): {e}"))?;
+        if f.name.trim().is_empty() || f.name.chars().count() > MAX_FILE_NAME_CHARS {
+            return Err(format!("a file name must have 1 to {MAX_FILE_NAME_CHARS} characters"));
+        }
+        if f.name.contains(['/', '\\', '\0']) {
+            return Err(format!("the file name `{}` may not contain `/`, `\\` or NUL", f.name));
+        }
+        if !is_sha256_hex(&f.sha256) {
+            return Err("`sha256` must be 64 lower-case hex digits".into());
+        }
+        if f.content_type.is_empty() || f.content_type.len() > 255 || !f.content_type.contains('/') {
+            return Err(format!("`{}` is not a content type like application/pdf", f.content_type));
+        }
+        DateTime::parse_from_rfc3339(&f.created_at).map_err(|_| "`created_at` must be an RFC 3339 datetime")?;
+        Ok(f)
+    }
+}
+
+/// 64 lower-case hex digits.
+pub fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// What a `file` variable accepts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileRules {
+    /// Largest content accepted, in bytes.
+    pub max_size: u64,
+    /// Accepted content types (`application/pdf`); empty means any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub content_types: Vec<String>,
+}
+
+impl FileRules {
+    /// Whether the content type may be stored here (parameters such as
+    /// `; charset=` are ignored, case-insensitively).
+    pub fn allows_type(&self, content_type: &str) -> bool {
+        let bare = content_type.split(';').next().unwrap_or_default().trim();
+        self.content_types.is_empty() || self.content_types.iter().any(|t| t.eq_ignore_ascii_case(bare))
+    }
+
+    /// Whether the content must be a PDF (checked for `%PDF-` ... `%%EOF`).
+    pub fn wants_pdf(&self) -> bool {
+        !self.content_types.is_empty() && self.content_types.iter().all(|t| t.eq_ignore_ascii_case("application/pdf"))
+    }
+
+    /// Check a file's metadata against the rules.
+    pub fn check(&self, f: &FileRef) -> Result<(), String> {
+        if f.size > self.max_size {
+            return Err(format!("the file is too large: {} bytes, at most {} allowed", f.size, self.max_size));
+        }
+        if !self.allows_type(&f.content_type) {
+            return Err(format!(
+                "a file of type `{}` is not accepted here; accepted: {}",
+                f.content_type,
+                self.content_types.join(", ")
+            ));
+        }
+        Ok(())
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -30,6 +121,8 @@ pub enum VarType {
     },
     List,
     Object,
+    /// A [`FileRef`] to content in the blob store.
+    File(FileRules),
 }
 
 impl VarType {
@@ -44,6 +137,7 @@ impl VarType {
             VarType::Choice { .. } => "choice",
             VarType::List => "list",
             VarType::Object => "object",
+            VarType::File(_) => "file",
         }
     }
 
@@ -101,6 +195,8 @@ impl VarType {
             }
             (VarType::List, _) => want("a list"),
             (VarType::Object, _) => want("an object"),
+            (VarType::File(rules), Value::Object(_)) => rules.check(&FileRef::from_value(v)?),
+            (VarType::File(_), _) => want("a file (upload it first: POST /api/v1/files)"),
         }
     }
 
@@ -120,7 +216,7 @@ impl VarType {
                 "false" | "no" | "0" => Value::Bool(false),
                 _ => return Err(format!("expected true or false, got `{text}`")),
             },
-            VarType::List | VarType::Object => {
+            VarType::List | VarType::Object | VarType::File(_) => {
                 serde_json::from_str(text).map_err(|e| format!("expected JSON {}: {e}", self.name()))?
             }
             _ => Value::String(text.to_string()),

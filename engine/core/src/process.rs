@@ -56,6 +56,16 @@ pub struct UserTaskSpec {
     pub outcomes: Vec<(String, NodeIx)>,
     pub next: NodeIx,
     pub boundary: Vec<Boundary>,
+    /// Checks on the completed form (besides `send_back`).
+    pub rules: Vec<Rule>,
+}
+
+/// A form rule: refuse the start or completion with `message` when `when` holds.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub when: Expr,
+    pub field: Option<String>,
+    pub message: String,
 }
 
 /// When a timer fires, relative to the moment a token arms it.
@@ -358,6 +368,17 @@ pub struct Process {
     pub time_zone: Tz,
     /// The record-change start, if the process has one (`start: watch:`).
     pub watch: Option<WatchSpec>,
+    /// Declared settings (`settings:`), and their values now: the declared default
+    /// until an administrator changes one ([`Process::with_settings`]).
+    pub settings: IndexMap<String, VarSpec>,
+    pub setting_values: Vec<(String, Value)>,
+    /// Checks on the start form.
+    pub start_rules: Vec<Rule>,
+    /// Groups that may start the process by hand; empty: anyone.
+    pub start_groups: Vec<String>,
+    /// The timer start is paused by an administrator: it fires and reschedules
+    /// but starts nothing. Set by the engine from its stored configuration.
+    pub start_paused: bool,
 }
 
 /// A compiled `start: watch:`. Run by the watcher registered for `source`, not by
@@ -372,6 +393,38 @@ pub struct WatchSpec {
 }
 
 impl Process {
+    /// This process with setting values changed: every value type-checked against
+    /// its declaration, unknown names refused; `null` restores the default. All
+    /// problems at once, nothing changed on any.
+    pub fn with_settings(&self, changes: &crate::expr::Vars) -> Result<Process, Vec<(String, String)>> {
+        let mut errors = Vec::new();
+        let mut p = self.clone();
+        for (name, value) in changes {
+            let Some(spec) = self.settings.get(name) else {
+                errors.push((name.clone(), "not a setting of this process".to_string()));
+                continue;
+            };
+            let value = if value.is_null() { spec.default.clone().unwrap_or(Value::Null) } else { value.clone() };
+            if let Err(e) = spec.check(&value) {
+                errors.push((name.clone(), e));
+                continue;
+            }
+            if let Some(slot) = p.setting_values.iter_mut().find(|(n, _)| n == name) {
+                slot.1 = value;
+            }
+        }
+        if errors.is_empty() {
+            Ok(p)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The settings as expressions see them (read-only names).
+    pub fn setting_env(&self) -> Vec<(&str, &Value)> {
+        self.setting_values.iter().map(|(n, v)| (n.as_str(), v)).collect()
+    }
+
     pub fn node(&self, id: &str) -> Option<(NodeIx, &Node)> {
         self.index.get(id).map(|&ix| (ix, &self.nodes[ix]))
     }
