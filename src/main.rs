@@ -128,17 +128,19 @@ enum Command {
     /// Make a new API token and the hash line for the users file.
     #[command(after_help = "Example:\n  nagare token")]
     Token,
-    /// Serve a local emulator of a SaaS API (kintone) for development and demos.
+    /// Serve a local emulator of a SaaS API (kintone, cloudsign) for development and demos.
     #[command(
-        after_help = "Example:\n  nagare emulate kintone --addr 127.0.0.1:8081 --data ./kintone-data\n\nWithout --data the state is kept in ./kintone-emulator-data."
+        after_help = "Example:\n  nagare emulate kintone --addr 127.0.0.1:8081 --data ./kintone-data\n  nagare emulate cloudsign --webhook http://127.0.0.1:8080/hooks/cloudsign/SECRET\n\nWithout --data the state is kept in ./<service>-emulator-data."
     )]
     Emulate {
         /// The service to emulate.
-        #[arg(value_parser = ["kintone"])]
+        #[arg(value_parser = ["kintone", "cloudsign"])]
         service: String,
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8081")]
-        addr: String,
+        /// Address to listen on (default 127.0.0.1:8081 for kintone, :8082 for cloudsign).
+        #[arg(long)]
+        addr: Option<String>,
+        #[command(flatten)]
+        cloudsign: cli::emulate::CloudsignArgs,
     },
     /// Measure throughput on the three peer benchmark processes.
     #[command(
@@ -233,9 +235,9 @@ fn main() -> ExitCode {
         Command::Run { until_idle } => cli::run::run(&out, &data, until_idle),
         Command::Serve(a) => cli::serve::serve(&data, a),
         Command::Token => cli::serve::token(&out),
-        Command::Emulate { service, addr } => {
-            let dir = if cli_data_given() { data.clone() } else { PathBuf::from("kintone-emulator-data") };
-            cli::emulate::emulate(&out, &service, &addr, &dir)
+        Command::Emulate { service, addr, cloudsign } => {
+            let dir = if cli_data_given() { data.clone() } else { PathBuf::from(format!("{service}-emulator-data")) };
+            cli::emulate::emulate(&out, &service, addr.as_deref(), &dir, &cloudsign)
         }
         Command::Bench(a) => bench::run(&out, &data, a, cli_data_given()),
     };

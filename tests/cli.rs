@@ -317,6 +317,49 @@ fn emulate_kintone_serves_the_api() {
     assert!(dir.path().join("kintone.json").exists());
 }
 
+/// `nagare emulate cloudsign` issues tokens to the demo client ids and keeps its
+/// state in its data directory.
+#[test]
+fn emulate_cloudsign_serves_the_api() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Kill(
+        Command::new(env!("CARGO_BIN_EXE_nagare"))
+            .args(["--json", "--data"])
+            .arg(dir.path())
+            .args(["emulate", "cloudsign", "--addr", "127.0.0.1:0", "--token-ttl", "2m"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let info: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let base = info["base_url"].as_str().unwrap().trim_start_matches("http://").to_string();
+    let client = info["clients"][0]["client_id"].as_str().unwrap();
+    let body = format!("client_id={client}");
+    let mut s = std::net::TcpStream::connect(&base).unwrap();
+    write!(
+        s,
+        "POST /token HTTP/1.1\r\nHost: {base}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    drop(child);
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains("\"expires_in\":120") && resp.contains("\"token_type\":\"Bearer\""), "{resp}");
+    assert!(dir.path().join("cloudsign.json").exists());
+}
+
 /// `nagare message` delivers, buffers or refuses; `nagare incidents` lists, and
 /// `incidents resolve` moves the stopped token on.
 #[test]

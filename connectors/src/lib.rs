@@ -4,11 +4,12 @@
 //! *instance* is a named section of the config file ([`config`]); its operations are
 //! registered as `<instance>.<operation>` (`kintone.get`, `crm.request`).
 //! [`builtin`] gives the registry of a binary without a config file: `echo`,
-//! `http.request` (absolute URLs) and the `kintone.*` operations, which say how to
-//! configure them when called. [`Connectors`] builds the registry from a config and
+//! `http.request` (absolute URLs) and the `kintone.*` and `cloudsign.*` operations,
+//! which say how to configure them when called. [`Connectors`] builds the registry from a config and
 //! can replace the settings while the engine runs ([`Connectors::reload`]).
 //! Embedding apps start from either and add their own connectors.
 
+pub mod cloudsign;
 pub mod config;
 pub mod echo;
 pub mod http;
@@ -18,7 +19,8 @@ pub mod settings;
 
 pub use config::{ConfigError, ConnectorsConfig, InstanceConfig, Secret};
 
-use config::{HttpConfig, KintoneConfig};
+use cloudsign::files::{BlobSource, NoBlobs};
+use config::{CloudsignConfig, HttpConfig, KintoneConfig};
 use indexmap::IndexMap;
 use nagare_engine::Registry;
 use settings::Settings;
@@ -34,6 +36,7 @@ pub struct Connectors {
     registry: Registry,
     kintone: IndexMap<String, Settings<Option<KintoneConfig>>>,
     http: IndexMap<String, Settings<HttpConfig>>,
+    cloudsign: IndexMap<String, Settings<Option<CloudsignConfig>>>,
     /// External instances and their operations (fixed until a restart).
     external: IndexMap<String, Vec<String>>,
 }
@@ -42,10 +45,17 @@ impl Connectors {
     /// Register `echo`, every configured instance, and the default instances
     /// `http` and `kintone` when the config does not define them.
     pub fn new(cfg: &ConnectorsConfig) -> Connectors {
+        Self::with_blobs(cfg, Arc::new(NoBlobs))
+    }
+
+    /// Like [`Connectors::new`]; connectors that upload files (CloudSign) read file
+    /// references through `blobs` (the engine's blob store).
+    pub fn with_blobs(cfg: &ConnectorsConfig, blobs: Arc<dyn BlobSource>) -> Connectors {
         let mut c = Connectors {
             registry: Registry::default(),
             kintone: IndexMap::new(),
             http: IndexMap::new(),
+            cloudsign: IndexMap::new(),
             external: IndexMap::new(),
         };
         c.registry.register("echo", echo::Echo);
@@ -56,6 +66,9 @@ impl Connectors {
                 }
                 InstanceConfig::Http(h) => {
                     c.http.insert(name.clone(), Settings::new(h.clone()));
+                }
+                InstanceConfig::Cloudsign(x) => {
+                    c.cloudsign.insert(name.clone(), Settings::new(Some(x.clone())));
                 }
                 InstanceConfig::External(x) => {
                     for op in &x.operations {
@@ -68,11 +81,17 @@ impl Connectors {
         if !cfg.connectors.contains_key("kintone") {
             c.kintone.insert("kintone".into(), Settings::new(None));
         }
+        if !cfg.connectors.contains_key("cloudsign") {
+            c.cloudsign.insert("cloudsign".into(), Settings::new(None));
+        }
         if !cfg.connectors.contains_key("http") {
             c.http.insert("http".into(), Settings::new(HttpConfig::default()));
         }
         for (name, s) in &c.kintone {
             kintone::register(&mut c.registry, name, s.clone());
+        }
+        for (name, s) in &c.cloudsign {
+            cloudsign::register(&mut c.registry, name, s.clone(), blobs.clone());
         }
         for (name, s) in &c.http {
             c.registry.register(format!("{name}.request"), http::HttpConnector::new(name, s.clone()));
@@ -101,6 +120,9 @@ impl Connectors {
                 InstanceConfig::Http(_) if !self.http.contains_key(name) => {
                     return Err(restart(name, "is a new http instance"))
                 }
+                InstanceConfig::Cloudsign(_) if !self.cloudsign.contains_key(name) => {
+                    return Err(restart(name, "is a new cloudsign instance"))
+                }
                 InstanceConfig::External(x) if self.external.get(name) != Some(&x.operations) => {
                     return Err(restart(name, "is a new or changed external instance"))
                 }
@@ -111,6 +133,13 @@ impl Connectors {
             match cfg.connectors.get(name) {
                 Some(InstanceConfig::Kintone(k)) => s.replace(Some(k.clone())),
                 None if name == "kintone" => s.replace(None),
+                _ => return Err(restart(name, "was removed or changed its type")),
+            }
+        }
+        for (name, s) in &self.cloudsign {
+            match cfg.connectors.get(name) {
+                Some(InstanceConfig::Cloudsign(x)) => s.replace(Some(x.clone())),
+                None if name == "cloudsign" => s.replace(None),
                 _ => return Err(restart(name, "was removed or changed its type")),
             }
         }
@@ -132,6 +161,16 @@ impl Connectors {
     /// The current settings of kintone instance `name` (`None`: not configured).
     pub fn kintone(&self, name: &str) -> Option<Arc<Option<KintoneConfig>>> {
         self.kintone.get(name).map(Settings::get)
+    }
+
+    /// The current settings of CloudSign instance `name` (`None` inside: not configured).
+    pub fn cloudsign(&self, name: &str) -> Option<Arc<Option<CloudsignConfig>>> {
+        self.cloudsign.get(name).map(Settings::get)
+    }
+
+    /// Names of the CloudSign instances.
+    pub fn cloudsign_names(&self) -> Vec<String> {
+        self.cloudsign.keys().cloned().collect()
     }
 
     /// Names of the kintone instances.

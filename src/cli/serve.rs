@@ -123,9 +123,9 @@ pub fn serve(data: &Path, a: ServeArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {} (in use? pass --addr HOST:PORT)", a.addr))?;
         // The watcher polls the kintone watches and serves /hooks/kintone/{process}.
-        let watcher = Arc::new(Watcher::new(engine.clone(), connectors));
+        let watcher = Arc::new(Watcher::new(engine.clone(), connectors.clone()));
         let watched = watcher.watched();
-        let state = AppState::new(engine, users).with_watcher(watcher);
+        let state = AppState::new(engine, users).with_watcher(watcher).with_connectors(connectors);
         reload_users_on_sighup(a.users.clone(), state.users.clone());
         let server = Server::start_with(listener, state, super::run::shutdown_signal())?;
         eprintln!(

@@ -10,6 +10,7 @@
 //! ([`blocking`]); a client that hangs up mid-request does not cancel a commit.
 
 pub mod auth;
+mod cloudsign_hook;
 mod config;
 pub mod error;
 pub mod extract;
@@ -64,6 +65,9 @@ pub struct AppState {
     /// The kintone watcher: serves `/hooks/kintone/{process}` and, while the server
     /// runs, polls every watched process. `None`: the hook answers 404.
     pub watcher: Option<Arc<Watcher>>,
+    /// The configured connectors: `/hooks/cloudsign` reads its secret and allow-list
+    /// from them. `None`: that hook answers 404.
+    pub connectors: Option<Arc<nagare_connectors::Connectors>>,
 }
 
 impl AppState {
@@ -75,7 +79,14 @@ impl AppState {
             ready: Arc::new(AtomicBool::new(true)),
             stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
             watcher: None,
+            connectors: None,
         }
+    }
+
+    /// With the configured connectors (see [`AppState::connectors`]).
+    pub fn with_connectors(mut self, connectors: Arc<nagare_connectors::Connectors>) -> Self {
+        self.connectors = Some(connectors);
+        self
     }
 
     /// With a kintone watcher (see [`AppState::watcher`]).
@@ -132,6 +143,8 @@ fn public() -> OpenApiRouter<AppState> {
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
         .routes(routes!(hooks::kintone))
+        .routes(routes!(cloudsign_hook::with_secret))
+        .routes(routes!(cloudsign_hook::with_token))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
 }
 
@@ -268,7 +281,7 @@ pub async fn run(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    let served = axum::serve(listener, router)
+    let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move {
             shutdown.await;
             ready.store(false, Ordering::SeqCst);
