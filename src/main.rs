@@ -128,17 +128,20 @@ enum Command {
     /// Make a new API token and the hash line for the users file.
     #[command(after_help = "Example:\n  nagare token")]
     Token,
-    /// Serve a local emulator of a SaaS API (kintone, cloudsign) for development and demos.
+    /// Serve a local emulator of a SaaS API (kintone, CloudSign, Rakuraku Seisan) or an SMTP sink for development and demos.
     #[command(
-        after_help = "Example:\n  nagare emulate kintone --addr 127.0.0.1:8081 --data ./kintone-data\n  nagare emulate cloudsign --webhook http://127.0.0.1:8080/hooks/cloudsign/SECRET\n\nWithout --data the state is kept in ./<service>-emulator-data."
+        after_help = "Example:\n  nagare emulate kintone --addr 127.0.0.1:8081 --data ./kintone-data\n  nagare emulate cloudsign --webhook http://127.0.0.1:8080/hooks/cloudsign/SECRET   # 127.0.0.1:8082\n  nagare emulate rakuraku                 # 127.0.0.1:8083\n  nagare emulate smtp                     # SMTP on 127.0.0.1:2525, mail listed on http://127.0.0.1:8025/mails\n\nWithout --data the state is kept in ./<service>-emulator-data."
     )]
     Emulate {
         /// The service to emulate.
-        #[arg(value_parser = ["kintone", "cloudsign"])]
+        #[arg(value_parser = ["kintone", "cloudsign", "rakuraku", "smtp"])]
         service: String,
-        /// Address to listen on (default 127.0.0.1:8081 for kintone, :8082 for cloudsign).
+        /// Address to listen on (default 127.0.0.1:8081 kintone, :8082 cloudsign, :8083 rakuraku, :2525 smtp).
         #[arg(long)]
         addr: Option<String>,
+        /// smtp only: address of the HTTP listing of received mail.
+        #[arg(long, default_value = "127.0.0.1:8025")]
+        http_addr: String,
         #[command(flatten)]
         cloudsign: cli::emulate::CloudsignArgs,
     },
@@ -235,9 +238,9 @@ fn main() -> ExitCode {
         Command::Run { until_idle } => cli::run::run(&out, &data, until_idle),
         Command::Serve(a) => cli::serve::serve(&data, a),
         Command::Token => cli::serve::token(&out),
-        Command::Emulate { service, addr, cloudsign } => {
+        Command::Emulate { service, addr, http_addr, cloudsign } => {
             let dir = if cli_data_given() { data.clone() } else { PathBuf::from(format!("{service}-emulator-data")) };
-            cli::emulate::emulate(&out, &service, addr.as_deref(), &dir, &cloudsign)
+            cli::emulate::emulate(&out, &service, addr.as_deref(), &http_addr, &dir, &cloudsign)
         }
         Command::Bench(a) => bench::run(&out, &data, a, cli_data_given()),
     };

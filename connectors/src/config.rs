@@ -18,6 +18,18 @@
 //!     type: http
 //!     base_url: https://crm.example.com/api/
 //!     headers: { Authorization: { env: CRM_AUTH } }
+//!   rakuraku:                         # rakuraku.import (Rakuraku Seisan CSV import)
+//!     type: rakuraku
+//!     base_url: https://example.rakurakuseisan.jp
+//!     account: abc1234
+//!     token: { env: RAKURAKU_TOKEN }
+//!   mail:                             # mail.send over SMTP
+//!     type: smtp
+//!     host: smtp.example.com
+//!     tls: starttls
+//!     user: { env: SMTP_USER }
+//!     password: { env: SMTP_PASSWORD }
+//!     from: 'nagare <nagare@example.com>'
 //!   pdf:                              # pdf.render, pdf.sign: run by external workers
 //!     type: external                  # that poll POST /api/v1/jobs/activate
 //!     operations: [render, sign]
@@ -100,6 +112,8 @@ pub enum InstanceConfig {
     Http(HttpConfig),
     External(ExternalConfig),
     Cloudsign(CloudsignConfig),
+    Rakuraku(crate::rakuraku::RakurakuConfig),
+    Smtp(crate::mail::SmtpConfig),
 }
 
 /// Settings of a CloudSign connector instance (`cloudsign.*`): one API host, and the
@@ -187,7 +201,7 @@ pub struct HttpConfig {
     pub timeout: Option<Duration>,
 }
 
-mod opt_duration {
+pub(crate) mod opt_duration {
     use serde::{Deserialize, Deserializer};
     use std::time::Duration;
 
@@ -251,6 +265,8 @@ impl ConnectorsConfig {
                         return Err(bad("`rate_per_minute` must be 1 to 800 (CloudSign blocks a token above 800)"));
                     }
                 }
+                InstanceConfig::Rakuraku(r) => r.check().map_err(|e| bad(&e))?,
+                InstanceConfig::Smtp(m) => m.check().map_err(|e| bad(&e))?,
                 InstanceConfig::External(x) => {
                     if x.operations.is_empty() {
                         return Err(bad("list the operations workers serve, e.g. `operations: [render]`"));
@@ -265,7 +281,7 @@ impl ConnectorsConfig {
     }
 }
 
-fn check_url(u: &str) -> Result<(), String> {
+pub(crate) fn check_url(u: &str) -> Result<(), String> {
     let parsed = reqwest::Url::parse(u).map_err(|e| format!("base_url `{u}` is not a URL: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(format!("base_url `{u}` must start with https:// (or http:// for a local emulator)"));

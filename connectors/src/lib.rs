@@ -4,8 +4,8 @@
 //! *instance* is a named section of the config file ([`config`]); its operations are
 //! registered as `<instance>.<operation>` (`kintone.get`, `crm.request`).
 //! [`builtin`] gives the registry of a binary without a config file: `echo`,
-//! `http.request` (absolute URLs) and the `kintone.*` and `cloudsign.*` operations,
-//! which say how to configure them when called. [`Connectors`] builds the registry from a config and
+//! `http.request` (absolute URLs), and the `kintone.*`, `cloudsign.*`, `rakuraku.import`
+//! and `mail.send` operations, which say how to configure them when called. [`Connectors`] builds the registry from a config and
 //! can replace the settings while the engine runs ([`Connectors::reload`]).
 //! Embedding apps start from either and add their own connectors.
 
@@ -15,6 +15,8 @@ pub mod echo;
 pub mod http;
 pub mod http_error;
 pub mod kintone;
+pub mod mail;
+pub mod rakuraku;
 pub mod settings;
 
 pub use config::{ConfigError, ConnectorsConfig, InstanceConfig, Secret};
@@ -37,13 +39,15 @@ pub struct Connectors {
     kintone: IndexMap<String, Settings<Option<KintoneConfig>>>,
     http: IndexMap<String, Settings<HttpConfig>>,
     cloudsign: IndexMap<String, Settings<Option<CloudsignConfig>>>,
+    rakuraku: IndexMap<String, Settings<Option<rakuraku::RakurakuConfig>>>,
+    mail: IndexMap<String, Settings<Option<mail::SmtpConfig>>>,
     /// External instances and their operations (fixed until a restart).
     external: IndexMap<String, Vec<String>>,
 }
 
 impl Connectors {
     /// Register `echo`, every configured instance, and the default instances
-    /// `http` and `kintone` when the config does not define them.
+    /// `http`, `kintone`, `rakuraku` and `mail` when the config does not define them.
     pub fn new(cfg: &ConnectorsConfig) -> Connectors {
         Self::with_blobs(cfg, Arc::new(NoBlobs))
     }
@@ -56,6 +60,8 @@ impl Connectors {
             kintone: IndexMap::new(),
             http: IndexMap::new(),
             cloudsign: IndexMap::new(),
+            rakuraku: IndexMap::new(),
+            mail: IndexMap::new(),
             external: IndexMap::new(),
         };
         c.registry.register("echo", echo::Echo);
@@ -69,6 +75,12 @@ impl Connectors {
                 }
                 InstanceConfig::Cloudsign(x) => {
                     c.cloudsign.insert(name.clone(), Settings::new(Some(x.clone())));
+                }
+                InstanceConfig::Rakuraku(r) => {
+                    c.rakuraku.insert(name.clone(), Settings::new(Some(r.clone())));
+                }
+                InstanceConfig::Smtp(m) => {
+                    c.mail.insert(name.clone(), Settings::new(Some(m.clone())));
                 }
                 InstanceConfig::External(x) => {
                     for op in &x.operations {
@@ -87,11 +99,23 @@ impl Connectors {
         if !cfg.connectors.contains_key("http") {
             c.http.insert("http".into(), Settings::new(HttpConfig::default()));
         }
+        if !cfg.connectors.contains_key("rakuraku") {
+            c.rakuraku.insert("rakuraku".into(), Settings::new(None));
+        }
+        if !cfg.connectors.contains_key("mail") {
+            c.mail.insert("mail".into(), Settings::new(None));
+        }
         for (name, s) in &c.kintone {
             kintone::register(&mut c.registry, name, s.clone());
         }
         for (name, s) in &c.cloudsign {
             cloudsign::register(&mut c.registry, name, s.clone(), blobs.clone());
+        }
+        for (name, s) in &c.rakuraku {
+            rakuraku::register(&mut c.registry, name, s.clone());
+        }
+        for (name, s) in &c.mail {
+            mail::register(&mut c.registry, name, s.clone());
         }
         for (name, s) in &c.http {
             c.registry.register(format!("{name}.request"), http::HttpConnector::new(name, s.clone()));
@@ -123,6 +147,12 @@ impl Connectors {
                 InstanceConfig::Cloudsign(_) if !self.cloudsign.contains_key(name) => {
                     return Err(restart(name, "is a new cloudsign instance"))
                 }
+                InstanceConfig::Rakuraku(_) if !self.rakuraku.contains_key(name) => {
+                    return Err(restart(name, "is a new rakuraku instance"))
+                }
+                InstanceConfig::Smtp(_) if !self.mail.contains_key(name) => {
+                    return Err(restart(name, "is a new smtp instance"))
+                }
                 InstanceConfig::External(x) if self.external.get(name) != Some(&x.operations) => {
                     return Err(restart(name, "is a new or changed external instance"))
                 }
@@ -140,6 +170,20 @@ impl Connectors {
             match cfg.connectors.get(name) {
                 Some(InstanceConfig::Cloudsign(x)) => s.replace(Some(x.clone())),
                 None if name == "cloudsign" => s.replace(None),
+                _ => return Err(restart(name, "was removed or changed its type")),
+            }
+        }
+        for (name, s) in &self.rakuraku {
+            match cfg.connectors.get(name) {
+                Some(InstanceConfig::Rakuraku(r)) => s.replace(Some(r.clone())),
+                None if name == "rakuraku" => s.replace(None),
+                _ => return Err(restart(name, "was removed or changed its type")),
+            }
+        }
+        for (name, s) in &self.mail {
+            match cfg.connectors.get(name) {
+                Some(InstanceConfig::Smtp(m)) => s.replace(Some(m.clone())),
+                None if name == "mail" => s.replace(None),
                 _ => return Err(restart(name, "was removed or changed its type")),
             }
         }
@@ -171,6 +215,17 @@ impl Connectors {
     /// Names of the CloudSign instances.
     pub fn cloudsign_names(&self) -> Vec<String> {
         self.cloudsign.keys().cloned().collect()
+    }
+
+    /// Problems with a step's `with:` that can be known before it runs, for the
+    /// deploy-time check: `connector` is the step's `service:`, `with` its inputs
+    /// as JSON (string values are expressions and are left to run time). Paths
+    /// are relative to `with:`. Empty for connectors without such rules.
+    pub fn check_inputs(&self, connector: &str, with: &serde_json::Value) -> Vec<rakuraku::ParamIssue> {
+        match connector.split_once('.') {
+            Some((instance, "import")) if self.rakuraku.contains_key(instance) => rakuraku::check_params(with),
+            _ => Vec::new(),
+        }
     }
 
     /// Names of the kintone instances.
