@@ -193,6 +193,59 @@ fn validate_exit_codes_over_the_broken_corpus() {
     }
 }
 
+/// Run `nagare` and give up (failing the test) if it has not finished in `secs`.
+fn nagare_within(secs: u64, data: &Path, args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nagare"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("nagare runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("nagare {args:?} still running after {secs}s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// Regression (issue 10, finding 10): `nagare validate /dev/zero` read until memory ran
+/// out. Reading stops at 1 MiB + 1 byte and the file is refused as too large.
+#[test]
+fn validate_dev_zero_stops_at_the_size_limit() {
+    if !Path::new("/dev/zero").exists() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for cmd in ["validate", "deploy"] {
+        let out = nagare_within(60, &dir.path().join("data"), &[cmd, "/dev/zero"]);
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {}{}", stdout(&out), stderr(&out));
+        let text = stdout(&out);
+        assert!(text.contains("/dev/zero:1:1: error[file-too-large]"), "{cmd}: {text}");
+        assert!(text.contains("the limit for a process file is 1048576 bytes"), "{cmd}: {text}");
+    }
+}
+
+/// A file in another encoding is named as such, with the position of the first bad byte.
+#[test]
+fn validate_shift_jis_file_points_at_the_first_bad_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("sjis.yaml");
+    std::fs::write(&f, b"id: p\nname: \x8c\x6f\x94\xef\nstart: { next: done }\nnodes:\n  done: { end: }\n").unwrap();
+    let name = f.to_str().unwrap();
+    let out = nagare(dir.path(), &["validate", name]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains(&format!("{name}:2:7: error[invalid-utf8]")), "{text}");
+}
+
 /// Every process shipped in `processes/` validates with the built-in connectors.
 #[test]
 fn every_shipped_process_validates() {

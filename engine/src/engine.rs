@@ -306,7 +306,7 @@ impl Engine {
     }
 
     fn compile_options(&self) -> CompileOptions {
-        CompileOptions { connectors: Some(self.inner.connectors.names()) }
+        CompileOptions { connectors: Some(self.inner.connectors.names()), ..CompileOptions::default() }
     }
 
     fn reload(&self) -> Result<(), EngineError> {
@@ -317,7 +317,7 @@ impl Engine {
         for d in defs {
             // Deployed definitions were valid; check connectors lazily at call time so
             // that an app that stopped registering one can still open its store.
-            match load_str(&d.file, &d.source, &CompileOptions::default()) {
+            match load_str(&d.file, &d.source, &CompileOptions::stored()) {
                 Ok(Loaded { mut process, .. }) => {
                     process.version = d.version;
                     process.digest = d.digest.clone();

@@ -98,8 +98,16 @@ fn deploy_dir(engine: &Engine, dir: &Path) -> anyhow::Result<usize> {
     let mut broken = 0;
     for path in &files {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {name}"))?;
-        match engine.deploy(&name, &text) {
+        let bytes = super::files::read_process_file(path).with_context(|| format!("cannot read {name}"))?;
+        let text = match nagare_engine::load::input::decode(&bytes) {
+            Ok(t) => t,
+            Err(diags) => {
+                eprint!("{}", diags.finish(&name));
+                broken += 1;
+                continue;
+            }
+        };
+        match engine.deploy(&name, text) {
             Ok(d) => {
                 tracing::info!(process = %d.id, version = d.version, created = d.created, file = %name, "process file")
             }

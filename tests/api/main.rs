@@ -14,6 +14,7 @@ mod flow;
 mod hostile;
 mod hostile_values;
 mod jobs;
+mod loader;
 mod openapi;
 mod race;
 mod rules;

@@ -175,6 +175,11 @@ fn run_error(e: rhai::EvalAltResult, run: &limits::Running) -> ExprError {
 }
 
 impl Expr {
+    /// The compiled form, for deploy-time checks that read it (static types).
+    pub(crate) fn ast(&self) -> &AST {
+        &self.ast
+    }
+
     /// Evaluate to a JSON value.
     pub fn eval(&self, env: &Env<'_>) -> Result<Value, ExprError> {
         let (mut scope, held) = env.scope();

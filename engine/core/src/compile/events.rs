@@ -186,7 +186,7 @@ pub(super) fn compile_set(
                 undeclared_hint(var, names),
             );
             ok = false;
-        } else if let Some(e) = cx.compile_expr(&here, src, &with_extra) {
+        } else if let Some(e) = cx.compile_value_for(&here, src, &with_extra, var) {
             out.push((var.clone(), e));
         } else {
             ok = false;

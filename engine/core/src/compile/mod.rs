@@ -21,15 +21,28 @@ use std::time::Duration;
 mod events;
 mod graph;
 mod nodes;
+mod typecheck;
 
 use events::*;
 use graph::check_graph;
 use nodes::compile_node;
+use typecheck::{Ty, Want};
 
 /// Which connectors exist, when the caller knows (deploy does; offline validate may not).
 #[derive(Debug, Clone, Default)]
 pub struct CompileOptions {
     pub connectors: Option<Vec<String>>,
+    /// The text was deployed before (reloading the store): checks added since it was
+    /// deployed (the static types of expressions) only warn, so an upgrade never
+    /// drops a deployed process that its running instances need.
+    pub stored: bool,
+}
+
+impl CompileOptions {
+    /// Options for reloading a definition that an earlier version accepted.
+    pub fn stored() -> Self {
+        CompileOptions { stored: true, ..CompileOptions::default() }
+    }
 }
 
 const KIND_KEYS: &[&str] = &[
@@ -53,7 +66,16 @@ const SIDE: NodeIx = usize::MAX;
 struct Cx<'a> {
     map: &'a SourceMap,
     diags: Diagnostics,
+    /// Declared variables' run-time types, for the static checks of expressions.
+    types: HashMap<String, Ty>,
+    /// See [`CompileOptions::stored`].
+    stored: bool,
 }
+
+/// Names some expressions read besides the variables (`result` of a service task,
+/// a message's `payload`, a watched `record`, a caught `error`). They shadow a
+/// variable of the same name at run time, so their type is unknown.
+const CONTEXT_NAMES: &[&str] = &["result", "payload", "record", "error"];
 
 impl Cx<'_> {
     fn loc(&self, path: &[&str]) -> Loc {
@@ -84,9 +106,49 @@ impl Cx<'_> {
         }
     }
 
+    /// Compile an expression that must give true or false (a branch's `when:`).
+    fn compile_condition(&mut self, path: &[&str], source: &str, names: &[&str]) -> Option<Expr> {
+        self.compile_checked(path, source, names, Want::Bool)
+    }
+
+    /// Compile the value a `set:` writes to the declared variable `var`.
+    fn compile_value_for(&mut self, path: &[&str], source: &str, names: &[&str], var: &str) -> Option<Expr> {
+        match self.types.get(var).copied() {
+            Some(ty) => self.compile_checked(path, source, names, Want::Var(var, ty)),
+            None => self.compile_expr(path, source, names),
+        }
+    }
+
     fn compile_expr(&mut self, path: &[&str], source: &str, names: &[&str]) -> Option<Expr> {
+        self.compile_checked(path, source, names, Want::Any)
+    }
+
+    /// Report what the static types show to be wrong in `e`; true when nothing is.
+    fn check_types(&mut self, path: &[&str], source: &str, names: &[&str], e: &Expr, want: Want) -> bool {
+        let lookup = |name: &str| -> Ty {
+            if CONTEXT_NAMES.contains(&name) || !names.contains(&name) {
+                return Ty::Any;
+            }
+            self.types.get(name).copied().unwrap_or(Ty::Any)
+        };
+        let findings = typecheck::check(e.ast(), &lookup, want);
+        for f in &findings {
+            let at = ExprError { message: f.message.clone(), line: f.line, col: f.col };
+            let loc = self.expr_loc(path, &at);
+            let message = format!("in expression `{}`: {}", excerpt(source, f.line), f.message);
+            let d = if self.stored {
+                Diagnostic::warning(f.code, loc, message)
+            } else {
+                Diagnostic::error(f.code, loc, message)
+            };
+            self.diags.push(d.with_hint(f.hint.clone()));
+        }
+        self.stored || findings.is_empty()
+    }
+
+    fn compile_checked(&mut self, path: &[&str], source: &str, names: &[&str], want: Want) -> Option<Expr> {
         match expr::compile(source, names.iter().copied()) {
-            Ok(e) => Some(e),
+            Ok(e) => self.check_types(path, source, names, &e, want).then_some(e),
             Err(e) => {
                 let loc = self.expr_loc(path, &e);
                 let (code, hint) = if e.message.contains("Undefined variable")
@@ -95,15 +157,19 @@ impl Cx<'_> {
                     let name = e.message.rsplit(':').next().map(str::trim).unwrap_or("").to_string();
                     let candidates: Vec<&str> =
                         names.iter().copied().chain(expr::BUILTIN_NAMES.iter().copied()).collect();
-                    (
-                        "undeclared-variable",
-                        format!(
-                            "declare `{name}` under `variables:`{}",
-                            suggest(&name, candidates.iter().copied())
-                                .map(|s| format!(", or did you mean `{s}`?"))
-                                .unwrap_or_default()
-                        ),
-                    )
+                    let close = suggest(&name, candidates.iter().copied());
+                    // `method: POST`: a whole value that is one bare word, where values are
+                    // passed on (`with:`, `set:`), was most likely meant as text.
+                    let bare_word = source.trim() == name && !matches!(path.last(), Some(&"when" | &"script"));
+                    let passes_value = path.iter().any(|p| matches!(*p, "with" | "set"));
+                    let hint = match close {
+                        Some(s) if bare_word => format!("did you mean `{s}`? to pass the text {name}, write '\"{name}\"'"),
+                        None if bare_word && passes_value => format!("write '\"{name}\"' to pass the text {name} (a bare word is read as a variable), or declare `{name}` under `variables:`"),
+                        None if bare_word => format!("declare `{name}` under `variables:`, or write '\"{name}\"' for the text {name}"),
+                        Some(s) => format!("declare `{name}` under `variables:`, or did you mean `{s}`?"),
+                        None => format!("declare `{name}` under `variables:`"),
+                    };
+                    ("undeclared-variable", hint)
                 } else {
                     ("expression-syntax", "expressions are rhai: e.g. `amount > 10000 && kind == \"出張\"`".to_string())
                 };
@@ -183,7 +249,7 @@ fn compile_rules(
             ok = false;
         }
         let at: Vec<&str> = here.iter().copied().chain(["when"]).collect();
-        match cx.compile_expr(&at, &r.when, names) {
+        match cx.compile_condition(&at, &r.when, names) {
             Some(when) => out.push(Rule { when, field: r.field.clone(), message: r.message.clone() }),
             None => ok = false,
         }
@@ -296,7 +362,7 @@ pub fn compile(
     map: &SourceMap,
     opts: &CompileOptions,
 ) -> Result<(Process, Diagnostics), Diagnostics> {
-    let mut cx = Cx { map, diags: Diagnostics::default() };
+    let mut cx = Cx { map, diags: Diagnostics::default(), types: HashMap::new(), stored: opts.stored };
 
     if !valid_id(&def.id) {
         cx.err(
@@ -353,6 +419,8 @@ pub fn compile(
             settings.insert(name.clone(), spec);
         }
     }
+    // Settings are read like variables (and never share a name with one).
+    cx.types = vars.iter().chain(&settings).map(|(name, spec)| (name.clone(), Ty::of_var(&spec.ty))).collect();
     let var_names: Vec<String> = def.variables.keys().cloned().collect();
     let names: Vec<&str> = var_names.iter().map(String::as_str).chain(settings.keys().map(String::as_str)).collect();
     let mut names_with_result = names.clone();

@@ -35,6 +35,10 @@ pub(super) fn compile_node(
     let kind = match present.as_slice() {
         [k] => *k,
         [] => {
+            if let Some((key, loc)) = empty_kind_key(cx, &here) {
+                cx.err("empty-kind", loc, format!("`{key}:` of node `{id}` is empty"), empty_kind_hint(key));
+                return None;
+            }
             cx.err(
                 "missing-kind",
                 cx.key_loc(&here),
@@ -305,7 +309,7 @@ pub(super) fn compile_node(
                         undeclared_hint(var, names),
                     );
                     ok = false;
-                } else if let Some(e) = cx.compile_expr(&["nodes", id, "set", var], src, names_with_result) {
+                } else if let Some(e) = cx.compile_value_for(&["nodes", id, "set", var], src, names_with_result, var) {
                     set.push((var.clone(), e));
                 } else {
                     ok = false;
@@ -378,7 +382,7 @@ pub(super) fn compile_node(
             let mut branches = Vec::new();
             for (i, b) in list.iter().enumerate() {
                 let i = i.to_string();
-                let cond = cx.compile_expr(&["nodes", id, kind, &i, "when"], &b.when, names);
+                let cond = cx.compile_condition(&["nodes", id, kind, &i, "when"], &b.when, names);
                 let target = resolve(cx, &b.next, &["nodes", id, kind, &i, "next"], "next");
                 match (cond, target) {
                     (Some(c), Some(t)) => branches.push((c, t)),
@@ -440,4 +444,35 @@ pub(super) fn compile_node(
         _ => unreachable!("kind keys are listed above"),
     };
     ok.then_some(kind)
+}
+
+/// A kind key written with nothing after it (`exclusive:`): serde reads it as absent,
+/// but the designer did say what the node is, so the finding names that key.
+fn empty_kind_key(cx: &Cx, here: &[&str]) -> Option<(&'static str, Loc)> {
+    let node = cx.map.node(here)?;
+    KIND_KEYS.iter().copied().find_map(|k| match node.get(k)?.kind {
+        YKind::Scalar(ref v, Style::Plain) if matches!(v.as_str(), "" | "~" | "null" | "Null" | "NULL") => {
+            Some((k, node.key_loc(k)?))
+        }
+        _ => None,
+    })
+}
+
+/// What a kind key needs after it, with an example to copy.
+fn empty_kind_hint(key: &str) -> String {
+    let body = match key {
+        "exclusive" | "inclusive" => {
+            "list the branches below it: `- when: 金額 >= 50000` / `  next: <node>`, and add `default: <node>`"
+        }
+        "parallel" => "list the branches: `parallel: [a, b]`",
+        "event_based" => "list the events: `- { message: 返信, next: a }` and `- { timer: 7d, next: b }`",
+        "join" => "name the fork it closes: `join: <parallel node id>`",
+        "user_task" => "give the task a title: `user_task: 申請内容を確認する`",
+        "service" => "name the connector: `service: http.request`",
+        "script" => "write the script: `script: 'let 合計 = 金額 + 消費税;'`",
+        "timer" => "say how long or until when: `timer: 3d` or `timer: { at: add_days(now, 1) }`",
+        "message" => "name the message to wait for: `message: 返信`",
+        _ => "write a body after the key",
+    };
+    format!("`{key}:` needs a body: {body}")
 }

@@ -133,23 +133,42 @@ fn loc_of(span: &Span) -> Loc {
     Loc::new(span.start.line(), span.start.col() + 1)
 }
 
+/// An open map or list; `parent` is the key it sits under (`-` for a list item), so
+/// a finding inside it can say what kind of key is at fault.
 enum Frame {
-    Seq { loc: Loc, anchor: usize, items: Vec<YNode> },
-    Map { loc: Loc, anchor: usize, entries: Vec<(YKey, YNode)>, key: Option<YKey>, skip_value: bool },
+    Seq { loc: Loc, anchor: usize, parent: String, items: Vec<YNode> },
+    Map { loc: Loc, anchor: usize, parent: String, entries: Vec<(YKey, YNode)>, key: Option<YKey>, skip_value: bool },
+}
+
+impl Frame {
+    fn parent(&self) -> &str {
+        match self {
+            Frame::Seq { parent, .. } | Frame::Map { parent, .. } => parent,
+        }
+    }
+}
+
+/// What to do about a key written twice, in the words of the map it is in: `path`
+/// is the keys from the top of the file down to that map.
+fn duplicate_hint(path: &[&str], key: &str) -> String {
+    match path {
+        [] => format!("`{key}` may appear once at the top of the file: keep one"),
+        ["nodes"] => "node ids must be unique: rename one of the nodes".into(),
+        ["variables"] => "variable names must be unique: rename or remove one".into(),
+        ["lanes"] => "lane ids must be unique: rename one of the lanes".into(),
+        [.., "outcomes"] => "outcome names of a task must be unique: rename one".into(),
+        [.., "form"] => format!("`{key}` is listed twice in this form: keep one"),
+        [.., "set"] => format!("`{key}` is set twice here; only one value can win: keep one"),
+        [.., "with"] => format!("the input `{key}` is given twice: keep one"),
+        _ => format!("`{key}` may appear once in this map: keep one, or merge the two"),
+    }
 }
 
 /// Parse `text` into a spanned tree, or the diagnostics explaining why not.
 pub fn parse(text: &str) -> Result<SourceMap, Diagnostics> {
     let mut diags = Diagnostics::default();
     if text.len() > MAX_FILE_BYTES {
-        diags.push(
-            Diagnostic::error(
-                "file-too-large",
-                Loc::new(1, 1),
-                format!("file is {} bytes; the limit for a process file is {} bytes", text.len(), MAX_FILE_BYTES),
-            )
-            .with_hint("split the process into smaller processes, or move data out of the definition"),
-        );
+        diags.push(super::input::too_large(text.len()));
         return Err(diags);
     }
 
@@ -203,16 +222,21 @@ pub fn parse(text: &str) -> Result<SourceMap, Diagnostics> {
                     );
                     return Err(diags);
                 }
+                let parent = match stack.last() {
+                    Some(Frame::Map { key: Some(k), .. }) => k.text.clone(),
+                    Some(_) => "-".to_string(),
+                    None => String::new(),
+                };
                 stack.push(if matches!(event, Event::SequenceStart(..)) {
-                    Frame::Seq { loc, anchor, items: Vec::new() }
+                    Frame::Seq { loc, anchor, parent, items: Vec::new() }
                 } else {
-                    Frame::Map { loc, anchor, entries: Vec::new(), key: None, skip_value: false }
+                    Frame::Map { loc, anchor, parent, entries: Vec::new(), key: None, skip_value: false }
                 });
                 continue;
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let (node, anchor) = match stack.pop() {
-                    Some(Frame::Seq { loc, anchor, items }) => (YNode { loc, kind: YKind::Seq(items) }, anchor),
+                    Some(Frame::Seq { loc, anchor, items, .. }) => (YNode { loc, kind: YKind::Seq(items) }, anchor),
                     Some(Frame::Map { loc, anchor, entries, .. }) => (YNode { loc, kind: YKind::Map(entries) }, anchor),
                     None => continue,
                 };
@@ -266,6 +290,22 @@ pub fn parse(text: &str) -> Result<SourceMap, Diagnostics> {
             );
             return Err(diags);
         }
+        // A key written twice: found before the mutable borrow below, because the hint
+        // reads the keys of every open map.
+        let duplicate = match (stack.last(), &node.kind) {
+            (Some(Frame::Map { entries, key: None, .. }), YKind::Scalar(text, _)) => {
+                entries.iter().find(|(k, _)| &k.text == text).map(|(first, _)| {
+                    let path: Vec<&str> = stack.iter().skip(1).map(Frame::parent).collect();
+                    Diagnostic::error(
+                        "duplicate-key",
+                        node.loc,
+                        format!("duplicate key `{text}` (first defined at line {})", first.loc.line),
+                    )
+                    .with_hint(duplicate_hint(&path, text))
+                })
+            }
+            _ => None,
+        };
         match stack.last_mut() {
             None => root = Some(node),
             Some(Frame::Seq { items, .. }) => items.push(node),
@@ -278,15 +318,8 @@ pub fn parse(text: &str) -> Result<SourceMap, Diagnostics> {
                         );
                         return Err(diags);
                     };
-                    if let Some((first, _)) = entries.iter().find(|(k, _)| k.text == text) {
-                        diags.push(
-                            Diagnostic::error(
-                                "duplicate-key",
-                                node.loc,
-                                format!("duplicate key `{text}` (first defined at line {})", first.loc.line),
-                            )
-                            .with_hint("ids must be unique: rename one of them"),
-                        );
+                    if let Some(d) = duplicate {
+                        diags.push(d);
                         *skip_value = true;
                     }
                     *key = Some(YKey { text, loc: node.loc });
@@ -349,5 +382,25 @@ mod tests {
         let err = parse("a: 1\nb: 2\na: 3\n").unwrap_err();
         assert_eq!(err.0[0].code, "duplicate-key");
         assert_eq!(err.0[0].line, 3);
+    }
+
+    fn duplicate_hint_of(text: &str) -> String {
+        let err = parse(text).unwrap_err();
+        assert_eq!(err.0[0].code, "duplicate-key", "{err}");
+        err.0[0].hint.clone().unwrap_or_default()
+    }
+
+    #[test]
+    fn duplicate_key_hint_names_what_the_key_is() {
+        assert!(duplicate_hint_of("nodes:\n  a: {}\n  a: {}\n").contains("node ids"));
+        assert!(duplicate_hint_of("variables:\n  x: {}\n  x: {}\n").contains("variable names"));
+        let top = duplicate_hint_of("id: p\nid: q\n");
+        assert!(top.contains("`id` may appear once at the top") && !top.contains("ids"), "{top}");
+        let inner = duplicate_hint_of("nodes:\n  a:\n    next: b\n    next: c\n");
+        assert!(inner.contains("`next` may appear once") && !inner.contains("ids"), "{inner}");
+        let with = duplicate_hint_of("nodes:\n  a:\n    with: { m: 1, m: 2 }\n");
+        assert!(with.contains("input `m`"), "{with}");
+        let branch = duplicate_hint_of("nodes:\n  a:\n    exclusive:\n      - { when: x, when: y }\n");
+        assert!(branch.contains("`when` may appear once"), "{branch}");
     }
 }
