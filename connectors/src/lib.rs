@@ -217,17 +217,6 @@ impl Connectors {
         self.cloudsign.keys().cloned().collect()
     }
 
-    /// Problems with a step's `with:` that can be known before it runs, for the
-    /// deploy-time check: `connector` is the step's `service:`, `with` its inputs
-    /// as JSON (string values are expressions and are left to run time). Paths
-    /// are relative to `with:`. Empty for connectors without such rules.
-    pub fn check_inputs(&self, connector: &str, with: &serde_json::Value) -> Vec<rakuraku::ParamIssue> {
-        match connector.split_once('.') {
-            Some((instance, "import")) if self.rakuraku.contains_key(instance) => rakuraku::check_params(with),
-            _ => Vec::new(),
-        }
-    }
-
     /// Names of the kintone instances.
     pub fn kintone_names(&self) -> Vec<String> {
         self.kintone.keys().cloned().collect()

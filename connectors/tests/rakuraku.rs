@@ -320,11 +320,16 @@ async fn a_wrong_token_is_fatal_and_an_unconfigured_instance_says_how() {
     assert!(matches!(&e, ConnectorError::Fatal(m) if m.contains("E_AUTH") && m.contains("X-RS-apitoken")), "{e:?}");
     let e = run(&*reg.get("rakuraku.import").unwrap(), "k", employees(json!([]))).await.unwrap_err();
     assert!(matches!(&e, ConnectorError::Fatal(m) if m.contains("type: rakuraku")), "{e:?}");
-    // The deploy-time hook: rules of rakuraku instances only.
-    let with = json!({"masterId": 18, "duplicateKey": 0, "rows": "r", "columns": ["a"]});
-    let issues = connectors.check_inputs("seisan.import", &with);
-    assert_eq!(issues.iter().map(|i| i.0.join(".")).collect::<Vec<_>>(), vec!["duplicateKey"]);
-    assert!(connectors.check_inputs("http.request", &with).is_empty());
+    // The deploy-time check: a process with `duplicateKey: 0` for approver settings
+    // (18) is refused at deploy, naming the line of `duplicateKey`.
+    let engine = nagare_engine::Engine::builder().in_memory().connectors(reg.clone()).build().unwrap();
+    let process = "id: sync\nvariables:\n  rows: { type: list }\nstart: { next: push }\nnodes:\n  push:\n    service: seisan.import\n    with:\n      masterId: 18\n      duplicateKey: 0\n      rows: rows\n      columns: [a]\n    next: done\n  done: { end: }\n";
+    let err = engine.deploy("sync.yaml", process).unwrap_err();
+    let nagare_engine::EngineError::Invalid(diags) = err else { panic!("{err:?}") };
+    let d = diags.errors().next().expect("one error");
+    assert_eq!((d.code, d.line), ("bad-input", 10), "{diags}");
+    assert!(d.message.contains("duplicateKey"), "{diags}");
+    engine.deploy("sync.yaml", &process.replace("duplicateKey: 0", "duplicateKey: 1")).unwrap();
     let bad = ConnectorsConfig::from_yaml(
         "connectors:\n  r: { type: rakuraku, base_url: 'http://x', account: a, token: t, requests_per_minute: 30 }\n",
     );

@@ -306,7 +306,11 @@ impl Engine {
     }
 
     fn compile_options(&self) -> CompileOptions {
-        CompileOptions { connectors: Some(self.inner.connectors.names()), ..CompileOptions::default() }
+        CompileOptions {
+            connectors: Some(self.inner.connectors.names()),
+            input_check: Some(self.inner.connectors.input_check()),
+            ..CompileOptions::default()
+        }
     }
 
     fn reload(&self) -> Result<(), EngineError> {

@@ -245,4 +245,13 @@ impl Connector for ImportConnector {
     fn call<'a>(&'a self, call: &'a Call) -> BoxFuture<'a, Result<Value, ConnectorError>> {
         Box::pin(self.run(call))
     }
+
+    /// The import's parameter rules, at deploy (seed 003: `duplicateKey: 0` with
+    /// `masterId: 18` is refused with its line, not when the schedule runs).
+    fn check_input(&self, with: &Value) -> Vec<nagare_engine::compile::InputIssue> {
+        check_params(with)
+            .into_iter()
+            .map(|(path, message, hint)| nagare_engine::compile::InputIssue { path, message, hint })
+            .collect()
+    }
 }

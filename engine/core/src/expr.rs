@@ -44,7 +44,7 @@ pub const MAX_VALUE_BYTES: usize = 2 * crate::types::MAX_JSON_BYTES;
 /// Names every expression may read besides the declared variables: the engine
 /// clock and the id of the running instance (so a step can write it to another
 /// system, e.g. kintone's `k_Qid`).
-pub const BUILTIN_NAMES: &[&str] = &["now", "instance_id"];
+pub const BUILTIN_NAMES: &[&str] = &["now", "instance_id", "started_by"];
 
 /// A compile or run failure, with its position inside the expression (1-based).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -134,6 +134,9 @@ pub struct Env<'a> {
     pub now: DateTime<Utc>,
     /// The running instance (0 where there is none yet, e.g. a start trigger).
     pub instance: u64,
+    /// Who started it (`()` for starts by a timer, message or watch): a step can
+    /// act in the starter's name, e.g. with their CloudSign credential.
+    pub started_by: Option<&'a str>,
     /// Extra read-only values, such as a connector's `result`.
     pub extra: &'a [(&'a str, &'a Value)],
 }
@@ -146,6 +149,7 @@ impl Env<'_> {
         let mut scope = Scope::with_capacity(self.declared.len() + 2 + self.extra.len());
         scope.push_constant("now", Dynamic::from(format_datetime(self.now)));
         scope.push_constant("instance_id", Dynamic::from_int(i64::try_from(self.instance).unwrap_or(i64::MAX)));
+        scope.push_constant("started_by", self.started_by.map_or(Dynamic::UNIT, |s| Dynamic::from(s.to_string())));
         for name in self.declared {
             let v = self.vars.get(name).map(|v| to_dynamic_counting(v, &mut held)).unwrap_or(Dynamic::UNIT);
             held += name.len() + limits::VALUE_COST;
@@ -351,7 +355,7 @@ mod tests {
     use serde_json::json;
 
     fn env<'a>(vars: &'a Vars, declared: &'a [String]) -> Env<'a> {
-        Env { vars, declared, now: DateTime::UNIX_EPOCH, instance: 7, extra: &[] }
+        Env { vars, declared, now: DateTime::UNIX_EPOCH, instance: 7, started_by: None, extra: &[] }
     }
 
     #[test]
@@ -416,6 +420,7 @@ mod tests {
             declared: &declared,
             now: "2026-11-23T00:00:00Z".parse().unwrap(),
             instance: 1,
+            started_by: None,
             extra: &[],
         })
         .map_err(|e| e.message)

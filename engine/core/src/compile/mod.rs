@@ -28,10 +28,34 @@ use graph::check_graph;
 use nodes::compile_node;
 use typecheck::{Ty, Want};
 
+/// A problem with a service step's `with:` that its connector can tell before the
+/// step runs (a parameter out of range, a combination the service refuses):
+/// reported at deploy with the line of the offending input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputIssue {
+    /// Path below `with:` (`["masterId"]`).
+    pub path: Vec<String>,
+    pub message: String,
+    pub hint: String,
+}
+
+/// The connectors' deploy-time checks: `(connector name, with: as written) →
+/// issues`. String values are expressions and are left to run time.
+#[derive(Clone)]
+pub struct InputCheck(pub std::sync::Arc<dyn Fn(&str, &serde_json::Value) -> Vec<InputIssue> + Send + Sync>);
+
+impl std::fmt::Debug for InputCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InputCheck")
+    }
+}
+
 /// Which connectors exist, when the caller knows (deploy does; offline validate may not).
 #[derive(Debug, Clone, Default)]
 pub struct CompileOptions {
     pub connectors: Option<Vec<String>>,
+    /// The connectors' own checks of `with:` inputs, when the caller has them.
+    pub input_check: Option<InputCheck>,
     /// The text was deployed before (reloading the store): checks added since it was
     /// deployed (the static types of expressions) only warn, so an upgrade never
     /// drops a deployed process that its running instances need.

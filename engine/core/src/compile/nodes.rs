@@ -299,6 +299,15 @@ pub(super) fn compile_node(
                     other => with.push((k.clone(), Input::Literal(other.clone()))),
                 }
             }
+            if let (Some(check), Some(inputs)) = (&opts.input_check, &n.with) {
+                let written = serde_json::Value::Object(inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+                for issue in (check.0)(&connector, &written) {
+                    let mut path = vec!["nodes", id, "with"];
+                    path.extend(issue.path.iter().map(String::as_str));
+                    cx.err("bad-input", cx.loc(&path), issue.message, issue.hint);
+                    ok = false;
+                }
+            }
             let mut set = Vec::new();
             for (var, src) in n.set.iter().flatten() {
                 if !vars.contains_key(var) {

@@ -517,7 +517,14 @@ mod tests {
         ]
         .into();
         let declared: Vec<String> = vars.keys().cloned().collect();
-        let env = Env { vars: &vars, declared: &declared, now: chrono::DateTime::UNIX_EPOCH, instance: 1, extra: &[] };
+        let env = Env {
+            vars: &vars,
+            declared: &declared,
+            now: chrono::DateTime::UNIX_EPOCH,
+            instance: 1,
+            started_by: None,
+            extra: &[],
+        };
         for (src, holds) in [
             (r#"日数 >= "5""#, false),
             (r#"日数 == "5""#, false),

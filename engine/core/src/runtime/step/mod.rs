@@ -248,7 +248,7 @@ pub fn start(
         }
     }
     if errors.is_empty() {
-        errors = broken_rules(p, &p.start_rules, &vars, id, now);
+        errors = broken_rules(p, &p.start_rules, &vars, id, by.as_deref(), now);
     }
     if !errors.is_empty() {
         return Err(Rejection::InvalidData(errors));
@@ -476,10 +476,11 @@ pub(super) fn broken_rules(
     rules: &[crate::process::Rule],
     vars: &Vars,
     instance: InstanceId,
+    started_by: Option<&str>,
     now: DateTime<Utc>,
 ) -> Vec<FieldError> {
     let extra = p.setting_env();
-    let env = Env { vars, declared: &p.var_names, now, instance, extra: &extra };
+    let env = Env { vars, declared: &p.var_names, now, instance, started_by, extra: &extra };
     let mut errors = Vec::new();
     for rule in rules {
         let field = rule.field.clone().unwrap_or_else(|| "_form".to_string());
@@ -503,7 +504,7 @@ pub fn message_start_vars(p: &Process, payload: &Value, now: DateTime<Utc>) -> R
         _ => &[],
     };
     let empty = Vars::new();
-    map_payload(p, set, &empty, 0, payload, "payload", now)
+    map_payload(p, set, &empty, 0, None, payload, "payload", now)
         .map_err(|e| Rejection::InvalidData(vec![FieldError { field: "payload".into(), problem: e }]))
 }
 
@@ -514,6 +515,7 @@ fn map_payload(
     set: &[(String, Expr)],
     vars: &Vars,
     instance: u64,
+    started_by: Option<&str>,
     value: &Value,
     extra_name: &str,
     now: DateTime<Utc>,
@@ -533,7 +535,7 @@ fn map_payload(
     for (var, e) in set {
         let mut extra = p.setting_env();
         extra.push((extra_name, value));
-        let env = Env { vars, declared: &p.var_names, now, instance, extra: &extra };
+        let env = Env { vars, declared: &p.var_names, now, instance, started_by, extra: &extra };
         let v = e.eval(&env).map_err(|err| format!("`set: {var}` (`{}`) failed: {err}", e.source.trim()))?;
         p.vars[var].check(&v).map_err(|err| format!("`set: {var}`: {err}"))?;
         out.insert(var.clone(), v);
@@ -611,6 +613,7 @@ impl<'a> Run<'a> {
             declared: &self.p.var_names,
             now: self.now,
             instance: self.inst.id,
+            started_by: self.inst.started_by.as_deref(),
             extra: &self.settings,
         }
     }
@@ -984,6 +987,7 @@ impl<'a> Run<'a> {
                 declared: &p.var_names,
                 now: self.now,
                 instance: self.inst.id,
+                started_by: self.inst.started_by.as_deref(),
                 extra: &extra,
             };
             let v = match e.eval(&env) {

@@ -63,7 +63,7 @@ pub(super) fn complete(
         if errors.is_empty() && !spec.rules.is_empty() {
             let mut merged = inst.vars.clone();
             merged.extend(data.clone());
-            errors = broken_rules(p, &spec.rules, &merged, inst.id, now);
+            errors = broken_rules(p, &spec.rules, &merged, inst.id, inst.started_by.as_deref(), now);
         }
     }
     if !errors.is_empty() {
