@@ -17,8 +17,8 @@ use crate::load::{load_str, Loaded};
 use crate::lock::Lock;
 use crate::process::Process;
 use crate::runtime::{
-    self, Command, Culprit, Event, Failure, Instance, InstanceId, Job, JobKind, Outcome, Rejection, Status, Task,
-    TaskStatus, Transition,
+    self, Command, Culprit, Event, Failure, HistoryEvent, Instance, InstanceId, Job, JobKind, Outcome, Rejection,
+    Status, Task, TaskStatus, Transition, Trigger,
 };
 use crate::stats::{Stats, StatsSnapshot};
 use crate::store::{
@@ -423,15 +423,24 @@ impl Engine {
     }
 
     /// Start an instance of the latest version of `process`.
+    /// A start without a business key of a watched process whose record variable is
+    /// given takes the watch's record key ([`Engine::start_record`]), however it is
+    /// started.
     pub fn start(&self, process: &str, vars: Vars, opts: StartOptions) -> Result<Instance, EngineError> {
         let p = self.latest(process).ok_or_else(|| EngineError::UnknownProcess(process.to_string()))?;
+        if opts.business_key.is_none() {
+            if let Some(record) = self.record_key_of(&p, &vars)? {
+                let o = crate::records::RecordStartOptions { by: opts.by, via: "manual".into(), ..Default::default() };
+                return Ok(self.start_record(process, &record, vars, o)?.into_instance());
+            }
+        }
         self.check_files(&p, &vars)?;
         let (inst, waits) = self.start_with(&p, vars, opts, Batch::default())?;
         self.settle_for(inst, waits)
     }
 
     /// Hand buffered messages to the waits just created; the instance as it is after.
-    fn settle_for(&self, inst: Instance, waits: NewWaits) -> Result<Instance, EngineError> {
+    pub(crate) fn settle_for(&self, inst: Instance, waits: NewWaits) -> Result<Instance, EngineError> {
         if waits.is_empty() {
             return Ok(inst);
         }
@@ -461,6 +470,19 @@ impl Engine {
                 return Ok((self.instance(id)?, Vec::new()));
             }
         }
+        self.start_new(p, vars, opts, None, extra)
+    }
+
+    /// Start a new instance of `p`; the caller holds the business key's lock and
+    /// has checked the key is free.
+    pub(crate) fn start_new(
+        &self,
+        p: &Process,
+        vars: Vars,
+        opts: StartOptions,
+        trigger: Option<Trigger>,
+        extra: Batch,
+    ) -> Result<(Instance, NewWaits), EngineError> {
         let id = self.inner.store.next_instance_id()?;
         let now = self.now();
         let started = contain::catch(|| {
@@ -468,7 +490,7 @@ impl Engine {
             contain::provoke::maybe_panic_in_start();
             runtime::start(p, id, vars, opts.by, opts.business_key, now)
         });
-        let (mut inst, tr) = match started {
+        let (mut inst, mut tr) = match started {
             Ok(r) => r.map_err(EngineError::from_rejection)?,
             Err(panic) => {
                 // No instance exists yet to carry an incident: refuse the start.
@@ -476,6 +498,12 @@ impl Engine {
                 return Err(EngineError::Internal(panic));
             }
         };
+        if let Some(t) = trigger {
+            if let Some(HistoryEvent::Started { trigger: line, .. }) = tr.history.first_mut().map(|h| &mut h.event) {
+                *line = Some(t.clone());
+            }
+            inst.trigger = Some(t);
+        }
         inst.note_participants(&tr.history);
         let _ilock = self.inner.locks[lock_index(id)].lock().expect("lock");
         let waits = self.commit_with(&inst, tr, None, extra)?;

@@ -21,6 +21,7 @@ pub mod files;
 pub mod incidents;
 mod lock;
 pub mod messages;
+pub mod records;
 #[cfg(test)]
 mod reliability_tests;
 pub mod settings;
@@ -37,4 +38,5 @@ pub use executor::Executor;
 pub use expr::Vars;
 pub use incidents::IncidentView;
 pub use messages::{Correlation, MessageOptions};
+pub use records::{RecordStart, RecordStartOptions};
 pub use workers::{ActivatedJob, JobError};

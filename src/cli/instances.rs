@@ -263,7 +263,7 @@ fn detail(h: &HistoryEntry) -> String {
         parts.push(format!("user={u}"));
     }
     match &h.event {
-        HistoryEvent::Started { vars } | HistoryEvent::IncidentResolved { vars, .. } if !vars.is_empty() => {
+        HistoryEvent::Started { vars, .. } | HistoryEvent::IncidentResolved { vars, .. } if !vars.is_empty() => {
             if let HistoryEvent::IncidentResolved { incident, .. } = &h.event {
                 parts.push(format!("incident={incident}"));
             }

@@ -76,6 +76,16 @@ pub fn register(registry: &mut Registry, name: &str, settings: Settings<Option<K
             KintoneConnector { instance: name.to_string(), op, settings: settings.clone(), http: http.clone() },
         );
     }
+    let (instance, s) = (name.to_string(), settings);
+    registry.register_record_key(
+        name,
+        std::sync::Arc::new(move |watch: &serde_json::Map<String, Value>, id: &Value| {
+            let cfg = s.get();
+            let app = trigger::watch_app(watch, cfg.as_ref().as_ref(), &instance)?;
+            let id = whole(id).filter(|n| *n > 0).ok_or_else(|| format!("`{id}` is not a kintone record id"))?;
+            Ok(trigger::record_key(app, id as u64))
+        }),
+    );
 }
 
 fn fatal(msg: impl Into<String>) -> ConnectorError {

@@ -203,6 +203,21 @@ pub struct WatchDef {
     /// Start variables: expressions over `record`, the item that was found.
     #[serde(default)]
     pub set: IndexMap<String, String>,
+    /// A record that matches again after its instance ended: start a `new`
+    /// instance (the default) or `ignore` it.
+    #[serde(default)]
+    pub on_retrigger: OnRetrigger,
+}
+
+/// What a watch does with a record that matches again after its instance ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnRetrigger {
+    /// Start the record's next generation (business key `<key>#<n>`).
+    #[default]
+    New,
+    /// The record keeps its one instance forever.
+    Ignore,
 }
 
 /// One flow node. Exactly one of the kind keys (`user_task`, `service`, `script`,

@@ -390,6 +390,10 @@ pub struct WatchSpec {
     pub every: Duration,
     /// Start variables, each an expression over `record`.
     pub set: Vec<(String, Expr)>,
+    pub on_retrigger: crate::model::OnRetrigger,
+    /// The variable `set` fills with the record's id (`record["$id"]`): a start by
+    /// hand that gives it takes the same business key as the watch would.
+    pub record_var: Option<String>,
 }
 
 impl Process {

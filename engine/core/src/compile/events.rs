@@ -65,7 +65,21 @@ pub(super) fn compile_watch(
             ok = false;
         }
     }
-    ok.then(|| WatchSpec { source: w.source.clone(), settings: w.settings.clone().into_iter().collect(), every, set })
+    let record_var = w.set.iter().find(|(_, src)| is_record_id(src)).map(|(var, _)| var.clone());
+    ok.then(|| WatchSpec {
+        source: w.source.clone(),
+        settings: w.settings.clone().into_iter().collect(),
+        every,
+        set,
+        on_retrigger: w.on_retrigger,
+        record_var,
+    })
+}
+
+/// `record["$id"]`, `record['$id']` or `record.$id` (spaces ignored): the record's id.
+fn is_record_id(src: &str) -> bool {
+    let s: String = src.chars().filter(|c| !c.is_whitespace()).collect();
+    matches!(s.as_str(), "record[\"$id\"]" | "record['$id']" | "record.$id")
 }
 
 /// What expressions in a node may read, and the process's zone.

@@ -14,7 +14,7 @@ pub const VAR_KEYS: &[&str] =
     &["type", "label", "required", "options", "default", "max_length", "max_size", "content_types"];
 pub const START_KEYS: &[&str] = &["name", "timer", "message", "set", "watch", "rules", "groups", "next"];
 pub const RULE_KEYS: &[&str] = &["when", "field", "message"];
-pub const WATCH_KEYS: &[&str] = &["source", "settings", "every", "set"];
+pub const WATCH_KEYS: &[&str] = &["source", "settings", "every", "set", "on_retrigger"];
 pub const NODE_KEYS: &[&str] = &[
     "name",
     "description",

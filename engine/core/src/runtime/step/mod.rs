@@ -269,10 +269,11 @@ pub fn start(
         started_by: by.clone(),
         ended_at: None,
         participants: Vec::new(),
+        trigger: None,
     };
     let mut run = Run::new(p, &mut inst, now);
     let vars = run.inst.vars.clone();
-    run.log(None, by, HistoryEvent::Started { vars });
+    run.log(None, by, HistoryEvent::Started { vars, trigger: None });
     let token = run.new_token("start", Vec::new());
     run.ready.push_back(token);
     let transition = run.finish();
