@@ -567,6 +567,7 @@ async fn the_whole_process_through_the_task_list_api_and_the_webhook() {
     let (task, node) = inbox("ito").await;
     assert_eq!(node, "ライセンスキー手配");
     let form = call("ito", format!("/api/v1/tasks/{task}"), None).await;
+    assert!(form.get("sent_back").is_none(), "opened in the normal flow: {form}");
     let plan = form["form"].as_array().unwrap().iter().find(|f| f["name"] == "q_plan").unwrap().clone();
     assert_eq!((plan["value"].clone(), plan["mode"].clone()), (json!("スタンダード"), json!("readonly")));
     call("ito", format!("/api/v1/tasks/{task}/complete"), Some(json!({ "variables": { "q_licenseKey": "LK-1111" } })))
@@ -576,6 +577,12 @@ async fn the_whole_process_through_the_task_list_api_and_the_webhook() {
     call("watanabe", format!("/api/v1/tasks/{task}/send-back"), Some(json!({ "comment": "キーが無効です" }))).await;
     let (task, node) = inbox("ito").await;
     assert_eq!(node, "ライセンスキー修正");
+    // Issue 15.3: the reopened task says who sent it back, when, and why.
+    let fix = call("ito", format!("/api/v1/tasks/{task}"), None).await;
+    assert_eq!(fix["sent_back"]["by"], json!("watanabe"), "{fix}");
+    assert_eq!(fix["sent_back"]["comment"], json!("キーが無効です"));
+    assert_eq!(fix["sent_back"]["from_node"], json!("環境構築"));
+    assert_eq!(fix["sent_back"]["at"], json!(t0()), "the virtual clock's now");
     call("ito", format!("/api/v1/tasks/{task}/complete"), Some(json!({ "variables": { "q_licenseKey": "LK-2222" } })))
         .await;
     let (task, _) = inbox("watanabe").await;

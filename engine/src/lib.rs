@@ -24,6 +24,7 @@ pub mod messages;
 pub mod records;
 #[cfg(test)]
 mod reliability_tests;
+pub mod sendback;
 pub mod settings;
 pub mod stats;
 pub mod store;
@@ -39,4 +40,5 @@ pub use expr::Vars;
 pub use incidents::IncidentView;
 pub use messages::{Correlation, MessageOptions};
 pub use records::{RecordStart, RecordStartOptions};
+pub use sendback::SendBackNote;
 pub use workers::{ActivatedJob, JobError};

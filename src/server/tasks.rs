@@ -176,7 +176,8 @@ pub async fn get(
             ApiError::internal(format!("process {} version {} is not loaded", task.process, task.version))
         })?;
         let inst = engine.instance(task.instance)?;
-        Ok(Json(TaskDetail::new(task, &process, &inst)))
+        let sent_back = engine.send_back_of(&task)?.map(Into::into);
+        Ok(Json(TaskDetail { sent_back, ..TaskDetail::new(task, &process, &inst) }))
     })
     .await
 }

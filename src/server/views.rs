@@ -126,6 +126,29 @@ pub struct TaskDetail {
     /// Node `send-back` returns the work to, if the designer allows sending back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub send_back_to: Option<String>,
+    /// Present when this task was opened by someone sending the work back: who,
+    /// when and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent_back: Option<SentBackView>,
+}
+
+/// The send-back that opened a task.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SentBackView {
+    /// Who sent the work back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub comment: String,
+    /// The node of the task that was sent back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_node: Option<String>,
+}
+
+impl From<nagare_engine::SendBackNote> for SentBackView {
+    fn from(n: nagare_engine::SendBackNote) -> Self {
+        SentBackView { by: n.by, at: n.at, comment: n.comment, from_node: n.from_node }
+    }
 }
 
 impl TaskDetail {
@@ -157,7 +180,7 @@ impl TaskDetail {
                 send_back_to = spec.send_back.map(|ix| process.nodes[ix].id.clone());
             }
         }
-        TaskDetail { task: task.into(), form, outcomes, send_back_to }
+        TaskDetail { task: task.into(), form, outcomes, send_back_to, sent_back: None }
     }
 }
 
