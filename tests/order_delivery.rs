@@ -732,3 +732,23 @@ async fn manual_starts_of_a_watched_process_take_the_record_key() {
     let err = w.engine.start(PROCESS, vars(&[("q_kintoneId", json!("abc"))]), by_hand()).unwrap_err();
     assert!(err.to_string().contains("q_kintoneId") || format!("{err:?}").contains("q_kintoneId"), "{err:?}");
 }
+
+/// Issue 15.4: without a requested build date the shipping task is due in five
+/// days, like the others (it had no due date).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipping_is_due_in_five_days_without_a_requested_build_date() {
+    let data = tempfile::tempdir().unwrap();
+    let kintone = Kintone::start(Emulator::in_memory(), "127.0.0.1:0").await;
+    let w = world(data.path(), Arc::new(VirtualClock::new(t0())), &config(&kintone.base(), DEMO_TOKEN));
+    kintone.emu.edit(1, 1, &[("k_ステータス", json!("対応要")), ("k_構築希望日時", json!(""))]).unwrap();
+    let id = w.watcher.poll(PROCESS).await.unwrap().started[0];
+    w.settle(Duration::minutes(5), 20).await;
+    assert_eq!(w.instance(id).vars.get("q_maintenanceDatetime").cloned().unwrap_or(Value::Null), Value::Null);
+    w.work("license", "ライセンスキー手配", "kato", vars(&[("q_licenseKey", json!("LK-1"))]), Outcome::Next).await;
+    let built = vars(&[("q_accessUrl", json!("https://c.example.jp")), ("q_password", json!("pw"))]);
+    w.work("build", "環境構築", "ito", built, Outcome::Next).await;
+    let q = TaskQuery { groups: Some(vec!["shipping".into()]), ..Default::default() };
+    let tasks = w.engine.tasks(&q).unwrap();
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert_eq!(tasks[0].due, Some(t0() + Duration::days(5)));
+}
