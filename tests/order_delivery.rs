@@ -613,6 +613,26 @@ async fn the_whole_process_through_the_task_list_api_and_the_webhook() {
     for user in ["ito", "watanabe", "kobayashi"] {
         assert!(who.contains(&user), "{user} is in the history: {history}");
     }
+    // Issue 15.5: the initial password is masked for everyone but 構築担当.
+    let mask = json!(nagare_engine::sensitive::MASK);
+    let password_in = |h: &Value| {
+        h.as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l["details"]["vars"].get("q_password").cloned())
+            .collect::<Vec<Value>>()
+    };
+    assert_eq!(password_in(&history), [mask.clone()], "admin: {history}");
+    assert!(!history.to_string().contains("\"init\""), "{history}");
+    let ito = call("ito", format!("/api/v1/instances/{id}/history"), None).await;
+    assert_eq!(password_in(&ito), [mask.clone()], "ライセンス担当");
+    let watanabe = call("watanabe", format!("/api/v1/instances/{id}/history"), None).await;
+    assert_eq!(password_in(&watanabe), [json!("init")], "構築担当 entered it");
+    assert_eq!(call("admin", format!("/api/v1/instances/{id}"), None).await["variables"]["q_password"], mask);
+    assert_eq!(
+        call("watanabe", format!("/api/v1/instances/{id}"), None).await["variables"]["q_password"],
+        json!("init")
+    );
     server.shutdown().await.unwrap();
 }
 

@@ -504,6 +504,9 @@ impl Engine {
             }
             inst.trigger = Some(t);
         }
+        if p.has_sensitive() {
+            p.scrub_texts(&mut inst, &mut tr.history);
+        }
         inst.note_participants(&tr.history);
         let _ilock = self.inner.locks[lock_index(id)].lock().expect("lock");
         let waits = self.commit_with(&inst, tr, None, extra)?;
@@ -552,7 +555,7 @@ impl Engine {
             contain::provoke::maybe_panic_in_step();
             runtime::step(&p, &mut inst, event, now)
         });
-        let tr = match stepped {
+        let mut tr = match stepped {
             Ok(r) => r.map_err(EngineError::from_rejection)?,
             Err(panic) => {
                 tracing::error!(instance = id, panic = %panic, "a step panicked; the event becomes an incident");
@@ -565,6 +568,9 @@ impl Engine {
                     .ok_or(EngineError::Internal(panic))?
             }
         };
+        if p.has_sensitive() {
+            p.scrub_texts(&mut inst, &mut tr.history);
+        }
         inst.note_participants(&tr.history);
         let waits = self.commit_with(&inst, tr, consumed_job, extra)?;
         self.count_finish(before, inst.status);
@@ -584,7 +590,12 @@ impl Engine {
         let Some(mut inst) = self.inner.store.instance(id)? else { return Ok(None) };
         let Some(p) = self.process(&inst.process, inst.version) else { return Ok(None) };
         let before = inst.status;
-        let Some(tr) = runtime::raise_incident(&p, &mut inst, culprit, message, self.now()) else { return Ok(None) };
+        let Some(mut tr) = runtime::raise_incident(&p, &mut inst, culprit, message, self.now()) else {
+            return Ok(None);
+        };
+        if p.has_sensitive() {
+            p.scrub_texts(&mut inst, &mut tr.history);
+        }
         self.commit_with(&inst, tr, consumed_job, Batch::default())?;
         self.count_finish(before, inst.status);
         Ok(Some(inst))

@@ -112,7 +112,8 @@ pub async fn start(
         let inst = engine.start(&req.process, vars, opts).map_err(|e| ApiError::engine(e, process.as_deref()))?;
         let tasks = open_tasks(&engine, &inst)?;
         tracing::info!(instance = inst.id, process = %inst.process, by = %caller.id, "started");
-        Ok(InstanceView::new(&inst, tasks))
+        let p = engine.process(&inst.process, inst.version);
+        Ok(InstanceView::new(&inst, tasks).masked(p.as_deref(), &caller.groups))
     })
     .await?;
     Ok((StatusCode::CREATED, Json(view)))
@@ -217,7 +218,8 @@ pub async fn get(
     let engine = state.engine.clone();
     blocking(move || {
         let (inst, tasks) = visible(&engine, &caller, id)?;
-        Ok(Json(InstanceView::new(&inst, tasks)))
+        let p = engine.process(&inst.process, inst.version);
+        Ok(Json(InstanceView::new(&inst, tasks).masked(p.as_deref(), &caller.groups)))
     })
     .await
 }
@@ -238,8 +240,10 @@ pub async fn history(
 ) -> ApiResult<Json<Vec<HistoryItem>>> {
     let engine = state.engine.clone();
     blocking(move || {
-        visible(&engine, &caller, id)?;
-        Ok(Json(engine.history(id)?.into_iter().map(HistoryItem::from).collect()))
+        let (inst, _) = visible(&engine, &caller, id)?;
+        let p = engine.process(&inst.process, inst.version);
+        let masked = |h| HistoryItem::from(h).masked(p.as_deref(), &caller.groups);
+        Ok(Json(engine.history(id)?.into_iter().map(masked).collect()))
     })
     .await
 }
@@ -279,7 +283,8 @@ pub async fn cancel(
     blocking(move || {
         let inst = engine.cancel(id, &caller.id, &req.reason)?;
         tracing::info!(instance = id, by = %caller.id, "cancelled");
-        Ok(Json(InstanceView::new(&inst, Vec::new())))
+        let p = engine.process(&inst.process, inst.version);
+        Ok(Json(InstanceView::new(&inst, Vec::new()).masked(p.as_deref(), &caller.groups)))
     })
     .await
 }

@@ -177,7 +177,8 @@ pub async fn get(
         })?;
         let inst = engine.instance(task.instance)?;
         let sent_back = engine.send_back_of(&task)?.map(Into::into);
-        Ok(Json(TaskDetail { sent_back, ..TaskDetail::new(task, &process, &inst) }))
+        let detail = TaskDetail::new(task, &process, &inst).masked(&process, &caller.groups);
+        Ok(Json(TaskDetail { sent_back, ..detail }))
     })
     .await
 }

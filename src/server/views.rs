@@ -182,6 +182,16 @@ impl TaskDetail {
         }
         TaskDetail { task: task.into(), form, outcomes, send_back_to, sent_back: None }
     }
+
+    /// With the sensitive values a member of `groups` may not read masked.
+    pub fn masked(mut self, p: &Process, groups: &[String]) -> Self {
+        for f in &mut self.form {
+            if !f.value.is_null() && !p.may_read(&f.name, groups) {
+                f.value = Value::String(nagare_engine::sensitive::MASK.to_string());
+            }
+        }
+        self
+    }
 }
 
 /// An instance in a list.
@@ -278,6 +288,23 @@ impl InstanceView {
     }
 }
 
+impl InstanceView {
+    /// With the sensitive values a member of `groups` may not read masked.
+    pub fn masked(mut self, p: Option<&Process>, groups: &[String]) -> Self {
+        mask_vars(&mut self.variables, p, groups);
+        self
+    }
+}
+
+/// Mask in `vars` the sensitive values of `p` a member of `groups` may not read
+/// (see `nagare_engine::sensitive`). Without the process, every value that could
+/// be sensitive is unknown, so nothing is left out: callers always have it.
+pub fn mask_vars(vars: &mut VarsJson, p: Option<&Process>, groups: &[String]) {
+    if let Some(p) = p.filter(|p| p.has_sensitive()) {
+        p.mask(vars.iter_mut(), groups);
+    }
+}
+
 /// One line of an instance's audit trail.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct HistoryItem {
@@ -304,6 +331,17 @@ impl From<HistoryEntry> for HistoryItem {
         };
         details.remove("event");
         HistoryItem { seq: h.seq, at: h.at, event: h.event.name().to_string(), node: h.node, user: h.user, details }
+    }
+}
+
+impl HistoryItem {
+    /// With the sensitive values (in `details.vars`) a member of `groups` may not
+    /// read masked.
+    pub fn masked(mut self, p: Option<&Process>, groups: &[String]) -> Self {
+        if let Some(Value::Object(vars)) = self.details.get_mut("vars") {
+            mask_vars(vars, p, groups);
+        }
+        self
     }
 }
 

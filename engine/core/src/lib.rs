@@ -15,6 +15,7 @@ pub mod model;
 pub mod process;
 pub mod runtime;
 pub mod schedule;
+pub mod sensitive;
 pub mod types;
 
 pub use diag::{Diagnostic, Diagnostics};

@@ -71,6 +71,10 @@ pub struct VarDef {
     /// Accepted content types (`type: file`), e.g. `[application/pdf]`.
     #[serde(default)]
     pub content_types: Option<Vec<String>>,
+    /// A secret of the business (an initial password): masked in the history,
+    /// logs, instance views and task forms except for the lanes whose forms show it.
+    #[serde(default)]
+    pub sensitive: bool,
 }
 
 /// The start event: where every new instance begins. Instances can always be started

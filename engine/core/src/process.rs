@@ -32,11 +32,18 @@ pub struct VarSpec {
     pub default: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_length: Option<usize>,
+    /// Masked for everyone but the lanes whose forms show it ([`crate::sensitive`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
 }
 
 impl VarSpec {
     pub fn check(&self, v: &Value) -> Result<(), String> {
-        self.ty.check(v, self.max_length)
+        self.ty.check(v, self.max_length).map_err(|e| match v {
+            // A refused sensitive value is not quoted back (into an incident, say).
+            Value::String(s) if self.sensitive && !s.is_empty() => e.replace(s.as_str(), crate::sensitive::MASK),
+            _ => e,
+        })
     }
 }
 

@@ -369,6 +369,7 @@ fn compile_var(cx: &mut Cx, section: &str, name: &str, v: &VarDef) -> Option<Var
         required: v.required,
         default: v.default.clone(),
         max_length: v.max_length,
+        sensitive: v.sensitive,
     };
     if let Some(d) = &v.default {
         if let Err(e) = spec.check(d) {

@@ -11,7 +11,7 @@ pub const TOP_KEYS: &[&str] =
     &["id", "name", "version", "description", "time_zone", "lanes", "variables", "settings", "start", "nodes"];
 pub const LANE_KEYS: &[&str] = &["name", "groups"];
 pub const VAR_KEYS: &[&str] =
-    &["type", "label", "required", "options", "default", "max_length", "max_size", "content_types"];
+    &["type", "label", "required", "options", "default", "max_length", "max_size", "content_types", "sensitive"];
 pub const START_KEYS: &[&str] = &["name", "timer", "message", "set", "watch", "rules", "groups", "next"];
 pub const RULE_KEYS: &[&str] = &["when", "field", "message"];
 pub const WATCH_KEYS: &[&str] = &["source", "settings", "every", "set", "on_retrigger"];
