@@ -772,3 +772,31 @@ async fn shipping_is_due_in_five_days_without_a_requested_build_date() {
     assert_eq!(tasks.len(), 1, "{tasks:?}");
     assert_eq!(tasks[0].due, Some(t0() + Duration::days(5)));
 }
+
+/// Issue 15.6: a watch query with kintone's functions is passed to kintone and
+/// evaluated (here by the emulator) instead of being refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_queries_may_use_kintone_functions() {
+    let data = tempfile::tempdir().unwrap();
+    let kintone = Kintone::start(Emulator::in_memory(), "127.0.0.1:0").await;
+    let w = world(data.path(), Arc::new(VirtualClock::new(t0())), &config(&kintone.base(), DEMO_TOKEN));
+    let watch = |cond: &str| {
+        let text = process_text().replace(
+            r#"settings: { query: 'k_ステータス in ("対応要")' }"#,
+            &format!("settings: {{ query: '{cond}' }}"),
+        );
+        assert!(text.contains(cond));
+        w.engine.deploy("processes/order-delivery.yaml", &text).unwrap();
+    };
+    kintone.emu.edit(1, 1, &[("k_ステータス", json!("対応要"))]).unwrap();
+    // Edited just now (the emulator's real clock): not before yesterday, not tomorrow.
+    watch(r#"k_ステータス in ("対応要") and 更新日時 >= FROM_TODAY(-1, DAYS) and 更新日時 < TOMORROW()"#);
+    let r = w.watcher.poll(PROCESS).await.unwrap();
+    assert_eq!((r.matched, r.started.len()), (1, 1), "{r:?}");
+    watch(r#"k_ステータス in ("対応要") and 更新日時 < FROM_TODAY(-1, DAYS)"#);
+    assert_eq!(w.watcher.poll(PROCESS).await.unwrap().matched, 0);
+    // A misspelt function is still refused, before anything is sent.
+    watch(r#"更新日時 = TODAYS()"#);
+    let e = w.watcher.poll(PROCESS).await.unwrap_err().to_string();
+    assert!(e.contains("unknown function `TODAYS()`"), "{e}");
+}

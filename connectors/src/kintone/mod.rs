@@ -25,6 +25,7 @@ pub mod client;
 pub mod emulator;
 pub mod fields;
 pub mod query;
+pub mod query_fn;
 pub mod trigger;
 
 use crate::config::KintoneConfig;

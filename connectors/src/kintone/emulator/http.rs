@@ -193,7 +193,12 @@ async fn get_records(State(emu): State<Emulator>, headers: HeaderMap, Query(p): 
         let total_count = param(&p, "totalCount") == Some("true");
         emu.read(|st| {
             st.authorize(&c, app, Right::View)?;
-            let (records, total) = st.get_records(app, query, &fields)?;
+            let login = match &c {
+                Caller::User(u) => Some(u.clone()),
+                Caller::Tokens(_) => None,
+            };
+            let cx = crate::kintone::query_fn::Context::jst(now(), login);
+            let (records, total) = st.get_records_as(app, query, &fields, &cx)?;
             Ok(json!({
                 "records": records,
                 "totalCount": if total_count { Value::String(total.to_string()) } else { Value::Null },

@@ -3,6 +3,7 @@
 //! layer is in `http.rs`, persistence in `mod.rs`.
 
 use crate::kintone::query::{self, Cond};
+use crate::kintone::query_fn::Context;
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -415,6 +416,18 @@ impl State {
         query_text: &str,
         fields: &[String],
     ) -> Result<(Vec<Map<String, Value>>, usize), ApiError> {
+        self.get_records_as(app, query_text, fields, &Context::jst(Utc::now(), None))
+    }
+
+    /// [`State::get_records`] with query functions evaluated in `cx` (the time,
+    /// the user's zone, the caller's login name).
+    pub fn get_records_as(
+        &self,
+        app: u64,
+        query_text: &str,
+        fields: &[String],
+        cx: &Context,
+    ) -> Result<(Vec<Map<String, Value>>, usize), ApiError> {
         let a = self.app(app)?;
         let q = query::parse(query_text)?;
         let type_of = |f: &str| a.type_of(f);
@@ -427,8 +440,10 @@ impl State {
             }
         }
         let rendered: Vec<Map<String, Value>> = a.records.values().map(|r| a.render(r, &[])).collect();
-        let mut hits: Vec<&Map<String, Value>> =
-            rendered.iter().filter(|r| q.cond.as_ref().is_none_or(|c: &Cond| c.matches(&|f| field(r, f)))).collect();
+        let mut hits: Vec<&Map<String, Value>> = rendered
+            .iter()
+            .filter(|r| q.cond.as_ref().is_none_or(|c: &Cond| c.matches_in(&|f| field(r, f), cx)))
+            .collect();
         let order = if q.order.is_empty() { vec![("$id".to_string(), false)] } else { q.order.clone() };
         hits.sort_by(|x, y| {
             for (f, asc) in &order {
