@@ -122,3 +122,38 @@ async fn status_actions_with_password_auth_and_errors() {
     let e = run(&c, "inquiry.get", "k", 1, json!({"id": 999})).await.unwrap_err();
     assert!(matches!(&e, ConnectorError::Business { code, .. } if code == "GAIA_RE01"), "{e:?}");
 }
+
+/// Issue 15.7: apps in a guest space and domains behind Basic authentication.
+#[tokio::test]
+async fn guest_space_apps_and_basic_auth_domains() {
+    let emu = Emulator::in_memory();
+    let base = serve(&emu).await;
+    emu.set_guest_space(1, Some(7)).unwrap();
+    emu.set_basic_auth(Some(("gate", "gate-pw"))).unwrap();
+    std::env::set_var("TEST_KINTONE_BASIC_PW", "gate-pw");
+    let cfg = |extra: &str| {
+        connectors(&format!(
+            "connectors:\n  kintone: {{ type: kintone, base_url: '{base}', app: 1, token: {DEMO_TOKEN}{extra} }}\n"
+        ))
+    };
+    let get = |c: Connectors| async move { run(&c, "kintone.get", "g", 1, json!({"id": 1})).await };
+    let basic = ", basic_auth: { user: gate, password: { env: TEST_KINTONE_BASIC_PW } }";
+
+    // Everything configured: the record comes back.
+    let ok = get(cfg(&format!(", guest_space: 7{basic}"))).await.unwrap();
+    assert_eq!(ok["record"]["k_氏名"], json!("山田 太郎"));
+    // Without the Basic credentials the front door refuses (not retried).
+    let e = get(cfg(", guest_space: 7")).await.unwrap_err();
+    assert!(matches!(&e, ConnectorError::Fatal(m) if m.contains("401")), "{e:?}");
+    // Outside the guest space: kintone's GAIA_IL23.
+    let e = get(cfg(basic)).await.unwrap_err();
+    assert!(format!("{e:?}").contains("GAIA_IL23"), "{e:?}");
+    // The wrong space: the app is not there.
+    let e = get(cfg(&format!(", guest_space: 8{basic}"))).await.unwrap_err();
+    assert!(format!("{e:?}").contains("GAIA_IL23"), "{e:?}");
+    // Unknown keys are still refused.
+    assert!(ConnectorsConfig::from_yaml(&format!(
+        "connectors:\n  kintone: {{ type: kintone, base_url: '{base}', token: t, basic_auth: {{ user: a }} }}\n"
+    ))
+    .is_err());
+}

@@ -66,22 +66,23 @@ fn bad(msg: String) -> QueryError {
 pub fn check(name: &str, args: &[String]) -> Result<Func, QueryError> {
     let upper = name.to_ascii_uppercase();
     let n = args.len();
-    let ok =
-        match upper.as_str() {
-            f if NO_ARGS.contains(&f) => n == 0,
-            "FROM_TODAY" => {
-                n == 2
-                    && args[0].trim().parse::<i64>().is_ok_and(|d| d.abs() <= 100_000)
-                    && UNITS.contains(&args[1].as_str())
-            }
-            "THIS_WEEK" => n == 0 || (n == 1 && DAYS.contains(&args[0].as_str())),
-            "THIS_MONTH" | "LAST_MONTH" | "NEXT_MONTH" => {
-                n == 0 || (n == 1 && (args[0] == "LAST" || args[0].parse::<u32>().is_ok_and(|d| (1..=31).contains(&d))))
-            }
-            _ => return Err(bad(format!(
+    let ok = match upper.as_str() {
+        f if NO_ARGS.contains(&f) => n == 0,
+        "FROM_TODAY" => {
+            n == 2
+                && args[0].trim().parse::<i64>().is_ok_and(|d| d.abs() <= 100_000)
+                && UNITS.contains(&args[1].as_str())
+        }
+        "THIS_WEEK" => n == 0 || (n == 1 && DAYS.contains(&args[0].as_str())),
+        "THIS_MONTH" | "LAST_MONTH" | "NEXT_MONTH" => {
+            n == 0 || (n == 1 && (args[0] == "LAST" || args[0].parse::<u32>().is_ok_and(|d| (1..=31).contains(&d))))
+        }
+        _ => {
+            return Err(bad(format!(
                 "unknown function `{name}()`: kintone has TODAY(), FROM_TODAY(n, DAYS), THIS_MONTH(), LOGINUSER() ..."
-            ))),
-        };
+            )))
+        }
+    };
     if !ok {
         let hint = match upper.as_str() {
             "FROM_TODAY" => "FROM_TODAY(<whole number>, DAYS|WEEKS|MONTHS|YEARS)",

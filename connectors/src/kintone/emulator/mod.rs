@@ -170,6 +170,24 @@ impl Emulator {
         self.read(|st| st.get_record(app, id))
     }
 
+    /// Put `app` in guest space `space` (or take it out): it then answers only
+    /// under `/k/guest/{space}/v1/`, as in kintone.
+    pub fn set_guest_space(&self, app: u64, space: Option<u64>) -> Result<(), ApiError> {
+        self.write(|st| {
+            let a = st.apps.get_mut(&app).ok_or_else(|| ApiError::new(404, "GAIA_AP01", "app not found"))?;
+            a.guest_space = space;
+            Ok(())
+        })
+    }
+
+    /// Turn on the domain's Basic authentication (or off with `None`).
+    pub fn set_basic_auth(&self, login_password: Option<(&str, &str)>) -> Result<(), ApiError> {
+        self.write(|st| {
+            st.basic_auth = login_password.map(|(l, p)| (l.to_string(), p.to_string()));
+            Ok(())
+        })
+    }
+
     pub fn set_faults(&self, f: Faults) {
         *self.inner.faults.lock().unwrap_or_else(|p| p.into_inner()) = f;
     }

@@ -120,6 +120,9 @@ pub struct App {
     pub process: Option<ProcessManagement>,
     pub records: BTreeMap<u64, StoredRecord>,
     pub next_id: u64,
+    /// The guest space the app lives in: it answers only under `/k/guest/{space}/v1/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_space: Option<u64>,
 }
 
 /// Everything the emulator stores.
@@ -130,6 +133,10 @@ pub struct State {
     pub apps: BTreeMap<u64, App>,
     /// Users for password authentication: login → password.
     pub users: BTreeMap<String, String>,
+    /// The domain's Basic authentication (login, password), when it has one: every
+    /// request must also send `Authorization: Basic ...`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<(String, String)>,
 }
 
 /// Who is asking, after authentication.
@@ -669,6 +676,7 @@ impl State {
             process: None,
             records,
             next_id: 4,
+            guest_space: None,
         };
         let mut inquiry_fields = IndexMap::new();
         inquiry_fields.insert("件名".to_string(), FieldDef { required: true, ..text("件名") });
@@ -696,11 +704,13 @@ impl State {
             }),
             records: BTreeMap::new(),
             next_id: 1,
+            guest_space: None,
         };
         State {
             format: 1,
             apps: [(1, ledger), (2, inquiry)].into(),
             users: [("demo".to_string(), "demo-password".to_string())].into(),
+            basic_auth: None,
         }
     }
 }
