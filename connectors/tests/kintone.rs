@@ -157,3 +157,92 @@ async fn guest_space_apps_and_basic_auth_domains() {
     ))
     .is_err());
 }
+
+/// Issue 15.8: the emulator answers the bulk record APIs (all or nothing, upsert,
+/// updateKey) and the file APIs, with FILE fields in records.
+#[tokio::test]
+async fn bulk_records_update_key_and_files() {
+    let emu = Emulator::in_memory();
+    let base = serve(&emu).await;
+    let http = reqwest::Client::new();
+    let send = |req: reqwest::RequestBuilder| async move {
+        let r = req.header("X-Cybozu-API-Token", DEMO_TOKEN).send().await.unwrap();
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        (status, v)
+    };
+    let url = |p: &str| format!("{base}/k/v1/{p}");
+    let count = || emu.read(|st| st.apps[&1].records.len());
+    let before = count();
+
+    // Two added at once; then a batch with one bad record adds nothing.
+    let (s, v) = send(http.post(url("records.json")).json(&json!({"app": 1, "records": [
+        {"k_id": {"value": "B-1"}}, {"k_id": {"value": "B-2"}}]})))
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["ids"].as_array().unwrap().len(), 2);
+    let (s, v) = send(http.post(url("records.json")).json(&json!({"app": 1, "records": [
+        {"k_id": {"value": "B-3"}}, {"k_プラン": {"value": "ゴールド"}}]})))
+    .await;
+    assert_eq!((s, v["code"].as_str()), (400, Some("CB_VA01")), "{v}");
+    assert!(v["errors"].as_object().unwrap().keys().all(|k| k.starts_with("records[1].")), "{v}");
+    assert_eq!(count(), before + 2, "all or nothing");
+    let too_many: Vec<Value> = (0..101).map(|i| json!({"k_id": {"value": format!("M-{i}")}})).collect();
+    assert_eq!(send(http.post(url("records.json")).json(&json!({"app": 1, "records": too_many}))).await.0, 400);
+
+    // PUT by updateKey, and upsert adds the one that is missing.
+    let (s, v) = send(http.put(url("records.json")).json(&json!({"app": 1, "upsert": true, "records": [
+        {"updateKey": {"field": "k_id", "value": "B-1"}, "record": {"k_氏名": {"value": "一郎"}}},
+        {"updateKey": {"field": "k_id", "value": "B-9"}, "record": {"k_氏名": {"value": "九郎"}}}]})))
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["records"][0]["operation"], "UPDATE");
+    assert_eq!(v["records"][1]["operation"], "INSERT");
+    let (s, v) = send(http.put(url("record.json")).json(&json!({"app": 1,
+        "updateKey": {"field": "k_id", "value": "B-2"}, "record": {"k_氏名": {"value": "二郎"}}})))
+    .await;
+    assert_eq!(s, 200, "updateKey on a single update: {v}");
+    let (s, v) = send(http.put(url("record.json")).json(&json!({"app": 1,
+        "updateKey": {"field": "k_氏名", "value": "二郎"}, "record": {}})))
+    .await;
+    assert_eq!(s, 400, "updateKey needs a unique field: {v}");
+
+    // A file: uploaded, attached to a record, downloaded under the record's key.
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(b"%PDF-1.4 contract".to_vec())
+            .file_name("契約書.pdf")
+            .mime_str("application/pdf")
+            .unwrap(),
+    );
+    let (s, v) = send(http.post(url("file.json")).multipart(form)).await;
+    assert_eq!(s, 200, "{v}");
+    let uploaded = v["fileKey"].as_str().unwrap().to_string();
+    let id = emu.read(|st| st.apps[&1].records.values().find(|r| r.values["k_id"] == "B-1").unwrap().id);
+    let (s, v) = send(http.put(url("record.json")).json(&json!({"app": 1, "id": id,
+        "record": {"k_契約書": {"value": [{"fileKey": uploaded}]}}})))
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let rec = emu.record(1, id).unwrap();
+    let file = &rec["k_契約書"]["value"][0];
+    assert_eq!((file["name"].clone(), file["contentType"].clone()), (json!("契約書.pdf"), json!("application/pdf")));
+    assert_eq!(file["size"], json!("17"));
+    let key = file["fileKey"].as_str().unwrap();
+    assert_ne!(key, uploaded, "kintone hands out a new key for the attached file");
+    let got = http.get(url("file.json")).query(&[("fileKey", key)]).header("X-Cybozu-API-Token", DEMO_TOKEN);
+    let got = got.send().await.unwrap();
+    assert_eq!(got.headers()["content-type"], "application/pdf");
+    assert_eq!(got.bytes().await.unwrap().as_ref(), b"%PDF-1.4 contract");
+    let (s, v) = send(http.get(url("file.json")).query(&[("fileKey", "nope")])).await;
+    assert_eq!((s, v["code"].as_str()), (404, Some("GAIA_BL01")));
+
+    // DELETE: all or nothing too.
+    let (s, _) =
+        send(http.delete(url("records.json")).query(&[("app", "1"), ("ids[0]", &id.to_string()), ("ids[1]", "99999")]))
+            .await;
+    assert_eq!(s, 404);
+    assert!(emu.record(1, id).is_ok());
+    let (s, v) = send(http.delete(url("records.json")).json(&json!({"app": 1, "ids": [id]}))).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(emu.record(1, id).is_err());
+}

@@ -20,7 +20,11 @@ type Params = Query<Vec<(String, String)>>;
 fn api(prefix: &str) -> Router<Emulator> {
     Router::new()
         .route(&format!("{prefix}/record.json"), get(get_record).post(add_record).put(update_record))
-        .route(&format!("{prefix}/records.json"), get(get_records))
+        .route(
+            &format!("{prefix}/records.json"),
+            get(get_records).post(add_records).put(update_records).delete(delete_records),
+        )
+        .route(&format!("{prefix}/file.json"), get(download_file).post(upload_file))
         .route(&format!("{prefix}/record/status.json"), axum::routing::put(update_status))
         .route(&format!("{prefix}/app/form/fields.json"), get(form_fields))
 }
@@ -282,6 +286,7 @@ async fn add_record(State(emu): State<Emulator>, headers: HeaderMap, body: Bytes
         let record = b.get("record").and_then(Value::as_object).cloned().unwrap_or_default();
         emu.write(|st| {
             st.authorize(&c, app, Right::Add)?;
+            let record = st.attach_files(app, &record, &mut random_key)?;
             let (id, rev) = st.add_record(app, &record, &who(&c), now())?;
             Ok(json!({ "id": id.to_string(), "revision": rev.to_string() }))
         })
@@ -294,14 +299,17 @@ async fn update_record(State(emu): State<Emulator>, headers: HeaderMap, body: By
         let c = caller(&emu, &headers)?;
         let b = body_json(&body)?;
         let app = number_param(b.get("app"), "app")?;
-        if b.contains_key("updateKey") {
-            return Err(ApiError::new(400, "EMU_UNSUPPORTED", "updateKey is not supported by the emulator; use id"));
-        }
-        let id = number_param(b.get("id"), "id")?;
         let rev = revision(&b)?;
         let record = b.get("record").and_then(Value::as_object).cloned().unwrap_or_default();
         emu.write(|st| {
             st.authorize(&c, app, Right::Edit)?;
+            let id = match b.get("updateKey") {
+                Some(k) if !b.contains_key("id") => st.find_by_key(app, k)?.ok_or_else(|| {
+                    ApiError::new(404, "GAIA_RE20", "指定したレコード（updateKey）が見つかりません。")
+                })?,
+                _ => number_param(b.get("id"), "id")?,
+            };
+            let record = st.attach_files(app, &record, &mut random_key)?;
             let new = st.update_record(app, id, &record, rev, &who(&c), now())?;
             Ok(json!({ "revision": new.to_string() }))
         })
@@ -351,4 +359,126 @@ async fn form_fields(State(emu): State<Emulator>, headers: HeaderMap, Query(p): 
         })
     })();
     respond(&emu, r)
+}
+
+/// A random key (file keys), 32 hex digits.
+pub(super) fn random_key() -> String {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).expect("the OS has randomness");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn records_param(b: &Map<String, Value>) -> Result<Vec<Value>, ApiError> {
+    match b.get("records") {
+        Some(Value::Array(a)) => Ok(a.clone()),
+        _ => Err(ApiError::required("records")),
+    }
+}
+
+async fn add_records(State(emu): State<Emulator>, headers: HeaderMap, body: Bytes) -> Response {
+    let r = (|| {
+        let c = caller(&emu, &headers)?;
+        let b = body_json(&body)?;
+        let app = number_param(b.get("app"), "app")?;
+        let records: Vec<Map<String, Value>> =
+            records_param(&b)?.into_iter().map(|r| r.as_object().cloned().unwrap_or_default()).collect();
+        emu.write(|st| {
+            st.authorize(&c, app, Right::Add)?;
+            let done = st.add_records(app, &records, &who(&c), now(), &mut random_key)?;
+            Ok(json!({
+                "ids": done.iter().map(|(id, _)| id.to_string()).collect::<Vec<_>>(),
+                "revisions": done.iter().map(|(_, r)| r.to_string()).collect::<Vec<_>>(),
+            }))
+        })
+    })();
+    respond(&emu, r)
+}
+
+async fn update_records(State(emu): State<Emulator>, headers: HeaderMap, body: Bytes) -> Response {
+    let r = (|| {
+        let c = caller(&emu, &headers)?;
+        let b = body_json(&body)?;
+        let app = number_param(b.get("app"), "app")?;
+        let items = records_param(&b)?;
+        let upsert = b.get("upsert").and_then(Value::as_bool).unwrap_or(false);
+        emu.write(|st| {
+            st.authorize(&c, app, Right::Edit)?;
+            if upsert {
+                st.authorize(&c, app, Right::Add)?;
+            }
+            let done = st.update_records(app, &items, upsert, &who(&c), now(), &mut random_key)?;
+            let records: Vec<Value> = done
+                .iter()
+                .map(|u| {
+                    let mut v = json!({ "id": u.id.to_string(), "revision": u.revision.to_string() });
+                    if upsert {
+                        v["operation"] = json!(u.operation);
+                    }
+                    v
+                })
+                .collect();
+            Ok(json!({ "records": records }))
+        })
+    })();
+    respond(&emu, r)
+}
+
+async fn delete_records(State(emu): State<Emulator>, headers: HeaderMap, Query(p): Params, body: Bytes) -> Response {
+    let r = (|| {
+        let c = caller(&emu, &headers)?;
+        // `?app=1&ids[0]=5&ids[1]=6`, or the same as a JSON body.
+        let (app, ids) = if body.is_empty() {
+            let app = query_number(&p, "app")?;
+            let ids: Vec<u64> =
+                p.iter().filter(|(k, _)| k.starts_with("ids[")).filter_map(|(_, v)| v.parse().ok()).collect();
+            (app, ids)
+        } else {
+            let b = body_json(&body)?;
+            let app = number_param(b.get("app"), "app")?;
+            let ids: Vec<u64> = b
+                .get("ids")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok())).collect())
+                .unwrap_or_default();
+            (app, ids)
+        };
+        emu.write(|st| {
+            // kintone asks for the delete right; the emulator's tokens have edit.
+            st.authorize(&c, app, Right::Edit)?;
+            st.delete_records(app, &ids)?;
+            Ok(json!({}))
+        })
+    })();
+    respond(&emu, r)
+}
+
+async fn upload_file(State(emu): State<Emulator>, headers: HeaderMap, mut form: axum::extract::Multipart) -> Response {
+    let r = async {
+        let _c = caller(&emu, &headers)?;
+        while let Ok(Some(field)) = form.next_field().await {
+            if field.name() != Some("file") {
+                continue;
+            }
+            let name = field.file_name().unwrap_or("file").to_string();
+            let ty = field.content_type().unwrap_or("application/octet-stream").to_string();
+            let bytes = field.bytes().await.map_err(|e| ApiError::new(400, "CB_VA01", e.to_string()))?;
+            let key = emu.write(|st| st.upload_file(&name, &ty, &bytes, random_key()))?;
+            return Ok(json!({ "fileKey": key }));
+        }
+        Err(ApiError::required("file"))
+    }
+    .await;
+    respond(&emu, r)
+}
+
+async fn download_file(State(emu): State<Emulator>, headers: HeaderMap, Query(p): Params) -> Response {
+    let r = (|| {
+        let _c = caller(&emu, &headers)?;
+        let key = param(&p, "fileKey").ok_or_else(|| ApiError::required("fileKey"))?.to_string();
+        emu.read(|st| st.file(&key).map(|f| (f.content_type.clone(), f.bytes())))
+    })();
+    match r {
+        Ok((ty, bytes)) => ([("content-type", ty)], bytes).into_response(),
+        Err(e) => error(&emu, e),
+    }
 }

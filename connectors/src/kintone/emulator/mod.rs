@@ -23,6 +23,7 @@
 //! | `GET /k/v1/app/form/fields.json?app` | field definitions |
 //! | `GET`/`PUT /emulator/faults` | faults to inject (not part of kintone) |
 
+pub mod bulk;
 mod http;
 pub mod state;
 
@@ -231,17 +232,12 @@ impl Emulator {
         (f.latency_ms, hit)
     }
 
-    /// A request id in kintone's style (20 letters), different for every request.
+    /// A request id in kintone's style (20 letters), random for every request (so
+    /// ids do not repeat after a restart).
     fn request_id(&self) -> String {
-        let mut x = self.inner.requests.load(Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x0005_DEEC_E66D;
         let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-        (0..20)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                alphabet[(x % alphabet.len() as u64) as usize] as char
-            })
-            .collect()
+        let mut b = [0u8; 20];
+        getrandom::fill(&mut b).expect("the OS has randomness");
+        b.iter().map(|x| alphabet[*x as usize % alphabet.len()] as char).collect()
     }
 }

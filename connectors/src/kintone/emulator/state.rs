@@ -137,6 +137,9 @@ pub struct State {
     /// request must also send `Authorization: Basic ...`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basic_auth: Option<(String, String)>,
+    /// Uploaded and attached files by fileKey ([`super::bulk`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, super::bulk::StoredFile>,
 }
 
 /// Who is asking, after authentication.
@@ -374,7 +377,7 @@ impl State {
         })
     }
 
-    fn app_mut(&mut self, id: u64) -> Result<&mut App, ApiError> {
+    pub(super) fn app_mut(&mut self, id: u64) -> Result<&mut App, ApiError> {
         self.app(id)?;
         Ok(self.apps.get_mut(&id).expect("checked"))
     }
@@ -603,6 +606,8 @@ impl State {
         );
         fields.insert("k_マニュアル送付希望".to_string(), radio("マニュアル送付希望", &["希望する", "希望しない"]));
         fields.insert("k_Qid".to_string(), text("Questetra処理ID"));
+        // The signed contract (seed 001's contract ledger keeps files).
+        fields.insert("k_契約書".to_string(), FieldDef { ty: "FILE".into(), ..text("契約書") });
         fields
             .insert("k_ステータス".to_string(), radio("処理ステータス", &["未対応", "対応要", "3_対応中", "4_対応済"]));
         let t = now_text(now);
@@ -711,6 +716,7 @@ impl State {
             apps: [(1, ledger), (2, inquiry)].into(),
             users: [("demo".to_string(), "demo-password".to_string())].into(),
             basic_auth: None,
+            files: BTreeMap::new(),
         }
     }
 }
