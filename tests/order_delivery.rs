@@ -562,6 +562,10 @@ async fn the_whole_process_through_the_task_list_api_and_the_webhook() {
     let list = list["items"].as_array().unwrap().clone();
     assert_eq!(list.len(), 1, "{list:?}");
     let id = list[0]["id"].as_u64().unwrap();
+    // Issue 15.2: a start by hand for the same record gets the running instance.
+    let by_hand = json!({ "process": PROCESS, "variables": { "q_kintoneId": "1" } });
+    let same = call("ito", "/api/v1/instances".into(), Some(by_hand)).await;
+    assert_eq!((same["id"].as_u64(), same["business_key"].as_str()), (Some(id), Some("kintone:1:1")), "{same}");
 
     // ライセンス担当 (ito) → 構築担当 (watanabe) sends back → ito fixes → watanabe builds.
     let (task, node) = inbox("ito").await;
