@@ -246,3 +246,28 @@ async fn bulk_records_update_key_and_files() {
     assert_eq!(s, 200, "{v}");
     assert!(emu.record(1, id).is_err());
 }
+
+/// Issue 15.9: a GET with its parameters in a JSON body, and a POST with
+/// `X-HTTP-Method-Override: GET` (long queries), are read as kintone reads them;
+/// error ids are random per request.
+#[tokio::test]
+async fn get_parameters_in_a_json_body_and_method_override() {
+    let emu = Emulator::in_memory();
+    let base = serve(&emu).await;
+    let http = reqwest::Client::new();
+    let url = format!("{base}/k/v1/records.json");
+    let body = json!({"app": 1, "query": r#"k_ステータス in ("未対応") order by $id asc"#, "fields": ["k_id"], "totalCount": true});
+    for req in [http.get(&url).json(&body), http.post(&url).header("X-HTTP-Method-Override", "GET").json(&body)] {
+        let v: Value = req.header("X-Cybozu-API-Token", DEMO_TOKEN).send().await.unwrap().json().await.unwrap();
+        let recs = v["records"].as_array().unwrap_or_else(|| panic!("{v}"));
+        assert!(!recs.is_empty(), "{v}");
+        assert!(recs.iter().all(|r| r.as_object().unwrap().keys().collect::<Vec<_>>() == ["k_id"]), "fields[]: {v}");
+        assert!(v["totalCount"].is_string(), "{v}");
+    }
+    let bad =
+        |_: ()| http.get(format!("{base}/k/v1/record.json?app=1&id=999")).header("X-Cybozu-API-Token", DEMO_TOKEN);
+    let a: Value = bad(()).send().await.unwrap().json().await.unwrap();
+    let b: Value = bad(()).send().await.unwrap().json().await.unwrap();
+    assert_eq!(a["code"], "GAIA_RE01");
+    assert_ne!(a["id"], b["id"], "ids differ per request");
+}

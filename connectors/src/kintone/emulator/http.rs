@@ -104,7 +104,54 @@ async fn domain(State(emu): State<Emulator>, req: Request, next: Next) -> Respon
             _ => {}
         }
     }
+    if parts.method == axum::http::Method::GET && !bytes.is_empty() {
+        // kintone reads a GET's parameters from a JSON body too (long queries).
+        let mut parts = parts;
+        match body_as_query(&parts.uri, &bytes) {
+            Ok(uri) => {
+                parts.method = axum::http::Method::GET;
+                parts.uri = uri;
+                parts.headers.remove("content-length");
+                return next.run(Request::from_parts(parts, axum::body::Body::empty())).await;
+            }
+            Err(e) => return error(&emu, e),
+        }
+    }
     next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
+}
+
+/// `uri` with the parameters of a JSON body added to its query (`fields: [a, b]`
+/// as `fields[0]=a&fields[1]=b`, as kintone reads them).
+fn body_as_query(uri: &axum::http::Uri, body: &[u8]) -> Result<axum::http::Uri, ApiError> {
+    let Ok(Value::Object(params)) = serde_json::from_slice::<Value>(body) else {
+        return Err(ApiError::new(400, "CB_IJ01", "不正なJSON文字列です。"));
+    };
+    let mut url = reqwest::Url::parse(&format!("http://emulator{uri}"))
+        .map_err(|_| ApiError::new(400, "CB_VA01", "不正なURLです。"))?;
+    {
+        let mut q = url.query_pairs_mut();
+        let text = |v: &Value| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        for (k, v) in &params {
+            match v {
+                Value::Array(items) => {
+                    for (i, it) in items.iter().enumerate() {
+                        q.append_pair(&format!("{k}[{i}]"), &text(it));
+                    }
+                }
+                other => {
+                    q.append_pair(k, &text(other));
+                }
+            }
+        }
+    }
+    let pq = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    };
+    pq.parse().map_err(|_| ApiError::new(400, "CB_VA01", "不正なURLです。"))
 }
 
 /// The first value of `name` in a query string.
@@ -279,6 +326,11 @@ async fn get_records(State(emu): State<Emulator>, headers: HeaderMap, Query(p): 
 }
 
 async fn add_record(State(emu): State<Emulator>, headers: HeaderMap, body: Bytes) -> Response {
+    match as_get(&headers, &body) {
+        Some(Ok(p)) => return get_record(State(emu), headers, Query(p)).await,
+        Some(Err(e)) => return error(&emu, e),
+        None => {}
+    }
     let r = (|| {
         let c = caller(&emu, &headers)?;
         let b = body_json(&body)?;
@@ -375,7 +427,26 @@ fn records_param(b: &Map<String, Value>) -> Result<Vec<Value>, ApiError> {
     }
 }
 
+/// `X-HTTP-Method-Override: GET` on a POST: the body's parameters as a GET's.
+fn as_get(headers: &HeaderMap, body: &Bytes) -> Option<Result<Vec<(String, String)>, ApiError>> {
+    let m = headers.get("x-http-method-override")?.to_str().ok()?;
+    if !m.eq_ignore_ascii_case("GET") {
+        return None;
+    }
+    Some(body_as_query(&"/".parse().expect("a path"), body).map(|uri| {
+        let q = uri.query().unwrap_or("");
+        reqwest::Url::parse(&format!("http://emulator/?{q}"))
+            .map(|u| u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+            .unwrap_or_default()
+    }))
+}
+
 async fn add_records(State(emu): State<Emulator>, headers: HeaderMap, body: Bytes) -> Response {
+    match as_get(&headers, &body) {
+        Some(Ok(p)) => return get_records(State(emu), headers, Query(p)).await,
+        Some(Err(e)) => return error(&emu, e),
+        None => {}
+    }
     let r = (|| {
         let c = caller(&emu, &headers)?;
         let b = body_json(&body)?;
