@@ -271,3 +271,37 @@ async fn get_parameters_in_a_json_body_and_method_override() {
     assert_eq!(a["code"], "GAIA_RE01");
     assert_ne!(a["id"], b["id"], "ids differ per request");
 }
+
+/// Issue 15.8: a nagare `file` value written to a FILE field is uploaded
+/// (`/k/v1/file.json`) and attached; the record reads back with the file.
+#[tokio::test]
+async fn file_values_are_uploaded_to_file_fields() {
+    use nagare_connectors::cloudsign::files::MemoryBlobs;
+    let emu = Emulator::in_memory();
+    let base = serve(&emu).await;
+    let blobs = MemoryBlobs::default();
+    let pdf = b"%PDF-1.4 signed contract".to_vec();
+    let sha = blobs.put(pdf.clone());
+    let cfg = ConnectorsConfig::from_yaml(&format!(
+        "connectors:\n  kintone: {{ type: kintone, base_url: '{base}', app: 1, token: {DEMO_TOKEN} }}\n"
+    ))
+    .unwrap();
+    let c = Connectors::with_blobs(&cfg, std::sync::Arc::new(blobs));
+    let file = json!({"name": "契約書.pdf", "content_type": "application/pdf", "size": pdf.len(), "sha256": sha});
+    run(&c, "kintone.update", "u", 1, json!({"id": 1, "record": {"k_契約書": file}})).await.unwrap();
+    let got = run(&c, "kintone.get", "g", 1, json!({"id": 1})).await.unwrap();
+    let f = &got["record"]["k_契約書"][0];
+    assert_eq!((f["name"].clone(), f["size"].clone()), (json!("契約書.pdf"), json!(pdf.len().to_string())), "{got}");
+    let key = f["fileKey"].as_str().unwrap();
+    let bytes = emu.read(|st| st.file(key).unwrap().bytes());
+    assert_eq!(bytes, pdf);
+    // A list of files, on add; a missing blob is a clear fatal error.
+    let added = run(&c, "kintone.add", "a", 1, json!({"record": {"k_id": "F-1", "k_契約書": [file.clone(), file]}}))
+        .await
+        .unwrap();
+    let id: u64 = added["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(emu.record(1, id).unwrap()["k_契約書"]["value"].as_array().unwrap().len(), 2);
+    let missing = json!({"name": "x.pdf", "sha256": "0".repeat(64)});
+    let e = run(&c, "kintone.update", "u2", 1, json!({"id": 1, "record": {"k_契約書": missing}})).await.unwrap_err();
+    assert!(matches!(&e, ConnectorError::Fatal(m) if m.contains("k_契約書") && m.contains("x.pdf")), "{e:?}");
+}

@@ -286,6 +286,17 @@ impl Client {
         Ok(out)
     }
 
+    /// `POST /k/v1/file.json` (multipart) → the fileKey to put in a FILE field.
+    pub async fn upload_file(&self, name: &str, content_type: &str, bytes: Vec<u8>) -> Result<String, KintoneError> {
+        let part = reqwest::multipart::Part::bytes(bytes)
+            .file_name(name.to_string())
+            .mime_str(content_type)
+            .map_err(|e| KintoneError::Other(ConnectorError::Fatal(format!("content type `{content_type}`: {e}"))))?;
+        let form = reqwest::multipart::Form::new().part("file", part);
+        let v = self.send(self.http.post(self.url("k/v1/file.json")).multipart(form)).await?;
+        Ok(text(&v["fileKey"]))
+    }
+
     /// `POST /k/v1/record.json` → (id, revision).
     pub async fn add_record(&self, app: u64, record: Map<String, Value>) -> Result<(String, String), KintoneError> {
         let req = self.http.post(self.url("k/v1/record.json")).json(&json!({ "app": app, "record": record }));
