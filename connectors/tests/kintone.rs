@@ -305,3 +305,30 @@ async fn file_values_are_uploaded_to_file_fields() {
     let e = run(&c, "kintone.update", "u2", 1, json!({"id": 1, "record": {"k_契約書": missing}})).await.unwrap_err();
     assert!(matches!(&e, ConnectorError::Fatal(m) if m.contains("k_契約書") && m.contains("x.pdf")), "{e:?}");
 }
+
+/// Issue 15.9: messages in Japanese unless `Accept-Language: en`.
+#[tokio::test]
+async fn messages_follow_accept_language() {
+    let emu = Emulator::in_memory();
+    let base = serve(&emu).await;
+    let http = reqwest::Client::new();
+    let ask = |lang: Option<&str>| {
+        let mut r = http
+            .post(format!("{base}/k/v1/record.json"))
+            .header("X-Cybozu-API-Token", DEMO_TOKEN)
+            .json(&json!({"record": {}}));
+        if let Some(l) = lang {
+            r = r.header("Accept-Language", l);
+        }
+        r.send()
+    };
+    let ja: Value = ask(None).await.unwrap().json().await.unwrap();
+    let en_resp = ask(Some("en-US,en;q=0.9")).await.unwrap();
+    assert_eq!(en_resp.status(), 400);
+    let en: Value = en_resp.json().await.unwrap();
+    assert_eq!(ja["code"], en["code"]);
+    assert_eq!(ja["errors"]["app"]["messages"][0], "必須です。", "{ja}");
+    assert_eq!(en["errors"]["app"]["messages"][0], "Required field.", "{en}");
+    assert_eq!(en["message"], "Missing or invalid input.");
+    assert!(en["id"].is_string());
+}

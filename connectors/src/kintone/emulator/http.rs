@@ -33,6 +33,7 @@ pub fn router(emu: Emulator) -> Router {
     let api = api("/k/v1")
         .merge(api("/k/guest/{space}/v1"))
         .layer(middleware::from_fn_with_state(emu.clone(), domain))
+        .layer(middleware::from_fn(language))
         .layer(middleware::from_fn_with_state(emu.clone(), faults));
     Router::new()
         .merge(api)
@@ -552,4 +553,80 @@ async fn download_file(State(emu): State<Emulator>, headers: HeaderMap, Query(p)
         Ok((ty, bytes)) => ([("content-type", ty)], bytes).into_response(),
         Err(e) => error(&emu, e),
     }
+}
+
+/// kintone answers in Japanese unless the request says `Accept-Language: en`.
+async fn language(req: Request, next: Next) -> Response {
+    let english = req
+        .headers()
+        .get("accept-language")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("en"));
+    let resp = next.run(req).await;
+    if !english || resp.status().is_success() {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "response too large").into_response();
+    };
+    let Ok(Value::Object(mut v)) = serde_json::from_slice::<Value>(&bytes) else {
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    };
+    if let Some(m) = v.get("code").and_then(Value::as_str).and_then(english_message) {
+        v.insert("message".into(), Value::String(m.into()));
+    }
+    if let Some(Value::Object(errors)) = v.get_mut("errors") {
+        for e in errors.values_mut() {
+            if let Some(Value::Array(ms)) = e.get_mut("messages") {
+                for m in ms.iter_mut() {
+                    if let Some(en) = m.as_str().and_then(english_field_message) {
+                        *m = Value::String(en.into());
+                    }
+                }
+            }
+        }
+    }
+    let mut resp = Json(Value::Object(v)).into_response();
+    *resp.status_mut() = parts.status;
+    resp
+}
+
+/// kintone's English messages by code (the general text; ids in the Japanese
+/// message are not repeated).
+fn english_message(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "CB_VA01" => "Missing or invalid input.",
+        "CB_IJ01" => "Invalid JSON string.",
+        "CB_NF01" => "The API does not exist.",
+        "CB_WA01" => "Password authentication failed.",
+        "CB_AU01" => "Please login.",
+        "GAIA_RE01" => "The specified record is not found.",
+        "GAIA_RE20" => "The record specified by updateKey is not found.",
+        "GAIA_AP01" => "The app does not exist. It may have been deleted.",
+        "GAIA_FC01" => "The specified field is not found.",
+        "GAIA_CO02" => "The revision is not the latest. Someone may update a record.",
+        "GAIA_IQ11" => "The specified field is not found in the query.",
+        "GAIA_IQ03" => "The operator cannot be used for this field.",
+        "GAIA_QU01" => "The limit must be 500 or less.",
+        "GAIA_QU02" => "The offset must be 10000 or less.",
+        "GAIA_ST02" => "Process management is disabled.",
+        "GAIA_IL03" => "Failed to update the status. The settings or the status may have been changed by someone.",
+        "GAIA_IL23" => "To use an app in a guest space, send the request to /k/guest/(guest space id)/v1/...",
+        "GAIA_BL01" => "The specified file is not found.",
+        "GAIA_NO01" => "Using this API token, you cannot run the specified API.",
+        "GAIA_IA02" => "The specified API token does not match the API token generated via the app.",
+        _ => return None,
+    })
+}
+
+fn english_field_message(m: &str) -> Option<&'static str> {
+    Some(match m {
+        "必須です。" => "Required field.",
+        "値がほかのレコードと重複しています。" => "This value already exists in another record.",
+        "数字でなければなりません。" => "Only numbers are allowed.",
+        "最小でも1以上です。" => "The value must be 1 or more.",
+        "日付の形式が正しくありません。" => "Invalid date format.",
+        _ => return None,
+    })
 }
