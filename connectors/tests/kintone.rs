@@ -332,3 +332,31 @@ async fn messages_follow_accept_language() {
     assert_eq!(en["message"], "Missing or invalid input.");
     assert!(en["id"].is_string());
 }
+
+/// Issue 15.9: fields have a `defaultValue` (a radio button always has one) that
+/// a new record takes when it does not give the field.
+#[tokio::test]
+async fn new_records_take_field_default_values() {
+    let emu = Emulator::in_memory();
+    let base = serve(&emu).await;
+    let c = connectors(&format!(
+        "connectors:\n  kintone: {{ type: kintone, base_url: '{base}', app: 1, token: {DEMO_TOKEN} }}\n"
+    ));
+    let added = run(&c, "kintone.add", "a", 1, json!({"record": {"k_id": "D-1"}})).await.unwrap();
+    let id: u64 = added["id"].as_str().unwrap().parse().unwrap();
+    let rec = emu.record(1, id).unwrap();
+    assert_eq!(rec["k_ステータス"]["value"], json!("未対応"), "a radio button's first option");
+    assert_eq!(rec["k_プラン"]["value"], json!("ライト"));
+    assert_eq!(rec["k_氏名"]["value"], json!(""));
+    let fields: Value = reqwest::Client::new()
+        .get(format!("{base}/k/v1/app/form/fields.json?app=1"))
+        .header("X-Cybozu-API-Token", DEMO_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(fields["properties"]["k_ステータス"]["defaultValue"], json!("未対応"), "{fields}");
+    assert_eq!(fields["properties"]["k_契約書"]["defaultValue"], json!([]));
+}

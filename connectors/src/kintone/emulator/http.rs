@@ -398,6 +398,11 @@ async fn form_fields(State(emu): State<Emulator>, headers: HeaderMap, Query(p): 
             for (code, f) in &a.fields {
                 let mut v =
                     json!({ "type": f.ty, "code": code, "label": f.label, "required": f.required, "unique": f.unique });
+                v["defaultValue"] = match (f.effective_default(), f.ty.as_str()) {
+                    (Some(d), _) => d,
+                    (None, "CHECK_BOX" | "MULTI_SELECT" | "FILE" | "USER_SELECT") => json!([]),
+                    (None, _) => json!(""),
+                };
                 if let Some(o) = &f.options {
                     let opts: Map<String, Value> = o
                         .iter()

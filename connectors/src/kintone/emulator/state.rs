@@ -68,6 +68,21 @@ pub struct FieldDef {
     pub required: bool,
     #[serde(default)]
     pub unique: bool,
+    /// The value a new record gets when it does not give one. A RADIO_BUTTON
+    /// always has one in kintone (its first option when not set).
+    #[serde(default, rename = "defaultValue", skip_serializing_if = "Option::is_none")]
+    pub default_value: Option<Value>,
+}
+
+impl FieldDef {
+    /// The default a new record takes for this field, if any.
+    pub fn effective_default(&self) -> Option<Value> {
+        match (&self.default_value, self.ty.as_str(), &self.options) {
+            (Some(v), _, _) => Some(v.clone()),
+            (None, "RADIO_BUTTON", Some(o)) => o.first().map(|f| Value::String(f.clone())),
+            _ => None,
+        }
+    }
 }
 
 /// Rights of an API token on its app.
@@ -497,7 +512,16 @@ impl State {
         now: DateTime<Utc>,
     ) -> Result<(u64, u64), ApiError> {
         let a = self.app_mut(app)?;
-        let values = a.validate(record, None)?;
+        // Fields the new record does not give take their default value.
+        let mut record = record.clone();
+        for (code, def) in &a.fields {
+            if !record.contains_key(code) {
+                if let Some(d) = def.effective_default() {
+                    record.insert(code.clone(), json!({ "value": d }));
+                }
+            }
+        }
+        let values = a.validate(&record, None)?;
         let id = a.next_id;
         a.next_id += 1;
         let status = a.process.as_ref().and_then(|p| p.states.first().cloned());
@@ -581,6 +605,7 @@ impl State {
             options: None,
             required: false,
             unique: false,
+            default_value: None,
         };
         let radio = |label: &str, opts: &[&str]| FieldDef {
             ty: "RADIO_BUTTON".into(),
@@ -588,6 +613,7 @@ impl State {
             options: Some(opts.iter().map(|s| s.to_string()).collect()),
             required: false,
             unique: false,
+            default_value: None,
         };
         let mut fields = IndexMap::new();
         fields.insert("k_id".to_string(), FieldDef { unique: true, ..text("ID") });
@@ -602,6 +628,7 @@ impl State {
                 options: None,
                 required: false,
                 unique: false,
+                default_value: None,
             },
         );
         fields.insert("k_マニュアル送付希望".to_string(), radio("マニュアル送付希望", &["希望する", "希望しない"]));
@@ -693,6 +720,7 @@ impl State {
                 options: None,
                 required: false,
                 unique: false,
+                default_value: None,
             },
         );
         let inquiry = App {
