@@ -360,3 +360,24 @@ async fn new_records_take_field_default_values() {
     assert_eq!(fields["properties"]["k_ステータス"]["defaultValue"], json!("未対応"), "{fields}");
     assert_eq!(fields["properties"]["k_契約書"]["defaultValue"], json!([]));
 }
+
+/// Issue 15.9: a body that is not sent as JSON is refused (multipart only for files).
+#[tokio::test]
+async fn bodies_must_be_sent_as_json() {
+    let emu = Emulator::in_memory();
+    let base = serve(&emu).await;
+    let http = reqwest::Client::new();
+    let body = r#"{"app":1,"record":{"k_id":{"value":"T-1"}}}"#;
+    let send = |ct: &'static str| {
+        http.post(format!("{base}/k/v1/record.json"))
+            .header("X-Cybozu-API-Token", DEMO_TOKEN)
+            .header("Content-Type", ct)
+            .body(body)
+            .send()
+    };
+    let bad = send("text/plain").await.unwrap();
+    assert_eq!(bad.status(), 415);
+    let v: Value = bad.json().await.unwrap();
+    assert_eq!(v["code"], "CB_IJ01");
+    assert_eq!(send("application/json; charset=utf-8").await.unwrap().status(), 200);
+}

@@ -105,6 +105,15 @@ async fn domain(State(emu): State<Emulator>, req: Request, next: Next) -> Respon
             _ => {}
         }
     }
+    if parts.method != axum::http::Method::GET && !bytes.is_empty() {
+        // A body must say what it is: JSON, or multipart for a file upload.
+        let ct = parts.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+        let want = if parts.uri.path().ends_with("/file.json") { "multipart/form-data" } else { "application/json" };
+        if !ct.trim_start().starts_with(want) {
+            let e = ApiError::new(415, "CB_IJ01", format!("Content-Type は {want} を指定してください。"));
+            return error(&emu, e);
+        }
+    }
     if parts.method == axum::http::Method::GET && !bytes.is_empty() {
         // kintone reads a GET's parameters from a JSON body too (long queries).
         let mut parts = parts;
