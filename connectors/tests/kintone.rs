@@ -95,10 +95,18 @@ async fn status_actions_with_password_auth_and_errors() {
     ));
     let added = run(&c, "inquiry.add", "k", 1, json!({"record": {"件名": "ログインできない"}})).await.unwrap();
     let id = added["id"].as_str().unwrap().to_string();
-    let r = run(&c, "inquiry.update_status", "k", 1, json!({"id": id, "action": "処理開始"})).await.unwrap();
+    // 処理中 picks one user: the assignee is needed and must be a user.
+    let e = run(&c, "inquiry.update_status", "k", 1, json!({"id": id, "action": "処理開始"})).await.unwrap_err();
+    assert!(matches!(&e, ConnectorError::Business { code, .. } if code == "GAIA_SA01"), "{e:?}");
+    let nobody = json!({"id": id, "action": "処理開始", "assignee": "nobody"});
+    let e = run(&c, "inquiry.update_status", "k", 1, nobody).await.unwrap_err();
+    assert!(format!("{e:?}").contains("nobody"), "{e:?}");
+    let go = json!({"id": id, "action": "処理開始", "assignee": "demo"});
+    let r = run(&c, "inquiry.update_status", "k", 1, go).await.unwrap();
     assert_eq!(r["revision"], json!("3"));
     let got = run(&c, "inq_token.get", "k", 1, json!({"id": id})).await.unwrap();
     assert_eq!(got["record"]["ステータス"], json!("処理中"));
+    assert_eq!(got["record"]["作業者"], json!([{"code": "demo", "name": "demo"}]));
     assert_eq!(got["record"]["更新者"]["code"], json!("demo"));
 
     // An action not possible from this status: kintone's code and message.

@@ -387,9 +387,10 @@ async fn update_status(State(emu): State<Emulator>, headers: HeaderMap, body: By
         let id = number_param(b.get("id"), "id")?;
         let action = b.get("action").and_then(Value::as_str).ok_or_else(|| ApiError::required("action"))?.to_string();
         let rev = revision(&b)?;
+        let assignee = b.get("assignee").and_then(Value::as_str).map(str::to_string);
         emu.write(|st| {
             st.authorize(&c, app, Right::Edit)?;
-            let new = st.update_status(app, id, &action, rev, &who(&c), now())?;
+            let new = st.update_status(app, id, &action, assignee.as_deref(), rev, &who(&c), now())?;
             Ok(json!({ "revision": new.to_string() }))
         })
     })();

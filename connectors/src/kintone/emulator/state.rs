@@ -102,6 +102,10 @@ pub struct ApiToken {
 pub struct ProcessManagement {
     pub states: Vec<String>,
     pub actions: Vec<Action>,
+    /// States whose assignee is "pick one user" (作業者から1人を選択): an action
+    /// into them needs an `assignee`, one of the users.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pick_one: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,6 +123,9 @@ pub struct StoredRecord {
     pub values: Map<String, Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// The status's assignee (作業者), when the status picks one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
     pub created_at: String,
     pub updated_at: String,
     pub created_by: String,
@@ -216,6 +223,10 @@ impl App {
         if let Some(s) = &r.status {
             if want("ステータス") {
                 out.insert("ステータス".into(), json!({ "type": "STATUS", "value": s }));
+            }
+            if want("作業者") {
+                let who: Vec<Value> = r.assignee.iter().map(|a| json!({ "code": a, "name": a })).collect();
+                out.insert("作業者".into(), json!({ "type": "STATUS_ASSIGNEE", "value": who }));
             }
         }
         out
@@ -533,6 +544,7 @@ impl State {
                 revision: 1,
                 values,
                 status,
+                assignee: None,
                 created_at: t.clone(),
                 updated_at: t,
                 created_by: by.into(),
@@ -568,6 +580,7 @@ impl State {
         app: u64,
         id: u64,
         action: &str,
+        assignee: Option<&str>,
         revision: Option<i64>,
         by: &str,
         now: DateTime<Utc>,
@@ -586,8 +599,18 @@ impl State {
                 "ステータスの変更に失敗しました。ほかのユーザーがステータス、またはステータスの設定を変更した可能性があります。",
             ));
         };
+        let picked = match assignee {
+            _ if !pm.pick_one.contains(&act.to) => None,
+            None => return Err(ApiError::new(400, "GAIA_SA01", "作業者を指定してください。")),
+            Some(u) if !self.users.contains_key(u) => {
+                return Err(ApiError::invalid(vec![("assignee".into(), format!("ユーザー（{u}）が見つかりません。"))]))
+            }
+            Some(u) => Some(u.to_string()),
+        };
+        let a = self.app_mut(app)?;
         let r = a.records.get_mut(&id).expect("checked");
         r.status = Some(act.to.clone());
+        r.assignee = picked;
         // kintone counts an action as two revisions.
         r.revision += 2;
         r.updated_at = now_text(now);
@@ -693,6 +716,7 @@ impl State {
                     revision: 1,
                     values,
                     status: None,
+                    assignee: None,
                     created_at: t.clone(),
                     updated_at: t.clone(),
                     created_by: "demo".into(),
@@ -734,6 +758,7 @@ impl State {
                     Action { name: "処理開始".into(), from: "未処理".into(), to: "処理中".into() },
                     Action { name: "完了にする".into(), from: "処理中".into(), to: "完了".into() },
                 ],
+                pick_one: vec!["処理中".into()],
             }),
             records: BTreeMap::new(),
             next_id: 1,
@@ -833,9 +858,9 @@ mod tests {
         let now = DateTime::UNIX_EPOCH;
         let (id, _) = s.add_record(2, json!({"件名": {"value": "故障"}}).as_object().unwrap(), "t", now).unwrap();
         assert_eq!(s.get_record(2, id).unwrap()["ステータス"]["value"], "未処理");
-        assert_eq!(s.update_status(2, id, "処理開始", None, "t", now).unwrap(), 3);
-        assert_eq!(s.update_status(2, id, "処理開始", None, "t", now).unwrap_err().code, "GAIA_IL03");
-        assert_eq!(s.update_status(1, 1, "処理開始", None, "t", now).unwrap_err().code, "GAIA_ST02");
+        assert_eq!(s.update_status(2, id, "処理開始", Some("demo"), None, "t", now).unwrap(), 3);
+        assert_eq!(s.update_status(2, id, "処理開始", Some("demo"), None, "t", now).unwrap_err().code, "GAIA_IL03");
+        assert_eq!(s.update_status(1, 1, "処理開始", None, None, "t", now).unwrap_err().code, "GAIA_ST02");
         let e = s.add_record(2, json!({}).as_object().unwrap(), "t", now).unwrap_err();
         assert_eq!(e.errors.unwrap()["record.件名.value"]["messages"][0], "必須です。");
     }
