@@ -1,7 +1,7 @@
 //! The emulator's HTTP layer: authentication, faults, parameters and kintone's
 //! error bodies around [`super::state`].
 
-use super::state::{ApiError, Caller, Right};
+use super::state::{ApiError, Caller, Right, StatusChange};
 use super::{now, Emulator, Faults};
 use axum::body::Bytes;
 use axum::extract::{Query, Request, State};
@@ -390,7 +390,14 @@ async fn update_status(State(emu): State<Emulator>, headers: HeaderMap, body: By
         let assignee = b.get("assignee").and_then(Value::as_str).map(str::to_string);
         emu.write(|st| {
             st.authorize(&c, app, Right::Edit)?;
-            let new = st.update_status(app, id, &action, assignee.as_deref(), rev, &who(&c), now())?;
+            let new = st.update_status(
+                app,
+                id,
+                StatusChange { action: &action, assignee: assignee.as_deref() },
+                rev,
+                &who(&c),
+                now(),
+            )?;
             Ok(json!({ "revision": new.to_string() }))
         })
     })();

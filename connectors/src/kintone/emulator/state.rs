@@ -115,6 +115,14 @@ pub struct Action {
     pub to: String,
 }
 
+/// A status action on a record, with the assignee it picks (if the next status
+/// picks one).
+#[derive(Debug, Clone, Copy)]
+pub struct StatusChange<'a> {
+    pub action: &'a str,
+    pub assignee: Option<&'a str>,
+}
+
 /// A stored record: user field values (kintone value shapes) plus system data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredRecord {
@@ -579,8 +587,7 @@ impl State {
         &mut self,
         app: u64,
         id: u64,
-        action: &str,
-        assignee: Option<&str>,
+        StatusChange { action, assignee }: StatusChange<'_>,
         revision: Option<i64>,
         by: &str,
         now: DateTime<Utc>,
@@ -858,9 +865,23 @@ mod tests {
         let now = DateTime::UNIX_EPOCH;
         let (id, _) = s.add_record(2, json!({"件名": {"value": "故障"}}).as_object().unwrap(), "t", now).unwrap();
         assert_eq!(s.get_record(2, id).unwrap()["ステータス"]["value"], "未処理");
-        assert_eq!(s.update_status(2, id, "処理開始", Some("demo"), None, "t", now).unwrap(), 3);
-        assert_eq!(s.update_status(2, id, "処理開始", Some("demo"), None, "t", now).unwrap_err().code, "GAIA_IL03");
-        assert_eq!(s.update_status(1, 1, "処理開始", None, None, "t", now).unwrap_err().code, "GAIA_ST02");
+        assert_eq!(
+            s.update_status(2, id, StatusChange { action: "処理開始", assignee: Some("demo") }, None, "t", now)
+                .unwrap(),
+            3
+        );
+        assert_eq!(
+            s.update_status(2, id, StatusChange { action: "処理開始", assignee: Some("demo") }, None, "t", now)
+                .unwrap_err()
+                .code,
+            "GAIA_IL03"
+        );
+        assert_eq!(
+            s.update_status(1, 1, StatusChange { action: "処理開始", assignee: None }, None, "t", now)
+                .unwrap_err()
+                .code,
+            "GAIA_ST02"
+        );
         let e = s.add_record(2, json!({}).as_object().unwrap(), "t", now).unwrap_err();
         assert_eq!(e.errors.unwrap()["record.件名.value"]["messages"][0], "必須です。");
     }
