@@ -389,3 +389,20 @@ async fn bodies_must_be_sent_as_json() {
     assert_eq!(v["code"], "CB_IJ01");
     assert_eq!(send("application/json; charset=utf-8").await.unwrap().status(), 200);
 }
+
+/// Issue 15.8: `kintone.update` by `update_key` (a unique field) instead of `id`.
+#[tokio::test]
+async fn update_by_a_unique_key() {
+    let emu = Emulator::in_memory();
+    let base = serve(&emu).await;
+    let c = connectors(&format!(
+        "connectors:\n  kintone: {{ type: kintone, base_url: '{base}', app: 1, token: {DEMO_TOKEN} }}\n"
+    ));
+    let input = json!({"update_key": {"field": "k_id", "value": "C-0002"}, "record": {"k_ステータス": "対応要"}});
+    let r = run(&c, "kintone.update", "u", 1, input).await.unwrap();
+    assert_eq!(r["id"], json!("2"), "{r}");
+    assert_eq!(emu.record(1, 2).unwrap()["k_ステータス"]["value"], json!("対応要"));
+    let none = json!({"update_key": {"field": "k_id", "value": "C-9999"}, "record": {"k_氏名": "x"}});
+    let e = run(&c, "kintone.update", "u", 1, none).await.unwrap_err();
+    assert!(matches!(&e, ConnectorError::Business { code, .. } if code == "GAIA_RE20"), "{e:?}");
+}

@@ -168,6 +168,31 @@ impl KintoneConnector {
         Ok(input)
     }
 
+    /// The id of the record whose unique field `update_key.field` is
+    /// `update_key.value` (kintone's updateKey), found by a query so that the
+    /// revision-conflict re-read works as with an id.
+    async fn id_by_key(client: &Client, app: u64, key: &Value) -> Result<u64, ConnectorError> {
+        let field = key
+            .get("field")
+            .and_then(Value::as_str)
+            .filter(|f| !f.is_empty() && !f.contains(char::is_whitespace))
+            .ok_or_else(|| fatal("`update_key` must be `{field: <unique field code>, value: ...}`"))?;
+        let value = match key.get("value") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => return Err(fatal("`update_key.value` must be a non-empty text or number")),
+        };
+        let found = client.query_all(app, &format!("{field} = {}", query::quote(&value)), &[], 2).await?;
+        match found.as_slice() {
+            [one] => client::record_id(one).ok_or_else(|| fatal("kintone returned a record without `$id`")),
+            [] => Err(ConnectorError::Business {
+                code: "GAIA_RE20".into(),
+                message: format!("no record of app {app} has {field} = {value}"),
+            }),
+            _ => Err(fatal(format!("`{field}` is not unique: several records have {field} = {value}"))),
+        }
+    }
+
     fn client(&self) -> Result<(Client, Option<u64>), ConnectorError> {
         let cfg = self.settings.get();
         let cfg = cfg.as_ref().as_ref().ok_or_else(|| {
@@ -248,7 +273,10 @@ impl KintoneConnector {
             }
             Op::Update | Op::UpdateStatus => {
                 let input = if self.op == Op::Update { self.upload_files(&client, input).await? } else { input };
-                let id = id_input(&input, "id")?;
+                let id = match input.get("update_key") {
+                    Some(k) if !input.contains_key("id") => Self::id_by_key(&client, app, k).await?,
+                    _ => id_input(&input, "id")?,
+                };
                 let mut revision = match input.get("revision") {
                     None | Some(Value::Null) => None,
                     Some(v) => Some(whole(v).ok_or_else(|| fatal(format!("`revision` must be a number, got {v}")))?),
