@@ -424,6 +424,7 @@ impl Engine {
         let (mut inst, tr) =
             runtime::start(p, id, vars, opts.by, opts.business_key, now).map_err(EngineError::from_rejection)?;
         inst.note_participants(&tr.history);
+        debug_assert_invariants(p, &inst);
         let _ilock = self.inner.locks[lock_index(id)].lock().expect("lock");
         let waits = self.commit_with(&inst, tr, None, extra)?;
         self.inner.stats.instances_started.fetch_add(1, Ordering::Relaxed);
@@ -466,6 +467,7 @@ impl Engine {
         let before = inst.status;
         let tr = runtime::step(&p, &mut inst, event, self.now()).map_err(EngineError::from_rejection)?;
         inst.note_participants(&tr.history);
+        debug_assert_invariants(&p, &inst);
         let waits = self.commit_with(&inst, tr, consumed_job, extra)?;
         self.count_finish(before, inst.status);
         Ok((inst, waits))
@@ -759,6 +761,16 @@ impl Engine {
 
     pub(crate) async fn woken(&self) {
         self.inner.wake.notified().await
+    }
+}
+
+/// After every step in debug builds: the instance is still consistent
+/// ([`Instance::check_invariants`]). Release builds skip it.
+fn debug_assert_invariants(p: &Process, inst: &Instance) {
+    if cfg!(debug_assertions) {
+        if let Err(e) = inst.check_invariants(p) {
+            panic!("invariant broken after a step: {e}\n{inst:#?}");
+        }
     }
 }
 
