@@ -676,6 +676,11 @@ impl Engine {
         if current.as_ref().is_none_or(|c| c.attempt != job.attempt) {
             return Err(EngineError::Conflict(Rejection::StaleJob(job.id.clone())));
         }
+        // An answer too deep to store and read back is a failure of the call.
+        let result = result.and_then(|output| match crate::types::check_json_depth(&output) {
+            Ok(()) => Ok(output),
+            Err(problem) => Err(Failure::Fatal { message: format!("the answer is {problem}") }),
+        });
         let event = match result {
             Ok(output) => Event::JobDone { job: job.id.clone(), output },
             Err(failure) => Event::JobFailed { job: job.id.clone(), failure },

@@ -20,6 +20,7 @@ pub mod model;
 pub mod process;
 pub mod runtime;
 pub mod schedule;
+pub mod sim;
 pub mod stats;
 pub mod store;
 pub mod timers;

@@ -59,6 +59,10 @@ impl Engine {
         payload: Value,
         opts: &MessageOptions,
     ) -> Result<Correlation, EngineError> {
+        if let Err(problem) = crate::types::check_json_depth(&payload) {
+            let e = runtime::FieldError { field: "payload".into(), problem };
+            return Err(EngineError::Rejected(Rejection::InvalidData(vec![e])));
+        }
         let mut pending = NewWaits::new();
         let result = {
             let _m = self.inner.msg_locks[lock_index((name, key))].lock().expect("lock");

@@ -10,6 +10,35 @@ pub const MAX_STRING_CHARS: usize = 4_000;
 pub const MAX_TEXT_CHARS: usize = 200_000;
 /// Largest `list` or `object` accepted, in bytes of JSON.
 pub const MAX_JSON_BYTES: usize = 1 << 20;
+/// Deepest nesting of lists and objects accepted in a variable, a message payload
+/// or a connector's answer. Records are stored as JSON and serde_json reads at most
+/// 128 levels back: a deeper value inside an instance or a buffered message would
+/// be written but never read again (the store would refuse to open).
+pub const MAX_JSON_DEPTH: usize = 32;
+
+/// How deeply lists and objects nest in `v` (a scalar is 0).
+pub fn json_depth(v: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(v, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        match v {
+            Value::Array(a) => stack.extend(a.iter().map(|x| (x, d + 1))),
+            Value::Object(o) => stack.extend(o.values().map(|x| (x, d + 1))),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// `Err` with a message when `v` nests deeper than [`MAX_JSON_DEPTH`].
+pub fn check_json_depth(v: &Value) -> Result<(), String> {
+    let depth = json_depth(v);
+    if depth > MAX_JSON_DEPTH {
+        return Err(format!("nested {depth} levels deep, at most {MAX_JSON_DEPTH} allowed"));
+    }
+    Ok(())
+}
 
 /// The type names a designer may write after `type:`.
 pub const TYPE_NAMES: &[&str] = &["string", "text", "number", "bool", "date", "datetime", "choice", "list", "object"];
@@ -92,6 +121,7 @@ impl VarType {
             }
             (VarType::Choice { options }, _) => want(&format!("one of: {}", options.join(", "))),
             (VarType::List, Value::Array(_)) | (VarType::Object, Value::Object(_)) => {
+                check_json_depth(v)?;
                 let size = serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX);
                 if size > MAX_JSON_BYTES {
                     Err(format!("too large: {size} bytes of JSON, at most {MAX_JSON_BYTES} allowed"))

@@ -12,7 +12,7 @@ mod kv;
 mod mem;
 mod sled_kv;
 
-pub use kv::{Kv, KvStore};
+pub use kv::{Kv, KvPair, KvStore, Op};
 pub use mem::MemKv;
 pub use sled_kv::{Durability, SledKv};
 
