@@ -29,9 +29,14 @@ fn simulation_holds_its_invariants() {
             let calls: usize = reports.iter().map(|r| r.connector_calls).sum();
             let crashes: usize = reports.iter().map(|r| r.crashes).sum();
             let faults: u64 = reports.iter().map(|r| r.faults).sum();
+            let sum = |f: fn(&nagare_engine::sim::SimReport) -> usize| reports.iter().map(f).sum::<usize>();
             eprintln!(
-                "{count} seeds in {:.1?}: {calls} connector calls, {crashes} crashes, {faults} disk faults, {known} known-finding hits",
-                t.elapsed()
+                "{count} seeds in {:.1?}: {} starts, {} tasks completed, {} messages delivered, {} timers fired, {calls} connector calls, {crashes} crashes, {faults} disk faults, {known} known-finding hits",
+                t.elapsed(),
+                sum(|r| r.started),
+                sum(|r| r.completed_tasks),
+                sum(|r| r.delivered),
+                sum(|r| r.fired),
             );
             assert!(calls > 0 && crashes > 0 && faults > 0, "the simulation exercises calls, crashes and faults");
         }

@@ -47,9 +47,9 @@ pub struct SimOptions {
 impl Default for SimOptions {
     fn default() -> Self {
         SimOptions {
-            steps: 60,
+            steps: 80,
             processes: 2,
-            faults: FaultRates { apply_fails: 15, flush_fails: 25 },
+            faults: FaultRates { apply_fails: 25, flush_fails: 40 },
             hostile_dates: false,
             strict_keys: false,
         }
@@ -62,6 +62,12 @@ pub struct SimReport {
     pub seed: u64,
     pub steps: usize,
     pub instances: usize,
+    /// Instances started, tasks completed, messages delivered, internal jobs fired
+    /// (timers, expiries) during the random steps.
+    pub started: usize,
+    pub completed_tasks: usize,
+    pub delivered: usize,
+    pub fired: usize,
     pub connector_calls: usize,
     pub faults: u64,
     pub crashes: usize,

@@ -64,6 +64,7 @@ pub struct Sim {
     /// Sends per (name, key) that may have been accepted.
     sent: BTreeMap<(String, String), usize>,
     draining: bool,
+    window: usize,
     trace: Vec<String>,
     step: usize,
     report: SimReport,
@@ -73,11 +74,13 @@ fn t0() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-11-23T00:00:00Z").expect("valid time").with_timezone(&Utc)
 }
 
-fn open_engine(disk: &Disk, clock: &Arc<VirtualClock>) -> Result<Engine, EngineError> {
+/// `window`: the due queue's memory window, small so that refills from the
+/// store's index happen all the time.
+fn open_engine(disk: &Disk, clock: &Arc<VirtualClock>, window: usize) -> Result<Engine, EngineError> {
     let store = KvStore::new(disk.open())?;
     // The driver runs connector jobs itself; the registered one only names it.
     let noop = FnConnector(|_: &crate::Call| Ok(Value::Null));
-    Engine::builder().store(store).clock(clock.clone()).connector(CONNECTOR, noop).build()
+    Engine::builder().store(store).clock(clock.clone()).queue_window(window).connector(CONNECTOR, noop).build()
 }
 
 impl Sim {
@@ -85,6 +88,7 @@ impl Sim {
         let mut rng = Rng::new(seed);
         let disk = Disk::new(rng.split());
         let clock = Arc::new(VirtualClock::new(t0()));
+        let window = rng.range(2, 12) as usize;
         Sim {
             seed,
             opts,
@@ -99,6 +103,7 @@ impl Sim {
             late: Vec::new(),
             sent: BTreeMap::new(),
             draining: false,
+            window,
             trace: Vec::new(),
             step: 0,
             report: SimReport { seed, ..SimReport::default() },
@@ -149,7 +154,7 @@ impl Sim {
     }
 
     fn run_inner(&mut self) -> Check {
-        self.engine = Some(open_engine(&self.disk, &self.clock).map_err(|e| format!("open: {e}"))?);
+        self.engine = Some(open_engine(&self.disk, &self.clock, self.window).map_err(|e| format!("open: {e}"))?);
         for i in 0..self.opts.processes.max(1) {
             let g = grammar::generate(&mut self.rng, &format!("p{i}"), self.opts.hostile_dates);
             if let Err(e) = self.engine().deploy(&format!("{}.yaml", g.id), &g.yaml) {
@@ -171,7 +176,7 @@ impl Sim {
 
     fn act(&mut self) -> Check {
         let faults = self.disk.faults();
-        match self.rng.weighted(&[15, 22, 12, 10, 15, 4, 4, 3, 5, 3]) {
+        match self.rng.weighted(&[15, 22, 12, 10, 15, 4, 2, 3, 5, 3]) {
             0 => self.start(faults),
             1 => self.complete(faults),
             2 => self.message(faults),
@@ -215,9 +220,12 @@ impl Sim {
     fn form(&mut self, names: &[&str]) -> Vars {
         let mut vars = Vars::new();
         let n = self.rng.below(names.len() as u64 + 1);
+        // Most forms are filled in properly; the others get hostile values and names.
+        let hostile = self.rng.chance(350);
+        let names = if hostile { names } else { &names[..names.len().min(2)] };
         for _ in 0..n {
             let name = *self.rng.pick(names);
-            let v = if self.rng.chance(500) { hostile::value(&mut self.rng) } else { hostile::ordinary(&mut self.rng, name) };
+            let v = if hostile && self.rng.chance(600) { hostile::value(&mut self.rng) } else { hostile::ordinary(&mut self.rng, name) };
             vars.insert(name.to_string(), v);
         }
         vars
@@ -235,6 +243,7 @@ impl Sim {
         match self.engine().start(&id, vars, StartOptions { by: Some("u".into()), business_key: None }) {
             Ok(inst) => {
                 self.log(format!("{what} → instance {} {}", inst.id, inst.status.as_str()));
+                self.report.started += 1;
                 self.keys.push((key, p));
                 self.ack(&inst);
                 Ok(())
@@ -279,6 +288,7 @@ impl Sim {
         match self.engine().complete(&task.id, &user, data, r) {
             Ok(i) => {
                 self.log(format!("{what} → {}", i.status.as_str()));
+                self.report.completed_tasks += 1;
                 self.ack(&i);
                 Ok(())
             }
@@ -313,6 +323,7 @@ impl Sim {
         match self.engine().correlate(&name, &key, payload, &MessageOptions { ttl }) {
             Ok(c) => {
                 self.log(format!("{what} → {c:?}"));
+                self.report.delivered += usize::from(matches!(c, crate::Correlation::Delivered { .. }));
                 if let crate::Correlation::Delivered { instance, .. } | crate::Correlation::Started { instance, .. } = c {
                     if let Ok(i) = self.engine().instance(instance) {
                         self.ack(&i);
@@ -369,7 +380,7 @@ impl Sim {
         self.report.crashes += 1;
         self.log(format!("CRASH ({lost} unflushed batch(es) lost); reopening"));
         for attempt in 0..5 {
-            match open_engine(&self.disk, &self.clock) {
+            match open_engine(&self.disk, &self.clock, self.window) {
                 Ok(e) => {
                     self.engine = Some(e);
                     break;
@@ -379,7 +390,7 @@ impl Sim {
         }
         if self.engine.is_none() {
             self.disk.set_faults(FaultRates::default());
-            let opened = open_engine(&self.disk, &self.clock);
+            let opened = open_engine(&self.disk, &self.clock, self.window);
             self.disk.set_faults(if self.draining { FaultRates::default() } else { self.opts.faults });
             self.engine = Some(opened.map_err(|e| format!("store does not reopen without faults: {e}"))?);
         }
@@ -408,6 +419,7 @@ impl Sim {
                     match self.engine().fire(&job) {
                         Ok(()) => {
                             self.log(format!("{what} → ok"));
+                            self.report.fired += 1;
                             if let Ok(i) = self.engine().instance(job.instance) {
                                 if job.instance != 0 {
                                     self.ack(&i);
@@ -618,6 +630,10 @@ impl Sim {
                 jobs_by_instance.entry(j.instance).or_default().insert(j.id.clone());
             }
         }
+        let mut tasks_by_instance: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
+        for t in engine.tasks(&TaskQuery::default()).map_err(|e| format!("tasks: {e}"))? {
+            tasks_by_instance.entry(t.instance).or_default().insert(t.id);
+        }
         let by_id: BTreeMap<u64, &Instance> = all.iter().map(|i| (i.id, i)).collect();
         for (id, len) in &self.acked {
             match by_id.get(id) {
@@ -636,12 +652,7 @@ impl Sim {
                 .process(&i.process, i.version)
                 .ok_or_else(|| format!("instance {} of unknown process {} v{}", i.id, i.process, i.version))?;
             i.check_invariants(&p).map_err(|e| format!("invariant: {e}"))?;
-            let tasks: BTreeSet<String> = engine
-                .tasks(&TaskQuery { instance: Some(i.id), ..TaskQuery::default() })
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .map(|t| t.id)
-                .collect();
+            let tasks = tasks_by_instance.remove(&i.id).unwrap_or_default();
             let waiting: BTreeSet<String> = i.open_task_ids().map(str::to_string).collect();
             if tasks != waiting {
                 return Err(format!("instance {}: open task records {tasks:?}, tokens wait on {waiting:?}", i.id));
@@ -664,6 +675,9 @@ impl Sim {
             if full {
                 self.check_history(&engine, i)?;
             }
+        }
+        if let Some((id, tasks)) = tasks_by_instance.into_iter().next() {
+            return Err(format!("open tasks {tasks:?} of instance {id}, which does not exist"));
         }
         if let Some((id, jobs)) = jobs_by_instance.into_iter().next() {
             return Err(format!("jobs {jobs:?} of instance {id}, which does not exist"));
