@@ -547,7 +547,12 @@ impl Engine {
                     }
                 }
                 Command::CancelJob { job } => {
-                    if let Some(old) = store.job(&job)? {
+                    if let Some(pos) = batch.jobs_put.iter().position(|(old, j)| old.is_none() && j.id == job) {
+                        // Scheduled and withdrawn by one event (a branch ended by an error
+                        // thrown in the same step): never stored, never run.
+                        batch.jobs_put.remove(pos);
+                        enqueue.retain(|(_, id)| *id != job);
+                    } else if let Some(old) = store.job(&job)? {
                         dequeue.push((old.due, old.id.clone()));
                         batch.jobs_delete.push(old);
                     }

@@ -60,3 +60,47 @@ fn a_seed_replays_identically() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Regressions found by the simulation (each names the seed that found it).
+// ---------------------------------------------------------------------------
+
+use nagare_engine::{Engine, StartOptions, Vars};
+
+/// Seed 1: a fork's error boundary ended a branch whose token had just armed a
+/// timer (or scheduled a connector call) in the same step. The job was written
+/// anyway, with no token waiting for it: an orphan timer, or a connector call
+/// for a branch that no longer exists (run again after every restart).
+#[test]
+fn a_job_scheduled_and_withdrawn_in_one_step_is_never_stored() {
+    let yaml = r#"
+id: fork-error
+variables:
+  v: { type: number, default: 5 }
+start: { next: fork }
+nodes:
+  fork:
+    parallel: [wait, call, check]
+    boundary:
+      - { error: TOO_LARGE, next: done }
+  wait: { timer: 1h, next: join }
+  call: { service: echo, next: join }
+  check:
+    exclusive:
+      - { when: 'v > 3', next: fail }
+    default: join
+  fail: { end: { error: TOO_LARGE, message: too large } }
+  join: { join: fork, next: done }
+  done: { end: }
+"#;
+    let engine = Engine::builder()
+        .in_memory()
+        .connector("echo", nagare_engine::FnConnector(|c: &nagare_engine::Call| Ok(c.input.clone())))
+        .build()
+        .expect("engine");
+    engine.deploy("fork-error.yaml", yaml).expect("deploy");
+    let inst = engine.start("fork-error", Vars::new(), StartOptions::default()).expect("start");
+    assert!(inst.status.is_finished(), "{inst:#?}");
+    let jobs = engine.store().jobs().expect("jobs");
+    assert!(jobs.is_empty(), "orphan jobs: {jobs:#?}");
+}

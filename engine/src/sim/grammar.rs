@@ -3,8 +3,11 @@
 //! A process is a sequence of blocks; a block is a user task (optionally with a
 //! form, an interrupting timer or a repeating reminder), a service task (retries,
 //! an error boundary for a business code or for any failure, a timer boundary), a
-//! script, a timer catch, a message catch keyed on the instance's `k`, an exclusive
-//! choice whose branches merge again, or a parallel fork closed by its join.
+//! script, a timer catch, a message catch keyed on the instance's `k`, an
+//! event-based gateway (a message against a timer), an exclusive choice whose
+//! branches merge again, or a parallel fork closed by its join, which may catch an
+//! error thrown by an error end inside it. User tasks may have an error boundary
+//! for a person ending them with [`TASK_ERROR`].
 
 use super::rng::Rng;
 use std::fmt::Write as _;
@@ -20,18 +23,27 @@ pub struct Generated {
 
 /// Business error code the simulated connector may answer with.
 pub const BUSINESS_CODE: &str = "REJECTED";
+/// Error code a person may end a user task with (`Engine::fail_task`).
+pub const TASK_ERROR: &str = "TASK_FAILED";
+/// Error code thrown by error ends inside forks that catch it.
+const FORK_ERROR: &str = "FORK_FAILED";
 /// Name of the simulated connector.
 pub const CONNECTOR: &str = "sim";
 
 #[derive(Debug, Clone)]
 enum Block {
-    Task { form: bool, due: bool, boundary: TaskBoundary },
+    Task { form: bool, due: bool, boundary: TaskBoundary, catches: bool },
     Service { attempts: u8, catch: Catch, timer: bool },
     Script { var: u8, add: u8 },
     Timer { minutes: u16 },
     Message,
+    /// A message against a timer of `minutes`.
+    Race { minutes: u16 },
+    /// Inside a fork that catches: an error end when `v<var> > threshold`.
+    Throw { var: u8, threshold: u8 },
     Exclusive(Vec<(u8, u8, Vec<Block>)>),
-    Parallel(Vec<Vec<Block>>),
+    /// Branches, and whether the fork catches errors thrown inside it.
+    Parallel(Vec<Vec<Block>>, bool),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -48,9 +60,19 @@ enum Catch {
     Any,
 }
 
-fn block(rng: &mut Rng, depth: u32, hostile_dates: bool) -> Block {
-    let compound = if depth < 2 { 2 } else { 0 };
-    match rng.weighted(&[5, 5, 2, 2, 2, compound, compound]) {
+#[derive(Clone, Copy)]
+struct Ctx {
+    depth: u32,
+    hostile_dates: bool,
+    /// Inside a fork that catches [`FORK_ERROR`].
+    catching: bool,
+}
+
+fn block(rng: &mut Rng, cx: Ctx) -> Block {
+    let compound = if cx.depth < 2 { 2 } else { 0 };
+    let throw = if cx.catching { 2 } else { 0 };
+    let hostile_dates = cx.hostile_dates;
+    match rng.weighted(&[5, 5, 2, 2, 2, compound, compound, 1, throw]) {
         0 => Block::Task {
             form: rng.chance(600),
             due: hostile_dates && rng.chance(300),
@@ -59,6 +81,7 @@ fn block(rng: &mut Rng, depth: u32, hostile_dates: bool) -> Block {
                 1 => TaskBoundary::Remind(rng.range(10, 120) as u16),
                 _ => TaskBoundary::None,
             },
+            catches: rng.chance(300),
         },
         1 => Block::Service {
             attempts: rng.range(1, 4) as u8,
@@ -70,26 +93,29 @@ fn block(rng: &mut Rng, depth: u32, hostile_dates: bool) -> Block {
         4 => Block::Message,
         5 => {
             let n = rng.range(2, 3);
-            Block::Exclusive(
-                (0..n).map(|_| (rng.below(2) as u8, rng.below(10) as u8, seq(rng, depth + 1, hostile_dates))).collect(),
-            )
+            let inner = Ctx { depth: cx.depth + 1, ..cx };
+            Block::Exclusive((0..n).map(|_| (rng.below(2) as u8, rng.below(10) as u8, seq(rng, inner))).collect())
         }
-        _ => {
+        6 => {
             let n = rng.range(2, 3);
-            Block::Parallel((0..n).map(|_| seq(rng, depth + 1, hostile_dates)).collect())
+            let catches = rng.chance(400);
+            let inner = Ctx { depth: cx.depth + 1, catching: cx.catching || catches, ..cx };
+            Block::Parallel((0..n).map(|_| seq(rng, inner)).collect(), catches)
         }
+        7 => Block::Race { minutes: rng.range(5, 600) as u16 },
+        _ => Block::Throw { var: rng.below(2) as u8, threshold: rng.below(10) as u8 },
     }
 }
 
-fn seq(rng: &mut Rng, depth: u32, hostile_dates: bool) -> Vec<Block> {
-    let n = rng.range(1, if depth == 0 { 4 } else { 2 });
-    (0..n).map(|_| block(rng, depth, hostile_dates)).collect()
+fn seq(rng: &mut Rng, cx: Ctx) -> Vec<Block> {
+    let n = rng.range(1, if cx.depth == 0 { 4 } else { 2 });
+    (0..n).map(|_| block(rng, cx)).collect()
 }
 
 /// A random process named `id`. `hostile_dates` adds task due dates computed from
 /// a form value (`add_days(now, v1)`), which overflow with hostile numbers.
 pub fn generate(rng: &mut Rng, id: &str, hostile_dates: bool) -> Generated {
-    let program = seq(rng, 0, hostile_dates);
+    let program = seq(rng, Ctx { depth: 0, hostile_dates, catching: false });
     let mut e = Emitter::default();
     let first = e.seq(&program, "end");
     let mut yaml = format!("id: {id}\nlanes:\n  staff: {{ groups: [staff] }}\nvariables:\n");
@@ -128,7 +154,7 @@ impl Emitter {
 
     fn block(&mut self, b: &Block, next: &str) -> String {
         match b {
-            Block::Task { form, due, boundary } => {
+            Block::Task { form, due, boundary, catches } => {
                 let id = self.id("t");
                 let mut node = format!("  {id}: {{ user_task: 'Task {id}', lane: staff, next: {next}");
                 if *form {
@@ -137,17 +163,22 @@ impl Emitter {
                 if *due {
                     node.push_str(", due: 'add_days(now, v1)'");
                 }
-                match boundary {
-                    TaskBoundary::None => {}
-                    TaskBoundary::Interrupt(m) => write!(node, ", boundary: [ {{ timer: {m}m, next: {next} }} ]").expect("write"),
+                let mut boundary = match boundary {
+                    TaskBoundary::None => Vec::new(),
+                    TaskBoundary::Interrupt(m) => vec![format!("{{ timer: {m}m, next: {next} }}")],
                     TaskBoundary::Remind(m) => {
                         let side = self.id("r");
                         let end = self.id("e");
                         self.nodes.push(format!("  {side}: {{ script: 'v1 = v1 + 1;', next: {end} }}"));
                         self.nodes.push(format!("  {end}: {{ end: }}"));
-                        write!(node, ", boundary: [ {{ timer: {m}m, interrupting: false, every: {m}m, times: 3, next: {side} }} ]")
-                            .expect("write");
+                        vec![format!("{{ timer: {m}m, interrupting: false, every: {m}m, times: 3, next: {side} }}")]
                     }
+                };
+                if *catches {
+                    boundary.push(format!("{{ error: {TASK_ERROR}, set: {{ e0: error.message }}, next: {next} }}"));
+                }
+                if !boundary.is_empty() {
+                    write!(node, ", boundary: [ {} ]", boundary.join(", ")).expect("write");
                 }
                 node.push_str(" }");
                 self.nodes.push(node);
@@ -191,6 +222,24 @@ impl Emitter {
                 self.messages.push(name);
                 id
             }
+            Block::Race { minutes } => {
+                let id = self.id("g");
+                let name = format!("msg_{id}");
+                self.nodes.push(format!(
+                    "  {id}: {{ event_based: [ {{ message: {name}, key: k, next: {next} }}, {{ timer: {minutes}m, next: {next} }} ] }}"
+                ));
+                self.messages.push(name);
+                id
+            }
+            Block::Throw { var, threshold } => {
+                let id = self.id("x");
+                let end = self.id("e");
+                self.nodes.push(format!("  {end}: {{ end: {{ error: {FORK_ERROR}, message: 'v{var} too large' }} }}"));
+                self.nodes.push(format!(
+                    "  {id}:\n    exclusive:\n      - {{ when: 'v{var} > {threshold}', next: {end} }}\n    default: {next}"
+                ));
+                id
+            }
             Block::Exclusive(branches) => {
                 let id = self.id("x");
                 let firsts: Vec<String> = branches.iter().map(|(_, _, s)| self.seq(s, next)).collect();
@@ -203,12 +252,16 @@ impl Emitter {
                 self.nodes.push(node);
                 id
             }
-            Block::Parallel(branches) => {
+            Block::Parallel(branches, catches) => {
                 let fork = self.id("f");
                 let join = self.id("j");
                 self.nodes.push(format!("  {join}: {{ join: {fork}, next: {next} }}"));
                 let firsts: Vec<String> = branches.iter().map(|s| self.seq(s, &join)).collect();
-                self.nodes.push(format!("  {fork}: {{ parallel: [{}] }}", firsts.join(", ")));
+                let boundary = match catches {
+                    true => format!(", boundary: [ {{ error: {FORK_ERROR}, set: {{ e0: error.message }}, next: {next} }} ]"),
+                    false => String::new(),
+                };
+                self.nodes.push(format!("  {fork}: {{ parallel: [{}]{boundary} }}", firsts.join(", ")));
                 fork
             }
         }

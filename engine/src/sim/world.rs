@@ -14,7 +14,7 @@
 //! and no instance is left running once every task is done and every message sent.
 
 use super::disk::{Disk, FaultRates};
-use super::grammar::{self, Generated, BUSINESS_CODE, CONNECTOR};
+use super::grammar::{self, Generated, BUSINESS_CODE, CONNECTOR, TASK_ERROR};
 use super::hostile;
 use super::rng::Rng;
 use super::{SimFailure, SimOptions, SimReport};
@@ -271,6 +271,18 @@ impl Sim {
                 }
             }
             1 => Outcome::Named("nope".into()),
+            2 => {
+                let user = task.assignee.clone().unwrap_or_else(|| "u".into());
+                let what = format!("fail task {} with {TASK_ERROR}", task.id);
+                match self.engine().fail_task(&task.id, &user, TASK_ERROR, "書類不備 🎌") {
+                    Ok(i) => {
+                        self.log(format!("{what} → {}", i.status.as_str()));
+                        self.ack(&i);
+                        return Ok(());
+                    }
+                    Err(e) => return self.judge(&what, faults, &e),
+                }
+            }
             _ => Outcome::Next,
         };
         let data = self.form(&["v0", "s0", "k", "r0", "unknown"]);
@@ -655,7 +667,11 @@ impl Sim {
             let tasks = tasks_by_instance.remove(&i.id).unwrap_or_default();
             let waiting: BTreeSet<String> = i.open_task_ids().map(str::to_string).collect();
             if tasks != waiting {
-                return Err(format!("instance {}: open task records {tasks:?}, tokens wait on {waiting:?}", i.id));
+                return Err(format!(
+                    "instance {}: open task records {tasks:?}, tokens wait on {waiting:?}\n{}",
+                    i.id,
+                    history_tail(&engine, i.id)
+                ));
             }
             let mut expected = BTreeSet::new();
             for t in &i.tokens {
@@ -666,10 +682,16 @@ impl Sim {
             }
             let stored = jobs_by_instance.remove(&i.id).unwrap_or_default();
             if stored != expected {
+                let stray: Vec<String> = jobs
+                    .iter()
+                    .filter(|j| stored.contains(&j.id) && !expected.contains(&j.id))
+                    .map(|j| format!("{} at {} ({:?}, attempt {})", j.id, j.node, j.kind.is_internal(), j.attempt))
+                    .collect();
                 return Err(format!(
-                    "instance {} ({}): job records {stored:?}, tokens wait on {expected:?}",
+                    "instance {} ({}): job records {stored:?}, tokens wait on {expected:?}; stray: {stray:?}\n{}",
                     i.id,
-                    i.status.as_str()
+                    i.status.as_str(),
+                    history_tail(&engine, i.id)
                 ));
             }
             if full {
@@ -729,6 +751,17 @@ impl Sim {
         }
         Ok(())
     }
+}
+
+/// The last history lines of an instance, for a failure message.
+fn history_tail(engine: &Engine, id: u64) -> String {
+    let h = engine.history(id).unwrap_or_default();
+    let from = h.len().saturating_sub(25);
+    let lines: Vec<String> = h[from..]
+        .iter()
+        .map(|h| format!("    history {} {} {} {}", h.seq, h.node.as_deref().unwrap_or("-"), h.event.name(), short(&serde_json::to_string(&h.event).unwrap_or_default())))
+        .collect();
+    format!("  instance {id}, last history lines:\n{}", lines.join("\n"))
 }
 
 /// A one-line excerpt of a long text (hostile values are long).
