@@ -53,7 +53,10 @@ fn a_seed_replays_identically() {
         let b = run_seed(seed, &opts).map_err(|f| f.to_string());
         match (a, b) {
             (Ok(a), Ok(b)) => {
-                assert_eq!((a.steps, a.instances, a.connector_calls, a.faults, a.crashes), (b.steps, b.instances, b.connector_calls, b.faults, b.crashes));
+                assert_eq!(
+                    (a.steps, a.instances, a.connector_calls, a.faults, a.crashes),
+                    (b.steps, b.instances, b.connector_calls, b.faults, b.crashes)
+                );
             }
             (Err(a), Err(b)) => assert_eq!(a, b),
             (a, b) => panic!("seed {seed} differs: {a:?} vs {b:?}"),

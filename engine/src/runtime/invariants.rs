@@ -63,20 +63,25 @@ impl Instance {
             ensure!(self, ids.insert(t.id), "two tokens with id {}", t.id);
             ensure!(self, t.id <= self.seq, "token {} beyond the counter {}", t.id, self.seq);
             let Some((_, node)) = p.node(&t.node) else {
-                return Err(InvariantViolation { instance: self.id, what: format!("token {} at unknown node {}", t.id, t.node) });
+                return Err(InvariantViolation {
+                    instance: self.id,
+                    what: format!("token {} at unknown node {}", t.id, t.node),
+                });
             };
-            let fits = match (&t.wait, &node.kind) {
-                (Wait::Incident { .. }, _) => true,
-                (Wait::Task { .. }, NodeKind::UserTask(_)) => true,
-                (Wait::Job { .. }, NodeKind::Service(_)) => true,
-                (Wait::Timer { .. }, NodeKind::TimerCatch { .. }) => true,
-                (Wait::Message { .. }, NodeKind::MessageCatch { .. }) => true,
-                (Wait::Events { .. }, NodeKind::EventBased { .. }) => true,
-                _ => false,
-            };
+            let fits = matches!(
+                (&t.wait, &node.kind),
+                (Wait::Incident { .. }, _)
+                    | (Wait::Task { .. }, NodeKind::UserTask(_))
+                    | (Wait::Job { .. }, NodeKind::Service(_))
+                    | (Wait::Timer { .. }, NodeKind::TimerCatch { .. })
+                    | (Wait::Message { .. }, NodeKind::MessageCatch { .. })
+                    | (Wait::Events { .. }, NodeKind::EventBased { .. })
+            );
             ensure!(self, fits, "token {} waits on {:?} at {} node {}", t.id, t.wait, node.kind.name(), t.node);
             match &t.wait {
-                Wait::Task { task, .. } => ensure!(self, waits_on.insert(task.clone()), "two tokens wait on task {task}"),
+                Wait::Task { task, .. } => {
+                    ensure!(self, waits_on.insert(task.clone()), "two tokens wait on task {task}")
+                }
                 Wait::Job { job, .. } | Wait::Timer { job } => {
                     ensure!(self, waits_on.insert(job.clone()), "two waits on job {job}")
                 }
@@ -94,7 +99,14 @@ impl Instance {
             );
             for a in &t.timers {
                 ensure!(self, waits_on.insert(a.job.clone()), "timer job {} armed twice", a.job);
-                ensure!(self, usize::from(a.index) < timer_slots, "timer {} armed on slot {} of {}", a.job, a.index, t.node);
+                ensure!(
+                    self,
+                    usize::from(a.index) < timer_slots,
+                    "timer {} armed on slot {} of {}",
+                    a.job,
+                    a.index,
+                    t.node
+                );
             }
         }
         Ok(())
@@ -104,11 +116,14 @@ impl Instance {
         let mut ids = HashSet::new();
         for i in &self.incidents {
             ensure!(self, ids.insert(i.id), "two incidents with id {}", i.id);
-            let stopped = self.tokens.iter().filter(|t| matches!(t.wait, Wait::Incident { incident } if incident == i.id));
+            let stopped =
+                self.tokens.iter().filter(|t| matches!(t.wait, Wait::Incident { incident } if incident == i.id));
             ensure!(self, stopped.count() == 1, "incident {} does not stop exactly one token", i.id);
             ensure!(
                 self,
-                self.tokens.iter().any(|t| t.id == i.token && matches!(t.wait, Wait::Incident { incident } if incident == i.id)),
+                self.tokens
+                    .iter()
+                    .any(|t| t.id == i.token && matches!(t.wait, Wait::Incident { incident } if incident == i.id)),
                 "incident {} names token {}, which it does not stop",
                 i.id,
                 i.token
@@ -136,7 +151,14 @@ impl Instance {
         let mut live: BTreeMap<u32, (u16, BTreeSet<u16>)> = BTreeMap::new();
         for t in &self.tokens {
             for f in &t.scope {
-                ensure!(self, f.branch < f.width, "token {} in branch {} of a fork of width {}", t.id, f.branch, f.width);
+                ensure!(
+                    self,
+                    f.branch < f.width,
+                    "token {} in branch {} of a fork of width {}",
+                    t.id,
+                    f.branch,
+                    f.width
+                );
                 let e = live.entry(f.activation).or_insert((f.width, BTreeSet::new()));
                 ensure!(self, e.0 == f.width, "activation {} seen with two widths", f.activation);
                 e.1.insert(f.branch);
@@ -147,7 +169,8 @@ impl Instance {
             ensure!(self, live[&j.activation].0 == j.width, "join {} and its branches disagree on the width", j.join);
         }
         for (activation, (width, running)) in &live {
-            let arrived: BTreeSet<u16> = joins.get(activation).map(|j| j.arrived.iter().copied().collect()).unwrap_or_default();
+            let arrived: BTreeSet<u16> =
+                joins.get(activation).map(|j| j.arrived.iter().copied().collect()).unwrap_or_default();
             for b in 0..*width {
                 ensure!(
                     self,
@@ -166,7 +189,11 @@ impl Instance {
             let side = side_path_nodes(p);
             for (path, nodes) in crowded {
                 let main = nodes.iter().filter(|n| !side.contains(**n)).count();
-                ensure!(self, main <= 1, "{main} tokens on the main path of branch {path:?} at {nodes:?} (token duplicated)");
+                ensure!(
+                    self,
+                    main <= 1,
+                    "{main} tokens on the main path of branch {path:?} at {nodes:?} (token duplicated)"
+                );
             }
         }
         // A branch on its main path that has also arrived was duplicated.

@@ -117,7 +117,11 @@ impl SimKv {
 
 fn range(map: &Map, prefix: &[u8], from: &[u8], limit: usize) -> Vec<KvPair> {
     let start = if from > prefix { from } else { prefix };
-    map.range(start.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)).take(limit).map(|(k, v)| (k.clone(), v.clone())).collect()
+    map.range(start.to_vec()..)
+        .take_while(|(k, _)| k.starts_with(prefix))
+        .take(limit)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 impl Kv for SimKv {
@@ -135,7 +139,11 @@ impl Kv for SimKv {
 
     fn last(&self, prefix: &[u8]) -> Result<Option<KvPair>, StoreError> {
         let s = self.live()?;
-        Ok(s.visible.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)).last().map(|(k, v)| (k.clone(), v.clone())))
+        Ok(s.visible
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .last()
+            .map(|(k, v)| (k.clone(), v.clone())))
     }
 
     fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {

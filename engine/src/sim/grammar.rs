@@ -32,15 +32,34 @@ pub const CONNECTOR: &str = "sim";
 
 #[derive(Debug, Clone)]
 enum Block {
-    Task { form: bool, due: bool, boundary: TaskBoundary, catches: bool },
-    Service { attempts: u8, catch: Catch, timer: bool },
-    Script { var: u8, add: u8 },
-    Timer { minutes: u16 },
+    Task {
+        form: bool,
+        due: bool,
+        boundary: TaskBoundary,
+        catches: bool,
+    },
+    Service {
+        attempts: u8,
+        catch: Catch,
+        timer: bool,
+    },
+    Script {
+        var: u8,
+        add: u8,
+    },
+    Timer {
+        minutes: u16,
+    },
     Message,
     /// A message against a timer of `minutes`.
-    Race { minutes: u16 },
+    Race {
+        minutes: u16,
+    },
     /// Inside a fork that catches: an error end when `v<var> > threshold`.
-    Throw { var: u8, threshold: u8 },
+    Throw {
+        var: u8,
+        threshold: u8,
+    },
     Exclusive(Vec<(u8, u8, Vec<Block>)>),
     /// Branches, and whether the fork catches errors thrown inside it.
     Parallel(Vec<Vec<Block>>, bool),
@@ -192,7 +211,8 @@ impl Emitter {
                 let mut boundary = Vec::new();
                 match catch {
                     Catch::None => {}
-                    Catch::Business => boundary.push(format!("{{ error: {BUSINESS_CODE}, set: {{ e0: error.message }}, next: {next} }}")),
+                    Catch::Business => boundary
+                        .push(format!("{{ error: {BUSINESS_CODE}, set: {{ e0: error.message }}, next: {next} }}")),
                     Catch::Any => boundary.push(format!("{{ error: any, next: {next} }}")),
                 }
                 if *timer {
@@ -258,7 +278,9 @@ impl Emitter {
                 self.nodes.push(format!("  {join}: {{ join: {fork}, next: {next} }}"));
                 let firsts: Vec<String> = branches.iter().map(|s| self.seq(s, &join)).collect();
                 let boundary = match catches {
-                    true => format!(", boundary: [ {{ error: {FORK_ERROR}, set: {{ e0: error.message }}, next: {next} }} ]"),
+                    true => {
+                        format!(", boundary: [ {{ error: {FORK_ERROR}, set: {{ e0: error.message }}, next: {next} }} ]")
+                    }
                     false => String::new(),
                 };
                 self.nodes.push(format!("  {fork}: {{ parallel: [{}]{boundary} }}", firsts.join(", ")));

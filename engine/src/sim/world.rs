@@ -225,7 +225,11 @@ impl Sim {
         let names = if hostile { names } else { &names[..names.len().min(2)] };
         for _ in 0..n {
             let name = *self.rng.pick(names);
-            let v = if hostile && self.rng.chance(600) { hostile::value(&mut self.rng) } else { hostile::ordinary(&mut self.rng, name) };
+            let v = if hostile && self.rng.chance(600) {
+                hostile::value(&mut self.rng)
+            } else {
+                hostile::ordinary(&mut self.rng, name)
+            };
             vars.insert(name.to_string(), v);
         }
         vars
@@ -239,7 +243,8 @@ impl Sim {
             vars.insert("k".into(), json!(key));
         }
         let id = self.processes[p].id.clone();
-        let what = format!("start {id} k={key} {}", short(&Value::Object(vars.clone().into_iter().collect()).to_string()));
+        let what =
+            format!("start {id} k={key} {}", short(&Value::Object(vars.clone().into_iter().collect()).to_string()));
         match self.engine().start(&id, vars, StartOptions { by: Some("u".into()), business_key: None }) {
             Ok(inst) => {
                 self.log(format!("{what} → instance {} {}", inst.id, inst.status.as_str()));
@@ -336,7 +341,8 @@ impl Sim {
             Ok(c) => {
                 self.log(format!("{what} → {c:?}"));
                 self.report.delivered += usize::from(matches!(c, crate::Correlation::Delivered { .. }));
-                if let crate::Correlation::Delivered { instance, .. } | crate::Correlation::Started { instance, .. } = c {
+                if let crate::Correlation::Delivered { instance, .. } | crate::Correlation::Started { instance, .. } = c
+                {
                     if let Ok(i) = self.engine().instance(instance) {
                         self.ack(&i);
                     }
@@ -481,13 +487,19 @@ impl Sim {
             0 => Ok(json!({ "value": self.rng.below(100) })),
             1 => Ok(json!({ "value": hostile::value(&mut self.rng) })),
             2 => Err(Failure::Retryable { message: "503 Service Unavailable".into(), retry_after_ms: None }),
-            3 => Err(Failure::Business { code: BUSINESS_CODE.into(), message: "申請が却下されました".into() }),
+            3 => {
+                Err(Failure::Business { code: BUSINESS_CODE.into(), message: "申請が却下されました".into() })
+            }
             4 => Err(Failure::Fatal { message: "401 bad credentials".into() }),
             5 => Err(Failure::Retryable { message: "no answer within 30s".into(), retry_after_ms: None }),
             _ => {
                 let at = self.clock.now() + Duration::minutes(self.rng.range(1, 180) as i64);
                 let result = Ok(json!({ "value": self.rng.below(100) }));
-                self.log(format!("call {} key {idempotency_key}: answer comes late, at +{}m", job.id, (at - t0()).num_minutes()));
+                self.log(format!(
+                    "call {} key {idempotency_key}: answer comes late, at +{}m",
+                    job.id,
+                    (at - t0()).num_minutes()
+                ));
                 self.late.push(Late { at, job, result });
                 return Ok(());
             }
@@ -596,7 +608,9 @@ impl Sim {
                         w => {
                             for (name, key) in w.messages() {
                                 *self.sent.entry((name.to_string(), key.to_string())).or_default() += 1;
-                                if let Err(e) = self.engine().correlate(name, key, json!({}), &MessageOptions::default()) {
+                                if let Err(e) =
+                                    self.engine().correlate(name, key, json!({}), &MessageOptions::default())
+                                {
                                     self.judge(&format!("drain: message {name}/{key}"), u64::MAX, &e)?;
                                 }
                             }
@@ -759,7 +773,15 @@ fn history_tail(engine: &Engine, id: u64) -> String {
     let from = h.len().saturating_sub(25);
     let lines: Vec<String> = h[from..]
         .iter()
-        .map(|h| format!("    history {} {} {} {}", h.seq, h.node.as_deref().unwrap_or("-"), h.event.name(), short(&serde_json::to_string(&h.event).unwrap_or_default())))
+        .map(|h| {
+            format!(
+                "    history {} {} {} {}",
+                h.seq,
+                h.node.as_deref().unwrap_or("-"),
+                h.event.name(),
+                short(&serde_json::to_string(&h.event).unwrap_or_default())
+            )
+        })
         .collect();
     format!("  instance {id}, last history lines:\n{}", lines.join("\n"))
 }
