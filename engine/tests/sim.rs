@@ -44,6 +44,18 @@ fn simulation_holds_its_invariants() {
     }
 }
 
+/// Seeds that once failed, beyond the range above, replayed on every run:
+/// 1918 — a reminder's side token (stopped by an incident) outlived its fork's
+/// join; the invariant checker wrongly counted it as a live branch.
+#[test]
+fn seeds_that_once_failed_pass() {
+    for seed in [1918] {
+        if let Err(f) = run_seed(seed, &SimOptions::default()) {
+            panic!("{f}");
+        }
+    }
+}
+
 /// The same seed gives the same run: a failure report can be replayed.
 #[test]
 fn a_seed_replays_identically() {

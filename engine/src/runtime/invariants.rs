@@ -147,9 +147,15 @@ impl Instance {
             ensure!(self, j.arrived.iter().all(|b| *b < j.width), "join {} got a branch beyond its width", j.join);
             ensure!(self, joins.insert(j.activation, j).is_none(), "two joins for activation {}", j.activation);
         }
-        // Live activations and the branches that still have tokens.
+        // Live activations and the branches that still have tokens on their main
+        // path. A reminder's side token keeps the scope it started in and may
+        // outlive its fork's join (it ends on its own), so it does not count.
+        let side = match self.tokens.iter().any(|t| !t.scope.is_empty()) {
+            true => side_path_nodes(p),
+            false => HashSet::new(),
+        };
         let mut live: BTreeMap<u32, (u16, BTreeSet<u16>)> = BTreeMap::new();
-        for t in &self.tokens {
+        for t in self.tokens.iter().filter(|t| !side.contains(t.node.as_str())) {
             for f in &t.scope {
                 ensure!(
                     self,
@@ -186,7 +192,6 @@ impl Instance {
         }
         let crowded: Vec<_> = by_path.into_iter().filter(|(_, nodes)| nodes.len() > 1).collect();
         if !crowded.is_empty() {
-            let side = side_path_nodes(p);
             for (path, nodes) in crowded {
                 let main = nodes.iter().filter(|n| !side.contains(**n)).count();
                 ensure!(
@@ -200,7 +205,6 @@ impl Instance {
         for t in &self.tokens {
             if let Some(f) = t.scope.last() {
                 if joins.get(&f.activation).is_some_and(|j| j.arrived.contains(&f.branch)) {
-                    let side = side_path_nodes(p);
                     ensure!(
                         self,
                         side.contains(t.node.as_str()),
