@@ -3,7 +3,7 @@
 //! --seeds 1` (or `NAGARE_SIM_SEED=<seed>` here) replays it. `NAGARE_SIM_SEEDS`
 //! runs more seeds.
 
-use nagare_engine::sim::{run_seed, run_seeds, SimOptions};
+use nagare_engine::sim::{run_seed, SimOptions, SimReport};
 use std::time::Instant;
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -23,13 +23,38 @@ fn simulation_holds_its_invariants() {
     }
     let count = env_u64("NAGARE_SIM_SEEDS").unwrap_or(200);
     let t = Instant::now();
-    let mut known = 0;
-    match run_seeds(0, count, &opts, |r| known += r.known.len()) {
+    // Seeds are independent: split them over the cores, each thread in order.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4) as u64;
+    let results: Vec<Result<Vec<SimReport>, String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let opts = &opts;
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    for seed in (t..count).step_by(threads as usize) {
+                        out.push(run_seed(seed, opts).map_err(|f| f.to_string())?);
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("simulation thread")).collect()
+    });
+    let mut reports = Vec::new();
+    let mut failures = Vec::new();
+    for r in results {
+        match r {
+            Ok(rs) => reports.extend(rs),
+            Err(f) => failures.push(f),
+        }
+    }
+    let known: usize = reports.iter().map(|r| r.known.len()).sum();
+    match failures.into_iter().next().map_or(Ok(reports), Err) {
         Ok(reports) => {
             let calls: usize = reports.iter().map(|r| r.connector_calls).sum();
             let crashes: usize = reports.iter().map(|r| r.crashes).sum();
             let faults: u64 = reports.iter().map(|r| r.faults).sum();
-            let sum = |f: fn(&nagare_engine::sim::SimReport) -> usize| reports.iter().map(f).sum::<usize>();
+            let sum = |f: fn(&SimReport) -> usize| reports.iter().map(f).sum::<usize>();
             eprintln!(
                 "{count} seeds in {:.1?}: {} starts, {} tasks completed, {} messages delivered, {} timers fired, {calls} connector calls, {crashes} crashes, {faults} disk faults, {known} known-finding hits",
                 t.elapsed(),

@@ -33,6 +33,8 @@ struct State {
     rng: Rng,
     rates: FaultRates,
     faults: u64,
+    /// Writes tried and crashes so far: the store changed only if this moved.
+    changes: u64,
     log: Vec<String>,
 }
 
@@ -51,6 +53,7 @@ impl Disk {
             rng,
             rates: FaultRates::default(),
             faults: 0,
+            changes: 0,
             log: Vec::new(),
         })))
     }
@@ -72,6 +75,11 @@ impl Disk {
     /// Faults injected so far: an engine error without a new fault is a bug.
     pub fn faults(&self) -> u64 {
         self.state().faults
+    }
+
+    /// Changes (writes tried, crashes) so far: equal counts mean an unchanged store.
+    pub fn changes(&self) -> u64 {
+        self.state().changes
     }
 
     /// Fault lines since the last call, for the trace.
@@ -96,6 +104,7 @@ impl Disk {
         s.unflushed = 0;
         s.pending.clear();
         s.epoch += 1;
+        s.changes += 1;
     }
 }
 
@@ -148,6 +157,7 @@ impl Kv for SimKv {
 
     fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         let mut s = self.live()?;
+        s.changes += 1;
         let rates = s.rates;
         if s.rng.chance(rates.apply_fails) {
             s.faults += 1;

@@ -81,7 +81,8 @@ pub struct SimFailure {
     pub seed: u64,
     pub step: usize,
     pub message: String,
-    /// The last lines of the trace (actions, results, injected faults).
+    /// The generated processes, then the last lines of the trace (actions,
+    /// results, injected faults).
     pub trace: Vec<String>,
 }
 
@@ -89,7 +90,7 @@ impl fmt::Display for SimFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "simulation seed {} failed at step {}: {}", self.seed, self.step, self.message)?;
         writeln!(f, "replay: nagare simulate --start {} --seeds 1", self.seed)?;
-        writeln!(f, "trace (last {} lines):", self.trace.len())?;
+        writeln!(f, "processes, then the end of the trace:")?;
         for line in &self.trace {
             writeln!(f, "  {line}")?;
         }

@@ -65,6 +65,8 @@ pub struct Sim {
     sent: BTreeMap<(String, String), usize>,
     draining: bool,
     window: usize,
+    /// [`Disk::changes`] at the last check: an unchanged store needs no new one.
+    checked_at: Option<u64>,
     trace: Vec<String>,
     step: usize,
     report: SimReport,
@@ -104,6 +106,7 @@ impl Sim {
             sent: BTreeMap::new(),
             draining: false,
             window,
+            checked_at: None,
             trace: Vec::new(),
             step: 0,
             report: SimReport { seed, ..SimReport::default() },
@@ -125,7 +128,11 @@ impl Sim {
     fn fail(&mut self, message: String) -> SimFailure {
         self.log(format!("FAILED: {message}"));
         let from = self.trace.len().saturating_sub(TRACE_TAIL);
-        SimFailure { seed: self.seed, step: self.step, message, trace: self.trace[from..].to_vec() }
+        // The processes first (a tail may not reach back to them), then the tail.
+        let mut trace: Vec<String> =
+            self.processes.iter().map(|g| format!("process {}:\n{}", g.id, g.yaml.trim_end())).collect();
+        trace.extend(self.trace[from..].iter().filter(|l| !l.contains(" deployed p")).cloned());
+        SimFailure { seed: self.seed, step: self.step, message, trace }
     }
 
     /// Run the seed: set up, random steps, drain, final checks.
@@ -646,6 +653,11 @@ impl Sim {
     // ----------------------------------------------------------------- checks
 
     fn check(&mut self, full: bool) -> Check {
+        let changes = self.disk.changes();
+        if !full && self.checked_at == Some(changes) {
+            return Ok(());
+        }
+        self.checked_at = Some(changes);
         let engine = self.engine().clone();
         let store = engine.store();
         let all = engine.instances(&InstanceFilter::default()).map_err(|e| format!("instances: {e}"))?;
