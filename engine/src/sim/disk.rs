@@ -4,7 +4,8 @@
 //! does with [`crate::store::Durability::Flush`]. Faults are drawn from the disk's
 //! own random stream: an `apply` can fail before writing anything, or write and then
 //! fail its flush (the caller gets an error, but the write is visible and may still
-//! reach the disk: its outcome is unknown). A background flush (sled's own flusher)
+//! reach the disk: its outcome is unknown); a failed flush may keep failing for a
+//! few more writes, as a full disk does. A background flush (sled's own flusher)
 //! can make such writes durable later; a [`Disk::crash`] throws away everything not
 //! flushed. Handles opened before a crash fail from then on, as a dead process would.
 
@@ -33,6 +34,8 @@ struct State {
     rng: Rng,
     rates: FaultRates,
     faults: u64,
+    /// Further flushes that fail: a full disk stays full for a while.
+    full_for: u32,
     /// Writes tried and crashes so far: the store changed only if this moved.
     changes: u64,
     log: Vec<String>,
@@ -53,6 +56,7 @@ impl Disk {
             rng,
             rates: FaultRates::default(),
             faults: 0,
+            full_for: 0,
             changes: 0,
             log: Vec::new(),
         })))
@@ -69,7 +73,9 @@ impl Disk {
     }
 
     pub fn set_faults(&self, rates: FaultRates) {
-        self.state().rates = rates;
+        let mut s = self.state();
+        s.rates = rates;
+        s.full_for = 0;
     }
 
     /// Faults injected so far: an engine error without a new fault is a bug.
@@ -183,7 +189,12 @@ impl Kv for SimKv {
 
 fn flush_locked(s: &mut State) -> Result<(), StoreError> {
     let rates = s.rates;
-    if s.unflushed > 0 && s.rng.chance(rates.flush_fails) {
+    let full = s.full_for > 0;
+    if s.unflushed > 0 && (full || s.rng.chance(rates.flush_fails)) {
+        s.full_for = match full {
+            true => s.full_for - 1,
+            false => s.rng.below(4) as u32,
+        };
         s.faults += 1;
         s.log.push(format!("disk: flush failed, {} batch(es) written but not durable", s.unflushed));
         return Err(StoreError::Io("simulated flush failure (disk full)".into()));
