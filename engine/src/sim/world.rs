@@ -64,6 +64,7 @@ pub struct Sim {
     /// Sends per (name, key) that may have been accepted.
     sent: BTreeMap<(String, String), usize>,
     draining: bool,
+    start_attempts: usize,
     window: usize,
     /// [`Disk::changes`] at the last check: an unchanged store needs no new one.
     checked_at: Option<u64>,
@@ -105,6 +106,7 @@ impl Sim {
             late: Vec::new(),
             sent: BTreeMap::new(),
             draining: false,
+            start_attempts: 0,
             window,
             checked_at: None,
             trace: Vec::new(),
@@ -244,7 +246,10 @@ impl Sim {
 
     fn start(&mut self, faults: u64) -> Check {
         let p = self.rng.index(self.processes.len());
-        let key = format!("k{}", self.keys.len() + 1);
+        // A fresh key per attempt, also for starts that fail: a call made for a lost
+        // start then differs in its input from a later start that reuses its id.
+        self.start_attempts += 1;
+        let key = format!("k{}", self.start_attempts);
         let mut vars = self.form(&["v0", "v1", "s0", "r0", "unknown", "ｖ０"]);
         if !self.rng.chance(50) {
             vars.insert("k".into(), json!(key));
