@@ -393,7 +393,11 @@ impl Engine {
         if waits.is_empty() {
             return Ok(inst);
         }
-        self.settle(waits);
+        // A delivery whose commit failed may be visible but not durable: answer
+        // with the state this event's own (durable) commit left.
+        if !self.settle(waits) {
+            return Ok(inst);
+        }
         self.reload_if_changed(inst)
     }
 

@@ -144,3 +144,113 @@ nodes:
     let jobs = engine.store().jobs().expect("jobs");
     assert!(jobs.is_empty(), "orphan jobs: {jobs:#?}");
 }
+
+/// A `Kv` over `MemKv` whose `fail_at`-th write is applied but then reported as
+/// failed (a flush that failed: visible, not known to be durable).
+struct FlushFailsOnce {
+    inner: nagare_engine::store::MemKv,
+    writes: std::sync::atomic::AtomicUsize,
+    fail_at: std::sync::atomic::AtomicUsize,
+}
+
+impl nagare_engine::store::Kv for FlushFailsOnce {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, nagare_engine::store::StoreError> {
+        self.inner.get(key)
+    }
+    fn scan(
+        &self,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<nagare_engine::store::KvPair>, nagare_engine::store::StoreError> {
+        self.inner.scan(prefix, limit)
+    }
+    fn scan_from(
+        &self,
+        prefix: &[u8],
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Vec<nagare_engine::store::KvPair>, nagare_engine::store::StoreError> {
+        self.inner.scan_from(prefix, from, limit)
+    }
+    fn last(&self, prefix: &[u8]) -> Result<Option<nagare_engine::store::KvPair>, nagare_engine::store::StoreError> {
+        self.inner.last(prefix)
+    }
+    fn apply(&self, ops: Vec<nagare_engine::store::Op>) -> Result<(), nagare_engine::store::StoreError> {
+        use std::sync::atomic::Ordering;
+        self.inner.apply(ops)?;
+        let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == self.fail_at.load(Ordering::SeqCst) {
+            return Err(nagare_engine::store::StoreError::Io("flush failed".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Seed 10725: completing a task made a token wait for a message that was already
+/// buffered; the engine delivered it in a second commit whose flush failed, and
+/// still answered the completion with the state after that delivery. A crash then
+/// lost what the answer had shown. The answer now shows only what the event's own
+/// (durable) commit did.
+#[test]
+fn an_answer_never_shows_a_follow_up_delivery_that_was_not_stored() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let yaml = r#"
+id: wait-for-go
+lanes: { staff: {} }
+variables:
+  k: { type: string, required: true }
+start: { next: t }
+nodes:
+  t: { user_task: Prepare, lane: staff, next: m }
+  m: { message: go, key: k, next: done }
+  done: { end: }
+"#;
+    let kv = Arc::new(FlushFailsOnce {
+        inner: nagare_engine::store::MemKv::default(),
+        writes: AtomicUsize::new(0),
+        fail_at: AtomicUsize::new(0),
+    });
+    struct Shared(Arc<FlushFailsOnce>);
+    impl nagare_engine::store::Kv for Shared {
+        fn get(&self, k: &[u8]) -> Result<Option<Vec<u8>>, nagare_engine::store::StoreError> {
+            self.0.get(k)
+        }
+        fn scan(
+            &self,
+            p: &[u8],
+            l: usize,
+        ) -> Result<Vec<nagare_engine::store::KvPair>, nagare_engine::store::StoreError> {
+            self.0.scan(p, l)
+        }
+        fn scan_from(
+            &self,
+            p: &[u8],
+            f: &[u8],
+            l: usize,
+        ) -> Result<Vec<nagare_engine::store::KvPair>, nagare_engine::store::StoreError> {
+            self.0.scan_from(p, f, l)
+        }
+        fn last(&self, p: &[u8]) -> Result<Option<nagare_engine::store::KvPair>, nagare_engine::store::StoreError> {
+            self.0.last(p)
+        }
+        fn apply(&self, ops: Vec<nagare_engine::store::Op>) -> Result<(), nagare_engine::store::StoreError> {
+            self.0.apply(ops)
+        }
+    }
+    use nagare_engine::store::Kv as _;
+    let store = nagare_engine::store::KvStore::new(Shared(kv.clone())).expect("store");
+    let engine = Engine::builder().store(store).build().expect("engine");
+    engine.deploy("wait-for-go.yaml", yaml).expect("deploy");
+    let mut vars = Vars::new();
+    vars.insert("k".into(), serde_json::json!("a"));
+    let inst = engine.start("wait-for-go", vars, StartOptions::default()).expect("start");
+    engine.correlate("go", "a", serde_json::json!({}), &Default::default()).expect("buffered");
+    let task = inst.open_task_ids().next().expect("a task").to_string();
+    // The completion's commit is stored; the delivery right after it is not.
+    kv.fail_at.store(kv.writes.load(Ordering::SeqCst) + 2, Ordering::SeqCst);
+    let answer = engine.complete(&task, "u", Vars::new(), nagare_engine::runtime::Outcome::Next).expect("complete");
+    assert!(!answer.status.is_finished(), "the answer shows a delivery that was not stored: {answer:#?}");
+    assert_eq!(answer.tokens.len(), 1);
+    assert_eq!(answer.tokens[0].node, "m", "waiting for the message, as the stored commit left it");
+}

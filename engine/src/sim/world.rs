@@ -355,8 +355,12 @@ impl Sim {
                 self.report.delivered += usize::from(matches!(c, crate::Correlation::Delivered { .. }));
                 if let crate::Correlation::Delivered { instance, .. } | crate::Correlation::Started { instance, .. } = c
                 {
-                    if let Ok(i) = self.engine().instance(instance) {
-                        self.ack(&i);
+                    // `Ok` acknowledges the delivery; what the store shows now is durable
+                    // only if no write failed meanwhile (a follow-up delivery may have).
+                    if self.disk.faults() == faults {
+                        if let Ok(i) = self.engine().instance(instance) {
+                            self.ack(&i);
+                        }
                     }
                 }
                 Ok(())
@@ -450,8 +454,8 @@ impl Sim {
                         Ok(()) => {
                             self.log(format!("{what} → ok"));
                             self.report.fired += 1;
-                            if let Ok(i) = self.engine().instance(job.instance) {
-                                if job.instance != 0 {
+                            if job.instance != 0 && self.disk.faults() == faults {
+                                if let Ok(i) = self.engine().instance(job.instance) {
                                     self.ack(&i);
                                 }
                             }
