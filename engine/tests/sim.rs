@@ -238,7 +238,6 @@ nodes:
             self.0.apply(ops)
         }
     }
-    use nagare_engine::store::Kv as _;
     let store = nagare_engine::store::KvStore::new(Shared(kv.clone())).expect("store");
     let engine = Engine::builder().store(store).build().expect("engine");
     engine.deploy("wait-for-go.yaml", yaml).expect("deploy");
