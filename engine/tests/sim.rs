@@ -72,9 +72,11 @@ fn simulation_holds_its_invariants() {
 /// Seeds that once failed, beyond the range above, replayed on every run:
 /// 1918 — a reminder's side token (stopped by an incident) outlived its fork's
 /// join; the invariant checker wrongly counted it as a live branch.
+/// 10725 — an answer showed a follow-up message delivery whose commit had failed
+/// (see `an_answer_never_shows_a_follow_up_delivery_that_was_not_stored`).
 #[test]
 fn seeds_that_once_failed_pass() {
-    for seed in [1918] {
+    for seed in [1918, 10725] {
         if let Err(f) = run_seed(seed, &SimOptions::default()) {
             panic!("{f}");
         }
