@@ -106,6 +106,11 @@ enum Command {
         after_help = "Example:\n  nagare incidents --process expense-approval\n  nagare incidents retry 1 7 --var 金額=30000\n  nagare incidents resolve 1 7 --var 番号=R-1   # the step was done by hand: move on"
     )]
     Incidents(cli::incidents::IncidentsArgs),
+    /// Show or change a process's settings; pause or resume its timer start.
+    #[command(
+        after_help = "Example:\n  nagare config contract-approval\n  nagare config contract-approval --set cloudsign=required\n  nagare config master-sync --pause"
+    )]
+    Config(cli::config::ConfigArgs),
     /// Run the job executor (service calls and timers) on the data directory.
     #[command(
         after_help = "Example:\n  nagare run              # until Ctrl-C\n  nagare run --until-idle # run due jobs, then exit"
@@ -123,17 +128,22 @@ enum Command {
     /// Make a new API token and the hash line for the users file.
     #[command(after_help = "Example:\n  nagare token")]
     Token,
-    /// Serve a local emulator of a SaaS API (kintone) for development and demos.
+    /// Serve a local emulator of a SaaS API (kintone, CloudSign, Rakuraku Seisan) or an SMTP sink for development and demos.
     #[command(
-        after_help = "Example:\n  nagare emulate kintone --addr 127.0.0.1:8081 --data ./kintone-data\n\nWithout --data the state is kept in ./kintone-emulator-data."
+        after_help = "Example:\n  nagare emulate kintone --addr 127.0.0.1:8081 --data ./kintone-data\n  nagare emulate cloudsign --webhook http://127.0.0.1:8080/hooks/cloudsign/SECRET   # 127.0.0.1:8082\n  nagare emulate rakuraku                 # 127.0.0.1:8083\n  nagare emulate smtp                     # SMTP on 127.0.0.1:2525, mail listed on http://127.0.0.1:8025/mails\n\nWithout --data the state is kept in ./<service>-emulator-data."
     )]
     Emulate {
         /// The service to emulate.
-        #[arg(value_parser = ["kintone"])]
+        #[arg(value_parser = ["kintone", "cloudsign", "rakuraku", "smtp"])]
         service: String,
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8081")]
-        addr: String,
+        /// Address to listen on (default 127.0.0.1:8081 kintone, :8082 cloudsign, :8083 rakuraku, :2525 smtp).
+        #[arg(long)]
+        addr: Option<String>,
+        /// smtp only: address of the HTTP listing of received mail.
+        #[arg(long, default_value = "127.0.0.1:8025")]
+        http_addr: String,
+        #[command(flatten)]
+        cloudsign: cli::emulate::CloudsignArgs,
     },
     /// Measure throughput on the three peer benchmark processes.
     #[command(
@@ -190,27 +200,58 @@ fn init_tracing(verbose: u8) {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).try_init();
 }
 
+/// Set for commands that serve HTTP: a panic there is contained (one request's `500`,
+/// see `nagare::server::panic`) and must not end the process.
+static SERVING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// What the panic hook does with a panic.
+#[derive(Debug, PartialEq, Eq)]
+enum PanicAction {
+    /// A command whose stdout was closed (`nagare show 1 | head`): end quietly (141,
+    /// as a shell reports SIGPIPE).
+    QuietExit,
+    /// A command: one `error:` line, exit 1.
+    Exit,
+    /// A server: log it and let the unwinding reach whoever contains it.
+    Log,
+}
+
+fn panic_action(serving: bool, msg: &str) -> PanicAction {
+    if serving {
+        PanicAction::Log
+    } else if msg.contains("Broken pipe") {
+        PanicAction::QuietExit
+    } else {
+        PanicAction::Exit
+    }
+}
+
 /// No Rust panic message or backtrace for users: a closed stdout (`nagare show 1 |
-/// head`) ends quietly, anything else is one `error:` line.
+/// head`) ends quietly, anything else is one `error:` line. A server logs the panic
+/// and goes on: the request (or instance step) that panicked fails alone.
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
-        let msg = info
-            .payload()
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| info.payload().downcast_ref::<&str>().copied())
-            .unwrap_or("unknown");
-        if msg.contains("Broken pipe") {
-            std::process::exit(141);
+        let msg = nagare::server::panic::payload_text(info.payload());
+        match panic_action(SERVING.load(std::sync::atomic::Ordering::SeqCst), msg) {
+            PanicAction::QuietExit => std::process::exit(141),
+            PanicAction::Exit => {
+                eprintln!("error: internal error: {msg}");
+                std::process::exit(1);
+            }
+            PanicAction::Log => {
+                let at = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+                tracing::error!(panic = %msg, at = %at, "internal error (a bug; please report it); the server goes on");
+            }
         }
-        eprintln!("error: internal error: {msg}");
-        std::process::exit(1);
     }));
 }
 
 fn main() -> ExitCode {
     install_panic_hook();
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve(_) | Command::Emulate { .. }) {
+        SERVING.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
     // A server logs its requests at info unless told otherwise.
     // The simulation provokes warnings on purpose (incidents, failed writes): quiet unless -v.
     if !matches!(cli.command, Command::Simulate(_)) || cli.verbose > 0 {
@@ -233,12 +274,13 @@ fn main() -> ExitCode {
         Command::Retry(a) => cli::incidents::retry(&out, &data, a),
         Command::Message(a) => cli::messages::send(&out, &data, a),
         Command::Incidents(a) => cli::incidents::run(&out, &data, a),
+        Command::Config(a) => cli::config::run(&out, &data, a),
         Command::Run { until_idle } => cli::run::run(&out, &data, until_idle),
         Command::Serve(a) => cli::serve::serve(&data, a),
         Command::Token => cli::serve::token(&out),
-        Command::Emulate { service, addr } => {
-            let dir = if cli_data_given() { data.clone() } else { PathBuf::from("kintone-emulator-data") };
-            cli::emulate::emulate(&out, &service, &addr, &dir)
+        Command::Emulate { service, addr, http_addr, cloudsign } => {
+            let dir = if cli_data_given() { data.clone() } else { PathBuf::from(format!("{service}-emulator-data")) };
+            cli::emulate::emulate(&out, &service, addr.as_deref(), &http_addr, &dir, &cloudsign)
         }
         Command::Bench(a) => bench::run(&out, &data, a, cli_data_given()),
         Command::Simulate(a) => cli::simulate::run(&out, a),
@@ -255,4 +297,17 @@ fn main() -> ExitCode {
 /// Whether the user chose a data directory (bench then puts its temp dirs there).
 fn cli_data_given() -> bool {
     std::env::var_os("NAGARE_DATA").is_some() || std::env::args().any(|a| a == "--data" || a.starts_with("--data="))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_logs_panics_and_a_command_exits_with_one_line() {
+        assert_eq!(panic_action(true, "boom"), PanicAction::Log);
+        assert_eq!(panic_action(true, "failed printing to stdout: Broken pipe (os error 32)"), PanicAction::Log);
+        assert_eq!(panic_action(false, "boom"), PanicAction::Exit);
+        assert_eq!(panic_action(false, "failed printing to stdout: Broken pipe (os error 32)"), PanicAction::QuietExit);
+    }
 }

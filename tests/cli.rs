@@ -193,6 +193,59 @@ fn validate_exit_codes_over_the_broken_corpus() {
     }
 }
 
+/// Run `nagare` and give up (failing the test) if it has not finished in `secs`.
+fn nagare_within(secs: u64, data: &Path, args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nagare"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("nagare runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("nagare {args:?} still running after {secs}s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// Regression (issue 10, finding 10): `nagare validate /dev/zero` read until memory ran
+/// out. Reading stops at 1 MiB + 1 byte and the file is refused as too large.
+#[test]
+fn validate_dev_zero_stops_at_the_size_limit() {
+    if !Path::new("/dev/zero").exists() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for cmd in ["validate", "deploy"] {
+        let out = nagare_within(60, &dir.path().join("data"), &[cmd, "/dev/zero"]);
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {}{}", stdout(&out), stderr(&out));
+        let text = stdout(&out);
+        assert!(text.contains("/dev/zero:1:1: error[file-too-large]"), "{cmd}: {text}");
+        assert!(text.contains("the limit for a process file is 1048576 bytes"), "{cmd}: {text}");
+    }
+}
+
+/// A file in another encoding is named as such, with the position of the first bad byte.
+#[test]
+fn validate_shift_jis_file_points_at_the_first_bad_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("sjis.yaml");
+    std::fs::write(&f, b"id: p\nname: \x8c\x6f\x94\xef\nstart: { next: done }\nnodes:\n  done: { end: }\n").unwrap();
+    let name = f.to_str().unwrap();
+    let out = nagare(dir.path(), &["validate", name]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains(&format!("{name}:2:7: error[invalid-utf8]")), "{text}");
+}
+
 /// Every process shipped in `processes/` validates with the built-in connectors.
 #[test]
 fn every_shipped_process_validates() {
@@ -264,6 +317,49 @@ fn emulate_kintone_serves_the_api() {
     assert!(dir.path().join("kintone.json").exists());
 }
 
+/// `nagare emulate cloudsign` issues tokens to the demo client ids and keeps its
+/// state in its data directory.
+#[test]
+fn emulate_cloudsign_serves_the_api() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Kill(
+        Command::new(env!("CARGO_BIN_EXE_nagare"))
+            .args(["--json", "--data"])
+            .arg(dir.path())
+            .args(["emulate", "cloudsign", "--addr", "127.0.0.1:0", "--token-ttl", "2m"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let info: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let base = info["base_url"].as_str().unwrap().trim_start_matches("http://").to_string();
+    let client = info["clients"][0]["client_id"].as_str().unwrap();
+    let body = format!("client_id={client}");
+    let mut s = std::net::TcpStream::connect(&base).unwrap();
+    write!(
+        s,
+        "POST /token HTTP/1.1\r\nHost: {base}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    drop(child);
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains("\"expires_in\":120") && resp.contains("\"token_type\":\"Bearer\""), "{resp}");
+    assert!(dir.path().join("cloudsign.json").exists());
+}
+
 /// `nagare message` delivers, buffers or refuses; `nagare incidents` lists, and
 /// `incidents resolve` moves the stopped token on.
 #[test]
@@ -321,4 +417,18 @@ nodes:
     assert_eq!(inst["vars"]["text"], "はい");
     assert_eq!(inst["vars"]["x"], 5);
     assert!(stdout(&nagare(&data, &["incidents"])).contains("no incidents"));
+}
+
+/// Issue 10, finding 3: `nagare message --ttl 99999999999d` ended with an overflow
+/// panic; now it is refused with a clear message and a non-zero exit.
+#[test]
+fn message_ttl_past_ten_years_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for ttl in ["99999999999d", "300000y", "3651d"] {
+        let out = nagare(&data, &["message", "回答", "--key", "Q-1", "--ttl", ttl]);
+        assert_eq!(out.status.code(), Some(1), "{ttl}: {}", stderr(&out));
+        assert!(stderr(&out).contains("longer than 10 years"), "{ttl}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    }
 }

@@ -13,10 +13,13 @@
 //! that diagnostic's hint. The expectations are exhaustive for errors: a file may not
 //! produce an error nobody announced. Files named `warn-*.yaml` must load (they carry
 //! warnings only) and their expectations are matched against the warnings.
+//!
+//! Files are read as bytes and loaded with `load_bytes`, as the CLI does, so the
+//! corpus can hold files that are not UTF-8 or that start with a byte-order mark.
 
 use nagare_engine::compile::CompileOptions;
 use nagare_engine::diag::{Diagnostic, Diagnostics};
-use nagare_engine::load::load_str;
+use nagare_engine::load::{load_bytes, load_str};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug)]
@@ -34,6 +37,7 @@ fn corpus_dir() -> PathBuf {
 
 fn parse_expectations(name: &str, text: &str) -> Vec<Expect> {
     let mut out: Vec<Expect> = Vec::new();
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for line in text.lines().take_while(|l| l.starts_with('#')) {
         if let Some(rest) = line.strip_prefix("# expect: ") {
             let mut parts = rest.splitn(3, ' ');
@@ -66,8 +70,8 @@ fn matches(d: &Diagnostic, e: &Expect) -> bool {
 }
 
 /// Check one file; returns a description of every mismatch.
-fn check_file(name: &str, text: &str) -> Vec<String> {
-    let expects = parse_expectations(name, text);
+fn check_file(name: &str, bytes: &[u8]) -> Vec<String> {
+    let expects = parse_expectations(name, &String::from_utf8_lossy(bytes));
     let mut problems = Vec::new();
     if expects.is_empty() {
         problems.push(format!("{name}: no `# expect:` line"));
@@ -75,7 +79,7 @@ fn check_file(name: &str, text: &str) -> Vec<String> {
     }
     let file = format!("tests/invalid/{name}");
     let diags: Diagnostics = if name.starts_with("warn-") {
-        match load_str(&file, text, &CompileOptions::default()) {
+        match load_bytes(&file, bytes, &CompileOptions::default()) {
             Ok(loaded) => {
                 assert!(!loaded.warnings.has_errors());
                 loaded.warnings
@@ -86,7 +90,7 @@ fn check_file(name: &str, text: &str) -> Vec<String> {
             }
         }
     } else {
-        match load_str(&file, text, &CompileOptions::default()) {
+        match load_bytes(&file, bytes, &CompileOptions::default()) {
             Ok(_) => {
                 problems.push(format!("{name}: loaded without errors"));
                 return problems;
@@ -128,8 +132,8 @@ fn every_broken_file_fails_with_the_announced_diagnostics() {
     assert!(names.len() >= 25, "the corpus shrank to {} files", names.len());
     let mut problems = Vec::new();
     for name in &names {
-        let text = std::fs::read_to_string(corpus_dir().join(name)).expect("readable file");
-        problems.extend(check_file(name, &text));
+        let bytes = std::fs::read(corpus_dir().join(name)).expect("readable file");
+        problems.extend(check_file(name, &bytes));
     }
     assert!(problems.is_empty(), "{} problem(s):\n\n{}", problems.len(), problems.join("\n\n"));
 }
@@ -151,14 +155,14 @@ fn a_file_over_one_mebibyte_is_refused_before_parsing() {
     while text.len() <= nagare_engine::load::tree::MAX_FILE_BYTES {
         text.push_str(&filler);
     }
-    let problems = check_file("file-too-large.yaml", &text);
+    let problems = check_file("file-too-large.yaml", text.as_bytes());
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }
 
 #[test]
 fn unknown_connector_is_reported_when_the_connectors_are_known() {
     let text = "id: p\nstart: { next: call }\nnodes:\n  call:\n    service: ecko\n    next: done\n  done: { end: }\n";
-    let opts = CompileOptions { connectors: Some(vec!["echo".into(), "http".into()]) };
+    let opts = CompileOptions { connectors: Some(vec!["echo".into(), "http".into()]), ..CompileOptions::default() };
     let err = load_str("c.yaml", text, &opts).unwrap_err();
     let d = &err.0[0];
     assert_eq!((d.code, d.line, d.col), ("unknown-connector", 5, 14), "{err}");
@@ -168,4 +172,15 @@ fn unknown_connector_is_reported_when_the_connectors_are_known() {
         load_str("c.yaml", text, &CompileOptions::default()).is_ok(),
         "offline validation does not know connectors"
     );
+}
+
+/// Definitions deployed before the static type checks existed still load from the
+/// store (their findings become warnings), so an upgrade does not drop them.
+#[test]
+fn stored_definitions_with_type_findings_still_load() {
+    let text = std::fs::read_to_string(corpus_dir().join("type-mismatch-comparison.yaml")).unwrap();
+    assert!(load_str("t.yaml", &text, &CompileOptions::default()).is_err());
+    let loaded = load_str("t.yaml", &text, &CompileOptions::stored()).expect("a stored definition reloads");
+    let codes: Vec<&str> = loaded.warnings.warnings().map(|d| d.code).collect();
+    assert_eq!(codes, ["type-mismatch", "type-mismatch"], "{}", loaded.warnings);
 }

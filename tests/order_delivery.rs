@@ -550,7 +550,10 @@ async fn the_whole_process_through_the_task_list_api_and_the_webhook() {
     for _ in 0..2 {
         let r: Value = http.post(&hook).json(&body).send().await.unwrap().json().await.unwrap();
         started += usize::from(r["started"] == json!(true));
-        assert!(r["started"] == json!(true) || r["reason"] == "the record already has its instance", "{r}");
+        // Once an instance has run its first steps, the record is no longer 対応要
+        // (the process writes its status back): a later delivery sees that instead.
+        let known = ["the record already has its instance", "the record does not match the watch condition now"];
+        assert!(r["started"] == json!(true) || known.iter().any(|k| r["reason"] == *k), "{r}");
     }
     assert!(started <= 1);
     let list = call("admin", format!("/api/v1/instances?process={PROCESS}"), None).await;

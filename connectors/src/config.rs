@@ -18,6 +18,18 @@
 //!     type: http
 //!     base_url: https://crm.example.com/api/
 //!     headers: { Authorization: { env: CRM_AUTH } }
+//!   rakuraku:                         # rakuraku.import (Rakuraku Seisan CSV import)
+//!     type: rakuraku
+//!     base_url: https://example.rakurakuseisan.jp
+//!     account: abc1234
+//!     token: { env: RAKURAKU_TOKEN }
+//!   mail:                             # mail.send over SMTP
+//!     type: smtp
+//!     host: smtp.example.com
+//!     tls: starttls
+//!     user: { env: SMTP_USER }
+//!     password: { env: SMTP_PASSWORD }
+//!     from: 'nagare <nagare@example.com>'
 //!   pdf:                              # pdf.render, pdf.sign: run by external workers
 //!     type: external                  # that poll POST /api/v1/jobs/activate
 //!     operations: [render, sign]
@@ -99,6 +111,41 @@ pub enum InstanceConfig {
     Kintone(KintoneConfig),
     Http(HttpConfig),
     External(ExternalConfig),
+    Cloudsign(CloudsignConfig),
+    Rakuraku(crate::rakuraku::RakurakuConfig),
+    Smtp(crate::mail::SmtpConfig),
+}
+
+/// Settings of a CloudSign connector instance (`cloudsign.*`): one API host, and the
+/// client id of each user who sends documents (CloudSign's client id is a per-user
+/// credential: documents are created and sent in that user's name).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudsignConfig {
+    /// `https://api-sandbox.cloudsign.jp`, `https://api.cloudsign.jp`, or the
+    /// emulator's `http://127.0.0.1:8082`.
+    pub base_url: String,
+    /// Client id per nagare user id: the call uses the one of its `user`.
+    #[serde(default)]
+    pub users: IndexMap<String, Secret>,
+    /// Client id for calls whose user has none in `users` (optional; without it
+    /// such a call is a business error `no_credential`).
+    #[serde(default)]
+    pub client_id: Option<Secret>,
+    /// Per-request timeout (default 30s).
+    #[serde(default, with = "opt_duration")]
+    pub timeout: Option<Duration>,
+    /// Requests a minute per access token the client allows itself (default and
+    /// largest 800, CloudSign's limit).
+    #[serde(default)]
+    pub rate_per_minute: Option<u32>,
+    /// Shared secret of `POST /hooks/cloudsign/{secret}` (or `?token=`).
+    #[serde(default)]
+    pub webhook_secret: Option<Secret>,
+    /// Source addresses allowed to post the webhook without the secret (CloudSign
+    /// sends from fixed addresses and signs nothing).
+    #[serde(default)]
+    pub webhook_allow: Vec<std::net::IpAddr>,
 }
 
 /// An instance whose operations are served by external workers (any language),
@@ -154,7 +201,7 @@ pub struct HttpConfig {
     pub timeout: Option<Duration>,
 }
 
-mod opt_duration {
+pub(crate) mod opt_duration {
     use serde::{Deserialize, Deserializer};
     use std::time::Duration;
 
@@ -209,6 +256,17 @@ impl ConnectorsConfig {
                         check_url(u).map_err(|e| bad(&e))?;
                     }
                 }
+                InstanceConfig::Cloudsign(c) => {
+                    check_url(&c.base_url).map_err(|e| bad(&e))?;
+                    if c.users.keys().any(|u| u.trim().is_empty()) {
+                        return Err(bad("a user id in `users` may not be empty"));
+                    }
+                    if c.rate_per_minute.is_some_and(|r| r == 0 || r > 800) {
+                        return Err(bad("`rate_per_minute` must be 1 to 800 (CloudSign blocks a token above 800)"));
+                    }
+                }
+                InstanceConfig::Rakuraku(r) => r.check().map_err(|e| bad(&e))?,
+                InstanceConfig::Smtp(m) => m.check().map_err(|e| bad(&e))?,
                 InstanceConfig::External(x) => {
                     if x.operations.is_empty() {
                         return Err(bad("list the operations workers serve, e.g. `operations: [render]`"));
@@ -223,7 +281,7 @@ impl ConnectorsConfig {
     }
 }
 
-fn check_url(u: &str) -> Result<(), String> {
+pub(crate) fn check_url(u: &str) -> Result<(), String> {
     let parsed = reqwest::Url::parse(u).map_err(|e| format!("base_url `{u}` is not a URL: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(format!("base_url `{u}` must start with https:// (or http:// for a local emulator)"));

@@ -127,7 +127,7 @@ impl HttpConnector {
             req = req.body(text(b));
         }
         if !matches!(method, reqwest::Method::GET | reqwest::Method::HEAD | reqwest::Method::OPTIONS) {
-            req = req.header("Idempotency-Key", &call.idempotency_key);
+            req = req.header("Idempotency-Key", header_safe(&call.idempotency_key));
         }
 
         let mut resp = req.send().await.map_err(|e| http_error::transport(&e, &host))?;
@@ -184,5 +184,35 @@ impl HttpConnector {
 impl Connector for HttpConnector {
     fn call<'a>(&'a self, call: &'a Call) -> BoxFuture<'a, Result<Value, ConnectorError>> {
         Box::pin(self.run(call))
+    }
+}
+
+/// `key` as a header value of visible ASCII only: every byte outside
+/// `A-Z a-z 0-9 - . _ ~ / :` percent-encoded (UTF-8), so `1a2b/5/督促/7` goes as
+/// `1a2b/5/%E7%9D%A3%E4%BF%83/7`. Strict proxies refuse raw UTF-8 in headers; the
+/// encoding is one-to-one, so distinct keys stay distinct.
+pub fn header_safe(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/:".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod header_tests {
+    use super::header_safe;
+
+    #[test]
+    fn idempotency_key_header_is_percent_encoded_ascii() {
+        let v = header_safe("1a2b/5/督促/7");
+        assert_eq!(v, "1a2b/5/%E7%9D%A3%E4%BF%83/7");
+        assert!(reqwest::header::HeaderValue::from_str(&v).is_ok_and(|h| h.to_str().is_ok()));
+        assert_eq!(header_safe("a%b c"), "a%25b%20c", "`%` itself is encoded: one-to-one");
+        assert_eq!(header_safe("9f/12/notify-1.x_y~z:3"), "9f/12/notify-1.x_y~z:3");
     }
 }

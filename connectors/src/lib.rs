@@ -4,21 +4,25 @@
 //! *instance* is a named section of the config file ([`config`]); its operations are
 //! registered as `<instance>.<operation>` (`kintone.get`, `crm.request`).
 //! [`builtin`] gives the registry of a binary without a config file: `echo`,
-//! `http.request` (absolute URLs) and the `kintone.*` operations, which say how to
-//! configure them when called. [`Connectors`] builds the registry from a config and
+//! `http.request` (absolute URLs), and the `kintone.*`, `cloudsign.*`, `rakuraku.import`
+//! and `mail.send` operations, which say how to configure them when called. [`Connectors`] builds the registry from a config and
 //! can replace the settings while the engine runs ([`Connectors::reload`]).
 //! Embedding apps start from either and add their own connectors.
 
+pub mod cloudsign;
 pub mod config;
 pub mod echo;
 pub mod http;
 pub mod http_error;
 pub mod kintone;
+pub mod mail;
+pub mod rakuraku;
 pub mod settings;
 
 pub use config::{ConfigError, ConnectorsConfig, InstanceConfig, Secret};
 
-use config::{HttpConfig, KintoneConfig};
+use cloudsign::files::{BlobSource, NoBlobs};
+use config::{CloudsignConfig, HttpConfig, KintoneConfig};
 use indexmap::IndexMap;
 use nagare_engine::Registry;
 use settings::Settings;
@@ -34,18 +38,30 @@ pub struct Connectors {
     registry: Registry,
     kintone: IndexMap<String, Settings<Option<KintoneConfig>>>,
     http: IndexMap<String, Settings<HttpConfig>>,
+    cloudsign: IndexMap<String, Settings<Option<CloudsignConfig>>>,
+    rakuraku: IndexMap<String, Settings<Option<rakuraku::RakurakuConfig>>>,
+    mail: IndexMap<String, Settings<Option<mail::SmtpConfig>>>,
     /// External instances and their operations (fixed until a restart).
     external: IndexMap<String, Vec<String>>,
 }
 
 impl Connectors {
     /// Register `echo`, every configured instance, and the default instances
-    /// `http` and `kintone` when the config does not define them.
+    /// `http`, `kintone`, `rakuraku` and `mail` when the config does not define them.
     pub fn new(cfg: &ConnectorsConfig) -> Connectors {
+        Self::with_blobs(cfg, Arc::new(NoBlobs))
+    }
+
+    /// Like [`Connectors::new`]; connectors that upload files (CloudSign) read file
+    /// references through `blobs` (the engine's blob store).
+    pub fn with_blobs(cfg: &ConnectorsConfig, blobs: Arc<dyn BlobSource>) -> Connectors {
         let mut c = Connectors {
             registry: Registry::default(),
             kintone: IndexMap::new(),
             http: IndexMap::new(),
+            cloudsign: IndexMap::new(),
+            rakuraku: IndexMap::new(),
+            mail: IndexMap::new(),
             external: IndexMap::new(),
         };
         c.registry.register("echo", echo::Echo);
@@ -56,6 +72,15 @@ impl Connectors {
                 }
                 InstanceConfig::Http(h) => {
                     c.http.insert(name.clone(), Settings::new(h.clone()));
+                }
+                InstanceConfig::Cloudsign(x) => {
+                    c.cloudsign.insert(name.clone(), Settings::new(Some(x.clone())));
+                }
+                InstanceConfig::Rakuraku(r) => {
+                    c.rakuraku.insert(name.clone(), Settings::new(Some(r.clone())));
+                }
+                InstanceConfig::Smtp(m) => {
+                    c.mail.insert(name.clone(), Settings::new(Some(m.clone())));
                 }
                 InstanceConfig::External(x) => {
                     for op in &x.operations {
@@ -68,11 +93,29 @@ impl Connectors {
         if !cfg.connectors.contains_key("kintone") {
             c.kintone.insert("kintone".into(), Settings::new(None));
         }
+        if !cfg.connectors.contains_key("cloudsign") {
+            c.cloudsign.insert("cloudsign".into(), Settings::new(None));
+        }
         if !cfg.connectors.contains_key("http") {
             c.http.insert("http".into(), Settings::new(HttpConfig::default()));
         }
+        if !cfg.connectors.contains_key("rakuraku") {
+            c.rakuraku.insert("rakuraku".into(), Settings::new(None));
+        }
+        if !cfg.connectors.contains_key("mail") {
+            c.mail.insert("mail".into(), Settings::new(None));
+        }
         for (name, s) in &c.kintone {
             kintone::register(&mut c.registry, name, s.clone());
+        }
+        for (name, s) in &c.cloudsign {
+            cloudsign::register(&mut c.registry, name, s.clone(), blobs.clone());
+        }
+        for (name, s) in &c.rakuraku {
+            rakuraku::register(&mut c.registry, name, s.clone());
+        }
+        for (name, s) in &c.mail {
+            mail::register(&mut c.registry, name, s.clone());
         }
         for (name, s) in &c.http {
             c.registry.register(format!("{name}.request"), http::HttpConnector::new(name, s.clone()));
@@ -101,6 +144,15 @@ impl Connectors {
                 InstanceConfig::Http(_) if !self.http.contains_key(name) => {
                     return Err(restart(name, "is a new http instance"))
                 }
+                InstanceConfig::Cloudsign(_) if !self.cloudsign.contains_key(name) => {
+                    return Err(restart(name, "is a new cloudsign instance"))
+                }
+                InstanceConfig::Rakuraku(_) if !self.rakuraku.contains_key(name) => {
+                    return Err(restart(name, "is a new rakuraku instance"))
+                }
+                InstanceConfig::Smtp(_) if !self.mail.contains_key(name) => {
+                    return Err(restart(name, "is a new smtp instance"))
+                }
                 InstanceConfig::External(x) if self.external.get(name) != Some(&x.operations) => {
                     return Err(restart(name, "is a new or changed external instance"))
                 }
@@ -111,6 +163,27 @@ impl Connectors {
             match cfg.connectors.get(name) {
                 Some(InstanceConfig::Kintone(k)) => s.replace(Some(k.clone())),
                 None if name == "kintone" => s.replace(None),
+                _ => return Err(restart(name, "was removed or changed its type")),
+            }
+        }
+        for (name, s) in &self.cloudsign {
+            match cfg.connectors.get(name) {
+                Some(InstanceConfig::Cloudsign(x)) => s.replace(Some(x.clone())),
+                None if name == "cloudsign" => s.replace(None),
+                _ => return Err(restart(name, "was removed or changed its type")),
+            }
+        }
+        for (name, s) in &self.rakuraku {
+            match cfg.connectors.get(name) {
+                Some(InstanceConfig::Rakuraku(r)) => s.replace(Some(r.clone())),
+                None if name == "rakuraku" => s.replace(None),
+                _ => return Err(restart(name, "was removed or changed its type")),
+            }
+        }
+        for (name, s) in &self.mail {
+            match cfg.connectors.get(name) {
+                Some(InstanceConfig::Smtp(m)) => s.replace(Some(m.clone())),
+                None if name == "mail" => s.replace(None),
                 _ => return Err(restart(name, "was removed or changed its type")),
             }
         }
@@ -132,6 +205,16 @@ impl Connectors {
     /// The current settings of kintone instance `name` (`None`: not configured).
     pub fn kintone(&self, name: &str) -> Option<Arc<Option<KintoneConfig>>> {
         self.kintone.get(name).map(Settings::get)
+    }
+
+    /// The current settings of CloudSign instance `name` (`None` inside: not configured).
+    pub fn cloudsign(&self, name: &str) -> Option<Arc<Option<CloudsignConfig>>> {
+        self.cloudsign.get(name).map(Settings::get)
+    }
+
+    /// Names of the CloudSign instances.
+    pub fn cloudsign_names(&self) -> Vec<String> {
+        self.cloudsign.keys().cloned().collect()
     }
 
     /// Names of the kintone instances.

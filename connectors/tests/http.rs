@@ -140,3 +140,20 @@ async fn unconfigured_kintone_says_how_to_configure_it() {
         "{e:?}"
     );
 }
+
+/// Issue 10, finding 12: a node named in Japanese put raw UTF-8 into the header.
+#[tokio::test]
+async fn idempotency_key_of_a_japanese_node_is_sent_as_ascii() {
+    let base = serve().await;
+    let cfg =
+        ConnectorsConfig::from_yaml(&format!("connectors:\n  crm:\n    type: http\n    base_url: {base}/\n")).unwrap();
+    let c = Connectors::new(&cfg);
+    let conn = c.registry().get("crm.request").unwrap();
+    let call = Call {
+        idempotency_key: "9f3a/5/督促/7".into(),
+        node: "督促".into(),
+        ..call(json!({"method": "POST", "url": "echo", "json": {}}))
+    };
+    let out = conn.call(&call).await.unwrap();
+    assert_eq!(out["body"]["headers"]["idempotency-key"], json!("9f3a/5/%E7%9D%A3%E4%BF%83/7"));
+}

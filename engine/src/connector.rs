@@ -62,6 +62,13 @@ impl From<ConnectorError> for crate::runtime::Failure {
 /// A service step implementation.
 pub trait Connector: Send + Sync {
     fn call<'a>(&'a self, call: &'a Call) -> BoxFuture<'a, Result<Value, ConnectorError>>;
+
+    /// Problems with a step's `with:` (as written; string values are expressions,
+    /// unknown until run time) that can be known at deploy: a designer sees them
+    /// with line and column instead of as an incident later. None by default.
+    fn check_input(&self, _with: &Value) -> Vec<crate::compile::InputIssue> {
+        Vec::new()
+    }
 }
 
 /// A connector from a plain (synchronous, quick) function.
@@ -126,6 +133,14 @@ impl Registry {
 
     pub fn get(&self, name: &str) -> Option<Arc<dyn Connector>> {
         self.map.get(name).cloned()
+    }
+
+    /// The deploy-time input checks of the registered connectors.
+    pub fn input_check(&self) -> crate::compile::InputCheck {
+        let map = self.map.clone();
+        crate::compile::InputCheck(Arc::new(move |name: &str, with: &Value| {
+            map.get(name).map(|c| c.check_input(with)).unwrap_or_default()
+        }))
     }
 
     /// Every name a process may use: in-process and external, sorted.

@@ -5,16 +5,20 @@
 //! tells the executor about new jobs. Two requests for one instance are serialised by
 //! the lock, so the second sees the first's result: one wins, the other is refused.
 
+use crate::blobs::{BlobError, Blobs};
 use crate::clock::{Clock, SystemClock, VirtualClock};
 use crate::compile::CompileOptions;
 use crate::connector::{Connector, Registry};
+use crate::contain;
 use crate::diag::Diagnostics;
 use crate::due::DueQueue;
 use crate::expr::Vars;
 use crate::load::{load_str, Loaded};
+use crate::lock::Lock;
 use crate::process::Process;
 use crate::runtime::{
-    self, Command, Event, Failure, Instance, InstanceId, Job, Outcome, Rejection, Status, Task, TaskStatus, Transition,
+    self, Command, Culprit, Event, Failure, Instance, InstanceId, Job, JobKind, Outcome, Rejection, Status, Task,
+    TaskStatus, Transition,
 };
 use crate::stats::{Stats, StatsSnapshot};
 use crate::store::{
@@ -28,12 +32,16 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Instant;
 
 const LOCK_SHARDS: usize = 256;
 /// Due jobs kept in memory at most; the rest wait in the store's `q/` index.
 pub const DEFAULT_QUEUE_WINDOW: usize = 10_000;
+/// Most times the executor starts a job without its outcome being recorded (the
+/// process stopped while running it: a crash, out of memory, a kill); at the next
+/// start the job becomes an incident instead of running again.
+pub const MAX_JOB_STARTS: u32 = 5;
 /// How long a message nobody waits for is kept, unless the sender says otherwise.
 pub const DEFAULT_MESSAGE_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
@@ -59,6 +67,13 @@ pub enum EngineError {
     /// A message nobody waits for, sent with a time to live of zero: HTTP 404.
     #[error("no one waits for message `{name}` with key `{key}`, and it was sent with no time to live")]
     NoReceiver { name: String, key: String },
+    /// The blob store failed (disk) or a file's content is missing: HTTP 500.
+    #[error("{0}")]
+    Blob(#[from] BlobError),
+    /// A bug (a panic) stopped the request, and no instance could take it as an
+    /// incident (a start, a cancel): nothing was changed. HTTP 500.
+    #[error("internal error, nothing was changed (a bug in nagare; please report it): {0}")]
+    Internal(String),
 }
 
 impl EngineError {
@@ -99,6 +114,7 @@ pub struct EngineBuilder {
     connectors: Registry,
     queue_window: usize,
     message_ttl: std::time::Duration,
+    blobs: Option<Blobs>,
 }
 
 impl EngineBuilder {
@@ -113,7 +129,15 @@ impl EngineBuilder {
     }
 
     pub fn data_dir_with(self, dir: &Path, durability: Durability) -> Result<Self, EngineError> {
-        Ok(self.store(KvStore::new(SledKv::open(dir, durability)?)?))
+        let store = KvStore::new(SledKv::open(dir, durability)?)?;
+        Ok(self.store(store).blobs(Blobs::in_dir(&dir.join("blobs"))?))
+    }
+
+    /// Where the content of `file` variables lives (default: `blobs/` in the data
+    /// directory, or memory).
+    pub fn blobs(mut self, blobs: Blobs) -> Self {
+        self.blobs = Some(blobs);
+        self
     }
 
     pub fn in_memory(self) -> Self {
@@ -164,15 +188,16 @@ impl EngineBuilder {
             clock: self.clock,
             connectors: self.connectors,
             processes: RwLock::new(HashMap::new()),
-            locks: (0..LOCK_SHARDS).map(|_| Mutex::new(())).collect(),
-            key_locks: (0..LOCK_SHARDS).map(|_| Mutex::new(())).collect(),
-            msg_locks: (0..LOCK_SHARDS).map(|_| Mutex::new(())).collect(),
-            queue: Mutex::new(DueQueue::unloaded(self.queue_window)),
+            locks: (0..LOCK_SHARDS).map(|_| Lock::new(())).collect(),
+            key_locks: (0..LOCK_SHARDS).map(|_| Lock::new(())).collect(),
+            msg_locks: (0..LOCK_SHARDS).map(|_| Lock::new(())).collect(),
+            queue: Lock::new(DueQueue::unloaded(self.queue_window)),
             wake: tokio::sync::Notify::new(),
-            workers: Mutex::new(crate::workers::Pool::default()),
+            workers: Lock::new(crate::workers::Pool::default()),
             jobs_ready: tokio::sync::Notify::new(),
             stats: Stats::default(),
             message_ttl: self.message_ttl,
+            blobs: self.blobs.unwrap_or_else(Blobs::in_memory),
         };
         let engine = Engine { inner: Arc::new(inner) };
         engine.reload()?;
@@ -187,26 +212,27 @@ pub(crate) struct Inner {
     clock: Arc<dyn Clock>,
     connectors: Registry,
     /// id → versions, in order.
-    processes: RwLock<HashMap<String, Vec<Arc<Process>>>>,
+    pub(crate) processes: RwLock<HashMap<String, Vec<Arc<Process>>>>,
     /// Instance (and deploy) locks. An instance lock is always taken last.
-    pub(crate) locks: Vec<Mutex<()>>,
+    pub(crate) locks: Vec<Lock<()>>,
     /// Business-key locks, taken before an instance lock: a separate set, so that a
     /// start never waits on a shard it holds itself (key and new id in one shard) and
     /// two starts never wait on each other crosswise.
-    pub(crate) key_locks: Vec<Mutex<()>>,
+    pub(crate) key_locks: Vec<Lock<()>>,
     /// Message (name, key) locks, taken first of all: a correlation and a token that
     /// starts waiting for the same message are serialised, so a message is never
     /// buffered while a token waits for it, and never delivered twice.
-    pub(crate) msg_locks: Vec<Mutex<()>>,
+    pub(crate) msg_locks: Vec<Lock<()>>,
     /// Jobs to run: a bounded window over the store's due index.
-    queue: Mutex<DueQueue>,
+    queue: Lock<DueQueue>,
     wake: tokio::sync::Notify,
     /// Due jobs of external connectors, waiting for or leased by workers.
-    pub(crate) workers: Mutex<crate::workers::Pool>,
+    pub(crate) workers: Lock<crate::workers::Pool>,
     /// Told when a job joins [`Inner::workers`], for long-polling workers.
     pub(crate) jobs_ready: tokio::sync::Notify,
     stats: Stats,
     pub(crate) message_ttl: std::time::Duration,
+    pub(crate) blobs: Blobs,
 }
 
 /// A workflow engine. Cheap to clone; all clones share one state.
@@ -238,6 +264,7 @@ impl Engine {
             connectors: Registry::default(),
             queue_window: DEFAULT_QUEUE_WINDOW,
             message_ttl: DEFAULT_MESSAGE_TTL,
+            blobs: None,
         }
     }
 
@@ -279,20 +306,27 @@ impl Engine {
     }
 
     fn compile_options(&self) -> CompileOptions {
-        CompileOptions { connectors: Some(self.inner.connectors.names()) }
+        CompileOptions {
+            connectors: Some(self.inner.connectors.names()),
+            input_check: Some(self.inner.connectors.input_check()),
+            ..CompileOptions::default()
+        }
     }
 
     fn reload(&self) -> Result<(), EngineError> {
         let mut defs = self.inner.store.definitions()?;
         defs.sort_by(|a, b| (&a.id, a.version).cmp(&(&b.id, b.version)));
+        let configs = self.inner.store.configs()?;
         let mut map: HashMap<String, Vec<Arc<Process>>> = HashMap::new();
         for d in defs {
             // Deployed definitions were valid; check connectors lazily at call time so
             // that an app that stopped registering one can still open its store.
-            match load_str(&d.file, &d.source, &CompileOptions::default()) {
+            match load_str(&d.file, &d.source, &CompileOptions::stored()) {
                 Ok(Loaded { mut process, .. }) => {
                     process.version = d.version;
                     process.digest = d.digest.clone();
+                    let cfg = configs.iter().find(|c| c.process == d.id);
+                    let process = crate::settings::configured(&process, cfg);
                     map.entry(d.id.clone()).or_default().push(Arc::new(process));
                 }
                 Err(diags) => {
@@ -300,7 +334,7 @@ impl Engine {
                 }
             }
         }
-        *self.inner.processes.write().expect("processes lock") = map;
+        *self.inner.processes.write().unwrap_or_else(PoisonError::into_inner) = map;
         self.refill_queue()?;
         // A token may have started waiting just before a crash, with its message
         // already buffered: deliver such messages now.
@@ -316,6 +350,12 @@ impl Engine {
         let mut q = self.inner.queue.lock().expect("queue lock");
         if let Some(((ms, id), n)) = q.needs_refill().then(|| q.refill_request()).flatten() {
             let loaded = self.inner.store.due_after(Some((ms, &id)), n)?;
+            // The scan also sees jobs of commits still waiting for their flush (group
+            // commit): make them durable before any of them can run, so that no call
+            // ever leaves for a commit a crash could still undo.
+            if !loaded.is_empty() {
+                self.inner.store.flush()?;
+            }
             q.refill(loaded, n);
         }
         Ok(())
@@ -347,6 +387,7 @@ impl Engine {
             source: text.to_string(),
             deployed_at: self.now(),
         };
+        let process = crate::settings::configured(&process, self.stored_config(&process.id)?.as_ref());
         let mut batch = Batch { definitions: vec![record], ..Batch::default() };
         let (timer_batch, (enq, deq)) = self.schedule_start_timer(&process)?;
         batch.extend(timer_batch);
@@ -357,7 +398,7 @@ impl Engine {
         self.inner
             .processes
             .write()
-            .expect("processes lock")
+            .unwrap_or_else(PoisonError::into_inner)
             .entry(process.id.clone())
             .or_default()
             .push(Arc::new(process));
@@ -365,17 +406,17 @@ impl Engine {
     }
 
     pub fn latest(&self, id: &str) -> Option<Arc<Process>> {
-        self.inner.processes.read().expect("processes lock").get(id).and_then(|v| v.last().cloned())
+        self.inner.processes.read().unwrap_or_else(PoisonError::into_inner).get(id).and_then(|v| v.last().cloned())
     }
 
     pub fn process(&self, id: &str, version: u32) -> Option<Arc<Process>> {
-        let map = self.inner.processes.read().expect("processes lock");
+        let map = self.inner.processes.read().unwrap_or_else(PoisonError::into_inner);
         map.get(id)?.iter().find(|p| p.version == version).cloned()
     }
 
     /// Every deployed process, each with all its versions (oldest first).
     pub fn processes(&self) -> Vec<Vec<Arc<Process>>> {
-        let map = self.inner.processes.read().expect("processes lock");
+        let map = self.inner.processes.read().unwrap_or_else(PoisonError::into_inner);
         let mut v: Vec<_> = map.values().cloned().collect();
         v.sort_by(|a, b| a[0].id.cmp(&b[0].id));
         v
@@ -384,6 +425,7 @@ impl Engine {
     /// Start an instance of the latest version of `process`.
     pub fn start(&self, process: &str, vars: Vars, opts: StartOptions) -> Result<Instance, EngineError> {
         let p = self.latest(process).ok_or_else(|| EngineError::UnknownProcess(process.to_string()))?;
+        self.check_files(&p, &vars)?;
         let (inst, waits) = self.start_with(&p, vars, opts, Batch::default())?;
         self.settle_for(inst, waits)
     }
@@ -425,8 +467,19 @@ impl Engine {
         }
         let id = self.inner.store.next_instance_id()?;
         let now = self.now();
-        let (mut inst, tr) =
-            runtime::start(p, id, vars, opts.by, opts.business_key, now).map_err(EngineError::from_rejection)?;
+        let started = contain::catch(|| {
+            #[cfg(test)]
+            contain::provoke::maybe_panic_in_start();
+            runtime::start(p, id, vars, opts.by, opts.business_key, now)
+        });
+        let (mut inst, tr) = match started {
+            Ok(r) => r.map_err(EngineError::from_rejection)?,
+            Err(panic) => {
+                // No instance exists yet to carry an incident: refuse the start.
+                tracing::error!(process = %p.id, version = p.version, panic = %panic, "a start panicked; nothing was started");
+                return Err(EngineError::Internal(panic));
+            }
+        };
         inst.note_participants(&tr.history);
         debug_assert_invariants(p, &inst);
         let _ilock = self.inner.locks[lock_index(id)].lock().expect("lock");
@@ -469,12 +522,50 @@ impl Engine {
             _ => None,
         };
         let before = inst.status;
-        let tr = runtime::step(&p, &mut inst, event, self.now()).map_err(EngineError::from_rejection)?;
+        let culprit = Culprit::of(&event);
+        let now = self.now();
+        let stepped = contain::catch(|| {
+            #[cfg(test)]
+            contain::provoke::maybe_panic_in_step();
+            runtime::step(&p, &mut inst, event, now)
+        });
+        let tr = match stepped {
+            Ok(r) => r.map_err(EngineError::from_rejection)?,
+            Err(panic) => {
+                tracing::error!(instance = id, panic = %panic, "a step panicked; the event becomes an incident");
+                // The event is dropped: start again from the instance as stored.
+                inst = self.inner.store.instance(id)?.ok_or(EngineError::UnknownInstance(id))?;
+                let message = format!("internal error (a bug in nagare; please report it): {panic}");
+                culprit
+                    .and_then(|c| contain::catch(|| runtime::raise_incident(&p, &mut inst, &c, message, now)).ok())
+                    .flatten()
+                    .ok_or(EngineError::Internal(panic))?
+            }
+        };
         inst.note_participants(&tr.history);
         debug_assert_invariants(&p, &inst);
         let waits = self.commit_with(&inst, tr, consumed_job, extra)?;
         self.count_finish(before, inst.status);
         Ok((inst, waits))
+    }
+
+    /// Stop the token `culprit` names on instance `id` with an incident (a job that
+    /// keeps stopping the engine). `None` when no token waits for it any more.
+    pub(crate) fn raise_incident(
+        &self,
+        id: InstanceId,
+        culprit: &Culprit,
+        message: String,
+        consumed_job: Option<String>,
+    ) -> Result<Option<Instance>, EngineError> {
+        let _guard = self.inner.locks[lock_index(id)].lock().expect("lock");
+        let Some(mut inst) = self.inner.store.instance(id)? else { return Ok(None) };
+        let Some(p) = self.process(&inst.process, inst.version) else { return Ok(None) };
+        let before = inst.status;
+        let Some(tr) = runtime::raise_incident(&p, &mut inst, culprit, message, self.now()) else { return Ok(None) };
+        self.commit_with(&inst, tr, consumed_job, Batch::default())?;
+        self.count_finish(before, inst.status);
+        Ok(Some(inst))
     }
 
     fn count_finish(&self, before: Status, after: Status) {
@@ -537,7 +628,11 @@ impl Engine {
                         batch.tasks.push((Some(old), new));
                     }
                 }
-                Command::ScheduleJob(j) => {
+                Command::ScheduleJob(mut j) => {
+                    if let JobKind::Connector { idempotency_key, .. } = &mut j.kind {
+                        // Unique forever: `<incarnation>/<instance>/<node>/<seq>`.
+                        *idempotency_key = format!("{}/{idempotency_key}", store.incarnation());
+                    }
                     enqueue.push((j.due, j.id.clone()));
                     batch.jobs_put.push((None, j));
                 }
@@ -638,6 +733,7 @@ impl Engine {
     }
 
     pub fn complete(&self, task: &str, user: &str, data: Vars, outcome: Outcome) -> Result<Instance, EngineError> {
+        self.check_task_files(task, &data)?;
         self.task_event(task, Event::Complete { task: task.into(), user: user.into(), data, outcome })
     }
 
@@ -685,11 +781,6 @@ impl Engine {
         if current.as_ref().is_none_or(|c| c.attempt != job.attempt) {
             return Err(EngineError::Conflict(Rejection::StaleJob(job.id.clone())));
         }
-        // An answer too deep to store and read back is a failure of the call.
-        let result = result.and_then(|output| match crate::types::check_json_depth(&output) {
-            Ok(()) => Ok(output),
-            Err(problem) => Err(Failure::Fatal { message: format!("the answer is {problem}") }),
-        });
         let event = match result {
             Ok(output) => Event::JobDone { job: job.id.clone(), output },
             Err(failure) => Event::JobFailed { job: job.id.clone(), failure },
@@ -753,6 +844,50 @@ impl Engine {
             }
         }
         out
+    }
+
+    /// Count a start of job `id` in the store, durably, before running it. `None`:
+    /// do not run it: it is gone, or it was started [`MAX_JOB_STARTS`] times already
+    /// without an outcome and is now an incident.
+    pub(crate) fn begin_run(&self, id: &str) -> Result<Option<Job>, EngineError> {
+        let Some(job) = self.inner.store.job(id)? else { return Ok(None) };
+        // The lock every other writer of this job record holds.
+        let shard = match &job.kind {
+            // Only removes a buffered message, runs no process code: not counted.
+            JobKind::MessageExpiry { .. } => return Ok(Some(job)),
+            JobKind::StartTimer { process } => lock_index(("deploy", process)),
+            JobKind::Connector { .. } | JobKind::Timer => lock_index(job.instance),
+        };
+        let guard = self.inner.locks[shard].lock().expect("lock");
+        let Some((job, starts)) = self.inner.store.count_start(id)? else { return Ok(None) };
+        drop(guard);
+        if starts <= MAX_JOB_STARTS {
+            return Ok(Some(job));
+        }
+        self.give_up(&job, starts - 1)?;
+        Ok(None)
+    }
+
+    /// A job that stopped the engine every time it ran: an incident on its token
+    /// (a scheduled start skips to its next time).
+    fn give_up(&self, job: &Job, starts: u32) -> Result<(), EngineError> {
+        tracing::error!(job = %job.id, instance = job.instance, starts, "a job was started again and again without finishing; not running it again");
+        let message = format!(
+            "job {} was started {starts} times without finishing: the engine stopped while running it each time \
+             (a crash, out of memory?), so it is not run again by itself; retry the incident to run the step once more",
+            job.id
+        );
+        let culprit = match &job.kind {
+            JobKind::Connector { .. } => Culprit::Job(job.id.clone()),
+            JobKind::Timer => Culprit::Timer(job.id.clone()),
+            JobKind::StartTimer { process } => return self.skip_start(job, process),
+            JobKind::MessageExpiry { .. } => return Ok(()),
+        };
+        if self.raise_incident(job.instance, &culprit, message, Some(job.id.clone()))?.is_none() {
+            // Nobody waits for it any more: drop the orphan.
+            self.inner.store.commit(Batch { jobs_delete: vec![job.clone()], ..Batch::default() })?;
+        }
+        Ok(())
     }
 
     /// Put a job back on the queue (after a run that could not report).

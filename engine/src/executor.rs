@@ -7,6 +7,11 @@
 //! exactly-once). A result that cannot be stored (disk full) puts the job back on
 //! the queue instead of losing it.
 //!
+//! Before a job runs, its start is counted in its record (durably); a job started
+//! [`crate::engine::MAX_JOB_STARTS`] times without a recorded outcome (it stopped
+//! the process each time) becomes an incident instead of a crash loop. A connector
+//! that panics fails its job (fatal: an incident); the loop carries on.
+//!
 //! The executor follows the engine's clock: on a [`crate::VirtualClock`] it waits for
 //! the clock to be moved instead of sleeping, and [`Executor::advance`] walks the
 //! clock through every due time so a simulated "3 days later" fires each timer at
@@ -14,6 +19,7 @@
 
 use crate::clock::Clock;
 use crate::connector::{Call, ConnectorError};
+use crate::contain::CatchUnwind;
 use crate::engine::{Engine, EngineError};
 use crate::runtime::{Failure, Job, JobKind};
 use std::future::Future;
@@ -63,7 +69,12 @@ impl Executor {
             for id in self.engine.take_due(self.engine.now(), free) {
                 let this = self.engine.clone();
                 running.spawn(async move {
-                    let _ = run_job(&this, &id).await;
+                    // A panic outside the connector call (a bug): retry the job later;
+                    // its starts are counted, so this cannot loop for ever.
+                    if let Err(panic) = CatchUnwind(Box::pin(run_job(&this, &id))).await {
+                        tracing::error!(job = %id, panic = %panic, "running a job panicked; will try again");
+                        this.requeue(this.now() + store_retry(), id);
+                    }
                 });
             }
             let sleep = match self.engine.next_due() {
@@ -106,6 +117,15 @@ impl Executor {
                     }
                 };
                 if job.kind.is_internal() {
+                    let job = match self.engine.begin_run(&id) {
+                        Ok(Some(job)) => job,
+                        Ok(None) => continue,
+                        Err(e) => {
+                            tracing::error!(job = %id, error = %e, "could not count a start of a due job");
+                            self.engine.requeue(job.due, id);
+                            return count;
+                        }
+                    };
                     match fire_reported(&self.engine, &job) {
                         JobOutcome::Requeued => return count,
                         _ => count += 1,
@@ -155,16 +175,37 @@ impl Executor {
     }
 }
 
+fn store_retry() -> chrono::Duration {
+    chrono::Duration::from_std(STORE_RETRY).unwrap_or_default()
+}
+
 /// Run one job by id: fire a timer, or call its connector and report the result.
+/// Its start is counted in the store first (see [`Engine::begin_run`]).
 pub async fn run_job(engine: &Engine, id: &str) -> Result<JobOutcome, EngineError> {
-    let Some(job) = engine.store().job(id)? else {
-        return Ok(JobOutcome::Stale);
+    let (e2, id2) = (engine.clone(), id.to_string());
+    let begun = tokio::task::spawn_blocking(move || e2.begin_run(&id2))
+        .await
+        .unwrap_or_else(|join| Err(EngineError::Internal(join.to_string())));
+    let job = match begun {
+        Ok(Some(job)) => job,
+        Ok(None) => return Ok(JobOutcome::Stale),
+        Err(e) => {
+            tracing::error!(job = %id, error = %e, "could not count a start of a due job; will try again");
+            engine.requeue(engine.now() + store_retry(), id.to_string());
+            return Ok(JobOutcome::Requeued);
+        }
     };
     if job.kind.is_internal() {
         let e2 = engine.clone();
         let job2 = job.clone();
-        let outcome =
-            tokio::task::spawn_blocking(move || fire_reported(&e2, &job2)).await.unwrap_or(JobOutcome::Requeued);
+        let outcome = match tokio::task::spawn_blocking(move || fire_reported(&e2, &job2)).await {
+            Ok(outcome) => outcome,
+            Err(join) => {
+                tracing::error!(job = %job.id, error = %join, "firing a timer panicked; will try again");
+                engine.requeue(engine.now() + store_retry(), job.id.clone());
+                JobOutcome::Requeued
+            }
+        };
         return Ok(outcome);
     }
     let result = call(engine, &job).await;
@@ -178,7 +219,7 @@ pub async fn run_job(engine: &Engine, id: &str) -> Result<JobOutcome, EngineErro
         Err(EngineError::Conflict(_)) | Err(EngineError::UnknownInstance(_)) => Ok(JobOutcome::Stale),
         Err(e) => {
             tracing::error!(job = %job.id, instance = job.instance, error = %e, "could not store a job result; will run it again");
-            engine.requeue(engine.now() + chrono::Duration::from_std(STORE_RETRY).unwrap_or_default(), job.id.clone());
+            engine.requeue(engine.now() + store_retry(), job.id.clone());
             Ok(JobOutcome::Requeued)
         }
     }
@@ -191,7 +232,7 @@ fn fire_reported(engine: &Engine, job: &Job) -> JobOutcome {
         Err(EngineError::Conflict(_)) | Err(EngineError::UnknownInstance(_)) => JobOutcome::Stale,
         Err(e) => {
             tracing::error!(job = %job.id, error = %e, "could not fire a timer; will try again");
-            engine.requeue(engine.now() + chrono::Duration::from_std(STORE_RETRY).unwrap_or_default(), job.id.clone());
+            engine.requeue(engine.now() + store_retry(), job.id.clone());
             JobOutcome::Requeued
         }
     }
@@ -214,15 +255,27 @@ async fn call(engine: &Engine, job: &Job) -> Result<serde_json::Value, Failure> 
     });
     let span = tracing::info_span!("job", job = %job.id, instance = job.instance, node = %job.node, connector = %connector, attempt = job.attempt);
     let timeout = Duration::from_millis(*timeout_ms);
-    let out = tokio::time::timeout(timeout, c.call(&call)).instrument(span).await;
+    // A connector that panics, in its synchronous part or in its future, fails its
+    // job: a bug in it is not worth retrying, so the step gets an incident.
+    let future = match crate::contain::catch(|| c.call(&call)) {
+        Ok(f) => f,
+        Err(panic) => return Err(panicked(connector, panic)),
+    };
+    let out = tokio::time::timeout(timeout, CatchUnwind(future)).instrument(span).await;
     match out {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => {
+        Ok(Ok(Ok(v))) => Ok(v),
+        Ok(Ok(Err(e))) => {
             tracing::warn!(error = %e, "connector call failed");
             Err(e.into())
         }
+        Ok(Err(panic)) => Err(panicked(connector, panic)),
         Err(_) => {
             Err(ConnectorError::Retryable(format!("no answer within {}", humantime::format_duration(timeout))).into())
         }
     }
+}
+
+fn panicked(connector: &str, panic: String) -> Failure {
+    tracing::error!(connector, panic = %panic, "connector panicked");
+    Failure::Fatal { message: format!("connector `{connector}` failed with an internal error (a bug in it): {panic}") }
 }

@@ -1,30 +1,33 @@
 //! nagare-engine: the workflow interpreter.
 //!
-//! Pure core: [`load`] (YAML with positions) → [`compile`] (validation, petgraph) →
-//! [`process::Process`] run by [`runtime::step`]. At the edge: [`store`] (sled),
+//! The pure core lives in the crate `nagare-core` (re-exported here: [`load`] →
+//! [`compile`] → [`process::Process`] run by [`runtime::step`]). This crate is its
+//! edge: [`store`] (sled),
 //! [`engine::Engine`] (locks, commits; [`messages`], [`timers`] and [`incidents`]
 //! add to it) and [`executor::Executor`] (due jobs: connector calls and timers).
 
+// The pure core, re-exported so that `nagare_engine::runtime` etc. keep working and
+// the edge modules below can say `crate::runtime`.
+pub use nagare_core::{compile, diag, expr, load, model, process, runtime, schedule, types};
+
+pub mod blobs;
 pub mod clock;
-pub mod compile;
 pub mod connector;
-pub mod diag;
+mod contain;
 mod due;
 pub mod engine;
 pub mod executor;
-pub mod expr;
+pub mod files;
 pub mod incidents;
-pub mod load;
+mod lock;
 pub mod messages;
-pub mod model;
-pub mod process;
-pub mod runtime;
-pub mod schedule;
+#[cfg(test)]
+mod reliability_tests;
+pub mod settings;
 pub mod sim;
 pub mod stats;
 pub mod store;
 pub mod timers;
-pub mod types;
 pub mod workers;
 
 pub use clock::{Clock, SystemClock, VirtualClock};

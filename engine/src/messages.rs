@@ -16,7 +16,8 @@
 
 use crate::engine::{lock_index, Engine, EngineError, NewWaits, StartOptions};
 use crate::process::StartTrigger;
-use crate::runtime::{self, Event, InstanceId, Job, JobKind, Rejection};
+use crate::runtime::{self, Event, FieldError, InstanceId, Job, JobKind, Rejection};
+use crate::schedule;
 use crate::store::{Batch, BufferedMessage, Subscription};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -28,7 +29,30 @@ use std::time::Duration;
 pub struct MessageOptions {
     /// How long to keep it when nobody waits yet: `None` the engine's default (one
     /// day unless configured), zero to refuse it instead ([`EngineError::NoReceiver`]).
+    /// At most [`MAX_MESSAGE_TTL`]; longer is refused ([`check_ttl`]).
     pub ttl: Option<Duration>,
+}
+
+/// Longest time to live of a buffered message: 10 years (3,650 days). A message
+/// nobody collects for that long is a mistake, and the cap keeps `expires_at` a
+/// valid RFC 3339 date whatever the client sends.
+pub const MAX_MESSAGE_TTL: Duration = Duration::from_secs(3_650 * 86_400);
+
+/// A time to live is at most [`MAX_MESSAGE_TTL`]; the error says what was sent and
+/// the limit (the API answers it with 422, the CLI exits non-zero).
+pub fn check_ttl(ttl: Duration) -> Result<(), String> {
+    if ttl > MAX_MESSAGE_TTL {
+        return Err(format!(
+            "a time to live of {} days is longer than 10 years ({} days), the longest a message is kept",
+            ttl.as_secs() / 86_400,
+            MAX_MESSAGE_TTL.as_secs() / 86_400
+        ));
+    }
+    Ok(())
+}
+
+fn ttl_refused(problem: String) -> EngineError {
+    EngineError::Rejected(Rejection::InvalidData(vec![FieldError { field: "ttl".into(), problem }]))
 }
 
 /// What became of a message.
@@ -59,10 +83,13 @@ impl Engine {
         payload: Value,
         opts: &MessageOptions,
     ) -> Result<Correlation, EngineError> {
-        if let Err(problem) = crate::types::check_json_depth(&payload) {
-            let e = runtime::FieldError { field: "payload".into(), problem };
-            return Err(EngineError::Rejected(Rejection::InvalidData(vec![e])));
+        // Refused whether or not someone waits: the same request always gets the same answer.
+        if let Some(ttl) = opts.ttl {
+            check_ttl(ttl).map_err(ttl_refused)?;
         }
+        crate::types::check_nesting(&payload).map_err(|problem| {
+            EngineError::Rejected(Rejection::InvalidData(vec![FieldError { field: "payload".into(), problem }]))
+        })?;
         let mut pending = NewWaits::new();
         let result = {
             let _m = self.inner.msg_locks[lock_index((name, key))].lock().expect("lock");
@@ -142,12 +169,17 @@ impl Engine {
             tracing::info!(message = name, key, instance = inst.id, process = %p.id, "message started an instance");
             return Ok(Correlation::Started { instance: inst.id, process: p.id.clone() });
         }
-        let ttl = opts.ttl.unwrap_or(self.inner.message_ttl);
+        // A configured default past the cap is clamped (explicit ones are refused above).
+        let ttl = opts.ttl.unwrap_or(self.inner.message_ttl.min(MAX_MESSAGE_TTL));
         if ttl.is_zero() {
             return Err(EngineError::NoReceiver { name: name.into(), key: key.into() });
         }
+        check_ttl(ttl).map_err(ttl_refused)?;
         let now = self.now();
-        let expires_at = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(36500));
+        let expires_at = chrono::Duration::from_std(ttl)
+            .map_err(|e| e.to_string())
+            .and_then(|d| schedule::checked_add(now, d))
+            .map_err(ttl_refused)?;
         let id = self.inner.store.next_message_id()?;
         let msg = BufferedMessage { id, name: name.into(), key: key.into(), payload, received_at: now, expires_at };
         let job = Job {

@@ -112,6 +112,10 @@ impl Engine {
             Some(due) => moved.jobs_put.push((Some(job.clone()), Job { due, ..job.clone() })),
             None => moved.jobs_delete.push(job.clone()),
         }
+        if p.start_paused {
+            tracing::info!(process, scheduled = %slot, "timer start paused by an administrator; nothing started, the schedule goes on");
+            return self.commit_jobs_only(moved);
+        }
         let start = match catch_up {
             CatchUp::Once => true,
             CatchUp::Skip => !missed,
@@ -128,12 +132,28 @@ impl Engine {
                 self.settle(waits);
                 Ok(())
             }
-            Err(EngineError::Rejected(r)) => {
-                tracing::error!(process, scheduled = %slot, error = %r, "scheduled start refused; the schedule goes on");
+            Err(e @ (EngineError::Rejected(_) | EngineError::Internal(_))) => {
+                tracing::error!(process, scheduled = %slot, error = %e, "scheduled start refused; the schedule goes on");
                 self.commit_jobs_only(moved)
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Move a scheduled start that keeps stopping the engine on to its next time,
+    /// without starting the instance of this slot.
+    pub(crate) fn skip_start(&self, job: &Job, process: &str) -> Result<(), EngineError> {
+        let next = self.latest(process).and_then(|p| match p.start_trigger() {
+            StartTrigger::Timer { schedule, .. } => schedule.next_after(self.now().max(job.due), p.time_zone),
+            _ => None,
+        });
+        tracing::error!(process, scheduled = %job.due, next = ?next, "scheduled start skipped: it stopped the engine every time");
+        let mut moved = Batch::default();
+        match next {
+            Some(due) => moved.jobs_put.push((Some(job.clone()), Job { due, ..job.clone() })),
+            None => moved.jobs_delete.push(job.clone()),
+        }
+        self.commit_jobs_only(moved)
     }
 
     fn commit_jobs_only(&self, batch: Batch) -> Result<(), EngineError> {

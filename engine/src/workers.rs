@@ -156,7 +156,11 @@ impl Engine {
             return Err(JobError::NotExternal(connector.to_string()));
         }
         let now = self.now();
-        let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        // The API caps leases; the clamp keeps any caller from overflowing the clock.
+        let until = chrono::Duration::from_std(lease)
+            .ok()
+            .and_then(|d| crate::schedule::checked_add(now, d).ok())
+            .unwrap_or_else(crate::schedule::latest);
         let mut pool = self.inner.workers.lock().expect("workers lock");
         let free: Vec<Entry> = pool
             .ready

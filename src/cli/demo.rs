@@ -58,7 +58,11 @@ pub fn demo(out: &Out, data: &Path) -> anyhow::Result<ExitCode> {
     let engine = open(data)?;
     println!("nagare demo — data directory {}", data.display());
     for (file, builtin) in PROCESSES {
-        let text = std::fs::read_to_string(file).unwrap_or_else(|_| builtin.to_string());
+        // The demo's own files; a missing or unreadable one falls back to the copy built in.
+        let text = super::files::read_process_file(std::path::Path::new(file))
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_else(|| builtin.to_string());
         let d = engine.deploy(file, &text).map_err(explain).with_context(|| format!("deploying {file}"))?;
         println!("  {} {} version {}", if d.created { "deployed " } else { "unchanged" }, d.id, d.version);
     }

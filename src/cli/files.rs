@@ -1,8 +1,10 @@
 //! `nagare validate` and `nagare deploy`: process files in, diagnostics out.
 
 use crate::output::Out;
+use nagare_engine::load::input;
 use nagare_engine::{Diagnostic, Engine, EngineError};
 use serde::Serialize;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -38,11 +40,28 @@ impl FileReport {
     }
 }
 
+/// Read at most [`input::READ_LIMIT`] bytes of a process file: enough to tell that a
+/// file is over the limit, and never more (`nagare validate /dev/zero` stops at 1 MiB).
+pub fn read_process_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.take(input::READ_LIMIT).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// The text of a process file, or why not: an IO error goes to `report.error`,
+/// a file too large or not UTF-8 to its diagnostics.
 fn read(path: &Path, report: &mut FileReport) -> Option<String> {
-    match std::fs::read_to_string(path) {
-        Ok(t) => Some(t),
+    let bytes = match read_process_file(path) {
+        Ok(b) => b,
         Err(e) => {
             report.error = Some(format!("cannot read {}: {e}", path.display()));
+            return None;
+        }
+    };
+    match input::decode(&bytes) {
+        Ok(text) => Some(text.to_string()),
+        Err(diags) => {
+            report.diagnostics = diags.finish(&report.file).0;
             None
         }
     }

@@ -4,10 +4,11 @@ use super::{explain, open, run_jobs};
 use crate::output::Out;
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
-use nagare_engine::{Correlation, MessageOptions};
+use nagare_engine::{messages, Correlation, MessageOptions};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Args)]
 pub struct MessageArgs {
@@ -51,12 +52,16 @@ fn payload(a: &MessageArgs) -> anyhow::Result<Value> {
     Ok(Value::Object(map))
 }
 
+/// `--ttl`: a duration text, at most 10 years ([`messages::MAX_MESSAGE_TTL`]).
+fn parse_ttl(t: &str) -> anyhow::Result<Duration> {
+    let d = humantime::parse_duration(t.trim()).map_err(|e| anyhow!("--ttl `{t}`: {e}; write e.g. 1h or 7d"))?;
+    messages::check_ttl(d).map_err(|e| anyhow!("--ttl `{t}`: {e}; write e.g. 1h or 7d"))?;
+    Ok(d)
+}
+
 pub fn send(out: &Out, data: &Path, a: MessageArgs) -> anyhow::Result<ExitCode> {
     let payload = payload(&a)?;
-    let ttl = match &a.ttl {
-        Some(t) => Some(humantime::parse_duration(t).map_err(|e| anyhow!("--ttl `{t}`: {e}; write e.g. 1h or 7d"))?),
-        None => None,
-    };
+    let ttl = a.ttl.as_deref().map(parse_ttl).transpose()?;
     let engine = open(data)?;
     let result = engine.correlate(&a.name, &a.key, payload, &MessageOptions { ttl }).map_err(explain)?;
     let ran = if a.no_run { 0 } else { run_jobs(&engine)? };

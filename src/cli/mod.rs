@@ -1,6 +1,7 @@
 //! The command groups and what they share: opening the engine, typed `--var`
 //! parsing, running service jobs inline, and turning engine errors into messages.
 
+pub mod config;
 pub mod demo;
 pub mod emulate;
 pub mod files;
@@ -31,6 +32,11 @@ pub fn set_config(path: Option<PathBuf>) {
 
 /// The connectors, configured from the config file's `connectors:` section.
 pub fn connectors() -> anyhow::Result<Arc<Connectors>> {
+    connectors_with(Arc::new(nagare_connectors::cloudsign::files::NoBlobs))
+}
+
+/// The connectors, reading file references through `blobs` (the data directory's).
+fn connectors_with(blobs: Arc<dyn nagare_connectors::cloudsign::files::BlobSource>) -> anyhow::Result<Arc<Connectors>> {
     let path = match CONFIG.get().cloned().flatten() {
         Some(p) => Some(p),
         None => Some(PathBuf::from("nagare.yaml")).filter(|p| p.exists()),
@@ -39,7 +45,7 @@ pub fn connectors() -> anyhow::Result<Arc<Connectors>> {
         Some(p) => ConnectorsConfig::from_file(&p)?,
         None => ConnectorsConfig::default(),
     };
-    Ok(Arc::new(Connectors::new(&cfg)))
+    Ok(Arc::new(Connectors::with_blobs(&cfg, blobs)))
 }
 
 /// Open the durable engine on `data` with the configured connectors.
@@ -49,7 +55,7 @@ pub fn open(data: &Path) -> anyhow::Result<Engine> {
 
 /// Open the engine and also hand back its connectors (for the kintone watcher).
 pub fn open_with(data: &Path) -> anyhow::Result<(Engine, Arc<Connectors>)> {
-    let connectors = connectors()?;
+    let connectors = connectors_with(Arc::new(nagare_connectors::cloudsign::files::FsBlobs::new(data)))?;
     let engine = Engine::builder()
         .data_dir(data)
         .map_err(explain)?

@@ -6,6 +6,7 @@ use crate::output::Out;
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use nagare::server::auth::{self, UserDirectory, Users};
+use nagare::server::conn::Limits;
 use nagare::server::{AppState, Server};
 use nagare_connectors::kintone::trigger::Watcher;
 use nagare_engine::process::NodeKind;
@@ -13,6 +14,7 @@ use nagare_engine::{Engine, EngineError};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The demo tokens of `config/users.yaml`, published in the README: a server that
 /// accepts any of them must not be reachable by anyone else.
@@ -41,6 +43,41 @@ pub struct ServeArgs {
     /// new version; an unchanged one is left as it is).
     #[arg(long, env = "NAGARE_PROCESSES", default_value = "processes")]
     processes: PathBuf,
+    /// A request head must be complete within this (from its first byte); else 408
+    /// and the connection is closed.
+    #[arg(long, env = "NAGARE_HEADER_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    header_timeout: Duration,
+    /// A request body must arrive within this (from its head), plus a second per
+    /// 64 KiB received; else 408 and the connection is closed.
+    #[arg(long, env = "NAGARE_BODY_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
+    body_timeout: Duration,
+    /// A kept-alive connection without a request, or a response the client does not
+    /// read, is closed after this.
+    #[arg(long, env = "NAGARE_IDLE_TIMEOUT", default_value = "60s", value_parser = positive_duration)]
+    idle_timeout: Duration,
+    /// Connections served at once; beyond, a new connection is answered 503 and closed.
+    #[arg(long, env = "NAGARE_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_connections: u32,
+}
+
+impl ServeArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections as usize,
+        }
+    }
+}
+
+/// A duration like `10s`, `500ms`, `2m`: more than zero, at most a day.
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. `10s`, `500ms`, `2m`)"))?;
+    if d.is_zero() || d > Duration::from_secs(24 * 3600) {
+        return Err(format!("`{s}` is out of range: more than 0 and at most 24h"));
+    }
+    Ok(d)
 }
 
 /// Deploy every process file in `dir`; any file with errors stops the start.
@@ -61,8 +98,16 @@ fn deploy_dir(engine: &Engine, dir: &Path) -> anyhow::Result<usize> {
     let mut broken = 0;
     for path in &files {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {name}"))?;
-        match engine.deploy(&name, &text) {
+        let bytes = super::files::read_process_file(path).with_context(|| format!("cannot read {name}"))?;
+        let text = match nagare_engine::load::input::decode(&bytes) {
+            Ok(t) => t,
+            Err(diags) => {
+                eprint!("{}", diags.finish(&name));
+                broken += 1;
+                continue;
+            }
+        };
+        match engine.deploy(&name, text) {
             Ok(d) => {
                 tracing::info!(process = %d.id, version = d.version, created = d.created, file = %name, "process file")
             }
@@ -115,9 +160,10 @@ pub fn serve(data: &Path, a: ServeArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {} (in use? pass --addr HOST:PORT)", a.addr))?;
         // The watcher polls the kintone watches and serves /hooks/kintone/{process}.
-        let watcher = Arc::new(Watcher::new(engine.clone(), connectors));
+        let watcher = Arc::new(Watcher::new(engine.clone(), connectors.clone()));
         let watched = watcher.watched();
-        let state = AppState::new(engine, users).with_watcher(watcher);
+        let limits = a.limits();
+        let state = AppState::new(engine, users).with_watcher(watcher).with_connectors(connectors).with_limits(limits);
         reload_users_on_sighup(a.users.clone(), state.users.clone());
         let server = Server::start_with(listener, state, super::run::shutdown_signal())?;
         eprintln!(

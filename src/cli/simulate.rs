@@ -23,10 +23,10 @@ pub struct SimulateArgs {
     /// Random steps per seed before the final drain.
     #[arg(long, default_value_t = SimOptions::default().steps)]
     steps: usize,
-    /// Also generate task due dates computed from form values (finds the date
-    /// overflow of issue 10, finding 2, until checked date arithmetic lands).
+    /// Leave out task due dates computed from form values (`add_days(now, v1)`
+    /// with hostile numbers).
     #[arg(long)]
-    hostile_dates: bool,
+    no_hostile_dates: bool,
     /// Count an idempotency key reused for a different call (issue 10, finding 12)
     /// instead of failing on it.
     #[arg(long)]
@@ -40,7 +40,7 @@ static LAST_PANIC: Mutex<Option<String>> = Mutex::new(None);
 pub fn run(out: &Out, a: SimulateArgs) -> anyhow::Result<ExitCode> {
     let opts = SimOptions {
         steps: a.steps,
-        hostile_dates: a.hostile_dates,
+        hostile_dates: !a.no_hostile_dates,
         strict_keys: !a.lenient_keys,
         ..SimOptions::default()
     };

@@ -103,6 +103,12 @@ impl Caller {
             || open_tasks.iter().any(|t| self.may_work(t))
     }
 
+    /// Whether the caller may start `p` by hand: its `start: groups:` (if any) name
+    /// one of the caller's groups, or the caller is an administrator.
+    pub fn may_start(&self, p: &nagare_engine::process::Process) -> bool {
+        self.admin || p.start_groups.is_empty() || p.start_groups.iter().any(|g| self.groups.contains(g))
+    }
+
     pub fn require_admin(&self, what: &str) -> Result<(), ApiError> {
         if self.admin {
             Ok(())
@@ -266,12 +272,23 @@ impl UserDirectory {
     }
 }
 
-/// Middleware: a valid `Authorization: Bearer <token>` or 401.
+/// Paths that need no token: health and readiness, and the webhooks (which carry
+/// their own secret). Everything else, known route or not, needs one.
+pub fn is_public(path: &str) -> bool {
+    path == "/health" || path == "/ready" || path.starts_with("/hooks/")
+}
+
+/// Middleware, in front of routing: a valid `Authorization: Bearer <token>` or 401,
+/// on every path but the [public](is_public) ones. Being in front, it answers before
+/// the router can say 404 or 405, so strangers learn nothing about the routes.
 pub async fn require_token(
     State(users): State<Arc<UserDirectory>>,
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    if is_public(req.uri().path()) {
+        return Ok(next.run(req).await);
+    }
     let header = req.headers().get(header::AUTHORIZATION).ok_or_else(|| {
         ApiError::unauthorized("this endpoint needs `Authorization: Bearer <token>`; `nagare token` makes one")
     })?;

@@ -134,6 +134,22 @@ impl ApiError {
             EngineError::UnknownProcess(id) => {
                 Self::new(StatusCode::NOT_FOUND, "unknown-process", format!("no process `{}` is deployed", echo(&id)))
             }
+            EngineError::Blob(nagare_engine::blobs::BlobError::TooLarge { limit }) => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "file-too-large",
+                format!("the file is larger than {limit} bytes, the limit of this variable"),
+            ),
+            EngineError::Blob(nagare_engine::blobs::BlobError::NotPdf(why)) => {
+                Self::unprocessable("not-a-pdf", format!("the file is not a PDF: {why}"))
+            }
+            EngineError::Blob(err) => {
+                tracing::error!(error = %err, "blob store failed");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "file-store-failed",
+                    format!("storing or reading a file failed: {err}"),
+                )
+            }
             EngineError::UnknownInstance(id) => Self::unknown_instance(id),
             EngineError::UnknownTask(id) => Self::unknown_task(&id),
             EngineError::NoReceiver { name, key } => Self::new(
@@ -145,6 +161,10 @@ impl ApiError {
                     echo(&key)
                 ),
             ),
+            EngineError::Internal(panic) => {
+                tracing::error!(panic = %panic, "engine request panicked");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", EngineError::Internal(panic).to_string())
+            }
             EngineError::Conflict(r) => {
                 let message = r.to_string();
                 let (code, details) = match r {
@@ -189,6 +209,11 @@ impl IntoResponse for ApiError {
         let mut resp = (status, Json(body)).into_response();
         if unauthorized {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body is left unread, so the connection ends after this
+            // response; say so, or a client would send its next request on it.
+            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         resp
     }

@@ -7,9 +7,8 @@
 //! record ever. This is a thin wrapper so that the route is in the OpenAPI document
 //! and the request metrics like every other.
 
-use super::extract::{ApiPath, ApiQuery};
+use super::extract::{ApiBytes, ApiPath, ApiQuery};
 use super::AppState;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -58,7 +57,7 @@ pub async fn kintone(
     State(state): State<AppState>,
     ApiPath(process): ApiPath<String>,
     ApiQuery(q): ApiQuery<HookQuery>,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Response {
     let Some(watcher) = state.watcher.clone() else {
         return HookError {

@@ -28,6 +28,7 @@ pub struct IncidentQuery {
     /// Only incidents at this node.
     pub node: Option<String>,
     /// At most this many, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
 }
 

@@ -49,7 +49,7 @@ pub fn open_tasks(engine: &Engine, inst: &Instance) -> ApiResult<Vec<Task>> {
 }
 
 /// The instance and its open tasks, if the caller may see it; else 404.
-fn visible(engine: &Engine, caller: &Caller, id: u64) -> ApiResult<(Instance, Vec<Task>)> {
+pub(super) fn visible(engine: &Engine, caller: &Caller, id: u64) -> ApiResult<(Instance, Vec<Task>)> {
     let inst = engine.instance(id)?;
     let tasks = open_tasks(engine, &inst)?;
     if !caller.may_see_instance(&inst, &tasks) {
@@ -63,6 +63,7 @@ fn visible(engine: &Engine, caller: &Caller, id: u64) -> ApiResult<(Instance, Ve
 #[serde(deny_unknown_fields)]
 pub struct StartRequest {
     /// Process id; the latest version starts.
+    #[schema(min_length = 1, max_length = 200)]
     pub process: String,
     /// Initial variables, checked against their declared types.
     #[serde(default)]
@@ -70,6 +71,7 @@ pub struct StartRequest {
     pub variables: VarsJson,
     /// A start with a key that already has an instance returns that instance.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
     pub business_key: Option<String>,
 }
 
@@ -80,20 +82,31 @@ pub struct StartRequest {
         (status = 201, description = "Started (or, with a known business key, the existing instance)", body = InstanceView),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The process's `start: groups` name none of the caller's groups", body = ErrorBody),
         (status = 404, description = "No such process", body = ErrorBody),
-        (status = 422, description = "Variables refused: `details.errors` lists every field with its problem and expected type", body = ErrorBody),
+        (status = 422, description = "Variables refused, or a start rule broken: `details.errors` lists every field with its problem (and expected type); or an empty or too long `process` or `business_key`", body = ErrorBody),
     ))]
 pub async fn start(
     State(state): State<AppState>,
     Auth(caller): Auth,
     ApiJson(req): ApiJson<StartRequest>,
 ) -> ApiResult<(StatusCode, Json<InstanceView>)> {
+    check_text("process", &req.process, MAX_KEY_CHARS, true)?;
     if let Some(k) = &req.business_key {
         check_text("business_key", k, MAX_KEY_CHARS, true)?;
     }
     let engine = state.engine.clone();
     let view = blocking(move || {
         let process = engine.latest(&req.process);
+        if let Some(p) = &process {
+            if !caller.may_start(p) {
+                return Err(ApiError::forbidden(format!(
+                    "only members of {} may start `{}`",
+                    p.start_groups.join(", "),
+                    super::error::echo(&p.id)
+                )));
+            }
+        }
         let vars = req.variables.into_iter().collect();
         let opts = StartOptions { by: Some(caller.id.clone()), business_key: req.business_key };
         let inst = engine.start(&req.process, vars, opts).map_err(|e| ApiError::engine(e, process.as_deref()))?;
@@ -112,6 +125,7 @@ pub struct ListQuery {
     /// Only instances of this process.
     pub process: Option<String>,
     /// running, incident, completed or cancelled.
+    #[param(inline, value_type = Option<StatusParam>)]
     pub status: Option<String>,
     /// Only instances started by this user.
     pub started_by: Option<String>,
@@ -122,7 +136,20 @@ pub struct ListQuery {
     /// The `next` cursor of the previous page.
     pub after: Option<u64>,
     /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
+}
+
+/// The `status` filter as the document lists it; the handler reads the text with
+/// [`Status::parse`], and the API tests check both agree.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum StatusParam {
+    Running,
+    Incident,
+    Completed,
+    Cancelled,
 }
 
 /// Page size from a query: default, at least 1, at most [`MAX_PAGE`].
@@ -220,7 +247,8 @@ pub async fn history(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelRequest {
-    /// Why; kept in the history.
+    /// Why; kept in the history. 1 to 1,000 characters.
+    #[schema(min_length = 1, max_length = 1000)]
     pub reason: String,
 }
 

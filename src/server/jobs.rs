@@ -51,14 +51,17 @@ const MAX_MESSAGE_CHARS: usize = 4000;
 #[serde(deny_unknown_fields)]
 pub struct ActivateRequest {
     /// The connector to serve, `<instance>.<operation>` (`pdf.render`).
+    #[schema(min_length = 1, max_length = 200)]
     pub connector: Option<String>,
     /// Several connectors at once (with or instead of `connector`).
     #[serde(default)]
     pub connectors: Vec<String>,
     /// A name for this worker process, when a user runs several (default: the
     /// caller's user id). `complete` and `fail` must give the same name.
+    #[schema(min_length = 1, max_length = 200)]
     pub worker: Option<String>,
     /// At most this many jobs, 1 to 100 (default 1).
+    #[schema(minimum = 1, maximum = 100)]
     pub max_jobs: Option<usize>,
     /// How long the jobs are the worker's: seconds (`30`) or a duration text
     /// (`"30s"`, `"5m"`), 1 s to 24 h (default 5 minutes). After that another worker
@@ -67,6 +70,7 @@ pub struct ActivateRequest {
     pub lease: Option<DurationArg>,
     /// Long poll: when no job is due, wait up to this many seconds (0 to 60, default
     /// 0) for one before answering an empty list.
+    #[schema(maximum = 60)]
     pub wait: Option<u64>,
 }
 
@@ -108,19 +112,21 @@ impl From<ActivatedJob> for JobView {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CompleteRequest {
+pub struct JobCompleteRequest {
     /// The service's result: the step's `set:` reads it as `result` (default `{}`).
     #[serde(default)]
     #[schema(value_type = Object)]
     pub output: Option<Value>,
     /// The worker name given to `activate`, if one was.
+    #[schema(min_length = 1, max_length = 200)]
     pub worker: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FailRequest {
-    /// What went wrong (kept in the history, shown in an incident).
+    /// What went wrong (kept in the history, shown in an incident). 1 to 4,000 characters.
+    #[schema(min_length = 1, max_length = 4000)]
     pub message: String,
     /// Worth trying again (default true): retried after the step's backoff until its
     /// attempts run out, then an incident. False: an incident at once.
@@ -130,8 +136,10 @@ pub struct FailRequest {
     pub retry_after: Option<u64>,
     /// A business error instead (the service said no): an error boundary of the
     /// step with this code takes the token on; none is an incident.
+    #[schema(min_length = 1, max_length = 100)]
     pub error_code: Option<String>,
     /// The worker name given to `activate`, if one was.
+    #[schema(min_length = 1, max_length = 200)]
     pub worker: Option<String>,
 }
 
@@ -263,7 +271,7 @@ pub async fn activate(
 /// token moves on. Only the worker holding the job's lease may report it.
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/complete", operation_id = "complete_job", tag = "jobs",
     params(("id" = String, Path, description = "Job id (from `activate`)")),
-    request_body = CompleteRequest,
+    request_body = JobCompleteRequest,
     responses(
         (status = 200, description = "Recorded; the instance as it is now", body = InstanceView),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
@@ -276,7 +284,7 @@ pub async fn complete(
     State(state): State<AppState>,
     Auth(caller): Auth,
     ApiPath(id): ApiPath<String>,
-    ApiJson(req): ApiJson<CompleteRequest>,
+    ApiJson(req): ApiJson<JobCompleteRequest>,
 ) -> ApiResult<Json<InstanceView>> {
     require_worker(&state, &caller)?;
     let worker = holder(&caller, req.worker.as_deref())?;

@@ -52,10 +52,12 @@ impl DurationArg {
 #[serde(deny_unknown_fields)]
 pub struct MessageRequest {
     /// Message name, as in the process (`message: 署名完了`).
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// Correlation key: the value the waiting node's `key:` expression has. Empty
     /// (or left out) for messages without a key.
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub key: String,
     /// Data for the receiver: the receiving node's `set:` reads it as `payload`;
     /// without one, fields named like declared variables are copied.
@@ -64,7 +66,8 @@ pub struct MessageRequest {
     pub payload: Option<Value>,
     /// If nobody waits yet, keep the message this long for a token that starts
     /// waiting: seconds (`3600`) or a duration text (`"7d"`, `"1h 30m"`). Default one
-    /// day; `0` refuses the message (404 `no-receiver`) when nobody waits now.
+    /// day; `0` refuses the message (404 `no-receiver`) when nobody waits now. At most
+    /// 10 years (3650 days); longer is 422 `bad-ttl`.
     #[schema(value_type = Option<String>, example = "7d")]
     pub ttl: Option<DurationArg>,
 }
@@ -130,6 +133,9 @@ pub async fn send(
     check_text("name", &req.name, MAX_NAME_CHARS, true)?;
     check_text("key", &req.key, MAX_KEY_CHARS, false)?;
     let ttl = req.ttl.as_ref().map(|t| t.parse("ttl", "bad-ttl")).transpose()?;
+    if let Some(t) = ttl {
+        nagare_engine::messages::check_ttl(t).map_err(|m| ApiError::unprocessable("bad-ttl", format!("`ttl`: {m}")))?;
+    }
     let payload = req.payload.unwrap_or_else(|| Value::Object(Default::default()));
     let engine = state.engine.clone();
     let result = blocking(move || Ok(engine.correlate(&req.name, &req.key, payload, &MessageOptions { ttl })?)).await?;

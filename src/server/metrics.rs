@@ -3,7 +3,9 @@
 //!
 //! Engine figures come from [`nagare_engine::Engine::stats`]; HTTP figures are
 //! counted here per method, route template and status, so `/api/v1/tasks/12-3`
-//! and `/api/v1/tasks/12-4` are one series.
+//! and `/api/v1/tasks/12-4` are one series. Every label is bounded whatever the
+//! client sends: the method is one of [`METHODS`] or `OTHER`, the route is a
+//! template of the router or `unmatched`, the status one the server produced.
 
 use super::AppState;
 use axum::extract::{MatchedPath, Request, State};
@@ -28,17 +30,39 @@ impl HttpStats {
     }
 }
 
-/// Middleware: count the request and log it.
+/// The methods counted by name; any other (a client may send any token) is `OTHER`.
+pub const METHODS: [&str; 7] = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
+/// The route label of a request no route matched.
+pub const UNMATCHED: &str = "unmatched";
+
+/// The method as a metric label: one of [`METHODS`], else `OTHER`.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    METHODS.iter().copied().find(|m| *m == method.as_str()).unwrap_or("OTHER")
+}
+
+/// Middleware inside the router: hand the matched route template out with the
+/// response, for [`track`], which runs before routing.
+pub async fn expose_route(req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let mut resp = next.run(req).await;
+    if let Some(route) = route {
+        resp.extensions_mut().insert(route);
+    }
+    resp
+}
+
+/// Middleware around the router: count the request and log it. A request refused
+/// before routing (no token) has the route `unmatched`.
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let method = req.method().to_string();
-    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
+    let method = method_label(req.method()).to_string();
     let path = req.uri().path().to_string();
     let t = Instant::now();
     let resp = next.run(req).await;
+    let route = resp.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
     let status = resp.status().as_u16();
-    tracing::debug!(%method, %path, status, micros = t.elapsed().as_micros() as u64, "request");
+    tracing::debug!(%method, path = %super::error::echo(&path), status, micros = t.elapsed().as_micros() as u64, "request");
     // Unmatched paths are one series, so a scanner cannot grow the map without bound.
-    let route = route.unwrap_or_else(|| "(unmatched)".to_string());
+    let route = route.unwrap_or_else(|| UNMATCHED.to_string());
     *state.http.requests.lock().expect("stats lock").entry((method, route, status)).or_insert(0) += 1;
     resp
 }
@@ -79,5 +103,11 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         let route = route.replace('\\', "\\\\").replace('"', "\\\"");
         let _ = writeln!(out, "{name}{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}");
     }
+    let name = "nagare_http_panics_total";
+    let _ = write!(
+        out,
+        "# HELP {name} Requests that panicked and were answered 500 (bugs: please report).\n# TYPE {name} counter\n{name} {}\n",
+        super::panic::panics()
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
 }

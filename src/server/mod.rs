@@ -8,10 +8,16 @@
 //!
 //! Engine calls block (sled, fsync), so handlers run them on tokio's blocking pool
 //! ([`blocking`]); a client that hangs up mid-request does not cancel a commit.
+//! Connections are accepted by [`conn::serve`] (timeouts, connection cap), and a
+//! panic in one request is that request's `500` ([`panic`]).
 
 pub mod auth;
+mod cloudsign_hook;
+mod config;
+pub mod conn;
 pub mod error;
 pub mod extract;
+mod files;
 mod health;
 mod hooks;
 mod incidents;
@@ -20,23 +26,25 @@ mod jobs;
 mod messages;
 pub mod metrics;
 pub mod openapi;
+pub mod panic;
 mod processes;
 mod tasks;
 pub mod views;
 
 use crate::server::auth::{UserDirectory, Users};
 use crate::server::error::{ApiError, ApiResult};
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use axum::Router;
 use nagare_connectors::kintone::trigger::Watcher;
 use nagare_engine::{Engine, Executor};
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
 
 /// Largest request body in general: variables may hold long texts and lists.
@@ -62,6 +70,11 @@ pub struct AppState {
     /// The kintone watcher: serves `/hooks/kintone/{process}` and, while the server
     /// runs, polls every watched process. `None`: the hook answers 404.
     pub watcher: Option<Arc<Watcher>>,
+    /// Timeouts and the connection cap of the accept loop.
+    pub limits: conn::Limits,
+    /// The configured connectors: `/hooks/cloudsign` reads its secret and allow-list
+    /// from them. `None`: that hook answers 404.
+    pub connectors: Option<Arc<nagare_connectors::Connectors>>,
 }
 
 impl AppState {
@@ -73,7 +86,21 @@ impl AppState {
             ready: Arc::new(AtomicBool::new(true)),
             stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
             watcher: None,
+            limits: conn::Limits::default(),
+            connectors: None,
         }
+    }
+
+    /// With other timeouts or connection cap than the defaults.
+    pub fn with_limits(mut self, limits: conn::Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// With the configured connectors (see [`AppState::connectors`]).
+    pub fn with_connectors(mut self, connectors: Arc<nagare_connectors::Connectors>) -> Self {
+        self.connectors = Some(connectors);
+        self
     }
 
     /// With a kintone watcher (see [`AppState::watcher`]).
@@ -83,82 +110,125 @@ impl AppState {
     }
 }
 
-/// Run engine work on the blocking pool.
+/// Run engine work on the blocking pool. A panic there is this request's `500`
+/// (see [`panic`]), not the server's end.
 pub async fn blocking<T, F>(f: F) -> ApiResult<T>
 where
     F: FnOnce() -> ApiResult<T> + Send + 'static,
     T: Send + 'static,
 {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(format!("request worker failed: {e}")))?
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => Err(panic::contained("an engine call", e.into_panic().as_ref())),
+        Err(e) => Err(ApiError::internal(format!("the request's worker was stopped: {e}"))),
+    }
 }
 
 /// The routes that need a token, registered once for both router and document.
-fn protected() -> OpenApiRouter<AppState> {
-    let (schemas, paths, processes) = routes!(processes::list, processes::deploy);
+fn protected(names: &mut SchemaNames) -> OpenApiRouter<AppState> {
+    let (schemas, paths, processes) = names.check(routes!(processes::list, processes::deploy));
     OpenApiRouter::new()
         .routes((schemas, paths, processes.layer(DefaultBodyLimit::max(DEPLOY_BODY_LIMIT))))
-        .routes(routes!(processes::get))
-        .routes(routes!(instances::list, instances::start))
-        .routes(routes!(instances::get))
-        .routes(routes!(instances::history))
-        .routes(routes!(instances::cancel))
-        .routes(routes!(tasks::inbox))
-        .routes(routes!(tasks::get))
-        .routes(routes!(tasks::claim))
-        .routes(routes!(tasks::unclaim))
-        .routes(routes!(tasks::assign))
-        .routes(routes!(tasks::complete))
-        .routes(routes!(tasks::send_back))
-        .routes(routes!(tasks::fail))
-        .routes(routes!(messages::send))
-        .routes(routes!(incidents::list))
-        .routes(routes!(incidents::retry))
-        .routes(routes!(incidents::resolve))
-        .routes(routes!(jobs::activate))
-        .routes(routes!(jobs::complete))
-        .routes(routes!(jobs::fail))
-        .routes(routes!(metrics::metrics))
-        .routes(routes!(openapi::document))
+        .routes(names.check(routes!(processes::get)))
+        .routes(names.check(routes!(config::get, config::change)))
+        .routes(names.check(routes!(instances::list, instances::start)))
+        .routes(names.check(routes!(instances::get)))
+        .routes(names.check(routes!(instances::history)))
+        .routes(names.check(routes!(instances::cancel)))
+        .routes(names.check(routes!(files::upload)))
+        .routes(names.check(routes!(files::download)))
+        .routes(names.check(routes!(tasks::inbox)))
+        .routes(names.check(routes!(tasks::get)))
+        .routes(names.check(routes!(tasks::claim)))
+        .routes(names.check(routes!(tasks::unclaim)))
+        .routes(names.check(routes!(tasks::assign)))
+        .routes(names.check(routes!(tasks::complete)))
+        .routes(names.check(routes!(tasks::send_back)))
+        .routes(names.check(routes!(tasks::fail)))
+        .routes(names.check(routes!(messages::send)))
+        .routes(names.check(routes!(incidents::list)))
+        .routes(names.check(routes!(incidents::retry)))
+        .routes(names.check(routes!(incidents::resolve)))
+        .routes(names.check(routes!(jobs::activate)))
+        .routes(names.check(routes!(jobs::complete)))
+        .routes(names.check(routes!(jobs::fail)))
+        .routes(names.check(routes!(metrics::metrics)))
+        .routes(names.check(routes!(openapi::document)))
 }
 
 /// The routes that need no token: health, and webhooks (which carry their own secret).
-fn public() -> OpenApiRouter<AppState> {
+fn public(names: &mut SchemaNames) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(health::health))
-        .routes(routes!(health::ready))
-        .routes(routes!(hooks::kintone))
+        .routes(names.check(routes!(health::health)))
+        .routes(names.check(routes!(health::ready)))
+        .routes(names.check(routes!(hooks::kintone)))
+        .routes(names.check(routes!(cloudsign_hook::with_secret)))
+        .routes(names.check(routes!(cloudsign_hook::with_token)))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+}
+
+/// Schema names met while registering routes, with their definitions. The document
+/// keeps one schema per name and silently drops any other: two types called
+/// `CompleteRequest` once documented the task's complete with the job worker's body.
+#[derive(Default)]
+struct SchemaNames {
+    seen: BTreeMap<String, String>,
+    clashes: BTreeSet<String>,
+}
+
+impl SchemaNames {
+    fn check(&mut self, r: UtoipaMethodRouter<AppState>) -> UtoipaMethodRouter<AppState> {
+        for (name, schema) in &r.0 {
+            let json = serde_json::to_string(schema).unwrap_or_default();
+            match self.seen.get(name) {
+                Some(prev) if *prev != json => {
+                    self.clashes.insert(name.clone());
+                }
+                Some(_) => {}
+                None => {
+                    self.seen.insert(name.clone(), json);
+                }
+            }
+        }
+        r
+    }
+}
+
+/// Names given to two different schemas among the routes (must be none).
+pub fn schema_name_clashes() -> Vec<String> {
+    let mut names = SchemaNames::default();
+    let _ = (protected(&mut names), public(&mut names));
+    names.clashes.into_iter().collect()
 }
 
 /// The router with its state, and the OpenAPI document of exactly its routes.
 pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
-    let protected = protected()
-        .layer(axum::middleware::from_fn_with_state(state.users.clone(), auth::require_token))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+    let mut names = SchemaNames::default();
+    let protected = protected(&mut names).layer(DefaultBodyLimit::max(BODY_LIMIT));
+    let public = public(&mut names);
+    debug_assert!(names.clashes.is_empty(), "schema names used for two types: {:?}", names.clashes);
     let (router, mut doc) =
-        OpenApiRouter::with_openapi(openapi::base()).merge(protected).merge(public()).split_for_parts();
+        OpenApiRouter::with_openapi(openapi::base()).merge(protected).merge(public).split_for_parts();
     openapi::finish(&mut doc);
     let doc_json = Arc::new(serde_json::to_string(&doc).expect("the OpenAPI document serializes"));
-    let router = router
+    let routes = router
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::Extension(openapi::Document(doc_json)))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
-        .with_state(state);
+        .layer(axum::middleware::from_fn(metrics::expose_route))
+        .with_state(state.clone());
+    // The token check and the request counter wrap the whole router, not each
+    // route (`Router::layer` runs after routing: a 405 would come first): no token,
+    // 401, before any 404 or 405.
+    let router = Router::new()
+        .fallback_service(routes)
+        .layer(axum::middleware::from_fn_with_state(state.users.clone(), auth::require_token))
+        .layer(axum::middleware::from_fn_with_state(state, metrics::track));
     (router, doc)
 }
 
-/// Unknown paths: 401 without a valid token (nothing but health answers strangers),
-/// else 404, both as JSON.
-async fn no_route(State(state): State<AppState>, headers: HeaderMap, uri: axum::http::Uri) -> ApiError {
-    let token = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.split_once(' '))
-        .map(|(_, t)| t.trim());
-    if token.and_then(|t| state.users.current().authenticate(t)).is_none() {
-        return ApiError::unauthorized("this endpoint needs `Authorization: Bearer <token>`");
-    }
+/// Unknown paths (the caller has a valid token: [`auth::require_token`] runs first).
+async fn no_route(uri: axum::http::Uri) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "no-route",
@@ -170,7 +240,11 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method-not-allowed",
-        format!("{method} is not allowed on {}; see /api/v1/openapi.json", error::echo(uri.path())),
+        format!(
+            "{} is not allowed on {}; see /api/v1/openapi.json",
+            error::echo(method.as_str()),
+            error::echo(uri.path())
+        ),
     )
 }
 
@@ -237,11 +311,11 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
     let engine = state.engine.clone();
     let ready = state.ready.clone();
     let stopping = state.stopping.clone();
     let watcher = state.watcher.clone();
+    let limits = state.limits;
     let (router, _) = app(state);
     let (exec_stop, exec_stopped) = tokio::sync::watch::channel(false);
     let polling = watcher.map(|w| {
@@ -251,26 +325,16 @@ pub async fn run(
             w.run(async move { while rx.changed().await.is_ok() && !*rx.borrow() {} }).await
         })
     });
-    let executor = tokio::spawn({
-        let engine = engine.clone();
-        async move {
-            let mut rx = exec_stopped;
-            Executor::new(engine).run(async move { while rx.changed().await.is_ok() && !*rx.borrow() {} }).await
-        }
-    });
+    let executor = tokio::spawn(supervise_executor(engine.clone(), exec_stopped));
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "nagare API listening");
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            ready.store(false, Ordering::SeqCst);
-            stopping.send_replace(true);
-            tracing::info!("shutting down: finishing requests in flight");
-        })
-        .await;
+    let served = conn::serve(listener, router, limits, async move {
+        shutdown.await;
+        ready.store(false, Ordering::SeqCst);
+        stopping.send_replace(true);
+        tracing::info!("shutting down: finishing requests in flight");
+    })
+    .await;
     let _ = exec_stop.send(true);
     if let Some(polling) = polling {
         if let Err(e) = polling.await {
@@ -287,4 +351,73 @@ pub async fn run(
     }
     tracing::info!("stopped");
     served
+}
+
+/// Run the executor until `stop` says true. A panic in its loop (a bug: a job's
+/// own panic stays in that job's task) is logged and the executor starts again a
+/// second later, instead of leaving the server without service calls and timers.
+async fn supervise_executor(engine: Engine, stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let mut rx = stop.clone();
+        let run = tokio::spawn({
+            let engine = engine.clone();
+            async move {
+                Executor::new(engine)
+                    .run(async move { while !*rx.borrow_and_update() && rx.changed().await.is_ok() {} })
+                    .await
+            }
+        });
+        match run.await {
+            Err(e) if e.is_panic() && !*stop.borrow() => {
+                let text = panic::payload_text(e.into_panic().as_ref()).to_string();
+                tracing::error!(panic = %text, "the executor panicked (a bug); it starts again in 1 s");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            _ => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    mod first {
+        #[derive(serde::Deserialize, utoipa::ToSchema)]
+        #[allow(dead_code)]
+        pub struct Same {
+            pub output: u32,
+        }
+        #[utoipa::path(post, path = "/a", request_body = Same, responses((status = 200)))]
+        pub async fn a(_: axum::Json<Same>) {}
+    }
+
+    mod second {
+        #[derive(serde::Deserialize, utoipa::ToSchema)]
+        #[allow(dead_code)]
+        pub struct Same {
+            pub variables: String,
+        }
+        #[utoipa::path(post, path = "/b", request_body = Same, responses((status = 200)))]
+        pub async fn b(_: axum::Json<Same>) {}
+    }
+
+    #[test]
+    fn two_types_with_one_schema_name_are_found() {
+        let mut names = SchemaNames::default();
+        let _ = names.check(routes!(first::a));
+        let _ = names.check(routes!(first::a));
+        assert!(names.clashes.is_empty(), "the same type twice is fine");
+        let _ = names.check(routes!(second::b));
+        assert_eq!(names.clashes.into_iter().collect::<Vec<_>>(), ["Same"]);
+        assert_eq!(schema_name_clashes(), Vec::<String>::new(), "the server's own routes");
+    }
+
+    #[tokio::test]
+    async fn a_panic_on_the_blocking_pool_is_a_500_internal() {
+        let before = panic::panics();
+        let e = blocking(|| -> ApiResult<()> { panic!("bug") }).await.unwrap_err();
+        assert_eq!((e.status, e.code), (StatusCode::INTERNAL_SERVER_ERROR, "internal"));
+        assert!(panic::panics() > before);
+    }
 }

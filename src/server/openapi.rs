@@ -30,7 +30,10 @@ pub fn base() -> OpenApi {
                     "Deploy and start processes, work user tasks (inbox, claim, complete, send back, end with a \
                      business error), inspect instances, send messages, fix incidents, serve external connectors' jobs. Every route but /health, \
                      /ready and the webhooks under /hooks needs `Authorization: Bearer <token>` (a webhook carries \
-                     its own `?secret=`). Errors are JSON `{code, message, details}`.",
+                     its own `?secret=`). Errors are JSON `{code, message, details}`. Without a valid token every \
+                     path but those answers 401 before any 404 or 405. Any request may also be answered 408 \
+                     (`header-timeout`: the request head came too slowly), 414 (`uri-too-long`), 431 \
+                     (`headers-too-large`) or 503 (`busy`: too many connections; retry), all as JSON.",
                 ))
                 .build(),
         )
@@ -38,6 +41,7 @@ pub fn base() -> OpenApi {
             tag("processes", "Deployed process definitions"),
             tag("instances", "Running and finished process instances"),
             tag("tasks", "User tasks: the inbox and the work on one task"),
+            tag("files", "Content of file variables: upload before start or completion, download"),
             tag("messages", "Messages to waiting processes (how outside systems report back)"),
             tag("incidents", "Stopped tokens waiting for an operator: list, retry, resolve"),
             tag("jobs", "External workers: activate jobs of external connectors, report their results"),
@@ -50,7 +54,7 @@ pub fn base() -> OpenApi {
 /// Add the bearer scheme and make it the default requirement, and the error
 /// responses every operation of a kind can give, so that no operation forgets one:
 /// 401 and 500 on every protected route, 400 where there are parameters to get
-/// wrong, 400/413/415 where there is a body.
+/// wrong, 408 where there is a body, 400/413/415/422 where it is JSON.
 pub fn finish(doc: &mut OpenApi) {
     for item in doc.paths.paths.values_mut() {
         let ops = [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch];
@@ -63,14 +67,32 @@ pub fn finish(doc: &mut OpenApi) {
                 continue;
             }
             add("401", "No valid token (`unauthorized`)");
-            add("500", "The store failed (`store-failed`): the outcome is unknown, look before retrying");
+            add(
+                "500",
+                "The store failed (`store-failed`) or an internal error stopped the request (`internal`): the \
+                 outcome is unknown, look before retrying",
+            );
             if op.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
                 add("400", "A bad path or query parameter (`bad-path`, `bad-query`)");
             }
             if op.request_body.is_some() {
+                add(
+                    "408",
+                    "The body did not arrive within the body timeout (`body-timeout`); the connection is closed",
+                );
+            }
+            let json_body = op.request_body.as_ref().is_some_and(|b| b.content.contains_key("application/json"));
+            if json_body {
                 add("400", "Malformed JSON or a body of the wrong shape (`malformed-json`, `invalid-body`), with line and column");
                 add("413", "The body is larger than the limit (`body-too-large`)");
                 add("415", "The body is not JSON (`unsupported-media-type`)");
+                add("422", DUPLICATE_KEY);
+                // An operation with its own 422 refuses duplicate keys all the same.
+                if let Some(RefOr::T(r)) = op.responses.responses.get_mut("422") {
+                    if !r.description.contains("duplicate-key") {
+                        r.description = format!("{}. {DUPLICATE_KEY}", r.description.trim_end_matches('.'));
+                    }
+                }
             }
         }
     }
@@ -86,6 +108,8 @@ pub fn finish(doc: &mut OpenApi) {
     );
     doc.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
 }
+
+const DUPLICATE_KEY: &str = "A key sent twice in one JSON object (`duplicate-key`, naming the key).";
 
 fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
     let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use nagare_engine::diag::Diagnostic;
-use nagare_engine::process::{NodeKind, Process};
+use nagare_engine::process::{NodeKind, Process, VarSpec};
 use nagare_engine::types::VarType;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -57,6 +57,34 @@ pub struct VariableView {
     pub default: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_length: Option<usize>,
+    /// Largest file accepted, bytes (`file` variables).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<u64>,
+    /// Accepted content types (`file` variables; absent: any).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_types: Option<Vec<String>>,
+}
+
+/// How a declared variable (or setting) is shown to clients.
+pub fn variable_view(name: &str, v: &VarSpec) -> VariableView {
+    let file = match &v.ty {
+        VarType::File(rules) => Some(rules),
+        _ => None,
+    };
+    VariableView {
+        name: name.to_string(),
+        ty: v.ty.name().to_string(),
+        label: v.label.clone(),
+        required: v.required,
+        options: match &v.ty {
+            VarType::Choice { options } => Some(options.clone()),
+            _ => None,
+        },
+        default: v.default.clone(),
+        max_length: effective_max_length(v),
+        max_size: file.map(|r| r.max_size),
+        content_types: file.filter(|r| !r.content_types.is_empty()).map(|r| r.content_types.clone()),
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -108,22 +136,7 @@ fn detail(p: &Process, all: &[Arc<Process>]) -> ProcessDetail {
             .iter()
             .map(|(id, l)| LaneView { id: id.clone(), name: l.name.clone(), groups: l.groups.clone() })
             .collect(),
-        variables: p
-            .vars
-            .iter()
-            .map(|(name, v)| VariableView {
-                name: name.clone(),
-                ty: v.ty.name().to_string(),
-                label: v.label.clone(),
-                required: v.required,
-                options: match &v.ty {
-                    VarType::Choice { options } => Some(options.clone()),
-                    _ => None,
-                },
-                default: v.default.clone(),
-                max_length: effective_max_length(v),
-            })
-            .collect(),
+        variables: p.vars.iter().map(|(name, v)| variable_view(name, v)).collect(),
         nodes: p
             .nodes
             .iter()
@@ -219,6 +232,7 @@ pub async fn get(
 #[serde(deny_unknown_fields)]
 pub struct DeployRequest {
     /// The YAML text.
+    #[schema(min_length = 1)]
     pub source: String,
     /// File name used in diagnostics (default `api.yaml`).
     #[serde(default)]

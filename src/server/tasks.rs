@@ -43,6 +43,7 @@ pub struct InboxQuery {
     /// The `next` cursor of the previous page.
     pub after: Option<String>,
     /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
 }
 
@@ -186,6 +187,7 @@ pub async fn get(
     responses(
         (status = 200, description = "Claimed (also when the caller held it already)", body = TaskView),
         (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The caller may see but not work this task", body = ErrorBody),
         (status = 404, description = "No such task, or not one the caller may see", body = ErrorBody),
         (status = 409, description = "Claimed by someone else, or no longer open", body = ErrorBody),
     ))]
@@ -209,6 +211,7 @@ pub async fn claim(
     responses(
         (status = 200, description = "Unclaimed", body = TaskView),
         (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "The caller may see but not work this task", body = ErrorBody),
         (status = 404, description = "No such task, or not one the caller may see", body = ErrorBody),
         (status = 409, description = "Claimed by someone else, or no longer open", body = ErrorBody),
     ))]
@@ -284,6 +287,7 @@ pub struct CompleteRequest {
 #[serde(deny_unknown_fields)]
 pub struct SendBackRequest {
     /// Why the work goes back; kept in the history. 1 to 4,000 characters.
+    #[schema(min_length = 1, max_length = 4000)]
     pub comment: String,
     /// Form values to save with it (optional fields only need be valid).
     #[serde(default)]
@@ -377,9 +381,11 @@ pub const MAX_ERROR_CODE_CHARS: usize = 100;
 #[serde(deny_unknown_fields)]
 pub struct TaskErrorRequest {
     /// The business error's code, as a boundary of the task names it (`error: 書類不備`).
+    #[schema(min_length = 1, max_length = 100)]
     pub code: String,
     /// Why, for the people who see it next (a boundary may copy it with `error.message`).
     #[serde(default)]
+    #[schema(max_length = 4000)]
     pub message: String,
 }
 

@@ -201,7 +201,7 @@ impl Api {
     pub async fn finish(mut self) {
         let doc = self.get(ADMIN, "/api/v1/openapi.json").await.expect(200);
         for ((method, route, status), _) in self.http_stats().await {
-            if route == "(unmatched)" || status == 405 {
+            if route == "unmatched" || status == 405 {
                 continue; // fallbacks, documented in the info text, not per operation
             }
             let op = &doc["paths"][&route][method.to_lowercase()];

@@ -210,11 +210,28 @@ async fn the_python_worker_example_serves_a_job() {
     let id = inst["id"].as_u64().unwrap();
     let done = api.wait_for(id, |v| v["status"] == "completed").await;
     assert_eq!(done["variables"]["url"], "https://files.example/pdf/請求書.pdf", "{done}");
-    let mut child = worker.0.take().unwrap();
-    child.kill().unwrap();
-    let out = child.wait_with_output().unwrap();
-    let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(printed.contains(&format!("instance {id} is completed")), "{printed}");
+    // The worker prints the instance's status after its complete call returns, so
+    // the instance may be completed before the line is written: read until it is.
+    let stdout = worker.0.as_mut().unwrap().stdout.take().unwrap();
+    let expected = format!("instance {id} is completed");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut printed = Vec::new();
+    while !printed.iter().any(|l: &String| l.contains(&expected)) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => printed.push(line),
+            Err(_) => panic!("the worker never printed `{expected}`; it printed:\n{}", printed.join("\n")),
+        }
+    }
     api.finish().await;
 }
 

@@ -5,10 +5,16 @@
 //! server gave (method, route, status, from its own request metrics) is documented
 //! in its OpenAPI document, then shuts the server down gracefully.
 
+mod cloudsign;
 mod common;
+mod config;
 mod events;
+mod files;
 mod flow;
+mod hostile;
+mod hostile_values;
 mod jobs;
+mod loader;
 mod openapi;
 mod race;
 mod rules;

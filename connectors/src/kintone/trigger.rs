@@ -177,7 +177,14 @@ impl Watcher {
         let empty = Vars::new();
         for (var, e) in &p.watch.as_ref().expect("resolved watches have one").set {
             let extra = [("record", &plain)];
-            let env = Env { vars: &empty, declared: &p.var_names, now: self.engine.now(), instance: 0, extra: &extra };
+            let env = Env {
+                vars: &empty,
+                declared: &p.var_names,
+                now: self.engine.now(),
+                instance: 0,
+                started_by: None,
+                extra: &extra,
+            };
             let v = e.eval(&env).map_err(|err| format!("`set: {var}` (`{}`): {err}", e.source.trim()))?;
             vars.insert(var.clone(), v);
         }

@@ -35,8 +35,9 @@ pub struct SimOptions {
     /// Processes deployed per seed.
     pub processes: usize,
     pub faults: FaultRates,
-    /// Task due dates computed from form values (`add_days(now, v1)`). Off until
-    /// checked date arithmetic lands (issue 10, finding 2): a huge number panics.
+    /// Task due dates computed from form values (`add_days(now, v1)`): with huge
+    /// numbers this found issue 10's finding 2 (date arithmetic that panicked,
+    /// also while reopening the engine). On by default.
     pub hostile_dates: bool,
     /// Fail on an idempotency key reused for a different call (the default). Issue
     /// 10, finding 12 (instance ids reused after a crash that lost an unflushed
@@ -51,7 +52,7 @@ impl Default for SimOptions {
             steps: 80,
             processes: 2,
             faults: FaultRates { apply_fails: 25, flush_fails: 40 },
-            hostile_dates: false,
+            hostile_dates: true,
             strict_keys: true,
         }
     }

@@ -443,10 +443,15 @@ impl Sim {
             }
             for id in due {
                 let faults = self.disk.faults();
-                let job = match self.engine().store().job(&id) {
+                // As the executor: count the start durably before running it.
+                let job = match self.engine().begin_run(&id) {
                     Ok(Some(j)) => j,
                     Ok(None) => continue,
-                    Err(e) => return Err(format!("read job {id}: {e}")),
+                    Err(e) => {
+                        self.judge(&format!("begin {id}"), faults, &e)?;
+                        self.engine().requeue(self.clock.now() + STORE_RETRY, id);
+                        continue;
+                    }
                 };
                 if job.kind.is_internal() {
                     let what = format!("fire {} ({} at {})", job.id, job.instance, job.node);
@@ -577,7 +582,12 @@ impl Sim {
             let before = self.clock.now();
             self.run_due()?;
             if self.engine().next_due().is_some_and(|d| d <= before) && self.late.iter().all(|l| l.at > before) {
-                return Err(format!("a job due at {before} stays due after running every due job"));
+                // The store refused a result or a start count: as `Executor::advance`,
+                // do not spin on it; time moves on and the job is tried again later
+                // (the drain checks that everything ends).
+                self.log(format!("advance: a job due at {before} could not run now; moving on"));
+                self.clock.set(target);
+                return self.run_due();
             }
         }
         Err("advance did not reach its target in 10,000 stops".into())

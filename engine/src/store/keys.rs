@@ -6,6 +6,8 @@ use chrono::{DateTime, Utc};
 
 pub const FORMAT: &[u8] = b"m/format";
 pub const DEF: &[u8] = b"d/";
+/// `c/<process>`: what administrators changed at run time (settings, paused timer start).
+pub const CONFIG: &[u8] = b"c/";
 pub const INSTANCE: &[u8] = b"i/";
 pub const BUSINESS_KEY: &[u8] = b"k/";
 pub const HISTORY: &[u8] = b"h/";
@@ -33,6 +35,10 @@ fn cat(parts: &[&[u8]]) -> Vec<u8> {
 
 pub fn def(id: &str, version: u32) -> Vec<u8> {
     cat(&[DEF, id.as_bytes(), b"\0", &version.to_be_bytes()])
+}
+
+pub fn config(process: &str) -> Vec<u8> {
+    cat(&[CONFIG, process.as_bytes()])
 }
 
 pub fn instance(id: InstanceId) -> Vec<u8> {

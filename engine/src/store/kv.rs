@@ -40,6 +40,31 @@ pub struct KvStore<K: Kv> {
     last_id: AtomicU64,
     /// Last message id handed out, restored from the buffered messages.
     last_message: AtomicU64,
+    /// See [`Store::incarnation`].
+    incarnation: String,
+}
+
+/// A job record as stored: the job, and how often the executor started it since the
+/// record was last written ([`Store::count_start`]).
+#[derive(Serialize, Deserialize)]
+struct StoredJob {
+    #[serde(flatten)]
+    job: Job,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    starts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// 64 random bits as hex, from the OS-seeded keys of std's `RandomState`: enough
+/// to tell openings of stores apart, with no RNG crate.
+fn random_incarnation() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(u64::from(std::process::id()));
+    format!("{:016x}", h.finish())
 }
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
@@ -74,7 +99,18 @@ impl<K: Kv> KvStore<K> {
         }
         let last_message =
             kv.scan(keys::MESSAGE, usize::MAX)?.iter().filter_map(|(k, _)| keys::message_id_of(k)).max().unwrap_or(0);
-        Ok(KvStore { kv, last_id: AtomicU64::new(last), last_message: AtomicU64::new(last_message) })
+        Ok(KvStore {
+            kv,
+            last_id: AtomicU64::new(last),
+            last_message: AtomicU64::new(last_message),
+            incarnation: random_incarnation(),
+        })
+    }
+
+    /// Use `incarnation` instead of a random one (deterministic simulations).
+    pub fn with_incarnation(mut self, incarnation: impl Into<String>) -> Self {
+        self.incarnation = incarnation.into();
+        self
     }
 
     /// Index the participants of every instance (a store from before the index),
@@ -205,6 +241,9 @@ impl<K: Kv> Store for KvStore<K> {
         for d in &b.definitions {
             ops.push((keys::def(&d.id, d.version), Some(enc(d))));
         }
+        for c in &b.configs {
+            ops.push((keys::config(&c.process), Some(enc(c))));
+        }
         for i in &b.instances {
             ops.push((keys::instance(i.id), Some(enc(i))));
             if let Some(k) = &i.business_key {
@@ -272,6 +311,10 @@ impl<K: Kv> Store for KvStore<K> {
 
     fn definitions(&self) -> Result<Vec<DefinitionRecord>, StoreError> {
         self.scan(keys::DEF, usize::MAX)
+    }
+
+    fn configs(&self) -> Result<Vec<ProcessConfig>, StoreError> {
+        self.scan(keys::CONFIG, usize::MAX)
     }
 
     fn instance(&self, id: InstanceId) -> Result<Option<Instance>, StoreError> {
@@ -353,6 +396,18 @@ impl<K: Kv> Store for KvStore<K> {
 
     fn job(&self, id: &str) -> Result<Option<Job>, StoreError> {
         self.get(&keys::job(id))
+    }
+
+    fn count_start(&self, id: &str) -> Result<Option<(Job, u32)>, StoreError> {
+        let key = keys::job(id);
+        let Some(mut record) = self.get::<StoredJob>(&key)? else { return Ok(None) };
+        record.starts = record.starts.saturating_add(1);
+        self.kv.apply(vec![(key, Some(enc(&record)))])?;
+        Ok(Some((record.job, record.starts)))
+    }
+
+    fn incarnation(&self) -> &str {
+        &self.incarnation
     }
 
     fn jobs(&self) -> Result<Vec<Job>, StoreError> {

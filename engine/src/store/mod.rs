@@ -46,10 +46,29 @@ pub struct DefinitionRecord {
     pub deployed_at: DateTime<Utc>,
 }
 
+/// What administrators changed of a process at run time, for every version of it:
+/// setting values, and whether its timer start is paused.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessConfig {
+    pub process: String,
+    /// Setting values that differ from the declared defaults.
+    #[serde(default)]
+    pub settings: crate::expr::Vars,
+    /// The timer start fires but starts nothing (the schedule goes on).
+    #[serde(default)]
+    pub start_paused: bool,
+    /// Who changed it last, and when.
+    #[serde(default)]
+    pub changed_by: Option<String>,
+    #[serde(default)]
+    pub changed_at: Option<DateTime<Utc>>,
+}
+
 /// Changes that are committed together.
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
     pub definitions: Vec<DefinitionRecord>,
+    pub configs: Vec<ProcessConfig>,
     pub instances: Vec<Instance>,
     pub history: Vec<(InstanceId, HistoryEntry)>,
     /// New or changed tasks, each with the record it replaces (for the indexes).
@@ -65,6 +84,7 @@ pub struct Batch {
 impl Batch {
     pub fn is_empty(&self) -> bool {
         self.definitions.is_empty()
+            && self.configs.is_empty()
             && self.instances.is_empty()
             && self.history.is_empty()
             && self.tasks.is_empty()
@@ -79,6 +99,7 @@ impl Batch {
     /// Add everything in `other` to this batch.
     pub fn extend(&mut self, other: Batch) {
         self.definitions.extend(other.definitions);
+        self.configs.extend(other.configs);
         self.instances.extend(other.instances);
         self.history.extend(other.history);
         self.tasks.extend(other.tasks);
@@ -195,6 +216,8 @@ pub trait Store: Send + Sync {
     /// A fresh instance id, never handed out before (also across restarts).
     fn next_instance_id(&self) -> Result<InstanceId, StoreError>;
     fn definitions(&self) -> Result<Vec<DefinitionRecord>, StoreError>;
+    /// What administrators changed of each process at run time.
+    fn configs(&self) -> Result<Vec<ProcessConfig>, StoreError>;
     fn instance(&self, id: InstanceId) -> Result<Option<Instance>, StoreError>;
     fn instance_by_key(&self, process: &str, key: &str) -> Result<Option<InstanceId>, StoreError>;
     fn instances(&self, filter: &InstanceFilter) -> Result<Vec<Instance>, StoreError>;
@@ -223,4 +246,15 @@ pub trait Store: Send + Sync {
     fn flush(&self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Count one more start of job `id` in its record, durably, before the executor
+    /// runs it: the job and the starts counted now (this one included), `None` when
+    /// no such job is stored. Any other write of the job (a retry, a new due time,
+    /// its removal) records an outcome and starts the count again. This is how a job
+    /// that stops the whole process every time it runs is noticed after a restart.
+    fn count_start(&self, id: &str) -> Result<Option<(Job, u32)>, StoreError>;
+    /// A random name of this opening of the store, different every time it is
+    /// opened. It qualifies idempotency keys, so no two calls ever share a key: not
+    /// across stores, and not when a crash lost an unflushed start and its instance
+    /// id is handed out again.
+    fn incarnation(&self) -> &str;
 }

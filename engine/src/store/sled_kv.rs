@@ -10,7 +10,7 @@ use super::kv::{Kv, KvPair, Op};
 use super::StoreError;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, PoisonError};
 
 /// Whether `apply` waits for the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,20 +93,23 @@ impl SledKv {
 
     /// Wait until everything written up to `ticket` is on disk, sharing flushes.
     fn sync_up_to(&self, ticket: u64) -> Result<(), StoreError> {
-        let mut st = self.flush.lock().expect("flush lock");
+        let mut st = self.flush.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             if st.flushed >= ticket {
                 return Ok(());
             }
             if st.flushing {
-                st = self.flushed_cv.wait(st).expect("flush lock");
+                st = self.flushed_cv.wait(st).unwrap_or_else(PoisonError::into_inner);
                 continue;
             }
             st.flushing = true;
             let target = self.written.load(Ordering::SeqCst);
             drop(st);
-            let result = self.db.flush();
-            st = self.flush.lock().expect("flush lock");
+            // A panic inside sled must not leave `flushing` set: every later commit
+            // would wait for a flush that never ends.
+            let result = crate::contain::catch(|| self.db.flush())
+                .unwrap_or_else(|panic| Err(sled::Error::ReportableBug(format!("flush panicked: {panic}"))));
+            st = self.flush.lock().unwrap_or_else(PoisonError::into_inner);
             st.flushing = false;
             if result.is_ok() {
                 st.flushed = st.flushed.max(target);

@@ -1,0 +1,569 @@
+//! From a parsed [`ProcessDef`] to a runnable [`Process`], with every finding.
+//!
+//! Checks run in passes and collect diagnostics instead of stopping at the first:
+//! names and kinds, references, expressions, then graph properties with petgraph
+//! (reachability, a way to an end, loops without a wait state, parallel scopes).
+
+use crate::diag::{hint_for, suggest, Diagnostic, Diagnostics, Loc};
+use crate::expr::{self, Expr, ExprError};
+use crate::load::tree::{SourceMap, Style, YKind};
+use crate::model::{BoundaryDef, EndDef, EndKind, NodeDef, ProcessDef, RuleDef, TimerDef, TimerMap, VarDef, WatchDef};
+use crate::process::*;
+use crate::schedule::{self, Schedule};
+use crate::types::{FileRules, VarType, DEFAULT_FILE_BYTES, MAX_FILE_BYTES, TYPE_NAMES};
+use chrono_tz::Tz;
+use indexmap::IndexMap;
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::{Bfs, Reversed};
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+mod events;
+mod graph;
+mod nodes;
+mod typecheck;
+
+use events::*;
+use graph::check_graph;
+use nodes::compile_node;
+use typecheck::{Ty, Want};
+
+/// A problem with a service step's `with:` that its connector can tell before the
+/// step runs (a parameter out of range, a combination the service refuses):
+/// reported at deploy with the line of the offending input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputIssue {
+    /// Path below `with:` (`["masterId"]`).
+    pub path: Vec<String>,
+    pub message: String,
+    pub hint: String,
+}
+
+/// The connectors' deploy-time checks: `(connector name, with: as written) →
+/// issues`. String values are expressions and are left to run time.
+#[derive(Clone)]
+pub struct InputCheck(pub std::sync::Arc<dyn Fn(&str, &serde_json::Value) -> Vec<InputIssue> + Send + Sync>);
+
+impl std::fmt::Debug for InputCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InputCheck")
+    }
+}
+
+/// Which connectors exist, when the caller knows (deploy does; offline validate may not).
+#[derive(Debug, Clone, Default)]
+pub struct CompileOptions {
+    pub connectors: Option<Vec<String>>,
+    /// The connectors' own checks of `with:` inputs, when the caller has them.
+    pub input_check: Option<InputCheck>,
+    /// The text was deployed before (reloading the store): checks added since it was
+    /// deployed (the static types of expressions) only warn, so an upgrade never
+    /// drops a deployed process that its running instances need.
+    pub stored: bool,
+}
+
+impl CompileOptions {
+    /// Options for reloading a definition that an earlier version accepted.
+    pub fn stored() -> Self {
+        CompileOptions { stored: true, ..CompileOptions::default() }
+    }
+}
+
+const KIND_KEYS: &[&str] = &[
+    "user_task",
+    "service",
+    "script",
+    "exclusive",
+    "inclusive",
+    "parallel",
+    "event_based",
+    "join",
+    "timer",
+    "message",
+    "end",
+];
+
+/// Marks, on a scope stack, the path of a non-interrupting boundary event: it runs
+/// beside the flow and must end on its own.
+const SIDE: NodeIx = usize::MAX;
+
+struct Cx<'a> {
+    map: &'a SourceMap,
+    diags: Diagnostics,
+    /// Declared variables' run-time types, for the static checks of expressions.
+    types: HashMap<String, Ty>,
+    /// See [`CompileOptions::stored`].
+    stored: bool,
+}
+
+/// Names some expressions read besides the variables (`result` of a service task,
+/// a message's `payload`, a watched `record`, a caught `error`). They shadow a
+/// variable of the same name at run time, so their type is unknown.
+const CONTEXT_NAMES: &[&str] = &["result", "payload", "record", "error"];
+
+impl Cx<'_> {
+    fn loc(&self, path: &[&str]) -> Loc {
+        self.map.loc(path)
+    }
+    fn key_loc(&self, path: &[&str]) -> Loc {
+        self.map.key_loc(path)
+    }
+    fn err(&mut self, code: &'static str, loc: Loc, msg: String, hint: impl Into<String>) {
+        self.diags.push(Diagnostic::error(code, loc, msg).with_hint(hint));
+    }
+
+    /// Where inside the YAML value at `path` an expression error points.
+    fn expr_loc(&self, path: &[&str], e: &ExprError) -> Loc {
+        let Some(node) = self.map.node(path) else { return self.loc(path) };
+        match &node.kind {
+            // The parser places a block scalar at its first non-blank content line,
+            // already past the indentation that the scalar's text does not contain.
+            YKind::Scalar(text, Style::Block) => {
+                let blank = text.chars().take_while(|&c| c == '\n').count();
+                Loc::new(node.loc.line + e.line.saturating_sub(1 + blank), node.loc.col + e.col - 1)
+            }
+            YKind::Scalar(_, style) if e.line <= 1 => {
+                let quote = usize::from(*style == Style::Quoted);
+                Loc::new(node.loc.line, node.loc.col + quote + e.col - 1)
+            }
+            _ => Loc::new(node.loc.line + e.line - 1, e.col),
+        }
+    }
+
+    /// Compile an expression that must give true or false (a branch's `when:`).
+    fn compile_condition(&mut self, path: &[&str], source: &str, names: &[&str]) -> Option<Expr> {
+        self.compile_checked(path, source, names, Want::Bool)
+    }
+
+    /// Compile the value a `set:` writes to the declared variable `var`.
+    fn compile_value_for(&mut self, path: &[&str], source: &str, names: &[&str], var: &str) -> Option<Expr> {
+        match self.types.get(var).copied() {
+            Some(ty) => self.compile_checked(path, source, names, Want::Var(var, ty)),
+            None => self.compile_expr(path, source, names),
+        }
+    }
+
+    fn compile_expr(&mut self, path: &[&str], source: &str, names: &[&str]) -> Option<Expr> {
+        self.compile_checked(path, source, names, Want::Any)
+    }
+
+    /// Report what the static types show to be wrong in `e`; true when nothing is.
+    fn check_types(&mut self, path: &[&str], source: &str, names: &[&str], e: &Expr, want: Want) -> bool {
+        let lookup = |name: &str| -> Ty {
+            if CONTEXT_NAMES.contains(&name) || !names.contains(&name) {
+                return Ty::Any;
+            }
+            self.types.get(name).copied().unwrap_or(Ty::Any)
+        };
+        let findings = typecheck::check(e.ast(), &lookup, want);
+        for f in &findings {
+            let at = ExprError { message: f.message.clone(), line: f.line, col: f.col };
+            let loc = self.expr_loc(path, &at);
+            let message = format!("in expression `{}`: {}", excerpt(source, f.line), f.message);
+            let d = if self.stored {
+                Diagnostic::warning(f.code, loc, message)
+            } else {
+                Diagnostic::error(f.code, loc, message)
+            };
+            self.diags.push(d.with_hint(f.hint.clone()));
+        }
+        self.stored || findings.is_empty()
+    }
+
+    fn compile_checked(&mut self, path: &[&str], source: &str, names: &[&str], want: Want) -> Option<Expr> {
+        match expr::compile(source, names.iter().copied()) {
+            Ok(e) => self.check_types(path, source, names, &e, want).then_some(e),
+            Err(e) => {
+                let loc = self.expr_loc(path, &e);
+                let (code, hint) = if e.message.contains("Undefined variable")
+                    || e.message.contains("Variable not found")
+                {
+                    let name = e.message.rsplit(':').next().map(str::trim).unwrap_or("").to_string();
+                    let candidates: Vec<&str> =
+                        names.iter().copied().chain(expr::BUILTIN_NAMES.iter().copied()).collect();
+                    let close = suggest(&name, candidates.iter().copied());
+                    // `method: POST`: a whole value that is one bare word, where values are
+                    // passed on (`with:`, `set:`), was most likely meant as text.
+                    let bare_word = source.trim() == name && !matches!(path.last(), Some(&"when" | &"script"));
+                    let passes_value = path.iter().any(|p| matches!(*p, "with" | "set"));
+                    let hint = match close {
+                        Some(s) if bare_word => format!("did you mean `{s}`? to pass the text {name}, write '\"{name}\"'"),
+                        None if bare_word && passes_value => format!("write '\"{name}\"' to pass the text {name} (a bare word is read as a variable), or declare `{name}` under `variables:`"),
+                        None if bare_word => format!("declare `{name}` under `variables:`, or write '\"{name}\"' for the text {name}"),
+                        Some(s) => format!("declare `{name}` under `variables:`, or did you mean `{s}`?"),
+                        None => format!("declare `{name}` under `variables:`"),
+                    };
+                    ("undeclared-variable", hint)
+                } else {
+                    ("expression-syntax", "expressions are rhai: e.g. `amount > 10000 && kind == \"出張\"`".to_string())
+                };
+                self.err(code, loc, format!("in expression `{}`: {}", excerpt(source, e.line), e.message), hint);
+                None
+            }
+        }
+    }
+}
+
+/// The expression as a one-line quote: the whole of it, or the line with the error.
+fn excerpt(source: &str, line: usize) -> &str {
+    let source = source.trim();
+    if source.contains('\n') {
+        source.lines().nth(line.saturating_sub(1)).unwrap_or(source).trim()
+    } else {
+        source
+    }
+}
+
+/// "did you mean `x`?", or the list of declared variables, for a name not declared.
+fn undeclared_hint(var: &str, names: &[&str]) -> String {
+    match suggest(var, names.iter().copied()) {
+        Some(s) => format!("did you mean `{s}`? otherwise declare `{var}` under `variables:`"),
+        None if names.is_empty() => format!("declare `{var}` under `variables:`"),
+        None => format!("declare `{var}` under `variables:` (declared: {})", names.join(", ")),
+    }
+}
+
+fn valid_id(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| !c.is_whitespace() && !c.is_control() && c != '/')
+}
+
+/// A timeout, backoff or polling interval: at most 100 years, like timers (so no
+/// `now + d` computed from it can overflow).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. `30s`, `5m`, `2h`"))?;
+    schedule::bounded(d, &format!("`{s}`"))?;
+    Ok(d)
+}
+
+/// Form rules: each `when` a condition over the variables and settings, each
+/// `field` a declared variable.
+fn compile_rules(
+    cx: &mut Cx,
+    path: &[&str],
+    defs: &[RuleDef],
+    vars: &IndexMap<String, VarSpec>,
+    names: &[&str],
+) -> Option<Vec<Rule>> {
+    let mut out = Vec::with_capacity(defs.len());
+    let mut ok = true;
+    for (i, r) in defs.iter().enumerate() {
+        let i = i.to_string();
+        let here: Vec<&str> = path.iter().copied().chain([i.as_str()]).collect();
+        if let Some(field) = &r.field {
+            if !vars.contains_key(field) {
+                let at: Vec<&str> = here.iter().copied().chain(["field"]).collect();
+                cx.err(
+                    "unknown-variable",
+                    cx.loc(&at),
+                    format!("rule names unknown variable `{field}`"),
+                    hint_for(field, vars.keys().map(String::as_str)),
+                );
+                ok = false;
+            }
+        }
+        if r.message.trim().is_empty() {
+            let at: Vec<&str> = here.iter().copied().chain(["message"]).collect();
+            cx.err(
+                "empty-message",
+                cx.loc(&at),
+                "a rule needs a message saying what to fix".into(),
+                "write e.g. `message: 契約書を添付してください`",
+            );
+            ok = false;
+        }
+        let at: Vec<&str> = here.iter().copied().chain(["when"]).collect();
+        match cx.compile_condition(&at, &r.when, names) {
+            Some(when) => out.push(Rule { when, field: r.field.clone(), message: r.message.clone() }),
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+/// One declared variable or setting (`section` is `variables` or `settings`).
+fn compile_var(cx: &mut Cx, section: &str, name: &str, v: &VarDef) -> Option<VarSpec> {
+    let path = [section, name];
+    if expr::compile(name, [name]).is_err() || expr::BUILTIN_NAMES.contains(&name) || name == "result" {
+        cx.err("bad-variable-name", cx.key_loc(&path), format!("`{name}` cannot be used as a variable name"), "start with a letter or `_` and use letters, digits and `_` (Japanese letters are fine); avoid rhai keywords and the reserved names `now`, `instance_id` and `result`");
+        return None;
+    }
+    let ty = match v.ty.as_str() {
+        "string" => VarType::String,
+        "text" => VarType::Text,
+        "number" => VarType::Number,
+        "bool" | "boolean" => VarType::Bool,
+        "date" => VarType::Date,
+        "datetime" => VarType::Datetime,
+        "list" => VarType::List,
+        "object" => VarType::Object,
+        "file" => {
+            let max_size = v.max_size.unwrap_or(DEFAULT_FILE_BYTES);
+            if max_size == 0 || max_size > MAX_FILE_BYTES {
+                cx.err(
+                    "bad-max-size",
+                    cx.loc(&[section, name, "max_size"]),
+                    format!("`max_size` of `{name}` must be 1 to {MAX_FILE_BYTES} bytes, not {max_size}"),
+                    format!("write e.g. `max_size: {DEFAULT_FILE_BYTES}` (10 MiB)"),
+                );
+                return None;
+            }
+            let content_types = v.content_types.clone().unwrap_or_default();
+            if let Some(bad) = content_types.iter().find(|t| !t.contains('/') || t.contains(';') || t.len() > 255) {
+                cx.err(
+                    "bad-content-type",
+                    cx.loc(&[section, name, "content_types"]),
+                    format!("`{bad}` is not a content type"),
+                    "write types like `application/pdf` or `image/png`, without parameters",
+                );
+                return None;
+            }
+            VarType::File(FileRules { max_size, content_types })
+        }
+        "choice" => match &v.options {
+            Some(o) if !o.is_empty() => VarType::Choice { options: o.clone() },
+            _ => {
+                cx.err(
+                    "choice-without-options",
+                    cx.key_loc(&path),
+                    format!("choice variable `{name}` has no options"),
+                    "add `options: [はい, いいえ]`",
+                );
+                return None;
+            }
+        },
+        other => {
+            cx.err(
+                "unknown-type",
+                cx.loc(&[section, name, "type"]),
+                format!("unknown type `{other}` for variable `{name}`"),
+                hint_for(other, TYPE_NAMES.iter().copied()),
+            );
+            return None;
+        }
+    };
+    for (key, set) in [("max_size", v.max_size.is_some()), ("content_types", v.content_types.is_some())] {
+        if set && !matches!(ty, VarType::File(_)) {
+            cx.err(
+                "misplaced-key",
+                cx.key_loc(&[section, name, key]),
+                format!("`{key}` only applies to `type: file`, and `{name}` is a {}", ty.name()),
+                format!("write `type: file`, or remove `{key}`"),
+            );
+        }
+    }
+    if v.options.is_some() && !matches!(ty, VarType::Choice { .. }) {
+        cx.err(
+            "options-without-choice",
+            cx.key_loc(&[section, name, "options"]),
+            format!("`options` only applies to `type: choice`, and `{name}` is a {}", ty.name()),
+            "write `type: choice`, or remove `options`",
+        );
+    }
+    let spec = VarSpec {
+        ty,
+        label: v.label.clone(),
+        required: v.required,
+        default: v.default.clone(),
+        max_length: v.max_length,
+    };
+    if let Some(d) = &v.default {
+        if let Err(e) = spec.check(d) {
+            cx.err(
+                "bad-default",
+                cx.loc(&[section, name, "default"]),
+                format!("default of `{name}`: {e}"),
+                format!("write a {} value", spec.ty.name()),
+            );
+        }
+    }
+    Some(spec)
+}
+
+/// Compile a definition. On success the process may still carry warnings.
+pub fn compile(
+    def: &ProcessDef,
+    map: &SourceMap,
+    opts: &CompileOptions,
+) -> Result<(Process, Diagnostics), Diagnostics> {
+    let mut cx = Cx { map, diags: Diagnostics::default(), types: HashMap::new(), stored: opts.stored };
+
+    if !valid_id(&def.id) {
+        cx.err(
+            "bad-id",
+            cx.loc(&["id"]),
+            format!("process id `{}` is not usable", def.id),
+            "use letters, digits, `-` or `_`, with no spaces or `/`",
+        );
+    }
+
+    let time_zone = match &def.time_zone {
+        None => schedule::DEFAULT_ZONE,
+        Some(name) => match schedule::parse_zone(name) {
+            Ok(tz) => tz,
+            Err(e) => {
+                cx.err(
+                    "bad-time-zone",
+                    cx.loc(&["time_zone"]),
+                    e,
+                    "use an IANA name such as `Asia/Tokyo` or `Europe/Berlin`",
+                );
+                schedule::DEFAULT_ZONE
+            }
+        },
+    };
+
+    // Lanes: a lane with no groups is worked by the group of the same name.
+    let mut lanes = IndexMap::new();
+    for (id, l) in &def.lanes {
+        let groups = if l.groups.is_empty() { vec![id.clone()] } else { l.groups.clone() };
+        lanes.insert(id.clone(), Lane { name: l.name.clone().unwrap_or_else(|| id.clone()), groups });
+    }
+
+    // Variables and settings: the same declarations; settings are read-only in
+    // expressions and the same for every instance.
+    let mut vars = IndexMap::new();
+    for (name, v) in &def.variables {
+        if let Some(spec) = compile_var(&mut cx, "variables", name, v) {
+            vars.insert(name.clone(), spec);
+        }
+    }
+    let mut settings = IndexMap::new();
+    for (name, v) in &def.settings {
+        if def.variables.contains_key(name) {
+            cx.err(
+                "duplicate-name",
+                cx.key_loc(&["settings", name]),
+                format!("`{name}` is both a variable and a setting"),
+                "rename one of them",
+            );
+            continue;
+        }
+        if let Some(spec) = compile_var(&mut cx, "settings", name, v) {
+            settings.insert(name.clone(), spec);
+        }
+    }
+    // Settings are read like variables (and never share a name with one).
+    cx.types = vars.iter().chain(&settings).map(|(name, spec)| (name.clone(), Ty::of_var(&spec.ty))).collect();
+    let var_names: Vec<String> = def.variables.keys().cloned().collect();
+    let names: Vec<&str> = var_names.iter().map(String::as_str).chain(settings.keys().map(String::as_str)).collect();
+    let mut names_with_result = names.clone();
+    names_with_result.push("result");
+
+    // Node table: start first, then nodes in file order.
+    let mut ids: Vec<&str> = vec!["start"];
+    for id in def.nodes.keys() {
+        if id == "start" {
+            cx.err(
+                "duplicate-id",
+                cx.key_loc(&["nodes", id]),
+                "node id `start` is taken by the start event".into(),
+                "rename this node",
+            );
+        }
+        if !valid_id(id) {
+            cx.err(
+                "bad-id",
+                cx.key_loc(&["nodes", id]),
+                format!("node id `{id}` is not usable"),
+                "use letters, digits, `-` or `_`, with no spaces or `/`",
+            );
+        }
+        ids.push(id);
+    }
+    let index: HashMap<String, NodeIx> = ids.iter().enumerate().map(|(i, id)| (id.to_string(), i)).collect();
+    let node_ids: Vec<&str> = def.nodes.keys().map(String::as_str).collect();
+
+    let resolve = |cx: &mut Cx, target: &str, path: &[&str], what: &str| -> Option<NodeIx> {
+        match index.get(target) {
+            Some(&ix) if ix != 0 => Some(ix),
+            Some(_) => {
+                cx.err(
+                    "bad-reference",
+                    cx.loc(path),
+                    format!("`{what}` cannot lead back to the start event"),
+                    "point it at the first node after start",
+                );
+                None
+            }
+            None => {
+                cx.err(
+                    "unknown-node",
+                    cx.loc(path),
+                    format!("unknown node `{target}` in `{what}`"),
+                    hint_for(target, node_ids.iter().copied()),
+                );
+                None
+            }
+        }
+    };
+
+    let mut nodes: Vec<Node> = Vec::with_capacity(ids.len());
+    let start_next = resolve(&mut cx, &def.start.next, &["start", "next"], "next");
+    let trigger = compile_start_trigger(&mut cx, def, &vars, &names, time_zone);
+    nodes.push(Node {
+        id: "start".into(),
+        name: def.start.name.clone(),
+        lane: None,
+        kind: NodeKind::Start { next: start_next.unwrap_or(0), trigger: trigger.clone().unwrap_or(StartTrigger::None) },
+    });
+
+    let watch = def.start.watch.as_ref().and_then(|w| {
+        if def.start.timer.is_some() || def.start.message.is_some() {
+            cx.err(
+                "several-kinds",
+                cx.key_loc(&["start", "watch"]),
+                "the start event has `watch` and also `timer` or `message`".into(),
+                "a process has one start event: keep one kind",
+            );
+            return None;
+        }
+        compile_watch(&mut cx, w, &vars, &names, opts)
+    });
+
+    let start_rules = compile_rules(&mut cx, &["start", "rules"], &def.start.rules, &vars, &names);
+    let setting_values: Vec<(String, serde_json::Value)> = settings
+        .iter()
+        .map(|(k, s): (&String, &VarSpec)| (k.clone(), s.default.clone().unwrap_or(serde_json::Value::Null)))
+        .collect();
+    let mut broken = start_next.is_none() || trigger.is_none() || start_rules.is_none();
+    let names_ctx = Names { vars: &vars, names: &names, with_result: &names_with_result, tz: time_zone };
+    for (id, n) in &def.nodes {
+        match compile_node(&mut cx, id, n, &lanes, &names_ctx, &resolve, opts) {
+            Some(kind) => nodes.push(Node { id: id.clone(), name: n.name.clone(), lane: n.lane.clone(), kind }),
+            None => {
+                broken = true;
+                nodes.push(Node { id: id.clone(), name: None, lane: None, kind: NodeKind::End { terminate: false } });
+            }
+        }
+    }
+
+    if !broken {
+        check_graph(&mut cx, &nodes);
+    }
+
+    if cx.diags.has_errors() {
+        return Err(cx.diags);
+    }
+    let process = Process {
+        id: def.id.clone(),
+        name: def.name.clone().unwrap_or_else(|| def.id.clone()),
+        version: 0,
+        digest: String::new(),
+        source: String::new(),
+        lanes,
+        vars,
+        var_names,
+        nodes,
+        index,
+        start: 0,
+        watch,
+        time_zone,
+        settings,
+        setting_values,
+        start_rules: start_rules.unwrap_or_default(),
+        start_groups: def.start.groups.clone(),
+        start_paused: false,
+    };
+    Ok((process, cx.diags))
+}

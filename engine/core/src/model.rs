@@ -1,0 +1,345 @@
+//! The process file as a designer writes it: plain serde types, no behaviour.
+//!
+//! Everything here mirrors the YAML one to one. Meaning (graph, types, compiled
+//! expressions) is added by [`crate::compile`]; positions come from
+//! [`crate::load::tree`]. Keep the field lists in sync with [`crate::load::schema`].
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// A whole process definition file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessDef {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The designer's own version label; the engine numbers deployments itself.
+    #[serde(default)]
+    pub version: Option<serde_json::Value>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// IANA time zone of the process's timers (cron, dates without a time); Asia/Tokyo
+    /// when absent.
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    #[serde(default)]
+    pub lanes: IndexMap<String, LaneDef>,
+    #[serde(default)]
+    pub variables: IndexMap<String, VarDef>,
+    /// Settings of the process: declared like variables, the same for every
+    /// instance, readable (not writable) in expressions, and changed by
+    /// administrators at run time (API, CLI) without a redeploy.
+    #[serde(default)]
+    pub settings: IndexMap<String, VarDef>,
+    pub start: StartDef,
+    pub nodes: IndexMap<String, NodeDef>,
+}
+
+/// A swimlane: a role whose members (the groups) may work its user tasks.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaneDef {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// A declared process variable with its type.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VarDef {
+    #[serde(rename = "type")]
+    pub ty: String,
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Must be given when an instance starts.
+    #[serde(default)]
+    pub required: bool,
+    /// Allowed values of a `choice`.
+    #[serde(default)]
+    pub options: Option<Vec<String>>,
+    #[serde(default)]
+    pub default: Option<serde_json::Value>,
+    /// Longest string accepted (characters); the engine caps every string anyway.
+    #[serde(default)]
+    pub max_length: Option<usize>,
+    /// Largest file accepted, bytes (`type: file`).
+    #[serde(default)]
+    pub max_size: Option<u64>,
+    /// Accepted content types (`type: file`), e.g. `[application/pdf]`.
+    #[serde(default)]
+    pub content_types: Option<Vec<String>>,
+}
+
+/// The start event: where every new instance begins. Instances can always be started
+/// by hand; `timer` also starts them on a schedule, `message` when a message arrives.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartDef {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub timer: Option<TimerDef>,
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Message payload → variables (expressions reading `payload`).
+    #[serde(default)]
+    pub set: Option<IndexMap<String, String>>,
+    /// Start an instance per item an outside system reports (a record-change start).
+    #[serde(default)]
+    pub watch: Option<WatchDef>,
+    /// Checks on the start form beyond each field's type: all are reported at once.
+    #[serde(default)]
+    pub rules: Vec<RuleDef>,
+    /// Groups whose members may start the process by hand (API, CLI); empty: anyone.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    pub next: String,
+}
+
+/// A form rule: when `when` is true, the start or completion is refused with
+/// `message` on `field`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleDef {
+    pub when: String,
+    #[serde(default)]
+    pub field: Option<String>,
+    pub message: String,
+}
+
+/// When a timer fires: `timer: 3d` (a duration), or a map with one of `duration`,
+/// `date`, `at` (an expression), and for start events `cron` or `cycle`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum TimerDef {
+    Short(String),
+    Full(TimerMap),
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimerMap {
+    #[serde(default)]
+    pub duration: Option<String>,
+    #[serde(default)]
+    pub date: Option<String>,
+    #[serde(default)]
+    pub at: Option<String>,
+    #[serde(default)]
+    pub cron: Option<String>,
+    #[serde(default)]
+    pub cycle: Option<String>,
+    #[serde(default)]
+    pub catch_up: Option<CatchUp>,
+}
+
+/// What a timer start does about starts missed while the engine was down.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CatchUp {
+    /// Start one instance for the missed times, then carry on with the schedule.
+    #[default]
+    Once,
+    /// Start nothing for missed times.
+    Skip,
+}
+
+/// An event attached to a task (`boundary:`): a timer or an error that leads elsewhere.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoundaryDef {
+    #[serde(default)]
+    pub timer: Option<TimerDef>,
+    /// An error code to catch, or `any`.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Timers only: `false` leaves the task running (a reminder).
+    #[serde(default)]
+    pub interrupting: Option<bool>,
+    /// Non-interrupting timers: fire again after this long.
+    #[serde(default)]
+    pub every: Option<String>,
+    /// With `every`: how many times in all.
+    #[serde(default)]
+    pub times: Option<u32>,
+    /// Errors: variables from `error` (`error.code`, `error.message`).
+    #[serde(default)]
+    pub set: Option<IndexMap<String, String>>,
+    pub next: String,
+}
+
+/// One way out of an event-based gateway: a message or a timer.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventBranchDef {
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub set: Option<IndexMap<String, String>>,
+    #[serde(default)]
+    pub timer: Option<TimerDef>,
+    pub next: String,
+}
+
+/// `start: watch:` — who watches, how often, and the start variables per item.
+/// The engine only validates and keeps it; the watcher named by `source` (e.g. the
+/// kintone connector instance `kintone`) polls and calls `Engine::start`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchDef {
+    /// A connector instance name: `kintone` for the `kintone.*` connectors.
+    pub source: String,
+    /// Settings for the watcher, literal (e.g. `query: 'k_ステータス in ("対応要")'`).
+    #[serde(default)]
+    pub settings: IndexMap<String, serde_json::Value>,
+    /// Polling interval (`30s`, `5m`); default 1m.
+    #[serde(default)]
+    pub every: Option<String>,
+    /// Start variables: expressions over `record`, the item that was found.
+    #[serde(default)]
+    pub set: IndexMap<String, String>,
+}
+
+/// One flow node. Exactly one of the kind keys (`user_task`, `service`, `script`,
+/// `exclusive`, `inclusive`, `parallel`, `event_based`, `join`, `timer`, `message`,
+/// `end`) must be present; compile checks that.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeDef {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub lane: Option<String>,
+    #[serde(default)]
+    pub next: Option<String>,
+
+    // kinds
+    #[serde(default)]
+    pub user_task: Option<String>,
+    #[serde(default)]
+    pub service: Option<String>,
+    #[serde(default)]
+    pub script: Option<String>,
+    #[serde(default)]
+    pub exclusive: Option<Vec<BranchDef>>,
+    #[serde(default)]
+    pub inclusive: Option<Vec<BranchDef>>,
+    #[serde(default)]
+    pub parallel: Option<Vec<String>>,
+    #[serde(default)]
+    pub event_based: Option<Vec<EventBranchDef>>,
+    #[serde(default)]
+    pub join: Option<String>,
+    #[serde(default)]
+    pub timer: Option<TimerDef>,
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub end: Option<Option<EndDef>>,
+
+    // message catch
+    /// Correlation key expression.
+    #[serde(default)]
+    pub key: Option<String>,
+
+    // tasks and forks
+    #[serde(default)]
+    pub boundary: Option<Vec<BoundaryDef>>,
+
+    // user task
+    #[serde(default)]
+    pub form: Option<IndexMap<String, FieldMode>>,
+    #[serde(default)]
+    pub due: Option<String>,
+    #[serde(default)]
+    pub send_back: Option<String>,
+    #[serde(default)]
+    pub outcomes: Option<IndexMap<String, String>>,
+    /// Checks on the completed form beyond each field's type.
+    #[serde(default)]
+    pub rules: Option<Vec<RuleDef>>,
+
+    // service task
+    #[serde(default, rename = "with")]
+    pub with: Option<IndexMap<String, serde_json::Value>>,
+    #[serde(default)]
+    pub set: Option<IndexMap<String, String>>,
+    #[serde(default)]
+    pub retry: Option<RetryDef>,
+    #[serde(default)]
+    pub timeout: Option<String>,
+
+    // exclusive gateway
+    #[serde(default)]
+    pub default: Option<String>,
+}
+
+/// `end:`, `end: terminate` or `end: { error: CODE, message: text }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum EndDef {
+    Kind(EndKind),
+    Error(ErrorEndDef),
+}
+
+/// An error end event: throws `error` to the nearest boundary that catches it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorEndDef {
+    pub error: String,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// `end:` with no value, or `end: terminate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndKind {
+    /// Consume this token only.
+    Normal,
+    /// End the whole instance: cancel every other token, task and job.
+    Terminate,
+}
+
+/// One conditional flow of an exclusive or inclusive gateway.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BranchDef {
+    pub when: String,
+    pub next: String,
+}
+
+/// How a user task's form shows a variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldMode {
+    Required,
+    Optional,
+    Readonly,
+}
+
+/// Retry policy of a service task: `attempts` in all, waiting `backoff` (`2s..5m`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryDef {
+    #[serde(default)]
+    pub attempts: Option<u32>,
+    #[serde(default)]
+    pub backoff: Option<String>,
+}
+
+/// Distinguishes `end:` (present, null) from an absent key.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}

@@ -1,0 +1,454 @@
+//! A compiled, runnable process: nodes by index, expressions compiled, types resolved.
+
+use crate::expr::Expr;
+use crate::model::{CatchUp, FieldMode};
+use crate::schedule::{Schedule, Span};
+use crate::types::VarType;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use indexmap::IndexMap;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Index of a node in [`Process::nodes`].
+pub type NodeIx = usize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Lane {
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VarSpec {
+    #[serde(flatten)]
+    pub ty: VarType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    pub required: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<usize>,
+}
+
+impl VarSpec {
+    pub fn check(&self, v: &Value) -> Result<(), String> {
+        self.ty.check(v, self.max_length)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FormField {
+    pub var: String,
+    pub mode: FieldMode,
+}
+
+#[derive(Debug, Clone)]
+pub struct UserTaskSpec {
+    pub title: String,
+    pub form: Vec<FormField>,
+    pub due: Option<Expr>,
+    pub send_back: Option<NodeIx>,
+    /// Named outcomes besides the default `next`, e.g. `reject: rejected`.
+    pub outcomes: Vec<(String, NodeIx)>,
+    pub next: NodeIx,
+    pub boundary: Vec<Boundary>,
+    /// Checks on the completed form (besides `send_back`).
+    pub rules: Vec<Rule>,
+}
+
+/// A form rule: refuse the start or completion with `message` when `when` holds.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub when: Expr,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+/// When a timer fires, relative to the moment a token arms it.
+#[derive(Debug, Clone)]
+pub enum TimerWhen {
+    /// After a fixed length of time.
+    After(Span),
+    /// At a fixed instant.
+    Date(DateTime<Utc>),
+    /// At the instant (or date, midnight in the process zone) an expression gives.
+    At(Expr),
+    /// At the due date of the user task it is attached to.
+    Due,
+}
+
+/// An event attached to a task or a fork.
+#[derive(Debug, Clone)]
+pub struct Boundary {
+    pub trigger: BoundaryTrigger,
+    pub next: NodeIx,
+    /// Errors: variables set from `error` before moving on.
+    pub set: Vec<(String, Expr)>,
+}
+
+#[derive(Debug, Clone)]
+pub enum BoundaryTrigger {
+    Timer {
+        when: TimerWhen,
+        /// Interrupting timers end the task; others start a side path beside it.
+        interrupting: bool,
+        /// Repeat after this long (non-interrupting only).
+        every: Option<Span>,
+        /// How many times in all, with `every`; `None` is unbounded.
+        times: Option<u32>,
+    },
+    /// `code` None catches every error (`error: any`).
+    Error { code: Option<String> },
+}
+
+impl Boundary {
+    /// Whether this boundary catches an error with `code` (`None`: a technical failure).
+    pub fn catches(&self, code: Option<&str>) -> bool {
+        match &self.trigger {
+            BoundaryTrigger::Error { code: None } => true,
+            BoundaryTrigger::Error { code: Some(c) } => code == Some(c.as_str()),
+            BoundaryTrigger::Timer { .. } => false,
+        }
+    }
+}
+
+/// A message a token waits for: its name, the correlation key expression and how the
+/// payload becomes variables.
+#[derive(Debug, Clone)]
+pub struct MessageSpec {
+    pub name: String,
+    pub key: Option<Expr>,
+    /// Explicit mapping with `payload`; empty: payload fields named like declared
+    /// variables are copied.
+    pub set: Vec<(String, Expr)>,
+}
+
+/// One way out of an event-based gateway.
+#[derive(Debug, Clone)]
+pub enum EventTrigger {
+    Message(MessageSpec),
+    Timer(TimerWhen),
+}
+
+/// How instances of a process start besides by hand.
+#[derive(Debug, Clone)]
+pub enum StartTrigger {
+    None,
+    Timer { schedule: Schedule, catch_up: CatchUp },
+    Message { name: String, set: Vec<(String, Expr)> },
+}
+
+/// A connector input: an expression, or a literal written in YAML.
+#[derive(Debug, Clone)]
+pub enum Input {
+    Expr(Expr),
+    Literal(Value),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { attempts: 3, min_backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(60) }
+    }
+}
+
+impl RetryPolicy {
+    /// Wait before attempt `attempt + 1`: exponential, capped, with jitter from `salt`
+    /// (deterministic, so the same history replays the same way).
+    pub fn backoff(&self, attempt: u32, salt: u64) -> Duration {
+        let base = self.min_backoff.as_millis() as u64;
+        let exp = base.saturating_mul(1u64 << attempt.saturating_sub(1).min(30));
+        let cap = (self.max_backoff.as_millis() as u64).max(base);
+        let d = exp.min(cap);
+        // +-20% jitter, kept inside the bounds the designer wrote (`2s..5m` never
+        // waits less than 2s or more than 5m).
+        let spread = d / 5;
+        let jitter = if spread == 0 { 0 } else { splitmix(salt) % (2 * spread + 1) };
+        Duration::from_millis((d - spread + jitter).clamp(base, cap))
+    }
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    pub connector: String,
+    pub with: Vec<(String, Input)>,
+    pub set: Vec<(String, Expr)>,
+    pub retry: RetryPolicy,
+    pub timeout: Duration,
+    pub next: NodeIx,
+    pub boundary: Vec<Boundary>,
+}
+
+#[derive(Debug, Clone)]
+pub enum NodeKind {
+    Start {
+        next: NodeIx,
+        trigger: StartTrigger,
+    },
+    End {
+        terminate: bool,
+    },
+    /// An error end event: throws `code` to the nearest boundary that catches it.
+    ErrorEnd {
+        code: String,
+        message: Option<String>,
+    },
+    UserTask(UserTaskSpec),
+    Service(ServiceSpec),
+    Script {
+        script: Expr,
+        next: NodeIx,
+    },
+    Exclusive {
+        branches: Vec<(Expr, NodeIx)>,
+        default: Option<NodeIx>,
+    },
+    /// Every branch whose condition holds (the default when none does); its join
+    /// waits for exactly the branches taken.
+    Inclusive {
+        branches: Vec<(Expr, NodeIx)>,
+        default: Option<NodeIx>,
+        boundary: Vec<Boundary>,
+    },
+    /// `boundary` holds error boundaries: an error thrown inside the fork and not
+    /// caught closer ends all its branches and continues there.
+    Parallel {
+        branches: Vec<NodeIx>,
+        boundary: Vec<Boundary>,
+    },
+    /// The first trigger to happen wins; the others are withdrawn.
+    EventBased {
+        branches: Vec<(EventTrigger, NodeIx)>,
+    },
+    Join {
+        fork: NodeIx,
+        next: NodeIx,
+    },
+    TimerCatch {
+        when: TimerWhen,
+        next: NodeIx,
+    },
+    MessageCatch {
+        message: MessageSpec,
+        next: NodeIx,
+    },
+}
+
+impl NodeKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            NodeKind::Start { .. } => "start",
+            NodeKind::End { .. } | NodeKind::ErrorEnd { .. } => "end",
+            NodeKind::UserTask(_) => "user_task",
+            NodeKind::Service(_) => "service",
+            NodeKind::Script { .. } => "script",
+            NodeKind::Exclusive { .. } => "exclusive",
+            NodeKind::Inclusive { .. } => "inclusive",
+            NodeKind::Parallel { .. } => "parallel",
+            NodeKind::EventBased { .. } => "event_based",
+            NodeKind::Join { .. } => "join",
+            NodeKind::TimerCatch { .. } => "timer",
+            NodeKind::MessageCatch { .. } => "message",
+        }
+    }
+
+    /// Nodes where a token waits for something outside the engine.
+    pub fn is_wait_state(&self) -> bool {
+        matches!(
+            self,
+            NodeKind::UserTask(_)
+                | NodeKind::Service(_)
+                | NodeKind::TimerCatch { .. }
+                | NodeKind::MessageCatch { .. }
+                | NodeKind::EventBased { .. }
+        )
+    }
+
+    /// Forks: nodes whose branches a `join` closes.
+    pub fn is_fork(&self) -> bool {
+        matches!(self, NodeKind::Parallel { .. } | NodeKind::Inclusive { .. })
+    }
+
+    /// Boundary events attached to this node.
+    pub fn boundary(&self) -> &[Boundary] {
+        match self {
+            NodeKind::UserTask(u) => &u.boundary,
+            NodeKind::Service(s) => &s.boundary,
+            NodeKind::Parallel { boundary, .. } | NodeKind::Inclusive { boundary, .. } => boundary,
+            _ => &[],
+        }
+    }
+
+    /// Every node this one can pass a token to along its normal flow (boundary
+    /// events not included; see [`NodeKind::boundary`]).
+    pub fn flow_successors(&self) -> Vec<NodeIx> {
+        match self {
+            NodeKind::Start { next, .. }
+            | NodeKind::Script { next, .. }
+            | NodeKind::Join { next, .. }
+            | NodeKind::TimerCatch { next, .. }
+            | NodeKind::MessageCatch { next, .. } => vec![*next],
+            NodeKind::End { .. } | NodeKind::ErrorEnd { .. } => vec![],
+            NodeKind::UserTask(u) => {
+                let mut v = vec![u.next];
+                v.extend(u.send_back);
+                v.extend(u.outcomes.iter().map(|(_, n)| *n));
+                v
+            }
+            NodeKind::Service(s) => vec![s.next],
+            NodeKind::Exclusive { branches, default } | NodeKind::Inclusive { branches, default, .. } => {
+                let mut v: Vec<_> = branches.iter().map(|(_, n)| *n).collect();
+                v.extend(*default);
+                v
+            }
+            NodeKind::Parallel { branches, .. } => branches.clone(),
+            NodeKind::EventBased { branches } => branches.iter().map(|(_, n)| *n).collect(),
+        }
+    }
+
+    /// Every node this one can pass a token to, boundary events included.
+    pub fn successors(&self) -> Vec<NodeIx> {
+        let mut v = self.flow_successors();
+        v.extend(self.boundary().iter().map(|b| b.next));
+        v
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub id: String,
+    pub name: Option<String>,
+    pub lane: Option<String>,
+    pub kind: NodeKind,
+}
+
+impl Node {
+    /// Human label: the display name, else the id.
+    pub fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.id)
+    }
+}
+
+/// A validated process, ready to run. Immutable once deployed.
+#[derive(Debug, Clone)]
+pub struct Process {
+    pub id: String,
+    pub name: String,
+    /// Deployment number, 1-based; 0 until deployed.
+    pub version: u32,
+    /// Digest of the source text; a changed file makes a new version.
+    pub digest: String,
+    pub source: String,
+    pub lanes: IndexMap<String, Lane>,
+    pub vars: IndexMap<String, VarSpec>,
+    /// Declared variable names in order, as expressions see them.
+    pub var_names: Vec<String>,
+    pub nodes: Vec<Node>,
+    pub index: HashMap<String, NodeIx>,
+    pub start: NodeIx,
+    /// Zone of cron schedules and of dates without a time.
+    pub time_zone: Tz,
+    /// The record-change start, if the process has one (`start: watch:`).
+    pub watch: Option<WatchSpec>,
+    /// Declared settings (`settings:`), and their values now: the declared default
+    /// until an administrator changes one ([`Process::with_settings`]).
+    pub settings: IndexMap<String, VarSpec>,
+    pub setting_values: Vec<(String, Value)>,
+    /// Checks on the start form.
+    pub start_rules: Vec<Rule>,
+    /// Groups that may start the process by hand; empty: anyone.
+    pub start_groups: Vec<String>,
+    /// The timer start is paused by an administrator: it fires and reschedules
+    /// but starts nothing. Set by the engine from its stored configuration.
+    pub start_paused: bool,
+}
+
+/// A compiled `start: watch:`. Run by the watcher registered for `source`, not by
+/// the engine: the engine has no network.
+#[derive(Debug, Clone)]
+pub struct WatchSpec {
+    pub source: String,
+    pub settings: serde_json::Map<String, Value>,
+    pub every: Duration,
+    /// Start variables, each an expression over `record`.
+    pub set: Vec<(String, Expr)>,
+}
+
+impl Process {
+    /// This process with setting values changed: every value type-checked against
+    /// its declaration, unknown names refused; `null` restores the default. All
+    /// problems at once, nothing changed on any.
+    pub fn with_settings(&self, changes: &crate::expr::Vars) -> Result<Process, Vec<(String, String)>> {
+        let mut errors = Vec::new();
+        let mut p = self.clone();
+        for (name, value) in changes {
+            let Some(spec) = self.settings.get(name) else {
+                errors.push((name.clone(), "not a setting of this process".to_string()));
+                continue;
+            };
+            let value = if value.is_null() { spec.default.clone().unwrap_or(Value::Null) } else { value.clone() };
+            if let Err(e) = spec.check(&value) {
+                errors.push((name.clone(), e));
+                continue;
+            }
+            if let Some(slot) = p.setting_values.iter_mut().find(|(n, _)| n == name) {
+                slot.1 = value;
+            }
+        }
+        if errors.is_empty() {
+            Ok(p)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The settings as expressions see them (read-only names).
+    pub fn setting_env(&self) -> Vec<(&str, &Value)> {
+        self.setting_values.iter().map(|(n, v)| (n.as_str(), v)).collect()
+    }
+
+    pub fn node(&self, id: &str) -> Option<(NodeIx, &Node)> {
+        self.index.get(id).map(|&ix| (ix, &self.nodes[ix]))
+    }
+
+    /// How instances start besides by hand.
+    pub fn start_trigger(&self) -> &StartTrigger {
+        match &self.nodes[self.start].kind {
+            NodeKind::Start { trigger, .. } => trigger,
+            _ => &StartTrigger::None,
+        }
+    }
+
+    /// Groups allowed to work tasks in `lane`.
+    pub fn lane_groups(&self, lane: &str) -> &[String] {
+        self.lanes.get(lane).map(|l| l.groups.as_slice()).unwrap_or(&[])
+    }
+}
+
+/// FNV-1a, hex: a stable digest for change detection (not for security).
+pub fn digest(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}

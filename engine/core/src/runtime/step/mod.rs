@@ -1,0 +1,1065 @@
+//! The pure core: `(process, instance, event, now) → transition`.
+//!
+//! No IO, no clock, no randomness: the same inputs give the same state, commands and
+//! history, which is what makes replay, property tests and crash recovery simple.
+//! An event is either rejected before anything changes ([`Rejection`]) or applied in
+//! full. Failures while running (a bad expression, a failed connector) never reject:
+//! they park the token with an [`Incident`] so the rest of the instance carries on.
+
+use super::state::*;
+use crate::expr::{Env, Expr, Vars};
+use crate::model::FieldMode;
+use crate::process::{BoundaryTrigger, EventTrigger, Input, MessageSpec, NodeIx, NodeKind, Process, TimerWhen};
+use crate::schedule;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::VecDeque;
+
+mod contain;
+mod errors;
+mod tasks;
+mod waits;
+
+pub use contain::{raise_incident, Culprit};
+
+use tasks::{assign, complete};
+
+/// Most node executions one event may cause; validation rules out loops without
+/// a wait state, so this is a safety net, not a limit a process should meet.
+pub const MAX_STEPS_PER_EVENT: usize = 10_000;
+
+/// Which way a user completes a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The normal way on: `next`.
+    Next,
+    /// Back to the designer's `send_back` node, with a comment.
+    SendBack { comment: String },
+    /// A named outcome from `outcomes:`.
+    Named(String),
+}
+
+/// How a connector call went wrong, as the process sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Failure {
+    /// Worth trying again (timeouts, 5xx, 429), not before `retry_after_ms` if the
+    /// service said so (HTTP `Retry-After`).
+    Retryable {
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
+    },
+    /// The service said no for a business reason, with its code.
+    Business { code: String, message: String },
+    /// Will not get better by retrying (bad credentials, bad request).
+    Fatal { message: String },
+}
+
+impl Failure {
+    pub fn message(&self) -> String {
+        match self {
+            Failure::Retryable { message, .. } | Failure::Fatal { message } => message.clone(),
+            Failure::Business { code, message } => format!("[{code}] {message}"),
+        }
+    }
+}
+
+/// Longest `Retry-After` honoured; a longer one waits this long.
+pub const MAX_RETRY_AFTER_MS: u64 = 3_600_000;
+
+/// Something that happened to an existing instance.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Claim {
+        task: String,
+        user: String,
+    },
+    Unclaim {
+        task: String,
+        user: String,
+        force: bool,
+    },
+    /// `by` (an administrator) gives the task to `assignee`, or unassigns it.
+    Assign {
+        task: String,
+        assignee: Option<String>,
+        by: String,
+    },
+    Complete {
+        task: String,
+        user: String,
+        data: Vars,
+        outcome: Outcome,
+    },
+    JobDone {
+        job: String,
+        output: Value,
+    },
+    JobFailed {
+        job: String,
+        failure: Failure,
+    },
+    Cancel {
+        by: String,
+        reason: String,
+    },
+    RetryIncident {
+        incident: u32,
+        vars: Vars,
+        by: String,
+    },
+    /// A person ends task `task` with business error `code`, for an error boundary.
+    TaskError {
+        task: String,
+        user: String,
+        code: String,
+        message: String,
+    },
+    /// An operator did the failed step by hand: move the token past it.
+    ResolveIncident {
+        incident: u32,
+        vars: Vars,
+        by: String,
+    },
+    /// A timer job of this instance is due.
+    TimerFired {
+        job: String,
+    },
+    /// A correlated message for token `token`.
+    Message {
+        token: u32,
+        name: String,
+        key: String,
+        payload: Value,
+    },
+}
+
+/// Effects for the edge to carry out after the commit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    OpenTask(Task),
+    /// Set or clear the assignee of an open task.
+    AssignTask {
+        task: String,
+        assignee: Option<String>,
+    },
+    CloseTask {
+        task: String,
+        status: TaskStatus,
+        by: Option<String>,
+        outcome: Option<String>,
+    },
+    ScheduleJob(Job),
+    /// Run the same call again (same input and idempotency key) at `due`.
+    RetryJob {
+        job: String,
+        due: DateTime<Utc>,
+        attempt: u32,
+    },
+    CancelJob {
+        job: String,
+    },
+    /// Token `token` now waits for message (`name`, `key`).
+    Subscribe {
+        token: u32,
+        node: String,
+        name: String,
+        key: String,
+    },
+    /// Token `token` no longer waits for message (`name`, `key`).
+    Unsubscribe {
+        token: u32,
+        name: String,
+        key: String,
+    },
+}
+
+/// What an event did: commands to carry out and history to append.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Transition {
+    pub commands: Vec<Command>,
+    pub history: Vec<HistoryEntry>,
+}
+
+/// One problem with one form field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub problem: String,
+}
+
+/// Why an event was refused. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("task {0} is not open")]
+    TaskNotOpen(String),
+    #[error("task {task} is claimed by {assignee}")]
+    ClaimedByOther { task: String, assignee: String },
+    #[error("invalid data: {}", .0.iter().map(|e| format!("{}: {}", e.field, e.problem)).collect::<Vec<_>>().join("; "))]
+    InvalidData(Vec<FieldError>),
+    #[error("task {task} has no outcome `{outcome}`; allowed: {allowed}")]
+    UnknownOutcome { task: String, outcome: String, allowed: String },
+    #[error("job {0} is not awaited (already done or cancelled)")]
+    StaleJob(String),
+    #[error("instance is {0}")]
+    Finished(&'static str),
+    #[error("incident {0} not found")]
+    IncidentNotFound(u32),
+    #[error("no token {token} waits for message `{name}` with key `{key}`")]
+    NotWaiting { token: u32, name: String, key: String },
+    #[error("no boundary catches error `{code}` from task {task}; complete it normally or with an outcome")]
+    UncaughtTaskError { task: String, code: String },
+    #[error("incident {incident} at `{node}` cannot be resolved by skipping the step: {why}")]
+    CannotSkip { incident: u32, node: String, why: String },
+}
+
+/// Create an instance and run it to its first wait states.
+pub fn start(
+    p: &Process,
+    id: InstanceId,
+    mut vars: Vars,
+    by: Option<String>,
+    business_key: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<(Instance, Transition), Rejection> {
+    let mut errors = Vec::new();
+    for (name, v) in &vars {
+        match p.vars.get(name) {
+            None => errors
+                .push(FieldError { field: name.clone(), problem: "not a declared variable of this process".into() }),
+            Some(spec) => {
+                if let Err(e) = spec.check(v) {
+                    errors.push(FieldError { field: name.clone(), problem: e });
+                }
+            }
+        }
+    }
+    for (name, spec) in &p.vars {
+        if !vars.contains_key(name) {
+            if let Some(d) = &spec.default {
+                vars.insert(name.clone(), d.clone());
+            }
+        }
+        if spec.required && is_blank(vars.get(name)) {
+            errors.push(FieldError { field: name.clone(), problem: "required".into() });
+        }
+    }
+    if errors.is_empty() {
+        errors = broken_rules(p, &p.start_rules, &vars, id, by.as_deref(), now);
+    }
+    if !errors.is_empty() {
+        return Err(Rejection::InvalidData(errors));
+    }
+    let mut inst = Instance {
+        id,
+        process: p.id.clone(),
+        version: p.version,
+        status: Status::Running,
+        business_key,
+        vars,
+        tokens: Vec::new(),
+        joins: Vec::new(),
+        incidents: Vec::new(),
+        seq: 0,
+        history_len: 0,
+        started_at: now,
+        started_by: by.clone(),
+        ended_at: None,
+        participants: Vec::new(),
+    };
+    let mut run = Run::new(p, &mut inst, now);
+    let vars = run.inst.vars.clone();
+    run.log(None, by, HistoryEvent::Started { vars });
+    let token = run.new_token("start", Vec::new());
+    run.ready.push_back(token);
+    let transition = run.finish();
+    Ok((inst, transition))
+}
+
+/// Apply one event to a running instance.
+pub fn step(p: &Process, inst: &mut Instance, event: Event, now: DateTime<Utc>) -> Result<Transition, Rejection> {
+    if inst.status.is_finished() {
+        return Err(Rejection::Finished(inst.status.as_str()));
+    }
+    match event {
+        Event::Claim { task, user } => {
+            let tok = waiting_on_task(inst, &task)?;
+            if let Wait::Task { assignee: Some(a), .. } = &inst.tokens[tok].wait {
+                if *a == user {
+                    return Ok(Transition::default());
+                }
+                return Err(Rejection::ClaimedByOther { task, assignee: a.clone() });
+            }
+            let mut run = Run::new(p, inst, now);
+            run.inst.tokens[tok].wait = Wait::Task { task: task.clone(), assignee: Some(user.clone()) };
+            let node = run.inst.tokens[tok].node.clone();
+            run.log(Some(node), Some(user.clone()), HistoryEvent::TaskClaimed { task: task.clone() });
+            run.out.commands.push(Command::AssignTask { task, assignee: Some(user) });
+            Ok(run.finish())
+        }
+        Event::Unclaim { task, user, force } => {
+            let tok = waiting_on_task(inst, &task)?;
+            match &inst.tokens[tok].wait {
+                Wait::Task { assignee: None, .. } => return Ok(Transition::default()),
+                Wait::Task { assignee: Some(a), .. } if *a != user && !force => {
+                    return Err(Rejection::ClaimedByOther { task, assignee: a.clone() })
+                }
+                _ => {}
+            }
+            let mut run = Run::new(p, inst, now);
+            run.inst.tokens[tok].wait = Wait::Task { task: task.clone(), assignee: None };
+            let node = run.inst.tokens[tok].node.clone();
+            run.log(Some(node), Some(user), HistoryEvent::TaskUnclaimed { task: task.clone() });
+            run.out.commands.push(Command::AssignTask { task, assignee: None });
+            Ok(run.finish())
+        }
+        Event::Complete { task, user, data, outcome } => complete(p, inst, task, user, data, outcome, now),
+        Event::Assign { task, assignee, by } => assign(p, inst, task, assignee, by, now),
+        Event::JobDone { job, output } => {
+            let tok = waiting_on_job(inst, &job)?;
+            let mut run = Run::new(p, inst, now);
+            let token = run.inst.tokens.remove(tok);
+            // Kept with an incident if `set` fails: too deep to store is a failure.
+            match crate::types::check_nesting(&output) {
+                Ok(()) => run.apply_output(token, &job, output),
+                Err(e) => run.job_failed(token, &job, Failure::Fatal { message: format!("the result is {e}") }),
+            }
+            Ok(run.finish())
+        }
+        Event::JobFailed { job, failure } => {
+            let tok = waiting_on_job(inst, &job)?;
+            let mut run = Run::new(p, inst, now);
+            let token = run.inst.tokens.remove(tok);
+            run.job_failed(token, &job, failure);
+            Ok(run.finish())
+        }
+        Event::Cancel { by, reason } => {
+            let mut run = Run::new(p, inst, now);
+            run.clear_all(TaskStatus::Cancelled);
+            run.log(None, Some(by), HistoryEvent::Cancelled { reason });
+            run.inst.status = Status::Cancelled;
+            run.inst.ended_at = Some(now);
+            Ok(run.out)
+        }
+        Event::RetryIncident { incident, vars, by } => {
+            let pos = incident_pos(p, inst, incident, &vars)?;
+            let mut run = Run::new(p, inst, now);
+            let inc = run.inst.incidents.remove(pos);
+            run.inst.vars.extend(vars.clone());
+            run.log(Some(inc.node.clone()), Some(by), HistoryEvent::IncidentResolved { incident, vars });
+            if let Some(tpos) = run.inst.tokens.iter().position(|t| t.id == inc.token) {
+                let token = run.inst.tokens.remove(tpos);
+                match inc.pending_output {
+                    Some(output) => run.apply_pending(token, output, inc.pending_branch),
+                    None => run.ready.push_back(token),
+                }
+            }
+            Ok(run.finish())
+        }
+        Event::ResolveIncident { incident, vars, by } => {
+            let pos = incident_pos(p, inst, incident, &vars)?;
+            let inc = &inst.incidents[pos];
+            let node = p.node(&inc.node).map(|(_, n)| n);
+            let to = match node.map(|n| &n.kind) {
+                Some(NodeKind::Service(s)) => Some(s.next),
+                Some(NodeKind::UserTask(u)) => Some(u.next),
+                Some(NodeKind::Script { next, .. })
+                | Some(NodeKind::TimerCatch { next, .. })
+                | Some(NodeKind::MessageCatch { next, .. }) => Some(*next),
+                Some(NodeKind::ErrorEnd { .. }) => None,
+                _ => {
+                    return Err(Rejection::CannotSkip {
+                        incident,
+                        node: inc.node.clone(),
+                        why: "a gateway or join has no single way on; retry it after correcting the variables".into(),
+                    })
+                }
+            };
+            let mut run = Run::new(p, inst, now);
+            let inc = run.inst.incidents.remove(pos);
+            run.inst.vars.extend(vars.clone());
+            let to_name = to.map(|t| p.nodes[t].id.clone()).unwrap_or_else(|| "(end)".into());
+            run.log(Some(inc.node.clone()), Some(by), HistoryEvent::IncidentSkipped { incident, vars, to: to_name });
+            if let Some(tpos) = run.inst.tokens.iter().position(|t| t.id == inc.token) {
+                let token = run.inst.tokens.remove(tpos);
+                match to {
+                    Some(t) => run.go(token, t),
+                    // A skipped error end ends its token like a plain end.
+                    None => run.log(Some(inc.node.clone()), None, HistoryEvent::Ended),
+                }
+            }
+            Ok(run.finish())
+        }
+        Event::TaskError { task, user, code, message } => {
+            let tok = waiting_on_task(inst, &task)?;
+            if let Wait::Task { assignee: Some(a), .. } = &inst.tokens[tok].wait {
+                if *a != user {
+                    return Err(Rejection::ClaimedByOther { task, assignee: a.clone() });
+                }
+            }
+            let mut run = Run::new(p, inst, now);
+            if run.catcher(&run.inst.tokens[tok], Some(&code), true).is_none() {
+                return Err(Rejection::UncaughtTaskError { task, code });
+            }
+            let token = run.inst.tokens.remove(tok);
+            let outcome = format!("error:{code}");
+            run.log(
+                Some(token.node.clone()),
+                Some(user.clone()),
+                HistoryEvent::TaskCompleted { task: task.clone(), outcome: outcome.clone(), vars: Vars::new() },
+            );
+            run.out.commands.push(Command::CloseTask {
+                task,
+                status: TaskStatus::Completed,
+                by: Some(user),
+                outcome: Some(outcome),
+            });
+            let why = format!("error `{code}` from the task");
+            run.throw(token, Some(&code), &message, true, why);
+            Ok(run.finish())
+        }
+        Event::TimerFired { job } => {
+            let tok = inst.timer_token_index(&job).ok_or_else(|| Rejection::StaleJob(job.clone()))?;
+            let mut run = Run::new(p, inst, now);
+            run.timer_fired(tok, &job);
+            Ok(run.finish())
+        }
+        Event::Message { token, name, key, payload } => {
+            let tok = inst
+                .tokens
+                .iter()
+                .position(|t| t.id == token && t.wait.messages().any(|(n, k)| n == name && k == key))
+                .ok_or_else(|| Rejection::NotWaiting { token, name: name.clone(), key: key.clone() })?;
+            let mut run = Run::new(p, inst, now);
+            let token = run.inst.tokens.remove(tok);
+            run.message_received(token, &name, &key, payload);
+            Ok(run.finish())
+        }
+    }
+}
+
+/// The incident to retry or resolve, after checking the variables sent with it.
+fn incident_pos(p: &Process, inst: &Instance, incident: u32, vars: &Vars) -> Result<usize, Rejection> {
+    let Some(pos) = inst.incidents.iter().position(|i| i.id == incident) else {
+        return Err(Rejection::IncidentNotFound(incident));
+    };
+    check_vars(p, vars)?;
+    Ok(pos)
+}
+
+fn check_vars(p: &Process, vars: &Vars) -> Result<(), Rejection> {
+    let mut errors = Vec::new();
+    for (name, v) in vars {
+        match p.vars.get(name) {
+            None => errors.push(FieldError { field: name.clone(), problem: "not a declared variable".into() }),
+            Some(spec) => {
+                if let Err(e) = spec.check(v) {
+                    errors.push(FieldError { field: name.clone(), problem: e });
+                }
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Rejection::InvalidData(errors))
+    }
+}
+
+/// The form rules that `vars` break, as field errors (a rule whose condition
+/// cannot be evaluated counts as broken, with the reason: nothing is saved either way).
+pub(super) fn broken_rules(
+    p: &Process,
+    rules: &[crate::process::Rule],
+    vars: &Vars,
+    instance: InstanceId,
+    started_by: Option<&str>,
+    now: DateTime<Utc>,
+) -> Vec<FieldError> {
+    let extra = p.setting_env();
+    let env = Env { vars, declared: &p.var_names, now, instance, started_by, extra: &extra };
+    let mut errors = Vec::new();
+    for rule in rules {
+        let field = rule.field.clone().unwrap_or_else(|| "_form".to_string());
+        match rule.when.eval_bool(&env) {
+            Ok(false) => {}
+            Ok(true) => errors.push(FieldError { field, problem: rule.message.clone() }),
+            Err(e) => errors.push(FieldError {
+                field,
+                problem: format!("{} (the rule `{}` could not be checked: {e})", rule.message, rule.when.source.trim()),
+            }),
+        }
+    }
+    errors
+}
+
+/// Variables of an instance started by a message: the start event's `set` mapping
+/// over `payload`, or the payload fields named like declared variables.
+pub fn message_start_vars(p: &Process, payload: &Value, now: DateTime<Utc>) -> Result<Vars, Rejection> {
+    let set = match p.start_trigger() {
+        crate::process::StartTrigger::Message { set, .. } => set.as_slice(),
+        _ => &[],
+    };
+    let empty = Vars::new();
+    map_payload(p, set, &empty, 0, None, payload, "payload", now)
+        .map_err(|e| Rejection::InvalidData(vec![FieldError { field: "payload".into(), problem: e }]))
+}
+
+/// Evaluate a `set` mapping over `value` (read as `extra_name`), or, with no mapping,
+/// copy the fields of `value` that are declared variables. Every value is type-checked.
+fn map_payload(
+    p: &Process,
+    set: &[(String, Expr)],
+    vars: &Vars,
+    instance: u64,
+    started_by: Option<&str>,
+    value: &Value,
+    extra_name: &str,
+    now: DateTime<Utc>,
+) -> Result<Vars, String> {
+    let mut out = Vars::new();
+    if set.is_empty() {
+        if let Value::Object(fields) = value {
+            for (k, v) in fields {
+                if let Some(spec) = p.vars.get(k) {
+                    spec.check(v).map_err(|e| format!("`{k}`: {e}"))?;
+                    out.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        return Ok(out);
+    }
+    for (var, e) in set {
+        let mut extra = p.setting_env();
+        extra.push((extra_name, value));
+        let env = Env { vars, declared: &p.var_names, now, instance, started_by, extra: &extra };
+        let v = e.eval(&env).map_err(|err| format!("`set: {var}` (`{}`) failed: {err}", e.source.trim()))?;
+        p.vars[var].check(&v).map_err(|err| format!("`set: {var}`: {err}"))?;
+        out.insert(var.clone(), v);
+    }
+    Ok(out)
+}
+
+fn waiting_on_task(inst: &Instance, task: &str) -> Result<usize, Rejection> {
+    inst.task_token_index(task).ok_or_else(|| Rejection::TaskNotOpen(task.to_string()))
+}
+
+fn waiting_on_job(inst: &Instance, job: &str) -> Result<usize, Rejection> {
+    inst.job_token_index(job).ok_or_else(|| Rejection::StaleJob(job.to_string()))
+}
+
+fn is_blank(v: Option<&Value>) -> bool {
+    match v {
+        None | Some(Value::Null) => true,
+        Some(Value::String(s)) => s.trim().is_empty(),
+        _ => false,
+    }
+}
+
+/// A token that is moving, not yet parked in the instance.
+type Moving = Token;
+
+struct Run<'a> {
+    p: &'a Process,
+    /// The process's settings, as every expression sees them.
+    settings: Vec<(&'a str, &'a Value)>,
+    inst: &'a mut Instance,
+    now: DateTime<Utc>,
+    ready: VecDeque<Moving>,
+    out: Transition,
+    /// Every expression of this event shares one script time limit, so a cancel
+    /// waiting for the instance lock waits at most about that long.
+    _scripts: crate::expr::EventBudget,
+}
+
+/// Where an error goes: the boundary that catches it, found from the thrower outwards.
+enum Catcher {
+    /// A boundary of the node the token is on (index into its `boundary`).
+    Own(usize),
+    /// A boundary of the fork of the token's scope frame `frame`.
+    Fork { frame: usize, boundary: usize },
+}
+
+impl<'a> Run<'a> {
+    fn new(p: &'a Process, inst: &'a mut Instance, now: DateTime<Utc>) -> Self {
+        Run {
+            p,
+            settings: p.setting_env(),
+            inst,
+            now,
+            ready: VecDeque::new(),
+            out: Transition::default(),
+            _scripts: crate::expr::EventBudget::open(),
+        }
+    }
+
+    fn log(&mut self, node: Option<String>, user: Option<String>, event: HistoryEvent) {
+        let seq = self.inst.history_len;
+        self.inst.history_len += 1;
+        self.out.history.push(HistoryEntry { seq, at: self.now, node, user, event });
+    }
+
+    fn new_token(&mut self, node: &str, scope: Vec<Frame>) -> Moving {
+        let id = self.inst.next_seq();
+        Token { id, node: node.to_string(), wait: Wait::Incident { incident: 0 }, scope, timers: Vec::new() }
+    }
+
+    fn env(&self) -> Env<'_> {
+        Env {
+            vars: &self.inst.vars,
+            declared: &self.p.var_names,
+            now: self.now,
+            instance: self.inst.id,
+            started_by: self.inst.started_by.as_deref(),
+            extra: &self.settings,
+        }
+    }
+
+    /// Move every ready token until it waits, then settle the instance status.
+    fn finish(mut self) -> Transition {
+        let mut budget = MAX_STEPS_PER_EVENT;
+        while let Some(token) = self.ready.pop_front() {
+            if budget == 0 {
+                let msg = format!("more than {MAX_STEPS_PER_EVENT} steps without waiting; stopped");
+                self.incident(token, msg, None);
+                continue;
+            }
+            budget -= 1;
+            self.exec(token);
+        }
+        if !self.inst.status.is_finished() {
+            if self.inst.tokens.is_empty() && self.inst.joins.is_empty() {
+                self.inst.status = Status::Completed;
+                self.inst.ended_at = Some(self.now);
+                self.log(None, None, HistoryEvent::Completed);
+            } else if self.inst.incidents.is_empty() {
+                self.inst.status = Status::Running;
+            } else {
+                self.inst.status = Status::Incident;
+            }
+        }
+        self.out
+    }
+
+    /// Move a token on to `to`. Timers it had armed where it waited are withdrawn.
+    fn go(&mut self, mut token: Moving, to: NodeIx) {
+        self.disarm(&mut token);
+        token.node = self.p.nodes[to].id.clone();
+        self.ready.push_back(token);
+    }
+
+    fn disarm(&mut self, token: &mut Token) {
+        for a in token.timers.drain(..) {
+            self.out.commands.push(Command::CancelJob { job: a.job });
+        }
+    }
+
+    fn park(&mut self, mut token: Moving, wait: Wait) {
+        token.wait = wait;
+        self.inst.tokens.push(token);
+    }
+
+    fn incident(&mut self, mut token: Moving, message: String, pending_output: Option<Value>) {
+        self.incident_with(&mut token, message, pending_output, None);
+        self.inst.tokens.push(token);
+    }
+
+    fn incident_with(
+        &mut self,
+        token: &mut Token,
+        message: String,
+        pending_output: Option<Value>,
+        branch: Option<u16>,
+    ) {
+        self.disarm(token);
+        let id = self.inst.next_seq();
+        let node = token.node.clone();
+        tracing::warn!(instance = self.inst.id, node = %node, incident = id, %message, "incident");
+        self.inst.incidents.push(Incident {
+            id,
+            token: token.id,
+            node: node.clone(),
+            message: message.clone(),
+            at: self.now,
+            pending_output,
+            pending_branch: branch,
+        });
+        self.log(Some(node), None, HistoryEvent::IncidentRaised { incident: id, message });
+        token.wait = Wait::Incident { incident: id };
+    }
+
+    fn exec(&mut self, mut token: Moving) {
+        let p = self.p;
+        let Some((_, node)) = p.node(&token.node) else {
+            let msg = format!("node `{}` does not exist in version {}", token.node, p.version);
+            return self.incident(token, msg, None);
+        };
+        let here = Some(node.id.clone());
+        match &node.kind {
+            NodeKind::Start { next, .. } => self.go(token, *next),
+            NodeKind::End { terminate } => {
+                self.log(here, None, HistoryEvent::Ended);
+                if *terminate {
+                    self.ready.clear();
+                    self.clear_all(TaskStatus::Cancelled);
+                }
+            }
+            NodeKind::ErrorEnd { code, message } => {
+                let message = message.clone().unwrap_or_default();
+                self.log(here, None, HistoryEvent::ErrorThrown { code: Some(code.clone()), message: message.clone() });
+                let uncaught = if message.is_empty() {
+                    format!("error `{code}` was thrown and no boundary catches it")
+                } else {
+                    format!("error `{code}` was thrown and no boundary catches it: {message}")
+                };
+                self.throw(token, Some(code), &message, false, uncaught);
+            }
+            NodeKind::Script { script, next } => match script.run_script(&self.env()) {
+                Ok(changed) => {
+                    for (name, v) in &changed {
+                        if let Err(e) = p.vars[name].check(v) {
+                            let msg = format!("script set `{name}`: {e}");
+                            return self.incident(token, msg, None);
+                        }
+                    }
+                    let names = changed.iter().map(|(n, _)| n.clone()).collect();
+                    self.inst.vars.extend(changed);
+                    self.log(here, None, HistoryEvent::ScriptRan { changed: names });
+                    self.go(token, *next);
+                }
+                Err(e) => self.incident(token, format!("script failed: {e}"), None),
+            },
+            NodeKind::Exclusive { branches, default } => {
+                let mut chosen = None;
+                for (cond, target) in branches {
+                    match cond.eval_bool(&self.env()) {
+                        Ok(true) => {
+                            chosen = Some(*target);
+                            break;
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            let msg = format!("condition `{}` failed: {e}", cond.source.trim());
+                            return self.incident(token, msg, None);
+                        }
+                    }
+                }
+                match chosen.or(*default) {
+                    Some(t) => {
+                        self.log(here, None, HistoryEvent::Routed { to: p.nodes[t].id.clone() });
+                        self.go(token, t);
+                    }
+                    None => self.incident(token, "no condition holds and there is no `default`".into(), None),
+                }
+            }
+            NodeKind::Inclusive { branches, default, .. } => {
+                let mut taken = Vec::new();
+                for (cond, target) in branches {
+                    match cond.eval_bool(&self.env()) {
+                        Ok(true) => taken.push(*target),
+                        Ok(false) => {}
+                        Err(e) => {
+                            let msg = format!("condition `{}` failed: {e}", cond.source.trim());
+                            return self.incident(token, msg, None);
+                        }
+                    }
+                }
+                if taken.is_empty() {
+                    match default {
+                        Some(d) => taken.push(*d),
+                        None => {
+                            return self.incident(token, "no condition holds and there is no `default`".into(), None)
+                        }
+                    }
+                }
+                self.fork(token, &node.id, &taken);
+            }
+            NodeKind::Parallel { branches, .. } => self.fork(token, &node.id, branches),
+            NodeKind::Join { fork, next } => {
+                let frame = match token.scope.pop() {
+                    Some(f) if f.fork == p.nodes[*fork].id => f,
+                    other => {
+                        token.scope.extend(other);
+                        let msg = format!("token reached join `{}` from outside fork `{}`", node.id, p.nodes[*fork].id);
+                        return self.incident(token, msg, None);
+                    }
+                };
+                let pos = match self.inst.joins.iter().position(|j| j.activation == frame.activation) {
+                    Some(pos) => pos,
+                    None => {
+                        self.inst.joins.push(JoinWait {
+                            activation: frame.activation,
+                            join: node.id.clone(),
+                            width: frame.width,
+                            arrived: Vec::new(),
+                            scope: token.scope.clone(),
+                        });
+                        self.inst.joins.len() - 1
+                    }
+                };
+                let jw = &mut self.inst.joins[pos];
+                if jw.arrived.contains(&frame.branch) {
+                    token.scope.push(frame);
+                    let msg = format!("a second token of one branch reached join `{}`", node.id);
+                    return self.incident(token, msg, None);
+                }
+                jw.arrived.push(frame.branch);
+                if jw.arrived.len() == usize::from(jw.width) {
+                    let jw = self.inst.joins.remove(pos);
+                    self.log(here, None, HistoryEvent::Joined);
+                    let t = self.new_token(&node.id, jw.scope);
+                    self.go(t, *next);
+                }
+            }
+            NodeKind::UserTask(spec) => {
+                let due = match &spec.due {
+                    None => None,
+                    Some(e) => {
+                        match e.eval(&self.env()).map_err(|e| e.to_string()).and_then(|v| parse_due(&v, p.time_zone)) {
+                            Ok(d) => d,
+                            Err(msg) => return self.incident(token, format!("due `{}`: {msg}", e.source.trim()), None),
+                        }
+                    }
+                };
+                let dues = match self.boundary_dues(&spec.boundary, due) {
+                    Ok(d) => d,
+                    Err(msg) => return self.incident(token, msg, None),
+                };
+                let seq = self.inst.next_seq();
+                let task_id = format!("{}-{}", self.inst.id, seq);
+                let lane = node.lane.clone().unwrap_or_default();
+                let task = Task {
+                    id: task_id.clone(),
+                    instance: self.inst.id,
+                    process: p.id.clone(),
+                    version: p.version,
+                    node: node.id.clone(),
+                    title: spec.title.clone(),
+                    groups: p.lane_groups(&lane).to_vec(),
+                    lane,
+                    status: TaskStatus::Open,
+                    assignee: None,
+                    created_at: self.now,
+                    due,
+                    completed_by: None,
+                    completed_at: None,
+                    outcome: None,
+                    overdue: false,
+                };
+                self.log(here, None, HistoryEvent::TaskOpened { task: task_id.clone() });
+                self.out.commands.push(Command::OpenTask(task));
+                self.arm(&mut token, dues);
+                self.park(token, Wait::Task { task: task_id, assignee: None });
+            }
+            NodeKind::Service(spec) => {
+                let mut input = serde_json::Map::new();
+                for (k, v) in &spec.with {
+                    let value = match v {
+                        Input::Literal(v) => v.clone(),
+                        Input::Expr(e) => match e.eval(&self.env()) {
+                            Ok(v) => v,
+                            Err(err) => {
+                                let msg = format!("input `{k}` (`{}`) failed: {err}", e.source.trim());
+                                return self.incident(token, msg, None);
+                            }
+                        },
+                    };
+                    input.insert(k.clone(), value);
+                }
+                let dues = match self.boundary_dues(&spec.boundary, None) {
+                    Ok(d) => d,
+                    Err(msg) => return self.incident(token, msg, None),
+                };
+                let seq = self.inst.next_seq();
+                let job_id = format!("{}-{}", self.inst.id, seq);
+                let job = Job {
+                    id: job_id.clone(),
+                    instance: self.inst.id,
+                    token: token.id,
+                    node: node.id.clone(),
+                    due: self.now,
+                    attempt: 1,
+                    kind: JobKind::Connector {
+                        connector: spec.connector.clone(),
+                        input: Value::Object(input),
+                        idempotency_key: format!("{}/{}/{}", self.inst.id, node.id, seq),
+                        timeout_ms: spec.timeout.as_millis() as u64,
+                    },
+                };
+                self.log(
+                    here,
+                    None,
+                    HistoryEvent::JobScheduled { job: job_id.clone(), connector: spec.connector.clone(), attempt: 1 },
+                );
+                self.out.commands.push(Command::ScheduleJob(job));
+                self.arm(&mut token, dues);
+                self.park(token, Wait::Job { job: job_id, attempt: 1 });
+            }
+            NodeKind::TimerCatch { when, .. } => match self.timer_due(when, None) {
+                Ok(due) => {
+                    let job = self.schedule_timer(&token, &node.id, due);
+                    self.park(token, Wait::Timer { job });
+                }
+                Err(msg) => self.incident(token, msg, None),
+            },
+            NodeKind::MessageCatch { message, .. } => match self.message_key(message) {
+                Ok(key) => {
+                    self.subscribe(&token, &node.id, &message.name, &key);
+                    self.park(token, Wait::Message { name: message.name.clone(), key });
+                }
+                Err(msg) => self.incident(token, msg, None),
+            },
+            NodeKind::EventBased { branches } => {
+                let mut messages = Vec::new();
+                let mut dues = Vec::new();
+                for (i, (trigger, _)) in branches.iter().enumerate() {
+                    let r = match trigger {
+                        EventTrigger::Message(m) => self.message_key(m).map(|key| {
+                            messages.push(MessageWait { branch: i as u16, name: m.name.clone(), key });
+                        }),
+                        EventTrigger::Timer(when) => self.timer_due(when, None).map(|d| dues.push((i as u16, d))),
+                    };
+                    if let Err(msg) = r {
+                        return self.incident(token, msg, None);
+                    }
+                }
+                for m in &messages {
+                    self.subscribe(&token, &node.id, &m.name, &m.key);
+                }
+                self.arm(&mut token, dues);
+                self.park(token, Wait::Events { messages });
+            }
+        }
+    }
+
+    /// Fork `token` into one token per branch in `targets`; the join waits for all.
+    fn fork(&mut self, token: Moving, fork_id: &str, targets: &[NodeIx]) {
+        let p = self.p;
+        let activation = self.inst.next_seq();
+        let width = targets.len() as u16;
+        let names = targets.iter().map(|b| p.nodes[*b].id.clone()).collect();
+        self.log(Some(fork_id.to_string()), None, HistoryEvent::Forked { branches: names });
+        for (i, b) in targets.iter().enumerate() {
+            let mut scope = token.scope.clone();
+            scope.push(Frame { fork: fork_id.to_string(), activation, branch: i as u16, width });
+            let t = self.new_token(&p.nodes[*b].id, scope);
+            self.ready.push_back(t);
+        }
+    }
+
+    /// Re-apply a result whose mapping failed (connector output or message payload).
+    fn apply_pending(&mut self, token: Moving, output: Value, branch: Option<u16>) {
+        match self.p.node(&token.node).map(|(_, n)| &n.kind) {
+            Some(NodeKind::Service(_)) => self.apply_output(token, "", output),
+            Some(NodeKind::MessageCatch { message, .. }) => {
+                let name = message.name.clone();
+                self.apply_message(token, None, &name, "", output)
+            }
+            Some(NodeKind::EventBased { branches }) => {
+                let name = match branch.and_then(|b| branches.get(usize::from(b))) {
+                    Some((EventTrigger::Message(m), _)) => m.name.clone(),
+                    _ => String::new(),
+                };
+                self.apply_message(token, branch, &name, "", output)
+            }
+            _ => self.ready.push_back(token),
+        }
+    }
+
+    /// Map a connector's output into variables (`set`), then move on.
+    fn apply_output(&mut self, token: Moving, job: &str, output: Value) {
+        let p = self.p;
+        let Some((_, node)) = p.node(&token.node) else {
+            return self.incident(token, "node vanished".into(), None);
+        };
+        let NodeKind::Service(spec) = &node.kind else {
+            return self.incident(token, format!("node `{}` is not a service task", node.id), None);
+        };
+        let mut values = Vec::with_capacity(spec.set.len());
+        for (var, e) in &spec.set {
+            let mut extra = p.setting_env();
+            extra.push(("result", &output));
+            let env = Env {
+                vars: &self.inst.vars,
+                declared: &p.var_names,
+                now: self.now,
+                instance: self.inst.id,
+                started_by: self.inst.started_by.as_deref(),
+                extra: &extra,
+            };
+            let v = match e.eval(&env) {
+                Ok(v) => v,
+                Err(err) => {
+                    let msg = format!("`set: {var}` (`{}`) failed: {err}", e.source.trim());
+                    return self.incident(token, msg, Some(output));
+                }
+            };
+            if let Err(err) = p.vars[var].check(&v) {
+                return self.incident(token, format!("`set: {var}`: {err}"), Some(output));
+            }
+            values.push((var.clone(), v));
+        }
+        let names = values.iter().map(|(n, _)| n.clone()).collect();
+        self.inst.vars.extend(values);
+        self.log(Some(node.id.clone()), None, HistoryEvent::JobSucceeded { job: job.to_string(), set: names });
+        self.go(token, spec.next);
+    }
+
+    /// End every branch of fork activation `activation`: its tokens (parked and
+    /// moving), nested joins and incidents.
+    fn cancel_activation(&mut self, activation: u32) {
+        let inside = |t: &Token| t.scope.iter().any(|f| f.activation == activation);
+        let (gone, keep): (Vec<Token>, Vec<Token>) =
+            std::mem::take(&mut self.inst.tokens).into_iter().partition(inside);
+        self.inst.tokens = keep;
+        for t in &gone {
+            self.release_wait(t);
+        }
+        self.ready.retain(|t| !inside(t));
+        self.inst.joins.retain(|j| j.activation != activation && !j.scope.iter().any(|f| f.activation == activation));
+    }
+
+    /// Remove every token: close tasks, cancel jobs and timers, drop subscriptions,
+    /// forget joins and incidents.
+    fn clear_all(&mut self, task_status: TaskStatus) {
+        for t in std::mem::take(&mut self.inst.tokens) {
+            match &t.wait {
+                Wait::Task { task, .. } => self.out.commands.push(Command::CloseTask {
+                    task: task.clone(),
+                    status: task_status,
+                    by: None,
+                    outcome: None,
+                }),
+                _ => self.release_wait(&t),
+            }
+            if matches!(t.wait, Wait::Task { .. }) {
+                for a in &t.timers {
+                    self.out.commands.push(Command::CancelJob { job: a.job.clone() });
+                }
+            }
+        }
+        self.inst.joins.clear();
+        self.inst.incidents.clear();
+    }
+}
+
+/// A due expression may give a datetime, or a date: due at the end of that day
+/// (23:59:59) on the wall clock of the process's `time_zone`. Years 0000–9999 only.
+fn parse_due(v: &Value, tz: chrono_tz::Tz) -> Result<Option<DateTime<Utc>>, String> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) => {
+            if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
+                return schedule::in_range(dt.with_timezone(&Utc)).map(Some);
+            }
+            if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+                return schedule::end_of_day(d, tz).map(Some);
+            }
+            Err(format!("`{s}` is not a date or datetime"))
+        }
+        other => Err(format!("expected a date or datetime, got {other}")),
+    }
+}
