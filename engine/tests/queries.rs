@@ -282,7 +282,16 @@ fn the_participant_index_is_built_for_an_older_store() {
     }
     // Take the index away, as in a store from before it.
     {
-        let db = sled::open(dir.path()).unwrap();
+        // sled releases its directory lock from a background thread after the
+        // engine is dropped: wait for it rather than race it.
+        let db = (0..100)
+            .find_map(|_| {
+                sled::open(dir.path()).ok().or_else(|| {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    None
+                })
+            })
+            .expect("sled opens once the engine has let go of it");
         let tree = db.open_tree("nagare").unwrap();
         let index: Vec<_> = tree.scan_prefix(b"ip/").keys().map(Result::unwrap).collect();
         assert_eq!(index.len(), 3, "written with every commit");

@@ -42,7 +42,10 @@ pub struct InputIssue {
 /// The connectors' deploy-time checks: `(connector name, with: as written) →
 /// issues`. String values are expressions and are left to run time.
 #[derive(Clone)]
-pub struct InputCheck(pub std::sync::Arc<dyn Fn(&str, &serde_json::Value) -> Vec<InputIssue> + Send + Sync>);
+pub struct InputCheck(pub std::sync::Arc<InputCheckFn>);
+
+/// `(connector name, with: as written) → issues`.
+pub type InputCheckFn = dyn Fn(&str, &serde_json::Value) -> Vec<InputIssue> + Send + Sync;
 
 impl std::fmt::Debug for InputCheck {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -93,16 +93,7 @@ impl Run<'_> {
             }
         };
         let error = serde_json::json!({ "code": code, "message": message });
-        let values = match map_payload(
-            p,
-            &b.set,
-            &self.inst.vars,
-            self.inst.id,
-            self.inst.started_by.as_deref(),
-            &error,
-            "error",
-            self.now,
-        ) {
+        let values = match map_payload(p, &b.set, Some(self.inst), &error, "error", self.now) {
             Ok(v) if !b.set.is_empty() => v,
             Ok(_) => Vars::new(),
             Err(msg) => {

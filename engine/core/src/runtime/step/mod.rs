@@ -503,19 +503,17 @@ pub fn message_start_vars(p: &Process, payload: &Value, now: DateTime<Utc>) -> R
         crate::process::StartTrigger::Message { set, .. } => set.as_slice(),
         _ => &[],
     };
-    let empty = Vars::new();
-    map_payload(p, set, &empty, 0, None, payload, "payload", now)
+    map_payload(p, set, None, payload, "payload", now)
         .map_err(|e| Rejection::InvalidData(vec![FieldError { field: "payload".into(), problem: e }]))
 }
 
 /// Evaluate a `set` mapping over `value` (read as `extra_name`), or, with no mapping,
 /// copy the fields of `value` that are declared variables. Every value is type-checked.
+/// The mapping reads the variables of `inst` (none yet for a message start).
 fn map_payload(
     p: &Process,
     set: &[(String, Expr)],
-    vars: &Vars,
-    instance: u64,
-    started_by: Option<&str>,
+    inst: Option<&Instance>,
     value: &Value,
     extra_name: &str,
     now: DateTime<Utc>,
@@ -532,6 +530,11 @@ fn map_payload(
         }
         return Ok(out);
     }
+    let empty = Vars::new();
+    let (vars, instance, started_by) = match inst {
+        Some(i) => (&i.vars, i.id, i.started_by.as_deref()),
+        None => (&empty, 0, None),
+    };
     for (var, e) in set {
         let mut extra = p.setting_env();
         extra.push((extra_name, value));

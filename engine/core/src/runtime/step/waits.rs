@@ -216,16 +216,7 @@ impl Run<'_> {
             },
             _ => return self.incident(token, format!("node `{}` does not wait for messages", node.id), None),
         };
-        match map_payload(
-            p,
-            &spec.set,
-            &self.inst.vars,
-            self.inst.id,
-            self.inst.started_by.as_deref(),
-            &payload,
-            "payload",
-            self.now,
-        ) {
+        match map_payload(p, &spec.set, Some(self.inst), &payload, "payload", self.now) {
             Ok(values) => {
                 let names = values.keys().cloned().collect();
                 self.inst.vars.extend(values);
