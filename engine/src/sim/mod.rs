@@ -16,10 +16,10 @@
 //! run inline, as [`Executor::advance`](crate::Executor::advance) does, so a seed
 //! gives the same run on every machine.
 
-mod disk;
+pub(crate) mod disk;
 mod grammar;
 mod hostile;
-mod rng;
+pub(crate) mod rng;
 mod world;
 
 pub use disk::FaultRates;
