@@ -418,6 +418,14 @@ async fn withdrawal_deletes_the_draft_and_is_impossible_after_final_approval() {
     // Withdrawn while the manager has it.
     let id = w.file(true).await;
     let doc = w.draft(id).await;
+    // Only the requester: a colleague in the same group is refused.
+    let task = w.task(id, "取り下げ受付").await;
+    let theirs = w
+        .post("kato", &format!("/api/v1/tasks/{task}/complete"), json!({ "variables": { "取り下げ理由": "x" } }))
+        .await;
+    assert_eq!(theirs.status, 409, "{}", theirs.body);
+    let inbox = w.get("sato", "/api/v1/tasks").await.expect(200);
+    assert!(inbox["items"].as_array().unwrap().iter().any(|t| t["id"] == task.as_str()), "in sato's inbox: {inbox}");
     w.complete("sato", id, "取り下げ受付", json!({ "variables": { "取り下げ理由": "先方都合で延期" } })).await;
     let v = w.wait_for(id, |v| v["status"] == "completed").await;
     assert_eq!(v["variables"]["状態"], json!("取り下げ"), "{v}");
