@@ -219,7 +219,6 @@ impl World {
 
     /// The earliest due job in the store (running jobs stay there until reported).
     fn next_due(&self) -> Option<DateTime<Utc>> {
-        use nagare_engine::store::Store as _;
         let first = self.engine.store().due_after(None, 1).unwrap();
         first.first().and_then(|(ms, _)| DateTime::from_timestamp_millis(*ms))
     }
