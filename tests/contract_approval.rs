@@ -554,6 +554,19 @@ async fn throttling_and_server_errors_are_retried() {
     assert_eq!(f.len(), 3, "{f:?}");
     assert!(f[0].contains("429"), "{f:?}");
     assert!(f[1..].iter().all(|m| m.contains("500")), "{f:?}");
+    // CloudSign's Retry-After (30 s) is longer than the step's first backoff (5 s): honoured.
+    let waits: Vec<i64> = w
+        .engine
+        .history(id)
+        .unwrap()
+        .into_iter()
+        .filter_map(|h| match h.event {
+            HistoryEvent::JobFailed { retry_at: Some(at), .. } => Some((at - h.at).num_seconds()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(waits.len(), 3, "{waits:?}");
+    assert_eq!(waits[0], 30, "{waits:?}");
     let v = w.instance(id).await;
     assert!(v["incidents"].as_array().unwrap().is_empty(), "{v}");
     assert_eq!(w.emu.read(|s| s.documents.len()), 1, "one draft: {doc}");
