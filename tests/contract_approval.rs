@@ -480,17 +480,21 @@ async fn required_mode_refuses_an_empty_request_with_every_reason() {
     put("admin", json!({ "settings": { "cloudsign": "required" } })).await.expect(200);
 
     let start = |vars: Value| json!({ "process": PROCESS, "variables": vars });
-    let basics = json!({ "件名": "秘密保持契約", "取引先": "株式会社サンプル", "金額": 0 });
-    let err = w.post("sato", "/api/v1/instances", start(basics.clone())).await.expect(422);
+    // An empty request: every reason at once, the missing fields and the CloudSign rules.
+    let err = w.post("sato", "/api/v1/instances", start(json!({}))).await.expect(422);
     assert_eq!(err["code"], "invalid-data");
     let mut fields: Vec<&str> =
         err["details"]["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
     fields.sort();
-    assert_eq!(fields, ["契約書", "送付先", "送付先"], "{err}");
+    assert_eq!(fields, ["件名", "取引先", "契約書", "送付先", "送付先", "金額"], "{err}");
     let message = err["message"].as_str().unwrap();
     for why in ["契約書（PDF）を添付", "送付先を1人以上", "契約締結権限者"] {
         assert!(message.contains(why), "{why}: {err}");
     }
+    // The same with the plain fields filled in: the CloudSign reasons remain.
+    let basics = json!({ "件名": "秘密保持契約", "取引先": "株式会社サンプル", "金額": 0 });
+    let err = w.post("sato", "/api/v1/instances", start(basics.clone())).await.expect(422);
+    assert_eq!(err["details"]["errors"].as_array().unwrap().len(), 3, "{err}");
 
     // Recipients, none with signing authority, and one without an address.
     let mut vars = basics.clone();

@@ -249,6 +249,9 @@ pub fn start(
     }
     if errors.is_empty() {
         errors = broken_rules(p, &p.start_rules, &vars, id, by.as_deref(), now);
+    } else {
+        let more = rules_beside_field_errors(p, &p.start_rules, &vars, &errors, id, by.as_deref(), now);
+        errors.extend(more);
     }
     if !errors.is_empty() {
         return Err(Rejection::InvalidData(errors));
@@ -494,6 +497,35 @@ pub(super) fn broken_rules(
         }
     }
     errors
+}
+
+/// The start rules broken besides field errors already found, so that one refusal
+/// lists every reason (a requester sees the missing title and the missing contract
+/// at once). Fields in error read as unset; a rule on a field already refused, or
+/// one that cannot be evaluated, is left out: the start is refused anyway.
+fn rules_beside_field_errors(
+    p: &Process,
+    rules: &[crate::process::Rule],
+    vars: &Vars,
+    errors: &[FieldError],
+    instance: InstanceId,
+    started_by: Option<&str>,
+    now: DateTime<Utc>,
+) -> Vec<FieldError> {
+    let refused = |f: &str| errors.iter().any(|e| e.field == f);
+    let mut sound = vars.clone();
+    sound.retain(|k, _| !refused(k));
+    let extra = p.setting_env();
+    let env = Env { vars: &sound, declared: &p.var_names, now, instance, started_by, extra: &extra };
+    rules
+        .iter()
+        .filter(|r| !r.field.as_deref().is_some_and(refused))
+        .filter(|r| matches!(r.when.eval_bool(&env), Ok(true)))
+        .map(|r| FieldError {
+            field: r.field.clone().unwrap_or_else(|| "_form".to_string()),
+            problem: r.message.clone(),
+        })
+        .collect()
 }
 
 /// Variables of an instance started by a message: the start event's `set` mapping
