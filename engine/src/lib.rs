@@ -24,6 +24,7 @@ pub mod messages;
 #[cfg(test)]
 mod reliability_tests;
 pub mod settings;
+pub mod sim;
 pub mod stats;
 pub mod store;
 pub mod timers;
