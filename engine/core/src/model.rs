@@ -258,6 +258,10 @@ pub struct NodeDef {
     pub form: Option<IndexMap<String, FieldMode>>,
     #[serde(default)]
     pub due: Option<String>,
+    /// The user the task is given to when it opens (an expression, e.g.
+    /// `started_by`); unset or `()`: the lane's groups share it.
+    #[serde(default)]
+    pub assignee: Option<String>,
     #[serde(default)]
     pub send_back: Option<String>,
     #[serde(default)]

@@ -62,6 +62,7 @@ pub(super) fn compile_node(
     let fields: &[(&str, bool, &[&str])] = &[
         ("form", n.form.is_some(), &["user_task"]),
         ("due", n.due.is_some(), &["user_task"]),
+        ("assignee", n.assignee.is_some(), &["user_task"]),
         ("send_back", n.send_back.is_some(), &["user_task"]),
         ("outcomes", n.outcomes.is_some(), &["user_task"]),
         ("rules", n.rules.is_some(), &["user_task"]),
@@ -240,6 +241,10 @@ pub(super) fn compile_node(
                 Some(src) => Some(cx.compile_expr(&["nodes", id, "due"], src, names)?),
                 None => None,
             };
+            let assignee = match &n.assignee {
+                Some(src) => Some(cx.compile_expr(&["nodes", id, "assignee"], src, names)?),
+                None => None,
+            };
             let send_back = match &n.send_back {
                 Some(t) => Some(resolve(cx, t, &["nodes", id, "send_back"], "send_back")?),
                 None => None,
@@ -267,6 +272,7 @@ pub(super) fn compile_node(
                 title: n.user_task.clone().unwrap_or_default(),
                 form,
                 due,
+                assignee,
                 send_back,
                 outcomes,
                 next,

@@ -35,6 +35,7 @@ pub const NODE_KEYS: &[&str] = &[
     "boundary",
     "form",
     "due",
+    "assignee",
     "send_back",
     "outcomes",
     "rules",

@@ -249,6 +249,9 @@ pub fn start(
     }
     if errors.is_empty() {
         errors = broken_rules(p, &p.start_rules, &vars, id, by.as_deref(), now);
+    } else {
+        let more = rules_beside_field_errors(p, &p.start_rules, &vars, &errors, id, by.as_deref(), now);
+        errors.extend(more);
     }
     if !errors.is_empty() {
         return Err(Rejection::InvalidData(errors));
@@ -494,6 +497,35 @@ pub(super) fn broken_rules(
         }
     }
     errors
+}
+
+/// The start rules broken besides field errors already found, so that one refusal
+/// lists every reason (a requester sees the missing title and the missing contract
+/// at once). Fields in error read as unset; a rule on a field already refused, or
+/// one that cannot be evaluated, is left out: the start is refused anyway.
+fn rules_beside_field_errors(
+    p: &Process,
+    rules: &[crate::process::Rule],
+    vars: &Vars,
+    errors: &[FieldError],
+    instance: InstanceId,
+    started_by: Option<&str>,
+    now: DateTime<Utc>,
+) -> Vec<FieldError> {
+    let refused = |f: &str| errors.iter().any(|e| e.field == f);
+    let mut sound = vars.clone();
+    sound.retain(|k, _| !refused(k));
+    let extra = p.setting_env();
+    let env = Env { vars: &sound, declared: &p.var_names, now, instance, started_by, extra: &extra };
+    rules
+        .iter()
+        .filter(|r| !r.field.as_deref().is_some_and(refused))
+        .filter(|r| matches!(r.when.eval_bool(&env), Ok(true)))
+        .map(|r| FieldError {
+            field: r.field.clone().unwrap_or_else(|| "_form".to_string()),
+            problem: r.message.clone(),
+        })
+        .collect()
 }
 
 /// Variables of an instance started by a message: the start event's `set` mapping
@@ -827,6 +859,15 @@ impl<'a> Run<'a> {
                         }
                     }
                 };
+                let assignee = match &spec.assignee {
+                    None => None,
+                    Some(e) => match e.eval(&self.env()).map_err(|e| e.to_string()).and_then(assignee_of) {
+                        Ok(a) => a,
+                        Err(msg) => {
+                            return self.incident(token, format!("assignee `{}`: {msg}", e.source.trim()), None)
+                        }
+                    },
+                };
                 let dues = match self.boundary_dues(&spec.boundary, due) {
                     Ok(d) => d,
                     Err(msg) => return self.incident(token, msg, None),
@@ -844,7 +885,7 @@ impl<'a> Run<'a> {
                     groups: p.lane_groups(&lane).to_vec(),
                     lane,
                     status: TaskStatus::Open,
-                    assignee: None,
+                    assignee: assignee.clone(),
                     created_at: self.now,
                     due,
                     completed_by: None,
@@ -852,10 +893,13 @@ impl<'a> Run<'a> {
                     outcome: None,
                     overdue: false,
                 };
-                self.log(here, None, HistoryEvent::TaskOpened { task: task_id.clone() });
+                self.log(here.clone(), None, HistoryEvent::TaskOpened { task: task_id.clone() });
+                if assignee.is_some() {
+                    self.log(here, None, HistoryEvent::TaskAssigned { task: task_id.clone(), to: assignee.clone() });
+                }
                 self.out.commands.push(Command::OpenTask(task));
                 self.arm(&mut token, dues);
-                self.park(token, Wait::Task { task: task_id, assignee: None });
+                self.park(token, Wait::Task { task: task_id, assignee });
             }
             NodeKind::Service(spec) => {
                 let mut input = serde_json::Map::new();
@@ -1051,6 +1095,20 @@ impl<'a> Run<'a> {
 
 /// A due expression may give a datetime, or a date: due at the end of that day
 /// (23:59:59) on the wall clock of the process's `time_zone`. Years 0000–9999 only.
+/// Longest user id a task's `assignee:` may give.
+const MAX_ASSIGNEE_CHARS: usize = 200;
+
+/// A user task's `assignee:` value: a user id, or `()`/blank for the lane's groups.
+fn assignee_of(v: Value) -> Result<Option<String>, String> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) if s.trim().is_empty() => Ok(None),
+        Value::String(s) if s.chars().count() <= MAX_ASSIGNEE_CHARS => Ok(Some(s.trim().to_string())),
+        Value::String(_) => Err(format!("a user id is at most {MAX_ASSIGNEE_CHARS} characters")),
+        other => Err(format!("expected a user id (text), got {other}")),
+    }
+}
+
 fn parse_due(v: &Value, tz: chrono_tz::Tz) -> Result<Option<DateTime<Utc>>, String> {
     match v {
         Value::Null => Ok(None),
