@@ -1,0 +1,80 @@
+//! `user_task:` — work for a person: a task in the inbox of its lane's groups, with
+//! a form, a due date, send-back, named outcomes and boundary events.
+
+use crate::compile::for_kinds::*;
+use crate::process::*;
+
+pub(crate) const KIND: super::Kind = super::Kind {
+    key: "user_task",
+    summary: "A task for a person in the lane's groups: a form over declared variables, a due date, send-back and named outcomes.",
+    body: "give the task a title: `user_task: 申請内容を確認する`",
+    keys: &["lane", "next", "form", "due", "send_back", "outcomes", "rules", "boundary"],
+    no_next: "",
+    present: |n| n.user_task.is_some(),
+    compile,
+};
+
+fn compile(nc: &mut NodeCx<'_, '_>) -> Option<NodeKind> {
+    let (id, n, nm) = (nc.id, nc.n, nc.nm);
+    if n.lane.is_none() {
+        nc.cx.err(
+            "missing-lane",
+            nc.cx.key_loc(&["nodes", id]),
+            format!("user task `{id}` has no lane, so nobody could work it"),
+            format!(
+                "add `lane: <lane id>`; lanes: {}",
+                nc.lanes.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+            ),
+        );
+        nc.ok = false;
+    }
+    let mut form = Vec::new();
+    for (var, mode) in n.form.iter().flatten() {
+        if nm.vars.contains_key(var) {
+            form.push(FormField { var: var.clone(), mode: *mode });
+        } else {
+            nc.cx.err(
+                "undeclared-variable",
+                nc.cx.key_loc(&["nodes", id, "form", var]),
+                format!("form field `{var}` is not a declared variable"),
+                undeclared_hint(var, nm.names),
+            );
+            nc.ok = false;
+        }
+    }
+    let due = match &n.due {
+        Some(src) => Some(nc.cx.compile_expr(&["nodes", id, "due"], src, nm.names)?),
+        None => None,
+    };
+    let send_back = match &n.send_back {
+        Some(t) => Some(nc.resolve(t, &["nodes", id, "send_back"], "send_back")?),
+        None => None,
+    };
+    let mut outcomes = Vec::new();
+    for (name, t) in n.outcomes.iter().flatten() {
+        if name == "next" || name == "send_back" {
+            nc.cx.err(
+                "reserved-outcome",
+                nc.cx.key_loc(&["nodes", id, "outcomes", name]),
+                format!("outcome name `{name}` is reserved"),
+                "pick another name, e.g. `approve` or `reject`",
+            );
+            nc.ok = false;
+        }
+        outcomes.push((name.clone(), nc.resolve(t, &["nodes", id, "outcomes", name], "outcomes")?));
+    }
+    let boundary = nc.boundary(true, due.is_some());
+    let rules =
+        compile_rules(nc.cx, &["nodes", id, "rules"], n.rules.as_deref().unwrap_or_default(), nm.vars, nm.names);
+    let next = nc.next()?;
+    Some(NodeKind::UserTask(UserTaskSpec {
+        rules: rules?,
+        title: n.user_task.clone().unwrap_or_default(),
+        form,
+        due,
+        send_back,
+        outcomes,
+        next,
+        boundary: boundary?,
+    }))
+}
