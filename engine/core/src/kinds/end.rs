@@ -3,6 +3,7 @@
 
 use crate::compile::for_kinds::*;
 use crate::process::*;
+use crate::runtime::step::for_kinds::*;
 
 pub(crate) const KIND: super::Kind = super::Kind {
     key: "end",
@@ -31,4 +32,27 @@ fn compile(nc: &mut NodeCx<'_, '_>) -> Option<NodeKind> {
         }
         other => NodeKind::End { terminate: matches!(other, Some(Some(EndDef::Kind(EndKind::Terminate)))) },
     })
+}
+
+/// A token arrives at a plain end: it ends here (`terminate`: with every other).
+pub(crate) fn exec(run: &mut Run<'_>, _token: Moving, node: &Node, terminate: bool) {
+    let here = Some(node.id.clone());
+    run.log(here, None, HistoryEvent::Ended);
+    if terminate {
+        run.ready.clear();
+        run.clear_all(TaskStatus::Cancelled);
+    }
+}
+
+/// A token arrives at an error end: it throws the error to the nearest catcher.
+pub(crate) fn exec_error(run: &mut Run<'_>, token: Moving, node: &Node, code: &str, message: &Option<String>) {
+    let here = Some(node.id.clone());
+    let message = message.clone().unwrap_or_default();
+    run.log(here, None, HistoryEvent::ErrorThrown { code: Some(code.to_string()), message: message.clone() });
+    let uncaught = if message.is_empty() {
+        format!("error `{code}` was thrown and no boundary catches it")
+    } else {
+        format!("error `{code}` was thrown and no boundary catches it: {message}")
+    };
+    run.throw(token, Some(code), &message, false, uncaught);
 }

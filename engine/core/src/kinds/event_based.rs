@@ -3,6 +3,7 @@
 
 use crate::compile::for_kinds::*;
 use crate::process::*;
+use crate::runtime::step::for_kinds::*;
 
 pub(crate) const KIND: super::Kind = super::Kind {
     key: "event_based",
@@ -64,4 +65,26 @@ fn compile(nc: &mut NodeCx<'_, '_>) -> Option<NodeKind> {
         }
     }
     Some(NodeKind::EventBased { branches })
+}
+
+/// Subscribe to every message branch and arm every timer branch; the first wins.
+pub(crate) fn exec(run: &mut Run<'_>, mut token: Moving, node: &Node, branches: &[(EventTrigger, NodeIx)]) {
+    let mut messages = Vec::new();
+    let mut dues = Vec::new();
+    for (i, (trigger, _)) in branches.iter().enumerate() {
+        let r = match trigger {
+            EventTrigger::Message(m) => run.message_key(m).map(|key| {
+                messages.push(MessageWait { branch: i as u16, name: m.name.clone(), key });
+            }),
+            EventTrigger::Timer(when) => run.timer_due(when, None).map(|d| dues.push((i as u16, d))),
+        };
+        if let Err(msg) = r {
+            return run.incident(token, msg, None);
+        }
+    }
+    for m in &messages {
+        run.subscribe(&token, &node.id, &m.name, &m.key);
+    }
+    run.arm(&mut token, dues);
+    run.park(token, Wait::Events { messages });
 }

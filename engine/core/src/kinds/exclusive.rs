@@ -5,6 +5,7 @@ use crate::compile::for_kinds::*;
 use crate::expr::Expr;
 use crate::model::BranchDef;
 use crate::process::*;
+use crate::runtime::step::for_kinds::*;
 
 pub(crate) const KIND: super::Kind = super::Kind {
     key: "exclusive",
@@ -56,4 +57,37 @@ pub(super) fn conditions(nc: &mut NodeCx<'_, '_>, list: &[BranchDef]) -> Option<
         );
     }
     Some((branches, default))
+}
+
+/// Route to the first branch whose condition holds, else `default`.
+pub(crate) fn exec(
+    run: &mut Run<'_>,
+    token: Moving,
+    node: &Node,
+    branches: &[(Expr, NodeIx)],
+    default: Option<NodeIx>,
+) {
+    let p = run.p;
+    let here = Some(node.id.clone());
+    let mut chosen = None;
+    for (cond, target) in branches {
+        match cond.eval_bool(&run.env()) {
+            Ok(true) => {
+                chosen = Some(*target);
+                break;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                let msg = format!("condition `{}` failed: {e}", cond.source.trim());
+                return run.incident(token, msg, None);
+            }
+        }
+    }
+    match chosen.or(default) {
+        Some(t) => {
+            run.log(here, None, HistoryEvent::Routed { to: p.nodes[t].id.clone() });
+            run.go(token, t);
+        }
+        None => run.incident(token, "no condition holds and there is no `default`".into(), None),
+    }
 }

@@ -3,6 +3,7 @@
 
 use crate::compile::for_kinds::*;
 use crate::process::*;
+use crate::runtime::step::for_kinds::*;
 
 pub(crate) const KIND: super::Kind = super::Kind {
     key: "message",
@@ -20,4 +21,15 @@ fn compile(nc: &mut NodeCx<'_, '_>) -> Option<NodeKind> {
     let message = compile_message(nc.cx, &["nodes", id, "message"], name, n.key.as_ref(), n.set.as_ref(), nm);
     let next = nc.next();
     Some(NodeKind::MessageCatch { message: message?, next: next? })
+}
+
+/// Subscribe to the message with the key evaluated now; the token waits.
+pub(crate) fn exec(run: &mut Run<'_>, token: Moving, node: &Node, message: &MessageSpec) {
+    match run.message_key(message) {
+        Ok(key) => {
+            run.subscribe(&token, &node.id, &message.name, &key);
+            run.park(token, Wait::Message { name: message.name.clone(), key });
+        }
+        Err(msg) => run.incident(token, msg, None),
+    }
 }

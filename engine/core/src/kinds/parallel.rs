@@ -2,6 +2,7 @@
 
 use crate::compile::for_kinds::*;
 use crate::process::*;
+use crate::runtime::step::for_kinds::*;
 
 pub(crate) const KIND: super::Kind = super::Kind {
     key: "parallel",
@@ -31,4 +32,9 @@ fn compile(nc: &mut NodeCx<'_, '_>) -> Option<NodeKind> {
     }
     let boundary = nc.boundary(false, false)?;
     Some(NodeKind::Parallel { branches, boundary })
+}
+
+/// One token per branch; the join waits for all of them.
+pub(crate) fn exec(run: &mut Run<'_>, token: Moving, node: &Node, branches: &[NodeIx]) {
+    run.fork(token, &node.id, branches);
 }

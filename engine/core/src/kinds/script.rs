@@ -1,7 +1,9 @@
 //! `script:` — a rhai script that assigns declared variables; the token does not wait.
 
 use crate::compile::for_kinds::*;
+use crate::expr::Expr;
 use crate::process::*;
+use crate::runtime::step::for_kinds::*;
 
 pub(crate) const KIND: super::Kind = super::Kind {
     key: "script",
@@ -19,4 +21,25 @@ fn compile(nc: &mut NodeCx<'_, '_>) -> Option<NodeKind> {
     let script = nc.cx.compile_expr(&["nodes", id, "script"], src, nm.names);
     let next = nc.next();
     Some(NodeKind::Script { script: script?, next: next? })
+}
+
+/// Run the script; the variables it assigns are type-checked before any is written.
+pub(crate) fn exec(run: &mut Run<'_>, token: Moving, node: &Node, script: &Expr, next: NodeIx) {
+    let p = run.p;
+    let here = Some(node.id.clone());
+    match script.run_script(&run.env()) {
+        Ok(changed) => {
+            for (name, v) in &changed {
+                if let Err(e) = p.vars[name].check(v) {
+                    let msg = format!("script set `{name}`: {e}");
+                    return run.incident(token, msg, None);
+                }
+            }
+            let names = changed.iter().map(|(n, _)| n.clone()).collect();
+            run.inst.vars.extend(changed);
+            run.log(here, None, HistoryEvent::ScriptRan { changed: names });
+            run.go(token, next);
+        }
+        Err(e) => run.incident(token, format!("script failed: {e}"), None),
+    }
 }

@@ -3,6 +3,7 @@
 
 use crate::compile::for_kinds::*;
 use crate::process::*;
+use crate::runtime::step::for_kinds::*;
 use std::time::Duration;
 
 pub(crate) const KIND: super::Kind = super::Kind {
@@ -126,4 +127,51 @@ fn compile(nc: &mut NodeCx<'_, '_>) -> Option<NodeKind> {
     let boundary = nc.boundary(true, false);
     let next = nc.next()?;
     Some(NodeKind::Service(ServiceSpec { connector, with, set, retry, timeout, next, boundary: boundary? }))
+}
+
+/// Schedule the connector call as a job; the token waits for its result.
+pub(crate) fn exec(run: &mut Run<'_>, mut token: Moving, node: &Node, spec: &ServiceSpec) {
+    let here = Some(node.id.clone());
+    let mut input = serde_json::Map::new();
+    for (k, v) in &spec.with {
+        let value = match v {
+            Input::Literal(v) => v.clone(),
+            Input::Expr(e) => match e.eval(&run.env()) {
+                Ok(v) => v,
+                Err(err) => {
+                    let msg = format!("input `{k}` (`{}`) failed: {err}", e.source.trim());
+                    return run.incident(token, msg, None);
+                }
+            },
+        };
+        input.insert(k.clone(), value);
+    }
+    let dues = match run.boundary_dues(&spec.boundary, None) {
+        Ok(d) => d,
+        Err(msg) => return run.incident(token, msg, None),
+    };
+    let seq = run.inst.next_seq();
+    let job_id = format!("{}-{}", run.inst.id, seq);
+    let job = Job {
+        id: job_id.clone(),
+        instance: run.inst.id,
+        token: token.id,
+        node: node.id.clone(),
+        due: run.now,
+        attempt: 1,
+        kind: JobKind::Connector {
+            connector: spec.connector.clone(),
+            input: Value::Object(input),
+            idempotency_key: format!("{}/{}/{}", run.inst.id, node.id, seq),
+            timeout_ms: spec.timeout.as_millis() as u64,
+        },
+    };
+    run.log(
+        here,
+        None,
+        HistoryEvent::JobScheduled { job: job_id.clone(), connector: spec.connector.clone(), attempt: 1 },
+    );
+    run.out.commands.push(Command::ScheduleJob(job));
+    run.arm(&mut token, dues);
+    run.park(token, Wait::Job { job: job_id, attempt: 1 });
 }

@@ -2,6 +2,7 @@
 
 use crate::compile::for_kinds::*;
 use crate::process::*;
+use crate::runtime::step::for_kinds::*;
 
 pub(crate) const KIND: super::Kind = super::Kind {
     key: "timer",
@@ -18,4 +19,15 @@ fn compile(nc: &mut NodeCx<'_, '_>) -> Option<NodeKind> {
     let when = compile_timer(nc.cx, &["nodes", id, "timer"], n.timer.as_ref()?, nm, false);
     let next = nc.next();
     Some(NodeKind::TimerCatch { when: when?, next: next? })
+}
+
+/// Arm the timer; the token waits for it.
+pub(crate) fn exec(run: &mut Run<'_>, token: Moving, node: &Node, when: &TimerWhen) {
+    match run.timer_due(when, None) {
+        Ok(due) => {
+            let job = run.schedule_timer(&token, &node.id, due);
+            run.park(token, Wait::Timer { job });
+        }
+        Err(msg) => run.incident(token, msg, None),
+    }
 }

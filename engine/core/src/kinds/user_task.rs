@@ -3,6 +3,7 @@
 
 use crate::compile::for_kinds::*;
 use crate::process::*;
+use crate::runtime::step::for_kinds::*;
 
 pub(crate) const KIND: super::Kind = super::Kind {
     key: "user_task",
@@ -77,4 +78,46 @@ fn compile(nc: &mut NodeCx<'_, '_>) -> Option<NodeKind> {
         next,
         boundary: boundary?,
     }))
+}
+
+/// Open the task (due date and boundary timers first: a failure opens nothing).
+pub(crate) fn exec(run: &mut Run<'_>, mut token: Moving, node: &Node, spec: &UserTaskSpec) {
+    let p = run.p;
+    let here = Some(node.id.clone());
+    let due = match &spec.due {
+        None => None,
+        Some(e) => match e.eval(&run.env()).map_err(|e| e.to_string()).and_then(|v| parse_due(&v, p.time_zone)) {
+            Ok(d) => d,
+            Err(msg) => return run.incident(token, format!("due `{}`: {msg}", e.source.trim()), None),
+        },
+    };
+    let dues = match run.boundary_dues(&spec.boundary, due) {
+        Ok(d) => d,
+        Err(msg) => return run.incident(token, msg, None),
+    };
+    let seq = run.inst.next_seq();
+    let task_id = format!("{}-{}", run.inst.id, seq);
+    let lane = node.lane.clone().unwrap_or_default();
+    let task = Task {
+        id: task_id.clone(),
+        instance: run.inst.id,
+        process: p.id.clone(),
+        version: p.version,
+        node: node.id.clone(),
+        title: spec.title.clone(),
+        groups: p.lane_groups(&lane).to_vec(),
+        lane,
+        status: TaskStatus::Open,
+        assignee: None,
+        created_at: run.now,
+        due,
+        completed_by: None,
+        completed_at: None,
+        outcome: None,
+        overdue: false,
+    };
+    run.log(here, None, HistoryEvent::TaskOpened { task: task_id.clone() });
+    run.out.commands.push(Command::OpenTask(task));
+    run.arm(&mut token, dues);
+    run.park(token, Wait::Task { task: task_id, assignee: None });
 }

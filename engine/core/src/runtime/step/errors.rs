@@ -77,7 +77,7 @@ impl Run<'_> {
 
     /// Throw an error from `token` (no longer parked): the nearest boundary that
     /// catches it takes over, else the token stops with the incident `uncaught`.
-    pub(super) fn throw(&mut self, mut token: Moving, code: Option<&str>, message: &str, own: bool, uncaught: String) {
+    pub(crate) fn throw(&mut self, mut token: Moving, code: Option<&str>, message: &str, own: bool, uncaught: String) {
         let p = self.p;
         let (owner, b, scope) = match self.catcher(&token, code, own) {
             None => return self.incident(token, uncaught, None),

@@ -8,8 +8,9 @@
 
 use super::state::*;
 use crate::expr::{Env, Expr, Vars};
+use crate::kinds;
 use crate::model::FieldMode;
-use crate::process::{BoundaryTrigger, EventTrigger, Input, MessageSpec, NodeIx, NodeKind, Process, TimerWhen};
+use crate::process::{BoundaryTrigger, EventTrigger, MessageSpec, NodeIx, NodeKind, Process, TimerWhen};
 use crate::schedule;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -22,6 +23,13 @@ mod tasks;
 mod waits;
 
 pub use contain::{raise_incident, Culprit};
+
+/// What the run steps of the node kinds ([`crate::kinds`]) work with.
+pub(crate) mod for_kinds {
+    pub(crate) use super::{parse_due, Command, Moving, Run};
+    pub(crate) use crate::runtime::state::*;
+    pub(crate) use serde_json::Value;
+}
 
 use tasks::{assign, complete};
 
@@ -563,16 +571,16 @@ fn is_blank(v: Option<&Value>) -> bool {
 }
 
 /// A token that is moving, not yet parked in the instance.
-type Moving = Token;
+pub(crate) type Moving = Token;
 
-struct Run<'a> {
-    p: &'a Process,
+pub(crate) struct Run<'a> {
+    pub(crate) p: &'a Process,
     /// The process's settings, as every expression sees them.
     settings: Vec<(&'a str, &'a Value)>,
-    inst: &'a mut Instance,
-    now: DateTime<Utc>,
-    ready: VecDeque<Moving>,
-    out: Transition,
+    pub(crate) inst: &'a mut Instance,
+    pub(crate) now: DateTime<Utc>,
+    pub(crate) ready: VecDeque<Moving>,
+    pub(crate) out: Transition,
     /// Every expression of this event shares one script time limit, so a cancel
     /// waiting for the instance lock waits at most about that long.
     _scripts: crate::expr::EventBudget,
@@ -599,18 +607,18 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn log(&mut self, node: Option<String>, user: Option<String>, event: HistoryEvent) {
+    pub(crate) fn log(&mut self, node: Option<String>, user: Option<String>, event: HistoryEvent) {
         let seq = self.inst.history_len;
         self.inst.history_len += 1;
         self.out.history.push(HistoryEntry { seq, at: self.now, node, user, event });
     }
 
-    fn new_token(&mut self, node: &str, scope: Vec<Frame>) -> Moving {
+    pub(crate) fn new_token(&mut self, node: &str, scope: Vec<Frame>) -> Moving {
         let id = self.inst.next_seq();
         Token { id, node: node.to_string(), wait: Wait::Incident { incident: 0 }, scope, timers: Vec::new() }
     }
 
-    fn env(&self) -> Env<'_> {
+    pub(crate) fn env(&self) -> Env<'_> {
         Env {
             vars: &self.inst.vars,
             declared: &self.p.var_names,
@@ -648,7 +656,7 @@ impl<'a> Run<'a> {
     }
 
     /// Move a token on to `to`. Timers it had armed where it waited are withdrawn.
-    fn go(&mut self, mut token: Moving, to: NodeIx) {
+    pub(crate) fn go(&mut self, mut token: Moving, to: NodeIx) {
         self.disarm(&mut token);
         token.node = self.p.nodes[to].id.clone();
         self.ready.push_back(token);
@@ -660,12 +668,12 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn park(&mut self, mut token: Moving, wait: Wait) {
+    pub(crate) fn park(&mut self, mut token: Moving, wait: Wait) {
         token.wait = wait;
         self.inst.tokens.push(token);
     }
 
-    fn incident(&mut self, mut token: Moving, message: String, pending_output: Option<Value>) {
+    pub(crate) fn incident(&mut self, mut token: Moving, message: String, pending_output: Option<Value>) {
         self.incident_with(&mut token, message, pending_output, None);
         self.inst.tokens.push(token);
     }
@@ -694,252 +702,34 @@ impl<'a> Run<'a> {
         token.wait = Wait::Incident { incident: id };
     }
 
-    fn exec(&mut self, mut token: Moving) {
+    /// A token arrives at its node: the node's kind ([`crate::kinds`]) says what it does.
+    fn exec(&mut self, token: Moving) {
         let p = self.p;
         let Some((_, node)) = p.node(&token.node) else {
             let msg = format!("node `{}` does not exist in version {}", token.node, p.version);
             return self.incident(token, msg, None);
         };
-        let here = Some(node.id.clone());
         match &node.kind {
             NodeKind::Start { next, .. } => self.go(token, *next),
-            NodeKind::End { terminate } => {
-                self.log(here, None, HistoryEvent::Ended);
-                if *terminate {
-                    self.ready.clear();
-                    self.clear_all(TaskStatus::Cancelled);
-                }
-            }
-            NodeKind::ErrorEnd { code, message } => {
-                let message = message.clone().unwrap_or_default();
-                self.log(here, None, HistoryEvent::ErrorThrown { code: Some(code.clone()), message: message.clone() });
-                let uncaught = if message.is_empty() {
-                    format!("error `{code}` was thrown and no boundary catches it")
-                } else {
-                    format!("error `{code}` was thrown and no boundary catches it: {message}")
-                };
-                self.throw(token, Some(code), &message, false, uncaught);
-            }
-            NodeKind::Script { script, next } => match script.run_script(&self.env()) {
-                Ok(changed) => {
-                    for (name, v) in &changed {
-                        if let Err(e) = p.vars[name].check(v) {
-                            let msg = format!("script set `{name}`: {e}");
-                            return self.incident(token, msg, None);
-                        }
-                    }
-                    let names = changed.iter().map(|(n, _)| n.clone()).collect();
-                    self.inst.vars.extend(changed);
-                    self.log(here, None, HistoryEvent::ScriptRan { changed: names });
-                    self.go(token, *next);
-                }
-                Err(e) => self.incident(token, format!("script failed: {e}"), None),
-            },
-            NodeKind::Exclusive { branches, default } => {
-                let mut chosen = None;
-                for (cond, target) in branches {
-                    match cond.eval_bool(&self.env()) {
-                        Ok(true) => {
-                            chosen = Some(*target);
-                            break;
-                        }
-                        Ok(false) => {}
-                        Err(e) => {
-                            let msg = format!("condition `{}` failed: {e}", cond.source.trim());
-                            return self.incident(token, msg, None);
-                        }
-                    }
-                }
-                match chosen.or(*default) {
-                    Some(t) => {
-                        self.log(here, None, HistoryEvent::Routed { to: p.nodes[t].id.clone() });
-                        self.go(token, t);
-                    }
-                    None => self.incident(token, "no condition holds and there is no `default`".into(), None),
-                }
-            }
+            NodeKind::End { terminate } => kinds::end::exec(self, token, node, *terminate),
+            NodeKind::ErrorEnd { code, message } => kinds::end::exec_error(self, token, node, code, message),
+            NodeKind::Script { script, next } => kinds::script::exec(self, token, node, script, *next),
+            NodeKind::Exclusive { branches, default } => kinds::exclusive::exec(self, token, node, branches, *default),
             NodeKind::Inclusive { branches, default, .. } => {
-                let mut taken = Vec::new();
-                for (cond, target) in branches {
-                    match cond.eval_bool(&self.env()) {
-                        Ok(true) => taken.push(*target),
-                        Ok(false) => {}
-                        Err(e) => {
-                            let msg = format!("condition `{}` failed: {e}", cond.source.trim());
-                            return self.incident(token, msg, None);
-                        }
-                    }
-                }
-                if taken.is_empty() {
-                    match default {
-                        Some(d) => taken.push(*d),
-                        None => {
-                            return self.incident(token, "no condition holds and there is no `default`".into(), None)
-                        }
-                    }
-                }
-                self.fork(token, &node.id, &taken);
+                kinds::inclusive::exec(self, token, node, branches, *default)
             }
-            NodeKind::Parallel { branches, .. } => self.fork(token, &node.id, branches),
-            NodeKind::Join { fork, next } => {
-                let frame = match token.scope.pop() {
-                    Some(f) if f.fork == p.nodes[*fork].id => f,
-                    other => {
-                        token.scope.extend(other);
-                        let msg = format!("token reached join `{}` from outside fork `{}`", node.id, p.nodes[*fork].id);
-                        return self.incident(token, msg, None);
-                    }
-                };
-                let pos = match self.inst.joins.iter().position(|j| j.activation == frame.activation) {
-                    Some(pos) => pos,
-                    None => {
-                        self.inst.joins.push(JoinWait {
-                            activation: frame.activation,
-                            join: node.id.clone(),
-                            width: frame.width,
-                            arrived: Vec::new(),
-                            scope: token.scope.clone(),
-                        });
-                        self.inst.joins.len() - 1
-                    }
-                };
-                let jw = &mut self.inst.joins[pos];
-                if jw.arrived.contains(&frame.branch) {
-                    token.scope.push(frame);
-                    let msg = format!("a second token of one branch reached join `{}`", node.id);
-                    return self.incident(token, msg, None);
-                }
-                jw.arrived.push(frame.branch);
-                if jw.arrived.len() == usize::from(jw.width) {
-                    let jw = self.inst.joins.remove(pos);
-                    self.log(here, None, HistoryEvent::Joined);
-                    let t = self.new_token(&node.id, jw.scope);
-                    self.go(t, *next);
-                }
-            }
-            NodeKind::UserTask(spec) => {
-                let due = match &spec.due {
-                    None => None,
-                    Some(e) => {
-                        match e.eval(&self.env()).map_err(|e| e.to_string()).and_then(|v| parse_due(&v, p.time_zone)) {
-                            Ok(d) => d,
-                            Err(msg) => return self.incident(token, format!("due `{}`: {msg}", e.source.trim()), None),
-                        }
-                    }
-                };
-                let dues = match self.boundary_dues(&spec.boundary, due) {
-                    Ok(d) => d,
-                    Err(msg) => return self.incident(token, msg, None),
-                };
-                let seq = self.inst.next_seq();
-                let task_id = format!("{}-{}", self.inst.id, seq);
-                let lane = node.lane.clone().unwrap_or_default();
-                let task = Task {
-                    id: task_id.clone(),
-                    instance: self.inst.id,
-                    process: p.id.clone(),
-                    version: p.version,
-                    node: node.id.clone(),
-                    title: spec.title.clone(),
-                    groups: p.lane_groups(&lane).to_vec(),
-                    lane,
-                    status: TaskStatus::Open,
-                    assignee: None,
-                    created_at: self.now,
-                    due,
-                    completed_by: None,
-                    completed_at: None,
-                    outcome: None,
-                    overdue: false,
-                };
-                self.log(here, None, HistoryEvent::TaskOpened { task: task_id.clone() });
-                self.out.commands.push(Command::OpenTask(task));
-                self.arm(&mut token, dues);
-                self.park(token, Wait::Task { task: task_id, assignee: None });
-            }
-            NodeKind::Service(spec) => {
-                let mut input = serde_json::Map::new();
-                for (k, v) in &spec.with {
-                    let value = match v {
-                        Input::Literal(v) => v.clone(),
-                        Input::Expr(e) => match e.eval(&self.env()) {
-                            Ok(v) => v,
-                            Err(err) => {
-                                let msg = format!("input `{k}` (`{}`) failed: {err}", e.source.trim());
-                                return self.incident(token, msg, None);
-                            }
-                        },
-                    };
-                    input.insert(k.clone(), value);
-                }
-                let dues = match self.boundary_dues(&spec.boundary, None) {
-                    Ok(d) => d,
-                    Err(msg) => return self.incident(token, msg, None),
-                };
-                let seq = self.inst.next_seq();
-                let job_id = format!("{}-{}", self.inst.id, seq);
-                let job = Job {
-                    id: job_id.clone(),
-                    instance: self.inst.id,
-                    token: token.id,
-                    node: node.id.clone(),
-                    due: self.now,
-                    attempt: 1,
-                    kind: JobKind::Connector {
-                        connector: spec.connector.clone(),
-                        input: Value::Object(input),
-                        idempotency_key: format!("{}/{}/{}", self.inst.id, node.id, seq),
-                        timeout_ms: spec.timeout.as_millis() as u64,
-                    },
-                };
-                self.log(
-                    here,
-                    None,
-                    HistoryEvent::JobScheduled { job: job_id.clone(), connector: spec.connector.clone(), attempt: 1 },
-                );
-                self.out.commands.push(Command::ScheduleJob(job));
-                self.arm(&mut token, dues);
-                self.park(token, Wait::Job { job: job_id, attempt: 1 });
-            }
-            NodeKind::TimerCatch { when, .. } => match self.timer_due(when, None) {
-                Ok(due) => {
-                    let job = self.schedule_timer(&token, &node.id, due);
-                    self.park(token, Wait::Timer { job });
-                }
-                Err(msg) => self.incident(token, msg, None),
-            },
-            NodeKind::MessageCatch { message, .. } => match self.message_key(message) {
-                Ok(key) => {
-                    self.subscribe(&token, &node.id, &message.name, &key);
-                    self.park(token, Wait::Message { name: message.name.clone(), key });
-                }
-                Err(msg) => self.incident(token, msg, None),
-            },
-            NodeKind::EventBased { branches } => {
-                let mut messages = Vec::new();
-                let mut dues = Vec::new();
-                for (i, (trigger, _)) in branches.iter().enumerate() {
-                    let r = match trigger {
-                        EventTrigger::Message(m) => self.message_key(m).map(|key| {
-                            messages.push(MessageWait { branch: i as u16, name: m.name.clone(), key });
-                        }),
-                        EventTrigger::Timer(when) => self.timer_due(when, None).map(|d| dues.push((i as u16, d))),
-                    };
-                    if let Err(msg) = r {
-                        return self.incident(token, msg, None);
-                    }
-                }
-                for m in &messages {
-                    self.subscribe(&token, &node.id, &m.name, &m.key);
-                }
-                self.arm(&mut token, dues);
-                self.park(token, Wait::Events { messages });
-            }
+            NodeKind::Parallel { branches, .. } => kinds::parallel::exec(self, token, node, branches),
+            NodeKind::Join { fork, next } => kinds::join::exec(self, token, node, *fork, *next),
+            NodeKind::UserTask(spec) => kinds::user_task::exec(self, token, node, spec),
+            NodeKind::Service(spec) => kinds::service::exec(self, token, node, spec),
+            NodeKind::TimerCatch { when, .. } => kinds::timer::exec(self, token, node, when),
+            NodeKind::MessageCatch { message, .. } => kinds::message::exec(self, token, node, message),
+            NodeKind::EventBased { branches } => kinds::event_based::exec(self, token, node, branches),
         }
     }
 
     /// Fork `token` into one token per branch in `targets`; the join waits for all.
-    fn fork(&mut self, token: Moving, fork_id: &str, targets: &[NodeIx]) {
+    pub(crate) fn fork(&mut self, token: Moving, fork_id: &str, targets: &[NodeIx]) {
         let p = self.p;
         let activation = self.inst.next_seq();
         let width = targets.len() as u16;
@@ -1027,7 +817,7 @@ impl<'a> Run<'a> {
 
     /// Remove every token: close tasks, cancel jobs and timers, drop subscriptions,
     /// forget joins and incidents.
-    fn clear_all(&mut self, task_status: TaskStatus) {
+    pub(crate) fn clear_all(&mut self, task_status: TaskStatus) {
         for t in std::mem::take(&mut self.inst.tokens) {
             match &t.wait {
                 Wait::Task { task, .. } => self.out.commands.push(Command::CloseTask {
@@ -1051,7 +841,7 @@ impl<'a> Run<'a> {
 
 /// A due expression may give a datetime, or a date: due at the end of that day
 /// (23:59:59) on the wall clock of the process's `time_zone`. Years 0000–9999 only.
-fn parse_due(v: &Value, tz: chrono_tz::Tz) -> Result<Option<DateTime<Utc>>, String> {
+pub(crate) fn parse_due(v: &Value, tz: chrono_tz::Tz) -> Result<Option<DateTime<Utc>>, String> {
     match v {
         Value::Null => Ok(None),
         Value::String(s) => {

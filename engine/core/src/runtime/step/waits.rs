@@ -4,7 +4,7 @@ use super::*;
 
 impl Run<'_> {
     /// When a timer fires, for a token arriving now.
-    pub(super) fn timer_due(&self, when: &TimerWhen, task_due: Option<DateTime<Utc>>) -> Result<DateTime<Utc>, String> {
+    pub(crate) fn timer_due(&self, when: &TimerWhen, task_due: Option<DateTime<Utc>>) -> Result<DateTime<Utc>, String> {
         let tz = self.p.time_zone;
         match when {
             TimerWhen::After(span) => span.add_to(self.now, tz).map_err(|m| format!("timer: {m}")),
@@ -21,7 +21,7 @@ impl Run<'_> {
     }
 
     /// Schedule a timer job for `token`; returns its id.
-    pub(super) fn schedule_timer(&mut self, token: &Token, node: &str, due: DateTime<Utc>) -> String {
+    pub(crate) fn schedule_timer(&mut self, token: &Token, node: &str, due: DateTime<Utc>) -> String {
         let seq = self.inst.next_seq();
         let job = format!("{}-{}", self.inst.id, seq);
         self.out.commands.push(Command::ScheduleJob(Job {
@@ -38,7 +38,7 @@ impl Run<'_> {
     }
 
     /// The correlation key of a message catch, as text.
-    pub(super) fn message_key(&self, spec: &MessageSpec) -> Result<String, String> {
+    pub(crate) fn message_key(&self, spec: &MessageSpec) -> Result<String, String> {
         let Some(e) = &spec.key else { return Ok(String::new()) };
         match e.eval(&self.env()) {
             Ok(Value::String(s)) if !s.is_empty() => Ok(s),
@@ -51,7 +51,7 @@ impl Run<'_> {
         }
     }
 
-    pub(super) fn subscribe(&mut self, token: &Token, node: &str, name: &str, key: &str) {
+    pub(crate) fn subscribe(&mut self, token: &Token, node: &str, name: &str, key: &str) {
         self.out.commands.push(Command::Subscribe {
             token: token.id,
             node: node.to_string(),
@@ -62,7 +62,7 @@ impl Run<'_> {
     }
 
     /// Evaluate a task's boundary timers before it opens: (index, due).
-    pub(super) fn boundary_dues(
+    pub(crate) fn boundary_dues(
         &self,
         boundary: &[crate::process::Boundary],
         task_due: Option<DateTime<Utc>>,
@@ -76,7 +76,7 @@ impl Run<'_> {
         Ok(out)
     }
 
-    pub(super) fn arm(&mut self, token: &mut Token, dues: Vec<(u16, DateTime<Utc>)>) {
+    pub(crate) fn arm(&mut self, token: &mut Token, dues: Vec<(u16, DateTime<Utc>)>) {
         let node = token.node.clone();
         for (index, due) in dues {
             let job = self.schedule_timer(token, &node, due);
