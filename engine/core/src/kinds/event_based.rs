@@ -83,7 +83,7 @@ pub(crate) fn exec(run: &mut Run<'_>, mut token: Moving, node: &Node, branches: 
         }
     }
     for m in &messages {
-        run.subscribe(&token, &node.id, &m.name, &m.key);
+        run.subscribe(token.id, &node.id, &m.name, &m.key);
     }
     run.arm(&mut token, dues);
     run.park(token, Wait::Events { messages });

@@ -27,7 +27,7 @@ fn compile(nc: &mut NodeCx<'_, '_>) -> Option<NodeKind> {
 pub(crate) fn exec(run: &mut Run<'_>, token: Moving, node: &Node, message: &MessageSpec) {
     match run.message_key(message) {
         Ok(key) => {
-            run.subscribe(&token, &node.id, &message.name, &key);
+            run.subscribe(token.id, &node.id, &message.name, &key);
             run.park(token, Wait::Message { name: message.name.clone(), key });
         }
         Err(msg) => run.incident(token, msg, None),

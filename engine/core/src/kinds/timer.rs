@@ -25,7 +25,7 @@ fn compile(nc: &mut NodeCx<'_, '_>) -> Option<NodeKind> {
 pub(crate) fn exec(run: &mut Run<'_>, token: Moving, node: &Node, when: &TimerWhen) {
     match run.timer_due(when, None) {
         Ok(due) => {
-            let job = run.schedule_timer(&token, &node.id, due);
+            let job = run.schedule_timer(token.id, &node.id, due);
             run.park(token, Wait::Timer { job });
         }
         Err(msg) => run.incident(token, msg, None),

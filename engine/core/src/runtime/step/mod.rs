@@ -332,7 +332,7 @@ pub fn step(p: &Process, inst: &mut Instance, event: Event, now: DateTime<Utc>) 
             let token = run.inst.tokens.remove(tok);
             // Kept with an incident if `set` fails: too deep to store is a failure.
             match crate::types::check_nesting(&output) {
-                Ok(()) => run.apply_output(token, &job, output),
+                Ok(()) => run.apply_output(token.into(), &job, output),
                 Err(e) => run.job_failed(token, &job, Failure::Fatal { message: format!("the result is {e}") }),
             }
             Ok(run.finish())
@@ -361,8 +361,8 @@ pub fn step(p: &Process, inst: &mut Instance, event: Event, now: DateTime<Utc>) 
             if let Some(tpos) = run.inst.tokens.iter().position(|t| t.id == inc.token) {
                 let token = run.inst.tokens.remove(tpos);
                 match inc.pending_output {
-                    Some(output) => run.apply_pending(token, output, inc.pending_branch),
-                    None => run.ready.push_back(token),
+                    Some(output) => run.apply_pending(token.into(), output, inc.pending_branch),
+                    None => run.ready.push_back(token.into()),
                 }
             }
             Ok(run.finish())
@@ -394,7 +394,7 @@ pub fn step(p: &Process, inst: &mut Instance, event: Event, now: DateTime<Utc>) 
             if let Some(tpos) = run.inst.tokens.iter().position(|t| t.id == inc.token) {
                 let token = run.inst.tokens.remove(tpos);
                 match to {
-                    Some(t) => run.go(token, t),
+                    Some(t) => run.go(token.into(), t),
                     // A skipped error end ends its token like a plain end.
                     None => run.log(Some(inc.node.clone()), None, HistoryEvent::Ended),
                 }
@@ -409,7 +409,8 @@ pub fn step(p: &Process, inst: &mut Instance, event: Event, now: DateTime<Utc>) 
                 }
             }
             let mut run = Run::new(p, inst, now);
-            if run.catcher(&run.inst.tokens[tok], Some(&code), true).is_none() {
+            let (node, scope) = (&run.inst.tokens[tok].node, &run.inst.tokens[tok].scope);
+            if run.catcher(node, scope, Some(&code), true).is_none() {
                 return Err(Rejection::UncaughtTaskError { task, code });
             }
             let token = run.inst.tokens.remove(tok);
@@ -426,7 +427,7 @@ pub fn step(p: &Process, inst: &mut Instance, event: Event, now: DateTime<Utc>) 
                 outcome: Some(outcome),
             });
             let why = format!("error `{code}` from the task");
-            run.throw(token, Some(&code), &message, true, why);
+            run.throw(token.into(), Some(&code), &message, true, why);
             Ok(run.finish())
         }
         Event::TimerFired { job } => {
@@ -570,8 +571,32 @@ fn is_blank(v: Option<&Value>) -> bool {
     }
 }
 
-/// A token that is moving, not yet parked in the instance.
-pub(crate) type Moving = Token;
+/// A token in flight within one event: it left its last wait state and has not
+/// reached the next. It has no [`Wait`], so it cannot pass for a parked token, and
+/// it is never stored: [`Run::park`] and [`Run::incident`] turn it into a [`Token`].
+#[derive(Debug, Clone)]
+pub(crate) struct Moving {
+    pub(crate) id: u32,
+    pub(crate) node: String,
+    pub(crate) scope: Vec<Frame>,
+    /// Timers armed for the wait it is about to enter, or still armed from the
+    /// wait it left (withdrawn by [`Run::go`]).
+    pub(crate) timers: Vec<Armed>,
+}
+
+impl Moving {
+    fn parked(self, wait: Wait) -> Token {
+        Token { id: self.id, node: self.node, wait, scope: self.scope, timers: self.timers }
+    }
+}
+
+/// A parked token taken out of the instance to move: what it waited on is the
+/// caller's to release ([`Run::release_wait`]) or to have consumed (a completed task).
+impl From<Token> for Moving {
+    fn from(t: Token) -> Self {
+        Moving { id: t.id, node: t.node, scope: t.scope, timers: t.timers }
+    }
+}
 
 pub(crate) struct Run<'a> {
     pub(crate) p: &'a Process,
@@ -615,7 +640,7 @@ impl<'a> Run<'a> {
 
     pub(crate) fn new_token(&mut self, node: &str, scope: Vec<Frame>) -> Moving {
         let id = self.inst.next_seq();
-        Token { id, node: node.to_string(), wait: Wait::Incident { incident: 0 }, scope, timers: Vec::new() }
+        Moving { id, node: node.to_string(), scope, timers: Vec::new() }
     }
 
     pub(crate) fn env(&self) -> Env<'_> {
@@ -662,30 +687,29 @@ impl<'a> Run<'a> {
         self.ready.push_back(token);
     }
 
-    fn disarm(&mut self, token: &mut Token) {
+    fn disarm(&mut self, token: &mut Moving) {
         for a in token.timers.drain(..) {
             self.out.commands.push(Command::CancelJob { job: a.job });
         }
     }
 
-    pub(crate) fn park(&mut self, mut token: Moving, wait: Wait) {
-        token.wait = wait;
-        self.inst.tokens.push(token);
+    pub(crate) fn park(&mut self, token: Moving, wait: Wait) {
+        self.inst.tokens.push(token.parked(wait));
     }
 
-    pub(crate) fn incident(&mut self, mut token: Moving, message: String, pending_output: Option<Value>) {
-        self.incident_with(&mut token, message, pending_output, None);
-        self.inst.tokens.push(token);
+    pub(crate) fn incident(&mut self, token: Moving, message: String, pending_output: Option<Value>) {
+        self.incident_with(token, message, pending_output, None);
     }
 
+    /// Park `token` stopped by a new incident (`branch`: see [`Incident::pending_branch`]).
     fn incident_with(
         &mut self,
-        token: &mut Token,
+        mut token: Moving,
         message: String,
         pending_output: Option<Value>,
         branch: Option<u16>,
     ) {
-        self.disarm(token);
+        self.disarm(&mut token);
         let id = self.inst.next_seq();
         let node = token.node.clone();
         tracing::warn!(instance = self.inst.id, node = %node, incident = id, %message, "incident");
@@ -699,7 +723,7 @@ impl<'a> Run<'a> {
             pending_branch: branch,
         });
         self.log(Some(node), None, HistoryEvent::IncidentRaised { incident: id, message });
-        token.wait = Wait::Incident { incident: id };
+        self.inst.tokens.push(token.parked(Wait::Incident { incident: id }));
     }
 
     /// A token arrives at its node: the node's kind ([`crate::kinds`]) says what it does.
@@ -804,14 +828,14 @@ impl<'a> Run<'a> {
     /// End every branch of fork activation `activation`: its tokens (parked and
     /// moving), nested joins and incidents.
     fn cancel_activation(&mut self, activation: u32) {
-        let inside = |t: &Token| t.scope.iter().any(|f| f.activation == activation);
+        let inside = |scope: &[Frame]| scope.iter().any(|f| f.activation == activation);
         let (gone, keep): (Vec<Token>, Vec<Token>) =
-            std::mem::take(&mut self.inst.tokens).into_iter().partition(inside);
+            std::mem::take(&mut self.inst.tokens).into_iter().partition(|t| inside(&t.scope));
         self.inst.tokens = keep;
         for t in &gone {
             self.release_wait(t);
         }
-        self.ready.retain(|t| !inside(t));
+        self.ready.retain(|t| !inside(&t.scope));
         self.inst.joins.retain(|j| j.activation != activation && !j.scope.iter().any(|f| f.activation == activation));
     }
 
@@ -854,5 +878,56 @@ pub(crate) fn parse_due(v: &Value, tz: chrono_tz::Tz) -> Result<Option<DateTime<
             Err(format!("`{s}` is not a date or datetime"))
         }
         other => Err(format!("expected a date or datetime, got {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::CompileOptions;
+    use chrono::TimeZone;
+
+    const TASK: &str = "id: p\nlanes: { staff: {} }\nstart: { next: check }\nnodes:\n  check: { user_task: Check, lane: staff, next: done }\n  done: { end: }\n";
+
+    fn started() -> (Process, Instance, DateTime<Utc>) {
+        let p = crate::load::load_str("p.yaml", TASK, &CompileOptions::default()).unwrap().process;
+        let now = Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap();
+        let (inst, _) = start(&p, 1, Vars::new(), None, None, now).unwrap();
+        (p, inst, now)
+    }
+
+    /// Regression: completing a task whose node is missing from the process panicked
+    /// (`expect`); it now stops the token with an incident.
+    #[test]
+    fn a_task_whose_node_is_missing_is_an_incident_not_a_panic() {
+        let (p, mut inst, now) = started();
+        let task = inst.open_task_ids().next().unwrap().to_string();
+        inst.tokens[0].node = "gone".into();
+        let event =
+            Event::Complete { task: task.clone(), user: "sato".into(), data: Vars::new(), outcome: Outcome::Next };
+        let t = step(&p, &mut inst, event, now).unwrap();
+        assert_eq!(inst.status, Status::Incident);
+        assert!(inst.incidents[0].message.contains("`gone`"), "{}", inst.incidents[0].message);
+        assert!(matches!(inst.tokens[0].wait, Wait::Incident { incident } if incident == inst.incidents[0].id));
+        assert!(t
+            .commands
+            .iter()
+            .any(|c| matches!(c, Command::CloseTask { task: id, status: TaskStatus::Cancelled, .. } if *id == task)));
+    }
+
+    /// A retried token whose node is missing runs into an incident again, never a panic.
+    #[test]
+    fn a_moving_token_whose_node_is_missing_is_an_incident() {
+        let (p, mut inst, now) = started();
+        let task = inst.open_task_ids().next().unwrap().to_string();
+        let culprit = Culprit::Task(task);
+        raise_incident(&p, &mut inst, &culprit, "stop".into(), now).unwrap();
+        inst.tokens[0].node = "gone".into();
+        let first = inst.incidents[0].id;
+        let event = Event::RetryIncident { incident: first, vars: Vars::new(), by: "admin".into() };
+        step(&p, &mut inst, event, now).unwrap();
+        assert_eq!(inst.incidents.len(), 1);
+        assert_ne!(inst.incidents[0].id, first);
+        assert!(inst.incidents[0].message.contains("does not exist"), "{}", inst.incidents[0].message);
     }
 }
