@@ -23,9 +23,12 @@ fn compile(nc: &mut NodeCx<'_, '_>) -> Option<NodeKind> {
     Some(NodeKind::Exclusive { branches, default })
 }
 
+/// A conditional branch: its `when:` and where it leads.
+pub(super) type Branch = (Expr, NodeIx);
+
 /// The `when:`/`next:` branches and the `default` of a conditional gateway; a
 /// gateway with no way out is an error, one without `default` a warning.
-pub(super) fn conditions(nc: &mut NodeCx<'_, '_>, list: &[BranchDef]) -> Option<(Vec<(Expr, NodeIx)>, Option<NodeIx>)> {
+pub(super) fn conditions(nc: &mut NodeCx<'_, '_>, list: &[BranchDef]) -> Option<(Vec<Branch>, Option<NodeIx>)> {
     let (id, n, nm, kind) = (nc.id, nc.n, nc.nm, nc.kind);
     let mut branches = Vec::new();
     for (i, b) in list.iter().enumerate() {
