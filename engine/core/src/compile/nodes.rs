@@ -122,6 +122,8 @@ pub(super) fn compile_node(
 
     let mut nc = NodeCx { cx, id, n, kind: kind.key, lanes, nm, resolve, opts, ok };
     let compiled = (kind.compile)(&mut nc)?;
+    // The table and `NodeKind::name` (history, API) call the kind the same.
+    debug_assert_eq!(compiled.name(), kind.key, "kind `{}` compiled to a `{}` node", kind.key, compiled.name());
     nc.ok.then_some(compiled)
 }
 

@@ -19,6 +19,7 @@ use std::collections::VecDeque;
 
 mod contain;
 mod errors;
+mod events;
 mod tasks;
 mod waits;
 
@@ -31,6 +32,9 @@ pub(crate) mod for_kinds {
     pub(crate) use serde_json::Value;
 }
 
+use events::{
+    cancel, claim, job_done, job_failed, message, resolve_incident, retry_incident, task_error, timer_fired, unclaim,
+};
 use tasks::{assign, complete};
 
 /// Most node executions one event may cause; validation rules out loops without
@@ -293,160 +297,18 @@ pub fn step(p: &Process, inst: &mut Instance, event: Event, now: DateTime<Utc>) 
         return Err(Rejection::Finished(inst.status.as_str()));
     }
     match event {
-        Event::Claim { task, user } => {
-            let tok = waiting_on_task(inst, &task)?;
-            if let Wait::Task { assignee: Some(a), .. } = &inst.tokens[tok].wait {
-                if *a == user {
-                    return Ok(Transition::default());
-                }
-                return Err(Rejection::ClaimedByOther { task, assignee: a.clone() });
-            }
-            let mut run = Run::new(p, inst, now);
-            run.inst.tokens[tok].wait = Wait::Task { task: task.clone(), assignee: Some(user.clone()) };
-            let node = run.inst.tokens[tok].node.clone();
-            run.log(Some(node), Some(user.clone()), HistoryEvent::TaskClaimed { task: task.clone() });
-            run.out.commands.push(Command::AssignTask { task, assignee: Some(user) });
-            Ok(run.finish())
-        }
-        Event::Unclaim { task, user, force } => {
-            let tok = waiting_on_task(inst, &task)?;
-            match &inst.tokens[tok].wait {
-                Wait::Task { assignee: None, .. } => return Ok(Transition::default()),
-                Wait::Task { assignee: Some(a), .. } if *a != user && !force => {
-                    return Err(Rejection::ClaimedByOther { task, assignee: a.clone() })
-                }
-                _ => {}
-            }
-            let mut run = Run::new(p, inst, now);
-            run.inst.tokens[tok].wait = Wait::Task { task: task.clone(), assignee: None };
-            let node = run.inst.tokens[tok].node.clone();
-            run.log(Some(node), Some(user), HistoryEvent::TaskUnclaimed { task: task.clone() });
-            run.out.commands.push(Command::AssignTask { task, assignee: None });
-            Ok(run.finish())
-        }
+        Event::Claim { task, user } => claim(p, inst, task, user, now),
+        Event::Unclaim { task, user, force } => unclaim(p, inst, task, user, force, now),
         Event::Complete { task, user, data, outcome } => complete(p, inst, task, user, data, outcome, now),
         Event::Assign { task, assignee, by } => assign(p, inst, task, assignee, by, now),
-        Event::JobDone { job, output } => {
-            let tok = waiting_on_job(inst, &job)?;
-            let mut run = Run::new(p, inst, now);
-            let token = run.inst.tokens.remove(tok);
-            // Kept with an incident if `set` fails: too deep to store is a failure.
-            match crate::types::check_nesting(&output) {
-                Ok(()) => run.apply_output(token.into(), &job, output),
-                Err(e) => run.job_failed(token, &job, Failure::Fatal { message: format!("the result is {e}") }),
-            }
-            Ok(run.finish())
-        }
-        Event::JobFailed { job, failure } => {
-            let tok = waiting_on_job(inst, &job)?;
-            let mut run = Run::new(p, inst, now);
-            let token = run.inst.tokens.remove(tok);
-            run.job_failed(token, &job, failure);
-            Ok(run.finish())
-        }
-        Event::Cancel { by, reason } => {
-            let mut run = Run::new(p, inst, now);
-            run.clear_all(TaskStatus::Cancelled);
-            run.log(None, Some(by), HistoryEvent::Cancelled { reason });
-            run.inst.status = Status::Cancelled;
-            run.inst.ended_at = Some(now);
-            Ok(run.out)
-        }
-        Event::RetryIncident { incident, vars, by } => {
-            let pos = incident_pos(p, inst, incident, &vars)?;
-            let mut run = Run::new(p, inst, now);
-            let inc = run.inst.incidents.remove(pos);
-            run.inst.vars.extend(vars.clone());
-            run.log(Some(inc.node.clone()), Some(by), HistoryEvent::IncidentResolved { incident, vars });
-            if let Some(tpos) = run.inst.tokens.iter().position(|t| t.id == inc.token) {
-                let token = run.inst.tokens.remove(tpos);
-                match inc.pending_output {
-                    Some(output) => run.apply_pending(token.into(), output, inc.pending_branch),
-                    None => run.ready.push_back(token.into()),
-                }
-            }
-            Ok(run.finish())
-        }
-        Event::ResolveIncident { incident, vars, by } => {
-            let pos = incident_pos(p, inst, incident, &vars)?;
-            let inc = &inst.incidents[pos];
-            let node = p.node(&inc.node).map(|(_, n)| n);
-            let to = match node.map(|n| &n.kind) {
-                Some(NodeKind::Service(s)) => Some(s.next),
-                Some(NodeKind::UserTask(u)) => Some(u.next),
-                Some(NodeKind::Script { next, .. })
-                | Some(NodeKind::TimerCatch { next, .. })
-                | Some(NodeKind::MessageCatch { next, .. }) => Some(*next),
-                Some(NodeKind::ErrorEnd { .. }) => None,
-                _ => {
-                    return Err(Rejection::CannotSkip {
-                        incident,
-                        node: inc.node.clone(),
-                        why: "a gateway or join has no single way on; retry it after correcting the variables".into(),
-                    })
-                }
-            };
-            let mut run = Run::new(p, inst, now);
-            let inc = run.inst.incidents.remove(pos);
-            run.inst.vars.extend(vars.clone());
-            let to_name = to.map(|t| p.nodes[t].id.clone()).unwrap_or_else(|| "(end)".into());
-            run.log(Some(inc.node.clone()), Some(by), HistoryEvent::IncidentSkipped { incident, vars, to: to_name });
-            if let Some(tpos) = run.inst.tokens.iter().position(|t| t.id == inc.token) {
-                let token = run.inst.tokens.remove(tpos);
-                match to {
-                    Some(t) => run.go(token.into(), t),
-                    // A skipped error end ends its token like a plain end.
-                    None => run.log(Some(inc.node.clone()), None, HistoryEvent::Ended),
-                }
-            }
-            Ok(run.finish())
-        }
-        Event::TaskError { task, user, code, message } => {
-            let tok = waiting_on_task(inst, &task)?;
-            if let Wait::Task { assignee: Some(a), .. } = &inst.tokens[tok].wait {
-                if *a != user {
-                    return Err(Rejection::ClaimedByOther { task, assignee: a.clone() });
-                }
-            }
-            let mut run = Run::new(p, inst, now);
-            let (node, scope) = (&run.inst.tokens[tok].node, &run.inst.tokens[tok].scope);
-            if run.catcher(node, scope, Some(&code), true).is_none() {
-                return Err(Rejection::UncaughtTaskError { task, code });
-            }
-            let token = run.inst.tokens.remove(tok);
-            let outcome = format!("error:{code}");
-            run.log(
-                Some(token.node.clone()),
-                Some(user.clone()),
-                HistoryEvent::TaskCompleted { task: task.clone(), outcome: outcome.clone(), vars: Vars::new() },
-            );
-            run.out.commands.push(Command::CloseTask {
-                task,
-                status: TaskStatus::Completed,
-                by: Some(user),
-                outcome: Some(outcome),
-            });
-            let why = format!("error `{code}` from the task");
-            run.throw(token.into(), Some(&code), &message, true, why);
-            Ok(run.finish())
-        }
-        Event::TimerFired { job } => {
-            let tok = inst.timer_token_index(&job).ok_or_else(|| Rejection::StaleJob(job.clone()))?;
-            let mut run = Run::new(p, inst, now);
-            run.timer_fired(tok, &job);
-            Ok(run.finish())
-        }
-        Event::Message { token, name, key, payload } => {
-            let tok = inst
-                .tokens
-                .iter()
-                .position(|t| t.id == token && t.wait.messages().any(|(n, k)| n == name && k == key))
-                .ok_or_else(|| Rejection::NotWaiting { token, name: name.clone(), key: key.clone() })?;
-            let mut run = Run::new(p, inst, now);
-            let token = run.inst.tokens.remove(tok);
-            run.message_received(token, &name, &key, payload);
-            Ok(run.finish())
-        }
+        Event::JobDone { job, output } => job_done(p, inst, job, output, now),
+        Event::JobFailed { job, failure } => job_failed(p, inst, job, failure, now),
+        Event::Cancel { by, reason } => cancel(p, inst, by, reason, now),
+        Event::RetryIncident { incident, vars, by } => retry_incident(p, inst, incident, vars, by, now),
+        Event::ResolveIncident { incident, vars, by } => resolve_incident(p, inst, incident, vars, by, now),
+        Event::TaskError { task, user, code, message } => task_error(p, inst, task, user, code, message, now),
+        Event::TimerFired { job } => timer_fired(p, inst, job, now),
+        Event::Message { token, name, key, payload } => message(p, inst, token, name, key, payload, now),
     }
 }
 
