@@ -68,6 +68,16 @@ fn compile(nc: &mut NodeCx<'_, '_>) -> Option<NodeKind> {
             nc.ok = false;
         }
     }
+    let retry = retry_policy(nc);
+    let timeout = timeout(nc);
+    let boundary = nc.boundary(true, false);
+    let next = nc.next()?;
+    Some(NodeKind::Service(ServiceSpec { connector, with, set, retry, timeout, next, boundary: boundary? }))
+}
+
+/// `retry:`: attempts (1 to 100) and backoff (`2s..5m`); the default policy otherwise.
+fn retry_policy(nc: &mut NodeCx<'_, '_>) -> RetryPolicy {
+    let (id, n) = (nc.id, nc.n);
     let mut retry = RetryPolicy::default();
     if let Some(r) = &n.retry {
         if let Some(a) = r.attempts {
@@ -113,7 +123,13 @@ fn compile(nc: &mut NodeCx<'_, '_>) -> Option<NodeKind> {
             }
         }
     }
-    let timeout = match &n.timeout {
+    retry
+}
+
+/// `timeout:` of one call; 30s when absent.
+fn timeout(nc: &mut NodeCx<'_, '_>) -> Duration {
+    let (id, n) = (nc.id, nc.n);
+    match &n.timeout {
         Some(t) => match parse_duration(t) {
             Ok(d) => d,
             Err(e) => {
@@ -123,10 +139,7 @@ fn compile(nc: &mut NodeCx<'_, '_>) -> Option<NodeKind> {
             }
         },
         None => Duration::from_secs(30),
-    };
-    let boundary = nc.boundary(true, false);
-    let next = nc.next()?;
-    Some(NodeKind::Service(ServiceSpec { connector, with, set, retry, timeout, next, boundary: boundary? }))
+    }
 }
 
 /// Schedule the connector call as a job; the token waits for its result.
