@@ -444,7 +444,11 @@ impl Engine {
         if waits.is_empty() {
             return Ok(inst);
         }
-        self.settle(waits);
+        // A delivery whose commit failed may be visible but not durable: answer
+        // with the state this event's own (durable) commit left.
+        if !self.settle(waits) {
+            return Ok(inst);
+        }
         self.reload_if_changed(inst)
     }
 
@@ -508,6 +512,7 @@ impl Engine {
             p.scrub_texts(&mut inst, &mut tr.history);
         }
         inst.note_participants(&tr.history);
+        debug_assert_invariants(p, &inst);
         let _ilock = self.inner.locks[lock_index(id)].lock().expect("lock");
         let waits = self.commit_with(&inst, tr, None, extra)?;
         self.inner.stats.instances_started.fetch_add(1, Ordering::Relaxed);
@@ -572,6 +577,7 @@ impl Engine {
             p.scrub_texts(&mut inst, &mut tr.history);
         }
         inst.note_participants(&tr.history);
+        debug_assert_invariants(&p, &inst);
         let waits = self.commit_with(&inst, tr, consumed_job, extra)?;
         self.count_finish(before, inst.status);
         Ok((inst, waits))
@@ -679,7 +685,12 @@ impl Engine {
                     }
                 }
                 Command::CancelJob { job } => {
-                    if let Some(old) = store.job(&job)? {
+                    if let Some(pos) = batch.jobs_put.iter().position(|(old, j)| old.is_none() && j.id == job) {
+                        // Scheduled and withdrawn by one event (a branch ended by an error
+                        // thrown in the same step): never stored, never run.
+                        batch.jobs_put.remove(pos);
+                        enqueue.retain(|(_, id)| *id != job);
+                    } else if let Some(old) = store.job(&job)? {
                         dequeue.push((old.due, old.id.clone()));
                         batch.jobs_delete.push(old);
                     }
@@ -938,6 +949,16 @@ impl Engine {
 
     pub(crate) async fn woken(&self) {
         self.inner.wake.notified().await
+    }
+}
+
+/// After every step in debug builds: the instance is still consistent
+/// ([`Instance::check_invariants`]). Release builds skip it.
+fn debug_assert_invariants(p: &Process, inst: &Instance) {
+    if cfg!(debug_assertions) {
+        if let Err(e) = inst.check_invariants(p) {
+            panic!("invariant broken after a step: {e}\n{inst:#?}");
+        }
     }
 }
 

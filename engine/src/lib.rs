@@ -26,6 +26,7 @@ pub mod records;
 mod reliability_tests;
 pub mod sendback;
 pub mod settings;
+pub mod sim;
 pub mod stats;
 pub mod store;
 pub mod timers;

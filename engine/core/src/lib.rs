@@ -10,6 +10,7 @@
 pub mod compile;
 pub mod diag;
 pub mod expr;
+pub mod kinds;
 pub mod load;
 pub mod model;
 pub mod process;

@@ -224,9 +224,9 @@ pub enum OnRetrigger {
     Ignore,
 }
 
-/// One flow node. Exactly one of the kind keys (`user_task`, `service`, `script`,
-/// `exclusive`, `inclusive`, `parallel`, `event_based`, `join`, `timer`, `message`,
-/// `end`) must be present; compile checks that.
+/// One flow node. Exactly one of the kind keys (the table [`crate::kinds::KINDS`])
+/// must be present; compile checks that. A field added here is added to the table
+/// too (a test compares them).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeDef {
@@ -277,6 +277,10 @@ pub struct NodeDef {
     pub form: Option<IndexMap<String, FieldMode>>,
     #[serde(default)]
     pub due: Option<String>,
+    /// The user the task is given to when it opens (an expression, e.g.
+    /// `started_by`); unset or `()`: the lane's groups share it.
+    #[serde(default)]
+    pub assignee: Option<String>,
     #[serde(default)]
     pub send_back: Option<String>,
     #[serde(default)]
@@ -298,6 +302,32 @@ pub struct NodeDef {
     // exclusive gateway
     #[serde(default)]
     pub default: Option<String>,
+}
+
+impl NodeDef {
+    /// Whether the key `key` is written on this node, for the keys besides the kind
+    /// keys and `name`/`description` (which [`crate::kinds`] reads itself); `None`
+    /// for any other key.
+    pub fn has(&self, key: &str) -> Option<bool> {
+        Some(match key {
+            "lane" => self.lane.is_some(),
+            "next" => self.next.is_some(),
+            "key" => self.key.is_some(),
+            "boundary" => self.boundary.is_some(),
+            "form" => self.form.is_some(),
+            "due" => self.due.is_some(),
+            "assignee" => self.assignee.is_some(),
+            "send_back" => self.send_back.is_some(),
+            "outcomes" => self.outcomes.is_some(),
+            "rules" => self.rules.is_some(),
+            "with" => self.with.is_some(),
+            "set" => self.set.is_some(),
+            "retry" => self.retry.is_some(),
+            "timeout" => self.timeout.is_some(),
+            "default" => self.default.is_some(),
+            _ => return None,
+        })
+    }
 }
 
 /// `end:`, `end: terminate` or `end: { error: CODE, message: text }`.

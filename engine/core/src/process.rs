@@ -58,6 +58,8 @@ pub struct UserTaskSpec {
     pub title: String,
     pub form: Vec<FormField>,
     pub due: Option<Expr>,
+    /// Who the task is given to when it opens (a user id); `None`: the lane's groups.
+    pub assignee: Option<Expr>,
     pub send_back: Option<NodeIx>,
     /// Named outcomes besides the default `next`, e.g. `reject: rejected`.
     pub outcomes: Vec<(String, NodeIx)>,

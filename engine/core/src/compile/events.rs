@@ -83,11 +83,11 @@ fn is_record_id(src: &str) -> bool {
 }
 
 /// What expressions in a node may read, and the process's zone.
-pub(super) struct Names<'a> {
-    pub(super) vars: &'a IndexMap<String, VarSpec>,
-    pub(super) names: &'a [&'a str],
-    pub(super) with_result: &'a [&'a str],
-    pub(super) tz: Tz,
+pub(crate) struct Names<'a> {
+    pub(crate) vars: &'a IndexMap<String, VarSpec>,
+    pub(crate) names: &'a [&'a str],
+    pub(crate) with_result: &'a [&'a str],
+    pub(crate) tz: Tz,
 }
 
 pub(super) fn compile_start_trigger(
@@ -211,7 +211,7 @@ pub(super) fn compile_set(
 
 /// A timer of a catch event, event-based branch or boundary: `3d`, or one of
 /// `duration`, `date`, `at`. `due` is allowed where `allow_due` says so.
-pub(super) fn compile_timer(
+pub(crate) fn compile_timer(
     cx: &mut Cx,
     path: &[&str],
     def: &TimerDef,
@@ -290,7 +290,7 @@ pub(super) fn compile_timer(
 }
 
 /// A message catch: name, correlation key expression and payload mapping.
-pub(super) fn compile_message(
+pub(crate) fn compile_message(
     cx: &mut Cx,
     path: &[&str],
     name: &str,
