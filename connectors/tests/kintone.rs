@@ -406,3 +406,66 @@ async fn update_by_a_unique_key() {
     let e = run(&c, "kintone.update", "u", 1, none).await.unwrap_err();
     assert!(matches!(&e, ConnectorError::Business { code, .. } if code == "GAIA_RE20"), "{e:?}");
 }
+
+/// The connector's bulk operations (`add_many`, `update_many` with `update_key`
+/// and `upsert`, `delete_many`): one all-or-nothing kintone request each, at most
+/// 100 records, refused locally beyond that.
+#[tokio::test]
+async fn the_connector_writes_records_in_bulk() {
+    let emu = Emulator::in_memory();
+    let base = serve(&emu).await;
+    let c = connectors(&format!(
+        "connectors:\n  kintone: {{ type: kintone, base_url: '{base}', app: 1, token: {DEMO_TOKEN} }}\n"
+    ));
+    let count = || emu.read(|st| st.apps[&1].records.len());
+    let before = count();
+    let added = run(
+        &c,
+        "kintone.add_many",
+        "k",
+        1,
+        json!({"records": [{"k_id": "M-1", "k_ステータス": "対応要"}, {"k_id": "M-2", "k_ステータス": "対応要"}]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(added["count"], json!(2));
+    assert_eq!(added["ids"].as_array().unwrap().len(), 2);
+    assert_eq!(count(), before + 2);
+
+    let first = added["ids"][0].clone();
+    let updated = run(
+        &c,
+        "kintone.update_many",
+        "k",
+        1,
+        json!({"upsert": true, "records": [
+            {"id": first, "record": {"k_ステータス": "4_対応済"}},
+            {"update_key": {"field": "k_id", "value": "M-2"}, "record": {"k_ステータス": "4_対応済"}},
+            {"update_key": {"field": "k_id", "value": "M-3"}, "record": {"k_ステータス": "対応要"}},
+        ]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(updated["count"], json!(3));
+    assert_eq!(count(), before + 3, "upsert added M-3");
+    let done = run(&c, "kintone.query", "q", 1, json!({"query": r#"k_ステータス in ("4_対応済") and k_id like "M-""#}))
+        .await
+        .unwrap();
+    assert_eq!(done["count"], json!(2));
+
+    let ids: Vec<Value> = run(&c, "kintone.query", "q", 1, json!({"query": r#"k_id like "M-""#})).await.unwrap()
+        ["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["$id"].clone())
+        .collect();
+    assert_eq!(run(&c, "kintone.delete_many", "k", 1, json!({"ids": ids})).await.unwrap()["deleted"], json!(3));
+    assert_eq!(count(), before);
+
+    let too_many: Vec<Value> = (0..101).map(|i| json!({"k_id": format!("X-{i}")})).collect();
+    let e = run(&c, "kintone.add_many", "k", 1, json!({"records": too_many})).await.unwrap_err();
+    assert!(matches!(&e, ConnectorError::Fatal(m) if m.contains("1 to 100")), "{e:?}");
+    let e = run(&c, "kintone.update_many", "k", 1, json!({"records": [{"record": {}}]})).await.unwrap_err();
+    assert!(matches!(&e, ConnectorError::Fatal(m) if m.contains("exactly one of `id` and `update_key`")), "{e:?}");
+}

@@ -297,6 +297,12 @@ impl Client {
         Ok(text(&v["fileKey"]))
     }
 
+    /// `POST|PUT|DELETE /k/v1/records.json` with a JSON body: kintone's bulk
+    /// requests (all or nothing), answered as kintone answers them.
+    pub async fn bulk(&self, method: reqwest::Method, body: Value) -> Result<Value, KintoneError> {
+        self.send(self.http.request(method, self.url("k/v1/records.json")).json(&body)).await
+    }
+
     /// `POST /k/v1/record.json` → (id, revision).
     pub async fn add_record(&self, app: u64, record: Map<String, Value>) -> Result<(String, String), KintoneError> {
         let req = self.http.post(self.url("k/v1/record.json")).json(&json!({ "app": app, "record": record }));

@@ -38,7 +38,11 @@ use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
 /// The operations, registered as `<instance>.<operation>`.
-pub const OPERATIONS: &[&str] = &["get", "query", "add", "update", "update_status"];
+pub const OPERATIONS: &[&str] =
+    &["get", "query", "add", "update", "update_status", "add_many", "update_many", "delete_many"];
+
+/// Most records of one bulk request, as kintone allows.
+pub const MAX_BULK: usize = 100;
 
 /// Most re-reads after revision conflicts in one call.
 const MAX_CONFLICTS: u32 = 5;
@@ -53,6 +57,9 @@ enum Op {
     Add,
     Update,
     UpdateStatus,
+    AddMany,
+    UpdateMany,
+    DeleteMany,
 }
 
 /// One kintone operation of one connector instance.
@@ -80,6 +87,9 @@ pub fn register(
         ("add", Op::Add),
         ("update", Op::Update),
         ("update_status", Op::UpdateStatus),
+        ("add_many", Op::AddMany),
+        ("update_many", Op::UpdateMany),
+        ("delete_many", Op::DeleteMany),
     ] {
         registry.register(
             format!("{name}.{op_name}"),
@@ -123,6 +133,18 @@ fn id_input(input: &Map<String, Value>, key: &str) -> Result<u64, ConnectorError
         .and_then(|n| u64::try_from(n).ok())
         .filter(|n| *n > 0)
         .ok_or_else(|| fatal(format!("`{key}` must be a positive whole number (a kintone {key}), got {v}")))
+}
+
+/// A bulk input list (`records` or `ids`): 1 to [`MAX_BULK`] items, as kintone takes.
+fn bulk_list<'a>(input: &'a Map<String, Value>, key: &str) -> Result<&'a Vec<Value>, ConnectorError> {
+    match input.get(key) {
+        Some(Value::Array(items)) if (1..=MAX_BULK).contains(&items.len()) => Ok(items),
+        Some(Value::Array(items)) => Err(fatal(format!(
+            "`{key}` has {} items; kintone takes 1 to {MAX_BULK} per request (split the list)",
+            items.len()
+        ))),
+        _ => Err(fatal(format!("`{key}` must be a list of 1 to {MAX_BULK} items"))),
+    }
 }
 
 fn record_input(input: &Map<String, Value>) -> Result<Map<String, Value>, ConnectorError> {
@@ -270,6 +292,61 @@ impl KintoneConnector {
                 }
                 let (id, revision) = client.add_record(app, record).await?;
                 Ok(json!({ "id": id, "revision": revision, "created": true }))
+            }
+            Op::AddMany => {
+                let mut records = Vec::new();
+                for (i, r) in bulk_list(&input, "records")?.iter().enumerate() {
+                    let r = r
+                        .as_object()
+                        .ok_or_else(|| fatal(format!("`records[{i}]` must be a map of field code → value")))?;
+                    records.push(Value::Object(
+                        fields::plain_to_record(r).map_err(|e| fatal(format!("`records[{i}]`: {e}")))?,
+                    ));
+                }
+                let v = client.bulk(reqwest::Method::POST, json!({ "app": app, "records": records })).await?;
+                Ok(json!({ "ids": v["ids"], "revisions": v["revisions"], "count": records.len() }))
+            }
+            Op::UpdateMany => {
+                let mut records = Vec::new();
+                for (i, item) in bulk_list(&input, "records")?.iter().enumerate() {
+                    let item = item.as_object().ok_or_else(|| {
+                        fatal(format!("`records[{i}]` must be `{{id | update_key, record, revision?}}`"))
+                    })?;
+                    let mut out = Map::new();
+                    match (item.get("id"), item.get("update_key")) {
+                        (Some(_), None) => {
+                            out.insert("id".into(), json!(id_input(item, "id")?));
+                        }
+                        (None, Some(k)) => {
+                            out.insert("updateKey".into(), k.clone());
+                        }
+                        _ => return Err(fatal(format!("`records[{i}]` needs exactly one of `id` and `update_key`"))),
+                    }
+                    out.insert(
+                        "record".into(),
+                        Value::Object(record_input(item).map_err(|e| fatal(format!("`records[{i}]`: {e}")))?),
+                    );
+                    if let Some(rev) = item.get("revision").filter(|v| !v.is_null()) {
+                        out.insert("revision".into(), json!(whole(rev).ok_or_else(|| fatal(format!("`records[{i}].revision` must be a number")))?));
+                    }
+                    records.push(Value::Object(out));
+                }
+                let mut body = json!({ "app": app, "records": records });
+                if input.get("upsert").and_then(Value::as_bool) == Some(true) {
+                    body["upsert"] = json!(true);
+                }
+                let v = client.bulk(reqwest::Method::PUT, body).await?;
+                Ok(json!({ "records": v["records"], "count": records.len() }))
+            }
+            Op::DeleteMany => {
+                let mut ids = Vec::new();
+                for (i, id) in bulk_list(&input, "ids")?.iter().enumerate() {
+                    let id =
+                        whole(id).filter(|n| *n > 0).ok_or_else(|| fatal(format!("`ids[{i}]` must be a record id")))?;
+                    ids.push(id);
+                }
+                client.bulk(reqwest::Method::DELETE, json!({ "app": app, "ids": ids })).await?;
+                Ok(json!({ "deleted": ids.len() }))
             }
             Op::Update | Op::UpdateStatus => {
                 let input = if self.op == Op::Update { self.upload_files(&client, input).await? } else { input };
