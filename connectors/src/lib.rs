@@ -4,7 +4,7 @@
 //! *instance* is a named section of the config file ([`config`]); its operations are
 //! registered as `<instance>.<operation>` (`kintone.get`, `crm.request`).
 //! [`builtin`] gives the registry of a binary without a config file: `echo`,
-//! `http.request` (absolute URLs), and the `kintone.*`, `cloudsign.*`, `rakuraku.import`
+//! `http.request` (absolute URLs), `users.lookup` (addresses from the users file), and the `kintone.*`, `cloudsign.*`, `rakuraku.import`
 //! and `mail.send` operations, which say how to configure them when called. [`Connectors`] builds the registry from a config and
 //! can replace the settings while the engine runs ([`Connectors::reload`]).
 //! Embedding apps start from either and add their own connectors.
@@ -18,6 +18,7 @@ pub mod kintone;
 pub mod mail;
 pub mod rakuraku;
 pub mod settings;
+pub mod users;
 
 pub use config::{ConfigError, ConnectorsConfig, InstanceConfig, Secret};
 
@@ -43,6 +44,8 @@ pub struct Connectors {
     mail: IndexMap<String, Settings<Option<mail::SmtpConfig>>>,
     /// External instances and their operations (fixed until a restart).
     external: IndexMap<String, Vec<String>>,
+    /// Names and addresses of the users file, for `users.lookup`.
+    users: users::Contacts,
 }
 
 impl Connectors {
@@ -63,8 +66,10 @@ impl Connectors {
             rakuraku: IndexMap::new(),
             mail: IndexMap::new(),
             external: IndexMap::new(),
+            users: users::Contacts::new(Vec::new()),
         };
         c.registry.register("echo", echo::Echo);
+        c.registry.register("users.lookup", users::Lookup(c.users.clone()));
         for (name, inst) in &cfg.connectors {
             match inst {
                 InstanceConfig::Kintone(k) => {
@@ -112,7 +117,7 @@ impl Connectors {
             cloudsign::register(&mut c.registry, name, s.clone(), blobs.clone());
         }
         for (name, s) in &c.rakuraku {
-            rakuraku::register(&mut c.registry, name, s.clone());
+            rakuraku::register(&mut c.registry, name, s.clone(), blobs.clone());
         }
         for (name, s) in &c.mail {
             mail::register(&mut c.registry, name, s.clone());
@@ -200,6 +205,12 @@ impl Connectors {
             }
         }
         Ok(())
+    }
+
+    /// Put the users file's contacts in force for `users.lookup` (the server calls
+    /// this when it loads or reloads the file).
+    pub fn set_users(&self, contacts: Vec<users::Contact>) {
+        self.users.replace(contacts);
     }
 
     /// The current settings of kintone instance `name` (`None`: not configured).
