@@ -47,7 +47,8 @@ fn employees_app() -> App {
         unique: false,
     };
     let mut fields = indexmap::IndexMap::new();
-    for code in ["社員コード", "氏名", "フリガナ", "メールアドレス", "部門コード", "役職コード"] {
+    for code in ["社員コード", "氏名", "フリガナ", "メールアドレス", "部門コード", "役職コード"]
+    {
         fields.insert(code.to_string(), text(code));
     }
     App {
@@ -137,7 +138,8 @@ fn vars(pairs: &[(&str, Value)]) -> Vars {
 impl World {
     fn add_employee(&self, code: &str, name: &str, mail: &str) {
         let mut rec = Map::new();
-        for (k, v) in [("社員コード", code), ("氏名", name), ("メールアドレス", mail), ("部門コード", "D1")] {
+        for (k, v) in [("社員コード", code), ("氏名", name), ("メールアドレス", mail), ("部門コード", "D1")]
+        {
             rec.insert(k.into(), json!({ "value": v }));
         }
         self.kintone.write(|s| s.add_record(APP, &rec, "test", t0()).map(|_| ())).unwrap();
@@ -190,7 +192,8 @@ async fn a_run_imports_the_kintone_rows_that_the_emulator_then_lists_identically
             .map(|r| {
                 let plain = s.apps[&APP].render(r, &[]);
                 let mut row = Map::new();
-                for code in ["社員コード", "氏名", "フリガナ", "メールアドレス", "部門コード", "役職コード"] {
+                for code in ["社員コード", "氏名", "フリガナ", "メールアドレス", "部門コード", "役職コード"]
+                {
                     row.insert(code.into(), plain[code]["value"].clone());
                 }
                 Value::Object(row)
@@ -254,7 +257,11 @@ async fn existing_rows_are_skipped_or_updated_by_the_setting() {
 async fn error_only_reports_send_nothing_on_success_and_go_to_the_admin_address() {
     let w = world(&process_text()).await;
     w.add_employee("E001", "佐藤 花子", "sato@example.com");
-    w.set(&[("report_when", json!("error_only")), ("report_to", json!("admin")), ("admin_email", json!("ops@example.com"))]);
+    w.set(&[
+        ("report_when", json!("error_only")),
+        ("report_to", json!("admin")),
+        ("admin_email", json!("ops@example.com")),
+    ]);
     let id = w.run("suzuki", Vars::new()).await;
     w.completed(id);
     assert_eq!(w.rakuraku.rows(0).len(), 1);
@@ -274,7 +281,8 @@ async fn a_csv_file_variable_is_the_source_when_the_setting_says_so() {
     // The start rule: a csv run needs the file.
     let e = w.engine.start(PROCESS, Vars::new(), StartOptions { by: Some("suzuki".into()), ..Default::default() });
     assert!(matches!(e, Err(EngineError::Rejected(_))), "{e:?}");
-    let csv = "社員コード,氏名,メールアドレス,部門コード\r\nC1,山田 太郎,yamada@example.com,D1\r\nC2,\"田中, 一郎\",,D2\r\n";
+    let csv =
+        "社員コード,氏名,メールアドレス,部門コード\r\nC1,山田 太郎,yamada@example.com,D1\r\nC2,\"田中, 一郎\",,D2\r\n";
     let stored = w.engine.blobs().put(csv.as_bytes(), WriteLimits { max_size: 1 << 20, pdf: false }).unwrap();
     let file = w.engine.file_ref(stored, "社員.csv", "text/csv", "suzuki");
     let id = w.run("suzuki", vars(&[("csv_file", json!(file))])).await;
@@ -312,10 +320,15 @@ async fn the_schedule_fires_on_the_virtual_clock_and_pausing_it_stops_it() {
 
 #[tokio::test]
 async fn a_deploy_with_duplicate_key_0_for_approver_settings_names_the_line() {
-    let text = process_text().replacen("      masterId: 0\n      duplicateKey: 'if update_existing { 1 } else { 0 }'", "      masterId: 18\n      duplicateKey: 0", 1);
+    let text = process_text().replacen(
+        "      masterId: 0\n      duplicateKey: 'if update_existing { 1 } else { 0 }'",
+        "      masterId: 18\n      duplicateKey: 0",
+        1,
+    );
     assert_ne!(text, process_text());
     let line = text.lines().position(|l| l == "      duplicateKey: 0").unwrap() + 1;
-    let engine = Engine::builder().connectors(Connectors::new(&ConnectorsConfig::default()).registry()).build().unwrap();
+    let engine =
+        Engine::builder().connectors(Connectors::new(&ConnectorsConfig::default()).registry()).build().unwrap();
     let e = engine.deploy("processes/master-sync.yaml", &text).unwrap_err().to_string();
     assert!(e.contains(&format!("master-sync.yaml:{line}:")), "names line {line}: {e}");
     assert!(e.contains("duplicateKey"), "{e}");
@@ -338,4 +351,74 @@ async fn the_history_records_the_import_result() {
         })
         .collect();
     assert!(done.contains(&"取込".to_string()), "{done:?}");
+}
+
+const NOTIFIED: &str = r#"
+id: notified
+lanes:
+  申請: { groups: [managers], notify: { on: [send_back] } }
+  経理: { groups: [accounting], notify: { on: [open, overdue], via: mail } }
+variables:
+  件名: { type: string }
+start: { next: 確認 }
+nodes:
+  申請修正: { user_task: 申請を直す, lane: 申請, next: 確認 }
+  確認:
+    user_task: 経費を確認する
+    lane: 経理
+    due: add_days(now, 1)
+    send_back: 申請修正
+    next: done
+  done: { end: }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_with_notify_mails_its_group_when_a_task_opens_is_overdue_or_is_sent_back() {
+    use nagare_engine::runtime::Outcome;
+    use nagare_engine::store::TaskQuery;
+    let w = world(&process_text()).await;
+    w.engine.deploy("notified.yaml", NOTIFIED).unwrap();
+    w.engine.pause_start(PROCESS, true, "admin").unwrap(); // no master-sync mail in between
+    let i = w
+        .engine
+        .start("notified", Vars::new(), StartOptions { by: Some("tanaka".into()), ..Default::default() })
+        .unwrap();
+    w.exec.run_until_idle().await;
+    let mails = w.sink.mails();
+    assert_eq!(mails.len(), 1, "one mail for the opened task");
+    assert_eq!(mails[0].envelope_to, vec!["suzuki@example.com".to_string()]);
+    assert_eq!(mails[0].mail.subject, "[新しいタスク] 経費を確認する");
+    let text = mails[0].mail.text.clone().unwrap();
+    assert!(text.contains("期限: 2026-12-02 07:00 JST"), "{text}");
+
+    // A day later the task is overdue: a second mail.
+    w.exec.advance(Duration::days(1) + Duration::minutes(1)).await;
+    let mails = w.sink.mails();
+    assert_eq!(mails.len(), 2, "{:?}", mails.iter().map(|m| &m.mail.subject).collect::<Vec<_>>());
+    assert_eq!(mails[1].mail.subject, "[期限切れ] 経費を確認する");
+
+    // Sent back: the 申請 lane's managers hear of it (one mail, Bcc); fixed, the
+    // check opens again and accounting hears of it.
+    let task =
+        |w: &World| w.engine.tasks(&TaskQuery { instance: Some(i.id), ..Default::default() }).unwrap()[0].clone();
+    let t = task(&w);
+    w.engine.claim(&t.id, "suzuki").unwrap();
+    w.engine.complete(&t.id, "suzuki", Vars::new(), Outcome::SendBack { comment: "領収書がない".into() }).unwrap();
+    w.exec.run_until_idle().await;
+    let mails = w.sink.mails();
+    assert_eq!(mails.len(), 3);
+    assert_eq!(mails[2].mail.subject, "[差し戻し] 申請を直す");
+    assert_eq!(mails[2].envelope_to, vec!["tanaka@example.com".to_string(), "yamada@example.com".to_string()]);
+    let fix = task(&w);
+    w.engine.complete(&fix.id, "tanaka", Vars::new(), Outcome::Next).unwrap();
+    w.exec.run_until_idle().await;
+    assert_eq!(w.sink.mails().len(), 4);
+
+    // Done before its due time: the overdue notice of the reopened task is dropped unsent.
+    let again = task(&w);
+    w.engine.claim(&again.id, "suzuki").unwrap();
+    w.engine.complete(&again.id, "suzuki", Vars::new(), Outcome::Next).unwrap();
+    w.exec.advance(Duration::days(2)).await;
+    assert_eq!(w.sink.mails().len(), 4);
+    assert_eq!(w.exec.queued(), 1, "only the (paused) master-sync schedule is left");
 }

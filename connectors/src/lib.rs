@@ -16,6 +16,7 @@ pub mod http;
 pub mod http_error;
 pub mod kintone;
 pub mod mail;
+pub mod notify;
 pub mod rakuraku;
 pub mod settings;
 pub mod users;
@@ -44,8 +45,10 @@ pub struct Connectors {
     mail: IndexMap<String, Settings<Option<mail::SmtpConfig>>>,
     /// External instances and their operations (fixed until a restart).
     external: IndexMap<String, Vec<String>>,
-    /// Names and addresses of the users file, for `users.lookup`.
+    /// Names and addresses of the users file, for `users.lookup` and `notify.task`.
     users: users::Contacts,
+    /// Base URL of the task list, for links in task notifications.
+    public_url: Settings<Option<String>>,
 }
 
 impl Connectors {
@@ -67,6 +70,7 @@ impl Connectors {
             mail: IndexMap::new(),
             external: IndexMap::new(),
             users: users::Contacts::new(Vec::new()),
+            public_url: Settings::new(None),
         };
         c.registry.register("echo", echo::Echo);
         c.registry.register("users.lookup", users::Lookup(c.users.clone()));
@@ -122,6 +126,12 @@ impl Connectors {
         for (name, s) in &c.mail {
             mail::register(&mut c.registry, name, s.clone());
         }
+        let mail_by_instance =
+            c.mail.keys().filter_map(|name| Some((name.clone(), c.registry.get(&format!("{name}.send"))?))).collect();
+        c.registry.register(
+            nagare_engine::notify::CONNECTOR,
+            notify::NotifyTask { mail: mail_by_instance, contacts: c.users.clone(), public_url: c.public_url.clone() },
+        );
         for (name, s) in &c.http {
             c.registry.register(format!("{name}.request"), http::HttpConnector::new(name, s.clone()));
         }
@@ -211,6 +221,12 @@ impl Connectors {
     /// this when it loads or reloads the file).
     pub fn set_users(&self, contacts: Vec<users::Contact>) {
         self.users.replace(contacts);
+    }
+
+    /// The base URL of the task list (`http://127.0.0.1:8080`), for links in task
+    /// notifications (`<url>/api/v1/tasks/<id>`).
+    pub fn set_public_url(&self, url: Option<String>) {
+        self.public_url.replace(url);
     }
 
     /// The current settings of kintone instance `name` (`None`: not configured).

@@ -49,7 +49,9 @@ fn wanted(input: &Value) -> Result<(Vec<String>, Vec<String>), ConnectorError> {
     let fatal = |m: &str| ConnectorError::Fatal(m.to_string());
     let mut ids = Vec::new();
     let mut groups = Vec::new();
-    let Some(map) = input.as_object() else { return Err(fatal("`with:` must be a map with `user`, `users` or `group`")) };
+    let Some(map) = input.as_object() else {
+        return Err(fatal("`with:` must be a map with `user`, `users` or `group`"));
+    };
     if !["user", "users", "group"].iter().any(|k| map.contains_key(*k)) {
         return Err(fatal("give `user` (an id), `users` (a list of ids) or `group`"));
     }
@@ -66,7 +68,9 @@ fn wanted(input: &Value) -> Result<(Vec<String>, Vec<String>), ConnectorError> {
             ("group", Value::String(g)) => groups.push(g.clone()),
             ("group", Value::Array(a)) => {
                 for x in a {
-                    groups.push(x.as_str().ok_or_else(|| fatal("`group` must be a group or a list of groups"))?.to_string());
+                    groups.push(
+                        x.as_str().ok_or_else(|| fatal("`group` must be a group or a list of groups"))?.to_string(),
+                    );
                 }
             }
             ("user" | "users" | "group", _) => {
@@ -124,7 +128,11 @@ mod tests {
             email: email.map(str::to_string),
             groups: vec![g.into()],
         };
-        vec![c("sato", Some("sato@example.com"), "staff"), c("kato", None, "staff"), c("suzuki", Some("s@example.com"), "acc")]
+        vec![
+            c("sato", Some("sato@example.com"), "staff"),
+            c("kato", None, "staff"),
+            c("suzuki", Some("s@example.com"), "acc"),
+        ]
     }
 
     #[test]

@@ -164,11 +164,13 @@ pub fn serve(data: &Path, a: ServeArgs) -> anyhow::Result<ExitCode> {
         // The watcher polls the kintone watches and serves /hooks/kintone/{process}.
         let watcher = Arc::new(Watcher::new(engine.clone(), connectors.clone()));
         let connectors_for_reload = connectors.clone();
+        let connectors_for_links = connectors.clone();
         let watched = watcher.watched();
         let limits = a.limits();
         let state = AppState::new(engine, users).with_watcher(watcher).with_connectors(connectors).with_limits(limits);
         reload_users_on_sighup(a.users.clone(), state.users.clone(), connectors_for_reload);
         let server = Server::start_with(listener, state, super::run::shutdown_signal())?;
+        connectors_for_links.set_public_url(Some(std::env::var("NAGARE_PUBLIC_URL").unwrap_or_else(|_| server.url())));
         eprintln!(
             "nagare API on {} — data {}, {deployed} process file(s) from {}, users from {} (SIGHUP reloads it; Ctrl-C to stop)",
             server.url(),

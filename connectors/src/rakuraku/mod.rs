@@ -139,7 +139,8 @@ pub fn register(
     settings: Settings<Option<RakurakuConfig>>,
     blobs: Arc<dyn BlobSource>,
 ) {
-    registry.register(format!("{name}.import"), ImportConnector::new(name, settings, Limiter::global()).with_blobs(blobs));
+    registry
+        .register(format!("{name}.import"), ImportConnector::new(name, settings, Limiter::global()).with_blobs(blobs));
 }
 
 fn fatal(msg: impl Into<String>) -> ConnectorError {

@@ -42,7 +42,8 @@ pub const MASTERS: &[(u64, &str)] = &[
 /// Most columns in one file.
 pub const MAX_COLUMNS: usize = 500;
 
-const KEYS: &[&str] = &["masterId", "duplicateKey", "sendPasswordEmail", "createCategory", "rows", "file", "columns", "csv"];
+const KEYS: &[&str] =
+    &["masterId", "duplicateKey", "sendPasswordEmail", "createCategory", "rows", "file", "columns", "csv"];
 
 /// Masters whose import settings may carry a category.
 pub fn takes_category(master: u64) -> bool {

@@ -44,21 +44,15 @@ impl FileRows {
         }
         let text = match std::str::from_utf8(bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes)) {
             Ok(t) => t.to_string(),
-            Err(_) => super::csv::decode(&bytes).ok_or_else(|| {
-                ConnectorError::Business {
-                    code: "RAKURAKU_CSV".into(),
-                    message: format!("`file` ({name}) is neither UTF-8 nor Shift_JIS; save it as UTF-8 CSV"),
-                }
+            Err(_) => super::csv::decode(&bytes).ok_or_else(|| ConnectorError::Business {
+                code: "RAKURAKU_CSV".into(),
+                message: format!("`file` ({name}) is neither UTF-8 nor Shift_JIS; save it as UTF-8 CSV"),
             })?,
         };
         drop(bytes);
         let mut r = reader(&text);
-        let headers: Vec<String> = r
-            .headers()
-            .map_err(|e| bad(name, e))?
-            .iter()
-            .map(|h| h.trim().to_string())
-            .collect();
+        let headers: Vec<String> =
+            r.headers().map_err(|e| bad(name, e))?.iter().map(|h| h.trim().to_string()).collect();
         if headers.iter().all(String::is_empty) {
             return Err(ConnectorError::Business {
                 code: "RAKURAKU_CSV".into(),
