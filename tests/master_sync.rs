@@ -422,3 +422,15 @@ async fn a_lane_with_notify_mails_its_group_when_a_task_opens_is_overdue_or_is_s
     assert_eq!(w.sink.mails().len(), 4);
     assert_eq!(w.exec.queued(), 1, "only the (paused) master-sync schedule is left");
 }
+
+#[test]
+fn an_unknown_notify_event_is_refused_at_deploy_with_its_line() {
+    let text = NOTIFIED.replace("on: [open, overdue]", "on: [open, opened]");
+    let line = text.lines().position(|l| l.contains("opened")).unwrap() + 1;
+    let engine = Engine::builder().build().unwrap();
+    let e = engine.deploy("notified.yaml", &text).unwrap_err().to_string();
+    assert!(e.contains(&format!("notified.yaml:{line}:")) && e.contains("`opened`"), "{e}");
+    let typo = NOTIFIED.replace("via: mail", "vía: mail");
+    let e = engine.deploy("notified.yaml", &typo).unwrap_err().to_string();
+    assert!(e.contains("vía"), "{e}");
+}

@@ -409,4 +409,18 @@ mod tests {
         let e = Users::from_yaml("u.yaml", &shared).unwrap_err().to_string();
         assert!(e.contains("share a token"), "{e}");
     }
+
+    #[test]
+    fn emails_are_plain_addresses_and_reach_the_contacts() {
+        let ok = "users:\n  sato: { name: 佐藤, email: sato@example.com, groups: [staff] }\n  kato: {}\n";
+        let users = Users::from_yaml("u.yaml", ok).unwrap();
+        let c = users.contacts();
+        assert_eq!(c[0].mailbox().as_deref(), Some("佐藤 <sato@example.com>"));
+        assert_eq!(c[1].email, None);
+        for bad in ["sato", "a@b@c", "佐藤 <s@example.com>", "s@example.com\r\nBcc: x@y"] {
+            let text = format!("users:\n  sato: {{ email: {:?} }}\n", bad);
+            let e = Users::from_yaml("u.yaml", &text).unwrap_err().to_string();
+            assert!(e.contains("not a plain address"), "{bad}: {e}");
+        }
+    }
 }
