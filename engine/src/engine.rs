@@ -879,6 +879,10 @@ impl Engine {
              (a crash, out of memory?), so it is not run again by itself; retry the incident to run the step once more",
             job.id
         );
+        if crate::notify::is_notification(&job.id) {
+            // A notification is nobody's step: dropped, never an incident.
+            return self.drop_notification(job);
+        }
         let culprit = match &job.kind {
             JobKind::Connector { .. } => Culprit::Job(job.id.clone()),
             JobKind::Timer => Culprit::Timer(job.id.clone()),
