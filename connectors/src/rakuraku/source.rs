@@ -42,14 +42,19 @@ impl FileRows {
         if bytes.len() > MAX_SOURCE_BYTES {
             return Err(fatal(format!("`file` ({name}) has {} bytes; at most {MAX_SOURCE_BYTES}", bytes.len())));
         }
-        let text = match std::str::from_utf8(bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes)) {
-            Ok(t) => t.to_string(),
-            Err(_) => super::csv::decode(&bytes).ok_or_else(|| ConnectorError::Business {
+        // Decoded in place where possible: the file's bytes become its text without
+        // a second copy (memory is about one file, not two).
+        let mut bytes = bytes;
+        if bytes.starts_with(b"\xEF\xBB\xBF") {
+            bytes.drain(..3);
+        }
+        let text = match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => super::csv::decode(e.as_bytes()).ok_or_else(|| ConnectorError::Business {
                 code: "RAKURAKU_CSV".into(),
                 message: format!("`file` ({name}) is neither UTF-8 nor Shift_JIS; save it as UTF-8 CSV"),
             })?,
         };
-        drop(bytes);
         let mut r = reader(&text);
         let headers: Vec<String> =
             r.headers().map_err(|e| bad(name, e))?.iter().map(|h| h.trim().to_string()).collect();
@@ -91,6 +96,43 @@ impl FileRows {
 }
 
 fn bad(name: &str, e: csv::Error) -> ConnectorError {
-    let at = e.position().map(|p| format!(" at line {}", p.line())).unwrap_or_default();
+    // The record number counts the header as 0, so it is the data row's number
+    // (the row numbers the CSV errors of the import use too).
+    let at = e.position().map(|p| format!(", row {}", p.record())).unwrap_or_default();
     ConnectorError::Business { code: "RAKURAKU_CSV".into(), message: format!("`file` ({name}){at}: {e}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloudsign::files::MemoryBlobs;
+    use serde_json::json;
+
+    fn open(bytes: &[u8]) -> Result<FileRows, ConnectorError> {
+        let blobs = MemoryBlobs::default();
+        let sha = blobs.put(bytes.to_vec());
+        FileRows::open(&json!({"name": "a.csv", "sha256": sha}), &blobs)
+    }
+
+    #[test]
+    fn utf8_with_bom_and_shift_jis_read_the_same() {
+        let text = "社員コード,氏名\r\nE1,佐藤\r\nE2,\"高橋, 一郎\"\r\n";
+        let mut bom = b"\xEF\xBB\xBF".to_vec();
+        bom.extend_from_slice(text.as_bytes());
+        let (sjis, _, _) = encoding_rs::SHIFT_JIS.encode(text);
+        for bytes in [text.as_bytes().to_vec(), bom, sjis.into_owned()] {
+            let f = open(&bytes).unwrap();
+            assert_eq!(f.len(), 2);
+            let rows: Vec<Value> = f.iter().collect();
+            assert_eq!(rows[1], json!({"社員コード": "E2", "氏名": "高橋, 一郎"}));
+        }
+    }
+
+    #[test]
+    fn a_short_record_is_named_by_its_line() {
+        let e = open("a,b\r\n1,2\r\n3\r\n".as_bytes()).err().unwrap();
+        assert!(matches!(&e, ConnectorError::Business { message, .. } if message.contains("row 2")), "{e:?}");
+        assert!(open(b"").is_err(), "no header");
+        assert!(open(&[0xff, 0xfe, 0x00]).is_err(), "neither UTF-8 nor Shift_JIS");
+    }
 }
