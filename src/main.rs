@@ -150,6 +150,12 @@ enum Command {
         after_help = "Example:\n  nagare bench --case straight --mode mem --n 20000\n  nagare bench --mode durable --concurrency 64\n  nagare bench --case inbox                 # 100,000 open tasks, 32 HTTP clients\n  nagare bench timers                     # 1M timers on a virtual clock, 10k in one second on the real clock"
     )]
     Bench(BenchArgs),
+    /// Run the seeded fault simulation of the engine (random processes, crashes,
+    /// failing disk and connectors, hostile values) and check its invariants.
+    #[command(
+        after_help = "Example:\n  nagare simulate --seeds 10000\n  nagare simulate --start 4711 --seeds 1     # replay one seed"
+    )]
+    Simulate(cli::simulate::SimulateArgs),
 }
 
 #[derive(Args)]
@@ -247,7 +253,10 @@ fn main() -> ExitCode {
         SERVING.store(true, std::sync::atomic::Ordering::SeqCst);
     }
     // A server logs its requests at info unless told otherwise.
-    init_tracing(if matches!(cli.command, Command::Serve(_)) { cli.verbose.max(1) } else { cli.verbose });
+    // The simulation provokes warnings on purpose (incidents, failed writes): quiet unless -v.
+    if !matches!(cli.command, Command::Simulate(_)) || cli.verbose > 0 {
+        init_tracing(if matches!(cli.command, Command::Serve(_)) { cli.verbose.max(1) } else { cli.verbose });
+    }
     let out = output::Out { json: cli.json };
     let data = cli.data;
     cli::set_config(cli.config);
@@ -274,6 +283,7 @@ fn main() -> ExitCode {
             cli::emulate::emulate(&out, &service, addr.as_deref(), &http_addr, &dir, &cloudsign)
         }
         Command::Bench(a) => bench::run(&out, &data, a, cli_data_given()),
+        Command::Simulate(a) => cli::simulate::run(&out, a),
     };
     match result {
         Ok(code) => code,

@@ -432,3 +432,35 @@ fn message_ttl_past_ten_years_is_refused() {
         assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
     }
 }
+
+/// Issue 15.3: `nagare tasks` shows who sent a reopened task back, and why.
+#[test]
+fn tasks_show_the_send_back_comment_of_a_reopened_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("sendback.yaml");
+    std::fs::write(
+        &file,
+        "id: sendback\nlanes:\n  a: { groups: [staff] }\nvariables:\n  x: { type: string }\n\
+         start: { next: draft }\nnodes:\n  draft: { user_task: Draft, lane: a, form: { x: optional }, next: check }\n\
+         \x20 check: { user_task: Check, lane: a, send_back: draft, next: done }\n  done: { end: }\n",
+    )
+    .unwrap();
+    let d = nagare(&data, &["deploy", file.to_str().unwrap()]);
+    assert!(d.status.success(), "{}{}", stdout(&d), stderr(&d));
+    let s = nagare(&data, &["--json", "start", "sendback", "--user", "sato"]);
+    let inst: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap();
+    let draft = inst["open_tasks"][0]["id"].as_str().unwrap().to_string();
+    assert!(nagare(&data, &["complete", &draft, "--user", "sato"]).status.success());
+    let t: serde_json::Value = serde_json::from_slice(&nagare(&data, &["--json", "tasks"]).stdout).unwrap();
+    let check = t[0]["id"].as_str().unwrap().to_string();
+    assert!(t[0].get("sent_back").is_none(), "{t}");
+    let back = nagare(&data, &["complete", &check, "--user", "suzuki", "--send-back", "--comment", "金額が違います"]);
+    assert!(back.status.success(), "{}", stderr(&back));
+    let table = stdout(&nagare(&data, &["tasks"]));
+    assert!(table.contains("sent back by suzuki at") && table.contains(": 金額が違います"), "{table}");
+    let t: serde_json::Value = serde_json::from_slice(&nagare(&data, &["--json", "tasks"]).stdout).unwrap();
+    assert_eq!(t[0]["sent_back"]["by"], "suzuki", "{t}");
+    assert_eq!(t[0]["sent_back"]["comment"], "金額が違います");
+    assert_eq!(t[0]["sent_back"]["from_node"], "check");
+}

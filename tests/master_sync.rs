@@ -45,6 +45,7 @@ fn employees_app() -> App {
         options: None,
         required: false,
         unique: false,
+        default_value: None,
     };
     let mut fields = indexmap::IndexMap::new();
     for code in ["社員コード", "氏名", "フリガナ", "メールアドレス", "部門コード", "役職コード"]
@@ -57,6 +58,7 @@ fn employees_app() -> App {
         fields,
         tokens: vec![ApiToken { token: KINTONE_TOKEN.into(), view: true, add: true, edit: true }],
         process: None,
+        guest_space: None,
         records: Default::default(),
         next_id: 1,
     }

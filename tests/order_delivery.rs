@@ -552,19 +552,26 @@ async fn the_whole_process_through_the_task_list_api_and_the_webhook() {
         started += usize::from(r["started"] == json!(true));
         // Once an instance has run its first steps, the record is no longer 対応要
         // (the process writes its status back): a later delivery sees that instead.
-        let known = ["the record already has its instance", "the record does not match the watch condition now"];
-        assert!(r["started"] == json!(true) || known.iter().any(|k| r["reason"] == *k), "{r}");
+        let reason = r["reason"].as_str().unwrap_or("");
+        let known = reason.starts_with("the record's instance") && reason.ends_with("is still running")
+            || reason == "the record does not match the watch condition now";
+        assert!(r["started"] == json!(true) || known, "{r}");
     }
     assert!(started <= 1);
     let list = call("admin", format!("/api/v1/instances?process={PROCESS}"), None).await;
     let list = list["items"].as_array().unwrap().clone();
     assert_eq!(list.len(), 1, "{list:?}");
     let id = list[0]["id"].as_u64().unwrap();
+    // Issue 15.2: a start by hand for the same record gets the running instance.
+    let by_hand = json!({ "process": PROCESS, "variables": { "q_kintoneId": "1" } });
+    let same = call("ito", "/api/v1/instances".into(), Some(by_hand)).await;
+    assert_eq!((same["id"].as_u64(), same["business_key"].as_str()), (Some(id), Some("kintone:1:1")), "{same}");
 
     // ライセンス担当 (ito) → 構築担当 (watanabe) sends back → ito fixes → watanabe builds.
     let (task, node) = inbox("ito").await;
     assert_eq!(node, "ライセンスキー手配");
     let form = call("ito", format!("/api/v1/tasks/{task}"), None).await;
+    assert!(form.get("sent_back").is_none(), "opened in the normal flow: {form}");
     let plan = form["form"].as_array().unwrap().iter().find(|f| f["name"] == "q_plan").unwrap().clone();
     assert_eq!((plan["value"].clone(), plan["mode"].clone()), (json!("スタンダード"), json!("readonly")));
     call("ito", format!("/api/v1/tasks/{task}/complete"), Some(json!({ "variables": { "q_licenseKey": "LK-1111" } })))
@@ -574,6 +581,12 @@ async fn the_whole_process_through_the_task_list_api_and_the_webhook() {
     call("watanabe", format!("/api/v1/tasks/{task}/send-back"), Some(json!({ "comment": "キーが無効です" }))).await;
     let (task, node) = inbox("ito").await;
     assert_eq!(node, "ライセンスキー修正");
+    // Issue 15.3: the reopened task says who sent it back, when, and why.
+    let fix = call("ito", format!("/api/v1/tasks/{task}"), None).await;
+    assert_eq!(fix["sent_back"]["by"], json!("watanabe"), "{fix}");
+    assert_eq!(fix["sent_back"]["comment"], json!("キーが無効です"));
+    assert_eq!(fix["sent_back"]["from_node"], json!("環境構築"));
+    assert_eq!(fix["sent_back"]["at"], json!(t0()), "the virtual clock's now");
     call("ito", format!("/api/v1/tasks/{task}/complete"), Some(json!({ "variables": { "q_licenseKey": "LK-2222" } })))
         .await;
     let (task, _) = inbox("watanabe").await;
@@ -604,5 +617,190 @@ async fn the_whole_process_through_the_task_list_api_and_the_webhook() {
     for user in ["ito", "watanabe", "kobayashi"] {
         assert!(who.contains(&user), "{user} is in the history: {history}");
     }
+    // Issue 15.5: the initial password is masked for everyone but 構築担当.
+    let mask = json!(nagare_engine::sensitive::MASK);
+    let password_in = |h: &Value| {
+        h.as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l["details"]["vars"].get("q_password").cloned())
+            .collect::<Vec<Value>>()
+    };
+    assert_eq!(password_in(&history), std::slice::from_ref(&mask), "admin: {history}");
+    assert!(!history.to_string().contains("\"init\""), "{history}");
+    let ito = call("ito", format!("/api/v1/instances/{id}/history"), None).await;
+    assert_eq!(password_in(&ito), std::slice::from_ref(&mask), "ライセンス担当");
+    let watanabe = call("watanabe", format!("/api/v1/instances/{id}/history"), None).await;
+    assert_eq!(password_in(&watanabe), [json!("init")], "構築担当 entered it");
+    assert_eq!(call("admin", format!("/api/v1/instances/{id}"), None).await["variables"]["q_password"], mask);
+    assert_eq!(
+        call("watanabe", format!("/api/v1/instances/{id}"), None).await["variables"]["q_password"],
+        json!("init")
+    );
     server.shutdown().await.unwrap();
+}
+
+/// The `started` line's trigger of instance `id`.
+fn trigger_of(engine: &Engine, id: u64) -> nagare_engine::runtime::Trigger {
+    match engine.history(id).unwrap().into_iter().next().unwrap().event {
+        HistoryEvent::Started { trigger: Some(t), .. } => t,
+        other => panic!("instance {id} has no trigger in its started line: {other:?}"),
+    }
+}
+
+/// Issue 15.1: a re-opened order (back to 対応要 after its instance ended) starts a
+/// second generation, once, though the webhook and the poll see it at the same time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reopened_record_starts_its_next_generation_once_under_a_concurrent_webhook_and_poll() {
+    use nagare_connectors::kintone::trigger::webhook_router;
+    let data = tempfile::tempdir().unwrap();
+    let kintone = Kintone::start(Emulator::in_memory(), "127.0.0.1:0").await;
+    let w = world(data.path(), Arc::new(VirtualClock::new(t0())), &config(&kintone.base(), DEMO_TOKEN));
+    let watcher = Arc::new(Watcher::new(w.engine.clone(), w.connectors.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum_serve(listener, webhook_router(watcher)).await });
+    let url = format!("http://{hook_addr}/hooks/kintone/{PROCESS}");
+    let body = json!({ "type": "UPDATE_RECORD", "app": { "id": "1" }, "record": { "$id": { "type": "__ID__", "value": "1" } } });
+    let http = reqwest::Client::new();
+
+    // Generation 1: started by the poll, runs its first steps, then ends (cancelled).
+    kintone.emu.edit(1, 1, &[("k_ステータス", json!("対応要"))]).unwrap();
+    let first = w.watcher.poll(PROCESS).await.unwrap().started;
+    assert_eq!(first.len(), 1);
+    let first = first[0];
+    let t = trigger_of(&w.engine, first);
+    assert_eq!((t.via.as_str(), t.record.as_str(), t.generation), ("poll", "kintone:1:1", 1));
+    assert_eq!(w.instance(first).business_key.as_deref(), Some("kintone:1:1"));
+    w.settle(Duration::minutes(5), 20).await;
+    assert_eq!(field(&kintone.fetch(1).await, "k_ステータス"), json!("3_対応中"));
+    // While it runs, a webhook for the record starts nothing.
+    w.engine.cancel(first, "admin", "the customer called").unwrap();
+
+    // The user re-opens the order: webhook and poll race; one instance starts.
+    kintone.emu.edit(1, 1, &[("k_ステータス", json!("対応要"))]).unwrap();
+    let hook = http.post(&url).json(&body).send();
+    let (hook, poll) = tokio::join!(hook, w.watcher.poll(PROCESS));
+    let hook: Value = hook.unwrap().json().await.unwrap();
+    let poll = poll.unwrap();
+    let started_by_hook = usize::from(hook["started"] == json!(true));
+    assert_eq!(started_by_hook + poll.started.len(), 1, "hook {hook}, poll {poll:?}");
+    let all = w.engine.instances(&Default::default()).unwrap();
+    assert_eq!(all.len(), 2, "{all:?}");
+    let second = all.iter().map(|i| i.id).find(|id| *id != first).unwrap();
+    assert_eq!(w.instance(second).business_key.as_deref(), Some("kintone:1:1#2"));
+    let t = trigger_of(&w.engine, second);
+    assert_eq!((t.record.as_str(), t.generation), ("kintone:1:1", 2));
+    assert_eq!(t.via, if started_by_hook == 1 { "webhook" } else { "poll" });
+    assert!(t.revision.is_some());
+
+    // Polled and hooked again while generation 2 runs: nothing more.
+    assert_eq!(w.watcher.poll(PROCESS).await.unwrap().started, Vec::<u64>::new());
+    let again: Value = http.post(&url).json(&body).send().await.unwrap().json().await.unwrap();
+    assert_eq!((again["started"].clone(), again["instance"].clone()), (json!(false), json!(second)), "{again}");
+
+    // Generation 2 ends before touching the record (still 対応要, same revision):
+    // the record has not changed since, so it does not start over and over.
+    w.engine.cancel(second, "admin", "duplicate").unwrap();
+    let r = w.watcher.poll(PROCESS).await.unwrap();
+    assert_eq!((r.started.len(), r.existing), (0, 1), "{r:?}");
+    // It changes (someone edits it, still 対応要): generation 3.
+    kintone.emu.edit(1, 1, &[("k_氏名", json!("山田 次郎"))]).unwrap();
+    let r = w.watcher.poll(PROCESS).await.unwrap();
+    assert_eq!(r.started.len(), 1, "{r:?}");
+    assert_eq!(w.instance(r.started[0]).business_key.as_deref(), Some("kintone:1:1#3"));
+}
+
+/// Issue 15.1: `on_retrigger: ignore` keeps one instance per record forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_retrigger_ignore_never_starts_a_record_twice() {
+    let data = tempfile::tempdir().unwrap();
+    let kintone = Kintone::start(Emulator::in_memory(), "127.0.0.1:0").await;
+    let w = world(data.path(), Arc::new(VirtualClock::new(t0())), &config(&kintone.base(), DEMO_TOKEN));
+    let text = process_text().replace("    every: 30s\n", "    every: 30s\n    on_retrigger: ignore\n");
+    assert!(text.contains("on_retrigger: ignore"));
+    w.engine.deploy("processes/order-delivery.yaml", &text).unwrap();
+    kintone.emu.edit(1, 1, &[("k_ステータス", json!("対応要"))]).unwrap();
+    let first = w.watcher.poll(PROCESS).await.unwrap().started;
+    assert_eq!(first.len(), 1);
+    w.engine.cancel(first[0], "admin", "test").unwrap();
+    kintone.emu.edit(1, 1, &[("k_氏名", json!("山田 次郎"))]).unwrap();
+    let r = w.watcher.poll(PROCESS).await.unwrap();
+    assert_eq!((r.started.len(), r.existing), (0, 1), "{r:?}");
+    assert_eq!(w.engine.instances(&Default::default()).unwrap().len(), 1);
+}
+
+/// Issue 15.2: a start by hand with the record variable takes the record's key:
+/// the running instance comes back instead of a second one; after it ended, the
+/// next generation starts, said `manual` in the history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_starts_of_a_watched_process_take_the_record_key() {
+    use nagare_engine::StartOptions;
+    let data = tempfile::tempdir().unwrap();
+    let kintone = Kintone::start(Emulator::in_memory(), "127.0.0.1:0").await;
+    let w = world(data.path(), Arc::new(VirtualClock::new(t0())), &config(&kintone.base(), DEMO_TOKEN));
+    let by_hand = || StartOptions { by: Some("ito".into()), business_key: None };
+    let one = w.engine.start(PROCESS, vars(&[("q_kintoneId", json!("1"))]), by_hand()).unwrap();
+    assert_eq!(one.business_key.as_deref(), Some("kintone:1:1"));
+    assert_eq!(trigger_of(&w.engine, one.id).via, "manual");
+    // The watcher sees the record later: it has its instance.
+    kintone.emu.edit(1, 1, &[("k_ステータス", json!("対応要"))]).unwrap();
+    assert_eq!(w.watcher.poll(PROCESS).await.unwrap().started, Vec::<u64>::new());
+    let same = w.engine.start(PROCESS, vars(&[("q_kintoneId", json!("1"))]), by_hand()).unwrap();
+    assert_eq!(same.id, one.id);
+    w.engine.cancel(one.id, "admin", "test").unwrap();
+    let next = w.engine.start(PROCESS, vars(&[("q_kintoneId", json!("1"))]), by_hand()).unwrap();
+    assert_ne!(next.id, one.id);
+    assert_eq!(next.business_key.as_deref(), Some("kintone:1:1#2"));
+    // Not a record id: refused with the field named.
+    let err = w.engine.start(PROCESS, vars(&[("q_kintoneId", json!("abc"))]), by_hand()).unwrap_err();
+    assert!(err.to_string().contains("q_kintoneId") || format!("{err:?}").contains("q_kintoneId"), "{err:?}");
+}
+
+/// Issue 15.4: without a requested build date the shipping task is due in five
+/// days, like the others (it had no due date).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipping_is_due_in_five_days_without_a_requested_build_date() {
+    let data = tempfile::tempdir().unwrap();
+    let kintone = Kintone::start(Emulator::in_memory(), "127.0.0.1:0").await;
+    let w = world(data.path(), Arc::new(VirtualClock::new(t0())), &config(&kintone.base(), DEMO_TOKEN));
+    kintone.emu.edit(1, 1, &[("k_ステータス", json!("対応要")), ("k_構築希望日時", json!(""))]).unwrap();
+    let id = w.watcher.poll(PROCESS).await.unwrap().started[0];
+    w.settle(Duration::minutes(5), 20).await;
+    assert_eq!(w.instance(id).vars.get("q_maintenanceDatetime").cloned().unwrap_or(Value::Null), Value::Null);
+    w.work("license", "ライセンスキー手配", "kato", vars(&[("q_licenseKey", json!("LK-1"))]), Outcome::Next).await;
+    let built = vars(&[("q_accessUrl", json!("https://c.example.jp")), ("q_password", json!("pw"))]);
+    w.work("build", "環境構築", "ito", built, Outcome::Next).await;
+    let q = TaskQuery { groups: Some(vec!["shipping".into()]), ..Default::default() };
+    let tasks = w.engine.tasks(&q).unwrap();
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert_eq!(tasks[0].due, Some(t0() + Duration::days(5)));
+}
+
+/// Issue 15.6: a watch query with kintone's functions is passed to kintone and
+/// evaluated (here by the emulator) instead of being refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_queries_may_use_kintone_functions() {
+    let data = tempfile::tempdir().unwrap();
+    let kintone = Kintone::start(Emulator::in_memory(), "127.0.0.1:0").await;
+    let w = world(data.path(), Arc::new(VirtualClock::new(t0())), &config(&kintone.base(), DEMO_TOKEN));
+    let watch = |cond: &str| {
+        let text = process_text().replace(
+            r#"settings: { query: 'k_ステータス in ("対応要")' }"#,
+            &format!("settings: {{ query: '{cond}' }}"),
+        );
+        assert!(text.contains(cond));
+        w.engine.deploy("processes/order-delivery.yaml", &text).unwrap();
+    };
+    kintone.emu.edit(1, 1, &[("k_ステータス", json!("対応要"))]).unwrap();
+    // Edited just now (the emulator's real clock): not before yesterday, not tomorrow.
+    watch(r#"k_ステータス in ("対応要") and 更新日時 >= FROM_TODAY(-1, DAYS) and 更新日時 < TOMORROW()"#);
+    let r = w.watcher.poll(PROCESS).await.unwrap();
+    assert_eq!((r.matched, r.started.len()), (1, 1), "{r:?}");
+    watch(r#"k_ステータス in ("対応要") and 更新日時 < FROM_TODAY(-1, DAYS)"#);
+    assert_eq!(w.watcher.poll(PROCESS).await.unwrap().matched, 0);
+    // A misspelt function is still refused, before anything is sent.
+    watch(r#"更新日時 = TODAYS()"#);
+    let e = w.watcher.poll(PROCESS).await.unwrap_err().to_string();
+    assert!(e.contains("unknown function `TODAYS()`"), "{e}");
 }

@@ -181,6 +181,21 @@ pub struct KintoneConfig {
     /// Shared secret a kintone webhook must send as `?secret=` (optional).
     #[serde(default)]
     pub webhook_secret: Option<Secret>,
+    /// The apps live in this guest space: requests go to `/k/guest/{space}/v1/`.
+    #[serde(default)]
+    pub guest_space: Option<u64>,
+    /// The domain's Basic authentication, sent as `Authorization: Basic` besides
+    /// the token or password.
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuth>,
+}
+
+/// Login and password of a domain's Basic authentication (secret references).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub user: Secret,
+    pub password: Secret,
 }
 
 /// Settings of an `http` connector instance.

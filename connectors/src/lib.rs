@@ -115,7 +115,7 @@ impl Connectors {
             c.mail.insert("mail".into(), Settings::new(None));
         }
         for (name, s) in &c.kintone {
-            kintone::register(&mut c.registry, name, s.clone());
+            kintone::register(&mut c.registry, name, s.clone(), blobs.clone());
         }
         for (name, s) in &c.cloudsign {
             cloudsign::register(&mut c.registry, name, s.clone(), blobs.clone());

@@ -84,6 +84,12 @@ where
     }
 }
 
+/// How a watch `source` names a record: the business key (without generation) of
+/// the record whose id is `record_id`, for a process whose watch has `settings`.
+/// The kintone connector answers `kintone:<app>:<id>`. An `Err` says why no key
+/// can be made (no app configured, not an id).
+pub type RecordKeyFn = Arc<dyn Fn(&serde_json::Map<String, Value>, &Value) -> Result<String, String> + Send + Sync>;
+
 /// Connectors by name: in-process ones, and names served by external workers.
 #[derive(Clone, Default)]
 pub struct Registry {
@@ -91,6 +97,8 @@ pub struct Registry {
     /// Served out of process: the executor leaves their jobs to workers that
     /// activate them over the API ([`crate::workers`]).
     external: BTreeSet<String>,
+    /// Record keys of watch sources, by source (connector instance) name.
+    record_keys: BTreeMap<String, RecordKeyFn>,
 }
 
 impl Registry {
@@ -113,6 +121,16 @@ impl Registry {
         self.external.insert(name);
     }
 
+    /// How watch source `source` keys its records: starts of a watched process, by
+    /// hand too, take that key ([`crate::records`]).
+    pub fn register_record_key(&mut self, source: impl Into<String>, f: RecordKeyFn) {
+        self.record_keys.insert(source.into(), f);
+    }
+
+    pub fn record_key(&self, source: &str) -> Option<RecordKeyFn> {
+        self.record_keys.get(source).cloned()
+    }
+
     pub fn is_external(&self, name: &str) -> bool {
         self.external.contains(name)
     }
@@ -128,6 +146,9 @@ impl Registry {
         }
         for name in &other.external {
             self.register_external(name.clone());
+        }
+        for (source, f) in &other.record_keys {
+            self.record_keys.insert(source.clone(), f.clone());
         }
     }
 

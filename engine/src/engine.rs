@@ -17,8 +17,8 @@ use crate::load::{load_str, Loaded};
 use crate::lock::Lock;
 use crate::process::Process;
 use crate::runtime::{
-    self, Command, Culprit, Event, Failure, Instance, InstanceId, Job, JobKind, Outcome, Rejection, Status, Task,
-    TaskStatus, Transition,
+    self, Command, Culprit, Event, Failure, HistoryEvent, Instance, InstanceId, Job, JobKind, Outcome, Rejection,
+    Status, Task, TaskStatus, Transition, Trigger,
 };
 use crate::stats::{Stats, StatsSnapshot};
 use crate::store::{
@@ -423,19 +423,32 @@ impl Engine {
     }
 
     /// Start an instance of the latest version of `process`.
+    /// A start without a business key of a watched process whose record variable is
+    /// given takes the watch's record key ([`Engine::start_record`]), however it is
+    /// started.
     pub fn start(&self, process: &str, vars: Vars, opts: StartOptions) -> Result<Instance, EngineError> {
         let p = self.latest(process).ok_or_else(|| EngineError::UnknownProcess(process.to_string()))?;
+        if opts.business_key.is_none() {
+            if let Some(record) = self.record_key_of(&p, &vars)? {
+                let o = crate::records::RecordStartOptions { by: opts.by, via: "manual".into(), ..Default::default() };
+                return Ok(self.start_record(process, &record, vars, o)?.into_instance());
+            }
+        }
         self.check_files(&p, &vars)?;
         let (inst, waits) = self.start_with(&p, vars, opts, Batch::default())?;
         self.settle_for(inst, waits)
     }
 
     /// Hand buffered messages to the waits just created; the instance as it is after.
-    fn settle_for(&self, inst: Instance, waits: NewWaits) -> Result<Instance, EngineError> {
+    pub(crate) fn settle_for(&self, inst: Instance, waits: NewWaits) -> Result<Instance, EngineError> {
         if waits.is_empty() {
             return Ok(inst);
         }
-        self.settle(waits);
+        // A delivery whose commit failed may be visible but not durable: answer
+        // with the state this event's own (durable) commit left.
+        if !self.settle(waits) {
+            return Ok(inst);
+        }
         self.reload_if_changed(inst)
     }
 
@@ -461,6 +474,19 @@ impl Engine {
                 return Ok((self.instance(id)?, Vec::new()));
             }
         }
+        self.start_new(p, vars, opts, None, extra)
+    }
+
+    /// Start a new instance of `p`; the caller holds the business key's lock and
+    /// has checked the key is free.
+    pub(crate) fn start_new(
+        &self,
+        p: &Process,
+        vars: Vars,
+        opts: StartOptions,
+        trigger: Option<Trigger>,
+        extra: Batch,
+    ) -> Result<(Instance, NewWaits), EngineError> {
         let id = self.inner.store.next_instance_id()?;
         let now = self.now();
         let started = contain::catch(|| {
@@ -468,7 +494,7 @@ impl Engine {
             contain::provoke::maybe_panic_in_start();
             runtime::start(p, id, vars, opts.by, opts.business_key, now)
         });
-        let (mut inst, tr) = match started {
+        let (mut inst, mut tr) = match started {
             Ok(r) => r.map_err(EngineError::from_rejection)?,
             Err(panic) => {
                 // No instance exists yet to carry an incident: refuse the start.
@@ -476,7 +502,17 @@ impl Engine {
                 return Err(EngineError::Internal(panic));
             }
         };
+        if let Some(t) = trigger {
+            if let Some(HistoryEvent::Started { trigger: line, .. }) = tr.history.first_mut().map(|h| &mut h.event) {
+                *line = Some(t.clone());
+            }
+            inst.trigger = Some(t);
+        }
+        if p.has_sensitive() {
+            p.scrub_texts(&mut inst, &mut tr.history);
+        }
         inst.note_participants(&tr.history);
+        debug_assert_invariants(p, &inst);
         let _ilock = self.inner.locks[lock_index(id)].lock().expect("lock");
         let waits = self.commit_with(&inst, tr, None, extra)?;
         self.inner.stats.instances_started.fetch_add(1, Ordering::Relaxed);
@@ -524,7 +560,7 @@ impl Engine {
             contain::provoke::maybe_panic_in_step();
             runtime::step(&p, &mut inst, event, now)
         });
-        let tr = match stepped {
+        let mut tr = match stepped {
             Ok(r) => r.map_err(EngineError::from_rejection)?,
             Err(panic) => {
                 tracing::error!(instance = id, panic = %panic, "a step panicked; the event becomes an incident");
@@ -537,7 +573,11 @@ impl Engine {
                     .ok_or(EngineError::Internal(panic))?
             }
         };
+        if p.has_sensitive() {
+            p.scrub_texts(&mut inst, &mut tr.history);
+        }
         inst.note_participants(&tr.history);
+        debug_assert_invariants(&p, &inst);
         let waits = self.commit_with(&inst, tr, consumed_job, extra)?;
         self.count_finish(before, inst.status);
         Ok((inst, waits))
@@ -556,7 +596,12 @@ impl Engine {
         let Some(mut inst) = self.inner.store.instance(id)? else { return Ok(None) };
         let Some(p) = self.process(&inst.process, inst.version) else { return Ok(None) };
         let before = inst.status;
-        let Some(tr) = runtime::raise_incident(&p, &mut inst, culprit, message, self.now()) else { return Ok(None) };
+        let Some(mut tr) = runtime::raise_incident(&p, &mut inst, culprit, message, self.now()) else {
+            return Ok(None);
+        };
+        if p.has_sensitive() {
+            p.scrub_texts(&mut inst, &mut tr.history);
+        }
         self.commit_with(&inst, tr, consumed_job, Batch::default())?;
         self.count_finish(before, inst.status);
         Ok(Some(inst))
@@ -653,7 +698,12 @@ impl Engine {
                     }
                 }
                 Command::CancelJob { job } => {
-                    if let Some(old) = store.job(&job)? {
+                    if let Some(pos) = batch.jobs_put.iter().position(|(old, j)| old.is_none() && j.id == job) {
+                        // Scheduled and withdrawn by one event (a branch ended by an error
+                        // thrown in the same step): never stored, never run.
+                        batch.jobs_put.remove(pos);
+                        enqueue.retain(|(_, id)| *id != job);
+                    } else if let Some(old) = store.job(&job)? {
                         dequeue.push((old.due, old.id.clone()));
                         batch.jobs_delete.push(old);
                     }
@@ -916,6 +966,16 @@ impl Engine {
 
     pub(crate) async fn woken(&self) {
         self.inner.wake.notified().await
+    }
+}
+
+/// After every step in debug builds: the instance is still consistent
+/// ([`Instance::check_invariants`]). Release builds skip it.
+fn debug_assert_invariants(p: &Process, inst: &Instance) {
+    if cfg!(debug_assertions) {
+        if let Err(e) = inst.check_invariants(p) {
+            panic!("invariant broken after a step: {e}\n{inst:#?}");
+        }
     }
 }
 

@@ -28,13 +28,18 @@ impl Engine {
         &self.inner.blobs
     }
 
-    /// The rules of `process`'s variable `var` if it is a file, else a 422.
+    /// The rules of the latest `process`'s variable `var` if it is a file, else a 422.
     pub fn file_rules(&self, process: &str, var: &str) -> Result<FileRules, EngineError> {
         let p = self.latest(process).ok_or_else(|| EngineError::UnknownProcess(process.to_string()))?;
+        Self::file_rules_in(&p, var)
+    }
+
+    /// The rules of `p`'s variable `var` if it is a file, else a 422.
+    pub fn file_rules_in(p: &Process, var: &str) -> Result<FileRules, EngineError> {
         match p.vars.get(var).map(|v| &v.ty) {
             Some(VarType::File(rules)) => Ok(rules.clone()),
             Some(other) => Err(field_error(var, format!("`{var}` is a {} variable, not a file", other.name()))),
-            None => Err(field_error(var, format!("process `{process}` declares no variable `{var}`"))),
+            None => Err(field_error(var, format!("process `{}` declares no variable `{var}`", p.id))),
         }
     }
 

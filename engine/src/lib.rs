@@ -8,7 +8,7 @@
 
 // The pure core, re-exported so that `nagare_engine::runtime` etc. keep working and
 // the edge modules below can say `crate::runtime`.
-pub use nagare_core::{compile, diag, expr, load, model, process, runtime, schedule, types};
+pub use nagare_core::{compile, diag, expr, load, model, process, runtime, schedule, sensitive, types};
 
 pub mod blobs;
 pub mod clock;
@@ -22,9 +22,12 @@ pub mod incidents;
 mod lock;
 pub mod messages;
 pub mod notify;
+pub mod records;
 #[cfg(test)]
 mod reliability_tests;
+pub mod sendback;
 pub mod settings;
+pub mod sim;
 pub mod stats;
 pub mod store;
 pub mod timers;
@@ -38,4 +41,6 @@ pub use executor::Executor;
 pub use expr::Vars;
 pub use incidents::IncidentView;
 pub use messages::{Correlation, MessageOptions};
+pub use records::{RecordStart, RecordStartOptions};
+pub use sendback::SendBackNote;
 pub use workers::{ActivatedJob, JobError};

@@ -199,19 +199,23 @@ impl Engine {
     }
 
     /// Tokens started waiting for these messages: hand them buffered copies. Runs
-    /// until no delivery leads to a new wait that has a buffered message.
-    pub(crate) fn settle(&self, mut pending: NewWaits) {
+    /// until no delivery leads to a new wait that has a buffered message. False
+    /// when a delivery failed: its commit may be visible without being durable.
+    pub(crate) fn settle(&self, mut pending: NewWaits) -> bool {
         let mut rounds = 0usize;
+        let mut all_stored = true;
         while let Some((name, key)) = pending.pop() {
             rounds += 1;
             if rounds > 10_000 {
                 tracing::error!("message settling did not end after 10000 deliveries; the rest stays buffered");
-                return;
+                return all_stored;
             }
             if let Err(e) = self.deliver_buffered(&name, &key, &mut pending) {
                 tracing::error!(message = %name, key = %key, error = %e, "could not deliver a buffered message");
+                all_stored = false;
             }
         }
+        all_stored
     }
 
     fn deliver_buffered(&self, name: &str, key: &str, pending: &mut NewWaits) -> Result<(), EngineError> {

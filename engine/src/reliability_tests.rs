@@ -433,3 +433,25 @@ fn a_scheduled_start_that_stopped_the_engine_five_times_skips_to_its_next_time()
     // Counted from zero at the new time.
     begin_runs(&engine, "start:daily", crate::engine::MAX_JOB_STARTS);
 }
+
+/// A disk that refuses to flush for a while is not a job that keeps stopping the
+/// engine: starts whose count could not be made durable do not count.
+#[test]
+fn failed_start_counts_do_not_add_up_to_a_false_crash_loop() {
+    use crate::sim::disk::{Disk, FaultRates};
+    let disk = Disk::new(crate::sim::rng::Rng::new(7));
+    let store = crate::store::KvStore::new(disk.open()).unwrap();
+    let clock = Arc::new(VirtualClock::new(t0()));
+    let engine = Engine::builder().store(store).clock(clock).build().unwrap();
+    engine.deploy("wait.yaml", TIMER).unwrap();
+    let inst = start(&engine, "wait");
+    let job = engine.store().jobs().unwrap().remove(0);
+    disk.set_faults(FaultRates { apply_fails: 0, flush_fails: 1000 });
+    for _ in 0..=crate::engine::MAX_JOB_STARTS {
+        assert!(engine.begin_run(&job.id).is_err(), "the disk is full");
+    }
+    disk.set_faults(FaultRates::default());
+    let run = engine.begin_run(&job.id).unwrap();
+    assert_eq!(run.map(|j| j.id), Some(job.id.clone()), "the job runs: it never started before");
+    assert_eq!(engine.instance(inst.id).unwrap().status, Status::Running);
+}

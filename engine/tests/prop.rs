@@ -14,12 +14,13 @@
 use chrono::{DateTime, Utc};
 use nagare_engine::compile::CompileOptions;
 use nagare_engine::load::load_str;
+use nagare_engine::process::Process;
 use nagare_engine::runtime::{self, Event, HistoryEvent, Instance, Outcome, Status, Wait};
 use nagare_engine::store::TaskQuery;
 use nagare_engine::{Engine, EngineError, StartOptions, Vars};
 use proptest::prelude::*;
 use serde_json::json;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 const VARS: u8 = 3;
@@ -184,13 +185,16 @@ fn start_vars(values: &[u8]) -> Vars {
     values.iter().enumerate().map(|(i, v)| (format!("v{i}"), json!(v))).collect()
 }
 
-/// Tokens are neither lost nor duplicated, in any state reachable by events.
-fn check_tokens(inst: &Instance, open_tasks: &[String], bound: usize) -> Result<(), TestCaseError> {
+/// Tokens are neither lost nor duplicated, in any state reachable by events: the
+/// engine's own checker ([`Instance::check_invariants`]) plus what holds for these
+/// processes in particular (only user tasks wait, no incidents, a known bound).
+fn check_tokens(inst: &Instance, p: &Process, open_tasks: &[String], bound: usize) -> Result<(), TestCaseError> {
+    if let Err(e) = inst.check_invariants(p) {
+        return Err(TestCaseError::fail(e.to_string()));
+    }
     // One token per open task and one open task per token; all tokens wait on tasks.
-    let mut token_ids = HashSet::new();
     let mut waiting = BTreeSet::new();
     for t in &inst.tokens {
-        prop_assert!(token_ids.insert(t.id), "two tokens with id {}", t.id);
         match &t.wait {
             Wait::Task { task, .. } => prop_assert!(waiting.insert(task.clone()), "two tokens wait on task {task}"),
             other => prop_assert!(false, "token {} waits on {other:?}", t.id),
@@ -201,51 +205,6 @@ fn check_tokens(inst: &Instance, open_tasks: &[String], bound: usize) -> Result<
     prop_assert_eq!(&waiting, &open, "tokens waiting on tasks vs open tasks");
     prop_assert!(inst.tokens.len() <= bound, "{} tokens, at most {bound} possible", inst.tokens.len());
     prop_assert!(inst.incidents.is_empty(), "incidents: {:?}", inst.incidents);
-
-    // No two tokens in one place: inside one branch the flow is a line.
-    let mut scopes = HashSet::new();
-    for t in &inst.tokens {
-        let path: Vec<(u32, u16)> = t.scope.iter().map(|f| (f.activation, f.branch)).collect();
-        prop_assert!(scopes.insert(path), "two tokens in the same branch (token {} at {})", t.id, t.node);
-    }
-
-    // Joins: no branch arrives twice, and a join still waiting is not yet full.
-    let mut activations: BTreeMap<u32, (String, u16)> = BTreeMap::new();
-    for j in &inst.joins {
-        let distinct: HashSet<&u16> = j.arrived.iter().collect();
-        prop_assert_eq!(distinct.len(), j.arrived.len(), "duplicate arrivals at {}", j.join);
-        prop_assert!(j.arrived.len() < usize::from(j.width), "join {} full but still waiting", j.join);
-        prop_assert!(j.arrived.iter().all(|b| *b < j.width));
-        prop_assert!(
-            activations.insert(j.activation, (j.join.clone(), j.width)).is_none(),
-            "two joins for one activation"
-        );
-    }
-    // Every branch of every live fork activation either has tokens or has arrived.
-    let mut live: BTreeMap<u32, (u16, BTreeSet<u16>)> = BTreeMap::new();
-    for t in &inst.tokens {
-        for f in &t.scope {
-            let e = live.entry(f.activation).or_insert((f.width, BTreeSet::new()));
-            prop_assert_eq!(e.0, f.width, "one activation, two widths");
-            e.1.insert(f.branch);
-        }
-    }
-    for j in &inst.joins {
-        prop_assert!(live.contains_key(&j.activation), "join {} waits for branches that have no token", j.join);
-    }
-    for (activation, (w, running)) in &live {
-        let arrived: BTreeSet<u16> = inst
-            .joins
-            .iter()
-            .find(|j| j.activation == *activation)
-            .map(|j| j.arrived.iter().copied().collect())
-            .unwrap_or_default();
-        for b in 0..*w {
-            let r = running.contains(&b);
-            let a = arrived.contains(&b);
-            prop_assert!(r != a, "activation {activation} branch {b}: running={r} arrived={a} (lost or duplicated)");
-        }
-    }
     Ok(())
 }
 
@@ -307,9 +266,10 @@ proptest! {
             prop_assert!(false, "generated process does not deploy: {e}\n{}", g.yaml);
         }
         let bound = width(&program);
+        let process = engine.latest("prop").expect("deployed");
         let inst = engine.start("prop", start_vars(&values), StartOptions::default()).expect("start");
         let id = inst.id;
-        check_tokens(&inst, &open_tasks(&engine, id), bound)?;
+        check_tokens(&inst, &process, &open_tasks(&engine, id), bound)?;
         let mut done: Vec<String> = Vec::new();
         let mut ops = ops.into_iter();
         let mut events = 0;
@@ -353,7 +313,7 @@ proptest! {
                 }
             }
             let inst = engine.instance(id).expect("instance");
-            check_tokens(&inst, &open_tasks(&engine, id), bound)?;
+            check_tokens(&inst, &process, &open_tasks(&engine, id), bound)?;
             if !inst.tokens.is_empty() {
                 prop_assert_eq!(inst.status, Status::Running);
             }
@@ -409,43 +369,53 @@ proptest! {
     }
 }
 
-/// The invariant checker is not vacuous: it rejects a lost token, a duplicated
-/// token and a branch that both runs and has arrived.
+/// The engine's invariant checker is not vacuous: it rejects a lost token, a
+/// duplicated token, a branch that both runs and has arrived, a full join that
+/// still waits, and a finished instance that still holds a token.
 #[test]
 fn checker_catches_lost_and_duplicated_tokens() {
     let program = vec![Block::Parallel(vec![vec![Block::Task], vec![Block::Task, Block::Task], vec![Block::Task]])];
     let g = to_yaml(&program);
     let engine = Engine::in_memory();
     engine.deploy("prop.yaml", &g.yaml).expect("deploy");
+    let p = engine.latest("prop").expect("deployed");
     let inst = engine.start("prop", Vars::new(), StartOptions::default()).expect("start");
     let first = open_tasks(&engine, inst.id)[0].clone();
     let inst = engine.complete(&first, "u", Vars::new(), Outcome::Next).expect("complete");
     let open = open_tasks(&engine, inst.id);
     let bound = width(&program);
-    assert!(check_tokens(&inst, &open, bound).is_ok());
+    assert!(check_tokens(&inst, &p, &open, bound).is_ok());
+    assert_eq!(inst.check_invariants(&p), Ok(()));
     assert_eq!(inst.joins.len(), 1, "one branch arrived: {inst:#?}");
 
     let mut lost = inst.clone();
     lost.tokens.pop();
-    assert!(check_tokens(&lost, &open, bound).is_err(), "lost token with its task still open");
-    let mut lost_quietly = inst.clone();
-    let gone = lost_quietly.tokens.pop().expect("a token");
-    // Its task vanished too, so only the fork bookkeeping can notice.
-    let fewer: Vec<String> =
-        open.iter().filter(|t| !matches!(&gone.wait, Wait::Task { task, .. } if task == *t)).cloned().collect();
-    assert!(check_tokens(&lost_quietly, &fewer, bound).is_err(), "a branch with neither a token nor an arrival");
+    assert!(lost.check_invariants(&p).is_err(), "a branch with neither a token nor an arrival");
+    assert!(check_tokens(&lost, &p, &open, bound).is_err(), "lost token with its task still open");
 
     let mut twice = inst.clone();
     let mut copy = twice.tokens[0].clone();
     copy.id = 999;
     copy.wait = Wait::Task { task: "x-1".into(), assignee: None };
     twice.tokens.push(copy);
-    let mut more = open.clone();
-    more.push("x-1".into());
-    assert!(check_tokens(&twice, &more, bound).is_err(), "two tokens in one branch");
+    let err = twice.check_invariants(&p).expect_err("two tokens in one branch");
+    assert!(err.what.contains("duplicated") || err.what.contains("beyond the counter"), "{err}");
+    twice.seq = 1000;
+    let err = twice.check_invariants(&p).expect_err("two tokens in one branch");
+    assert!(err.what.contains("duplicated"), "{err}");
 
     let mut both = inst.clone();
     let running = both.tokens[0].scope.last().expect("inside the fork").branch;
     both.joins[0].arrived.push(running);
-    assert!(check_tokens(&both, &open, bound).is_err(), "a branch running and arrived at once");
+    assert!(both.check_invariants(&p).is_err(), "a branch running and arrived at once");
+
+    let mut full = inst.clone();
+    let w = full.joins[0].width;
+    full.joins[0].arrived = (0..w).collect();
+    assert!(full.check_invariants(&p).is_err(), "a full join that did not fire");
+
+    let mut ended = inst.clone();
+    ended.status = Status::Completed;
+    ended.ended_at = Some(ended.started_at);
+    assert!(ended.check_invariants(&p).is_err(), "completed while tokens wait");
 }

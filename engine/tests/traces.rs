@@ -92,7 +92,7 @@ fn render_entry(out: &mut String, engine: &Engine, instance: u64, h: &HistoryEnt
     use HistoryEvent as H;
     let node = h.node.as_deref().unwrap_or("-");
     let mut detail = match &h.event {
-        H::Started { vars } => format!("vars={}", json(vars)),
+        H::Started { vars, .. } => format!("vars={}", json(vars)),
         H::ScriptRan { changed } => format!("changed=[{}]", changed.join(", ")),
         H::Routed { to } => format!("to={to}"),
         H::Forked { branches } => format!("branches=[{}]", branches.join(", ")),

@@ -150,8 +150,13 @@ pub fn show(out: &Out, data: &Path, id: u64) -> anyhow::Result<ExitCode> {
 
 /// `show` on an engine that is already open.
 pub fn show_with(out: &Out, engine: &Engine, id: u64) -> anyhow::Result<ExitCode> {
-    let inst = engine.instance(id).map_err(explain)?;
-    let history = engine.history(id).map_err(explain)?;
+    let mut inst = engine.instance(id).map_err(explain)?;
+    let mut history = engine.history(id).map_err(explain)?;
+    // Sensitive values are for the lanes whose forms show them, not for operators.
+    if let Some(p) = engine.process(&inst.process, inst.version).filter(|p| p.has_sensitive()) {
+        p.mask_all(inst.vars.iter_mut());
+        history.iter_mut().for_each(|h| p.mask_history(h));
+    }
     let tasks = open_tasks(engine, &inst);
     if out.json {
         out.json(&ShowView { instance: inst, open_tasks: tasks, history })?;
@@ -263,7 +268,7 @@ fn detail(h: &HistoryEntry) -> String {
         parts.push(format!("user={u}"));
     }
     match &h.event {
-        HistoryEvent::Started { vars } | HistoryEvent::IncidentResolved { vars, .. } if !vars.is_empty() => {
+        HistoryEvent::Started { vars, .. } | HistoryEvent::IncidentResolved { vars, .. } if !vars.is_empty() => {
             if let HistoryEvent::IncidentResolved { incident, .. } = &h.event {
                 parts.push(format!("incident={incident}"));
             }

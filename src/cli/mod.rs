@@ -10,6 +10,7 @@ pub mod instances;
 pub mod messages;
 pub mod run;
 pub mod serve;
+pub mod simulate;
 pub mod tasks;
 
 use anyhow::{anyhow, bail, Context};

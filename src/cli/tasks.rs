@@ -66,12 +66,33 @@ pub fn list(out: &Out, data: &Path, a: ListArgs) -> anyhow::Result<ExitCode> {
         ..TaskQuery::default()
     };
     let tasks = engine.tasks(&q).map_err(explain)?;
+    let mut notes = Vec::new();
+    for t in &tasks {
+        if let Some(n) = engine.send_back_of(t).map_err(explain)? {
+            notes.push((t.id.clone(), n));
+        }
+    }
     if out.json {
-        out.json(&tasks)?;
+        // Each task as stored, plus `sent_back` when someone sent the work back to it.
+        let items: Vec<serde_json::Value> = tasks
+            .iter()
+            .map(|t| {
+                let mut v = serde_json::to_value(t).unwrap_or_default();
+                if let Some((_, n)) = notes.iter().find(|(id, _)| *id == t.id) {
+                    v["sent_back"] = serde_json::to_value(n).unwrap_or_default();
+                }
+                v
+            })
+            .collect();
+        out.json(&items)?;
     } else if tasks.is_empty() {
         println!("no open tasks");
     } else {
         task_table(&tasks).print();
+        for (id, n) in &notes {
+            let at = n.at.format("%Y-%m-%d %H:%M");
+            println!("{id}: sent back by {} at {at}: {}", n.by.as_deref().unwrap_or("-"), n.comment);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

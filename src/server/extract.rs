@@ -32,22 +32,41 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             }
         }
         let bytes = read_body(req, state).await?;
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
-        refuse_duplicate_keys(bytes)?;
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let value = T::deserialize(&mut de).and_then(|v| de.end().map(|_| v));
-        match value {
-            Ok(v) => Ok(ApiJson(v)),
-            Err(e) => {
-                let (code, what) = match e.classify() {
-                    serde_json::error::Category::Data => ("invalid-body", "does not have the expected shape"),
-                    _ => ("malformed-json", "is not valid JSON"),
-                };
-                Err(ApiError::bad_request(code, format!("the request body {what}: {e}"))
-                    .with_details(json!({ "line": e.line(), "column": e.column(), "error": e.to_string() })))
-            }
-        }
+        parse_json(&bytes).map(ApiJson)
     }
+}
+
+/// Parse JSON text as [`ApiJson`] does: an empty text reads as `{}`, a key twice in
+/// one object is refused, errors say where (also for a multipart form's JSON part).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
+    refuse_duplicate_keys(bytes)?;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = T::deserialize(&mut de).and_then(|v| de.end().map(|_| v));
+    value.map_err(|e| {
+        let (code, what) = match e.classify() {
+            serde_json::error::Category::Data => ("invalid-body", "does not have the expected shape"),
+            _ => ("malformed-json", "is not valid JSON"),
+        };
+        ApiError::bad_request(code, format!("the request body {what}: {e}"))
+            .with_details(json!({ "line": e.line(), "column": e.column(), "error": e.to_string() }))
+    })
+}
+
+/// Whether the body is `multipart/form-data` (a form with files).
+pub fn is_multipart(req: &Request) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"))
+}
+
+/// The JSON body of a route that also takes multipart forms (and so has a large
+/// route limit for files): JSON stays within [`super::BODY_LIMIT`].
+pub async fn limited_json<T: DeserializeOwned, S: Send + Sync>(req: Request, state: &S) -> Result<T, ApiError> {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::Body::new(http_body_util::Limited::new(body, super::BODY_LIMIT));
+    ApiJson::<T>::from_request(Request::from_parts(parts, body), state).await.map(|j| j.0)
 }
 
 /// A raw body (a webhook's), with the same limits and errors as [`ApiJson`].

@@ -125,6 +125,145 @@ pub async fn upload(
     Ok((StatusCode::CREATED, Json(file.into())))
 }
 
+/// Most parts a multipart form may have.
+pub const MAX_FORM_PARTS: usize = 64;
+/// Largest multipart request: the largest file a variable may take, plus the text.
+pub const FORM_BODY_LIMIT: usize = nagare_engine::types::MAX_FILE_BYTES as usize + super::BODY_LIMIT;
+
+/// A `multipart/form-data` start or completion: its text parts, and its file parts
+/// already stored (each checked against its variable's rules while it streamed),
+/// as variable → file reference.
+pub struct Form {
+    pub text: std::collections::BTreeMap<String, String>,
+    pub files: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Form {
+    /// The variables: the `variables` part (JSON, as in the JSON body) with the
+    /// uploaded files added; a file part and a JSON value for the same variable is
+    /// refused.
+    pub fn variables(&self) -> ApiResult<super::views::VarsJson> {
+        let mut vars: super::views::VarsJson =
+            super::extract::parse_json(self.text.get("variables").map_or(&b""[..], |t| t.as_bytes()))?;
+        for (name, file) in &self.files {
+            if vars.insert(name.clone(), file.clone()).is_some() {
+                return Err(ApiError::unprocessable(
+                    "duplicate-field",
+                    format!("`{}` is given both as a file part and in `variables`", echo(name)),
+                ));
+            }
+        }
+        Ok(vars)
+    }
+}
+
+/// Read a multipart form. Text parts come first where a file's rules depend on them
+/// (`rules` gets the text read so far and the file's variable name); each file part
+/// is streamed into the blob store under its variable's rules, so an oversized file
+/// is refused after reading at most its limit. Only the names in `text_parts` are
+/// accepted as text.
+pub async fn read_form(
+    state: &AppState,
+    req: axum::extract::Request,
+    text_parts: &[&str],
+    rules: impl Fn(&std::collections::BTreeMap<String, String>, &str) -> ApiResult<nagare_engine::types::FileRules>,
+    by: &str,
+) -> ApiResult<Form> {
+    use axum::extract::FromRequest;
+    let mut multipart = axum::extract::Multipart::from_request(req, state)
+        .await
+        .map_err(|e| ApiError::bad_request("bad-multipart", format!("the multipart form could not be read: {e}")))?;
+    let bad = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                format!("the form is larger than {FORM_BODY_LIMIT} bytes"),
+            );
+        }
+        super::extract::body_timeout(&e).unwrap_or_else(|| {
+            ApiError::bad_request("bad-multipart", format!("the multipart form could not be read: {e}"))
+        })
+    };
+    let mut form = Form { text: Default::default(), files: Default::default() };
+    let mut parts = 0;
+    while let Some(mut field) = multipart.next_field().await.map_err(bad)? {
+        parts += 1;
+        if parts > MAX_FORM_PARTS {
+            return Err(ApiError::unprocessable(
+                "too-many-parts",
+                format!("a form has at most {MAX_FORM_PARTS} parts"),
+            ));
+        }
+        let name = field.name().unwrap_or_default().to_string();
+        match field.file_name().map(str::to_string) {
+            None => {
+                if !text_parts.contains(&name.as_str()) {
+                    return Err(ApiError::unprocessable(
+                        "unknown-part",
+                        format!("unknown form part `{}`; text parts are {}, files go in parts named like their variable (with a file name)", echo(&name), text_parts.join(", ")),
+                    ));
+                }
+                let mut text = Vec::new();
+                while let Some(chunk) = field.chunk().await.map_err(bad)? {
+                    if text.len() + chunk.len() > super::BODY_LIMIT {
+                        return Err(ApiError::new(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "body-too-large",
+                            format!("the part `{}` is larger than {} bytes", echo(&name), super::BODY_LIMIT),
+                        ));
+                    }
+                    text.extend_from_slice(&chunk);
+                }
+                let text = String::from_utf8(text).map_err(|_| {
+                    ApiError::bad_request("bad-multipart", format!("the part `{}` is not UTF-8 text", echo(&name)))
+                })?;
+                form.text.insert(name, text);
+            }
+            Some(file_name) => {
+                check_name(&file_name)?;
+                if form.files.contains_key(&name) {
+                    return Err(ApiError::unprocessable("duplicate-field", format!("two files for `{}`", echo(&name))));
+                }
+                let rules = rules(&form.text, &name)?;
+                let content_type = field
+                    .content_type()
+                    .map(|t| t.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
+                    .filter(|t| t.contains('/') && t.len() <= 255)
+                    .unwrap_or_else(|| "application/octet-stream".to_string());
+                if !rules.allows_type(&content_type) {
+                    return Err(ApiError::unprocessable(
+                        "content-type-not-accepted",
+                        format!(
+                            "`{}` does not accept files of type `{}`; accepted: {}",
+                            echo(&name),
+                            echo(&content_type),
+                            rules.content_types.join(", ")
+                        ),
+                    ));
+                }
+                let mut writer = state.engine.file_writer(&rules).map_err(|e| ApiError::engine(e, None))?;
+                while let Some(chunk) = field.chunk().await.map_err(bad)? {
+                    writer.write(&chunk).map_err(|e| ApiError::engine(e.into(), None))?;
+                }
+                let (engine, by) = (state.engine.clone(), by.to_string());
+                let file = blocking(move || {
+                    let stored = writer.finish().map_err(|e| ApiError::engine(e.into(), None))?;
+                    Ok(engine.file_ref(stored, &file_name, &content_type, &by))
+                })
+                .await?;
+                form.files.insert(name, serde_json::to_value(file).expect("a file reference serializes"));
+            }
+        }
+    }
+    Ok(form)
+}
+
+/// The rules of `var` in process `p`, as an API error when it is no file variable.
+pub fn rules_in(p: &nagare_engine::process::Process, var: &str) -> ApiResult<nagare_engine::types::FileRules> {
+    nagare_engine::Engine::file_rules_in(p, var).map_err(|e| ApiError::engine(e, None))
+}
+
 fn check_name(name: &str) -> ApiResult<()> {
     let n = name.chars().count();
     if name.trim().is_empty() || n > MAX_FILE_NAME_CHARS || name.contains(['/', '\\', '\0']) {

@@ -111,7 +111,7 @@ async fn fix(
         let inst = result.map_err(|e| ApiError::engine(e, process.as_deref()))?;
         tracing::info!(instance = id, incident, by = %by, action = if retry { "retry" } else { "resolve" }, "incident handled");
         let tasks = open_tasks(&engine, &inst)?;
-        Ok(Json(InstanceView::new(&inst, tasks)))
+        Ok(Json(InstanceView::new(&inst, tasks).masked(process.as_deref(), &[])))
     })
     .await
 }

@@ -6,7 +6,7 @@
 
 use super::auth::{Auth, Caller};
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::extract::{is_multipart, limited_json, ApiJson, ApiPath, ApiQuery};
 use super::views::{HistoryItem, InstancePage, InstanceSummary, InstanceView, VarsJson};
 use super::{blocking, AppState, DEFAULT_PAGE, MAX_PAGE};
 use axum::extract::State;
@@ -15,7 +15,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use nagare_engine::runtime::{Instance, Status, Task};
 use nagare_engine::store::InstanceFilter;
-use nagare_engine::{Engine, StartOptions};
+use nagare_engine::{Engine, EngineError, StartOptions};
 use serde::Deserialize;
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
@@ -58,6 +58,20 @@ pub(super) fn visible(engine: &Engine, caller: &Caller, id: u64) -> ApiResult<(I
     Ok((inst, tasks))
 }
 
+/// A start with files, as `multipart/form-data` (parts in this order).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct StartForm {
+    /// Process id.
+    process: String,
+    /// The variables as a JSON object (text part), without the files.
+    variables: Option<String>,
+    business_key: Option<String>,
+    /// One part per file variable, named like the variable, with a file name.
+    #[schema(value_type = Option<Vec<u8>>, format = Binary)]
+    files: Option<Vec<u8>>,
+}
+
 /// Start an instance.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -75,9 +89,15 @@ pub struct StartRequest {
     pub business_key: Option<String>,
 }
 
-/// Start an instance of the latest version of a process, as the caller.
+/// Start an instance of the latest version of a process, as the caller. With
+/// files, send `multipart/form-data`: text parts `process`, `variables` (the JSON
+/// object) and `business_key`, first; then one part per file, named like its
+/// variable, with a file name (checked against the variable's rules as it streams).
 #[utoipa::path(post, path = "/api/v1/instances", operation_id = "start_instance", tag = "instances",
-    request_body = StartRequest,
+    request_body(content(
+        (StartRequest = "application/json"),
+        (StartForm = "multipart/form-data"),
+    )),
     responses(
         (status = 201, description = "Started (or, with a known business key, the existing instance)", body = InstanceView),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
@@ -89,8 +109,33 @@ pub struct StartRequest {
 pub async fn start(
     State(state): State<AppState>,
     Auth(caller): Auth,
-    ApiJson(req): ApiJson<StartRequest>,
+    request: axum::extract::Request,
 ) -> ApiResult<(StatusCode, Json<InstanceView>)> {
+    let req: StartRequest = if is_multipart(&request) {
+        let engine = state.engine.clone();
+        let rules = |text: &std::collections::BTreeMap<String, String>, var: &str| {
+            let process = text.get("process").ok_or_else(|| {
+                ApiError::unprocessable("process-first", "send the `process` part before any file part")
+            })?;
+            let p = engine
+                .latest(process)
+                .ok_or_else(|| ApiError::engine(EngineError::UnknownProcess(process.clone()), None))?;
+            if !caller.may_start(&p) {
+                return Err(ApiError::forbidden(format!("you may not start `{}`", super::error::echo(&p.id))));
+            }
+            super::files::rules_in(&p, var)
+        };
+        let form =
+            super::files::read_form(&state, request, &["process", "variables", "business_key"], rules, &caller.id)
+                .await?;
+        StartRequest {
+            process: form.text.get("process").cloned().unwrap_or_default(),
+            variables: form.variables()?,
+            business_key: form.text.get("business_key").cloned(),
+        }
+    } else {
+        limited_json(request, &state).await?
+    };
     check_text("process", &req.process, MAX_KEY_CHARS, true)?;
     if let Some(k) = &req.business_key {
         check_text("business_key", k, MAX_KEY_CHARS, true)?;
@@ -112,7 +157,8 @@ pub async fn start(
         let inst = engine.start(&req.process, vars, opts).map_err(|e| ApiError::engine(e, process.as_deref()))?;
         let tasks = open_tasks(&engine, &inst)?;
         tracing::info!(instance = inst.id, process = %inst.process, by = %caller.id, "started");
-        Ok(InstanceView::new(&inst, tasks))
+        let p = engine.process(&inst.process, inst.version);
+        Ok(InstanceView::new(&inst, tasks).masked(p.as_deref(), &caller.groups))
     })
     .await?;
     Ok((StatusCode::CREATED, Json(view)))
@@ -217,7 +263,8 @@ pub async fn get(
     let engine = state.engine.clone();
     blocking(move || {
         let (inst, tasks) = visible(&engine, &caller, id)?;
-        Ok(Json(InstanceView::new(&inst, tasks)))
+        let p = engine.process(&inst.process, inst.version);
+        Ok(Json(InstanceView::new(&inst, tasks).masked(p.as_deref(), &caller.groups)))
     })
     .await
 }
@@ -238,8 +285,10 @@ pub async fn history(
 ) -> ApiResult<Json<Vec<HistoryItem>>> {
     let engine = state.engine.clone();
     blocking(move || {
-        visible(&engine, &caller, id)?;
-        Ok(Json(engine.history(id)?.into_iter().map(HistoryItem::from).collect()))
+        let (inst, _) = visible(&engine, &caller, id)?;
+        let p = engine.process(&inst.process, inst.version);
+        let masked = |h| HistoryItem::from(h).masked(p.as_deref(), &caller.groups);
+        Ok(Json(engine.history(id)?.into_iter().map(masked).collect()))
     })
     .await
 }
@@ -279,7 +328,8 @@ pub async fn cancel(
     blocking(move || {
         let inst = engine.cancel(id, &caller.id, &req.reason)?;
         tracing::info!(instance = id, by = %caller.id, "cancelled");
-        Ok(Json(InstanceView::new(&inst, Vec::new())))
+        let p = engine.process(&inst.process, inst.version);
+        Ok(Json(InstanceView::new(&inst, Vec::new()).masked(p.as_deref(), &caller.groups)))
     })
     .await
 }

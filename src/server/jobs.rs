@@ -356,7 +356,8 @@ async fn report(
         }
         .map_err(job_error)?;
         let tasks = open_tasks(&engine, &inst)?;
-        Ok(Json(InstanceView::new(&inst, tasks)))
+        let p = engine.process(&inst.process, inst.version);
+        Ok(Json(InstanceView::new(&inst, tasks).masked(p.as_deref(), &[])))
     })
     .await
 }

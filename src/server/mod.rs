@@ -131,7 +131,9 @@ fn protected(names: &mut SchemaNames) -> OpenApiRouter<AppState> {
         .routes((schemas, paths, processes.layer(DefaultBodyLimit::max(DEPLOY_BODY_LIMIT))))
         .routes(names.check(routes!(processes::get)))
         .routes(names.check(routes!(config::get, config::change)))
-        .routes(names.check(routes!(instances::list, instances::start)))
+        // Starts and completions may carry files (multipart): their route limit is
+        // the largest file; JSON bodies keep BODY_LIMIT (`extract::limited_json`).
+        .routes(with_form_limit(names.check(routes!(instances::list, instances::start))))
         .routes(names.check(routes!(instances::get)))
         .routes(names.check(routes!(instances::history)))
         .routes(names.check(routes!(instances::cancel)))
@@ -142,7 +144,7 @@ fn protected(names: &mut SchemaNames) -> OpenApiRouter<AppState> {
         .routes(names.check(routes!(tasks::claim)))
         .routes(names.check(routes!(tasks::unclaim)))
         .routes(names.check(routes!(tasks::assign)))
-        .routes(names.check(routes!(tasks::complete)))
+        .routes(with_form_limit(names.check(routes!(tasks::complete))))
         .routes(names.check(routes!(tasks::send_back)))
         .routes(names.check(routes!(tasks::fail)))
         .routes(names.check(routes!(messages::send)))
@@ -154,6 +156,14 @@ fn protected(names: &mut SchemaNames) -> OpenApiRouter<AppState> {
         .routes(names.check(routes!(jobs::fail)))
         .routes(names.check(routes!(metrics::metrics)))
         .routes(names.check(routes!(openapi::document)))
+}
+
+/// A route registration whose body limit is that of a multipart form with files.
+fn with_form_limit(
+    r: utoipa_axum::router::UtoipaMethodRouter<AppState>,
+) -> utoipa_axum::router::UtoipaMethodRouter<AppState> {
+    let (schemas, paths, router) = r;
+    (schemas, paths, router.layer(DefaultBodyLimit::max(files::FORM_BODY_LIMIT)))
 }
 
 /// The routes that need no token: health, and webhooks (which carry their own secret).
@@ -325,7 +335,8 @@ pub async fn run(
             w.run(async move { while rx.changed().await.is_ok() && !*rx.borrow() {} }).await
         })
     });
-    let executor = tokio::spawn(supervise_executor(engine.clone(), exec_stopped));
+    let executor = tokio::spawn(supervise_executor(engine.clone(), exec_stopped.clone()));
+    let collector = tokio::spawn(collect_files(engine.clone(), exec_stopped));
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "nagare API listening");
     let served = conn::serve(listener, router, limits, async move {
@@ -344,6 +355,7 @@ pub async fn run(
     if let Err(e) = executor.await {
         tracing::error!(error = %e, "executor task failed");
     }
+    collector.abort();
     let flushed = tokio::task::spawn_blocking(move || engine.flush()).await.map_err(std::io::Error::other)?;
     if let Err(e) = flushed {
         tracing::error!(error = %e, "final flush failed");
@@ -351,6 +363,27 @@ pub async fn run(
     }
     tracing::info!("stopped");
     served
+}
+
+/// How often uploads that no instance took up are collected.
+const FILE_COLLECTION_EVERY: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
+/// Remove uploaded content that no instance references and that is older than
+/// [`nagare_engine::files::UPLOAD_GRACE`]: at start, then every few hours, until `stop`.
+async fn collect_files(engine: Engine, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let e = engine.clone();
+        match tokio::task::spawn_blocking(move || e.collect_files(nagare_engine::files::UPLOAD_GRACE)).await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(removed = n, "unreferenced uploads collected"),
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => tracing::warn!(error = %err, "collecting unreferenced uploads failed; trying again later"),
+            Err(err) => tracing::warn!(error = %err, "collecting unreferenced uploads failed; trying again later"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(FILE_COLLECTION_EVERY) => {}
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// Run the executor until `stop` says true. A panic in its loop (a bug: a job's

@@ -7,7 +7,7 @@
 
 use super::auth::{Auth, Caller};
 use super::error::{echo, ApiError, ApiResult, ErrorBody};
-use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::extract::{is_multipart, limited_json, ApiJson, ApiPath, ApiQuery};
 use super::instances::{check_text, open_tasks, page_size};
 use super::views::{CompletionView, InstanceSummary, TaskDetail, TaskPage, TaskView, VarsJson};
 use super::{blocking, AppState};
@@ -16,7 +16,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use nagare_engine::runtime::{Outcome, Rejection, Task};
 use nagare_engine::store::{TaskCursor, TaskQuery};
-use nagare_engine::Engine;
+use nagare_engine::{Engine, EngineError};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -176,7 +176,9 @@ pub async fn get(
             ApiError::internal(format!("process {} version {} is not loaded", task.process, task.version))
         })?;
         let inst = engine.instance(task.instance)?;
-        Ok(Json(TaskDetail::new(task, &process, &inst)))
+        let sent_back = engine.send_back_of(&task)?.map(Into::into);
+        let detail = TaskDetail::new(task, &process, &inst).masked(&process, &caller.groups);
+        Ok(Json(TaskDetail { sent_back, ..detail }))
     })
     .await
 }
@@ -283,6 +285,19 @@ pub struct CompleteRequest {
     pub outcome: Option<String>,
 }
 
+/// A completion with files, as `multipart/form-data`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct CompleteForm {
+    /// Form values as a JSON object (text part), without the files.
+    variables: Option<String>,
+    /// `next` (default) or a named outcome.
+    outcome: Option<String>,
+    /// One part per file variable, named like the variable, with a file name.
+    #[schema(value_type = Option<Vec<u8>>, format = Binary)]
+    files: Option<Vec<u8>>,
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendBackRequest {
@@ -315,9 +330,14 @@ fn finish(engine: &Engine, caller: &Caller, id: &str, vars: VarsJson, outcome: O
 
 /// Complete a task with its form data. Every field error comes back at once (422)
 /// and nothing is saved; a task completed already, or claimed by someone else, is 409.
+/// With files, send `multipart/form-data`: text parts `variables` (the JSON object)
+/// and `outcome`, and one part per file, named like its variable, with a file name.
 #[utoipa::path(post, path = "/api/v1/tasks/{id}/complete", operation_id = "complete_task", tag = "tasks",
     params(("id" = String, Path, description = "Task id")),
-    request_body = CompleteRequest,
+    request_body(content(
+        (CompleteRequest = "application/json"),
+        (CompleteForm = "multipart/form-data"),
+    )),
     responses(
         (status = 200, description = "Completed; the instance moved on", body = CompletionView),
         (status = 400, description = "Malformed JSON (the parse error says where)", body = ErrorBody),
@@ -332,8 +352,25 @@ pub async fn complete(
     State(state): State<AppState>,
     Auth(caller): Auth,
     ApiPath(id): ApiPath<String>,
-    ApiJson(req): ApiJson<CompleteRequest>,
+    request: axum::extract::Request,
 ) -> ApiResult<Json<CompletionView>> {
+    let req: CompleteRequest = if is_multipart(&request) {
+        // The files are checked against the rules of the task's own process version,
+        // and only once the caller is known to be allowed to work the task.
+        let (engine, who, task_id) = (state.engine.clone(), caller.clone(), id.clone());
+        let process = blocking(move || {
+            let task = workable_task(&engine, &who, &task_id)?;
+            engine
+                .process(&task.process, task.version)
+                .ok_or_else(|| ApiError::engine(EngineError::UnknownProcess(task.process), None))
+        })
+        .await?;
+        let rules = |_: &std::collections::BTreeMap<String, String>, var: &str| super::files::rules_in(&process, var);
+        let form = super::files::read_form(&state, request, &["variables", "outcome"], rules, &caller.id).await?;
+        CompleteRequest { variables: form.variables()?, outcome: form.text.get("outcome").cloned() }
+    } else {
+        limited_json(request, &state).await?
+    };
     let outcome = match req.outcome.as_deref() {
         None | Some("next") => Outcome::Next,
         Some("send_back") => {

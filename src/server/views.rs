@@ -126,6 +126,29 @@ pub struct TaskDetail {
     /// Node `send-back` returns the work to, if the designer allows sending back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub send_back_to: Option<String>,
+    /// Present when this task was opened by someone sending the work back: who,
+    /// when and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent_back: Option<SentBackView>,
+}
+
+/// The send-back that opened a task.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SentBackView {
+    /// Who sent the work back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub comment: String,
+    /// The node of the task that was sent back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_node: Option<String>,
+}
+
+impl From<nagare_engine::SendBackNote> for SentBackView {
+    fn from(n: nagare_engine::SendBackNote) -> Self {
+        SentBackView { by: n.by, at: n.at, comment: n.comment, from_node: n.from_node }
+    }
 }
 
 impl TaskDetail {
@@ -157,7 +180,17 @@ impl TaskDetail {
                 send_back_to = spec.send_back.map(|ix| process.nodes[ix].id.clone());
             }
         }
-        TaskDetail { task: task.into(), form, outcomes, send_back_to }
+        TaskDetail { task: task.into(), form, outcomes, send_back_to, sent_back: None }
+    }
+
+    /// With the sensitive values a member of `groups` may not read masked.
+    pub fn masked(mut self, p: &Process, groups: &[String]) -> Self {
+        for f in &mut self.form {
+            if !f.value.is_null() && !p.may_read(&f.name, groups) {
+                f.value = Value::String(nagare_engine::sensitive::MASK.to_string());
+            }
+        }
+        self
     }
 }
 
@@ -255,6 +288,23 @@ impl InstanceView {
     }
 }
 
+impl InstanceView {
+    /// With the sensitive values a member of `groups` may not read masked.
+    pub fn masked(mut self, p: Option<&Process>, groups: &[String]) -> Self {
+        mask_vars(&mut self.variables, p, groups);
+        self
+    }
+}
+
+/// Mask in `vars` the sensitive values of `p` a member of `groups` may not read
+/// (see `nagare_engine::sensitive`). Without the process, every value that could
+/// be sensitive is unknown, so nothing is left out: callers always have it.
+pub fn mask_vars(vars: &mut VarsJson, p: Option<&Process>, groups: &[String]) {
+    if let Some(p) = p.filter(|p| p.has_sensitive()) {
+        p.mask(vars.iter_mut(), groups);
+    }
+}
+
 /// One line of an instance's audit trail.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct HistoryItem {
@@ -281,6 +331,17 @@ impl From<HistoryEntry> for HistoryItem {
         };
         details.remove("event");
         HistoryItem { seq: h.seq, at: h.at, event: h.event.name().to_string(), node: h.node, user: h.user, details }
+    }
+}
+
+impl HistoryItem {
+    /// With the sensitive values (in `details.vars`) a member of `groups` may not
+    /// read masked.
+    pub fn masked(mut self, p: Option<&Process>, groups: &[String]) -> Self {
+        if let Some(Value::Object(vars)) = self.details.get_mut("vars") {
+            mask_vars(vars, p, groups);
+        }
+        self
     }
 }
 

@@ -161,3 +161,81 @@ async fn unreferenced_uploads_are_collected_and_referenced_ones_kept() {
     assert!(!api.engine.blobs().contains(unused["sha256"].as_str().unwrap()));
     api.finish().await;
 }
+
+/// A start and a completion may carry their files in one `multipart/form-data`
+/// request; the files are checked while they stream, as on the upload endpoint.
+#[tokio::test]
+async fn start_and_complete_with_files_in_one_multipart_request() {
+    use reqwest::multipart::{Form, Part};
+    // Part names go as raw UTF-8 (`percent_encode_noop`), as browsers send them.
+    let api = Api::start(sample_users()).await;
+    api.engine.deploy("contract.yaml", CONTRACT).unwrap();
+    let pdf_part = |body: &str| Part::bytes(pdf(body)).file_name("契約書.pdf").mime_str("application/pdf").unwrap();
+    let send = |path: &str, token: &str, form: Form| {
+        api.http.post(format!("{}{path}", api.base)).bearer_auth(token).multipart(form).send()
+    };
+    let form = Form::new()
+        .percent_encode_noop()
+        .text("process", "contract-file")
+        .text("variables", json!({ "件名": "委託" }).to_string())
+        .part("契約書", pdf_part("本文"));
+    let resp = send("/api/v1/instances", SATO, form).await.unwrap();
+    assert_eq!(resp.status(), 201);
+    let inst: Value = resp.json().await.unwrap();
+    assert_eq!(inst["variables"]["契約書"]["name"], "契約書.pdf");
+    assert_eq!(inst["variables"]["契約書"]["created_by"], "sato");
+    let id = inst["id"].as_u64().unwrap();
+    assert_eq!(
+        api.get(SATO, &format!("/api/v1/instances/{id}/files/契約書")).await.expect_text(200),
+        String::from_utf8(pdf("本文")).unwrap()
+    );
+
+    // A non-PDF for a PDF variable, a file part before `process`, an unknown text part.
+    let bad = Form::new()
+        .percent_encode_noop()
+        .text("process", "contract-file")
+        .part("契約書", Part::bytes(b"PK..".to_vec()).file_name("a.pdf").mime_str("application/pdf").unwrap());
+    let r = send("/api/v1/instances", SATO, bad).await.unwrap();
+    assert_eq!(r.status(), 422);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "not-a-pdf");
+    let early = Form::new().percent_encode_noop().part("契約書", pdf_part("x")).text("process", "contract-file");
+    let r = send("/api/v1/instances", SATO, early).await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "process-first");
+    let stray = Form::new().percent_encode_noop().text("process", "contract-file").text("oops", "1");
+    let r = send("/api/v1/instances", SATO, stray).await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "unknown-part");
+
+    // The manager completes with an attachment.
+    let task = api.task_at(id, "確認").await;
+    let form = Form::new()
+        .percent_encode_noop()
+        .part("添付", Part::bytes(b"memo".to_vec()).file_name("memo.txt").mime_str("text/plain").unwrap());
+    let r = send(&format!("/api/v1/tasks/{task}/complete"), TANAKA, form).await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(api.get(SATO, &format!("/api/v1/instances/{id}/files/添付")).await.expect_text(200), "memo");
+    api.finish().await;
+}
+
+/// The large limit of the multipart routes is for files only: a JSON body sent in
+/// chunks (no Content-Length) is still cut at the JSON limit.
+#[tokio::test]
+async fn json_bodies_of_the_form_routes_keep_the_json_limit() {
+    let api = Api::start(sample_users()).await;
+    let big =
+        format!("{{\"process\": \"expense-approval\", \"variables\": {{\"内容\": \"{}\"}}}}", "x".repeat(3 << 20));
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        big.into_bytes().chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let resp = api
+        .http
+        .post(format!("{}/api/v1/instances", api.base))
+        .bearer_auth(SATO)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    assert_eq!(resp.json::<Value>().await.unwrap()["code"], "body-too-large");
+    api.finish().await;
+}

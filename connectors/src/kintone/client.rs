@@ -98,6 +98,10 @@ pub struct Client {
     base: reqwest::Url,
     host: String,
     auth: Auth,
+    /// `Authorization: Basic ...` of a domain with Basic authentication.
+    basic: Option<String>,
+    /// `k/v1/` or a guest space's `k/guest/{space}/v1/`.
+    api: String,
     timeout: Duration,
     http: reqwest::Client,
 }
@@ -122,17 +126,46 @@ impl Client {
                 )))
             }
         };
-        Ok(Client { host: host_of(&base), base, auth, timeout: cfg.timeout.unwrap_or(Duration::from_secs(30)), http })
+        let basic = match &cfg.basic_auth {
+            None => None,
+            Some(b) => {
+                let pair =
+                    format!("{}:{}", secret(&b.user, "basic_auth.user")?, secret(&b.password, "basic_auth.password")?);
+                Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)))
+            }
+        };
+        let api = match cfg.guest_space {
+            Some(space) => format!("k/guest/{space}/v1/"),
+            None => "k/v1/".to_string(),
+        };
+        Ok(Client {
+            host: host_of(&base),
+            base,
+            auth,
+            basic,
+            api,
+            timeout: cfg.timeout.unwrap_or(Duration::from_secs(30)),
+            http,
+        })
     }
 
+    /// The URL of `path` (`k/v1/record.json`), in the guest space if configured.
     fn url(&self, path: &str) -> reqwest::Url {
-        self.base.join(path).unwrap_or_else(|_| self.base.clone())
+        let path = match path.strip_prefix("k/v1/") {
+            Some(rest) => format!("{}{rest}", self.api),
+            None => path.to_string(),
+        };
+        self.base.join(&path).unwrap_or_else(|_| self.base.clone())
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, KintoneError> {
         let req = match &self.auth {
             Auth::Token(t) => req.header("X-Cybozu-API-Token", t),
             Auth::Password(p) => req.header("X-Cybozu-Authorization", p),
+        };
+        let req = match &self.basic {
+            Some(b) => req.header("Authorization", b),
+            None => req,
         };
         let resp = req
             .timeout(self.timeout)
@@ -251,6 +284,17 @@ impl Client {
             }
         }
         Ok(out)
+    }
+
+    /// `POST /k/v1/file.json` (multipart) → the fileKey to put in a FILE field.
+    pub async fn upload_file(&self, name: &str, content_type: &str, bytes: Vec<u8>) -> Result<String, KintoneError> {
+        let part = reqwest::multipart::Part::bytes(bytes)
+            .file_name(name.to_string())
+            .mime_str(content_type)
+            .map_err(|e| KintoneError::Other(ConnectorError::Fatal(format!("content type `{content_type}`: {e}"))))?;
+        let form = reqwest::multipart::Form::new().part("file", part);
+        let v = self.send(self.http.post(self.url("k/v1/file.json")).multipart(form)).await?;
+        Ok(text(&v["fileKey"]))
     }
 
     /// `POST /k/v1/record.json` → (id, revision).

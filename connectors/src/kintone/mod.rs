@@ -25,14 +25,17 @@ pub mod client;
 pub mod emulator;
 pub mod fields;
 pub mod query;
+pub mod query_fn;
 pub mod trigger;
 
+use crate::cloudsign::files::BlobSource;
 use crate::config::KintoneConfig;
 use crate::settings::Settings;
 use client::{Client, KintoneError};
 use nagare_engine::connector::BoxFuture;
 use nagare_engine::{Call, Connector, ConnectorError, Registry};
 use serde_json::{json, Map, Value};
+use std::sync::Arc;
 
 /// The operations, registered as `<instance>.<operation>`.
 pub const OPERATIONS: &[&str] = &["get", "query", "add", "update", "update_status"];
@@ -58,11 +61,18 @@ pub struct KintoneConnector {
     op: Op,
     settings: Settings<Option<KintoneConfig>>,
     http: reqwest::Client,
+    /// Where the content of nagare `file` values comes from (uploaded to FILE fields).
+    blobs: Arc<dyn BlobSource>,
 }
 
 /// Register every operation of instance `name` (settings `None`: not configured;
 /// calls fail with a message saying how to configure it).
-pub fn register(registry: &mut Registry, name: &str, settings: Settings<Option<KintoneConfig>>) {
+pub fn register(
+    registry: &mut Registry,
+    name: &str,
+    settings: Settings<Option<KintoneConfig>>,
+    blobs: Arc<dyn BlobSource>,
+) {
     let http = crate::http::client();
     for (op_name, op) in [
         ("get", Op::Get),
@@ -73,9 +83,25 @@ pub fn register(registry: &mut Registry, name: &str, settings: Settings<Option<K
     ] {
         registry.register(
             format!("{name}.{op_name}"),
-            KintoneConnector { instance: name.to_string(), op, settings: settings.clone(), http: http.clone() },
+            KintoneConnector {
+                instance: name.to_string(),
+                op,
+                settings: settings.clone(),
+                http: http.clone(),
+                blobs: blobs.clone(),
+            },
         );
     }
+    let (instance, s) = (name.to_string(), settings);
+    registry.register_record_key(
+        name,
+        Arc::new(move |watch: &serde_json::Map<String, Value>, id: &Value| {
+            let cfg = s.get();
+            let app = trigger::watch_app(watch, cfg.as_ref().as_ref(), &instance)?;
+            let id = whole(id).filter(|n| *n > 0).ok_or_else(|| format!("`{id}` is not a kintone record id"))?;
+            Ok(trigger::record_key(app, id as u64))
+        }),
+    );
 }
 
 fn fatal(msg: impl Into<String>) -> ConnectorError {
@@ -107,7 +133,66 @@ fn record_input(input: &Map<String, Value>) -> Result<Map<String, Value>, Connec
     fields::plain_to_record(r).map_err(|e| fatal(e.to_string()))
 }
 
+/// A nagare `file` value (`{name, content_type, size, sha256, ...}`).
+fn is_file_ref(v: &Value) -> bool {
+    v.as_object().is_some_and(|o| o.contains_key("sha256") && o.contains_key("name") && !o.contains_key("value"))
+}
+
 impl KintoneConnector {
+    /// Upload the nagare files in `record` (a file, or a list of files, as a field's
+    /// value) and put `[{fileKey}]` in their place, for FILE fields.
+    async fn upload_files(
+        &self,
+        client: &Client,
+        mut input: Map<String, Value>,
+    ) -> Result<Map<String, Value>, ConnectorError> {
+        let Some(Value::Object(record)) = input.get_mut("record") else { return Ok(input) };
+        for (code, v) in record.iter_mut() {
+            let files: Vec<Value> = match &*v {
+                f if is_file_ref(f) => vec![f.clone()],
+                Value::Array(items) if !items.is_empty() && items.iter().all(is_file_ref) => items.clone(),
+                _ => continue,
+            };
+            let mut keys = Vec::new();
+            for f in &files {
+                let name = f["name"].as_str().unwrap_or("file");
+                let ty = f.get("content_type").and_then(Value::as_str).unwrap_or("application/octet-stream");
+                let sha = f["sha256"].as_str().unwrap_or("");
+                let bytes =
+                    self.blobs.open(sha).map_err(|e| fatal(format!("field `{code}`: the file `{name}`: {e}")))?;
+                let key = client.upload_file(name, ty, bytes).await?;
+                keys.push(json!({ "fileKey": key }));
+            }
+            *v = json!({ "value": keys });
+        }
+        Ok(input)
+    }
+
+    /// The id of the record whose unique field `update_key.field` is
+    /// `update_key.value` (kintone's updateKey), found by a query so that the
+    /// revision-conflict re-read works as with an id.
+    async fn id_by_key(client: &Client, app: u64, key: &Value) -> Result<u64, ConnectorError> {
+        let field = key
+            .get("field")
+            .and_then(Value::as_str)
+            .filter(|f| !f.is_empty() && !f.contains(char::is_whitespace))
+            .ok_or_else(|| fatal("`update_key` must be `{field: <unique field code>, value: ...}`"))?;
+        let value = match key.get("value") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => return Err(fatal("`update_key.value` must be a non-empty text or number")),
+        };
+        let found = client.query_all(app, &format!("{field} = {}", query::quote(&value)), &[], 2).await?;
+        match found.as_slice() {
+            [one] => client::record_id(one).ok_or_else(|| fatal("kintone returned a record without `$id`")),
+            [] => Err(ConnectorError::Business {
+                code: "GAIA_RE20".into(),
+                message: format!("no record of app {app} has {field} = {value}"),
+            }),
+            _ => Err(fatal(format!("`{field}` is not unique: several records have {field} = {value}"))),
+        }
+    }
+
     fn client(&self) -> Result<(Client, Option<u64>), ConnectorError> {
         let cfg = self.settings.get();
         let cfg = cfg.as_ref().as_ref().ok_or_else(|| {
@@ -169,6 +254,7 @@ impl KintoneConnector {
                 Ok(json!({ "count": plain.len(), "records": plain }))
             }
             Op::Add => {
+                let input = self.upload_files(&client, input).await?;
                 let mut record = record_input(&input)?;
                 if let Some(field) = input.get("idempotency_field") {
                     let field = field.as_str().ok_or_else(|| fatal("`idempotency_field` must be a field code"))?;
@@ -186,7 +272,11 @@ impl KintoneConnector {
                 Ok(json!({ "id": id, "revision": revision, "created": true }))
             }
             Op::Update | Op::UpdateStatus => {
-                let id = id_input(&input, "id")?;
+                let input = if self.op == Op::Update { self.upload_files(&client, input).await? } else { input };
+                let id = match input.get("update_key") {
+                    Some(k) if !input.contains_key("id") => Self::id_by_key(&client, app, k).await?,
+                    _ => id_input(&input, "id")?,
+                };
                 let mut revision = match input.get("revision") {
                     None | Some(Value::Null) => None,
                     Some(v) => Some(whole(v).ok_or_else(|| fatal(format!("`revision` must be a number, got {v}")))?),

@@ -3,12 +3,14 @@
 //! `k_ステータス in ("対応要") and 数量 >= 10 order by $id asc limit 100 offset 0`
 //!
 //! Supported: `=`, `!=`, `<`, `>`, `<=`, `>=`, `in`, `not in`, `like`, `not like`,
-//! `and`, `or`, parentheses, `order by <field> asc|desc, ...`, `limit`, `offset`.
-//! Functions (`TODAY()`, `LOGINUSER()`) are not. The emulator evaluates queries
-//! with [`Cond::matches`]; the connector and the watcher use the parser to check
+//! `and`, `or`, parentheses, `order by <field> asc|desc, ...`, `limit`, `offset`,
+//! and kintone's functions as values (`TODAY()`, `FROM_TODAY(-7, DAYS)`,
+//! `THIS_MONTH()`, `LOGINUSER()` ..., see [`super::query_fn`]): checked, passed
+//! to kintone as written. The emulator evaluates queries with [`Cond::matches_in`]; the connector and the watcher use the parser to check
 //! and compose queries (a watch adds its own `order by $id` and paging). `like` is
 //! a case-insensitive substring match here; real kintone matches words.
 
+use super::query_fn::{self, Context, Func, Resolved};
 use serde_json::Value;
 use std::cmp::Ordering;
 
@@ -44,13 +46,26 @@ impl Op {
     }
 }
 
+/// A value in a condition: a literal, or one of kintone's functions.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operand {
+    Lit(String),
+    Func(Func),
+}
+
+impl From<&str> for Operand {
+    fn from(s: &str) -> Self {
+        Operand::Lit(s.to_string())
+    }
+}
+
 /// A condition (the part before `order by`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cond {
     And(Vec<Cond>),
     Or(Vec<Cond>),
-    Cmp { field: String, op: Op, value: String },
-    In { field: String, not: bool, values: Vec<String> },
+    Cmp { field: String, op: Op, value: Operand },
+    In { field: String, not: bool, values: Vec<Operand> },
 }
 
 /// A parsed query.
@@ -195,12 +210,33 @@ impl Parser {
         Ok(if parts.len() == 1 { parts.pop().expect("one") } else { Cond::And(parts) })
     }
 
-    fn value(&mut self) -> Result<String, QueryError> {
+    fn value(&mut self) -> Result<Operand, QueryError> {
         match self.next() {
-            Some(Tok::Str(s)) => Ok(s),
-            Some(Tok::Word(w)) if w.parse::<f64>().is_ok() => Ok(w),
+            Some(Tok::Str(s)) => Ok(Operand::Lit(s)),
+            Some(Tok::Word(w)) if w.parse::<f64>().is_ok() => Ok(Operand::Lit(w)),
             Some(Tok::Word(w)) if self.peek() == Some(&Tok::Sym("(")) => {
-                Err(syntax(format!("functions such as `{w}()` are not supported")))
+                self.next();
+                let mut args = Vec::new();
+                if self.peek() != Some(&Tok::Sym(")")) {
+                    loop {
+                        match self.next() {
+                            Some(Tok::Word(a)) | Some(Tok::Str(a)) => args.push(a),
+                            other => {
+                                return Err(syntax(format!(
+                                    "expected an argument of `{w}()`, found {}",
+                                    describe(other.as_ref())
+                                )))
+                            }
+                        }
+                        if self.peek() == Some(&Tok::Sym(",")) {
+                            self.next();
+                        } else {
+                            break;
+                        }
+                    }
+                }
+                self.expect_sym(")")?;
+                Ok(Operand::Func(query_fn::check(&w, &args)?))
             }
             other => Err(syntax(format!("expected a value in quotes, found {}", describe(other.as_ref())))),
         }
@@ -394,20 +430,51 @@ impl Cond {
         }
     }
 
-    /// Does a record match? `get` gives a field's `(type, value)`.
+    /// Does a record match, with functions evaluated now in JST by nobody?
     pub fn matches(&self, get: &dyn Fn(&str) -> Option<(String, Value)>) -> bool {
+        self.matches_in(get, &Context::jst(chrono::Utc::now(), None))
+    }
+
+    /// Does a record match? `get` gives a field's `(type, value)`; `cx` is what
+    /// functions are evaluated with.
+    pub fn matches_in(&self, get: &dyn Fn(&str) -> Option<(String, Value)>, cx: &Context) -> bool {
         match self {
-            Cond::And(v) => v.iter().all(|c| c.matches(get)),
-            Cond::Or(v) => v.iter().any(|c| c.matches(get)),
+            Cond::And(v) => v.iter().all(|c| c.matches_in(get, cx)),
+            Cond::Or(v) => v.iter().any(|c| c.matches_in(get, cx)),
             Cond::In { field, not, values } => {
                 let Some((ty, v)) = get(field) else { return *not };
                 let hit = match &v {
-                    Value::Array(items) => items.iter().any(|i| values.iter().any(|x| eq(&ty, i, x))),
-                    _ => values.iter().any(|x| eq(&ty, &v, x)),
+                    Value::Array(items) => items.iter().any(|i| values.iter().any(|x| eq_operand(&ty, i, x, cx))),
+                    _ => values.iter().any(|x| eq_operand(&ty, &v, x, cx)),
                 };
                 hit != *not
             }
-            Cond::Cmp { field, op, value } => {
+            Cond::Cmp { field, op, value: Operand::Func(f) } => {
+                let Some((_, v)) = get(field) else { return matches!(op, Op::Ne | Op::NotLike) };
+                match f.resolve(cx) {
+                    Resolved::Code(code) => {
+                        let hit = code.is_some_and(|c| text(&v) == c);
+                        match op {
+                            Op::Eq => hit,
+                            Op::Ne => !hit,
+                            _ => false,
+                        }
+                    }
+                    Resolved::Span(start, end) => {
+                        let Some(t) = query_fn::instant(&text(&v), cx) else { return *op == Op::Ne };
+                        match op {
+                            Op::Eq => start <= t && t < end,
+                            Op::Ne => !(start <= t && t < end),
+                            Op::Lt => t < start,
+                            Op::Le => t < end,
+                            Op::Gt => t >= end,
+                            Op::Ge => t >= start,
+                            Op::Like | Op::NotLike => false,
+                        }
+                    }
+                }
+            }
+            Cond::Cmp { field, op, value: Operand::Lit(value) } => {
                 let Some((ty, v)) = get(field) else { return matches!(op, Op::Ne | Op::NotLike) };
                 match op {
                     Op::Eq => eq(&ty, &v, value),
@@ -445,6 +512,16 @@ fn text(v: &Value) -> String {
         Value::Null => String::new(),
         Value::Object(o) => o.get("code").and_then(Value::as_str).unwrap_or_default().to_string(),
         other => other.to_string(),
+    }
+}
+
+fn eq_operand(ty: &str, v: &Value, x: &Operand, cx: &Context) -> bool {
+    match x {
+        Operand::Lit(x) => eq(ty, v, x),
+        Operand::Func(f) => match f.resolve(cx) {
+            Resolved::Code(code) => code.is_some_and(|c| text(v) == c),
+            Resolved::Span(start, end) => query_fn::instant(&text(v), cx).is_some_and(|t| start <= t && t < end),
+        },
     }
 }
 
@@ -558,7 +635,7 @@ mod tests {
         assert_eq!(check(r#"k_ステ in ("x")"#).code, "GAIA_IQ11");
         assert_eq!(parse("数量 > 1 limit 501").unwrap_err().code, "GAIA_QU01");
         assert_eq!(parse("数量 > 1 offset 10001").unwrap_err().code, "GAIA_QU02");
-        for bad in [r#"k_氏名 = "open"#, "数量 >", r#"k_氏名 in "x""#, "and", r#"数量 = TODAY()"#, "数量 = 1 extra"]
+        for bad in [r#"k_氏名 = "open"#, "数量 >", r#"k_氏名 in "x""#, "and", r#"数量 = TOMORO()"#, "数量 = 1 extra"]
         {
             assert_eq!(parse(bad).unwrap_err().code, "CB_VA01", "{bad}");
         }

@@ -14,9 +14,13 @@
 //!
 //! The [`Watcher`] polls that condition (paging by `$id`, so any number of
 //! records) and starts an instance per record with the business key
-//! `kintone:<app>:<record id>`. Business-key starts are idempotent and durable in
-//! the engine, so a record starts **at most one** instance however often it is
-//! seen, by polling or by webhook, before or after a restart. The webhook
+//! `kintone:<app>:<record id>` ([`Engine::start_record`]). A record has **at most
+//! one running** instance however often it is seen, by polling or by webhook,
+//! before or after a restart. When it matches again after its instance ended (a
+//! re-opened order) and has changed since (its `$revision` is higher), it starts
+//! its next generation, key `kintone:<app>:<id>#<n>`, unless the watch says
+//! `on_retrigger: ignore`. The `started` history line says which trigger
+//! (`poll`, `webhook`, `manual`) started which generation. The webhook
 //! ([`webhook_router`], `POST /hooks/kintone/{process}`) takes kintone's webhook
 //! body only as a hint: it re-reads the record through the API and starts only if
 //! the record matches the condition now, so a forged or stale webhook cannot start
@@ -24,6 +28,7 @@
 
 use super::client::{self, Client};
 use super::{fields, query};
+use crate::config::KintoneConfig;
 use crate::Connectors;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -32,7 +37,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use nagare_engine::expr::Env;
 use nagare_engine::process::Process;
-use nagare_engine::{ConnectorError, Engine, StartOptions, Vars};
+use nagare_engine::{ConnectorError, Engine, RecordStart, RecordStartOptions, Vars};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -51,7 +56,8 @@ pub struct PollReport {
     pub matched: usize,
     /// Instances started now.
     pub started: Vec<u64>,
-    /// Records that already had their instance.
+    /// Records that did not start one: their instance runs, or it ended and the
+    /// record does not start again (unchanged since, or `on_retrigger: ignore`).
     pub existing: usize,
     /// Records whose instance could not be started, with the reason.
     pub failed: Vec<(u64, String)>,
@@ -81,6 +87,25 @@ pub enum WatchError {
     Settings { process: String, reason: String },
     #[error("process `{process}`: {error}")]
     Kintone { process: String, error: ConnectorError },
+}
+
+/// The app a watch reads: its `settings: app`, else the connector instance's.
+pub fn watch_app(settings: &Map<String, Value>, cfg: Option<&KintoneConfig>, source: &str) -> Result<u64, String> {
+    match settings.get("app") {
+        Some(v) => v
+            .as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            .ok_or_else(|| format!("`settings: app: {v}` is not an app id")),
+        None => cfg
+            .and_then(|c| c.app)
+            .ok_or_else(|| format!("no app: set `app` in the watch settings or in connectors.{source}")),
+    }
+}
+
+/// The business key of a kintone record (without generation, see
+/// [`nagare_engine::records`]).
+pub fn record_key(app: u64, id: u64) -> String {
+    format!("kintone:{app}:{id}")
 }
 
 impl Watcher {
@@ -114,15 +139,7 @@ impl Watcher {
         let cfg = settings.as_ref().as_ref().ok_or_else(|| {
             bad(format!("the kintone connector `{}` is not configured (see README, Connectors)", w.source))
         })?;
-        let app = match w.settings.get("app") {
-            Some(v) => v
-                .as_u64()
-                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-                .ok_or_else(|| bad(format!("`settings: app: {v}` is not an app id")))?,
-            None => cfg
-                .app
-                .ok_or_else(|| bad(format!("no app: set `app` in the watch settings or in connectors.{}", w.source)))?,
-        };
+        let app = watch_app(&w.settings, Some(cfg), &w.source).map_err(bad)?;
         let cond = w.settings.get("query").and_then(Value::as_str).unwrap_or("").to_string();
         query::parse_condition(&cond).map_err(|e| bad(format!("`settings: query`: {e}")))?;
         let client = Client::new(cfg, &w.source, self.http.clone())
@@ -141,9 +158,9 @@ impl Watcher {
         let mut report = PollReport { process: process.to_string(), matched: records.len(), ..Default::default() };
         for r in &records {
             let Some(id) = client::record_id(r) else { continue };
-            match self.start_for(&w, id, r).await {
-                Ok(Some(inst)) => report.started.push(inst),
-                Ok(None) => report.existing += 1,
+            match self.start_for(&w, id, r, "poll").await {
+                Ok(RecordStart::Started(inst)) => report.started.push(inst.id),
+                Ok(_) => report.existing += 1,
                 Err(e) => {
                     tracing::warn!(process, record = id, error = %e, "kintone record could not start an instance");
                     report.failed.push((id, e));
@@ -165,17 +182,22 @@ impl Watcher {
         out
     }
 
-    /// Start the instance of record `id` unless it has one. `Ok(None)`: it had one.
-    async fn start_for(&self, w: &Watch, id: u64, record: &Map<String, Value>) -> Result<Option<u64>, String> {
-        let key = format!("kintone:{}:{id}", w.app);
+    /// Start the instance of record `id` unless it has a running one; a record
+    /// whose last instance ended starts its next generation (by the watch's
+    /// `on_retrigger`). `via`: `poll` or `webhook`, said in the history.
+    async fn start_for(
+        &self,
+        w: &Watch,
+        id: u64,
+        record: &Map<String, Value>,
+        via: &str,
+    ) -> Result<RecordStart, String> {
         let p = &w.process;
-        if self.engine.store().instance_by_key(&p.id, &key).map_err(|e| e.to_string())?.is_some() {
-            return Ok(None);
-        }
+        let watch = p.watch.as_ref().expect("resolved watches have one");
         let plain = Value::Object(fields::record_to_plain(record));
         let mut vars = Vars::new();
         let empty = Vars::new();
-        for (var, e) in &p.watch.as_ref().expect("resolved watches have one").set {
+        for (var, e) in &watch.set {
             let extra = [("record", &plain)];
             let env = Env {
                 vars: &empty,
@@ -190,12 +212,17 @@ impl Watcher {
         }
         let engine = self.engine.clone();
         let process = p.id.clone();
-        let opts = StartOptions { by: Some(format!("kintone:{}", w.instance)), business_key: Some(key) };
-        let inst = tokio::task::spawn_blocking(move || engine.start(&process, vars, opts))
+        let key = record_key(w.app, id);
+        let opts = RecordStartOptions {
+            by: Some(format!("kintone:{}", w.instance)),
+            via: via.to_string(),
+            on_retrigger: watch.on_retrigger,
+            revision: client::record_revision(record).and_then(|r| u64::try_from(r).ok()),
+        };
+        tokio::task::spawn_blocking(move || engine.start_record(&process, &key, vars, opts))
             .await
             .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        Ok(Some(inst.id))
+            .map_err(|e| e.to_string())
     }
 
     /// Poll every watch at its interval until `shutdown` completes. New deploys
@@ -266,9 +293,16 @@ impl Watcher {
         let Some(r) = found.first() else {
             return Ok(json!({ "started": false, "reason": "the record does not match the watch condition now" }));
         };
-        match self.start_for(&w, id, r).await {
-            Ok(Some(inst)) => Ok(json!({ "started": true, "instance": inst })),
-            Ok(None) => Ok(json!({ "started": false, "reason": "the record already has its instance" })),
+        match self.start_for(&w, id, r, "webhook").await {
+            Ok(RecordStart::Started(inst)) => Ok(json!({ "started": true, "instance": inst.id })),
+            Ok(RecordStart::Running(inst)) => Ok(json!({
+                "started": false,
+                "instance": inst.id,
+                "reason": format!("the record's instance {} is still running", inst.id),
+            })),
+            Ok(RecordStart::Ended { last, reason }) => {
+                Ok(json!({ "started": false, "instance": last.id, "reason": reason }))
+            }
             Err(e) => Err(HookError { status: 422, code: "start-failed", message: e }),
         }
     }

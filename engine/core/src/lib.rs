@@ -10,11 +10,13 @@
 pub mod compile;
 pub mod diag;
 pub mod expr;
+pub mod kinds;
 pub mod load;
 pub mod model;
 pub mod process;
 pub mod runtime;
 pub mod schedule;
+pub mod sensitive;
 pub mod types;
 
 pub use diag::{Diagnostic, Diagnostics};

@@ -85,6 +85,10 @@ pub struct VarDef {
     /// Accepted content types (`type: file`), e.g. `[application/pdf]`.
     #[serde(default)]
     pub content_types: Option<Vec<String>>,
+    /// A secret of the business (an initial password): masked in the history,
+    /// logs, instance views and task forms except for the lanes whose forms show it.
+    #[serde(default)]
+    pub sensitive: bool,
 }
 
 /// The start event: where every new instance begins. Instances can always be started
@@ -217,11 +221,26 @@ pub struct WatchDef {
     /// Start variables: expressions over `record`, the item that was found.
     #[serde(default)]
     pub set: IndexMap<String, String>,
+    /// A record that matches again after its instance ended: start a `new`
+    /// instance (the default) or `ignore` it.
+    #[serde(default)]
+    pub on_retrigger: OnRetrigger,
 }
 
-/// One flow node. Exactly one of the kind keys (`user_task`, `service`, `script`,
-/// `exclusive`, `inclusive`, `parallel`, `event_based`, `join`, `timer`, `message`,
-/// `end`) must be present; compile checks that.
+/// What a watch does with a record that matches again after its instance ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnRetrigger {
+    /// Start the record's next generation (business key `<key>#<n>`).
+    #[default]
+    New,
+    /// The record keeps its one instance forever.
+    Ignore,
+}
+
+/// One flow node. Exactly one of the kind keys (the table [`crate::kinds::KINDS`])
+/// must be present; compile checks that. A field added here is added to the table
+/// too (a test compares them).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeDef {
@@ -272,6 +291,10 @@ pub struct NodeDef {
     pub form: Option<IndexMap<String, FieldMode>>,
     #[serde(default)]
     pub due: Option<String>,
+    /// The user the task is given to when it opens (an expression, e.g.
+    /// `started_by`); unset or `()`: the lane's groups share it.
+    #[serde(default)]
+    pub assignee: Option<String>,
     #[serde(default)]
     pub send_back: Option<String>,
     #[serde(default)]
@@ -293,6 +316,32 @@ pub struct NodeDef {
     // exclusive gateway
     #[serde(default)]
     pub default: Option<String>,
+}
+
+impl NodeDef {
+    /// Whether the key `key` is written on this node, for the keys besides the kind
+    /// keys and `name`/`description` (which [`crate::kinds`] reads itself); `None`
+    /// for any other key.
+    pub fn has(&self, key: &str) -> Option<bool> {
+        Some(match key {
+            "lane" => self.lane.is_some(),
+            "next" => self.next.is_some(),
+            "key" => self.key.is_some(),
+            "boundary" => self.boundary.is_some(),
+            "form" => self.form.is_some(),
+            "due" => self.due.is_some(),
+            "assignee" => self.assignee.is_some(),
+            "send_back" => self.send_back.is_some(),
+            "outcomes" => self.outcomes.is_some(),
+            "rules" => self.rules.is_some(),
+            "with" => self.with.is_some(),
+            "set" => self.set.is_some(),
+            "retry" => self.retry.is_some(),
+            "timeout" => self.timeout.is_some(),
+            "default" => self.default.is_some(),
+            _ => return None,
+        })
+    }
 }
 
 /// `end:`, `end: terminate` or `end: { error: CODE, message: text }`.

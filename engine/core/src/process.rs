@@ -60,11 +60,18 @@ pub struct VarSpec {
     pub default: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_length: Option<usize>,
+    /// Masked for everyone but the lanes whose forms show it ([`crate::sensitive`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
 }
 
 impl VarSpec {
     pub fn check(&self, v: &Value) -> Result<(), String> {
-        self.ty.check(v, self.max_length)
+        self.ty.check(v, self.max_length).map_err(|e| match v {
+            // A refused sensitive value is not quoted back (into an incident, say).
+            Value::String(s) if self.sensitive && !s.is_empty() => e.replace(s.as_str(), crate::sensitive::MASK),
+            _ => e,
+        })
     }
 }
 
@@ -79,6 +86,8 @@ pub struct UserTaskSpec {
     pub title: String,
     pub form: Vec<FormField>,
     pub due: Option<Expr>,
+    /// Who the task is given to when it opens (a user id); `None`: the lane's groups.
+    pub assignee: Option<Expr>,
     pub send_back: Option<NodeIx>,
     /// Named outcomes besides the default `next`, e.g. `reject: rejected`.
     pub outcomes: Vec<(String, NodeIx)>,
@@ -418,6 +427,10 @@ pub struct WatchSpec {
     pub every: Duration,
     /// Start variables, each an expression over `record`.
     pub set: Vec<(String, Expr)>,
+    pub on_retrigger: crate::model::OnRetrigger,
+    /// The variable `set` fills with the record's id (`record["$id"]`): a start by
+    /// hand that gives it takes the same business key as the watch would.
+    pub record_var: Option<String>,
 }
 
 impl Process {

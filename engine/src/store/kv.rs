@@ -401,8 +401,15 @@ impl<K: Kv> Store for KvStore<K> {
     fn count_start(&self, id: &str) -> Result<Option<(Job, u32)>, StoreError> {
         let key = keys::job(id);
         let Some(mut record) = self.get::<StoredJob>(&key)? else { return Ok(None) };
+        let before = enc(&record);
         record.starts = record.starts.saturating_add(1);
-        self.kv.apply(vec![(key, Some(enc(&record)))])?;
+        if let Err(e) = self.kv.apply(vec![(key.clone(), Some(enc(&record)))]) {
+            // The job does not run now. Undo the count where the write reached the
+            // store without being made durable (a failed flush), so that a disk full
+            // for a while cannot add up to a false "started N times" incident.
+            let _ = self.kv.apply(vec![(key, Some(before))]);
+            return Err(e);
+        }
         Ok(Some((record.job, record.starts)))
     }
 

@@ -23,6 +23,7 @@
 //! | `GET /k/v1/app/form/fields.json?app` | field definitions |
 //! | `GET`/`PUT /emulator/faults` | faults to inject (not part of kintone) |
 
+pub mod bulk;
 mod http;
 pub mod state;
 
@@ -170,6 +171,24 @@ impl Emulator {
         self.read(|st| st.get_record(app, id))
     }
 
+    /// Put `app` in guest space `space` (or take it out): it then answers only
+    /// under `/k/guest/{space}/v1/`, as in kintone.
+    pub fn set_guest_space(&self, app: u64, space: Option<u64>) -> Result<(), ApiError> {
+        self.write(|st| {
+            let a = st.apps.get_mut(&app).ok_or_else(|| ApiError::new(404, "GAIA_AP01", "app not found"))?;
+            a.guest_space = space;
+            Ok(())
+        })
+    }
+
+    /// Turn on the domain's Basic authentication (or off with `None`).
+    pub fn set_basic_auth(&self, login_password: Option<(&str, &str)>) -> Result<(), ApiError> {
+        self.write(|st| {
+            st.basic_auth = login_password.map(|(l, p)| (l.to_string(), p.to_string()));
+            Ok(())
+        })
+    }
+
     pub fn set_faults(&self, f: Faults) {
         *self.inner.faults.lock().unwrap_or_else(|p| p.into_inner()) = f;
     }
@@ -213,17 +232,12 @@ impl Emulator {
         (f.latency_ms, hit)
     }
 
-    /// A request id in kintone's style (20 letters), different for every request.
+    /// A request id in kintone's style (20 letters), random for every request (so
+    /// ids do not repeat after a restart).
     fn request_id(&self) -> String {
-        let mut x = self.inner.requests.load(Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x0005_DEEC_E66D;
         let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-        (0..20)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                alphabet[(x % alphabet.len() as u64) as usize] as char
-            })
-            .collect()
+        let mut b = [0u8; 20];
+        getrandom::fill(&mut b).expect("the OS has randomness");
+        b.iter().map(|x| alphabet[*x as usize % alphabet.len()] as char).collect()
     }
 }

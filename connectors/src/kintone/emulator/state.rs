@@ -3,6 +3,7 @@
 //! layer is in `http.rs`, persistence in `mod.rs`.
 
 use crate::kintone::query::{self, Cond};
+use crate::kintone::query_fn::Context;
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -67,6 +68,21 @@ pub struct FieldDef {
     pub required: bool,
     #[serde(default)]
     pub unique: bool,
+    /// The value a new record gets when it does not give one. A RADIO_BUTTON
+    /// always has one in kintone (its first option when not set).
+    #[serde(default, rename = "defaultValue", skip_serializing_if = "Option::is_none")]
+    pub default_value: Option<Value>,
+}
+
+impl FieldDef {
+    /// The default a new record takes for this field, if any.
+    pub fn effective_default(&self) -> Option<Value> {
+        match (&self.default_value, self.ty.as_str(), &self.options) {
+            (Some(v), _, _) => Some(v.clone()),
+            (None, "RADIO_BUTTON", Some(o)) => o.first().map(|f| Value::String(f.clone())),
+            _ => None,
+        }
+    }
 }
 
 /// Rights of an API token on its app.
@@ -86,6 +102,10 @@ pub struct ApiToken {
 pub struct ProcessManagement {
     pub states: Vec<String>,
     pub actions: Vec<Action>,
+    /// States whose assignee is "pick one user" (作業者から1人を選択): an action
+    /// into them needs an `assignee`, one of the users.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pick_one: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,6 +113,14 @@ pub struct Action {
     pub name: String,
     pub from: String,
     pub to: String,
+}
+
+/// A status action on a record, with the assignee it picks (if the next status
+/// picks one).
+#[derive(Debug, Clone, Copy)]
+pub struct StatusChange<'a> {
+    pub action: &'a str,
+    pub assignee: Option<&'a str>,
 }
 
 /// A stored record: user field values (kintone value shapes) plus system data.
@@ -103,6 +131,9 @@ pub struct StoredRecord {
     pub values: Map<String, Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// The status's assignee (作業者), when the status picks one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
     pub created_at: String,
     pub updated_at: String,
     pub created_by: String,
@@ -119,6 +150,9 @@ pub struct App {
     pub process: Option<ProcessManagement>,
     pub records: BTreeMap<u64, StoredRecord>,
     pub next_id: u64,
+    /// The guest space the app lives in: it answers only under `/k/guest/{space}/v1/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_space: Option<u64>,
 }
 
 /// Everything the emulator stores.
@@ -129,6 +163,13 @@ pub struct State {
     pub apps: BTreeMap<u64, App>,
     /// Users for password authentication: login → password.
     pub users: BTreeMap<String, String>,
+    /// The domain's Basic authentication (login, password), when it has one: every
+    /// request must also send `Authorization: Basic ...`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<(String, String)>,
+    /// Uploaded and attached files by fileKey ([`super::bulk`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, super::bulk::StoredFile>,
 }
 
 /// Who is asking, after authentication.
@@ -190,6 +231,10 @@ impl App {
         if let Some(s) = &r.status {
             if want("ステータス") {
                 out.insert("ステータス".into(), json!({ "type": "STATUS", "value": s }));
+            }
+            if want("作業者") {
+                let who: Vec<Value> = r.assignee.iter().map(|a| json!({ "code": a, "name": a })).collect();
+                out.insert("作業者".into(), json!({ "type": "STATUS_ASSIGNEE", "value": who }));
             }
         }
         out
@@ -366,7 +411,7 @@ impl State {
         })
     }
 
-    fn app_mut(&mut self, id: u64) -> Result<&mut App, ApiError> {
+    pub(super) fn app_mut(&mut self, id: u64) -> Result<&mut App, ApiError> {
         self.app(id)?;
         Ok(self.apps.get_mut(&id).expect("checked"))
     }
@@ -415,6 +460,18 @@ impl State {
         query_text: &str,
         fields: &[String],
     ) -> Result<(Vec<Map<String, Value>>, usize), ApiError> {
+        self.get_records_as(app, query_text, fields, &Context::jst(Utc::now(), None))
+    }
+
+    /// [`State::get_records`] with query functions evaluated in `cx` (the time,
+    /// the user's zone, the caller's login name).
+    pub fn get_records_as(
+        &self,
+        app: u64,
+        query_text: &str,
+        fields: &[String],
+        cx: &Context,
+    ) -> Result<(Vec<Map<String, Value>>, usize), ApiError> {
         let a = self.app(app)?;
         let q = query::parse(query_text)?;
         let type_of = |f: &str| a.type_of(f);
@@ -427,8 +484,10 @@ impl State {
             }
         }
         let rendered: Vec<Map<String, Value>> = a.records.values().map(|r| a.render(r, &[])).collect();
-        let mut hits: Vec<&Map<String, Value>> =
-            rendered.iter().filter(|r| q.cond.as_ref().is_none_or(|c: &Cond| c.matches(&|f| field(r, f)))).collect();
+        let mut hits: Vec<&Map<String, Value>> = rendered
+            .iter()
+            .filter(|r| q.cond.as_ref().is_none_or(|c: &Cond| c.matches_in(&|f| field(r, f), cx)))
+            .collect();
         let order = if q.order.is_empty() { vec![("$id".to_string(), false)] } else { q.order.clone() };
         hits.sort_by(|x, y| {
             for (f, asc) in &order {
@@ -472,7 +531,16 @@ impl State {
         now: DateTime<Utc>,
     ) -> Result<(u64, u64), ApiError> {
         let a = self.app_mut(app)?;
-        let values = a.validate(record, None)?;
+        // Fields the new record does not give take their default value.
+        let mut record = record.clone();
+        for (code, def) in &a.fields {
+            if !record.contains_key(code) {
+                if let Some(d) = def.effective_default() {
+                    record.insert(code.clone(), json!({ "value": d }));
+                }
+            }
+        }
+        let values = a.validate(&record, None)?;
         let id = a.next_id;
         a.next_id += 1;
         let status = a.process.as_ref().and_then(|p| p.states.first().cloned());
@@ -484,6 +552,7 @@ impl State {
                 revision: 1,
                 values,
                 status,
+                assignee: None,
                 created_at: t.clone(),
                 updated_at: t,
                 created_by: by.into(),
@@ -518,7 +587,7 @@ impl State {
         &mut self,
         app: u64,
         id: u64,
-        action: &str,
+        StatusChange { action, assignee }: StatusChange<'_>,
         revision: Option<i64>,
         by: &str,
         now: DateTime<Utc>,
@@ -537,8 +606,18 @@ impl State {
                 "ステータスの変更に失敗しました。ほかのユーザーがステータス、またはステータスの設定を変更した可能性があります。",
             ));
         };
+        let picked = match assignee {
+            _ if !pm.pick_one.contains(&act.to) => None,
+            None => return Err(ApiError::new(400, "GAIA_SA01", "作業者を指定してください。")),
+            Some(u) if !self.users.contains_key(u) => {
+                return Err(ApiError::invalid(vec![("assignee".into(), format!("ユーザー（{u}）が見つかりません。"))]))
+            }
+            Some(u) => Some(u.to_string()),
+        };
+        let a = self.app_mut(app)?;
         let r = a.records.get_mut(&id).expect("checked");
         r.status = Some(act.to.clone());
+        r.assignee = picked;
         // kintone counts an action as two revisions.
         r.revision += 2;
         r.updated_at = now_text(now);
@@ -556,6 +635,7 @@ impl State {
             options: None,
             required: false,
             unique: false,
+            default_value: None,
         };
         let radio = |label: &str, opts: &[&str]| FieldDef {
             ty: "RADIO_BUTTON".into(),
@@ -563,6 +643,7 @@ impl State {
             options: Some(opts.iter().map(|s| s.to_string()).collect()),
             required: false,
             unique: false,
+            default_value: None,
         };
         let mut fields = IndexMap::new();
         fields.insert("k_id".to_string(), FieldDef { unique: true, ..text("ID") });
@@ -577,10 +658,13 @@ impl State {
                 options: None,
                 required: false,
                 unique: false,
+                default_value: None,
             },
         );
         fields.insert("k_マニュアル送付希望".to_string(), radio("マニュアル送付希望", &["希望する", "希望しない"]));
         fields.insert("k_Qid".to_string(), text("Questetra処理ID"));
+        // The signed contract (seed 001's contract ledger keeps files).
+        fields.insert("k_契約書".to_string(), FieldDef { ty: "FILE".into(), ..text("契約書") });
         fields
             .insert("k_ステータス".to_string(), radio("処理ステータス", &["未対応", "対応要", "3_対応中", "4_対応済"]));
         let t = now_text(now);
@@ -639,6 +723,7 @@ impl State {
                     revision: 1,
                     values,
                     status: None,
+                    assignee: None,
                     created_at: t.clone(),
                     updated_at: t.clone(),
                     created_by: "demo".into(),
@@ -654,6 +739,7 @@ impl State {
             process: None,
             records,
             next_id: 4,
+            guest_space: None,
         };
         let mut inquiry_fields = IndexMap::new();
         inquiry_fields.insert("件名".to_string(), FieldDef { required: true, ..text("件名") });
@@ -665,6 +751,7 @@ impl State {
                 options: None,
                 required: false,
                 unique: false,
+                default_value: None,
             },
         );
         let inquiry = App {
@@ -678,14 +765,18 @@ impl State {
                     Action { name: "処理開始".into(), from: "未処理".into(), to: "処理中".into() },
                     Action { name: "完了にする".into(), from: "処理中".into(), to: "完了".into() },
                 ],
+                pick_one: vec!["処理中".into()],
             }),
             records: BTreeMap::new(),
             next_id: 1,
+            guest_space: None,
         };
         State {
             format: 1,
             apps: [(1, ledger), (2, inquiry)].into(),
             users: [("demo".to_string(), "demo-password".to_string())].into(),
+            basic_auth: None,
+            files: BTreeMap::new(),
         }
     }
 }
@@ -774,9 +865,23 @@ mod tests {
         let now = DateTime::UNIX_EPOCH;
         let (id, _) = s.add_record(2, json!({"件名": {"value": "故障"}}).as_object().unwrap(), "t", now).unwrap();
         assert_eq!(s.get_record(2, id).unwrap()["ステータス"]["value"], "未処理");
-        assert_eq!(s.update_status(2, id, "処理開始", None, "t", now).unwrap(), 3);
-        assert_eq!(s.update_status(2, id, "処理開始", None, "t", now).unwrap_err().code, "GAIA_IL03");
-        assert_eq!(s.update_status(1, 1, "処理開始", None, "t", now).unwrap_err().code, "GAIA_ST02");
+        assert_eq!(
+            s.update_status(2, id, StatusChange { action: "処理開始", assignee: Some("demo") }, None, "t", now)
+                .unwrap(),
+            3
+        );
+        assert_eq!(
+            s.update_status(2, id, StatusChange { action: "処理開始", assignee: Some("demo") }, None, "t", now)
+                .unwrap_err()
+                .code,
+            "GAIA_IL03"
+        );
+        assert_eq!(
+            s.update_status(1, 1, StatusChange { action: "処理開始", assignee: None }, None, "t", now)
+                .unwrap_err()
+                .code,
+            "GAIA_ST02"
+        );
         let e = s.add_record(2, json!({}).as_object().unwrap(), "t", now).unwrap_err();
         assert_eq!(e.errors.unwrap()["record.件名.value"]["messages"][0], "必須です。");
     }

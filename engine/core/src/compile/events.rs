@@ -65,15 +65,29 @@ pub(super) fn compile_watch(
             ok = false;
         }
     }
-    ok.then(|| WatchSpec { source: w.source.clone(), settings: w.settings.clone().into_iter().collect(), every, set })
+    let record_var = w.set.iter().find(|(_, src)| is_record_id(src)).map(|(var, _)| var.clone());
+    ok.then(|| WatchSpec {
+        source: w.source.clone(),
+        settings: w.settings.clone().into_iter().collect(),
+        every,
+        set,
+        on_retrigger: w.on_retrigger,
+        record_var,
+    })
+}
+
+/// `record["$id"]`, `record['$id']` or `record.$id` (spaces ignored): the record's id.
+fn is_record_id(src: &str) -> bool {
+    let s: String = src.chars().filter(|c| !c.is_whitespace()).collect();
+    matches!(s.as_str(), "record[\"$id\"]" | "record['$id']" | "record.$id")
 }
 
 /// What expressions in a node may read, and the process's zone.
-pub(super) struct Names<'a> {
-    pub(super) vars: &'a IndexMap<String, VarSpec>,
-    pub(super) names: &'a [&'a str],
-    pub(super) with_result: &'a [&'a str],
-    pub(super) tz: Tz,
+pub(crate) struct Names<'a> {
+    pub(crate) vars: &'a IndexMap<String, VarSpec>,
+    pub(crate) names: &'a [&'a str],
+    pub(crate) with_result: &'a [&'a str],
+    pub(crate) tz: Tz,
 }
 
 pub(super) fn compile_start_trigger(
@@ -197,7 +211,7 @@ pub(super) fn compile_set(
 
 /// A timer of a catch event, event-based branch or boundary: `3d`, or one of
 /// `duration`, `date`, `at`. `due` is allowed where `allow_due` says so.
-pub(super) fn compile_timer(
+pub(crate) fn compile_timer(
     cx: &mut Cx,
     path: &[&str],
     def: &TimerDef,
@@ -276,7 +290,7 @@ pub(super) fn compile_timer(
 }
 
 /// A message catch: name, correlation key expression and payload mapping.
-pub(super) fn compile_message(
+pub(crate) fn compile_message(
     cx: &mut Cx,
     path: &[&str],
     name: &str,

@@ -7,7 +7,7 @@
 use crate::diag::{hint_for, suggest, Diagnostic, Diagnostics, Loc};
 use crate::expr::{self, Expr, ExprError};
 use crate::load::tree::{SourceMap, Style, YKind};
-use crate::model::{BoundaryDef, EndDef, EndKind, NodeDef, ProcessDef, RuleDef, TimerDef, TimerMap, VarDef, WatchDef};
+use crate::model::{BoundaryDef, NodeDef, ProcessDef, RuleDef, TimerDef, TimerMap, VarDef, WatchDef};
 use crate::process::*;
 use crate::schedule::{self, Schedule};
 use crate::types::{FileRules, VarType, DEFAULT_FILE_BYTES, MAX_FILE_BYTES, TYPE_NAMES};
@@ -27,6 +27,15 @@ use events::*;
 use graph::check_graph;
 use nodes::compile_node;
 use typecheck::{Ty, Want};
+
+/// What the compile steps of the node kinds ([`crate::kinds`]) work with.
+pub(crate) mod for_kinds {
+    pub(crate) use super::events::{compile_message, compile_timer};
+    pub(crate) use super::nodes::NodeCx;
+    pub(crate) use super::{compile_rules, parse_duration, undeclared_hint};
+    pub(crate) use crate::diag::{hint_for, Diagnostic};
+    pub(crate) use crate::model::{EndDef, EndKind};
+}
 
 /// A problem with a service step's `with:` that its connector can tell before the
 /// step runs (a parameter out of range, a combination the service refuses):
@@ -72,27 +81,13 @@ impl CompileOptions {
     }
 }
 
-const KIND_KEYS: &[&str] = &[
-    "user_task",
-    "service",
-    "script",
-    "exclusive",
-    "inclusive",
-    "parallel",
-    "event_based",
-    "join",
-    "timer",
-    "message",
-    "end",
-];
-
 /// Marks, on a scope stack, the path of a non-interrupting boundary event: it runs
 /// beside the flow and must end on its own.
 const SIDE: NodeIx = usize::MAX;
 
-struct Cx<'a> {
+pub(crate) struct Cx<'a> {
     map: &'a SourceMap,
-    diags: Diagnostics,
+    pub(crate) diags: Diagnostics,
     /// Declared variables' run-time types, for the static checks of expressions.
     types: HashMap<String, Ty>,
     /// See [`CompileOptions::stored`].
@@ -105,13 +100,13 @@ struct Cx<'a> {
 const CONTEXT_NAMES: &[&str] = &["result", "payload", "record", "error"];
 
 impl Cx<'_> {
-    fn loc(&self, path: &[&str]) -> Loc {
+    pub(crate) fn loc(&self, path: &[&str]) -> Loc {
         self.map.loc(path)
     }
-    fn key_loc(&self, path: &[&str]) -> Loc {
+    pub(crate) fn key_loc(&self, path: &[&str]) -> Loc {
         self.map.key_loc(path)
     }
-    fn err(&mut self, code: &'static str, loc: Loc, msg: String, hint: impl Into<String>) {
+    pub(crate) fn err(&mut self, code: &'static str, loc: Loc, msg: String, hint: impl Into<String>) {
         self.diags.push(Diagnostic::error(code, loc, msg).with_hint(hint));
     }
 
@@ -134,19 +129,19 @@ impl Cx<'_> {
     }
 
     /// Compile an expression that must give true or false (a branch's `when:`).
-    fn compile_condition(&mut self, path: &[&str], source: &str, names: &[&str]) -> Option<Expr> {
+    pub(crate) fn compile_condition(&mut self, path: &[&str], source: &str, names: &[&str]) -> Option<Expr> {
         self.compile_checked(path, source, names, Want::Bool)
     }
 
     /// Compile the value a `set:` writes to the declared variable `var`.
-    fn compile_value_for(&mut self, path: &[&str], source: &str, names: &[&str], var: &str) -> Option<Expr> {
+    pub(crate) fn compile_value_for(&mut self, path: &[&str], source: &str, names: &[&str], var: &str) -> Option<Expr> {
         match self.types.get(var).copied() {
             Some(ty) => self.compile_checked(path, source, names, Want::Var(var, ty)),
             None => self.compile_expr(path, source, names),
         }
     }
 
-    fn compile_expr(&mut self, path: &[&str], source: &str, names: &[&str]) -> Option<Expr> {
+    pub(crate) fn compile_expr(&mut self, path: &[&str], source: &str, names: &[&str]) -> Option<Expr> {
         self.compile_checked(path, source, names, Want::Any)
     }
 
@@ -218,7 +213,7 @@ fn excerpt(source: &str, line: usize) -> &str {
 }
 
 /// "did you mean `x`?", or the list of declared variables, for a name not declared.
-fn undeclared_hint(var: &str, names: &[&str]) -> String {
+pub(crate) fn undeclared_hint(var: &str, names: &[&str]) -> String {
     match suggest(var, names.iter().copied()) {
         Some(s) => format!("did you mean `{s}`? otherwise declare `{var}` under `variables:`"),
         None if names.is_empty() => format!("declare `{var}` under `variables:`"),
@@ -232,7 +227,7 @@ fn valid_id(s: &str) -> bool {
 
 /// A timeout, backoff or polling interval: at most 100 years, like timers (so no
 /// `now + d` computed from it can overflow).
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s.trim())
         .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. `30s`, `5m`, `2h`"))?;
     schedule::bounded(d, &format!("`{s}`"))?;
@@ -241,7 +236,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Form rules: each `when` a condition over the variables and settings, each
 /// `field` a declared variable.
-fn compile_rules(
+pub(crate) fn compile_rules(
     cx: &mut Cx,
     path: &[&str],
     defs: &[RuleDef],
@@ -369,6 +364,7 @@ fn compile_var(cx: &mut Cx, section: &str, name: &str, v: &VarDef) -> Option<Var
         required: v.required,
         default: v.default.clone(),
         max_length: v.max_length,
+        sensitive: v.sensitive,
     };
     if let Some(d) = &v.default {
         if let Err(e) = spec.check(d) {

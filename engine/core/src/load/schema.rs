@@ -2,7 +2,8 @@
 //!
 //! serde's `deny_unknown_fields` stops at the first stray key; designers fixing a file
 //! want every mistake in one run. This walks the spanned tree against the key lists
-//! below (the same fields as [`crate::model`]) before serde runs.
+//! below (the same fields as [`crate::model`]) before serde runs. A node's keys
+//! come from the kinds table ([`crate::kinds::node_keys`]).
 
 use crate::diag::{hint_for, Diagnostic, Diagnostics};
 use crate::load::tree::{YKind, YNode};
@@ -12,39 +13,10 @@ pub const TOP_KEYS: &[&str] =
 pub const LANE_KEYS: &[&str] = &["name", "groups", "notify"];
 pub const NOTIFY_KEYS: &[&str] = &["on", "via"];
 pub const VAR_KEYS: &[&str] =
-    &["type", "label", "required", "options", "default", "max_length", "max_size", "content_types"];
+    &["type", "label", "required", "options", "default", "max_length", "max_size", "content_types", "sensitive"];
 pub const START_KEYS: &[&str] = &["name", "timer", "message", "set", "watch", "rules", "groups", "next"];
 pub const RULE_KEYS: &[&str] = &["when", "field", "message"];
-pub const WATCH_KEYS: &[&str] = &["source", "settings", "every", "set"];
-pub const NODE_KEYS: &[&str] = &[
-    "name",
-    "description",
-    "lane",
-    "next",
-    "user_task",
-    "service",
-    "script",
-    "exclusive",
-    "inclusive",
-    "parallel",
-    "event_based",
-    "join",
-    "timer",
-    "message",
-    "end",
-    "key",
-    "boundary",
-    "form",
-    "due",
-    "send_back",
-    "outcomes",
-    "rules",
-    "with",
-    "set",
-    "retry",
-    "timeout",
-    "default",
-];
+pub const WATCH_KEYS: &[&str] = &["source", "settings", "every", "set", "on_retrigger"];
 pub const BRANCH_KEYS: &[&str] = &["when", "next"];
 pub const RETRY_KEYS: &[&str] = &["attempts", "backoff"];
 pub const TIMER_KEYS: &[&str] = &["duration", "date", "at", "cron", "cycle", "catch_up"];
@@ -120,7 +92,7 @@ pub fn check(root: &YNode, diags: &mut Diagnostics) {
         }
     }
     for node in each_entry(root.get("nodes")) {
-        check_keys(node, NODE_KEYS, "a node", diags);
+        check_keys(node, crate::kinds::node_keys(), "a node", diags);
         for kind in ["exclusive", "inclusive"] {
             for branch in node.get(kind).and_then(YNode::as_seq).into_iter().flatten() {
                 check_keys(branch, BRANCH_KEYS, &format!("an {kind} branch"), diags);

@@ -1,7 +1,10 @@
 //! The interpreter: instance state and the pure transition function.
 
+mod invariants;
 pub mod state;
 pub mod step;
+
+pub use invariants::InvariantViolation;
 
 pub use state::*;
 pub use step::{

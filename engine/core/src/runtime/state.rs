@@ -74,6 +74,25 @@ pub struct Instance {
     /// assigned, cancelled...), in order of first appearance: who may see it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub participants: Vec<String>,
+    /// What started it, when it was started for an outside record (see [`Trigger`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<Trigger>,
+}
+
+/// What started an instance for an outside record, e.g. a kintone record seen by a
+/// poll: said in the `started` history line, and read back to decide whether a
+/// record that matches again starts a new generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trigger {
+    /// `poll`, `webhook`, `manual`...
+    pub via: String,
+    /// The record's key without generation, e.g. `kintone:1:5`.
+    pub record: String,
+    /// 1 for a record's first instance, then 2, 3... for each re-trigger.
+    pub generation: u32,
+    /// The record's revision when the instance started, if the source has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
 }
 
 impl Instance {
@@ -324,6 +343,9 @@ pub struct HistoryEntry {
 pub enum HistoryEvent {
     Started {
         vars: Vars,
+        /// What started it, when not only a user (a watched record's poll or webhook).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trigger: Option<Trigger>,
     },
     ScriptRan {
         changed: Vec<String>,

@@ -74,10 +74,10 @@ pub fn raise_incident(
     };
     let (pending_output, pending_branch) = pending.unwrap_or((None, None));
     let mut run = Run::new(p, inst, now);
-    let mut token = run.inst.tokens.remove(pos);
+    let token = run.inst.tokens.remove(pos);
     run.release_wait(&token);
+    let mut token = Moving::from(token);
     run.disarm_quietly(&mut token);
-    run.incident_with(&mut token, message, pending_output, pending_branch);
-    run.inst.tokens.push(token);
+    run.incident_with(token, message, pending_output, pending_branch);
     Some(run.finish())
 }

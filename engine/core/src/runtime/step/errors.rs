@@ -3,12 +3,14 @@
 use super::*;
 
 impl Run<'_> {
-    pub(super) fn job_failed(&mut self, token: Moving, job: &str, failure: Failure) {
+    /// The job of parked `token` failed: retry it, or throw the failure.
+    pub(super) fn job_failed(&mut self, token: Token, job: &str, failure: Failure) {
         let p = self.p;
         let attempt = match token.wait {
             Wait::Job { attempt, .. } => attempt,
             _ => 1,
         };
+        let token = Moving::from(token);
         let Some((_, node)) = p.node(&token.node) else {
             return self.incident(token, "node vanished".into(), None);
         };
@@ -56,16 +58,16 @@ impl Run<'_> {
 
     /// The boundary that catches an error with `code` (`None`: a technical failure)
     /// thrown by `token`: its own node's (when `own`), then its forks', innermost first.
-    pub(super) fn catcher(&self, token: &Token, code: Option<&str>, own: bool) -> Option<Catcher> {
+    pub(super) fn catcher(&self, node: &str, scope: &[Frame], code: Option<&str>, own: bool) -> Option<Catcher> {
         let p = self.p;
         if own {
-            if let Some((_, n)) = p.node(&token.node) {
+            if let Some((_, n)) = p.node(node) {
                 if let Some(i) = n.kind.boundary().iter().position(|b| b.catches(code)) {
                     return Some(Catcher::Own(i));
                 }
             }
         }
-        for (fi, frame) in token.scope.iter().enumerate().rev() {
+        for (fi, frame) in scope.iter().enumerate().rev() {
             if let Some((_, fork)) = p.node(&frame.fork) {
                 if let Some(i) = fork.kind.boundary().iter().position(|b| b.catches(code)) {
                     return Some(Catcher::Fork { frame: fi, boundary: i });
@@ -77,9 +79,9 @@ impl Run<'_> {
 
     /// Throw an error from `token` (no longer parked): the nearest boundary that
     /// catches it takes over, else the token stops with the incident `uncaught`.
-    pub(super) fn throw(&mut self, mut token: Moving, code: Option<&str>, message: &str, own: bool, uncaught: String) {
+    pub(crate) fn throw(&mut self, mut token: Moving, code: Option<&str>, message: &str, own: bool, uncaught: String) {
         let p = self.p;
-        let (owner, b, scope) = match self.catcher(&token, code, own) {
+        let (owner, b, scope) = match self.catcher(&token.node, &token.scope, code, own) {
             None => return self.incident(token, uncaught, None),
             Some(Catcher::Own(i)) => {
                 let (_, n) = p.node(&token.node).expect("catcher found the node");
@@ -112,7 +114,6 @@ impl Run<'_> {
         );
         self.disarm(&mut token);
         token.scope = scope;
-        token.wait = Wait::Incident { incident: 0 };
         self.go(token, b.next);
     }
 }

@@ -8,8 +8,9 @@
 
 use super::state::*;
 use crate::expr::{Env, Expr, Vars};
+use crate::kinds;
 use crate::model::FieldMode;
-use crate::process::{BoundaryTrigger, EventTrigger, Input, MessageSpec, NodeIx, NodeKind, Process, TimerWhen};
+use crate::process::{BoundaryTrigger, EventTrigger, MessageSpec, NodeIx, NodeKind, Process, TimerWhen};
 use crate::schedule;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -18,11 +19,22 @@ use std::collections::VecDeque;
 
 mod contain;
 mod errors;
+mod events;
 mod tasks;
 mod waits;
 
 pub use contain::{raise_incident, Culprit};
 
+/// What the run steps of the node kinds ([`crate::kinds`]) work with.
+pub(crate) mod for_kinds {
+    pub(crate) use super::{parse_due, Command, Moving, Run};
+    pub(crate) use crate::runtime::state::*;
+    pub(crate) use serde_json::Value;
+}
+
+use events::{
+    cancel, claim, job_done, job_failed, message, resolve_incident, retry_incident, task_error, timer_fired, unclaim,
+};
 use tasks::{assign, complete};
 
 /// Most node executions one event may cause; validation rules out loops without
@@ -249,6 +261,9 @@ pub fn start(
     }
     if errors.is_empty() {
         errors = broken_rules(p, &p.start_rules, &vars, id, by.as_deref(), now);
+    } else {
+        let more = rules_beside_field_errors(p, &p.start_rules, &vars, &errors, id, by.as_deref(), now);
+        errors.extend(more);
     }
     if !errors.is_empty() {
         return Err(Rejection::InvalidData(errors));
@@ -269,10 +284,11 @@ pub fn start(
         started_by: by.clone(),
         ended_at: None,
         participants: Vec::new(),
+        trigger: None,
     };
     let mut run = Run::new(p, &mut inst, now);
     let vars = run.inst.vars.clone();
-    run.log(None, by, HistoryEvent::Started { vars });
+    run.log(None, by, HistoryEvent::Started { vars, trigger: None });
     let token = run.new_token("start", Vec::new());
     run.ready.push_back(token);
     let transition = run.finish();
@@ -285,159 +301,18 @@ pub fn step(p: &Process, inst: &mut Instance, event: Event, now: DateTime<Utc>) 
         return Err(Rejection::Finished(inst.status.as_str()));
     }
     match event {
-        Event::Claim { task, user } => {
-            let tok = waiting_on_task(inst, &task)?;
-            if let Wait::Task { assignee: Some(a), .. } = &inst.tokens[tok].wait {
-                if *a == user {
-                    return Ok(Transition::default());
-                }
-                return Err(Rejection::ClaimedByOther { task, assignee: a.clone() });
-            }
-            let mut run = Run::new(p, inst, now);
-            run.inst.tokens[tok].wait = Wait::Task { task: task.clone(), assignee: Some(user.clone()) };
-            let node = run.inst.tokens[tok].node.clone();
-            run.log(Some(node), Some(user.clone()), HistoryEvent::TaskClaimed { task: task.clone() });
-            run.out.commands.push(Command::AssignTask { task, assignee: Some(user) });
-            Ok(run.finish())
-        }
-        Event::Unclaim { task, user, force } => {
-            let tok = waiting_on_task(inst, &task)?;
-            match &inst.tokens[tok].wait {
-                Wait::Task { assignee: None, .. } => return Ok(Transition::default()),
-                Wait::Task { assignee: Some(a), .. } if *a != user && !force => {
-                    return Err(Rejection::ClaimedByOther { task, assignee: a.clone() })
-                }
-                _ => {}
-            }
-            let mut run = Run::new(p, inst, now);
-            run.inst.tokens[tok].wait = Wait::Task { task: task.clone(), assignee: None };
-            let node = run.inst.tokens[tok].node.clone();
-            run.log(Some(node), Some(user), HistoryEvent::TaskUnclaimed { task: task.clone() });
-            run.out.commands.push(Command::AssignTask { task, assignee: None });
-            Ok(run.finish())
-        }
+        Event::Claim { task, user } => claim(p, inst, task, user, now),
+        Event::Unclaim { task, user, force } => unclaim(p, inst, task, user, force, now),
         Event::Complete { task, user, data, outcome } => complete(p, inst, task, user, data, outcome, now),
         Event::Assign { task, assignee, by } => assign(p, inst, task, assignee, by, now),
-        Event::JobDone { job, output } => {
-            let tok = waiting_on_job(inst, &job)?;
-            let mut run = Run::new(p, inst, now);
-            let token = run.inst.tokens.remove(tok);
-            // Kept with an incident if `set` fails: too deep to store is a failure.
-            match crate::types::check_nesting(&output) {
-                Ok(()) => run.apply_output(token, &job, output),
-                Err(e) => run.job_failed(token, &job, Failure::Fatal { message: format!("the result is {e}") }),
-            }
-            Ok(run.finish())
-        }
-        Event::JobFailed { job, failure } => {
-            let tok = waiting_on_job(inst, &job)?;
-            let mut run = Run::new(p, inst, now);
-            let token = run.inst.tokens.remove(tok);
-            run.job_failed(token, &job, failure);
-            Ok(run.finish())
-        }
-        Event::Cancel { by, reason } => {
-            let mut run = Run::new(p, inst, now);
-            run.clear_all(TaskStatus::Cancelled);
-            run.log(None, Some(by), HistoryEvent::Cancelled { reason });
-            run.inst.status = Status::Cancelled;
-            run.inst.ended_at = Some(now);
-            Ok(run.out)
-        }
-        Event::RetryIncident { incident, vars, by } => {
-            let pos = incident_pos(p, inst, incident, &vars)?;
-            let mut run = Run::new(p, inst, now);
-            let inc = run.inst.incidents.remove(pos);
-            run.inst.vars.extend(vars.clone());
-            run.log(Some(inc.node.clone()), Some(by), HistoryEvent::IncidentResolved { incident, vars });
-            if let Some(tpos) = run.inst.tokens.iter().position(|t| t.id == inc.token) {
-                let token = run.inst.tokens.remove(tpos);
-                match inc.pending_output {
-                    Some(output) => run.apply_pending(token, output, inc.pending_branch),
-                    None => run.ready.push_back(token),
-                }
-            }
-            Ok(run.finish())
-        }
-        Event::ResolveIncident { incident, vars, by } => {
-            let pos = incident_pos(p, inst, incident, &vars)?;
-            let inc = &inst.incidents[pos];
-            let node = p.node(&inc.node).map(|(_, n)| n);
-            let to = match node.map(|n| &n.kind) {
-                Some(NodeKind::Service(s)) => Some(s.next),
-                Some(NodeKind::UserTask(u)) => Some(u.next),
-                Some(NodeKind::Script { next, .. })
-                | Some(NodeKind::TimerCatch { next, .. })
-                | Some(NodeKind::MessageCatch { next, .. }) => Some(*next),
-                Some(NodeKind::ErrorEnd { .. }) => None,
-                _ => {
-                    return Err(Rejection::CannotSkip {
-                        incident,
-                        node: inc.node.clone(),
-                        why: "a gateway or join has no single way on; retry it after correcting the variables".into(),
-                    })
-                }
-            };
-            let mut run = Run::new(p, inst, now);
-            let inc = run.inst.incidents.remove(pos);
-            run.inst.vars.extend(vars.clone());
-            let to_name = to.map(|t| p.nodes[t].id.clone()).unwrap_or_else(|| "(end)".into());
-            run.log(Some(inc.node.clone()), Some(by), HistoryEvent::IncidentSkipped { incident, vars, to: to_name });
-            if let Some(tpos) = run.inst.tokens.iter().position(|t| t.id == inc.token) {
-                let token = run.inst.tokens.remove(tpos);
-                match to {
-                    Some(t) => run.go(token, t),
-                    // A skipped error end ends its token like a plain end.
-                    None => run.log(Some(inc.node.clone()), None, HistoryEvent::Ended),
-                }
-            }
-            Ok(run.finish())
-        }
-        Event::TaskError { task, user, code, message } => {
-            let tok = waiting_on_task(inst, &task)?;
-            if let Wait::Task { assignee: Some(a), .. } = &inst.tokens[tok].wait {
-                if *a != user {
-                    return Err(Rejection::ClaimedByOther { task, assignee: a.clone() });
-                }
-            }
-            let mut run = Run::new(p, inst, now);
-            if run.catcher(&run.inst.tokens[tok], Some(&code), true).is_none() {
-                return Err(Rejection::UncaughtTaskError { task, code });
-            }
-            let token = run.inst.tokens.remove(tok);
-            let outcome = format!("error:{code}");
-            run.log(
-                Some(token.node.clone()),
-                Some(user.clone()),
-                HistoryEvent::TaskCompleted { task: task.clone(), outcome: outcome.clone(), vars: Vars::new() },
-            );
-            run.out.commands.push(Command::CloseTask {
-                task,
-                status: TaskStatus::Completed,
-                by: Some(user),
-                outcome: Some(outcome),
-            });
-            let why = format!("error `{code}` from the task");
-            run.throw(token, Some(&code), &message, true, why);
-            Ok(run.finish())
-        }
-        Event::TimerFired { job } => {
-            let tok = inst.timer_token_index(&job).ok_or_else(|| Rejection::StaleJob(job.clone()))?;
-            let mut run = Run::new(p, inst, now);
-            run.timer_fired(tok, &job);
-            Ok(run.finish())
-        }
-        Event::Message { token, name, key, payload } => {
-            let tok = inst
-                .tokens
-                .iter()
-                .position(|t| t.id == token && t.wait.messages().any(|(n, k)| n == name && k == key))
-                .ok_or_else(|| Rejection::NotWaiting { token, name: name.clone(), key: key.clone() })?;
-            let mut run = Run::new(p, inst, now);
-            let token = run.inst.tokens.remove(tok);
-            run.message_received(token, &name, &key, payload);
-            Ok(run.finish())
-        }
+        Event::JobDone { job, output } => job_done(p, inst, job, output, now),
+        Event::JobFailed { job, failure } => job_failed(p, inst, job, failure, now),
+        Event::Cancel { by, reason } => cancel(p, inst, by, reason, now),
+        Event::RetryIncident { incident, vars, by } => retry_incident(p, inst, incident, vars, by, now),
+        Event::ResolveIncident { incident, vars, by } => resolve_incident(p, inst, incident, vars, by, now),
+        Event::TaskError { task, user, code, message } => task_error(p, inst, task, user, code, message, now),
+        Event::TimerFired { job } => timer_fired(p, inst, job, now),
+        Event::Message { token, name, key, payload } => message(p, inst, token, name, key, payload, now),
     }
 }
 
@@ -494,6 +369,35 @@ pub(super) fn broken_rules(
         }
     }
     errors
+}
+
+/// The start rules broken besides field errors already found, so that one refusal
+/// lists every reason (a requester sees the missing title and the missing contract
+/// at once). Fields in error read as unset; a rule on a field already refused, or
+/// one that cannot be evaluated, is left out: the start is refused anyway.
+fn rules_beside_field_errors(
+    p: &Process,
+    rules: &[crate::process::Rule],
+    vars: &Vars,
+    errors: &[FieldError],
+    instance: InstanceId,
+    started_by: Option<&str>,
+    now: DateTime<Utc>,
+) -> Vec<FieldError> {
+    let refused = |f: &str| errors.iter().any(|e| e.field == f);
+    let mut sound = vars.clone();
+    sound.retain(|k, _| !refused(k));
+    let extra = p.setting_env();
+    let env = Env { vars: &sound, declared: &p.var_names, now, instance, started_by, extra: &extra };
+    rules
+        .iter()
+        .filter(|r| !r.field.as_deref().is_some_and(refused))
+        .filter(|r| matches!(r.when.eval_bool(&env), Ok(true)))
+        .map(|r| FieldError {
+            field: r.field.clone().unwrap_or_else(|| "_form".to_string()),
+            problem: r.message.clone(),
+        })
+        .collect()
 }
 
 /// Variables of an instance started by a message: the start event's `set` mapping
@@ -562,17 +466,41 @@ fn is_blank(v: Option<&Value>) -> bool {
     }
 }
 
-/// A token that is moving, not yet parked in the instance.
-type Moving = Token;
+/// A token in flight within one event: it left its last wait state and has not
+/// reached the next. It has no [`Wait`], so it cannot pass for a parked token, and
+/// it is never stored: [`Run::park`] and [`Run::incident`] turn it into a [`Token`].
+#[derive(Debug, Clone)]
+pub(crate) struct Moving {
+    pub(crate) id: u32,
+    pub(crate) node: String,
+    pub(crate) scope: Vec<Frame>,
+    /// Timers armed for the wait it is about to enter, or still armed from the
+    /// wait it left (withdrawn by [`Run::go`]).
+    pub(crate) timers: Vec<Armed>,
+}
 
-struct Run<'a> {
-    p: &'a Process,
+impl Moving {
+    fn parked(self, wait: Wait) -> Token {
+        Token { id: self.id, node: self.node, wait, scope: self.scope, timers: self.timers }
+    }
+}
+
+/// A parked token taken out of the instance to move: what it waited on is the
+/// caller's to release ([`Run::release_wait`]) or to have consumed (a completed task).
+impl From<Token> for Moving {
+    fn from(t: Token) -> Self {
+        Moving { id: t.id, node: t.node, scope: t.scope, timers: t.timers }
+    }
+}
+
+pub(crate) struct Run<'a> {
+    pub(crate) p: &'a Process,
     /// The process's settings, as every expression sees them.
     settings: Vec<(&'a str, &'a Value)>,
-    inst: &'a mut Instance,
-    now: DateTime<Utc>,
-    ready: VecDeque<Moving>,
-    out: Transition,
+    pub(crate) inst: &'a mut Instance,
+    pub(crate) now: DateTime<Utc>,
+    pub(crate) ready: VecDeque<Moving>,
+    pub(crate) out: Transition,
     /// Every expression of this event shares one script time limit, so a cancel
     /// waiting for the instance lock waits at most about that long.
     _scripts: crate::expr::EventBudget,
@@ -599,18 +527,18 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn log(&mut self, node: Option<String>, user: Option<String>, event: HistoryEvent) {
+    pub(crate) fn log(&mut self, node: Option<String>, user: Option<String>, event: HistoryEvent) {
         let seq = self.inst.history_len;
         self.inst.history_len += 1;
         self.out.history.push(HistoryEntry { seq, at: self.now, node, user, event });
     }
 
-    fn new_token(&mut self, node: &str, scope: Vec<Frame>) -> Moving {
+    pub(crate) fn new_token(&mut self, node: &str, scope: Vec<Frame>) -> Moving {
         let id = self.inst.next_seq();
-        Token { id, node: node.to_string(), wait: Wait::Incident { incident: 0 }, scope, timers: Vec::new() }
+        Moving { id, node: node.to_string(), scope, timers: Vec::new() }
     }
 
-    fn env(&self) -> Env<'_> {
+    pub(crate) fn env(&self) -> Env<'_> {
         Env {
             vars: &self.inst.vars,
             declared: &self.p.var_names,
@@ -648,36 +576,35 @@ impl<'a> Run<'a> {
     }
 
     /// Move a token on to `to`. Timers it had armed where it waited are withdrawn.
-    fn go(&mut self, mut token: Moving, to: NodeIx) {
+    pub(crate) fn go(&mut self, mut token: Moving, to: NodeIx) {
         self.disarm(&mut token);
         token.node = self.p.nodes[to].id.clone();
         self.ready.push_back(token);
     }
 
-    fn disarm(&mut self, token: &mut Token) {
+    fn disarm(&mut self, token: &mut Moving) {
         for a in token.timers.drain(..) {
             self.out.commands.push(Command::CancelJob { job: a.job });
         }
     }
 
-    fn park(&mut self, mut token: Moving, wait: Wait) {
-        token.wait = wait;
-        self.inst.tokens.push(token);
+    pub(crate) fn park(&mut self, token: Moving, wait: Wait) {
+        self.inst.tokens.push(token.parked(wait));
     }
 
-    fn incident(&mut self, mut token: Moving, message: String, pending_output: Option<Value>) {
-        self.incident_with(&mut token, message, pending_output, None);
-        self.inst.tokens.push(token);
+    pub(crate) fn incident(&mut self, token: Moving, message: String, pending_output: Option<Value>) {
+        self.incident_with(token, message, pending_output, None);
     }
 
+    /// Park `token` stopped by a new incident (`branch`: see [`Incident::pending_branch`]).
     fn incident_with(
         &mut self,
-        token: &mut Token,
+        mut token: Moving,
         message: String,
         pending_output: Option<Value>,
         branch: Option<u16>,
     ) {
-        self.disarm(token);
+        self.disarm(&mut token);
         let id = self.inst.next_seq();
         let node = token.node.clone();
         tracing::warn!(instance = self.inst.id, node = %node, incident = id, %message, "incident");
@@ -691,255 +618,37 @@ impl<'a> Run<'a> {
             pending_branch: branch,
         });
         self.log(Some(node), None, HistoryEvent::IncidentRaised { incident: id, message });
-        token.wait = Wait::Incident { incident: id };
+        self.inst.tokens.push(token.parked(Wait::Incident { incident: id }));
     }
 
-    fn exec(&mut self, mut token: Moving) {
+    /// A token arrives at its node: the node's kind ([`crate::kinds`]) says what it does.
+    fn exec(&mut self, token: Moving) {
         let p = self.p;
         let Some((_, node)) = p.node(&token.node) else {
             let msg = format!("node `{}` does not exist in version {}", token.node, p.version);
             return self.incident(token, msg, None);
         };
-        let here = Some(node.id.clone());
         match &node.kind {
             NodeKind::Start { next, .. } => self.go(token, *next),
-            NodeKind::End { terminate } => {
-                self.log(here, None, HistoryEvent::Ended);
-                if *terminate {
-                    self.ready.clear();
-                    self.clear_all(TaskStatus::Cancelled);
-                }
-            }
-            NodeKind::ErrorEnd { code, message } => {
-                let message = message.clone().unwrap_or_default();
-                self.log(here, None, HistoryEvent::ErrorThrown { code: Some(code.clone()), message: message.clone() });
-                let uncaught = if message.is_empty() {
-                    format!("error `{code}` was thrown and no boundary catches it")
-                } else {
-                    format!("error `{code}` was thrown and no boundary catches it: {message}")
-                };
-                self.throw(token, Some(code), &message, false, uncaught);
-            }
-            NodeKind::Script { script, next } => match script.run_script(&self.env()) {
-                Ok(changed) => {
-                    for (name, v) in &changed {
-                        if let Err(e) = p.vars[name].check(v) {
-                            let msg = format!("script set `{name}`: {e}");
-                            return self.incident(token, msg, None);
-                        }
-                    }
-                    let names = changed.iter().map(|(n, _)| n.clone()).collect();
-                    self.inst.vars.extend(changed);
-                    self.log(here, None, HistoryEvent::ScriptRan { changed: names });
-                    self.go(token, *next);
-                }
-                Err(e) => self.incident(token, format!("script failed: {e}"), None),
-            },
-            NodeKind::Exclusive { branches, default } => {
-                let mut chosen = None;
-                for (cond, target) in branches {
-                    match cond.eval_bool(&self.env()) {
-                        Ok(true) => {
-                            chosen = Some(*target);
-                            break;
-                        }
-                        Ok(false) => {}
-                        Err(e) => {
-                            let msg = format!("condition `{}` failed: {e}", cond.source.trim());
-                            return self.incident(token, msg, None);
-                        }
-                    }
-                }
-                match chosen.or(*default) {
-                    Some(t) => {
-                        self.log(here, None, HistoryEvent::Routed { to: p.nodes[t].id.clone() });
-                        self.go(token, t);
-                    }
-                    None => self.incident(token, "no condition holds and there is no `default`".into(), None),
-                }
-            }
+            NodeKind::End { terminate } => kinds::end::exec(self, token, node, *terminate),
+            NodeKind::ErrorEnd { code, message } => kinds::end::exec_error(self, token, node, code, message),
+            NodeKind::Script { script, next } => kinds::script::exec(self, token, node, script, *next),
+            NodeKind::Exclusive { branches, default } => kinds::exclusive::exec(self, token, node, branches, *default),
             NodeKind::Inclusive { branches, default, .. } => {
-                let mut taken = Vec::new();
-                for (cond, target) in branches {
-                    match cond.eval_bool(&self.env()) {
-                        Ok(true) => taken.push(*target),
-                        Ok(false) => {}
-                        Err(e) => {
-                            let msg = format!("condition `{}` failed: {e}", cond.source.trim());
-                            return self.incident(token, msg, None);
-                        }
-                    }
-                }
-                if taken.is_empty() {
-                    match default {
-                        Some(d) => taken.push(*d),
-                        None => {
-                            return self.incident(token, "no condition holds and there is no `default`".into(), None)
-                        }
-                    }
-                }
-                self.fork(token, &node.id, &taken);
+                kinds::inclusive::exec(self, token, node, branches, *default)
             }
-            NodeKind::Parallel { branches, .. } => self.fork(token, &node.id, branches),
-            NodeKind::Join { fork, next } => {
-                let frame = match token.scope.pop() {
-                    Some(f) if f.fork == p.nodes[*fork].id => f,
-                    other => {
-                        token.scope.extend(other);
-                        let msg = format!("token reached join `{}` from outside fork `{}`", node.id, p.nodes[*fork].id);
-                        return self.incident(token, msg, None);
-                    }
-                };
-                let pos = match self.inst.joins.iter().position(|j| j.activation == frame.activation) {
-                    Some(pos) => pos,
-                    None => {
-                        self.inst.joins.push(JoinWait {
-                            activation: frame.activation,
-                            join: node.id.clone(),
-                            width: frame.width,
-                            arrived: Vec::new(),
-                            scope: token.scope.clone(),
-                        });
-                        self.inst.joins.len() - 1
-                    }
-                };
-                let jw = &mut self.inst.joins[pos];
-                if jw.arrived.contains(&frame.branch) {
-                    token.scope.push(frame);
-                    let msg = format!("a second token of one branch reached join `{}`", node.id);
-                    return self.incident(token, msg, None);
-                }
-                jw.arrived.push(frame.branch);
-                if jw.arrived.len() == usize::from(jw.width) {
-                    let jw = self.inst.joins.remove(pos);
-                    self.log(here, None, HistoryEvent::Joined);
-                    let t = self.new_token(&node.id, jw.scope);
-                    self.go(t, *next);
-                }
-            }
-            NodeKind::UserTask(spec) => {
-                let due = match &spec.due {
-                    None => None,
-                    Some(e) => {
-                        match e.eval(&self.env()).map_err(|e| e.to_string()).and_then(|v| parse_due(&v, p.time_zone)) {
-                            Ok(d) => d,
-                            Err(msg) => return self.incident(token, format!("due `{}`: {msg}", e.source.trim()), None),
-                        }
-                    }
-                };
-                let dues = match self.boundary_dues(&spec.boundary, due) {
-                    Ok(d) => d,
-                    Err(msg) => return self.incident(token, msg, None),
-                };
-                let seq = self.inst.next_seq();
-                let task_id = format!("{}-{}", self.inst.id, seq);
-                let lane = node.lane.clone().unwrap_or_default();
-                let task = Task {
-                    id: task_id.clone(),
-                    instance: self.inst.id,
-                    process: p.id.clone(),
-                    version: p.version,
-                    node: node.id.clone(),
-                    title: spec.title.clone(),
-                    groups: p.lane_groups(&lane).to_vec(),
-                    lane,
-                    status: TaskStatus::Open,
-                    assignee: None,
-                    created_at: self.now,
-                    due,
-                    completed_by: None,
-                    completed_at: None,
-                    outcome: None,
-                    overdue: false,
-                };
-                self.log(here, None, HistoryEvent::TaskOpened { task: task_id.clone() });
-                self.out.commands.push(Command::OpenTask(task));
-                self.arm(&mut token, dues);
-                self.park(token, Wait::Task { task: task_id, assignee: None });
-            }
-            NodeKind::Service(spec) => {
-                let mut input = serde_json::Map::new();
-                for (k, v) in &spec.with {
-                    let value = match v {
-                        Input::Literal(v) => v.clone(),
-                        Input::Expr(e) => match e.eval(&self.env()) {
-                            Ok(v) => v,
-                            Err(err) => {
-                                let msg = format!("input `{k}` (`{}`) failed: {err}", e.source.trim());
-                                return self.incident(token, msg, None);
-                            }
-                        },
-                    };
-                    input.insert(k.clone(), value);
-                }
-                let dues = match self.boundary_dues(&spec.boundary, None) {
-                    Ok(d) => d,
-                    Err(msg) => return self.incident(token, msg, None),
-                };
-                let seq = self.inst.next_seq();
-                let job_id = format!("{}-{}", self.inst.id, seq);
-                let job = Job {
-                    id: job_id.clone(),
-                    instance: self.inst.id,
-                    token: token.id,
-                    node: node.id.clone(),
-                    due: self.now,
-                    attempt: 1,
-                    kind: JobKind::Connector {
-                        connector: spec.connector.clone(),
-                        input: Value::Object(input),
-                        idempotency_key: format!("{}/{}/{}", self.inst.id, node.id, seq),
-                        timeout_ms: spec.timeout.as_millis() as u64,
-                    },
-                };
-                self.log(
-                    here,
-                    None,
-                    HistoryEvent::JobScheduled { job: job_id.clone(), connector: spec.connector.clone(), attempt: 1 },
-                );
-                self.out.commands.push(Command::ScheduleJob(job));
-                self.arm(&mut token, dues);
-                self.park(token, Wait::Job { job: job_id, attempt: 1 });
-            }
-            NodeKind::TimerCatch { when, .. } => match self.timer_due(when, None) {
-                Ok(due) => {
-                    let job = self.schedule_timer(&token, &node.id, due);
-                    self.park(token, Wait::Timer { job });
-                }
-                Err(msg) => self.incident(token, msg, None),
-            },
-            NodeKind::MessageCatch { message, .. } => match self.message_key(message) {
-                Ok(key) => {
-                    self.subscribe(&token, &node.id, &message.name, &key);
-                    self.park(token, Wait::Message { name: message.name.clone(), key });
-                }
-                Err(msg) => self.incident(token, msg, None),
-            },
-            NodeKind::EventBased { branches } => {
-                let mut messages = Vec::new();
-                let mut dues = Vec::new();
-                for (i, (trigger, _)) in branches.iter().enumerate() {
-                    let r = match trigger {
-                        EventTrigger::Message(m) => self.message_key(m).map(|key| {
-                            messages.push(MessageWait { branch: i as u16, name: m.name.clone(), key });
-                        }),
-                        EventTrigger::Timer(when) => self.timer_due(when, None).map(|d| dues.push((i as u16, d))),
-                    };
-                    if let Err(msg) = r {
-                        return self.incident(token, msg, None);
-                    }
-                }
-                for m in &messages {
-                    self.subscribe(&token, &node.id, &m.name, &m.key);
-                }
-                self.arm(&mut token, dues);
-                self.park(token, Wait::Events { messages });
-            }
+            NodeKind::Parallel { branches, .. } => kinds::parallel::exec(self, token, node, branches),
+            NodeKind::Join { fork, next } => kinds::join::exec(self, token, node, *fork, *next),
+            NodeKind::UserTask(spec) => kinds::user_task::exec(self, token, node, spec),
+            NodeKind::Service(spec) => kinds::service::exec(self, token, node, spec),
+            NodeKind::TimerCatch { when, .. } => kinds::timer::exec(self, token, node, when),
+            NodeKind::MessageCatch { message, .. } => kinds::message::exec(self, token, node, message),
+            NodeKind::EventBased { branches } => kinds::event_based::exec(self, token, node, branches),
         }
     }
 
     /// Fork `token` into one token per branch in `targets`; the join waits for all.
-    fn fork(&mut self, token: Moving, fork_id: &str, targets: &[NodeIx]) {
+    pub(crate) fn fork(&mut self, token: Moving, fork_id: &str, targets: &[NodeIx]) {
         let p = self.p;
         let activation = self.inst.next_seq();
         let width = targets.len() as u16;
@@ -1014,20 +723,20 @@ impl<'a> Run<'a> {
     /// End every branch of fork activation `activation`: its tokens (parked and
     /// moving), nested joins and incidents.
     fn cancel_activation(&mut self, activation: u32) {
-        let inside = |t: &Token| t.scope.iter().any(|f| f.activation == activation);
+        let inside = |scope: &[Frame]| scope.iter().any(|f| f.activation == activation);
         let (gone, keep): (Vec<Token>, Vec<Token>) =
-            std::mem::take(&mut self.inst.tokens).into_iter().partition(inside);
+            std::mem::take(&mut self.inst.tokens).into_iter().partition(|t| inside(&t.scope));
         self.inst.tokens = keep;
         for t in &gone {
             self.release_wait(t);
         }
-        self.ready.retain(|t| !inside(t));
+        self.ready.retain(|t| !inside(&t.scope));
         self.inst.joins.retain(|j| j.activation != activation && !j.scope.iter().any(|f| f.activation == activation));
     }
 
     /// Remove every token: close tasks, cancel jobs and timers, drop subscriptions,
     /// forget joins and incidents.
-    fn clear_all(&mut self, task_status: TaskStatus) {
+    pub(crate) fn clear_all(&mut self, task_status: TaskStatus) {
         for t in std::mem::take(&mut self.inst.tokens) {
             match &t.wait {
                 Wait::Task { task, .. } => self.out.commands.push(Command::CloseTask {
@@ -1051,7 +760,7 @@ impl<'a> Run<'a> {
 
 /// A due expression may give a datetime, or a date: due at the end of that day
 /// (23:59:59) on the wall clock of the process's `time_zone`. Years 0000–9999 only.
-fn parse_due(v: &Value, tz: chrono_tz::Tz) -> Result<Option<DateTime<Utc>>, String> {
+pub(crate) fn parse_due(v: &Value, tz: chrono_tz::Tz) -> Result<Option<DateTime<Utc>>, String> {
     match v {
         Value::Null => Ok(None),
         Value::String(s) => {
@@ -1064,5 +773,56 @@ fn parse_due(v: &Value, tz: chrono_tz::Tz) -> Result<Option<DateTime<Utc>>, Stri
             Err(format!("`{s}` is not a date or datetime"))
         }
         other => Err(format!("expected a date or datetime, got {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::CompileOptions;
+    use chrono::TimeZone;
+
+    const TASK: &str = "id: p\nlanes: { staff: {} }\nstart: { next: check }\nnodes:\n  check: { user_task: Check, lane: staff, next: done }\n  done: { end: }\n";
+
+    fn started() -> (Process, Instance, DateTime<Utc>) {
+        let p = crate::load::load_str("p.yaml", TASK, &CompileOptions::default()).unwrap().process;
+        let now = Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap();
+        let (inst, _) = start(&p, 1, Vars::new(), None, None, now).unwrap();
+        (p, inst, now)
+    }
+
+    /// Regression: completing a task whose node is missing from the process panicked
+    /// (`expect`); it now stops the token with an incident.
+    #[test]
+    fn a_task_whose_node_is_missing_is_an_incident_not_a_panic() {
+        let (p, mut inst, now) = started();
+        let task = inst.open_task_ids().next().unwrap().to_string();
+        inst.tokens[0].node = "gone".into();
+        let event =
+            Event::Complete { task: task.clone(), user: "sato".into(), data: Vars::new(), outcome: Outcome::Next };
+        let t = step(&p, &mut inst, event, now).unwrap();
+        assert_eq!(inst.status, Status::Incident);
+        assert!(inst.incidents[0].message.contains("`gone`"), "{}", inst.incidents[0].message);
+        assert!(matches!(inst.tokens[0].wait, Wait::Incident { incident } if incident == inst.incidents[0].id));
+        assert!(t
+            .commands
+            .iter()
+            .any(|c| matches!(c, Command::CloseTask { task: id, status: TaskStatus::Cancelled, .. } if *id == task)));
+    }
+
+    /// A retried token whose node is missing runs into an incident again, never a panic.
+    #[test]
+    fn a_moving_token_whose_node_is_missing_is_an_incident() {
+        let (p, mut inst, now) = started();
+        let task = inst.open_task_ids().next().unwrap().to_string();
+        let culprit = Culprit::Task(task);
+        raise_incident(&p, &mut inst, &culprit, "stop".into(), now).unwrap();
+        inst.tokens[0].node = "gone".into();
+        let first = inst.incidents[0].id;
+        let event = Event::RetryIncident { incident: first, vars: Vars::new(), by: "admin".into() };
+        step(&p, &mut inst, event, now).unwrap();
+        assert_eq!(inst.incidents.len(), 1);
+        assert_ne!(inst.incidents[0].id, first);
+        assert!(inst.incidents[0].message.contains("does not exist"), "{}", inst.incidents[0].message);
     }
 }

@@ -17,8 +17,15 @@ pub(super) fn complete(
             return Err(Rejection::ClaimedByOther { task, assignee: a.clone() });
         }
     }
-    let (_, node) = p.node(&inst.tokens[tok].node).expect("token on a node of its process");
-    let NodeKind::UserTask(spec) = &node.kind else { unreachable!("tasks are opened by user task nodes only") };
+    let Some(NodeKind::UserTask(spec)) = p.node(&inst.tokens[tok].node).map(|(_, n)| &n.kind) else {
+        // Only a user task opens a task, so its node is gone from this version (a
+        // corrupt or hand-edited store): the token stops with an incident, no panic.
+        let message = format!(
+            "task {task} waits at `{}`, which is not a user task of version {}",
+            inst.tokens[tok].node, p.version
+        );
+        return Ok(raise_incident(p, inst, &Culprit::Task(task), message, now).unwrap_or_default());
+    };
     let (target, outcome_name) = match &outcome {
         Outcome::Next => (spec.next, "next".to_string()),
         Outcome::SendBack { .. } => match spec.send_back {
@@ -93,7 +100,7 @@ pub(super) fn complete(
         by: Some(user),
         outcome: Some(outcome_name),
     });
-    run.go(token, target);
+    run.go(token.into(), target);
     Ok(run.finish())
 }
 

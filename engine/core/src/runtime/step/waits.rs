@@ -4,7 +4,7 @@ use super::*;
 
 impl Run<'_> {
     /// When a timer fires, for a token arriving now.
-    pub(super) fn timer_due(&self, when: &TimerWhen, task_due: Option<DateTime<Utc>>) -> Result<DateTime<Utc>, String> {
+    pub(crate) fn timer_due(&self, when: &TimerWhen, task_due: Option<DateTime<Utc>>) -> Result<DateTime<Utc>, String> {
         let tz = self.p.time_zone;
         match when {
             TimerWhen::After(span) => span.add_to(self.now, tz).map_err(|m| format!("timer: {m}")),
@@ -21,13 +21,13 @@ impl Run<'_> {
     }
 
     /// Schedule a timer job for `token`; returns its id.
-    pub(super) fn schedule_timer(&mut self, token: &Token, node: &str, due: DateTime<Utc>) -> String {
+    pub(crate) fn schedule_timer(&mut self, token: u32, node: &str, due: DateTime<Utc>) -> String {
         let seq = self.inst.next_seq();
         let job = format!("{}-{}", self.inst.id, seq);
         self.out.commands.push(Command::ScheduleJob(Job {
             id: job.clone(),
             instance: self.inst.id,
-            token: token.id,
+            token,
             node: node.to_string(),
             due,
             attempt: 1,
@@ -38,7 +38,7 @@ impl Run<'_> {
     }
 
     /// The correlation key of a message catch, as text.
-    pub(super) fn message_key(&self, spec: &MessageSpec) -> Result<String, String> {
+    pub(crate) fn message_key(&self, spec: &MessageSpec) -> Result<String, String> {
         let Some(e) = &spec.key else { return Ok(String::new()) };
         match e.eval(&self.env()) {
             Ok(Value::String(s)) if !s.is_empty() => Ok(s),
@@ -51,9 +51,9 @@ impl Run<'_> {
         }
     }
 
-    pub(super) fn subscribe(&mut self, token: &Token, node: &str, name: &str, key: &str) {
+    pub(crate) fn subscribe(&mut self, token: u32, node: &str, name: &str, key: &str) {
         self.out.commands.push(Command::Subscribe {
-            token: token.id,
+            token,
             node: node.to_string(),
             name: name.to_string(),
             key: key.to_string(),
@@ -62,7 +62,7 @@ impl Run<'_> {
     }
 
     /// Evaluate a task's boundary timers before it opens: (index, due).
-    pub(super) fn boundary_dues(
+    pub(crate) fn boundary_dues(
         &self,
         boundary: &[crate::process::Boundary],
         task_due: Option<DateTime<Utc>>,
@@ -76,10 +76,10 @@ impl Run<'_> {
         Ok(out)
     }
 
-    pub(super) fn arm(&mut self, token: &mut Token, dues: Vec<(u16, DateTime<Utc>)>) {
+    pub(crate) fn arm(&mut self, token: &mut Moving, dues: Vec<(u16, DateTime<Utc>)>) {
         let node = token.node.clone();
         for (index, due) in dues {
-            let job = self.schedule_timer(token, &node, due);
+            let job = self.schedule_timer(token.id, &node, due);
             token.timers.push(Armed { job, index, due, fired: 0 });
         }
     }
@@ -90,15 +90,15 @@ impl Run<'_> {
         let node = self.inst.tokens[tok].node.clone();
         let Some((_, n)) = p.node(&node) else {
             let token = self.inst.tokens.remove(tok);
-            return self.incident(token, format!("node `{node}` vanished"), None);
+            return self.incident(token.into(), format!("node `{node}` vanished"), None);
         };
         if matches!(&self.inst.tokens[tok].wait, Wait::Timer { job: j } if j == job) {
             let token = self.inst.tokens.remove(tok);
             self.log(Some(node), None, HistoryEvent::TimerFired { job: job.to_string() });
             let NodeKind::TimerCatch { next, .. } = &n.kind else {
-                return self.incident(token, "a timer wait on a node that is not a timer".into(), None);
+                return self.incident(token.into(), "a timer wait on a node that is not a timer".into(), None);
             };
-            return self.go(token, *next);
+            return self.go(token.into(), *next);
         }
         let armed_pos = self.inst.tokens[tok].timers.iter().position(|a| a.job == job).expect("found by index");
         let armed = self.inst.tokens[tok].timers[armed_pos].clone();
@@ -111,16 +111,16 @@ impl Run<'_> {
                 token.timers.clear();
                 let target = branches[usize::from(armed.index)].1;
                 self.log(Some(node), None, HistoryEvent::Routed { to: p.nodes[target].id.clone() });
-                self.go(token, target);
+                self.go(token.into(), target);
             }
             kind => {
                 let Some(b) = kind.boundary().get(usize::from(armed.index)) else {
                     let token = self.inst.tokens.remove(tok);
-                    return self.incident(token, format!("boundary {} of `{node}` vanished", armed.index), None);
+                    return self.incident(token.into(), format!("boundary {} of `{node}` vanished", armed.index), None);
                 };
                 let BoundaryTrigger::Timer { interrupting, every, times, .. } = &b.trigger else {
                     let token = self.inst.tokens.remove(tok);
-                    return self.incident(token, "an error boundary cannot fire as a timer".into(), None);
+                    return self.incident(token.into(), "an error boundary cannot fire as a timer".into(), None);
                 };
                 if *interrupting {
                     let mut token = self.inst.tokens.remove(tok);
@@ -128,7 +128,7 @@ impl Run<'_> {
                     self.release_wait(&token);
                     token.timers.clear();
                     self.log(Some(node), None, HistoryEvent::Interrupted { to: p.nodes[b.next].id.clone() });
-                    return self.go(token, b.next);
+                    return self.go(token.into(), b.next);
                 }
                 // A reminder: the task stays; a side token runs the boundary's path.
                 let fired = armed.fired + 1;
@@ -138,8 +138,7 @@ impl Run<'_> {
                     // time past year 9999 ends the repeats.
                     Some(every) => match every.next_after(armed.due, self.now, p.time_zone) {
                         Ok(due) => {
-                            let token = self.inst.tokens[tok].clone();
-                            let new_job = self.schedule_timer(&token, &node, due);
+                            let new_job = self.schedule_timer(self.inst.tokens[tok].id, &node, due);
                             self.inst.tokens[tok].timers[armed_pos] =
                                 Armed { job: new_job, index: armed.index, due, fired };
                         }
@@ -186,20 +185,19 @@ impl Run<'_> {
     }
 
     /// A message for `token`, which waits for it.
-    pub(super) fn message_received(&mut self, token: Moving, name: &str, key: &str, payload: Value) {
+    pub(super) fn message_received(&mut self, token: Token, name: &str, key: &str, payload: Value) {
         let branch = match &token.wait {
             Wait::Events { messages } => messages.iter().find(|m| m.name == name && m.key == key).map(|m| m.branch),
             _ => None,
         };
         self.release_wait(&token);
-        let mut token = token;
-        token.wait = Wait::Incident { incident: 0 };
+        let mut token = Moving::from(token);
         self.disarm_quietly(&mut token);
         self.apply_message(token, branch, name, key, payload);
     }
 
     /// Drop armed timers whose CancelJob was already issued.
-    pub(super) fn disarm_quietly(&mut self, token: &mut Token) {
+    pub(super) fn disarm_quietly(&mut self, token: &mut Moving) {
         token.timers.clear();
     }
 
@@ -231,9 +229,7 @@ impl Run<'_> {
                 self.go(token, next);
             }
             Err(msg) => {
-                let mut token = token;
-                self.incident_with(&mut token, format!("message `{name}`: {msg}"), Some(payload), branch);
-                self.inst.tokens.push(token);
+                self.incident_with(token, format!("message `{name}`: {msg}"), Some(payload), branch);
             }
         }
     }

@@ -1,0 +1,153 @@
+//! `user_task:` — work for a person: a task in the inbox of its lane's groups, with
+//! a form, a due date, send-back, named outcomes and boundary events.
+
+use crate::compile::for_kinds::*;
+use crate::process::*;
+use crate::runtime::step::for_kinds::*;
+
+pub(crate) const KIND: super::Kind = super::Kind {
+    key: "user_task",
+    summary: "A task for a person in the lane's groups: a form over declared variables, a due date, send-back and named outcomes.",
+    body: "give the task a title: `user_task: 申請内容を確認する`",
+    keys: &["lane", "next", "form", "due", "assignee", "send_back", "outcomes", "rules", "boundary"],
+    no_next: "",
+    present: |n| n.user_task.is_some(),
+    compile,
+};
+
+fn compile(nc: &mut NodeCx<'_, '_>) -> Option<NodeKind> {
+    let (id, n, nm) = (nc.id, nc.n, nc.nm);
+    if n.lane.is_none() {
+        nc.cx.err(
+            "missing-lane",
+            nc.cx.key_loc(&["nodes", id]),
+            format!("user task `{id}` has no lane, so nobody could work it"),
+            format!(
+                "add `lane: <lane id>`; lanes: {}",
+                nc.lanes.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+            ),
+        );
+        nc.ok = false;
+    }
+    let mut form = Vec::new();
+    for (var, mode) in n.form.iter().flatten() {
+        if nm.vars.contains_key(var) {
+            form.push(FormField { var: var.clone(), mode: *mode });
+        } else {
+            nc.cx.err(
+                "undeclared-variable",
+                nc.cx.key_loc(&["nodes", id, "form", var]),
+                format!("form field `{var}` is not a declared variable"),
+                undeclared_hint(var, nm.names),
+            );
+            nc.ok = false;
+        }
+    }
+    let due = match &n.due {
+        Some(src) => Some(nc.cx.compile_expr(&["nodes", id, "due"], src, nm.names)?),
+        None => None,
+    };
+    let assignee = match &n.assignee {
+        Some(src) => Some(nc.cx.compile_expr(&["nodes", id, "assignee"], src, nm.names)?),
+        None => None,
+    };
+    let send_back = match &n.send_back {
+        Some(t) => Some(nc.resolve(t, &["nodes", id, "send_back"], "send_back")?),
+        None => None,
+    };
+    let mut outcomes = Vec::new();
+    for (name, t) in n.outcomes.iter().flatten() {
+        if name == "next" || name == "send_back" {
+            nc.cx.err(
+                "reserved-outcome",
+                nc.cx.key_loc(&["nodes", id, "outcomes", name]),
+                format!("outcome name `{name}` is reserved"),
+                "pick another name, e.g. `approve` or `reject`",
+            );
+            nc.ok = false;
+        }
+        outcomes.push((name.clone(), nc.resolve(t, &["nodes", id, "outcomes", name], "outcomes")?));
+    }
+    let boundary = nc.boundary(true, due.is_some());
+    let rules =
+        compile_rules(nc.cx, &["nodes", id, "rules"], n.rules.as_deref().unwrap_or_default(), nm.vars, nm.names);
+    let next = nc.next()?;
+    Some(NodeKind::UserTask(UserTaskSpec {
+        rules: rules?,
+        title: n.user_task.clone().unwrap_or_default(),
+        form,
+        due,
+        assignee,
+        send_back,
+        outcomes,
+        next,
+        boundary: boundary?,
+    }))
+}
+
+/// Open the task (due date and boundary timers first: a failure opens nothing).
+pub(crate) fn exec(run: &mut Run<'_>, mut token: Moving, node: &Node, spec: &UserTaskSpec) {
+    let p = run.p;
+    let here = Some(node.id.clone());
+    let due = match &spec.due {
+        None => None,
+        Some(e) => match e.eval(&run.env()).map_err(|e| e.to_string()).and_then(|v| parse_due(&v, p.time_zone)) {
+            Ok(d) => d,
+            Err(msg) => return run.incident(token, format!("due `{}`: {msg}", e.source.trim()), None),
+        },
+    };
+    let assignee = match &spec.assignee {
+        None => None,
+        Some(e) => match e.eval(&run.env()).map_err(|e| e.to_string()).and_then(assignee_of) {
+            Ok(a) => a,
+            Err(msg) => return run.incident(token, format!("assignee `{}`: {msg}", e.source.trim()), None),
+        },
+    };
+    let dues = match run.boundary_dues(&spec.boundary, due) {
+        Ok(d) => d,
+        Err(msg) => return run.incident(token, msg, None),
+    };
+    let seq = run.inst.next_seq();
+    let task_id = format!("{}-{}", run.inst.id, seq);
+    let lane = node.lane.clone().unwrap_or_default();
+    let task = Task {
+        id: task_id.clone(),
+        instance: run.inst.id,
+        process: p.id.clone(),
+        version: p.version,
+        node: node.id.clone(),
+        title: spec.title.clone(),
+        groups: p.lane_groups(&lane).to_vec(),
+        lane,
+        status: TaskStatus::Open,
+        assignee: assignee.clone(),
+        created_at: run.now,
+        due,
+        completed_by: None,
+        completed_at: None,
+        outcome: None,
+        overdue: false,
+    };
+    run.log(here.clone(), None, HistoryEvent::TaskOpened { task: task_id.clone() });
+    if assignee.is_some() {
+        run.log(here, None, HistoryEvent::TaskAssigned { task: task_id.clone(), to: assignee.clone() });
+    }
+    run.out.commands.push(Command::OpenTask(task));
+    run.arm(&mut token, dues);
+    run.park(token, Wait::Task { task: task_id, assignee });
+}
+
+/// Longest user id a task's `assignee:` may give.
+const MAX_ASSIGNEE_CHARS: usize = 200;
+
+/// A user task's `assignee:` value: a user id, or `()`/blank for the lane's groups.
+fn assignee_of(v: serde_json::Value) -> Result<Option<String>, String> {
+    use serde_json::Value;
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) if s.trim().is_empty() => Ok(None),
+        Value::String(s) if s.chars().count() <= MAX_ASSIGNEE_CHARS => Ok(Some(s.trim().to_string())),
+        Value::String(_) => Err(format!("a user id is at most {MAX_ASSIGNEE_CHARS} characters")),
+        other => Err(format!("expected a user id (text), got {other}")),
+    }
+}

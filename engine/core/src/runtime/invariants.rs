@@ -1,0 +1,241 @@
+//! What must hold of every stored instance, whatever events it has seen.
+//!
+//! [`Instance::check_invariants`] is asserted (`debug_assert!`) by the engine after
+//! every step and checked by the property tests and the seeded simulation
+//! ([`crate::sim`]) after every action. It reads only the instance and its process:
+//! the store projections (task and job records) are checked by the simulation.
+
+use super::state::{Instance, Status, Wait};
+use crate::process::{BoundaryTrigger, NodeKind, Process};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+/// The first broken invariant found, with what it saw.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("instance {instance}: {what}")]
+pub struct InvariantViolation {
+    pub instance: u64,
+    pub what: String,
+}
+
+macro_rules! ensure {
+    ($inst:expr, $cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            return Err(InvariantViolation { instance: $inst.id, what: format!($($fmt)+) });
+        }
+    };
+}
+
+impl Instance {
+    /// Tokens are conserved and every wait is consistent with the process:
+    ///
+    /// - a finished instance holds no token, join or incident, and has an end time;
+    ///   a running one has no incident, one in `incident` status has some;
+    /// - token, incident, task, job and timer ids are unique, each token waits on
+    ///   what its node can wait for, and each incident stops exactly its token;
+    /// - fork bookkeeping: every branch of a live fork activation has a token or has
+    ///   arrived at its join (none lost); no branch arrives twice; a join still
+    ///   waiting is not full (so each join fires once); one branch holds at most one
+    ///   token on its main path (none duplicated; reminder side paths aside).
+    pub fn check_invariants(&self, p: &Process) -> Result<(), InvariantViolation> {
+        ensure!(self, self.history_len > 0, "no history");
+        if self.status.is_finished() {
+            ensure!(self, self.tokens.is_empty(), "{} but holds tokens {:?}", self.status.as_str(), self.tokens);
+            ensure!(self, self.joins.is_empty(), "{} but waits at joins {:?}", self.status.as_str(), self.joins);
+            ensure!(self, self.incidents.is_empty(), "{} with open incidents", self.status.as_str());
+            ensure!(self, self.ended_at.is_some(), "{} without an end time", self.status.as_str());
+            return Ok(());
+        }
+        ensure!(self, self.ended_at.is_none(), "{} with an end time", self.status.as_str());
+        ensure!(self, !self.tokens.is_empty(), "{} without a token (stuck)", self.status.as_str());
+        match self.status {
+            Status::Running => ensure!(self, self.incidents.is_empty(), "running with incidents {:?}", self.incidents),
+            _ => ensure!(self, !self.incidents.is_empty(), "incident status without an incident"),
+        }
+        self.check_waits(p)?;
+        self.check_incidents()?;
+        self.check_forks(p)
+    }
+
+    fn check_waits(&self, p: &Process) -> Result<(), InvariantViolation> {
+        let mut ids = HashSet::new();
+        let mut waits_on = HashSet::new();
+        for t in &self.tokens {
+            ensure!(self, ids.insert(t.id), "two tokens with id {}", t.id);
+            ensure!(self, t.id <= self.seq, "token {} beyond the counter {}", t.id, self.seq);
+            let Some((_, node)) = p.node(&t.node) else {
+                return Err(InvariantViolation {
+                    instance: self.id,
+                    what: format!("token {} at unknown node {}", t.id, t.node),
+                });
+            };
+            let fits = matches!(
+                (&t.wait, &node.kind),
+                (Wait::Incident { .. }, _)
+                    | (Wait::Task { .. }, NodeKind::UserTask(_))
+                    | (Wait::Job { .. }, NodeKind::Service(_))
+                    | (Wait::Timer { .. }, NodeKind::TimerCatch { .. })
+                    | (Wait::Message { .. }, NodeKind::MessageCatch { .. })
+                    | (Wait::Events { .. }, NodeKind::EventBased { .. })
+            );
+            ensure!(self, fits, "token {} waits on {:?} at {} node {}", t.id, t.wait, node.kind.name(), t.node);
+            match &t.wait {
+                Wait::Task { task, .. } => {
+                    ensure!(self, waits_on.insert(task.clone()), "two tokens wait on task {task}")
+                }
+                Wait::Job { job, .. } | Wait::Timer { job } => {
+                    ensure!(self, waits_on.insert(job.clone()), "two waits on job {job}")
+                }
+                _ => {}
+            }
+            let timer_slots = match &node.kind {
+                NodeKind::EventBased { branches } => branches.len(),
+                kind => kind.boundary().len(),
+            };
+            ensure!(
+                self,
+                t.timers.is_empty() || !matches!(t.wait, Wait::Incident { .. }),
+                "token {} stopped by an incident keeps timers armed",
+                t.id
+            );
+            for a in &t.timers {
+                ensure!(self, waits_on.insert(a.job.clone()), "timer job {} armed twice", a.job);
+                ensure!(
+                    self,
+                    usize::from(a.index) < timer_slots,
+                    "timer {} armed on slot {} of {}",
+                    a.job,
+                    a.index,
+                    t.node
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn check_incidents(&self) -> Result<(), InvariantViolation> {
+        let mut ids = HashSet::new();
+        for i in &self.incidents {
+            ensure!(self, ids.insert(i.id), "two incidents with id {}", i.id);
+            let stopped =
+                self.tokens.iter().filter(|t| matches!(t.wait, Wait::Incident { incident } if incident == i.id));
+            ensure!(self, stopped.count() == 1, "incident {} does not stop exactly one token", i.id);
+            ensure!(
+                self,
+                self.tokens
+                    .iter()
+                    .any(|t| t.id == i.token && matches!(t.wait, Wait::Incident { incident } if incident == i.id)),
+                "incident {} names token {}, which it does not stop",
+                i.id,
+                i.token
+            );
+        }
+        for t in &self.tokens {
+            if let Wait::Incident { incident } = t.wait {
+                ensure!(self, ids.contains(&incident), "token {} stopped by unknown incident {incident}", t.id);
+            }
+        }
+        Ok(())
+    }
+
+    fn check_forks(&self, p: &Process) -> Result<(), InvariantViolation> {
+        // Joins: no branch arrives twice, a join still waiting is not full.
+        let mut joins: BTreeMap<u32, &super::state::JoinWait> = BTreeMap::new();
+        for j in &self.joins {
+            let distinct: BTreeSet<&u16> = j.arrived.iter().collect();
+            ensure!(self, distinct.len() == j.arrived.len(), "a branch arrived twice at join {}", j.join);
+            ensure!(self, j.arrived.len() < usize::from(j.width), "join {} is full but still waits", j.join);
+            ensure!(self, j.arrived.iter().all(|b| *b < j.width), "join {} got a branch beyond its width", j.join);
+            ensure!(self, joins.insert(j.activation, j).is_none(), "two joins for activation {}", j.activation);
+        }
+        // Live activations and the branches that still have tokens on their main
+        // path. A reminder's side token keeps the scope it started in and may
+        // outlive its fork's join (it ends on its own), so it does not count.
+        let side = match self.tokens.iter().any(|t| !t.scope.is_empty()) {
+            true => side_path_nodes(p),
+            false => HashSet::new(),
+        };
+        let mut live: BTreeMap<u32, (u16, BTreeSet<u16>)> = BTreeMap::new();
+        for t in self.tokens.iter().filter(|t| !side.contains(t.node.as_str())) {
+            for f in &t.scope {
+                ensure!(
+                    self,
+                    f.branch < f.width,
+                    "token {} in branch {} of a fork of width {}",
+                    t.id,
+                    f.branch,
+                    f.width
+                );
+                let e = live.entry(f.activation).or_insert((f.width, BTreeSet::new()));
+                ensure!(self, e.0 == f.width, "activation {} seen with two widths", f.activation);
+                e.1.insert(f.branch);
+            }
+        }
+        for j in joins.values() {
+            ensure!(self, live.contains_key(&j.activation), "join {} waits for branches that have no token", j.join);
+            ensure!(self, live[&j.activation].0 == j.width, "join {} and its branches disagree on the width", j.join);
+        }
+        for (activation, (width, running)) in &live {
+            let arrived: BTreeSet<u16> =
+                joins.get(activation).map(|j| j.arrived.iter().copied().collect()).unwrap_or_default();
+            for b in 0..*width {
+                ensure!(
+                    self,
+                    running.contains(&b) || arrived.contains(&b),
+                    "activation {activation} branch {b} has neither a token nor an arrival (token lost)"
+                );
+            }
+        }
+        // One token per branch on the main path; reminder side paths run beside it.
+        let mut by_path: BTreeMap<Vec<(u32, u16)>, Vec<&str>> = BTreeMap::new();
+        for t in self.tokens.iter().filter(|t| !t.scope.is_empty()) {
+            by_path.entry(t.scope.iter().map(|f| (f.activation, f.branch)).collect()).or_default().push(&t.node);
+        }
+        let crowded: Vec<_> = by_path.into_iter().filter(|(_, nodes)| nodes.len() > 1).collect();
+        if !crowded.is_empty() {
+            for (path, nodes) in crowded {
+                let main = nodes.iter().filter(|n| !side.contains(**n)).count();
+                ensure!(
+                    self,
+                    main <= 1,
+                    "{main} tokens on the main path of branch {path:?} at {nodes:?} (token duplicated)"
+                );
+            }
+        }
+        // A branch on its main path that has also arrived was duplicated.
+        for t in &self.tokens {
+            if let Some(f) = t.scope.last() {
+                if joins.get(&f.activation).is_some_and(|j| j.arrived.contains(&f.branch)) {
+                    ensure!(
+                        self,
+                        side.contains(t.node.as_str()),
+                        "activation {} branch {} has arrived and still has token {} at {} (token duplicated)",
+                        f.activation,
+                        f.branch,
+                        t.id,
+                        t.node
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Nodes on the paths of non-interrupting timer boundaries (reminders): tokens there
+/// run beside the token of their branch and never reach a join.
+fn side_path_nodes(p: &Process) -> HashSet<&str> {
+    let mut seen = HashSet::new();
+    let mut stack: Vec<usize> = p
+        .nodes
+        .iter()
+        .flat_map(|n| n.kind.boundary())
+        .filter(|b| matches!(b.trigger, BoundaryTrigger::Timer { interrupting: false, .. }))
+        .map(|b| b.next)
+        .collect();
+    while let Some(ix) = stack.pop() {
+        if seen.insert(ix) {
+            stack.extend(p.nodes[ix].kind.successors());
+        }
+    }
+    seen.into_iter().map(|ix| p.nodes[ix].id.as_str()).collect()
+}
