@@ -4,7 +4,7 @@
 //! *instance* is a named section of the config file ([`config`]); its operations are
 //! registered as `<instance>.<operation>` (`kintone.get`, `crm.request`).
 //! [`builtin`] gives the registry of a binary without a config file: `echo`,
-//! `http.request` (absolute URLs), and the `kintone.*`, `cloudsign.*`, `rakuraku.import`
+//! `http.request` (absolute URLs), `users.lookup` (addresses from the users file), and the `kintone.*`, `cloudsign.*`, `rakuraku.import`
 //! and `mail.send` operations, which say how to configure them when called. [`Connectors`] builds the registry from a config and
 //! can replace the settings while the engine runs ([`Connectors::reload`]).
 //! Embedding apps start from either and add their own connectors.
@@ -16,8 +16,10 @@ pub mod http;
 pub mod http_error;
 pub mod kintone;
 pub mod mail;
+pub mod notify;
 pub mod rakuraku;
 pub mod settings;
+pub mod users;
 
 pub use config::{ConfigError, ConnectorsConfig, InstanceConfig, Secret};
 
@@ -43,6 +45,10 @@ pub struct Connectors {
     mail: IndexMap<String, Settings<Option<mail::SmtpConfig>>>,
     /// External instances and their operations (fixed until a restart).
     external: IndexMap<String, Vec<String>>,
+    /// Names and addresses of the users file, for `users.lookup` and `notify.task`.
+    users: users::Contacts,
+    /// Base URL of the task list, for links in task notifications.
+    public_url: Settings<Option<String>>,
 }
 
 impl Connectors {
@@ -63,8 +69,11 @@ impl Connectors {
             rakuraku: IndexMap::new(),
             mail: IndexMap::new(),
             external: IndexMap::new(),
+            users: users::Contacts::new(Vec::new()),
+            public_url: Settings::new(None),
         };
         c.registry.register("echo", echo::Echo);
+        c.registry.register("users.lookup", users::Lookup(c.users.clone()));
         for (name, inst) in &cfg.connectors {
             match inst {
                 InstanceConfig::Kintone(k) => {
@@ -112,11 +121,17 @@ impl Connectors {
             cloudsign::register(&mut c.registry, name, s.clone(), blobs.clone());
         }
         for (name, s) in &c.rakuraku {
-            rakuraku::register(&mut c.registry, name, s.clone());
+            rakuraku::register(&mut c.registry, name, s.clone(), blobs.clone());
         }
         for (name, s) in &c.mail {
             mail::register(&mut c.registry, name, s.clone());
         }
+        let mail_by_instance =
+            c.mail.keys().filter_map(|name| Some((name.clone(), c.registry.get(&format!("{name}.send"))?))).collect();
+        c.registry.register(
+            nagare_engine::notify::CONNECTOR,
+            notify::NotifyTask { mail: mail_by_instance, contacts: c.users.clone(), public_url: c.public_url.clone() },
+        );
         for (name, s) in &c.http {
             c.registry.register(format!("{name}.request"), http::HttpConnector::new(name, s.clone()));
         }
@@ -200,6 +215,18 @@ impl Connectors {
             }
         }
         Ok(())
+    }
+
+    /// Put the users file's contacts in force for `users.lookup` (the server calls
+    /// this when it loads or reloads the file).
+    pub fn set_users(&self, contacts: Vec<users::Contact>) {
+        self.users.replace(contacts);
+    }
+
+    /// The base URL of the task list (`http://127.0.0.1:8080`), for links in task
+    /// notifications (`<url>/api/v1/tasks/<id>`).
+    pub fn set_public_url(&self, url: Option<String>) {
+        self.public_url.replace(url);
     }
 
     /// The current settings of kintone instance `name` (`None`: not configured).

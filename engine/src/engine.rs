@@ -629,6 +629,15 @@ impl Engine {
         let now = self.now();
         let mut batch = Batch { instances: vec![inst.clone()], ..Batch::default() };
         let mut waits = NewWaits::new();
+        // Nodes a send back in this event goes to: their task is announced as sent back.
+        let sent_back_to: HashSet<String> = tr
+            .history
+            .iter()
+            .filter_map(|h| match &h.event {
+                runtime::HistoryEvent::SentBack { to, .. } => Some(to.clone()),
+                _ => None,
+            })
+            .collect();
         batch.history = tr.history.into_iter().map(|h| (inst.id, h)).collect();
         let mut retried = HashSet::new();
         let mut enqueue = Vec::new();
@@ -652,6 +661,10 @@ impl Engine {
             match c {
                 Command::OpenTask(t) => {
                     tasks_opened += 1;
+                    for j in self.notifications(&t, sent_back_to.contains(&t.node), now) {
+                        enqueue.push((j.due, j.id.clone()));
+                        batch.jobs_put.push((None, j));
+                    }
                     batch.tasks.push((None, t))
                 }
                 Command::AssignTask { task, assignee } => {
@@ -916,6 +929,10 @@ impl Engine {
              (a crash, out of memory?), so it is not run again by itself; retry the incident to run the step once more",
             job.id
         );
+        if crate::notify::is_notification(&job.id) {
+            // A notification is nobody's step: dropped, never an incident.
+            return self.drop_notification(job);
+        }
         let culprit = match &job.kind {
             JobKind::Connector { .. } => Culprit::Job(job.id.clone()),
             JobKind::Timer => Culprit::Timer(job.id.clone()),

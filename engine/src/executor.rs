@@ -208,6 +208,9 @@ pub async fn run_job(engine: &Engine, id: &str) -> Result<JobOutcome, EngineErro
         };
         return Ok(outcome);
     }
+    if crate::notify::is_notification(&job.id) {
+        return Ok(notify(engine, job).await);
+    }
     let result = call(engine, &job).await;
     let e2 = engine.clone();
     let job2 = job.clone();
@@ -221,6 +224,30 @@ pub async fn run_job(engine: &Engine, id: &str) -> Result<JobOutcome, EngineErro
             tracing::error!(job = %job.id, instance = job.instance, error = %e, "could not store a job result; will run it again");
             engine.requeue(engine.now() + store_retry(), job.id.clone());
             Ok(JobOutcome::Requeued)
+        }
+    }
+}
+
+/// Send a task notification (or drop it when its task is no longer open); its
+/// outcome goes to no instance.
+async fn notify(engine: &Engine, job: Job) -> JobOutcome {
+    let (e2, j2) = (engine.clone(), job.clone());
+    let obsolete = tokio::task::spawn_blocking(move || e2.notification_obsolete(&j2)).await.unwrap_or(false);
+    let result = if obsolete { None } else { Some(call(engine, &job).await) };
+    let (e2, j2) = (engine.clone(), job.clone());
+    let stored = tokio::task::spawn_blocking(move || match result {
+        None => e2.drop_notification(&j2),
+        Some(r) => e2.finish_notification(&j2, r),
+    })
+    .await
+    .unwrap_or_else(|join| Err(EngineError::Internal(join.to_string())));
+    match stored {
+        Ok(()) => JobOutcome::Reported,
+        Err(EngineError::Conflict(_)) => JobOutcome::Stale,
+        Err(e) => {
+            tracing::error!(job = %job.id, error = %e, "could not store a notification's outcome; will run it again");
+            engine.requeue(engine.now() + store_retry(), job.id.clone());
+            JobOutcome::Requeued
         }
     }
 }

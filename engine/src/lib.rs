@@ -21,6 +21,7 @@ pub mod files;
 pub mod incidents;
 mod lock;
 pub mod messages;
+pub mod notify;
 pub mod records;
 #[cfg(test)]
 mod reliability_tests;

@@ -9,6 +9,7 @@ use nagare::server::auth::{self, UserDirectory, Users};
 use nagare::server::conn::Limits;
 use nagare::server::{AppState, Server};
 use nagare_connectors::kintone::trigger::Watcher;
+use nagare_connectors::Connectors;
 use nagare_engine::process::NodeKind;
 use nagare_engine::{Engine, EngineError};
 use std::path::{Path, PathBuf};
@@ -151,6 +152,7 @@ pub fn serve(data: &Path, a: ServeArgs) -> anyhow::Result<ExitCode> {
         anyhow!("{e}\n  hint: pass --users FILE (or NAGARE_USERS); README § Users shows the format, `nagare token` makes tokens")
     })?;
     let (engine, connectors) = open_with(data)?;
+    connectors.set_users(users.contacts());
     let deployed = deploy_dir(&engine, &a.processes)?;
     check_lanes(&engine, &users);
     let demo = DEMO_TOKENS.iter().any(|t| users.authenticate(t).is_some());
@@ -161,11 +163,14 @@ pub fn serve(data: &Path, a: ServeArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot listen on {} (in use? pass --addr HOST:PORT)", a.addr))?;
         // The watcher polls the kintone watches and serves /hooks/kintone/{process}.
         let watcher = Arc::new(Watcher::new(engine.clone(), connectors.clone()));
+        let connectors_for_reload = connectors.clone();
+        let connectors_for_links = connectors.clone();
         let watched = watcher.watched();
         let limits = a.limits();
         let state = AppState::new(engine, users).with_watcher(watcher).with_connectors(connectors).with_limits(limits);
-        reload_users_on_sighup(a.users.clone(), state.users.clone());
+        reload_users_on_sighup(a.users.clone(), state.users.clone(), connectors_for_reload);
         let server = Server::start_with(listener, state, super::run::shutdown_signal())?;
+        connectors_for_links.set_public_url(Some(std::env::var("NAGARE_PUBLIC_URL").unwrap_or_else(|_| server.url())));
         eprintln!(
             "nagare API on {} — data {}, {deployed} process file(s) from {}, users from {} (SIGHUP reloads it; Ctrl-C to stop)",
             server.url(),
@@ -197,7 +202,7 @@ pub fn serve(data: &Path, a: ServeArgs) -> anyhow::Result<ExitCode> {
 /// Read the users file again on SIGHUP (`kill -HUP <pid>`), so that adding a user
 /// or revoking a token needs no restart. A file with errors is refused whole and
 /// the users in force stay: a typo never locks everyone out.
-fn reload_users_on_sighup(path: PathBuf, directory: Arc<UserDirectory>) {
+fn reload_users_on_sighup(path: PathBuf, directory: Arc<UserDirectory>, connectors: Arc<Connectors>) {
     #[cfg(unix)]
     tokio::spawn(async move {
         let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -210,6 +215,7 @@ fn reload_users_on_sighup(path: PathBuf, directory: Arc<UserDirectory>) {
             match Users::load(&path) {
                 Ok(users) => {
                     let count = users.all().count();
+                    connectors.set_users(users.contacts());
                     directory.replace(users);
                     tracing::info!(file = %path.display(), users = count, "users file reloaded");
                 }
@@ -221,7 +227,7 @@ fn reload_users_on_sighup(path: PathBuf, directory: Arc<UserDirectory>) {
         }
     });
     #[cfg(not(unix))]
-    let _ = (path, directory);
+    let _ = (path, directory, connectors);
 }
 
 pub fn token(out: &Out) -> anyhow::Result<ExitCode> {

@@ -58,6 +58,9 @@ struct UsersFile {
 struct UserDef {
     #[serde(default)]
     name: Option<String>,
+    /// Mail address for notifications and reports (`users.lookup`).
+    #[serde(default)]
+    email: Option<String>,
     #[serde(default)]
     groups: Vec<String>,
     #[serde(default)]
@@ -125,6 +128,20 @@ pub struct Users {
     users: IndexMap<String, Arc<Caller>>,
     /// Users with `worker: true`: they serve external connectors (`/api/v1/jobs`).
     workers: std::collections::HashSet<String>,
+    /// `email:` of the users that have one.
+    emails: std::collections::HashMap<String, String>,
+}
+
+/// Longest mail address accepted in the users file (RFC 5321's path limit).
+pub const MAX_EMAIL_CHARS: usize = 254;
+
+/// A plain `local@domain` address: one `@`, no spaces, brackets or line breaks.
+fn plain_address(s: &str) -> bool {
+    let bad = |c: char| c.is_whitespace() || c.is_control() || "<>()[],;:\\\"".contains(c);
+    s.chars().count() <= MAX_EMAIL_CHARS
+        && s.split('@').count() == 2
+        && s.split('@').all(|p| !p.is_empty())
+        && !s.chars().any(bad)
 }
 
 /// SHA-256 of a token, as stored in the users file (`sha256:<hex>`).
@@ -191,6 +208,14 @@ impl Users {
             if def.worker {
                 users.workers.insert(id.clone());
             }
+            if let Some(email) = def.email {
+                if !plain_address(&email) {
+                    return Err(invalid(format!(
+                        "user `{id}`: `email: {email}` is not a plain address like `sato@example.com` (at most {MAX_EMAIL_CHARS} characters)"
+                    )));
+                }
+                users.emails.insert(id.clone(), email);
+            }
             users.users.insert(id, caller);
         }
         Ok(users)
@@ -240,6 +265,24 @@ impl Users {
 
     pub fn all(&self) -> impl Iterator<Item = &Arc<Caller>> {
         self.users.values()
+    }
+
+    /// Set the mail address of user `id` (embedding apps, tests).
+    pub fn set_email(&mut self, id: &str, email: &str) {
+        self.emails.insert(id.to_string(), email.to_string());
+    }
+
+    /// Every user's name, address and groups, for `users.lookup` and notifications.
+    pub fn contacts(&self) -> Vec<nagare_connectors::users::Contact> {
+        self.users
+            .values()
+            .map(|u| nagare_connectors::users::Contact {
+                id: u.id.clone(),
+                name: u.name.clone(),
+                email: self.emails.get(&u.id).cloned(),
+                groups: u.groups.clone(),
+            })
+            .collect()
     }
 
     /// Every group some user is in.
@@ -365,5 +408,19 @@ mod tests {
         let shared = format!("users:\n  a: {{ tokens: [\"{h}\"] }}\n  b: {{ tokens: [\"{h}\"] }}\n");
         let e = Users::from_yaml("u.yaml", &shared).unwrap_err().to_string();
         assert!(e.contains("share a token"), "{e}");
+    }
+
+    #[test]
+    fn emails_are_plain_addresses_and_reach_the_contacts() {
+        let ok = "users:\n  sato: { name: 佐藤, email: sato@example.com, groups: [staff] }\n  kato: {}\n";
+        let users = Users::from_yaml("u.yaml", ok).unwrap();
+        let c = users.contacts();
+        assert_eq!(c[0].mailbox().as_deref(), Some("佐藤 <sato@example.com>"));
+        assert_eq!(c[1].email, None);
+        for bad in ["sato", "a@b@c", "佐藤 <s@example.com>", "s@example.com\r\nBcc: x@y"] {
+            let text = format!("users:\n  sato: {{ email: {:?} }}\n", bad);
+            let e = Users::from_yaml("u.yaml", &text).unwrap_err().to_string();
+            assert!(e.contains("not a plain address"), "{bad}: {e}");
+        }
     }
 }

@@ -35,9 +35,11 @@ pub mod csv;
 pub mod emulator;
 pub mod limiter;
 pub mod params;
+pub mod source;
 
 pub use params::{check_params, ParamIssue};
 
+use crate::cloudsign::files::BlobSource;
 use crate::config::Secret;
 use crate::settings::Settings;
 use limiter::Limiter;
@@ -126,11 +128,19 @@ pub struct ImportConnector {
     settings: Settings<Option<RakurakuConfig>>,
     http: reqwest::Client,
     limiter: Arc<Limiter>,
+    /// Where `file:` inputs are read from.
+    blobs: Arc<dyn BlobSource>,
 }
 
 /// Register `<name>.import` (settings `None`: not configured; a call says how to configure it).
-pub fn register(registry: &mut Registry, name: &str, settings: Settings<Option<RakurakuConfig>>) {
-    registry.register(format!("{name}.import"), ImportConnector::new(name, settings, Limiter::global()));
+pub fn register(
+    registry: &mut Registry,
+    name: &str,
+    settings: Settings<Option<RakurakuConfig>>,
+    blobs: Arc<dyn BlobSource>,
+) {
+    registry
+        .register(format!("{name}.import"), ImportConnector::new(name, settings, Limiter::global()).with_blobs(blobs));
 }
 
 fn fatal(msg: impl Into<String>) -> ConnectorError {
@@ -140,7 +150,19 @@ fn fatal(msg: impl Into<String>) -> ConnectorError {
 impl ImportConnector {
     /// A connector with its own limiter (tests give one on a virtual clock).
     pub fn new(name: &str, settings: Settings<Option<RakurakuConfig>>, limiter: Arc<Limiter>) -> Self {
-        ImportConnector { instance: name.to_string(), settings, http: crate::http::client(), limiter }
+        ImportConnector {
+            instance: name.to_string(),
+            settings,
+            http: crate::http::client(),
+            limiter,
+            blobs: Arc::new(crate::cloudsign::files::NoBlobs),
+        }
+    }
+
+    /// Read `file:` inputs (CSV file variables) through `blobs`.
+    pub fn with_blobs(mut self, blobs: Arc<dyn BlobSource>) -> Self {
+        self.blobs = blobs;
+        self
     }
 
     async fn run(&self, call: &Call) -> Result<Value, ConnectorError> {
@@ -158,9 +180,31 @@ impl ImportConnector {
             fatal(lines.join("; "))
         })?;
         let input = call.input.as_object().expect("import_params accepted a map");
+        if let Some(file) = input.get("file") {
+            let rows = source::FileRows::open(file, self.blobs.as_ref())?;
+            return self.import(call, cfg, params, input, rows.len(), || rows.iter()).await;
+        }
         let rows = params::rows_of(&input["rows"]).ok_or_else(|| fatal("`rows` must be a list of objects"))?;
-        if rows.len() > MAX_ROWS_PER_CALL {
-            return Err(fatal(format!("{} rows; one import takes at most {MAX_ROWS_PER_CALL}", rows.len())));
+        self.import(call, cfg, params, input, rows.len(), || rows.iter()).await
+    }
+
+    /// Check every row, then split and import the parts in order. `rows` gives the
+    /// rows afresh for each pass (borrowed from a list, or read again from a file).
+    async fn import<I, R>(
+        &self,
+        call: &Call,
+        cfg: &RakurakuConfig,
+        params: params::ImportParams,
+        input: &serde_json::Map<String, Value>,
+        count: usize,
+        rows: impl Fn() -> I,
+    ) -> Result<Value, ConnectorError>
+    where
+        I: Iterator<Item = R>,
+        R: std::borrow::Borrow<Value>,
+    {
+        if count > MAX_ROWS_PER_CALL {
+            return Err(fatal(format!("{count} rows; one import takes at most {MAX_ROWS_PER_CALL}")));
         }
         let mut spec = csv::CsvSpec {
             columns: params::columns(&input["columns"]).map_err(|(_, m)| fatal(m))?,
@@ -171,7 +215,7 @@ impl ImportConnector {
             params::csv_options(o, &mut spec).map_err(|(_, m)| fatal(format!("`csv`: {m}")))?;
         }
         // Bad data is refused as a whole before the first part goes out.
-        let (problems, bad_rows) = csv::check_rows(&spec, cfg.limits(), rows.iter(), MAX_REPORTED);
+        let (problems, bad_rows) = csv::check_rows(&spec, cfg.limits(), rows(), MAX_REPORTED);
         if bad_rows > 0 {
             let mut message = format!("{bad_rows} row(s) cannot be written as the CSV; nothing was imported: ");
             message.push_str(&problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
@@ -181,7 +225,7 @@ impl ImportConnector {
             return Err(ConnectorError::Business { code: "RAKURAKU_CSV".into(), message });
         }
         let client = client::Client::new(cfg, &self.instance, self.http.clone(), self.limiter.clone())?;
-        let mut parts = csv::Splitter::new(spec, cfg.limits(), rows.iter()).map_err(|e| fatal(e.to_string()))?;
+        let mut parts = csv::Splitter::new(spec, cfg.limits(), rows()).map_err(|e| fatal(e.to_string()))?;
         let params_json = params.to_json();
         let mut imports = Vec::new();
         let (mut inserted, mut updated, mut skipped, mut counted) = (0u64, 0u64, 0u64, true);
@@ -194,7 +238,7 @@ impl ImportConnector {
             })?;
             let key = format!("{}/part-{}", call.idempotency_key, part.index);
             let (index, first, last, bytes) = (part.index, part.first_row, part.last_row, part.bytes.len());
-            tracing::info!(connector = %call.connector, part = index, first, last, bytes, "rakuraku: importing part");
+            tracing::info!(connector = %call.connector, instance = call.instance, part = index, first, last, of_rows = count, bytes, "rakuraku: importing part");
             let file = format!("master{}-part{index}.csv", params.master_id);
             let resp = client
                 .import(&params_json, part.bytes, &file, &key)
@@ -209,14 +253,14 @@ impl ImportConnector {
             imports
                 .push(json!({ "part": index, "first_row": first, "last_row": last, "bytes": bytes, "response": resp }));
         }
-        let count = |n: u64| if counted { json!(n) } else { Value::Null };
+        let sum = |n: u64| if counted { json!(n) } else { Value::Null };
         Ok(json!({
             "masterId": params.master_id,
             "parts": imports.len(),
-            "rows": rows.len(),
-            "inserted": count(inserted),
-            "updated": count(updated),
-            "skipped": count(skipped),
+            "rows": count,
+            "inserted": sum(inserted),
+            "updated": sum(updated),
+            "skipped": sum(skipped),
             "imports": imports,
         }))
     }

@@ -13,7 +13,8 @@
 //! | `duplicateKey` | 0 skip existing (default) / 1 update; approver settings (18) only 1 (default 1) |
 //! | `sendPasswordEmail` | 0 (default) / 1; employees (0) only |
 //! | `createCategory` | 0 error on an unknown category (default) / 1 create; payees, projects and generic masters only |
-//! | `rows` | required: a list of objects (or a result with `records`) |
+//! | `rows` | a list of objects (or a result with `records`); or instead: |
+//! | `file` | a CSV file variable (header row; UTF-8, with or without BOM, or Shift_JIS), read row by row |
 //! | `columns` | required, literal: `[社員コード, {header: 氏名, key: name}]`, 1–500 columns |
 //! | `csv` | optional, literal: `{charset: shift_jis \| windows-31j, unmappable: {map: {髙: 高}, replace: "?"}}` |
 
@@ -41,7 +42,8 @@ pub const MASTERS: &[(u64, &str)] = &[
 /// Most columns in one file.
 pub const MAX_COLUMNS: usize = 500;
 
-const KEYS: &[&str] = &["masterId", "duplicateKey", "sendPasswordEmail", "createCategory", "rows", "columns", "csv"];
+const KEYS: &[&str] =
+    &["masterId", "duplicateKey", "sendPasswordEmail", "createCategory", "rows", "file", "columns", "csv"];
 
 /// Masters whose import settings may carry a category.
 pub fn takes_category(master: u64) -> bool {
@@ -172,11 +174,13 @@ pub fn check_params(with: &Value) -> Vec<ParamIssue> {
             ));
         }
     }
-    if !with.contains_key("rows") {
+    if with.contains_key("rows") && with.contains_key("file") {
+        out.push(issue(&["file"], "give `rows` or `file`, not both", "remove one of them"));
+    } else if !with.contains_key("rows") && !with.contains_key("file") {
         out.push(issue(
             &["rows"],
             "`rows` is missing",
-            "give the rows to import, e.g. `rows: employees` (a list of objects)",
+            "give the rows to import, e.g. `rows: employees` (a list of objects), or `file: csv_file` (a CSV file variable)",
         ));
     } else if let Some(v) = with.get("rows").filter(|v| !v.is_string()) {
         if rows_of(v).is_none() {

@@ -44,6 +44,20 @@ pub struct LaneDef {
     pub name: Option<String>,
     #[serde(default)]
     pub groups: Vec<String>,
+    /// Mail (or another notification) about this lane's user tasks.
+    #[serde(default)]
+    pub notify: Option<NotifyDef>,
+}
+
+/// `notify:` of a lane: which task events are announced, and through what.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyDef {
+    /// `open`, `overdue`, `send_back`.
+    pub on: Vec<String>,
+    /// The connector instance that delivers (`mail`: its `mail.send`); default `mail`.
+    #[serde(default)]
+    pub via: Option<String>,
 }
 
 /// A declared process variable with its type.

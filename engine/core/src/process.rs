@@ -19,6 +19,34 @@ pub type NodeIx = usize;
 pub struct Lane {
     pub name: String,
     pub groups: Vec<String>,
+    /// Task events announced for this lane's tasks (`notify:`), none by default.
+    pub notify: Option<Notify>,
+}
+
+/// A task event a lane may announce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyOn {
+    Open,
+    Overdue,
+    SendBack,
+}
+
+impl NotifyOn {
+    pub const ALL: &[(&str, NotifyOn)] =
+        &[("open", NotifyOn::Open), ("overdue", NotifyOn::Overdue), ("send_back", NotifyOn::SendBack)];
+
+    pub fn as_str(self) -> &'static str {
+        Self::ALL.iter().find(|(_, n)| *n == self).map(|(s, _)| *s).expect("every event is listed")
+    }
+}
+
+/// A lane's `notify:`, compiled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Notify {
+    pub on: Vec<NotifyOn>,
+    /// The delivering connector instance (`mail`).
+    pub via: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -416,7 +416,8 @@ pub fn compile(
     let mut lanes = IndexMap::new();
     for (id, l) in &def.lanes {
         let groups = if l.groups.is_empty() { vec![id.clone()] } else { l.groups.clone() };
-        lanes.insert(id.clone(), Lane { name: l.name.clone().unwrap_or_else(|| id.clone()), groups });
+        let notify = l.notify.as_ref().map(|n| compile_notify(&mut cx, id, n));
+        lanes.insert(id.clone(), Lane { name: l.name.clone().unwrap_or_else(|| id.clone()), groups, notify });
     }
 
     // Variables and settings: the same declarations; settings are read-only in
@@ -565,4 +566,45 @@ pub fn compile(
         start_paused: false,
     };
     Ok((process, cx.diags))
+}
+
+/// A lane's `notify:`: known events, each once, and a plain connector instance name.
+fn compile_notify(cx: &mut Cx, lane: &str, n: &crate::model::NotifyDef) -> crate::process::Notify {
+    use crate::process::NotifyOn;
+    let mut on = Vec::new();
+    for (i, e) in n.on.iter().enumerate() {
+        match NotifyOn::ALL.iter().find(|(s, _)| s == e) {
+            Some((_, ev)) if !on.contains(ev) => on.push(*ev),
+            Some(_) => {}
+            None => {
+                let loc = cx.loc(&["lanes", lane, "notify", "on", &i.to_string()]);
+                cx.err(
+                    "E_NOTIFY",
+                    loc,
+                    format!("`{e}` is not a task event that can be notified"),
+                    "use `open`, `overdue` or `send_back`",
+                )
+            }
+        }
+    }
+    if on.is_empty() && n.on.is_empty() {
+        let loc = cx.loc(&["lanes", lane, "notify", "on"]);
+        cx.err(
+            "E_NOTIFY",
+            loc,
+            "`notify: on:` lists no event".into(),
+            "write e.g. `on: [open, overdue, send_back]`, or remove `notify:`",
+        );
+    }
+    let via = n.via.clone().unwrap_or_else(|| "mail".to_string());
+    if via.is_empty() || via.len() > 64 || !via.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-') {
+        let loc = cx.loc(&["lanes", lane, "notify", "via"]);
+        cx.err(
+            "E_NOTIFY",
+            loc,
+            format!("`via: {via}` is not a connector instance name"),
+            "name a mail connector instance of the config, e.g. `via: mail`",
+        );
+    }
+    crate::process::Notify { on, via }
 }

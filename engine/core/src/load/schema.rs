@@ -10,7 +10,8 @@ use crate::load::tree::{YKind, YNode};
 
 pub const TOP_KEYS: &[&str] =
     &["id", "name", "version", "description", "time_zone", "lanes", "variables", "settings", "start", "nodes"];
-pub const LANE_KEYS: &[&str] = &["name", "groups"];
+pub const LANE_KEYS: &[&str] = &["name", "groups", "notify"];
+pub const NOTIFY_KEYS: &[&str] = &["on", "via"];
 pub const VAR_KEYS: &[&str] =
     &["type", "label", "required", "options", "default", "max_length", "max_size", "content_types", "sensitive"];
 pub const START_KEYS: &[&str] = &["name", "timer", "message", "set", "watch", "rules", "groups", "next"];
@@ -70,6 +71,9 @@ pub fn check(root: &YNode, diags: &mut Diagnostics) {
     check_keys(root, TOP_KEYS, "the process", diags);
     for lane in each_entry(root.get("lanes")) {
         check_keys(lane, LANE_KEYS, "a lane", diags);
+        if let Some(n) = lane.get("notify") {
+            check_keys(n, NOTIFY_KEYS, "a lane's `notify`", diags);
+        }
     }
     for var in each_entry(root.get("variables")) {
         check_keys(var, VAR_KEYS, "a variable", diags);
