@@ -124,7 +124,7 @@ impl Connectors {
             rakuraku::register(&mut c.registry, name, s.clone(), blobs.clone());
         }
         for (name, s) in &c.mail {
-            mail::register(&mut c.registry, name, s.clone());
+            mail::register(&mut c.registry, name, s.clone(), blobs.clone());
         }
         let mail_by_instance =
             c.mail.keys().filter_map(|name| Some((name.clone(), c.registry.get(&format!("{name}.send"))?))).collect();

@@ -165,3 +165,59 @@ async fn tls_is_never_silently_dropped() {
     assert!(matches!(&e, ConnectorError::Fatal(m) if m.contains("tls")), "{e:?}");
     assert!(sink.mails().is_empty());
 }
+
+/// A `file` variable (an uploaded contract, a CSV) is attached as it is: the mail
+/// connector reads its content from the blob store.
+#[tokio::test]
+async fn a_file_variable_is_attached_from_the_blob_store() {
+    use nagare_connectors::cloudsign::files::MemoryBlobs;
+    let sink = Sink::in_memory();
+    let port = smtp(&sink).await;
+    let blobs = MemoryBlobs::default();
+    let pdf = b"%PDF-1.7\n...\n%%EOF\n".to_vec();
+    let sha = blobs.put(pdf.clone());
+    let yaml = format!(
+        "connectors:\n  mail: {{ type: smtp, host: 127.0.0.1, port: {port}, tls: none, from: 'a@example.com' }}\n"
+    );
+    let c = Connectors::with_blobs(&ConnectorsConfig::from_yaml(&yaml).unwrap(), std::sync::Arc::new(blobs));
+    let file = json!({"name": "契約書.pdf", "content_type": "application/pdf", "size": pdf.len(), "sha256": sha,
+        "created_by": "sato", "created_at": "2026-12-01T00:00:00Z"});
+    send(
+        &c,
+        "mail.send",
+        "1/n/1",
+        json!({"to": "b@example.com", "subject": "契約書", "text": "添付します", "attachments": [file]}),
+    )
+    .await
+    .unwrap();
+    let m = &sink.mails()[0];
+    assert_eq!(m.mail.attachments.len(), 1);
+    assert_eq!(m.mail.attachments[0].name, "契約書.pdf");
+    assert_eq!(m.mail.attachments[0].content_base64, b64(&pdf));
+    // A file that is not in the store is a clear error naming the attachment.
+    let missing = json!({"name": "x.pdf", "content_type": "application/pdf", "size": 3, "sha256": "0".repeat(64)});
+    let e = send(
+        &c,
+        "mail.send",
+        "1/n/2",
+        json!({"to": "b@example.com", "subject": "x", "text": "x", "attachments": [missing]}),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(&e, ConnectorError::Fatal(m) if m.contains("attachments[0]")), "{e:?}");
+}
+
+/// Lines of a body that start with a dot arrive as written (SMTP dot-stuffing is
+/// undone by the receiver, and only once).
+#[tokio::test]
+async fn lines_starting_with_a_dot_arrive_as_written() {
+    let sink = Sink::in_memory();
+    let port = smtp(&sink).await;
+    let c = connectors(&format!(
+        "connectors:\n  mail: {{ type: smtp, host: 127.0.0.1, port: {port}, tls: none, from: 'a@example.com' }}\n"
+    ));
+    let text = "...\n.\n.x\nend";
+    send(&c, "mail.send", "1/n/1", json!({"to": "b@example.com", "subject": "dots", "text": text})).await.unwrap();
+    // (the decoded body ends with the line break the text part was sent with)
+    assert_eq!(sink.mails()[0].mail.text.as_deref().map(|t| t.trim_end_matches('\n')), Some(text));
+}

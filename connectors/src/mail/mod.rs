@@ -2,7 +2,8 @@
 //!
 //! Input (`with:`): `to` (an address or a list; `山田 太郎 <yamada@example.com>`
 //! works), `cc`?, `bcc`?, `reply_to`?, `from`? (default: the instance's `from`),
-//! `subject`, and `text` and/or `html`; `attachments`? a list of `{name,
+//! `subject`, and `text` and/or `html`; `attachments`? a list of `file` variable
+//! values (read from the blob store) or `{name,
 //! content_type, content_base64}`. Subjects and display names are encoded per RFC
 //! 2047 (UTF-8), file names per RFC 2231 (lettre does both). Result:
 //! `{message_id, recipients}`. The `Message-ID` is made from the call's
@@ -114,11 +115,48 @@ impl SmtpConfig {
 pub struct MailConnector {
     instance: String,
     settings: Settings<Option<SmtpConfig>>,
+    /// Where the content of attached `file` variables comes from.
+    blobs: std::sync::Arc<dyn crate::cloudsign::files::BlobSource>,
 }
 
 /// Register `<name>.send` (settings `None`: not configured; a call says how to configure it).
-pub fn register(registry: &mut Registry, name: &str, settings: Settings<Option<SmtpConfig>>) {
-    registry.register(format!("{name}.send"), MailConnector { instance: name.to_string(), settings });
+pub fn register(
+    registry: &mut Registry,
+    name: &str,
+    settings: Settings<Option<SmtpConfig>>,
+    blobs: std::sync::Arc<dyn crate::cloudsign::files::BlobSource>,
+) {
+    registry.register(format!("{name}.send"), MailConnector { instance: name.to_string(), settings, blobs });
+}
+
+/// Attachments given as `file` variables (`{name, content_type, size, sha256}`) read
+/// from the blob store into the `{name, content_type, content_base64}` form, so a
+/// process can attach an uploaded file as it is. The size limit applies as to any
+/// attachment.
+fn resolve_file_attachments(
+    input: &mut Map<String, Value>,
+    blobs: &dyn crate::cloudsign::files::BlobSource,
+) -> Result<(), ConnectorError> {
+    let Some(Value::Array(list)) = input.get_mut("attachments") else { return Ok(()) };
+    let mut total = 0usize;
+    for (i, a) in list.iter_mut().enumerate() {
+        let Some(sha) = a.get("sha256").and_then(Value::as_str).filter(|_| a.get("content_base64").is_none()) else {
+            continue;
+        };
+        let declared = a.get("size").and_then(Value::as_u64).unwrap_or(0) as usize;
+        if total + declared > MAX_ATTACHMENT_BYTES {
+            return Err(fatal(format!("attachments are larger than {MAX_ATTACHMENT_BYTES} bytes together")));
+        }
+        let bytes = blobs.open(sha).map_err(|e| fatal(format!("attachments[{i}]: {e}")))?;
+        total += bytes.len();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&bytes);
+        let mut out = Map::new();
+        out.insert("name".into(), a.get("name").cloned().unwrap_or(Value::Null));
+        out.insert("content_type".into(), a.get("content_type").cloned().unwrap_or(Value::Null));
+        out.insert("content_base64".into(), Value::String(encoded));
+        *a = Value::Object(out);
+    }
+    Ok(())
 }
 
 fn fatal(msg: impl Into<String>) -> ConnectorError {
@@ -235,7 +273,12 @@ fn attachments(input: &Map<String, Value>) -> Result<Vec<SinglePart>, ConnectorE
         if total > MAX_ATTACHMENT_BYTES {
             return Err(fatal(format!("attachments are larger than {MAX_ATTACHMENT_BYTES} bytes together")));
         }
-        out.push(Attachment::new(name.to_string()).body(bytes, ct));
+        // Base64 always: a file is sent byte for byte (a text-like encoding would
+        // turn LF into CRLF and let SMTP dot-stuffing touch lines of a PDF).
+        let body =
+            lettre::message::Body::new_with_encoding(bytes, lettre::message::header::ContentTransferEncoding::Base64)
+                .map_err(|_| fatal(format!("attachments[{i}]: cannot encode")))?;
+        out.push(Attachment::new(name.to_string()).body(body, ct));
     }
     Ok(out)
 }
@@ -286,7 +329,8 @@ impl MailConnector {
                 self.instance
             ))
         })?;
-        let input = call.input.as_object().cloned().unwrap_or_default();
+        let mut input = call.input.as_object().cloned().unwrap_or_default();
+        resolve_file_attachments(&mut input, self.blobs.as_ref())?;
         let (msg, id) = build_message(&input, &cfg.from, &call.idempotency_key)?;
         let recipients: Vec<String> = msg.envelope().to().iter().map(|a| a.to_string()).collect();
         let host = format!("{}:{}", cfg.host, cfg.port());
