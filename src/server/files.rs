@@ -125,7 +125,7 @@ pub async fn upload(
     Ok((StatusCode::CREATED, Json(file.into())))
 }
 
-fn check_name(name: &str) -> ApiResult<()> {
+pub(crate) fn check_name(name: &str) -> ApiResult<()> {
     let n = name.chars().count();
     if name.trim().is_empty() || n > MAX_FILE_NAME_CHARS || name.contains(['/', '\\', '\0']) {
         return Err(ApiError::unprocessable(
