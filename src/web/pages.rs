@@ -518,7 +518,9 @@ pub async fn start(State(web): State<WebState>, headers: HeaderMap, Path(id): Pa
     let sub = read(&ctx, req, Some(UploadTo { engine: &engine, process: &p.id, by: &ctx.caller.id })).await?;
     check_post(&ctx, &headers, sub.get("_csrf").unwrap_or(""))?;
     let fields = start_fields(&p);
-    let vars = form::collect(&fields, &sub, &p.time_zone);
+    let mut vars = form::collect(&fields, &sub, &p.time_zone);
+    // An instance starts with what was filled in; empty fields stay unset.
+    vars.retain(|_, v| !v.is_null());
     let key = sub.get("_business_key").unwrap_or("").trim().to_string();
     let upload_errors: HashMap<String, String> =
         sub.files.iter().filter_map(|(n, r)| r.as_ref().err().map(|e| (n.clone(), e.clone()))).collect();
