@@ -107,14 +107,16 @@ impl<T: Html + ?Sized> fmt::Display for Esc<'_, T> {
 /// `html!(out, "<p>{}</p>", value)` appends to a [`Markup`]; `html!("…", …)` makes
 /// one. The format string must be a literal, and each argument is escaped.
 macro_rules! html {
-    ($out:expr, $fmt:literal $(, $arg:expr)* $(,)?) => {
-        $out.write(format_args!($fmt $(, $crate::web::html::Esc(&$arg))*))
-    };
+    // The literal-first arm goes first: `html!("<b>{}</b>", "x")` must not read
+    // its format string as a buffer.
     ($fmt:literal $(, $arg:expr)* $(,)?) => {{
         let mut m = $crate::web::html::Markup::new();
         m.write(format_args!($fmt $(, $crate::web::html::Esc(&$arg))*));
         m
     }};
+    ($out:expr, $fmt:literal $(, $arg:expr)* $(,)?) => {
+        $out.write(format_args!($fmt $(, $crate::web::html::Esc(&$arg))*))
+    };
 }
 pub(crate) use html;
 

@@ -11,6 +11,10 @@
 //! every form carries the session's CSRF token, checked on each POST together with
 //! the `Origin` header when the browser sends one ([`session`]).
 
+// Pages answer early with a finished page (a redirect to sign in, a refusal) as
+// `Err(Response)`; one per request, so its size does not matter.
+#![allow(clippy::result_large_err)]
+
 pub mod form;
 pub mod html;
 mod pages;
