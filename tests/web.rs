@@ -4,12 +4,14 @@
 //!
 //! Headless Chromium tests are a later slice (CI would need to install chromium).
 
-use nagare::server::auth::Users;
-use nagare::server::Server;
+use nagare::server::auth::{UserDirectory, Users};
+use nagare::server::{AppState, Server};
+use nagare::web::WebConfig;
 use nagare_engine::Engine;
 use reqwest::header::{HeaderMap, COOKIE, LOCATION, ORIGIN, SET_COOKIE};
 use reqwest::StatusCode;
 use std::path::Path;
+use std::sync::Arc;
 
 const SATO: &str = "demo-sato";
 const KATO: &str = "demo-kato";
@@ -62,6 +64,7 @@ struct Web {
     base: String,
     http: reqwest::Client,
     engine: Engine,
+    users: Arc<UserDirectory>,
 }
 
 #[derive(Debug)]
@@ -102,6 +105,10 @@ struct Browser<'a> {
 
 impl Web {
     async fn start() -> Web {
+        Self::start_with(WebConfig::default()).await
+    }
+
+    async fn start_with(config: WebConfig) -> Web {
         let engine = Engine::builder().in_memory().connectors(nagare_connectors::builtin()).build().unwrap();
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(root.join("processes/expense-approval.yaml")).unwrap();
@@ -110,10 +117,12 @@ impl Web {
         engine.deploy("contract.yaml", CONTRACT).unwrap();
         let users = Users::load(&root.join("config/users.yaml")).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server = Server::start(listener, engine.clone(), users, std::future::pending()).unwrap();
+        let state = AppState::new(engine.clone(), users).with_web(config);
+        let users = state.users.clone();
+        let server = Server::start_with(listener, state, std::future::pending()).unwrap();
         let base = server.url();
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Web { server: Some(server), base, http, engine }
+        Web { server: Some(server), base, http, engine, users }
     }
 
     fn browser(&self) -> Browser<'_> {
@@ -575,5 +584,27 @@ async fn a_hostile_value_is_escaped_on_every_page() {
     }
     let escaped = pages.iter().filter(|(_, t)| t.contains("&lt;script&gt;")).count();
     assert!(escaped >= 8, "the hostile texts are shown, escaped, on most pages ({escaped})");
+    web.finish().await;
+}
+
+#[tokio::test]
+async fn a_revoked_token_ends_its_sessions_and_cookies_can_be_secure() {
+    let web = Web::start_with(WebConfig { secure_cookie: true, ..WebConfig::default() }).await;
+    let mut b = web.browser();
+    let ok = b.sign_in(SATO).await;
+    ok.redirects_to("/");
+    assert!(ok.headers[SET_COOKIE].to_str().unwrap().ends_with("; Secure"));
+    b.get("/").await.expect(200);
+    // The users file is reloaded without sato's token: the session is over.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("config/users.yaml")).unwrap();
+    let without: String = text.lines().filter(|l| !l.contains("# demo-sato")).map(|l| format!("{l}\n")).collect();
+    web.users.replace(Users::from_yaml("users.yaml", &without).unwrap());
+    b.get("/").await.redirects_to("/web/login");
+    b.sign_in(SATO).await.expect(401);
+    // Web pages are counted per route in /metrics, like the API.
+    let metrics = web.http.get(format!("{}/metrics", web.base)).bearer_auth("demo-admin").send().await.unwrap();
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("route=\"/web/login\""), "{text}");
     web.finish().await;
 }

@@ -92,6 +92,8 @@ pub fn router(app: AppState) -> Router {
         .route("/web/instances/{id}/files/{variable}", get(pages::download))
         .layer(DefaultBodyLimit::max(FORM_LIMIT))
         .merge(with_files)
+        // Requests are counted per route template in `/metrics`, like the API's.
+        .layer(axum::middleware::from_fn(crate::server::metrics::expose_route))
         .with_state(state)
 }
 

@@ -592,7 +592,18 @@ pub async fn instances(State(web): State<WebState>, headers: HeaderMap, Query(lp
     Ok(respond(StatusCode::OK, layout("案件 / Instances", Some(&ctx), body)))
 }
 
-pub async fn instance(State(web): State<WebState>, headers: HeaderMap, Path(id): Path<u64>) -> Page {
+#[derive(Debug, Default, Deserialize)]
+pub struct InstanceParams {
+    /// Just started from the start form (a notice on top).
+    started: Option<String>,
+}
+
+pub async fn instance(
+    State(web): State<WebState>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+    Query(ip): Query<InstanceParams>,
+) -> Page {
     let ctx = web.ctx(&headers)?;
     let view = instances::get(State(web.app.clone()), Auth(ctx.caller.clone()), ApiPath(id))
         .await
@@ -603,11 +614,15 @@ pub async fn instance(State(web): State<WebState>, headers: HeaderMap, Path(id):
         .map_err(|e| error_page(&ctx, &e))?
         .0;
     let labels = web.app.engine.process(&view.summary.process, view.summary.version);
-    Ok(respond(StatusCode::OK, render_instance(&ctx, &view, &history, labels.as_deref())))
+    let mut page = Markup::new();
+    if ip.started.is_some() {
+        page.push(Markup::raw("<p class=\"notice\" role=\"status\">開始しました / started</p>"));
+    }
+    page.push(render_instance(&view, &history, labels.as_deref()));
+    Ok(respond(StatusCode::OK, layout(&format!("案件 #{id} / Instance"), Some(&ctx), page)))
 }
 
 fn render_instance(
-    ctx: &Ctx,
     v: &InstanceView,
     history: &[views::HistoryItem],
     process: Option<&nagare_engine::process::Process>,
@@ -652,7 +667,7 @@ fn render_instance(
         );
     }
     body.push(Markup::raw("</tbody></table>"));
-    layout(&format!("案件 #{} / Instance", s.id), Some(ctx), body)
+    body
 }
 
 pub async fn download(State(web): State<WebState>, headers: HeaderMap, Path((id, var)): Path<(u64, String)>) -> Page {
