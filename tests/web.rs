@@ -608,3 +608,27 @@ async fn a_revoked_token_ends_its_sessions_and_cookies_can_be_secure() {
     assert!(text.contains("route=\"/web/login\""), "{text}");
     web.finish().await;
 }
+
+#[tokio::test]
+async fn the_inbox_pages_by_fifty_and_keeps_the_filters() {
+    let web = Web::start().await;
+    let by = nagare_engine::StartOptions { by: Some("sato".into()), business_key: None };
+    for _ in 0..51 {
+        let vars =
+            [("件名", "x".into()), ("費目", "交通費".into()), ("金額", 1.into()), ("利用日", "2026-11-20".into())]
+                .into_iter()
+                .map(|(k, v): (&str, serde_json::Value)| (k.to_string(), v))
+                .collect();
+        web.engine.start("expense-approval", vars, by.clone()).unwrap();
+    }
+    let mut sato = web.signed_in(SATO).await;
+    let first = sato.get("/?process=expense-approval").await.expect(200);
+    assert_eq!(first.text.matches("href=\"/web/tasks/").count(), 50);
+    let at = first.text.find("href=\"/?after=").expect("a next-page link") + 6;
+    let link = first.text[at..].split('"').next().unwrap().replace("&amp;", "&");
+    assert!(link.contains("process=expense-approval"), "the filter is kept: {link}");
+    let second = sato.get(&link).await.expect(200);
+    assert_eq!(second.text.matches("href=\"/web/tasks/").count(), 1);
+    assert!(!second.text.contains("href=\"/?after="), "the last page");
+    web.finish().await;
+}
