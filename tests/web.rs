@@ -492,6 +492,15 @@ async fn start_respects_start_groups_and_files_upload_and_download() {
     let page = sato.post_multipart("/web/start/contract-file", bad).await.expect(422);
     assert!(field_html(&page.text, "契約書").contains("class=\"error\""), "{}", page.text);
     let pdf = "%PDF-1.7\n本文\n%%EOF\n".as_bytes().to_vec();
+    // A file before the form token (a form not made by the page) is not stored.
+    let forged = reqwest::multipart::Form::new()
+        .percent_encode_noop()
+        .text("件名", "委託")
+        .part("契約書", part(pdf.clone(), "application/pdf"))
+        .text("_csrf", csrf.clone());
+    let page = sato.post_multipart("/web/start/contract-file", forged).await.expect(422);
+    assert!(field_html(&page.text, "契約書").contains("form check failed"), "{}", page.text);
+    assert!(web.engine.instances(&Default::default()).unwrap().is_empty());
     let good = reqwest::multipart::Form::new()
         .percent_encode_noop()
         .text("_csrf", csrf)

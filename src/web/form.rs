@@ -37,6 +37,9 @@ pub struct UploadTo<'a> {
     pub engine: &'a Engine,
     pub process: &'a str,
     pub by: &'a str,
+    /// The session whose form token must come (as `_csrf`, the form's first field)
+    /// before any file is stored: a forged form stores nothing.
+    pub session: &'a super::session::Session,
 }
 
 /// Read a form body, urlencoded or multipart. Text is bounded by [`FORM_LIMIT`]
@@ -76,6 +79,9 @@ async fn read_multipart(mp: &mut Multipart, upload: Option<UploadTo<'_>>) -> Api
             }
             let ct = field.content_type().unwrap_or("application/octet-stream").to_ascii_lowercase();
             let result = match &upload {
+                Some(to) if !to.session.csrf_ok(out.get("_csrf").unwrap_or("")) => {
+                    Err("フォームの確認に失敗しました / form check failed".to_string())
+                }
                 Some(to) => store_file(to, &name, &file_name, &ct, &mut field).await,
                 None => Err("このフォームではファイルを受け付けません / this form takes no files".to_string()),
             };

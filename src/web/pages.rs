@@ -369,7 +369,7 @@ pub async fn complete(State(web): State<WebState>, headers: HeaderMap, Path(id):
         .map_err(|e| error_page(&ctx, &e))?
         .0;
     let engine = web.app.engine.clone();
-    let upload = UploadTo { engine: &engine, process: &detail.task.process, by: &ctx.caller.id };
+    let upload = UploadTo { engine: &engine, process: &detail.task.process, by: &ctx.caller.id, session: &ctx.session };
     let sub = read(&ctx, req, Some(upload)).await?;
     check_post(&ctx, &headers, sub.get("_csrf").unwrap_or(""))?;
     let tz = engine.process(&detail.task.process, detail.task.version).map(|p| p.time_zone);
@@ -515,7 +515,9 @@ pub async fn start(State(web): State<WebState>, headers: HeaderMap, Path(id): Pa
     let ctx = web.ctx(&headers)?;
     let p = startable(&web, &ctx, &id)?;
     let engine = web.app.engine.clone();
-    let sub = read(&ctx, req, Some(UploadTo { engine: &engine, process: &p.id, by: &ctx.caller.id })).await?;
+    let sub =
+        read(&ctx, req, Some(UploadTo { engine: &engine, process: &p.id, by: &ctx.caller.id, session: &ctx.session }))
+            .await?;
     check_post(&ctx, &headers, sub.get("_csrf").unwrap_or(""))?;
     let fields = start_fields(&p);
     let mut vars = form::collect(&fields, &sub, &p.time_zone);
