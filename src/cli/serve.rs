@@ -59,6 +59,10 @@ pub struct ServeArgs {
     /// Connections served at once; beyond, a new connection is answered 503 and closed.
     #[arg(long, env = "NAGARE_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_connections: u32,
+    /// Mark the web inbox's session cookie `Secure`: set it when browsers reach the
+    /// server over https (through a proxy that terminates TLS).
+    #[arg(long, env = "NAGARE_SECURE_COOKIE")]
+    secure_cookie: bool,
 }
 
 impl ServeArgs {
@@ -168,11 +172,12 @@ pub fn serve(data: &Path, a: ServeArgs) -> anyhow::Result<ExitCode> {
         let watched = watcher.watched();
         let limits = a.limits();
         let state = AppState::new(engine, users).with_watcher(watcher).with_connectors(connectors).with_limits(limits);
+        let state = state.with_web(nagare::web::WebConfig { secure_cookie: a.secure_cookie, ..Default::default() });
         reload_users_on_sighup(a.users.clone(), state.users.clone(), connectors_for_reload);
         let server = Server::start_with(listener, state, super::run::shutdown_signal())?;
         connectors_for_links.set_public_url(Some(std::env::var("NAGARE_PUBLIC_URL").unwrap_or_else(|_| server.url())));
         eprintln!(
-            "nagare API on {} — data {}, {deployed} process file(s) from {}, users from {} (SIGHUP reloads it; Ctrl-C to stop)",
+            "nagare API and web inbox on {} — data {}, {deployed} process file(s) from {}, users from {} (SIGHUP reloads it; Ctrl-C to stop)",
             server.url(),
             data.display(),
             a.processes.display(),

@@ -151,6 +151,11 @@ pub fn hash_line(token: &str) -> String {
     format!("{HASH_PREFIX}{hex}")
 }
 
+/// SHA-256 of a token, as bytes.
+pub fn token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
 /// A new random token (256 bits) and its hash line.
 pub fn new_token() -> Result<(String, String), getrandom::Error> {
     let mut bytes = [0u8; 32];
@@ -238,10 +243,16 @@ impl Users {
     /// The user a token belongs to. Compares against every stored hash, in constant
     /// time each, so timing tells nothing about which hash came close.
     pub fn authenticate(&self, token: &str) -> Option<Arc<Caller>> {
-        let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        self.authenticate_digest(&token_digest(token))
+    }
+
+    /// The user whose token has this SHA-256 ([`token_digest`]): the web inbox keeps
+    /// the digest in a session, never the token, and asks again on every request so
+    /// that a token revoked by a reload of the users file ends its sessions too.
+    pub fn authenticate_digest(&self, presented: &[u8; 32]) -> Option<Arc<Caller>> {
         let mut found = None;
         for (hash, caller) in &self.by_hash {
-            if bool::from(hash.ct_eq(&presented)) {
+            if bool::from(hash.ct_eq(presented)) {
                 found = Some(caller.clone());
             }
         }
@@ -315,10 +326,11 @@ impl UserDirectory {
     }
 }
 
-/// Paths that need no token: health and readiness, and the webhooks (which carry
-/// their own secret). Everything else, known route or not, needs one.
+/// Paths that need no token: health and readiness, the webhooks (which carry
+/// their own secret), and the web inbox (`/` and `/web/…`, which signs in with a
+/// session cookie of its own). Everything else, known route or not, needs one.
 pub fn is_public(path: &str) -> bool {
-    path == "/health" || path == "/ready" || path.starts_with("/hooks/")
+    path == "/health" || path == "/ready" || path.starts_with("/hooks/") || crate::web::is_web_path(path)
 }
 
 /// Middleware, in front of routing: a valid `Authorization: Bearer <token>` or 401,

@@ -264,7 +264,7 @@ pub fn rules_in(p: &nagare_engine::process::Process, var: &str) -> ApiResult<nag
     nagare_engine::Engine::file_rules_in(p, var).map_err(|e| ApiError::engine(e, None))
 }
 
-fn check_name(name: &str) -> ApiResult<()> {
+pub(crate) fn check_name(name: &str) -> ApiResult<()> {
     let n = name.chars().count();
     if name.trim().is_empty() || n > MAX_FILE_NAME_CHARS || name.contains(['/', '\\', '\0']) {
         return Err(ApiError::unprocessable(

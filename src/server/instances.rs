@@ -136,6 +136,15 @@ pub async fn start(
     } else {
         limited_json(request, &state).await?
     };
+    start_with(state, caller, req).await
+}
+
+/// A start already read from its body (JSON or multipart; the web inbox's form).
+pub(crate) async fn start_with(
+    state: AppState,
+    caller: Arc<Caller>,
+    req: StartRequest,
+) -> ApiResult<(StatusCode, Json<InstanceView>)> {
     check_text("process", &req.process, MAX_KEY_CHARS, true)?;
     if let Some(k) = &req.business_key {
         check_text("business_key", k, MAX_KEY_CHARS, true)?;

@@ -17,18 +17,18 @@ mod config;
 pub mod conn;
 pub mod error;
 pub mod extract;
-mod files;
+pub(crate) mod files;
 mod health;
 mod hooks;
 mod incidents;
-mod instances;
+pub(crate) mod instances;
 mod jobs;
 mod messages;
 pub mod metrics;
 pub mod openapi;
 pub mod panic;
 mod processes;
-mod tasks;
+pub(crate) mod tasks;
 pub mod views;
 
 use crate::server::auth::{UserDirectory, Users};
@@ -75,6 +75,8 @@ pub struct AppState {
     /// The configured connectors: `/hooks/cloudsign` reads its secret and allow-list
     /// from them. `None`: that hook answers 404.
     pub connectors: Option<Arc<nagare_connectors::Connectors>>,
+    /// The web inbox's cookie and session settings ([`crate::web`]).
+    pub web: crate::web::WebConfig,
 }
 
 impl AppState {
@@ -88,7 +90,14 @@ impl AppState {
             watcher: None,
             limits: conn::Limits::default(),
             connectors: None,
+            web: crate::web::WebConfig::default(),
         }
+    }
+
+    /// With other web inbox settings (e.g. `Secure` cookies behind https).
+    pub fn with_web(mut self, web: crate::web::WebConfig) -> Self {
+        self.web = web;
+        self
     }
 
     /// With other timeouts or connection cap than the defaults.
@@ -229,8 +238,10 @@ pub fn app(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .with_state(state.clone());
     // The token check and the request counter wrap the whole router, not each
     // route (`Router::layer` runs after routing: a 405 would come first): no token,
-    // 401, before any 404 or 405.
+    // 401, before any 404 or 405. The web inbox (`/`, `/web/…`) signs in with its
+    // own session cookie instead ([`auth::is_public`] lets it through).
     let router = Router::new()
+        .merge(crate::web::router(state.clone()))
         .fallback_service(routes)
         .layer(axum::middleware::from_fn_with_state(state.users.clone(), auth::require_token))
         .layer(axum::middleware::from_fn_with_state(state, metrics::track));

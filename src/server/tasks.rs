@@ -18,6 +18,7 @@ use nagare_engine::runtime::{Outcome, Rejection, Task};
 use nagare_engine::store::{TaskCursor, TaskQuery};
 use nagare_engine::{Engine, EngineError};
 use serde::Deserialize;
+use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 
 /// Longest send-back comment, in characters.
@@ -371,6 +372,16 @@ pub async fn complete(
     } else {
         limited_json(request, &state).await?
     };
+    complete_with(state, caller, id, req).await
+}
+
+/// A completion already read from its body (JSON or multipart; the web inbox's form).
+pub(crate) async fn complete_with(
+    state: AppState,
+    caller: Arc<Caller>,
+    id: String,
+    req: CompleteRequest,
+) -> ApiResult<Json<CompletionView>> {
     let outcome = match req.outcome.as_deref() {
         None | Some("next") => Outcome::Next,
         Some("send_back") => {

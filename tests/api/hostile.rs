@@ -678,7 +678,7 @@ async fn serve_flags_set_the_limits_and_nonsense_values_are_refused() {
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let addr = loop {
         let line = lines.next().expect("serve prints its address").unwrap();
-        if let Some(rest) = line.split("nagare API on http://").nth(1) {
+        if let Some(rest) = line.split("nagare API and web inbox on http://").nth(1) {
             break rest.split_whitespace().next().unwrap().parse::<std::net::SocketAddr>().unwrap();
         }
     };

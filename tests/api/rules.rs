@@ -34,7 +34,7 @@ async fn nothing_but_health_works_without_a_valid_token() {
         (Method::GET, "/api/v1/openapi.json".into()),
         (Method::GET, "/metrics".into()),
         (Method::GET, "/api/v1/no-such-thing".into()),
-        (Method::GET, "/".into()),
+        (Method::GET, "/no-such-page".into()),
     ];
     for (m, path) in &routes {
         for token in [None, Some("wrong-token"), Some("")] {

@@ -29,7 +29,7 @@ async fn serve_starts_with_sample_users_and_stops_cleanly_on_sigterm() {
         let line = lines.next().expect("serve prints its address").unwrap();
         log.push_str(&line);
         log.push('\n');
-        if let Some(rest) = line.split("nagare API on ").nth(1) {
+        if let Some(rest) = line.split("nagare API and web inbox on ").nth(1) {
             break rest.split_whitespace().next().unwrap().to_string();
         }
     };
@@ -122,8 +122,8 @@ async fn sighup_reloads_the_users_file_and_a_broken_file_changes_nothing() {
             panic!("no `{needle}` in the log:\n{}", log.lock().unwrap());
         }
     };
-    let text = wait_log("nagare API on ").await;
-    let url = text.split("nagare API on ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let text = wait_log("nagare API and web inbox on ").await;
+    let url = text.split("nagare API and web inbox on ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
     let http = reqwest::Client::new();
     let status = |token: &'static str| {
         let req = http.get(format!("{url}/api/v1/processes")).bearer_auth(token);
