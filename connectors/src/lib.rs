@@ -12,6 +12,7 @@
 pub mod cloudsign;
 pub mod config;
 pub mod echo;
+pub mod faults;
 pub mod http;
 pub mod http_error;
 pub mod kintone;

@@ -35,7 +35,7 @@ pub mod state;
 
 pub use state::{ApiError, State, DEMO_CLIENTS};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -50,18 +50,7 @@ pub const FILES_DIR: &str = "cloudsign-files";
 /// Largest request body (CloudSign: about 20 MB).
 pub const MAX_BODY_BYTES: usize = 20 * 1024 * 1024;
 
-/// Faults to inject into API requests, in this order: latency, then 429s, then 500s.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Faults {
-    pub latency_ms: u64,
-    /// The next N requests answer 500.
-    pub fail_next: u32,
-    /// The next N requests answer 429.
-    pub throttle_next: u32,
-    /// `Retry-After` sent with a 429, in seconds.
-    pub retry_after_secs: Option<u64>,
-}
+pub use crate::faults::Faults;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmulatorError {
@@ -308,15 +297,7 @@ impl Emulator {
     fn take_fault(&self) -> (u64, Option<(u16, Option<u64>)>) {
         self.inner.requests.fetch_add(1, Ordering::Relaxed);
         let mut f = self.inner.faults.lock().unwrap_or_else(|p| p.into_inner());
-        let hit = if f.throttle_next > 0 {
-            f.throttle_next -= 1;
-            Some((429, f.retry_after_secs))
-        } else if f.fail_next > 0 {
-            f.fail_next -= 1;
-            Some((500, None))
-        } else {
-            None
-        };
+        let hit = f.take();
         (f.latency_ms, hit)
     }
 }
