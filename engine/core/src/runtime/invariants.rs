@@ -42,7 +42,12 @@ impl Instance {
             ensure!(self, self.tokens.is_empty(), "{} but holds tokens {:?}", self.status.as_str(), self.tokens);
             ensure!(self, self.joins.is_empty(), "{} but waits at joins {:?}", self.status.as_str(), self.joins);
             ensure!(self, self.incidents.is_empty(), "{} with open incidents", self.status.as_str());
-            ensure!(self, self.multis.is_empty() && self.locals.is_empty(), "{} with items running", self.status.as_str());
+            ensure!(
+                self,
+                self.multis.is_empty() && self.locals.is_empty(),
+                "{} with items running",
+                self.status.as_str()
+            );
             ensure!(self, self.ended_at.is_some(), "{} without an end time", self.status.as_str());
             return Ok(());
         }
@@ -161,7 +166,8 @@ impl Instance {
                     | (Wait::Timer { .. }, NodeKind::TimerCatch { .. })
                     | (Wait::Message { .. }, NodeKind::MessageCatch { .. })
                     | (Wait::Events { .. }, NodeKind::EventBased { .. })
-            ) || matches!(t.wait, Wait::Scope { .. }) && node.multi.is_some();
+            ) || matches!(t.wait, Wait::Scope { .. })
+                && (node.multi.is_some() || matches!(node.kind, NodeKind::SubProcess(_)));
             ensure!(self, fits, "token {} waits on {:?} at {} node {}", t.id, t.wait, node.kind.name(), t.node);
             match &t.wait {
                 Wait::Task { task, .. } => {
