@@ -116,6 +116,9 @@ pub fn run(out: &Out, data: &Path, a: BenchArgs, data_given: bool) -> anyhow::Re
     if a.case == "timers" || a.suite.as_deref() == Some("timers") {
         return crate::bench_timers::run(out, &temp_root, &a);
     }
+    if a.case == "multi" {
+        return crate::bench_multi::run(out, &temp_root, a.n);
+    }
     if a.case == "inbox" {
         return crate::inbox_bench::run(out, &temp_root, a.n, a.concurrency);
     }

@@ -4,6 +4,7 @@
 //! under [`cli`], printing goes through [`output`], and `nagare bench` is [`bench`].
 
 mod bench;
+mod bench_multi;
 mod bench_timers;
 mod cli;
 mod inbox_bench;
@@ -164,8 +165,9 @@ pub struct BenchArgs {
     #[arg(value_parser = ["timers"])]
     suite: Option<String>,
     /// straight, gateway, usertask, all (those three), inbox (the HTTP API with a
-    /// 100,000-task inbox; --n tasks, --concurrency clients), or timers.
-    #[arg(long, default_value = "all", value_parser = ["straight", "gateway", "usertask", "all", "inbox", "timers"])]
+    /// 100,000-task inbox; --n tasks, --concurrency clients), timers, or multi (one
+    /// multi-instance service task over --n items, default 1000).
+    #[arg(long, default_value = "all", value_parser = ["straight", "gateway", "usertask", "all", "inbox", "timers", "multi"])]
     case: String,
     /// Timers in the virtual-clock run of `bench timers` (default 1000000; 0 skips it).
     #[arg(long)]
