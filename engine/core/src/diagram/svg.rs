@@ -99,8 +99,9 @@ fn bands(s: &mut String, d: &Diagram) {
         let key = b.key.as_deref().unwrap_or("");
         let _ = write!(
             s,
-            "<g class=\"lane\" data-lane=\"{}\"><rect x=\"{MARGIN}\" y=\"{}\" width=\"{w}\" height=\"{}\" fill=\"{fill}\" stroke=\"#b0b4ba\"/>",
+            "<g class=\"lane\" data-lane=\"{}\"><title>{}</title><rect x=\"{MARGIN}\" y=\"{}\" width=\"{w}\" height=\"{}\" fill=\"{fill}\" stroke=\"#b0b4ba\"/>",
             xml(key),
+            xml(&b.title),
             b.y,
             b.height
         );
