@@ -26,7 +26,7 @@ fn duration_core() -> &'static str {
 /// The schema, as JSON.
 pub fn schema() -> Value {
     let mut defs = Map::new();
-    defs.insert("lane".into(), object("lane", keys::LANE_KEYS, &["groups"]));
+    defs.insert("lane".into(), object("lane", keys::LANE_KEYS, &[]));
     defs.insert("notify".into(), object("notify", keys::NOTIFY_KEYS, &["on"]));
     defs.insert("variable".into(), object("variable", keys::VAR_KEYS, &["type"]));
     defs.insert("start".into(), object("start", keys::START_KEYS, &["next"]));
