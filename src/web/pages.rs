@@ -685,7 +685,8 @@ fn diagram_of(p: &nagare_engine::process::Process, v: &InstanceView, history: &[
     let hl = diagram::Highlight::new(
         history.iter().filter_map(|h| h.node.as_deref()),
         v.waiting.iter().map(|w| w.node.as_str()),
-    );
+    )
+    .with_sent_back(history.iter().filter(|h| h.event == "sent_back").filter_map(|h| h.node.as_deref()));
     let svg = diagram::svg(&diagram::diagram(p), &hl);
     let mut m = Markup::raw("<div class=\"diagram\" role=\"figure\" aria-label=\"フロー図 / process diagram\">");
     m.push(Markup::diagram_svg(svg));

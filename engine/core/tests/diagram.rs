@@ -209,6 +209,9 @@ fn an_instance_path_and_its_current_nodes_are_marked() {
     assert!(s.contains("class=\"edge taken\" data-from=\"申請\" data-to=\"上長承認\""));
     assert!(s.contains("class=\"edge default taken\" data-from=\"金額判定\" data-to=\"承認記録\""));
     assert!(s.contains("class=\"edge\" data-from=\"金額判定\" data-to=\"部長承認\""));
+    assert!(s.contains("class=\"edge send-back\" data-from=\"上長承認\" data-to=\"申請\""), "never sent back");
+    let sent = svg(&d, &hl.clone().with_sent_back(["上長承認"]));
+    assert!(sent.contains("class=\"edge send-back taken\" data-from=\"上長承認\" data-to=\"申請\""));
     assert_ne!(s, svg(&d, &Highlight::default()));
 }
 

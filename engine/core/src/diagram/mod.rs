@@ -37,6 +37,8 @@ pub fn to_svg(process: &Process) -> String {
 pub struct Highlight {
     pub visited: BTreeSet<String>,
     pub current: BTreeSet<String>,
+    /// Tasks that were sent back: their send-back flow was taken.
+    pub sent_back: BTreeSet<String>,
 }
 
 impl Highlight {
@@ -52,19 +54,30 @@ impl Highlight {
         if !visited.is_empty() {
             visited.insert("start".to_string());
         }
-        Highlight { visited, current }
+        Highlight { visited, current, sent_back: BTreeSet::new() }
+    }
+
+    /// The tasks the history shows sent back (`sent_back` entries' nodes).
+    pub fn with_sent_back<'a>(mut self, tasks: impl IntoIterator<Item = &'a str>) -> Highlight {
+        self.sent_back = tasks.into_iter().map(str::to_string).collect();
+        self
     }
 
     pub fn is_empty(&self) -> bool {
         self.visited.is_empty() && self.current.is_empty()
     }
 
-    /// Whether the flow from `from` to `to` was taken: both ends were visited. (The
-    /// history names nodes, not flows; two visited nodes joined by a flow that was
-    /// not taken, such as a send-back never used between two visited tasks, are
+    /// Whether the flow from `from` to `to` was taken: both ends were visited, and
+    /// for a send-back, the task was sent back. (The history names nodes, not
+    /// flows: two visited nodes joined by a flow that was not taken, such as an
+    /// outcome beside the one chosen that leads to a node reached another way, are
     /// marked too.)
-    pub fn taken(&self, from: &str, to: &str) -> bool {
-        self.visited.contains(from) && self.visited.contains(to)
+    pub fn taken(&self, from: &str, to: &str, style: EdgeStyle) -> bool {
+        let both = self.visited.contains(from) && self.visited.contains(to);
+        match style {
+            EdgeStyle::SendBack => both && self.sent_back.contains(from),
+            _ => both,
+        }
     }
 }
 

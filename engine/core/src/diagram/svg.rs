@@ -161,7 +161,7 @@ fn edge_svg(s: &mut String, labels: &mut String, d: &Diagram, e: usize, k: usize
     let edge = &d.edges[e];
     let (from, to) = (&d.nodes[edge.from], &d.nodes[edge.to]);
     let pts = route(d, e, k);
-    let taken = hl.taken(&from.id, &to.id);
+    let taken = hl.taken(&from.id, &to.id, edge.style);
     let (color, width, marker) =
         if taken { (VISITED, 2.0, "nagare-arrow-taken") } else { (INK, 1.2, "nagare-arrow") };
     let dash = match edge.style {
