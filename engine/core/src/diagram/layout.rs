@@ -135,7 +135,7 @@ pub fn layout((items, edges): (Vec<Item>, Vec<Edge>), p: &Process) -> Diagram {
     for &v in &discovery {
         cells[band[v]][layer[v]].push(v);
     }
-    order_rows(&mut cells, &edges, &back, &band, &layer);
+    order_rows(&mut cells, &edges, &back, &band);
 
     let rows_in_band: Vec<usize> =
         cells.iter().map(|b| b.iter().map(Vec::len).max().unwrap_or(0).max(1)).collect();
@@ -162,19 +162,18 @@ pub fn layout((items, edges): (Vec<Item>, Vec<Edge>), p: &Process) -> Diagram {
     }
 
     // Columns: a box, the runs, then room for the longest label leaving the column.
+    let mut label_w = vec![0i32; layers_n];
+    for (e, edge) in edges.iter().enumerate() {
+        if let (false, Some(t)) = (back[e], edge.label.as_deref()) {
+            let w = text::width(&text::clip(t, LABEL_SIZE, LABEL_MAX as f64), LABEL_SIZE).ceil() as i32;
+            label_w[layer[edge.from]] = label_w[layer[edge.from]].max(w);
+        }
+    }
     let mut columns = Vec::with_capacity(layers_n);
     let mut x = MARGIN + BAND_HEAD + 16;
     for l in 0..layers_n {
-        let label = edges
-            .iter()
-            .enumerate()
-            .filter(|(e, edge)| !back[*e] && layer[edge.from] == l)
-            .filter_map(|(_, edge)| edge.label.as_deref())
-            .map(|t| text::width(&text::clip(t, LABEL_SIZE, LABEL_MAX as f64), LABEL_SIZE).ceil() as i32)
-            .max()
-            .unwrap_or(0);
         let runs = targets[l].len().saturating_sub(1) as i32 * RUN_STEP;
-        let w = BOX_W + GAP + runs + label;
+        let w = BOX_W + GAP + runs + label_w[l];
         columns.push((x, w));
         x += w;
     }
@@ -315,15 +314,17 @@ fn layers(n: usize, edges: &[Edge], back: &[bool], discovery: &[NodeIx]) -> Vec<
 /// Barycenter sweeps: sort each cell by the mean row (across bands, counted from
 /// the top) of the node's neighbours in the previous (forward sweep) or next
 /// (backward sweep) layers. Nodes without such neighbours keep their place.
-fn order_rows(cells: &mut [Vec<Vec<NodeIx>>], edges: &[Edge], back: &[bool], band: &[usize], layer: &[usize]) {
+fn order_rows(cells: &mut [Vec<Vec<NodeIx>>], edges: &[Edge], back: &[bool], band: &[usize]) {
     let n = band.len();
     let layers_n = cells.first().map_or(0, Vec::len);
-    let forward: Vec<(NodeIx, NodeIx)> = edges
-        .iter()
-        .enumerate()
-        .filter(|(e, edge)| !back[*e] && edge.from != edge.to)
-        .map(|(_, edge)| (edge.from, edge.to))
-        .collect();
+    let mut preds: Vec<Vec<NodeIx>> = vec![Vec::new(); n];
+    let mut succs: Vec<Vec<NodeIx>> = vec![Vec::new(); n];
+    for (e, edge) in edges.iter().enumerate() {
+        if !back[e] && edge.from != edge.to {
+            preds[edge.to].push(edge.from);
+            succs[edge.from].push(edge.to);
+        }
+    }
     for sweep in 0..4 {
         let downstream = sweep % 2 == 0;
         // Global row of every node now: rows of the bands above, then its row.
@@ -348,18 +349,10 @@ fn order_rows(cells: &mut [Vec<Vec<NodeIx>>], edges: &[Edge], back: &[bool], ban
                     .iter()
                     .enumerate()
                     .map(|(r, &v)| {
-                        let nb: Vec<f64> = forward
-                            .iter()
-                            .filter_map(|&(a, z)| {
-                                if downstream && z == v && layer[a] < l {
-                                    Some(global[a])
-                                } else if !downstream && a == v && layer[z] > l {
-                                    Some(global[z])
-                                } else {
-                                    None
-                                }
-                            })
-                            .collect();
+                        // Forward edges only: predecessors sit in earlier layers,
+                        // successors in later ones.
+                        let near = if downstream { &preds[v] } else { &succs[v] };
+                        let nb: Vec<f64> = near.iter().map(|&w| global[w]).collect();
                         let key = if nb.is_empty() { global[v] } else { nb.iter().sum::<f64>() / nb.len() as f64 };
                         (key, r, v)
                     })
