@@ -270,9 +270,15 @@ fn svg_of_a_small_process_has_the_expected_shapes() {
     check_xml(&s).unwrap();
     assert!(s.contains("小さな &quot;申請&quot; &lt;テスト&gt;"), "title escaped");
     assert!(s.contains("font-family=\"'Hiragino Kaku Gothic ProN'"));
-    for class in
-        ["event start", "task user", "task service", "task script", "gateway exclusive", "event catch timer", "event end"]
-    {
+    for class in [
+        "event start",
+        "task user",
+        "task service",
+        "task script",
+        "gateway exclusive",
+        "event catch timer",
+        "event end",
+    ] {
         assert!(s.contains(&format!("class=\"node {class}")), "no {class}");
     }
     assert!(s.contains("class=\"edge send-back\" data-from=\"approve\" data-to=\"apply\""));
@@ -311,10 +317,10 @@ fn random_process(seed: u64) -> String {
     let mut y = String::from(
         "id: random\nlanes:\n  a: { groups: [g] }\n  b: { groups: [g] }\n  c: { groups: [g] }\nvariables:\n  x: { type: number }\nstart: { next: n0 }\nnodes:\n",
     );
-    for i in 0..n {
+    for (i, &task) in is_task.iter().enumerate() {
         let lane = format!(", lane: {}", ["a", "b", "c"][r.below(3)]);
         let later = |r: &mut Rng| name(i + 1 + r.below(n - i));
-        if is_task[i] {
+        if task {
             let mut extra = String::new();
             if r.below(2) == 0 {
                 extra.push_str(&format!(", outcomes: {{ o: {} }}", later(&mut r)));
@@ -330,11 +336,7 @@ fn random_process(seed: u64) -> String {
                 let to = if r.below(3) == 0 { name(tasks[r.below(tasks.len())]) } else { later(&mut r) };
                 branches.push(format!("{{ when: x > {}, next: {to} }}", r.below(100)));
             }
-            y.push_str(&format!(
-                "  n{i}: {{ exclusive: [{}], default: {} }}\n",
-                branches.join(", "),
-                name(i + 1)
-            ));
+            y.push_str(&format!("  n{i}: {{ exclusive: [{}], default: {} }}\n", branches.join(", "), name(i + 1)));
         }
     }
     y.push_str("  end: { end: }\n");

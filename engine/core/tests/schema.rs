@@ -222,7 +222,10 @@ fn shape_errors_are_refused() {
         assert!(errs.iter().any(|e| e.contains(expect)), "{what}: {errs:?}");
     }
     // The same file with the mistake fixed passes: the cases fail for their mistake.
-    assert_eq!(errors_of(&format!("{base}  t: {{ user_task: x, lane: a, next: e }}\n  e: {{ end: }}\n")), Vec::<String>::new());
+    assert_eq!(
+        errors_of(&format!("{base}  t: {{ user_task: x, lane: a, next: e }}\n  e: {{ end: }}\n")),
+        Vec::<String>::new()
+    );
     let top = errors_of("id: p\nstart: { next: e }\nnodes: { e: { end: } }\nlane: {}\n");
     assert!(top.iter().any(|e| e.contains("unknown key `lane`")), "{top:?}");
     let var = errors_of("id: p\nvariables: { v: { type: money } }\nstart: { next: e }\nnodes: { e: { end: } }\n");

@@ -175,7 +175,13 @@ pub fn read(p: &Process) -> (Vec<Item>, Vec<Edge>) {
                 ),
             };
             boundaries.push(mark);
-            edges.push(Edge { from: ix, to: b.next, boundary: Some(i), label: Some(label), style: EdgeStyle::Boundary });
+            edges.push(Edge {
+                from: ix,
+                to: b.next,
+                boundary: Some(i),
+                label: Some(label),
+                style: EdgeStyle::Boundary,
+            });
         }
         items.push(Item {
             id: node.id.clone(),

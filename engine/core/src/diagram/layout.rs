@@ -124,10 +124,8 @@ pub fn layout((items, edges): (Vec<Item>, Vec<Edge>), p: &Process) -> Diagram {
             }
         }
     }
-    let band: Vec<usize> = items
-        .iter()
-        .map(|i| bands.iter().position(|b| b.key == i.lane).expect("every lane has a band"))
-        .collect();
+    let band: Vec<usize> =
+        items.iter().map(|i| bands.iter().position(|b| b.key == i.lane).expect("every lane has a band")).collect();
 
     let layers_n = layer.iter().copied().max().map_or(0, |m| m + 1);
     // cells[band][layer]: the nodes there, in row order.
@@ -137,8 +135,7 @@ pub fn layout((items, edges): (Vec<Item>, Vec<Edge>), p: &Process) -> Diagram {
     }
     order_rows(&mut cells, &edges, &back, &band);
 
-    let rows_in_band: Vec<usize> =
-        cells.iter().map(|b| b.iter().map(Vec::len).max().unwrap_or(0).max(1)).collect();
+    let rows_in_band: Vec<usize> = cells.iter().map(|b| b.iter().map(Vec::len).max().unwrap_or(0).max(1)).collect();
     let mut row = vec![0usize; n];
     for b in &cells {
         for c in b {

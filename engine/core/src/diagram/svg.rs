@@ -162,8 +162,7 @@ fn edge_svg(s: &mut String, labels: &mut String, d: &Diagram, e: usize, k: usize
     let (from, to) = (&d.nodes[edge.from], &d.nodes[edge.to]);
     let pts = route(d, e, k);
     let taken = hl.taken(&from.id, &to.id, edge.style);
-    let (color, width, marker) =
-        if taken { (VISITED, 2.0, "nagare-arrow-taken") } else { (INK, 1.2, "nagare-arrow") };
+    let (color, width, marker) = if taken { (VISITED, 2.0, "nagare-arrow-taken") } else { (INK, 1.2, "nagare-arrow") };
     let dash = match edge.style {
         EdgeStyle::SendBack => " stroke-dasharray=\"6 4\"",
         _ => "",
@@ -325,7 +324,13 @@ fn circle(s: &mut String, x: f64, y: f64, r: f64, fill: &str, stroke: &str, widt
 }
 
 fn text_lines(s: &mut String, lines: &[String], x: f64, first_y: f64, size: f64, step: f64) {
-    let _ = write!(s, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"{}\" fill=\"{INK}\">", n(x), n(first_y), n(size));
+    let _ = write!(
+        s,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"{}\" fill=\"{INK}\">",
+        n(x),
+        n(first_y),
+        n(size)
+    );
     for (i, line) in lines.iter().enumerate() {
         if i == 0 {
             let _ = write!(s, "<tspan x=\"{}\">{}</tspan>", n(x), xml(line));
