@@ -48,6 +48,7 @@ pub fn schema() -> Value {
     defs.insert("boundary".into(), object("boundary", keys::BOUNDARY_KEYS, &["next"]));
     defs.insert("event_branch".into(), object("event_branch", keys::EVENT_BRANCH_KEYS, &["next"]));
     defs.insert("end_error".into(), object("end", keys::END_KEYS, &["error"]));
+    defs.insert("multi".into(), object("multi", keys::MULTI_KEYS, &["for_each", "as"]));
     defs.insert(
         "expressions".into(),
         json!({
@@ -109,6 +110,7 @@ fn object_description(what: &str) -> &'static str {
         "boundary" => "An event attached to a task or fork: a timer or an error that leads elsewhere.",
         "event_branch" => "One way out of an event-based gateway: a message or a timer.",
         "end" => "An error end event: throws `error` to the nearest boundary that catches it.",
+        "multi" => "Run the task once per item of `for_each`, all at once or one after another, collecting each item's `output` into `into`.",
         "node" => "One flow node: exactly one kind key (user_task, service, exclusive …) and its keys.",
         _ => "An object of the process file.",
     }
@@ -232,6 +234,15 @@ fn property(what: &str, key: &str) -> Value {
         ("event_branch", "timer") => reference("timer", "Or wait for this timer."),
         ("event_branch", "next") => s("Where the flow goes when this event wins."),
 
+        ("multi", "for_each") => s("An expression giving the list of items."),
+        ("multi", "as") => s("The name each item is read by inside the task."),
+        ("multi", "index") => s("The name of the item's position (0, 1, 2 …), if wanted."),
+        ("multi", "sequential") => json!({ "type": "boolean", "description": "One item after another (default: all at once)." }),
+        ("multi", "output") => s("What each finished item contributes to `into` (an expression; a service task's `result` is readable)."),
+        ("multi", "into") => s("A declared list variable that receives the outputs, in item order."),
+        ("multi", "complete_when") => s("Stop early when this holds (checked after each item); reads `results`, `done`, `total`."),
+        ("multi", "limit") => json!({ "type": "integer", "minimum": 1, "maximum": crate::process::MAX_ITEMS, "description": "Most items accepted (default and ceiling: 10,000); more is an incident." }),
+
         ("end", "error") => s("The error code thrown."),
         ("end", "message") => s("A message for the error."),
         _ => json!({ "description": format!("`{key}` of {what} (see the README).") }),
@@ -304,6 +315,10 @@ fn node_property(key: &str) -> Value {
         "retry" => (json!({ "$ref": "#/$defs/retry" }), "Retry policy: `{ attempts: 5, backoff: 2s..1m }`.".to_string()),
         "timeout" => (json!({ "type": "string", "pattern": DURATION_PATTERN }), "How long one attempt may take (`10s`).".to_string()),
         "default" => (json!({ "type": "string" }), "The node taken when no branch's condition holds.".to_string()),
+        "multi_instance" => (
+            json!({ "$ref": "#/$defs/multi" }),
+            "Run the task once per item of a list (`for_each`, `as`), in parallel or `sequential`.".to_string(),
+        ),
         _ => (json!({}), format!("`{key}` (see the README).")),
     };
     with_description(shape, &format!("{what} Taken by: {of}."))
@@ -333,7 +348,11 @@ mod tests {
         }
         let mut missing = Vec::new();
         walk(&schema(), "process", &mut missing);
-        assert!(missing.is_empty(), "keys without a description: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "keys without a description: {missing:?}; add their lines to `property` or `node_property` in \
+             engine/core/src/schema.rs (a schema for the value and a description)"
+        );
     }
 
     #[test]

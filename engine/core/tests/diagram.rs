@@ -223,6 +223,7 @@ lanes:
   boss: { groups: [managers] }
 variables:
   金額: { type: number }
+  宛先: { type: list }
 start: { name: 申請, next: apply }
 nodes:
   apply: { name: 申請する, user_task: 申請, lane: staff, form: { 金額: required }, next: approve }
@@ -239,7 +240,7 @@ nodes:
     exclusive:
       - { when: 金額 >= 50000, next: notify }
     default: done
-  notify: { service: echo, next: wait }
+  notify: { service: echo, multi_instance: { for_each: 宛先, as: 宛, sequential: true }, next: wait }
   wait: { timer: 1h, next: done }
   remind: { script: "let x = 1;", lane: boss, next: reminded }
   reminded: { end: }
@@ -286,6 +287,7 @@ fn svg_of_a_small_process_has_the_expected_shapes() {
     assert!(s.contains("class=\"edge boundary\" data-from=\"approve\" data-to=\"remind\""));
     assert!(s.contains(">金額 &gt;= 50000</text>"), "condition label escaped");
     assert!(s.contains(">reject</text>"));
+    assert_eq!(s.matches("<path class=\"multi\"").count(), 1, "the multi-instance marker on `notify` only");
     assert!(!s.contains("<style") && !s.contains("style=") && !s.contains("<script"), "no inline style or script");
 }
 

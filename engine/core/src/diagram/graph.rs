@@ -115,6 +115,9 @@ pub struct Item {
     pub lane: Option<String>,
     pub shape: Shape,
     pub boundaries: Vec<BoundaryMark>,
+    /// Multi-instance: `Some(true)` one item after another (three bars lying),
+    /// `Some(false)` all at once (three bars standing).
+    pub multi: Option<bool>,
 }
 
 /// Shapes and edges of `p`, nodes in the process's order.
@@ -189,6 +192,7 @@ pub fn read(p: &Process) -> (Vec<Item>, Vec<Edge>) {
             lane: node.lane.clone(),
             shape,
             boundaries,
+            multi: node.multi.as_ref().map(|m| m.sequential),
         });
     }
     (items, edges)

@@ -52,6 +52,8 @@ pub struct Placed {
     pub label: String,
     pub shape: Shape,
     pub boundaries: Vec<super::graph::BoundaryMark>,
+    /// Multi-instance: `Some(sequential)`.
+    pub multi: Option<bool>,
     pub band: usize,
     pub layer: usize,
     pub row: usize,
@@ -199,6 +201,7 @@ pub fn layout((items, edges): (Vec<Item>, Vec<Edge>), p: &Process) -> Diagram {
                 label: item.label,
                 shape: item.shape,
                 boundaries: item.boundaries,
+                multi: item.multi,
                 band: band[v],
                 layer: layer[v],
                 row: row[v],

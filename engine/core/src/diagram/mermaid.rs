@@ -61,7 +61,12 @@ fn node(d: &Diagram, v: usize) -> String {
                 TaskType::Service => "⚙",
                 TaskType::Script => "📜",
             };
-            format!("n{v}(\"{mark} {label}\")")
+            let multi = match p.multi {
+                Some(true) => " ☰",
+                Some(false) => " ⦀",
+                None => "",
+            };
+            format!("n{v}(\"{mark} {label}{multi}\")")
         }
         Shape::Gateway(g) => {
             let mark = match g {

@@ -255,8 +255,10 @@ fn node_svg(s: &mut String, p: &Placed, hl: &Highlight) {
                 _ => {}
             }
             // Narrower than the box: the type marker sits in the top left corner.
-            let lines = wrap(&p.label, 12.0, (2 * p.hw - 32) as f64, 3);
-            text_lines(s, &lines, x, y + 7.0 - (lines.len() as f64 - 1.0) * 7.0, 12.0, 14.0);
+            // Two lines, a little higher, over a multi-instance marker.
+            let (most, lift) = if p.multi.is_some() { (2, 6.0) } else { (3, 0.0) };
+            let lines = wrap(&p.label, 12.0, (2 * p.hw - 32) as f64, most);
+            text_lines(s, &lines, x, y + 7.0 - lift - (lines.len() as f64 - 1.0) * 7.0, 12.0, 14.0);
         }
         Shape::Start { icon } => {
             circle(s, x, y, p.hw as f64, fi, st, 1.5, "");
@@ -294,6 +296,9 @@ fn node_svg(s: &mut String, p: &Placed, hl: &Highlight) {
             );
             gateway_mark(s, *mark, x, y, st);
         }
+    }
+    if let Some(sequential) = p.multi {
+        multi_marker(s, x, y + p.hh as f64 - 12.0, sequential, st);
     }
     for (i, b) in p.boundaries.iter().enumerate() {
         let (bx, by) = p.boundary_at(i);
@@ -436,6 +441,21 @@ fn gateway_mark(s: &mut String, mark: GatewayMark, x: f64, y: f64, stroke: &str)
             );
         }
     }
+}
+
+/// BPMN's multi-instance marker at the bottom middle of a task: three bars,
+/// standing for parallel, lying for sequential.
+fn multi_marker(s: &mut String, x: f64, y: f64, sequential: bool, stroke: &str) {
+    let mut d = String::new();
+    for i in -1..=1 {
+        let o = i as f64 * 3.5;
+        if sequential {
+            let _ = write!(d, "M{},{} h10 ", n(x - 5.0), n(y + o));
+        } else {
+            let _ = write!(d, "M{},{} v10 ", n(x + o), n(y - 5.0));
+        }
+    }
+    let _ = write!(s, "<path class=\"multi\" d=\"{}\" stroke=\"{stroke}\" stroke-width=\"1.5\"/>", d.trim_end());
 }
 
 fn user_marker(s: &mut String, x: f64, y: f64) {

@@ -22,8 +22,7 @@ pub const RETRY_KEYS: &[&str] = &["attempts", "backoff"];
 pub const TIMER_KEYS: &[&str] = &["duration", "date", "at", "cron", "cycle", "catch_up"];
 pub const BOUNDARY_KEYS: &[&str] = &["timer", "error", "interrupting", "every", "times", "set", "next"];
 pub const EVENT_BRANCH_KEYS: &[&str] = &["message", "key", "set", "timer", "next"];
-pub const MULTI_KEYS: &[&str] =
-    &["for_each", "as", "index", "sequential", "output", "into", "complete_when", "limit"];
+pub const MULTI_KEYS: &[&str] = &["for_each", "as", "index", "sequential", "output", "into", "complete_when", "limit"];
 pub const END_KEYS: &[&str] = &["error", "message"];
 
 /// Element kinds the engine knows by name but does not run yet; naming them gives a

@@ -42,7 +42,12 @@ impl Instance {
             ensure!(self, self.tokens.is_empty(), "{} but holds tokens {:?}", self.status.as_str(), self.tokens);
             ensure!(self, self.joins.is_empty(), "{} but waits at joins {:?}", self.status.as_str(), self.joins);
             ensure!(self, self.incidents.is_empty(), "{} with open incidents", self.status.as_str());
-            ensure!(self, self.multis.is_empty() && self.locals.is_empty(), "{} with items running", self.status.as_str());
+            ensure!(
+                self,
+                self.multis.is_empty() && self.locals.is_empty(),
+                "{} with items running",
+                self.status.as_str()
+            );
             ensure!(self, self.ended_at.is_some(), "{} without an end time", self.status.as_str());
             return Ok(());
         }

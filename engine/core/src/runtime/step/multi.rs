@@ -63,7 +63,8 @@ impl Run<'_> {
         let activation = self.inst.next_seq();
         let results = if spec.output.is_some() { vec![Value::Null; items.len()] } else { Vec::new() };
         let mut items = items.into_iter();
-        let first: Vec<Value> = if spec.sequential { items.next().into_iter().collect() } else { items.by_ref().collect() };
+        let first: Vec<Value> =
+            if spec.sequential { items.next().into_iter().collect() } else { items.by_ref().collect() };
         let pending: Vec<Value> = items.collect();
         self.inst.multis.push(Multi {
             activation,
