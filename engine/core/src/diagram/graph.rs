@@ -176,6 +176,10 @@ pub fn read(p: &Process) -> (Vec<Item>, Vec<Edge>) {
                     BoundaryMark { icon: Icon::Error, interrupting: true },
                     format!("error {}", code.as_deref().unwrap_or("any")),
                 ),
+                // A trigger added later (message boundaries): drawn as a message
+                // event until it gets its own arm here.
+                #[allow(unreachable_patterns)]
+                _ => (BoundaryMark { icon: Icon::Message, interrupting: true }, "event".to_string()),
             };
             boundaries.push(mark);
             edges.push(Edge {
