@@ -209,6 +209,8 @@ fn shape(p: &Process, kind: &NodeKind) -> Shape {
                 StartTrigger::None => None,
                 StartTrigger::Timer { .. } => Some(Icon::Timer),
                 StartTrigger::Message { .. } => Some(Icon::Message),
+                #[allow(unreachable_patterns)]
+                _ => None,
             },
         },
         NodeKind::End { terminate } => Shape::End { terminate: *terminate, error: false },
