@@ -265,6 +265,55 @@ fn mermaid_of_a_small_process_is_as_expected() {
     );
 }
 
+/// The layout of the small process as an outline (bands, each node's shape, band,
+/// layer, row and centre, each edge with its style, direction and route), kept in
+/// `tests/expect/diagram-small-layout.txt`: a change of layout shows in review.
+#[test]
+fn layout_of_a_small_process_is_as_expected() {
+    use std::fmt::Write;
+    let d = diagram(&load("small.yaml", SMALL));
+    let mut got = String::new();
+    for b in &d.bands {
+        let _ = writeln!(got, "band {:?} {:?} y={} h={}", b.key, b.title, b.y, b.height);
+    }
+    for n in &d.nodes {
+        let _ = writeln!(
+            got,
+            "node {} [{}] band={} layer={} row={} at=({},{})",
+            n.id,
+            n.shape.class(),
+            n.band,
+            n.layer,
+            n.row,
+            n.x,
+            n.y
+        );
+    }
+    for (e, edge) in d.edges.iter().enumerate() {
+        let _ = writeln!(
+            got,
+            "edge {} -> {} {:?}{} label={:?} route={:?}",
+            d.nodes[edge.from].id,
+            d.nodes[edge.to].id,
+            edge.style,
+            if d.back[e] { " back" } else { "" },
+            edge.label,
+            nagare_core::diagram::route(&d, e)
+        );
+    }
+    let path = repo().join("engine/core/tests/expect/diagram-small-layout.txt");
+    if std::env::var_os("UPDATE_EXPECT").is_some_and(|v| v == "1") {
+        std::fs::write(&path, &got).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        want == got,
+        "{} differs; run `UPDATE_EXPECT=1 cargo test --workspace --test diagram` and review.\n--- got ---\n{got}",
+        path.display()
+    );
+}
+
 #[test]
 fn svg_of_a_small_process_has_the_expected_shapes() {
     let s = svg(&diagram(&load("small.yaml", SMALL)), &Highlight::default());

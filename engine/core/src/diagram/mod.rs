@@ -16,7 +16,7 @@ mod text;
 pub use graph::{BoundaryMark, Edge, EdgeStyle, Shape, TaskType};
 pub use layout::{Band, Diagram, Placed};
 pub use mermaid::mermaid;
-pub use svg::svg;
+pub use svg::{route, svg};
 
 use crate::process::Process;
 use std::collections::BTreeSet;

@@ -7,7 +7,7 @@
 //! `data-node` / `data-lane` attributes are there for a page's stylesheet and tests.
 
 use super::graph::{EdgeStyle, GatewayMark, Icon, Shape, TaskType};
-use super::layout::{Diagram, Placed, BAND_HEAD, BOUNDARY_R, LABEL_MAX, LABEL_SIZE, MARGIN};
+use super::layout::{Diagram, Placed, BAND_HEAD, BOUNDARY_R, LABEL_MAX, LABEL_SIZE, MARGIN, ROW_H};
 use super::text::{clip, wrap, xml};
 use super::Highlight;
 use std::fmt::Write;
@@ -76,13 +76,8 @@ pub fn svg(d: &Diagram, hl: &Highlight) -> String {
     );
     bands(&mut s, d);
     let mut labels = String::new();
-    let mut back_seen = 0;
     for e in 0..d.edges.len() {
-        let k = back_seen;
-        if d.back[e] {
-            back_seen += 1;
-        }
-        edge_svg(&mut s, &mut labels, d, e, k, hl);
+        edge_svg(&mut s, &mut labels, d, e, hl);
     }
     for node in &d.nodes {
         node_svg(&mut s, node, hl);
@@ -124,11 +119,24 @@ fn bands(s: &mut String, d: &Diagram) {
     }
 }
 
-/// The points of edge `e`; `k` staggers back edges so they do not lie on each other.
-pub(super) fn route(d: &Diagram, e: usize, k: usize) -> Vec<(i32, i32)> {
+/// The points of edge `e`, an orthogonal path: forward edges leave a shape's right
+/// side (a boundary event's bottom), run down or up in their column gap and enter
+/// the target's left side; back edges leave the bottom, run below both shapes in a
+/// channel (staggered, so several do not lie on each other) and enter the target's
+/// bottom.
+pub fn route(d: &Diagram, e: usize) -> Vec<(i32, i32)> {
+    route_and_label(d, e).0
+}
+
+/// Where an edge's label goes: (x, y, text-anchor).
+type LabelAt = (i32, i32, &'static str);
+
+fn route_and_label(d: &Diagram, e: usize) -> (Vec<(i32, i32)>, LabelAt) {
+    let k = d.back[..e].iter().filter(|b| **b).count();
     let edge = &d.edges[e];
     let (sn, tn) = (&d.nodes[edge.from], &d.nodes[edge.to]);
     let mut pts = Vec::with_capacity(6);
+    let label;
     if !d.back[e] {
         let mx = d.run_x[e];
         match edge.boundary {
@@ -139,7 +147,20 @@ pub(super) fn route(d: &Diagram, e: usize, k: usize) -> Vec<(i32, i32)> {
             }
             None => pts.extend([(sn.x + sn.hw, sn.y), (mx, sn.y)]),
         }
-        pts.extend([(mx, tn.y), (tn.x - tn.hw, tn.y)]);
+        // A flow over several columns whose target's row holds a shape on the way
+        // would run through it: it runs along the top of the row instead and drops
+        // in just before the target.
+        let blocked =
+            d.nodes.iter().any(|n| n.band == tn.band && n.row == tn.row && n.layer > sn.layer && n.layer < tn.layer);
+        if blocked {
+            let top = d.bands[tn.band].y + tn.row as i32 * ROW_H + 6 + 4 * (e % 3) as i32;
+            let rx = tn.x - tn.hw - 14;
+            pts.extend([(mx, top), (rx, top), (rx, tn.y), (tn.x - tn.hw, tn.y)]);
+            label = (mx + 5, top + 11, "start");
+        } else {
+            pts.extend([(mx, tn.y), (tn.x - tn.hw, tn.y)]);
+            label = (mx + 5, tn.y - 5, "start");
+        }
     } else {
         let start = match edge.boundary {
             Some(i) => {
@@ -152,15 +173,31 @@ pub(super) fn route(d: &Diagram, e: usize, k: usize) -> Vec<(i32, i32)> {
         let end = (tn.x, tn.y + tn.hh);
         let channel = start.1.max(end.1) + 18 + 6 * (k % 3) as i32;
         pts.extend([start, (start.0, channel), (end.0, channel), end]);
+        label = ((start.0 + end.0) / 2, channel - 4, "middle");
     }
-    pts.dedup();
-    pts
+    (simplify(pts), label)
 }
 
-fn edge_svg(s: &mut String, labels: &mut String, d: &Diagram, e: usize, k: usize, hl: &Highlight) {
+/// Without repeated points and without middle points of straight runs.
+fn simplify(mut pts: Vec<(i32, i32)>) -> Vec<(i32, i32)> {
+    pts.dedup();
+    let mut out: Vec<(i32, i32)> = Vec::with_capacity(pts.len());
+    for p in pts {
+        if out.len() >= 2 {
+            let (a, b) = (out[out.len() - 2], out[out.len() - 1]);
+            if (a.0 == b.0 && b.0 == p.0) || (a.1 == b.1 && b.1 == p.1) {
+                out.pop();
+            }
+        }
+        out.push(p);
+    }
+    out
+}
+
+fn edge_svg(s: &mut String, labels: &mut String, d: &Diagram, e: usize, hl: &Highlight) {
     let edge = &d.edges[e];
     let (from, to) = (&d.nodes[edge.from], &d.nodes[edge.to]);
-    let pts = route(d, e, k);
+    let (pts, (x, y, anchor)) = route_and_label(d, e);
     let taken = hl.taken(&from.id, &to.id, edge.style);
     let (color, width, marker) = if taken { (VISITED, 2.0, "nagare-arrow-taken") } else { (INK, 1.2, "nagare-arrow") };
     let dash = match edge.style {
@@ -198,14 +235,6 @@ fn edge_svg(s: &mut String, labels: &mut String, d: &Diagram, e: usize, k: usize
     }
     let Some(label) = edge.label.as_deref() else { return };
     let label = clip(label, LABEL_SIZE, LABEL_MAX as f64);
-    let (x, y, anchor) = if d.back[e] {
-        let (a, b) = (pts[1], pts[2]);
-        ((a.0 + b.0) / 2, a.1 - 4, "middle")
-    } else {
-        let last = pts[pts.len() - 1];
-        let turn = pts[pts.len() - 2];
-        (turn.0 + 5, last.1 - 5, "start")
-    };
     let _ = writeln!(
         labels,
         "<text class=\"edge-label\" x=\"{x}\" y=\"{y}\" text-anchor=\"{anchor}\" font-size=\"{}\" fill=\"{}\" stroke=\"#ffffff\" stroke-width=\"3\" paint-order=\"stroke\">{}</text>",
