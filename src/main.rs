@@ -47,6 +47,18 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Draw a process file as SVG (lanes, BPMN-like shapes) or as a Mermaid flowchart.
+    #[command(
+        after_help = "Example:\n  nagare diagram processes/expense-approval.yaml -o expense.svg\n  nagare diagram processes/expense-approval.yaml --format mermaid"
+    )]
+    Diagram(cli::draw::DiagramArgs),
+    /// Print the JSON Schema of process files (for editors: completion and checks as you type).
+    #[command(after_help = "Example:\n  nagare schema -o nagare-process.schema.json")]
+    Schema {
+        /// Write to this file instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// Deploy process files (a changed file becomes a new version).
     #[command(after_help = "Example:\n  nagare deploy processes/expense-approval.yaml")]
     Deploy {
@@ -266,6 +278,8 @@ fn main() -> ExitCode {
         Command::Demo => cli::demo::demo(&out, &data),
         Command::Validate { files } => cli::files::validate(&out, &files),
         Command::Deploy { files } => cli::files::deploy(&out, &data, &files),
+        Command::Diagram(a) => cli::draw::diagram(&out, a),
+        Command::Schema { output } => cli::draw::schema(&out, output.as_deref()),
         Command::Start(a) => cli::instances::start(&out, &data, a),
         Command::Instances(a) => cli::instances::list(&out, &data, a),
         Command::Show { instance } => cli::instances::show(&out, &data, instance),

@@ -464,3 +464,40 @@ fn tasks_show_the_send_back_comment_of_a_reopened_task() {
     assert_eq!(t[0]["sent_back"]["comment"], "金額が違います");
     assert_eq!(t[0]["sent_back"]["from_node"], "check");
 }
+
+#[test]
+fn diagram_draws_svg_and_mermaid_and_refuses_a_broken_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = nagare(dir.path(), &["diagram", "processes/expense-approval.yaml"]);
+    assert!(svg.status.success(), "{}", stderr(&svg));
+    let text = stdout(&svg);
+    assert!(text.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\"") && text.trim_end().ends_with("</svg>"));
+    assert!(text.contains("data-node=\"上長承認\"") && text.contains("data-lane=\"経理\""));
+    assert!(!dir.path().join("data").exists(), "no data directory is created");
+
+    let out = dir.path().join("e.mmd");
+    let m = nagare(
+        dir.path(),
+        &["diagram", "processes/expense-approval.yaml", "--format", "mermaid", "-o", out.to_str().unwrap()],
+    );
+    assert!(m.status.success(), "{}", stderr(&m));
+    assert!(stdout(&m).is_empty());
+    let mermaid = std::fs::read_to_string(&out).unwrap();
+    assert!(mermaid.starts_with("flowchart LR\n") && mermaid.contains("subgraph lane"), "{mermaid}");
+
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(&broken, "id: broken\nstart: { next: nowhere }\nnodes:\n  done: { end: }\n").unwrap();
+    let bad = nagare(dir.path(), &["diagram", broken.to_str().unwrap()]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("broken.yaml:2:") && stderr(&bad).contains("has errors"), "{}", stderr(&bad));
+}
+
+#[test]
+fn schema_prints_the_json_schema_of_process_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = nagare(dir.path(), &["schema"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["$schema"], "https://json-schema.org/draft/2020-12/schema");
+    assert!(v["$defs"]["node"]["properties"]["user_task"]["description"].is_string());
+}

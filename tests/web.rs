@@ -641,3 +641,31 @@ async fn the_inbox_pages_by_fifty_and_keeps_the_filters() {
     assert!(!second.text.contains("href=\"/?after="), "the last page");
     web.finish().await;
 }
+
+/// The instance page draws the process with the path taken and where the instance
+/// is now, inline, within the page's CSP (no inline style, no script).
+#[tokio::test]
+async fn the_instance_page_shows_the_diagram_with_the_path_taken() {
+    let web = Web::start().await;
+    let mut sato = web.signed_in(SATO).await;
+    let id = start_expense(&mut sato, "名古屋出張").await;
+    let apply = task_at(&web, id, "申請");
+    let csrf = sato.csrf(&format!("/web/tasks/{apply}")).await;
+    sato.post(
+        &format!("/web/tasks/{apply}/complete"),
+        &[("_csrf", &csrf), ("件名", "名古屋出張"), ("費目", "交通費"), ("金額", "12000"), ("利用日", "2026-11-20")],
+    )
+    .await
+    .redirects_to("/?done=");
+    let page = sato.get(&format!("/web/instances/{id}")).await.expect(200);
+    let t = &page.text;
+    let svg = &t[t.find("<svg").expect("an inline SVG")..t.find("</svg>").expect("the SVG ends")];
+    assert!(svg.contains("class=\"node task user visited\" data-node=\"申請\""), "{svg}");
+    assert!(svg.contains("class=\"node task user visited current\" data-node=\"上長承認\""), "{svg}");
+    assert!(svg.contains("class=\"node task user\" data-node=\"部長承認\""), "not reached: plain");
+    assert!(svg.contains("class=\"edge taken\" data-from=\"申請\" data-to=\"上長承認\""));
+    assert!(!svg.contains("style=") && !svg.contains("<style") && !svg.contains("<script"));
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("default-src 'none'") && !csp.contains("unsafe-inline"), "{csp}");
+    web.finish().await;
+}

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod demo;
+pub mod draw;
 pub mod emulate;
 pub mod files;
 pub mod incidents;

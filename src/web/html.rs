@@ -18,6 +18,13 @@ impl Markup {
         Markup(s.to_string())
     }
 
+    /// A process diagram from `nagare_engine::diagram::svg`: the renderer escapes
+    /// every label and attribute it writes (its tests check the XML is well formed
+    /// with `<`, `&`, quotes in names), so its output is markup like a literal's.
+    pub fn diagram_svg(svg: String) -> Self {
+        Markup(svg)
+    }
+
     pub fn push(&mut self, m: Markup) {
         self.0.push_str(&m.0);
     }

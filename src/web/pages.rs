@@ -652,6 +652,10 @@ fn render_instance(
         }
         body.push(Markup::raw("</ul>"));
     }
+    if let Some(p) = process {
+        body.push(Markup::raw("<h2>フロー Flow</h2>"));
+        body.push(diagram_of(p, v, history));
+    }
     body.push(Markup::raw("<h2>変数 Variables</h2><table>"));
     for (name, value) in &v.variables {
         let label =
@@ -676,6 +680,24 @@ fn render_instance(
     }
     body.push(Markup::raw("</tbody></table>"));
     body
+}
+
+/// The process diagram with the path this instance took (the nodes its history
+/// names) and where its tokens are now. Inline SVG drawn with presentation
+/// attributes only, so the page's CSP (no inline styles, no scripts) holds; every
+/// label in it is escaped by the renderer.
+fn diagram_of(p: &nagare_engine::process::Process, v: &InstanceView, history: &[views::HistoryItem]) -> Markup {
+    use nagare_engine::diagram;
+    let hl = diagram::Highlight::new(
+        history.iter().filter_map(|h| h.node.as_deref()),
+        v.waiting.iter().map(|w| w.node.as_str()),
+    )
+    .with_sent_back(history.iter().filter(|h| h.event == "sent_back").filter_map(|h| h.node.as_deref()));
+    let svg = diagram::svg(&diagram::diagram(p), &hl);
+    let mut m = Markup::raw("<div class=\"diagram\" role=\"figure\" aria-label=\"フロー図 / process diagram\">");
+    m.push(Markup::diagram_svg(svg));
+    m.push(Markup::raw("<p class=\"legend\"><span class=\"visited\">■</span> 通過 done <span class=\"current\">■</span> 現在 now</p></div>"));
+    m
 }
 
 pub async fn download(State(web): State<WebState>, headers: HeaderMap, Path((id, var)): Path<(u64, String)>) -> Page {

@@ -9,6 +9,7 @@
 
 pub mod compile;
 pub mod diag;
+pub mod diagram;
 pub mod expr;
 pub mod kinds;
 pub mod load;
@@ -16,6 +17,7 @@ pub mod model;
 pub mod process;
 pub mod runtime;
 pub mod schedule;
+pub mod schema;
 pub mod sensitive;
 pub mod types;
 
