@@ -142,3 +142,31 @@ fn a_fork_timer_due_during_downtime_fires_once_after_a_restart() {
     assert_eq!(rt().block_on(Executor::new(engine.clone()).run_until_idle()), 0);
     assert_eq!(count(&engine, id, "timer_fired"), 1);
 }
+
+/// Regression: a fork whose branches join in the step that forked subscribes its
+/// message boundary and withdraws it in one commit; the store applies deletes before
+/// puts, so the subscription stayed in the index. It must not.
+#[test]
+fn a_subscription_made_and_withdrawn_in_one_commit_is_not_stored() {
+    let clock = Arc::new(VirtualClock::new(t("2026-11-23T00:00:00Z")));
+    let engine = Engine::builder().in_memory().clock(clock).build().expect("engine");
+    let yaml = r#"
+id: instant
+variables:
+  k: { type: string }
+start: { next: split }
+nodes:
+  split:
+    parallel: [a, b]
+    boundary: [ { message: stop, key: k, next: done } ]
+  a: { script: '1;', next: merge }
+  b: { script: '2;', next: merge }
+  merge: { join: split, next: done }
+  done: { end: }
+"#;
+    engine.deploy("instant.yaml", yaml).unwrap();
+    let vars: Vars = [("k".to_string(), json!("K"))].into_iter().collect();
+    let inst = engine.start("instant", vars, StartOptions::default()).unwrap();
+    assert_eq!(inst.status, Status::Completed);
+    assert!(engine.waiting_for("stop", "K").unwrap().is_empty(), "no stale subscription");
+}

@@ -405,3 +405,97 @@ impl Run<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::CompileOptions;
+    use chrono::TimeZone;
+
+    fn load(yaml: &str) -> Process {
+        crate::load::load_str("p.yaml", yaml, &CompileOptions::default()).unwrap_or_else(|d| panic!("{d}")).process
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap()
+    }
+
+    fn vars(k: &str) -> Vars {
+        [("k".to_string(), Value::String(k.into()))].into_iter().collect()
+    }
+
+    const HEAD: &str =
+        "id: p\nlanes: { staff: {} }\nvariables:\n  k: { type: string }\nstart: { next: split }\nnodes:\n";
+
+    /// A fork whose branches all join in the step that forked arms and withdraws its
+    /// boundaries in that one step: nothing stays armed.
+    #[test]
+    fn a_fork_that_joins_at_once_keeps_nothing_armed() {
+        let p = load(&format!(
+            "{HEAD}  split:\n    parallel: [a, b]\n    boundary:\n      - {{ message: stop, key: k, next: done }}\n      - {{ timer: 1d, next: done }}\n  a: {{ script: '1;', next: merge }}\n  b: {{ script: '2;', next: merge }}\n  merge: {{ join: split, next: done }}\n  done: {{ end: }}\n"
+        ));
+        let (inst, tr) = start(&p, 1, vars("K"), None, None, now()).unwrap();
+        assert_eq!(inst.status, Status::Completed);
+        assert!(inst.forks.is_empty());
+        let subscribed = tr.commands.iter().filter(|c| matches!(c, Command::Subscribe { .. })).count();
+        let unsubscribed = tr.commands.iter().filter(|c| matches!(c, Command::Unsubscribe { .. })).count();
+        let scheduled = tr.commands.iter().filter(|c| matches!(c, Command::ScheduleJob(_))).count();
+        let cancelled = tr.commands.iter().filter(|c| matches!(c, Command::CancelJob { .. })).count();
+        assert_eq!((subscribed, unsubscribed, scheduled, cancelled), (1, 1, 1, 1), "{:?}", tr.commands);
+    }
+
+    /// Cancelling an instance drops every boundary subscription: a task's and a fork's.
+    #[test]
+    fn cancel_withdraws_task_and_fork_subscriptions() {
+        let p = load(&format!(
+            "{HEAD}  split:\n    parallel: [a, b]\n    boundary: [ {{ message: stop, key: k, next: done }} ]\n  a:\n    user_task: A\n    lane: staff\n    next: merge\n    boundary: [ {{ message: ask, key: k, interrupting: false, next: asked }} ]\n  asked: {{ end: }}\n  b: {{ user_task: B, lane: staff, next: merge }}\n  merge: {{ join: split, next: done }}\n  done: {{ end: }}\n"
+        ));
+        let (mut inst, _) = start(&p, 1, vars("K"), None, None, now()).unwrap();
+        let subs: Vec<(u32, String, String)> =
+            inst.subscriptions().map(|(t, n, k)| (t, n.to_string(), k.to_string())).collect();
+        assert_eq!(subs.len(), 2, "{subs:?}");
+        inst.check_invariants(&p).unwrap();
+        let tr = step(&p, &mut inst, Event::Cancel { by: "admin".into(), reason: "test".into() }, now()).unwrap();
+        for (token, name, key) in subs {
+            assert!(
+                tr.commands.iter().any(|c| *c == Command::Unsubscribe { token, name: name.clone(), key: key.clone() }),
+                "{name} of {token} not withdrawn: {:?}",
+                tr.commands
+            );
+        }
+        assert!(inst.forks.is_empty() && inst.tokens.is_empty());
+    }
+
+    /// A correlation key that cannot be evaluated stops the token before the task
+    /// opens: no task, no timer, no subscription.
+    #[test]
+    fn a_bad_boundary_key_opens_nothing() {
+        let p = load(&format!(
+            "{HEAD}  split:\n    user_task: A\n    lane: staff\n    next: done\n    boundary:\n      - {{ timer: 1d, next: done }}\n      - {{ message: stop, key: k, next: done }}\n  done: {{ end: }}\n"
+        ));
+        let (inst, tr) = start(&p, 1, Vars::new(), None, None, now()).unwrap();
+        assert_eq!(inst.status, Status::Incident);
+        assert!(inst.incidents[0].message.contains("message boundary `stop`"), "{}", inst.incidents[0].message);
+        assert!(tr.commands.is_empty(), "{:?}", tr.commands);
+        inst.check_invariants(&p).unwrap();
+    }
+
+    /// A message to a fork's boundary is found by the activation number it
+    /// subscribed with; a message for a name it does not listen for is refused.
+    #[test]
+    fn a_fork_message_is_found_by_its_activation() {
+        let p = load(&format!(
+            "{HEAD}  split:\n    parallel: [a]\n    boundary: [ {{ message: stop, key: k, interrupting: false, next: side }} ]\n  a: {{ user_task: A, lane: staff, next: merge }}\n  merge: {{ join: split, next: done }}\n  side: {{ end: }}\n  done: {{ end: }}\n"
+        ));
+        let (mut inst, _) = start(&p, 1, vars("K"), None, None, now()).unwrap();
+        let activation = inst.forks[0].activation;
+        let wrong = Event::Message { token: activation, name: "other".into(), key: "K".into(), payload: Value::Null };
+        assert!(matches!(step(&p, &mut inst, wrong, now()), Err(Rejection::NotWaiting { .. })));
+        let ok = Event::Message { token: activation, name: "stop".into(), key: "K".into(), payload: Value::Null };
+        step(&p, &mut inst, ok.clone(), now()).unwrap();
+        step(&p, &mut inst, ok, now()).unwrap();
+        inst.check_invariants(&p).unwrap();
+        assert_eq!(inst.forks.len(), 1, "a non-interrupting boundary keeps listening");
+        assert_eq!(inst.tokens.len(), 1, "the side paths ended; the task waits");
+    }
+}
