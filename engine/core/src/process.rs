@@ -385,6 +385,20 @@ impl NodeKind {
         }
     }
 
+    /// Where a token goes when the node is done the normal way (`next`).
+    pub fn next(&self) -> Option<NodeIx> {
+        match self {
+            NodeKind::Start { next, .. }
+            | NodeKind::Script { next, .. }
+            | NodeKind::Join { next, .. }
+            | NodeKind::TimerCatch { next, .. }
+            | NodeKind::MessageCatch { next, .. } => Some(*next),
+            NodeKind::UserTask(u) => Some(u.next),
+            NodeKind::Service(s) => Some(s.next),
+            _ => None,
+        }
+    }
+
     /// Every node this one can pass a token to, boundary events included.
     pub fn successors(&self) -> Vec<NodeIx> {
         let mut v = self.flow_successors();
@@ -399,6 +413,30 @@ pub struct Node {
     pub name: Option<String>,
     pub lane: Option<String>,
     pub kind: NodeKind,
+    /// `multi_instance:`: the node runs once per item ([`MultiSpec`]).
+    pub multi: Option<MultiSpec>,
+}
+
+/// Most items a multi-instance node accepts, and the default of its `limit`: each
+/// item is a token (and maybe a task) in the instance's state, which is written
+/// whole on every commit.
+pub const MAX_ITEMS: u32 = 10_000;
+
+/// A compiled `multi_instance:` ([`crate::model::MultiDef`]).
+#[derive(Debug, Clone)]
+pub struct MultiSpec {
+    pub for_each: Expr,
+    /// The item's name inside the node.
+    pub item: String,
+    /// The name of the item's position, if any.
+    pub index: Option<String>,
+    pub sequential: bool,
+    pub output: Option<Expr>,
+    /// The declared list variable the outputs go to, in item order.
+    pub into: Option<String>,
+    pub complete_when: Option<Expr>,
+    /// Most items; more is an incident.
+    pub limit: u32,
 }
 
 impl Node {

@@ -7,7 +7,7 @@
 use crate::diag::{hint_for, suggest, Diagnostic, Diagnostics, Loc};
 use crate::expr::{self, Expr, ExprError};
 use crate::load::tree::{SourceMap, Style, YKind};
-use crate::model::{BoundaryDef, NodeDef, ProcessDef, RuleDef, TimerDef, TimerMap, VarDef, WatchDef};
+use crate::model::{BoundaryDef, MultiDef, NodeDef, ProcessDef, RuleDef, TimerDef, TimerMap, VarDef, WatchDef};
 use crate::process::*;
 use crate::schedule::{self, Schedule};
 use crate::types::{FileRules, VarType, DEFAULT_FILE_BYTES, MAX_FILE_BYTES, TYPE_NAMES};
@@ -20,6 +20,7 @@ use std::time::Duration;
 
 mod events;
 mod graph;
+mod multi;
 mod nodes;
 mod typecheck;
 
@@ -506,6 +507,7 @@ pub fn compile(
         name: def.start.name.clone(),
         lane: None,
         kind: NodeKind::Start { next: start_next.unwrap_or(0), trigger: trigger.clone().unwrap_or(StartTrigger::None) },
+        multi: None,
     });
 
     let watch = def.start.watch.as_ref().and_then(|w| {
@@ -530,10 +532,13 @@ pub fn compile(
     let names_ctx = Names { vars: &vars, names: &names, with_result: &names_with_result, tz: time_zone };
     for (id, n) in &def.nodes {
         match compile_node(&mut cx, id, n, &lanes, &names_ctx, &resolve, opts) {
-            Some(kind) => nodes.push(Node { id: id.clone(), name: n.name.clone(), lane: n.lane.clone(), kind }),
+            Some((kind, multi)) => {
+                nodes.push(Node { id: id.clone(), name: n.name.clone(), lane: n.lane.clone(), kind, multi })
+            }
             None => {
                 broken = true;
-                nodes.push(Node { id: id.clone(), name: None, lane: None, kind: NodeKind::End { terminate: false } });
+                let kind = NodeKind::End { terminate: false };
+                nodes.push(Node { id: id.clone(), name: None, lane: None, kind, multi: None });
             }
         }
     }

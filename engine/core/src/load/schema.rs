@@ -23,11 +23,12 @@ pub const TIMER_KEYS: &[&str] = &["duration", "date", "at", "cron", "cycle", "ca
 pub const BOUNDARY_KEYS: &[&str] =
     &["timer", "error", "message", "key", "interrupting", "every", "times", "set", "next"];
 pub const EVENT_BRANCH_KEYS: &[&str] = &["message", "key", "set", "timer", "next"];
+pub const MULTI_KEYS: &[&str] = &["for_each", "as", "index", "sequential", "output", "into", "complete_when", "limit"];
 pub const END_KEYS: &[&str] = &["error", "message"];
 
 /// Element kinds the engine knows by name but does not run yet; naming them gives a
 /// clearer error than "unknown key".
-const NOT_YET: &[&str] = &["subprocess", "call", "multi_instance"];
+const NOT_YET: &[&str] = &["subprocess", "call"];
 
 fn check_keys(node: &YNode, allowed: &[&str], what: &str, diags: &mut Diagnostics) {
     let Some(map) = node.as_map() else { return };
@@ -113,6 +114,9 @@ pub fn check(root: &YNode, diags: &mut Diagnostics) {
         }
         if let Some(end) = node.get("end") {
             check_keys(end, END_KEYS, "`end`", diags);
+        }
+        if let Some(multi) = node.get("multi_instance") {
+            check_keys(multi, MULTI_KEYS, "`multi_instance`", diags);
         }
         if let Some(retry) = node.get("retry") {
             check_keys(retry, RETRY_KEYS, "`retry`", diags);

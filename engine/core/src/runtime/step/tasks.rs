@@ -79,7 +79,8 @@ pub(super) fn complete(
 
     let mut run = Run::new(p, inst, now);
     let token = run.inst.tokens.remove(tok);
-    run.inst.vars.extend(data.clone());
+    run.enter(&token.scope);
+    run.set_vars(data.clone());
     let node_id = token.node.clone();
     run.log(
         Some(node_id.clone()),
