@@ -151,11 +151,6 @@ impl Instance {
         self.forks.iter().position(|w| w.timers.iter().any(|a| a.job == job))
     }
 
-    /// Whether timer job `job` is armed by this instance (a token's or a fork's).
-    pub fn has_timer(&self, job: &str) -> bool {
-        self.timer_token_index(job).is_some() || self.fork_timer_index(job).is_some()
-    }
-
     /// Messages this instance waits for: (subscriber, name, key). The subscriber is a
     /// token id, or a fork activation number for a fork's message boundaries (both
     /// come from [`Instance::seq`], so they never clash).
