@@ -96,7 +96,7 @@ fn render_entry(out: &mut String, engine: &Engine, instance: u64, h: &HistoryEnt
         H::ScriptRan { changed } => format!("changed=[{}]", changed.join(", ")),
         H::Routed { to } => format!("to={to}"),
         H::Forked { branches } => format!("branches=[{}]", branches.join(", ")),
-        H::Joined | H::Ended | H::Completed => String::new(),
+        H::Joined | H::Ended | H::Completed | H::SubProcessStarted | H::SubProcessEnded => String::new(),
         H::TaskOpened { task } => {
             let mut d = format!("task={task}");
             if let Ok(open) = engine.task(task) {

@@ -284,6 +284,10 @@ pub struct NodeDef {
     pub message: Option<String>,
     #[serde(default, deserialize_with = "present")]
     pub end: Option<Option<EndDef>>,
+    /// An embedded sub-process: its own start, nodes and ends, local variables,
+    /// and boundary events on the whole of it.
+    #[serde(default)]
+    pub sub_process: Option<SubProcessDef>,
 
     // message catch
     /// Correlation key expression.
@@ -354,6 +358,36 @@ impl NodeDef {
             _ => return None,
         })
     }
+}
+
+/// `sub_process:` — a scope inside the process. Its nodes are written inside it and
+/// lead only to each other; a token leaves it when every path inside has ended.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubProcessDef {
+    /// Variables local to one run of the sub-process (one per item when it is
+    /// multi-instance), declared like the process's own; names unique in the file.
+    #[serde(default)]
+    pub variables: IndexMap<String, VarDef>,
+    /// Local variable := expression over the variables outside, when it starts.
+    #[serde(default, rename = "in")]
+    pub ins: IndexMap<String, String>,
+    /// Process variable := expression over the variables inside, when it ends.
+    #[serde(default)]
+    pub out: IndexMap<String, String>,
+    #[serde(default)]
+    pub start: Option<SubStartDef>,
+    #[serde(default)]
+    pub nodes: IndexMap<String, NodeDef>,
+}
+
+/// The start of a sub-process: where its token begins.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubStartDef {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub next: String,
 }
 
 /// `multi_instance:` of a task: the node runs once per item of `for_each`, all at

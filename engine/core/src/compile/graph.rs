@@ -118,6 +118,9 @@ pub(super) fn check_parallel_scopes<'n>(
     let mut reported = vec![false; nodes.len()];
     let describe = |s: &Vec<NodeIx>| match s.last() {
         Some(&SIDE) => "on the path of a non-interrupting boundary event".to_string(),
+        Some(f) if matches!(nodes[*f].kind, NodeKind::SubProcess(_)) => {
+            format!("inside sub-process `{}`", nodes[*f].id)
+        }
         Some(f) => format!("inside fork `{}`", nodes[*f].id),
         None => "outside any fork".to_string(),
     };
@@ -155,6 +158,13 @@ pub(super) fn check_parallel_scopes<'n>(
                     queue.push_back((b, inner.clone()));
                 }
             }
+            NodeKind::SubProcess(sub) => {
+                // Its run is a scope of its own; the body goes on outside.
+                let mut inner = stack.clone();
+                inner.push(i);
+                queue.push_back((sub.start, inner));
+                queue.push_back((sub.next, stack.clone()));
+            }
             NodeKind::Join { fork, next } => {
                 if stack.last() != Some(fork) {
                     if !reported[i] {
@@ -186,7 +196,11 @@ pub(super) fn check_parallel_scopes<'n>(
                 outer.pop();
                 queue.push_back((*next, outer));
             }
-            NodeKind::End { terminate: false } if !stack.is_empty() && stack.last() != Some(&SIDE) => {
+            NodeKind::End { terminate: false }
+                if !stack.is_empty()
+                    && stack.last() != Some(&SIDE)
+                    && !matches!(stack.last().map(|&f| &nodes[f].kind), Some(NodeKind::SubProcess(_))) =>
+            {
                 if !reported[i] {
                     reported[i] = true;
                     let f = stack.last().copied().unwrap_or_default();

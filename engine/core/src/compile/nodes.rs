@@ -128,9 +128,12 @@ pub(super) fn compile_node(
     let names: Vec<&str> = nm.names.iter().copied().chain(items.iter().map(String::as_str)).collect();
     let with_result: Vec<&str> = nm.with_result.iter().copied().chain(items.iter().map(String::as_str)).collect();
     let nm = &Names { vars: nm.vars, names: &names, with_result: &with_result, tz: nm.tz };
+    // A sub-process's `output` reads its locals too.
+    let sub_locals: Vec<&str> = n.sub_process.iter().flat_map(|s| s.variables.keys().map(String::as_str)).collect();
+    let output_names: Vec<&str> = nm.with_result.iter().copied().chain(sub_locals.iter().copied()).collect();
     let multi = match &n.multi_instance {
         Some(m) if kind.keys.contains(&"multi_instance") => {
-            let spec = super::multi::compile_multi(cx, id, m, nm.vars, nm.names, nm.with_result);
+            let spec = super::multi::compile_multi(cx, id, m, nm.vars, nm.names, &output_names);
             ok &= spec.is_some();
             spec
         }
@@ -161,7 +164,7 @@ pub(super) fn compile_node(
 /// A kind key written with nothing after it (`exclusive:`): serde reads it as absent,
 /// but the designer did say what the node is, so the finding names that key.
 fn empty_kind_key(cx: &Cx, here: &[&str]) -> Option<(&'static str, Loc)> {
-    let node = cx.map.node(here)?;
+    let node = cx.node_at(here)?;
     kinds::kind_keys().find_map(|k| match node.get(k)?.kind {
         YKind::Scalar(ref v, Style::Plain) if matches!(v.as_str(), "" | "~" | "null" | "Null" | "NULL") => {
             Some((k, node.key_loc(k)?))

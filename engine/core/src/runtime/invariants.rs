@@ -173,7 +173,8 @@ impl Instance {
                     | (Wait::Timer { .. }, NodeKind::TimerCatch { .. })
                     | (Wait::Message { .. }, NodeKind::MessageCatch { .. })
                     | (Wait::Events { .. }, NodeKind::EventBased { .. })
-            ) || matches!(t.wait, Wait::Scope { .. }) && node.multi.is_some();
+            ) || matches!(t.wait, Wait::Scope { .. })
+                && (node.multi.is_some() || matches!(node.kind, NodeKind::SubProcess(_)));
             ensure!(self, fits, "token {} waits on {:?} at {} node {}", t.id, t.wait, node.kind.name(), t.node);
             match &t.wait {
                 Wait::Task { task, .. } => {

@@ -163,6 +163,26 @@ impl Instance {
         tokens.chain(forks)
     }
 
+    /// The variables a token in `scope` reads: the instance's, with the locals of
+    /// its sub-process runs and multi-instance items on top (innermost last).
+    pub fn vars_in(&self, scope: &[Frame]) -> Vars {
+        let mut vars = self.vars.clone();
+        for f in scope.iter().filter(|f| f.body) {
+            if let Some(l) = self.locals.iter().find(|l| l.activation == f.activation && l.branch == f.branch) {
+                vars.extend(l.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        }
+        vars
+    }
+
+    /// The variables the form of task `task` shows ([`Instance::vars_in`] its token).
+    pub fn task_vars(&self, task: &str) -> Vars {
+        match self.task_token(task) {
+            Some(t) => self.vars_in(&t.scope),
+            None => self.vars.clone(),
+        }
+    }
+
     pub fn task_token(&self, task: &str) -> Option<&Token> {
         self.task_token_index(task).map(|i| &self.tokens[i])
     }
@@ -520,6 +540,10 @@ pub enum HistoryEvent {
         done: u32,
         total: u32,
     },
+    /// A sub-process started its run.
+    SubProcessStarted,
+    /// A sub-process's run ended (done, or ended by a boundary or a cancel).
+    SubProcessEnded,
     /// A boundary event ended the step; the token continues at `to`.
     Interrupted {
         to: String,
@@ -577,6 +601,8 @@ impl HistoryEvent {
             HistoryEvent::TimerFired { .. } => "timer_fired",
             HistoryEvent::ItemsStarted { .. } => "items_started",
             HistoryEvent::ItemsDone { .. } => "items_done",
+            HistoryEvent::SubProcessStarted => "sub_process_started",
+            HistoryEvent::SubProcessEnded => "sub_process_ended",
             HistoryEvent::Interrupted { .. } => "interrupted",
             HistoryEvent::MessageWaiting { .. } => "message_waiting",
             HistoryEvent::MessageReceived { .. } => "message_received",

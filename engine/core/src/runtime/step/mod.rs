@@ -448,7 +448,10 @@ fn map_payload(
         extra.push((extra_name, value));
         let env = Env { vars, declared: &p.var_names, now, instance, started_by, extra: &extra };
         let v = e.eval(&env).map_err(|err| format!("`set: {var}` (`{}`) failed: {err}", e.source.trim()))?;
-        p.vars[var].check(&v).map_err(|err| format!("`set: {var}`: {err}"))?;
+        p.var(var)
+            .ok_or_else(|| format!("`set: {var}`: not declared"))?
+            .check(&v)
+            .map_err(|err| format!("`set: {var}`: {err}"))?;
         out.insert(var.clone(), v);
     }
     Ok(out)
@@ -737,6 +740,7 @@ impl<'a> Run<'a> {
             NodeKind::TimerCatch { when, .. } => kinds::timer::exec(self, token, node, when),
             NodeKind::MessageCatch { message, .. } => kinds::message::exec(self, token, node, message),
             NodeKind::EventBased { branches } => kinds::event_based::exec(self, token, node, branches),
+            NodeKind::SubProcess(spec) => kinds::sub_process::exec(self, token, node, spec),
         }
     }
 
@@ -823,7 +827,7 @@ impl<'a> Run<'a> {
                     return self.incident(token, msg, Some(output));
                 }
             };
-            if let Err(err) = p.vars[var].check(&v) {
+            if let Err(err) = p.var(var).map_or(Ok(()), |spec| spec.check(&v)) {
                 return self.incident(token, format!("`set: {var}`: {err}"), Some(output));
             }
             values.push((var.clone(), v));

@@ -10,9 +10,13 @@
 //! the body moves on. An error from an item is caught by the node's boundaries
 //! through the item's frame ([`Run::throw`]); a boundary timer fires on the body.
 //! Either way the items finished so far keep their outputs in `into`.
+//!
+//! An embedded sub-process runs the same way: its body waits for one run (or one
+//! per item), each run a frame with its locals, started at `<id>/start` and done
+//! when its last token ends ([`Run::token_ended`]).
 
 use super::*;
-use crate::process::{MultiSpec, Node};
+use crate::process::{MultiSpec, Node, SubProcessSpec};
 
 /// Whether `token` is an item of the multi-instance node it stands on.
 pub(super) fn is_item(token: &Moving) -> bool {
@@ -101,19 +105,18 @@ impl Run<'_> {
         self.ready.push_back(t);
     }
 
-    /// Item `token` left its node: keep its output, start the next item (sequential),
-    /// and end the body when all are done or `complete_when` holds.
+    /// Item `token` left its node (or the last token of a sub-process run ended):
+    /// keep its output, write the sub-process's `out`, start the next item
+    /// (sequential), and end the body when all are done or `complete_when` holds.
     pub(super) fn item_done(&mut self, token: Moving, result: Option<&Value>) {
         let p = self.p;
         let frame = token.scope.last().cloned().expect("an item has its frame");
         let Some((_, node)) = p.node(&frame.fork) else {
             return self.incident(token, format!("node `{}` vanished", frame.fork), None);
         };
-        let Some(spec) = &node.multi else {
-            return self.incident(token, format!("node `{}` is not multi-instance", node.id), None);
-        };
+        let multi = node.multi.as_ref();
         self.enter(&token.scope);
-        let output = match &spec.output {
+        let output = match multi.and_then(|m| m.output.as_ref()) {
             None => None,
             Some(e) => match self.eval_with(e, result.map(|r| ("result", r))) {
                 Ok(v) => Some(v),
@@ -123,6 +126,22 @@ impl Run<'_> {
                 }
             },
         };
+        let mut outs = Vec::new();
+        if let NodeKind::SubProcess(sub) = &node.kind {
+            for (var, e) in &sub.outs {
+                let checked = self.eval_with(e, None).and_then(|v| match p.var(var) {
+                    Some(spec) => spec.check(&v).map(|_| v),
+                    None => Err(format!("`{var}` is not declared")),
+                });
+                match checked {
+                    Ok(v) => outs.push((var.clone(), v)),
+                    Err(err) => {
+                        let msg = format!("`out: {var}` (`{}`) of `{}` failed: {err}", e.source.trim(), node.id);
+                        return self.incident(token, msg, None);
+                    }
+                }
+            }
+        }
         let Some(mi) = self.inst.multis.iter().position(|m| m.activation == frame.activation) else {
             return self.incident(token, format!("the items of `{}` are no longer running", node.id), None);
         };
@@ -136,7 +155,7 @@ impl Run<'_> {
         let outer = &token.scope[..token.scope.len() - 1];
         self.enter(outer);
         let stop = done == total
-            || match self.complete_when_holds(spec, &results, done, total) {
+            || match multi.map_or(Ok(false), |spec| self.complete_when_holds(spec, &results, done, total)) {
                 Ok(b) => b,
                 // The item stays unfinished: a retry runs it again.
                 Err(msg) => return self.incident(token, msg, None),
@@ -145,13 +164,16 @@ impl Run<'_> {
         m.done = done;
         m.results = results;
         self.inst.locals.retain(|l| !(l.activation == frame.activation && l.branch == frame.branch));
+        self.set_vars(outs);
         if stop {
             return self.finish_items(frame.activation, node);
         }
         let m = &mut self.inst.multis[mi];
-        if spec.sequential && !m.pending.is_empty() {
-            let item = m.pending.remove(0);
-            self.start_item(outer, node, spec, frame.activation, item);
+        if let (Some(spec), false) = (multi, m.pending.is_empty()) {
+            if spec.sequential {
+                let item = m.pending.remove(0);
+                self.start_item(outer, node, spec, frame.activation, item);
+            }
         }
     }
 
@@ -191,11 +213,118 @@ impl Run<'_> {
         self.inst.locals.retain(|l| l.activation != activation);
         let Some(pos) = self.inst.multis.iter().position(|m| m.activation == activation) else { return };
         let m = self.inst.multis.remove(pos);
-        let into = self.p.node(&m.node).and_then(|(_, n)| n.multi.as_ref()).and_then(|s| s.into.clone());
-        if let Some(into) = into {
+        let multi = self.p.node(&m.node).and_then(|(_, n)| n.multi.as_ref());
+        if let Some(into) = multi.and_then(|s| s.into.clone()) {
             self.set_vars([(into, Value::Array(m.results))]);
         }
-        self.log(Some(m.node.clone()), None, HistoryEvent::ItemsDone { done: m.done, total: m.total });
+        let event = match multi {
+            Some(_) => HistoryEvent::ItemsDone { done: m.done, total: m.total },
+            None => HistoryEvent::SubProcessEnded,
+        };
+        self.log(Some(m.node.clone()), None, event);
+    }
+
+    /// Whether `token` is an item of the multi-instance node it stands on.
+    pub(crate) fn is_item(&self, token: &Moving) -> bool {
+        is_item(token)
+    }
+
+    /// A plain sub-process: park the body, start its one run at its own start.
+    pub(crate) fn begin_scope(&mut self, mut token: Moving, node: &Node, spec: &SubProcessSpec) {
+        let armings = match self.prepare_boundaries(node.kind.boundary(), None) {
+            Ok(a) => a,
+            Err(msg) => return self.incident(token, msg, None),
+        };
+        let vars = match self.run_locals(spec) {
+            Ok(v) => v,
+            Err(msg) => return self.incident(token, msg, None),
+        };
+        let activation = self.inst.next_seq();
+        self.log(Some(node.id.clone()), None, HistoryEvent::SubProcessStarted);
+        self.inst.multis.push(Multi {
+            activation,
+            node: node.id.clone(),
+            total: 1,
+            started: 1,
+            done: 0,
+            results: Vec::new(),
+            pending: Vec::new(),
+        });
+        self.inst.locals.push(Locals { activation, branch: 0, vars });
+        let mut frames = token.scope.clone();
+        frames.push(Frame { fork: node.id.clone(), activation, branch: 0, width: 1, body: true });
+        self.arm_token(&mut token, armings);
+        self.park(token, Wait::Scope { activation });
+        let inner = self.new_token(&self.p.nodes[spec.start].id, frames);
+        self.ready.push_back(inner);
+    }
+
+    /// An item of a multi-instance sub-process enters its run: its locals get the
+    /// declared ones and `in`, and it moves to the sub-process's own start.
+    pub(crate) fn enter_run(&mut self, mut token: Moving, node: &Node, spec: &SubProcessSpec) {
+        let vars = match self.run_locals(spec) {
+            Ok(v) => v,
+            Err(msg) => return self.incident(token, msg, None),
+        };
+        let Some(f) = token.scope.last() else { return self.incident(token, "an item without its frame".into(), None) };
+        let (activation, branch) = (f.activation, f.branch);
+        if let Some(l) = self.inst.locals.iter_mut().find(|l| l.activation == activation && l.branch == branch) {
+            for (k, v) in vars {
+                l.vars.entry(k).or_insert(v);
+            }
+        }
+        let _ = node;
+        token.node = self.p.nodes[spec.start].id.clone();
+        self.ready.push_back(token);
+    }
+
+    /// A run's locals: each declared one at its default (or `null`), then `in`
+    /// evaluated outside (type-checked).
+    fn run_locals(&self, spec: &SubProcessSpec) -> Result<Vars, String> {
+        let p = self.p;
+        let mut vars = Vars::new();
+        for name in &spec.locals {
+            let default = p.local_vars.get(name).and_then(|s| s.default.clone()).unwrap_or(Value::Null);
+            vars.insert(name.clone(), default);
+        }
+        for (var, e) in &spec.ins {
+            let v =
+                self.eval_with(e, None).map_err(|err| format!("`in: {var}` (`{}`) failed: {err}", e.source.trim()))?;
+            if let Some(s) = p.local_vars.get(var) {
+                s.check(&v).map_err(|err| format!("`in: {var}`: {err}"))?;
+            }
+            vars.insert(var.clone(), v);
+        }
+        Ok(vars)
+    }
+
+    /// `end: terminate` inside a sub-process run: the run's other tokens end.
+    pub(crate) fn cancel_run(&mut self, token: &Moving) {
+        let Some(f) = token.scope.last().cloned() else { return };
+        let inside =
+            |scope: &[Frame]| scope.iter().any(|x| x.body && x.activation == f.activation && x.branch == f.branch);
+        let (gone, keep): (Vec<Token>, Vec<Token>) =
+            std::mem::take(&mut self.inst.tokens).into_iter().partition(|t| inside(&t.scope));
+        self.inst.tokens = keep;
+        for t in &gone {
+            self.release_wait(t);
+        }
+        self.ready.retain(|t| !inside(&t.scope));
+        self.inst.joins.retain(|j| !inside(&j.scope));
+    }
+
+    /// `token` ended inside a sub-process run: when nothing of the run is left
+    /// (no token waiting or moving, no join collecting), the run is done.
+    pub(crate) fn token_ended(&mut self, token: Moving) {
+        let Some(f) = token.scope.last().cloned().filter(|f| f.body) else { return };
+        let inside =
+            |scope: &[Frame]| scope.iter().any(|x| x.body && x.activation == f.activation && x.branch == f.branch);
+        let busy = self.inst.tokens.iter().any(|t| inside(&t.scope))
+            || self.ready.iter().any(|t| inside(&t.scope))
+            || self.inst.joins.iter().any(|j| inside(&j.scope));
+        if !busy {
+            self.item_done(token, None);
+        }
     }
 
     /// Remove the body token of `activation` (an error from an item was caught by the
@@ -207,14 +336,14 @@ impl Run<'_> {
         }
     }
 
-    /// The item a token of a multi-instance node runs for (shown on its task).
-    pub(crate) fn item_of(&self, token: &Moving, node: &Node) -> Option<Value> {
-        let (f, spec) = (token.scope.last()?, node.multi.as_ref()?);
-        if !is_item(token) {
-            return None;
-        }
-        let l = self.inst.locals.iter().find(|l| l.activation == f.activation && l.branch == f.branch)?;
-        l.vars.get(&spec.item).cloned()
+    /// The item a token runs for (shown on its task): the item of the innermost
+    /// multi-instance node (a task, or a sub-process it is inside) it belongs to.
+    pub(crate) fn item_of(&self, token: &Moving, _node: &Node) -> Option<Value> {
+        token.scope.iter().rev().filter(|f| f.body).find_map(|f| {
+            let spec = self.p.node(&f.fork)?.1.multi.as_ref()?;
+            let l = self.inst.locals.iter().find(|l| l.activation == f.activation && l.branch == f.branch)?;
+            l.vars.get(&spec.item).cloned()
+        })
     }
 
     /// The boundary events a token arms at `node`: none for an item of a
