@@ -720,6 +720,14 @@ impl Engine {
                     });
                 }
                 Command::Unsubscribe { token, name, key } => {
+                    let same = |s: &Subscription| s.token == token && s.name == name && s.key == key;
+                    if let Some(pos) = batch.subscriptions_put.iter().position(same) {
+                        // Subscribed and withdrawn by one event (a fork joined or ended in
+                        // the step that armed its message boundary): never stored. The
+                        // store applies deletes before puts, so both would leave it behind.
+                        batch.subscriptions_put.remove(pos);
+                        continue;
+                    }
                     batch.subscriptions_delete.push(Subscription {
                         name,
                         key,

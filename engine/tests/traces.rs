@@ -535,7 +535,24 @@ fn render_final(case: &Case, out: &mut String) {
                 let ts: Vec<String> = t.timers.iter().map(|a| format!("{}@{}", a.job, time(&a.due))).collect();
                 write!(wait, " timers=[{}]", ts.join(", ")).unwrap();
             }
+            if !t.listens.is_empty() {
+                let ls: Vec<String> = t.listens.iter().map(|m| format!("{} key={:?}", m.name, m.key)).collect();
+                write!(wait, " listens=[{}]", ls.join(", ")).unwrap();
+            }
             writeln!(out, "waiting: {} {wait}", t.node).unwrap();
+        }
+        for w in &inst.forks {
+            let ts: Vec<String> = w.timers.iter().map(|a| format!("{}@{}", a.job, time(&a.due))).collect();
+            let ls: Vec<String> = w.listens.iter().map(|m| format!("{} key={:?}", m.name, m.key)).collect();
+            writeln!(
+                out,
+                "fork: {} activation {} timers=[{}] listens=[{}]",
+                w.fork,
+                w.activation,
+                ts.join(", "),
+                ls.join(", ")
+            )
+            .unwrap();
         }
         for j in &inst.joins {
             writeln!(out, "join: {} arrived {:?} of {}", j.join, j.arrived, j.width).unwrap();

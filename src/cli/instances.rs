@@ -216,7 +216,19 @@ pub fn show_with(out: &Out, engine: &Engine, id: u64) -> anyhow::Result<ExitCode
             let ts: Vec<String> = t.timers.iter().map(|a| format!("{} at {}", a.job, output::time(&a.due))).collect();
             format!("{wait}; timers {}", ts.join(", "))
         };
+        let wait = if t.listens.is_empty() {
+            wait
+        } else {
+            let ms: Vec<String> = t.listens.iter().map(|m| format!("{} (key {:?})", m.name, m.key)).collect();
+            format!("{wait}; messages {}", ms.join(", "))
+        };
         println!("  #{}  at {}  waits on {wait}", t.id, t.node);
+    }
+    for w in &inst.forks {
+        let mut armed: Vec<String> =
+            w.timers.iter().map(|a| format!("timer {} at {}", a.job, output::time(&a.due))).collect();
+        armed.extend(w.listens.iter().map(|m| format!("message {} (key {:?})", m.name, m.key)));
+        println!("  fork {} (activation {})  boundaries {}", w.fork, w.activation, armed.join(", "));
     }
 
     if !tasks.is_empty() {

@@ -165,7 +165,8 @@ pub enum CatchUp {
     Skip,
 }
 
-/// An event attached to a task (`boundary:`): a timer or an error that leads elsewhere.
+/// An event attached to a task or a fork (`boundary:`): a timer, a message or an
+/// error that leads elsewhere.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BoundaryDef {
@@ -174,7 +175,13 @@ pub struct BoundaryDef {
     /// An error code to catch, or `any`.
     #[serde(default)]
     pub error: Option<String>,
-    /// Timers only: `false` leaves the task running (a reminder).
+    /// A message name to listen for while the task (or fork) runs.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Messages: the correlation key expression.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Timers and messages: `false` leaves the task running (a reminder, a side path).
     #[serde(default)]
     pub interrupting: Option<bool>,
     /// Non-interrupting timers: fire again after this long.
@@ -183,7 +190,8 @@ pub struct BoundaryDef {
     /// With `every`: how many times in all.
     #[serde(default)]
     pub times: Option<u32>,
-    /// Errors: variables from `error` (`error.code`, `error.message`).
+    /// Errors: variables from `error` (`error.code`, `error.message`); messages:
+    /// variables from `payload`.
     #[serde(default)]
     pub set: Option<IndexMap<String, String>>,
     pub next: String,

@@ -140,15 +140,38 @@ pub enum BoundaryTrigger {
     },
     /// `code` None catches every error (`error: any`).
     Error { code: Option<String> },
+    /// A message the task (or fork) listens for while it runs.
+    Message {
+        message: MessageSpec,
+        /// Interrupting messages end the task; others start a side path beside it.
+        interrupting: bool,
+    },
 }
 
 impl Boundary {
+    /// Whether firing leaves the task (or fork) running: a non-interrupting timer or
+    /// message, whose path runs beside it and ends on its own.
+    pub fn is_side(&self) -> bool {
+        matches!(
+            self.trigger,
+            BoundaryTrigger::Timer { interrupting: false, .. } | BoundaryTrigger::Message { interrupting: false, .. }
+        )
+    }
+
+    /// The message this boundary listens for, if it is a message boundary.
+    pub fn message(&self) -> Option<&MessageSpec> {
+        match &self.trigger {
+            BoundaryTrigger::Message { message, .. } => Some(message),
+            _ => None,
+        }
+    }
+
     /// Whether this boundary catches an error with `code` (`None`: a technical failure).
     pub fn catches(&self, code: Option<&str>) -> bool {
         match &self.trigger {
             BoundaryTrigger::Error { code: None } => true,
             BoundaryTrigger::Error { code: Some(c) } => code == Some(c.as_str()),
-            BoundaryTrigger::Timer { .. } => false,
+            BoundaryTrigger::Timer { .. } | BoundaryTrigger::Message { .. } => false,
         }
     }
 }
@@ -265,8 +288,9 @@ pub enum NodeKind {
         default: Option<NodeIx>,
         boundary: Vec<Boundary>,
     },
-    /// `boundary` holds error boundaries: an error thrown inside the fork and not
-    /// caught closer ends all its branches and continues there.
+    /// `boundary`: an error thrown inside the fork and not caught closer, or an
+    /// interrupting timer or message, ends all its branches and continues there; a
+    /// non-interrupting timer or message starts a side path beside the branches.
     Parallel {
         branches: Vec<NodeIx>,
         boundary: Vec<Boundary>,

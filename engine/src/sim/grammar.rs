@@ -6,8 +6,10 @@
 //! script, a timer catch, a message catch keyed on the instance's `k`, an
 //! event-based gateway (a message against a timer), an exclusive choice whose
 //! branches merge again, or a parallel fork closed by its join, which may catch an
-//! error thrown by an error end inside it. User tasks may have an error boundary
-//! for a person ending them with [`TASK_ERROR`].
+//! error thrown by an error end inside it and may have a deadline, a repeating
+//! reminder or a cancelling message on the whole fork. User tasks may have an error
+//! boundary for a person ending them with [`TASK_ERROR`], and user and service tasks
+//! message boundaries (interrupting or not) keyed on `k`.
 
 use super::rng::Rng;
 use std::fmt::Write as _;
@@ -42,6 +44,8 @@ enum Block {
         attempts: u8,
         catch: Catch,
         timer: bool,
+        /// An interrupting message boundary.
+        listen: bool,
     },
     Script {
         var: u8,
@@ -61,8 +65,9 @@ enum Block {
         threshold: u8,
     },
     Exclusive(Vec<(u8, u8, Vec<Block>)>),
-    /// Branches, and whether the fork catches errors thrown inside it.
-    Parallel(Vec<Vec<Block>>, bool),
+    /// Branches, whether the fork catches errors thrown inside it, and its timer or
+    /// message boundary.
+    Parallel(Vec<Vec<Block>>, bool, ForkBoundary),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -70,6 +75,19 @@ enum TaskBoundary {
     None,
     Interrupt(u16),
     Remind(u16),
+    /// A message boundary: interrupting, or a side path each time it arrives.
+    Listen(bool),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ForkBoundary {
+    None,
+    /// An interrupting timer ending every branch.
+    Deadline(u16),
+    /// A repeating non-interrupting timer.
+    Remind(u16),
+    /// An interrupting message ending every branch.
+    Cancel,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -95,9 +113,10 @@ fn block(rng: &mut Rng, cx: Ctx) -> Block {
         0 => Block::Task {
             form: rng.chance(600),
             due: hostile_dates && rng.chance(300),
-            boundary: match rng.below(4) {
+            boundary: match rng.below(6) {
                 0 => TaskBoundary::Interrupt(rng.range(10, 300) as u16),
                 1 => TaskBoundary::Remind(rng.range(10, 120) as u16),
+                2 => TaskBoundary::Listen(rng.chance(500)),
                 _ => TaskBoundary::None,
             },
             catches: rng.chance(300),
@@ -106,6 +125,7 @@ fn block(rng: &mut Rng, cx: Ctx) -> Block {
             attempts: rng.range(1, 4) as u8,
             catch: *rng.pick(&[Catch::None, Catch::Business, Catch::Any]),
             timer: rng.chance(250),
+            listen: rng.chance(150),
         },
         2 => Block::Script { var: rng.below(2) as u8, add: rng.range(1, 5) as u8 },
         3 => Block::Timer { minutes: rng.range(1, 600) as u16 },
@@ -119,7 +139,13 @@ fn block(rng: &mut Rng, cx: Ctx) -> Block {
             let n = rng.range(2, 3);
             let catches = rng.chance(400);
             let inner = Ctx { depth: cx.depth + 1, catching: cx.catching || catches, ..cx };
-            Block::Parallel((0..n).map(|_| seq(rng, inner)).collect(), catches)
+            let boundary = match rng.below(6) {
+                0 => ForkBoundary::Deadline(rng.range(30, 600) as u16),
+                1 => ForkBoundary::Remind(rng.range(10, 120) as u16),
+                2 => ForkBoundary::Cancel,
+                _ => ForkBoundary::None,
+            };
+            Block::Parallel((0..n).map(|_| seq(rng, inner)).collect(), catches, boundary)
         }
         7 => Block::Race { minutes: rng.range(5, 600) as u16 },
         _ => Block::Throw { var: rng.below(2) as u8, threshold: rng.below(10) as u8 },
@@ -163,6 +189,29 @@ impl Emitter {
         format!("{prefix}{}", self.counter)
     }
 
+    /// A side path (a script and its own end) for a non-interrupting boundary.
+    fn side_path(&mut self) -> String {
+        let side = self.id("r");
+        let end = self.id("e");
+        self.nodes.push(format!("  {side}: {{ script: 'v1 = v1 + 1;', next: {end} }}"));
+        self.nodes.push(format!("  {end}: {{ end: }}"));
+        side
+    }
+
+    /// A message boundary of node `owner` keyed on `k` (its message is one the
+    /// driver sends): interrupting to `next`, or a side path.
+    fn listen(&mut self, owner: &str, interrupting: bool, next: &str) -> String {
+        let name = format!("msg_b{owner}");
+        self.messages.push(name.clone());
+        match interrupting {
+            true => format!("{{ message: {name}, key: k, next: {next} }}"),
+            false => {
+                let side = self.side_path();
+                format!("{{ message: {name}, key: k, interrupting: false, next: {side} }}")
+            }
+        }
+    }
+
     fn seq(&mut self, seq: &[Block], next: &str) -> String {
         let mut next = next.to_string();
         for b in seq.iter().rev() {
@@ -192,6 +241,8 @@ impl Emitter {
                         self.nodes.push(format!("  {end}: {{ end: }}"));
                         vec![format!("{{ timer: {m}m, interrupting: false, every: {m}m, times: 3, next: {side} }}")]
                     }
+                    TaskBoundary::Listen(true) => vec![self.listen(&id, true, next)],
+                    TaskBoundary::Listen(false) => vec![self.listen(&id, false, next)],
                 };
                 if *catches {
                     boundary.push(format!("{{ error: {TASK_ERROR}, set: {{ e0: error.message }}, next: {next} }}"));
@@ -203,7 +254,7 @@ impl Emitter {
                 self.nodes.push(node);
                 id
             }
-            Block::Service { attempts, catch, timer } => {
+            Block::Service { attempts, catch, timer, listen } => {
                 let id = self.id("c");
                 let mut node = format!(
                     "  {id}: {{ service: {CONNECTOR}, with: {{ n: v0, k: k }}, retry: {{ attempts: {attempts}, backoff: 1s..1m }}, set: {{ r0: result.value }}, next: {next}"
@@ -217,6 +268,9 @@ impl Emitter {
                 }
                 if *timer {
                     boundary.push(format!("{{ timer: 2h, next: {next} }}"));
+                }
+                if *listen {
+                    boundary.push(self.listen(&id, true, next));
                 }
                 if !boundary.is_empty() {
                     write!(node, ", boundary: [ {} ]", boundary.join(", ")).expect("write");
@@ -272,16 +326,27 @@ impl Emitter {
                 self.nodes.push(node);
                 id
             }
-            Block::Parallel(branches, catches) => {
+            Block::Parallel(branches, catches, watch) => {
                 let fork = self.id("f");
                 let join = self.id("j");
                 self.nodes.push(format!("  {join}: {{ join: {fork}, next: {next} }}"));
                 let firsts: Vec<String> = branches.iter().map(|s| self.seq(s, &join)).collect();
-                let boundary = match catches {
-                    true => {
-                        format!(", boundary: [ {{ error: {FORK_ERROR}, set: {{ e0: error.message }}, next: {next} }} ]")
+                let mut boundary = Vec::new();
+                if *catches {
+                    boundary.push(format!("{{ error: {FORK_ERROR}, set: {{ e0: error.message }}, next: {next} }}"));
+                }
+                match watch {
+                    ForkBoundary::None => {}
+                    ForkBoundary::Deadline(m) => boundary.push(format!("{{ timer: {m}m, next: {next} }}")),
+                    ForkBoundary::Remind(m) => {
+                        let side = self.side_path();
+                        boundary.push(format!("{{ timer: {m}m, interrupting: false, every: {m}m, next: {side} }}"));
                     }
-                    false => String::new(),
+                    ForkBoundary::Cancel => boundary.push(self.listen(&fork, true, next)),
+                }
+                let boundary = match boundary.is_empty() {
+                    true => String::new(),
+                    false => format!(", boundary: [ {} ]", boundary.join(", ")),
                 };
                 self.nodes.push(format!("  {fork}: {{ parallel: [{}]{boundary} }}", firsts.join(", ")));
                 fork

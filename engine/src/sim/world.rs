@@ -725,6 +725,9 @@ impl Sim {
                 }
                 expected.extend(t.timers.iter().map(|a| a.job.clone()));
             }
+            for w in &i.forks {
+                expected.extend(w.timers.iter().map(|a| a.job.clone()));
+            }
             let stored = jobs_by_instance.remove(&i.id).unwrap_or_default();
             if stored != expected {
                 let stray: Vec<String> = jobs

@@ -315,7 +315,7 @@ pub(crate) fn compile_message(
     ok.then_some(MessageSpec { name: name.to_string(), key, set })
 }
 
-/// `boundary:` of a task (`on_task`) or a fork (errors only).
+/// `boundary:` of a task (`on_task`) or a fork: timers, messages and errors.
 pub(super) fn compile_boundary(
     cx: &mut Cx,
     id: &str,
@@ -325,136 +325,188 @@ pub(super) fn compile_boundary(
     nm: &Names,
     resolve: &impl Fn(&mut Cx, &str, &[&str], &str) -> Option<NodeIx>,
 ) -> Option<Vec<Boundary>> {
+    let what = if on_task { "task" } else { "fork" };
     let mut out = Vec::new();
     let mut ok = true;
+    let mut listened: Vec<&str> = Vec::new();
     for (i, b) in list.iter().enumerate() {
         let i = i.to_string();
         let here = ["nodes", id, "boundary", i.as_str()];
         let at = |k: &'static str| -> [&str; 5] { ["nodes", id, "boundary", i.as_str(), k] };
         let next = resolve(cx, &b.next, &at("next"), "next");
-        let trigger = match (&b.timer, &b.error) {
-            (Some(t), None) => {
-                if !on_task {
+        if b.key.is_some() && b.message.is_none() {
+            cx.err(
+                "misplaced-key",
+                cx.key_loc(&at("key")),
+                "`key` is the correlation key of a message boundary, and this boundary has no `message`".into(),
+                "remove `key`, or write `message: <name>` beside it",
+            );
+            ok = false;
+        }
+        let trigger = match (&b.timer, &b.error, &b.message) {
+            (Some(t), None, None) => timer_boundary(cx, &at, b, t, nm, has_due, what),
+            (None, Some(code), None) => error_boundary(cx, &at, b, code),
+            (None, None, Some(name)) => {
+                if listened.contains(&name.trim()) {
                     cx.err(
                         "bad-boundary",
-                        cx.key_loc(&at("timer")),
-                        format!("a fork (`{id}`) takes error boundaries only"),
-                        "attach timers to the tasks inside the fork",
-                    );
-                    ok = false;
-                    continue;
-                }
-                if b.set.is_some() {
-                    cx.err(
-                        "misplaced-key",
-                        cx.key_loc(&at("set")),
-                        "`set` on a boundary maps an error; timers carry no data".into(),
-                        "remove `set`, or set variables with a script on the timer's path",
+                        cx.loc(&at("message")),
+                        format!("`{id}` already listens for message `{name}`"),
+                        "one boundary per message name: tell cases apart on its path (an exclusive gateway)",
                     );
                     ok = false;
                 }
-                let interrupting = b.interrupting.unwrap_or(true);
-                let every = match &b.every {
-                    Some(e) if interrupting => {
-                        let _ = e;
-                        cx.err(
-                            "bad-boundary",
-                            cx.key_loc(&at("every")),
-                            "an interrupting timer ends the task, so it cannot repeat".into(),
-                            "add `interrupting: false` for a repeating reminder",
-                        );
-                        ok = false;
-                        None
-                    }
-                    Some(e) => match schedule::parse_span(e) {
-                        Ok(s) if !s.is_zero() => Some(s),
-                        Ok(_) => {
-                            cx.err(
-                                "bad-duration",
-                                cx.loc(&at("every")),
-                                "`every` is zero".into(),
-                                "write e.g. `every: 1d`",
-                            );
-                            ok = false;
-                            None
-                        }
-                        Err(e) => {
-                            cx.err("bad-duration", cx.loc(&at("every")), e, "write e.g. `every: 1d`");
-                            ok = false;
-                            None
-                        }
-                    },
-                    None => None,
-                };
-                if b.times.is_some() && every.is_none() && b.every.is_none() {
-                    cx.err(
-                        "bad-boundary",
-                        cx.key_loc(&at("times")),
-                        "`times` counts repeats, but this timer has no `every`".into(),
-                        "add `every: 1d`, or remove `times`",
-                    );
-                    ok = false;
-                }
-                if b.times == Some(0) {
-                    cx.err("bad-boundary", cx.loc(&at("times")), "`times: 0` never fires".into(), "use 1 or more");
-                    ok = false;
-                }
-                let Some(when) = compile_timer(cx, &at("timer"), t, nm, has_due) else {
-                    ok = false;
-                    continue;
-                };
-                BoundaryTrigger::Timer { when, interrupting, every, times: b.times }
-            }
-            (None, Some(code)) => {
-                for (key, set) in [
-                    ("interrupting", b.interrupting.is_some()),
-                    ("every", b.every.is_some()),
-                    ("times", b.times.is_some()),
-                ] {
-                    if set {
-                        cx.err(
-                            "misplaced-key",
-                            cx.key_loc(&["nodes", id, "boundary", i.as_str(), key]),
-                            format!("`{key}` applies to boundary timers, not errors"),
-                            "an error boundary always ends the step; remove this key",
-                        );
-                        ok = false;
-                    }
-                }
-                let code = code.trim();
-                if code.is_empty() {
-                    cx.err(
-                        "bad-boundary",
-                        cx.loc(&at("error")),
-                        "the error code is empty".into(),
-                        "write the code to catch, or `error: any`",
-                    );
-                    ok = false;
-                }
-                BoundaryTrigger::Error { code: (code != "any").then(|| code.to_string()) }
+                listened.push(name.trim());
+                message_boundary(cx, &at, b, name, nm, what)
             }
             _ => {
                 cx.err(
                     "bad-boundary",
                     cx.key_loc(&here),
-                    "a boundary event needs exactly one of `timer` and `error`".into(),
-                    "write `- { timer: 3d, next: escalate }` or `- { error: CODE, next: handle }`",
+                    "a boundary event needs exactly one of `timer`, `message` and `error`".into(),
+                    "write `- { timer: 3d, next: escalate }`, `- { message: 取消, key: 注文番号, next: cancel }` or `- { error: CODE, next: handle }`",
                 );
-                ok = false;
-                continue;
+                None
             }
         };
-        let set = match compile_set(cx, &at("set"), b.set.as_ref(), nm.vars, nm.names, "error") {
-            Some(s) => s,
-            None => {
-                ok = false;
-                continue;
-            }
+        let Some(trigger) = trigger else {
+            ok = false;
+            continue;
         };
-        match next {
-            Some(next) => out.push(Boundary { trigger, next, set }),
-            None => ok = false,
+        let set = match &trigger {
+            BoundaryTrigger::Error { .. } => compile_set(cx, &at("set"), b.set.as_ref(), nm.vars, nm.names, "error"),
+            // A message's mapping lives in its spec; a timer's `set` was refused.
+            _ => Some(Vec::new()),
+        };
+        match (next, set) {
+            (Some(next), Some(set)) => out.push(Boundary { trigger, next, set }),
+            _ => ok = false,
         }
     }
     ok.then_some(out)
+}
+
+/// `- { timer: .., interrupting, every, times }`.
+fn timer_boundary<'a>(
+    cx: &mut Cx,
+    at: &impl Fn(&'static str) -> [&'a str; 5],
+    b: &BoundaryDef,
+    t: &TimerDef,
+    nm: &Names,
+    has_due: bool,
+    what: &str,
+) -> Option<BoundaryTrigger> {
+    let mut ok = true;
+    if b.set.is_some() {
+        cx.err(
+            "misplaced-key",
+            cx.key_loc(&at("set")),
+            "`set` on a boundary timer maps nothing: timers carry no data".into(),
+            "remove `set`, or set variables with a script on the timer's path",
+        );
+        ok = false;
+    }
+    let interrupting = b.interrupting.unwrap_or(true);
+    let every = match &b.every {
+        Some(_) if interrupting => {
+            cx.err(
+                "bad-boundary",
+                cx.key_loc(&at("every")),
+                format!("an interrupting timer ends the {what}, so it cannot repeat"),
+                "add `interrupting: false` for a repeating reminder",
+            );
+            ok = false;
+            None
+        }
+        Some(e) => match schedule::parse_span(e) {
+            Ok(s) if !s.is_zero() => Some(s),
+            Ok(_) => {
+                cx.err("bad-duration", cx.loc(&at("every")), "`every` is zero".into(), "write e.g. `every: 1d`");
+                ok = false;
+                None
+            }
+            Err(e) => {
+                cx.err("bad-duration", cx.loc(&at("every")), e, "write e.g. `every: 1d`");
+                ok = false;
+                None
+            }
+        },
+        None => None,
+    };
+    if b.times.is_some() && b.every.is_none() {
+        cx.err(
+            "bad-boundary",
+            cx.key_loc(&at("times")),
+            "`times` counts repeats, but this timer has no `every`".into(),
+            "add `every: 1d`, or remove `times`",
+        );
+        ok = false;
+    }
+    if b.times == Some(0) {
+        cx.err("bad-boundary", cx.loc(&at("times")), "`times: 0` never fires".into(), "use 1 or more");
+        ok = false;
+    }
+    let when = compile_timer(cx, &at("timer"), t, nm, has_due)?;
+    ok.then_some(BoundaryTrigger::Timer { when, interrupting, every, times: b.times })
+}
+
+/// `- { error: CODE | any, set }`.
+fn error_boundary<'a>(
+    cx: &mut Cx,
+    at: &impl Fn(&'static str) -> [&'a str; 5],
+    b: &BoundaryDef,
+    code: &str,
+) -> Option<BoundaryTrigger> {
+    let mut ok = true;
+    for (key, set) in
+        [("interrupting", b.interrupting.is_some()), ("every", b.every.is_some()), ("times", b.times.is_some())]
+    {
+        if set {
+            cx.err(
+                "misplaced-key",
+                cx.key_loc(&at(key)),
+                format!("`{key}` applies to boundary timers, not errors"),
+                "an error boundary always ends the step; remove this key",
+            );
+            ok = false;
+        }
+    }
+    let code = code.trim();
+    if code.is_empty() {
+        cx.err(
+            "bad-boundary",
+            cx.loc(&at("error")),
+            "the error code is empty".into(),
+            "write the code to catch, or `error: any`",
+        );
+        ok = false;
+    }
+    ok.then(|| BoundaryTrigger::Error { code: (code != "any").then(|| code.to_string()) })
+}
+
+/// `- { message: name, key, set, interrupting }`: checked like a message catch.
+fn message_boundary<'a>(
+    cx: &mut Cx,
+    at: &impl Fn(&'static str) -> [&'a str; 5],
+    b: &BoundaryDef,
+    name: &str,
+    nm: &Names,
+    what: &str,
+) -> Option<BoundaryTrigger> {
+    let mut ok = true;
+    for (key, set) in [("every", b.every.is_some()), ("times", b.times.is_some())] {
+        if set {
+            cx.err(
+                "misplaced-key",
+                cx.key_loc(&at(key)),
+                format!("`{key}` repeats a boundary timer; a message boundary does not repeat by itself"),
+                format!(
+                    "remove `{key}`: with `interrupting: false` every matching message fires while the {what} runs"
+                ),
+            );
+            ok = false;
+        }
+    }
+    let message = compile_message(cx, &at("message"), name, b.key.as_ref(), b.set.as_ref(), nm)?;
+    ok.then(|| BoundaryTrigger::Message { message, interrupting: b.interrupting.unwrap_or(true) })
 }

@@ -141,18 +141,13 @@ pub(super) fn check_parallel_scopes<'n>(
             }
             None => scope[i] = Some(stack.clone()),
         }
-        // Boundary events: on a task, the same scope (interrupting) or a side path;
-        // on a fork, the scope outside the fork.
+        // Boundary events: the scope the task or fork is in (for a fork, the scope
+        // outside it), or a side path for non-interrupting timers and messages.
         for b in nodes[i].kind.boundary() {
-            let target_stack = if nodes[i].kind.is_fork() || matches!(nodes[i].kind, NodeKind::SubProcess(_)) {
-                stack.clone()
-            } else if matches!(b.trigger, BoundaryTrigger::Timer { interrupting: false, .. }) {
-                let mut side = stack.clone();
-                side.push(SIDE);
-                side
-            } else {
-                stack.clone()
-            };
+            let mut target_stack = stack.clone();
+            if b.is_side() {
+                target_stack.push(SIDE);
+            }
             queue.push_back((b.next, target_stack));
         }
         match &nodes[i].kind {

@@ -57,6 +57,8 @@ pub(crate) fn exec(run: &mut Run<'_>, mut token: Moving, node: &Node, fork: Node
     if jw.arrived.len() == usize::from(jw.width) {
         let jw = run.inst.joins.remove(pos);
         run.log(here, None, HistoryEvent::Joined);
+        // Every branch is in: the fork's boundary timers and messages are withdrawn.
+        run.unwatch(frame.activation);
         let t = run.new_token(&node.id, jw.scope);
         run.go(t, next);
     }

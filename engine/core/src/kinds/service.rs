@@ -159,8 +159,8 @@ pub(crate) fn exec(run: &mut Run<'_>, mut token: Moving, node: &Node, spec: &Ser
         };
         input.insert(k.clone(), value);
     }
-    let dues = match run.boundary_dues(run.own_boundary(&token, node), None) {
-        Ok(d) => d,
+    let armings = match run.prepare_boundaries(run.own_boundary(&token, node), None) {
+        Ok(a) => a,
         Err(msg) => return run.incident(token, msg, None),
     };
     let seq = run.inst.next_seq();
@@ -185,6 +185,6 @@ pub(crate) fn exec(run: &mut Run<'_>, mut token: Moving, node: &Node, spec: &Ser
         HistoryEvent::JobScheduled { job: job_id.clone(), connector: spec.connector.clone(), attempt: 1 },
     );
     run.out.commands.push(Command::ScheduleJob(job));
-    run.arm(&mut token, dues);
+    run.arm_token(&mut token, armings);
     run.park(token, Wait::Job { job: job_id, attempt: 1 });
 }

@@ -85,7 +85,8 @@ fn compile(nc: &mut NodeCx<'_, '_>) -> Option<NodeKind> {
     }))
 }
 
-/// Open the task (due date and boundary timers first: a failure opens nothing).
+/// Open the task (due date, boundary timers and message keys first: a failure
+/// opens nothing), then arm its boundaries.
 pub(crate) fn exec(run: &mut Run<'_>, mut token: Moving, node: &Node, spec: &UserTaskSpec) {
     let p = run.p;
     let here = Some(node.id.clone());
@@ -103,8 +104,8 @@ pub(crate) fn exec(run: &mut Run<'_>, mut token: Moving, node: &Node, spec: &Use
             Err(msg) => return run.incident(token, format!("assignee `{}`: {msg}", e.source.trim()), None),
         },
     };
-    let dues = match run.boundary_dues(run.own_boundary(&token, node), due) {
-        Ok(d) => d,
+    let armings = match run.prepare_boundaries(run.own_boundary(&token, node), due) {
+        Ok(a) => a,
         Err(msg) => return run.incident(token, msg, None),
     };
     let seq = run.inst.next_seq();
@@ -134,7 +135,7 @@ pub(crate) fn exec(run: &mut Run<'_>, mut token: Moving, node: &Node, spec: &Use
         run.log(here, None, HistoryEvent::TaskAssigned { task: task_id.clone(), to: assignee.clone() });
     }
     run.out.commands.push(Command::OpenTask(task));
-    run.arm(&mut token, dues);
+    run.arm_token(&mut token, armings);
     run.park(token, Wait::Task { task: task_id, assignee });
 }
 

@@ -20,7 +20,8 @@ pub const WATCH_KEYS: &[&str] = &["source", "settings", "every", "set", "on_retr
 pub const BRANCH_KEYS: &[&str] = &["when", "next"];
 pub const RETRY_KEYS: &[&str] = &["attempts", "backoff"];
 pub const TIMER_KEYS: &[&str] = &["duration", "date", "at", "cron", "cycle", "catch_up"];
-pub const BOUNDARY_KEYS: &[&str] = &["timer", "error", "interrupting", "every", "times", "set", "next"];
+pub const BOUNDARY_KEYS: &[&str] =
+    &["timer", "error", "message", "key", "interrupting", "every", "times", "set", "next"];
 pub const EVENT_BRANCH_KEYS: &[&str] = &["message", "key", "set", "timer", "next"];
 pub const MULTI_KEYS: &[&str] = &["for_each", "as", "index", "sequential", "output", "into", "complete_when", "limit"];
 pub const SUB_PROCESS_KEYS: &[&str] = &["variables", "in", "out", "start", "nodes"];

@@ -6,7 +6,7 @@
 //! the store projections (task and job records) are checked by the simulation.
 
 use super::state::{Instance, Status, Wait};
-use crate::process::{BoundaryTrigger, NodeKind, Process};
+use crate::process::{NodeKind, Process};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// The first broken invariant found, with what it saw.
@@ -42,6 +42,13 @@ impl Instance {
             ensure!(self, self.tokens.is_empty(), "{} but holds tokens {:?}", self.status.as_str(), self.tokens);
             ensure!(self, self.joins.is_empty(), "{} but waits at joins {:?}", self.status.as_str(), self.joins);
             ensure!(self, self.incidents.is_empty(), "{} with open incidents", self.status.as_str());
+            ensure!(
+                self,
+                self.forks.is_empty(),
+                "{} with fork boundaries armed {:?}",
+                self.status.as_str(),
+                self.forks
+            );
             ensure!(
                 self,
                 self.multis.is_empty() && self.locals.is_empty(),
@@ -199,6 +206,43 @@ impl Instance {
                     t.node
                 );
             }
+            ensure!(
+                self,
+                t.listens.is_empty() || !matches!(t.wait, Wait::Incident { .. }),
+                "token {} stopped by an incident keeps listening for messages",
+                t.id
+            );
+            for m in &t.listens {
+                let listens = node.kind.boundary().get(usize::from(m.branch)).and_then(|b| b.message());
+                ensure!(
+                    self,
+                    listens.is_some_and(|spec| spec.name == m.name),
+                    "token {} listens for `{}` on boundary {} of {}, which is not that message",
+                    t.id,
+                    m.name,
+                    m.branch,
+                    t.node
+                );
+            }
+        }
+        for w in &self.forks {
+            let fork = p.node(&w.fork).map(|(_, n)| &n.kind);
+            ensure!(self, fork.is_some_and(NodeKind::is_fork), "boundaries armed for {}, not a fork", w.fork);
+            let slots = fork.map(|k| k.boundary()).unwrap_or_default();
+            for a in &w.timers {
+                ensure!(self, waits_on.insert(a.job.clone()), "timer job {} armed twice", a.job);
+                ensure!(self, usize::from(a.index) < slots.len(), "timer {} on slot {} of {}", a.job, a.index, w.fork);
+            }
+            for m in &w.listens {
+                let listens = slots.get(usize::from(m.branch)).and_then(|b| b.message());
+                ensure!(
+                    self,
+                    listens.is_some_and(|s| s.name == m.name),
+                    "fork {} listens for `{}` off its boundary",
+                    w.fork,
+                    m.name
+                );
+            }
         }
         Ok(())
     }
@@ -245,8 +289,20 @@ impl Instance {
             true => side_path_nodes(p),
             false => HashSet::new(),
         };
+        // A side token stopped at its task or fork by a message it could not map
+        // (the payload waits in its incident) is on a side path too.
+        let stalled_side: HashSet<u32> = self
+            .incidents
+            .iter()
+            .filter(|i| {
+                let b = i.pending_branch.and_then(|b| p.node(&i.node)?.1.kind.boundary().get(usize::from(b)));
+                b.is_some_and(|b| b.is_side())
+            })
+            .map(|i| i.token)
+            .collect();
+        let on_side = |t: &super::state::Token| side.contains(t.node.as_str()) || stalled_side.contains(&t.id);
         let mut live: BTreeMap<u32, (u16, BTreeSet<u16>)> = BTreeMap::new();
-        for t in self.tokens.iter().filter(|t| !side.contains(t.node.as_str())) {
+        for t in self.tokens.iter().filter(|t| !on_side(t)) {
             for f in &t.scope {
                 ensure!(
                     self,
@@ -265,6 +321,15 @@ impl Instance {
             ensure!(self, live.contains_key(&j.activation), "join {} waits for branches that have no token", j.join);
             ensure!(self, live[&j.activation].0 == j.width, "join {} and its branches disagree on the width", j.join);
         }
+        for w in &self.forks {
+            ensure!(
+                self,
+                live.contains_key(&w.activation),
+                "fork {} keeps boundaries armed for activation {}, which has no branch left",
+                w.fork,
+                w.activation
+            );
+        }
         let bodies: BTreeSet<u32> = self.multis.iter().map(|m| m.activation).collect();
         for (activation, (width, running)) in live.iter().filter(|(a, _)| !bodies.contains(a)) {
             let arrived: BTreeSet<u16> =
@@ -278,14 +343,15 @@ impl Instance {
             }
         }
         // One token per branch on the main path; reminder side paths run beside it.
-        let mut by_path: BTreeMap<Vec<(u32, u16)>, Vec<&str>> = BTreeMap::new();
+        let mut by_path: BTreeMap<Vec<(u32, u16)>, Vec<&super::state::Token>> = BTreeMap::new();
         for t in self.tokens.iter().filter(|t| !t.scope.is_empty()) {
-            by_path.entry(t.scope.iter().map(|f| (f.activation, f.branch)).collect()).or_default().push(&t.node);
+            by_path.entry(t.scope.iter().map(|f| (f.activation, f.branch)).collect()).or_default().push(t);
         }
-        let crowded: Vec<_> = by_path.into_iter().filter(|(_, nodes)| nodes.len() > 1).collect();
+        let crowded: Vec<_> = by_path.into_iter().filter(|(_, tokens)| tokens.len() > 1).collect();
         if !crowded.is_empty() {
-            for (path, nodes) in crowded {
-                let main = nodes.iter().filter(|n| !side.contains(**n)).count();
+            for (path, tokens) in crowded {
+                let main = tokens.iter().filter(|t| !on_side(t)).count();
+                let nodes: Vec<&str> = tokens.iter().map(|t| t.node.as_str()).collect();
                 ensure!(
                     self,
                     main <= 1,
@@ -299,7 +365,7 @@ impl Instance {
                 if joins.get(&f.activation).is_some_and(|j| j.arrived.contains(&f.branch)) {
                     ensure!(
                         self,
-                        side.contains(t.node.as_str()),
+                        on_side(t),
                         "activation {} branch {} has arrived and still has token {} at {} (token duplicated)",
                         f.activation,
                         f.branch,
@@ -313,17 +379,12 @@ impl Instance {
     }
 }
 
-/// Nodes on the paths of non-interrupting timer boundaries (reminders): tokens there
+/// Nodes on the paths of non-interrupting timer and message boundaries: tokens there
 /// run beside the token of their branch and never reach a join.
 fn side_path_nodes(p: &Process) -> HashSet<&str> {
     let mut seen = HashSet::new();
-    let mut stack: Vec<usize> = p
-        .nodes
-        .iter()
-        .flat_map(|n| n.kind.boundary())
-        .filter(|b| matches!(b.trigger, BoundaryTrigger::Timer { interrupting: false, .. }))
-        .map(|b| b.next)
-        .collect();
+    let mut stack: Vec<usize> =
+        p.nodes.iter().flat_map(|n| n.kind.boundary()).filter(|b| b.is_side()).map(|b| b.next).collect();
     while let Some(ix) = stack.pop() {
         if seen.insert(ix) {
             stack.extend(p.nodes[ix].kind.successors());

@@ -61,6 +61,9 @@ pub struct Instance {
     pub joins: Vec<JoinWait>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub incidents: Vec<Incident>,
+    /// Boundary timers and messages armed for fork activations whose branches run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forks: Vec<ForkWatch>,
     /// Multi-instance activations running now (their items and results).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub multis: Vec<Multi>,
@@ -135,16 +138,29 @@ impl Instance {
     }
 
     /// Position in `tokens` of the token that timer job `job` belongs to: a timer
-    /// catch, or a timer armed on a task or an event-based gateway.
+    /// catch, or a timer armed on a task or an event-based gateway. (A fork's
+    /// boundary timers belong to no token: [`Instance::fork_timer_index`].)
     pub fn timer_token_index(&self, job: &str) -> Option<usize> {
         self.tokens.iter().position(|t| {
             matches!(&t.wait, Wait::Timer { job: id } if id == job) || t.timers.iter().any(|a| a.job == job)
         })
     }
 
-    /// Messages this instance waits for: (token, name, key).
+    /// Position in `forks` of the fork activation whose boundary timer is job `job`.
+    pub fn fork_timer_index(&self, job: &str) -> Option<usize> {
+        self.forks.iter().position(|w| w.timers.iter().any(|a| a.job == job))
+    }
+
+    /// Messages this instance waits for: (subscriber, name, key). The subscriber is a
+    /// token id, or a fork activation number for a fork's message boundaries (both
+    /// come from [`Instance::seq`], so they never clash).
     pub fn subscriptions(&self) -> impl Iterator<Item = (u32, &str, &str)> {
-        self.tokens.iter().flat_map(|t| t.wait.messages().map(move |(n, k)| (t.id, n, k)))
+        let tokens = self.tokens.iter().flat_map(|t| t.messages().map(move |(n, k)| (t.id, n, k)));
+        let forks = self
+            .forks
+            .iter()
+            .flat_map(|w| w.listens.iter().map(move |m| (w.activation, m.name.as_str(), m.key.as_str())));
+        tokens.chain(forks)
     }
 
     /// The variables a token in `scope` reads: the instance's, with the locals of
@@ -185,6 +201,36 @@ pub struct Token {
     /// branches of its event-based gateway.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timers: Vec<Armed>,
+    /// Message boundaries of its task it listens for while it waits (`branch`: the
+    /// boundary's index). Subscribed like a message catch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listens: Vec<MessageWait>,
+}
+
+impl Token {
+    /// Every (name, key) this token accepts: its wait's, then its boundaries'.
+    pub fn messages(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.wait.messages().chain(self.listens.iter().map(|m| (m.name.as_str(), m.key.as_str())))
+    }
+}
+
+/// The armed boundary timers and messages of one fork activation, kept while its
+/// branches run: withdrawn when they all join, or when the activation ends
+/// otherwise (an interrupting boundary, an error caught outside, a terminate end).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForkWatch {
+    /// The activation (its number is also the subscriber id of its messages and
+    /// the `token` of its timer jobs).
+    pub activation: u32,
+    /// The fork node.
+    pub fork: String,
+    /// The scope outside the fork: where a token leaving by a boundary goes on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scope: Vec<Frame>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timers: Vec<Armed>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listens: Vec<MessageWait>,
 }
 
 /// A timer job armed for a waiting token.
@@ -203,7 +249,8 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
-/// One message branch of an event-based gateway.
+/// One message branch of an event-based gateway, or one message boundary (`branch`:
+/// the boundary's index) a task or fork listens for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MessageWait {
     pub branch: u16,
@@ -307,7 +354,8 @@ pub struct Incident {
     /// instead of calling the connector again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_output: Option<Value>,
-    /// With `pending_output` from a message to an event-based gateway: the branch.
+    /// With `pending_output` from a message: the event-based gateway's branch, or,
+    /// on a task or fork, the message boundary that received it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_branch: Option<u16>,
 }

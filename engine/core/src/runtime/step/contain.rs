@@ -54,6 +54,20 @@ pub fn raise_incident(
     if inst.status.is_finished() {
         return None;
     }
+    if let Culprit::Timer(job) = culprit {
+        if let Some(w) = inst.fork_timer_index(job).filter(|_| inst.timer_token_index(job).is_none()) {
+            // A fork's boundary timer belongs to no token to stop: it is withdrawn,
+            // and the fork's branches go on without it.
+            tracing::error!(instance = inst.id, job = %job, %message, "fork boundary timer withdrawn");
+            let mut run = Run::new(p, inst, now);
+            let watch = &mut run.inst.forks[w];
+            let armed: Vec<Armed> = watch.timers.iter().filter(|a| a.job == *job).cloned().collect();
+            watch.timers.retain(|a| a.job != *job);
+            let owner = watch.activation;
+            run.withdraw(owner, &armed, &[]);
+            return Some(run.finish());
+        }
+    }
     let pos = match culprit {
         Culprit::Task(task) => inst.task_token_index(task),
         Culprit::Job(job) => inst.job_token_index(job),

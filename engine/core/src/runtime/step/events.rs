@@ -137,7 +137,10 @@ pub(super) fn resolve_incident(
     let pos = incident_pos(p, inst, incident, &vars)?;
     let inc = &inst.incidents[pos];
     let node = p.node(&inc.node).map(|(_, n)| n);
+    // A message boundary whose payload mapping failed: skipping it follows the boundary.
+    let boundary = inc.pending_branch.and_then(|b| node?.kind.boundary().get(usize::from(b)));
     let to = match node.map(|n| &n.kind) {
+        _ if boundary.is_some_and(|b| b.message().is_some()) => boundary.map(|b| b.next),
         Some(NodeKind::Service(s)) => Some(s.next),
         Some(NodeKind::UserTask(u)) => Some(u.next),
         Some(NodeKind::Script { next, .. })
@@ -214,13 +217,22 @@ pub(super) fn timer_fired(
     job: String,
     now: DateTime<Utc>,
 ) -> Result<Transition, Rejection> {
-    let tok = inst.timer_token_index(&job).ok_or_else(|| Rejection::StaleJob(job.clone()))?;
+    let (tok, fork) = (inst.timer_token_index(&job), inst.fork_timer_index(&job));
+    if tok.is_none() && fork.is_none() {
+        return Err(Rejection::StaleJob(job));
+    }
     let mut run = Run::new(p, inst, now);
-    run.timer_fired(tok, &job);
+    match (tok, fork) {
+        (Some(tok), _) => run.timer_fired(tok, &job),
+        (None, Some(w)) => run.fork_timer_fired(w, &job),
+        (None, None) => unreachable!("checked above"),
+    }
     Ok(run.finish())
 }
 
-/// A correlated message for token `token`, which waits for it.
+/// A correlated message for subscriber `token`, which waits for it: a token's
+/// message catch, event-based branch or message boundary, or a fork activation's
+/// message boundary.
 pub(super) fn message(
     p: &Process,
     inst: &mut Instance,
@@ -230,13 +242,38 @@ pub(super) fn message(
     payload: Value,
     now: DateTime<Utc>,
 ) -> Result<Transition, Rejection> {
-    let tok = inst
-        .tokens
-        .iter()
-        .position(|t| t.id == token && t.wait.messages().any(|(n, k)| n == name && k == key))
-        .ok_or_else(|| Rejection::NotWaiting { token, name: name.clone(), key: key.clone() })?;
+    let matches = |m: &MessageWait| m.name == name && m.key == key;
+    let tok = inst.tokens.iter().position(|t| t.id == token && t.messages().any(|(n, k)| n == name && k == key));
+    let fork = || inst.forks.iter().position(|w| w.activation == token && w.listens.iter().any(matches));
+    if tok.is_none() && fork().is_none() {
+        return Err(Rejection::NotWaiting { token, name: name.clone(), key: key.clone() });
+    }
+    let fork = fork();
     let mut run = Run::new(p, inst, now);
-    let token = run.inst.tokens.remove(tok);
-    run.message_received(token, &name, &key, payload);
+    match (tok, fork) {
+        (Some(tok), _) => {
+            let t = &run.inst.tokens[tok];
+            match t
+                .listens
+                .iter()
+                .find(|m| matches(m))
+                .filter(|_| !t.wait.messages().any(|(n, k)| n == name && k == key))
+            {
+                Some(m) => {
+                    let b = m.branch;
+                    run.boundary_message(tok, b, &key, payload);
+                }
+                None => {
+                    let token = run.inst.tokens.remove(tok);
+                    run.message_received(token, &name, &key, payload);
+                }
+            }
+        }
+        (None, Some(w)) => {
+            let b = run.inst.forks[w].listens.iter().find(|m| matches(m)).expect("found above").branch;
+            run.fork_message(w, b, &key, payload);
+        }
+        (None, None) => unreachable!("checked above"),
+    }
     Ok(run.finish())
 }

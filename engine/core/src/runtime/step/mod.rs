@@ -279,6 +279,7 @@ pub fn start(
         tokens: Vec::new(),
         joins: Vec::new(),
         incidents: Vec::new(),
+        forks: Vec::new(),
         multis: Vec::new(),
         locals: Vec::new(),
         seq: 0,
@@ -483,11 +484,14 @@ pub(crate) struct Moving {
     /// Timers armed for the wait it is about to enter, or still armed from the
     /// wait it left (withdrawn by [`Run::go`]).
     pub(crate) timers: Vec<Armed>,
+    /// Message boundaries subscribed for the wait it is about to enter, or still
+    /// subscribed from the wait it left (withdrawn by [`Run::go`]).
+    pub(crate) listens: Vec<MessageWait>,
 }
 
 impl Moving {
     fn parked(self, wait: Wait) -> Token {
-        Token { id: self.id, node: self.node, wait, scope: self.scope, timers: self.timers }
+        Token { id: self.id, node: self.node, wait, scope: self.scope, timers: self.timers, listens: self.listens }
     }
 }
 
@@ -495,7 +499,7 @@ impl Moving {
 /// caller's to release ([`Run::release_wait`]) or to have consumed (a completed task).
 impl From<Token> for Moving {
     fn from(t: Token) -> Self {
-        Moving { id: t.id, node: t.node, scope: t.scope, timers: t.timers }
+        Moving { id: t.id, node: t.node, scope: t.scope, timers: t.timers, listens: t.listens }
     }
 }
 
@@ -549,7 +553,7 @@ impl<'a> Run<'a> {
 
     pub(crate) fn new_token(&mut self, node: &str, scope: Vec<Frame>) -> Moving {
         let id = self.inst.next_seq();
-        Moving { id, node: node.to_string(), scope, timers: Vec::new() }
+        Moving { id, node: node.to_string(), scope, timers: Vec::new(), listens: Vec::new() }
     }
 
     pub(crate) fn env(&self) -> Env<'_> {
@@ -658,9 +662,19 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// Withdraw the boundary timers and message subscriptions a token armed.
     fn disarm(&mut self, token: &mut Moving) {
-        for a in token.timers.drain(..) {
-            self.out.commands.push(Command::CancelJob { job: a.job });
+        let (timers, listens) = (std::mem::take(&mut token.timers), std::mem::take(&mut token.listens));
+        self.withdraw(token.id, &timers, &listens);
+    }
+
+    /// Cancel timer jobs and drop message subscriptions of subscriber `owner`.
+    pub(crate) fn withdraw(&mut self, owner: u32, timers: &[Armed], listens: &[MessageWait]) {
+        for a in timers {
+            self.out.commands.push(Command::CancelJob { job: a.job.clone() });
+        }
+        for m in listens {
+            self.out.commands.push(Command::Unsubscribe { token: owner, name: m.name.clone(), key: m.key.clone() });
         }
     }
 
@@ -731,12 +745,24 @@ impl<'a> Run<'a> {
     }
 
     /// Fork `token` into one token per branch in `targets`; the join waits for all.
+    /// The fork's boundary timers and messages are armed for the activation (a
+    /// failure to evaluate one forks nothing: an incident).
     pub(crate) fn fork(&mut self, token: Moving, fork_id: &str, targets: &[NodeIx]) {
         let p = self.p;
+        let boundary = p.node(fork_id).map(|(_, n)| n.kind.boundary()).unwrap_or_default();
+        let armings = match self.prepare_boundaries(boundary, None) {
+            Ok(a) => a,
+            Err(msg) => return self.incident(token, msg, None),
+        };
         let activation = self.inst.next_seq();
         let width = targets.len() as u16;
         let names = targets.iter().map(|b| p.nodes[*b].id.clone()).collect();
         self.log(Some(fork_id.to_string()), None, HistoryEvent::Forked { branches: names });
+        if !armings.is_empty() {
+            let (timers, listens) = self.arm_prepared(activation, fork_id, armings);
+            let scope = token.scope.clone();
+            self.inst.forks.push(ForkWatch { activation, fork: fork_id.to_string(), scope, timers, listens });
+        }
         for (i, b) in targets.iter().enumerate() {
             let mut scope = token.scope.clone();
             scope.push(Frame { fork: fork_id.to_string(), activation, branch: i as u16, width, body: false });
@@ -747,7 +773,11 @@ impl<'a> Run<'a> {
 
     /// Re-apply a result whose mapping failed (connector output or message payload).
     fn apply_pending(&mut self, token: Moving, output: Value, branch: Option<u16>) {
-        match self.p.node(&token.node).map(|(_, n)| &n.kind) {
+        let kind = self.p.node(&token.node).map(|(_, n)| &n.kind);
+        if let Some(b) = branch.filter(|b| kind.is_some_and(|k| k.boundary().get(usize::from(*b)).is_some())) {
+            return self.apply_boundary_message(token, b, "", output);
+        }
+        match kind {
             Some(NodeKind::Service(_)) => self.apply_output(token, "", output),
             Some(NodeKind::MessageCatch { message, .. }) => {
                 let name = message.name.clone();
@@ -824,6 +854,22 @@ impl<'a> Run<'a> {
         }
         self.ready.retain(|t| !inside(&t.scope));
         self.inst.joins.retain(|j| j.activation != activation && !j.scope.iter().any(|f| f.activation == activation));
+        let (gone, keep): (Vec<ForkWatch>, Vec<ForkWatch>) = std::mem::take(&mut self.inst.forks)
+            .into_iter()
+            .partition(|w| w.activation == activation || inside(&w.scope));
+        self.inst.forks = keep;
+        for w in gone {
+            self.withdraw(w.activation, &w.timers, &w.listens);
+        }
+    }
+
+    /// The branches of fork activation `activation` have all joined: its boundary
+    /// timers and messages are withdrawn.
+    pub(crate) fn unwatch(&mut self, activation: u32) {
+        if let Some(pos) = self.inst.forks.iter().position(|w| w.activation == activation) {
+            let w = self.inst.forks.remove(pos);
+            self.withdraw(w.activation, &w.timers, &w.listens);
+        }
     }
 
     /// Remove every token: close tasks, cancel jobs and timers, drop subscriptions,
@@ -840,10 +886,11 @@ impl<'a> Run<'a> {
                 _ => self.release_wait(&t),
             }
             if matches!(t.wait, Wait::Task { .. }) {
-                for a in &t.timers {
-                    self.out.commands.push(Command::CancelJob { job: a.job.clone() });
-                }
+                self.withdraw(t.id, &t.timers, &t.listens);
             }
+        }
+        for w in std::mem::take(&mut self.inst.forks) {
+            self.withdraw(w.activation, &w.timers, &w.listens);
         }
         self.inst.joins.clear();
         self.inst.incidents.clear();

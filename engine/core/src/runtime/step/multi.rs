@@ -1,7 +1,7 @@
 //! Multi-instance nodes: one run of the node per item of a list.
 //!
 //! The token arriving at the node becomes the *body*: it parks with
-//! [`Wait::Scope`] (holding the node's boundary timers) while *item* tokens run
+//! [`Wait::Scope`] (holding the node's boundary timers and messages) while *item* tokens run
 //! the node's kind, each in a [`Frame`] with `body: true` and its own [`Locals`]
 //! (the item and its index). An item is done when its token leaves the node
 //! ([`Run::go`] and [`Run::apply_output`] call [`Run::item_done`]); its `output` is
@@ -60,8 +60,8 @@ impl Run<'_> {
                 None => self.incident(token, format!("node `{}` has no way on", node.id), None),
             };
         }
-        let dues = match self.boundary_dues(node.kind.boundary(), None) {
-            Ok(d) => d,
+        let armings = match self.prepare_boundaries(node.kind.boundary(), None) {
+            Ok(a) => a,
             Err(msg) => return self.incident(token, msg, None),
         };
         let activation = self.inst.next_seq();
@@ -80,7 +80,7 @@ impl Run<'_> {
             pending,
         });
         let scope = token.scope.clone();
-        self.arm(&mut token, dues);
+        self.arm_token(&mut token, armings);
         self.park(token, Wait::Scope { activation });
         for item in first {
             self.start_item(&scope, node, spec, activation, item);
@@ -231,8 +231,8 @@ impl Run<'_> {
 
     /// A plain sub-process: park the body, start its one run at its own start.
     pub(crate) fn begin_scope(&mut self, mut token: Moving, node: &Node, spec: &SubProcessSpec) {
-        let dues = match self.boundary_dues(node.kind.boundary(), None) {
-            Ok(d) => d,
+        let armings = match self.prepare_boundaries(node.kind.boundary(), None) {
+            Ok(a) => a,
             Err(msg) => return self.incident(token, msg, None),
         };
         let vars = match self.run_locals(spec) {
@@ -253,7 +253,7 @@ impl Run<'_> {
         self.inst.locals.push(Locals { activation, branch: 0, vars });
         let mut frames = token.scope.clone();
         frames.push(Frame { fork: node.id.clone(), activation, branch: 0, width: 1, body: true });
-        self.arm(&mut token, dues);
+        self.arm_token(&mut token, armings);
         self.park(token, Wait::Scope { activation });
         let inner = self.new_token(&self.p.nodes[spec.start].id, frames);
         self.ready.push_back(inner);
