@@ -11,6 +11,7 @@
 pub use nagare_core::{compile, diag, expr, load, model, process, runtime, schedule, sensitive, types};
 
 pub mod blobs;
+pub mod calls;
 pub mod clock;
 pub mod connector;
 mod contain;

@@ -133,6 +133,11 @@ fn render_entry(out: &mut String, engine: &Engine, instance: u64, h: &HistoryEnt
         H::Interrupted { to } => format!("to={to}"),
         H::MessageWaiting { name, key } => format!("name={name} key={key:?}"),
         H::MessageReceived { name, key, set } => format!("name={name} key={key:?} set=[{}]", set.join(", ")),
+        H::CallStarted { child, process, version } => format!("child={child} process={process} version={version}"),
+        H::CallCompleted { child, set, error } => match error {
+            Some(code) => format!("child={child} error={code}"),
+            None => format!("child={child} set=[{}]", set.join(", ")),
+        },
         H::ErrorThrown { code, message } => format!("code={} message={message:?}", code.as_deref().unwrap_or("-")),
         H::ErrorCaught { code, by, to } => format!("code={} by={by} to={to}", code.as_deref().unwrap_or("-")),
         H::Cancelled { reason } => format!("reason={reason:?}"),
@@ -510,6 +515,8 @@ fn render_final(case: &Case, out: &mut String) {
                     let m: Vec<String> = messages.iter().map(|m| format!("{} key={:?}", m.name, m.key)).collect();
                     format!("events [{}]", m.join(", "))
                 }
+                Wait::Call { child: Some(c), .. } => format!("called instance {c}"),
+                Wait::Call { job, child: None } => format!("call start {job}"),
             };
             if !t.timers.is_empty() {
                 let ts: Vec<String> = t.timers.iter().map(|a| format!("{}@{}", a.job, time(&a.due))).collect();
@@ -534,6 +541,9 @@ fn render_final(case: &Case, out: &mut String) {
                 JobKind::Timer => format!("timer of instance {} at {}", j.instance, j.node),
                 JobKind::StartTimer { process } => format!("next start of {process}"),
                 JobKind::MessageExpiry { name, .. } => format!("expiry of buffered message {name}"),
+                JobKind::CallStart { process, .. } => format!("start of a called {process}"),
+                JobKind::CallEnd { child, .. } => format!("end of called instance {child}"),
+                JobKind::CallCancel => format!("cancel of called instance {}", j.instance),
                 JobKind::Connector { .. } => unreachable!(),
             };
             writeln!(out, "pending: {} {what} due {}", j.id, time(&j.due)).unwrap();

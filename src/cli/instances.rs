@@ -201,6 +201,8 @@ pub fn show_with(out: &Out, engine: &Engine, id: u64) -> anyhow::Result<ExitCode
                 let m: Vec<String> = messages.iter().map(|m| format!("{} (key {:?})", m.name, m.key)).collect();
                 format!("the first of: messages [{}]", m.join(", "))
             }
+            Wait::Call { child: Some(c), .. } => format!("called instance {c}"),
+            Wait::Call { job, child: None } => format!("the start of a called instance (job {job})"),
         };
         let wait = if t.timers.is_empty() {
             wait

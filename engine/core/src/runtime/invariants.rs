@@ -76,13 +76,14 @@ impl Instance {
                     | (Wait::Timer { .. }, NodeKind::TimerCatch { .. })
                     | (Wait::Message { .. }, NodeKind::MessageCatch { .. })
                     | (Wait::Events { .. }, NodeKind::EventBased { .. })
+                    | (Wait::Call { .. }, NodeKind::Call(_))
             );
             ensure!(self, fits, "token {} waits on {:?} at {} node {}", t.id, t.wait, node.kind.name(), t.node);
             match &t.wait {
                 Wait::Task { task, .. } => {
                     ensure!(self, waits_on.insert(task.clone()), "two tokens wait on task {task}")
                 }
-                Wait::Job { job, .. } | Wait::Timer { job } => {
+                Wait::Job { job, .. } | Wait::Timer { job } | Wait::Call { job, .. } => {
                     ensure!(self, waits_on.insert(job.clone()), "two waits on job {job}")
                 }
                 _ => {}

@@ -175,6 +175,8 @@ impl Run<'_> {
                 self.inst.incidents.retain(|i| i.id != id);
             }
             Wait::Message { .. } | Wait::Events { .. } => {}
+            Wait::Call { job, child: None } => self.out.commands.push(Command::CancelJob { job: job.clone() }),
+            Wait::Call { child: Some(child), .. } => self.out.commands.push(Command::CancelChild { child: *child }),
         }
         for (name, key) in t.wait.messages() {
             self.out.commands.push(Command::Unsubscribe { token: t.id, name: name.into(), key: key.into() });
