@@ -415,3 +415,50 @@ fn a_crash_between_the_child_end_and_the_parent_continues_the_parent_once() {
     assert!(engine.handle(parent, event).is_err(), "a finished parent refuses it");
     assert_eq!(engine.history(parent).unwrap().len(), history, "nothing happened twice");
 }
+
+/// A caller deployed before the process it calls: a warning, `out:` compiled
+/// without knowing the child's variables, and the mapping still works at run time.
+#[test]
+fn a_caller_deployed_before_its_child_maps_out_at_run_time() {
+    let engine = mem_engine();
+    let d = engine.deploy("order.yaml", PARENT).expect("deploys with a warning");
+    assert!(d.warnings.0.iter().any(|w| w.code == "unknown-process"), "{}", d.warnings);
+    let early = start(&engine, "order", json!({ "total": 5 }), None);
+    run(&engine);
+    let p = engine.instance(early.id).unwrap();
+    assert_eq!(p.status, Status::Incident, "nothing to call yet");
+    assert!(p.incidents[0].message.contains("no process `common-approval`"), "{}", p.incidents[0].message);
+
+    deploy(&engine, CHILD);
+    engine.retry_incident(early.id, p.incidents[0].id, Vars::new(), "admin").expect("retry");
+    run(&engine);
+    approve(&engine, &child_of(&engine, early.id), false);
+    run(&engine);
+    let p = engine.instance(early.id).unwrap();
+    assert_eq!(p.status, Status::Completed);
+    assert_eq!(p.vars["approved"], json!(false));
+}
+
+/// An interrupting timer on the call ends the wait: the child is cancelled and the
+/// parent takes the timer's path; the child's late end changes nothing.
+#[test]
+fn an_interrupting_timer_on_the_call_cancels_the_child() {
+    let engine = mem_engine();
+    deploy(&engine, CHILD);
+    let timed = PARENT.replace(
+        "      - { error: rejected, next: on_rejected }",
+        "      - { error: rejected, next: on_rejected }\n      - { timer: 1h, next: on_rejected }",
+    );
+    deploy(&engine, &timed);
+    let parent = start(&engine, "order", json!({ "total": 5 }), None);
+    run(&engine);
+    let child = child_of(&engine, parent.id);
+    rt().block_on(Executor::new(engine.clone()).advance(chrono::Duration::hours(2)));
+    let p = engine.instance(parent.id).unwrap();
+    assert_eq!(p.status, Status::Completed);
+    assert_eq!(p.vars["note"], json!("rejected"));
+    assert_eq!(engine.instance(child.id).unwrap().status, Status::Cancelled);
+    assert!(engine.tasks(&TaskQuery::default()).unwrap().is_empty());
+    assert!(engine.store().jobs().unwrap().is_empty(), "no job left behind");
+    assert_eq!(count(&engine, parent.id, "call_completed"), 0);
+}
