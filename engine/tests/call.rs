@@ -175,7 +175,9 @@ fn a_child_error_end_is_caught_by_the_boundary_on_the_call() {
     assert_eq!(count(&engine, child.id, "error_thrown"), 1);
     assert_eq!(count(&engine, parent.id, "error_caught"), 1);
     let h = engine.history(parent.id).unwrap();
-    assert!(h.iter().any(|h| matches!(&h.event, HistoryEvent::CallCompleted { error: Some(c), .. } if c == "rejected")));
+    assert!(h
+        .iter()
+        .any(|h| matches!(&h.event, HistoryEvent::CallCompleted { error: Some(c), .. } if c == "rejected")));
 }
 
 #[test]
@@ -343,15 +345,19 @@ nodes:
     assert!(w.hint.as_deref().unwrap_or("").contains("common-approval"), "{w:?}");
     assert_eq!((w.line, w.col), (9, 11));
 
-    let wrong = bad
-        .replace("common-aproval", "common-approval")
-        .replace("    next: done", "    in: { amount: total, amonut: total }\n    out: { flg: decision, flag: decision }\n    next: done");
+    let wrong = bad.replace("common-aproval", "common-approval").replace(
+        "    next: done",
+        "    in: { amount: total, amonut: total }\n    out: { flg: decision, flag: decision }\n    next: done",
+    );
     let err = engine.deploy("checked.yaml", &wrong).unwrap_err();
     let EngineError::Invalid(diags) = err else { panic!("not a diagnostic: {err}") };
     let found: Vec<String> = diags.0.iter().map(|d| format!("{} {}:{} {}", d.code, d.line, d.col, d.message)).collect();
     assert!(found.iter().any(|f| f.starts_with("undeclared-variable 10:") && f.contains("amonut")), "{found:?}");
     assert!(found.iter().any(|f| f.starts_with("undeclared-variable 11:") && f.contains("flg")), "{found:?}");
-    assert!(found.iter().any(|f| f.starts_with("type-mismatch 11:") && f.contains("`decision` is a bool")), "{found:?}");
+    assert!(
+        found.iter().any(|f| f.starts_with("type-mismatch 11:") && f.contains("`decision` is a bool")),
+        "{found:?}"
+    );
     // Without `amount` (required, no default) every start would be refused.
     let missing = bad.replace("common-aproval", "common-approval");
     let EngineError::Invalid(diags) = engine.deploy("checked.yaml", &missing).unwrap_err() else { panic!() };

@@ -296,7 +296,11 @@ pub(crate) fn ended(run: &mut Run<'_>, token: Token, child: InstanceId, outcome:
         CallOutcome::Completed => apply_output(run, token, child, vars),
         CallOutcome::Error { code, message } => {
             let node = token.node.clone();
-            run.log(Some(node), None, HistoryEvent::CallCompleted { child, set: Vec::new(), error: Some(code.clone()) });
+            run.log(
+                Some(node),
+                None,
+                HistoryEvent::CallCompleted { child, set: Vec::new(), error: Some(code.clone()) },
+            );
             let why = if message.is_empty() {
                 format!("called instance {child} threw error `{code}` and no boundary catches it")
             } else {

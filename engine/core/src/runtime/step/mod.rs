@@ -353,9 +353,7 @@ pub fn step(p: &Process, inst: &mut Instance, event: Event, now: DateTime<Utc>) 
         Event::TaskError { task, user, code, message } => task_error(p, inst, task, user, code, message, now),
         Event::TimerFired { job } => timer_fired(p, inst, job, now),
         Event::Message { token, name, key, payload } => message(p, inst, token, name, key, payload, now),
-        Event::CallStarted { job, child, process, version } => {
-            call_started(p, inst, job, child, process, version, now)
-        }
+        Event::CallStarted { job, child, process, version } => call_started(p, inst, job, child, process, version, now),
         Event::CallRefused { job, message } => call_refused(p, inst, job, message, now),
         Event::CallEnded { job, child, outcome, vars } => call_ended(p, inst, job, child, outcome, vars, now),
     }
