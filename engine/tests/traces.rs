@@ -16,6 +16,8 @@
 //! * at the end, per instance: the status, the tokens still waiting and the
 //!   variables; then pending timers and buffered messages.
 //!
+//! Processes a case calls (`call:`) sit in `called/*.yaml`, deployed first in name order.
+//!
 //! Run with `UPDATE_EXPECT=1` to rewrite the `expected.txt` files, then review the diff.
 //!
 //! Events:
@@ -92,6 +94,7 @@ fn render_entry(out: &mut String, engine: &Engine, instance: u64, h: &HistoryEnt
     use HistoryEvent as H;
     let node = h.node.as_deref().unwrap_or("-");
     let mut detail = match &h.event {
+        H::Started { vars, parent: Some(p), .. } => format!("vars={} parent={p}", json(vars)),
         H::Started { vars, .. } => format!("vars={}", json(vars)),
         H::ScriptRan { changed } => format!("changed=[{}]", changed.join(", ")),
         H::Routed { to } => format!("to={to}"),
@@ -228,24 +231,31 @@ struct Case {
     seen: Seen,
     /// History entries already printed, per instance.
     printed: BTreeMap<u64, u32>,
+    /// The id of the case's own process (`start` starts it).
+    main: String,
 }
 
 impl Case {
-    fn new(process_text: &str) -> Case {
-        let loaded = load_str("process.yaml", process_text, &CompileOptions::default())
-            .unwrap_or_else(|d| panic!("the case's process does not load:\n{d}"));
+    fn new(process_text: &str, called: &[String]) -> Case {
         let clock = Arc::new(VirtualClock::new(base_time()));
         let mut builder = Engine::builder().in_memory().clock(clock.clone());
-        for n in &loaded.process.nodes {
-            if let NodeKind::Service(s) = &n.kind {
-                builder = builder.connector(s.connector.clone(), FnConnector(stub));
+        for text in called.iter().map(String::as_str).chain([process_text]) {
+            let loaded = load_str("process.yaml", text, &CompileOptions::default())
+                .unwrap_or_else(|d| panic!("the case's process does not load:\n{d}"));
+            for n in &loaded.process.nodes {
+                if let NodeKind::Service(s) = &n.kind {
+                    builder = builder.connector(s.connector.clone(), FnConnector(stub));
+                }
             }
         }
         let engine = builder.build().expect("engine");
-        engine.deploy("process.yaml", process_text).unwrap_or_else(|e| panic!("deploy: {e}"));
+        for text in called {
+            engine.deploy("called.yaml", text).unwrap_or_else(|e| panic!("deploy a called process: {e}"));
+        }
+        let main = engine.deploy("process.yaml", process_text).unwrap_or_else(|e| panic!("deploy: {e}")).id;
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio");
         let exec = Executor::new(engine.clone());
-        Case { engine, clock, exec, rt, seen: Seen::new(), printed: BTreeMap::new() }
+        Case { engine, clock, exec, rt, seen: Seen::new(), printed: BTreeMap::new(), main }
     }
 
     fn instance(&self, args: &Map<String, Value>) -> Instance {
@@ -300,8 +310,7 @@ impl Case {
                     by: str_of(map, "by").map(str::to_string),
                     business_key: str_of(map, "key").map(str::to_string),
                 };
-                let id = e.latest_id();
-                e.start(&id, vars_of(map, "vars"), opts)?;
+                e.start(&self.main, vars_of(map, "vars"), opts)?;
             }
             "advance" => {
                 let by = parse_duration(args.as_str().expect("`advance: 3d`"));
@@ -405,20 +414,9 @@ impl Case {
     }
 }
 
-trait LatestId {
-    fn latest_id(&self) -> String;
-}
-
-impl LatestId for Engine {
-    /// The one process a case deploys.
-    fn latest_id(&self) -> String {
-        self.processes()[0][0].id.clone()
-    }
-}
-
 /// Run one case and return its rendered trace.
-fn run_case(process_text: &str, events_text: &str) -> String {
-    let mut case = Case::new(process_text);
+fn run_case(process_text: &str, called: &[String], events_text: &str) -> String {
+    let mut case = Case::new(process_text, called);
     let events: Vec<Value> = serde_yaml::from_str(events_text).expect("events.yaml is a YAML list");
     let mut out = String::new();
     for (i, ev) in events.iter().enumerate() {
@@ -563,6 +561,14 @@ fn render_final(case: &Case, out: &mut String) {
     }
 }
 
+/// The processes a case calls: `called/*.yaml`, in name order.
+fn case_called(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir.join("called")) else { return Vec::new() };
+    let mut paths: Vec<PathBuf> = entries.map(|e| e.expect("readable").path()).collect();
+    paths.sort();
+    paths.iter().map(|p| std::fs::read_to_string(p).expect("readable called process")).collect()
+}
+
 fn case_process(dir: &Path) -> String {
     let direct = dir.join("process.yaml");
     if direct.exists() {
@@ -588,7 +594,7 @@ fn golden_traces() {
     for dir in &dirs {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         let events = std::fs::read_to_string(dir.join("events.yaml")).expect("events.yaml");
-        let got = run_case(&case_process(dir), &events);
+        let got = run_case(&case_process(dir), &case_called(dir), &events);
         let path = dir.join("expected.txt");
         if update {
             std::fs::write(&path, &got).expect("write expected.txt");
