@@ -45,8 +45,9 @@ pub(crate) fn cancel_job(child: InstanceId, now: DateTime<Utc>) -> Job {
     }
 }
 
-/// Who the history names for a cancel that a caller asked for.
-pub const CALL_CANCEL_BY: &str = "nagare";
+/// Who the history names for a cancel that a caller asked for: nobody (the
+/// engine), so that no user becomes a participant of the called instance by it.
+pub const CALL_CANCEL_BY: &str = "";
 
 impl Engine {
     /// What deploy-time checks of `call:` nodes know of the deployed processes.

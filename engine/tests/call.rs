@@ -257,6 +257,7 @@ fn cancelling_the_parent_cancels_the_child_and_the_grandchild() {
         assert_eq!(engine.instance(id).unwrap().status, Status::Cancelled, "instance {id}");
     }
     assert!(engine.tasks(&TaskQuery::default()).unwrap().is_empty(), "the grandchild's task is closed");
+    assert_eq!(engine.instance(leaf.id).unwrap().participants, ["sato"], "the cascade names no user");
     assert!(engine.store().jobs().unwrap().is_empty(), "no job left behind");
 }
 

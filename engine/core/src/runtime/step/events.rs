@@ -95,7 +95,9 @@ pub(super) fn cancel(
 ) -> Result<Transition, Rejection> {
     let mut run = Run::new(p, inst, now);
     run.clear_all(TaskStatus::Cancelled);
-    run.log(None, Some(by), HistoryEvent::Cancelled { reason });
+    // No user: the engine itself (a caller withdrawing its call); never a participant.
+    let by = Some(by).filter(|b| !b.is_empty());
+    run.log(None, by, HistoryEvent::Cancelled { reason });
     run.inst.status = Status::Cancelled;
     run.inst.ended_at = Some(now);
     run.tell_caller(CallOutcome::Cancelled);
