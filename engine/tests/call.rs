@@ -469,3 +469,57 @@ fn an_interrupting_timer_on_the_call_cancels_the_child() {
     assert!(engine.store().jobs().unwrap().is_empty(), "no job left behind");
     assert_eq!(count(&engine, parent.id, "call_completed"), 0);
 }
+
+/// The parent is cancelled and the engine dies before the cascade runs: after the
+/// restart the stored `call_cancel` job still cancels the child.
+#[test]
+fn a_crash_after_the_parent_cancel_still_cancels_the_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let (parent, child) = {
+        let engine = engine_on(dir.path());
+        deploy(&engine, CHILD);
+        deploy(&engine, PARENT);
+        let parent = start(&engine, "order", json!({ "total": 5 }), None);
+        run(&engine);
+        let child = child_of(&engine, parent.id);
+        engine.cancel(parent.id, "admin", "stop").expect("cancel");
+        assert_eq!(engine.instance(child.id).unwrap().status, Status::Running, "not yet: by a job");
+        (parent.id, child.id)
+    };
+    let engine = engine_on(dir.path());
+    run(&engine);
+    assert_eq!(engine.instance(parent).unwrap().status, Status::Cancelled);
+    assert_eq!(engine.instance(child).unwrap().status, Status::Cancelled);
+    assert!(engine.tasks(&TaskQuery::default()).unwrap().is_empty());
+}
+
+/// An error thrown in another branch ends the fork around the call: the call's
+/// child is cancelled with the branch.
+#[test]
+fn a_fork_ended_by_an_error_cancels_the_call_inside_it() {
+    let engine = mem_engine();
+    deploy(&engine, CHILD);
+    let forked = r#"
+id: forked
+start: { next: fork }
+nodes:
+  fork:
+    parallel: [approve, wait]
+    boundary:
+      - { error: late, next: failed }
+  approve: { call: common-approval, in: { amount: 10 }, next: join }
+  wait: { timer: 1h, next: throw }
+  throw: { end: { error: late } }
+  join: { join: fork, next: done }
+  failed: { end: }
+  done: { end: }
+"#;
+    deploy(&engine, forked);
+    let parent = start(&engine, "forked", json!({}), None);
+    run(&engine);
+    let child = child_of(&engine, parent.id);
+    rt().block_on(Executor::new(engine.clone()).advance(chrono::Duration::hours(2)));
+    assert_eq!(engine.instance(parent.id).unwrap().status, Status::Completed);
+    assert_eq!(engine.instance(child.id).unwrap().status, Status::Cancelled);
+    assert!(engine.store().jobs().unwrap().is_empty(), "no job left behind");
+}
