@@ -76,7 +76,7 @@ impl Engine {
     /// Carry out a `call_start` job: start the child and record it on the caller, in
     /// one commit; or an incident on the caller when the child cannot start.
     pub(crate) fn fire_call_start(&self, job: &Job) -> Result<(), EngineError> {
-        let JobKind::CallStart { process, version, vars } = &job.kind else {
+        let JobKind::CallStart { process, version, vars, business_key } = &job.kind else {
             return Err(EngineError::Conflict(Rejection::StaleJob(job.id.clone())));
         };
         let guard = self.inner.locks[lock_index(job.instance)].lock().expect("lock");
@@ -115,7 +115,9 @@ impl Engine {
                     depth: parent.parent.as_ref().map_or(0, |l| l.depth) + 1,
                 };
                 let id = self.inner.store.next_instance_id()?;
-                match self.start_child(&cp, id, vars.clone(), &parent, link, now) {
+                let key = business_key.clone().or_else(|| parent.business_key.clone());
+                let who = (parent.started_by.clone(), key);
+                match self.start_child(&cp, id, vars.clone(), who, link, now) {
                     Ok(started) => {
                         let version = cp.version;
                         child = Some(started);
@@ -153,17 +155,16 @@ impl Engine {
     }
 
     /// The child, started and ready to commit, or why it was refused (its field
-    /// errors, for the caller's incident).
+    /// errors, for the caller's incident). `who`: its starter and business key.
     fn start_child(
         &self,
         cp: &Arc<Process>,
         id: InstanceId,
         vars: Vars,
-        parent: &runtime::Instance,
+        (by, key): (Option<String>, Option<String>),
         link: ParentLink,
         now: DateTime<Utc>,
     ) -> Result<(runtime::Instance, runtime::Transition, Arc<Process>), String> {
-        let (by, key) = (parent.started_by.clone(), parent.business_key.clone());
         let started = contain::catch(|| runtime::start_called(cp, id, vars, by, key, Some(link), now));
         let (mut inst, mut tr) = match started {
             Ok(Ok(r)) => r,

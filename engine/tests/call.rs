@@ -523,3 +523,14 @@ nodes:
     assert_eq!(engine.instance(child.id).unwrap().status, Status::Cancelled);
     assert!(engine.store().jobs().unwrap().is_empty(), "no job left behind");
 }
+
+/// `key:` gives the called instance its own business key instead of the caller's.
+#[test]
+fn a_call_with_key_gives_the_child_its_own_business_key() {
+    let engine = mem_engine();
+    deploy(&engine, CHILD);
+    deploy(&engine, &PARENT.replace("    next: after\n", "    key: '\"APR-\" + total'\n    next: after\n"));
+    let parent = start(&engine, "order", json!({ "total": 5 }), Some("ORD-9"));
+    run(&engine);
+    assert_eq!(child_of(&engine, parent.id).business_key.as_deref(), Some("APR-5"));
+}

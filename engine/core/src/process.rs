@@ -241,6 +241,8 @@ pub struct CallSpec {
     pub process: String,
     /// Pinned version; `None`: the latest when the call starts.
     pub version: Option<u32>,
+    /// The called instance's business key (`key:`); `None`: the caller's.
+    pub key: Option<Expr>,
     /// Called instance's variable := expression over this instance's variables.
     pub inputs: Vec<(String, Expr)>,
     /// This instance's variable := expression over the called instance's final

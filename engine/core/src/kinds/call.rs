@@ -17,7 +17,7 @@ pub(crate) const KIND: super::Kind = super::Kind {
     key: "call",
     summary: "Starts an instance of another deployed process (`in:` its variables from ours), waits for it to end and maps its final variables back (`out:`); its uncaught error ends come out of this node to `boundary:`.",
     body: "the called process's id: `call: common-approval`",
-    keys: &["next", "version", "in", "out", "boundary"],
+    keys: &["next", "version", "in", "out", "key", "boundary"],
     no_next: "",
     present: |n| n.call.is_some(),
     compile,
@@ -109,9 +109,13 @@ fn compile(nc: &mut NodeCx<'_, '_>) -> Option<NodeKind> {
             None => nc.ok = false,
         }
     }
+    let key = match &n.key {
+        Some(src) => Some(nc.cx.compile_expr(&["nodes", id, "key"], src, nm.names)?),
+        None => None,
+    };
     let boundary = nc.boundary(true, false);
     let next = nc.next()?;
-    Some(NodeKind::Call(CallSpec { process, version: n.version, inputs, outputs, next, boundary: boundary? }))
+    Some(NodeKind::Call(CallSpec { process, version: n.version, key, inputs, outputs, next, boundary: boundary? }))
 }
 
 /// The deployed version of `process` the call would start, when the caller knows the
@@ -238,6 +242,9 @@ fn lenient(src: &str) -> Result<(crate::expr::Expr, Vec<String>), Vec<String>> {
     Err(names)
 }
 
+/// Longest business key a call gives its child (`key:`).
+pub const MAX_CALL_KEY_CHARS: usize = 200;
+
 /// Evaluate `in:`, schedule the job that starts the called instance, and wait.
 pub(crate) fn exec(run: &mut Run<'_>, mut token: Moving, node: &Node, spec: &CallSpec) {
     let depth = run.inst.parent.as_ref().map_or(0, |p| p.depth);
@@ -261,6 +268,17 @@ pub(crate) fn exec(run: &mut Run<'_>, mut token: Moving, node: &Node, spec: &Cal
             }
         }
     }
+    let business_key = match spec.key.as_ref().map(|e| e.eval(&run.env())) {
+        None | Some(Ok(Value::Null)) => None,
+        Some(Ok(Value::String(s))) if s.trim().is_empty() => None,
+        Some(Ok(Value::String(s))) => Some(s),
+        Some(Ok(v @ Value::Number(_))) => Some(v.to_string()),
+        Some(Ok(other)) => return run.incident(token, format!("`key` gave {other}, not a text or number"), None),
+        Some(Err(err)) => return run.incident(token, format!("`key` failed: {err}"), None),
+    };
+    if business_key.as_ref().is_some_and(|k| k.chars().count() > MAX_CALL_KEY_CHARS) {
+        return run.incident(token, format!("`key` is longer than {MAX_CALL_KEY_CHARS} characters"), None);
+    }
     let dues = match run.boundary_dues(&spec.boundary, None) {
         Ok(d) => d,
         Err(msg) => return run.incident(token, msg, None),
@@ -274,7 +292,7 @@ pub(crate) fn exec(run: &mut Run<'_>, mut token: Moving, node: &Node, spec: &Cal
         node: node.id.clone(),
         due: run.now,
         attempt: 1,
-        kind: JobKind::CallStart { process: spec.process.clone(), version: spec.version, vars },
+        kind: JobKind::CallStart { process: spec.process.clone(), version: spec.version, vars, business_key },
     }));
     run.arm(&mut token, dues);
     run.park(token, Wait::Call { job: job_id, child: None });

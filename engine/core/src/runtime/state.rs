@@ -379,6 +379,9 @@ pub enum JobKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         version: Option<u32>,
         vars: crate::expr::Vars,
+        /// Its business key, when the call gives one; else the caller's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        business_key: Option<String>,
     },
     /// Tell the calling instance (`instance` of the job) that called instance
     /// `child` ended; written in the child's final commit.
