@@ -203,6 +203,14 @@ pub fn show_with(out: &Out, engine: &Engine, id: u64) -> anyhow::Result<ExitCode
             }
             Wait::Call { child: Some(c), .. } => format!("called instance {c}"),
             Wait::Call { job, child: None } => format!("the start of a called instance (job {job})"),
+            Wait::Scope { activation } => match inst.multis.iter().find(|m| m.activation == *activation) {
+                Some(m) => format!("its items: {} of {} done", m.done, m.total),
+                None => "its items".to_string(),
+            },
+        };
+        let wait = match t.scope.last().filter(|f| f.body) {
+            Some(f) => format!("{wait} (item {} of {})", f.branch, f.width),
+            None => wait,
         };
         let wait = if t.timers.is_empty() {
             wait

@@ -315,6 +315,23 @@ pub enum NodeKind {
         next: NodeIx,
     },
     Call(CallSpec),
+    /// An embedded sub-process: a scope whose own start is `start`.
+    SubProcess(SubProcessSpec),
+}
+
+/// A compiled `sub_process:`.
+#[derive(Debug, Clone)]
+pub struct SubProcessSpec {
+    /// Its own start node (`<id>/start`), inside it.
+    pub start: NodeIx,
+    pub next: NodeIx,
+    pub boundary: Vec<Boundary>,
+    /// The local variables declared on it (their specs are in [`Process::local_vars`]).
+    pub locals: Vec<String>,
+    /// Local := expression over the outside, when a run starts.
+    pub ins: Vec<(String, Expr)>,
+    /// Outside variable := expression over the inside, when a run ends.
+    pub outs: Vec<(String, Expr)>,
 }
 
 impl NodeKind {
@@ -333,6 +350,7 @@ impl NodeKind {
             NodeKind::TimerCatch { .. } => "timer",
             NodeKind::MessageCatch { .. } => "message",
             NodeKind::Call(_) => "call",
+            NodeKind::SubProcess(_) => "sub_process",
         }
     }
 
@@ -346,6 +364,8 @@ impl NodeKind {
                 | NodeKind::MessageCatch { .. }
                 | NodeKind::EventBased { .. }
                 | NodeKind::Call(_)
+                // Its body waits for the runs inside, whatever they hold.
+                | NodeKind::SubProcess(_)
         )
     }
 
@@ -361,6 +381,7 @@ impl NodeKind {
             NodeKind::Service(s) => &s.boundary,
             NodeKind::Call(c) => &c.boundary,
             NodeKind::Parallel { boundary, .. } | NodeKind::Inclusive { boundary, .. } => boundary,
+            NodeKind::SubProcess(s) => &s.boundary,
             _ => &[],
         }
     }
@@ -390,6 +411,23 @@ impl NodeKind {
             }
             NodeKind::Parallel { branches, .. } => branches.clone(),
             NodeKind::EventBased { branches } => branches.iter().map(|(_, n)| *n).collect(),
+            // Into its own start, and on once it is done.
+            NodeKind::SubProcess(s) => vec![s.start, s.next],
+        }
+    }
+
+    /// Where a token goes when the node is done the normal way (`next`).
+    pub fn next(&self) -> Option<NodeIx> {
+        match self {
+            NodeKind::Start { next, .. }
+            | NodeKind::Script { next, .. }
+            | NodeKind::Join { next, .. }
+            | NodeKind::TimerCatch { next, .. }
+            | NodeKind::MessageCatch { next, .. } => Some(*next),
+            NodeKind::UserTask(u) => Some(u.next),
+            NodeKind::Service(s) => Some(s.next),
+            NodeKind::SubProcess(s) => Some(s.next),
+            _ => None,
         }
     }
 
@@ -407,6 +445,30 @@ pub struct Node {
     pub name: Option<String>,
     pub lane: Option<String>,
     pub kind: NodeKind,
+    /// `multi_instance:`: the node runs once per item ([`MultiSpec`]).
+    pub multi: Option<MultiSpec>,
+}
+
+/// Most items a multi-instance node accepts, and the default of its `limit`: each
+/// item is a token (and maybe a task) in the instance's state, which is written
+/// whole on every commit.
+pub const MAX_ITEMS: u32 = 10_000;
+
+/// A compiled `multi_instance:` ([`crate::model::MultiDef`]).
+#[derive(Debug, Clone)]
+pub struct MultiSpec {
+    pub for_each: Expr,
+    /// The item's name inside the node.
+    pub item: String,
+    /// The name of the item's position, if any.
+    pub index: Option<String>,
+    pub sequential: bool,
+    pub output: Option<Expr>,
+    /// The declared list variable the outputs go to, in item order.
+    pub into: Option<String>,
+    pub complete_when: Option<Expr>,
+    /// Most items; more is an incident.
+    pub limit: u32,
 }
 
 impl Node {
@@ -430,6 +492,8 @@ pub struct Process {
     pub vars: IndexMap<String, VarSpec>,
     /// Declared variable names in order, as expressions see them.
     pub var_names: Vec<String>,
+    /// The local variables of every sub-process (names are unique in a process).
+    pub local_vars: IndexMap<String, VarSpec>,
     pub nodes: Vec<Node>,
     pub index: HashMap<String, NodeIx>,
     pub start: NodeIx,
@@ -511,6 +575,11 @@ impl Process {
         v.sort_unstable();
         v.dedup();
         v
+    }
+
+    /// The declaration of variable `name`: the process's, or a sub-process's local.
+    pub fn var(&self, name: &str) -> Option<&VarSpec> {
+        self.vars.get(name).or_else(|| self.local_vars.get(name))
     }
 
     pub fn node(&self, id: &str) -> Option<(NodeIx, &Node)> {

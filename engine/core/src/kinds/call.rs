@@ -344,6 +344,8 @@ pub(crate) fn apply_output(run: &mut Run<'_>, token: Moving, child: InstanceId, 
     let NodeKind::Call(spec) = &node.kind else {
         return run.incident(token, format!("node `{}` is not a call", node.id), None);
     };
+    // Where `out:` writes: a local of the sub-process around the call, else ours.
+    run.enter(&token.scope);
     let pending = || Some(serde_json::json!({ "child": child, "vars": vars }));
     let settings = p.setting_env();
     let mut values = Vec::with_capacity(spec.outputs.len());
@@ -363,7 +365,7 @@ pub(crate) fn apply_output(run: &mut Run<'_>, token: Moving, child: InstanceId, 
                 return run.incident(token, msg, pending());
             }
         };
-        let Some(var) = p.vars.get(&out.var) else {
+        let Some(var) = p.var(&out.var) else {
             return run.incident(token, format!("`out: {}`: not a declared variable", out.var), pending());
         };
         if let Err(err) = var.check(&v) {
@@ -372,7 +374,7 @@ pub(crate) fn apply_output(run: &mut Run<'_>, token: Moving, child: InstanceId, 
         values.push((out.var.clone(), v));
     }
     let names = values.iter().map(|(n, _)| n.clone()).collect();
-    run.inst.vars.extend(values);
+    run.set_vars(values);
     run.log(Some(node.id.clone()), None, HistoryEvent::CallCompleted { child, set: names, error: None });
     run.go(token, spec.next);
 }

@@ -177,6 +177,7 @@ impl Run<'_> {
             Wait::Message { .. } | Wait::Events { .. } => {}
             Wait::Call { job, child: None } => self.out.commands.push(Command::CancelJob { job: job.clone() }),
             Wait::Call { child: Some(child), .. } => self.out.commands.push(Command::CancelChild { child: *child }),
+            Wait::Scope { activation } => self.end_items(*activation),
         }
         for (name, key) in t.wait.messages() {
             self.out.commands.push(Command::Unsubscribe { token: t.id, name: name.into(), key: key.into() });
@@ -219,7 +220,8 @@ impl Run<'_> {
         match map_payload(p, &spec.set, Some(self.inst), &payload, "payload", self.now) {
             Ok(values) => {
                 let names = values.keys().cloned().collect();
-                self.inst.vars.extend(values);
+                self.enter(&token.scope);
+                self.set_vars(values);
                 self.log(
                     Some(node.id.clone()),
                     None,
