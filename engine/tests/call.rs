@@ -534,3 +534,50 @@ fn a_call_with_key_gives_the_child_its_own_business_key() {
     run(&engine);
     assert_eq!(child_of(&engine, parent.id).business_key.as_deref(), Some("APR-5"));
 }
+
+/// A call inside a sub-process reads and writes the sub-process's locals; an
+/// error it throws is caught by the sub-process's boundary when the call has none.
+#[test]
+fn a_call_inside_a_sub_process_uses_its_locals_and_boundary() {
+    let engine = mem_engine();
+    deploy(&engine, CHILD);
+    let grouped = r#"
+id: grouped
+variables:
+  total: { type: number, required: true }
+  outcome: { type: string }
+start: { next: group }
+nodes:
+  group:
+    sub_process:
+      variables:
+        doubled: { type: number }
+        ok: { type: bool }
+      in: { doubled: total * 2 }
+      out: { outcome: '"ok=" + ok' }
+      start: { next: approve }
+      nodes:
+        approve: { call: common-approval, in: { amount: doubled }, out: { ok: decision }, next: inner_done }
+        inner_done: { end: }
+    boundary:
+      - { error: rejected, set: { outcome: '"caught " + error.code' }, next: done }
+    next: done
+  done: { end: }
+"#;
+    deploy(&engine, grouped);
+    let small = start(&engine, "grouped", json!({ "total": 5 }), None);
+    run(&engine);
+    let child = child_of(&engine, small.id);
+    assert_eq!(child.vars["amount"], json!(10), "`in:` read the local");
+    approve(&engine, &child, true);
+    run(&engine);
+    let p = engine.instance(small.id).unwrap();
+    assert_eq!(p.status, Status::Completed, "{p:#?}");
+    assert_eq!(p.vars["outcome"], json!("ok=true"), "`out:` wrote the local, the group's out read it");
+
+    let big = start(&engine, "grouped", json!({ "total": 1_000_000 }), None);
+    run(&engine);
+    let p = engine.instance(big.id).unwrap();
+    assert_eq!(p.status, Status::Completed, "{p:#?}");
+    assert_eq!(p.vars["outcome"], json!("caught rejected"));
+}
