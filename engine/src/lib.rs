@@ -12,6 +12,8 @@ pub use nagare_core::{compile, diag, expr, load, model, process, runtime, schedu
 
 pub mod blobs;
 pub mod calls;
+#[cfg(test)]
+mod calls_sim_tests;
 pub mod clock;
 pub mod connector;
 mod contain;
