@@ -152,10 +152,8 @@ fn one_seed(seed: u64) -> Result<(), String> {
         let mut answered: BTreeMap<u64, u32> = BTreeMap::new();
         for h in engine.history(i.id).map_err(|e| e.to_string())? {
             match h.event {
-                HistoryEvent::CallStarted { child, .. } => {
-                    if started.insert(child, i.id).is_some() {
-                        return Err(format!("child {child} started twice"));
-                    }
+                HistoryEvent::CallStarted { child, .. } if started.insert(child, i.id).is_some() => {
+                    return Err(format!("child {child} started twice"));
                 }
                 HistoryEvent::CallCompleted { child, .. } => *answered.entry(child).or_default() += 1,
                 _ => {}
