@@ -265,7 +265,8 @@ impl Case {
         }
         let main = engine.deploy("process.yaml", process_text).unwrap_or_else(|e| panic!("deploy: {e}")).id;
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio");
-        let exec = Executor::new(engine.clone());
+        // One job at a time: connector stubs answering concurrently would print in any order.
+        let exec = Executor::new(engine.clone()).concurrency(1);
         Case { engine, clock, exec, rt, seen: Seen::new(), printed: BTreeMap::new(), main }
     }
 
