@@ -241,6 +241,15 @@ pub struct Engine {
     pub(crate) inner: Arc<Inner>,
 }
 
+/// The store writes of one step, before they are committed ([`Engine::prepare`]).
+pub(crate) struct Prepared {
+    batch: Batch,
+    enqueue: Vec<(DateTime<Utc>, String)>,
+    dequeue: Vec<(DateTime<Utc>, String)>,
+    waits: NewWaits,
+    tasks_opened: i64,
+}
+
 /// Messages that tokens started waiting for in a commit: buffered copies may now be
 /// delivered (done after the instance lock is released, see [`crate::messages`]).
 pub(crate) type NewWaits = Vec<(String, String)>;
@@ -309,6 +318,7 @@ impl Engine {
         CompileOptions {
             connectors: Some(self.inner.connectors.names()),
             input_check: Some(self.inner.connectors.input_check()),
+            callees: Some(Arc::new(self.callees())),
             ..CompileOptions::default()
         }
     }
@@ -549,7 +559,10 @@ impl Engine {
             .process(&inst.process, inst.version)
             .ok_or_else(|| EngineError::UnknownProcess(format!("{} version {}", inst.process, inst.version)))?;
         let consumed_job = match &event {
-            Event::JobDone { job, .. } | Event::JobFailed { job, .. } | Event::TimerFired { job } => Some(job.clone()),
+            Event::JobDone { job, .. }
+            | Event::JobFailed { job, .. }
+            | Event::TimerFired { job }
+            | Event::CallEnded { job, .. } => Some(job.clone()),
             _ => None,
         };
         let before = inst.status;
@@ -607,6 +620,13 @@ impl Engine {
         Ok(Some(inst))
     }
 
+    /// Count a called instance just started (and finished, if it ended at once).
+    pub(crate) fn count_start(&self, p: &Process, status: Status) {
+        self.inner.stats.instances_started.fetch_add(1, Ordering::Relaxed);
+        self.count_finish(Status::Running, status);
+        tracing::debug!(process = %p.id, version = p.version, status = status.as_str(), "called instance started");
+    }
+
     fn count_finish(&self, before: Status, after: Status) {
         if before.is_finished() {
             return;
@@ -625,6 +645,17 @@ impl Engine {
         consumed_job: Option<String>,
         extra: Batch,
     ) -> Result<NewWaits, EngineError> {
+        let part = self.prepare(inst, tr, consumed_job)?;
+        self.commit_parts(vec![part], extra)
+    }
+
+    /// The store writes for `inst` after transition `tr` (not committed yet).
+    pub(crate) fn prepare(
+        &self,
+        inst: &Instance,
+        tr: Transition,
+        consumed_job: Option<String>,
+    ) -> Result<Prepared, EngineError> {
         let store = &self.inner.store;
         let now = self.now();
         let mut batch = Batch { instances: vec![inst.clone()], ..Batch::default() };
@@ -719,6 +750,12 @@ impl Engine {
                         node,
                     });
                 }
+                Command::CancelChild { child } => {
+                    // Durable: the cancel reaches the child even if the engine stops now.
+                    let j = crate::calls::cancel_job(child, now);
+                    enqueue.push((j.due, j.id.clone()));
+                    batch.jobs_put.push((None, j));
+                }
                 Command::Unsubscribe { token, name, key } => {
                     let same = |s: &Subscription| s.token == token && s.name == name && s.key == key;
                     if let Some(pos) = batch.subscriptions_put.iter().position(same) {
@@ -744,6 +781,22 @@ impl Engine {
                 dequeue.push((old.due, old.id.clone()));
                 batch.jobs_delete.push(old);
             }
+        }
+        Ok(Prepared { batch, enqueue, dequeue, waits, tasks_opened })
+    }
+
+    /// Commit prepared writes (of one instance, or of a caller and the instance it
+    /// calls) and `extra` as one batch; then put new jobs on the due window.
+    pub(crate) fn commit_parts(&self, parts: Vec<Prepared>, extra: Batch) -> Result<NewWaits, EngineError> {
+        let store = &self.inner.store;
+        let mut batch = Batch::default();
+        let (mut enqueue, mut dequeue, mut waits, mut tasks_opened) = (Vec::new(), Vec::new(), NewWaits::new(), 0);
+        for p in parts {
+            batch.extend(p.batch);
+            enqueue.extend(p.enqueue);
+            dequeue.extend(p.dequeue);
+            waits.extend(p.waits);
+            tasks_opened += p.tasks_opened;
         }
         for j in &extra.jobs_put {
             enqueue.push((j.1.due, j.1.id.clone()));
@@ -916,7 +969,11 @@ impl Engine {
             // Only removes a buffered message, runs no process code: not counted.
             JobKind::MessageExpiry { .. } => return Ok(Some(job)),
             JobKind::StartTimer { process } => lock_index(("deploy", process)),
-            JobKind::Connector { .. } | JobKind::Timer => lock_index(job.instance),
+            JobKind::Connector { .. }
+            | JobKind::Timer
+            | JobKind::CallStart { .. }
+            | JobKind::CallEnd { .. }
+            | JobKind::CallCancel => lock_index(job.instance),
         };
         let guard = self.inner.locks[shard].lock().expect("lock");
         let Some((job, starts)) = self.inner.store.count_start(id)? else { return Ok(None) };
@@ -946,6 +1003,13 @@ impl Engine {
             JobKind::Timer => Culprit::Timer(job.id.clone()),
             JobKind::StartTimer { process } => return self.skip_start(job, process),
             JobKind::MessageExpiry { .. } => return Ok(()),
+            JobKind::CallStart { .. } => Culprit::Call(job.id.clone()),
+            JobKind::CallEnd { child, .. } => Culprit::Child(*child),
+            JobKind::CallCancel => {
+                // The called instance stays as it is; an operator cancels it by hand.
+                self.inner.store.commit(Batch { jobs_delete: vec![job.clone()], ..Batch::default() })?;
+                return Ok(());
+            }
         };
         if self.raise_incident(job.instance, &culprit, message, Some(job.id.clone()))?.is_none() {
             // Nobody waits for it any more: drop the orphan.
@@ -979,7 +1043,7 @@ impl Engine {
 
 /// After every step in debug builds: the instance is still consistent
 /// ([`Instance::check_invariants`]). Release builds skip it.
-fn debug_assert_invariants(p: &Process, inst: &Instance) {
+pub(crate) fn debug_assert_invariants(p: &Process, inst: &Instance) {
     if cfg!(debug_assertions) {
         if let Err(e) = inst.check_invariants(p) {
             panic!("invariant broken after a step: {e}\n{inst:#?}");

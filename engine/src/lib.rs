@@ -13,6 +13,9 @@ pub use nagare_core::{
 };
 
 pub mod blobs;
+pub mod calls;
+#[cfg(test)]
+mod calls_sim_tests;
 pub mod clock;
 pub mod connector;
 mod contain;

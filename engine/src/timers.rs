@@ -48,6 +48,9 @@ impl Engine {
             },
             JobKind::StartTimer { process } => self.fire_start_timer(job, process),
             JobKind::MessageExpiry { .. } => self.expire_message(job),
+            JobKind::CallStart { .. } => self.fire_call_start(job),
+            JobKind::CallEnd { child, outcome } => self.fire_call_end(job, *child, outcome),
+            JobKind::CallCancel => self.fire_call_cancel(job),
             JobKind::Connector { .. } => Err(EngineError::Conflict(Rejection::StaleJob(job.id.clone()))),
         }
     }

@@ -16,6 +16,8 @@
 //! * at the end, per instance: the status, the tokens still waiting and the
 //!   variables; then pending timers and buffered messages.
 //!
+//! Processes a case calls (`call:`) sit in `called/*.yaml`, deployed first in name order.
+//!
 //! Run with `UPDATE_EXPECT=1` to rewrite the `expected.txt` files, then review the diff.
 //!
 //! Events:
@@ -92,6 +94,7 @@ fn render_entry(out: &mut String, engine: &Engine, instance: u64, h: &HistoryEnt
     use HistoryEvent as H;
     let node = h.node.as_deref().unwrap_or("-");
     let mut detail = match &h.event {
+        H::Started { vars, parent: Some(p), .. } => format!("vars={} parent={p}", json(vars)),
         H::Started { vars, .. } => format!("vars={}", json(vars)),
         H::ScriptRan { changed } => format!("changed=[{}]", changed.join(", ")),
         H::Routed { to } => format!("to={to}"),
@@ -138,6 +141,11 @@ fn render_entry(out: &mut String, engine: &Engine, instance: u64, h: &HistoryEnt
         H::ItemsDone { done, total } => format!("done={done} total={total}"),
         H::MessageWaiting { name, key } => format!("name={name} key={key:?}"),
         H::MessageReceived { name, key, set } => format!("name={name} key={key:?} set=[{}]", set.join(", ")),
+        H::CallStarted { child, process, version } => format!("child={child} process={process} version={version}"),
+        H::CallCompleted { child, set, error } => match error {
+            Some(code) => format!("child={child} error={code}"),
+            None => format!("child={child} set=[{}]", set.join(", ")),
+        },
         H::ErrorThrown { code, message } => format!("code={} message={message:?}", code.as_deref().unwrap_or("-")),
         H::ErrorCaught { code, by, to } => format!("code={} by={by} to={to}", code.as_deref().unwrap_or("-")),
         H::Cancelled { reason } => format!("reason={reason:?}"),
@@ -234,24 +242,32 @@ struct Case {
     seen: Seen,
     /// History entries already printed, per instance.
     printed: BTreeMap<u64, u32>,
+    /// The id of the case's own process (`start` starts it).
+    main: String,
 }
 
 impl Case {
-    fn new(process_text: &str) -> Case {
-        let loaded = load_str("process.yaml", process_text, &CompileOptions::default())
-            .unwrap_or_else(|d| panic!("the case's process does not load:\n{d}"));
+    fn new(process_text: &str, called: &[String]) -> Case {
         let clock = Arc::new(VirtualClock::new(base_time()));
         let mut builder = Engine::builder().in_memory().clock(clock.clone());
-        for n in &loaded.process.nodes {
-            if let NodeKind::Service(s) = &n.kind {
-                builder = builder.connector(s.connector.clone(), FnConnector(stub));
+        for text in called.iter().map(String::as_str).chain([process_text]) {
+            let loaded = load_str("process.yaml", text, &CompileOptions::default())
+                .unwrap_or_else(|d| panic!("the case's process does not load:\n{d}"));
+            for n in &loaded.process.nodes {
+                if let NodeKind::Service(s) = &n.kind {
+                    builder = builder.connector(s.connector.clone(), FnConnector(stub));
+                }
             }
         }
         let engine = builder.build().expect("engine");
-        engine.deploy("process.yaml", process_text).unwrap_or_else(|e| panic!("deploy: {e}"));
+        for text in called {
+            engine.deploy("called.yaml", text).unwrap_or_else(|e| panic!("deploy a called process: {e}"));
+        }
+        let main = engine.deploy("process.yaml", process_text).unwrap_or_else(|e| panic!("deploy: {e}")).id;
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio");
-        let exec = Executor::new(engine.clone());
-        Case { engine, clock, exec, rt, seen: Seen::new(), printed: BTreeMap::new() }
+        // One job at a time: connector stubs answering concurrently would print in any order.
+        let exec = Executor::new(engine.clone()).concurrency(1);
+        Case { engine, clock, exec, rt, seen: Seen::new(), printed: BTreeMap::new(), main }
     }
 
     fn instance(&self, args: &Map<String, Value>) -> Instance {
@@ -307,8 +323,7 @@ impl Case {
                     by: str_of(map, "by").map(str::to_string),
                     business_key: str_of(map, "key").map(str::to_string),
                 };
-                let id = e.latest_id();
-                e.start(&id, vars_of(map, "vars"), opts)?;
+                e.start(&self.main, vars_of(map, "vars"), opts)?;
             }
             "advance" => {
                 let by = parse_duration(args.as_str().expect("`advance: 3d`"));
@@ -412,20 +427,9 @@ impl Case {
     }
 }
 
-trait LatestId {
-    fn latest_id(&self) -> String;
-}
-
-impl LatestId for Engine {
-    /// The one process a case deploys.
-    fn latest_id(&self) -> String {
-        self.processes()[0][0].id.clone()
-    }
-}
-
 /// Run one case and return its rendered trace.
-fn run_case(process_text: &str, events_text: &str) -> String {
-    let mut case = Case::new(process_text);
+fn run_case(process_text: &str, called: &[String], events_text: &str) -> String {
+    let mut case = Case::new(process_text, called);
     let events: Vec<Value> = serde_yaml::from_str(events_text).expect("events.yaml is a YAML list");
     let mut out = String::new();
     for (i, ev) in events.iter().enumerate() {
@@ -522,6 +526,8 @@ fn render_final(case: &Case, out: &mut String) {
                     let m: Vec<String> = messages.iter().map(|m| format!("{} key={:?}", m.name, m.key)).collect();
                     format!("events [{}]", m.join(", "))
                 }
+                Wait::Call { child: Some(c), .. } => format!("called instance {c}"),
+                Wait::Call { job, child: None } => format!("call start {job}"),
                 Wait::Scope { activation } => {
                     let m = inst.multis.iter().find(|m| m.activation == *activation);
                     let (done, total) = m.map_or((0, 0), |m| (m.done, m.total));
@@ -571,6 +577,9 @@ fn render_final(case: &Case, out: &mut String) {
                 JobKind::Timer => format!("timer of instance {} at {}", j.instance, j.node),
                 JobKind::StartTimer { process } => format!("next start of {process}"),
                 JobKind::MessageExpiry { name, .. } => format!("expiry of buffered message {name}"),
+                JobKind::CallStart { process, .. } => format!("start of a called {process}"),
+                JobKind::CallEnd { child, .. } => format!("end of called instance {child}"),
+                JobKind::CallCancel => format!("cancel of called instance {}", j.instance),
                 JobKind::Connector { .. } => unreachable!(),
             };
             writeln!(out, "pending: {} {what} due {}", j.id, time(&j.due)).unwrap();
@@ -588,6 +597,14 @@ fn render_final(case: &Case, out: &mut String) {
         )
         .unwrap();
     }
+}
+
+/// The processes a case calls: `called/*.yaml`, in name order.
+fn case_called(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir.join("called")) else { return Vec::new() };
+    let mut paths: Vec<PathBuf> = entries.map(|e| e.expect("readable").path()).collect();
+    paths.sort();
+    paths.iter().map(|p| std::fs::read_to_string(p).expect("readable called process")).collect()
 }
 
 fn case_process(dir: &Path) -> String {
@@ -615,7 +632,7 @@ fn golden_traces() {
     for dir in &dirs {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         let events = std::fs::read_to_string(dir.join("events.yaml")).expect("events.yaml");
-        let got = run_case(&case_process(dir), &events);
+        let got = run_case(&case_process(dir), &case_called(dir), &events);
         let path = dir.join("expected.txt");
         if update {
             std::fs::write(&path, &got).expect("write expected.txt");

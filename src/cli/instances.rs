@@ -175,6 +175,14 @@ pub fn show_with(out: &Out, engine: &Engine, id: u64) -> anyhow::Result<ExitCode
     let by = inst.started_by.as_deref().map(|u| format!(" by {u}")).unwrap_or_default();
     println!("started      {}{by}", output::time(&inst.started_at));
     println!("ended        {}", output::opt_time(&inst.ended_at));
+    if let Some(l) = &inst.parent {
+        let status = engine.instance(l.instance).map(|p| p.status.as_str()).unwrap_or("?");
+        println!("called by    {} at {} ({status})", l.instance, l.node);
+    }
+    for c in inst.children() {
+        let status = engine.instance(c).map(|c| c.status.as_str()).unwrap_or("?");
+        println!("calls        {c} ({status})");
+    }
 
     println!("\nvariables");
     if inst.vars.is_empty() {
@@ -201,6 +209,8 @@ pub fn show_with(out: &Out, engine: &Engine, id: u64) -> anyhow::Result<ExitCode
                 let m: Vec<String> = messages.iter().map(|m| format!("{} (key {:?})", m.name, m.key)).collect();
                 format!("the first of: messages [{}]", m.join(", "))
             }
+            Wait::Call { child: Some(c), .. } => format!("called instance {c}"),
+            Wait::Call { job, child: None } => format!("the start of a called instance (job {job})"),
             Wait::Scope { activation } => match inst.multis.iter().find(|m| m.activation == *activation) {
                 Some(m) => format!("its items: {} of {} done", m.done, m.total),
                 None => "its items".to_string(),

@@ -273,7 +273,7 @@ pub async fn get(
     blocking(move || {
         let (inst, tasks) = visible(&engine, &caller, id)?;
         let p = engine.process(&inst.process, inst.version);
-        Ok(Json(InstanceView::new(&inst, tasks).masked(p.as_deref(), &caller.groups)))
+        Ok(Json(InstanceView::new(&inst, tasks).linked(&inst, &engine).masked(p.as_deref(), &caller.groups)))
     })
     .await
 }

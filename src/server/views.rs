@@ -272,9 +272,64 @@ pub struct InstanceView {
     pub incidents: Vec<IncidentView>,
     /// Users who started or acted on the instance.
     pub participants: Vec<String>,
+    /// The instance whose call activity started this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<CallLinkView>,
+    /// The called instances this one waits for now (ended ones are in the history:
+    /// `call_started`, `call_completed`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<CallLinkView>,
+}
+
+/// A calling or called instance, as the other one shows it: enough to see an
+/// incident below a waiting call, and to follow the link.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CallLinkView {
+    pub id: u64,
+    pub process: String,
+    pub version: u32,
+    /// `running`, `incident`, `completed` or `cancelled`.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub business_key: Option<String>,
+    /// The call node (in the calling instance).
+    pub node: String,
+    /// Open incidents of the linked instance.
+    pub incidents: usize,
+}
+
+impl CallLinkView {
+    fn of(i: &Instance, node: &str) -> Self {
+        CallLinkView {
+            id: i.id,
+            process: i.process.clone(),
+            version: i.version,
+            status: i.status.as_str().to_string(),
+            business_key: i.business_key.clone(),
+            node: node.to_string(),
+            incidents: i.incidents.len(),
+        }
+    }
 }
 
 impl InstanceView {
+    /// With its parent and the children it waits for (read from the engine).
+    pub fn linked(mut self, i: &Instance, engine: &nagare_engine::Engine) -> Self {
+        if let Some(link) = &i.parent {
+            if let Ok(parent) = engine.instance(link.instance) {
+                self.parent = Some(CallLinkView::of(&parent, &link.node));
+            }
+        }
+        for t in &i.tokens {
+            if let nagare_engine::runtime::Wait::Call { child: Some(c), .. } = &t.wait {
+                if let Ok(child) = engine.instance(*c) {
+                    self.children.push(CallLinkView::of(&child, &t.node));
+                }
+            }
+        }
+        self
+    }
+
     pub fn new(i: &Instance, open_tasks: Vec<Task>) -> Self {
         InstanceView {
             summary: i.into(),
@@ -291,6 +346,8 @@ impl InstanceView {
                 .map(|x| IncidentView { id: x.id, node: x.node.clone(), message: x.message.clone(), at: x.at })
                 .collect(),
             participants: i.participants.clone(),
+            parent: None,
+            children: Vec::new(),
         }
     }
 }

@@ -284,10 +284,24 @@ pub struct NodeDef {
     pub message: Option<String>,
     #[serde(default, deserialize_with = "present")]
     pub end: Option<Option<EndDef>>,
+    /// A call activity: the id of the deployed process it starts.
+    #[serde(default)]
+    pub call: Option<String>,
     /// An embedded sub-process: its own start, nodes and ends, local variables,
     /// and boundary events on the whole of it.
     #[serde(default)]
     pub sub_process: Option<SubProcessDef>,
+
+    // call activity
+    /// The called process's version, pinned; absent: the latest when the call starts.
+    #[serde(default)]
+    pub version: Option<u32>,
+    /// Called instance's variable := expression over this instance's variables.
+    #[serde(default, rename = "in")]
+    pub call_in: Option<IndexMap<String, String>>,
+    /// This instance's variable := expression over the called instance's final variables.
+    #[serde(default)]
+    pub out: Option<IndexMap<String, String>>,
 
     // message catch
     /// Correlation key expression.
@@ -355,6 +369,9 @@ impl NodeDef {
             "retry" => self.retry.is_some(),
             "timeout" => self.timeout.is_some(),
             "default" => self.default.is_some(),
+            "version" => self.version.is_some(),
+            "in" => self.call_in.is_some(),
+            "out" => self.out.is_some(),
             _ => return None,
         })
     }

@@ -257,6 +257,33 @@ pub struct ServiceSpec {
     pub boundary: Vec<Boundary>,
 }
 
+/// A call activity: start an instance of another deployed process and wait for it.
+#[derive(Debug, Clone)]
+pub struct CallSpec {
+    /// The called process's id.
+    pub process: String,
+    /// Pinned version; `None`: the latest when the call starts.
+    pub version: Option<u32>,
+    /// The called instance's business key (`key:`); `None`: the caller's.
+    pub key: Option<Expr>,
+    /// Called instance's variable := expression over this instance's variables.
+    pub inputs: Vec<(String, Expr)>,
+    /// This instance's variable := expression over the called instance's final
+    /// variables.
+    pub outputs: Vec<CallOut>,
+    pub next: NodeIx,
+    /// Error boundaries catch the called instance's uncaught error ends; timers too.
+    pub boundary: Vec<Boundary>,
+}
+
+/// One `out:` entry: the expression and the called instance's variables it may read.
+#[derive(Debug, Clone)]
+pub struct CallOut {
+    pub var: String,
+    pub expr: Expr,
+    pub reads: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 pub enum NodeKind {
     Start {
@@ -311,6 +338,7 @@ pub enum NodeKind {
         message: MessageSpec,
         next: NodeIx,
     },
+    Call(CallSpec),
     /// An embedded sub-process: a scope whose own start is `start`.
     SubProcess(SubProcessSpec),
 }
@@ -345,6 +373,7 @@ impl NodeKind {
             NodeKind::Join { .. } => "join",
             NodeKind::TimerCatch { .. } => "timer",
             NodeKind::MessageCatch { .. } => "message",
+            NodeKind::Call(_) => "call",
             NodeKind::SubProcess(_) => "sub_process",
         }
     }
@@ -358,6 +387,7 @@ impl NodeKind {
                 | NodeKind::TimerCatch { .. }
                 | NodeKind::MessageCatch { .. }
                 | NodeKind::EventBased { .. }
+                | NodeKind::Call(_)
                 // Its body waits for the runs inside, whatever they hold.
                 | NodeKind::SubProcess(_)
         )
@@ -373,6 +403,7 @@ impl NodeKind {
         match self {
             NodeKind::UserTask(u) => &u.boundary,
             NodeKind::Service(s) => &s.boundary,
+            NodeKind::Call(c) => &c.boundary,
             NodeKind::Parallel { boundary, .. } | NodeKind::Inclusive { boundary, .. } => boundary,
             NodeKind::SubProcess(s) => &s.boundary,
             _ => &[],
@@ -396,6 +427,7 @@ impl NodeKind {
                 v
             }
             NodeKind::Service(s) => vec![s.next],
+            NodeKind::Call(c) => vec![c.next],
             NodeKind::Exclusive { branches, default } | NodeKind::Inclusive { branches, default, .. } => {
                 let mut v: Vec<_> = branches.iter().map(|(_, n)| *n).collect();
                 v.extend(*default);
@@ -552,6 +584,21 @@ impl Process {
     /// The settings as expressions see them (read-only names).
     pub fn setting_env(&self) -> Vec<(&str, &Value)> {
         self.setting_values.iter().map(|(n, v)| (n.as_str(), v)).collect()
+    }
+
+    /// The process ids this process's call activities call.
+    pub fn calls(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.kind {
+                NodeKind::Call(c) => Some(c.process.as_str()),
+                _ => None,
+            })
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
     }
 
     /// The declaration of variable `name`: the process's, or a sub-process's local.

@@ -246,7 +246,9 @@ impl<K: Kv> Store for KvStore<K> {
         }
         for i in &b.instances {
             ops.push((keys::instance(i.id), Some(enc(i))));
-            if let Some(k) = &i.business_key {
+            // A called instance shows its caller's key but does not own it: a start
+            // with that key never finds the called instance.
+            if let Some(k) = i.business_key.as_ref().filter(|_| i.parent.is_none()) {
                 ops.push((keys::business_key(&i.process, k), Some(i.id.to_be_bytes().to_vec())));
             }
         }

@@ -34,7 +34,8 @@ use typecheck::{Ty, Want};
 pub(crate) mod for_kinds {
     pub(crate) use super::events::{compile_message, compile_timer};
     pub(crate) use super::nodes::NodeCx;
-    pub(crate) use super::{compile_rules, parse_duration, undeclared_hint};
+    pub(crate) use super::typecheck::Ty;
+    pub(crate) use super::{compile_rules, parse_duration, undeclared_hint, Callee};
     pub(crate) use crate::diag::{hint_for, Diagnostic};
     pub(crate) use crate::model::{EndDef, EndKind};
 }
@@ -74,6 +75,26 @@ pub struct CompileOptions {
     /// deployed (the static types of expressions) only warn, so an upgrade never
     /// drops a deployed process that its running instances need.
     pub stored: bool,
+    /// The processes deployed now, for the checks of `call:` nodes (deploy knows
+    /// them; offline validate and a store reload do not, and skip those checks).
+    pub callees: Option<std::sync::Arc<Callees>>,
+}
+
+/// What the compiler knows of the deployed processes a `call:` may name.
+#[derive(Debug, Clone, Default)]
+pub struct Callees {
+    /// Process id → its versions, oldest first.
+    pub processes: std::collections::BTreeMap<String, Vec<Callee>>,
+}
+
+/// One deployed version of a process, as a caller sees it.
+#[derive(Debug, Clone)]
+pub struct Callee {
+    pub version: u32,
+    /// Its declared variables.
+    pub vars: IndexMap<String, VarSpec>,
+    /// The processes its own call activities call.
+    pub calls: Vec<String>,
 }
 
 impl CompileOptions {
@@ -88,6 +109,8 @@ impl CompileOptions {
 const SIDE: NodeIx = usize::MAX;
 
 pub(crate) struct Cx<'a> {
+    /// The id of the process being compiled.
+    pub(crate) process: String,
     map: &'a SourceMap,
     pub(crate) diags: Diagnostics,
     /// Declared variables' run-time types, for the static checks of expressions.
@@ -129,6 +152,9 @@ impl Cx<'_> {
     }
     pub(crate) fn err(&mut self, code: &'static str, loc: Loc, msg: String, hint: impl Into<String>) {
         self.diags.push(Diagnostic::error(code, loc, msg).with_hint(hint));
+    }
+    pub(crate) fn warn(&mut self, code: &'static str, loc: Loc, msg: String, hint: impl Into<String>) {
+        self.diags.push(Diagnostic::warning(code, loc, msg).with_hint(hint));
     }
 
     /// Where inside the YAML value at `path` an expression error points.
@@ -406,8 +432,14 @@ pub fn compile(
     map: &SourceMap,
     opts: &CompileOptions,
 ) -> Result<(Process, Diagnostics), Diagnostics> {
-    let mut cx =
-        Cx { map, diags: Diagnostics::default(), types: HashMap::new(), stored: opts.stored, aliases: HashMap::new() };
+    let mut cx = Cx {
+        process: def.id.clone(),
+        map,
+        diags: Diagnostics::default(),
+        types: HashMap::new(),
+        stored: opts.stored,
+        aliases: HashMap::new(),
+    };
 
     if !valid_id(&def.id) {
         cx.err(

@@ -16,6 +16,7 @@ use crate::model::NodeDef;
 use crate::process::NodeKind;
 use std::sync::LazyLock;
 
+pub(crate) mod call;
 pub(crate) mod end;
 pub(crate) mod event_based;
 pub(crate) mod exclusive;
@@ -61,6 +62,7 @@ pub static KINDS: &[Kind] = &[
     timer::KIND,
     message::KIND,
     sub_process::KIND,
+    call::KIND,
     end::KIND,
 ];
 

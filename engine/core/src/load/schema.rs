@@ -30,7 +30,7 @@ pub const END_KEYS: &[&str] = &["error", "message"];
 
 /// Element kinds the engine knows by name but does not run yet; naming them gives a
 /// clearer error than "unknown key".
-const NOT_YET: &[&str] = &["call", "signal", "escalation", "compensation", "transaction", "conditional", "link"];
+const NOT_YET: &[&str] = &["signal", "escalation", "compensation", "transaction", "conditional", "link"];
 
 fn check_keys(node: &YNode, allowed: &[&str], what: &str, diags: &mut Diagnostics) {
     let Some(map) = node.as_map() else { return };
@@ -46,8 +46,12 @@ fn check_keys(node: &YNode, allowed: &[&str], what: &str, diags: &mut Diagnostic
             )
             .with_hint("model the step with tasks, gateways, timers and messages instead")
         } else {
-            Diagnostic::error("unknown-key", k.loc, format!("unknown key `{}` in {what}", k.text))
-                .with_hint(hint_for(&k.text, allowed.iter().copied()))
+            let hint = match k.text.as_str() {
+                // BPMN's name for it.
+                "call_activity" if allowed.contains(&"call") => "write `call: <process id>`".to_string(),
+                _ => hint_for(&k.text, allowed.iter().copied()),
+            };
+            Diagnostic::error("unknown-key", k.loc, format!("unknown key `{}` in {what}", k.text)).with_hint(hint)
         };
         diags.push(d);
     }

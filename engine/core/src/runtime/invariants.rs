@@ -173,6 +173,7 @@ impl Instance {
                     | (Wait::Timer { .. }, NodeKind::TimerCatch { .. })
                     | (Wait::Message { .. }, NodeKind::MessageCatch { .. })
                     | (Wait::Events { .. }, NodeKind::EventBased { .. })
+                    | (Wait::Call { .. }, NodeKind::Call(_))
             ) || matches!(t.wait, Wait::Scope { .. })
                 && (node.multi.is_some() || matches!(node.kind, NodeKind::SubProcess(_)));
             ensure!(self, fits, "token {} waits on {:?} at {} node {}", t.id, t.wait, node.kind.name(), t.node);
@@ -180,7 +181,7 @@ impl Instance {
                 Wait::Task { task, .. } => {
                     ensure!(self, waits_on.insert(task.clone()), "two tokens wait on task {task}")
                 }
-                Wait::Job { job, .. } | Wait::Timer { job } => {
+                Wait::Job { job, .. } | Wait::Timer { job } | Wait::Call { job, .. } => {
                     ensure!(self, waits_on.insert(job.clone()), "two waits on job {job}")
                 }
                 _ => {}

@@ -8,6 +8,6 @@ pub use invariants::InvariantViolation;
 
 pub use state::*;
 pub use step::{
-    message_start_vars, raise_incident, start, step, Command, Culprit, Event, Failure, FieldError, Outcome, Rejection,
-    Transition,
+    message_start_vars, raise_incident, start, start_called, step, Command, Culprit, Event, Failure, FieldError,
+    Outcome, Rejection, Transition,
 };

@@ -86,6 +86,36 @@ pub struct Instance {
     /// What started it, when it was started for an outside record (see [`Trigger`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<Trigger>,
+    /// The instance whose call activity started this one (see [`ParentLink`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentLink>,
+}
+
+/// Where a called instance was called from: the calling instance, its token that
+/// waits at the call node, and how deep the call chain is (1 for a child of a top
+/// instance), so that a call cycle stops at [`MAX_CALL_DEPTH`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentLink {
+    pub instance: InstanceId,
+    pub token: u32,
+    pub node: String,
+    pub depth: u32,
+}
+
+/// Most levels of calls below a top instance (a call cycle stops here with an incident
+/// on the calling token).
+pub const MAX_CALL_DEPTH: u32 = 16;
+
+/// How a called instance ended, as its caller learns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "as", rename_all = "snake_case")]
+pub enum CallOutcome {
+    /// Reached its end: the caller maps the final variables (`out`).
+    Completed,
+    /// An error end nothing inside it caught: thrown at the call node.
+    Error { code: String, message: String },
+    /// Cancelled from outside (not by its caller).
+    Cancelled,
 }
 
 /// What started an instance for an outside record, e.g. a kintone record seen by a
@@ -135,6 +165,25 @@ impl Instance {
     /// Position in `tokens` of the token waiting on job `job`.
     pub fn job_token_index(&self, job: &str) -> Option<usize> {
         self.tokens.iter().position(|t| matches!(&t.wait, Wait::Job { job: id, .. } if id == job))
+    }
+
+    /// Position in `tokens` of the token waiting at a call activity whose start job
+    /// is `job`.
+    pub fn call_token_index(&self, job: &str) -> Option<usize> {
+        self.tokens.iter().position(|t| matches!(&t.wait, Wait::Call { job: id, .. } if id == job))
+    }
+
+    /// Position in `tokens` of the token waiting for called instance `child`.
+    pub fn child_token_index(&self, child: InstanceId) -> Option<usize> {
+        self.tokens.iter().position(|t| matches!(&t.wait, Wait::Call { child: Some(c), .. } if *c == child))
+    }
+
+    /// The called instances this instance waits for.
+    pub fn children(&self) -> impl Iterator<Item = InstanceId> + '_ {
+        self.tokens.iter().filter_map(|t| match &t.wait {
+            Wait::Call { child, .. } => *child,
+            _ => None,
+        })
     }
 
     /// Position in `tokens` of the token that timer job `job` belongs to: a timer
@@ -277,6 +326,12 @@ pub enum Wait {
     Message { name: String, key: String },
     /// An event-based gateway: its message branches (its timers are in `Token::timers`).
     Events { messages: Vec<MessageWait> },
+    /// A call activity: the job `job` starts the called instance; `child` once started.
+    Call {
+        job: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        child: Option<InstanceId>,
+    },
     /// The body of a multi-instance node: waits until the items of `activation`
     /// are done (its boundary timers are in `Token::timers`).
     Scope { activation: u32 },
@@ -426,6 +481,25 @@ pub enum JobKind {
     /// The end of a buffered message's time to live.
     #[serde(rename = "message_expiry")]
     MessageExpiry { name: String, key: String, message: u64 },
+    /// Start the instance a call activity calls (job of the calling instance; token
+    /// and node are the call's). Idempotent: the calling token records the child.
+    #[serde(rename = "call_start")]
+    CallStart {
+        process: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<u32>,
+        vars: crate::expr::Vars,
+        /// Its business key, when the call gives one; else the caller's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        business_key: Option<String>,
+    },
+    /// Tell the calling instance (`instance` of the job) that called instance
+    /// `child` ended; written in the child's final commit.
+    #[serde(rename = "call_end")]
+    CallEnd { child: InstanceId, outcome: CallOutcome },
+    /// Cancel called instance `instance` of the job: its caller no longer waits.
+    #[serde(rename = "call_cancel")]
+    CallCancel,
 }
 
 impl JobKind {
@@ -456,6 +530,9 @@ pub enum HistoryEvent {
         /// What started it, when not only a user (a watched record's poll or webhook).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         trigger: Option<Trigger>,
+        /// The calling instance, for an instance started by a call activity.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent: Option<InstanceId>,
     },
     ScriptRan {
         changed: Vec<String>,
@@ -569,6 +646,21 @@ pub enum HistoryEvent {
         by: String,
         to: String,
     },
+    /// A call activity started instance `child` of `process` version `version`.
+    CallStarted {
+        child: InstanceId,
+        process: String,
+        version: u32,
+    },
+    /// Called instance `child` ended: its variables mapped into `set` (`out`), or
+    /// the error `error` it threw comes out of the call node.
+    CallCompleted {
+        child: InstanceId,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        set: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     Ended,
     Completed,
     Cancelled {
@@ -608,6 +700,8 @@ impl HistoryEvent {
             HistoryEvent::MessageReceived { .. } => "message_received",
             HistoryEvent::ErrorThrown { .. } => "error_thrown",
             HistoryEvent::ErrorCaught { .. } => "error_caught",
+            HistoryEvent::CallStarted { .. } => "call_started",
+            HistoryEvent::CallCompleted { .. } => "call_completed",
             HistoryEvent::Ended => "ended",
             HistoryEvent::Completed => "completed",
             HistoryEvent::Cancelled { .. } => "cancelled",

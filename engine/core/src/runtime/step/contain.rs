@@ -18,6 +18,10 @@ pub enum Culprit {
     Token(u32),
     /// The token stopped by incident `0` (a retry or resolve that failed).
     Incident(u32),
+    /// The token at a call activity whose start job is `0`.
+    Call(String),
+    /// The token waiting for called instance `0`.
+    Child(InstanceId),
 }
 
 impl Culprit {
@@ -35,6 +39,8 @@ impl Culprit {
             Event::RetryIncident { incident, .. } | Event::ResolveIncident { incident, .. } => {
                 Culprit::Incident(*incident)
             }
+            Event::CallStarted { job, .. } | Event::CallRefused { job, .. } => Culprit::Call(job.clone()),
+            Event::CallEnded { child, .. } => Culprit::Child(*child),
             Event::Cancel { .. } => return None,
         })
     }
@@ -77,6 +83,8 @@ pub fn raise_incident(
             let token = inst.incidents.iter().find(|i| i.id == *id)?.token;
             inst.tokens.iter().position(|t| t.id == token)
         }
+        Culprit::Call(job) => inst.call_token_index(job),
+        Culprit::Child(child) => inst.child_token_index(*child),
     }?;
     // A connector result waiting for its mapping stays with the new incident, so a
     // retry does not call the service again.

@@ -85,7 +85,17 @@ impl Run<'_> {
     pub(crate) fn throw(&mut self, mut token: Moving, code: Option<&str>, message: &str, own: bool, uncaught: String) {
         let p = self.p;
         let (owner, b, scope) = match self.catcher(&token.node, &token.scope, code, own) {
-            None => return self.incident(token, uncaught, None),
+            None => {
+                let error_end = matches!(p.node(&token.node).map(|(_, n)| &n.kind), Some(NodeKind::ErrorEnd { .. }));
+                if let (Some(code), true) = (code, error_end && self.inst.parent.is_some()) {
+                    // A called instance: its caller's call node throws it.
+                    self.ready.clear();
+                    self.clear_all(TaskStatus::Cancelled);
+                    self.call_error = Some((code.to_string(), message.to_string()));
+                    return;
+                }
+                return self.incident(token, uncaught, None);
+            }
             Some(Catcher::Own(i)) => {
                 let (_, n) = p.node(&token.node).expect("catcher found the node");
                 (n, &n.kind.boundary()[i], token.scope.clone())

@@ -95,10 +95,67 @@ pub(super) fn cancel(
 ) -> Result<Transition, Rejection> {
     let mut run = Run::new(p, inst, now);
     run.clear_all(TaskStatus::Cancelled);
-    run.log(None, Some(by), HistoryEvent::Cancelled { reason });
+    // No user: the engine itself (a caller withdrawing its call); never a participant.
+    let by = Some(by).filter(|b| !b.is_empty());
+    run.log(None, by, HistoryEvent::Cancelled { reason });
     run.inst.status = Status::Cancelled;
     run.inst.ended_at = Some(now);
+    run.tell_caller(CallOutcome::Cancelled);
     Ok(run.out)
+}
+
+/// The engine started called instance `child` for the call whose start job is `job`.
+pub(super) fn call_started(
+    p: &Process,
+    inst: &mut Instance,
+    job: String,
+    child: InstanceId,
+    process: String,
+    version: u32,
+    now: DateTime<Utc>,
+) -> Result<Transition, Rejection> {
+    let tok = inst.call_token_index(&job).ok_or_else(|| Rejection::StaleJob(job.clone()))?;
+    if !matches!(inst.tokens[tok].wait, Wait::Call { child: None, .. }) {
+        return Err(Rejection::StaleJob(job));
+    }
+    let mut run = Run::new(p, inst, now);
+    kinds::call::started(&mut run, tok, child, &process, version);
+    Ok(run.finish())
+}
+
+/// The called instance could not be started: an incident on the calling token.
+pub(super) fn call_refused(
+    p: &Process,
+    inst: &mut Instance,
+    job: String,
+    message: String,
+    now: DateTime<Utc>,
+) -> Result<Transition, Rejection> {
+    let tok = inst.call_token_index(&job).ok_or_else(|| Rejection::StaleJob(job.clone()))?;
+    if !matches!(inst.tokens[tok].wait, Wait::Call { child: None, .. }) {
+        return Err(Rejection::StaleJob(job));
+    }
+    let mut run = Run::new(p, inst, now);
+    let token = run.inst.tokens.remove(tok);
+    run.incident(token.into(), message, None);
+    Ok(run.finish())
+}
+
+/// Called instance `child` ended with `outcome` (`vars`: its final variables).
+pub(super) fn call_ended(
+    p: &Process,
+    inst: &mut Instance,
+    job: String,
+    child: InstanceId,
+    outcome: CallOutcome,
+    vars: Vars,
+    now: DateTime<Utc>,
+) -> Result<Transition, Rejection> {
+    let tok = inst.child_token_index(child).ok_or(Rejection::StaleJob(job))?;
+    let mut run = Run::new(p, inst, now);
+    let token = run.inst.tokens.remove(tok);
+    kinds::call::ended(&mut run, token, child, outcome, vars);
+    Ok(run.finish())
 }
 
 /// Run the step of an incident again (a pending result is mapped again instead).
@@ -143,6 +200,7 @@ pub(super) fn resolve_incident(
         _ if boundary.is_some_and(|b| b.message().is_some()) => boundary.map(|b| b.next),
         Some(NodeKind::Service(s)) => Some(s.next),
         Some(NodeKind::UserTask(u)) => Some(u.next),
+        Some(NodeKind::Call(c)) => Some(c.next),
         Some(NodeKind::Script { next, .. })
         | Some(NodeKind::TimerCatch { next, .. })
         | Some(NodeKind::MessageCatch { next, .. }) => Some(*next),

@@ -34,7 +34,8 @@ pub(crate) mod for_kinds {
 }
 
 use events::{
-    cancel, claim, job_done, job_failed, message, resolve_incident, retry_incident, task_error, timer_fired, unclaim,
+    call_ended, call_refused, call_started, cancel, claim, job_done, job_failed, message, resolve_incident,
+    retry_incident, task_error, timer_fired, unclaim,
 };
 use tasks::{assign, complete};
 
@@ -148,6 +149,26 @@ pub enum Event {
         key: String,
         payload: Value,
     },
+    /// The engine started called instance `child` for the call whose start job is `job`.
+    CallStarted {
+        job: String,
+        child: InstanceId,
+        process: String,
+        version: u32,
+    },
+    /// The called instance of start job `job` could not be started (`message` says why).
+    CallRefused {
+        job: String,
+        message: String,
+    },
+    /// Called instance `child` ended; `job` is the `call_end` job telling it, `vars`
+    /// the child's final variables.
+    CallEnded {
+        job: String,
+        child: InstanceId,
+        outcome: CallOutcome,
+        vars: Vars,
+    },
 }
 
 /// Effects for the edge to carry out after the commit.
@@ -187,6 +208,10 @@ pub enum Command {
         token: u32,
         name: String,
         key: String,
+    },
+    /// Cancel called instance `child` (and what it called): its caller no longer waits.
+    CancelChild {
+        child: InstanceId,
     },
 }
 
@@ -233,9 +258,22 @@ pub enum Rejection {
 pub fn start(
     p: &Process,
     id: InstanceId,
+    vars: Vars,
+    by: Option<String>,
+    business_key: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<(Instance, Transition), Rejection> {
+    start_called(p, id, vars, by, business_key, None, now)
+}
+
+/// [`start`] an instance called by a call activity of `parent` (`None`: a top instance).
+pub fn start_called(
+    p: &Process,
+    id: InstanceId,
     mut vars: Vars,
     by: Option<String>,
     business_key: Option<String>,
+    parent: Option<ParentLink>,
     now: DateTime<Utc>,
 ) -> Result<(Instance, Transition), Rejection> {
     let mut errors = Vec::new();
@@ -289,10 +327,12 @@ pub fn start(
         ended_at: None,
         participants: Vec::new(),
         trigger: None,
+        parent: parent.clone(),
     };
     let mut run = Run::new(p, &mut inst, now);
     let vars = run.inst.vars.clone();
-    run.log(None, by, HistoryEvent::Started { vars, trigger: None });
+    let parent = parent.map(|l| l.instance);
+    run.log(None, by, HistoryEvent::Started { vars, trigger: None, parent });
     let token = run.new_token("start", Vec::new());
     run.ready.push_back(token);
     let transition = run.finish();
@@ -317,6 +357,9 @@ pub fn step(p: &Process, inst: &mut Instance, event: Event, now: DateTime<Utc>) 
         Event::TaskError { task, user, code, message } => task_error(p, inst, task, user, code, message, now),
         Event::TimerFired { job } => timer_fired(p, inst, job, now),
         Event::Message { token, name, key, payload } => message(p, inst, token, name, key, payload, now),
+        Event::CallStarted { job, child, process, version } => call_started(p, inst, job, child, process, version, now),
+        Event::CallRefused { job, message } => call_refused(p, inst, job, message, now),
+        Event::CallEnded { job, child, outcome, vars } => call_ended(p, inst, job, child, outcome, vars, now),
     }
 }
 
@@ -520,6 +563,9 @@ pub(crate) struct Run<'a> {
     /// Every expression of this event shares one script time limit, so a cancel
     /// waiting for the instance lock waits at most about that long.
     _scripts: crate::expr::EventBudget,
+    /// A called instance ended by an error end nothing inside it caught: (code,
+    /// message) for its caller.
+    pub(crate) call_error: Option<(String, String)>,
 }
 
 /// Where an error goes: the boundary that catches it, found from the thrower outwards.
@@ -542,6 +588,7 @@ impl<'a> Run<'a> {
             scoped: None,
             cur_scope: Vec::new(),
             _scripts: crate::expr::EventBudget::open(),
+            call_error: None,
         }
     }
 
@@ -588,6 +635,11 @@ impl<'a> Run<'a> {
                 self.inst.status = Status::Completed;
                 self.inst.ended_at = Some(self.now);
                 self.log(None, None, HistoryEvent::Completed);
+                let outcome = match self.call_error.take() {
+                    Some((code, message)) => CallOutcome::Error { code, message },
+                    None => CallOutcome::Completed,
+                };
+                self.tell_caller(outcome);
             } else if self.inst.incidents.is_empty() {
                 self.inst.status = Status::Running;
             } else {
@@ -595,6 +647,21 @@ impl<'a> Run<'a> {
             }
         }
         self.out
+    }
+
+    /// A called instance ended: a `call_end` job for its caller, in this same commit,
+    /// so the caller learns it even if the engine stops right after.
+    pub(crate) fn tell_caller(&mut self, outcome: CallOutcome) {
+        let Some(parent) = &self.inst.parent else { return };
+        self.out.commands.push(Command::ScheduleJob(Job {
+            id: format!("call-end:{}", self.inst.id),
+            instance: parent.instance,
+            token: parent.token,
+            node: parent.node.clone(),
+            due: self.now,
+            attempt: 1,
+            kind: JobKind::CallEnd { child: self.inst.id, outcome },
+        }));
     }
 
     /// Move a token on to `to`. Timers it had armed where it waited are withdrawn.
@@ -740,6 +807,7 @@ impl<'a> Run<'a> {
             NodeKind::TimerCatch { when, .. } => kinds::timer::exec(self, token, node, when),
             NodeKind::MessageCatch { message, .. } => kinds::message::exec(self, token, node, message),
             NodeKind::EventBased { branches } => kinds::event_based::exec(self, token, node, branches),
+            NodeKind::Call(spec) => kinds::call::exec(self, token, node, spec),
             NodeKind::SubProcess(spec) => kinds::sub_process::exec(self, token, node, spec),
         }
     }
@@ -779,6 +847,7 @@ impl<'a> Run<'a> {
         }
         match kind {
             Some(NodeKind::Service(_)) => self.apply_output(token, "", output),
+            Some(NodeKind::Call(_)) => kinds::call::apply_pending(self, token, output),
             Some(NodeKind::MessageCatch { message, .. }) => {
                 let name = message.name.clone();
                 self.apply_message(token, None, &name, "", output)

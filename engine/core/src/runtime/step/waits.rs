@@ -277,6 +277,8 @@ impl Run<'_> {
                 self.inst.incidents.retain(|i| i.id != id);
             }
             Wait::Message { .. } | Wait::Events { .. } => {}
+            Wait::Call { job, child: None } => self.out.commands.push(Command::CancelJob { job: job.clone() }),
+            Wait::Call { child: Some(child), .. } => self.out.commands.push(Command::CancelChild { child: *child }),
             Wait::Scope { activation } => self.end_items(*activation),
         }
         for (name, key) in t.messages() {
