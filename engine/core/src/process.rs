@@ -451,6 +451,7 @@ impl NodeKind {
             NodeKind::UserTask(u) => Some(u.next),
             NodeKind::Service(s) => Some(s.next),
             NodeKind::SubProcess(s) => Some(s.next),
+            NodeKind::Call(c) => Some(c.next),
             _ => None,
         }
     }

@@ -17,7 +17,7 @@ pub(crate) const KIND: super::Kind = super::Kind {
     key: "call",
     summary: "Starts an instance of another deployed process (`in:` its variables from ours), waits for it to end and maps its final variables back (`out:`); its uncaught error ends come out of this node to `boundary:`.",
     body: "the called process's id: `call: common-approval`",
-    keys: &["next", "version", "in", "out", "key", "boundary"],
+    keys: &["next", "version", "in", "out", "key", "boundary", "multi_instance"],
     no_next: "",
     present: |n| n.call.is_some(),
     compile,
@@ -279,8 +279,9 @@ pub(crate) fn exec(run: &mut Run<'_>, mut token: Moving, node: &Node, spec: &Cal
     if business_key.as_ref().is_some_and(|k| k.chars().count() > MAX_CALL_KEY_CHARS) {
         return run.incident(token, format!("`key` is longer than {MAX_CALL_KEY_CHARS} characters"), None);
     }
-    let dues = match run.boundary_dues(&spec.boundary, None) {
-        Ok(d) => d,
+    // Message boundaries on a call are armed like a task's (timers and messages).
+    let armings = match run.prepare_boundaries(run.own_boundary(&token, node), None) {
+        Ok(a) => a,
         Err(msg) => return run.incident(token, msg, None),
     };
     let seq = run.inst.next_seq();
@@ -294,7 +295,7 @@ pub(crate) fn exec(run: &mut Run<'_>, mut token: Moving, node: &Node, spec: &Cal
         attempt: 1,
         kind: JobKind::CallStart { process: spec.process.clone(), version: spec.version, vars, business_key },
     }));
-    run.arm(&mut token, dues);
+    run.arm_token(&mut token, armings);
     run.park(token, Wait::Call { job: job_id, child: None });
 }
 
