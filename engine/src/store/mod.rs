@@ -5,15 +5,20 @@
 //! lives in one ordered key space ([`keys`]) so that one atomic batch covers it and
 //! range scans answer the queries (inbox by group sorted by due date, jobs by due
 //! time, history by instance). [`KvStore`] maps records onto any ordered key-value
-//! backend: [`SledKv`] on disk (the default) and [`MemKv`] in memory.
+//! backend: [`SledKv`] on disk (the default) and [`MemKv`] in memory. With the
+//! `postgres` feature, [`PgStore`] keeps the same records in PostgreSQL tables.
 
 mod keys;
 mod kv;
 mod mem;
+#[cfg(feature = "postgres")]
+pub mod pg;
 mod sled_kv;
 
 pub use kv::{Kv, KvPair, KvStore, Op};
 pub use mem::MemKv;
+#[cfg(feature = "postgres")]
+pub use pg::{PgOptions, PgStore};
 pub use sled_kv::{Durability, SledKv};
 
 use crate::runtime::{HistoryEntry, Instance, InstanceId, Job, Status, Task};
@@ -33,6 +38,10 @@ pub enum StoreError {
     UnknownFormat { found: String, supported: u32 },
     #[error("corrupt record at {key}: {reason}")]
     Corrupt { key: String, reason: String },
+    /// Another process sharing the database wrote first (the instance moved on, the
+    /// message was consumed, the business key was taken): nothing was written.
+    #[error("a concurrent change won: {0}")]
+    Conflict(String),
 }
 
 /// One deployed version of a process.

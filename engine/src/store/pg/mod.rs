@@ -1,0 +1,791 @@
+//! The PostgreSQL store: the same [`Store`] as the sled one, on tables.
+//!
+//! One [`Batch`] is one transaction. Every instance write checks the revision it
+//! was read at (`history_len` before the event's lines), and history lines have
+//! the key (instance, seq): a concurrent event on the same instance from another
+//! process fails with [`StoreError::Conflict`] instead of overwriting. Consuming a
+//! buffered message deletes exactly one row or fails, and a business key is a
+//! unique key: both hold across processes, not only under this process's locks.
+//! Instance and message ids come from sequences. Blobs stay on the filesystem.
+//!
+//! Connection: `tokio-postgres` without TLS, for a Unix socket or loopback (see
+//! [`pool`]). Queries filter coarsely in SQL (indexed columns, times to the
+//! microsecond) and exactly in Rust with the same predicates as the sled store,
+//! reading in chunks until a page is full.
+
+mod migrations;
+mod pool;
+
+pub use migrations::SCHEMA_VERSION;
+
+use super::*;
+use crate::runtime::TaskStatus;
+use pool::{Conn, Pool, Target};
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use tokio_postgres::Row;
+
+/// Connections per store unless configured: enough for the API's blocking pool
+/// and the executor to overlap, few enough for many nodes on one database.
+pub const DEFAULT_POOL_SIZE: usize = 8;
+/// Most connections a store opens (a configuration above is refused).
+pub const MAX_POOL_SIZE: usize = 256;
+/// Rows read per query while filling a page.
+const CHUNK: i64 = 256;
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// A libpq connection string or URL: `postgres://user@localhost/nagare`,
+    /// `host=/run/postgresql dbname=nagare`.
+    pub url: String,
+    /// Tables in this schema (created if missing) instead of the search path's
+    /// first; letters, digits and `_` only. Tests use one schema each.
+    pub schema: Option<String>,
+    pub pool_size: usize,
+}
+
+impl PgOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        PgOptions { url: url.into(), schema: None, pool_size: DEFAULT_POOL_SIZE }
+    }
+
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = Some(schema.into());
+        self
+    }
+}
+
+pub struct PgStore {
+    pool: Pool,
+    incarnation: String,
+}
+
+fn enc<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("records always serialize")
+}
+
+fn dec<T: DeserializeOwned>(what: impl std::fmt::Display, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt { key: what.to_string(), reason: e.to_string() })
+}
+
+fn id64(id: InstanceId) -> i64 {
+    i64::try_from(id).unwrap_or(i64::MAX)
+}
+
+/// The inbox order of a due date, as a bigint (undated last, like the sled keys).
+fn due_col(due: Option<DateTime<Utc>>) -> i64 {
+    i64::try_from(keys::due_ms(due)).unwrap_or(i64::MAX)
+}
+
+/// The due-queue order of a job, as the sled key has it (clamped at the epoch).
+fn job_due_col(due: DateTime<Utc>) -> i64 {
+    due.timestamp_millis().max(0)
+}
+
+fn task_status(s: TaskStatus) -> &'static str {
+    match s {
+        TaskStatus::Open => "open",
+        TaskStatus::Completed => "completed",
+        TaskStatus::Cancelled => "cancelled",
+    }
+}
+
+fn check_schema_name(s: &str) -> Result<(), StoreError> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !s.as_bytes()[0].is_ascii_digit();
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Io(format!(
+            "PostgreSQL schema name `{s}`: use 1 to 63 letters, digits and `_`, not starting with a digit"
+        )))
+    }
+}
+
+impl PgStore {
+    /// Connect, bring the schema up to date (or refuse a newer one), and open.
+    pub fn open(opts: &PgOptions) -> Result<PgStore, StoreError> {
+        let mut config: tokio_postgres::Config = opts
+            .url
+            .parse()
+            .map_err(|e| StoreError::Io(format!("PostgreSQL connection string: {e}")))?;
+        config.application_name("nagare");
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(10));
+        }
+        if let Some(s) = &opts.schema {
+            check_schema_name(s)?;
+        }
+        if opts.pool_size == 0 || opts.pool_size > MAX_POOL_SIZE {
+            return Err(StoreError::Io(format!(
+                "PostgreSQL pool size {}: use 1 to {MAX_POOL_SIZE} connections",
+                opts.pool_size
+            )));
+        }
+        let pool = Pool::new(Target { config, schema: opts.schema.clone() }, opts.pool_size)?;
+        let schema = opts.schema.clone();
+        pool.run(move |c| Box::pin(async move { migrations::migrate(c, schema.as_deref()).await }))?;
+        Ok(PgStore { pool, incarnation: super::kv::random_incarnation() })
+    }
+
+    /// Drop schema `schema` and everything in it (tests clean up after themselves).
+    pub fn drop_schema(url: &str, schema: &str) -> Result<(), StoreError> {
+        check_schema_name(schema)?;
+        let config: tokio_postgres::Config =
+            url.parse().map_err(|e| StoreError::Io(format!("PostgreSQL connection string: {e}")))?;
+        let pool = Pool::new(Target { config, schema: None }, 1)?;
+        let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+        pool.run(move |c| Box::pin(async move { c.batch(&sql).await }))
+    }
+
+    /// Rows of one query with owned parameters, as records.
+    fn records<T, P>(&self, sql: &'static str, params: P, what: &'static str) -> Result<Vec<T>, StoreError>
+    where
+        T: DeserializeOwned + Send + 'static,
+        P: Params,
+    {
+        self.pool.run(move |c| {
+            Box::pin(async move {
+                let rows = c.query(sql, &params.refs()).await?;
+                rows.iter().map(|r| dec(what, r.get::<_, &str>(0))).collect()
+            })
+        })
+    }
+}
+
+/// Owned query parameters that can be lent as the driver wants them.
+trait Params: Send + 'static {
+    fn refs(&self) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)>;
+}
+
+impl Params for () {
+    fn refs(&self) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+        Vec::new()
+    }
+}
+
+macro_rules! params_tuple {
+    ($($t:ident $i:tt),+) => {
+        impl<$($t: tokio_postgres::types::ToSql + Sync + Send + 'static),+> Params for ($($t,)+) {
+            fn refs(&self) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+                vec![$(&self.$i),+]
+            }
+        }
+    };
+}
+params_tuple!(A 0);
+params_tuple!(A 0, B 1);
+
+/// The last record per key, in first-seen order: a batch may write one record twice
+/// (sled keeps the later write; a multi-row upsert may not touch a row twice).
+fn last_per_key<'a, T, K: std::hash::Hash + Eq>(items: impl Iterator<Item = &'a T>, key: impl Fn(&T) -> K) -> Vec<&'a T>
+where
+    T: 'a,
+{
+    let mut at: HashMap<K, usize> = HashMap::new();
+    let mut out: Vec<&T> = Vec::new();
+    for it in items {
+        match at.get(&key(it)) {
+            Some(&i) => out[i] = it,
+            None => {
+                at.insert(key(it), out.len());
+                out.push(it);
+            }
+        }
+    }
+    out
+}
+
+/// The statements of one batch, with owned parameters (built before the
+/// transaction, so a record that fails to encode never leaves one open).
+#[derive(Default)]
+struct Prepared {
+    definitions: Vec<(String, i64, String)>,
+    configs: Vec<(String, String)>,
+    /// (id, process, status, history_len, started_at, started_by, record, expected revision, business key)
+    instances: Vec<InstanceRow>,
+    history: (Vec<i64>, Vec<i64>, Vec<String>),
+    participants: (Vec<i64>, Vec<String>),
+    tasks: TaskRows,
+    /// Tasks whose group rows are replaced.
+    regroup: (Vec<i64>, Vec<String>),
+    groups: (Vec<i64>, Vec<String>, Vec<String>, Vec<i64>),
+    jobs_delete: Vec<String>,
+    jobs: (Vec<i64>, Vec<String>, Vec<i64>, Vec<String>),
+    subs_delete: (Vec<i64>, Vec<i64>, Vec<String>, Vec<String>),
+    subs: (Vec<i64>, Vec<i64>, Vec<String>, Vec<String>, Vec<String>),
+    messages_delete: Vec<i64>,
+    messages: (Vec<i64>, Vec<String>, Vec<String>, Vec<String>),
+}
+
+struct InstanceRow {
+    id: i64,
+    process: String,
+    status: &'static str,
+    history_len: i64,
+    started_at: DateTime<Utc>,
+    started_by: Option<String>,
+    record: String,
+    expected: i64,
+    business_key: Option<String>,
+}
+
+#[derive(Default)]
+struct TaskRows {
+    instance: Vec<i64>,
+    id: Vec<String>,
+    status: Vec<&'static str>,
+    assignee: Vec<Option<String>>,
+    due: Vec<i64>,
+    record: Vec<String>,
+}
+
+impl Prepared {
+    fn of(b: &Batch) -> Prepared {
+        let mut p = Prepared::default();
+        for d in last_per_key(b.definitions.iter(), |d| (d.id.clone(), d.version)) {
+            p.definitions.push((d.id.clone(), i64::from(d.version), enc(d)));
+        }
+        for c in last_per_key(b.configs.iter(), |c| c.process.clone()) {
+            p.configs.push((c.process.clone(), enc(c)));
+        }
+        for i in last_per_key(b.instances.iter(), |i| i.id) {
+            let lines = b.history.iter().filter(|(id, _)| *id == i.id).count() as i64;
+            p.instances.push(InstanceRow {
+                id: id64(i.id),
+                process: i.process.clone(),
+                status: i.status.as_str(),
+                history_len: i64::from(i.history_len),
+                started_at: i.started_at,
+                started_by: i.started_by.clone(),
+                record: enc(i),
+                expected: i64::from(i.history_len) - lines,
+                business_key: i.business_key.clone(),
+            });
+        }
+        for (id, h) in &b.history {
+            p.history.0.push(id64(*id));
+            p.history.1.push(i64::from(h.seq));
+            p.history.2.push(enc(h));
+            if let Some(u) = &h.user {
+                p.participants.0.push(id64(*id));
+                p.participants.1.push(u.clone());
+            }
+        }
+        for (old, t) in last_per_key(b.tasks.iter(), |(_, t)| t.id.clone()) {
+            let r = &mut p.tasks;
+            r.instance.push(id64(t.instance));
+            r.id.push(t.id.clone());
+            r.status.push(task_status(t.status));
+            r.assignee.push(t.assignee.clone());
+            r.due.push(due_col(t.due));
+            r.record.push(enc(t));
+            if old.is_some() || b.tasks.iter().filter(|(_, x)| x.id == t.id).count() > 1 {
+                p.regroup.0.push(id64(t.instance));
+                p.regroup.1.push(t.id.clone());
+            }
+            if t.status == TaskStatus::Open {
+                for g in &t.groups {
+                    p.groups.0.push(id64(t.instance));
+                    p.groups.1.push(t.id.clone());
+                    p.groups.2.push(g.clone());
+                    p.groups.3.push(due_col(t.due));
+                }
+            }
+        }
+        p.jobs_delete = b.jobs_delete.iter().map(|j| j.id.clone()).collect();
+        for (_, j) in last_per_key(b.jobs_put.iter(), |(_, j)| j.id.clone()) {
+            p.jobs.0.push(id64(j.instance));
+            p.jobs.1.push(j.id.clone());
+            p.jobs.2.push(job_due_col(j.due));
+            p.jobs.3.push(enc(j));
+        }
+        for s in &b.subscriptions_delete {
+            p.subs_delete.0.push(id64(s.instance));
+            p.subs_delete.1.push(i64::from(s.token));
+            p.subs_delete.2.push(s.name.clone());
+            p.subs_delete.3.push(s.key.clone());
+        }
+        for s in last_per_key(b.subscriptions_put.iter(), |s| (s.instance, s.token, s.name.clone(), s.key.clone())) {
+            p.subs.0.push(id64(s.instance));
+            p.subs.1.push(i64::from(s.token));
+            p.subs.2.push(s.name.clone());
+            p.subs.3.push(s.key.clone());
+            p.subs.4.push(enc(s));
+        }
+        let mut deleted: Vec<i64> = b.messages_delete.iter().map(|m| id64(m.id)).collect();
+        deleted.sort_unstable();
+        deleted.dedup();
+        p.messages_delete = deleted;
+        for m in last_per_key(b.messages_put.iter(), |m| m.id) {
+            p.messages.0.push(id64(m.id));
+            p.messages.1.push(m.name.clone());
+            p.messages.2.push(m.key.clone());
+            p.messages.3.push(enc(m));
+        }
+        p
+    }
+
+    /// Run every statement; the caller holds the transaction.
+    async fn write(&self, c: &mut Conn) -> Result<(), StoreError> {
+        for (id, version, record) in &self.definitions {
+            c.execute(
+                "INSERT INTO definitions (process, version, record) VALUES ($1, $2, $3::text::json)
+                 ON CONFLICT (process, version) DO UPDATE SET record = EXCLUDED.record",
+                &[id, version, record],
+            )
+            .await?;
+        }
+        for (process, record) in &self.configs {
+            c.execute(
+                "INSERT INTO process_configs (process, record) VALUES ($1, $2::text::json)
+                 ON CONFLICT (process) DO UPDATE SET record = EXCLUDED.record",
+                &[process, record],
+            )
+            .await?;
+        }
+        for i in &self.instances {
+            // The revision check: the row is written only where it is still at the
+            // revision this event read (or does not exist yet).
+            let rows = c
+                .query(
+                    "INSERT INTO instances (id, process, status, history_len, started_at, started_by, record)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7::text::json)
+                     ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, history_len = EXCLUDED.history_len,
+                         record = EXCLUDED.record
+                     WHERE instances.history_len = $8
+                     RETURNING (xmax = 0)",
+                    &[&i.id, &i.process, &i.status, &i.history_len, &i.started_at, &i.started_by, &i.record, &i.expected],
+                )
+                .await?;
+            let Some(row) = rows.first() else {
+                return Err(StoreError::Conflict(format!(
+                    "instance {} was changed by another writer since it was read",
+                    i.id
+                )));
+            };
+            let inserted: bool = row.get(0);
+            if let (true, Some(key)) = (inserted, &i.business_key) {
+                let rows = c
+                    .query(
+                        "INSERT INTO business_keys (process, key, instance) VALUES ($1, $2, $3)
+                         ON CONFLICT (process, key) DO UPDATE SET instance = business_keys.instance
+                         RETURNING instance",
+                        &[&i.process, key, &i.id],
+                    )
+                    .await?;
+                if rows.first().map(|r| r.get::<_, i64>(0)) != Some(i.id) {
+                    return Err(StoreError::Conflict(format!(
+                        "business key `{key}` of process `{}` belongs to another instance",
+                        i.process
+                    )));
+                }
+            }
+        }
+        if !self.history.0.is_empty() {
+            let (i, s, r) = &self.history;
+            c.execute(
+                "INSERT INTO history (instance, seq, record)
+                 SELECT i, s, r::json FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u(i, s, r)",
+                &[i, s, r],
+            )
+            .await?;
+        }
+        if !self.participants.0.is_empty() {
+            let (i, u) = &self.participants;
+            c.execute(
+                "INSERT INTO participants (instance, user_name)
+                 SELECT * FROM unnest($1::bigint[], $2::text[]) ON CONFLICT DO NOTHING",
+                &[i, u],
+            )
+            .await?;
+        }
+        if !self.tasks.id.is_empty() {
+            let t = &self.tasks;
+            c.execute(
+                "INSERT INTO tasks (instance, id, status, assignee, due_ms, record)
+                 SELECT i, t, s, a, d, r::json
+                 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[])
+                     AS u(i, t, s, a, d, r)
+                 ON CONFLICT (instance, id) DO UPDATE SET status = EXCLUDED.status, assignee = EXCLUDED.assignee,
+                     due_ms = EXCLUDED.due_ms, record = EXCLUDED.record",
+                &[&t.instance, &t.id, &t.status, &t.assignee, &t.due, &t.record],
+            )
+            .await?;
+        }
+        if !self.regroup.0.is_empty() {
+            let (i, t) = &self.regroup;
+            c.execute(
+                "DELETE FROM task_groups WHERE (instance, task) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))",
+                &[i, t],
+            )
+            .await?;
+        }
+        if !self.groups.0.is_empty() {
+            let (i, t, g, d) = &self.groups;
+            c.execute(
+                "INSERT INTO task_groups (instance, task, grp, due_ms)
+                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])
+                 ON CONFLICT (instance, task, grp) DO UPDATE SET due_ms = EXCLUDED.due_ms",
+                &[i, t, g, d],
+            )
+            .await?;
+        }
+        if !self.jobs_delete.is_empty() {
+            c.execute("DELETE FROM jobs WHERE id = ANY($1::text[])", &[&self.jobs_delete]).await?;
+        }
+        if !self.jobs.0.is_empty() {
+            let (i, j, d, r) = &self.jobs;
+            // A written job starts its count of starts again (see Store::count_start).
+            c.execute(
+                "INSERT INTO jobs (instance, id, due_ms, starts, record)
+                 SELECT i, j, d, 0, r::json FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[]) AS u(i, j, d, r)
+                 ON CONFLICT (instance, id) DO UPDATE SET due_ms = EXCLUDED.due_ms, starts = 0,
+                     lease_owner = NULL, lease_until = NULL, record = EXCLUDED.record",
+                &[i, j, d, r],
+            )
+            .await?;
+        }
+        if !self.subs_delete.0.is_empty() {
+            let (i, t, n, k) = &self.subs_delete;
+            c.execute(
+                "DELETE FROM subscriptions WHERE (instance, token, name, key) IN
+                     (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]))",
+                &[i, t, n, k],
+            )
+            .await?;
+        }
+        if !self.subs.0.is_empty() {
+            let (i, t, n, k, r) = &self.subs;
+            c.execute(
+                "INSERT INTO subscriptions (instance, token, name, key, record)
+                 SELECT i, t, n, k, r::json
+                 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[]) AS u(i, t, n, k, r)
+                 ON CONFLICT (instance, token, name, key) DO UPDATE SET record = EXCLUDED.record",
+                &[i, t, n, k, r],
+            )
+            .await?;
+        }
+        if !self.messages_delete.is_empty() {
+            // Consuming a buffered message: exactly once, whoever else tries.
+            let n = c.execute("DELETE FROM messages WHERE id = ANY($1::bigint[])", &[&self.messages_delete]).await?;
+            if n != self.messages_delete.len() as u64 {
+                return Err(StoreError::Conflict("a buffered message was consumed by another writer".into()));
+            }
+        }
+        if !self.messages.0.is_empty() {
+            let (i, n, k, r) = &self.messages;
+            c.execute(
+                "INSERT INTO messages (id, name, key, record)
+                 SELECT i, n, k, r::json FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(i, n, k, r)
+                 ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record",
+                &[i, n, k, r],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The cursor of a chunked read of the inbox: (due column, task id).
+type TaskAt = (i64, String);
+
+impl PgStore {
+    /// One chunk of open tasks after `at` in inbox order, from the index the query
+    /// names: (due column, id, record).
+    fn task_chunk(&self, q: &TaskQuery, at: &TaskAt) -> Result<Vec<(i64, String, String)>, StoreError> {
+        let (due, id) = at.clone();
+        let groups = q.groups.clone();
+        let assignee = q.assignee.clone();
+        self.pool.run(move |c| {
+            Box::pin(async move {
+                let rows: Vec<Row> = match (groups, assignee) {
+                    (Some(g), _) => {
+                        c.query(
+                            "SELECT g.due_ms, t.id, t.record::text FROM task_groups g
+                             JOIN tasks t ON t.instance = g.instance AND t.id = g.task
+                             WHERE g.grp = ANY($1::text[]) AND (g.due_ms, g.task) > ($2, $3) AND t.status = 'open'
+                             ORDER BY g.due_ms, g.task LIMIT $4",
+                            &[&g, &due, &id, &CHUNK],
+                        )
+                        .await?
+                    }
+                    (None, Some(a)) => {
+                        c.query(
+                            "SELECT due_ms, id, record::text FROM tasks
+                             WHERE assignee = $1 AND status = 'open' AND (due_ms, id) > ($2, $3)
+                             ORDER BY due_ms, id LIMIT $4",
+                            &[&a, &due, &id, &CHUNK],
+                        )
+                        .await?
+                    }
+                    (None, None) => {
+                        c.query(
+                            "SELECT due_ms, id, record::text FROM tasks
+                             WHERE status = 'open' AND (due_ms, id) > ($1, $2)
+                             ORDER BY due_ms, id LIMIT $3",
+                            &[&due, &id, &CHUNK],
+                        )
+                        .await?
+                    }
+                };
+                Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+            })
+        })
+    }
+
+    /// One chunk of instances with ids above `after`, coarsely filtered in SQL.
+    fn instance_chunk(&self, f: &InstanceFilter, after: i64) -> Result<Vec<Instance>, StoreError> {
+        let process = f.process.clone();
+        let status = f.status.map(|s| s.as_str());
+        let started_by = f.started_by.clone();
+        let participant = f.participant.clone();
+        // Microseconds in the database, nanoseconds in the record: widen by one
+        // microsecond and let `InstanceFilter::matches` decide exactly.
+        let slack = chrono::Duration::microseconds(1);
+        let from = f.started_after.map(|t| t - slack);
+        let to = f.started_before.map(|t| t + slack);
+        self.pool.run(move |c| {
+            Box::pin(async move {
+                let rows = match participant {
+                    Some(u) => {
+                        c.query(
+                            "SELECT i.record::text FROM participants p JOIN instances i ON i.id = p.instance
+                             WHERE p.user_name = $1 AND p.instance > $2
+                               AND ($3::text IS NULL OR i.process = $3) AND ($4::text IS NULL OR i.status = $4)
+                               AND ($5::text IS NULL OR i.started_by = $5)
+                               AND ($6::timestamptz IS NULL OR i.started_at >= $6)
+                               AND ($7::timestamptz IS NULL OR i.started_at <= $7)
+                             ORDER BY p.instance LIMIT $8",
+                            &[&u, &after, &process, &status, &started_by, &from, &to, &CHUNK],
+                        )
+                        .await?
+                    }
+                    None => {
+                        c.query(
+                            "SELECT record::text FROM instances
+                             WHERE id > $1
+                               AND ($2::text IS NULL OR process = $2) AND ($3::text IS NULL OR status = $3)
+                               AND ($4::text IS NULL OR started_by = $4)
+                               AND ($5::timestamptz IS NULL OR started_at >= $5)
+                               AND ($6::timestamptz IS NULL OR started_at <= $6)
+                             ORDER BY id LIMIT $7",
+                            &[&after, &process, &status, &started_by, &from, &to, &CHUNK],
+                        )
+                        .await?
+                    }
+                };
+                rows.iter().map(|r| dec("instances", r.get::<_, &str>(0))).collect()
+            })
+        })
+    }
+}
+
+impl Store for PgStore {
+    fn commit(&self, b: Batch) -> Result<(), StoreError> {
+        if b.is_empty() {
+            return Ok(());
+        }
+        let p = Prepared::of(&b);
+        self.pool.run(move |c| {
+            Box::pin(async move {
+                c.batch("BEGIN").await?;
+                match p.write(c).await {
+                    Ok(()) => c.batch("COMMIT").await,
+                    Err(e) => {
+                        c.batch("ROLLBACK").await?;
+                        Err(e)
+                    }
+                }
+            })
+        })
+    }
+
+    fn next_instance_id(&self) -> Result<InstanceId, StoreError> {
+        self.pool.run(|c| {
+            Box::pin(async move {
+                let rows = c.query("SELECT nextval('instance_ids')", &[]).await?;
+                Ok(rows[0].get::<_, i64>(0) as u64)
+            })
+        })
+    }
+
+    fn definitions(&self) -> Result<Vec<DefinitionRecord>, StoreError> {
+        self.records("SELECT record::text FROM definitions ORDER BY process, version", (), "definitions")
+    }
+
+    fn configs(&self) -> Result<Vec<ProcessConfig>, StoreError> {
+        self.records("SELECT record::text FROM process_configs ORDER BY process", (), "process_configs")
+    }
+
+    fn instance(&self, id: InstanceId) -> Result<Option<Instance>, StoreError> {
+        let mut v: Vec<Instance> =
+            self.records("SELECT record::text FROM instances WHERE id = $1", (id64(id),), "instances")?;
+        Ok(v.pop())
+    }
+
+    fn instance_by_key(&self, process: &str, key: &str) -> Result<Option<InstanceId>, StoreError> {
+        let (process, key) = (process.to_string(), key.to_string());
+        self.pool.run(move |c| {
+            Box::pin(async move {
+                let rows =
+                    c.query("SELECT instance FROM business_keys WHERE process = $1 AND key = $2", &[&process, &key]).await?;
+                Ok(rows.first().map(|r| r.get::<_, i64>(0) as u64))
+            })
+        })
+    }
+
+    fn instances(&self, f: &InstanceFilter) -> Result<Vec<Instance>, StoreError> {
+        let limit = f.limit.unwrap_or(usize::MAX);
+        let mut after = f.after.map_or(0, id64);
+        let mut out = Vec::new();
+        loop {
+            let chunk = self.instance_chunk(f, after)?;
+            let full = chunk.len() as i64 == CHUNK;
+            for i in chunk {
+                after = id64(i.id);
+                if f.matches(&i) {
+                    out.push(i);
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            if !full {
+                return Ok(out);
+            }
+        }
+    }
+
+    fn task(&self, id: &str) -> Result<Option<Task>, StoreError> {
+        let mut v: Vec<Task> = self.records("SELECT record::text FROM tasks WHERE id = $1", (id.to_string(),), "tasks")?;
+        Ok(v.pop())
+    }
+
+    fn open_tasks(&self, q: &TaskQuery) -> Result<Vec<Task>, StoreError> {
+        let limit = q.limit.unwrap_or(usize::MAX);
+        // The same predicate as the sled store, applied exactly to what SQL found.
+        let keep = |t: &Task| {
+            t.status == TaskStatus::Open
+                && q.assignee.as_ref().is_none_or(|a| t.assignee.as_ref() == Some(a))
+                && q.lane.as_ref().is_none_or(|l| *l == t.lane)
+                && q.process.as_ref().is_none_or(|p| *p == t.process)
+                && q.instance.is_none_or(|i| i == t.instance)
+                && q.due_before.is_none_or(|d| t.due.is_some_and(|td| td < d))
+                && q.overdue.is_none_or(|o| o == t.overdue)
+        };
+        let mut at: TaskAt = match &q.after {
+            Some(c) => (due_col(c.due), c.id.clone()),
+            None => (i64::MIN, String::new()),
+        };
+        let mut out: Vec<Task> = Vec::new();
+        loop {
+            let chunk = self.task_chunk(q, &at)?;
+            let full = chunk.len() as i64 == CHUNK;
+            for (due, id, record) in chunk {
+                if out.last().is_some_and(|t| t.id == id) {
+                    continue; // the same task through a second of the queried groups
+                }
+                let t: Task = dec(format_args!("tasks/{id}"), &record)?;
+                at = (due, id);
+                if keep(&t) {
+                    out.push(t);
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            if !full {
+                return Ok(out);
+            }
+        }
+    }
+
+    fn open_task_count(&self) -> Result<u64, StoreError> {
+        self.pool.run(|c| {
+            Box::pin(async move {
+                let rows = c.query("SELECT count(*) FROM tasks WHERE status = 'open'", &[]).await?;
+                Ok(rows[0].get::<_, i64>(0) as u64)
+            })
+        })
+    }
+
+    fn job(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        let mut v: Vec<Job> = self.records("SELECT record::text FROM jobs WHERE id = $1", (id.to_string(),), "jobs")?;
+        Ok(v.pop())
+    }
+
+    fn jobs(&self) -> Result<Vec<Job>, StoreError> {
+        self.records("SELECT record::text FROM jobs ORDER BY due_ms, id", (), "jobs")
+    }
+
+    fn due_after(&self, after: Option<(i64, &str)>, limit: usize) -> Result<Vec<(i64, String)>, StoreError> {
+        let (ms, id) = after.map_or((i64::MIN, String::new()), |(ms, id)| (ms, id.to_string()));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.pool.run(move |c| {
+            Box::pin(async move {
+                let rows = c
+                    .query(
+                        "SELECT due_ms, id FROM jobs WHERE (due_ms, id) > ($1, $2) ORDER BY due_ms, id LIMIT $3",
+                        &[&ms, &id, &limit],
+                    )
+                    .await?;
+                Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+            })
+        })
+    }
+
+    fn subscriptions(&self, name: &str, key: &str) -> Result<Vec<Subscription>, StoreError> {
+        self.records(
+            "SELECT record::text FROM subscriptions WHERE name = $1 AND key = $2 ORDER BY instance, token",
+            (name.to_string(), key.to_string()),
+            "subscriptions",
+        )
+    }
+
+    fn buffered(&self, name: &str, key: &str) -> Result<Vec<BufferedMessage>, StoreError> {
+        self.records(
+            "SELECT record::text FROM messages WHERE name = $1 AND key = $2 ORDER BY id",
+            (name.to_string(), key.to_string()),
+            "messages",
+        )
+    }
+
+    fn all_buffered(&self) -> Result<Vec<BufferedMessage>, StoreError> {
+        self.records("SELECT record::text FROM messages ORDER BY name, key, id", (), "messages")
+    }
+
+    fn next_message_id(&self) -> Result<u64, StoreError> {
+        self.pool.run(|c| {
+            Box::pin(async move {
+                let rows = c.query("SELECT nextval('message_ids')", &[]).await?;
+                Ok(rows[0].get::<_, i64>(0) as u64)
+            })
+        })
+    }
+
+    fn history(&self, id: InstanceId) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.records("SELECT record::text FROM history WHERE instance = $1 ORDER BY seq", (id64(id),), "history")
+    }
+
+    fn count_start(&self, id: &str) -> Result<Option<(Job, u32)>, StoreError> {
+        let id = id.to_string();
+        self.pool.run(move |c| {
+            Box::pin(async move {
+                let rows = c
+                    .query("UPDATE jobs SET starts = starts + 1 WHERE id = $1 RETURNING record::text, starts", &[&id])
+                    .await?;
+                let Some(r) = rows.first() else { return Ok(None) };
+                let job: Job = dec(format_args!("jobs/{id}"), r.get::<_, &str>(0))?;
+                Ok(Some((job, r.get::<_, i32>(1).max(0) as u32)))
+            })
+        })
+    }
+
+    fn incarnation(&self) -> &str {
+        &self.incarnation
+    }
+}
