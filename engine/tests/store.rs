@@ -6,6 +6,9 @@ use nagare_engine::store::{Durability, Kv, KvStore, MemKv, SledKv, StoreError};
 use nagare_engine::{Engine, StartOptions, Vars};
 use serde_json::json;
 
+mod common;
+use common::TestStore;
+
 const V1: &str = r#"
 id: approve
 lanes: { boss: { groups: [bosses] } }
@@ -28,9 +31,14 @@ fn open_task(engine: &Engine, id: u64) -> String {
 
 #[test]
 fn state_survives_reopen_and_versions_are_kept() {
-    let dir = tempfile::tempdir().unwrap();
+    for store in TestStore::all("state_survives_reopen_and_versions_are_kept") {
+        state_survives_reopen_on(&store);
+    }
+}
+
+fn state_survives_reopen_on(store: &TestStore) {
     let id = {
-        let engine = Engine::open(dir.path()).unwrap();
+        let engine = store.engine();
         assert!(engine.deploy("approve.yaml", V1).unwrap().created);
         // Same text again: no new version.
         let again = engine.deploy("approve.yaml", V1).unwrap();
@@ -38,7 +46,7 @@ fn state_survives_reopen_and_versions_are_kept() {
         assert_eq!(again.version, 1);
         engine.start("approve", Vars::new(), StartOptions::default()).unwrap().id
     };
-    let engine = Engine::open(dir.path()).unwrap();
+    let engine = store.engine();
     // A changed file is version 2; the running instance stays on version 1.
     let v2 = V1.replace("Decide", "Decide (v2)");
     assert_eq!(engine.deploy("approve.yaml", &v2).unwrap().version, 2);
@@ -55,20 +63,29 @@ fn state_survives_reopen_and_versions_are_kept() {
 
 #[test]
 fn business_key_starts_once() {
-    let engine = Engine::in_memory();
-    engine.deploy("approve.yaml", V1).unwrap();
-    let opts = StartOptions { business_key: Some("record-42".into()), ..Default::default() };
-    let a = engine.start("approve", Vars::new(), opts.clone()).unwrap();
-    let b = engine.start("approve", Vars::new(), opts).unwrap();
-    assert_eq!(a.id, b.id);
-    assert_eq!(engine.instances(&Default::default()).unwrap().len(), 1);
+    for store in TestStore::all("business_key_starts_once") {
+        let engine = store.engine();
+        engine.deploy("approve.yaml", V1).unwrap();
+        let opts = StartOptions { business_key: Some("record-42".into()), ..Default::default() };
+        let a = engine.start("approve", Vars::new(), opts.clone()).unwrap();
+        let b = engine.start("approve", Vars::new(), opts).unwrap();
+        assert_eq!(a.id, b.id);
+        assert_eq!(engine.instances(&Default::default()).unwrap().len(), 1);
+        assert_eq!(engine.store().instance_by_key("approve", "record-42").unwrap(), Some(a.id));
+        assert_eq!(engine.store().instance_by_key("approve", "record-43").unwrap(), None);
+    }
 }
 
 #[test]
 fn concurrent_commits_are_all_durable() {
-    let dir = tempfile::tempdir().unwrap();
+    for store in TestStore::all("concurrent_commits_are_all_durable") {
+        concurrent_commits_on(&store);
+    }
+}
+
+fn concurrent_commits_on(store: &TestStore) {
     {
-        let engine = Engine::builder().data_dir_with(dir.path(), Durability::Flush).unwrap().build().unwrap();
+        let engine = store.builder_with(Durability::Flush).build().unwrap();
         engine.deploy("approve.yaml", V1).unwrap();
         std::thread::scope(|s| {
             for _ in 0..8 {
@@ -83,7 +100,7 @@ fn concurrent_commits_are_all_durable() {
             }
         });
     }
-    let engine = Engine::open(dir.path()).unwrap();
+    let engine = store.engine();
     let all = engine.instances(&Default::default()).unwrap();
     assert_eq!(all.len(), 200);
     assert!(all.iter().all(|i| i.status == Status::Completed));
@@ -91,7 +108,12 @@ fn concurrent_commits_are_all_durable() {
 
 #[test]
 fn two_completes_of_one_task_one_wins() {
-    let engine = Engine::in_memory();
+    for store in TestStore::all("two_completes_of_one_task_one_wins") {
+        two_completes_on(&store.engine());
+    }
+}
+
+fn two_completes_on(engine: &Engine) {
     engine.deploy("approve.yaml", V1).unwrap();
     let i = engine.start("approve", Vars::new(), StartOptions::default()).unwrap();
     let t = open_task(&engine, i.id);
@@ -138,7 +160,12 @@ fn second_process_on_same_dir_gets_a_clear_error() {
 
 #[test]
 fn undeclared_and_mistyped_start_variables_are_refused() {
-    let engine = Engine::in_memory();
+    for store in TestStore::all("undeclared_and_mistyped_start_variables_are_refused") {
+        mistyped_start_on(&store.engine());
+    }
+}
+
+fn mistyped_start_on(engine: &Engine) {
     engine.deploy("approve.yaml", V1).unwrap();
     let vars: Vars = [("ok".to_string(), json!("yes")), ("nope".to_string(), json!(1))].into();
     let err = engine.start("approve", vars, StartOptions::default()).unwrap_err().to_string();
