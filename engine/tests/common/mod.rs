@@ -25,12 +25,20 @@ impl TestStore {
         match std::env::var("NAGARE_TEST_PG") {
             Ok(url) if !url.is_empty() => {
                 if cfg!(feature = "postgres") {
-                    v.push(TestStore { name: "postgres", dir: tempfile::tempdir().unwrap(), pg: Some((url, schema_for(test))) });
+                    v.push(TestStore {
+                        name: "postgres",
+                        dir: tempfile::tempdir().unwrap(),
+                        pg: Some((url, schema_for(test))),
+                    });
                 } else {
-                    eprintln!("note: {test}: NAGARE_TEST_PG is set but nagare-engine is built without the `postgres` feature");
+                    eprintln!(
+                        "note: {test}: NAGARE_TEST_PG is set but nagare-engine is built without the `postgres` feature"
+                    );
                 }
             }
-            _ => eprintln!("note: {test}: PostgreSQL half skipped (set NAGARE_TEST_PG to a connection string to run it)"),
+            _ => {
+                eprintln!("note: {test}: PostgreSQL half skipped (set NAGARE_TEST_PG to a connection string to run it)")
+            }
         }
         v
     }
@@ -69,7 +77,8 @@ fn pg_builder(_: &str, _: &str, _: &std::path::Path) -> EngineBuilder {
 fn schema_for(test: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    let clean: String = test.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).take(36).collect();
+    let clean: String =
+        test.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).take(36).collect();
     format!("t_{clean}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 

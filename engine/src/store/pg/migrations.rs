@@ -146,7 +146,10 @@ async fn migrate_in_transaction(c: &mut Conn, schema: Option<&str>) -> Result<()
         }
     };
     if found > SCHEMA_VERSION {
-        return Err(StoreError::UnknownFormat { found: format!("PostgreSQL schema {found}"), supported: SCHEMA_VERSION as u32 });
+        return Err(StoreError::UnknownFormat {
+            found: format!("PostgreSQL schema {found}"),
+            supported: SCHEMA_VERSION as u32,
+        });
     }
     for (n, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
         c.batch(sql).await?;

@@ -108,10 +108,8 @@ fn check_schema_name(s: &str) -> Result<(), StoreError> {
 impl PgStore {
     /// Connect, bring the schema up to date (or refuse a newer one), and open.
     pub fn open(opts: &PgOptions) -> Result<PgStore, StoreError> {
-        let mut config: tokio_postgres::Config = opts
-            .url
-            .parse()
-            .map_err(|e| StoreError::Io(format!("PostgreSQL connection string: {e}")))?;
+        let mut config: tokio_postgres::Config =
+            opts.url.parse().map_err(|e| StoreError::Io(format!("PostgreSQL connection string: {e}")))?;
         config.application_name("nagare");
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(std::time::Duration::from_secs(10));
@@ -358,7 +356,16 @@ impl Prepared {
                          record = EXCLUDED.record
                      WHERE instances.history_len = $8
                      RETURNING (xmax = 0)",
-                    &[&i.id, &i.process, &i.status, &i.history_len, &i.started_at, &i.started_by, &i.record, &i.expected],
+                    &[
+                        &i.id,
+                        &i.process,
+                        &i.status,
+                        &i.history_len,
+                        &i.started_at,
+                        &i.started_by,
+                        &i.record,
+                        &i.expected,
+                    ],
                 )
                 .await?;
             let Some(row) = rows.first() else {
@@ -631,8 +638,9 @@ impl Store for PgStore {
         let (process, key) = (process.to_string(), key.to_string());
         self.pool.run(move |c| {
             Box::pin(async move {
-                let rows =
-                    c.query("SELECT instance FROM business_keys WHERE process = $1 AND key = $2", &[&process, &key]).await?;
+                let rows = c
+                    .query("SELECT instance FROM business_keys WHERE process = $1 AND key = $2", &[&process, &key])
+                    .await?;
                 Ok(rows.first().map(|r| r.get::<_, i64>(0) as u64))
             })
         })
@@ -661,7 +669,8 @@ impl Store for PgStore {
     }
 
     fn task(&self, id: &str) -> Result<Option<Task>, StoreError> {
-        let mut v: Vec<Task> = self.records("SELECT record::text FROM tasks WHERE id = $1", (id.to_string(),), "tasks")?;
+        let mut v: Vec<Task> =
+            self.records("SELECT record::text FROM tasks WHERE id = $1", (id.to_string(),), "tasks")?;
         Ok(v.pop())
     }
 

@@ -173,7 +173,10 @@ impl Shared {
 
     async fn connect(&self) -> Result<Conn, StoreError> {
         let (client, connection) = self.target.config.connect(NoTls).await.map_err(|e| {
-            StoreError::Io(format!("cannot connect to PostgreSQL: {e}{}", e.as_db_error().map_or(String::new(), |d| format!(": {}", d.message()))))
+            StoreError::Io(format!(
+                "cannot connect to PostgreSQL: {e}{}",
+                e.as_db_error().map_or(String::new(), |d| format!(": {}", d.message()))
+            ))
         })?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
