@@ -83,6 +83,37 @@ fn job_due_col(due: DateTime<Utc>) -> i64 {
     due.timestamp_millis().max(0)
 }
 
+/// A text key as stored: PostgreSQL text cannot hold NUL, which a user may put in
+/// a business or message key, so NUL is written as U+FFFF `0` and U+FFFF itself
+/// doubled. Every other string is stored as it is, in the same byte order.
+fn key(s: &str) -> String {
+    if !s.contains(['\0', '\u{FFFF}']) {
+        return s.to_string();
+    }
+    s.replace('\u{FFFF}', "\u{FFFF}\u{FFFF}").replace('\0', "\u{FFFF}0")
+}
+
+/// The string [`key`] stored.
+fn unkey(s: String) -> String {
+    if !s.contains('\u{FFFF}') {
+        return s;
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\u{FFFF}' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('0') => out.push('\0'),
+            Some(other) => out.push(other),
+            None => out.push(c),
+        }
+    }
+    out
+}
+
 fn task_status(s: TaskStatus) -> &'static str {
     match s {
         TaskStatus::Open => "open",
@@ -245,23 +276,23 @@ impl Prepared {
     fn of(b: &Batch) -> Prepared {
         let mut p = Prepared::default();
         for d in last_per_key(b.definitions.iter(), |d| (d.id.clone(), d.version)) {
-            p.definitions.push((d.id.clone(), i64::from(d.version), enc(d)));
+            p.definitions.push((key(&d.id), i64::from(d.version), enc(d)));
         }
         for c in last_per_key(b.configs.iter(), |c| c.process.clone()) {
-            p.configs.push((c.process.clone(), enc(c)));
+            p.configs.push((key(&c.process), enc(c)));
         }
         for i in last_per_key(b.instances.iter(), |i| i.id) {
             let lines = b.history.iter().filter(|(id, _)| *id == i.id).count() as i64;
             p.instances.push(InstanceRow {
                 id: id64(i.id),
-                process: i.process.clone(),
+                process: key(&i.process),
                 status: i.status.as_str(),
                 history_len: i64::from(i.history_len),
                 started_at: i.started_at,
-                started_by: i.started_by.clone(),
+                started_by: i.started_by.as_deref().map(key),
                 record: enc(i),
                 expected: i64::from(i.history_len) - lines,
-                business_key: i.business_key.clone(),
+                business_key: i.business_key.as_deref().map(key),
             });
         }
         for (id, h) in &b.history {
@@ -270,48 +301,48 @@ impl Prepared {
             p.history.2.push(enc(h));
             if let Some(u) = &h.user {
                 p.participants.0.push(id64(*id));
-                p.participants.1.push(u.clone());
+                p.participants.1.push(key(u));
             }
         }
         for (old, t) in last_per_key(b.tasks.iter(), |(_, t)| t.id.clone()) {
             let r = &mut p.tasks;
             r.instance.push(id64(t.instance));
-            r.id.push(t.id.clone());
+            r.id.push(key(&t.id));
             r.status.push(task_status(t.status));
-            r.assignee.push(t.assignee.clone());
+            r.assignee.push(t.assignee.as_deref().map(key));
             r.due.push(due_col(t.due));
             r.record.push(enc(t));
             if old.is_some() || b.tasks.iter().filter(|(_, x)| x.id == t.id).count() > 1 {
                 p.regroup.0.push(id64(t.instance));
-                p.regroup.1.push(t.id.clone());
+                p.regroup.1.push(key(&t.id));
             }
             if t.status == TaskStatus::Open {
                 for g in &t.groups {
                     p.groups.0.push(id64(t.instance));
-                    p.groups.1.push(t.id.clone());
-                    p.groups.2.push(g.clone());
+                    p.groups.1.push(key(&t.id));
+                    p.groups.2.push(key(g));
                     p.groups.3.push(due_col(t.due));
                 }
             }
         }
-        p.jobs_delete = b.jobs_delete.iter().map(|j| j.id.clone()).collect();
+        p.jobs_delete = b.jobs_delete.iter().map(|j| key(&j.id)).collect();
         for (_, j) in last_per_key(b.jobs_put.iter(), |(_, j)| j.id.clone()) {
             p.jobs.0.push(id64(j.instance));
-            p.jobs.1.push(j.id.clone());
+            p.jobs.1.push(key(&j.id));
             p.jobs.2.push(job_due_col(j.due));
             p.jobs.3.push(enc(j));
         }
         for s in &b.subscriptions_delete {
             p.subs_delete.0.push(id64(s.instance));
             p.subs_delete.1.push(i64::from(s.token));
-            p.subs_delete.2.push(s.name.clone());
-            p.subs_delete.3.push(s.key.clone());
+            p.subs_delete.2.push(key(&s.name));
+            p.subs_delete.3.push(key(&s.key));
         }
         for s in last_per_key(b.subscriptions_put.iter(), |s| (s.instance, s.token, s.name.clone(), s.key.clone())) {
             p.subs.0.push(id64(s.instance));
             p.subs.1.push(i64::from(s.token));
-            p.subs.2.push(s.name.clone());
-            p.subs.3.push(s.key.clone());
+            p.subs.2.push(key(&s.name));
+            p.subs.3.push(key(&s.key));
             p.subs.4.push(enc(s));
         }
         let mut deleted: Vec<i64> = b.messages_delete.iter().map(|m| id64(m.id)).collect();
@@ -320,8 +351,8 @@ impl Prepared {
         p.messages_delete = deleted;
         for m in last_per_key(b.messages_put.iter(), |m| m.id) {
             p.messages.0.push(id64(m.id));
-            p.messages.1.push(m.name.clone());
-            p.messages.2.push(m.key.clone());
+            p.messages.1.push(key(&m.name));
+            p.messages.2.push(key(&m.key));
             p.messages.3.push(enc(m));
         }
         p
@@ -505,8 +536,8 @@ impl PgStore {
     /// names: (due column, id, record).
     fn task_chunk(&self, q: &TaskQuery, at: &TaskAt) -> Result<Vec<(i64, String, String)>, StoreError> {
         let (due, id) = at.clone();
-        let groups = q.groups.clone();
-        let assignee = q.assignee.clone();
+        let groups = q.groups.as_ref().map(|g| g.iter().map(|g| key(g)).collect::<Vec<_>>());
+        let assignee = q.assignee.as_deref().map(key);
         self.pool.run(move |c| {
             Box::pin(async move {
                 let rows: Vec<Row> = match (groups, assignee) {
@@ -539,17 +570,17 @@ impl PgStore {
                         .await?
                     }
                 };
-                Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+                Ok(rows.iter().map(|r| (r.get(0), unkey(r.get(1)), r.get(2))).collect())
             })
         })
     }
 
     /// One chunk of instances with ids above `after`, coarsely filtered in SQL.
     fn instance_chunk(&self, f: &InstanceFilter, after: i64) -> Result<Vec<Instance>, StoreError> {
-        let process = f.process.clone();
+        let process = f.process.as_deref().map(key);
         let status = f.status.map(|s| s.as_str());
-        let started_by = f.started_by.clone();
-        let participant = f.participant.clone();
+        let started_by = f.started_by.as_deref().map(key);
+        let participant = f.participant.as_deref().map(key);
         // Microseconds in the database, nanoseconds in the record: widen by one
         // microsecond and let `InstanceFilter::matches` decide exactly.
         let slack = chrono::Duration::microseconds(1);
@@ -634,12 +665,12 @@ impl Store for PgStore {
         Ok(v.pop())
     }
 
-    fn instance_by_key(&self, process: &str, key: &str) -> Result<Option<InstanceId>, StoreError> {
-        let (process, key) = (process.to_string(), key.to_string());
+    fn instance_by_key(&self, process: &str, bk: &str) -> Result<Option<InstanceId>, StoreError> {
+        let (process, bkey) = (key(process), key(bk));
         self.pool.run(move |c| {
             Box::pin(async move {
                 let rows = c
-                    .query("SELECT instance FROM business_keys WHERE process = $1 AND key = $2", &[&process, &key])
+                    .query("SELECT instance FROM business_keys WHERE process = $1 AND key = $2", &[&process, &bkey])
                     .await?;
                 Ok(rows.first().map(|r| r.get::<_, i64>(0) as u64))
             })
@@ -669,8 +700,7 @@ impl Store for PgStore {
     }
 
     fn task(&self, id: &str) -> Result<Option<Task>, StoreError> {
-        let mut v: Vec<Task> =
-            self.records("SELECT record::text FROM tasks WHERE id = $1", (id.to_string(),), "tasks")?;
+        let mut v: Vec<Task> = self.records("SELECT record::text FROM tasks WHERE id = $1", (key(id),), "tasks")?;
         Ok(v.pop())
     }
 
@@ -687,7 +717,7 @@ impl Store for PgStore {
                 && q.overdue.is_none_or(|o| o == t.overdue)
         };
         let mut at: TaskAt = match &q.after {
-            Some(c) => (due_col(c.due), c.id.clone()),
+            Some(c) => (due_col(c.due), key(&c.id)),
             None => (i64::MIN, String::new()),
         };
         let mut out: Vec<Task> = Vec::new();
@@ -723,7 +753,7 @@ impl Store for PgStore {
     }
 
     fn job(&self, id: &str) -> Result<Option<Job>, StoreError> {
-        let mut v: Vec<Job> = self.records("SELECT record::text FROM jobs WHERE id = $1", (id.to_string(),), "jobs")?;
+        let mut v: Vec<Job> = self.records("SELECT record::text FROM jobs WHERE id = $1", (key(id),), "jobs")?;
         Ok(v.pop())
     }
 
@@ -732,7 +762,7 @@ impl Store for PgStore {
     }
 
     fn due_after(&self, after: Option<(i64, &str)>, limit: usize) -> Result<Vec<(i64, String)>, StoreError> {
-        let (ms, id) = after.map_or((i64::MIN, String::new()), |(ms, id)| (ms, id.to_string()));
+        let (ms, id) = after.map_or((i64::MIN, String::new()), |(ms, id)| (ms, key(id)));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.pool.run(move |c| {
             Box::pin(async move {
@@ -742,23 +772,23 @@ impl Store for PgStore {
                         &[&ms, &id, &limit],
                     )
                     .await?;
-                Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+                Ok(rows.iter().map(|r| (r.get(0), unkey(r.get(1)))).collect())
             })
         })
     }
 
-    fn subscriptions(&self, name: &str, key: &str) -> Result<Vec<Subscription>, StoreError> {
+    fn subscriptions(&self, name: &str, k: &str) -> Result<Vec<Subscription>, StoreError> {
         self.records(
             "SELECT record::text FROM subscriptions WHERE name = $1 AND key = $2 ORDER BY instance, token",
-            (name.to_string(), key.to_string()),
+            (key(name), key(k)),
             "subscriptions",
         )
     }
 
-    fn buffered(&self, name: &str, key: &str) -> Result<Vec<BufferedMessage>, StoreError> {
+    fn buffered(&self, name: &str, k: &str) -> Result<Vec<BufferedMessage>, StoreError> {
         self.records(
             "SELECT record::text FROM messages WHERE name = $1 AND key = $2 ORDER BY id",
-            (name.to_string(), key.to_string()),
+            (key(name), key(k)),
             "messages",
         )
     }
@@ -781,7 +811,7 @@ impl Store for PgStore {
     }
 
     fn count_start(&self, id: &str) -> Result<Option<(Job, u32)>, StoreError> {
-        let id = id.to_string();
+        let id = key(id);
         self.pool.run(move |c| {
             Box::pin(async move {
                 let rows = c
@@ -798,3 +828,6 @@ impl Store for PgStore {
         &self.incarnation
     }
 }
+
+#[cfg(test)]
+mod tests;
