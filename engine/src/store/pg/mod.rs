@@ -20,9 +20,10 @@ pub use migrations::SCHEMA_VERSION;
 
 use super::*;
 use crate::runtime::TaskStatus;
-use pool::{Conn, Pool, Target};
+use pool::{Pool, Target};
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 /// Connections per store unless configured: enough for the API's blocking pool
@@ -358,173 +359,204 @@ impl Prepared {
         p
     }
 
-    /// Run every statement; the caller holds the transaction.
-    async fn write(&self, c: &mut Conn) -> Result<(), StoreError> {
+    /// The batch's statements in order, each with what its result must show.
+    fn statements(&self) -> Vec<Stmt<'_>> {
+        let mut out: Vec<Stmt<'_>> = Vec::new();
         for (id, version, record) in &self.definitions {
-            c.execute(
+            out.push(Stmt::new(
                 "INSERT INTO definitions (process, version, record) VALUES ($1, $2, $3::text::json)
                  ON CONFLICT (process, version) DO UPDATE SET record = EXCLUDED.record",
-                &[id, version, record],
-            )
-            .await?;
+                vec![id, version, record],
+                Check::None,
+            ));
         }
         for (process, record) in &self.configs {
-            c.execute(
+            out.push(Stmt::new(
                 "INSERT INTO process_configs (process, record) VALUES ($1, $2::text::json)
                  ON CONFLICT (process) DO UPDATE SET record = EXCLUDED.record",
-                &[process, record],
-            )
-            .await?;
+                vec![process, record],
+                Check::None,
+            ));
         }
         for i in &self.instances {
             // The revision check: the row is written only where it is still at the
             // revision this event read (or does not exist yet).
-            let rows = c
-                .query(
-                    "INSERT INTO instances (id, process, status, history_len, started_at, started_by, record)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7::text::json)
-                     ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, history_len = EXCLUDED.history_len,
-                         record = EXCLUDED.record
-                     WHERE instances.history_len = $8
-                     RETURNING (xmax = 0)",
-                    &[
-                        &i.id,
-                        &i.process,
-                        &i.status,
-                        &i.history_len,
-                        &i.started_at,
-                        &i.started_by,
-                        &i.record,
-                        &i.expected,
-                    ],
-                )
-                .await?;
-            let Some(row) = rows.first() else {
-                return Err(StoreError::Conflict(format!(
-                    "instance {} was changed by another writer since it was read",
-                    i.id
-                )));
-            };
-            let inserted: bool = row.get(0);
-            if let (true, Some(key)) = (inserted, &i.business_key) {
-                let rows = c
-                    .query(
-                        "INSERT INTO business_keys (process, key, instance) VALUES ($1, $2, $3)
-                         ON CONFLICT (process, key) DO UPDATE SET instance = business_keys.instance
-                         RETURNING instance",
-                        &[&i.process, key, &i.id],
-                    )
-                    .await?;
-                if rows.first().map(|r| r.get::<_, i64>(0)) != Some(i.id) {
-                    return Err(StoreError::Conflict(format!(
-                        "business key `{key}` of process `{}` belongs to another instance",
-                        i.process
-                    )));
-                }
+            out.push(Stmt::new(
+                "INSERT INTO instances (id, process, status, history_len, started_at, started_by, record)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7::text::json)
+                 ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, history_len = EXCLUDED.history_len,
+                     record = EXCLUDED.record
+                 WHERE instances.history_len = $8
+                 RETURNING id",
+                vec![
+                    &i.id,
+                    &i.process,
+                    &i.status,
+                    &i.history_len,
+                    &i.started_at,
+                    &i.started_by,
+                    &i.record,
+                    &i.expected,
+                ],
+                Check::Instance(i.id),
+            ));
+            // A key is given at the start (the batch that writes the first lines).
+            if let (0, Some(key)) = (i.expected, &i.business_key) {
+                out.push(Stmt::new(
+                    "INSERT INTO business_keys (process, key, instance) VALUES ($1, $2, $3)
+                     ON CONFLICT (process, key) DO UPDATE SET instance = business_keys.instance
+                     RETURNING instance",
+                    vec![&i.process, key, &i.id],
+                    Check::BusinessKey(i.id),
+                ));
             }
         }
         if !self.history.0.is_empty() {
             let (i, s, r) = &self.history;
-            c.execute(
+            out.push(Stmt::new(
                 "INSERT INTO history (instance, seq, record)
                  SELECT i, s, r::json FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u(i, s, r)",
-                &[i, s, r],
-            )
-            .await?;
+                vec![i, s, r],
+                Check::None,
+            ));
         }
         if !self.participants.0.is_empty() {
             let (i, u) = &self.participants;
-            c.execute(
+            out.push(Stmt::new(
                 "INSERT INTO participants (instance, user_name)
                  SELECT * FROM unnest($1::bigint[], $2::text[]) ON CONFLICT DO NOTHING",
-                &[i, u],
-            )
-            .await?;
+                vec![i, u],
+                Check::None,
+            ));
         }
         if !self.tasks.id.is_empty() {
             let t = &self.tasks;
-            c.execute(
+            out.push(Stmt::new(
                 "INSERT INTO tasks (instance, id, status, assignee, due_ms, record)
                  SELECT i, t, s, a, d, r::json
                  FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[])
                      AS u(i, t, s, a, d, r)
                  ON CONFLICT (instance, id) DO UPDATE SET status = EXCLUDED.status, assignee = EXCLUDED.assignee,
                      due_ms = EXCLUDED.due_ms, record = EXCLUDED.record",
-                &[&t.instance, &t.id, &t.status, &t.assignee, &t.due, &t.record],
-            )
-            .await?;
+                vec![&t.instance, &t.id, &t.status, &t.assignee, &t.due, &t.record],
+                Check::None,
+            ));
         }
         if !self.regroup.0.is_empty() {
             let (i, t) = &self.regroup;
-            c.execute(
+            out.push(Stmt::new(
                 "DELETE FROM task_groups WHERE (instance, task) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))",
-                &[i, t],
-            )
-            .await?;
+                vec![i, t],
+                Check::None,
+            ));
         }
         if !self.groups.0.is_empty() {
             let (i, t, g, d) = &self.groups;
-            c.execute(
+            out.push(Stmt::new(
                 "INSERT INTO task_groups (instance, task, grp, due_ms)
                  SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])
                  ON CONFLICT (instance, task, grp) DO UPDATE SET due_ms = EXCLUDED.due_ms",
-                &[i, t, g, d],
-            )
-            .await?;
+                vec![i, t, g, d],
+                Check::None,
+            ));
         }
         if !self.jobs_delete.is_empty() {
-            c.execute("DELETE FROM jobs WHERE id = ANY($1::text[])", &[&self.jobs_delete]).await?;
+            out.push(Stmt::new("DELETE FROM jobs WHERE id = ANY($1::text[])", vec![&self.jobs_delete], Check::None));
         }
         if !self.jobs.0.is_empty() {
             let (i, j, d, r) = &self.jobs;
             // A written job starts its count of starts again (see Store::count_start).
-            c.execute(
+            out.push(Stmt::new(
                 "INSERT INTO jobs (instance, id, due_ms, starts, record)
                  SELECT i, j, d, 0, r::json FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[]) AS u(i, j, d, r)
                  ON CONFLICT (instance, id) DO UPDATE SET due_ms = EXCLUDED.due_ms, starts = 0,
                      lease_owner = NULL, lease_until = NULL, record = EXCLUDED.record",
-                &[i, j, d, r],
-            )
-            .await?;
+                vec![i, j, d, r],
+                Check::None,
+            ));
         }
         if !self.subs_delete.0.is_empty() {
             let (i, t, n, k) = &self.subs_delete;
-            c.execute(
+            out.push(Stmt::new(
                 "DELETE FROM subscriptions WHERE (instance, token, name, key) IN
                      (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]))",
-                &[i, t, n, k],
-            )
-            .await?;
+                vec![i, t, n, k],
+                Check::None,
+            ));
         }
         if !self.subs.0.is_empty() {
             let (i, t, n, k, r) = &self.subs;
-            c.execute(
+            out.push(Stmt::new(
                 "INSERT INTO subscriptions (instance, token, name, key, record)
                  SELECT i, t, n, k, r::json
                  FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[]) AS u(i, t, n, k, r)
                  ON CONFLICT (instance, token, name, key) DO UPDATE SET record = EXCLUDED.record",
-                &[i, t, n, k, r],
-            )
-            .await?;
+                vec![i, t, n, k, r],
+                Check::None,
+            ));
         }
         if !self.messages_delete.is_empty() {
             // Consuming a buffered message: exactly once, whoever else tries.
-            let n = c.execute("DELETE FROM messages WHERE id = ANY($1::bigint[])", &[&self.messages_delete]).await?;
-            if n != self.messages_delete.len() as u64 {
-                return Err(StoreError::Conflict("a buffered message was consumed by another writer".into()));
-            }
+            out.push(Stmt::new(
+                "DELETE FROM messages WHERE id = ANY($1::bigint[]) RETURNING id",
+                vec![&self.messages_delete],
+                Check::Rows(self.messages_delete.len()),
+            ));
         }
         if !self.messages.0.is_empty() {
             let (i, n, k, r) = &self.messages;
-            c.execute(
+            out.push(Stmt::new(
                 "INSERT INTO messages (id, name, key, record)
                  SELECT i, n, k, r::json FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(i, n, k, r)
                  ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record",
-                &[i, n, k, r],
-            )
-            .await?;
+                vec![i, n, k, r],
+                Check::None,
+            ));
         }
-        Ok(())
+        out
+    }
+}
+
+/// One statement of a batch.
+pub(crate) struct Stmt<'a> {
+    sql: &'static str,
+    params: Vec<&'a (dyn ToSql + Sync)>,
+    check: Check,
+}
+
+impl<'a> Stmt<'a> {
+    fn new(sql: &'static str, params: Vec<&'a (dyn ToSql + Sync)>, check: Check) -> Self {
+        Stmt { sql, params, check }
+    }
+}
+
+/// What a statement's rows must show for the batch to commit.
+#[derive(Clone, Copy)]
+enum Check {
+    None,
+    /// The instance row was written (the revision check passed).
+    Instance(i64),
+    /// The business key belongs to this instance.
+    BusinessKey(i64),
+    /// Exactly this many rows were deleted.
+    Rows(usize),
+}
+
+impl Check {
+    fn verify(self, rows: &[Row]) -> Result<(), StoreError> {
+        match self {
+            Check::None => Ok(()),
+            Check::Instance(id) if rows.is_empty() => {
+                Err(StoreError::Conflict(format!("instance {id} was changed by another writer since it was read")))
+            }
+            Check::BusinessKey(id) if rows.first().map(|r| r.get::<_, i64>(0)) != Some(id) => {
+                Err(StoreError::Conflict(format!("the business key of instance {id} belongs to another instance")))
+            }
+            Check::Rows(n) if rows.len() != n => {
+                Err(StoreError::Conflict("a buffered message was consumed by another writer".into()))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -630,8 +662,8 @@ impl Store for PgStore {
         let p = Prepared::of(&b);
         self.pool.run(move |c| {
             Box::pin(async move {
-                c.batch("BEGIN").await?;
-                match p.write(c).await {
+                let stmts = p.statements();
+                match c.pipelined(&stmts).await {
                     Ok(()) => c.batch("COMMIT").await,
                     Err(e) => {
                         c.batch("ROLLBACK").await?;

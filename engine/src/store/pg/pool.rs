@@ -67,6 +67,28 @@ impl Conn {
         self.client.execute(&s, params).await.map_err(db_error)
     }
 
+    /// `BEGIN` and then `stmts`, sent at once without waiting for each answer (one
+    /// round trip instead of one per statement), each result checked in order. The
+    /// first failure is returned; the transaction is left open either way, for the
+    /// caller to commit or roll back.
+    pub async fn pipelined(&mut self, stmts: &[super::Stmt<'_>]) -> Result<(), StoreError> {
+        let mut prepared = Vec::with_capacity(stmts.len());
+        for s in stmts {
+            prepared.push(self.prepared(s.sql).await?);
+        }
+        let client = &self.client;
+        let queries = prepared.iter().zip(stmts).map(|(p, s)| client.query(p, &s.params));
+        // `join` polls BEGIN first, then the statements in order: that is the order
+        // they are sent in.
+        let (begun, results) =
+            futures_util::future::join(client.batch_execute("BEGIN"), futures_util::future::join_all(queries)).await;
+        begun.map_err(db_error)?;
+        for (r, s) in results.into_iter().zip(stmts) {
+            s.check.verify(&r.map_err(db_error)?)?;
+        }
+        Ok(())
+    }
+
     /// Statements with no parameters, sent as one simple query (BEGIN, migrations).
     pub async fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
         self.client.batch_execute(sql).await.map_err(db_error)
