@@ -175,3 +175,55 @@ fn mistyped_start_on(engine: &Engine) {
     let err = engine.start("approve", long, StartOptions::default()).unwrap_err().to_string();
     assert!(err.contains("too long"), "{err}");
 }
+
+/// Two engines on one PostgreSQL database (two nodes): racing completes of one task
+/// have one winner, the others are refused as on one node (409), never a store
+/// error; racing starts with one business key make one instance.
+#[test]
+fn two_nodes_on_one_database_complete_a_task_once_and_start_a_key_once() {
+    for store in TestStore::all("two_nodes_on_one_database").into_iter().filter(|s| s.shared()) {
+        let nodes = [store.engine(), store.engine()];
+        nodes[0].deploy("approve.yaml", V1).unwrap();
+        nodes[1].deploy("approve.yaml", V1).unwrap();
+        for round in 0..10 {
+            let i = nodes[round % 2].start("approve", Vars::new(), StartOptions::default()).unwrap();
+            let t = open_task(&nodes[0], i.id);
+            let results: Vec<_> = std::thread::scope(|s| {
+                let hs: Vec<_> = (0..8)
+                    .map(|n| {
+                        let (engine, t) = (nodes[n % 2].clone(), t.clone());
+                        s.spawn(move || {
+                            engine.complete(
+                                &t,
+                                &format!("u{n}"),
+                                [("ok".to_string(), json!(true))].into(),
+                                Outcome::Next,
+                            )
+                        })
+                    })
+                    .collect();
+                hs.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+            for e in results.iter().filter_map(|r| r.as_ref().err()) {
+                assert!(matches!(e, nagare_engine::EngineError::Conflict(_)), "{e}");
+            }
+            let completions =
+                nodes[1].history(i.id).unwrap().iter().filter(|h| h.event.name() == "task_completed").count();
+            assert_eq!(completions, 1);
+        }
+        let key = StartOptions { business_key: Some("record-7".into()), ..Default::default() };
+        let ids: Vec<u64> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|n| {
+                    let (engine, key) = (nodes[n % 2].clone(), key.clone());
+                    s.spawn(move || engine.start("approve", Vars::new(), key).unwrap().id)
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(ids.windows(2).all(|w| w[0] == w[1]), "one instance for the key: {ids:?}");
+        let keyed = nodes[0].instances(&Default::default()).unwrap();
+        assert_eq!(keyed.iter().filter(|i| i.business_key.as_deref() == Some("record-7")).count(), 1);
+    }
+}

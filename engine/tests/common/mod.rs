@@ -56,6 +56,11 @@ impl TestStore {
         }
     }
 
+    /// Whether several engines may open this store at once (several nodes).
+    pub fn shared(&self) -> bool {
+        self.pg.is_some()
+    }
+
     pub fn engine(&self) -> Engine {
         self.builder().build().expect("engine opens")
     }
