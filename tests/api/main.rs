@@ -15,6 +15,8 @@ mod hostile;
 mod hostile_values;
 mod jobs;
 mod loader;
+#[cfg(feature = "postgres")]
+mod nodes;
 mod openapi;
 mod race;
 mod rules;
