@@ -116,7 +116,7 @@ fn two_completes_of_one_task_one_wins() {
 fn two_completes_on(engine: &Engine) {
     engine.deploy("approve.yaml", V1).unwrap();
     let i = engine.start("approve", Vars::new(), StartOptions::default()).unwrap();
-    let t = open_task(&engine, i.id);
+    let t = open_task(engine, i.id);
     let results: Vec<_> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..16)
             .map(|n| {

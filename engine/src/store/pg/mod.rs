@@ -235,7 +235,6 @@ where
 struct Prepared {
     definitions: Vec<(String, i64, String)>,
     configs: Vec<(String, String)>,
-    /// (id, process, status, history_len, started_at, started_by, record, expected revision, business key)
     instances: Vec<InstanceRow>,
     history: (Vec<i64>, Vec<i64>, Vec<String>),
     participants: (Vec<i64>, Vec<String>),
@@ -246,10 +245,13 @@ struct Prepared {
     jobs_delete: Vec<String>,
     jobs: (Vec<i64>, Vec<String>, Vec<i64>, Vec<String>),
     subs_delete: (Vec<i64>, Vec<i64>, Vec<String>, Vec<String>),
-    subs: (Vec<i64>, Vec<i64>, Vec<String>, Vec<String>, Vec<String>),
+    subs: SubscriptionRows,
     messages_delete: Vec<i64>,
     messages: (Vec<i64>, Vec<String>, Vec<String>, Vec<String>),
 }
+
+/// Subscriptions as columns: instance, token, name, key, record.
+type SubscriptionRows = (Vec<i64>, Vec<i64>, Vec<String>, Vec<String>, Vec<String>);
 
 struct InstanceRow {
     id: i64,
