@@ -4,7 +4,6 @@
 //! PostgreSQL half is skipped with a note on stderr.
 #![allow(dead_code)]
 
-use nagare_engine::blobs::Blobs;
 use nagare_engine::store::Durability;
 use nagare_engine::{Engine, EngineBuilder};
 use tempfile::TempDir;
@@ -68,6 +67,7 @@ impl TestStore {
 
 #[cfg(feature = "postgres")]
 fn pg_builder(url: &str, schema: &str, dir: &std::path::Path) -> EngineBuilder {
+    use nagare_engine::blobs::Blobs;
     use nagare_engine::store::{PgOptions, PgStore};
     let store = PgStore::open(&PgOptions::new(url).schema(schema)).expect("PostgreSQL store opens");
     Engine::builder().store(store).blobs(Blobs::in_dir(&dir.join("blobs")).expect("blob dir"))
