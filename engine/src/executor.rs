@@ -120,6 +120,10 @@ impl Executor {
                     let job = match self.engine.begin_run(&id) {
                         Ok(Some(job)) => job,
                         Ok(None) => continue,
+                        Err(EngineError::Store(crate::store::StoreError::Leased { .. })) => {
+                            self.engine.requeue(self.engine.now() + store_retry(), id);
+                            continue;
+                        }
                         Err(e) => {
                             tracing::error!(job = %id, error = %e, "could not count a start of a due job");
                             self.engine.requeue(job.due, id);
@@ -189,6 +193,13 @@ pub async fn run_job(engine: &Engine, id: &str) -> Result<JobOutcome, EngineErro
     let job = match begun {
         Ok(Some(job)) => job,
         Ok(None) => return Ok(JobOutcome::Stale),
+        Err(EngineError::Store(crate::store::StoreError::Leased { .. })) => {
+            // Another node runs it: look again later (it is gone by then, or that
+            // node died and its lease ran out).
+            tracing::debug!(job = %id, "another node runs this job");
+            engine.requeue(engine.now() + store_retry(), id.to_string());
+            return Ok(JobOutcome::Stale);
+        }
         Err(e) => {
             tracing::error!(job = %id, error = %e, "could not count a start of a due job; will try again");
             engine.requeue(engine.now() + store_retry(), id.to_string());

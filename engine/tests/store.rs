@@ -3,7 +3,7 @@
 
 use nagare_engine::runtime::{Outcome, Status};
 use nagare_engine::store::{Durability, Kv, KvStore, MemKv, SledKv, StoreError};
-use nagare_engine::{Engine, StartOptions, Vars};
+use nagare_engine::{Engine, Executor, FnConnector, StartOptions, Vars};
 use serde_json::json;
 
 mod common;
@@ -225,5 +225,48 @@ fn two_nodes_on_one_database_complete_a_task_once_and_start_a_key_once() {
         assert!(ids.windows(2).all(|w| w[0] == w[1]), "one instance for the key: {ids:?}");
         let keyed = nodes[0].instances(&Default::default()).unwrap();
         assert_eq!(keyed.iter().filter(|i| i.business_key.as_deref() == Some("record-7")).count(), 1);
+    }
+}
+
+const CALL: &str = r#"
+id: call
+start: { next: call }
+nodes:
+  call: { service: test.count, next: done }
+  done: { end: }
+"#;
+
+/// A job pending when two nodes open the database is in both nodes' queues: it
+/// runs on the node that leases it first, the other leaves it (it is gone after).
+#[test]
+fn two_nodes_run_a_pending_job_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    for store in TestStore::all("two_nodes_run_a_pending_job_once").into_iter().filter(|s| s.shared()) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let node = || {
+            let calls = calls.clone();
+            let count = FnConnector(move |_: &nagare_engine::Call| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                Ok(json!({}))
+            });
+            store.builder().connector("test.count", count).build().unwrap()
+        };
+        let first = node();
+        first.deploy("call.yaml", CALL).unwrap();
+        let ids: Vec<u64> =
+            (0..10).map(|_| first.start("call", Vars::new(), StartOptions::default()).unwrap().id).collect();
+        let second = node();
+        assert_eq!(second.store().jobs().unwrap().len(), 10, "both nodes load the pending jobs");
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async {
+            let (a, b) = (Executor::new(first.clone()), Executor::new(second.clone()));
+            tokio::join!(a.run_until_idle(), b.run_until_idle());
+        });
+        assert_eq!(calls.load(Ordering::SeqCst), 10, "each job called once");
+        for id in ids {
+            assert_eq!(first.instance(id).unwrap().status, Status::Completed);
+        }
     }
 }

@@ -42,6 +42,11 @@ pub enum StoreError {
     /// message was consumed, the business key was taken): nothing was written.
     #[error("a concurrent change won: {0}")]
     Conflict(String),
+    /// Another process sharing the store runs this job now ([`Store::count_start`]):
+    /// try again later (when it finished, the job is gone; when it died, its lease
+    /// runs out).
+    #[error("job {job} is being run by another nagare node (its lease has not run out)")]
+    Leased { job: String },
 }
 
 /// One deployed version of a process.
@@ -260,6 +265,9 @@ pub trait Store: Send + Sync {
     /// no such job is stored. Any other write of the job (a retry, a new due time,
     /// its removal) records an outcome and starts the count again. This is how a job
     /// that stops the whole process every time it runs is noticed after a restart.
+    ///
+    /// A store shared by several processes also leases the job to this one for
+    /// the run, and answers [`StoreError::Leased`] while another holds the lease.
     fn count_start(&self, id: &str) -> Result<Option<(Job, u32)>, StoreError>;
     /// A random name of this opening of the store, different every time it is
     /// opened. It qualifies idempotency keys, so no two calls ever share a key: not

@@ -31,6 +31,9 @@ use tokio_postgres::Row;
 pub const DEFAULT_POOL_SIZE: usize = 8;
 /// Most connections a store opens (a configuration above is refused).
 pub const MAX_POOL_SIZE: usize = 256;
+/// How long a job's start leases it to this process beyond the call's own timeout
+/// (see [`Store::count_start`]): another process runs it only once this ran out.
+pub const JOB_LEASE: std::time::Duration = std::time::Duration::from_secs(60);
 /// Rows read per query while filling a page.
 const CHUNK: i64 = 256;
 
@@ -845,15 +848,32 @@ impl Store for PgStore {
     }
 
     fn count_start(&self, id: &str) -> Result<Option<(Job, u32)>, StoreError> {
-        let id = key(id);
+        let (id, owner) = (key(id), self.incarnation.clone());
+        let lease = i64::try_from(JOB_LEASE.as_secs()).unwrap_or(i64::MAX);
         self.pool.run(move |c| {
             Box::pin(async move {
+                // Claim it for this opening of the store: free, already ours, or its
+                // holder's lease ran out (that process died or lost the database).
+                // The lease covers the call's own timeout too.
                 let rows = c
-                    .query("UPDATE jobs SET starts = starts + 1 WHERE id = $1 RETURNING record::text, starts", &[&id])
+                    .query(
+                        "UPDATE jobs SET starts = starts + 1, lease_owner = $2,
+                             lease_until = now() + make_interval(secs =>
+                                 $3 + coalesce((record->'kind'->>'timeout_ms')::bigint, 0) / 1000)
+                         WHERE id = $1 AND (lease_owner IS NULL OR lease_owner = $2 OR lease_until < now())
+                         RETURNING record::text, starts",
+                        &[&id, &owner, &lease],
+                    )
                     .await?;
-                let Some(r) = rows.first() else { return Ok(None) };
-                let job: Job = dec(format_args!("jobs/{id}"), r.get::<_, &str>(0))?;
-                Ok(Some((job, r.get::<_, i32>(1).max(0) as u32)))
+                if let Some(r) = rows.first() {
+                    let job: Job = dec(format_args!("jobs/{id}"), r.get::<_, &str>(0))?;
+                    return Ok(Some((job, r.get::<_, i32>(1).max(0) as u32)));
+                }
+                let held = c.query("SELECT 1 FROM jobs WHERE id = $1", &[&id]).await?;
+                match held.is_empty() {
+                    true => Ok(None),
+                    false => Err(StoreError::Leased { job: unkey(id) }),
+                }
             })
         })
     }

@@ -153,3 +153,51 @@ fn keys_with_nul_are_stored_and_read_back_unchanged() {
     }
     assert_eq!(key("1-2"), "1-2", "ids without NUL are stored as they are");
 }
+
+#[test]
+fn a_started_job_is_leased_to_one_store_until_written_or_expired() {
+    let Some(schema) = Schema::new("job_lease") else { return };
+    let (a, b) = (schema.open().unwrap(), schema.open().unwrap());
+    let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    let job = Job {
+        id: "7-3".into(),
+        instance: 7,
+        token: 1,
+        node: "call".into(),
+        due: at,
+        attempt: 1,
+        kind: crate::runtime::JobKind::Connector {
+            connector: "x".into(),
+            input: serde_json::json!({}),
+            idempotency_key: "k".into(),
+            timeout_ms: 30_000,
+        },
+    };
+    a.commit(Batch { jobs_put: vec![(None, job.clone())], ..Batch::default() }).unwrap();
+    assert_eq!(a.count_start("7-3").unwrap(), Some((job.clone(), 1)));
+    let err = b.count_start("7-3").unwrap_err();
+    assert!(matches!(err, StoreError::Leased { ref job } if job == "7-3"), "{err}");
+    assert_eq!(a.count_start("7-3").unwrap(), Some((job.clone(), 2)), "the holder may start it again");
+    // The lease covers the call's timeout (30 s) and JOB_LEASE.
+    let ahead: f64 = a
+        .pool
+        .run(|c| {
+            Box::pin(async move {
+                let r = c.query("SELECT extract(epoch FROM lease_until - now())::float8 FROM jobs", &[]).await?;
+                Ok(r[0].get(0))
+            })
+        })
+        .unwrap();
+    assert!((JOB_LEASE.as_secs_f64() + 25.0..=JOB_LEASE.as_secs_f64() + 31.0).contains(&ahead), "{ahead}");
+    // A holder that died: its lease runs out and another store takes the job.
+    a.pool
+        .run(|c| Box::pin(async move { c.batch("UPDATE jobs SET lease_until = now() - interval '1 second'").await }))
+        .unwrap();
+    assert_eq!(b.count_start("7-3").unwrap(), Some((job.clone(), 3)));
+    assert!(matches!(a.count_start("7-3"), Err(StoreError::Leased { .. })));
+    // A written job (a retry, a new due time) is free again, its starts counted anew.
+    a.commit(Batch { jobs_put: vec![(Some(job.clone()), job.clone())], ..Batch::default() }).unwrap();
+    assert_eq!(a.count_start("7-3").unwrap(), Some((job.clone(), 1)));
+    a.commit(Batch { jobs_delete: vec![job], ..Batch::default() }).unwrap();
+    assert_eq!(b.count_start("7-3").unwrap(), None, "gone: not leased, not there");
+}
