@@ -364,6 +364,22 @@ impl Engine {
         Ok(())
     }
 
+    /// On a store other processes write too: put the earliest stored jobs on the
+    /// due window again, also those other nodes scheduled (a node that died leaves
+    /// its jobs to the others: their leases run out). Jobs already queued, running
+    /// or done meanwhile are harmless: `begin_run` finds them leased or gone.
+    pub(crate) fn rescan_due(&self) -> Result<(), StoreError> {
+        let cap = self.inner.queue.lock().expect("queue lock").cap();
+        let loaded = self.inner.store.due_after(None, cap)?;
+        let mut q = self.inner.queue.lock().expect("queue lock");
+        for e in loaded {
+            q.insert(e);
+        }
+        drop(q);
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
     /// Validate a process file against this engine's connectors, without deploying.
     pub fn validate(&self, file: &str, text: &str) -> Result<Loaded, Diagnostics> {
         load_str(file, text, &self.compile_options())

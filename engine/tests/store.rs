@@ -270,3 +270,43 @@ fn two_nodes_run_a_pending_job_once() {
         }
     }
 }
+
+/// Jobs scheduled by a node that then stops (dies) are run by another node that
+/// never saw them scheduled: it looks for other nodes' jobs every few seconds.
+#[test]
+fn a_job_scheduled_by_a_node_that_stops_is_run_by_another() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    for store in TestStore::all("a_job_scheduled_by_a_node_that_stops").into_iter().filter(|s| s.shared()) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let node = || {
+            let calls = calls.clone();
+            let count = FnConnector(move |_: &nagare_engine::Call| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Ok(json!({}))
+            });
+            store.builder().connector("test.count", count).build().unwrap()
+        };
+        let survivor = node();
+        survivor.deploy("call.yaml", CALL).unwrap();
+        let ids: Vec<u64> = {
+            let stopping = node();
+            (0..5).map(|_| stopping.start("call", Vars::new(), StartOptions::default()).unwrap().id).collect()
+        };
+        let exec = Executor::new(survivor.clone());
+        assert_eq!(exec.queued(), 0, "the survivor was not told of them");
+        let all_done = || ids.iter().all(|id| survivor.instance(*id).unwrap().status == Status::Completed);
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(exec.run(async {
+            for _ in 0..200 {
+                if all_done() {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }));
+        let done = all_done();
+        assert!(done, "the survivor ran the stopped node's jobs");
+        assert_eq!(calls.load(Ordering::SeqCst), 5);
+    }
+}

@@ -256,6 +256,11 @@ pub trait Store: Send + Sync {
     fn open_task_count(&self) -> Result<u64, StoreError> {
         Ok(self.open_tasks(&TaskQuery::default())?.len() as u64)
     }
+    /// Whether other processes write to this store too (several nodes on one
+    /// database): the engine then also looks for jobs it did not schedule itself.
+    fn shared(&self) -> bool {
+        false
+    }
     /// Make everything committed so far durable (for shutdown of a relaxed store).
     fn flush(&self) -> Result<(), StoreError> {
         Ok(())
@@ -266,8 +271,10 @@ pub trait Store: Send + Sync {
     /// its removal) records an outcome and starts the count again. This is how a job
     /// that stops the whole process every time it runs is noticed after a restart.
     ///
-    /// A store shared by several processes also leases the job to this one for
-    /// the run, and answers [`StoreError::Leased`] while another holds the lease.
+    /// A store shared by several processes also leases the job to this opening of
+    /// the store for the run, and answers [`StoreError::Leased`] while a lease
+    /// holds it (another's, or this one's own earlier start: the same job never
+    /// runs twice at once), until the job is written again or the lease runs out.
     fn count_start(&self, id: &str) -> Result<Option<(Job, u32)>, StoreError>;
     /// A random name of this opening of the store, different every time it is
     /// opened. It qualifies idempotency keys, so no two calls ever share a key: not

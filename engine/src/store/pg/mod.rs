@@ -852,15 +852,16 @@ impl Store for PgStore {
         let lease = i64::try_from(JOB_LEASE.as_secs()).unwrap_or(i64::MAX);
         self.pool.run(move |c| {
             Box::pin(async move {
-                // Claim it for this opening of the store: free, already ours, or its
-                // holder's lease ran out (that process died or lost the database).
-                // The lease covers the call's own timeout too.
+                // Claim it: free (never started, or written since), or its holder's
+                // lease ran out (that process died or lost the database). Not when
+                // this store holds it already: a rescan may queue a job this node
+                // runs now. The lease covers the call's own timeout too.
                 let rows = c
                     .query(
                         "UPDATE jobs SET starts = starts + 1, lease_owner = $2,
                              lease_until = now() + make_interval(secs =>
                                  $3 + coalesce((record->'kind'->>'timeout_ms')::bigint, 0) / 1000)
-                         WHERE id = $1 AND (lease_owner IS NULL OR lease_owner = $2 OR lease_until < now())
+                         WHERE id = $1 AND (lease_owner IS NULL OR lease_until < now())
                          RETURNING record::text, starts",
                         &[&id, &owner, &lease],
                     )
@@ -880,6 +881,10 @@ impl Store for PgStore {
 
     fn incarnation(&self) -> &str {
         &self.incarnation
+    }
+
+    fn shared(&self) -> bool {
+        true
     }
 }
 
