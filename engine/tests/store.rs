@@ -310,3 +310,34 @@ fn a_job_scheduled_by_a_node_that_stops_is_run_by_another() {
         assert_eq!(calls.load(Ordering::SeqCst), 5);
     }
 }
+
+const EXTERNAL: &str = r#"
+id: ext
+start: { next: render }
+nodes:
+  render: { service: pdf.render, next: done }
+  done: { end: }
+"#;
+
+/// The rescan of a shared store offers due jobs again: an external worker's lease
+/// on one survives it, and its result is taken.
+#[test]
+fn a_worker_lease_survives_the_rescan_of_a_shared_store() {
+    for store in TestStore::all("a_worker_lease_survives_the_rescan").into_iter().filter(|s| s.shared()) {
+        let engine = store.builder().external("pdf.render").build().unwrap();
+        engine.deploy("ext.yaml", EXTERNAL).unwrap();
+        let id = engine.start("ext", Vars::new(), StartOptions::default()).unwrap().id;
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let exec = Executor::new(engine.clone());
+        let lease = std::time::Duration::from_secs(60);
+        rt.block_on(exec.run(async {
+            // Let the executor offer it, lease it, then outlive a rescan or two.
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let jobs = engine.activate_jobs("pdf.render", "w1", 1, lease).unwrap();
+            assert_eq!(jobs.len(), 1);
+            tokio::time::sleep(nagare_engine::executor::RESCAN_SHARED * 2).await;
+            engine.complete_job(&jobs[0].id, "w1", json!({})).unwrap();
+        }));
+        assert_eq!(engine.instance(id).unwrap().status, Status::Completed);
+    }
+}
