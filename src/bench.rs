@@ -132,7 +132,7 @@ pub fn run(out: &Out, data: &Path, a: BenchArgs, data_given: bool) -> anyhow::Re
             if n == 0 {
                 bail!("--n must be at least 1");
             }
-            let r = run_one(case, *mode, n, c.max(1), &temp_root)?;
+            let r = run_one(case, *mode, n, c.max(1), &temp_root, a.store.as_deref())?;
             if out.json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
@@ -177,6 +177,52 @@ pub fn run(out: &Out, data: &Path, a: BenchArgs, data_given: bool) -> anyhow::Re
     Ok(ExitCode::SUCCESS)
 }
 
+/// Drops a PostgreSQL bench run's schema when the run ends, also on error.
+pub(crate) struct PgSchema {
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    url: String,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    name: String,
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        #[cfg(feature = "postgres")]
+        if let Err(e) = nagare_engine::store::PgStore::drop_schema(&self.url, &self.name) {
+            eprintln!("warning: could not drop bench schema {}: {e}", self.name);
+        }
+    }
+}
+
+/// A fresh PostgreSQL store for one durable run: a schema of its own, a connection
+/// per thread in flight (at most the pool's limit).
+#[cfg(feature = "postgres")]
+fn pg_bench_store(
+    builder: nagare_engine::EngineBuilder,
+    url: &str,
+    case: &str,
+    c: usize,
+) -> anyhow::Result<(nagare_engine::EngineBuilder, PgSchema)> {
+    use nagare_engine::store::pg::MAX_POOL_SIZE;
+    use nagare_engine::store::{PgOptions, PgStore};
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let name = format!("bench_{}_{case}_{}", std::process::id(), stamp.as_millis());
+    let schema = PgSchema { url: url.to_string(), name: name.clone() };
+    let opts = PgOptions { pool_size: c.clamp(1, MAX_POOL_SIZE), ..PgOptions::new(url).schema(name) };
+    let store = PgStore::open(&opts).map_err(|e| anyhow!("{e}"))?;
+    Ok((builder.store(store), schema))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn pg_bench_store(
+    _: nagare_engine::EngineBuilder,
+    _: &str,
+    _: &str,
+    _: usize,
+) -> anyhow::Result<(nagare_engine::EngineBuilder, PgSchema)> {
+    bail!("--store: this nagare was built without the `postgres` feature")
+}
+
 /// Removes the durable run's directory when the run ends, also on error.
 pub(crate) struct TempDir(pub(crate) PathBuf);
 
@@ -186,13 +232,26 @@ impl Drop for TempDir {
     }
 }
 
-fn run_one(case: &Case, mode: Mode, n: usize, c: usize, temp_root: &Path) -> anyhow::Result<Report> {
+fn run_one(
+    case: &Case,
+    mode: Mode,
+    n: usize,
+    c: usize,
+    temp_root: &Path,
+    store: Option<&str>,
+) -> anyhow::Result<Report> {
     reset_peak_rss();
     let rss_start = proc_status_mb("VmRSS");
     let builder = Engine::builder().connectors(nagare_connectors::builtin());
     let mut _dir = None;
+    let mut _schema = None;
     let builder = match mode {
         Mode::Mem => builder.in_memory(),
+        Mode::Durable if store.is_some() => {
+            let (b, schema) = pg_bench_store(builder, store.unwrap_or_default(), case.name, c)?;
+            _schema = Some(schema);
+            b
+        }
         Mode::Durable => {
             let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
             let dir = temp_root.join(format!("nagare-bench-{}-{}-{}", std::process::id(), case.name, stamp.as_nanos()));
@@ -245,6 +304,7 @@ fn run_one(case: &Case, mode: Mode, n: usize, c: usize, temp_root: &Path) -> any
     let mode_name = match mode {
         Mode::Mem if c == 1 => "mem".to_string(),
         Mode::Mem => format!("mem-c{c}"),
+        Mode::Durable if store.is_some() => format!("durable-pg-c{c}"),
         Mode::Durable => format!("durable-c{c}"),
     };
     let durable = mode == Mode::Durable;

@@ -199,6 +199,10 @@ pub struct BenchArgs {
     /// Instances in flight (default: 1 in memory, 64 durable).
     #[arg(long)]
     concurrency: Option<usize>,
+    /// The durable runs on PostgreSQL (a connection string) instead of sled, each in
+    /// a schema of its own that is dropped afterwards.
+    #[arg(long, value_name = "postgres://...")]
+    store: Option<String>,
 }
 
 fn init_tracing(verbose: u8) {

@@ -67,6 +67,11 @@ impl DueQueue {
         self.horizon = if complete { None } else { last.or(self.horizon.take()) };
     }
 
+    /// Most entries held in memory.
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
     /// Entries in memory (not all pending jobs when the store holds more).
     pub fn len(&self) -> usize {
         self.window.len()

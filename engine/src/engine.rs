@@ -42,6 +42,9 @@ pub const DEFAULT_QUEUE_WINDOW: usize = 10_000;
 /// process stopped while running it: a crash, out of memory, a kill); at the next
 /// start the job becomes an incident instead of running again.
 pub const MAX_JOB_STARTS: u32 = 5;
+/// Times an event is applied again after another process sharing the store changed
+/// its instance first ([`Engine::handle`]); then the conflict is the answer.
+pub const MAX_CONFLICT_RETRIES: u32 = 8;
 /// How long a message nobody waits for is kept, unless the sender says otherwise.
 pub const DEFAULT_MESSAGE_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
@@ -371,6 +374,22 @@ impl Engine {
         Ok(())
     }
 
+    /// On a store other processes write too: put the earliest stored jobs on the
+    /// due window again, also those other nodes scheduled (a node that died leaves
+    /// its jobs to the others: their leases run out). Jobs already queued, running
+    /// or done meanwhile are harmless: `begin_run` finds them leased or gone.
+    pub(crate) fn rescan_due(&self) -> Result<(), StoreError> {
+        let cap = self.inner.queue.lock().expect("queue lock").cap();
+        let loaded = self.inner.store.due_after(None, cap)?;
+        let mut q = self.inner.queue.lock().expect("queue lock");
+        for e in loaded {
+            q.insert(e);
+        }
+        drop(q);
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
     /// Validate a process file against this engine's connectors, without deploying.
     pub fn validate(&self, file: &str, text: &str) -> Result<Loaded, Diagnostics> {
         load_str(file, text, &self.compile_options())
@@ -484,7 +503,23 @@ impl Engine {
                 return Ok((self.instance(id)?, Vec::new()));
             }
         }
-        self.start_new(p, vars, opts, None, extra)
+        let Some(key) = opts.business_key.clone() else { return self.start_new(p, vars, opts, None, extra) };
+        let again = extra.clone();
+        match self.start_new(p, vars, opts, None, extra) {
+            // Another process sharing the store started one with this key first:
+            // answer as if it had been seen above.
+            Err(EngineError::Store(StoreError::Conflict(why))) => {
+                let id = self.inner.store.instance_by_key(&p.id, &key)?.ok_or(StoreError::Conflict(why))?;
+                if !again.is_empty() {
+                    let enq = again.jobs_put.iter().map(|(_, j)| (j.due, j.id.clone())).collect();
+                    let deq = again.jobs_delete.iter().map(|j| (j.due, j.id.clone())).collect();
+                    self.inner.store.commit(again)?;
+                    self.enqueue(enq, deq);
+                }
+                Ok((self.instance(id)?, Vec::new()))
+            }
+            other => other,
+        }
     }
 
     /// Start a new instance of `p`; the caller holds the business key's lock and
@@ -547,12 +582,30 @@ impl Engine {
 
     /// Apply `event` and commit it together with `extra`. The caller settles the
     /// returned waits once it holds no lock.
+    ///
+    /// A store shared with other processes (PostgreSQL) refuses a commit when another
+    /// process changed the instance since it was read: the event is then applied
+    /// again to the instance as it is now, where it may well be refused (the task is
+    /// done: 409), exactly as if it had come second on one node.
     pub(crate) fn handle_with(
         &self,
         id: InstanceId,
         event: Event,
         extra: Batch,
     ) -> Result<(Instance, NewWaits), EngineError> {
+        let mut tries = 0;
+        loop {
+            match self.handle_once(id, event.clone(), extra.clone()) {
+                Err(EngineError::Store(StoreError::Conflict(why))) if tries < MAX_CONFLICT_RETRIES => {
+                    tries += 1;
+                    tracing::debug!(instance = id, tries, why = %why, "another process changed the instance; applying the event again");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn handle_once(&self, id: InstanceId, event: Event, extra: Batch) -> Result<(Instance, NewWaits), EngineError> {
         let _guard = self.inner.locks[lock_index(id)].lock().expect("lock");
         let mut inst = self.inner.store.instance(id)?.ok_or(EngineError::UnknownInstance(id))?;
         let p = self

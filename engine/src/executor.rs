@@ -32,6 +32,9 @@ use tracing::Instrument;
 const STORE_RETRY: Duration = Duration::from_secs(5);
 /// Longest the idle loop sleeps before looking at the clock again.
 const MAX_IDLE: Duration = Duration::from_millis(500);
+/// How often a node sharing its store with others looks for jobs it did not
+/// schedule itself ([`Engine::rescan_due`]).
+pub const RESCAN_SHARED: Duration = Duration::from_secs(2);
 
 pub struct Executor {
     engine: Engine,
@@ -64,7 +67,14 @@ impl Executor {
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut running: JoinSet<()> = JoinSet::new();
+        let mut rescanned = std::time::Instant::now();
         loop {
+            if self.engine.store().shared() && rescanned.elapsed() >= RESCAN_SHARED {
+                rescanned = std::time::Instant::now();
+                if let Err(e) = self.engine.rescan_due() {
+                    tracing::error!(error = %e, "could not look for jobs of other nodes");
+                }
+            }
             let free = self.concurrency.saturating_sub(running.len());
             for id in self.engine.take_due(self.engine.now(), free) {
                 let this = self.engine.clone();
@@ -120,6 +130,10 @@ impl Executor {
                     let job = match self.engine.begin_run(&id) {
                         Ok(Some(job)) => job,
                         Ok(None) => continue,
+                        Err(EngineError::Store(crate::store::StoreError::Leased { .. })) => {
+                            self.engine.requeue(self.engine.now() + store_retry(), id);
+                            continue;
+                        }
                         Err(e) => {
                             tracing::error!(job = %id, error = %e, "could not count a start of a due job");
                             self.engine.requeue(job.due, id);
@@ -189,6 +203,13 @@ pub async fn run_job(engine: &Engine, id: &str) -> Result<JobOutcome, EngineErro
     let job = match begun {
         Ok(Some(job)) => job,
         Ok(None) => return Ok(JobOutcome::Stale),
+        Err(EngineError::Store(crate::store::StoreError::Leased { .. })) => {
+            // Another node runs it: look again later (it is gone by then, or that
+            // node died and its lease ran out).
+            tracing::debug!(job = %id, "another node runs this job");
+            engine.requeue(engine.now() + store_retry(), id.to_string());
+            return Ok(JobOutcome::Stale);
+        }
         Err(e) => {
             tracing::error!(job = %id, error = %e, "could not count a start of a due job; will try again");
             engine.requeue(engine.now() + store_retry(), id.to_string());

@@ -96,6 +96,11 @@ struct Lease {
 
 impl Pool {
     fn insert(&mut self, entry: Entry, connector: String) {
+        if self.by_id.get(&entry.1) == Some(&entry.0) {
+            // Offered again as it is (a node sharing its store rescans the due
+            // index): keep the lease a worker may hold on it.
+            return;
+        }
         self.remove(&entry.1);
         self.by_id.insert(entry.1.clone(), entry.0);
         self.ready.insert(entry, Pooled { connector, lease: None });

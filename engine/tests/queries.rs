@@ -8,6 +8,9 @@ use nagare_engine::{Engine, StartOptions, Vars, VirtualClock};
 use serde_json::json;
 use std::sync::Arc;
 
+mod common;
+use common::TestStore;
+
 /// Two lanes in one group `office` (lane `rare` also in `audit`); the task's due
 /// date is `日数` days after the start, or none when `日数` is 0.
 const INBOX: &str = r#"
@@ -52,9 +55,9 @@ fn t0() -> DateTime<Utc> {
     "2026-11-23T00:00:00Z".parse().unwrap()
 }
 
-fn engine_with_clock() -> (Engine, Arc<VirtualClock>) {
+fn engine_with_clock(store: &TestStore) -> (Engine, Arc<VirtualClock>) {
     let clock = Arc::new(VirtualClock::new(t0()));
-    let engine = Engine::builder().in_memory().clock(clock.clone()).build().unwrap();
+    let engine = store.builder().clock(clock.clone()).build().unwrap();
     engine.deploy("inbox.yaml", INBOX).unwrap();
     (engine, clock)
 }
@@ -82,7 +85,13 @@ fn all_pages(engine: &Engine, q: &TaskQuery, limit: usize) -> Vec<Task> {
 
 #[test]
 fn inbox_pages_follow_the_cursor_in_due_order() {
-    let (engine, _) = engine_with_clock();
+    for store in TestStore::all("inbox_pages_follow_the_cursor_in_due_order") {
+        inbox_pages_follow_the_cursor_in_due_order_on(&store);
+    }
+}
+
+fn inbox_pages_follow_the_cursor_in_due_order_on(store: &TestStore) {
+    let (engine, _) = engine_with_clock(store);
     // 300 tasks: due in 1..=30 days (ten each, in scrambled order), every 7th undated,
     // every 10th in the rare lane.
     for n in 0..300i64 {
@@ -124,7 +133,13 @@ fn inbox_pages_follow_the_cursor_in_due_order() {
 
 #[test]
 fn claimed_tasks_page_by_assignee_and_leave_when_completed() {
-    let (engine, _) = engine_with_clock();
+    for store in TestStore::all("claimed_tasks_page_by_assignee_and_leave_when_completed") {
+        claimed_tasks_page_by_assignee_and_leave_when_completed_on(&store);
+    }
+}
+
+fn claimed_tasks_page_by_assignee_and_leave_when_completed_on(store: &TestStore) {
+    let (engine, _) = engine_with_clock(store);
     for n in 0..20 {
         start(&engine, n % 5 + 1, false, "sato");
     }
@@ -146,7 +161,13 @@ fn claimed_tasks_page_by_assignee_and_leave_when_completed() {
 
 #[test]
 fn instance_filters_and_participants() {
-    let (engine, clock) = engine_with_clock();
+    for store in TestStore::all("instance_filters_and_participants") {
+        instance_filters_and_participants_on(&store);
+    }
+}
+
+fn instance_filters_and_participants_on(store: &TestStore) {
+    let (engine, clock) = engine_with_clock(store);
     let a = start(&engine, 1, false, "sato");
     clock.advance(Duration::hours(1));
     let b = start(&engine, 1, false, "kato");
@@ -186,9 +207,14 @@ fn instance_filters_and_participants() {
 
 #[test]
 fn stats_count_instances_tasks_and_commits_and_survive_reopen() {
-    let dir = tempfile::tempdir().unwrap();
+    for store in TestStore::all("stats_count_instances_tasks_and_commits_and_survive_reopen") {
+        stats_count_instances_tasks_and_commits_and_survive_reopen_on(&store);
+    }
+}
+
+fn stats_count_instances_tasks_and_commits_and_survive_reopen_on(store: &TestStore) {
     {
-        let engine = Engine::open(dir.path()).unwrap();
+        let engine = store.engine();
         engine.deploy("inbox.yaml", INBOX).unwrap();
         let ids: Vec<u64> = (0..5).map(|n| start(&engine, n + 1, false, "sato")).collect();
         let task = engine.instance(ids[0]).unwrap().open_task_ids().next().unwrap().to_string();
@@ -206,7 +232,7 @@ fn stats_count_instances_tasks_and_commits_and_survive_reopen() {
         assert!(s.commit_seconds_sum > 0.0);
         engine.flush().unwrap();
     }
-    let engine = Engine::open(dir.path()).unwrap();
+    let engine = store.engine();
     let s = engine.stats();
     assert_eq!(s.tasks_open, 3, "open tasks are counted from the store at open");
     assert_eq!((s.instances_started, s.commits), (0, 0));
@@ -214,7 +240,13 @@ fn stats_count_instances_tasks_and_commits_and_survive_reopen() {
 
 #[test]
 fn instance_pages_cross_scan_chunks() {
-    let (engine, _) = engine_with_clock();
+    for store in TestStore::all("instance_pages_cross_scan_chunks") {
+        instance_pages_cross_scan_chunks_on(&store);
+    }
+}
+
+fn instance_pages_cross_scan_chunks_on(store: &TestStore) {
+    let (engine, _) = engine_with_clock(store);
     for n in 0..600 {
         start(&engine, 1, false, if n % 7 == 0 { "kato" } else { "sato" });
     }
@@ -238,7 +270,13 @@ fn instance_pages_cross_scan_chunks() {
 /// paged across scan chunks, in id order.
 #[test]
 fn participant_lists_page_through_their_own_index() {
-    let (engine, _) = engine_with_clock();
+    for store in TestStore::all("participant_lists_page_through_their_own_index") {
+        participant_lists_page_through_their_own_index_on(&store);
+    }
+}
+
+fn participant_lists_page_through_their_own_index_on(store: &TestStore) {
+    let (engine, _) = engine_with_clock(store);
     for n in 0..600 {
         start(&engine, 1, false, if n % 5 == 0 { "kato" } else { "sato" });
     }

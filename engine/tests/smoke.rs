@@ -1,7 +1,10 @@
 use nagare_engine::runtime::{Outcome, Status};
 use nagare_engine::store::TaskQuery;
-use nagare_engine::{Engine, Executor, FnConnector, StartOptions, Vars};
+use nagare_engine::{Executor, FnConnector, StartOptions, Vars};
 use serde_json::json;
+
+mod common;
+use common::TestStore;
 
 const YAML: &str = r#"
 id: 受注
@@ -34,8 +37,14 @@ nodes:
 
 #[tokio::test]
 async fn service_fork_user_task_join() {
-    let engine = Engine::builder()
-        .in_memory()
+    for store in TestStore::all("service_fork_user_task_join") {
+        service_fork_user_task_join_on(&store).await;
+    }
+}
+
+async fn service_fork_user_task_join_on(store: &TestStore) {
+    let engine = store
+        .builder()
         .connector(
             "test.double",
             FnConnector(|c: &nagare_engine::Call| Ok(json!({ "y": c.input["x"].as_i64().unwrap() * 2 }))),

@@ -10,19 +10,18 @@ use nagare_engine::{
     Clock, Correlation, Engine, EngineError, Executor, MessageOptions, StartOptions, Vars, VirtualClock,
 };
 use serde_json::json;
-use std::path::Path;
 use std::sync::Arc;
+
+mod common;
+use common::TestStore;
 
 fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).expect("time").with_timezone(&Utc)
 }
 
-fn engine_on(dir: &Path, clock: &Arc<VirtualClock>) -> Engine {
-    Engine::builder().data_dir(dir).expect("store").clock(clock.clone()).build().expect("engine")
-}
-
-fn mem_engine(clock: &Arc<VirtualClock>) -> Engine {
-    Engine::builder().in_memory().clock(clock.clone()).build().expect("engine")
+/// An engine on `store`, opened anew at every call (a restart).
+fn engine_on(store: &TestStore, clock: &Arc<VirtualClock>) -> Engine {
+    store.builder().clock(clock.clone()).build().expect("engine")
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -59,16 +58,21 @@ nodes:
 /// reminder's next time is the first one after the restart.
 #[test]
 fn timers_due_during_downtime_fire_once_after_restart() {
-    let dir = tempfile::tempdir().unwrap();
+    for store in TestStore::all("timers_due_during_downtime_fire_once_after_restart") {
+        timers_due_during_downtime_fire_once_after_restart_on(&store);
+    }
+}
+
+fn timers_due_during_downtime_fire_once_after_restart_on(store: &TestStore) {
     let clock = Arc::new(VirtualClock::new(t("2026-11-23T00:00:00Z")));
     let id = {
-        let engine = engine_on(dir.path(), &clock);
+        let engine = engine_on(store, &clock);
         engine.deploy("reminders.yaml", REMINDERS).unwrap();
         engine.start("reminders", Vars::new(), StartOptions::default()).unwrap().id
     };
     // Down for ten hours.
     clock.advance(Duration::hours(10));
-    let engine = engine_on(dir.path(), &clock);
+    let engine = engine_on(store, &clock);
     let exec = Executor::new(engine.clone());
     let ran = rt().block_on(exec.run_until_idle());
     assert_eq!(ran, 2, "the catch timer and one reminder");
@@ -80,7 +84,7 @@ fn timers_due_during_downtime_fire_once_after_restart() {
     // A second restart fires nothing again.
     drop(exec);
     drop(engine);
-    let engine = engine_on(dir.path(), &clock);
+    let engine = engine_on(store, &clock);
     assert_eq!(rt().block_on(Executor::new(engine.clone()).run_until_idle()), 0);
     assert_eq!(count(&engine, id, "timer_fired"), 2);
 }
@@ -98,15 +102,18 @@ nodes:
 /// starts none; both go on with the schedule, and no start happens twice.
 #[test]
 fn missed_cron_starts_follow_the_catch_up_policy() {
-    for (policy, expected) in [("once", 1), ("skip", 0)] {
-        let dir = tempfile::tempdir().unwrap();
+    let name = "missed_cron_starts_follow_the_catch_up_policy";
+    let runs =
+        [("once", 1), ("skip", 0)].into_iter().flat_map(|p| TestStore::all(name).into_iter().map(move |s| (p, s)));
+    for ((policy, expected), store) in runs {
+        let store = &store;
         let clock = Arc::new(VirtualClock::new(t("2026-11-23T12:00:00+09:00")));
         {
-            let engine = engine_on(dir.path(), &clock);
+            let engine = engine_on(store, &clock);
             engine.deploy("daily.yaml", &DAILY.replace("CATCH", policy)).unwrap();
         }
         clock.advance(Duration::days(3)); // three 09:00 starts missed
-        let engine = engine_on(dir.path(), &clock);
+        let engine = engine_on(store, &clock);
         rt().block_on(Executor::new(engine.clone()).run_until_idle());
         let all = engine.instances(&InstanceFilter::default()).unwrap();
         assert_eq!(all.len(), expected, "{policy}");
@@ -126,6 +133,14 @@ fn missed_cron_starts_follow_the_catch_up_policy() {
 /// fall-back day a 01:30 start runs once, at the first 01:30.
 #[test]
 fn cron_start_honours_the_time_zone_at_dst_changes() {
+    let name = "cron_start_honours_the_time_zone_at_dst_changes";
+    for (spring, fall) in TestStore::all(name).into_iter().zip(TestStore::all(name)) {
+        cron_start_honours_the_time_zone_at_dst_changes_on(&spring, &fall);
+    }
+}
+
+/// The spring and the fall runs each on a store of their own.
+fn cron_start_honours_the_time_zone_at_dst_changes_on(store: &TestStore, fall_store: &TestStore) {
     let spring = r#"
 id: ny
 time_zone: America/New_York
@@ -133,7 +148,7 @@ start: { timer: { cron: "30 2 * * *" }, next: done }
 nodes: { done: { end: } }
 "#;
     let clock = Arc::new(VirtualClock::new(t("2027-03-13T12:00:00-05:00")));
-    let engine = mem_engine(&clock);
+    let engine = engine_on(store, &clock);
     engine.deploy("ny.yaml", spring).unwrap();
     rt().block_on(Executor::new(engine.clone()).advance(Duration::days(3)));
     let starts: Vec<DateTime<Utc>> =
@@ -145,7 +160,7 @@ nodes: { done: { end: } }
 
     let fall = spring.replace("30 2 * * *", "30 1 * * *");
     let clock = Arc::new(VirtualClock::new(t("2026-10-31T12:00:00-04:00")));
-    let engine = mem_engine(&clock);
+    let engine = engine_on(fall_store, &clock);
     engine.deploy("ny.yaml", &fall).unwrap();
     rt().block_on(Executor::new(engine.clone()).advance(Duration::days(2)));
     let starts: Vec<DateTime<Utc>> =
@@ -184,10 +199,15 @@ fn complete_open(engine: &Engine, id: u64) {
 /// and delivered when the token arrives.
 #[test]
 fn a_message_sent_before_the_receiver_waits_survives_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
+    for store in TestStore::all("a_message_sent_before_the_receiver_waits_survives_a_restart") {
+        a_message_sent_before_the_receiver_waits_survives_a_restart_on(&store);
+    }
+}
+
+fn a_message_sent_before_the_receiver_waits_survives_a_restart_on(store: &TestStore) {
     let clock = Arc::new(VirtualClock::new(t("2026-11-23T00:00:00Z")));
     let id = {
-        let engine = engine_on(dir.path(), &clock);
+        let engine = engine_on(store, &clock);
         engine.deploy("reply.yaml", REPLY).unwrap();
         let id = start_reply(&engine, "Q-1");
         let c = engine.correlate("reply", "Q-1", json!({ "text": "hello" }), &MessageOptions::default()).unwrap();
@@ -195,7 +215,7 @@ fn a_message_sent_before_the_receiver_waits_survives_a_restart() {
         id
     };
     clock.advance(Duration::hours(1));
-    let engine = engine_on(dir.path(), &clock);
+    let engine = engine_on(store, &clock);
     complete_open(&engine, id);
     let inst = engine.instance(id).unwrap();
     assert_eq!(inst.status, Status::Completed, "{inst:#?}");
@@ -207,10 +227,15 @@ fn a_message_sent_before_the_receiver_waits_survives_a_restart() {
 /// subscription committed, the hand-over not done) is delivered on restart.
 #[test]
 fn restart_delivers_buffered_messages_to_tokens_already_waiting() {
-    let dir = tempfile::tempdir().unwrap();
+    for store in TestStore::all("restart_delivers_buffered_messages_to_tokens_already_waiting") {
+        restart_delivers_buffered_messages_to_tokens_already_waiting_on(&store);
+    }
+}
+
+fn restart_delivers_buffered_messages_to_tokens_already_waiting_on(store: &TestStore) {
     let clock = Arc::new(VirtualClock::new(t("2026-11-23T00:00:00Z")));
     let id = {
-        let engine = engine_on(dir.path(), &clock);
+        let engine = engine_on(store, &clock);
         engine.deploy("reply.yaml", REPLY).unwrap();
         let id = start_reply(&engine, "Q-2");
         complete_open(&engine, id);
@@ -231,7 +256,7 @@ fn restart_delivers_buffered_messages_to_tokens_already_waiting() {
             .unwrap();
         id
     };
-    let engine = engine_on(dir.path(), &clock);
+    let engine = engine_on(store, &clock);
     let inst = engine.instance(id).unwrap();
     assert_eq!(inst.status, Status::Completed, "{inst:#?}");
     assert_eq!(inst.vars["text"], json!("late"));
@@ -241,9 +266,13 @@ fn restart_delivers_buffered_messages_to_tokens_already_waiting() {
 /// others are buffered (or refused with a time to live of zero), never two delivered.
 #[test]
 fn racing_messages_deliver_exactly_one() {
-    for ttl in [None, Some(std::time::Duration::ZERO)] {
+    let name = "racing_messages_deliver_exactly_one";
+    let runs = [None, Some(std::time::Duration::ZERO)]
+        .into_iter()
+        .flat_map(|ttl| TestStore::all(name).into_iter().map(move |s| (ttl, s)));
+    for (ttl, store) in runs {
         let clock = Arc::new(VirtualClock::new(t("2026-11-23T00:00:00Z")));
-        let engine = mem_engine(&clock);
+        let engine = engine_on(&store, &clock);
         engine.deploy("reply.yaml", REPLY).unwrap();
         let id = start_reply(&engine, "R");
         complete_open(&engine, id);
@@ -273,8 +302,14 @@ fn racing_messages_deliver_exactly_one() {
 /// is delivered in every interleaving, never left in the buffer beside a waiting token.
 #[test]
 fn a_message_and_a_token_arriving_together_always_meet() {
+    for store in TestStore::all("a_message_and_a_token_arriving_together_always_meet") {
+        a_message_and_a_token_arriving_together_always_meet_on(&store);
+    }
+}
+
+fn a_message_and_a_token_arriving_together_always_meet_on(store: &TestStore) {
     let clock = Arc::new(VirtualClock::new(t("2026-11-23T00:00:00Z")));
-    let engine = mem_engine(&clock);
+    let engine = engine_on(store, &clock);
     engine.deploy("reply.yaml", REPLY).unwrap();
     for round in 0..50 {
         let key = format!("K{round}");
@@ -297,6 +332,12 @@ fn a_message_and_a_token_arriving_together_always_meet() {
 /// A user task past its due date is `overdue` in the inbox, and the filter finds it.
 #[test]
 fn overdue_tasks_are_marked_and_filtered() {
+    for store in TestStore::all("overdue_tasks_are_marked_and_filtered") {
+        overdue_tasks_are_marked_and_filtered_on(&store);
+    }
+}
+
+fn overdue_tasks_are_marked_and_filtered_on(store: &TestStore) {
     let yaml = r#"
 id: due
 lanes: { staff: {} }
@@ -307,7 +348,7 @@ nodes:
   done: { end: }
 "#;
     let clock = Arc::new(VirtualClock::new(t("2026-11-23T00:00:00Z")));
-    let engine = mem_engine(&clock);
+    let engine = engine_on(store, &clock);
     engine.deploy("due.yaml", yaml).unwrap();
     let id = engine.start("due", Vars::new(), StartOptions::default()).unwrap().id;
     let overdue = |o| engine.tasks(&TaskQuery { overdue: Some(o), ..Default::default() }).unwrap();
@@ -327,6 +368,12 @@ nodes:
 /// resolved by hand (the step skipped), and a gateway cannot be skipped.
 #[test]
 fn incidents_are_listed_retried_and_resolved() {
+    for store in TestStore::all("incidents_are_listed_retried_and_resolved") {
+        incidents_are_listed_retried_and_resolved_on(&store);
+    }
+}
+
+fn incidents_are_listed_retried_and_resolved_on(store: &TestStore) {
     let yaml = r#"
 id: inc
 variables:
@@ -342,7 +389,7 @@ nodes:
   done: { end: }
 "#;
     let clock = Arc::new(VirtualClock::new(t("2026-11-23T00:00:00Z")));
-    let engine = mem_engine(&clock);
+    let engine = engine_on(store, &clock);
     engine.deploy("inc.yaml", yaml).unwrap();
     let start = |x: i64| engine.start("inc", [("x".to_string(), json!(x))].into(), StartOptions::default()).unwrap();
     let a = start(0);
@@ -379,9 +426,15 @@ nodes:
 /// With a window of 8 jobs in memory, 200 timers still fire, each once and in order.
 #[test]
 fn a_small_due_window_refills_from_the_store() {
+    for store in TestStore::all("a_small_due_window_refills_from_the_store") {
+        a_small_due_window_refills_from_the_store_on(&store);
+    }
+}
+
+fn a_small_due_window_refills_from_the_store_on(store: &TestStore) {
     let yaml = "id: t\nvariables: { at: { type: datetime } }\nstart: { next: w }\nnodes:\n  w: { timer: { at: at }, next: done }\n  done: { end: }\n";
     let clock = Arc::new(VirtualClock::new(t("2026-11-23T00:00:00Z")));
-    let engine = Engine::builder().in_memory().clock(clock.clone()).queue_window(8).build().unwrap();
+    let engine = store.builder().clock(clock.clone()).queue_window(8).build().unwrap();
     engine.deploy("t.yaml", yaml).unwrap();
     for i in 0..200i64 {
         // Out of order on purpose.
@@ -416,9 +469,15 @@ fn a_small_due_window_refills_from_the_store() {
 /// `Executor::run` follows a virtual clock: moving the clock fires what came due.
 #[tokio::test(start_paused = true)]
 async fn the_running_executor_follows_the_virtual_clock() {
+    for store in TestStore::all("the_running_executor_follows_the_virtual_clock") {
+        the_running_executor_follows_the_virtual_clock_on(&store).await;
+    }
+}
+
+async fn the_running_executor_follows_the_virtual_clock_on(store: &TestStore) {
     let yaml = "id: w\nstart: { next: w }\nnodes:\n  w: { timer: 3d, next: done }\n  done: { end: }\n";
     let clock = Arc::new(VirtualClock::new(t("2026-11-23T00:00:00Z")));
-    let engine = mem_engine(&clock);
+    let engine = engine_on(store, &clock);
     engine.deploy("w.yaml", yaml).unwrap();
     let id = engine.start("w", Vars::new(), StartOptions::default()).unwrap().id;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

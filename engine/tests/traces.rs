@@ -60,6 +60,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod common;
+use common::TestStore;
+
 fn traces_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("traces")
 }
@@ -247,9 +250,9 @@ struct Case {
 }
 
 impl Case {
-    fn new(process_text: &str, called: &[String]) -> Case {
+    fn new(process_text: &str, called: &[String], store: &TestStore) -> Case {
         let clock = Arc::new(VirtualClock::new(base_time()));
-        let mut builder = Engine::builder().in_memory().clock(clock.clone());
+        let mut builder = store.builder().clock(clock.clone());
         for text in called.iter().map(String::as_str).chain([process_text]) {
             let loaded = load_str("process.yaml", text, &CompileOptions::default())
                 .unwrap_or_else(|d| panic!("the case's process does not load:\n{d}"));
@@ -428,8 +431,8 @@ impl Case {
 }
 
 /// Run one case and return its rendered trace.
-fn run_case(process_text: &str, called: &[String], events_text: &str) -> String {
-    let mut case = Case::new(process_text, called);
+fn run_case(process_text: &str, called: &[String], events_text: &str, store: &TestStore) -> String {
+    let mut case = Case::new(process_text, called, store);
     let events: Vec<Value> = serde_yaml::from_str(events_text).expect("events.yaml is a YAML list");
     let mut out = String::new();
     for (i, ev) in events.iter().enumerate() {
@@ -632,15 +635,18 @@ fn golden_traces() {
     for dir in &dirs {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         let events = std::fs::read_to_string(dir.join("events.yaml")).expect("events.yaml");
-        let got = run_case(&case_process(dir), &case_called(dir), &events);
-        let path = dir.join("expected.txt");
-        if update {
-            std::fs::write(&path, &got).expect("write expected.txt");
-            continue;
-        }
-        let want = std::fs::read_to_string(&path).unwrap_or_default();
-        if got != want {
-            failed.push(format!("--- {name}: expected\n{want}\n--- {name}: got\n{got}"));
+        // The same trace on every store.
+        for store in TestStore::all(&format!("trace_{name}")) {
+            let got = run_case(&case_process(dir), &case_called(dir), &events, &store);
+            let path = dir.join("expected.txt");
+            if update {
+                std::fs::write(&path, &got).expect("write expected.txt");
+                continue;
+            }
+            let want = std::fs::read_to_string(&path).unwrap_or_default();
+            if got != want {
+                failed.push(format!("--- {name} ({}): expected\n{want}\n--- {name}: got\n{got}", store.name));
+            }
         }
     }
     assert!(

@@ -6,6 +6,9 @@ use nagare_engine::{Engine, Executor, JobError, Registry, VirtualClock};
 use serde_json::json;
 use std::sync::Arc;
 
+mod common;
+use common::TestStore;
+
 const YAML: &str = r#"
 id: pdf
 variables:
@@ -32,10 +35,10 @@ struct Fixture {
 }
 
 impl Fixture {
-    fn new() -> Self {
+    fn new(store: &TestStore) -> Self {
         let t0: DateTime<Utc> = "2026-11-23T00:00:00Z".parse().unwrap();
         let clock = Arc::new(VirtualClock::new(t0));
-        let engine = Engine::builder().in_memory().clock(clock.clone()).external("pdf.render").build().unwrap();
+        let engine = store.builder().clock(clock.clone()).external("pdf.render").build().unwrap();
         engine.deploy("pdf.yaml", YAML).unwrap();
         let exec = Executor::new(engine.clone());
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -59,7 +62,13 @@ impl Fixture {
 
 #[test]
 fn activate_complete_and_the_instance_moves_on() {
-    let f = Fixture::new();
+    for store in TestStore::all("activate_complete_and_the_instance_moves_on") {
+        activate_complete_and_the_instance_moves_on_on(&store);
+    }
+}
+
+fn activate_complete_and_the_instance_moves_on_on(store: &TestStore) {
+    let f = Fixture::new(store);
     let id = f.start();
     assert_eq!(f.settle(), 0, "the executor runs no external job");
     assert_eq!(f.engine.worker_pool_len(), 1);
@@ -86,7 +95,13 @@ fn activate_complete_and_the_instance_moves_on() {
 
 #[test]
 fn an_expired_lease_goes_to_another_worker_and_the_first_is_refused() {
-    let f = Fixture::new();
+    for store in TestStore::all("an_expired_lease_goes_to_another_worker_and_the_first_is_refused") {
+        an_expired_lease_goes_to_another_worker_and_the_first_is_refused_on(&store);
+    }
+}
+
+fn an_expired_lease_goes_to_another_worker_and_the_first_is_refused_on(store: &TestStore) {
+    let f = Fixture::new(store);
     f.start();
     f.settle();
     let first = f.engine.activate_jobs("pdf.render", "w1", 1, LEASE).unwrap().remove(0);
@@ -104,7 +119,13 @@ fn an_expired_lease_goes_to_another_worker_and_the_first_is_refused() {
 
 #[test]
 fn an_expired_lease_not_taken_again_still_counts() {
-    let f = Fixture::new();
+    for store in TestStore::all("an_expired_lease_not_taken_again_still_counts") {
+        an_expired_lease_not_taken_again_still_counts_on(&store);
+    }
+}
+
+fn an_expired_lease_not_taken_again_still_counts_on(store: &TestStore) {
+    let f = Fixture::new(store);
     f.start();
     f.settle();
     let job = f.engine.activate_jobs("pdf.render", "w1", 1, LEASE).unwrap().remove(0);
@@ -115,7 +136,13 @@ fn an_expired_lease_not_taken_again_still_counts() {
 
 #[test]
 fn a_retryable_failure_is_retried_after_the_backoff_and_activated_again() {
-    let f = Fixture::new();
+    for store in TestStore::all("a_retryable_failure_is_retried_after_the_backoff_and_activated_again") {
+        a_retryable_failure_is_retried_after_the_backoff_and_activated_again_on(&store);
+    }
+}
+
+fn a_retryable_failure_is_retried_after_the_backoff_and_activated_again_on(store: &TestStore) {
+    let f = Fixture::new(store);
     let id = f.start();
     f.settle();
     let job = f.engine.activate_jobs("pdf.render", "w1", 1, LEASE).unwrap().remove(0);
@@ -135,7 +162,13 @@ fn a_retryable_failure_is_retried_after_the_backoff_and_activated_again() {
 
 #[test]
 fn a_fatal_failure_raises_an_incident() {
-    let f = Fixture::new();
+    for store in TestStore::all("a_fatal_failure_raises_an_incident") {
+        a_fatal_failure_raises_an_incident_on(&store);
+    }
+}
+
+fn a_fatal_failure_raises_an_incident_on(store: &TestStore) {
+    let f = Fixture::new(store);
     let id = f.start();
     f.settle();
     let job = f.engine.activate_jobs("pdf.render", "w1", 1, LEASE).unwrap().remove(0);
@@ -148,7 +181,13 @@ fn a_fatal_failure_raises_an_incident() {
 
 #[test]
 fn cancelled_instances_drop_their_jobs_from_the_pool() {
-    let f = Fixture::new();
+    for store in TestStore::all("cancelled_instances_drop_their_jobs_from_the_pool") {
+        cancelled_instances_drop_their_jobs_from_the_pool_on(&store);
+    }
+}
+
+fn cancelled_instances_drop_their_jobs_from_the_pool_on(store: &TestStore) {
+    let f = Fixture::new(store);
     let id = f.start();
     f.settle();
     let job = f.engine.activate_jobs("pdf.render", "w1", 1, LEASE).unwrap().remove(0);
@@ -160,7 +199,13 @@ fn cancelled_instances_drop_their_jobs_from_the_pool() {
 
 #[test]
 fn only_external_connectors_can_be_activated_and_validation_accepts_them() {
-    let f = Fixture::new();
+    for store in TestStore::all("only_external_connectors_can_be_activated_and_validation_accepts_them") {
+        only_external_connectors_can_be_activated_and_validation_accepts_them_on(&store);
+    }
+}
+
+fn only_external_connectors_can_be_activated_and_validation_accepts_them_on(store: &TestStore) {
+    let f = Fixture::new(store);
     assert!(matches!(f.engine.activate_jobs("echo", "w1", 1, LEASE), Err(JobError::NotExternal(_))));
     let plain = Engine::builder().in_memory().build().unwrap();
     assert!(plain.deploy("pdf.yaml", YAML).is_err(), "unknown connector without the declaration");
@@ -172,12 +217,17 @@ fn only_external_connectors_can_be_activated_and_validation_accepts_them() {
 
 #[test]
 fn a_restart_makes_leased_jobs_available_again() {
-    let dir = tempfile::tempdir().unwrap();
+    for store in TestStore::all("a_restart_makes_leased_jobs_available_again") {
+        a_restart_makes_leased_jobs_available_again_on(&store);
+    }
+}
+
+fn a_restart_makes_leased_jobs_available_again_on(store: &TestStore) {
     let t0: DateTime<Utc> = "2026-11-23T00:00:00Z".parse().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let open = || {
         let clock = Arc::new(VirtualClock::new(t0));
-        Engine::builder().data_dir(dir.path()).unwrap().clock(clock).external("pdf.render").build().unwrap()
+        store.builder().clock(clock).external("pdf.render").build().unwrap()
     };
     let first_id = {
         let engine = open();

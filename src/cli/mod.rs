@@ -56,14 +56,39 @@ pub fn open(data: &Path) -> anyhow::Result<Engine> {
 
 /// Open the engine and also hand back its connectors (for the kintone watcher).
 pub fn open_with(data: &Path) -> anyhow::Result<(Engine, Arc<Connectors>)> {
+    open_on(data, None)
+}
+
+/// Open the engine on `store` (`sled` or none: the sled store in `data`; a
+/// `postgres://` URL or libpq string: PostgreSQL, with files still in `data/blobs`).
+pub fn open_on(data: &Path, store: Option<&str>) -> anyhow::Result<(Engine, Arc<Connectors>)> {
     let connectors = connectors_with(Arc::new(nagare_connectors::cloudsign::files::FsBlobs::new(data)))?;
-    let engine = Engine::builder()
-        .data_dir(data)
-        .map_err(explain)?
-        .connectors(connectors.registry())
-        .build()
-        .map_err(explain)?;
+    let builder = match store.map(str::trim) {
+        None | Some("") | Some("sled") => Engine::builder().data_dir(data).map_err(explain)?,
+        Some(url) => postgres_builder(url, data)?,
+    };
+    let engine = builder.connectors(connectors.registry()).build().map_err(explain)?;
     Ok((engine, connectors))
+}
+
+#[cfg(feature = "postgres")]
+fn postgres_builder(url: &str, data: &Path) -> anyhow::Result<nagare_engine::EngineBuilder> {
+    use nagare_engine::store::{PgOptions, PgStore};
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.contains('=')) {
+        bail!("--store `{url}`: use `sled` or a PostgreSQL connection string (postgres://user@host/db)");
+    }
+    let store = PgStore::open(&PgOptions::new(url)).map_err(|e| {
+        anyhow!(
+            "{e}\n  hint: --store (or NAGARE_STORE) takes a libpq connection string; README § Running on PostgreSQL"
+        )
+    })?;
+    let blobs = nagare_engine::blobs::Blobs::in_dir(&data.join("blobs")).map_err(|e| anyhow!("{e}"))?;
+    Ok(Engine::builder().store(store).blobs(blobs))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn postgres_builder(url: &str, _: &Path) -> anyhow::Result<nagare_engine::EngineBuilder> {
+    bail!("--store `{url}`: this nagare was built without the `postgres` feature; only `sled` is available")
 }
 
 /// Open the engine only if the data directory exists (read-only commands should

@@ -1,7 +1,7 @@
 //! `nagare serve` (the task-list API with the executor and the kintone watcher) and
 //! `nagare token`.
 
-use super::{explain, open_with};
+use super::{explain, open_on};
 use crate::output::Out;
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
@@ -63,6 +63,11 @@ pub struct ServeArgs {
     /// server over https (through a proxy that terminates TLS).
     #[arg(long, env = "NAGARE_SECURE_COOKIE")]
     secure_cookie: bool,
+    /// Where instances, tasks and jobs live: `sled` (the default: in the data
+    /// directory) or a PostgreSQL connection string (`postgres://user@host/db`, no
+    /// TLS yet). Uploaded files stay in the data directory either way.
+    #[arg(long, env = "NAGARE_STORE", value_name = "sled|postgres://...")]
+    store: Option<String>,
 }
 
 impl ServeArgs {
@@ -155,7 +160,10 @@ pub fn serve(data: &Path, a: ServeArgs) -> anyhow::Result<ExitCode> {
     let users = Users::load(&a.users).map_err(|e| {
         anyhow!("{e}\n  hint: pass --users FILE (or NAGARE_USERS); README § Users shows the format, `nagare token` makes tokens")
     })?;
-    let (engine, connectors) = open_with(data)?;
+    let (engine, connectors) = open_on(data, a.store.as_deref())?;
+    if a.store.as_deref().is_some_and(|s| !matches!(s.trim(), "" | "sled")) {
+        eprintln!("store: PostgreSQL (files in {})", data.join("blobs").display());
+    }
     connectors.set_users(users.contacts());
     let deployed = deploy_dir(&engine, &a.processes)?;
     check_lanes(&engine, &users);

@@ -117,6 +117,11 @@ impl ApiError {
     /// An engine error, with the process for field errors (to say what each expects).
     pub fn engine(e: EngineError, process: Option<&Process>) -> Self {
         match e {
+            EngineError::Store(nagare_engine::store::StoreError::Conflict(why)) => Self::new(
+                StatusCode::CONFLICT,
+                "concurrent-change",
+                format!("another nagare node changed this at the same time and won; nothing was saved, reload and retry: {why}"),
+            ),
             EngineError::Store(err) => {
                 tracing::error!(error = %err, "store failed");
                 Self::new(

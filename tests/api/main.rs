@@ -17,6 +17,8 @@ mod hostile_values;
 mod jobs;
 mod loader;
 mod multi;
+#[cfg(feature = "postgres")]
+mod nodes;
 mod openapi;
 mod race;
 mod rules;

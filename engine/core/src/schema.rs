@@ -231,6 +231,8 @@ fn property(what: &str, key: &str) -> Value {
         ("boundary", "times") => json!({ "type": "integer", "minimum": 1, "description": "With `every`: how many times in all." }),
         ("boundary", "set") => expressions("Errors: variables from `error` (`error.code`, `error.message`)."),
         ("boundary", "next") => s("Where the flow goes when the event happens."),
+        ("boundary", "message") => s("A message name: the boundary fires when this message arrives for the node."),
+        ("boundary", "key") => s("Messages only: the correlation key expression, evaluated when the node starts waiting."),
 
         ("event_branch", "message") => s("Wait for this message."),
         ("event_branch", "key") => s("Correlation key expression of the message."),
@@ -281,7 +283,7 @@ fn node_property(key: &str) -> Value {
     if let Some(k) = kinds::kind(key) {
         let description = format!("Kind `{}`: {} Value: {}", k.key, k.summary, k.body);
         let shape = match key {
-            "user_task" | "service" | "script" | "join" | "message" => json!({ "type": "string" }),
+            "user_task" | "service" | "script" | "join" | "message" | "call" => json!({ "type": "string" }),
             "exclusive" | "inclusive" => json!({ "type": "array", "items": { "$ref": "#/$defs/branch" } }),
             "parallel" => json!({ "type": "array", "items": { "type": "string" } }),
             "event_based" => json!({ "type": "array", "items": { "$ref": "#/$defs/event_branch" } }),
@@ -308,7 +310,10 @@ fn node_property(key: &str) -> Value {
         "description" => (json!({ "type": "string" }), "What the node is for.".to_string()),
         "lane" => (json!({ "type": "string" }), "The lane (a key under `lanes`) the node is drawn in; a user task's lane says who works it.".to_string()),
         "next" => (json!({ "type": "string" }), "The node the flow goes to next.".to_string()),
-        "key" => (json!({ "type": "string" }), "Correlation key expression of the message.".to_string()),
+        "key" => (json!({ "type": "string" }), "Correlation key expression of the message; on a call, the called instance's business key.".to_string()),
+        "version" => (json!({ "type": "integer", "minimum": 1 }), "The called process's deployed version, pinned (default: the latest when called).".to_string()),
+        "in" => (json!({ "$ref": "#/$defs/expressions" }), "Called process's variable := expression over ours, when the call starts.".to_string()),
+        "out" => (json!({ "$ref": "#/$defs/expressions" }), "Our variable := expression over the called instance's final variables.".to_string()),
         "boundary" => (json!({ "type": "array", "items": { "$ref": "#/$defs/boundary" } }), "Events attached to the node: timers and errors.".to_string()),
         "form" => (
             json!({ "type": "object", "additionalProperties": { "enum": ["required", "optional", "readonly"] } }),

@@ -60,7 +60,7 @@ fn is_zero(n: &u32) -> bool {
 
 /// 64 random bits as hex, from the OS-seeded keys of std's `RandomState`: enough
 /// to tell openings of stores apart, with no RNG crate.
-fn random_incarnation() -> String {
+pub(super) fn random_incarnation() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(u64::from(std::process::id()));

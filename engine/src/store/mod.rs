@@ -5,15 +5,20 @@
 //! lives in one ordered key space ([`keys`]) so that one atomic batch covers it and
 //! range scans answer the queries (inbox by group sorted by due date, jobs by due
 //! time, history by instance). [`KvStore`] maps records onto any ordered key-value
-//! backend: [`SledKv`] on disk (the default) and [`MemKv`] in memory.
+//! backend: [`SledKv`] on disk (the default) and [`MemKv`] in memory. With the
+//! `postgres` feature, [`PgStore`] keeps the same records in PostgreSQL tables.
 
 mod keys;
 mod kv;
 mod mem;
+#[cfg(feature = "postgres")]
+pub mod pg;
 mod sled_kv;
 
 pub use kv::{Kv, KvPair, KvStore, Op};
 pub use mem::MemKv;
+#[cfg(feature = "postgres")]
+pub use pg::{PgOptions, PgStore};
 pub use sled_kv::{Durability, SledKv};
 
 use crate::runtime::{HistoryEntry, Instance, InstanceId, Job, Status, Task};
@@ -33,6 +38,15 @@ pub enum StoreError {
     UnknownFormat { found: String, supported: u32 },
     #[error("corrupt record at {key}: {reason}")]
     Corrupt { key: String, reason: String },
+    /// Another process sharing the database wrote first (the instance moved on, the
+    /// message was consumed, the business key was taken): nothing was written.
+    #[error("a concurrent change won: {0}")]
+    Conflict(String),
+    /// Another process sharing the store runs this job now ([`Store::count_start`]):
+    /// try again later (when it finished, the job is gone; when it died, its lease
+    /// runs out).
+    #[error("job {job} is being run by another nagare node (its lease has not run out)")]
+    Leased { job: String },
 }
 
 /// One deployed version of a process.
@@ -242,6 +256,11 @@ pub trait Store: Send + Sync {
     fn open_task_count(&self) -> Result<u64, StoreError> {
         Ok(self.open_tasks(&TaskQuery::default())?.len() as u64)
     }
+    /// Whether other processes write to this store too (several nodes on one
+    /// database): the engine then also looks for jobs it did not schedule itself.
+    fn shared(&self) -> bool {
+        false
+    }
     /// Make everything committed so far durable (for shutdown of a relaxed store).
     fn flush(&self) -> Result<(), StoreError> {
         Ok(())
@@ -251,6 +270,11 @@ pub trait Store: Send + Sync {
     /// no such job is stored. Any other write of the job (a retry, a new due time,
     /// its removal) records an outcome and starts the count again. This is how a job
     /// that stops the whole process every time it runs is noticed after a restart.
+    ///
+    /// A store shared by several processes also leases the job to this opening of
+    /// the store for the run, and answers [`StoreError::Leased`] while a lease
+    /// holds it (another's, or this one's own earlier start: the same job never
+    /// runs twice at once), until the job is written again or the lease runs out.
     fn count_start(&self, id: &str) -> Result<Option<(Job, u32)>, StoreError>;
     /// A random name of this opening of the store, different every time it is
     /// opened. It qualifies idempotency keys, so no two calls ever share a key: not

@@ -1,0 +1,203 @@
+//! What the PostgreSQL store guarantees beyond one process's locks: a stale
+//! instance write, a second consumption of a buffered message and a second owner
+//! of a business key are refused by the database. Run when `NAGARE_TEST_PG` holds
+//! a connection string (each test in a schema of its own), skipped otherwise.
+
+use super::*;
+use crate::runtime::{HistoryEntry, HistoryEvent};
+use crate::{Engine, StartOptions, Vars};
+
+const YAML: &str = r#"
+id: approve
+lanes: { boss: { groups: [bosses] } }
+start: { next: decide }
+nodes:
+  decide: { user_task: Decide, lane: boss, next: done }
+  done: { end: }
+"#;
+
+/// A schema for one test, dropped when it ends.
+struct Schema {
+    url: String,
+    name: String,
+}
+
+impl Schema {
+    fn new(test: &str) -> Option<Schema> {
+        let Ok(url) = std::env::var("NAGARE_TEST_PG") else {
+            eprintln!("note: {test}: skipped (set NAGARE_TEST_PG to a PostgreSQL connection string to run it)");
+            return None;
+        };
+        Some(Schema { url, name: format!("u_{test}_{}", std::process::id()) })
+    }
+
+    fn open(&self) -> Result<PgStore, StoreError> {
+        PgStore::open(&PgOptions::new(&self.url).schema(&self.name))
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let _ = PgStore::drop_schema(&self.url, &self.name);
+    }
+}
+
+/// An instance waiting on its task, as stored, on an engine over a second handle.
+fn started(schema: &Schema, key: Option<&str>) -> Instance {
+    let engine = Engine::builder().store(schema.open().unwrap()).build().unwrap();
+    engine.deploy("approve.yaml", YAML).unwrap_or_else(|e| panic!("{e}"));
+    let opts = StartOptions { business_key: key.map(Into::into), ..Default::default() };
+    engine.start("approve", Vars::new(), opts).unwrap()
+}
+
+/// `inst` one history line further, as an event would commit it.
+fn one_more_line(inst: &Instance, user: &str) -> Batch {
+    let mut next = inst.clone();
+    let line = HistoryEntry {
+        seq: next.history_len,
+        at: next.started_at,
+        node: None,
+        user: Some(user.into()),
+        event: HistoryEvent::Joined,
+    };
+    next.history_len += 1;
+    next.note_participants(std::slice::from_ref(&line));
+    Batch { instances: vec![next], history: vec![(inst.id, line)], ..Batch::default() }
+}
+
+#[test]
+fn a_write_of_an_instance_read_before_another_write_is_a_conflict() {
+    let Some(schema) = Schema::new("stale_write") else { return };
+    let inst = started(&schema, None);
+    // Two nodes read the same revision; the first to commit wins.
+    let (a, b) = (schema.open().unwrap(), schema.open().unwrap());
+    a.commit(one_more_line(&inst, "sato")).unwrap();
+    let err = b.commit(one_more_line(&inst, "kato")).unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    // Nothing of the loser's batch was written.
+    let history = b.history(inst.id).unwrap();
+    assert_eq!(history.len() as u32, inst.history_len + 1);
+    assert_eq!(history.last().unwrap().user.as_deref(), Some("sato"));
+    assert_eq!(b.instance(inst.id).unwrap().unwrap().history_len, inst.history_len + 1);
+    let kato = InstanceFilter { participant: Some("kato".into()), ..Default::default() };
+    assert!(b.instances(&kato).unwrap().is_empty());
+    // Re-read and re-applied, the loser's event goes through.
+    let now = b.instance(inst.id).unwrap().unwrap();
+    b.commit(one_more_line(&now, "kato")).unwrap();
+    assert_eq!(a.instances(&kato).unwrap().len(), 1);
+}
+
+#[test]
+fn a_buffered_message_is_consumed_once() {
+    let Some(schema) = Schema::new("message_once") else { return };
+    let (a, b) = (schema.open().unwrap(), schema.open().unwrap());
+    let id = a.next_message_id().unwrap();
+    assert!(b.next_message_id().unwrap() > id, "message ids come from one sequence");
+    let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    let m = BufferedMessage {
+        id,
+        name: "reply".into(),
+        key: "R\u{0}キー".into(),
+        payload: serde_json::json!({ "text": "\u{0}" }),
+        received_at: at,
+        expires_at: at,
+    };
+    a.commit(Batch { messages_put: vec![m.clone()], ..Batch::default() }).unwrap();
+    assert_eq!(b.buffered("reply", "R\u{0}キー").unwrap(), vec![m.clone()]);
+    a.commit(Batch { messages_delete: vec![m.clone()], ..Batch::default() }).unwrap();
+    let err = b.commit(Batch { messages_delete: vec![m], ..Batch::default() }).unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+}
+
+#[test]
+fn a_business_key_has_one_instance_across_stores() {
+    let Some(schema) = Schema::new("business_key") else { return };
+    let first = started(&schema, Some("record-1"));
+    let b = schema.open().unwrap();
+    // Another node, not seeing the first start, starts one with the same key.
+    let mut other = first.clone();
+    other.id = b.next_instance_id().unwrap();
+    assert!(other.id > first.id, "instance ids come from one sequence");
+    other.history_len = 0;
+    let err = b.commit(Batch { instances: vec![other.clone()], ..Batch::default() }).unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert_eq!(b.instance(other.id).unwrap(), None, "the losing start left nothing");
+    assert_eq!(b.instance_by_key("approve", "record-1").unwrap(), Some(first.id));
+}
+
+#[test]
+fn a_schema_written_by_a_newer_nagare_is_refused() {
+    let Some(schema) = Schema::new("newer_schema") else { return };
+    let store = schema.open().unwrap();
+    store.pool.run(|c| Box::pin(async move { c.batch("UPDATE nagare_schema SET version = 99").await })).unwrap();
+    let err = schema.open().err().expect("refused");
+    assert!(matches!(err, StoreError::UnknownFormat { .. }), "{err}");
+    assert!(err.to_string().contains("99"), "{err}");
+}
+
+#[test]
+fn bad_options_are_refused_with_what_to_do() {
+    let bad_schema = PgStore::open(&PgOptions::new("host=/nonexistent").schema("x; DROP TABLE y"));
+    assert!(bad_schema.err().unwrap().to_string().contains("letters, digits and `_`"));
+    let bad_pool = PgStore::open(&PgOptions { pool_size: 0, ..PgOptions::new("host=/nonexistent") });
+    assert!(bad_pool.err().unwrap().to_string().contains("pool size 0"));
+    let unreachable = PgStore::open(&PgOptions::new("host=/nonexistent port=1 connect_timeout=1"));
+    assert!(unreachable.err().unwrap().to_string().contains("cannot connect to PostgreSQL"));
+}
+
+#[test]
+fn keys_with_nul_are_stored_and_read_back_unchanged() {
+    for s in ["", "plain", "a\u{0}b", "\u{FFFF}0", "\u{FFFF}", "\u{0}\u{FFFF}\u{0}", "申請\u{0}"] {
+        assert!(!key(s).contains('\0'), "{s:?}");
+        assert_eq!(unkey(key(s)), s, "{s:?}");
+    }
+    assert_eq!(key("1-2"), "1-2", "ids without NUL are stored as they are");
+}
+
+#[test]
+fn a_started_job_is_leased_to_one_store_until_written_or_expired() {
+    let Some(schema) = Schema::new("job_lease") else { return };
+    let (a, b) = (schema.open().unwrap(), schema.open().unwrap());
+    let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    let job = Job {
+        id: "7-3".into(),
+        instance: 7,
+        token: 1,
+        node: "call".into(),
+        due: at,
+        attempt: 1,
+        kind: crate::runtime::JobKind::Connector {
+            connector: "x".into(),
+            input: serde_json::json!({}),
+            idempotency_key: "k".into(),
+            timeout_ms: 30_000,
+        },
+    };
+    a.commit(Batch { jobs_put: vec![(None, job.clone())], ..Batch::default() }).unwrap();
+    assert_eq!(a.count_start("7-3").unwrap(), Some((job.clone(), 1)));
+    let err = b.count_start("7-3").unwrap_err();
+    assert!(matches!(err, StoreError::Leased { ref job } if job == "7-3"), "{err}");
+    assert!(matches!(a.count_start("7-3"), Err(StoreError::Leased { .. })), "not twice at once on one node either");
+    // The lease covers the call's timeout (30 s) and JOB_LEASE.
+    let ahead: f64 = a
+        .pool
+        .run(|c| {
+            Box::pin(async move {
+                let r = c.query("SELECT extract(epoch FROM lease_until - now())::float8 FROM jobs", &[]).await?;
+                Ok(r[0].get(0))
+            })
+        })
+        .unwrap();
+    assert!((JOB_LEASE.as_secs_f64() + 25.0..=JOB_LEASE.as_secs_f64() + 31.0).contains(&ahead), "{ahead}");
+    // A holder that died: its lease runs out and another store takes the job.
+    a.pool
+        .run(|c| Box::pin(async move { c.batch("UPDATE jobs SET lease_until = now() - interval '1 second'").await }))
+        .unwrap();
+    assert_eq!(b.count_start("7-3").unwrap(), Some((job.clone(), 2)));
+    assert!(matches!(a.count_start("7-3"), Err(StoreError::Leased { .. })));
+    // A written job (a retry, a new due time) is free again, its starts counted anew.
+    a.commit(Batch { jobs_put: vec![(Some(job.clone()), job.clone())], ..Batch::default() }).unwrap();
+    assert_eq!(a.count_start("7-3").unwrap(), Some((job.clone(), 1)));
+    a.commit(Batch { jobs_delete: vec![job], ..Batch::default() }).unwrap();
+    assert_eq!(b.count_start("7-3").unwrap(), None, "gone: not leased, not there");
+}
