@@ -2,8 +2,10 @@
 //!
 //! Processes are generated from a block grammar (a sequence of blocks; a block is a
 //! user task, a script, an exclusive choice of 2–3 branches that merge again, a
-//! parallel fork of 2–4 branches closed by its join, or an inclusive fork of 2–3
-//! conditional branches whose join waits for the ones taken), written out as YAML and
+//! parallel fork of 2–4 branches closed by its join, an inclusive fork of 2–3
+//! conditional branches whose join waits for the ones taken, a sub-process around a
+//! sequence, or a multi-instance user task over 0–3 items, at once or one after
+//! another, maybe ending early), written out as YAML and
 //! deployed. The test then completes a random open task until none remain and,
 //! after every event, checks that tokens are never lost or duplicated: every open
 //! task has exactly one token and vice versa, every branch of every fork activation
@@ -39,6 +41,8 @@ enum Block {
     /// Every branch whose condition `v<var> > <threshold>` holds (the last is the
     /// default), closed by a join that waits for the branches taken.
     Inclusive(Vec<(u8, u8, Vec<Block>)>),
+    /// A sub-process around a sequence (its own start and end).
+    Sub(Vec<Block>),
     /// A multi-instance user task over `items` items, one at a time or all at
     /// once, ending early after `early` items if given.
     Multi {
@@ -60,7 +64,8 @@ fn block() -> impl Strategy<Value = Block> {
         prop_oneof![
             prop::collection::vec((0..VARS, 0..10u8, seq.clone()), 2..=3).prop_map(Block::Exclusive),
             prop::collection::vec(seq.clone(), 2..=4).prop_map(Block::Parallel),
-            prop::collection::vec((0..VARS, 0..10u8, seq), 2..=3).prop_map(Block::Inclusive),
+            prop::collection::vec((0..VARS, 0..10u8, seq.clone()), 2..=3).prop_map(Block::Inclusive),
+            seq.prop_map(Block::Sub),
         ]
     })
 }
@@ -77,6 +82,7 @@ fn task_nodes(seq: &[Block]) -> usize {
             Block::Script { .. } => 0,
             Block::Exclusive(bs) | Block::Inclusive(bs) => bs.iter().map(|(_, _, s)| task_nodes(s)).sum(),
             Block::Parallel(bs) => bs.iter().map(|s| task_nodes(s)).sum(),
+            Block::Sub(s) => task_nodes(s),
         })
         .sum()
 }
@@ -91,6 +97,8 @@ fn width(seq: &[Block]) -> usize {
             Block::Exclusive(bs) => bs.iter().map(|(_, _, s)| width(s)).max().unwrap_or(0),
             Block::Parallel(bs) => bs.iter().map(|s| width(s)).sum(),
             Block::Inclusive(bs) => bs.iter().map(|(_, _, s)| width(s)).sum(),
+            // Its body waits beside what runs inside.
+            Block::Sub(s) => width(s) + 1,
         })
         .max()
         .unwrap_or(0)
@@ -139,6 +147,26 @@ impl Emitter {
                 self.nodes.push(format!(
                     "  {id}: {{ user_task: 'Task {id}', lane: staff, next: {next}, multi_instance: {{ {multi} }} }}"
                 ));
+                id
+            }
+            Block::Sub(inner) => {
+                let id = self.id("p");
+                let end = format!("{id}_end");
+                // The inner nodes, written by an emitter of their own, indented under `nodes:`.
+                let mut sub = Emitter { counter: self.counter, ..Emitter::default() };
+                let first = sub.seq(inner, &end);
+                self.counter = sub.counter;
+                self.fork_join.extend(sub.fork_join);
+                self.early.extend(sub.early);
+                let mut node = format!("  {id}:\n    sub_process:\n      start: {{ next: {first} }}\n      nodes:\n");
+                for n in &sub.nodes {
+                    for line in n.lines() {
+                        writeln!(node, "      {line}").expect("write");
+                    }
+                }
+                writeln!(node, "        {end}: {{ end: }}").expect("write");
+                write!(node, "    next: {next}").expect("write");
+                self.nodes.push(node);
                 id
             }
             Block::Script { var, add } => {
