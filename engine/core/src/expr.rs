@@ -60,6 +60,10 @@ pub struct ExprError {
 pub struct Expr {
     pub source: String,
     ast: Arc<AST>,
+    /// Every word of the source (letters, digits, `_`): a superset of the variables
+    /// it can read or write. Only those are put in its scope, so a large variable
+    /// the expression does not mention costs nothing to evaluate it.
+    words: Arc<std::collections::HashSet<String>>,
 }
 
 /// The shared, configured rhai engine.
@@ -123,7 +127,12 @@ pub fn compile<'a>(source: &str, names: impl IntoIterator<Item = &'a str>) -> Re
         let pos = e.position();
         ExprError { message: e.err_type().to_string(), line: pos.line().unwrap_or(1), col: pos.position().unwrap_or(1) }
     })?;
-    Ok(Expr { source: source.to_string(), ast: Arc::new(ast) })
+    Ok(Expr { source: source.to_string(), ast: Arc::new(ast), words: Arc::new(words_of(source)) })
+}
+
+/// The maximal runs of letters, digits and `_` in `source` (Japanese included).
+fn words_of(source: &str) -> std::collections::HashSet<String> {
+    source.split(|c: char| !(c.is_alphanumeric() || c == '_')).filter(|w| !w.is_empty()).map(str::to_string).collect()
 }
 
 /// The values an expression sees while it runs.
@@ -144,13 +153,15 @@ pub struct Env<'a> {
 impl Env<'_> {
     /// The scope, and the size of the data in it as [`limits`] counts it (measured
     /// while converting, so the baseline of the data bound costs nothing extra).
-    fn scope(&self) -> (Scope<'static>, usize) {
+    fn scope(&self, words: &std::collections::HashSet<String>) -> (Scope<'static>, usize) {
         let mut held = 0;
         let mut scope = Scope::with_capacity(self.declared.len() + 2 + self.extra.len());
         scope.push_constant("now", Dynamic::from(format_datetime(self.now)));
         scope.push_constant("instance_id", Dynamic::from_int(i64::try_from(self.instance).unwrap_or(i64::MAX)));
         scope.push_constant("started_by", self.started_by.map_or(Dynamic::UNIT, |s| Dynamic::from(s.to_string())));
-        for name in self.declared {
+        // Only the variables the expression mentions (a name it does not mention
+        // cannot be read or assigned by it).
+        for name in self.declared.iter().filter(|n| words.contains(n.as_str())) {
             let v = self.vars.get(name).map(|v| to_dynamic_counting(v, &mut held)).unwrap_or(Dynamic::UNIT);
             held += name.len() + limits::VALUE_COST;
             scope.push_dynamic(name.clone(), v);
@@ -186,7 +197,7 @@ impl Expr {
 
     /// Evaluate to a JSON value.
     pub fn eval(&self, env: &Env<'_>) -> Result<Value, ExprError> {
-        let (mut scope, held) = env.scope();
+        let (mut scope, held) = env.scope(&self.words);
         let run = limits::Running::start(held);
         let out = engine().eval_ast_with_scope::<Dynamic>(&mut scope, &self.ast).map_err(|e| run_error(*e, &run))?;
         from_dynamic(&out).map_err(|message| ExprError { message, line: 1, col: 1 })
@@ -194,7 +205,7 @@ impl Expr {
 
     /// Evaluate a condition; anything but `true` or `false` is an error.
     pub fn eval_bool(&self, env: &Env<'_>) -> Result<bool, ExprError> {
-        let (mut scope, held) = env.scope();
+        let (mut scope, held) = env.scope(&self.words);
         let run = limits::Running::start(held);
         let out = engine().eval_ast_with_scope::<Dynamic>(&mut scope, &self.ast).map_err(|e| run_error(*e, &run))?;
         out.as_bool().map_err(|ty| ExprError {
@@ -206,7 +217,7 @@ impl Expr {
 
     /// Run a script and return the declared variables whose values it changed.
     pub fn run_script(&self, env: &Env<'_>) -> Result<Vec<(String, Value)>, ExprError> {
-        let (mut scope, held) = env.scope();
+        let (mut scope, held) = env.scope(&self.words);
         let run = limits::Running::start(held);
         engine().run_ast_with_scope(&mut scope, &self.ast).map_err(|e| run_error(*e, &run))?;
         drop(run);

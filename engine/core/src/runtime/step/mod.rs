@@ -560,6 +560,9 @@ pub(crate) struct Run<'a> {
     scoped: Option<(Vars, Vec<String>)>,
     /// The scope [`Run::enter`] was last given: where [`Run::set_vars`] writes.
     cur_scope: Vec<Frame>,
+    /// Multi-instance items started during this event: each may take its steps
+    /// beyond [`MAX_STEPS_PER_EVENT`] (10,000 items start in one event).
+    items_started: usize,
     /// Every expression of this event shares one script time limit, so a cancel
     /// waiting for the instance lock waits at most about that long.
     _scripts: crate::expr::EventBudget,
@@ -587,6 +590,7 @@ impl<'a> Run<'a> {
             out: Transition::default(),
             scoped: None,
             cur_scope: Vec::new(),
+            items_started: 0,
             _scripts: crate::expr::EventBudget::open(),
             call_error: None,
         }
@@ -620,14 +624,14 @@ impl<'a> Run<'a> {
 
     /// Move every ready token until it waits, then settle the instance status.
     fn finish(mut self) -> Transition {
-        let mut budget = MAX_STEPS_PER_EVENT;
+        let mut spent = 0usize;
         while let Some(token) = self.ready.pop_front() {
-            if budget == 0 {
+            if spent >= MAX_STEPS_PER_EVENT + self.items_started {
                 let msg = format!("more than {MAX_STEPS_PER_EVENT} steps without waiting; stopped");
                 self.incident(token, msg, None);
                 continue;
             }
-            budget -= 1;
+            spent += 1;
             self.exec(token);
         }
         if !self.inst.status.is_finished() {

@@ -92,6 +92,7 @@ impl Run<'_> {
         let Some(m) = self.inst.multis.iter_mut().find(|m| m.activation == activation) else { return };
         let index = m.started;
         m.started += 1;
+        self.items_started += 1;
         let (total, branch) = (m.total, index as u16);
         let mut vars = Vars::new();
         vars.insert(spec.item.clone(), item);
@@ -381,5 +382,30 @@ fn kind_of(v: &Value) -> &'static str {
         Value::String(_) => "text",
         Value::Array(_) => "a list",
         Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::CompileOptions;
+    use chrono::TimeZone;
+
+    /// Regression: the step budget of one event (10,000) also counted the items a
+    /// multi-instance node starts, so a list at the item limit stopped with an
+    /// incident instead of starting every item.
+    #[test]
+    fn a_list_at_the_item_limit_starts_every_item_in_one_event() {
+        let yaml = "id: p\nvariables:\n  items: { type: list }\n  ids: { type: list }\nstart: { next: each }\nnodes:\n  each:\n    service: x.add\n    with: { i: i }\n    multi_instance: { for_each: items, as: i, output: result, into: ids }\n    next: done\n  done: { end: }\n";
+        let p = crate::load::load_str("p.yaml", yaml, &CompileOptions::default()).unwrap().process;
+        let now = Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap();
+        let items: Vec<u32> = (0..crate::process::MAX_ITEMS).collect();
+        let vars: Vars = [("items".to_string(), serde_json::json!(items))].into();
+        let (inst, t) = start(&p, 1, vars, None, None, now).unwrap();
+        assert!(inst.incidents.is_empty(), "{:?}", inst.incidents.first());
+        let jobs = t.commands.iter().filter(|c| matches!(c, Command::ScheduleJob(_))).count();
+        assert_eq!(jobs, crate::process::MAX_ITEMS as usize);
+        assert_eq!(inst.tokens.len(), jobs + 1, "one token per item and the body");
+        inst.check_invariants(&p).unwrap();
     }
 }
