@@ -146,9 +146,19 @@ async fn list(State(emu): State<Emulator>, headers: HeaderMap, Query(p): Params)
         };
         let status = match get("status") {
             None | Some("") => None,
+            Some("-1") => None,
             Some(s) => Some(s.parse::<u32>().map_err(|_| ApiError::bad_request("status が正しくありません。"))?),
         };
-        let mut v = emu.read(|st| st.list(&a, status, page));
+        let time = |k: &str| -> Result<Option<chrono::DateTime<chrono::FixedOffset>>, ApiError> {
+            match get(k) {
+                None | Some("") => Ok(None),
+                Some(s) => chrono::DateTime::parse_from_rfc3339(s)
+                    .map(Some)
+                    .map_err(|_| ApiError::bad_request(format!("{k} は RFC3339 形式で指定してください。"))),
+            }
+        };
+        let range = super::state::ProcessedRange { from: time("from")?, to: time("to")? };
+        let mut v = emu.read(|st| st.list(&a, status, page, range));
         // `with_files` / `with_participants`: anything but `y` leaves them out.
         for (param, key) in [("with_files", "files"), ("with_participants", "participants")] {
             if get(param).is_some_and(|x| x != "y") {

@@ -17,7 +17,7 @@
 //! | endpoint | |
 //! | --- | --- |
 //! | `POST /token` | form `client_id` → `{access_token, expires_in, token_type}` |
-//! | `GET /documents?status&page` | `{total, page, documents}`, 100 a page |
+//! | `GET /documents?status&page&from&to` | `{total, page, documents}`, 100 a page; `from`/`to` (RFC 3339) filter on the last-processed time |
 //! | `POST /documents` | create a draft (form `title`, `note`, `message`) |
 //! | `GET`/`POST`/`DELETE /documents/{id}` | read / send (remind) / delete a draft |
 //! | `POST /documents/{id}/files` | multipart `name` + `uploadfile` (PDF) |
@@ -162,6 +162,31 @@ impl Emulator {
             st.clients.insert(client_id.into(), a);
             Ok(())
         });
+    }
+
+    /// Put a document with files straight into the state of `client_id`'s account
+    /// (tests, demos, benches): `files` are `(name, PDF bytes)`; `processed_at`
+    /// defaults to the emulator's now for anything but a draft. Returns its id.
+    pub fn seed_document(
+        &self,
+        client_id: &str,
+        title: &str,
+        status: u32,
+        files: Vec<(String, Vec<u8>)>,
+        attribute: serde_json::Map<String, serde_json::Value>,
+        processed_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<String, ApiError> {
+        let mut stored = Vec::new();
+        for (name, bytes) in files {
+            let sha = crate::cloudsign::files::sha256_hex(&bytes);
+            let size = bytes.len() as u64;
+            self.put_blob(&sha, bytes)?;
+            stored.push((name, sha, size));
+        }
+        let now = self.now();
+        let processed_at = if status == 0 { None } else { Some(processed_at.unwrap_or(now)) };
+        let d = state::SeedDocument { title: title.into(), status, files: stored, attribute, processed_at };
+        self.write(|st| st.seed_document(client_id, d, now))
     }
 
     fn save(&self, state: &State) -> std::io::Result<()> {

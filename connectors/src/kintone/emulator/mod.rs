@@ -27,7 +27,7 @@ pub mod bulk;
 mod http;
 pub mod state;
 
-pub use state::{ApiError, State, DEMO_INQUIRY_TOKEN, DEMO_TOKEN};
+pub use state::{ApiError, State, CONTRACT_LEDGER_APP, DEMO_CONTRACT_TOKEN, DEMO_INQUIRY_TOKEN, DEMO_TOKEN};
 
 use serde_json::{Map, Value};
 use std::future::Future;
