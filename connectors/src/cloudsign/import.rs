@@ -3,17 +3,19 @@
 //!
 //! | connector | input | result |
 //! | --- | --- | --- |
-//! | `cloudsign.import_begin` | `user`? | `{management_id, first, since, retry, busy, holder}` |
-//! | `cloudsign.concluded` | `since`?, `page`? (1), `documents`?, `count_only`?, `user`? | see below |
+//! | `cloudsign.import_begin` | `user`? | `{management_id, first, since, at_mark, retry, busy, holder}` |
+//! | `cloudsign.concluded` | `since`?, `exclude`?, `page`? (1), `documents`?, `count_only`?, `user`? | see below |
 //! | `cloudsign.fetch_file` | `document`, `file`, `name`?, `user`? | `{file: {name, content_type, size, sha256}}` |
-//! | `cloudsign.import_commit` | `mark`?, `failed`?, `user`? | `{management_id, mark, failed}` |
+//! | `cloudsign.import_commit` | `mark`?, `at_mark`?, `failed`?, `user`? | `{management_id, mark, failed}` |
 //!
 //! `concluded` lists one page (100 documents) of concluded documents last
 //! processed at or after `since` (`GET /documents?status=2&from=`), fetches each
 //! one's contract attributes and answers one **entry per file**: `{key, document,
 //! file, file_name, title, counterparty, concluded_on, starts, ends, amount,
 //! auto_renewal, notice_deadline, local_id, processed_at}` with `next_page` (null
-//! on the last page) and `mark` (the latest `processed_at` seen). With
+//! on the last page), `mark` (the latest `processed_at` seen) and `at_mark` (the
+//! documents processed exactly then). `since` is inclusive; `exclude` leaves out
+//! the documents at the old mark that the last run handled. With
 //! `documents: [id...]` it answers the entries of those documents instead (the
 //! retry of last run's failures; a document no longer concluded or visible is
 //! left out and named in `gone`). `count_only: true` counts documents and files
@@ -134,7 +136,9 @@ fn later(a: Option<String>, b: &str) -> Option<String> {
     }
 }
 
-async fn with_entries(client: &Client, docs: &[Value]) -> Result<(Vec<Value>, Option<String>), CsError> {
+/// Entries of `docs`, the latest last-processed time among them and the
+/// documents processed exactly then.
+async fn with_entries(client: &Client, docs: &[Value]) -> Result<(Vec<Value>, Option<String>, Vec<String>), CsError> {
     let mut out = Vec::new();
     let mut mark = None;
     for d in docs {
@@ -148,7 +152,19 @@ async fn with_entries(client: &Client, docs: &[Value]) -> Result<(Vec<Value>, Op
             mark = later(mark, p);
         }
     }
-    Ok((out, mark))
+    let at = |d: &&Value| -> bool {
+        let p = d.get("last_processed_at").and_then(Value::as_str).and_then(|p| DateTime::parse_from_rfc3339(p).ok());
+        let m = mark.as_deref().and_then(|m| DateTime::parse_from_rfc3339(m).ok());
+        p.is_some() && p == m
+    };
+    let at_mark = docs.iter().filter(at).filter_map(|d| d["id"].as_str().map(str::to_string)).collect();
+    Ok((out, mark, at_mark))
+}
+
+/// Whether `exclude` (documents at the mark an earlier run handled) names `d`.
+fn excluded(input: &Map<String, Value>, d: &Value) -> bool {
+    let id = d["id"].as_str().unwrap_or_default();
+    input.get("exclude").and_then(Value::as_array).is_some_and(|a| a.iter().any(|x| x.as_str() == Some(id)))
 }
 
 fn page_query(since: &Option<String>, page: usize, files: bool) -> Vec<(&'static str, String)> {
@@ -193,17 +209,20 @@ pub async fn concluded(client: &Client, input: &Map<String, Value>) -> Result<Va
             let files: usize = docs.iter().map(|d| d["files"].as_array().map_or(0, Vec::len)).sum();
             return Ok(json!({ "documents": docs.len(), "files": files, "gone": gone }));
         }
-        let (entries, mark) = with_entries(client, &docs).await?;
-        return Ok(json!({ "entries": entries, "count": entries.len(), "documents": docs.len(), "next_page": null, "mark": mark, "gone": gone }));
+        let (entries, _, _) = with_entries(client, &docs).await?;
+        // A retry does not move the mark: these were listed by an earlier run.
+        return Ok(json!({ "entries": entries, "count": entries.len(), "documents": docs.len(), "next_page": null, "mark": null, "at_mark": [], "gone": gone }));
     }
     if count_only {
         let (mut documents, mut files) = (0usize, 0usize);
         for page in 1..=MAX_COUNT_PAGES {
             let v = client.json(reqwest::Method::GET, "documents", &page_query(&since, page, true), &super::client::Body::None).await?;
-            let docs = v["documents"].as_array().cloned().unwrap_or_default();
+            let all = v["documents"].as_array().cloned().unwrap_or_default();
+            let full = all.len() >= super::client::PAGE;
+            let docs: Vec<&Value> = all.iter().filter(|d| !excluded(input, d)).collect();
             documents += docs.len();
             files += docs.iter().map(|d| d["files"].as_array().map_or(0, Vec::len)).sum::<usize>();
-            if docs.len() < super::client::PAGE {
+            if !full {
                 break;
             }
         }
@@ -219,9 +238,11 @@ pub async fn concluded(client: &Client, input: &Map<String, Value>) -> Result<Va
     let v = client.json(reqwest::Method::GET, "documents", &page_query(&since, page, true), &super::client::Body::None).await?;
     let docs = v["documents"].as_array().cloned().unwrap_or_default();
     let full = docs.len() >= super::client::PAGE;
-    // Documents of another status slipping in (a service ignoring `status`) are never imported.
-    let docs: Vec<Value> = docs.into_iter().filter(|d| d["status"].as_u64() == Some(2)).collect();
-    let (entries, mark) = with_entries(client, &docs).await?;
+    // Documents of another status slipping in (a service ignoring `status`) are never
+    // imported; documents at the mark that an earlier run handled are left out.
+    let docs: Vec<Value> =
+        docs.into_iter().filter(|d| d["status"].as_u64() == Some(2) && !excluded(input, d)).collect();
+    let (entries, mark, at_mark) = with_entries(client, &docs).await?;
     Ok(json!({
         "entries": entries,
         "count": entries.len(),
@@ -229,6 +250,7 @@ pub async fn concluded(client: &Client, input: &Map<String, Value>) -> Result<Va
         "page": page,
         "next_page": if full { json!(page + 1) } else { Value::Null },
         "mark": mark,
+        "at_mark": at_mark,
         "total": v["total"],
     }))
 }
@@ -291,7 +313,10 @@ pub async fn fetch_file(
         },
         other => ConnectorError::Retryable(other.to_string()),
     })?;
-    Ok(json!({ "file": { "name": name, "content_type": "application/pdf", "size": size, "sha256": sha256 } }))
+    #[allow(clippy::disallowed_methods)]
+    let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    Ok(json!({ "file": { "name": name, "content_type": "application/pdf", "size": size, "sha256": sha256,
+        "created_by": "cloudsign", "created_at": now } }))
 }
 
 /// `cloudsign.import_begin`.
@@ -307,6 +332,7 @@ pub fn begin(client: &Client, marks: &Marks, call: &Call) -> Result<Value, Conne
         "management_id": s.management_id,
         "first": s.mark.is_none(),
         "since": s.mark,
+        "at_mark": s.at_mark,
         "retry": s.failed,
         "busy": b.busy_with.is_some(),
         "holder": b.busy_with,
@@ -321,14 +347,19 @@ pub fn commit(client: &Client, marks: &Marks, call: &Call, input: &Map<String, V
         Some(Value::String(s)) => Some(s.clone()),
         Some(v) => return Err(fatal(format!("`mark` must be an RFC 3339 time, got {v}"))),
     };
-    let failed: Vec<String> = match input.get("failed") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(seg)).filter(|s| !s.is_empty()).collect(),
-        Some(_) => return Err(fatal("`failed` must be a list of document ids")),
+    let ids = |k: &str| -> Result<Vec<String>, ConnectorError> {
+        match input.get(k) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(a)) => {
+                Ok(a.iter().filter_map(|v| v.as_str().map(seg)).filter(|s| !s.is_empty()).collect())
+            }
+            Some(_) => Err(fatal(format!("`{k}` must be a list of document ids"))),
+        }
     };
+    let (failed, at_mark) = (ids("failed")?, ids("at_mark")?);
     #[allow(clippy::disallowed_methods)]
     let now = Utc::now();
-    let s = marks.commit(&client.identity(), call.instance, mark, failed, now).map_err(state_error)?;
+    let s = marks.commit(&client.identity(), call.instance, mark, at_mark, failed, now).map_err(state_error)?;
     Ok(json!({ "management_id": s.management_id, "mark": s.mark, "failed": s.failed, "runs": s.runs }))
 }
 

@@ -35,6 +35,11 @@ pub struct Integration {
     /// are listed by the next run; `None` before the first successful run.
     #[serde(default)]
     pub mark: Option<String>,
+    /// Documents last processed exactly at `mark` that a run already handled: the
+    /// next run lists from `mark` inclusive (nothing concluded in that same second
+    /// is missed) and leaves these out (a discarded entry is not offered again).
+    #[serde(default)]
+    pub at_mark: Vec<String>,
     /// Documents whose files could not be stored last time; the next run retries them.
     #[serde(default)]
     pub failed: Vec<String>,
@@ -174,6 +179,7 @@ impl Marks {
         key: &str,
         instance: u64,
         mark: Option<String>,
+        at_mark: Vec<String>,
         failed: Vec<String>,
         now: DateTime<Utc>,
     ) -> Result<Integration, StateError> {
@@ -194,16 +200,25 @@ impl Marks {
             }
         }
         if let Some(m) = mark {
-            // RFC 3339 UTC stamps of one service compare as text only when shaped
-            // alike; compare as times.
-            let newer = match (&s.mark, DateTime::parse_from_rfc3339(&m)) {
-                (_, Err(_)) => false,
-                (None, Ok(_)) => true,
-                (Some(old), Ok(new)) => DateTime::parse_from_rfc3339(old).map(|o| new > o).unwrap_or(true),
+            // Compare as times (RFC 3339 text of different shapes does not sort).
+            let order = match (&s.mark, DateTime::parse_from_rfc3339(&m)) {
+                (_, Err(_)) => std::cmp::Ordering::Less,
+                (None, Ok(_)) => std::cmp::Ordering::Greater,
+                (Some(old), Ok(new)) => DateTime::parse_from_rfc3339(old)
+                    .map(|o| new.cmp(&o))
+                    .unwrap_or(std::cmp::Ordering::Greater),
             };
-            if newer {
-                s.mark = Some(m);
+            match order {
+                std::cmp::Ordering::Greater => {
+                    s.mark = Some(m);
+                    s.at_mark = at_mark;
+                }
+                std::cmp::Ordering::Equal => s.at_mark.extend(at_mark),
+                std::cmp::Ordering::Less => {}
             }
+            s.at_mark.sort();
+            s.at_mark.dedup();
+            s.at_mark.truncate(MAX_FAILED);
         }
         let mut failed = failed;
         failed.sort();
@@ -256,13 +271,14 @@ mod tests {
         assert!(a.busy_with.is_none() && a.state.management_id.starts_with("CS-"));
         assert_eq!(m.begin("k", 2, now).unwrap().busy_with, Some(1), "an overlapping run waits its turn");
         assert!(m.begin("k", 1, now).unwrap().busy_with.is_none(), "a retry of the holder goes on");
-        let s = m.commit("k", 1, Some("2026-12-01T00:00:00Z".into()), vec!["d2".into()], now).unwrap();
+        let s = m.commit("k", 1, Some("2026-12-01T00:00:00Z".into()), vec!["d1".into()], vec!["d2".into()], now).unwrap();
         assert_eq!((s.mark.as_deref(), s.failed.as_slice()), (Some("2026-12-01T00:00:00Z"), &["d2".to_string()][..]));
-        assert!(m.commit("k", 1, None, vec![], now).is_ok(), "a repeated commit of the same run is harmless");
-        assert!(matches!(m.commit("k", 2, None, vec![], now), Err(StateError::NotHolder { .. })));
+        assert!(m.commit("k", 1, None, vec![], vec![], now).is_ok(), "a repeated commit of the same run is harmless");
+        assert!(matches!(m.commit("k", 2, None, vec![], vec![], now), Err(StateError::NotHolder { .. })));
         m.begin("k", 2, now).unwrap();
-        let s = m.commit("k", 2, Some("2026-11-01T00:00:00Z".into()), vec![], now).unwrap();
+        let s = m.commit("k", 2, Some("2026-11-01T00:00:00Z".into()), vec!["old".into()], vec![], now).unwrap();
         assert_eq!(s.mark.as_deref(), Some("2026-12-01T00:00:00Z"), "never backwards");
+        assert_eq!(s.at_mark, vec!["d1".to_string()], "the boundary of the mark in force");
         // Durable: a fresh store reads the same state, management id included.
         let again = Marks::new(Some(dir.path().to_path_buf())).get("k").unwrap();
         assert_eq!(again.management_id, s.management_id);
