@@ -9,13 +9,13 @@ use nagare_connectors::cloudsign::files::FsBlobs;
 use nagare_connectors::kintone::emulator::{Emulator as Kintone, CONTRACT_LEDGER_APP, DEMO_CONTRACT_TOKEN};
 use nagare_connectors::mail::sink::Sink;
 use nagare_connectors::{Connectors, ConnectorsConfig};
+use nagare_engine::connector::BoxFuture;
 use nagare_engine::runtime::{Outcome, Status, Wait};
 use nagare_engine::store::{InstanceFilter, TaskQuery};
-use nagare_engine::connector::BoxFuture;
 use nagare_engine::{Call, Connector, ConnectorError, Engine, Executor, StartOptions, Vars, VirtualClock};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use serde_json::{json, Map, Value};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 const PROCESS: &str = "contract-import";
@@ -122,7 +122,10 @@ impl World {
     }
 
     fn start(&self, process: &str) -> u64 {
-        self.engine.start(process, Vars::new(), StartOptions { by: Some("admin".into()), business_key: None }).unwrap().id
+        self.engine
+            .start(process, Vars::new(), StartOptions { by: Some("admin".into()), business_key: None })
+            .unwrap()
+            .id
     }
 
     /// Run every job, moving the clock 10 minutes at a time while a run waits for
@@ -130,10 +133,8 @@ impl World {
     async fn settle(&self) {
         for _ in 0..30 {
             self.exec.run_until_idle().await;
-            let running = self
-                .engine
-                .instances(&InstanceFilter { status: Some(Status::Running), ..Default::default() })
-                .unwrap();
+            let running =
+                self.engine.instances(&InstanceFilter { status: Some(Status::Running), ..Default::default() }).unwrap();
             if !running.iter().any(|i| i.tokens.iter().any(|t| matches!(t.wait, Wait::Job { .. }))) {
                 return;
             }
@@ -197,7 +198,8 @@ async fn three_concluded_documents_with_one_one_and_three_files_give_five_ledger
 
     let ledger = w.ledger();
     assert_eq!(ledger.len(), 5, "one record per file");
-    let docs: Vec<String> = ledger.iter().map(|r| v(r, "取込キー").as_str().unwrap().split(':').next().unwrap().to_string()).collect();
+    let docs: Vec<String> =
+        ledger.iter().map(|r| v(r, "取込キー").as_str().unwrap().split(':').next().unwrap().to_string()).collect();
     assert_eq!(docs.iter().filter(|d| **d == a).count(), 1);
     assert_eq!(docs.iter().filter(|d| **d == b).count(), 1);
     assert_eq!(docs.iter().filter(|d| **d == c).count(), 3, "a document with three files gives three");
@@ -229,10 +231,7 @@ async fn three_concluded_documents_with_one_one_and_three_files_give_five_ledger
     let before = w.keys();
     w.clock.advance(Duration::hours(18));
     w.settle().await;
-    let runs = w
-        .engine
-        .instances(&InstanceFilter { process: Some(PROCESS.into()), ..Default::default() })
-        .unwrap();
+    let runs = w.engine.instances(&InstanceFilter { process: Some(PROCESS.into()), ..Default::default() }).unwrap();
     assert_eq!(runs.len(), 2, "the timer started one run");
     let daily = runs.iter().find(|i| i.id != id).unwrap();
     assert_eq!(daily.started_by.as_deref(), Some("timer"));
@@ -257,7 +256,11 @@ async fn two_integrations_side_by_side_see_only_their_own_client_ids_documents()
     w.document(SALES, "営業の別契約", 2, 1, at);
     w.engine.deploy("contract-import-sales.yaml", &copy_as("contract-import-sales")).unwrap();
     w.engine
-        .change_settings("contract-import-sales", vars(&[("cloudsign_account", json!("sales")), ("visibility", json!("部署"))]), "admin")
+        .change_settings(
+            "contract-import-sales",
+            vars(&[("cloudsign_account", json!("sales")), ("visibility", json!("部署"))]),
+            "admin",
+        )
         .unwrap();
     let l = w.start(PROCESS);
     let s = w.start("contract-import-sales");
@@ -333,7 +336,9 @@ async fn review_mode_opens_one_task_per_entry_and_discarded_entries_never_reach_
             w.engine.complete(&t[0].id, "suzuki", Vars::new(), Outcome::Named("discard".into())).unwrap();
         } else {
             // The reviewer may change the visibility.
-            w.engine.complete(&t[0].id, "suzuki", vars_of(&[("公開範囲", json!("関係者のみ"))]), Outcome::Next).unwrap();
+            w.engine
+                .complete(&t[0].id, "suzuki", vars_of(&[("公開範囲", json!("関係者のみ"))]), Outcome::Next)
+                .unwrap();
         }
         w.settle().await;
     }
@@ -456,7 +461,10 @@ async fn a_crash_between_ledger_add_and_commit_at_several_points_gives_the_same_
             .build()
             .unwrap();
         let exec = Executor::new(engine.clone());
-        let id = engine.start(PROCESS, Vars::new(), StartOptions { by: Some("admin".into()), business_key: None }).unwrap().id;
+        let id = engine
+            .start(PROCESS, Vars::new(), StartOptions { by: Some("admin".into()), business_key: None })
+            .unwrap()
+            .id;
         exec.run_until_idle().await;
         assert!(crashed.load(Ordering::SeqCst), "crash point {after} reached");
         assert_eq!(w.ledger().len(), after + 1, "the record of the crashed call was added");

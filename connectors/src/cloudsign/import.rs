@@ -81,7 +81,8 @@ pub fn entries(doc: &Value, attr: &Value) -> Vec<Value> {
         .and_then(Value::as_str)
         .or_else(|| doc.get("updated_at").and_then(Value::as_str))
         .unwrap_or_default();
-    let title = text(attr.get("title")).as_str().map(str::to_string).or_else(|| doc["title"].as_str().map(str::to_string));
+    let title =
+        text(attr.get("title")).as_str().map(str::to_string).or_else(|| doc["title"].as_str().map(str::to_string));
     let concluded_on = text(attr.get("contract_at")).as_str().map(str::to_string).or_else(|| date_jst(processed));
     let auto_renewal = match attr.get("auto_update").and_then(Value::as_u64) {
         Some(1) => "あり",
@@ -146,7 +147,9 @@ async fn with_entries(client: &Client, docs: &[Value]) -> Result<(Vec<Value>, Op
         if id.is_empty() {
             continue;
         }
-        let attr = client.json(reqwest::Method::GET, &format!("documents/{id}/attribute"), &[], &super::client::Body::None).await?;
+        let attr = client
+            .json(reqwest::Method::GET, &format!("documents/{id}/attribute"), &[], &super::client::Body::None)
+            .await?;
         out.extend(entries(d, &attr));
         if let Some(p) = d.get("last_processed_at").and_then(Value::as_str) {
             mark = later(mark, p);
@@ -211,12 +214,16 @@ pub async fn concluded(client: &Client, input: &Map<String, Value>) -> Result<Va
         }
         let (entries, _, _) = with_entries(client, &docs).await?;
         // A retry does not move the mark: these were listed by an earlier run.
-        return Ok(json!({ "entries": entries, "count": entries.len(), "documents": docs.len(), "next_page": null, "mark": null, "at_mark": [], "gone": gone }));
+        return Ok(
+            json!({ "entries": entries, "count": entries.len(), "documents": docs.len(), "next_page": null, "mark": null, "at_mark": [], "gone": gone }),
+        );
     }
     if count_only {
         let (mut documents, mut files) = (0usize, 0usize);
         for page in 1..=MAX_COUNT_PAGES {
-            let v = client.json(reqwest::Method::GET, "documents", &page_query(&since, page, true), &super::client::Body::None).await?;
+            let v = client
+                .json(reqwest::Method::GET, "documents", &page_query(&since, page, true), &super::client::Body::None)
+                .await?;
             let all = v["documents"].as_array().cloned().unwrap_or_default();
             let full = all.len() >= super::client::PAGE;
             let docs: Vec<&Value> = all.iter().filter(|d| !excluded(input, d)).collect();
@@ -230,12 +237,15 @@ pub async fn concluded(client: &Client, input: &Map<String, Value>) -> Result<Va
     }
     let page = match input.get("page") {
         None | Some(Value::Null) => 1,
-        Some(v) => v
-            .as_u64()
-            .filter(|p| (1..=MAX_COUNT_PAGES as u64).contains(p))
-            .ok_or_else(|| fatal(format!("`page` must be 1 to {MAX_COUNT_PAGES}, got {v}")))? as usize,
+        Some(v) => {
+            v.as_u64()
+                .filter(|p| (1..=MAX_COUNT_PAGES as u64).contains(p))
+                .ok_or_else(|| fatal(format!("`page` must be 1 to {MAX_COUNT_PAGES}, got {v}")))? as usize
+        }
     };
-    let v = client.json(reqwest::Method::GET, "documents", &page_query(&since, page, true), &super::client::Body::None).await?;
+    let v = client
+        .json(reqwest::Method::GET, "documents", &page_query(&since, page, true), &super::client::Body::None)
+        .await?;
     let docs = v["documents"].as_array().cloned().unwrap_or_default();
     let full = docs.len() >= super::client::PAGE;
     // Documents of another status slipping in (a service ignoring `status`) are never
@@ -340,7 +350,12 @@ pub fn begin(client: &Client, marks: &Marks, call: &Call) -> Result<Value, Conne
 }
 
 /// `cloudsign.import_commit`.
-pub fn commit(client: &Client, marks: &Marks, call: &Call, input: &Map<String, Value>) -> Result<Value, ConnectorError> {
+pub fn commit(
+    client: &Client,
+    marks: &Marks,
+    call: &Call,
+    input: &Map<String, Value>,
+) -> Result<Value, ConnectorError> {
     let mark = match input.get("mark") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.is_empty() => None,

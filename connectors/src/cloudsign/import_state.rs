@@ -67,7 +67,9 @@ pub struct Lease {
 pub enum StateError {
     #[error("the import state {path} cannot be used: {reason}")]
     Io { path: String, reason: String },
-    #[error("run {instance} does not hold the integration {management_id} (held by {holder:?}); it may not move the mark")]
+    #[error(
+        "run {instance} does not hold the integration {management_id} (held by {holder:?}); it may not move the mark"
+    )]
     NotHolder { instance: u64, management_id: String, holder: Option<u64> },
     #[error("{0} documents failed; at most {MAX_FILED} are kept for a retry", MAX_FILED = MAX_FAILED)]
     TooManyFailed(usize),
@@ -204,9 +206,9 @@ impl Marks {
             let order = match (&s.mark, DateTime::parse_from_rfc3339(&m)) {
                 (_, Err(_)) => std::cmp::Ordering::Less,
                 (None, Ok(_)) => std::cmp::Ordering::Greater,
-                (Some(old), Ok(new)) => DateTime::parse_from_rfc3339(old)
-                    .map(|o| new.cmp(&o))
-                    .unwrap_or(std::cmp::Ordering::Greater),
+                (Some(old), Ok(new)) => {
+                    DateTime::parse_from_rfc3339(old).map(|o| new.cmp(&o)).unwrap_or(std::cmp::Ordering::Greater)
+                }
             };
             match order {
                 std::cmp::Ordering::Greater => {
@@ -271,7 +273,8 @@ mod tests {
         assert!(a.busy_with.is_none() && a.state.management_id.starts_with("CS-"));
         assert_eq!(m.begin("k", 2, now).unwrap().busy_with, Some(1), "an overlapping run waits its turn");
         assert!(m.begin("k", 1, now).unwrap().busy_with.is_none(), "a retry of the holder goes on");
-        let s = m.commit("k", 1, Some("2026-12-01T00:00:00Z".into()), vec!["d1".into()], vec!["d2".into()], now).unwrap();
+        let s =
+            m.commit("k", 1, Some("2026-12-01T00:00:00Z".into()), vec!["d1".into()], vec!["d2".into()], now).unwrap();
         assert_eq!((s.mark.as_deref(), s.failed.as_slice()), (Some("2026-12-01T00:00:00Z"), &["d2".to_string()][..]));
         assert!(m.commit("k", 1, None, vec![], vec![], now).is_ok(), "a repeated commit of the same run is harmless");
         assert!(matches!(m.commit("k", 2, None, vec![], vec![], now), Err(StateError::NotHolder { .. })));

@@ -327,7 +327,8 @@ impl KintoneConnector {
                     return match client.add_record(app, record).await {
                         Ok((id, revision)) => Ok(json!({ "id": id, "revision": revision, "created": true })),
                         // Added meanwhile by an overlapping run: the unique field refused ours.
-                        Err(e) if e.code() == Some("CB_VA01") => match Self::find_by(&client, app, field, value).await? {
+                        Err(e) if e.code() == Some("CB_VA01") => match Self::find_by(&client, app, field, value).await?
+                        {
                             Some(found) => Ok(found),
                             None => Err(KintoneError::into(e)),
                         },
