@@ -482,3 +482,60 @@ async fn a_crash_between_ledger_add_and_commit_at_several_points_gives_the_same_
         assert_eq!(k.len(), 8);
     }
 }
+
+/// Peak resident set of this process (Linux), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = s.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// The first import of 2,000 concluded documents with 2 files each (10 KB PDFs)
+/// against the in-process emulators: files/s and peak RSS. Not run by default:
+/// `cargo test --workspace --test contract_import -- --ignored --nocapture bench`
+/// (`NAGARE_BENCH_DOCS`, `NAGARE_BENCH_PDF_KB` change the size). CloudSign's
+/// 800 requests/min limit is lifted for the emulator (see the README for what it
+/// means against the real service).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn bench_first_import() {
+    let docs: usize = std::env::var("NAGARE_BENCH_DOCS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000);
+    let kb: usize = std::env::var("NAGARE_BENCH_PDF_KB").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let mut w = world().await;
+    for (_, inst) in w.cfg.connectors.iter_mut() {
+        if let nagare_connectors::InstanceConfig::Cloudsign(c) = inst {
+            c.rate_per_minute = Some(1_000_000);
+        }
+    }
+    drop(std::mem::replace(&mut w.exec, Executor::new(Engine::in_memory())));
+    drop(std::mem::replace(&mut w.engine, Engine::in_memory()));
+    w.engine = open(&w.data, &w.clock, &w.cfg);
+    w.exec = Executor::new(w.engine.clone()).concurrency(1);
+    let at = t0() - Duration::days(30);
+    let filler = "x".repeat(kb * 1024);
+    let seed_start = std::time::Instant::now();
+    for n in 0..docs {
+        let files = (1..=2).map(|f| (format!("契約{n}-{f}.pdf"), pdf(&format!("{n} {f} {filler}")))).collect();
+        w.cs.seed_document(LEGAL, &format!("契約{n}"), 2, files, Map::new(), Some(at + Duration::seconds(n as i64)))
+            .unwrap();
+    }
+    let seeded = seed_start.elapsed();
+    let rss_before = peak_rss_mib().unwrap_or(0.0);
+    let t = std::time::Instant::now();
+    let id = w.start(PROCESS);
+    w.settle().await;
+    let secs = t.elapsed().as_secs_f64();
+    let vars = w.completed(id);
+    let files = docs * 2;
+    assert_eq!(vars["登録数"], files as u64);
+    assert_eq!(w.ledger().len(), files);
+    let history = w.engine.history(id).unwrap().len();
+    println!(
+        "BENCH contract-import: {docs} documents, {files} files of {kb} KB: {secs:.1} s, {:.1} files/s; \
+         peak RSS {:.0} MiB (after seeding the emulators: {rss_before:.0} MiB; seeding took {:.1} s); \
+         history entries {history}",
+        files as f64 / secs,
+        peak_rss_mib().unwrap_or(0.0),
+        seeded.as_secs_f64(),
+    );
+}
