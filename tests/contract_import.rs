@@ -539,3 +539,139 @@ async fn bench_first_import() {
         seeded.as_secs_f64(),
     );
 }
+
+// ---------------------------------------------------------------------------
+// kill -9: the test binary re-executes itself as the engine process
+// (`kill_child`, which does nothing unless NAGARE_IMPORT_CHILD is set); the
+// emulators live in the parent, as the real services outlive nagare.
+// ---------------------------------------------------------------------------
+
+const CHILD_ENV: &str = "NAGARE_IMPORT_CHILD";
+
+#[test]
+fn kill_child() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else { return };
+    let spec: Value = serde_json::from_str(&spec).unwrap();
+    let dir = std::path::PathBuf::from(spec["dir"].as_str().unwrap());
+    let cfg = ConnectorsConfig::from_yaml(&format!(
+        "connectors:
+  cloudsign: {{ type: cloudsign, base_url: '{}', timeout: 5s, users: {{ legal: {LEGAL} }} }}
+  kintone: {{ type: kintone, base_url: '{}', app: {CONTRACT_LEDGER_APP}, token: {DEMO_CONTRACT_TOKEN}, timeout: 5s }}
+",
+        spec["cloudsign"].as_str().unwrap(),
+        spec["kintone"].as_str().unwrap()
+    ))
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async move {
+        let connectors = Connectors::with_blobs(&cfg, Arc::new(FsBlobs::new(&dir)));
+        let engine = Engine::builder().data_dir(&dir).unwrap().connectors(connectors.registry()).build().unwrap();
+        engine.deploy("processes/contract-import.yaml", &process_text()).unwrap();
+        engine.change_settings(PROCESS, vars(&[("cloudsign_account", json!("legal"))]), "admin").unwrap();
+        // Started once: the business key makes a second start return the same instance.
+        let id = engine
+            .start(
+                PROCESS,
+                Vars::new(),
+                StartOptions { by: Some("admin".into()), business_key: Some("kill-test".into()) },
+            )
+            .unwrap()
+            .id;
+        let exec = Executor::new(engine.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let runner = tokio::spawn(async move {
+            exec.run(async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        loop {
+            let i = engine.instance(id).unwrap();
+            if i.status != Status::Running {
+                assert_eq!(i.status, Status::Completed, "{:?}", i.incidents);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let _ = stop.send(());
+        let _ = runner.await;
+        engine.flush().unwrap();
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_engine_mid_import_and_restarting_gives_the_same_ledger_without_duplicates() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return;
+    }
+    let w = world().await;
+    let (docs, files_each) = (25usize, 2usize);
+    let at = t0() - Duration::days(1);
+    for n in 0..docs {
+        w.document(LEGAL, &format!("契約{n}"), 2, files_each, at + Duration::seconds(n as i64));
+    }
+    // The emulators' addresses: serve them again on known ports for the child.
+    let (l, csaddr) = listen().await;
+    let c = w.cs.clone();
+    tokio::spawn(async move { c.serve(l, std::future::pending()).await.unwrap() });
+    let (kl, kaddr) = listen().await;
+    let k = w.kintone.clone();
+    tokio::spawn(async move { k.serve(kl, std::future::pending()).await.unwrap() });
+    let dir = tempfile::tempdir().unwrap();
+    let spec =
+        json!({ "dir": dir.path(), "cloudsign": format!("http://{csaddr}"), "kintone": format!("http://{kaddr}") });
+    let spawn = |run: usize| {
+        let log = std::fs::File::create(dir.path().join(format!("child-{run}.log"))).unwrap();
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "kill_child", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, spec.to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    };
+    let total = docs * files_each;
+    let mut kills = 0;
+    let mut run = 0;
+    // Kill it whenever the ledger has grown since the last kill, at several points.
+    let mut last = 0;
+    while kills < 5 {
+        run += 1;
+        let mut child = spawn(run);
+        let started = std::time::Instant::now();
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            let n = w.ledger().len();
+            if child.try_wait().unwrap().is_some() || n >= last + 3 || started.elapsed().as_secs() > 60 {
+                break;
+            }
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+        last = w.ledger().len();
+        eprintln!("kill {kills}: {last} of {total} records in the ledger");
+        assert!(last < total, "the import ended before the kill");
+    }
+    run += 1;
+    let mut child = spawn(run);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "the last run did not finish");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let log = std::fs::read_to_string(dir.path().join(format!("child-{run}.log"))).unwrap_or_default();
+    assert!(status.success(), "{log}");
+    assert!(kills >= 3, "killed at several points ({kills})");
+    let mut keys = w.keys();
+    assert_eq!(keys.len(), total, "every file once");
+    keys.dedup();
+    assert_eq!(keys.len(), total, "no duplicates");
+}
