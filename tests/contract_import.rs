@@ -675,3 +675,61 @@ async fn killing_the_engine_mid_import_and_restarting_gives_the_same_ledger_with
     keys.dedup();
     assert_eq!(keys.len(), total, "no duplicates");
 }
+
+/// The CloudSign emulator's seeding endpoint and `from`/`to` on `GET /documents`
+/// (the last-processed time), as the import uses them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cloudsign_emulator_seeds_over_http_and_lists_by_last_processed_time() {
+    let cs = CloudSign::in_memory();
+    let (l, addr) = listen().await;
+    let c = cs.clone();
+    tokio::spawn(async move { c.serve(l, std::future::pending()).await.unwrap() });
+    let http = reqwest::Client::new();
+    let base = format!("http://{addr}");
+    // base64 of pdf("x")
+    let b64 = "JVBERi0xLjcKeAolJUVPRgo=";
+    assert_eq!(pdf("x"), b"%PDF-1.7\nx\n%%EOF\n");
+    for (title, at) in [("古い", "2026-11-01T00:00:00Z"), ("新しい", "2026-11-20T09:00:00+09:00")] {
+        let r = http
+            .post(format!("{base}/emulator/documents"))
+            .json(&json!({ "client_id": "demo-client-sato", "title": title, "processed_at": at,
+                "files": [{ "name": "a.pdf", "content_base64": b64 }] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let bad = http
+        .post(format!("{base}/emulator/documents"))
+        .json(&json!({ "client_id": "demo-client-sato", "title": "x", "files": [{ "name": "a.txt", "content_base64": "aGk=" }] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400, "files must be PDFs");
+    let tok: Value = http
+        .post(format!("{base}/token"))
+        .form(&[("client_id", "demo-client-sato")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let list = |q: Vec<(&'static str, &'static str)>| {
+        let req = http.get(format!("{base}/documents")).query(&q).bearer_auth(tok["access_token"].as_str().unwrap());
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, v) = list(vec![("status", "2"), ("from", "2026-11-20T00:00:00Z")]).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["total"], 1);
+    assert_eq!(v["documents"][0]["title"], "新しい");
+    let (_, v) = list(vec![("status", "2"), ("from", "2026-11-20T00:00:00Z"), ("to", "2026-11-20T00:00:00Z")]).await;
+    assert_eq!(v["total"], 1, "both ends are included");
+    let (_, v) = list(vec![("status", "-1")]).await;
+    assert_eq!(v["total"], 2);
+    let (s, v) = list(vec![("from", "yesterday")]).await;
+    assert_eq!((s, v["error"].as_str()), (400, Some("bad_request")));
+}

@@ -25,6 +25,7 @@
 //! | `POST /documents/{id}/participants` | form `email`, `name`, ... |
 //! | `GET`/`PUT /documents/{id}/attribute` | contract attributes (JSON) |
 //! | `POST /emulator/documents/{id}/agree`, `/decline` | the signer (not CloudSign) |
+//! | `POST /emulator/documents` | put a concluded (or draft, declined) document with files in place (not CloudSign) |
 //! | `GET`/`PUT /emulator/faults`, `PUT /emulator/webhook` | emulator settings (not CloudSign) |
 //!
 //! Differences that matter: no templates, widgets, reminders' mails or transfers;
