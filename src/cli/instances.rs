@@ -254,7 +254,7 @@ pub fn show_with(out: &Out, engine: &Engine, id: u64) -> anyhow::Result<ExitCode
 fn progress_line(vars: &nagare_engine::Vars) -> Option<String> {
     let p = vars.get("progress")?.as_object()?;
     let (done, total) = (p.get("done")?.as_u64()?, p.get("total")?.as_u64()?);
-    let pct = if total == 0 { 100 } else { done.saturating_mul(100) / total };
+    let pct = done.saturating_mul(100).checked_div(total).unwrap_or(100);
     let rest: Vec<String> = p
         .iter()
         .filter(|(k, _)| *k != "done" && *k != "total")
