@@ -733,3 +733,22 @@ async fn the_cloudsign_emulator_seeds_over_http_and_lists_by_last_processed_time
     let (s, v) = list(vec![("from", "yesterday")]).await;
     assert_eq!((s, v["error"].as_str()), (400, Some("bad_request")));
 }
+
+/// More than a CloudSign page (100 documents), read 10 documents at a time: every
+/// file of every part of every page, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_past_the_first_page_are_imported_in_parts_of_ten() {
+    let w = world().await;
+    let at = t0() - Duration::days(2);
+    for n in 0..103 {
+        w.document(LEGAL, &format!("契約{n}"), 2, 1, at + Duration::seconds(n));
+    }
+    let id = w.start(PROCESS);
+    w.settle().await;
+    let vars = w.completed(id);
+    assert_eq!((vars["progress"]["total"].clone(), vars["登録数"].clone()), (json!(103), json!(103)));
+    assert_eq!(vars["頁"], 2, "the second page was read");
+    let mut k = w.keys();
+    k.dedup();
+    assert_eq!(k.len(), 103);
+}

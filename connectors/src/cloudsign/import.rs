@@ -4,16 +4,17 @@
 //! | connector | input | result |
 //! | --- | --- | --- |
 //! | `cloudsign.import_begin` | `user`? | `{management_id, first, since, at_mark, retry, busy, holder}` |
-//! | `cloudsign.concluded` | `since`?, `exclude`?, `page`? (1), `documents`?, `count_only`?, `user`? | see below |
+//! | `cloudsign.concluded` | `since`?, `exclude`?, `page`? (1), `offset`? (0), `max_documents`? (100), `documents`?, `count_only`?, `user`? | see below |
 //! | `cloudsign.fetch_file` | `document`, `file`, `name`?, `user`? | `{file: {name, content_type, size, sha256}}` |
 //! | `cloudsign.import_commit` | `mark`?, `at_mark`?, `failed`?, `user`? | `{management_id, mark, failed}` |
 //!
-//! `concluded` lists one page (100 documents) of concluded documents last
-//! processed at or after `since` (`GET /documents?status=2&from=`), fetches each
-//! one's contract attributes and answers one **entry per file**: `{key, document,
-//! file, file_name, title, counterparty, concluded_on, starts, ends, amount,
-//! auto_renewal, notice_deadline, local_id, processed_at}` with `next_page` (null
-//! on the last page), `mark` (the latest `processed_at` seen) and `at_mark` (the
+//! `concluded` lists concluded documents last processed at or after `since`
+//! (`GET /documents?status=2&from=`), `max_documents` (≤ 100) of them from
+//! `offset` of page `page`, fetches each one's contract attributes and answers one
+//! **entry per file**: `{key, document, file, file_name, title, counterparty,
+//! concluded_on, starts, ends, amount, auto_renewal, notice_deadline, local_id,
+//! processed_at}` with `next` (`{page, offset}` of the next part, null after the
+//! last), `mark` (the latest `processed_at` seen) and `at_mark` (the
 //! documents processed exactly then). `since` is inclusive; `exclude` leaves out
 //! the documents at the old mark that the last run handled. With
 //! `documents: [id...]` it answers the entries of those documents instead (the
@@ -215,7 +216,7 @@ pub async fn concluded(client: &Client, input: &Map<String, Value>) -> Result<Va
         let (entries, _, _) = with_entries(client, &docs).await?;
         // A retry does not move the mark: these were listed by an earlier run.
         return Ok(
-            json!({ "entries": entries, "count": entries.len(), "documents": docs.len(), "next_page": null, "mark": null, "at_mark": [], "gone": gone }),
+            json!({ "entries": entries, "count": entries.len(), "documents": docs.len(), "next": null, "mark": null, "at_mark": [], "gone": gone }),
         );
     }
     if count_only {
@@ -243,11 +244,36 @@ pub async fn concluded(client: &Client, input: &Map<String, Value>) -> Result<Va
                 .ok_or_else(|| fatal(format!("`page` must be 1 to {MAX_COUNT_PAGES}, got {v}")))? as usize
         }
     };
+    let offset = match input.get("offset") {
+        None | Some(Value::Null) => 0,
+        Some(v) => v
+            .as_u64()
+            .filter(|o| *o < super::client::PAGE as u64)
+            .ok_or_else(|| fatal(format!("`offset` must be 0 to {}, got {v}", super::client::PAGE - 1)))?
+            as usize,
+    };
+    let max = match input.get("max_documents") {
+        None | Some(Value::Null) => super::client::PAGE,
+        Some(v) => v
+            .as_u64()
+            .filter(|m| (1..=super::client::PAGE as u64).contains(m))
+            .ok_or_else(|| fatal(format!("`max_documents` must be 1 to {}, got {v}", super::client::PAGE)))?
+            as usize,
+    };
     let v = client
         .json(reqwest::Method::GET, "documents", &page_query(&since, page, true), &super::client::Body::None)
         .await?;
-    let docs = v["documents"].as_array().cloned().unwrap_or_default();
-    let full = docs.len() >= super::client::PAGE;
+    let all = v["documents"].as_array().cloned().unwrap_or_default();
+    // A part of the page: the caller's instance holds a few documents' entries at a
+    // time (offsets count the page as CloudSign answered it, before any filter).
+    let next = if offset + max < all.len() {
+        json!({ "page": page, "offset": offset + max })
+    } else if all.len() >= super::client::PAGE {
+        json!({ "page": page + 1, "offset": 0 })
+    } else {
+        Value::Null
+    };
+    let docs: Vec<Value> = all.into_iter().skip(offset).take(max).collect();
     // Documents of another status slipping in (a service ignoring `status`) are never
     // imported; documents at the mark that an earlier run handled are left out.
     let docs: Vec<Value> =
@@ -258,7 +284,7 @@ pub async fn concluded(client: &Client, input: &Map<String, Value>) -> Result<Va
         "count": entries.len(),
         "documents": docs.len(),
         "page": page,
-        "next_page": if full { json!(page + 1) } else { Value::Null },
+        "next": next,
         "mark": mark,
         "at_mark": at_mark,
         "total": v["total"],
