@@ -752,3 +752,23 @@ async fn documents_past_the_first_page_are_imported_in_parts_of_ten() {
     k.dedup();
     assert_eq!(k.len(), 103);
 }
+
+/// A run that starts while another holds the integration (a review still open)
+/// does nothing; once the first commits, the next run goes on from its mark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overlapping_run_of_one_integration_does_nothing() {
+    let w = world().await;
+    w.engine.change_settings(PROCESS, vars(&[("mode", json!("review"))]), "admin").unwrap();
+    w.document(LEGAL, "審査中の契約", 2, 1, t0() - Duration::days(1));
+    let first = w.start(PROCESS);
+    w.settle().await;
+    assert_eq!(w.tasks(first).len(), 1, "waiting for the count to be confirmed");
+    let second = w.start(PROCESS);
+    w.settle().await;
+    let v = w.completed(second);
+    assert_eq!(v["実行中"], true);
+    let h = w.engine.history(second).unwrap();
+    assert!(h.iter().any(|e| e.node.as_deref() == Some("見送り")), "ended at 見送り");
+    assert!(w.tasks(second).is_empty());
+    assert!(w.ledger().is_empty());
+}
