@@ -486,7 +486,11 @@ impl State {
         // Each record's fields are rendered one at a time as the condition asks for
         // them, and whole records only for the page answered: a query stays linear
         // in the records with a small constant (the contract import asks one per file).
-        let one = |r: &StoredRecord, f: &str| field(&a.render(r, &[f.to_string()]), f);
+        let one = |r: &StoredRecord, f: &str| match a.fields.get(f) {
+            // A user field as `render` gives it, without rendering the rest.
+            Some(def) => Some((def.ty.clone(), r.values.get(f).cloned().unwrap_or_else(|| empty_value(&def.ty)))),
+            None => field(&a.render(r, &[f.to_string()]), f),
+        };
         let mut hits: Vec<&StoredRecord> = a
             .records
             .values()
