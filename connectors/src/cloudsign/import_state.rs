@@ -86,7 +86,8 @@ pub struct Begun {
 /// Integration states by key: a directory of JSON files, or memory.
 pub struct Marks {
     dir: Option<PathBuf>,
-    /// Every read-modify-write goes through this lock (and the memory copy).
+    /// Every read-modify-write goes through this lock; without a directory the
+    /// states live here.
     cache: Mutex<HashMap<String, Integration>>,
 }
 
@@ -113,7 +114,9 @@ impl Marks {
     }
 
     fn load(&self, cache: &mut HashMap<String, Integration>, key: &str) -> Result<Integration, StateError> {
-        if let Some(s) = cache.get(key) {
+        // A file is read every time: two connector instances of one host and client
+        // id share it (a memory copy per instance could go stale).
+        if let (None, Some(s)) = (&self.dir, cache.get(key)) {
             return Ok(s.clone());
         }
         let state = match self.path(key) {
