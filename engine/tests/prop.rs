@@ -39,11 +39,20 @@ enum Block {
     /// Every branch whose condition `v<var> > <threshold>` holds (the last is the
     /// default), closed by a join that waits for the branches taken.
     Inclusive(Vec<(u8, u8, Vec<Block>)>),
+    /// A multi-instance user task over `items` items, one at a time or all at
+    /// once, ending early after `early` items if given.
+    Multi {
+        items: u8,
+        sequential: bool,
+        early: Option<u8>,
+    },
 }
 
 fn block() -> impl Strategy<Value = Block> {
     let leaf = prop_oneof![
         3 => Just(Block::Task),
+        1 => (0..4u8, any::<bool>(), prop::option::of(1..3u8))
+            .prop_map(|(items, sequential, early)| Block::Multi { items, sequential, early }),
         1 => (0..VARS, 1..3u8).prop_map(|(var, add)| Block::Script { var, add }),
     ];
     leaf.prop_recursive(3, 24, 4, |inner| {
@@ -64,6 +73,7 @@ fn task_nodes(seq: &[Block]) -> usize {
     seq.iter()
         .map(|b| match b {
             Block::Task => 1,
+            Block::Multi { items, .. } => usize::from(*items),
             Block::Script { .. } => 0,
             Block::Exclusive(bs) | Block::Inclusive(bs) => bs.iter().map(|(_, _, s)| task_nodes(s)).sum(),
             Block::Parallel(bs) => bs.iter().map(|s| task_nodes(s)).sum(),
@@ -71,11 +81,12 @@ fn task_nodes(seq: &[Block]) -> usize {
         .sum()
 }
 
-/// Most user tasks that can be open at once.
+/// Most tokens that can wait at once (a multi-instance body waits beside its items).
 fn width(seq: &[Block]) -> usize {
     seq.iter()
         .map(|b| match b {
             Block::Task => 1,
+            Block::Multi { items, .. } => usize::from(*items) + 1,
             Block::Script { .. } => 0,
             Block::Exclusive(bs) => bs.iter().map(|(_, _, s)| width(s)).max().unwrap_or(0),
             Block::Parallel(bs) => bs.iter().map(|s| width(s)).sum(),
@@ -91,6 +102,8 @@ struct Emitter {
     nodes: Vec<String>,
     counter: usize,
     fork_join: Vec<(String, String)>,
+    /// Multi-instance nodes that may end before every item is done.
+    early: Vec<String>,
 }
 
 impl Emitter {
@@ -113,6 +126,19 @@ impl Emitter {
             Block::Task => {
                 let id = self.id("t");
                 self.nodes.push(format!("  {id}: {{ user_task: 'Task {id}', lane: staff, next: {next} }}"));
+                id
+            }
+            Block::Multi { items, sequential, early } => {
+                let id = self.id("m");
+                let list: Vec<String> = (0..*items).map(|i| i.to_string()).collect();
+                let mut multi = format!("for_each: '[{}]', as: item, sequential: {sequential}", list.join(", "));
+                if let Some(k) = early {
+                    write!(multi, ", complete_when: 'done >= {k}'").expect("write");
+                    self.early.push(id.clone());
+                }
+                self.nodes.push(format!(
+                    "  {id}: {{ user_task: 'Task {id}', lane: staff, next: {next}, multi_instance: {{ {multi} }} }}"
+                ));
                 id
             }
             Block::Script { var, add } => {
@@ -163,6 +189,7 @@ impl Emitter {
 struct Generated {
     yaml: String,
     fork_join: Vec<(String, String)>,
+    early: Vec<String>,
 }
 
 fn to_yaml(program: &[Block]) -> Generated {
@@ -178,7 +205,7 @@ fn to_yaml(program: &[Block]) -> Generated {
         yaml.push('\n');
     }
     yaml.push_str("  end: { end: }\n");
-    Generated { yaml, fork_join: e.fork_join }
+    Generated { yaml, fork_join: e.fork_join, early: e.early }
 }
 
 fn start_vars(values: &[u8]) -> Vars {
@@ -197,6 +224,7 @@ fn check_tokens(inst: &Instance, p: &Process, open_tasks: &[String], bound: usiz
     for t in &inst.tokens {
         match &t.wait {
             Wait::Task { task, .. } => prop_assert!(waiting.insert(task.clone()), "two tokens wait on task {task}"),
+            Wait::Scope { .. } => {}
             other => prop_assert!(false, "token {} waits on {other:?}", t.id),
         }
     }
@@ -218,7 +246,10 @@ fn check_history(engine: &Engine, id: u64, g: &Generated) -> Result<(), TestCase
     for h in &history {
         *count.entry((h.event.name(), h.node.as_deref().unwrap_or("-"))).or_default() += 1;
         match &h.event {
+            // Tasks of items withdrawn by an early completion are never completed.
+            HistoryEvent::TaskOpened { .. } if g.early.iter().any(|n| h.node.as_deref() == Some(n.as_str())) => {}
             HistoryEvent::TaskOpened { task } => prop_assert!(opened.insert(task.clone()), "task {task} opened twice"),
+            HistoryEvent::TaskCompleted { .. } if g.early.iter().any(|n| h.node.as_deref() == Some(n.as_str())) => {}
             HistoryEvent::TaskCompleted { task, .. } => {
                 prop_assert!(completed.insert(task.clone()), "task {task} completed twice")
             }

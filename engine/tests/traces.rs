@@ -96,11 +96,14 @@ fn render_entry(out: &mut String, engine: &Engine, instance: u64, h: &HistoryEnt
         H::ScriptRan { changed } => format!("changed=[{}]", changed.join(", ")),
         H::Routed { to } => format!("to={to}"),
         H::Forked { branches } => format!("branches=[{}]", branches.join(", ")),
-        H::Joined | H::Ended | H::Completed => String::new(),
+        H::Joined | H::Ended | H::Completed | H::SubProcessStarted | H::SubProcessEnded => String::new(),
         H::TaskOpened { task } => {
             let mut d = format!("task={task}");
             if let Ok(open) = engine.task(task) {
                 write!(d, " title={} lane={} groups=[{}]", open.title, open.lane, open.groups.join(", ")).unwrap();
+                if let Some(item) = &open.item {
+                    write!(d, " item={}", json(item)).unwrap();
+                }
                 if let Some(due) = open.due {
                     write!(d, " due={}", due.to_rfc3339()).unwrap();
                 }
@@ -131,6 +134,8 @@ fn render_entry(out: &mut String, engine: &Engine, instance: u64, h: &HistoryEnt
         H::TimerSet { job, due } => format!("job={job} due={}", time(due)),
         H::TimerFired { job } => format!("job={job}"),
         H::Interrupted { to } => format!("to={to}"),
+        H::ItemsStarted { total, sequential } => format!("total={total} sequential={sequential}"),
+        H::ItemsDone { done, total } => format!("done={done} total={total}"),
         H::MessageWaiting { name, key } => format!("name={name} key={key:?}"),
         H::MessageReceived { name, key, set } => format!("name={name} key={key:?} set=[{}]", set.join(", ")),
         H::ErrorThrown { code, message } => format!("code={} message={message:?}", code.as_deref().unwrap_or("-")),
@@ -145,38 +150,44 @@ fn render_entry(out: &mut String, engine: &Engine, instance: u64, h: &HistoryEnt
     writeln!(out, "{}", line.trim_end()).unwrap();
 }
 
-/// The token currently waiting on `node` (an open task, a pending job, or an incident).
-fn waiting_on<'a>(inst: &'a Instance, node: &str) -> &'a Wait {
+/// The token currently waiting on `node` (an open task, a pending job, or an
+/// incident); on a multi-instance node, the one of item `item` (default: the first).
+fn waiting_on<'a>(inst: &'a Instance, node: &str, item: Option<u16>) -> &'a Wait {
+    let of_item = |t: &&nagare_engine::runtime::Token| match item {
+        None => !matches!(t.wait, Wait::Scope { .. }),
+        Some(i) => t.scope.last().is_some_and(|f| f.body && f.branch == i),
+    };
     inst.tokens
         .iter()
-        .find(|t| t.node == node)
+        .filter(|t| t.node == node)
+        .find(of_item)
         .map(|t| &t.wait)
-        .unwrap_or_else(|| panic!("nothing waits on node `{node}`; tokens: {:?}", inst.tokens))
+        .unwrap_or_else(|| panic!("nothing waits on node `{node}` (item {item:?}); tokens: {:?}", inst.tokens))
 }
 
 /// Tasks and jobs seen so far, by (instance, node): an event may name a task that is
 /// no longer open, to show that it is refused.
 type Seen = HashMap<(u64, String), String>;
 
-fn task_on(inst: &Instance, seen: &Seen, node: &str) -> String {
+fn task_on(inst: &Instance, seen: &Seen, node: &str, item: Option<u16>) -> String {
     if !inst.tokens.iter().any(|t| t.node == node && matches!(t.wait, Wait::Task { .. })) {
         if let Some(task) = seen.get(&(inst.id, node.to_string())) {
             return task.clone();
         }
     }
-    match waiting_on(inst, node) {
+    match waiting_on(inst, node, item) {
         Wait::Task { task, .. } => task.clone(),
         other => panic!("node `{node}` waits on {other:?}, not a task"),
     }
 }
 
-fn job_on(inst: &Instance, seen: &Seen, node: &str) -> String {
+fn job_on(inst: &Instance, seen: &Seen, node: &str, item: Option<u16>) -> String {
     if !inst.tokens.iter().any(|t| t.node == node && matches!(t.wait, Wait::Job { .. })) {
         if let Some(job) = seen.get(&(inst.id, node.to_string())) {
             return job.clone();
         }
     }
-    match waiting_on(inst, node) {
+    match waiting_on(inst, node, item) {
         Wait::Job { job, .. } => job.clone(),
         other => panic!("node `{node}` waits on {other:?}, not a job"),
     }
@@ -288,6 +299,7 @@ impl Case {
         };
         let node = || str_of(map, "node").unwrap_or_else(|| panic!("`{kind}` needs `node`"));
         let user = || str_of(map, "user").unwrap_or("u").to_string();
+        let item = map.get("item").and_then(Value::as_u64).map(|i| i as u16);
         let e = &self.engine;
         match kind {
             "start" => {
@@ -317,14 +329,14 @@ impl Case {
                 let inst = self.instance(map);
                 let seen = &self.seen;
                 let event = match kind {
-                    "claim" => Event::Claim { task: task_on(&inst, seen, node()), user: user() },
+                    "claim" => Event::Claim { task: task_on(&inst, seen, node(), item), user: user() },
                     "unclaim" => Event::Unclaim {
-                        task: task_on(&inst, seen, node()),
+                        task: task_on(&inst, seen, node(), item),
                         user: user(),
                         force: map.get("force").and_then(Value::as_bool).unwrap_or(false),
                     },
                     "assign" => Event::Assign {
-                        task: task_on(&inst, seen, node()),
+                        task: task_on(&inst, seen, node(), item),
                         assignee: str_of(map, "to").map(str::to_string),
                         by: str_of(map, "by").unwrap_or("admin").to_string(),
                     },
@@ -336,12 +348,12 @@ impl Case {
                             }
                             name => Outcome::Named(name.to_string()),
                         };
-                        let task = task_on(&inst, seen, node());
+                        let task = task_on(&inst, seen, node(), item);
                         e.complete(&task, &user(), vars_of(map, "vars"), outcome)?;
                         return Ok(None);
                     }
                     "job_ok" | "job_fail" => {
-                        let id = job_on(&inst, seen, node());
+                        let id = job_on(&inst, seen, node(), item);
                         let job = e.store().job(&id).expect("store").unwrap_or(nagare_engine::runtime::Job {
                             id: id.clone(),
                             instance: inst.id,
@@ -368,7 +380,7 @@ impl Case {
                         return Ok(None);
                     }
                     "task_error" => Event::TaskError {
-                        task: task_on(&inst, seen, node()),
+                        task: task_on(&inst, seen, node(), item),
                         user: user(),
                         code: str_of(map, "code").expect("`task_error` needs `code`").to_string(),
                         message: str_of(map, "message").unwrap_or_default().to_string(),
@@ -510,7 +522,15 @@ fn render_final(case: &Case, out: &mut String) {
                     let m: Vec<String> = messages.iter().map(|m| format!("{} key={:?}", m.name, m.key)).collect();
                     format!("events [{}]", m.join(", "))
                 }
+                Wait::Scope { activation } => {
+                    let m = inst.multis.iter().find(|m| m.activation == *activation);
+                    let (done, total) = m.map_or((0, 0), |m| (m.done, m.total));
+                    format!("items {done}/{total} done")
+                }
             };
+            if let Some(f) = t.scope.last().filter(|f| f.body) {
+                write!(wait, " (item {})", f.branch).unwrap();
+            }
             if !t.timers.is_empty() {
                 let ts: Vec<String> = t.timers.iter().map(|a| format!("{}@{}", a.job, time(&a.due))).collect();
                 write!(wait, " timers=[{}]", ts.join(", ")).unwrap();

@@ -204,6 +204,14 @@ pub fn show_with(out: &Out, engine: &Engine, id: u64) -> anyhow::Result<ExitCode
                 let m: Vec<String> = messages.iter().map(|m| format!("{} (key {:?})", m.name, m.key)).collect();
                 format!("the first of: messages [{}]", m.join(", "))
             }
+            Wait::Scope { activation } => match inst.multis.iter().find(|m| m.activation == *activation) {
+                Some(m) => format!("its items: {} of {} done", m.done, m.total),
+                None => "its items".to_string(),
+            },
+        };
+        let wait = match t.scope.last().filter(|f| f.body) {
+            Some(f) => format!("{wait} (item {} of {})", f.branch, f.width),
+            None => wait,
         };
         let wait = if t.timers.is_empty() {
             wait

@@ -93,7 +93,7 @@ impl ApiError {
             .iter()
             .map(|e| {
                 let mut v = json!({ "field": echo(&e.field), "problem": e.problem });
-                if let Some(spec) = process.and_then(|p| p.vars.get(&e.field)) {
+                if let Some(spec) = process.and_then(|p| p.var(&e.field)) {
                     let mut expected = json!({ "type": spec.ty.name() });
                     if let nagare_engine::types::VarType::Choice { options } = &spec.ty {
                         expected["options"] = json!(options);

@@ -54,6 +54,10 @@ pub struct TaskView {
     /// How it was completed: `next`, `send_back` or a named outcome.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
+    /// The item of a multi-instance task (e.g. the approver or the file it is for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub item: Option<Value>,
 }
 
 impl From<Task> for TaskView {
@@ -80,6 +84,7 @@ impl From<Task> for TaskView {
             completed_by: t.completed_by,
             completed_at: t.completed_at,
             outcome: t.outcome,
+            item: t.item,
         }
     }
 }
@@ -156,10 +161,12 @@ impl TaskDetail {
         let mut form = Vec::new();
         let mut outcomes = vec!["next".to_string()];
         let mut send_back_to = None;
+        // A task inside a sub-process shows its locals too.
+        let vars = inst.task_vars(&task.id);
         if let Some((_, node)) = process.node(&task.node) {
             if let nagare_engine::process::NodeKind::UserTask(spec) = &node.kind {
                 for f in &spec.form {
-                    let Some(var) = process.vars.get(&f.var) else { continue };
+                    let Some(var) = process.var(&f.var) else { continue };
                     form.push(FormField {
                         name: f.var.clone(),
                         label: var.label.clone(),
@@ -173,7 +180,7 @@ impl TaskDetail {
                             _ => None,
                         },
                         max_length: effective_max_length(var),
-                        value: inst.vars.get(&f.var).cloned().unwrap_or(Value::Null),
+                        value: vars.get(&f.var).cloned().unwrap_or(Value::Null),
                     });
                 }
                 outcomes.extend(spec.outcomes.iter().map(|(n, _)| n.clone()));

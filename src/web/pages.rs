@@ -161,7 +161,10 @@ pub async fn inbox(State(web): State<WebState>, headers: HeaderMap, Query(p): Qu
                 "<tr><td>{}</td><td><a href=\"/web/tasks/{}\">{}</a></td><td>{}</td><td>{}</td><td><a href=\"/web/instances/{}\">#{}</a></td><td>{}</td></tr>",
                 due,
                 url_part(&t.id),
-                t.title,
+                match &t.item {
+                    Some(item) => format!("{} — {}", t.title, item_text(item)),
+                    None => t.title.clone(),
+                },
                 t.process,
                 t.lane,
                 t.instance,
@@ -250,6 +253,9 @@ where
         t.assignee.clone().unwrap_or_else(|| "—".into()),
         t.due.map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_else(|| "—".into())
     );
+    if let Some(item) = &t.item {
+        html!(body, "<p class=\"item\">対象 Item: {}</p>", item_text(item));
+    }
     let open = t.status == "open";
     let download = |name: &str| Some(format!("/web/instances/{}/files/{}", t.instance, url_part(name)));
     if open && may_work {
@@ -649,7 +655,7 @@ fn render_instance(
     body.push(Markup::raw("<h2>変数 Variables</h2><table>"));
     for (name, value) in &v.variables {
         let label =
-            process.and_then(|p| p.vars.get(name)).and_then(|spec| spec.label.clone()).unwrap_or_else(|| name.clone());
+            process.and_then(|p| p.var(name)).and_then(|spec| spec.label.clone()).unwrap_or_else(|| name.clone());
         let link = FileRef::from_value(value).ok().map(|_| format!("/web/instances/{}/files/{}", s.id, url_part(name)));
         html!(body, "<tr><th>{}</th><td>{}</td></tr>", label, form::show(value, link));
     }
@@ -677,4 +683,12 @@ pub async fn download(State(web): State<WebState>, headers: HeaderMap, Path((id,
     files::download(State(web.app.clone()), Auth(ctx.caller.clone()), ApiPath((id, var)))
         .await
         .map_err(|e| error_page(&ctx, &e))
+}
+
+/// A multi-instance task's item as one line: text as it is, anything else as JSON.
+fn item_text(item: &serde_json::Value) -> String {
+    match item {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
 }

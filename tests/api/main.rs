@@ -15,6 +15,7 @@ mod hostile;
 mod hostile_values;
 mod jobs;
 mod loader;
+mod multi;
 mod openapi;
 mod race;
 mod rules;

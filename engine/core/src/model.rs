@@ -276,6 +276,10 @@ pub struct NodeDef {
     pub message: Option<String>,
     #[serde(default, deserialize_with = "present")]
     pub end: Option<Option<EndDef>>,
+    /// An embedded sub-process: its own start, nodes and ends, local variables,
+    /// and boundary events on the whole of it.
+    #[serde(default)]
+    pub sub_process: Option<SubProcessDef>,
 
     // message catch
     /// Correlation key expression.
@@ -285,6 +289,9 @@ pub struct NodeDef {
     // tasks and forks
     #[serde(default)]
     pub boundary: Option<Vec<BoundaryDef>>,
+    /// Run the node once per item of a list (tasks, sub-processes, calls).
+    #[serde(default)]
+    pub multi_instance: Option<MultiDef>,
 
     // user task
     #[serde(default)]
@@ -328,6 +335,7 @@ impl NodeDef {
             "next" => self.next.is_some(),
             "key" => self.key.is_some(),
             "boundary" => self.boundary.is_some(),
+            "multi_instance" => self.multi_instance.is_some(),
             "form" => self.form.is_some(),
             "due" => self.due.is_some(),
             "assignee" => self.assignee.is_some(),
@@ -342,6 +350,69 @@ impl NodeDef {
             _ => return None,
         })
     }
+}
+
+/// `sub_process:` — a scope inside the process. Its nodes are written inside it and
+/// lead only to each other; a token leaves it when every path inside has ended.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubProcessDef {
+    /// Variables local to one run of the sub-process (one per item when it is
+    /// multi-instance), declared like the process's own; names unique in the file.
+    #[serde(default)]
+    pub variables: IndexMap<String, VarDef>,
+    /// Local variable := expression over the variables outside, when it starts.
+    #[serde(default, rename = "in")]
+    pub ins: IndexMap<String, String>,
+    /// Process variable := expression over the variables inside, when it ends.
+    #[serde(default)]
+    pub out: IndexMap<String, String>,
+    #[serde(default)]
+    pub start: Option<SubStartDef>,
+    #[serde(default)]
+    pub nodes: IndexMap<String, NodeDef>,
+}
+
+/// The start of a sub-process: where its token begins.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubStartDef {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub next: String,
+}
+
+/// `multi_instance:` of a task: the node runs once per item of `for_each`, all at
+/// once or one after another, and the items' `output`s are collected into `into`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultiDef {
+    /// An expression giving the list of items.
+    pub for_each: String,
+    /// The name each item is read by inside the node (its own value per item).
+    #[serde(rename = "as")]
+    pub item: String,
+    /// The name of the item's position (0, 1, 2 ...), if wanted.
+    #[serde(default)]
+    pub index: Option<String>,
+    /// One item after another (default: all at once).
+    #[serde(default)]
+    pub sequential: bool,
+    /// What each finished item contributes to `into` (an expression read right
+    /// after that item finished; a service task's `result` is readable).
+    #[serde(default)]
+    pub output: Option<String>,
+    /// A declared list variable that receives the outputs, in item order.
+    #[serde(default)]
+    pub into: Option<String>,
+    /// Stop early when this holds (checked after each item): the unfinished items
+    /// are withdrawn. Reads `results` (outputs so far, `()` where unfinished),
+    /// `done` and `total`.
+    #[serde(default)]
+    pub complete_when: Option<String>,
+    /// Most items accepted (default and ceiling: 10,000); more is an incident.
+    #[serde(default)]
+    pub limit: Option<u32>,
 }
 
 /// `end:`, `end: terminate` or `end: { error: CODE, message: text }`.

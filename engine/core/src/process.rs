@@ -287,6 +287,23 @@ pub enum NodeKind {
         message: MessageSpec,
         next: NodeIx,
     },
+    /// An embedded sub-process: a scope whose own start is `start`.
+    SubProcess(SubProcessSpec),
+}
+
+/// A compiled `sub_process:`.
+#[derive(Debug, Clone)]
+pub struct SubProcessSpec {
+    /// Its own start node (`<id>/start`), inside it.
+    pub start: NodeIx,
+    pub next: NodeIx,
+    pub boundary: Vec<Boundary>,
+    /// The local variables declared on it (their specs are in [`Process::local_vars`]).
+    pub locals: Vec<String>,
+    /// Local := expression over the outside, when a run starts.
+    pub ins: Vec<(String, Expr)>,
+    /// Outside variable := expression over the inside, when a run ends.
+    pub outs: Vec<(String, Expr)>,
 }
 
 impl NodeKind {
@@ -304,6 +321,7 @@ impl NodeKind {
             NodeKind::Join { .. } => "join",
             NodeKind::TimerCatch { .. } => "timer",
             NodeKind::MessageCatch { .. } => "message",
+            NodeKind::SubProcess(_) => "sub_process",
         }
     }
 
@@ -316,6 +334,8 @@ impl NodeKind {
                 | NodeKind::TimerCatch { .. }
                 | NodeKind::MessageCatch { .. }
                 | NodeKind::EventBased { .. }
+                // Its body waits for the runs inside, whatever they hold.
+                | NodeKind::SubProcess(_)
         )
     }
 
@@ -330,6 +350,7 @@ impl NodeKind {
             NodeKind::UserTask(u) => &u.boundary,
             NodeKind::Service(s) => &s.boundary,
             NodeKind::Parallel { boundary, .. } | NodeKind::Inclusive { boundary, .. } => boundary,
+            NodeKind::SubProcess(s) => &s.boundary,
             _ => &[],
         }
     }
@@ -358,6 +379,23 @@ impl NodeKind {
             }
             NodeKind::Parallel { branches, .. } => branches.clone(),
             NodeKind::EventBased { branches } => branches.iter().map(|(_, n)| *n).collect(),
+            // Into its own start, and on once it is done.
+            NodeKind::SubProcess(s) => vec![s.start, s.next],
+        }
+    }
+
+    /// Where a token goes when the node is done the normal way (`next`).
+    pub fn next(&self) -> Option<NodeIx> {
+        match self {
+            NodeKind::Start { next, .. }
+            | NodeKind::Script { next, .. }
+            | NodeKind::Join { next, .. }
+            | NodeKind::TimerCatch { next, .. }
+            | NodeKind::MessageCatch { next, .. } => Some(*next),
+            NodeKind::UserTask(u) => Some(u.next),
+            NodeKind::Service(s) => Some(s.next),
+            NodeKind::SubProcess(s) => Some(s.next),
+            _ => None,
         }
     }
 
@@ -375,6 +413,30 @@ pub struct Node {
     pub name: Option<String>,
     pub lane: Option<String>,
     pub kind: NodeKind,
+    /// `multi_instance:`: the node runs once per item ([`MultiSpec`]).
+    pub multi: Option<MultiSpec>,
+}
+
+/// Most items a multi-instance node accepts, and the default of its `limit`: each
+/// item is a token (and maybe a task) in the instance's state, which is written
+/// whole on every commit.
+pub const MAX_ITEMS: u32 = 10_000;
+
+/// A compiled `multi_instance:` ([`crate::model::MultiDef`]).
+#[derive(Debug, Clone)]
+pub struct MultiSpec {
+    pub for_each: Expr,
+    /// The item's name inside the node.
+    pub item: String,
+    /// The name of the item's position, if any.
+    pub index: Option<String>,
+    pub sequential: bool,
+    pub output: Option<Expr>,
+    /// The declared list variable the outputs go to, in item order.
+    pub into: Option<String>,
+    pub complete_when: Option<Expr>,
+    /// Most items; more is an incident.
+    pub limit: u32,
 }
 
 impl Node {
@@ -398,6 +460,8 @@ pub struct Process {
     pub vars: IndexMap<String, VarSpec>,
     /// Declared variable names in order, as expressions see them.
     pub var_names: Vec<String>,
+    /// The local variables of every sub-process (names are unique in a process).
+    pub local_vars: IndexMap<String, VarSpec>,
     pub nodes: Vec<Node>,
     pub index: HashMap<String, NodeIx>,
     pub start: NodeIx,
@@ -464,6 +528,11 @@ impl Process {
     /// The settings as expressions see them (read-only names).
     pub fn setting_env(&self) -> Vec<(&str, &Value)> {
         self.setting_values.iter().map(|(n, v)| (n.as_str(), v)).collect()
+    }
+
+    /// The declaration of variable `name`: the process's, or a sub-process's local.
+    pub fn var(&self, name: &str) -> Option<&VarSpec> {
+        self.vars.get(name).or_else(|| self.local_vars.get(name))
     }
 
     pub fn node(&self, id: &str) -> Option<(NodeIx, &Node)> {

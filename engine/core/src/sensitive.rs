@@ -21,7 +21,7 @@ impl Process {
 
     /// Whether `var` is sensitive.
     pub fn is_sensitive(&self, var: &str) -> bool {
-        self.vars.get(var).is_some_and(|v| v.sensitive)
+        self.var(var).is_some_and(|v| v.sensitive)
     }
 
     /// Whether a member of `groups` may read `var`'s value: always for a variable

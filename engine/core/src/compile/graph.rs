@@ -118,6 +118,9 @@ pub(super) fn check_parallel_scopes<'n>(
     let mut reported = vec![false; nodes.len()];
     let describe = |s: &Vec<NodeIx>| match s.last() {
         Some(&SIDE) => "on the path of a non-interrupting boundary event".to_string(),
+        Some(f) if matches!(nodes[*f].kind, NodeKind::SubProcess(_)) => {
+            format!("inside sub-process `{}`", nodes[*f].id)
+        }
         Some(f) => format!("inside fork `{}`", nodes[*f].id),
         None => "outside any fork".to_string(),
     };
@@ -141,7 +144,7 @@ pub(super) fn check_parallel_scopes<'n>(
         // Boundary events: on a task, the same scope (interrupting) or a side path;
         // on a fork, the scope outside the fork.
         for b in nodes[i].kind.boundary() {
-            let target_stack = if nodes[i].kind.is_fork() {
+            let target_stack = if nodes[i].kind.is_fork() || matches!(nodes[i].kind, NodeKind::SubProcess(_)) {
                 stack.clone()
             } else if matches!(b.trigger, BoundaryTrigger::Timer { interrupting: false, .. }) {
                 let mut side = stack.clone();
@@ -159,6 +162,13 @@ pub(super) fn check_parallel_scopes<'n>(
                 for b in nodes[i].kind.flow_successors() {
                     queue.push_back((b, inner.clone()));
                 }
+            }
+            NodeKind::SubProcess(sub) => {
+                // Its run is a scope of its own; the body goes on outside.
+                let mut inner = stack.clone();
+                inner.push(i);
+                queue.push_back((sub.start, inner));
+                queue.push_back((sub.next, stack.clone()));
             }
             NodeKind::Join { fork, next } => {
                 if stack.last() != Some(fork) {
@@ -191,7 +201,11 @@ pub(super) fn check_parallel_scopes<'n>(
                 outer.pop();
                 queue.push_back((*next, outer));
             }
-            NodeKind::End { terminate: false } if !stack.is_empty() && stack.last() != Some(&SIDE) => {
+            NodeKind::End { terminate: false }
+                if !stack.is_empty()
+                    && stack.last() != Some(&SIDE)
+                    && !matches!(stack.last().map(|&f| &nodes[f].kind), Some(NodeKind::SubProcess(_))) =>
+            {
                 if !reported[i] {
                     reported[i] = true;
                     let f = stack.last().copied().unwrap_or_default();

@@ -6,8 +6,8 @@
 
 use crate::diag::{hint_for, suggest, Diagnostic, Diagnostics, Loc};
 use crate::expr::{self, Expr, ExprError};
-use crate::load::tree::{SourceMap, Style, YKind};
-use crate::model::{BoundaryDef, NodeDef, ProcessDef, RuleDef, TimerDef, TimerMap, VarDef, WatchDef};
+use crate::load::tree::{SourceMap, Style, YKind, YNode};
+use crate::model::{BoundaryDef, MultiDef, NodeDef, ProcessDef, RuleDef, TimerDef, TimerMap, VarDef, WatchDef};
 use crate::process::*;
 use crate::schedule::{self, Schedule};
 use crate::types::{FileRules, VarType, DEFAULT_FILE_BYTES, MAX_FILE_BYTES, TYPE_NAMES};
@@ -20,7 +20,9 @@ use std::time::Duration;
 
 mod events;
 mod graph;
+mod multi;
 mod nodes;
+mod scopes;
 mod typecheck;
 
 use events::*;
@@ -92,6 +94,10 @@ pub(crate) struct Cx<'a> {
     types: HashMap<String, Ty>,
     /// See [`CompileOptions::stored`].
     stored: bool,
+    /// Where paths written as `[nodes, <id>, ..]` really are for the nodes of
+    /// sub-processes (and `[~<sub>, <var>, ..]` for their local variables), so every
+    /// check can name a node by its id and still point at its line.
+    aliases: HashMap<(String, String), Vec<String>>,
 }
 
 /// Names some expressions read besides the variables (`result` of a service task,
@@ -101,10 +107,25 @@ const CONTEXT_NAMES: &[&str] = &["result", "payload", "record", "error"];
 
 impl Cx<'_> {
     pub(crate) fn loc(&self, path: &[&str]) -> Loc {
-        self.map.loc(path)
+        self.real(path, |p| self.map.loc(p))
     }
     pub(crate) fn key_loc(&self, path: &[&str]) -> Loc {
-        self.map.key_loc(path)
+        self.real(path, |p| self.map.key_loc(p))
+    }
+    pub(crate) fn node_at(&self, path: &[&str]) -> Option<&YNode> {
+        self.real(path, |p| self.map.node(p))
+    }
+
+    /// Run `f` on the real path of `path` ([`Cx::aliases`]).
+    fn real<R>(&self, path: &[&str], f: impl FnOnce(&[&str]) -> R) -> R {
+        if let [first, second, rest @ ..] = path {
+            if let Some(real) = self.aliases.get(&(first.to_string(), second.to_string())) {
+                let mut full: Vec<&str> = real.iter().map(String::as_str).collect();
+                full.extend_from_slice(rest);
+                return f(&full);
+            }
+        }
+        f(path)
     }
     pub(crate) fn err(&mut self, code: &'static str, loc: Loc, msg: String, hint: impl Into<String>) {
         self.diags.push(Diagnostic::error(code, loc, msg).with_hint(hint));
@@ -112,7 +133,7 @@ impl Cx<'_> {
 
     /// Where inside the YAML value at `path` an expression error points.
     fn expr_loc(&self, path: &[&str], e: &ExprError) -> Loc {
-        let Some(node) = self.map.node(path) else { return self.loc(path) };
+        let Some(node) = self.node_at(path) else { return self.loc(path) };
         match &node.kind {
             // The parser places a block scalar at its first non-blank content line,
             // already past the indentation that the scalar's text does not contain.
@@ -385,7 +406,8 @@ pub fn compile(
     map: &SourceMap,
     opts: &CompileOptions,
 ) -> Result<(Process, Diagnostics), Diagnostics> {
-    let mut cx = Cx { map, diags: Diagnostics::default(), types: HashMap::new(), stored: opts.stored };
+    let mut cx =
+        Cx { map, diags: Diagnostics::default(), types: HashMap::new(), stored: opts.stored, aliases: HashMap::new() };
 
     if !valid_id(&def.id) {
         cx.err(
@@ -450,33 +472,69 @@ pub fn compile(
     let mut names_with_result = names.clone();
     names_with_result.push("result");
 
-    // Node table: start first, then nodes in file order.
-    let mut ids: Vec<&str> = vec!["start"];
-    for id in def.nodes.keys() {
-        if id == "start" {
-            cx.err(
-                "duplicate-id",
-                cx.key_loc(&["nodes", id]),
-                "node id `start` is taken by the start event".into(),
-                "rename this node",
-            );
-        }
-        if !valid_id(id) {
+    // Node table: start first, then nodes in file order, each sub-process followed
+    // by its own start and its nodes.
+    let mut entries = Vec::new();
+    if def.nodes.contains_key("start") {
+        cx.err(
+            "duplicate-id",
+            cx.key_loc(&["nodes", "start"]),
+            "node id `start` is taken by the start event".into(),
+            "rename this node",
+        );
+    }
+    scopes::flatten(&mut cx, &def.nodes, None, &["nodes".to_string()], &mut entries);
+    for e in entries.iter().filter(|e| e.def.is_some()) {
+        if !valid_id(&e.id) {
             cx.err(
                 "bad-id",
-                cx.key_loc(&["nodes", id]),
-                format!("node id `{id}` is not usable"),
+                cx.key_loc(&["nodes", &e.id]),
+                format!("node id `{}` is not usable", e.id),
                 "use letters, digits, `-` or `_`, with no spaces or `/`",
             );
         }
-        ids.push(id);
     }
+    let ids: Vec<&str> = std::iter::once("start").chain(entries.iter().map(|e| e.id.as_str())).collect();
     let index: HashMap<String, NodeIx> = ids.iter().enumerate().map(|(i, id)| (id.to_string(), i)).collect();
-    let node_ids: Vec<&str> = def.nodes.keys().map(String::as_str).collect();
+    let container_of: HashMap<&str, Option<&str>> =
+        entries.iter().map(|e| (e.id.as_str(), e.container.as_deref())).collect();
+    let node_ids: Vec<&str> = entries.iter().filter(|e| e.def.is_some()).map(|e| e.id.as_str()).collect();
+
+    // Local variables of sub-processes: typed like the process's, unique names.
+    let mut local_vars: IndexMap<String, VarSpec> = IndexMap::new();
+    let taken: Vec<&str> = names.clone();
+    for e in &entries {
+        if let Some(sub) = e.def.and_then(|n| n.sub_process.as_ref()) {
+            scopes::compile_locals(&mut cx, &e.id, sub, &taken, &mut local_vars);
+        }
+    }
+    cx.types.extend(local_vars.iter().map(|(name, spec)| (name.clone(), Ty::of_var(&spec.ty))));
 
     let resolve = |cx: &mut Cx, target: &str, path: &[&str], what: &str| -> Option<NodeIx> {
+        // Who asks: a sub-process about its own start, or a node about its flows.
+        let asker = match path {
+            ["nodes", sub, "sub_process", ..] => Some(*sub),
+            ["nodes", id, ..] => container_of.get(id).copied().flatten(),
+            _ => None,
+        };
         match index.get(target) {
-            Some(&ix) if ix != 0 => Some(ix),
+            Some(&ix) if ix != 0 => {
+                let there = container_of.get(target).copied().flatten();
+                if there != asker {
+                    let side = |c: Option<&str>| match c {
+                        Some(c) => format!("inside sub-process `{c}`"),
+                        None => "outside every sub-process".to_string(),
+                    };
+                    cx.err(
+                        "crosses-scope",
+                        cx.loc(path),
+                        format!("`{what}` leads from {} to `{target}` {}", side(asker), side(there)),
+                        "a sub-process is entered through its `start` and left through its ends; lead flows to nodes of the same level",
+                    );
+                    return None;
+                }
+                Some(ix)
+            }
             Some(_) => {
                 cx.err(
                     "bad-reference",
@@ -506,6 +564,7 @@ pub fn compile(
         name: def.start.name.clone(),
         lane: None,
         kind: NodeKind::Start { next: start_next.unwrap_or(0), trigger: trigger.clone().unwrap_or(StartTrigger::None) },
+        multi: None,
     });
 
     let watch = def.start.watch.as_ref().and_then(|w| {
@@ -527,13 +586,62 @@ pub fn compile(
         .map(|(k, s): (&String, &VarSpec)| (k.clone(), s.default.clone().unwrap_or(serde_json::Value::Null)))
         .collect();
     let mut broken = start_next.is_none() || trigger.is_none() || start_rules.is_none();
-    let names_ctx = Names { vars: &vars, names: &names, with_result: &names_with_result, tz: time_zone };
-    for (id, n) in &def.nodes {
-        match compile_node(&mut cx, id, n, &lanes, &names_ctx, &resolve, opts) {
-            Some(kind) => nodes.push(Node { id: id.clone(), name: n.name.clone(), lane: n.lane.clone(), kind }),
+    for e in &entries {
+        // What the node may read: the process's names and the locals of every
+        // sub-process it is in.
+        let chain = scopes::chain(&entries, e.container.as_deref());
+        let mut scoped_vars = vars.clone();
+        let mut scoped_names = names.clone();
+        for c in &chain {
+            let def = entries.iter().find(|x| x.id == *c).and_then(|x| x.def);
+            // The item (and index) of a multi-instance sub-process are read inside it.
+            if let Some(m) = def.and_then(|n| n.multi_instance.as_ref()) {
+                scoped_names.push(m.item.as_str());
+                scoped_names.extend(m.index.as_deref());
+            }
+            let sub = def.and_then(|n| n.sub_process.as_ref());
+            for local in sub.into_iter().flat_map(|s| s.variables.keys()) {
+                if let Some(spec) = local_vars.get(local) {
+                    scoped_vars.insert(local.clone(), spec.clone());
+                    scoped_names.push(local.as_str());
+                }
+            }
+        }
+        let mut scoped_with_result = scoped_names.clone();
+        scoped_with_result.push("result");
+        let names_ctx =
+            Names { vars: &scoped_vars, names: &scoped_names, with_result: &scoped_with_result, tz: time_zone };
+        let Some(n) = e.def else {
+            // A sub-process's own start.
+            let sub = e.container.as_deref().unwrap_or_default();
+            let def = entries.iter().find(|x| x.id == sub).and_then(|x| x.def).and_then(|n| n.sub_process.as_ref());
+            let start = def.and_then(|d| d.start.as_ref());
+            let next = match start {
+                Some(st) => resolve(&mut cx, &st.next, &["nodes", sub, "sub_process", "start", "next"], "next"),
+                None => {
+                    cx.err(
+                        "missing-next",
+                        cx.key_loc(&["nodes", sub, "sub_process"]),
+                        format!("sub-process `{sub}` has no `start`"),
+                        "add `start: { next: <first node inside> }`",
+                    );
+                    None
+                }
+            };
+            broken |= next.is_none();
+            let kind = NodeKind::Start { next: next.unwrap_or(0), trigger: StartTrigger::None };
+            let name = start.and_then(|st| st.name.clone());
+            nodes.push(Node { id: e.id.clone(), name, lane: None, kind, multi: None });
+            continue;
+        };
+        match compile_node(&mut cx, &e.id, n, &lanes, &names_ctx, &resolve, opts) {
+            Some((kind, multi)) => {
+                nodes.push(Node { id: e.id.clone(), name: n.name.clone(), lane: n.lane.clone(), kind, multi })
+            }
             None => {
                 broken = true;
-                nodes.push(Node { id: id.clone(), name: None, lane: None, kind: NodeKind::End { terminate: false } });
+                let kind = NodeKind::End { terminate: false };
+                nodes.push(Node { id: e.id.clone(), name: None, lane: None, kind, multi: None });
             }
         }
     }
@@ -554,6 +662,7 @@ pub fn compile(
         lanes,
         vars,
         var_names,
+        local_vars,
         nodes,
         index,
         start: 0,

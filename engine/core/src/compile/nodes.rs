@@ -61,7 +61,7 @@ pub(super) fn compile_node(
     nm: &Names,
     resolve: &Resolve<'_>,
     opts: &CompileOptions,
-) -> Option<NodeKind> {
+) -> Option<(NodeKind, Option<MultiSpec>)> {
     let here = ["nodes", id];
     let kind: &Kind = match kinds::which(n).as_slice() {
         [k] => k,
@@ -120,17 +120,51 @@ pub(super) fn compile_node(
         }
     }
 
+    // A multi-instance node's own expressions read its item (and index) too.
+    let items = match &n.multi_instance {
+        Some(m) if kind.keys.contains(&"multi_instance") => super::multi::item_names(cx, id, m, nm.names),
+        _ => Vec::new(),
+    };
+    let names: Vec<&str> = nm.names.iter().copied().chain(items.iter().map(String::as_str)).collect();
+    let with_result: Vec<&str> = nm.with_result.iter().copied().chain(items.iter().map(String::as_str)).collect();
+    let nm = &Names { vars: nm.vars, names: &names, with_result: &with_result, tz: nm.tz };
+    // A sub-process's `output` reads its locals too.
+    let sub_locals: Vec<&str> = n.sub_process.iter().flat_map(|s| s.variables.keys().map(String::as_str)).collect();
+    let output_names: Vec<&str> = nm.with_result.iter().copied().chain(sub_locals.iter().copied()).collect();
+    let multi = match &n.multi_instance {
+        Some(m) if kind.keys.contains(&"multi_instance") => {
+            let spec = super::multi::compile_multi(cx, id, m, nm.vars, nm.names, &output_names);
+            ok &= spec.is_some();
+            spec
+        }
+        _ => None,
+    };
+
+    if multi.is_some() {
+        for key in ["outcomes", "send_back"] {
+            if n.has(key) == Some(true) {
+                cx.err(
+                    "misplaced-key",
+                    cx.key_loc(&["nodes", id, key]),
+                    format!("`{key}` does not apply to a multi-instance node (`{id}`): each item ends with `next`"),
+                    "give the form a choice field (e.g. `decision`) and collect it with `output: decision`",
+                );
+                ok = false;
+            }
+        }
+    }
+
     let mut nc = NodeCx { cx, id, n, kind: kind.key, lanes, nm, resolve, opts, ok };
     let compiled = (kind.compile)(&mut nc)?;
     // The table and `NodeKind::name` (history, API) call the kind the same.
     debug_assert_eq!(compiled.name(), kind.key, "kind `{}` compiled to a `{}` node", kind.key, compiled.name());
-    nc.ok.then_some(compiled)
+    nc.ok.then_some((compiled, multi))
 }
 
 /// A kind key written with nothing after it (`exclusive:`): serde reads it as absent,
 /// but the designer did say what the node is, so the finding names that key.
 fn empty_kind_key(cx: &Cx, here: &[&str]) -> Option<(&'static str, Loc)> {
-    let node = cx.map.node(here)?;
+    let node = cx.node_at(here)?;
     kinds::kind_keys().find_map(|k| match node.get(k)?.kind {
         YKind::Scalar(ref v, Style::Plain) if matches!(v.as_str(), "" | "~" | "null" | "Null" | "NULL") => {
             Some((k, node.key_loc(k)?))

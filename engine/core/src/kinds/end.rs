@@ -34,13 +34,21 @@ fn compile(nc: &mut NodeCx<'_, '_>) -> Option<NodeKind> {
     })
 }
 
-/// A token arrives at a plain end: it ends here (`terminate`: with every other).
-pub(crate) fn exec(run: &mut Run<'_>, _token: Moving, node: &Node, terminate: bool) {
+/// A token arrives at a plain end: it ends here (`terminate`: with every other of
+/// the instance, or inside a sub-process, of that run of it). The last token of a
+/// sub-process run to end completes the run.
+pub(crate) fn exec(run: &mut Run<'_>, token: Moving, node: &Node, terminate: bool) {
     let here = Some(node.id.clone());
     run.log(here, None, HistoryEvent::Ended);
-    if terminate {
+    let in_run = token.scope.last().is_some_and(|f| f.body);
+    if terminate && !in_run {
         run.ready.clear();
         run.clear_all(TaskStatus::Cancelled);
+    } else if in_run {
+        if terminate {
+            run.cancel_run(&token);
+        }
+        run.token_ended(token);
     }
 }
 

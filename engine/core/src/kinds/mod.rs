@@ -25,6 +25,7 @@ pub(crate) mod message;
 pub(crate) mod parallel;
 pub(crate) mod script;
 pub(crate) mod service;
+pub(crate) mod sub_process;
 pub(crate) mod timer;
 pub(crate) mod user_task;
 
@@ -59,6 +60,7 @@ pub static KINDS: &[Kind] = &[
     join::KIND,
     timer::KIND,
     message::KIND,
+    sub_process::KIND,
     end::KIND,
 ];
 
@@ -174,6 +176,7 @@ mod tests {
             // Values of the wrong shape fail to parse; those kinds are checked with a list.
             let n: NodeDef = serde_yaml::from_str(&yaml)
                 .or_else(|_| serde_yaml::from_str(&format!("{}: []", k.key)))
+                .or_else(|_| serde_yaml::from_str(&format!("{}: {{}}", k.key)))
                 .or_else(|_| serde_yaml::from_str(&format!("{}: ~", k.key)))
                 .unwrap_or_else(|e| panic!("`{}`: {e}", k.key));
             let found: Vec<&str> = which(&n).iter().map(|k| k.key).collect();

@@ -30,13 +30,14 @@ pub(crate) fn exec(run: &mut Run<'_>, token: Moving, node: &Node, script: &Expr,
     match script.run_script(&run.env()) {
         Ok(changed) => {
             for (name, v) in &changed {
-                if let Err(e) = p.vars[name].check(v) {
+                // Locals (a multi-instance item) have no declared type.
+                if let Err(e) = p.vars.get(name).map_or(Ok(()), |spec| spec.check(v)) {
                     let msg = format!("script set `{name}`: {e}");
                     return run.incident(token, msg, None);
                 }
             }
             let names = changed.iter().map(|(n, _)| n.clone()).collect();
-            run.inst.vars.extend(changed);
+            run.set_vars(changed);
             run.log(here, None, HistoryEvent::ScriptRan { changed: names });
             run.go(token, next);
         }

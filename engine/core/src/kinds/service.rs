@@ -10,7 +10,7 @@ pub(crate) const KIND: super::Kind = super::Kind {
     key: "service",
     summary: "Calls a connector with `with:` inputs and maps its `result` with `set:`; retried with backoff.",
     body: "name the connector: `service: http.request`",
-    keys: &["lane", "next", "with", "set", "retry", "timeout", "boundary"],
+    keys: &["lane", "next", "with", "set", "retry", "timeout", "boundary", "multi_instance"],
     no_next: "",
     present: |n| n.service.is_some(),
     compile,
@@ -159,7 +159,7 @@ pub(crate) fn exec(run: &mut Run<'_>, mut token: Moving, node: &Node, spec: &Ser
         };
         input.insert(k.clone(), value);
     }
-    let dues = match run.boundary_dues(&spec.boundary, None) {
+    let dues = match run.boundary_dues(run.own_boundary(&token, node), None) {
         Ok(d) => d,
         Err(msg) => return run.incident(token, msg, None),
     };

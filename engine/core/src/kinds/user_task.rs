@@ -9,7 +9,7 @@ pub(crate) const KIND: super::Kind = super::Kind {
     key: "user_task",
     summary: "A task for a person in the lane's groups: a form over declared variables, a due date, send-back and named outcomes.",
     body: "give the task a title: `user_task: 申請内容を確認する`",
-    keys: &["lane", "next", "form", "due", "assignee", "send_back", "outcomes", "rules", "boundary"],
+    keys: &["lane", "next", "form", "due", "assignee", "send_back", "outcomes", "rules", "boundary", "multi_instance"],
     no_next: "",
     present: |n| n.user_task.is_some(),
     compile,
@@ -103,7 +103,7 @@ pub(crate) fn exec(run: &mut Run<'_>, mut token: Moving, node: &Node, spec: &Use
             Err(msg) => return run.incident(token, format!("assignee `{}`: {msg}", e.source.trim()), None),
         },
     };
-    let dues = match run.boundary_dues(&spec.boundary, due) {
+    let dues = match run.boundary_dues(run.own_boundary(&token, node), due) {
         Ok(d) => d,
         Err(msg) => return run.incident(token, msg, None),
     };
@@ -126,6 +126,7 @@ pub(crate) fn exec(run: &mut Run<'_>, mut token: Moving, node: &Node, spec: &Use
         completed_by: None,
         completed_at: None,
         outcome: None,
+        item: run.item_of(&token, node),
         overdue: false,
     };
     run.log(here.clone(), None, HistoryEvent::TaskOpened { task: task_id.clone() });

@@ -22,11 +22,14 @@ pub const RETRY_KEYS: &[&str] = &["attempts", "backoff"];
 pub const TIMER_KEYS: &[&str] = &["duration", "date", "at", "cron", "cycle", "catch_up"];
 pub const BOUNDARY_KEYS: &[&str] = &["timer", "error", "interrupting", "every", "times", "set", "next"];
 pub const EVENT_BRANCH_KEYS: &[&str] = &["message", "key", "set", "timer", "next"];
+pub const MULTI_KEYS: &[&str] = &["for_each", "as", "index", "sequential", "output", "into", "complete_when", "limit"];
+pub const SUB_PROCESS_KEYS: &[&str] = &["variables", "in", "out", "start", "nodes"];
+pub const SUB_START_KEYS: &[&str] = &["name", "next"];
 pub const END_KEYS: &[&str] = &["error", "message"];
 
 /// Element kinds the engine knows by name but does not run yet; naming them gives a
 /// clearer error than "unknown key".
-const NOT_YET: &[&str] = &["subprocess", "call", "multi_instance"];
+const NOT_YET: &[&str] = &["call", "signal", "escalation", "compensation", "transaction", "conditional", "link"];
 
 fn check_keys(node: &YNode, allowed: &[&str], what: &str, diags: &mut Diagnostics) {
     let Some(map) = node.as_map() else { return };
@@ -92,29 +95,54 @@ pub fn check(root: &YNode, diags: &mut Diagnostics) {
         }
     }
     for node in each_entry(root.get("nodes")) {
-        check_keys(node, crate::kinds::node_keys(), "a node", diags);
-        for kind in ["exclusive", "inclusive"] {
-            for branch in node.get(kind).and_then(YNode::as_seq).into_iter().flatten() {
-                check_keys(branch, BRANCH_KEYS, &format!("an {kind} branch"), diags);
+        check_node(node, diags, 0);
+    }
+}
+
+/// Deepest nesting of sub-processes (the YAML depth limit bounds it anyway).
+const MAX_SUB_DEPTH: usize = 8;
+
+/// The keys of one node, and of the nodes of its sub-process.
+fn check_node(node: &YNode, diags: &mut Diagnostics, depth: usize) {
+    check_keys(node, crate::kinds::node_keys(), "a node", diags);
+    for kind in ["exclusive", "inclusive"] {
+        for branch in node.get(kind).and_then(YNode::as_seq).into_iter().flatten() {
+            check_keys(branch, BRANCH_KEYS, &format!("an {kind} branch"), diags);
+        }
+    }
+    for branch in node.get("event_based").and_then(YNode::as_seq).into_iter().flatten() {
+        check_keys(branch, EVENT_BRANCH_KEYS, "an event_based branch", diags);
+        check_timer(branch.get("timer"), diags);
+    }
+    for b in node.get("boundary").and_then(YNode::as_seq).into_iter().flatten() {
+        check_keys(b, BOUNDARY_KEYS, "a boundary event", diags);
+        check_timer(b.get("timer"), diags);
+    }
+    check_timer(node.get("timer"), diags);
+    for rule in node.get("rules").and_then(YNode::as_seq).into_iter().flatten() {
+        check_keys(rule, RULE_KEYS, "a rule", diags);
+    }
+    if let Some(end) = node.get("end") {
+        check_keys(end, END_KEYS, "`end`", diags);
+    }
+    if let Some(multi) = node.get("multi_instance") {
+        check_keys(multi, MULTI_KEYS, "`multi_instance`", diags);
+    }
+    if let Some(retry) = node.get("retry") {
+        check_keys(retry, RETRY_KEYS, "`retry`", diags);
+    }
+    if let Some(sub) = node.get("sub_process") {
+        check_keys(sub, SUB_PROCESS_KEYS, "`sub_process`", diags);
+        for var in each_entry(sub.get("variables")) {
+            check_keys(var, VAR_KEYS, "a variable", diags);
+        }
+        if let Some(start) = sub.get("start") {
+            check_keys(start, SUB_START_KEYS, "a sub-process's `start`", diags);
+        }
+        if depth < MAX_SUB_DEPTH {
+            for inner in each_entry(sub.get("nodes")) {
+                check_node(inner, diags, depth + 1);
             }
-        }
-        for branch in node.get("event_based").and_then(YNode::as_seq).into_iter().flatten() {
-            check_keys(branch, EVENT_BRANCH_KEYS, "an event_based branch", diags);
-            check_timer(branch.get("timer"), diags);
-        }
-        for b in node.get("boundary").and_then(YNode::as_seq).into_iter().flatten() {
-            check_keys(b, BOUNDARY_KEYS, "a boundary event", diags);
-            check_timer(b.get("timer"), diags);
-        }
-        check_timer(node.get("timer"), diags);
-        for rule in node.get("rules").and_then(YNode::as_seq).into_iter().flatten() {
-            check_keys(rule, RULE_KEYS, "a rule", diags);
-        }
-        if let Some(end) = node.get("end") {
-            check_keys(end, END_KEYS, "`end`", diags);
-        }
-        if let Some(retry) = node.get("retry") {
-            check_keys(retry, RETRY_KEYS, "`retry`", diags);
         }
     }
 }

@@ -42,6 +42,12 @@ impl Instance {
             ensure!(self, self.tokens.is_empty(), "{} but holds tokens {:?}", self.status.as_str(), self.tokens);
             ensure!(self, self.joins.is_empty(), "{} but waits at joins {:?}", self.status.as_str(), self.joins);
             ensure!(self, self.incidents.is_empty(), "{} with open incidents", self.status.as_str());
+            ensure!(
+                self,
+                self.multis.is_empty() && self.locals.is_empty(),
+                "{} with items running",
+                self.status.as_str()
+            );
             ensure!(self, self.ended_at.is_some(), "{} without an end time", self.status.as_str());
             return Ok(());
         }
@@ -53,7 +59,91 @@ impl Instance {
         }
         self.check_waits(p)?;
         self.check_incidents()?;
-        self.check_forks(p)
+        self.check_forks(p)?;
+        self.check_items()
+    }
+
+    /// Multi-instance bookkeeping: one body token per activation, every started
+    /// and unfinished item has exactly its token and its locals (none lost, none
+    /// doubled), the counts agree.
+    fn check_items(&self) -> Result<(), InvariantViolation> {
+        for t in &self.tokens {
+            if let Wait::Scope { activation } = t.wait {
+                ensure!(
+                    self,
+                    self.multis.iter().any(|m| m.activation == activation && m.node == t.node),
+                    "token {} waits for the items of activation {activation}, which are not running",
+                    t.id
+                );
+            }
+        }
+        let mut seen = HashSet::new();
+        for m in &self.multis {
+            ensure!(self, seen.insert(m.activation), "two multi-instance records for activation {}", m.activation);
+            let bodies = self
+                .tokens
+                .iter()
+                .filter(|t| matches!(t.wait, Wait::Scope { activation } if activation == m.activation))
+                .count();
+            ensure!(self, bodies == 1, "activation {} of `{}` has {bodies} body tokens", m.activation, m.node);
+            ensure!(
+                self,
+                m.done <= m.started && m.started <= m.total,
+                "items of `{}`: {} done, {} started, {} in all",
+                m.node,
+                m.done,
+                m.started,
+                m.total
+            );
+            ensure!(
+                self,
+                m.started as usize + m.pending.len() == m.total as usize,
+                "items of `{}`: {} started and {} pending of {}",
+                m.node,
+                m.started,
+                m.pending.len(),
+                m.total
+            );
+            ensure!(
+                self,
+                m.results.is_empty() || m.results.len() == m.total as usize,
+                "items of `{}`: {} results for {} items",
+                m.node,
+                m.results.len(),
+                m.total
+            );
+            let running: BTreeSet<u16> = self
+                .tokens
+                .iter()
+                .filter_map(|t| t.scope.iter().find(|f| f.body && f.activation == m.activation))
+                .map(|f| f.branch)
+                .collect();
+            let unfinished = (m.started - m.done) as usize;
+            ensure!(
+                self,
+                running.len() == unfinished,
+                "items of `{}`: {} running items hold tokens, {unfinished} expected (item lost or doubled)",
+                m.node,
+                running.len()
+            );
+            ensure!(
+                self,
+                running.iter().all(|b| u32::from(*b) < m.started),
+                "items of `{}`: a token for an item not started",
+                m.node
+            );
+            let locals = self.locals.iter().filter(|l| l.activation == m.activation).count();
+            ensure!(self, locals == unfinished, "items of `{}`: {locals} locals for {unfinished} running", m.node);
+        }
+        for l in &self.locals {
+            ensure!(
+                self,
+                self.multis.iter().any(|m| m.activation == l.activation),
+                "locals of activation {} outlive its items",
+                l.activation
+            );
+        }
+        Ok(())
     }
 
     fn check_waits(&self, p: &Process) -> Result<(), InvariantViolation> {
@@ -76,7 +166,8 @@ impl Instance {
                     | (Wait::Timer { .. }, NodeKind::TimerCatch { .. })
                     | (Wait::Message { .. }, NodeKind::MessageCatch { .. })
                     | (Wait::Events { .. }, NodeKind::EventBased { .. })
-            );
+            ) || matches!(t.wait, Wait::Scope { .. })
+                && (node.multi.is_some() || matches!(node.kind, NodeKind::SubProcess(_)));
             ensure!(self, fits, "token {} waits on {:?} at {} node {}", t.id, t.wait, node.kind.name(), t.node);
             match &t.wait {
                 Wait::Task { task, .. } => {
@@ -174,7 +265,8 @@ impl Instance {
             ensure!(self, live.contains_key(&j.activation), "join {} waits for branches that have no token", j.join);
             ensure!(self, live[&j.activation].0 == j.width, "join {} and its branches disagree on the width", j.join);
         }
-        for (activation, (width, running)) in &live {
+        let bodies: BTreeSet<u32> = self.multis.iter().map(|m| m.activation).collect();
+        for (activation, (width, running)) in live.iter().filter(|(a, _)| !bodies.contains(a)) {
             let arrived: BTreeSet<u16> =
                 joins.get(activation).map(|j| j.arrived.iter().copied().collect()).unwrap_or_default();
             for b in 0..*width {

@@ -61,6 +61,12 @@ pub struct Instance {
     pub joins: Vec<JoinWait>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub incidents: Vec<Incident>,
+    /// Multi-instance activations running now (their items and results).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub multis: Vec<Multi>,
+    /// Variables local to one item of a multi-instance activation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub locals: Vec<Locals>,
     /// Local counter for token, task, job, fork and incident numbers.
     pub seq: u32,
     /// Number of history entries written so far.
@@ -141,6 +147,26 @@ impl Instance {
         self.tokens.iter().flat_map(|t| t.wait.messages().map(move |(n, k)| (t.id, n, k)))
     }
 
+    /// The variables a token in `scope` reads: the instance's, with the locals of
+    /// its sub-process runs and multi-instance items on top (innermost last).
+    pub fn vars_in(&self, scope: &[Frame]) -> Vars {
+        let mut vars = self.vars.clone();
+        for f in scope.iter().filter(|f| f.body) {
+            if let Some(l) = self.locals.iter().find(|l| l.activation == f.activation && l.branch == f.branch) {
+                vars.extend(l.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        }
+        vars
+    }
+
+    /// The variables the form of task `task` shows ([`Instance::vars_in`] its token).
+    pub fn task_vars(&self, task: &str) -> Vars {
+        match self.task_token(task) {
+            Some(t) => self.vars_in(&t.scope),
+            None => self.vars.clone(),
+        }
+    }
+
     pub fn task_token(&self, task: &str) -> Option<&Token> {
         self.task_token_index(task).map(|i| &self.tokens[i])
     }
@@ -204,6 +230,9 @@ pub enum Wait {
     Message { name: String, key: String },
     /// An event-based gateway: its message branches (its timers are in `Token::timers`).
     Events { messages: Vec<MessageWait> },
+    /// The body of a multi-instance node: waits until the items of `activation`
+    /// are done (its boundary timers are in `Token::timers`).
+    Scope { activation: u32 },
 }
 
 impl Wait {
@@ -217,13 +246,43 @@ impl Wait {
     }
 }
 
-/// One level of parallel nesting: which branch of which fork activation.
+/// One level of nesting: which branch of which fork activation, or (`body`) which
+/// item of which multi-instance activation of node `fork`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Frame {
     pub fork: String,
     pub activation: u32,
+    /// The branch, or the item's position (items: up to [`crate::process::MAX_ITEMS`]).
     pub branch: u16,
     pub width: u16,
+    /// An item of a multi-instance body rather than a fork's branch.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub body: bool,
+}
+
+/// A multi-instance activation: node `node` runs once per item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Multi {
+    pub activation: u32,
+    pub node: String,
+    pub total: u32,
+    /// Items started so far (all at once when parallel).
+    pub started: u32,
+    pub done: u32,
+    /// Each item's `output` in item order, `null` until it is done; empty without `output`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub results: Vec<Value>,
+    /// Sequential only: the items not started yet, next first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<Value>,
+}
+
+/// The local variables of item `branch` of activation `activation` (its item and index).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Locals {
+    pub activation: u32,
+    pub branch: u16,
+    pub vars: Vars,
 }
 
 /// Branches of one fork activation that have reached their join so far.
@@ -284,6 +343,9 @@ pub struct Task {
     pub completed_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
+    /// The item of a multi-instance user task this task is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<Value>,
     /// Open and past its due date. Computed when the task is read, never stored.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub overdue: bool,
@@ -419,6 +481,21 @@ pub enum HistoryEvent {
     TimerFired {
         job: String,
     },
+    /// A multi-instance node started `total` items (`sequential`: one at a time).
+    ItemsStarted {
+        total: u32,
+        sequential: bool,
+    },
+    /// A multi-instance node is done: `done` of `total` items finished (fewer when
+    /// its `complete_when` held early or a boundary ended it).
+    ItemsDone {
+        done: u32,
+        total: u32,
+    },
+    /// A sub-process started its run.
+    SubProcessStarted,
+    /// A sub-process's run ended (done, or ended by a boundary or a cancel).
+    SubProcessEnded,
     /// A boundary event ended the step; the token continues at `to`.
     Interrupted {
         to: String,
@@ -474,6 +551,10 @@ impl HistoryEvent {
             HistoryEvent::IncidentSkipped { .. } => "incident_skipped",
             HistoryEvent::TimerSet { .. } => "timer_set",
             HistoryEvent::TimerFired { .. } => "timer_fired",
+            HistoryEvent::ItemsStarted { .. } => "items_started",
+            HistoryEvent::ItemsDone { .. } => "items_done",
+            HistoryEvent::SubProcessStarted => "sub_process_started",
+            HistoryEvent::SubProcessEnded => "sub_process_ended",
             HistoryEvent::Interrupted { .. } => "interrupted",
             HistoryEvent::MessageWaiting { .. } => "message_waiting",
             HistoryEvent::MessageReceived { .. } => "message_received",

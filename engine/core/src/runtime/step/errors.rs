@@ -60,7 +60,10 @@ impl Run<'_> {
     /// thrown by `token`: its own node's (when `own`), then its forks', innermost first.
     pub(super) fn catcher(&self, node: &str, scope: &[Frame], code: Option<&str>, own: bool) -> Option<Catcher> {
         let p = self.p;
-        if own {
+        // An item's node has the boundaries of the whole multi-instance body: they
+        // catch through its frame, below.
+        let item = scope.last().is_some_and(|f| f.body && f.fork == node);
+        if own && !item {
             if let Some((_, n)) = p.node(node) {
                 if let Some(i) = n.kind.boundary().iter().position(|b| b.catches(code)) {
                     return Some(Catcher::Own(i));
@@ -91,6 +94,10 @@ impl Run<'_> {
                 let f = token.scope[frame].clone();
                 let (_, n) = p.node(&f.fork).expect("catcher found the fork");
                 self.cancel_activation(f.activation);
+                if f.body {
+                    // The body token waiting for the items goes too (its timers with it).
+                    self.drop_body(f.activation);
+                }
                 (n, &n.kind.boundary()[boundary], token.scope[..frame].to_vec())
             }
         };
@@ -102,7 +109,8 @@ impl Run<'_> {
                 return self.incident(token, format!("error `{}` caught, but {msg}", code.unwrap_or("-")), None)
             }
         };
-        self.inst.vars.extend(values);
+        self.enter(&scope);
+        self.set_vars(values);
         self.log(
             Some(owner.id.clone()),
             None,

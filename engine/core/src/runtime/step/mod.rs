@@ -20,6 +20,7 @@ use std::collections::VecDeque;
 mod contain;
 mod errors;
 mod events;
+mod multi;
 mod tasks;
 mod waits;
 
@@ -278,6 +279,8 @@ pub fn start(
         tokens: Vec::new(),
         joins: Vec::new(),
         incidents: Vec::new(),
+        multis: Vec::new(),
+        locals: Vec::new(),
         seq: 0,
         history_len: 0,
         started_at: now,
@@ -444,7 +447,10 @@ fn map_payload(
         extra.push((extra_name, value));
         let env = Env { vars, declared: &p.var_names, now, instance, started_by, extra: &extra };
         let v = e.eval(&env).map_err(|err| format!("`set: {var}` (`{}`) failed: {err}", e.source.trim()))?;
-        p.vars[var].check(&v).map_err(|err| format!("`set: {var}`: {err}"))?;
+        p.var(var)
+            .ok_or_else(|| format!("`set: {var}`: not declared"))?
+            .check(&v)
+            .map_err(|err| format!("`set: {var}`: {err}"))?;
         out.insert(var.clone(), v);
     }
     Ok(out)
@@ -501,6 +507,12 @@ pub(crate) struct Run<'a> {
     pub(crate) now: DateTime<Utc>,
     pub(crate) ready: VecDeque<Moving>,
     pub(crate) out: Transition,
+    /// What the token being moved reads: the instance's variables with the locals
+    /// of its multi-instance items on top, and their names; `None` when it is in
+    /// no item (the instance's variables are read as they are). See [`Run::enter`].
+    scoped: Option<(Vars, Vec<String>)>,
+    /// The scope [`Run::enter`] was last given: where [`Run::set_vars`] writes.
+    cur_scope: Vec<Frame>,
     /// Every expression of this event shares one script time limit, so a cancel
     /// waiting for the instance lock waits at most about that long.
     _scripts: crate::expr::EventBudget,
@@ -523,6 +535,8 @@ impl<'a> Run<'a> {
             now,
             ready: VecDeque::new(),
             out: Transition::default(),
+            scoped: None,
+            cur_scope: Vec::new(),
             _scripts: crate::expr::EventBudget::open(),
         }
     }
@@ -539,9 +553,13 @@ impl<'a> Run<'a> {
     }
 
     pub(crate) fn env(&self) -> Env<'_> {
+        let (vars, declared) = match &self.scoped {
+            Some((vars, names)) => (vars, names.as_slice()),
+            None => (&self.inst.vars, self.p.var_names.as_slice()),
+        };
         Env {
-            vars: &self.inst.vars,
-            declared: &self.p.var_names,
+            vars,
+            declared,
             now: self.now,
             instance: self.inst.id,
             started_by: self.inst.started_by.as_deref(),
@@ -576,10 +594,68 @@ impl<'a> Run<'a> {
     }
 
     /// Move a token on to `to`. Timers it had armed where it waited are withdrawn.
+    /// An item of a multi-instance node leaving it is that item done instead.
     pub(crate) fn go(&mut self, mut token: Moving, to: NodeIx) {
         self.disarm(&mut token);
+        if multi::is_item(&token) {
+            return self.item_done(token, None);
+        }
         token.node = self.p.nodes[to].id.clone();
         self.ready.push_back(token);
+    }
+
+    /// Read variables as a token in `scope` does from now on ([`Run::env`]).
+    pub(crate) fn enter(&mut self, scope: &[Frame]) {
+        self.cur_scope = scope.to_vec();
+        let mut frames = scope.iter().filter(|f| f.body).peekable();
+        if frames.peek().is_none() {
+            self.scoped = None;
+            return;
+        }
+        let mut vars = self.inst.vars.clone();
+        let mut names = self.p.var_names.clone();
+        for f in frames {
+            let Some(l) = self.inst.locals.iter().find(|l| l.activation == f.activation && l.branch == f.branch) else {
+                continue;
+            };
+            for (k, v) in &l.vars {
+                if !names.contains(k) {
+                    names.push(k.clone());
+                }
+                vars.insert(k.clone(), v.clone());
+            }
+        }
+        self.scoped = Some((vars, names));
+    }
+
+    /// Write variables as the token last [`Run::enter`]ed: a name local to one of
+    /// its items goes there (innermost first), any other to the instance.
+    pub(crate) fn set_vars(&mut self, values: impl IntoIterator<Item = (String, Value)>) {
+        let mut local = false;
+        for (k, v) in values {
+            let slot = self.cur_scope.iter().rev().filter(|f| f.body).find_map(|f| {
+                self.inst
+                    .locals
+                    .iter()
+                    .position(|l| l.activation == f.activation && l.branch == f.branch && l.vars.contains_key(&k))
+            });
+            match slot {
+                Some(i) => {
+                    self.inst.locals[i].vars.insert(k, v);
+                    local = true;
+                }
+                None => {
+                    if let Some((vars, _)) = &mut self.scoped {
+                        vars.insert(k.clone(), v.clone());
+                    }
+                    self.inst.vars.insert(k, v);
+                }
+            }
+        }
+        if local {
+            let scope = std::mem::take(&mut self.cur_scope);
+            self.enter(&scope);
+        }
     }
 
     fn disarm(&mut self, token: &mut Moving) {
@@ -628,6 +704,12 @@ impl<'a> Run<'a> {
             let msg = format!("node `{}` does not exist in version {}", token.node, p.version);
             return self.incident(token, msg, None);
         };
+        self.enter(&token.scope);
+        if let Some(spec) = &node.multi {
+            if !multi::is_item(&token) {
+                return self.begin_items(token, node, spec);
+            }
+        }
         match &node.kind {
             NodeKind::Start { next, .. } => self.go(token, *next),
             NodeKind::End { terminate } => kinds::end::exec(self, token, node, *terminate),
@@ -644,6 +726,7 @@ impl<'a> Run<'a> {
             NodeKind::TimerCatch { when, .. } => kinds::timer::exec(self, token, node, when),
             NodeKind::MessageCatch { message, .. } => kinds::message::exec(self, token, node, message),
             NodeKind::EventBased { branches } => kinds::event_based::exec(self, token, node, branches),
+            NodeKind::SubProcess(spec) => kinds::sub_process::exec(self, token, node, spec),
         }
     }
 
@@ -656,7 +739,7 @@ impl<'a> Run<'a> {
         self.log(Some(fork_id.to_string()), None, HistoryEvent::Forked { branches: names });
         for (i, b) in targets.iter().enumerate() {
             let mut scope = token.scope.clone();
-            scope.push(Frame { fork: fork_id.to_string(), activation, branch: i as u16, width });
+            scope.push(Frame { fork: fork_id.to_string(), activation, branch: i as u16, width, body: false });
             let t = self.new_token(&p.nodes[*b].id, scope);
             self.ready.push_back(t);
         }
@@ -682,7 +765,7 @@ impl<'a> Run<'a> {
     }
 
     /// Map a connector's output into variables (`set`), then move on.
-    fn apply_output(&mut self, token: Moving, job: &str, output: Value) {
+    fn apply_output(&mut self, mut token: Moving, job: &str, output: Value) {
         let p = self.p;
         let Some((_, node)) = p.node(&token.node) else {
             return self.incident(token, "node vanished".into(), None);
@@ -690,13 +773,18 @@ impl<'a> Run<'a> {
         let NodeKind::Service(spec) = &node.kind else {
             return self.incident(token, format!("node `{}` is not a service task", node.id), None);
         };
+        self.enter(&token.scope);
         let mut values = Vec::with_capacity(spec.set.len());
         for (var, e) in &spec.set {
             let mut extra = p.setting_env();
             extra.push(("result", &output));
+            let (vars, declared) = match &self.scoped {
+                Some((vars, names)) => (vars, names.as_slice()),
+                None => (&self.inst.vars, p.var_names.as_slice()),
+            };
             let env = Env {
-                vars: &self.inst.vars,
-                declared: &p.var_names,
+                vars,
+                declared,
                 now: self.now,
                 instance: self.inst.id,
                 started_by: self.inst.started_by.as_deref(),
@@ -709,14 +797,18 @@ impl<'a> Run<'a> {
                     return self.incident(token, msg, Some(output));
                 }
             };
-            if let Err(err) = p.vars[var].check(&v) {
+            if let Err(err) = p.var(var).map_or(Ok(()), |spec| spec.check(&v)) {
                 return self.incident(token, format!("`set: {var}`: {err}"), Some(output));
             }
             values.push((var.clone(), v));
         }
         let names = values.iter().map(|(n, _)| n.clone()).collect();
-        self.inst.vars.extend(values);
+        self.set_vars(values);
         self.log(Some(node.id.clone()), None, HistoryEvent::JobSucceeded { job: job.to_string(), set: names });
+        if multi::is_item(&token) {
+            self.disarm(&mut token);
+            return self.item_done(token, Some(&output));
+        }
         self.go(token, spec.next);
     }
 
@@ -755,6 +847,8 @@ impl<'a> Run<'a> {
         }
         self.inst.joins.clear();
         self.inst.incidents.clear();
+        self.inst.multis.clear();
+        self.inst.locals.clear();
     }
 }
 

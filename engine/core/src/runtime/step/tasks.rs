@@ -45,30 +45,35 @@ pub(super) fn complete(
             }
         },
     };
+    // What the form shows: the instance's variables with the task's locals on top.
+    let shown = inst.vars_in(&inst.tokens[tok].scope);
     let mut errors = Vec::new();
     for (name, v) in &data {
         match spec.form.iter().find(|f| f.var == *name) {
             None => errors.push(FieldError { field: name.clone(), problem: "not a field of this form".into() }),
             Some(f) if f.mode == FieldMode::Readonly => {
-                if inst.vars.get(name).unwrap_or(&Value::Null) != v {
+                if shown.get(name).unwrap_or(&Value::Null) != v {
                     errors.push(FieldError { field: name.clone(), problem: "read-only on this form".into() });
                 }
             }
-            Some(_) => {
-                if let Err(e) = p.vars[name].check(v) {
-                    errors.push(FieldError { field: name.clone(), problem: e });
+            Some(_) => match p.var(name) {
+                Some(spec) => {
+                    if let Err(e) = spec.check(v) {
+                        errors.push(FieldError { field: name.clone(), problem: e });
+                    }
                 }
-            }
+                None => errors.push(FieldError { field: name.clone(), problem: "not a declared variable".into() }),
+            },
         }
     }
     if !matches!(outcome, Outcome::SendBack { .. }) {
         for f in spec.form.iter().filter(|f| f.mode == FieldMode::Required) {
-            if is_blank(data.get(&f.var).or(inst.vars.get(&f.var))) && !errors.iter().any(|e| e.field == f.var) {
+            if is_blank(data.get(&f.var).or(shown.get(&f.var))) && !errors.iter().any(|e| e.field == f.var) {
                 errors.push(FieldError { field: f.var.clone(), problem: "required".into() });
             }
         }
         if errors.is_empty() && !spec.rules.is_empty() {
-            let mut merged = inst.vars.clone();
+            let mut merged = shown.clone();
             merged.extend(data.clone());
             errors = broken_rules(p, &spec.rules, &merged, inst.id, inst.started_by.as_deref(), now);
         }
@@ -79,7 +84,8 @@ pub(super) fn complete(
 
     let mut run = Run::new(p, inst, now);
     let token = run.inst.tokens.remove(tok);
-    run.inst.vars.extend(data.clone());
+    run.enter(&token.scope);
+    run.set_vars(data.clone());
     let node_id = token.node.clone();
     run.log(
         Some(node_id.clone()),

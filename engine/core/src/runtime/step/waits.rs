@@ -175,6 +175,7 @@ impl Run<'_> {
                 self.inst.incidents.retain(|i| i.id != id);
             }
             Wait::Message { .. } | Wait::Events { .. } => {}
+            Wait::Scope { activation } => self.end_items(*activation),
         }
         for (name, key) in t.wait.messages() {
             self.out.commands.push(Command::Unsubscribe { token: t.id, name: name.into(), key: key.into() });
@@ -217,7 +218,8 @@ impl Run<'_> {
         match map_payload(p, &spec.set, Some(self.inst), &payload, "payload", self.now) {
             Ok(values) => {
                 let names = values.keys().cloned().collect();
-                self.inst.vars.extend(values);
+                self.enter(&token.scope);
+                self.set_vars(values);
                 self.log(
                     Some(node.id.clone()),
                     None,
