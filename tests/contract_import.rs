@@ -321,27 +321,24 @@ async fn review_mode_opens_one_task_per_entry_and_discarded_entries_never_reach_
     w.engine.complete(&t[0].id, "suzuki", Vars::new(), Outcome::Next).unwrap();
     w.settle().await;
     let mut reviewed = 0;
-    loop {
-        let t = w.tasks(id);
-        if t.is_empty() {
-            break;
-        }
-        assert_eq!(t.len(), 1, "one review task at a time, one per entry");
-        assert_eq!(t[0].node, "内容確認");
+    let t = w.tasks(id);
+    assert_eq!(t.len(), 3, "one review task per file, all open at once: {t:?}");
+    assert!(w.ledger().is_empty(), "nothing in the ledger before review");
+    for task in t {
+        assert_eq!(task.node, "内容確認");
+        assert_eq!(task.assignee.as_deref(), Some("suzuki"));
         reviewed += 1;
-        let vars = w.instance(id)["vars"].clone();
-        let title = vars["契約書タイトル"].as_str().unwrap().to_string();
-        assert!(w.ledger().iter().all(|r| v(r, "ファイル名") != vars["ファイル名"]), "not in the ledger before review");
-        if title == "破棄する契約" {
-            w.engine.complete(&t[0].id, "suzuki", Vars::new(), Outcome::Named("discard".into())).unwrap();
+        let item = task.item.clone().expect("the task carries its entry");
+        if item["title"] == "破棄する契約" {
+            w.engine.complete(&task.id, "suzuki", Vars::new(), Outcome::Named("discard".into())).unwrap();
         } else {
             // The reviewer may change the visibility.
             w.engine
-                .complete(&t[0].id, "suzuki", vars_of(&[("公開範囲", json!("関係者のみ"))]), Outcome::Next)
+                .complete(&task.id, "suzuki", vars_of(&[("公開範囲", json!("関係者のみ"))]), Outcome::Next)
                 .unwrap();
         }
-        w.settle().await;
     }
+    w.settle().await;
     assert_eq!(reviewed, 3, "one review task per file");
     let vars = w.completed(id);
     assert_eq!((vars["登録数"].clone(), vars["破棄数"].clone()), (json!(1), json!(2)));
@@ -467,7 +464,8 @@ async fn a_crash_between_ledger_add_and_commit_at_several_points_gives_the_same_
             .id;
         exec.run_until_idle().await;
         assert!(crashed.load(Ordering::SeqCst), "crash point {after} reached");
-        assert_eq!(w.ledger().len(), after + 1, "the record of the crashed call was added");
+        // The crashed call's record was added (and those of calls in flight beside it).
+        assert!(w.ledger().len() > after, "the record of the crashed call was added");
         drop(exec);
         drop(engine);
         // Restart with the real connectors: the run goes on where it was.
@@ -636,7 +634,9 @@ async fn killing_the_engine_mid_import_and_restarting_gives_the_same_ledger_with
     let mut run = 0;
     // Kill it whenever the ledger has grown since the last kill, at several points.
     let mut last = 0;
-    while kills < 5 {
+    // Four kills: a job in flight at five kills in a row would be the engine's
+    // crash-loop guard's case (an incident to retry by hand), not this test's.
+    while kills < 4 {
         run += 1;
         let mut child = spawn(run);
         let started = std::time::Instant::now();
