@@ -71,6 +71,10 @@ async fn kintone(out: &Out, addr: &str, data: &Path) -> anyhow::Result<()> {
     } else {
         println!("kintone emulator on {base} (data in {}; Ctrl-C to stop)", data.display());
         println!("  app 1 契約台帳 (contract ledger), API token: {DEMO_TOKEN}");
+        println!(
+            "  app 3 契約書台帳 (CloudSign import ledger), API token: {}",
+            nagare_connectors::kintone::emulator::DEMO_CONTRACT_TOKEN
+        );
         println!("  password auth: demo / {DEMO_PASSWORD}");
         println!("  connector config (nagare.yaml):");
         println!("    connectors:");

@@ -183,6 +183,9 @@ pub fn show_with(out: &Out, engine: &Engine, id: u64) -> anyhow::Result<ExitCode
         let status = engine.instance(c).map(|c| c.status.as_str()).unwrap_or("?");
         println!("calls        {c} ({status})");
     }
+    if let Some(line) = progress_line(&inst.vars) {
+        println!("progress     {line}");
+    }
 
     println!("\nvariables");
     if inst.vars.is_empty() {
@@ -274,6 +277,21 @@ pub fn show_with(out: &Out, engine: &Engine, id: u64) -> anyhow::Result<ExitCode
         println!("  {l}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A long-running instance's `progress` variable (`{done, total, ...}`, e.g. the
+/// contract import's files) as one line: `3 / 5 (60%) — imported 2, failed 1`.
+fn progress_line(vars: &nagare_engine::Vars) -> Option<String> {
+    let p = vars.get("progress")?.as_object()?;
+    let (done, total) = (p.get("done")?.as_u64()?, p.get("total")?.as_u64()?);
+    let pct = done.saturating_mul(100).checked_div(total).unwrap_or(100);
+    let rest: Vec<String> = p
+        .iter()
+        .filter(|(k, _)| *k != "done" && *k != "total")
+        .filter_map(|(k, v)| v.as_u64().map(|n| format!("{k} {n}")))
+        .collect();
+    let rest = if rest.is_empty() { String::new() } else { format!(" — {}", rest.join(", ")) };
+    Some(format!("{done} / {total} ({pct}%){rest}"))
 }
 
 fn task_row(t: &Task) -> Vec<String> {
@@ -385,4 +403,18 @@ pub fn task_table(tasks: &[Task]) -> Table {
         t.row(row);
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_variable_is_shown_as_one_line() {
+        let vars: nagare_engine::Vars =
+            [("progress".to_string(), serde_json::json!({"done": 3, "total": 5, "failed": 1}))].into();
+        assert_eq!(progress_line(&vars).as_deref(), Some("3 / 5 (60%) — failed 1"));
+        let none: nagare_engine::Vars = [("progress".to_string(), serde_json::json!("half"))].into();
+        assert_eq!(progress_line(&none), None);
+    }
 }

@@ -265,6 +265,55 @@ impl Client {
         }
     }
 
+    /// `GET` a file, handing the body to `chunk` as it arrives (never whole in
+    /// memory); `chunk` answers `false` to stop (the caller keeps why). Token
+    /// renewal on 401 as [`Client::raw`]. Returns the bytes read.
+    pub async fn download(&self, path: &str, chunk: &mut (dyn FnMut(&[u8]) -> bool + Send)) -> Result<u64, CsError> {
+        let mut renewed = false;
+        loop {
+            let token = self.token(renewed).await?;
+            self.shared.throttle(&token).await;
+            let req = self
+                .http
+                .get(self.url(path))
+                .header(reqwest::header::AUTHORIZATION, format!("Bearer {token}"))
+                .timeout(self.timeout);
+            let mut resp = req.send().await.map_err(|e| self.transport(e))?;
+            let status = resp.status().as_u16();
+            if !(200..300).contains(&status) {
+                let retry_after = http_error::retry_after(resp.headers());
+                let bytes = resp.bytes().await.map_err(|e| self.transport(e))?.to_vec();
+                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                let s = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
+                let e = CsError::Api {
+                    status,
+                    kind: s("error"),
+                    message: s("message").unwrap_or_else(|| snippet(&String::from_utf8_lossy(&bytes), 300)),
+                    retry_after,
+                };
+                if status == 401 && !renewed {
+                    renewed = true;
+                    continue;
+                }
+                return Err(e);
+            }
+            let mut n = 0u64;
+            while let Some(bytes) = resp.chunk().await.map_err(|e| self.transport(e))? {
+                n += bytes.len() as u64;
+                if !chunk(&bytes) {
+                    break;
+                }
+            }
+            return Ok(n);
+        }
+    }
+
+    /// Who this client is, without the secret: the host and a digest of the client
+    /// id (keys the import state of one integration).
+    pub fn identity(&self) -> String {
+        super::files::sha256_hex(self.cache_key().as_bytes())[..24].to_string()
+    }
+
     /// A request whose answer is JSON (an empty answer is `null`).
     pub async fn json(
         &self,

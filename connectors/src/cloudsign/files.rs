@@ -31,12 +31,62 @@ pub enum BlobError {
     Io { sha256: String, reason: String },
     #[error("no file store is configured for this connector")]
     Unavailable,
+    /// The content was refused while it streamed in (too large, not a PDF).
+    #[error("the file was refused: {0}")]
+    Refused(String),
 }
 
-/// Where the bytes of a file reference come from.
+/// Where the bytes of a file reference come from (and where downloaded files go).
 pub trait BlobSource: Send + Sync {
     /// The whole content of the blob with this SHA-256 (lowercase hex).
     fn open(&self, sha256: &str) -> Result<Vec<u8>, BlobError>;
+
+    /// Start storing a new blob, streamed: a connector that downloads a file
+    /// writes it chunk by chunk and hands the process only the reference. Contract
+    /// files: at most [`MAX_FILE_BYTES`], PDF checked as the bytes arrive.
+    fn create(&self) -> Result<Box<dyn BlobSink>, BlobError> {
+        Err(BlobError::Unavailable)
+    }
+
+    /// A directory where connectors keep their own small durable state (the
+    /// CloudSign import's high-water marks), or `None`: keep it in memory.
+    fn state_dir(&self) -> Option<PathBuf> {
+        None
+    }
+}
+
+/// A blob being written. Dropping it without [`BlobSink::finish`] stores nothing.
+pub trait BlobSink: Send {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), BlobError>;
+    /// Make the content durable: `(sha256, size)`.
+    fn finish(self: Box<Self>) -> Result<(String, u64), BlobError>;
+}
+
+/// The limits of a downloaded contract file.
+fn contract_limits() -> nagare_engine::blobs::WriteLimits {
+    nagare_engine::blobs::WriteLimits { max_size: MAX_FILE_BYTES, pdf: true }
+}
+
+fn engine_error(e: nagare_engine::blobs::BlobError) -> BlobError {
+    use nagare_engine::blobs::BlobError as E;
+    match e {
+        E::TooLarge { .. } | E::NotPdf(_) => BlobError::Refused(e.to_string()),
+        E::Missing(s) => BlobError::Missing(s),
+        E::Io(io) => BlobError::Io { sha256: String::new(), reason: io.to_string() },
+    }
+}
+
+/// The engine's blob writer as a [`BlobSink`].
+struct EngineSink(nagare_engine::blobs::BlobWriter);
+
+impl BlobSink for EngineSink {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), BlobError> {
+        self.0.write(bytes).map_err(engine_error)
+    }
+    fn finish(self: Box<Self>) -> Result<(String, u64), BlobError> {
+        let s = self.0.finish().map_err(engine_error)?;
+        Ok((s.sha256, s.size))
+    }
 }
 
 fn check_hash(sha256: &str) -> Result<(), BlobError> {
@@ -74,6 +124,15 @@ impl BlobSource for FsBlobs {
             _ => BlobError::Io { sha256: sha256.to_string(), reason: e.to_string() },
         })
     }
+
+    fn create(&self) -> Result<Box<dyn BlobSink>, BlobError> {
+        let blobs = nagare_engine::blobs::Blobs::in_dir(&self.root).map_err(engine_error)?;
+        Ok(Box::new(EngineSink(blobs.writer(contract_limits()).map_err(engine_error)?)))
+    }
+
+    fn state_dir(&self) -> Option<PathBuf> {
+        self.root.parent().map(|data| data.join("connectors"))
+    }
 }
 
 /// Blobs in memory, for tests and embedding apps.
@@ -93,6 +152,32 @@ impl BlobSource for MemoryBlobs {
     fn open(&self, sha256: &str) -> Result<Vec<u8>, BlobError> {
         check_hash(sha256)?;
         self.0.lock().unwrap_or_else(|p| p.into_inner()).get(sha256).cloned().ok_or(BlobError::Missing(sha256.into()))
+    }
+
+    fn create(&self) -> Result<Box<dyn BlobSink>, BlobError> {
+        Ok(Box::new(MemorySink { blobs: self.clone(), bytes: Vec::new() }))
+    }
+}
+
+struct MemorySink {
+    blobs: MemoryBlobs,
+    bytes: Vec<u8>,
+}
+
+impl BlobSink for MemorySink {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), BlobError> {
+        if (self.bytes.len() + bytes.len()) as u64 > MAX_FILE_BYTES {
+            return Err(BlobError::Refused(format!("the file is larger than {MAX_FILE_BYTES} bytes")));
+        }
+        self.bytes.extend_from_slice(bytes);
+        Ok(())
+    }
+    fn finish(self: Box<Self>) -> Result<(String, u64), BlobError> {
+        if !looks_like_pdf(&self.bytes) {
+            return Err(BlobError::Refused("the file is not a PDF".into()));
+        }
+        let size = self.bytes.len() as u64;
+        Ok((self.blobs.put(self.bytes), size))
     }
 }
 

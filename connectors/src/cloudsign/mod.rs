@@ -18,6 +18,7 @@
 //! | `cloudsign.list` | `status`?, `max`? (1,000; ≤ 10,000), `user`? | `{documents, count, total}` |
 //! | `cloudsign.download` | `document`, `file`? (id; default the first), `user`? | `{name, content_base64, size, sha256}` |
 //! | `cloudsign.delete` | `document`, `user`? | `{document, deleted}` |
+//! | `cloudsign.import_begin`, `.concluded`, `.fetch_file`, `.import_commit` | see [`import`] | |
 //!
 //! A document in a result is `{id, title, status, status_name, participants, files,
 //! sent_at, updated_at}`; `status_name` is `draft`, `in_progress`, `concluded`,
@@ -32,6 +33,8 @@
 pub mod client;
 pub mod emulator;
 pub mod files;
+pub mod import;
+pub mod import_state;
 pub mod limiter;
 pub mod multipart;
 
@@ -48,8 +51,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The operations, registered as `<instance>.<operation>`.
-pub const OPERATIONS: &[&str] =
-    &["create_draft", "upload", "add_participants", "set_attributes", "send", "get", "list", "download", "delete"];
+pub const OPERATIONS: &[&str] = &[
+    "create_draft",
+    "upload",
+    "add_participants",
+    "set_attributes",
+    "send",
+    "get",
+    "list",
+    "download",
+    "delete",
+    "import_begin",
+    "concluded",
+    "fetch_file",
+    "import_commit",
+];
 
 /// Most participants CloudSign takes on one document, the sender included.
 pub const MAX_PARTICIPANTS: usize = 128;
@@ -118,6 +134,10 @@ enum Op {
     List,
     Download,
     Delete,
+    ImportBegin,
+    Concluded,
+    FetchFile,
+    ImportCommit,
 }
 
 /// One CloudSign operation of one connector instance.
@@ -128,6 +148,8 @@ pub struct CloudsignConnector {
     http: reqwest::Client,
     shared: Arc<Shared>,
     blobs: Arc<dyn BlobSource>,
+    /// The import integrations' state (shared by the operations of this instance).
+    marks: Arc<import_state::Marks>,
 }
 
 /// Register every operation of instance `name`, reading file references through
@@ -141,6 +163,7 @@ pub fn register(
     let http = crate::http::client();
     let rate = settings.get().as_ref().as_ref().and_then(|c| c.rate_per_minute).unwrap_or(limiter::MAX_PER_MINUTE);
     let shared = Arc::new(Shared::new(rate));
+    let marks = Arc::new(import_state::Marks::new(blobs.state_dir()));
     for (op_name, op) in [
         ("create_draft", Op::CreateDraft),
         ("upload", Op::Upload),
@@ -151,6 +174,10 @@ pub fn register(
         ("list", Op::List),
         ("download", Op::Download),
         ("delete", Op::Delete),
+        ("import_begin", Op::ImportBegin),
+        ("concluded", Op::Concluded),
+        ("fetch_file", Op::FetchFile),
+        ("import_commit", Op::ImportCommit),
     ] {
         registry.register(
             format!("{name}.{op_name}"),
@@ -161,6 +188,7 @@ pub fn register(
                 http: http.clone(),
                 shared: shared.clone(),
                 blobs: blobs.clone(),
+                marks: marks.clone(),
             },
         );
     }
@@ -547,6 +575,10 @@ impl CloudsignConnector {
                     "content_base64": base64::engine::general_purpose::STANDARD.encode(&bytes),
                 }))
             }
+            Op::ImportBegin => import::begin(&self.client(&input)?, &self.marks, call),
+            Op::Concluded => import::concluded(&self.client(&input)?, &input).await,
+            Op::FetchFile => import::fetch_file(&self.client(&input)?, self.blobs.as_ref(), &input).await,
+            Op::ImportCommit => import::commit(&self.client(&input)?, &self.marks, call, &input),
             Op::Delete => {
                 let doc = document_input(&input)?;
                 let client = self.client(&input)?;

@@ -10,7 +10,7 @@
 //! | --- | --- | --- |
 //! | `kintone.get` | `id`, `app`? | `{id, revision, record}` |
 //! | `kintone.query` | `query`?, `fields`?, `max`? (10,000), `app`? | `{records, count}` |
-//! | `kintone.add` | `record`, `idempotency_field`?, `app`? | `{id, revision, created}` |
+//! | `kintone.add` | `record`, `idempotency_field`? or `key`?, `app`? | `{id, revision, created}` |
 //! | `kintone.update` | `id`, `record`, `revision`?, `app`? | `{id, revision, conflicts}` |
 //! | `kintone.update_status` | `id`, `action`, `assignee`?, `revision`?, `app`? | `{id, revision, conflicts}` |
 //!
@@ -20,6 +20,9 @@
 //! kept as the other writer left them, so nothing is lost. `kintone.add` with
 //! `idempotency_field` writes the call's idempotency key into that field and, on a
 //! retry, returns the record an earlier attempt created instead of adding another.
+//! `key: {field, value}` does the same with a key of the caller's (a unique field,
+//! e.g. CloudSign document + file): the record with that value is looked up first
+//! (before any file is uploaded), so any run, not only a retry of one call, finds it.
 
 pub mod client;
 pub mod emulator;
@@ -147,6 +150,21 @@ fn bulk_list<'a>(input: &'a Map<String, Value>, key: &str) -> Result<&'a Vec<Val
     }
 }
 
+/// `key: {field, value}` of `kintone.add`: a unique text field and its value.
+fn unique_key(k: &Value) -> Result<(String, String), ConnectorError> {
+    let field = k
+        .get("field")
+        .and_then(Value::as_str)
+        .filter(|f| !f.is_empty() && !f.contains(char::is_whitespace))
+        .ok_or_else(|| fatal("`key` must be `{field: <unique field code>, value: ...}`"))?;
+    let value = match k.get("value") {
+        Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= 1000 => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err(fatal("`key.value` must be a non-empty text (at most 1,000 characters) or a number")),
+    };
+    Ok((field.to_string(), value))
+}
+
 fn record_input(input: &Map<String, Value>) -> Result<Map<String, Value>, ConnectorError> {
     let r = input.get("record").ok_or_else(|| {
         fatal("`record` is missing: the fields to write, e.g. `record: '#{ k_ステータス: q_status }'`")
@@ -215,6 +233,18 @@ impl KintoneConnector {
         }
     }
 
+    /// The record whose `field` is `value`, as `add` answers it (`created: false`).
+    async fn find_by(client: &Client, app: u64, field: &str, value: &str) -> Result<Option<Value>, ConnectorError> {
+        let found = client.query_all(app, &format!("{field} = {}", query::quote(value)), &[], 1).await?;
+        Ok(found.first().map(|r| {
+            json!({
+                "id": client::record_id(r).map(|i| i.to_string()),
+                "revision": client::record_revision(r).map(|i| i.to_string()),
+                "created": false,
+            })
+        }))
+    }
+
     fn client(&self) -> Result<(Client, Option<u64>), ConnectorError> {
         let cfg = self.settings.get();
         let cfg = cfg.as_ref().as_ref().ok_or_else(|| {
@@ -276,7 +306,35 @@ impl KintoneConnector {
                 Ok(json!({ "count": plain.len(), "records": plain }))
             }
             Op::Add => {
-                let input = self.upload_files(&client, input).await?;
+                // A unique key of the caller's own (e.g. document + file): looked up
+                // before anything is uploaded, written with the record.
+                let key = match input.get("key") {
+                    None | Some(Value::Null) => None,
+                    Some(k) => Some(unique_key(k)?),
+                };
+                if let Some((field, value)) = &key {
+                    if let Some(found) = Self::find_by(&client, app, field, value).await? {
+                        tracing::info!(connector = %call.connector, app, key = %value, "record with this key already in the app");
+                        return Ok(found);
+                    }
+                }
+                let mut input = self.upload_files(&client, input).await?;
+                if let (Some((field, value)), Some(Value::Object(r))) = (&key, input.get_mut("record")) {
+                    r.insert(field.clone(), json!(value));
+                }
+                if let Some((field, value)) = &key {
+                    let record = record_input(&input)?;
+                    return match client.add_record(app, record).await {
+                        Ok((id, revision)) => Ok(json!({ "id": id, "revision": revision, "created": true })),
+                        // Added meanwhile by an overlapping run: the unique field refused ours.
+                        Err(e) if e.code() == Some("CB_VA01") => match Self::find_by(&client, app, field, value).await?
+                        {
+                            Some(found) => Ok(found),
+                            None => Err(KintoneError::into(e)),
+                        },
+                        Err(e) => Err(KintoneError::into(e)),
+                    };
+                }
                 let mut record = record_input(&input)?;
                 if let Some(field) = input.get("idempotency_field") {
                     let field = field.as_str().ok_or_else(|| fatal("`idempotency_field` must be a field code"))?;

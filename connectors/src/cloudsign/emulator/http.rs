@@ -29,6 +29,7 @@ pub fn router(emu: Emulator) -> Router {
         .layer(middleware::from_fn_with_state(emu.clone(), faults));
     Router::new()
         .merge(api)
+        .route("/emulator/documents", post(seed))
         .route("/emulator/documents/{id}/agree", post(agree))
         .route("/emulator/documents/{id}/decline", post(decline))
         .route("/emulator/faults", get(get_faults).put(put_faults))
@@ -146,9 +147,19 @@ async fn list(State(emu): State<Emulator>, headers: HeaderMap, Query(p): Params)
         };
         let status = match get("status") {
             None | Some("") => None,
+            Some("-1") => None,
             Some(s) => Some(s.parse::<u32>().map_err(|_| ApiError::bad_request("status が正しくありません。"))?),
         };
-        let mut v = emu.read(|st| st.list(&a, status, page));
+        let time = |k: &str| -> Result<Option<chrono::DateTime<chrono::FixedOffset>>, ApiError> {
+            match get(k) {
+                None | Some("") => Ok(None),
+                Some(s) => chrono::DateTime::parse_from_rfc3339(s)
+                    .map(Some)
+                    .map_err(|_| ApiError::bad_request(format!("{k} は RFC3339 形式で指定してください。"))),
+            }
+        };
+        let range = super::state::ProcessedRange { from: time("from")?, to: time("to")? };
+        let mut v = emu.read(|st| st.list(&a, status, page, range));
         // `with_files` / `with_participants`: anything but `y` leaves them out.
         for (param, key) in [("with_files", "files"), ("with_participants", "participants")] {
             if get(param).is_some_and(|x| x != "y") {
@@ -323,4 +334,41 @@ async fn decline(State(emu): State<Emulator>, Path(id): Path<String>, body: Byte
         .and_then(|v| v.get("comment").and_then(Value::as_str).map(str::to_string))
         .unwrap_or_default();
     respond(emu.answer(&id, false, &comment).await)
+}
+
+/// `POST /emulator/documents` (emulator only): put a document in place for a client
+/// id, `{client_id, title, status? (2), files: [{name, content_base64}],
+/// attribute?, processed_at? (RFC 3339)}` → `{id}`. Files must be PDFs.
+async fn seed(State(emu): State<Emulator>, Json(v): Json<Value>) -> Response {
+    use base64::Engine as _;
+    let r = (|| {
+        let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let status = v.get("status").and_then(Value::as_u64).unwrap_or(2);
+        if ![0, 1, 2, 3].contains(&status) {
+            return Err(ApiError::bad_request("status は 0〜3 で指定してください。"));
+        }
+        let mut files = Vec::new();
+        for f in v.get("files").and_then(Value::as_array).into_iter().flatten() {
+            let name = f.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(f.get("content_base64").and_then(Value::as_str).unwrap_or(""))
+                .map_err(|_| ApiError::bad_request("content_base64 が正しくありません。"))?;
+            if name.trim().is_empty() || !looks_like_pdf(&bytes) {
+                return Err(ApiError::bad_request("files には name と PDF の content_base64 が必要です。"));
+            }
+            files.push((name, bytes));
+        }
+        let attribute = v.get("attribute").and_then(Value::as_object).cloned().unwrap_or_default();
+        let processed_at = match v.get("processed_at").and_then(Value::as_str) {
+            None => None,
+            Some(t) => Some(
+                chrono::DateTime::parse_from_rfc3339(t)
+                    .map_err(|_| ApiError::bad_request("processed_at は RFC3339 形式で指定してください。"))?
+                    .with_timezone(&chrono::Utc),
+            ),
+        };
+        let id = emu.seed_document(&s("client_id"), &s("title"), status as u32, files, attribute, processed_at)?;
+        Ok(json!({ "id": id }))
+    })();
+    respond(r)
 }

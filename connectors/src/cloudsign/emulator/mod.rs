@@ -17,7 +17,7 @@
 //! | endpoint | |
 //! | --- | --- |
 //! | `POST /token` | form `client_id` → `{access_token, expires_in, token_type}` |
-//! | `GET /documents?status&page` | `{total, page, documents}`, 100 a page |
+//! | `GET /documents?status&page&from&to` | `{total, page, documents}`, 100 a page; `from`/`to` (RFC 3339) filter on the last-processed time |
 //! | `POST /documents` | create a draft (form `title`, `note`, `message`) |
 //! | `GET`/`POST`/`DELETE /documents/{id}` | read / send (remind) / delete a draft |
 //! | `POST /documents/{id}/files` | multipart `name` + `uploadfile` (PDF) |
@@ -25,6 +25,7 @@
 //! | `POST /documents/{id}/participants` | form `email`, `name`, ... |
 //! | `GET`/`PUT /documents/{id}/attribute` | contract attributes (JSON) |
 //! | `POST /emulator/documents/{id}/agree`, `/decline` | the signer (not CloudSign) |
+//! | `POST /emulator/documents` | put a concluded (or draft, declined) document with files in place (not CloudSign) |
 //! | `GET`/`PUT /emulator/faults`, `PUT /emulator/webhook` | emulator settings (not CloudSign) |
 //!
 //! Differences that matter: no templates, widgets, reminders' mails or transfers;
@@ -164,6 +165,31 @@ impl Emulator {
         });
     }
 
+    /// Put a document with files straight into the state of `client_id`'s account
+    /// (tests, demos, benches): `files` are `(name, PDF bytes)`; `processed_at`
+    /// defaults to the emulator's now for anything but a draft. Returns its id.
+    pub fn seed_document(
+        &self,
+        client_id: &str,
+        title: &str,
+        status: u32,
+        files: Vec<(String, Vec<u8>)>,
+        attribute: serde_json::Map<String, serde_json::Value>,
+        processed_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<String, ApiError> {
+        let mut stored = Vec::new();
+        for (name, bytes) in files {
+            let sha = crate::cloudsign::files::sha256_hex(&bytes);
+            let size = bytes.len() as u64;
+            self.put_blob(&sha, bytes)?;
+            stored.push((name, sha, size));
+        }
+        let now = self.now();
+        let processed_at = if status == 0 { None } else { Some(processed_at.unwrap_or(now)) };
+        let d = state::SeedDocument { title: title.into(), status, files: stored, attribute, processed_at };
+        self.write(|st| st.seed_document(client_id, d, now))
+    }
+
     fn save(&self, state: &State) -> std::io::Result<()> {
         let Some(dir) = &self.inner.dir else { return Ok(()) };
         let bytes = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
@@ -178,9 +204,10 @@ impl Emulator {
     /// Change the state and persist it; a change that cannot be saved is undone.
     pub fn write<T>(&self, f: impl FnOnce(&mut State) -> Result<T, ApiError>) -> Result<T, ApiError> {
         let mut st = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
-        let before = st.clone();
+        // Only a state that is saved can fail to save: an in-memory one is not copied.
+        let before = self.inner.dir.is_some().then(|| st.clone());
         let out = f(&mut st)?;
-        if let Err(e) = self.save(&st) {
+        if let (Err(e), Some(before)) = (self.save(&st), before) {
             *st = before;
             tracing::error!(error = %e, "cloudsign emulator cannot save its state");
             return Err(ApiError::new(

@@ -127,6 +127,26 @@ impl Document {
     }
 }
 
+/// `from`/`to` of `GET /documents`: the last-processed time range.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessedRange {
+    pub from: Option<DateTime<chrono::FixedOffset>>,
+    pub to: Option<DateTime<chrono::FixedOffset>>,
+}
+
+/// A document put straight into a state (emulator only: tests, demos, benches).
+#[derive(Debug, Clone)]
+pub struct SeedDocument {
+    pub title: String,
+    /// 0 draft, 1 in progress, 2 concluded, 3 declined.
+    pub status: u32,
+    /// `(name, sha256, size)` of each file, already stored.
+    pub files: Vec<(String, String, u64)>,
+    pub attribute: Map<String, Value>,
+    /// When it was last processed (concluded, declined); `None` for a draft.
+    pub processed_at: Option<DateTime<Utc>>,
+}
+
 /// A status change the webhook reports: `(document, status, account)`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
@@ -309,18 +329,94 @@ impl State {
         Ok(model)
     }
 
-    /// `GET /documents`: newest first, 100 a page.
-    pub fn list(&self, a: &Account, status: Option<u32>, page: usize) -> Value {
+    /// `GET /documents`: newest first, 100 a page; `from`/`to` keep documents last
+    /// processed within the range (both ends included; a document never processed
+    /// has no such time and is left out).
+    pub fn list(&self, a: &Account, status: Option<u32>, page: usize, range: ProcessedRange) -> Value {
+        let in_range = |d: &Document| {
+            if range.from.is_none() && range.to.is_none() {
+                return true;
+            }
+            let Some(t) = d.last_processed_at.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok()) else {
+                return false;
+            };
+            range.from.is_none_or(|f| t >= f) && range.to.is_none_or(|x| t <= x)
+        };
         let mut docs: Vec<&Document> = self
             .documents
             .values()
-            .filter(|d| d.user_id == a.user_id && status.is_none_or(|s| d.status == s))
+            .filter(|d| d.user_id == a.user_id && status.is_none_or(|s| d.status == s) && in_range(d))
             .collect();
         docs.sort_by(|x, y| y.created_at.cmp(&x.created_at).then(y.id.cmp(&x.id)));
         let total = docs.len();
         let start = page.saturating_sub(1).saturating_mul(PAGE);
         let page_docs: Vec<Value> = docs.iter().skip(start).take(PAGE).map(|d| d.model()).collect();
         json!({ "total": total, "page": page.max(1), "documents": page_docs })
+    }
+
+    /// Put a document of the account of `client_id` in place, as if it had been
+    /// created, sent and answered (emulator only).
+    pub fn seed_document(&mut self, client_id: &str, d: SeedDocument, now: DateTime<Utc>) -> Result<String, ApiError> {
+        let a = self
+            .clients
+            .get(client_id)
+            .cloned()
+            .ok_or_else(|| ApiError::new(400, "invalid_client", "client_id が正しくありません。"))?;
+        let id = self.new_id(0x5EED);
+        let sender = self.new_id(0x5E4D);
+        let signer = self.new_id(0xFA47);
+        let processed = d.processed_at.map(stamp);
+        let mut files = Vec::new();
+        for (i, (name, sha, size)) in d.files.into_iter().enumerate() {
+            files.push(StoredFile { id: self.new_id(0xF11E), name, order: i as u32 + 1, size, sha256: sha });
+        }
+        let signer_status = match d.status {
+            2 => 8,
+            3 => 9,
+            1 => 6,
+            _ => 2,
+        };
+        let doc = Document {
+            id: id.clone(),
+            user_id: a.user_id.clone(),
+            title: d.title,
+            note: String::new(),
+            message: String::new(),
+            status: d.status,
+            can_transfer: false,
+            private: false,
+            sent_at: if d.status == 0 { None } else { processed.clone() },
+            last_processed_at: processed.clone(),
+            created_at: stamp(now),
+            updated_at: processed.clone().unwrap_or_else(|| stamp(now)),
+            participants: vec![
+                Participant {
+                    id: sender,
+                    email: a.email.clone(),
+                    name: a.name.clone(),
+                    organization: String::new(),
+                    order: 0,
+                    status: if d.status == 0 { 2 } else { 6 },
+                    language_code: "ja".into(),
+                    processed_at: None,
+                },
+                Participant {
+                    id: signer,
+                    email: "signer@example.com".into(),
+                    name: "先方 担当者".into(),
+                    organization: "取引先".into(),
+                    order: 1,
+                    status: signer_status,
+                    language_code: "ja".into(),
+                    processed_at: processed,
+                },
+            ],
+            files,
+            attribute: d.attribute,
+            decline_comment: None,
+        };
+        self.documents.insert(id.clone(), doc);
+        Ok(id)
     }
 
     /// `POST /documents/{id}/participants`.

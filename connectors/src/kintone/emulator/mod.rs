@@ -27,7 +27,7 @@ pub mod bulk;
 mod http;
 pub mod state;
 
-pub use state::{ApiError, State, DEMO_INQUIRY_TOKEN, DEMO_TOKEN};
+pub use state::{ApiError, State, CONTRACT_LEDGER_APP, DEMO_CONTRACT_TOKEN, DEMO_INQUIRY_TOKEN, DEMO_TOKEN};
 
 use serde_json::{Map, Value};
 use std::future::Future;
@@ -133,9 +133,10 @@ impl Emulator {
     /// answered as a server error.
     pub fn write<T>(&self, f: impl FnOnce(&mut State) -> Result<T, ApiError>) -> Result<T, ApiError> {
         let mut st = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
-        let before = st.clone();
+        // Only a state that is saved can fail to save: an in-memory one is not copied.
+        let before = self.inner.file.is_some().then(|| st.clone());
         let out = f(&mut st)?;
-        if let Err(e) = self.save(&st) {
+        if let (Err(e), Some(before)) = (self.save(&st), before) {
             *st = before;
             tracing::error!(error = %e, "kintone emulator cannot save its state");
             return Err(ApiError::new(500, "EMU_STORAGE", format!("the emulator could not save its state: {e}")));

@@ -483,17 +483,25 @@ impl State {
                 return Err(ApiError::new(400, "GAIA_IQ11", format!("指定したフィールド（{f}）が見つかりません。")));
             }
         }
-        let rendered: Vec<Map<String, Value>> = a.records.values().map(|r| a.render(r, &[])).collect();
-        let mut hits: Vec<&Map<String, Value>> = rendered
-            .iter()
-            .filter(|r| q.cond.as_ref().is_none_or(|c: &Cond| c.matches_in(&|f| field(r, f), cx)))
+        // Each record's fields are rendered one at a time as the condition asks for
+        // them, and whole records only for the page answered: a query stays linear
+        // in the records with a small constant (the contract import asks one per file).
+        let one = |r: &StoredRecord, f: &str| match a.fields.get(f) {
+            // A user field as `render` gives it, without rendering the rest.
+            Some(def) => Some((def.ty.clone(), r.values.get(f).cloned().unwrap_or_else(|| empty_value(&def.ty)))),
+            None => field(&a.render(r, &[f.to_string()]), f),
+        };
+        let mut hits: Vec<&StoredRecord> = a
+            .records
+            .values()
+            .filter(|r| q.cond.as_ref().is_none_or(|c: &Cond| c.matches_in(&|f| one(r, f), cx)))
             .collect();
         let order = if q.order.is_empty() { vec![("$id".to_string(), false)] } else { q.order.clone() };
         hits.sort_by(|x, y| {
             for (f, asc) in &order {
                 let ty = a.type_of(f).unwrap_or_default();
-                let vx = field(x, f).map(|(_, v)| sort_text(&v)).unwrap_or_default();
-                let vy = field(y, f).map(|(_, v)| sort_text(&v)).unwrap_or_default();
+                let vx = one(x, f).map(|(_, v)| sort_text(&v)).unwrap_or_default();
+                let vy = one(y, f).map(|(_, v)| sort_text(&v)).unwrap_or_default();
                 let o = query::compare(&ty, &vx, &vy);
                 let o = if *asc { o } else { o.reverse() };
                 if o != std::cmp::Ordering::Equal {
@@ -509,9 +517,10 @@ impl State {
             .into_iter()
             .skip(offset)
             .take(limit)
+            .map(|r| a.render(r, &[]))
             .map(|r| {
                 if fields.is_empty() {
-                    r.clone()
+                    r
                 } else {
                     r.iter()
                         .filter(|(k, _)| fields.iter().any(|f| f == *k))
@@ -771,13 +780,66 @@ impl State {
             next_id: 1,
             guest_space: None,
         };
+        let contracts = contract_ledger();
         State {
             format: 1,
-            apps: [(1, ledger), (2, inquiry)].into(),
+            apps: [(1, ledger), (2, inquiry), (CONTRACT_LEDGER_APP, contracts)].into(),
             users: [("demo".to_string(), "demo-password".to_string())].into(),
             basic_auth: None,
             files: BTreeMap::new(),
         }
+    }
+}
+
+/// The app of the CloudSign contract ledger (seed 001, `processes/contract-import.yaml`).
+pub const CONTRACT_LEDGER_APP: u64 = 3;
+/// Its API token.
+pub const DEMO_CONTRACT_TOKEN: &str = "demo-contract-ledger-token";
+
+/// The contract ledger the CloudSign import fills: one record per contract file,
+/// the seed's fields, the PDF, and the unique import key (document:file).
+fn contract_ledger() -> App {
+    let def = |ty: &str, label: &str| FieldDef {
+        ty: ty.into(),
+        label: label.into(),
+        options: None,
+        required: false,
+        unique: false,
+        default_value: None,
+    };
+    let choice = |ty: &str, label: &str, opts: &[&str]| FieldDef {
+        options: Some(opts.iter().map(|s| s.to_string()).collect()),
+        ..def(ty, label)
+    };
+    let mut fields = IndexMap::new();
+    for (code, f) in [
+        ("契約書タイトル", def("SINGLE_LINE_TEXT", "契約書タイトル")),
+        ("取引先", def("SINGLE_LINE_TEXT", "取引先")),
+        ("契約締結日", def("DATE", "契約締結日")),
+        ("契約開始日", def("DATE", "契約開始日")),
+        ("契約終了日", def("DATE", "契約終了日")),
+        ("金額", def("NUMBER", "金額")),
+        ("契約自動更新", choice("DROP_DOWN", "契約自動更新", &["あり", "なし", "未設定"])),
+        ("解約通知期限日", def("DATE", "解約通知期限日")),
+        ("ファイル名", def("SINGLE_LINE_TEXT", "ファイル名")),
+        ("稟議番号等", def("SINGLE_LINE_TEXT", "稟議番号等")),
+        ("契約書", def("FILE", "契約書")),
+        ("公開範囲", choice("DROP_DOWN", "公開範囲", &["全社", "部署", "関係者のみ"])),
+        ("担当者", def("SINGLE_LINE_TEXT", "担当者")),
+        ("管理ID", def("SINGLE_LINE_TEXT", "連携の管理ID")),
+        ("取込キー", FieldDef { unique: true, ..def("SINGLE_LINE_TEXT", "取込キー (書類ID:ファイルID)") }),
+    ] {
+        fields.insert(code.to_string(), f);
+    }
+    App {
+        id: CONTRACT_LEDGER_APP,
+        name: "契約書台帳 (クラウドサイン連携)".into(),
+        fields,
+        tokens: vec![ApiToken { token: DEMO_CONTRACT_TOKEN.into(), view: true, add: true, edit: true }],
+        process: None,
+        records: BTreeMap::new(),
+        next_id: 1,
+        guest_space: None,
     }
 }
 
