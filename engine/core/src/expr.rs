@@ -416,6 +416,14 @@ mod tests {
         assert_eq!(eval_src(r#"date_in("2026-11-30T20:00:00Z", "Asia/Tokyo")"#), Ok(json!("2026-12-01")));
         assert_eq!(eval_src(r#"date_in("2026-11-30T20:00:00Z", "America/New_York")"#), Ok(json!("2026-11-30")));
         assert_eq!(eval_src(r#"date_jst("2026-11-30T20:00:00Z")"#), Ok(json!("2026-12-01")));
+        // The Japanese business calendar: Golden Week, a datetime by its date in Japan.
+        assert_eq!(eval_src(r#"add_business_days("2026-05-01", 1)"#), Ok(json!("2026-05-07")));
+        assert_eq!(eval_src(r#"is_business_day("2026-05-06T01:00:00Z")"#), Ok(json!(false)));
+        assert_eq!(eval_src(r#"next_business_day("2026-05-02")"#), Ok(json!("2026-05-07")));
+        assert_eq!(eval_src(r#"holiday_name("2026-09-22")"#), Ok(json!("国民の休日")));
+        assert_eq!(eval_src(r#"holiday_name("2026-12-01")"#), Ok(json!(null)));
+        assert_eq!(eval_src(r#"wareki("2026-12-01")"#), Ok(json!("令和8年12月1日")));
+        assert!(eval_src(r#"add_business_days("2026-05-01", 99999999)"#).is_err());
         assert!(eval_src(r#"date_in("2026-11-30T20:00:00Z", "Mars/Olympus")"#).unwrap_err().contains("IANA"));
     }
 

@@ -78,22 +78,31 @@ pub struct Span {
     pub months: u32,
     pub days: u32,
     pub exact: Duration,
+    /// Business days of the Japanese calendar (`3bd`), counted on the local date
+    /// before the rest; the time of day is kept.
+    pub business_days: u32,
 }
 
 impl Span {
     pub fn exact(d: Duration) -> Span {
-        Span { months: 0, days: 0, exact: d }
+        Span { months: 0, days: 0, exact: d, business_days: 0 }
     }
 
     pub fn is_zero(&self) -> bool {
-        self.months == 0 && self.days == 0 && self.exact.is_zero()
+        self.months == 0 && self.days == 0 && self.exact.is_zero() && self.business_days == 0
     }
 
     /// `t` moved forward by this span; calendar parts on the wall clock of `tz`. A
     /// result outside years 0000–9999 is an error.
     pub fn add_to(&self, t: DateTime<Utc>, tz: Tz) -> Result<DateTime<Utc>, String> {
         let mut out = t;
+        if self.business_days > 0 {
+            let local = t.with_timezone(&tz).naive_local();
+            let date = crate::calendar::add_business_days(local.date(), i64::from(self.business_days), &[])?;
+            out = in_range(local_to_utc(date.and_time(local.time()), tz))?;
+        }
         if self.months > 0 || self.days > 0 {
+            let t = out;
             let local = t.with_timezone(&tz).naive_local();
             let moved = local
                 .checked_add_months(Months::new(self.months))
@@ -113,7 +122,7 @@ impl Span {
             return Err("the interval is zero".into());
         }
         let mut t = start;
-        if self.months == 0 && self.days == 0 && t < after {
+        if self.months == 0 && self.days == 0 && self.business_days == 0 && t < after {
             let step = self.exact.num_milliseconds().max(1);
             let behind = (after - t).num_milliseconds();
             // Whole steps that stay at or before `after`; the loop below takes the last one.
@@ -171,7 +180,13 @@ fn check_year(date: NaiveDate) -> Result<(), String> {
 /// At most 100 years ([`MAX_SPAN_DAYS`], [`MAX_SPAN_MONTHS`]).
 pub fn parse_span(text: &str) -> Result<Span, String> {
     let s = text.trim();
-    let span = if s.starts_with('P') || s.starts_with('p') {
+    let span = if let Some(n) = s.strip_suffix("bd").and_then(|n| n.trim().parse::<u32>().ok()) {
+        // Business days (the Japanese calendar), e.g. `3bd`.
+        if i64::from(n) > crate::calendar::MAX_BUSINESS_DAYS {
+            return Err(format!("`{text}` counts more than {} business days", crate::calendar::MAX_BUSINESS_DAYS));
+        }
+        Span { business_days: n, ..Span::default() }
+    } else if s.starts_with('P') || s.starts_with('p') {
         parse_iso_duration(s)?
     } else {
         let d = humantime::parse_duration(s)
@@ -188,6 +203,8 @@ impl Span {
     fn check_bounds(&self, text: &str) -> Result<(), String> {
         let month_days = i64::from(self.months) * MAX_SPAN_DAYS / i64::from(MAX_SPAN_MONTHS);
         let exact_days = (self.exact.num_seconds() + 86_399) / 86_400;
+        // A business day is at most a few calendar days; 10,000 of them stay far
+        // inside the 100 years (checked when parsed).
         if self.months > MAX_SPAN_MONTHS
             || self.exact > Duration::days(MAX_SPAN_DAYS)
             || month_days + i64::from(self.days) + exact_days > MAX_SPAN_DAYS
@@ -383,6 +400,18 @@ mod tests {
 
     fn t(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn business_days_skip_the_japanese_holidays_and_keep_the_time() {
+        let span = parse_span("3bd").unwrap();
+        assert_eq!(span.business_days, 3);
+        // Thu 2026-04-30 10:00 JST + 3 business days: 5/1, then 5/7, 5/8 (GW off).
+        let t = Utc.with_ymd_and_hms(2026, 4, 30, 1, 0, 0).unwrap();
+        let due = span.add_to(t, DEFAULT_ZONE).unwrap();
+        assert_eq!(due, Utc.with_ymd_and_hms(2026, 5, 8, 1, 0, 0).unwrap());
+        assert!(parse_span("10001bd").is_err());
+        assert!(parse_span("0bd").unwrap().is_zero());
     }
 
     #[test]

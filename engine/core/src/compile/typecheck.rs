@@ -105,8 +105,9 @@ fn builtin(name: &str) -> Option<Ty> {
 /// the object as the first argument.
 fn function(name: &str, args: usize) -> Ty {
     match (name, args) {
-        ("add_days" | "add_hours" | "add_minutes", 2) | ("date_jst" | "to_string" | "type_of", 1) => Ty::Str,
-        ("is_blank" | "is_empty", 1) | ("contains" | "starts_with" | "ends_with", 2) => Ty::Bool,
+        ("add_days" | "add_hours" | "add_minutes" | "add_business_days", 2)
+        | ("date_jst" | "to_string" | "type_of" | "next_business_day" | "wareki", 1) => Ty::Str,
+        ("is_blank" | "is_empty" | "is_business_day", 1) | ("contains" | "starts_with" | "ends_with", 2) => Ty::Bool,
         ("len" | "parse_int" | "parse_float" | "to_int" | "to_float", 1) => Ty::Number,
         _ => Ty::Any,
     }

@@ -2,13 +2,15 @@
 //! an amount that overflows is an expression error (an incident on that instance),
 //! never a panic. `add_days(now, 日数)` with a form value of 100000000 stops there.
 
-use crate::schedule;
+use crate::{calendar, schedule};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use rhai::{Engine, EvalAltResult};
 
 type Res<T> = Result<T, Box<EvalAltResult>>;
 
-/// Register `add_days`, `add_hours`, `add_minutes`, `date_jst` and `date_in`.
+/// Register `add_days`, `add_hours`, `add_minutes`, `date_jst`, `date_in` and the
+/// business-calendar helpers (`is_business_day`, `next_business_day`,
+/// `add_business_days`, `holiday_name`, `wareki`).
 /// Datetimes are RFC 3339 strings (results in UTC `Z`); dates are `YYYY-MM-DD`.
 pub(super) fn register(e: &mut Engine) {
     e.register_fn("add_days", |s: &str, n: i64| shift(s, n, 86_400, "days"));
@@ -18,6 +20,34 @@ pub(super) fn register(e: &mut Engine) {
     e.register_fn("date_jst", |s: &str| date_in(s, "Asia/Tokyo"));
     // The calendar date of a datetime on the wall clock of an IANA zone.
     e.register_fn("date_in", |s: &str, zone: &str| date_in(s, zone));
+    // The Japanese business calendar ([`crate::calendar`]): a datetime counts by
+    // its date in Japan.
+    e.register_fn("is_business_day", |s: &str| -> Res<bool> { Ok(calendar::is_business_day(japan_date(s)?, &[])) });
+    e.register_fn("next_business_day", |s: &str| -> Res<String> {
+        let d = japan_date(s)?;
+        let next = calendar::next_business_day(d, &[]).ok_or_else(|| format!("no business day after `{s}`"))?;
+        Ok(next.format("%Y-%m-%d").to_string())
+    });
+    e.register_fn("add_business_days", |s: &str, n: i64| -> Res<String> {
+        let d = calendar::add_business_days(japan_date(s)?, n, &[])?;
+        Ok(d.format("%Y-%m-%d").to_string())
+    });
+    e.register_fn("holiday_name", |s: &str| -> Res<rhai::Dynamic> {
+        Ok(calendar::holiday(japan_date(s)?).map_or(rhai::Dynamic::UNIT, |n| n.into()))
+    });
+    e.register_fn("wareki", |s: &str| -> Res<String> {
+        calendar::wareki(japan_date(s)?).ok_or_else(|| format!("`{s}` is before the 明治 era").into())
+    });
+}
+
+/// The date of `s`: a date as written, a datetime by its date in Japan.
+fn japan_date(s: &str) -> Res<NaiveDate> {
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d);
+    }
+    let dt = DateTime::parse_from_rfc3339(s)
+        .map_err(|_| format!("`{s}` is neither a date (YYYY-MM-DD) nor a datetime (RFC 3339)"))?;
+    Ok(dt.with_timezone(&chrono_tz::Asia::Tokyo).date_naive())
 }
 
 /// `s` moved by `n` units of `unit_secs` seconds.
