@@ -630,7 +630,7 @@ pub async fn instance(
     Ok(respond(StatusCode::OK, layout(&format!("案件 #{id} / Instance"), Some(&ctx), page)))
 }
 
-fn render_instance(
+pub(super) fn render_instance(
     v: &InstanceView,
     history: &[views::HistoryItem],
     process: Option<&nagare_engine::process::Process>,
