@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-/// A process file with errors on lines 7 and 9.
-const BROKEN: &str = "id: broken\nname: 壊れたプロセス\nstart: { next: a }\nnodes:\n  a:\n    user_task: A\n    lane: nowhere\n    next: b\n  b: { nothing: 1 }\n";
+/// A process file with two errors, on lines 7 and 9.
+const BROKEN: &str = "id: broken\nname: 壊れたプロセス\nstart: { next: a }\nnodes:\n  a:\n    user_task: A\n    colour: red\n    next: b\n  b: { nothing: 1 }\n";
 
 /// A script that divides by a variable: 0 makes an incident.
 const DIVIDE: &str = r#"
@@ -231,6 +231,15 @@ impl Driver {
         .await;
     }
 
+    /// Save a screenshot of one element (all of it, scrolled into view).
+    async fn screenshot_of(&self, css: &str, name: &str) {
+        let e = self.find(css).await;
+        let b64 = self.get(&format!("/element/{e}/screenshot")).await;
+        let png = base64_decode(b64.as_str().unwrap());
+        assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+    }
+
     /// Save a screenshot as `target/screenshots/NAME.png`.
     async fn screenshot(&self, name: &str) {
         let b64 = self.get("/screenshot").await;
@@ -374,7 +383,8 @@ async fn expense_claim_sent_back_and_approved_then_admin_deploys_and_retries_in_
     assert!(!b.attr(&class("部長承認"), "class").await.contains("visited"), "under 50,000 yen: no second approval");
     assert!(!b.find_all("svg path.edge.taken[data-from=\"申請\"][data-to=\"上長承認\"]").await.is_empty());
     assert!(!b.find_all("svg path.send-back.taken").await.is_empty(), "the send-back is drawn as taken");
-    b.screenshot("05-instance-diagram").await;
+    b.screenshot("05-instance-page").await;
+    b.screenshot_of(".diagram svg", "05-instance-diagram").await;
     b.sign_out().await;
 
     // ---- admin: a broken YAML, uploaded, shows its diagnostics at their lines ----
@@ -389,13 +399,17 @@ async fn expense_claim_sent_back_and_approved_then_admin_deploys_and_retries_in_
     let nagare_engine::EngineError::Invalid(diags) = engine.deploy("broken.yaml", BROKEN).unwrap_err() else {
         panic!("the file is invalid")
     };
+    assert_eq!(diags.errors().map(|d| d.line).collect::<Vec<_>>(), [7, 9], "two errors, at lines 7 and 9");
     for d in diags.errors() {
         let row = format!("tr#L{}.has-diag .diag", d.line);
         assert!(b.text(&row).await.contains(&d.message), "{} shown at line {}", d.message, d.line);
     }
     let first = diags.errors().next().unwrap();
     let list = b.text(".diagnostics").await;
-    assert!(list.contains(&format!("broken.yaml:{}:{}", first.line, first.col)), "the list names file:line:col: {list}");
+    assert!(
+        list.contains(&format!("broken.yaml:{}:{}", first.line, first.col)),
+        "the list names file:line:col: {list}"
+    );
     b.screenshot("06-deploy-diagnostics").await;
     b.goto(&format!("{base}/web/admin/processes/expense-approval")).await;
     assert!(!b.find_all(".diagram svg").await.is_empty() && !b.find_all("tr#L40 td.ln").await.is_empty());
