@@ -110,7 +110,7 @@ impl Driver {
             "--no-first-run".into(),
             "--no-default-browser-check".into(),
             "--lang=ja".into(),
-            "--window-size=1280,1000".into(),
+            "--window-size=1600,1100".into(),
             format!("--user-data-dir={}", profile.path().display()),
         ];
         let caps = json!({"capabilities": {"alwaysMatch": {
