@@ -892,3 +892,36 @@ async fn console_instance_page_shows_a_script_value_as_text() {
     }
     web.finish().await;
 }
+
+#[tokio::test]
+async fn console_pauses_and_resumes_a_timer_start() {
+    let web = Web::start().await;
+    let timed = "id: nightly\nname: 夜間処理\nstart: { timer: { cron: \"0 6 * * *\", catch_up: skip }, next: done }\nnodes:\n  done: { end: }\n";
+    web.engine.deploy("nightly.yaml", timed).unwrap();
+    let mut admin = web.signed_in(ADMIN).await;
+    // A process without a timer start has no such form.
+    let plain = admin.get("/web/admin/processes/expense-approval").await.expect(200);
+    assert!(!plain.text.contains("start-paused"));
+    let page = admin.get("/web/admin/processes/nightly").await.expect(200);
+    assert!(page.text.contains("name=\"paused\" value=\"true\""), "offers to pause:\n{}", page.text);
+    let csrf = page.csrf();
+    admin
+        .post("/web/admin/processes/nightly/start-paused", &[("_csrf", &csrf), ("paused", "true")])
+        .await
+        .redirects_to("/web/admin/processes/nightly");
+    assert!(web.engine.latest("nightly").unwrap().start_paused);
+    let page = admin.get("/web/admin/processes/nightly").await.expect(200);
+    assert!(page.text.contains("name=\"paused\" value=\"false\""), "offers to resume");
+    admin
+        .post("/web/admin/processes/nightly/start-paused", &[("_csrf", &csrf), ("paused", "false")])
+        .await
+        .redirects_to("/web/admin/processes/nightly");
+    assert!(!web.engine.latest("nightly").unwrap().start_paused);
+    // Without the token, or by a participant: refused, nothing changed.
+    admin.post("/web/admin/processes/nightly/start-paused", &[("paused", "true")]).await.expect(403);
+    let mut sato = web.signed_in(SATO).await;
+    let csrf = sato.csrf("/").await;
+    sato.post("/web/admin/processes/nightly/start-paused", &[("_csrf", &csrf), ("paused", "true")]).await.expect(403);
+    assert!(!web.engine.latest("nightly").unwrap().start_paused);
+    web.finish().await;
+}
