@@ -2,7 +2,7 @@
 //! like a browser without JavaScript would: GET pages, POST their forms, keep the
 //! session cookie. Redirects are followed by hand so that each step is checked.
 //!
-//! Headless Chromium tests are a later slice (CI would need to install chromium).
+//! The same flows in a real headless Chromium: `tests/browser.rs`.
 
 use nagare::server::auth::{UserDirectory, Users};
 use nagare::server::{AppState, Server};
