@@ -216,16 +216,14 @@ async fn read_deploy(req: Request) -> Result<DeployForm, ApiError> {
         }
         return Ok(out);
     }
-    let bad = |e: axum::extract::multipart::MultipartError| {
-        ApiError::bad_request("bad-form", format!("the form could not be read: {e}"))
-    };
-    let mut mp = Multipart::from_request(req, &()).await.map_err(|e| bad_form(e.to_string()))?;
+    let bad = |e: &dyn std::fmt::Display| ApiError::bad_request("bad-form", format!("the form could not be read: {e}"));
+    let mut mp = Multipart::from_request(req, &()).await.map_err(|e| bad(&e))?;
     let mut total = 0usize;
-    while let Some(mut field) = mp.next_field().await.map_err(bad)? {
+    while let Some(mut field) = mp.next_field().await.map_err(|e| bad(&e))? {
         let name = field.name().unwrap_or_default().to_string();
         let file_name = field.file_name().map(str::to_string);
         let mut value = Vec::new();
-        while let Some(chunk) = field.chunk().await.map_err(bad)? {
+        while let Some(chunk) = field.chunk().await.map_err(|e| bad(&e))? {
             total += chunk.len();
             if total > DEPLOY_BODY_LIMIT {
                 return Err(too_large());
@@ -243,10 +241,6 @@ async fn read_deploy(req: Request) -> Result<DeployForm, ApiError> {
         }
     }
     Ok(out)
-}
-
-fn bad_form(e: String) -> ApiError {
-    ApiError::bad_request("bad-form", format!("the form could not be read: {e}"))
 }
 
 pub async fn deploy(State(web): State<WebState>, headers: HeaderMap, req: Request) -> Page {
