@@ -12,6 +12,7 @@ use nagare::server::auth::Users;
 use nagare::server::{AppState, Server};
 use nagare_engine::Engine;
 use serde_json::{json, Value};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -63,7 +64,7 @@ fn tools() -> Option<(PathBuf, PathBuf)> {
 struct Driver {
     http: reqwest::Client,
     session: String,
-    child: Child,
+    _child: Group,
     _profile: tempfile::TempDir,
     shots: PathBuf,
 }
@@ -74,12 +75,16 @@ impl Driver {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
+        // Its own process group, so that the browser it starts can be stopped with
+        // it even when the test fails halfway (see `Drop`).
         let child = Command::new(driver)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
+            .map(Group)
             .expect("chromedriver starts");
         let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
         let base = format!("http://127.0.0.1:{port}");
@@ -121,7 +126,7 @@ impl Driver {
         let id = resp["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {resp}")).to_string();
         let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
         std::fs::create_dir_all(&shots).unwrap();
-        Driver { http, session: format!("{base}/session/{id}"), child, _profile: profile, shots }
+        Driver { http, session: format!("{base}/session/{id}"), _child: child, _profile: profile, shots }
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
@@ -260,17 +265,22 @@ impl Driver {
         assert!(self.url().await.ends_with("/web/login"));
     }
 
-    async fn quit(mut self) {
+    async fn quit(self) {
         let _ = self.http.delete(&self.session).send().await;
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
-impl Drop for Driver {
+/// chromedriver, started in its own process group: dropping it stops chromedriver
+/// and the Chromium it started (only processes this test started), also after a
+/// failed assertion.
+struct Group(Child);
+
+impl Drop for Group {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).stderr(Stdio::null()).status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
