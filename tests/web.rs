@@ -749,6 +749,9 @@ async fn console_pages_need_a_session_and_an_administrator() {
     // An instance that does not exist: 404, as the API.
     admin.get("/web/admin/instances/999999").await.expect(404);
     admin.get("/web/admin/processes/no-such").await.expect(404);
+    // The participant view links the console for administrators only.
+    let link = format!("href=\"/web/admin/instances/{id}\"");
+    assert!(admin.get(&format!("/web/instances/{id}")).await.expect(200).text.contains(&link));
     web.finish().await;
 }
 
@@ -780,6 +783,11 @@ async fn console_posts_need_the_form_token() {
     assert_eq!(inst.incidents.len(), 1);
     assert!(web.engine.latest("broken").is_none());
     assert_eq!(inst.status.as_str(), "incident", "not cancelled");
+    // A process file over the API's deploy limit (2 MiB): 413, nothing deployed.
+    let huge = format!("id: huge\n# {}\n", "x".repeat(nagare::server::DEPLOY_BODY_LIMIT));
+    let page = admin.post("/web/admin/processes", &[("_csrf", good.as_str()), ("source", huge.as_str())]).await;
+    assert_eq!(page.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", &page.text[..page.text.len().min(500)]);
+    assert!(web.engine.latest("huge").is_none());
     web.finish().await;
 }
 
