@@ -2,7 +2,7 @@
 //! like a browser without JavaScript would: GET pages, POST their forms, keep the
 //! session cookie. Redirects are followed by hand so that each step is checked.
 //!
-//! Headless Chromium tests are a later slice (CI would need to install chromium).
+//! The same flows in a real headless Chromium: `tests/browser.rs`.
 
 use nagare::server::auth::{UserDirectory, Users};
 use nagare::server::{AppState, Server};
@@ -667,5 +667,269 @@ async fn the_instance_page_shows_the_diagram_with_the_path_taken() {
     assert!(!svg.contains("style=") && !svg.contains("<style") && !svg.contains("<script"));
     let csp = page.headers["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("default-src 'none'") && !csp.contains("unsafe-inline"), "{csp}");
+    web.finish().await;
+}
+
+// ---- the process console (administrators) ----
+
+const ADMIN: &str = "demo-admin";
+
+/// A script that divides by a variable: 0 makes an incident, retried with a better value.
+const DIVIDE: &str = r#"
+id: divide
+name: 割り算
+variables:
+  件数: { type: number, required: true }
+  結果: { type: number }
+start: { next: 計算 }
+nodes:
+  計算:
+    script: 結果 = 100 / 件数;
+    next: done
+  done: { end: }
+"#;
+
+/// A process file with two errors, on lines 7 and 9.
+const BROKEN: &str = "id: broken\nname: 壊れた <script>x</script>\nstart: { next: a }\nnodes:\n  a:\n    user_task: A\n    colour: red\n    next: b\n  b: { nothing: 1 }\n";
+
+/// An instance of `divide` stopped at an incident (件数 = 0).
+fn divide_incident(web: &Web) -> (u64, u32) {
+    web.engine.deploy("divide.yaml", DIVIDE).unwrap();
+    let vars = [("件数".to_string(), serde_json::json!(0))].into_iter().collect();
+    let inst = web.engine.start("divide", vars, Default::default()).unwrap();
+    assert_eq!(inst.incidents.len(), 1, "dividing by zero makes an incident");
+    (inst.id, inst.incidents[0].id)
+}
+
+fn console_pages(id: u64) -> Vec<String> {
+    vec![
+        "/web/admin".into(),
+        "/web/admin/processes".into(),
+        "/web/admin/processes/expense-approval".into(),
+        "/web/admin/processes/expense-approval?version=1".into(),
+        "/web/admin/instances".into(),
+        "/web/admin/instances?status=incident&process=divide".into(),
+        format!("/web/admin/instances/{id}"),
+        "/web/admin/incidents".into(),
+    ]
+}
+
+#[tokio::test]
+async fn console_pages_need_a_session_and_an_administrator() {
+    let web = Web::start().await;
+    let (id, n) = divide_incident(&web);
+    let mut nobody = web.browser();
+    let mut sato = web.signed_in(SATO).await;
+    let mut admin = web.signed_in(ADMIN).await;
+    for path in console_pages(id) {
+        nobody.get(&path).await.redirects_to("/web/login");
+        let refused = sato.get(&path).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{path} for a participant:\n{}", refused.text);
+        assert!(!refused.text.contains("割り算") && !refused.text.contains("100 / 件数"), "{path} shows nothing");
+        let page = admin.get(&path).await;
+        assert!(page.status == StatusCode::OK || page.status == StatusCode::SEE_OTHER, "{path}: {}", page.status);
+    }
+    // The console link is in the admin's header only.
+    assert!(admin.get("/").await.text.contains("/web/admin/processes"));
+    assert!(!sato.get("/").await.text.contains("/web/admin/"));
+    // A participant's POSTs to the console are refused too, even with a valid form token.
+    let csrf = sato.csrf("/").await;
+    for path in [
+        format!("/web/admin/instances/{id}/incidents/{n}"),
+        format!("/web/admin/instances/{id}/cancel"),
+        "/web/admin/processes/divide/start-paused".into(),
+        "/web/admin/processes".into(),
+    ] {
+        let page =
+            sato.post(&path, &[("_csrf", &csrf), ("reason", "x"), ("source", DIVIDE), ("action", "retry")]).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{path}:\n{}", page.text);
+        nobody.post(&path, &[("reason", "x")]).await.redirects_to("/web/login");
+    }
+    assert_eq!(web.engine.instance(id).unwrap().incidents.len(), 1, "nothing was retried");
+    // An instance that does not exist: 404, as the API.
+    admin.get("/web/admin/instances/999999").await.expect(404);
+    admin.get("/web/admin/processes/no-such").await.expect(404);
+    // The participant view links the console for administrators only.
+    let link = format!("href=\"/web/admin/instances/{id}\"");
+    assert!(admin.get(&format!("/web/instances/{id}")).await.expect(200).text.contains(&link));
+    web.finish().await;
+}
+
+#[tokio::test]
+async fn console_posts_need_the_form_token() {
+    let web = Web::start().await;
+    let (id, n) = divide_incident(&web);
+    let mut admin = web.signed_in(ADMIN).await;
+    let good = admin.csrf("/web/admin/processes").await;
+    for token in ["", "0000000000000000000000000000000000000000000000000000000000000000"] {
+        for path in [
+            format!("/web/admin/instances/{id}/incidents/{n}"),
+            format!("/web/admin/instances/{id}/cancel"),
+            "/web/admin/processes".into(),
+        ] {
+            let page =
+                admin.post(&path, &[("_csrf", token), ("reason", "x"), ("source", BROKEN), ("action", "retry")]).await;
+            assert_eq!(page.status, StatusCode::FORBIDDEN, "{path} with token {token:?}:\n{}", page.text);
+        }
+    }
+    // From another site, even with the right token.
+    let req = web
+        .http
+        .post(format!("{}/web/admin/instances/{id}/cancel", web.base))
+        .header(ORIGIN, "http://evil.example")
+        .form(&[("_csrf", good.as_str()), ("reason", "x")]);
+    admin.send(req).await.expect(403);
+    let inst = web.engine.instance(id).unwrap();
+    assert_eq!(inst.incidents.len(), 1);
+    assert!(web.engine.latest("broken").is_none());
+    assert_eq!(inst.status.as_str(), "incident", "not cancelled");
+    // A process file over the API's deploy limit (2 MiB): 413, nothing deployed.
+    let huge = format!("id: huge\n# {}\n", "x".repeat(nagare::server::DEPLOY_BODY_LIMIT));
+    let page = admin.post("/web/admin/processes", &[("_csrf", good.as_str()), ("source", huge.as_str())]).await;
+    assert_eq!(page.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", &page.text[..page.text.len().min(500)]);
+    assert!(web.engine.latest("huge").is_none());
+    web.finish().await;
+}
+
+#[tokio::test]
+async fn console_deploy_shows_diagnostics_at_their_lines_then_deploys() {
+    let web = Web::start().await;
+    let mut admin = web.signed_in(ADMIN).await;
+    let csrf = admin.csrf("/web/admin/processes").await;
+    // Pasted, broken: 422, the text kept, each error under its line.
+    let page = admin.post("/web/admin/processes", &[("_csrf", &csrf), ("source", BROKEN)]).await.expect(422);
+    let err = web.engine.deploy("x.yaml", BROKEN).unwrap_err();
+    let nagare_engine::EngineError::Invalid(diags) = err else { panic!("invalid expected: {err}") };
+    assert_eq!(diags.errors().map(|d| d.line).collect::<Vec<_>>(), [7, 9], "two errors, at lines 7 and 9");
+    for d in diags.errors() {
+        let row = format!("<tr id=\"L{}\" class=\"has-diag\">", d.line);
+        assert!(page.text.contains(&row), "line {} marked ({}):\n{}", d.line, d.message, page.text);
+    }
+    assert!(page.text.contains("colour: red"), "the text is kept");
+    assert!(!page.text.contains("<script>x"), "escaped");
+    // Uploaded as a file (multipart), a good one: deployed, its page shows the diagram and YAML.
+    let form = reqwest::multipart::Form::new()
+        .text("_csrf", csrf.clone())
+        .part("yaml", reqwest::multipart::Part::text(DIVIDE).file_name("divide.yaml").mime_str("text/yaml").unwrap())
+        .text("source", "");
+    let to = admin.post_multipart("/web/admin/processes", form).await.redirects_to("/web/admin/processes/divide");
+    assert!(web.engine.latest("divide").is_some());
+    let page = admin.get(&to).await.expect(200);
+    assert!(page.text.contains("<svg") && page.text.contains("<td class=\"ln\">10</td>"), "{}", page.text);
+    assert!(page.text.contains("deployed version 1"));
+    web.finish().await;
+}
+
+#[tokio::test]
+async fn console_retries_an_incident_with_a_variable_edit_and_cancels() {
+    let web = Web::start().await;
+    let (id, n) = divide_incident(&web);
+    let mut admin = web.signed_in(ADMIN).await;
+    let list = admin.get("/web/admin/incidents").await.expect(200);
+    assert!(list.text.contains(&format!("/web/admin/instances/{id}#incident-{n}")), "{}", list.text);
+    let page = admin.get(&format!("/web/admin/instances/{id}")).await.expect(200);
+    assert!(page.text.contains(&format!("incident-{n}")) && page.text.contains("<svg"), "{}", page.text);
+    let csrf = page.csrf();
+    // Not JSON: refused at the form, the text kept.
+    let bad = admin
+        .post(
+            &format!("/web/admin/instances/{id}/incidents/{n}"),
+            &[("_csrf", &csrf), ("action", "retry"), ("vars", "{件数: 4")],
+        )
+        .await
+        .expect(422);
+    assert!(bad.text.contains("{件数: 4"), "{}", bad.text);
+    // A wrong type: the API's error, nothing saved.
+    admin
+        .post(
+            &format!("/web/admin/instances/{id}/incidents/{n}"),
+            &[("_csrf", &csrf), ("action", "retry"), ("vars", "{\"件数\": \"four\"}")],
+        )
+        .await
+        .expect(422);
+    assert_eq!(web.engine.instance(id).unwrap().incidents.len(), 1);
+    // A good value: retried, the instance completes.
+    admin
+        .post(
+            &format!("/web/admin/instances/{id}/incidents/{n}"),
+            &[("_csrf", &csrf), ("action", "retry"), ("vars", "{\"件数\": 4}")],
+        )
+        .await
+        .redirects_to(&format!("/web/admin/instances/{id}?done=retried"));
+    let inst = web.engine.instance(id).unwrap();
+    assert_eq!(inst.status.as_str(), "completed");
+    assert_eq!(inst.vars.get("結果"), Some(&serde_json::json!(25)));
+    // Cancel another one; a missing reason is refused first.
+    let other = {
+        let vars = [("件数".to_string(), serde_json::json!(0))].into_iter().collect();
+        web.engine.start("divide", vars, Default::default()).unwrap().id
+    };
+    admin.post(&format!("/web/admin/instances/{other}/cancel"), &[("_csrf", &csrf), ("reason", "")]).await.expect(422);
+    admin
+        .post(&format!("/web/admin/instances/{other}/cancel"), &[("_csrf", &csrf), ("reason", "テスト")])
+        .await
+        .redirects_to(&format!("/web/admin/instances/{other}?done=cancelled"));
+    assert_eq!(web.engine.instance(other).unwrap().status.as_str(), "cancelled");
+    let filtered = admin.get("/web/admin/instances?status=cancelled").await.expect(200).text;
+    assert!(filtered.contains(&format!("#{other}<")) && !filtered.contains(&format!("#{id}<")), "{filtered}");
+    web.finish().await;
+}
+
+#[tokio::test]
+async fn console_instance_page_shows_a_script_value_as_text() {
+    let web = Web::start().await;
+    let mut sato = web.signed_in(SATO).await;
+    let csrf = sato.csrf("/web/start/hostile-web").await;
+    let to = sato
+        .post("/web/start/hostile-web", &[("_csrf", &csrf), ("題", HOSTILE), ("_business_key", HOSTILE)])
+        .await
+        .redirects_to("/web/instances/");
+    let hid: u64 = to.trim_start_matches("/web/instances/").split('?').next().unwrap().parse().unwrap();
+    let mut admin = web.signed_in(ADMIN).await;
+    for path in [
+        format!("/web/admin/instances/{hid}"),
+        "/web/admin/instances".into(),
+        "/web/admin/processes".into(),
+        "/web/admin/processes/hostile-web".into(),
+    ] {
+        let text = admin.get(&path).await.expect(200).text;
+        for bad in ["<script", "<img", "<b>lane", "<i>label", "<option>x"] {
+            assert!(!text.contains(bad), "{path} contains {bad}:\n{text}");
+        }
+        assert!(text.contains("&lt;script&gt;") || text.contains("&lt;img"), "{path} shows the text, escaped");
+    }
+    web.finish().await;
+}
+
+#[tokio::test]
+async fn console_pauses_and_resumes_a_timer_start() {
+    let web = Web::start().await;
+    let timed = "id: nightly\nname: 夜間処理\nstart: { timer: { cron: \"0 6 * * *\", catch_up: skip }, next: done }\nnodes:\n  done: { end: }\n";
+    web.engine.deploy("nightly.yaml", timed).unwrap();
+    let mut admin = web.signed_in(ADMIN).await;
+    // A process without a timer start has no such form.
+    let plain = admin.get("/web/admin/processes/expense-approval").await.expect(200);
+    assert!(!plain.text.contains("start-paused"));
+    let page = admin.get("/web/admin/processes/nightly").await.expect(200);
+    assert!(page.text.contains("name=\"paused\" value=\"true\""), "offers to pause:\n{}", page.text);
+    let csrf = page.csrf();
+    admin
+        .post("/web/admin/processes/nightly/start-paused", &[("_csrf", &csrf), ("paused", "true")])
+        .await
+        .redirects_to("/web/admin/processes/nightly");
+    assert!(web.engine.latest("nightly").unwrap().start_paused);
+    let page = admin.get("/web/admin/processes/nightly").await.expect(200);
+    assert!(page.text.contains("name=\"paused\" value=\"false\""), "offers to resume");
+    admin
+        .post("/web/admin/processes/nightly/start-paused", &[("_csrf", &csrf), ("paused", "false")])
+        .await
+        .redirects_to("/web/admin/processes/nightly");
+    assert!(!web.engine.latest("nightly").unwrap().start_paused);
+    // Without the token, or by a participant: refused, nothing changed.
+    admin.post("/web/admin/processes/nightly/start-paused", &[("paused", "true")]).await.expect(403);
+    let mut sato = web.signed_in(SATO).await;
+    let csrf = sato.csrf("/").await;
+    sato.post("/web/admin/processes/nightly/start-paused", &[("_csrf", &csrf), ("paused", "true")]).await.expect(403);
+    assert!(!web.engine.latest("nightly").unwrap().start_paused);
     web.finish().await;
 }

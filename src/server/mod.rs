@@ -13,21 +13,21 @@
 
 pub mod auth;
 mod cloudsign_hook;
-mod config;
+pub(crate) mod config;
 pub mod conn;
 pub mod error;
 pub mod extract;
 pub(crate) mod files;
 mod health;
 mod hooks;
-mod incidents;
+pub(crate) mod incidents;
 pub(crate) mod instances;
 mod jobs;
 mod messages;
 pub mod metrics;
 pub mod openapi;
 pub mod panic;
-mod processes;
+pub(crate) mod processes;
 pub(crate) mod tasks;
 pub mod views;
 

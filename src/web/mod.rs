@@ -15,6 +15,7 @@
 // `Err(Response)`; one per request, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
+mod console;
 pub mod form;
 pub mod html;
 mod pages;
@@ -76,6 +77,10 @@ pub fn router(app: AppState) -> Router {
         .route("/web/tasks/{id}/complete", post(pages::complete))
         .route("/web/start/{process}", get(pages::start_form).post(pages::start))
         .layer(DefaultBodyLimit::disable());
+    // A process file may be larger than a task form: the API's deploy limit.
+    let deploy = Router::new()
+        .route("/web/admin/processes", get(console::processes).post(console::deploy))
+        .layer(DefaultBodyLimit::max(crate::server::DEPLOY_BODY_LIMIT));
     Router::new()
         .route("/", get(pages::inbox))
         .route("/web", get(|| async { redirect("/") }))
@@ -90,8 +95,17 @@ pub fn router(app: AppState) -> Router {
         .route("/web/instances", get(pages::instances))
         .route("/web/instances/{id}", get(pages::instance))
         .route("/web/instances/{id}/files/{variable}", get(pages::download))
+        .route("/web/admin", get(console::home))
+        .route("/web/admin/processes/{id}", get(console::process))
+        .route("/web/admin/processes/{id}/start-paused", post(console::start_paused))
+        .route("/web/admin/instances", get(console::instances))
+        .route("/web/admin/instances/{id}", get(console::instance))
+        .route("/web/admin/instances/{id}/incidents/{incident}", post(console::fix_incident))
+        .route("/web/admin/instances/{id}/cancel", post(console::cancel))
+        .route("/web/admin/incidents", get(console::incidents))
         .layer(DefaultBodyLimit::max(FORM_LIMIT))
         .merge(with_files)
+        .merge(deploy)
         // Requests are counted per route template in `/metrics`, like the API's.
         .layer(axum::middleware::from_fn(crate::server::metrics::expose_route))
         .with_state(state)
@@ -186,7 +200,12 @@ pub fn layout(title: &str, ctx: Option<&Ctx>, body: Markup) -> Markup {
         let who = ctx.caller.name.clone().unwrap_or_else(|| ctx.caller.id.clone());
         html!(
             m,
-            "<nav><a href=\"/\">受信箱 Inbox</a><a href=\"/web/start\">申請する Start</a><a href=\"/web/instances\">案件 Instances</a></nav><span class=\"who\">{}</span><form method=\"post\" action=\"/web/logout\" class=\"inline\">{}<button>ログアウト Sign out</button></form>",
+            "<nav><a href=\"/\">受信箱 Inbox</a><a href=\"/web/start\">申請する Start</a><a href=\"/web/instances\">案件 Instances</a>{}</nav><span class=\"who\">{}</span><form method=\"post\" action=\"/web/logout\" class=\"inline\">{}<button>ログアウト Sign out</button></form>",
+            if ctx.caller.admin {
+                Markup::raw("<a href=\"/web/admin/processes\">管理 Console</a>")
+            } else {
+                Markup::new()
+            },
             who,
             csrf_field(ctx)
         );

@@ -626,11 +626,14 @@ pub async fn instance(
     if ip.started.is_some() {
         page.push(Markup::raw("<p class=\"notice\" role=\"status\">開始しました / started</p>"));
     }
+    if ctx.caller.admin {
+        html!(page, "<p><a href=\"/web/admin/instances/{}\">管理画面で開く Open in the console</a></p>", id);
+    }
     page.push(render_instance(&view, &history, labels.as_deref()));
     Ok(respond(StatusCode::OK, layout(&format!("案件 #{id} / Instance"), Some(&ctx), page)))
 }
 
-fn render_instance(
+pub(super) fn render_instance(
     v: &InstanceView,
     history: &[views::HistoryItem],
     process: Option<&nagare_engine::process::Process>,
