@@ -114,10 +114,7 @@ pub(super) fn call_started(
     version: u32,
     now: DateTime<Utc>,
 ) -> Result<Transition, Rejection> {
-    let tok = inst.call_token_index(&job).ok_or_else(|| Rejection::StaleJob(job.clone()))?;
-    if !matches!(inst.tokens[tok].wait, Wait::Call { child: None, .. }) {
-        return Err(Rejection::StaleJob(job));
-    }
+    let tok = waiting_for_child_start(inst, job)?;
     let mut run = Run::new(p, inst, now);
     kinds::call::started(&mut run, tok, child, &process, version);
     Ok(run.finish())
@@ -131,10 +128,7 @@ pub(super) fn call_refused(
     message: String,
     now: DateTime<Utc>,
 ) -> Result<Transition, Rejection> {
-    let tok = inst.call_token_index(&job).ok_or_else(|| Rejection::StaleJob(job.clone()))?;
-    if !matches!(inst.tokens[tok].wait, Wait::Call { child: None, .. }) {
-        return Err(Rejection::StaleJob(job));
-    }
+    let tok = waiting_for_child_start(inst, job)?;
     let mut run = Run::new(p, inst, now);
     let token = run.inst.tokens.remove(tok);
     run.incident(token.into(), message, None);
@@ -334,4 +328,13 @@ pub(super) fn message(
         (None, None) => unreachable!("checked above"),
     }
     Ok(run.finish())
+}
+
+/// The token whose `call_start` job is `job` and whose child has not started yet
+/// (anything else: the job is stale, a repeat after a crash).
+fn waiting_for_child_start(inst: &Instance, job: String) -> Result<usize, Rejection> {
+    match inst.call_token_index(&job) {
+        Some(tok) if matches!(inst.tokens[tok].wait, Wait::Call { child: None, .. }) => Ok(tok),
+        _ => Err(Rejection::StaleJob(job)),
+    }
 }
