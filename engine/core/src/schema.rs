@@ -55,8 +55,8 @@ pub fn schema() -> Value {
         "expressions".into(),
         json!({
             "type": "object",
-            "description": "Variable name → expression (rhai) giving its value.",
-            "additionalProperties": { "type": "string" }
+            "description": "Variable name → expression (rhai) giving its value; a plain number or true/false is read as that expression.",
+            "additionalProperties": { "type": ["string", "number", "boolean"] }
         }),
     );
     defs.insert("node".into(), node());
