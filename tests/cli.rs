@@ -625,7 +625,10 @@ fn the_cli_works_through_a_running_serve() {
 
     let mine = serve.client("demo-tanaka", &["--json", "tasks"]);
     let items: serde_json::Value = serde_json::from_slice(&mine.stdout).unwrap();
-    assert!(items.as_array().unwrap().iter().any(|t| t["instance"].to_string() == id), "{items}");
+    assert!(
+        items.as_array().unwrap().iter().any(|t| t["instance"].as_u64().map(|n| n.to_string()) == Some(id.clone())),
+        "{items}"
+    );
 
     let show = serve.client("demo-admin", &["show", &id]);
     assert!(show.status.success(), "{}", stderr(&show));
