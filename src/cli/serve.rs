@@ -30,6 +30,7 @@ const DEMO_TOKENS: &[&str] = &[
     "demo-watanabe",
     "demo-kobayashi",
     "demo-worker",
+    "demo-kimura",
 ];
 
 #[derive(Args)]
@@ -273,6 +274,15 @@ pub fn token(out: &Out) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every demo token of the shipped users file is known, so that `serve` warns about it.
+    #[test]
+    fn every_demo_token_of_the_users_file_is_listed() {
+        let file = include_str!("../../config/users.yaml");
+        for token in file.split("# ").filter_map(|s| s.split_whitespace().next()).filter(|w| w.starts_with("demo-")) {
+            assert!(DEMO_TOKENS.contains(&token), "{token} missing from DEMO_TOKENS");
+        }
+    }
 
     #[test]
     fn bench_processes_are_deployed_only_when_asked() {
