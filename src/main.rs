@@ -27,7 +27,7 @@ struct Cli {
     #[arg(long, global = true, env = "NAGARE_CONFIG")]
     config: Option<PathBuf>,
     /// Go through a running `nagare serve` at this URL instead of opening the data
-    /// directory (deploy, start, tasks, complete, show, processes); needs --token.
+    /// directory (deploy, start, tasks, claim, complete, show, processes); needs --token.
     #[arg(long, global = true, env = "NAGARE_SERVER", value_name = "URL")]
     server: Option<String>,
     /// API token for --server (the demo users' are demo-<user>, e.g. demo-admin).
@@ -347,6 +347,7 @@ fn remote(
         Command::Deploy { files } => client().and_then(|c| r::deploy(&c, out, &files)),
         Command::Start(a) => client().and_then(|c| r::start(&c, out, a)),
         Command::Tasks(a) => client().and_then(|c| r::tasks(&c, out, a)),
+        Command::Claim { task, user } => client().and_then(|c| r::claim(&c, out, &task, &user)),
         Command::Complete(a) => client().and_then(|c| r::complete(&c, out, a)),
         Command::Show { instance } => client().and_then(|c| r::show(&c, out, instance)),
         Command::Processes => client().and_then(|c| r::processes(&c, out)),

@@ -619,6 +619,8 @@ fn the_cli_works_through_a_running_serve() {
 
     let t = serve.client("demo-sato", &["tasks"]);
     assert!(stdout(&t).contains(&task), "{}", stdout(&t));
+    let claimed = serve.client("demo-sato", &["claim", &task, "--user", "sato"]);
+    assert!(stdout(&claimed).contains("claimed by sato"), "{}{}", stdout(&claimed), stderr(&claimed));
     let c = serve.client("demo-sato", &["complete", &task, "--user", "sato"]);
     assert!(c.status.success(), "{}", stderr(&c));
     assert!(stdout(&c).contains(&format!("instance {id}")), "{}", stdout(&c));

@@ -1,5 +1,5 @@
 //! The commands that also work through a running `nagare serve` (`--server URL`
-//! with `--token`): `deploy`, `start`, `tasks`, `complete`, `show`, `processes`.
+//! with `--token`): `deploy`, `start`, `tasks`, `claim`, `complete`, `show`, `processes`.
 //! The data directory is then the server's; the token decides who acts.
 
 use super::instances::StartArgs;
@@ -316,6 +316,18 @@ pub fn complete(r: &Remote, out: &Out, a: CompleteArgs) -> anyhow::Result<ExitCo
             Ok(inst) => print_instance_line(&inst),
             Err(_) => println!("done"),
         },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn claim(r: &Remote, out: &Out, task: &str, user: &str) -> anyhow::Result<ExitCode> {
+    let v = r.post(&format!("/tasks/{}/claim", seg(task)), &json!({}))?;
+    let t: TaskView = serde_json::from_value(v.clone()).context("unexpected answer from POST /tasks/{id}/claim")?;
+    check_user(Some(user), t.assignee.as_deref());
+    if out.json {
+        out.json(&v)?;
+    } else {
+        print_open_task(&t);
     }
     Ok(ExitCode::SUCCESS)
 }
