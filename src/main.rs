@@ -20,12 +20,19 @@ use std::process::ExitCode;
     after_help = "Example:\n  nagare validate processes/*.yaml\n  nagare --data ./nagare-data deploy processes/expense-approval.yaml"
 )]
 struct Cli {
-    /// Data directory of the durable store.
-    #[arg(long, global = true, env = "NAGARE_DATA", default_value = "./nagare-data")]
-    data: PathBuf,
+    /// Data directory [default: ./nagare-data; for `emulate`: ./<service>-emulator-data].
+    #[arg(long, global = true, env = "NAGARE_DATA", value_name = "DIR")]
+    data: Option<PathBuf>,
     /// Config file (connectors and their credentials); default ./nagare.yaml if present.
     #[arg(long, global = true, env = "NAGARE_CONFIG")]
     config: Option<PathBuf>,
+    /// Go through a running `nagare serve` at this URL instead of opening the data
+    /// directory (deploy, start, tasks, claim, complete, show, processes); needs --token.
+    #[arg(long, global = true, env = "NAGARE_SERVER", value_name = "URL")]
+    server: Option<String>,
+    /// API token for --server (the demo users' are demo-<user>, e.g. demo-admin).
+    #[arg(long, global = true, env = "NAGARE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Machine-readable JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
@@ -65,6 +72,11 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// List the deployed processes: id, number of versions, latest version, name.
+    #[command(
+        after_help = "Example:\n  nagare processes\n  nagare --server http://127.0.0.1:8080 --token demo-admin processes"
+    )]
+    Processes,
     /// Start an instance of the latest version of a process.
     #[command(
         after_help = "Example:\n  nagare start expense-approval --var 件名=出張 --var 金額=32000 --var 費目=交通費 --var 利用日=2026-11-20 --user sato"
@@ -143,7 +155,7 @@ enum Command {
     Token,
     /// Serve a local emulator of a SaaS API (kintone, CloudSign, Rakuraku Seisan) or an SMTP sink for development and demos.
     #[command(
-        after_help = "Example:\n  nagare emulate kintone --addr 127.0.0.1:8081 --data ./kintone-data\n  nagare emulate cloudsign --webhook http://127.0.0.1:8080/hooks/cloudsign/SECRET   # 127.0.0.1:8082\n  nagare emulate rakuraku                 # 127.0.0.1:8083\n  nagare emulate smtp                     # SMTP on 127.0.0.1:2525, mail listed on http://127.0.0.1:8025/mails\n\nWithout --data the state is kept in ./<service>-emulator-data."
+        after_help = "Example:\n  nagare emulate kintone --addr 127.0.0.1:8081 --data ./kintone-data\n  nagare emulate cloudsign --webhook http://127.0.0.1:8080/hooks/cloudsign/SECRET   # 127.0.0.1:8082\n  nagare emulate rakuraku                 # 127.0.0.1:8083\n  nagare emulate smtp                     # SMTP on 127.0.0.1:2525, mail listed on http://127.0.0.1:8025/mails"
     )]
     Emulate {
         /// The service to emulate.
@@ -276,9 +288,21 @@ fn main() -> ExitCode {
         init_tracing(if matches!(cli.command, Command::Serve(_)) { cli.verbose.max(1) } else { cli.verbose });
     }
     let out = output::Out { json: cli.json };
-    let data = cli.data;
+    // Whether the user chose a data directory (emulators and bench have their own default).
+    let data_given = cli.data.is_some();
+    let data = cli.data.unwrap_or_else(|| PathBuf::from("./nagare-data"));
     cli::set_config(cli.config);
-    let result = match cli.command {
+    // With --server, the commands that have an API client go through it; the
+    // others run here as usual (and say so if the server holds the data directory).
+    let command = match cli.server.as_deref().filter(|u| !u.trim().is_empty()) {
+        Some(url) => match remote(url, cli.token, &out, cli.command) {
+            Ok(result) => return finish(result),
+            Err(other) => other,
+        },
+        None => cli.command,
+    };
+    let result = match command {
+        Command::Processes => cli::processes::list(&out, &data),
         Command::Demo => cli::demo::demo(&out, &data),
         Command::Validate { files } => cli::files::validate(&out, &files),
         Command::Deploy { files } => cli::files::deploy(&out, &data, &files),
@@ -299,12 +323,39 @@ fn main() -> ExitCode {
         Command::Serve(a) => cli::serve::serve(&data, a),
         Command::Token => cli::serve::token(&out),
         Command::Emulate { service, addr, http_addr, cloudsign } => {
-            let dir = if cli_data_given() { data.clone() } else { PathBuf::from(format!("{service}-emulator-data")) };
+            let dir = if data_given { data.clone() } else { PathBuf::from(format!("{service}-emulator-data")) };
             cli::emulate::emulate(&out, &service, addr.as_deref(), &http_addr, &dir, &cloudsign)
         }
-        Command::Bench(a) => bench::run(&out, &data, a, cli_data_given()),
+        Command::Bench(a) => bench::run(&out, &data, a, data_given),
         Command::Simulate(a) => cli::simulate::run(&out, a),
     };
+    finish(result)
+}
+
+/// The commands that go through a running server with `--server`; the others are
+/// handed back (once per run, so the size of the `Err` does not matter).
+#[allow(clippy::result_large_err)]
+fn remote(
+    url: &str,
+    token: Option<String>,
+    out: &output::Out,
+    command: Command,
+) -> Result<anyhow::Result<ExitCode>, Command> {
+    use cli::remote::{self as r, Remote};
+    let client = || Remote::new(url, token.clone());
+    Ok(match command {
+        Command::Deploy { files } => client().and_then(|c| r::deploy(&c, out, &files)),
+        Command::Start(a) => client().and_then(|c| r::start(&c, out, a)),
+        Command::Tasks(a) => client().and_then(|c| r::tasks(&c, out, a)),
+        Command::Claim { task, user } => client().and_then(|c| r::claim(&c, out, &task, &user)),
+        Command::Complete(a) => client().and_then(|c| r::complete(&c, out, a)),
+        Command::Show { instance } => client().and_then(|c| r::show(&c, out, instance)),
+        Command::Processes => client().and_then(|c| r::processes(&c, out)),
+        other => return Err(other),
+    })
+}
+
+fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -312,11 +363,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Whether the user chose a data directory (bench then puts its temp dirs there).
-fn cli_data_given() -> bool {
-    std::env::var_os("NAGARE_DATA").is_some() || std::env::args().any(|a| a == "--data" || a.starts_with("--data="))
 }
 
 #[cfg(test)]

@@ -501,3 +501,200 @@ fn schema_prints_the_json_schema_of_process_files() {
     assert_eq!(v["$schema"], "https://json-schema.org/draft/2020-12/schema");
     assert!(v["$defs"]["node"]["properties"]["user_task"]["description"].is_string());
 }
+
+/// A `nagare serve` on a temp data directory and an ephemeral port; stopped however
+/// the test ends.
+struct Serve {
+    child: std::process::Child,
+    url: String,
+    /// The server's log lines, read off its stderr so that it never blocks on a full pipe.
+    _stderr: std::sync::mpsc::Receiver<String>,
+}
+
+impl Serve {
+    fn start(data: &Path, extra: &[&str]) -> Serve {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_nagare"))
+            .arg("--data")
+            .arg(data)
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .args(extra)
+            .env_remove("RUST_LOG")
+            .env_remove("NAGARE_SERVER")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut url = None;
+        while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            if let Some(rest) = line.split("nagare API and web inbox on ").nth(1) {
+                url = rest.split_whitespace().next().map(str::to_string);
+                break;
+            }
+        }
+        let url = url.expect("serve printed its address");
+        Serve { child, url, _stderr: rx }
+    }
+
+    /// `nagare` as an API client of this server with `token`.
+    fn client(&self, token: &str, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_nagare"))
+            .args(["--server", &self.url, "--token", token])
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("NAGARE_DATA")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("nagare runs")
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Issue #16: with `serve` running, the CLI goes through the API (`--server`,
+/// `--token`); without it, the lock error says what to do.
+#[test]
+fn the_cli_works_through_a_running_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let serve = Serve::start(&data, &[]);
+
+    let local = nagare(&data, &["tasks"]);
+    assert_eq!(local.status.code(), Some(1));
+    let err = stderr(&local);
+    assert!(err.contains("in use by another nagare process"), "{err}");
+    assert!(err.contains("--server http://127.0.0.1:8080"), "the hint says what to do: {err}");
+    assert!(!err.contains("Os {"), "no raw OS error: {err}");
+
+    // `nagare processes` through the server: what `serve` deployed, without the bench ones.
+    let p = serve.client("demo-admin", &["processes"]);
+    assert!(p.status.success(), "{}", stderr(&p));
+    let text = stdout(&p);
+    assert!(text.contains("expense-approval") && text.contains("経費精算"), "{text}");
+    assert!(!text.contains("bench-"), "a plain serve deploys no bench process: {text}");
+
+    let deploy = serve.client("demo-admin", &["deploy", "processes/bench-usertask.yaml"]);
+    assert!(deploy.status.success(), "{}", stderr(&deploy));
+    assert!(stdout(&deploy).contains("deployed bench-usertask version 1"), "{}", stdout(&deploy));
+    let refused = serve.client("demo-sato", &["deploy", "processes/bench-usertask.yaml"]);
+    assert_eq!(refused.status.code(), Some(1), "only administrators deploy");
+
+    let s = serve.client(
+        "demo-sato",
+        &[
+            "--json",
+            "start",
+            "expense-approval",
+            "--var",
+            "件名=出張",
+            "--var",
+            "金額=32000",
+            "--var",
+            "費目=交通費",
+            "--var",
+            "利用日=2026-11-20",
+        ],
+    );
+    assert!(s.status.success(), "{}", stderr(&s));
+    let inst: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap();
+    let id = inst["id"].as_u64().unwrap().to_string();
+    assert_eq!(inst["started_by"], "sato");
+    let task = inst["open_tasks"][0]["id"].as_str().unwrap().to_string();
+
+    let bad = serve.client("demo-sato", &["start", "expense-approval", "--var", "金額=たくさん"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("金額"), "typed like the local CLI: {}", stderr(&bad));
+
+    let t = serve.client("demo-sato", &["tasks"]);
+    assert!(stdout(&t).contains(&task), "{}", stdout(&t));
+    let claimed = serve.client("demo-sato", &["claim", &task, "--user", "sato"]);
+    assert!(stdout(&claimed).contains("claimed by sato"), "{}{}", stdout(&claimed), stderr(&claimed));
+    let c = serve.client("demo-sato", &["complete", &task, "--user", "sato"]);
+    assert!(c.status.success(), "{}", stderr(&c));
+    assert!(stdout(&c).contains(&format!("instance {id}")), "{}", stdout(&c));
+
+    let mine = serve.client("demo-tanaka", &["--json", "tasks"]);
+    let items: serde_json::Value = serde_json::from_slice(&mine.stdout).unwrap();
+    assert!(
+        items.as_array().unwrap().iter().any(|t| t["instance"].as_u64().map(|n| n.to_string()) == Some(id.clone())),
+        "{items}"
+    );
+
+    let show = serve.client("demo-admin", &["show", &id]);
+    assert!(show.status.success(), "{}", stderr(&show));
+    let text = stdout(&show);
+    assert!(text.contains("status       running") && text.contains("出張"), "{text}");
+
+    let no_token = Command::new(env!("CARGO_BIN_EXE_nagare"))
+        .args(["--server", &serve.url, "tasks"])
+        .env_remove("NAGARE_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(no_token.status.code(), Some(1));
+    assert!(stderr(&no_token).contains("--token"), "{}", stderr(&no_token));
+    let wrong = serve.client("nope", &["tasks"]);
+    assert!(stderr(&wrong).contains("hint: check --token"), "{}", stderr(&wrong));
+    drop(serve);
+}
+
+/// `serve --with-bench` deploys the bench processes too (`nagare bench` needs none).
+#[test]
+fn serve_deploys_bench_processes_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&dir.path().join("data"), &["--with-bench"]);
+    let p = serve.client("demo-admin", &["--json", "processes"]);
+    let list: serde_json::Value = serde_json::from_slice(&p.stdout).unwrap();
+    let ids: Vec<&str> = list.as_array().unwrap().iter().filter_map(|p| p["id"].as_str()).collect();
+    assert!(ids.contains(&"bench-straight") && ids.contains(&"expense-approval"), "{ids:?}");
+}
+
+/// `nagare processes` on the data directory: id, versions, latest, name.
+#[test]
+fn processes_lists_what_is_deployed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let none = nagare(&data, &["processes"]);
+    assert_eq!(none.status.code(), Some(1), "no data directory yet");
+    assert!(nagare(&data, &["deploy", "processes/bench-usertask.yaml", "processes/expense-approval.yaml"])
+        .status
+        .success());
+    let changed = dir.path().join("bench-usertask.yaml");
+    let text = std::fs::read_to_string("processes/bench-usertask.yaml").unwrap();
+    std::fs::write(&changed, format!("{text}\n# changed\n")).unwrap();
+    assert!(nagare(&data, &["deploy", changed.to_str().unwrap()]).status.success());
+    let o = nagare(&data, &["processes"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let row = text.lines().find(|l| l.starts_with("bench-usertask")).expect("listed");
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cells[1..3], ["2", "2"], "two versions, latest 2: {text}");
+    assert!(text.contains("経費精算"), "{text}");
+    let json = nagare(&data, &["--json", "processes"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert_eq!(v[0]["versions"].as_array().unwrap().len() + v[1]["versions"].as_array().unwrap().len(), 3);
+}
+
+/// The emulators' default data directory is said once (in `--data`), and ignored by git.
+#[test]
+fn emulator_data_dirs_are_documented_once_and_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = nagare(dir.path(), &["emulate", "--help"]);
+    let text = stdout(&help);
+    assert_eq!(text.matches("<service>-emulator-data").count(), 1, "{text}");
+    assert!(!text.contains("[default: ./nagare-data]"), "{text}");
+    let ignore = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.gitignore")).unwrap();
+    assert!(ignore.lines().any(|l| l.trim() == "/*-emulator-data/"), "{ignore}");
+}

@@ -14,22 +14,22 @@ use std::process::ExitCode;
 #[derive(Args)]
 pub struct StartArgs {
     /// Process id.
-    process: String,
+    pub(crate) process: String,
     /// A variable, typed by its declaration: name=value (repeatable).
     #[arg(long = "var", value_name = "NAME=VALUE")]
-    vars: Vec<String>,
+    pub(crate) vars: Vec<String>,
     /// A JSON object of variables (applied before --var).
     #[arg(long, value_name = "FILE")]
-    vars_file: Option<PathBuf>,
+    pub(crate) vars_file: Option<PathBuf>,
     /// Business key: starting again with the same key returns the existing instance.
     #[arg(long)]
-    key: Option<String>,
+    pub(crate) key: Option<String>,
     /// Who starts the instance.
     #[arg(long)]
-    user: Option<String>,
+    pub(crate) user: Option<String>,
     /// Do not run service jobs inline (leave them to `nagare run`).
     #[arg(long)]
-    no_run: bool,
+    pub(crate) no_run: bool,
 }
 
 #[derive(Args)]

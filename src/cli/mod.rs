@@ -9,6 +9,8 @@ pub mod files;
 pub mod incidents;
 pub mod instances;
 pub mod messages;
+pub mod processes;
+pub mod remote;
 pub mod run;
 pub mod serve;
 pub mod simulate;
@@ -100,6 +102,12 @@ pub fn open_existing(data: &Path) -> anyhow::Result<Engine> {
     open(data)
 }
 
+/// What to do when the data directory is held by another process: most often a
+/// `nagare serve` started in another terminal.
+pub const LOCKED_HINT: &str =
+    "hint: if `nagare serve` is running on this data directory, stop it (Ctrl-C), or let the \
+     command go through the server: --server http://127.0.0.1:8080 --token demo-admin (or NAGARE_SERVER, NAGARE_TOKEN)";
+
 /// An engine error as a message for a person, field errors one per line.
 pub fn explain(e: EngineError) -> anyhow::Error {
     match e {
@@ -108,6 +116,15 @@ pub fn explain(e: EngineError) -> anyhow::Error {
             anyhow!("the data was refused:\n{}", lines.join("\n"))
         }
         EngineError::Conflict(r) => anyhow!("conflict: {r}"),
+        // sled's reason is a raw `Os { code: 11, kind: WouldBlock… }`: say it in words.
+        EngineError::Store(nagare_engine::store::StoreError::Locked { path, reason })
+            if reason.contains("WouldBlock") || reason.contains("temporarily unavailable") =>
+        {
+            anyhow!(
+                "the data directory {path} is in use by another nagare process (it holds the lock)\n  {LOCKED_HINT}"
+            )
+        }
+        EngineError::Store(e @ nagare_engine::store::StoreError::Locked { .. }) => anyhow!("{e}\n  {LOCKED_HINT}"),
         // Display already includes the cause; `{:#}` would repeat it.
         other => anyhow!(other.to_string()),
     }

@@ -30,6 +30,7 @@ const DEMO_TOKENS: &[&str] = &[
     "demo-watanabe",
     "demo-kobayashi",
     "demo-worker",
+    "demo-kimura",
 ];
 
 #[derive(Args)]
@@ -44,6 +45,10 @@ pub struct ServeArgs {
     /// new version; an unchanged one is left as it is).
     #[arg(long, env = "NAGARE_PROCESSES", default_value = "processes")]
     processes: PathBuf,
+    /// Also deploy the benchmark processes (`bench-*.yaml`), which a plain `serve`
+    /// leaves out: they are `nagare bench`'s, not paperwork anyone works.
+    #[arg(long)]
+    with_bench: bool,
     /// A request head must be complete within this (from its first byte); else 408
     /// and the connection is closed.
     #[arg(long, env = "NAGARE_HEADER_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
@@ -90,8 +95,16 @@ fn positive_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Whether a file of the process directory is deployed at start: `*.yaml` or
+/// `*.yml`, and `bench-*` only when asked.
+fn deployable(path: &Path, with_bench: bool) -> bool {
+    let yaml = path.extension().is_some_and(|x| x == "yaml" || x == "yml");
+    let bench = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("bench-"));
+    yaml && (with_bench || !bench)
+}
+
 /// Deploy every process file in `dir`; any file with errors stops the start.
-fn deploy_dir(engine: &Engine, dir: &Path) -> anyhow::Result<usize> {
+fn deploy_dir(engine: &Engine, dir: &Path, with_bench: bool) -> anyhow::Result<usize> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
@@ -100,10 +113,8 @@ fn deploy_dir(engine: &Engine, dir: &Path) -> anyhow::Result<usize> {
             return Ok(0);
         }
     };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-        .collect();
+    let mut files: Vec<PathBuf> =
+        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| deployable(p, with_bench)).collect();
     files.sort();
     let mut broken = 0;
     for path in &files {
@@ -165,7 +176,7 @@ pub fn serve(data: &Path, a: ServeArgs) -> anyhow::Result<ExitCode> {
         eprintln!("store: PostgreSQL (files in {})", data.join("blobs").display());
     }
     connectors.set_users(users.contacts());
-    let deployed = deploy_dir(&engine, &a.processes)?;
+    let deployed = deploy_dir(&engine, &a.processes, a.with_bench)?;
     check_lanes(&engine, &users);
     let demo = DEMO_TOKENS.iter().any(|t| users.authenticate(t).is_some());
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
@@ -258,4 +269,27 @@ pub fn token(out: &Out) -> anyhow::Result<ExitCode> {
         println!("    tokens: [\"{hash}\"]");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every demo token of the shipped users file is known, so that `serve` warns about it.
+    #[test]
+    fn every_demo_token_of_the_users_file_is_listed() {
+        let file = include_str!("../../config/users.yaml");
+        for token in file.split("# ").filter_map(|s| s.split_whitespace().next()).filter(|w| w.starts_with("demo-")) {
+            assert!(DEMO_TOKENS.contains(&token), "{token} missing from DEMO_TOKENS");
+        }
+    }
+
+    #[test]
+    fn bench_processes_are_deployed_only_when_asked() {
+        assert!(deployable(Path::new("processes/expense-approval.yaml"), false));
+        assert!(deployable(Path::new("processes/x.yml"), false));
+        assert!(!deployable(Path::new("processes/README.md"), true));
+        assert!(!deployable(Path::new("processes/bench-straight.yaml"), false));
+        assert!(deployable(Path::new("processes/bench-straight.yaml"), true));
+    }
 }

@@ -14,45 +14,45 @@ use std::process::ExitCode;
 pub struct ListArgs {
     /// Only tasks of this lane.
     #[arg(long)]
-    lane: Option<String>,
+    pub(crate) lane: Option<String>,
     /// Tasks any of these groups may work (repeatable).
     #[arg(long = "group", value_name = "GROUP")]
-    groups: Vec<String>,
+    pub(crate) groups: Vec<String>,
     /// Only tasks claimed by this user.
     #[arg(long)]
-    user: Option<String>,
+    pub(crate) user: Option<String>,
     /// Only tasks of this process.
     #[arg(long)]
-    process: Option<String>,
+    pub(crate) process: Option<String>,
     /// Only tasks past their due date.
     #[arg(long)]
-    overdue: bool,
+    pub(crate) overdue: bool,
 }
 
 #[derive(Args)]
 pub struct CompleteArgs {
     /// Task id.
-    task: String,
+    pub(crate) task: String,
     #[arg(long)]
-    user: String,
+    pub(crate) user: String,
     /// A form field, typed by its declaration: name=value (repeatable).
     #[arg(long = "var", value_name = "NAME=VALUE")]
-    vars: Vec<String>,
+    pub(crate) vars: Vec<String>,
     /// Leave by a named outcome (e.g. reject) instead of `next`.
     #[arg(long, conflicts_with = "send_back")]
-    outcome: Option<String>,
+    pub(crate) outcome: Option<String>,
     /// Send the work back (needs --comment).
     #[arg(long, requires = "comment")]
-    send_back: bool,
+    pub(crate) send_back: bool,
     /// Why it is sent back.
     #[arg(long, requires = "send_back")]
-    comment: Option<String>,
+    pub(crate) comment: Option<String>,
     /// End the task with this error code instead, for an error boundary to catch.
     #[arg(long, value_name = "CODE", conflicts_with_all = ["outcome", "send_back"])]
-    error: Option<String>,
+    pub(crate) error: Option<String>,
     /// The error's message (with --error).
     #[arg(long, requires = "error", value_name = "TEXT")]
-    error_message: Option<String>,
+    pub(crate) error_message: Option<String>,
 }
 
 pub fn list(out: &Out, data: &Path, a: ListArgs) -> anyhow::Result<ExitCode> {

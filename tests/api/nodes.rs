@@ -19,7 +19,7 @@ impl Node {
         let mut child = Command::new(env!("CARGO_BIN_EXE_nagare"))
             .arg("--data")
             .arg(data)
-            .args(["serve", "--addr", "127.0.0.1:0", "--store", store])
+            .args(["serve", "--addr", "127.0.0.1:0", "--with-bench", "--store", store])
             .current_dir(root())
             .env_remove("RUST_LOG")
             .env_remove("NAGARE_STORE")

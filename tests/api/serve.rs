@@ -18,7 +18,7 @@ async fn serve_starts_with_sample_users_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut child = nagare(&data)
-        .args(["serve", "--addr", "127.0.0.1:0"])
+        .args(["serve", "--addr", "127.0.0.1:0", "--with-bench"])
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

@@ -102,6 +102,16 @@ pub fn watch_app(settings: &Map<String, Value>, cfg: Option<&KintoneConfig>, sou
     }
 }
 
+/// Whether `text` is what was said last for `process` (then it need not be said
+/// again); remembers it otherwise.
+fn repeated(said: &mut HashMap<String, String>, process: &str, text: &str) -> bool {
+    if said.get(process).is_some_and(|t| t == text) {
+        return true;
+    }
+    said.insert(process.to_string(), text.to_string());
+    false
+}
+
 /// The business key of a kintone record (without generation, see
 /// [`nagare_engine::records`]).
 pub fn record_key(app: u64, id: u64) -> String {
@@ -230,6 +240,9 @@ impl Watcher {
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut last: HashMap<String, Instant> = HashMap::new();
+        // The last failure said per process: the same one again (kintone not
+        // configured, say) is logged at debug, not every `every`.
+        let mut said: HashMap<String, String> = HashMap::new();
         loop {
             for p in self.watched_processes() {
                 let every = p.watch.as_ref().map(|w| w.every).unwrap_or(Duration::from_secs(60));
@@ -237,8 +250,18 @@ impl Watcher {
                     continue;
                 }
                 last.insert(p.id.clone(), Instant::now());
-                if let Err(e) = self.poll(&p.id).await {
-                    tracing::warn!(error = %e, "kintone watch failed; will poll again");
+                match self.poll(&p.id).await {
+                    Ok(_) => {
+                        said.remove(&p.id);
+                    }
+                    Err(e) => {
+                        let text = e.to_string();
+                        if repeated(&mut said, &p.id, &text) {
+                            tracing::debug!(error = %text, "kintone watch failed again; will poll again");
+                        } else {
+                            tracing::warn!(error = %text, "kintone watch failed; will poll again (said once until it changes)");
+                        }
+                    }
                 }
             }
             tokio::select! {
@@ -358,4 +381,22 @@ async fn hook(
 /// `POST /hooks/kintone/{process}`: kintone's webhook, for a server to mount.
 pub fn webhook_router(watcher: Arc<Watcher>) -> Router {
     Router::new().route("/hooks/kintone/{process}", post(hook)).with_state(watcher)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: an unconfigured kintone logged the same warning every 30 s.
+    #[test]
+    fn a_watch_failure_is_warned_once_until_it_changes() {
+        let mut said = HashMap::new();
+        assert!(!repeated(&mut said, "order-delivery", "not configured"));
+        assert!(repeated(&mut said, "order-delivery", "not configured"));
+        assert!(repeated(&mut said, "order-delivery", "not configured"));
+        assert!(!repeated(&mut said, "other", "not configured"), "per process");
+        assert!(!repeated(&mut said, "order-delivery", "401"), "a new failure is said");
+        said.remove("order-delivery");
+        assert!(!repeated(&mut said, "order-delivery", "401"), "said again after a success");
+    }
 }
