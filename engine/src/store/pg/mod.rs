@@ -14,6 +14,7 @@
 //! reading in chunks until a page is full.
 
 mod migrations;
+pub mod options;
 mod pool;
 
 pub use migrations::SCHEMA_VERSION;
@@ -47,11 +48,32 @@ pub struct PgOptions {
     /// first; letters, digits and `_` only. Tests use one schema each.
     pub schema: Option<String>,
     pub pool_size: usize,
+    /// `SET statement_timeout` on every connection (none: PostgreSQL's setting).
+    pub statement_timeout: Option<std::time::Duration>,
+    /// How long a job's start leases it beyond the call's timeout ([`JOB_LEASE`]).
+    pub job_lease: std::time::Duration,
 }
 
 impl PgOptions {
     pub fn new(url: impl Into<String>) -> Self {
-        PgOptions { url: url.into(), schema: None, pool_size: DEFAULT_POOL_SIZE }
+        PgOptions {
+            url: url.into(),
+            schema: None,
+            pool_size: DEFAULT_POOL_SIZE,
+            statement_timeout: None,
+            job_lease: JOB_LEASE,
+        }
+    }
+
+    /// The options of a `--store` string: libpq's connection string with nagare's
+    /// own `pool_size`, `statement_timeout` and `job_lease` in it (see [`options`]).
+    pub fn from_store(store: &str) -> Result<Self, StoreError> {
+        let p = options::StoreParams::parse(store)?;
+        let mut o = PgOptions::new(p.url);
+        o.pool_size = p.pool_size.unwrap_or(DEFAULT_POOL_SIZE);
+        o.statement_timeout = p.statement_timeout;
+        o.job_lease = p.job_lease.unwrap_or(JOB_LEASE);
+        Ok(o)
     }
 
     pub fn schema(mut self, schema: impl Into<String>) -> Self {
@@ -63,6 +85,7 @@ impl PgOptions {
 pub struct PgStore {
     pool: Pool,
     incarnation: String,
+    job_lease: std::time::Duration,
 }
 
 fn enc<T: Serialize>(v: &T) -> String {
@@ -158,10 +181,11 @@ impl PgStore {
                 opts.pool_size
             )));
         }
-        let pool = Pool::new(Target { config, schema: opts.schema.clone() }, opts.pool_size)?;
+        let target = Target { config, schema: opts.schema.clone(), statement_timeout: opts.statement_timeout };
+        let pool = Pool::new(target, opts.pool_size)?;
         let schema = opts.schema.clone();
         pool.run(move |c| Box::pin(async move { migrations::migrate(c, schema.as_deref()).await }))?;
-        Ok(PgStore { pool, incarnation: super::kv::random_incarnation() })
+        Ok(PgStore { pool, incarnation: super::kv::random_incarnation(), job_lease: opts.job_lease })
     }
 
     /// Drop schema `schema` and everything in it (tests clean up after themselves).
@@ -169,7 +193,7 @@ impl PgStore {
         check_schema_name(schema)?;
         let config: tokio_postgres::Config =
             url.parse().map_err(|e| StoreError::Io(format!("PostgreSQL connection string: {e}")))?;
-        let pool = Pool::new(Target { config, schema: None }, 1)?;
+        let pool = Pool::new(Target { config, schema: None, statement_timeout: None }, 1)?;
         let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
         pool.run(move |c| Box::pin(async move { c.batch(&sql).await }))
     }
@@ -849,7 +873,7 @@ impl Store for PgStore {
 
     fn count_start(&self, id: &str) -> Result<Option<(Job, u32)>, StoreError> {
         let (id, owner) = (key(id), self.incarnation.clone());
-        let lease = i64::try_from(JOB_LEASE.as_secs()).unwrap_or(i64::MAX);
+        let lease = i64::try_from(self.job_lease.as_secs().max(1)).unwrap_or(i64::MAX);
         self.pool.run(move |c| {
             Box::pin(async move {
                 // Claim it: free (never started, or written since), or its holder's
