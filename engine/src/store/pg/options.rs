@@ -54,7 +54,8 @@ impl StoreParams {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             match name.trim() {
                 "pool_size" => {
-                    let n = value.trim().parse::<usize>().map_err(|_| bad(name, value, "use a number of connections"))?;
+                    let n =
+                        value.trim().parse::<usize>().map_err(|_| bad(name, value, "use a number of connections"))?;
                     if n == 0 || n > super::MAX_POOL_SIZE {
                         return Err(bad(name, value, &format!("use 1 to {} connections", super::MAX_POOL_SIZE)));
                     }
