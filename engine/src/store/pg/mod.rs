@@ -13,6 +13,7 @@
 //! microsecond) and exactly in Rust with the same predicates as the sled store,
 //! reading in chunks until a page is full.
 
+pub mod migrate;
 mod migrations;
 pub mod options;
 mod pool;
