@@ -169,6 +169,12 @@ enum Command {
         after_help = "Example:\n  nagare simulate --seeds 10000\n  nagare simulate --start 4711 --seeds 1     # replay one seed"
     )]
     Simulate(cli::simulate::SimulateArgs),
+    /// Copy a whole sled store into an empty PostgreSQL database, verified by rows
+    /// and a checksum per table.
+    #[command(
+        after_help = "Example:\n  nagare migrate-store --from sled:./nagare-data --to postgres://nagare@localhost/nagare"
+    )]
+    MigrateStore(cli::migrate::MigrateStoreArgs),
 }
 
 #[derive(Args)]
@@ -304,6 +310,7 @@ fn main() -> ExitCode {
         }
         Command::Bench(a) => bench::run(&out, &data, a, cli_data_given()),
         Command::Simulate(a) => cli::simulate::run(&out, a),
+        Command::MigrateStore(a) => cli::migrate::run(&out, a),
     };
     match result {
         Ok(code) => code,

@@ -501,3 +501,46 @@ fn schema_prints_the_json_schema_of_process_files() {
     assert_eq!(v["$schema"], "https://json-schema.org/draft/2020-12/schema");
     assert!(v["$defs"]["node"]["properties"]["user_task"]["description"].is_string());
 }
+
+/// `migrate-store`: a data directory copied into PostgreSQL, the comparison
+/// printed, a second copy into the same database refused. Runs when
+/// `NAGARE_TEST_PG` holds a connection string.
+#[cfg(feature = "postgres")]
+#[test]
+fn migrate_store_copies_a_data_directory_into_postgres_once() {
+    use nagare_engine::store::{InstanceFilter, PgOptions, PgStore, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let nowhere = nagare(&data, &["migrate-store", "--from", "sled:/no/such/dir", "--to", "host=/tmp"]);
+    assert_eq!(nowhere.status.code(), Some(1));
+    assert!(stderr(&nowhere).contains("no sled store there"), "{}", stderr(&nowhere));
+    let Ok(url) = std::env::var("NAGARE_TEST_PG") else {
+        eprintln!("note: migrate_store: skipped (set NAGARE_TEST_PG to a PostgreSQL connection string)");
+        return;
+    };
+    assert!(nagare(&data, &["deploy", "processes/bench-usertask.yaml"]).status.success());
+    for _ in 0..3 {
+        assert!(nagare(&data, &["start", "bench-usertask", "--user", "sato"]).status.success());
+    }
+    let schema = format!("cli_migrate_{}", std::process::id());
+    drop(PgStore::open(&PgOptions::new(&url).schema(&schema)).unwrap());
+    let to = if url.starts_with("postgres") {
+        format!("{url}{}options=-csearch_path%3D{schema}", if url.contains('?') { '&' } else { '?' })
+    } else {
+        format!("{url} options=-csearch_path={schema}")
+    };
+    let from = format!("sled:{}", data.display());
+    let m = nagare(&data, &["migrate-store", "--from", &from, "--to", &to]);
+    assert!(m.status.success(), "{}", stderr(&m));
+    assert!(stdout(&m).contains("copied and verified"), "{}", stdout(&m));
+    let line = stdout(&m).lines().find(|l| l.starts_with("instances ")).unwrap().to_string();
+    assert_eq!(line.split_whitespace().nth(1), Some("3"), "{line}");
+    assert!(stderr(&m).contains("migrate-store: instances: 3 of 3"), "{}", stderr(&m));
+    let again = nagare(&data, &["migrate-store", "--from", &from, "--to", &to]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(stderr(&again).contains("already holds a nagare store"), "{}", stderr(&again));
+    let pg = PgStore::open(&PgOptions::new(&url).schema(&schema)).unwrap();
+    assert_eq!(pg.instances(&InstanceFilter::default()).unwrap().len(), 3);
+    drop(pg);
+    PgStore::drop_schema(&url, &schema).unwrap();
+}

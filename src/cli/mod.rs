@@ -9,6 +9,7 @@ pub mod files;
 pub mod incidents;
 pub mod instances;
 pub mod messages;
+pub mod migrate;
 pub mod run;
 pub mod serve;
 pub mod simulate;
