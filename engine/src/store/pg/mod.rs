@@ -911,6 +911,50 @@ impl Store for PgStore {
     fn shared(&self) -> bool {
         true
     }
+
+    fn lease_to_worker(
+        &self,
+        id: &str,
+        worker: &str,
+        attempt: u32,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<bool>, StoreError> {
+        let (id, worker, attempt) = (key(id), worker.to_string(), i32::try_from(attempt).unwrap_or(i32::MAX));
+        self.pool.run(move |c| {
+            Box::pin(async move {
+                // One statement: two nodes activating at once cannot both get it.
+                let n = c
+                    .execute(
+                        "UPDATE jobs SET worker = $2, worker_attempt = $3, worker_until = $5
+                         WHERE id = $1 AND (worker IS NULL OR worker_attempt IS DISTINCT FROM $3
+                                            OR worker_until <= $4)",
+                        &[&id, &worker, &attempt, &now, &until],
+                    )
+                    .await?;
+                Ok(Some(n == 1))
+            })
+        })
+    }
+
+    fn worker_lease(&self, id: &str) -> Result<Option<Option<WorkerLease>>, StoreError> {
+        let id = key(id);
+        self.pool.run(move |c| {
+            Box::pin(async move {
+                let rows = c
+                    .query(
+                        "SELECT worker, worker_attempt, worker_until FROM jobs WHERE id = $1 AND worker IS NOT NULL",
+                        &[&id],
+                    )
+                    .await?;
+                Ok(Some(rows.first().map(|r| WorkerLease {
+                    worker: r.get(0),
+                    attempt: r.get::<_, i32>(1).max(0) as u32,
+                    until: r.get(2),
+                })))
+            })
+        })
+    }
 }
 
 #[cfg(test)]
