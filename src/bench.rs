@@ -208,7 +208,9 @@ fn pg_bench_store(
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let name = format!("bench_{}_{case}_{}", std::process::id(), stamp.as_millis());
     let schema = PgSchema { url: url.to_string(), name: name.clone() };
-    let opts = PgOptions { pool_size: c.clamp(1, MAX_POOL_SIZE), ..PgOptions::new(url).schema(name) };
+    let given = PgOptions::from_store(url).map_err(|e| anyhow!("--store: {e}"))?;
+    let pool_size = if url.contains("pool_size=") { given.pool_size } else { c.clamp(1, MAX_POOL_SIZE) };
+    let opts = PgOptions { pool_size, ..given.schema(name) };
     let store = PgStore::open(&opts).map_err(|e| anyhow!("{e}"))?;
     Ok((builder.store(store), schema))
 }

@@ -192,6 +192,8 @@ impl PgStore {
     /// Drop schema `schema` and everything in it (tests clean up after themselves).
     pub fn drop_schema(url: &str, schema: &str) -> Result<(), StoreError> {
         check_schema_name(schema)?;
+        // The store string may carry nagare's own options; the driver refuses them.
+        let url = options::StoreParams::parse(url)?.url;
         let config: tokio_postgres::Config =
             url.parse().map_err(|e| StoreError::Io(format!("PostgreSQL connection string: {e}")))?;
         let pool = Pool::new(Target { config, schema: None, statement_timeout: None }, 1)?;
