@@ -249,3 +249,17 @@ fn options_in_the_store_string_set_the_statement_timeout_and_the_job_lease() {
         .unwrap();
     assert!((35.0..=37.5).contains(&ahead), "{ahead}");
 }
+
+#[test]
+fn a_buffered_message_expiry_is_leased_to_one_node() {
+    let Some(schema) = Schema::new("expiry_lease") else { return };
+    let a = Engine::builder().store(schema.open().unwrap()).build().unwrap();
+    let b = Engine::builder().store(schema.open().unwrap()).build().unwrap();
+    let sent = a.correlate("reply", "nobody", serde_json::json!({}), &crate::MessageOptions::default()).unwrap();
+    assert!(matches!(sent, crate::Correlation::Buffered { .. }), "{sent:?}");
+    let job = a.store().jobs().unwrap().pop().expect("the expiry job");
+    assert!(matches!(job.kind, crate::runtime::JobKind::MessageExpiry { .. }));
+    assert!(a.begin_run(&job.id).unwrap().is_some(), "a takes it");
+    let err = b.begin_run(&job.id).unwrap_err();
+    assert!(matches!(err, crate::EngineError::Store(StoreError::Leased { .. })), "{err}");
+}
