@@ -209,6 +209,10 @@ pub struct BenchArgs {
     /// a schema of its own that is dropped afterwards.
     #[arg(long, value_name = "postgres://...")]
     store: Option<String>,
+    /// With --store: engines on the one database (1–16), as several nodes would be;
+    /// the threads take turns, a user task is completed on the next node.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    nodes: u16,
 }
 
 fn init_tracing(verbose: u8) {

@@ -544,3 +544,24 @@ fn migrate_store_copies_a_data_directory_into_postgres_once() {
     drop(pg);
     PgStore::drop_schema(&url, &schema).unwrap();
 }
+
+/// `bench --nodes`: several engines on one PostgreSQL schema, latency percentiles
+/// reported; refused without --store.
+#[test]
+fn bench_on_several_nodes_reports_latency_percentiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let no_store = nagare(dir.path(), &["bench", "--case", "usertask", "--mode", "durable", "--nodes", "2"]);
+    assert_eq!(no_store.status.code(), Some(1));
+    assert!(stderr(&no_store).contains("--nodes 2 needs --mode durable and --store"), "{}", stderr(&no_store));
+    let Ok(url) = std::env::var("NAGARE_TEST_PG") else {
+        eprintln!("note: bench_on_several_nodes: skipped (set NAGARE_TEST_PG to a PostgreSQL connection string)");
+        return;
+    };
+    let args = ["--json", "bench", "--case", "usertask", "--mode", "durable", "--n", "40", "--concurrency", "4"];
+    let o = nagare(dir.path(), &[&args[..], &["--store", &url, "--nodes", "2"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_str(stdout(&o).lines().last().unwrap()).unwrap();
+    assert_eq!(r["mode"], "durable-pg-2nodes-c4");
+    let (p50, p99) = (r["p50_ms"].as_f64().unwrap(), r["p99_ms"].as_f64().unwrap());
+    assert!(p50 > 0.0 && p99 >= p50, "{r}");
+}
