@@ -84,6 +84,9 @@ struct Report {
     deploy_ms: f64,
     rss_start_mb: f64,
     peak_rss_mb: f64,
+    /// Time of one instance from start to its end (two commits for `usertask`).
+    p50_ms: f64,
+    p99_ms: f64,
 }
 
 fn round(x: f64, digits: i32) -> f64 {
@@ -132,11 +135,17 @@ pub fn run(out: &Out, data: &Path, a: BenchArgs, data_given: bool) -> anyhow::Re
             if n == 0 {
                 bail!("--n must be at least 1");
             }
-            let r = run_one(case, *mode, n, c.max(1), &temp_root, a.store.as_deref())?;
+            if a.nodes > 1 && (a.store.is_none() || *mode == Mode::Mem) {
+                bail!("--nodes {} needs --mode durable and --store postgres://…", a.nodes);
+            }
+            let r = run_one(case, *mode, n, c.max(1), &temp_root, a.store.as_deref(), usize::from(a.nodes))?;
             if out.json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
-                eprintln!("{:<9} {:<12} {:>9.0} inst/s", r.case, r.mode, r.ips);
+                eprintln!(
+                    "{:<9} {:<12} {:>9.0} inst/s  p50 {:.2} ms  p99 {:.2} ms",
+                    r.case, r.mode, r.ips, r.p50_ms, r.p99_ms
+                );
             }
             reports.push(r);
         }
@@ -149,11 +158,13 @@ pub fn run(out: &Out, data: &Path, a: BenchArgs, data_given: bool) -> anyhow::Re
             "seconds",
             "inst/s",
             "us/inst",
+            "p50 ms",
+            "p99 ms",
             "deploy ms",
             "start RSS MiB",
             "peak RSS MiB",
         ])
-        .right(&[2, 3, 4, 5, 6, 7, 8]);
+        .right(&[2, 3, 4, 5, 6, 7, 8, 9, 10]);
         for r in &reports {
             t.row(vec![
                 r.case.into(),
@@ -162,6 +173,8 @@ pub fn run(out: &Out, data: &Path, a: BenchArgs, data_given: bool) -> anyhow::Re
                 format!("{:.3}", r.seconds),
                 format!("{:.0}", r.ips),
                 format!("{:.1}", r.us_per_instance),
+                format!("{:.2}", r.p50_ms),
+                format!("{:.2}", r.p99_ms),
                 format!("{:.2}", r.deploy_ms),
                 format!("{:.1}", r.rss_start_mb),
                 format!("{:.1}", r.peak_rss_mb),
@@ -202,15 +215,39 @@ fn pg_bench_store(
     url: &str,
     case: &str,
     c: usize,
-) -> anyhow::Result<(nagare_engine::EngineBuilder, PgSchema)> {
+) -> anyhow::Result<(nagare_engine::EngineBuilder, PgSchema, PgNodes)> {
     use nagare_engine::store::pg::MAX_POOL_SIZE;
     use nagare_engine::store::{PgOptions, PgStore};
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let name = format!("bench_{}_{case}_{}", std::process::id(), stamp.as_millis());
     let schema = PgSchema { url: url.to_string(), name: name.clone() };
-    let opts = PgOptions { pool_size: c.clamp(1, MAX_POOL_SIZE), ..PgOptions::new(url).schema(name) };
+    let given = PgOptions::from_store(url).map_err(|e| anyhow!("--store: {e}"))?;
+    let pool_size = if url.contains("pool_size=") { given.pool_size } else { c.clamp(1, MAX_POOL_SIZE) };
+    let opts = PgOptions { pool_size, ..given.schema(name) };
     let store = PgStore::open(&opts).map_err(|e| anyhow!("{e}"))?;
-    Ok((builder.store(store), schema))
+    Ok((builder.store(store), schema, PgNodes(opts)))
+}
+
+/// How to open more nodes on a bench run's schema.
+#[cfg(feature = "postgres")]
+pub(crate) struct PgNodes(nagare_engine::store::PgOptions);
+
+#[cfg(feature = "postgres")]
+impl PgNodes {
+    fn engine(&self) -> anyhow::Result<Engine> {
+        let store = nagare_engine::store::PgStore::open(&self.0).map_err(|e| anyhow!("{e}"))?;
+        Engine::builder().connectors(nagare_connectors::builtin()).store(store).build().map_err(explain)
+    }
+}
+
+#[cfg(not(feature = "postgres"))]
+pub(crate) struct PgNodes;
+
+#[cfg(not(feature = "postgres"))]
+impl PgNodes {
+    fn engine(&self) -> anyhow::Result<Engine> {
+        bail!("--nodes: this nagare was built without the `postgres` feature")
+    }
 }
 
 #[cfg(not(feature = "postgres"))]
@@ -219,7 +256,7 @@ fn pg_bench_store(
     _: &str,
     _: &str,
     _: usize,
-) -> anyhow::Result<(nagare_engine::EngineBuilder, PgSchema)> {
+) -> anyhow::Result<(nagare_engine::EngineBuilder, PgSchema, PgNodes)> {
     bail!("--store: this nagare was built without the `postgres` feature")
 }
 
@@ -239,17 +276,20 @@ fn run_one(
     c: usize,
     temp_root: &Path,
     store: Option<&str>,
+    nodes: usize,
 ) -> anyhow::Result<Report> {
     reset_peak_rss();
     let rss_start = proc_status_mb("VmRSS");
     let builder = Engine::builder().connectors(nagare_connectors::builtin());
     let mut _dir = None;
     let mut _schema = None;
+    let mut more_nodes = None;
     let builder = match mode {
         Mode::Mem => builder.in_memory(),
         Mode::Durable if store.is_some() => {
-            let (b, schema) = pg_bench_store(builder, store.unwrap_or_default(), case.name, c)?;
+            let (b, schema, more) = pg_bench_store(builder, store.unwrap_or_default(), case.name, c)?;
             _schema = Some(schema);
+            more_nodes = Some(more);
             b
         }
         Mode::Durable => {
@@ -266,13 +306,18 @@ fn run_one(
     let t = Instant::now();
     engine.deploy(case.file, case.yaml).map_err(explain)?;
     let deploy_ms = t.elapsed().as_secs_f64() * 1000.0;
+    // Other nodes open the store after the deploy and load the definition from it.
+    let mut engines = vec![engine.clone()];
+    for _ in 1..nodes {
+        engines.push(more_nodes.as_ref().ok_or_else(|| anyhow!("--nodes needs --store"))?.engine()?);
+    }
 
     // Warm-up (not timed); also measures the size of the stored instance records.
     let warmup = (n / 10).clamp(1, 500);
     let mut snap_bytes = 0u64;
     let mut snaps = 0u64;
     for _ in 0..warmup {
-        for inst in one(&engine, case).map_err(|e| anyhow!("{} ({}): {e}", case.name, case.id))? {
+        for inst in one(&engine, &engine, case).map_err(|e| anyhow!("{} ({}): {e}", case.name, case.id))? {
             snap_bytes += serde_json::to_vec(&inst)?.len() as u64;
             snaps += 1;
         }
@@ -280,30 +325,42 @@ fn run_one(
 
     let remaining = AtomicUsize::new(n);
     let failure: Mutex<Option<String>> = Mutex::new(None);
+    let latencies: Mutex<Vec<f64>> = Mutex::new(Vec::with_capacity(n));
     let t = Instant::now();
     std::thread::scope(|s| {
-        for _ in 0..c {
-            s.spawn(|| {
+        for thread in 0..c {
+            let (first, second) = (&engines[thread % nodes], &engines[(thread + 1) % nodes]);
+            let (remaining, failure, latencies) = (&remaining, &failure, &latencies);
+            s.spawn(move || {
+                let mut mine = Vec::new();
                 while remaining.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| r.checked_sub(1)).is_ok() {
-                    if let Err(e) = one(&engine, case) {
+                    let began = Instant::now();
+                    if let Err(e) = one(first, second, case) {
                         *failure.lock().expect("failure lock") = Some(e);
                         remaining.store(0, Ordering::Relaxed);
                         return;
                     }
+                    mine.push(began.elapsed().as_secs_f64() * 1000.0);
                 }
+                latencies.lock().expect("latency lock").extend(mine);
             });
         }
     });
     let secs = t.elapsed().as_secs_f64();
+    let mut latencies = latencies.into_inner().expect("latency lock");
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)));
     if let Some(e) = failure.into_inner().expect("failure lock") {
         bail!("{}: {e}", case.name);
     }
     let peak = proc_status_mb("VmHWM");
+    drop(engines);
     drop(engine);
 
     let mode_name = match mode {
         Mode::Mem if c == 1 => "mem".to_string(),
         Mode::Mem => format!("mem-c{c}"),
+        Mode::Durable if store.is_some() && nodes > 1 => format!("durable-pg-{nodes}nodes-c{c}"),
         Mode::Durable if store.is_some() => format!("durable-pg-c{c}"),
         Mode::Durable => format!("durable-c{c}"),
     };
@@ -325,6 +382,8 @@ fn run_one(
         deploy_ms: round(deploy_ms, 2),
         rss_start_mb: round(rss_start, 1),
         peak_rss_mb: round(peak, 1),
+        p50_ms: round(pct(0.50).copied().unwrap_or(0.0), 3),
+        p99_ms: round(pct(0.99).copied().unwrap_or(0.0), 3),
     })
 }
 
@@ -332,8 +391,9 @@ fn num(inst: &Instance, name: &str) -> Option<f64> {
     inst.vars.get(name).and_then(Value::as_f64)
 }
 
-/// Run one instance to its end and check it; returns the states committed.
-fn one(engine: &Engine, case: &Case) -> Result<Vec<Instance>, String> {
+/// Run one instance to its end and check it; returns the states committed. A user
+/// task is completed through `then` (another node, when there are several).
+fn one(engine: &Engine, then: &Engine, case: &Case) -> Result<Vec<Instance>, String> {
     let vars: Vars = match case.name {
         "straight" => [("count".to_string(), json!(0))].into(),
         _ => Vars::new(),
@@ -344,7 +404,7 @@ fn one(engine: &Engine, case: &Case) -> Result<Vec<Instance>, String> {
         let task = inst.open_task_ids().next().ok_or("the instance does not wait on a task")?.to_string();
         states.push(inst);
         let data: Vars = [("approved".to_string(), json!(true))].into();
-        engine.complete(&task, "bench", data, Outcome::Next).map_err(|e| e.to_string())?
+        then.complete(&task, "bench", data, Outcome::Next).map_err(|e| e.to_string())?
     } else {
         inst
     };

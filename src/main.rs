@@ -181,6 +181,12 @@ enum Command {
         after_help = "Example:\n  nagare simulate --seeds 10000\n  nagare simulate --start 4711 --seeds 1     # replay one seed"
     )]
     Simulate(cli::simulate::SimulateArgs),
+    /// Copy a whole sled store into an empty PostgreSQL database, verified by rows
+    /// and a checksum per table.
+    #[command(
+        after_help = "Example:\n  nagare migrate-store --from sled:./nagare-data --to postgres://nagare@localhost/nagare"
+    )]
+    MigrateStore(cli::migrate::MigrateStoreArgs),
 }
 
 #[derive(Args)]
@@ -215,6 +221,10 @@ pub struct BenchArgs {
     /// a schema of its own that is dropped afterwards.
     #[arg(long, value_name = "postgres://...")]
     store: Option<String>,
+    /// With --store: engines on the one database (1–16), as several nodes would be;
+    /// the threads take turns, a user task is completed on the next node.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    nodes: u16,
 }
 
 fn init_tracing(verbose: u8) {
@@ -328,6 +338,7 @@ fn main() -> ExitCode {
         }
         Command::Bench(a) => bench::run(&out, &data, a, data_given),
         Command::Simulate(a) => cli::simulate::run(&out, a),
+        Command::MigrateStore(a) => cli::migrate::run(&out, a),
     };
     finish(result)
 }

@@ -698,3 +698,67 @@ fn emulator_data_dirs_are_documented_once_and_ignored() {
     let ignore = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.gitignore")).unwrap();
     assert!(ignore.lines().any(|l| l.trim() == "/*-emulator-data/"), "{ignore}");
 }
+
+/// `migrate-store`: a data directory copied into PostgreSQL, the comparison
+/// printed, a second copy into the same database refused. Runs when
+/// `NAGARE_TEST_PG` holds a connection string.
+#[cfg(feature = "postgres")]
+#[test]
+fn migrate_store_copies_a_data_directory_into_postgres_once() {
+    use nagare_engine::store::{InstanceFilter, PgOptions, PgStore, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let nowhere = nagare(&data, &["migrate-store", "--from", "sled:/no/such/dir", "--to", "host=/tmp"]);
+    assert_eq!(nowhere.status.code(), Some(1));
+    assert!(stderr(&nowhere).contains("no sled store there"), "{}", stderr(&nowhere));
+    let Ok(url) = std::env::var("NAGARE_TEST_PG") else {
+        eprintln!("note: migrate_store: skipped (set NAGARE_TEST_PG to a PostgreSQL connection string)");
+        return;
+    };
+    assert!(nagare(&data, &["deploy", "processes/bench-usertask.yaml"]).status.success());
+    for _ in 0..3 {
+        assert!(nagare(&data, &["start", "bench-usertask", "--user", "sato"]).status.success());
+    }
+    let schema = format!("cli_migrate_{}", std::process::id());
+    drop(PgStore::open(&PgOptions::new(&url).schema(&schema)).unwrap());
+    let to = if url.starts_with("postgres") {
+        format!("{url}{}options=-csearch_path%3D{schema}", if url.contains('?') { '&' } else { '?' })
+    } else {
+        format!("{url} options=-csearch_path={schema}")
+    };
+    let from = format!("sled:{}", data.display());
+    let m = nagare(&data, &["migrate-store", "--from", &from, "--to", &to]);
+    assert!(m.status.success(), "{}", stderr(&m));
+    assert!(stdout(&m).contains("copied and verified"), "{}", stdout(&m));
+    let line = stdout(&m).lines().find(|l| l.starts_with("instances ")).unwrap().to_string();
+    assert_eq!(line.split_whitespace().nth(1), Some("3"), "{line}");
+    assert!(stderr(&m).contains("migrate-store: instances: 3 of 3"), "{}", stderr(&m));
+    let again = nagare(&data, &["migrate-store", "--from", &from, "--to", &to]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(stderr(&again).contains("already holds a nagare store"), "{}", stderr(&again));
+    let pg = PgStore::open(&PgOptions::new(&url).schema(&schema)).unwrap();
+    assert_eq!(pg.instances(&InstanceFilter::default()).unwrap().len(), 3);
+    drop(pg);
+    PgStore::drop_schema(&url, &schema).unwrap();
+}
+
+/// `bench --nodes`: several engines on one PostgreSQL schema, latency percentiles
+/// reported; refused without --store.
+#[test]
+fn bench_on_several_nodes_reports_latency_percentiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let no_store = nagare(dir.path(), &["bench", "--case", "usertask", "--mode", "durable", "--nodes", "2"]);
+    assert_eq!(no_store.status.code(), Some(1));
+    assert!(stderr(&no_store).contains("--nodes 2 needs --mode durable and --store"), "{}", stderr(&no_store));
+    let Ok(url) = std::env::var("NAGARE_TEST_PG") else {
+        eprintln!("note: bench_on_several_nodes: skipped (set NAGARE_TEST_PG to a PostgreSQL connection string)");
+        return;
+    };
+    let args = ["--json", "bench", "--case", "usertask", "--mode", "durable", "--n", "40", "--concurrency", "4"];
+    let o = nagare(dir.path(), &[&args[..], &["--store", &url, "--nodes", "2"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_str(stdout(&o).lines().last().unwrap()).unwrap();
+    assert_eq!(r["mode"], "durable-pg-2nodes-c4");
+    let (p50, p99) = (r["p50_ms"].as_f64().unwrap(), r["p99_ms"].as_f64().unwrap());
+    assert!(p50 > 0.0 && p99 >= p50, "{r}");
+}

@@ -1020,6 +1020,10 @@ impl Engine {
         // The lock every other writer of this job record holds.
         let shard = match &job.kind {
             // Only removes a buffered message, runs no process code: not counted.
+            // Several nodes: leased all the same, so that one node expires it.
+            JobKind::MessageExpiry { .. } if self.inner.store.shared() => {
+                return Ok(self.inner.store.count_start(id)?.map(|(job, _)| job))
+            }
             JobKind::MessageExpiry { .. } => return Ok(Some(job)),
             JobKind::StartTimer { process } => lock_index(("deploy", process)),
             JobKind::Connector { .. }

@@ -9,8 +9,10 @@
 //! result exactly like an in-process connector's: output mapping, retries with
 //! backoff, business errors, incidents.
 //!
-//! Leases live in memory only. A lease that runs out, or a restart, makes the job
-//! available again; so a job may run more than once (at-least-once), and a worker
+//! Leases live in memory, and with a store shared by several nodes (PostgreSQL)
+//! also in the job's row, so a worker may activate on one node and report to
+//! another, and two nodes never lease one job at once. A lease that runs out, or a
+//! restart (with the in-memory leases of one node), makes the job available again; so a job may run more than once (at-least-once), and a worker
 //! should pass the job's idempotency key to the service it calls. A result is
 //! accepted only from the worker holding the lease of the current attempt; any other
 //! is refused, so a slow worker whose lease went to another cannot overwrite it.
@@ -190,6 +192,11 @@ impl Engine {
                 pool.remove(&entry.1);
                 continue;
             };
+            // A shared store keeps the lease for every node: another node's worker
+            // may hold it already (this node's pool does not know).
+            if self.store().lease_to_worker(&job.id, worker, job.attempt, now, until)? == Some(false) {
+                continue;
+            }
             let pooled = pool.ready.get_mut(&entry).expect("listed above");
             if let Some(old) = &pooled.lease {
                 tracing::info!(job = %job.id, previous = %old.worker, worker, "lease ran out; job activated again");
@@ -239,9 +246,14 @@ impl Engine {
 
     fn report(&self, id: &str, worker: &str, result: Result<Value, Failure>) -> Result<Instance, JobError> {
         let job = self.store().job(id)?.ok_or_else(|| JobError::Stale(id.to_string()))?;
+        let stored = self.store().worker_lease(id)?;
         let taken = {
             let mut pool = self.inner.workers.lock().expect("workers lock");
-            let lease = pool.lease_of(id).cloned();
+            let lease = match stored {
+                // A shared store: the lease may come from any node.
+                Some(l) => l.map(|l| Lease { worker: l.worker, attempt: l.attempt, until: l.until }),
+                None => pool.lease_of(id).cloned(),
+            };
             match lease {
                 Some(l) if l.worker == worker && l.attempt == job.attempt => {}
                 other => {
@@ -252,8 +264,14 @@ impl Engine {
                     })
                 }
             }
-            // Out of the pool while the result commits: nobody else can activate it.
-            pool.remove(id).expect("leased above")
+            // Out of the pool while the result commits: nobody else can activate it
+            // here (with a shared store, the lease still holds it on other nodes).
+            pool.remove(id)
+        };
+        let connector = match (&job.kind, taken) {
+            (_, Some(p)) => p.connector,
+            (JobKind::Connector { connector, .. }, None) => connector.clone(),
+            (_, None) => return Err(JobError::Stale(id.to_string())),
         };
         let outcome = if result.is_ok() { "completed" } else { "failed" };
         match self.finish_job(&job, result) {
@@ -266,7 +284,7 @@ impl Engine {
             }
             Err(e) => {
                 // Not recorded (store failure): the job still awaits this attempt.
-                self.return_to_pool(&job, taken.connector);
+                self.return_to_pool(&job, connector);
                 Err(e.into())
             }
         }

@@ -341,3 +341,40 @@ fn a_worker_lease_survives_the_rescan_of_a_shared_store() {
         assert_eq!(engine.instance(id).unwrap().status, Status::Completed);
     }
 }
+
+/// With a shared store a worker's lease is in the database: a job leased through
+/// one node is not handed out by another, and its worker may report to any node.
+#[test]
+fn a_worker_lease_taken_on_one_node_holds_on_the_other() {
+    for store in TestStore::all("a_worker_lease_taken_on_one_node").into_iter().filter(|s| s.shared()) {
+        let a = store.builder().external("pdf.render").build().unwrap();
+        a.deploy("ext.yaml", EXTERNAL).unwrap();
+        let id = a.start("ext", Vars::new(), StartOptions::default()).unwrap().id;
+        let b = store.builder().external("pdf.render").build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let (ea, eb) = (Executor::new(a.clone()), Executor::new(b.clone()));
+        let lease = std::time::Duration::from_secs(60);
+        rt.block_on(async {
+            let (done, stop) = tokio::sync::oneshot::channel::<()>();
+            let both = async {
+                // Both nodes offer the job to their workers' pools.
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                assert_eq!((a.worker_pool_len(), b.worker_pool_len()), (1, 1));
+                let got = a.activate_jobs("pdf.render", "w1", 1, lease).unwrap();
+                assert_eq!(got.len(), 1);
+                assert!(b.activate_jobs("pdf.render", "w2", 1, lease).unwrap().is_empty(), "leased through a");
+                let err = b.complete_job(&got[0].id, "w2", json!({})).unwrap_err();
+                assert!(err.to_string().contains("worker `w1` holds it"), "{err}");
+                b.complete_job(&got[0].id, "w1", json!({})).unwrap();
+                let _ = done.send(());
+            };
+            tokio::join!(
+                ea.run(both),
+                eb.run(async {
+                    let _ = stop.await;
+                })
+            );
+        });
+        assert_eq!(a.instance(id).unwrap().status, Status::Completed);
+    }
+}

@@ -9,6 +9,7 @@ pub mod files;
 pub mod incidents;
 pub mod instances;
 pub mod messages;
+pub mod migrate;
 pub mod processes;
 pub mod remote;
 pub mod run;
@@ -79,7 +80,7 @@ fn postgres_builder(url: &str, data: &Path) -> anyhow::Result<nagare_engine::Eng
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.contains('=')) {
         bail!("--store `{url}`: use `sled` or a PostgreSQL connection string (postgres://user@host/db)");
     }
-    let store = PgStore::open(&PgOptions::new(url)).map_err(|e| {
+    let store = PgOptions::from_store(url).and_then(|o| PgStore::open(&o)).map_err(|e| {
         anyhow!(
             "{e}\n  hint: --store (or NAGARE_STORE) takes a libpq connection string; README § Running on PostgreSQL"
         )

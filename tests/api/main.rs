@@ -19,6 +19,8 @@ mod loader;
 mod multi;
 #[cfg(feature = "postgres")]
 mod nodes;
+#[cfg(feature = "postgres")]
+mod nodes_kill;
 mod openapi;
 mod race;
 mod rules;

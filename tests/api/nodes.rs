@@ -9,17 +9,25 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 /// A node: the server process, its URL, and its stderr read to the end on drop.
-struct Node {
-    child: Child,
-    url: String,
+pub(crate) struct Node {
+    pub(crate) child: Child,
+    pub(crate) url: String,
 }
 
 impl Node {
     fn start(data: &std::path::Path, store: &str) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_nagare"))
-            .arg("--data")
-            .arg(data)
-            .args(["serve", "--addr", "127.0.0.1:0", "--with-bench", "--store", store])
+        Node::start_with(data, store, None)
+    }
+
+    /// A node deploying the processes of `processes` (the repository's otherwise);
+    /// its log goes to `data/serve.log` when `processes` is given.
+    pub(crate) fn start_with(data: &std::path::Path, store: &str, processes: Option<&std::path::Path>) -> Node {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nagare"));
+        cmd.arg("--data").arg(data).args(["serve", "--addr", "127.0.0.1:0", "--with-bench", "--store", store]);
+        if let Some(p) = processes {
+            cmd.arg("--processes").arg(p);
+        }
+        let mut child = cmd
             .current_dir(root())
             .env_remove("RUST_LOG")
             .env_remove("NAGARE_STORE")
@@ -40,7 +48,19 @@ impl Node {
             }
         };
         // Keep reading stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
+        let log_file = processes.map(|_| data.join("serve.log"));
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut out = log_file.and_then(|f| std::fs::OpenOptions::new().create(true).append(true).open(f).ok());
+            if let Some(o) = out.as_mut() {
+                let _ = o.write_all(log.as_bytes());
+            }
+            for line in lines.map_while(Result::ok) {
+                if let Some(o) = out.as_mut() {
+                    let _ = writeln!(o, "{line}");
+                }
+            }
+        });
         Node { child, url }
     }
 }
@@ -53,7 +73,7 @@ impl Drop for Node {
 }
 
 /// `url` with PostgreSQL's search path set to `schema` (URL or key=value form).
-fn in_schema(url: &str, schema: &str) -> String {
+pub(crate) fn in_schema(url: &str, schema: &str) -> String {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let sep = if url.contains('?') { '&' } else { '?' };
         format!("{url}{sep}options=-csearch_path%3D{schema}")

@@ -281,4 +281,32 @@ pub trait Store: Send + Sync {
     /// across stores, and not when a crash lost an unflushed start and its instance
     /// id is handed out again.
     fn incarnation(&self) -> &str;
+    /// A store shared by several processes keeps external workers' leases, so a
+    /// worker may talk to any node: lease job `id` at `attempt` to `worker` until
+    /// `until` if nobody holds it (no lease, another attempt's, or one that ran out
+    /// by `now`). `Ok(None)`: this store keeps no worker leases (the engine's memory
+    /// does, as with one process); `Ok(Some(false))`: another worker holds it.
+    fn lease_to_worker(
+        &self,
+        _id: &str,
+        _worker: &str,
+        _attempt: u32,
+        _now: DateTime<Utc>,
+        _until: DateTime<Utc>,
+    ) -> Result<Option<bool>, StoreError> {
+        Ok(None)
+    }
+    /// The worker lease stored for job `id`: `(worker, attempt, until)`; `Ok(None)`
+    /// when this store keeps none (see [`Store::lease_to_worker`]).
+    fn worker_lease(&self, _id: &str) -> Result<Option<Option<WorkerLease>>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// A job leased to an external worker, as a shared store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerLease {
+    pub worker: String,
+    pub attempt: u32,
+    pub until: DateTime<Utc>,
 }

@@ -17,10 +17,11 @@ use super::pool::Conn;
 use crate::store::StoreError;
 
 /// The schema version this nagare writes: the number of the last migration.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Migration `n` is `MIGRATIONS[n - 1]`. Never edit a released one: add another.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE definitions (
     process text COLLATE "C" NOT NULL,
     version bigint NOT NULL,
@@ -115,7 +116,12 @@ CREATE TABLE messages (
 CREATE INDEX messages_by_message ON messages (name, key, id);
 CREATE SEQUENCE instance_ids;
 CREATE SEQUENCE message_ids;
-"#];
+"#,
+    // 2: external workers' leases, shared by every node (Store::lease_to_worker).
+    r#"
+ALTER TABLE jobs ADD COLUMN worker text, ADD COLUMN worker_attempt integer, ADD COLUMN worker_until timestamptz;
+"#,
+];
 
 /// Bring the schema to [`SCHEMA_VERSION`], or refuse a newer one.
 pub async fn migrate(c: &mut Conn, schema: Option<&str>) -> Result<(), StoreError> {

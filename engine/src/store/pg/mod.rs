@@ -13,7 +13,9 @@
 //! microsecond) and exactly in Rust with the same predicates as the sled store,
 //! reading in chunks until a page is full.
 
+pub mod migrate;
 mod migrations;
+pub mod options;
 mod pool;
 
 pub use migrations::SCHEMA_VERSION;
@@ -47,11 +49,32 @@ pub struct PgOptions {
     /// first; letters, digits and `_` only. Tests use one schema each.
     pub schema: Option<String>,
     pub pool_size: usize,
+    /// `SET statement_timeout` on every connection (none: PostgreSQL's setting).
+    pub statement_timeout: Option<std::time::Duration>,
+    /// How long a job's start leases it beyond the call's timeout ([`JOB_LEASE`]).
+    pub job_lease: std::time::Duration,
 }
 
 impl PgOptions {
     pub fn new(url: impl Into<String>) -> Self {
-        PgOptions { url: url.into(), schema: None, pool_size: DEFAULT_POOL_SIZE }
+        PgOptions {
+            url: url.into(),
+            schema: None,
+            pool_size: DEFAULT_POOL_SIZE,
+            statement_timeout: None,
+            job_lease: JOB_LEASE,
+        }
+    }
+
+    /// The options of a `--store` string: libpq's connection string with nagare's
+    /// own `pool_size`, `statement_timeout` and `job_lease` in it (see [`options`]).
+    pub fn from_store(store: &str) -> Result<Self, StoreError> {
+        let p = options::StoreParams::parse(store)?;
+        let mut o = PgOptions::new(p.url);
+        o.pool_size = p.pool_size.unwrap_or(DEFAULT_POOL_SIZE);
+        o.statement_timeout = p.statement_timeout;
+        o.job_lease = p.job_lease.unwrap_or(JOB_LEASE);
+        Ok(o)
     }
 
     pub fn schema(mut self, schema: impl Into<String>) -> Self {
@@ -63,6 +86,7 @@ impl PgOptions {
 pub struct PgStore {
     pool: Pool,
     incarnation: String,
+    job_lease: std::time::Duration,
 }
 
 fn enc<T: Serialize>(v: &T) -> String {
@@ -158,18 +182,21 @@ impl PgStore {
                 opts.pool_size
             )));
         }
-        let pool = Pool::new(Target { config, schema: opts.schema.clone() }, opts.pool_size)?;
+        let target = Target { config, schema: opts.schema.clone(), statement_timeout: opts.statement_timeout };
+        let pool = Pool::new(target, opts.pool_size)?;
         let schema = opts.schema.clone();
         pool.run(move |c| Box::pin(async move { migrations::migrate(c, schema.as_deref()).await }))?;
-        Ok(PgStore { pool, incarnation: super::kv::random_incarnation() })
+        Ok(PgStore { pool, incarnation: super::kv::random_incarnation(), job_lease: opts.job_lease })
     }
 
     /// Drop schema `schema` and everything in it (tests clean up after themselves).
     pub fn drop_schema(url: &str, schema: &str) -> Result<(), StoreError> {
         check_schema_name(schema)?;
+        // The store string may carry nagare's own options; the driver refuses them.
+        let url = options::StoreParams::parse(url)?.url;
         let config: tokio_postgres::Config =
             url.parse().map_err(|e| StoreError::Io(format!("PostgreSQL connection string: {e}")))?;
-        let pool = Pool::new(Target { config, schema: None }, 1)?;
+        let pool = Pool::new(Target { config, schema: None, statement_timeout: None }, 1)?;
         let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
         pool.run(move |c| Box::pin(async move { c.batch(&sql).await }))
     }
@@ -849,7 +876,7 @@ impl Store for PgStore {
 
     fn count_start(&self, id: &str) -> Result<Option<(Job, u32)>, StoreError> {
         let (id, owner) = (key(id), self.incarnation.clone());
-        let lease = i64::try_from(JOB_LEASE.as_secs()).unwrap_or(i64::MAX);
+        let lease = i64::try_from(self.job_lease.as_secs().max(1)).unwrap_or(i64::MAX);
         self.pool.run(move |c| {
             Box::pin(async move {
                 // Claim it: free (never started, or written since), or its holder's
@@ -885,6 +912,50 @@ impl Store for PgStore {
 
     fn shared(&self) -> bool {
         true
+    }
+
+    fn lease_to_worker(
+        &self,
+        id: &str,
+        worker: &str,
+        attempt: u32,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<bool>, StoreError> {
+        let (id, worker, attempt) = (key(id), worker.to_string(), i32::try_from(attempt).unwrap_or(i32::MAX));
+        self.pool.run(move |c| {
+            Box::pin(async move {
+                // One statement: two nodes activating at once cannot both get it.
+                let n = c
+                    .execute(
+                        "UPDATE jobs SET worker = $2, worker_attempt = $3, worker_until = $5
+                         WHERE id = $1 AND (worker IS NULL OR worker_attempt IS DISTINCT FROM $3
+                                            OR worker_until <= $4)",
+                        &[&id, &worker, &attempt, &now, &until],
+                    )
+                    .await?;
+                Ok(Some(n == 1))
+            })
+        })
+    }
+
+    fn worker_lease(&self, id: &str) -> Result<Option<Option<WorkerLease>>, StoreError> {
+        let id = key(id);
+        self.pool.run(move |c| {
+            Box::pin(async move {
+                let rows = c
+                    .query(
+                        "SELECT worker, worker_attempt, worker_until FROM jobs WHERE id = $1 AND worker IS NOT NULL",
+                        &[&id],
+                    )
+                    .await?;
+                Ok(Some(rows.first().map(|r| WorkerLease {
+                    worker: r.get(0),
+                    attempt: r.get::<_, i32>(1).max(0) as u32,
+                    until: r.get(2),
+                })))
+            })
+        })
     }
 }
 

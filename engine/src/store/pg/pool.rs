@@ -100,6 +100,9 @@ pub struct Target {
     pub config: Config,
     /// `SET search_path` on every connection (tests use a schema each).
     pub schema: Option<String>,
+    /// `SET statement_timeout` on every connection: a statement running longer
+    /// fails (the event is not saved, the request answers 500 `store-failed`).
+    pub statement_timeout: Option<std::time::Duration>,
 }
 
 pub struct Pool {
@@ -208,6 +211,9 @@ impl Shared {
         let mut conn = Conn { client, statements: HashMap::new() };
         if let Some(schema) = &self.target.schema {
             conn.batch(&format!("SET search_path TO \"{schema}\"")).await?;
+        }
+        if let Some(t) = self.target.statement_timeout {
+            conn.batch(&format!("SET statement_timeout = {}", t.as_millis())).await?;
         }
         Ok(conn)
     }

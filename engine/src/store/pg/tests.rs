@@ -201,3 +201,65 @@ fn a_started_job_is_leased_to_one_store_until_written_or_expired() {
     a.commit(Batch { jobs_delete: vec![job], ..Batch::default() }).unwrap();
     assert_eq!(b.count_start("7-3").unwrap(), None, "gone: not leased, not there");
 }
+
+#[test]
+fn options_in_the_store_string_set_the_statement_timeout_and_the_job_lease() {
+    let Some(schema) = Schema::new("store_options") else { return };
+    let sep = if schema.url.starts_with("postgres") {
+        if schema.url.contains('?') {
+            "&"
+        } else {
+            "?"
+        }
+    } else {
+        " "
+    };
+    let joined = |opts: &str| format!("{}{sep}{}", schema.url, opts.replace('&', if sep == " " { " " } else { "&" }));
+    let opts = PgOptions::from_store(&joined("statement_timeout=100ms&job_lease=7s&pool_size=2")).unwrap();
+    assert_eq!((opts.pool_size, opts.job_lease.as_secs()), (2, 7));
+    let store = PgStore::open(&opts.schema(&schema.name)).unwrap();
+    let slow = store.pool.run(|c| Box::pin(async move { c.batch("SELECT pg_sleep(1)").await }));
+    assert!(slow.unwrap_err().to_string().contains("statement timeout"), "a statement over 100 ms is cancelled");
+    // The job lease: 7 s beyond the call's timeout (30 s).
+    let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    let job = Job {
+        id: "9-1".into(),
+        instance: 9,
+        token: 1,
+        node: "call".into(),
+        due: at,
+        attempt: 1,
+        kind: crate::runtime::JobKind::Connector {
+            connector: "x".into(),
+            input: serde_json::json!({}),
+            idempotency_key: "k".into(),
+            timeout_ms: 30_000,
+        },
+    };
+    store.commit(Batch { jobs_put: vec![(None, job)], ..Batch::default() }).unwrap();
+    store.count_start("9-1").unwrap();
+    let ahead: f64 = store
+        .pool
+        .run(|c| {
+            Box::pin(async move {
+                let r = c.query("SELECT extract(epoch FROM lease_until - now())::float8 FROM jobs", &[]).await?;
+                Ok(r[0].get(0))
+            })
+        })
+        .unwrap();
+    assert!((35.0..=37.5).contains(&ahead), "{ahead}");
+}
+
+#[test]
+fn a_buffered_message_expiry_is_leased_to_one_node() {
+    let Some(schema) = Schema::new("expiry_lease") else { return };
+    let a = Engine::builder().store(schema.open().unwrap()).build().unwrap();
+    let b = Engine::builder().store(schema.open().unwrap()).build().unwrap();
+    let sent = a.correlate("reply", "nobody", serde_json::json!({}), &crate::MessageOptions::default()).unwrap();
+    assert!(matches!(sent, crate::Correlation::Buffered { .. }), "{sent:?}");
+    let job = a.store().jobs().unwrap().pop().expect("the expiry job");
+    assert!(matches!(job.kind, crate::runtime::JobKind::MessageExpiry { .. }));
+    assert!(a.begin_run(&job.id).unwrap().is_some(), "a takes it");
+    let err = b.begin_run(&job.id).unwrap_err();
+    assert!(matches!(err, crate::EngineError::Store(StoreError::Leased { .. })), "{err}");
+}
