@@ -12,6 +12,7 @@ use crate::connector::{Connector, Registry};
 use crate::contain;
 use crate::diag::Diagnostics;
 use crate::due::DueQueue;
+use crate::events::{self, EngineEvent};
 use crate::expr::Vars;
 use crate::load::{load_str, Loaded};
 use crate::lock::Lock;
@@ -118,6 +119,7 @@ pub struct EngineBuilder {
     queue_window: usize,
     message_ttl: std::time::Duration,
     blobs: Option<Blobs>,
+    event_capacity: usize,
 }
 
 impl EngineBuilder {
@@ -164,6 +166,14 @@ impl EngineBuilder {
         self
     }
 
+    /// Events kept for slow subscribers ([`Engine::subscribe`]; default
+    /// [`crate::events::DEFAULT_EVENT_CAPACITY`], at most
+    /// [`crate::events::MAX_EVENT_CAPACITY`], at least 1).
+    pub fn event_capacity(mut self, n: usize) -> Self {
+        self.event_capacity = n.clamp(1, crate::events::MAX_EVENT_CAPACITY);
+        self
+    }
+
     pub fn connector(mut self, name: impl Into<String>, c: impl Connector + 'static) -> Self {
         self.connectors.register(name, c);
         self
@@ -201,6 +211,7 @@ impl EngineBuilder {
             stats: Stats::default(),
             message_ttl: self.message_ttl,
             blobs: self.blobs.unwrap_or_else(Blobs::in_memory),
+            events: tokio::sync::broadcast::Sender::new(self.event_capacity),
         };
         let engine = Engine { inner: Arc::new(inner) };
         engine.reload()?;
@@ -236,6 +247,8 @@ pub(crate) struct Inner {
     stats: Stats,
     pub(crate) message_ttl: std::time::Duration,
     pub(crate) blobs: Blobs,
+    /// Told of every durable instance commit ([`crate::events`]).
+    events: tokio::sync::broadcast::Sender<EngineEvent>,
 }
 
 /// A workflow engine. Cheap to clone; all clones share one state.
@@ -277,6 +290,7 @@ impl Engine {
             queue_window: DEFAULT_QUEUE_WINDOW,
             message_ttl: DEFAULT_MESSAGE_TTL,
             blobs: None,
+            event_capacity: crate::events::DEFAULT_EVENT_CAPACITY,
         }
     }
 
@@ -304,6 +318,15 @@ impl Engine {
 
     pub fn connectors(&self) -> &Registry {
         &self.inner.connectors
+    }
+
+    /// Be told what happens from now on: instances started, completed, cancelled;
+    /// tasks opened, claimed, completed; incidents; messages delivered; failed
+    /// connector calls. Each event is sent once its commit is durable, in commit
+    /// order per instance; a receiver that falls behind gets `Lagged(n)` and should
+    /// re-read the state it follows. See [`crate::events`].
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<EngineEvent> {
+        self.inner.events.subscribe()
     }
 
     /// Counters since this engine opened: instances, open tasks, commit latency.
@@ -861,9 +884,16 @@ impl Engine {
             dequeue.push((j.due, j.id.clone()));
         }
         batch.extend(extra);
+        // Derived before the batch moves into the store, sent only once it is
+        // durable; skipped when nobody listens.
+        let events = if self.inner.events.receiver_count() > 0 { events::of_batch(&batch) } else { Vec::new() };
         let t = Instant::now();
         store.commit(batch)?;
         self.inner.stats.record_commit(t.elapsed());
+        for e in events {
+            // An error only means every receiver went away meanwhile.
+            let _ = self.inner.events.send(e);
+        }
         self.inner.stats.tasks_open.fetch_add(tasks_opened, Ordering::Relaxed);
         self.enqueue(enqueue, dequeue);
         Ok(waits)
