@@ -12,6 +12,7 @@ pub use nagare_core::{
     compile, diag, diagram, expr, load, model, process, runtime, schedule, schema, sensitive, types,
 };
 
+pub mod asynchronous;
 pub mod blobs;
 pub mod calls;
 #[cfg(test)]
@@ -39,6 +40,7 @@ pub mod store;
 pub mod timers;
 pub mod workers;
 
+pub use asynchronous::AsyncEngine;
 pub use clock::{Clock, SystemClock, VirtualClock};
 pub use connector::{Call, Connector, ConnectorError, FnConnector, Registry};
 pub use diag::{Diagnostic, Diagnostics};

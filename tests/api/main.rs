@@ -23,3 +23,4 @@ mod openapi;
 mod race;
 mod rules;
 mod serve;
+mod sse;
