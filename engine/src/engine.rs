@@ -252,6 +252,13 @@ pub(crate) struct Inner {
 }
 
 /// A workflow engine. Cheap to clone; all clones share one state.
+///
+/// **Every call blocks.** A call that changes an instance takes the instance's lock
+/// and returns only once its commit is durable (the store's fsync: about 1 to 10 ms
+/// on sled); reads wait for the store. From async code use
+/// [`Engine::asynchronous`] ([`crate::AsyncEngine`]), which runs each call on
+/// tokio's blocking pool, or wrap calls in [`tokio::task::spawn_blocking`]. To learn
+/// what happens without polling, [`Engine::subscribe`] to its events.
 #[derive(Clone)]
 pub struct Engine {
     pub(crate) inner: Arc<Inner>,
