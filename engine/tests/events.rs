@@ -184,3 +184,55 @@ async fn a_slow_subscriber_learns_it_lagged() {
     assert_eq!(names(&rest), ["instance_started", "task_opened", "instance_started", "task_opened"]);
     assert_eq!(slow.try_recv(), Err(TryRecvError::Empty));
 }
+
+const CHILD: &str = r#"
+id: child
+lanes: { boss: {} }
+variables:
+  decision: { type: bool }
+start: { next: approve }
+nodes:
+  approve: { user_task: Approve, lane: boss, form: { decision: required }, next: done }
+  done: { end: }
+"#;
+
+const PARENT: &str = r#"
+id: parent
+variables:
+  approved: { type: bool }
+start: { next: approve }
+nodes:
+  approve: { call: child, out: { approved: decision }, next: done }
+  done: { end: }
+"#;
+
+/// Through the async handle: a call activity commits the caller and the new child
+/// in one batch; each gets its own events, and the child's end is followed by the
+/// parent's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_activity_tells_both_instances_through_the_async_handle() {
+    let engine = Engine::in_memory().asynchronous();
+    engine.deploy("child.yaml", CHILD).await.unwrap();
+    engine.deploy("parent.yaml", PARENT).await.unwrap();
+    let mut rx = engine.subscribe();
+    let parent = engine.start("parent", Default::default(), Default::default()).await.unwrap();
+    Executor::new(engine.blocking().clone()).run_until_idle().await;
+    let started = rx.recv().await.unwrap();
+    assert_eq!((started.kind.name(), started.instance), ("instance_started", parent.id));
+    let child = rx.recv().await.unwrap();
+    let EventKind::InstanceStarted { parent: Some(p), .. } = child.kind else { panic!("{child:?}") };
+    assert_eq!((p, child.process.as_str()), (parent.id, "child"));
+    let opened = rx.recv().await.unwrap();
+    let task = opened.kind.task().expect("the child's task").clone();
+    assert_eq!((opened.instance, task.instance), (child.instance, child.instance));
+
+    engine.complete(task.id, "boss", [("decision".into(), json!(true))].into(), Outcome::Next).await.unwrap();
+    Executor::new(engine.blocking().clone()).run_until_idle().await;
+    let rest = drain(&mut rx);
+    let seen: Vec<_> = rest.iter().map(|e| (e.kind.name(), e.instance)).collect();
+    assert_eq!(
+        seen,
+        [("task_completed", child.instance), ("instance_completed", child.instance), ("instance_completed", parent.id)]
+    );
+    assert_eq!(engine.instance(parent.id).await.unwrap().vars["approved"], json!(true));
+}
