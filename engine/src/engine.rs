@@ -51,7 +51,8 @@ pub const DEFAULT_MESSAGE_TTL: std::time::Duration = std::time::Duration::from_s
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("{0}")]
+    /// The store failed (disk, database): HTTP 500. Transparent: its message once.
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the process file has errors:\n{0}")]
     Invalid(Diagnostics),
@@ -72,7 +73,7 @@ pub enum EngineError {
     #[error("no one waits for message `{name}` with key `{key}`, and it was sent with no time to live")]
     NoReceiver { name: String, key: String },
     /// The blob store failed (disk) or a file's content is missing: HTTP 500.
-    #[error("{0}")]
+    #[error(transparent)]
     Blob(#[from] BlobError),
     /// A bug (a panic) stopped the request, and no instance could take it as an
     /// incident (a start, a cancel): nothing was changed. HTTP 500.
@@ -1143,4 +1144,24 @@ pub(crate) fn debug_assert_invariants(p: &Process, inst: &Instance) {
 
 fn is_overdue(t: &Task, now: DateTime<Utc>) -> bool {
     t.status == runtime::TaskStatus::Open && t.due.is_some_and(|d| d < now)
+}
+
+#[cfg(test)]
+mod error_tests {
+    use crate::store::StoreError;
+    use crate::EngineError;
+
+    /// Regression: `Store(#[from])` with `#[error("{0}")]` was both the message and
+    /// its source, so an error chain (anyhow's `{:#}`) printed it twice.
+    #[test]
+    fn wrapped_store_errors_print_their_message_once_in_a_chain() {
+        let e = EngineError::from(StoreError::Io("disk full".into()));
+        let mut chain = vec![e.to_string()];
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            chain.push(s.to_string());
+            source = s.source();
+        }
+        assert_eq!(chain, ["storage I/O failed: disk full"]);
+    }
 }
