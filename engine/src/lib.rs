@@ -29,6 +29,7 @@ pub mod incidents;
 mod lock;
 pub mod messages;
 pub mod notify;
+pub mod prelude;
 pub mod records;
 #[cfg(test)]
 mod reliability_tests;
@@ -38,6 +39,7 @@ pub mod sim;
 pub mod stats;
 pub mod store;
 pub mod timers;
+pub mod typed;
 pub mod workers;
 
 pub use asynchronous::AsyncEngine;
@@ -52,4 +54,5 @@ pub use incidents::IncidentView;
 pub use messages::{Correlation, MessageOptions};
 pub use records::{RecordStart, RecordStartOptions};
 pub use sendback::SendBackNote;
+pub use typed::{TypedVarsError, VarsAs, VarsFromSerde};
 pub use workers::{ActivatedJob, JobError};
