@@ -22,9 +22,10 @@ use super::AppState;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
-use nagare_engine::{Engine, EngineEvent};
+use nagare_engine::{Engine, EngineEvent, EventKind};
 use serde::Serialize;
 use serde_json::Value;
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,6 +98,7 @@ pub async fn events(
         stopping: state.stopping.subscribe(),
         engine: state.engine.clone(),
         caller,
+        known: HashSet::new(),
     };
     let stream = futures_util::stream::unfold(follow, |mut f| async move {
         let event = f.next().await?;
@@ -111,7 +113,14 @@ struct Follow {
     stopping: tokio::sync::watch::Receiver<bool>,
     engine: Engine,
     caller: Arc<Caller>,
+    /// Instances this caller started or acted on: visible for good (participants
+    /// only grow), so their events need no store read. Bounded by [`KNOWN_MAX`].
+    known: HashSet<u64>,
 }
+
+/// Most instances one connection remembers as visible for good (then it forgets
+/// them all and reads again).
+const KNOWN_MAX: usize = 10_000;
 
 impl Follow {
     /// The next event this caller may see; `None` when the stream ends.
@@ -126,7 +135,11 @@ impl Follow {
             };
             match got {
                 Ok(e) => {
-                    if self.may_see(&e).await {
+                    let visible = self.may_see(&e).await;
+                    if matches!(e.kind, EventKind::InstanceCompleted { .. } | EventKind::InstanceCancelled { .. }) {
+                        self.known.remove(&e.instance); // nothing more will come
+                    }
+                    if visible {
                         return Some(to_sse(e));
                     }
                 }
@@ -142,21 +155,32 @@ impl Follow {
         }
     }
 
-    async fn may_see(&self, e: &EngineEvent) -> bool {
+    async fn may_see(&mut self, e: &EngineEvent) -> bool {
         if self.caller.admin {
             return true;
         }
         if let Some(task) = e.kind.task() {
             return self.caller.may_see_task(task);
         }
+        if self.known.contains(&e.instance) {
+            return true;
+        }
         let (engine, caller, id) = (self.engine.clone(), self.caller.clone(), e.instance);
         let seen = super::blocking(move || {
             let inst = engine.instance(id)?;
             let tasks = open_tasks(&engine, &inst)?;
-            Ok(caller.may_see_instance(&inst, &tasks))
+            let own = inst.started_by.as_deref() == Some(&caller.id) || inst.participants.contains(&caller.id);
+            Ok((caller.may_see_instance(&inst, &tasks), own))
         })
         .await;
-        seen.unwrap_or(false)
+        let (visible, own) = seen.unwrap_or((false, false));
+        if own {
+            if self.known.len() >= KNOWN_MAX {
+                self.known.clear();
+            }
+            self.known.insert(e.instance);
+        }
+        visible
     }
 }
 
