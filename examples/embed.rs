@@ -1,14 +1,22 @@
 //! Embedding nagare in an application.
 //!
 //! An app opens an engine on its own data directory, registers a connector of its
-//! own, deploys a process from a string, starts an instance, lets the executor run
-//! the service step, and completes the user task as a person would.
+//! own, deploys a process from a string and starts an instance. The executor runs
+//! the service step in the background; the app learns what happens from the
+//! engine's events (no polling): it completes the approval task when it opens, as
+//! a person would, and stops when the instance completes.
+//!
+//! From async code it uses [`AsyncEngine`]: every engine call waits for the disk
+//! (fsync), so it runs on tokio's blocking pool, not on the app's worker threads.
 //!
 //! Run: `cargo run --example embed`
 
 use nagare_engine::runtime::{Outcome, Status};
-use nagare_engine::{Call, ConnectorError, Engine, Executor, FnConnector, StartOptions, Vars};
+use nagare_engine::{
+    AsyncEngine, Call, ConnectorError, Engine, EngineEvent, EventKind, Executor, FnConnector, StartOptions, Vars,
+};
 use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
 
 const PROCESS: &str = r#"
 id: 見積承認
@@ -50,26 +58,61 @@ fn credit_check(call: &Call) -> Result<serde_json::Value, ConnectorError> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
-    let engine =
-        Engine::builder().data_dir(dir.path())?.connector("myapp.credit_check", FnConnector(credit_check)).build()?;
+    let engine: AsyncEngine = Engine::builder()
+        .data_dir(dir.path())?
+        .connector("myapp.credit_check", FnConnector(credit_check))
+        .build()?
+        .asynchronous();
 
-    let deployed = engine.deploy("見積承認.yaml", PROCESS)?;
+    let deployed = engine.deploy("見積承認.yaml", PROCESS).await?;
     println!("deployed {} v{}", deployed.id, deployed.version);
 
+    // Subscribe before acting: events are sent from now on, once each commit is durable.
+    let mut events = engine.subscribe();
+    // Service steps run in the executor, in the background until the app stops.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let executor = Executor::new(engine.blocking().clone());
+    let running = tokio::spawn(async move { executor.run(async { stopped.await.unwrap_or(()) }).await });
+
     let vars: Vars = [("顧客".to_string(), json!("株式会社ながれ")), ("金額".to_string(), json!(480_000))].into();
-    let inst = engine.start("見積承認", vars, StartOptions { by: Some("app".into()), ..Default::default() })?;
+    let inst = engine.start("見積承認", vars, StartOptions { by: Some("app".into()), ..Default::default() }).await?;
 
-    // Service steps run in the executor; a server would keep `Executor::run` going.
-    Executor::new(engine.clone()).run_until_idle().await;
+    let finished = loop {
+        let event: EngineEvent = match events.recv().await {
+            Ok(e) => e,
+            // Fell behind: the missed events are gone; re-read the instance instead.
+            Err(RecvError::Lagged(n)) => {
+                println!("missed {n} events; re-reading instance {}", inst.id);
+                let now = engine.instance(inst.id).await?;
+                if now.status.is_finished() {
+                    break (now.status, None);
+                }
+                continue;
+            }
+            Err(RecvError::Closed) => return Err("the engine went away".into()),
+        };
+        if event.instance != inst.id {
+            continue;
+        }
+        println!("event: {} {}", event.kind.name(), serde_json::to_string(&event.kind)?);
+        match event.kind {
+            EventKind::TaskOpened { task } => {
+                println!("open task {}: {}", task.id, task.title);
+                let data: Vars = [("承認".to_string(), json!(true))].into();
+                engine.complete(task.id, "suzuki", data, Outcome::Next).await?;
+            }
+            EventKind::InstanceCompleted { status, end_node } => break (status, end_node),
+            EventKind::InstanceCancelled { status, .. } => break (status, None),
+            EventKind::IncidentRaised { message, .. } => return Err(format!("incident: {message}").into()),
+            _ => {}
+        }
+    };
+    let _ = stop.send(());
+    running.await?;
 
-    let inst = engine.instance(inst.id)?;
-    let task = inst.open_task_ids().next().ok_or("expected the approval task to be open")?.to_string();
-    println!("open task {task}: {}", engine.task(&task)?.title);
-
-    let done = engine.complete(&task, "suzuki", [("承認".to_string(), json!(true))].into(), Outcome::Next)?;
-    assert_eq!(done.status, Status::Completed);
-    println!("instance {} is {}; history:", done.id, done.status.as_str());
-    for h in engine.history(done.id)? {
+    assert_eq!(finished, (Status::Completed, Some("完了".to_string())));
+    println!("instance {} is completed at 完了; history:", inst.id);
+    for h in engine.history(inst.id).await? {
         println!("  {:>2} {:<10} {}", h.seq, h.node.as_deref().unwrap_or("-"), h.event.name());
     }
     Ok(())

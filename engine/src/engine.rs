@@ -12,6 +12,7 @@ use crate::connector::{Connector, Registry};
 use crate::contain;
 use crate::diag::Diagnostics;
 use crate::due::DueQueue;
+use crate::events::{self, EngineEvent};
 use crate::expr::Vars;
 use crate::load::{load_str, Loaded};
 use crate::lock::Lock;
@@ -50,7 +51,8 @@ pub const DEFAULT_MESSAGE_TTL: std::time::Duration = std::time::Duration::from_s
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("{0}")]
+    /// The store failed (disk, database): HTTP 500. Transparent: its message once.
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the process file has errors:\n{0}")]
     Invalid(Diagnostics),
@@ -71,7 +73,7 @@ pub enum EngineError {
     #[error("no one waits for message `{name}` with key `{key}`, and it was sent with no time to live")]
     NoReceiver { name: String, key: String },
     /// The blob store failed (disk) or a file's content is missing: HTTP 500.
-    #[error("{0}")]
+    #[error(transparent)]
     Blob(#[from] BlobError),
     /// A bug (a panic) stopped the request, and no instance could take it as an
     /// incident (a start, a cancel): nothing was changed. HTTP 500.
@@ -118,6 +120,7 @@ pub struct EngineBuilder {
     queue_window: usize,
     message_ttl: std::time::Duration,
     blobs: Option<Blobs>,
+    event_capacity: usize,
 }
 
 impl EngineBuilder {
@@ -164,6 +167,14 @@ impl EngineBuilder {
         self
     }
 
+    /// Events kept for slow subscribers ([`Engine::subscribe`]; default
+    /// [`crate::events::DEFAULT_EVENT_CAPACITY`], at most
+    /// [`crate::events::MAX_EVENT_CAPACITY`], at least 1).
+    pub fn event_capacity(mut self, n: usize) -> Self {
+        self.event_capacity = n.clamp(1, crate::events::MAX_EVENT_CAPACITY);
+        self
+    }
+
     pub fn connector(mut self, name: impl Into<String>, c: impl Connector + 'static) -> Self {
         self.connectors.register(name, c);
         self
@@ -201,6 +212,7 @@ impl EngineBuilder {
             stats: Stats::default(),
             message_ttl: self.message_ttl,
             blobs: self.blobs.unwrap_or_else(Blobs::in_memory),
+            events: tokio::sync::broadcast::Sender::new(self.event_capacity),
         };
         let engine = Engine { inner: Arc::new(inner) };
         engine.reload()?;
@@ -236,9 +248,18 @@ pub(crate) struct Inner {
     stats: Stats,
     pub(crate) message_ttl: std::time::Duration,
     pub(crate) blobs: Blobs,
+    /// Told of every durable instance commit ([`crate::events`]).
+    events: tokio::sync::broadcast::Sender<EngineEvent>,
 }
 
 /// A workflow engine. Cheap to clone; all clones share one state.
+///
+/// **Every call blocks.** A call that changes an instance takes the instance's lock
+/// and returns only once its commit is durable (the store's fsync: about 1 to 10 ms
+/// on sled); reads wait for the store. From async code use
+/// [`Engine::asynchronous`] ([`crate::AsyncEngine`]), which runs each call on
+/// tokio's blocking pool, or wrap calls in [`tokio::task::spawn_blocking`]. To learn
+/// what happens without polling, [`Engine::subscribe`] to its events.
 #[derive(Clone)]
 pub struct Engine {
     pub(crate) inner: Arc<Inner>,
@@ -277,6 +298,7 @@ impl Engine {
             queue_window: DEFAULT_QUEUE_WINDOW,
             message_ttl: DEFAULT_MESSAGE_TTL,
             blobs: None,
+            event_capacity: crate::events::DEFAULT_EVENT_CAPACITY,
         }
     }
 
@@ -304,6 +326,15 @@ impl Engine {
 
     pub fn connectors(&self) -> &Registry {
         &self.inner.connectors
+    }
+
+    /// Be told what happens from now on: instances started, completed, cancelled;
+    /// tasks opened, claimed, completed; incidents; messages delivered; failed
+    /// connector calls. Each event is sent once its commit is durable, in commit
+    /// order per instance; a receiver that falls behind gets `Lagged(n)` and should
+    /// re-read the state it follows. See [`crate::events`].
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<EngineEvent> {
+        self.inner.events.subscribe()
     }
 
     /// Counters since this engine opened: instances, open tasks, commit latency.
@@ -861,9 +892,16 @@ impl Engine {
             dequeue.push((j.due, j.id.clone()));
         }
         batch.extend(extra);
+        // Derived before the batch moves into the store, sent only once it is
+        // durable; skipped when nobody listens.
+        let events = if self.inner.events.receiver_count() > 0 { events::of_batch(&batch) } else { Vec::new() };
         let t = Instant::now();
         store.commit(batch)?;
         self.inner.stats.record_commit(t.elapsed());
+        for e in events {
+            // An error only means every receiver went away meanwhile.
+            let _ = self.inner.events.send(e);
+        }
         self.inner.stats.tasks_open.fetch_add(tasks_opened, Ordering::Relaxed);
         self.enqueue(enqueue, dequeue);
         Ok(waits)
@@ -1110,4 +1148,24 @@ pub(crate) fn debug_assert_invariants(p: &Process, inst: &Instance) {
 
 fn is_overdue(t: &Task, now: DateTime<Utc>) -> bool {
     t.status == runtime::TaskStatus::Open && t.due.is_some_and(|d| d < now)
+}
+
+#[cfg(test)]
+mod error_tests {
+    use crate::store::StoreError;
+    use crate::EngineError;
+
+    /// Regression: `Store(#[from])` with `#[error("{0}")]` was both the message and
+    /// its source, so an error chain (anyhow's `{:#}`) printed it twice.
+    #[test]
+    fn wrapped_store_errors_print_their_message_once_in_a_chain() {
+        let e = EngineError::from(StoreError::Io("disk full".into()));
+        let mut chain = vec![e.to_string()];
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            chain.push(s.to_string());
+            source = s.source();
+        }
+        assert_eq!(chain, ["storage I/O failed: disk full"]);
+    }
 }

@@ -5,6 +5,49 @@
 //! edge: [`store`] (sled),
 //! [`engine::Engine`] (locks, commits; [`messages`], [`timers`] and [`incidents`]
 //! add to it) and [`executor::Executor`] (due jobs: connector calls and timers).
+//!
+//! # Embedding
+//!
+//! An app builds an [`Engine`] (store, clock, its own connectors), deploys process
+//! files, starts instances and works their tasks. Every `Engine` call blocks on the
+//! disk (a commit returns once it is durable); async code uses [`AsyncEngine`]
+//! ([`Engine::asynchronous`]), which runs each call on tokio's blocking pool. What
+//! happens is told to [`Engine::subscribe`]rs as [`EngineEvent`]s, once durable and
+//! in commit order per instance ([`events`]). The everyday types are in
+//! [`prelude`].
+//!
+//! ```
+//! use nagare_engine::prelude::*;
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let engine = Engine::builder()
+//!     .in_memory() // or .data_dir(path)? for a durable store
+//!     .connector("app.rate", FnConnector(|_c: &Call| Ok(serde_json::json!({ "rate": 0.1 }))))
+//!     .build()?
+//!     .asynchronous();
+//! let yaml = "
+//! id: hello
+//! lanes: { staff: {} }
+//! variables: { rate: { type: number } }
+//! start: { next: rate }
+//! nodes:
+//!   rate: { service: app.rate, set: { rate: result.rate }, next: check }
+//!   check: { user_task: Check the rate, lane: staff, next: done }
+//!   done: { end: }
+//! ";
+//! engine.deploy("hello.yaml", yaml).await?;
+//! let mut events = engine.subscribe();
+//! let inst = engine.start("hello", Vars::new(), StartOptions::default()).await?;
+//! Executor::new(engine.blocking().clone()).run_until_idle().await; // the service step
+//! let task = loop {
+//!     if let EventKind::TaskOpened { task } = events.recv().await.unwrap().kind {
+//!         break task;
+//!     }
+//! };
+//! engine.complete(task.id, "sato", Vars::new(), Outcome::Next).await?;
+//! assert_eq!(engine.instance(inst.id).await?.status, Status::Completed);
+//! # Ok::<(), EngineError>(())
+//! # }).unwrap();
+//! ```
 
 // The pure core, re-exported so that `nagare_engine::runtime` etc. keep working and
 // the edge modules below can say `crate::runtime`.
@@ -12,6 +55,7 @@ pub use nagare_core::{
     compile, diag, diagram, expr, load, model, process, runtime, schedule, schema, sensitive, types,
 };
 
+pub mod asynchronous;
 pub mod blobs;
 pub mod calls;
 #[cfg(test)]
@@ -21,12 +65,14 @@ pub mod connector;
 mod contain;
 mod due;
 pub mod engine;
+pub mod events;
 pub mod executor;
 pub mod files;
 pub mod incidents;
 mod lock;
 pub mod messages;
 pub mod notify;
+pub mod prelude;
 pub mod records;
 #[cfg(test)]
 mod reliability_tests;
@@ -36,16 +82,20 @@ pub mod sim;
 pub mod stats;
 pub mod store;
 pub mod timers;
+pub mod typed;
 pub mod workers;
 
+pub use asynchronous::AsyncEngine;
 pub use clock::{Clock, SystemClock, VirtualClock};
 pub use connector::{Call, Connector, ConnectorError, FnConnector, Registry};
 pub use diag::{Diagnostic, Diagnostics};
 pub use engine::{Deployed, Engine, EngineBuilder, EngineError, StartOptions};
+pub use events::{EngineEvent, EventKind};
 pub use executor::Executor;
 pub use expr::Vars;
 pub use incidents::IncidentView;
 pub use messages::{Correlation, MessageOptions};
 pub use records::{RecordStart, RecordStartOptions};
 pub use sendback::SendBackNote;
+pub use typed::{TypedVarsError, VarsAs, VarsFromSerde};
 pub use workers::{ActivatedJob, JobError};

@@ -16,6 +16,7 @@ mod cloudsign_hook;
 pub(crate) mod config;
 pub mod conn;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub(crate) mod files;
 mod health;
@@ -163,6 +164,7 @@ fn protected(names: &mut SchemaNames) -> OpenApiRouter<AppState> {
         .routes(names.check(routes!(jobs::activate)))
         .routes(names.check(routes!(jobs::complete)))
         .routes(names.check(routes!(jobs::fail)))
+        .routes(names.check(routes!(events::events)))
         .routes(names.check(routes!(metrics::metrics)))
         .routes(names.check(routes!(openapi::document)))
 }

@@ -45,6 +45,7 @@ pub fn base() -> OpenApi {
             tag("messages", "Messages to waiting processes (how outside systems report back)"),
             tag("incidents", "Stopped tokens waiting for an operator: list, retry, resolve"),
             tag("jobs", "External workers: activate jobs of external connectors, report their results"),
+            tag("events", "What happens, as server-sent events (instead of polling)"),
             tag("hooks", "Webhooks from outside systems (no bearer token; a shared secret)"),
             tag("health", "Health, readiness, metrics and this document"),
         ]))

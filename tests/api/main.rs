@@ -25,3 +25,4 @@ mod openapi;
 mod race;
 mod rules;
 mod serve;
+mod sse;
