@@ -762,3 +762,168 @@ fn bench_on_several_nodes_reports_latency_percentiles() {
     let (p50, p99) = (r["p50_ms"].as_f64().unwrap(), r["p99_ms"].as_f64().unwrap());
     assert!(p50 > 0.0 && p99 >= p50, "{r}");
 }
+
+/// The README's "A session with curl", run against a real `nagare serve`: every
+/// `curl` of the session is sent as written (method, headers, body, URL with
+/// `$API`), and every `"key":value` its shown answer names is in the real answer
+/// (times, which differ from run to run, only as keys). A README that drifts from
+/// the server fails here.
+#[test]
+fn the_readme_curl_session_works_as_shown() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = &readme[readme.find("### A session with curl").expect("the section")..];
+    let block = section.split("```console\n").nth(2).expect("the session block");
+    let block = &block[..block.find("```").unwrap()];
+    let steps = curl_steps(block);
+    assert!(steps.len() >= 8, "the session has its curl calls: {}", steps.len());
+
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&dir.path().join("data"), &[]);
+    let api = format!("{}/api/v1", serve.url);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = reqwest::Client::new();
+    let pair = shown_pairs();
+    for (command, shown) in &steps {
+        let call = parse_curl(command, &api);
+        let mut req = client.request(call.method.parse().unwrap(), &call.url);
+        for (k, v) in &call.headers {
+            req = req.header(k, v);
+        }
+        if let Some(b) = &call.body {
+            req = req.body(b.clone());
+        }
+        let got = rt.block_on(async { req.send().await.unwrap().text().await.unwrap() });
+        for (key, value) in pair(shown) {
+            let time_like =
+                value.len() > 11 && value.as_bytes()[1..5].iter().all(u8::is_ascii_digit) && value.contains('T');
+            let want = if time_like { format!("\"{key}\":\"") } else { format!("\"{key}\":{value}") };
+            assert!(got.contains(&want), "README step `{command}`\nshows {want}\ngot {got}");
+        }
+    }
+}
+
+/// The `curl` commands of a console block (continuation lines joined) and the
+/// answer shown under each.
+fn curl_steps(block: &str) -> Vec<(String, String)> {
+    let mut steps: Vec<(String, String)> = Vec::new();
+    let mut lines = block.lines().peekable();
+    while let Some(line) = lines.next() {
+        let Some(cmd) = line.strip_prefix("$ ") else {
+            if let Some(last) = steps.last_mut() {
+                last.1.push_str(line);
+                last.1.push('\n');
+            }
+            continue;
+        };
+        let mut cmd = cmd.to_string();
+        while cmd.trim_end().ends_with('\\') {
+            cmd = cmd.trim_end().trim_end_matches('\\').to_string();
+            cmd.push_str(lines.next().unwrap_or_default().trim());
+        }
+        // A trailing comment is for the reader.
+        if let Some(i) = cmd.find("  #") {
+            cmd.truncate(i);
+        }
+        if cmd.starts_with("curl ") {
+            steps.push((cmd, String::new()));
+        }
+    }
+    steps
+}
+
+struct CurlCall {
+    method: String,
+    url: String,
+    headers: Vec<(String, String)>,
+    body: Option<String>,
+}
+
+/// The parts of a `curl` command line as the README writes them (`-s`, `-X`,
+/// `-H`, `-d`, the URL), with `$API` expanded outside single quotes.
+fn parse_curl(cmd: &str, api: &str) -> CurlCall {
+    let mut words = Vec::new();
+    let (mut cur, mut quote, mut any) = (String::new(), None::<char>, false);
+    for c in cmd.chars() {
+        match (quote, c) {
+            (None, '\'' | '"') => (quote, any) = (Some(c), true),
+            (Some(q), c) if c == q => quote = None,
+            (None, c) if c.is_whitespace() => {
+                if any {
+                    words.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            (q, c) => {
+                cur.push(c);
+                any = true;
+                if c == 'I' && q != Some('\'') && cur.ends_with("$API") {
+                    cur.truncate(cur.len() - 4);
+                    cur.push_str(api);
+                }
+            }
+        }
+    }
+    if any {
+        words.push(cur);
+    }
+    let mut call = CurlCall { method: "GET".into(), url: String::new(), headers: Vec::new(), body: None };
+    let mut it = words.into_iter().skip(1);
+    while let Some(w) = it.next() {
+        match w.as_str() {
+            "-s" => {}
+            "-X" => call.method = it.next().unwrap(),
+            "-H" => {
+                let h = it.next().unwrap();
+                let (k, v) = h.split_once(':').unwrap();
+                call.headers.push((k.trim().to_string(), v.trim().to_string()));
+            }
+            "-d" => {
+                call.body = it.next();
+                if call.method == "GET" {
+                    call.method = "POST".into();
+                }
+            }
+            url => call.url = url.to_string(),
+        }
+    }
+    call
+}
+
+/// `"key":value` pairs (scalar values) of a shown answer.
+fn shown_pairs() -> impl Fn(&str) -> Vec<(String, String)> {
+    |text: &str| {
+        let mut out = Vec::new();
+        let b = text;
+        let mut i = 0;
+        while let Some(start) = b[i..].find('"') {
+            let s = i + start + 1;
+            let Some(len) = b[s..].find('"') else { break };
+            let key = &b[s..s + len];
+            let after = s + len + 1;
+            i = after;
+            if !b[after..].starts_with(':') {
+                continue;
+            }
+            let v = &b[after + 1..];
+            let value = if let Some(rest) = v.strip_prefix('"') {
+                match rest.find('"') {
+                    Some(end) => format!("\"{}\"", &rest[..end]),
+                    None => break,
+                }
+            } else {
+                let end = v.find([',', '}', ']', '\n']).unwrap_or(v.len());
+                let raw = v[..end].trim();
+                if raw.is_empty() || raw.starts_with(['{', '[']) || raw.contains('…') {
+                    continue;
+                }
+                raw.to_string()
+            };
+            if value.contains('…') {
+                continue;
+            }
+            i = after + 1 + value.len();
+            out.push((key.to_string(), value));
+        }
+        out
+    }
+}
