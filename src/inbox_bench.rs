@@ -58,6 +58,9 @@ struct InboxReport {
     inbox_p50_ms: f64,
     inbox_p99_ms: f64,
     inbox_max_ms: f64,
+    /// The web inbox page (`GET /`, HTML, signed in, the user's group), p50 / p99.
+    web_inbox_p50_ms: f64,
+    web_inbox_p99_ms: f64,
     engine_query_p50_ms: f64,
     engine_query_p99_ms: f64,
     clients: usize,
@@ -178,6 +181,7 @@ pub fn run(out: &Out, temp_root: &Path, n: Option<usize>, concurrency: Option<us
         let base = server.url();
         let http = reqwest::Client::builder().pool_max_idle_per_host(clients + 4).build()?;
         let (inbox_lat, requests) = measure_inbox(&http, &base, &group).await?;
+        let web_lat = measure_web_inbox(&base).await?;
         let (rt_lat, trips, secs, conflicts) = round_trips(&http, &base, clients, n).await?;
         server.shutdown().await?;
         Ok::<_, anyhow::Error>(InboxReport {
@@ -193,6 +197,8 @@ pub fn run(out: &Out, temp_root: &Path, n: Option<usize>, concurrency: Option<us
             inbox_p50_ms: round3(percentile(&inbox_lat, 0.50)),
             inbox_p99_ms: round3(percentile(&inbox_lat, 0.99)),
             inbox_max_ms: round3(inbox_lat.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0)),
+            web_inbox_p50_ms: round3(percentile(&web_lat, 0.50)),
+            web_inbox_p99_ms: round3(percentile(&web_lat, 0.99)),
             engine_query_p50_ms: round3(percentile(&engine_lat, 0.50)),
             engine_query_p99_ms: round3(percentile(&engine_lat, 0.99)),
             clients,
@@ -218,6 +224,10 @@ pub fn run(out: &Out, temp_root: &Path, n: Option<usize>, concurrency: Option<us
         (
             format!("inbox page of {PAGE}, HTTP p50 / p99 / max"),
             format!("{:.3} / {:.3} / {:.3} ms", r.inbox_p50_ms, r.inbox_p99_ms, r.inbox_max_ms),
+        ),
+        (
+            format!("web inbox page (HTML, {PAGE} rows) p50 / p99"),
+            format!("{:.3} / {:.3} ms", r.web_inbox_p50_ms, r.web_inbox_p99_ms),
         ),
         (
             "same query in-process p50 / p99".into(),
@@ -266,6 +276,41 @@ async fn measure_inbox(http: &reqwest::Client, base: &str, group: &str) -> anyho
     }
     lat.sort();
     Ok((lat, REQUESTS))
+}
+
+/// The web inbox page, as a signed-in browser asks for it: sign in with the probe's
+/// token (a session cookie), then `GET /` sequentially; the latency of each page.
+async fn measure_web_inbox(base: &str) -> anyhow::Result<Vec<Duration>> {
+    const WARMUP: usize = 100;
+    const REQUESTS: usize = 1000;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    let login = http.post(format!("{base}/web/login")).form(&[("token", "bench-probe")]).send().await?;
+    let cookie = login
+        .headers()
+        .get(reqwest::header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("the web sign-in gave no session cookie ({})", login.status()))?;
+    let mut lat = Vec::with_capacity(REQUESTS);
+    for i in 0..WARMUP + REQUESTS {
+        let t = Instant::now();
+        let resp = http.get(format!("{base}/")).header(reqwest::header::COOKIE, &cookie).send().await?;
+        let status = resp.status();
+        let body = resp.text().await?;
+        let took = t.elapsed();
+        if !status.is_success() {
+            bail!("the web inbox answered {status}");
+        }
+        if i == 0 && body.matches("/web/tasks/").count() < PAGE {
+            bail!("the web inbox page lists fewer than {PAGE} tasks");
+        }
+        if i >= WARMUP {
+            lat.push(took);
+        }
+    }
+    lat.sort();
+    Ok(lat)
 }
 
 /// C clients completing tasks of their group's inbox; round trips, wall time, conflicts.
