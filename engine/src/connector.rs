@@ -84,6 +84,20 @@ where
     }
 }
 
+/// A connector from an async closure: `AsyncFnConnector(|call: Call| async move { ... })`.
+/// The closure gets its own copy of the call, so the future may outlive the borrow.
+pub struct AsyncFnConnector<F>(pub F);
+
+impl<F, Fut> Connector for AsyncFnConnector<F>
+where
+    F: Fn(Call) -> Fut + Send + Sync,
+    Fut: std::future::Future<Output = Result<Value, ConnectorError>> + Send + 'static,
+{
+    fn call<'a>(&'a self, call: &'a Call) -> BoxFuture<'a, Result<Value, ConnectorError>> {
+        Box::pin((self.0)(call.clone()))
+    }
+}
+
 /// How a watch `source` names a record: the business key (without generation) of
 /// the record whose id is `record_id`, for a process whose watch has `settings`.
 /// The kintone connector answers `kintone:<app>:<id>`. An `Err` says why no key

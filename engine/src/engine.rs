@@ -130,11 +130,14 @@ impl EngineBuilder {
     }
 
     /// Durable sled store in `dir`.
-    pub fn data_dir(self, dir: &Path) -> Result<Self, EngineError> {
+    /// The sled store in `dir` (created if missing), every commit fsynced.
+    pub fn data_dir(self, dir: impl AsRef<Path>) -> Result<Self, EngineError> {
         self.data_dir_with(dir, Durability::Flush)
     }
 
-    pub fn data_dir_with(self, dir: &Path, durability: Durability) -> Result<Self, EngineError> {
+    /// The sled store in `dir` with the given durability.
+    pub fn data_dir_with(self, dir: impl AsRef<Path>, durability: Durability) -> Result<Self, EngineError> {
+        let dir = dir.as_ref();
         let store = KvStore::new(SledKv::open(dir, durability)?)?;
         Ok(self.store(store).blobs(Blobs::in_dir(&dir.join("blobs"))?))
     }

@@ -87,7 +87,7 @@ pub mod workers;
 
 pub use asynchronous::AsyncEngine;
 pub use clock::{Clock, SystemClock, VirtualClock};
-pub use connector::{Call, Connector, ConnectorError, FnConnector, Registry};
+pub use connector::{AsyncFnConnector, Call, Connector, ConnectorError, FnConnector, Registry};
 pub use diag::{Diagnostic, Diagnostics};
 pub use engine::{Deployed, Engine, EngineBuilder, EngineError, StartOptions};
 pub use events::{EngineEvent, EventKind};

@@ -2,7 +2,7 @@
 //! `use nagare_engine::prelude::*;`.
 
 pub use crate::asynchronous::AsyncEngine;
-pub use crate::connector::{Call, Connector, ConnectorError, FnConnector, Registry};
+pub use crate::connector::{AsyncFnConnector, Call, Connector, ConnectorError, FnConnector, Registry};
 pub use crate::engine::{Engine, EngineBuilder, EngineError, StartOptions};
 pub use crate::events::{EngineEvent, EventKind};
 pub use crate::executor::Executor;

@@ -1,6 +1,6 @@
 use nagare_engine::runtime::{Outcome, Status};
 use nagare_engine::store::TaskQuery;
-use nagare_engine::{Executor, FnConnector, StartOptions, Vars};
+use nagare_engine::{Engine, Executor, FnConnector, StartOptions, Vars};
 use serde_json::json;
 
 mod common;
@@ -72,4 +72,30 @@ async fn service_fork_user_task_join_on(store: &TestStore) {
     assert_eq!(hist.first(), Some(&"started"));
     assert_eq!(hist.last(), Some(&"completed"));
     assert_eq!(hist.iter().filter(|h| **h == "joined").count(), 1);
+}
+
+/// An async closure serves a connector (`AsyncFnConnector`), and `data_dir` takes
+/// any path-like value.
+#[tokio::test]
+async fn an_async_closure_is_a_connector() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::builder()
+        .data_dir(dir.path().join("data"))
+        .unwrap()
+        .connector(
+            "test.double",
+            nagare_engine::AsyncFnConnector(|c: nagare_engine::Call| async move {
+                tokio::task::yield_now().await;
+                Ok(json!({ "y": c.input["x"].as_i64().unwrap_or(0) * 2 }))
+            }),
+        )
+        .build()
+        .unwrap();
+    let yaml = "id: p\nvariables:\n  y: { type: number }\nstart: { next: call }\nnodes:\n  call: { service: test.double, with: { x: 21 }, set: { y: result.y }, next: done }\n  done: { end: }\n";
+    engine.deploy("p.yaml", yaml).unwrap();
+    let inst = engine.start("p", Vars::new(), StartOptions::default()).unwrap();
+    Executor::new(engine.clone()).run_until_idle().await;
+    let done = engine.instance(inst.id).unwrap();
+    assert_eq!(done.status, Status::Completed);
+    assert_eq!(done.vars["y"], json!(42));
 }
