@@ -67,7 +67,7 @@ fn open(dir: &Path, base: &str) -> Engine {
     let registry = connectors.registry();
     let create = registry.get("cloudsign.create_draft").unwrap();
     Engine::builder()
-        .data_dir(&dir.join("engine"))
+        .data_dir(dir.join("engine"))
         .unwrap()
         .connectors(registry)
         .connector("crashing.create_draft", DiesAfterCreating { inner: create, marker: dir.join("aborted-once") })

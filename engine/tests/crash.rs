@@ -115,7 +115,7 @@ fn child_main(dir: &Path) {
         Ok(json!({ "key": c.idempotency_key }))
     });
     let engine = Engine::builder()
-        .data_dir(&dir.join("data"))
+        .data_dir(dir.join("data"))
         .expect("open data dir")
         .connector("effect", effect)
         .build()
