@@ -263,6 +263,14 @@ fn pg_bench_store(
 /// Removes the durable run's directory when the run ends, also on error.
 pub(crate) struct TempDir(pub(crate) PathBuf);
 
+/// A fresh directory `nagare-bench-<pid>-<name>-<nanos>` under `root`, removed on drop.
+pub(crate) fn temp_dir(root: &Path, name: &str) -> anyhow::Result<TempDir> {
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let dir = root.join(format!("nagare-bench-{}-{name}-{}", std::process::id(), stamp.as_nanos()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(TempDir(dir))
+}
+
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
@@ -293,11 +301,9 @@ fn run_one(
             b
         }
         Mode::Durable => {
-            let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            let dir = temp_root.join(format!("nagare-bench-{}-{}-{}", std::process::id(), case.name, stamp.as_nanos()));
-            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-            let b = builder.data_dir_with(&dir, Durability::Flush).map_err(explain)?;
-            _dir = Some(TempDir(dir));
+            let dir = temp_dir(temp_root, case.name)?;
+            let b = builder.data_dir_with(&dir.0, Durability::Flush).map_err(explain)?;
+            _dir = Some(dir);
             b
         }
     };

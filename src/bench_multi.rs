@@ -8,10 +8,10 @@
 //! are running (each commit writes it whole, which is what limits large lists), and
 //! the peak RSS.
 
-use crate::bench::{proc_status_mb, reset_peak_rss, TempDir};
+use crate::bench::{proc_status_mb, reset_peak_rss, temp_dir};
 use crate::cli::explain;
 use crate::output::{Out, Table};
-use anyhow::{bail, Context};
+use anyhow::bail;
 use nagare_engine::runtime::{HistoryEvent, Status};
 use nagare_engine::store::Durability;
 use nagare_engine::{Engine, Executor, FnConnector, StartOptions, Vars};
@@ -54,9 +54,7 @@ struct MultiReport {
 
 fn one(items: usize, sequential: bool, root: &Path) -> anyhow::Result<MultiReport> {
     reset_peak_rss();
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let dir = TempDir(root.join(format!("nagare-bench-{}-multi-{}", std::process::id(), stamp.as_nanos())));
-    std::fs::create_dir_all(&dir.0).with_context(|| format!("cannot create {}", dir.0.display()))?;
+    let dir = temp_dir(root, "multi")?;
     let engine = Engine::builder()
         .data_dir_with(&dir.0, Durability::Flush)
         .map_err(explain)?

@@ -14,11 +14,11 @@
 //!   as many instances waiting on a user task, no timers: the memory the store itself
 //!   takes for that many instances.
 
-use crate::bench::{proc_status_mb, reset_peak_rss, TempDir};
+use crate::bench::{proc_status_mb, reset_peak_rss, temp_dir};
 use crate::cli::explain;
 use crate::output::{Out, Table};
 use crate::BenchArgs;
-use anyhow::{bail, Context};
+use anyhow::bail;
 use chrono::{DateTime, Duration, Utc};
 use nagare_engine::runtime::HistoryEvent;
 use nagare_engine::store::Durability;
@@ -73,13 +73,6 @@ struct TimerReport {
     peak_rss_mb: f64,
     /// Due jobs held in memory right after scheduling.
     queue_loaded: usize,
-}
-
-fn temp_dir(root: &Path, name: &str) -> anyhow::Result<TempDir> {
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let dir = root.join(format!("nagare-bench-{}-{name}-{}", std::process::id(), stamp.as_nanos()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    Ok(TempDir(dir))
 }
 
 /// Start `n` instances, each waiting for the time `due(i)`, from `threads` threads.

@@ -134,10 +134,8 @@ pub fn run(out: &Out, temp_root: &Path, n: Option<usize>, concurrency: Option<us
     if n < GROUPS * PAGE {
         bail!("--n must be at least {} (a full first page in every group)", GROUPS * PAGE);
     }
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let dir = temp_root.join(format!("nagare-bench-inbox-{}-{}", std::process::id(), stamp.as_nanos()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let _cleanup = crate::bench::TempDir(dir.clone());
+    let cleanup = crate::bench::temp_dir(temp_root, "inbox")?;
+    let dir = cleanup.0.clone();
 
     eprintln!("loading {n} open tasks over {GROUPS} groups...");
     let t = Instant::now();

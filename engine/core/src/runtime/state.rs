@@ -216,12 +216,15 @@ impl Instance {
     /// its sub-process runs and multi-instance items on top (innermost last).
     pub fn vars_in(&self, scope: &[Frame]) -> Vars {
         let mut vars = self.vars.clone();
-        for f in scope.iter().filter(|f| f.body) {
-            if let Some(l) = self.locals.iter().find(|l| l.activation == f.activation && l.branch == f.branch) {
-                vars.extend(l.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
-            }
+        for l in scope.iter().filter(|f| f.body).filter_map(|f| self.locals_of(f)) {
+            vars.extend(l.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
         vars
+    }
+
+    /// The locals of the item or run that body frame `f` stands for.
+    pub fn locals_of(&self, f: &Frame) -> Option<&Locals> {
+        self.locals.iter().find(|l| l.is_of(f))
     }
 
     /// The variables the form of task `task` shows ([`Instance::vars_in`] its token).
@@ -385,6 +388,13 @@ pub struct Locals {
     pub activation: u32,
     pub branch: u16,
     pub vars: Vars,
+}
+
+impl Locals {
+    /// Whether these are the locals of the item or run of frame `f`.
+    pub fn is_of(&self, f: &Frame) -> bool {
+        f.body && self.activation == f.activation && self.branch == f.branch
+    }
 }
 
 /// Branches of one fork activation that have reached their join so far.

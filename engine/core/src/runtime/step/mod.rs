@@ -607,6 +607,15 @@ impl<'a> Run<'a> {
         Moving { id, node: node.to_string(), scope, timers: Vec::new(), listens: Vec::new() }
     }
 
+    /// Evaluate `e` as [`Run::env`] reads, with `more` read-only names beside the
+    /// settings (a connector's `result`, a condition's counts).
+    pub(crate) fn eval_extra(&self, e: &Expr, more: &[(&str, &Value)]) -> Result<Value, String> {
+        let mut extra = self.p.setting_env();
+        extra.extend_from_slice(more);
+        let env = Env { extra: &extra, ..self.env() };
+        e.eval(&env).map_err(|err| err.to_string())
+    }
+
     pub(crate) fn env(&self) -> Env<'_> {
         let (vars, declared) = match &self.scoped {
             Some((vars, names)) => (vars, names.as_slice()),
@@ -687,20 +696,13 @@ impl<'a> Run<'a> {
             self.scoped = None;
             return;
         }
-        let mut vars = self.inst.vars.clone();
         let mut names = self.p.var_names.clone();
-        for f in frames {
-            let Some(l) = self.inst.locals.iter().find(|l| l.activation == f.activation && l.branch == f.branch) else {
-                continue;
-            };
-            for (k, v) in &l.vars {
-                if !names.contains(k) {
-                    names.push(k.clone());
-                }
-                vars.insert(k.clone(), v.clone());
+        for k in frames.filter_map(|f| self.inst.locals_of(f)).flat_map(|l| l.vars.keys()) {
+            if !names.contains(k) {
+                names.push(k.clone());
             }
         }
-        self.scoped = Some((vars, names));
+        self.scoped = Some((self.inst.vars_in(scope), names));
     }
 
     /// Write variables as the token last [`Run::enter`]ed: a name local to one of
@@ -708,12 +710,12 @@ impl<'a> Run<'a> {
     pub(crate) fn set_vars(&mut self, values: impl IntoIterator<Item = (String, Value)>) {
         let mut local = false;
         for (k, v) in values {
-            let slot = self.cur_scope.iter().rev().filter(|f| f.body).find_map(|f| {
-                self.inst
-                    .locals
-                    .iter()
-                    .position(|l| l.activation == f.activation && l.branch == f.branch && l.vars.contains_key(&k))
-            });
+            let slot = self
+                .cur_scope
+                .iter()
+                .rev()
+                .filter(|f| f.body)
+                .find_map(|f| self.inst.locals.iter().position(|l| l.is_of(f) && l.vars.contains_key(&k)));
             match slot {
                 Some(i) => {
                     self.inst.locals[i].vars.insert(k, v);
@@ -879,21 +881,7 @@ impl<'a> Run<'a> {
         self.enter(&token.scope);
         let mut values = Vec::with_capacity(spec.set.len());
         for (var, e) in &spec.set {
-            let mut extra = p.setting_env();
-            extra.push(("result", &output));
-            let (vars, declared) = match &self.scoped {
-                Some((vars, names)) => (vars, names.as_slice()),
-                None => (&self.inst.vars, p.var_names.as_slice()),
-            };
-            let env = Env {
-                vars,
-                declared,
-                now: self.now,
-                instance: self.inst.id,
-                started_by: self.inst.started_by.as_deref(),
-                extra: &extra,
-            };
-            let v = match e.eval(&env) {
+            let v = match self.eval_extra(e, &[("result", &output)]) {
                 Ok(v) => v,
                 Err(err) => {
                     let msg = format!("`set: {var}` (`{}`) failed: {err}", e.source.trim());
@@ -919,14 +907,8 @@ impl<'a> Run<'a> {
     /// moving), nested joins and incidents.
     fn cancel_activation(&mut self, activation: u32) {
         let inside = |scope: &[Frame]| scope.iter().any(|f| f.activation == activation);
-        let (gone, keep): (Vec<Token>, Vec<Token>) =
-            std::mem::take(&mut self.inst.tokens).into_iter().partition(|t| inside(&t.scope));
-        self.inst.tokens = keep;
-        for t in &gone {
-            self.release_wait(t);
-        }
-        self.ready.retain(|t| !inside(&t.scope));
-        self.inst.joins.retain(|j| j.activation != activation && !j.scope.iter().any(|f| f.activation == activation));
+        self.cancel_inside(|f| f.activation == activation);
+        self.inst.joins.retain(|j| j.activation != activation);
         let (gone, keep): (Vec<ForkWatch>, Vec<ForkWatch>) = std::mem::take(&mut self.inst.forks)
             .into_iter()
             .partition(|w| w.activation == activation || inside(&w.scope));
@@ -934,6 +916,20 @@ impl<'a> Run<'a> {
         for w in gone {
             self.withdraw(w.activation, &w.timers, &w.listens);
         }
+    }
+
+    /// End every token (parked and moving) and join whose scope has a frame that
+    /// `frame` picks: a fork activation's branches, or one sub-process run.
+    pub(crate) fn cancel_inside(&mut self, frame: impl Fn(&Frame) -> bool) {
+        let inside = |scope: &[Frame]| scope.iter().any(&frame);
+        let (gone, keep): (Vec<Token>, Vec<Token>) =
+            std::mem::take(&mut self.inst.tokens).into_iter().partition(|t| inside(&t.scope));
+        self.inst.tokens = keep;
+        for t in &gone {
+            self.release_wait(t);
+        }
+        self.ready.retain(|t| !inside(&t.scope));
+        self.inst.joins.retain(|j| !inside(&j.scope));
     }
 
     /// The branches of fork activation `activation` have all joined: its boundary

@@ -119,7 +119,7 @@ impl Run<'_> {
         self.enter(&token.scope);
         let output = match multi.and_then(|m| m.output.as_ref()) {
             None => None,
-            Some(e) => match self.eval_with(e, result.map(|r| ("result", r))) {
+            Some(e) => match self.eval_extra(e, result.map(|r| ("result", r)).as_slice()) {
                 Ok(v) => Some(v),
                 Err(err) => {
                     let msg = format!("`output: {}` of item {} failed: {err}", e.source.trim(), frame.branch);
@@ -130,7 +130,7 @@ impl Run<'_> {
         let mut outs = Vec::new();
         if let NodeKind::SubProcess(sub) = &node.kind {
             for (var, e) in &sub.outs {
-                let checked = self.eval_with(e, None).and_then(|v| match p.var(var) {
+                let checked = self.eval_extra(e, &[]).and_then(|v| match p.var(var) {
                     Some(spec) => spec.check(&v).map(|_| v),
                     None => Err(format!("`{var}` is not declared")),
                 });
@@ -164,7 +164,7 @@ impl Run<'_> {
         let m = &mut self.inst.multis[mi];
         m.done = done;
         m.results = results;
-        self.inst.locals.retain(|l| !(l.activation == frame.activation && l.branch == frame.branch));
+        self.inst.locals.retain(|l| !l.is_of(&frame));
         self.set_vars(outs);
         if stop {
             return self.finish_items(frame.activation, node);
@@ -290,7 +290,7 @@ impl Run<'_> {
         }
         for (var, e) in &spec.ins {
             let v =
-                self.eval_with(e, None).map_err(|err| format!("`in: {var}` (`{}`) failed: {err}", e.source.trim()))?;
+                self.eval_extra(e, &[]).map_err(|err| format!("`in: {var}` (`{}`) failed: {err}", e.source.trim()))?;
             if let Some(s) = p.local_vars.get(var) {
                 s.check(&v).map_err(|err| format!("`in: {var}`: {err}"))?;
             }
@@ -302,24 +302,14 @@ impl Run<'_> {
     /// `end: terminate` inside a sub-process run: the run's other tokens end.
     pub(crate) fn cancel_run(&mut self, token: &Moving) {
         let Some(f) = token.scope.last().cloned() else { return };
-        let inside =
-            |scope: &[Frame]| scope.iter().any(|x| x.body && x.activation == f.activation && x.branch == f.branch);
-        let (gone, keep): (Vec<Token>, Vec<Token>) =
-            std::mem::take(&mut self.inst.tokens).into_iter().partition(|t| inside(&t.scope));
-        self.inst.tokens = keep;
-        for t in &gone {
-            self.release_wait(t);
-        }
-        self.ready.retain(|t| !inside(&t.scope));
-        self.inst.joins.retain(|j| !inside(&j.scope));
+        self.cancel_inside(|x| same_run(x, &f));
     }
 
     /// `token` ended inside a sub-process run: when nothing of the run is left
     /// (no token waiting or moving, no join collecting), the run is done.
     pub(crate) fn token_ended(&mut self, token: Moving) {
         let Some(f) = token.scope.last().cloned().filter(|f| f.body) else { return };
-        let inside =
-            |scope: &[Frame]| scope.iter().any(|x| x.body && x.activation == f.activation && x.branch == f.branch);
+        let inside = |scope: &[Frame]| scope.iter().any(|x| same_run(x, &f));
         let busy = self.inst.tokens.iter().any(|t| inside(&t.scope))
             || self.ready.iter().any(|t| inside(&t.scope))
             || self.inst.joins.iter().any(|j| inside(&j.scope));
@@ -342,8 +332,7 @@ impl Run<'_> {
     pub(crate) fn item_of(&self, token: &Moving, _node: &Node) -> Option<Value> {
         token.scope.iter().rev().filter(|f| f.body).find_map(|f| {
             let spec = self.p.node(&f.fork)?.1.multi.as_ref()?;
-            let l = self.inst.locals.iter().find(|l| l.activation == f.activation && l.branch == f.branch)?;
-            l.vars.get(&spec.item).cloned()
+            self.inst.locals_of(f)?.vars.get(&spec.item).cloned()
         })
     }
 
@@ -360,18 +349,11 @@ impl Run<'_> {
     fn body_index(&self, activation: u32) -> Option<usize> {
         self.inst.tokens.iter().position(|t| matches!(t.wait, Wait::Scope { activation: a } if a == activation))
     }
+}
 
-    /// Evaluate `e` as the current token reads variables, with `result` if given.
-    fn eval_with(&self, e: &Expr, result: Option<(&str, &Value)>) -> Result<Value, String> {
-        self.eval_extra(e, result.as_slice())
-    }
-
-    fn eval_extra(&self, e: &Expr, more: &[(&str, &Value)]) -> Result<Value, String> {
-        let mut extra = self.p.setting_env();
-        extra.extend_from_slice(more);
-        let env = Env { extra: &extra, ..self.env() };
-        e.eval(&env).map_err(|err| err.to_string())
-    }
+/// Whether frames `a` and `b` are the same item or sub-process run.
+fn same_run(a: &Frame, b: &Frame) -> bool {
+    a.body && b.body && a.activation == b.activation && a.branch == b.branch
 }
 
 fn kind_of(v: &Value) -> &'static str {
