@@ -221,8 +221,14 @@ fn spawn_child(dir: &Path, run: usize) -> Child {
 
 fn child_log(dir: &Path, run: usize) -> String {
     let text = std::fs::read_to_string(dir.join(format!("child-{run}.log"))).unwrap_or_default();
-    let tail: Vec<&str> = text.lines().rev().take(40).collect();
-    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    // The panic message first (a backtrace would push it out of the tail), then the tail.
+    let lines: Vec<&str> = text.lines().collect();
+    let panic: Vec<&str> = match lines.iter().rposition(|l| l.contains("panicked at")) {
+        Some(i) => lines[i..].iter().take(6).copied().collect(),
+        None => Vec::new(),
+    };
+    let tail = &lines[lines.len().saturating_sub(40)..];
+    format!("{}\n…\n{}", panic.join("\n"), tail.join("\n"))
 }
 
 #[test]
