@@ -1,0 +1,1 @@
+//! Unit tests of the migration rewrite (engine-level tests: engine/tests/migrate.rs).
