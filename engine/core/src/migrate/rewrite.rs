@@ -105,8 +105,12 @@ pub(super) fn instance(
         let changes = summary(&cx.plan.moves);
         run.log(None, Some(by.to_string()), HistoryEvent::Migrated { from: m.from.version, to: m.to.version, changes });
         for task in std::mem::take(&mut cx.unclaimed) {
+            // The engine clears the record's assignee with the rest of the task's
+            // rewrite ([`TaskChange::unclaim`]); the token forgets it here.
             let node = run.inst.task_token(&task).map(|t| t.node.clone());
-            run.out.commands.push(Command::AssignTask { task: task.clone(), assignee: None });
+            if let Some(i) = run.inst.task_token_index(&task) {
+                run.inst.tokens[i].wait = Wait::Task { task: task.clone(), assignee: None };
+            }
             run.log(node, Some(by.to_string()), HistoryEvent::TaskAssigned { task, to: None });
         }
         for r in std::mem::take(&mut cx.rearm) {
