@@ -123,6 +123,8 @@ pub struct InstancePlan {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub business_key: Option<String>,
     pub status: Status,
+    /// Empty in a trimmed plan: the apply recomputes them.
+    #[serde(default)]
     pub moves: Vec<Move>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<Finding>,
