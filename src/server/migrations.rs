@@ -127,7 +127,7 @@ pub async fn apply(
     let plan: MigrationPlan = serde_json::from_value(body).map_err(|e| {
         ApiError::new(
             axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_plan",
+            "invalid-plan",
             format!("not a migration plan: {e}; send what /api/v1/migrations/plan answered"),
         )
     })?;
