@@ -506,3 +506,119 @@ fn order_instances_at_every_wait_state_migrate_and_complete() {
         assert_eq!(engine.instance(*id).unwrap().status, Status::Completed, "{name}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// Timers and messages
+// ---------------------------------------------------------------------------
+
+const WAITS_V1: &str = r#"
+id: waits
+lanes: { staff: { groups: [staff] } }
+variables:
+  order: { type: string, required: true }
+start: { next: fork }
+nodes:
+  fork: { parallel: [pause, paid, check] }
+  pause: { timer: 1h, next: join }
+  paid: { message: payment, key: order, next: join }
+  check: { user_task: Check, lane: staff, next: join }
+  join: { join: fork, next: done }
+  done: { end: }
+"#;
+
+/// The timer takes two hours, the message is renamed and keyed differently, and the
+/// task gets a reminder boundary.
+const WAITS_V2: &str = r#"
+id: waits
+lanes: { staff: { groups: [staff] } }
+variables:
+  order: { type: string, required: true }
+start: { next: fork }
+nodes:
+  fork: { parallel: [pause, paid, check] }
+  pause: { timer: 2h, next: join }
+  paid: { message: payment.received, key: '"P-" + order', next: join }
+  check:
+    user_task: Check
+    lane: staff
+    next: join
+    boundary:
+      - { timer: 30m, interrupting: false, next: remind }
+  remind: { script: 'order = order;', next: reminded }
+  reminded: { end: }
+  join: { join: fork, next: done }
+  done: { end: }
+"#;
+
+fn waits_engine() -> (Engine, Arc<VirtualClock>, u64) {
+    let clock = Arc::new(VirtualClock::new(t0()));
+    let engine = Engine::builder().in_memory().clock(clock.clone()).build().unwrap();
+    engine.deploy("waits.yaml", WAITS_V1).unwrap();
+    let id = engine.start("waits", vars(json!({ "order": "A1" })), StartOptions::default()).unwrap().id;
+    clock.advance(chrono::Duration::minutes(10));
+    engine.deploy("waits.yaml", WAITS_V2).unwrap();
+    (engine, clock, id)
+}
+
+fn timer_job(engine: &Engine, id: u64) -> nagare_engine::runtime::Job {
+    let inst = engine.instance(id).unwrap();
+    let job = inst
+        .tokens
+        .iter()
+        .find_map(|t| match &t.wait {
+            Wait::Timer { job } => Some(job.clone()),
+            _ => None,
+        })
+        .expect("a timer token");
+    engine.store().job(&job).unwrap().expect("its job")
+}
+
+#[test]
+fn changed_timers_are_kept_or_rearmed_and_renamed_messages_resubscribed() {
+    for rearm in [false, true] {
+        let (engine, _clock, id) = waits_engine();
+        let before = timer_job(&engine, id);
+        assert_eq!(before.due, t0() + chrono::Duration::hours(1));
+        let spec = MigrationSpec {
+            process: "waits".into(),
+            from: 1,
+            to: 2,
+            timers: if rearm { TimerChoice::Rearm } else { TimerChoice::Keep },
+            ..Default::default()
+        };
+        let plan = engine.plan_migration(spec, "admin").unwrap();
+        let p = &plan.instances[0];
+        assert!(p.is_valid(), "{p:?}");
+        assert!(p.warnings.iter().any(|w| w.code == "timer-changed" && w.message.contains("pause")), "{p:?}");
+        engine.apply_migration(&plan, "admin", |_| {}).unwrap();
+        let after = timer_job(&engine, id);
+        if rearm {
+            // Re-armed from the migration (10 minutes in): two hours from then.
+            assert_ne!(after.id, before.id);
+            assert_eq!(after.due, t0() + chrono::Duration::minutes(130));
+            assert!(engine.store().job(&before.id).unwrap().is_none(), "the old timer is withdrawn");
+        } else {
+            assert_eq!(after, before, "kept as armed");
+        }
+        // The task's new reminder boundary is armed (its slots changed: always).
+        let inst = engine.instance(id).unwrap();
+        let task = inst.tokens.iter().find(|t| t.node == "check").unwrap();
+        assert_eq!(task.timers.len(), 1, "{task:?}");
+        assert_eq!(task.timers[0].due, t0() + chrono::Duration::minutes(40));
+        // The message wait follows the new name and key.
+        let msg = inst.tokens.iter().find(|t| t.node == "paid").unwrap();
+        assert_eq!(msg.wait, Wait::Message { name: "payment.received".into(), key: "P-A1".into() });
+        let old = engine.correlate("payment", "A1", json!({}), &nagare_engine::MessageOptions { ttl: Some(std::time::Duration::ZERO) });
+        assert!(old.is_err(), "nobody waits for the old name any more");
+        engine
+            .correlate("payment.received", "P-A1", json!({}), &nagare_engine::MessageOptions::default())
+            .expect("delivered to the migrated token");
+        // Then it runs to its end on version 2.
+        rt().block_on(Executor::new(engine.clone()).advance(chrono::Duration::hours(3)));
+        let task = only_task(&engine, id);
+        engine.complete(&task.id, "u", Vars::new(), Outcome::Next).unwrap();
+        let inst = engine.instance(id).unwrap();
+        assert_eq!(inst.status, Status::Completed, "{:?}", inst.tokens);
+        assert!(engine.history(id).unwrap().iter().any(|h| h.node.as_deref() == Some("remind")), "the reminder fired");
+    }
+}
