@@ -171,13 +171,20 @@ fn print_plan(plan: &MigrationPlan) {
         lines.extend(i.problems.iter().map(|f| format!("✗ {}: {}", f.code, f.message)));
         lines.extend(i.warnings.iter().map(|f| format!("! {}: {}", f.code, f.message)));
         let verdict = if i.is_valid() { "ok" } else { "INVALID" };
-        table.row(vec![
-            i.instance.to_string(),
-            i.business_key.clone().unwrap_or_default(),
-            i.status.as_str().to_string(),
-            verdict.to_string(),
-            lines.join("\n"),
-        ]);
+        if lines.is_empty() {
+            lines.push("(nothing to move)".into());
+        }
+        // One line per cell: the first carries the instance.
+        for (n, line) in lines.into_iter().enumerate() {
+            let first = |s: String| if n == 0 { s } else { String::new() };
+            table.row(vec![
+                first(i.instance.to_string()),
+                first(i.business_key.clone().unwrap_or_default()),
+                first(i.status.as_str().to_string()),
+                first(verdict.to_string()),
+                line,
+            ]);
+        }
     }
     if !table.is_empty() {
         table.print();
