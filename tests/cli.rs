@@ -939,7 +939,10 @@ fn migrate_plan_then_apply_moves_running_instances() {
         assert!(s.status.success(), "{}", stderr(&s));
     }
     let v1 = std::fs::read_to_string("processes/expense-approval.yaml").unwrap();
-    let v2 = v1.replace("  申請:\n", "  申請入力:\n").replace("send_back: 申請\n", "send_back: 申請入力\n").replace("next: 申請 }", "next: 申請入力 }");
+    let v2 = v1
+        .replace("  申請:\n", "  申請入力:\n")
+        .replace("send_back: 申請\n", "send_back: 申請入力\n")
+        .replace("next: 申請 }", "next: 申請入力 }");
     let file = dir.path().join("expense-approval.yaml");
     std::fs::write(&file, v2).unwrap();
     let d = nagare(&data, &["deploy", file.to_str().unwrap()]);

@@ -110,7 +110,8 @@ impl Engine {
         let m = Migration::new(&spec, &from, &to).map_err(spec_errors)?;
         let now = self.now();
         let mut instances = Vec::new();
-        let mut filter = InstanceFilter { process: Some(spec.process.clone()), limit: Some(PAGE), ..Default::default() };
+        let mut filter =
+            InstanceFilter { process: Some(spec.process.clone()), limit: Some(PAGE), ..Default::default() };
         loop {
             let page = self.inner.store.instances(&filter)?;
             let Some(last) = page.last().map(|i| i.id) else { break };
@@ -264,7 +265,8 @@ impl Engine {
             if was == Some(t.node.as_str()) {
                 continue;
             }
-            for (name, key) in t.messages().filter(|(n, k)| !subscribed.contains(&(t.id, n.to_string(), k.to_string()))) {
+            for (name, key) in t.messages().filter(|(n, k)| !subscribed.contains(&(t.id, n.to_string(), k.to_string())))
+            {
                 let sub = Subscription {
                     name: name.to_string(),
                     key: key.to_string(),
@@ -305,7 +307,10 @@ fn fresh_subscriptions(tr: &Transition) -> HashSet<(u32, String, String)> {
 }
 
 fn invalid(instance: InstanceId, p: &InstancePlan) -> ApplyOutcome {
-    ApplyOutcome::Invalid { instance, problems: p.problems.iter().map(|f| format!("{}: {}", f.code, f.message)).collect() }
+    ApplyOutcome::Invalid {
+        instance,
+        problems: p.problems.iter().map(|f| format!("{}: {}", f.code, f.message)).collect(),
+    }
 }
 
 /// Spec mistakes as a 422 with one field error each.

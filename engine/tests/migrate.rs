@@ -9,8 +9,7 @@ use nagare_engine::migrate::{LaneChoice, MigrationSpec, TimerChoice};
 use nagare_engine::runtime::{HistoryEvent, Outcome, Status, Task, Wait};
 use nagare_engine::store::TaskQuery;
 use nagare_engine::{
-    ApplyOutcome, Call, ConnectorError, Engine, Executor, FnConnector, MigrationPlan, StartOptions, Vars,
-    VirtualClock,
+    ApplyOutcome, Call, ConnectorError, Engine, Executor, FnConnector, MigrationPlan, StartOptions, Vars, VirtualClock,
 };
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -19,7 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 fn process_text(name: &str) -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../processes").join(name)).expect("process file")
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../processes").join(name))
+        .expect("process file")
 }
 
 fn t0() -> DateTime<Utc> {
@@ -155,7 +155,10 @@ fn expense_engine() -> Expense {
 
 fn start_expense(engine: &Engine, title: &str, amount: i64) -> u64 {
     let v = json!({ "件名": title, "費目": "交通費", "金額": amount, "利用日": "2026-11-30" });
-    engine.start("expense-approval", vars(v), StartOptions { by: Some("sato".into()), ..Default::default() }).unwrap().id
+    engine
+        .start("expense-approval", vars(v), StartOptions { by: Some("sato".into()), ..Default::default() })
+        .unwrap()
+        .id
 }
 
 /// The expense instances, one per wait state, by name.
@@ -334,10 +337,7 @@ fn an_instance_that_moved_since_the_plan_is_skipped_and_reported() {
     let mut outcomes = Vec::new();
     let report = engine.apply_migration(&plan, "admin", |o| outcomes.push(o.clone())).unwrap();
     assert_eq!(outcomes.len(), ids.len(), "progress hears of every instance");
-    assert!(matches!(
-        report.outcomes.iter().find(|o| o.instance() == moved),
-        Some(ApplyOutcome::Moved { .. })
-    ));
+    assert!(matches!(report.outcomes.iter().find(|o| o.instance() == moved), Some(ApplyOutcome::Moved { .. })));
     assert_eq!(engine.instance(moved).unwrap().version, 1);
     // Re-assigned lanes: the claimed task went back to the new groups, unclaimed.
     let claimed = only_task(engine, ids["approval_claimed"]);
@@ -424,7 +424,9 @@ fn start_order(engine: &Engine, record: &str) -> u64 {
 
 fn order_data(node: &str) -> Value {
     match node {
-        "ライセンスキー手配" | "ライセンス手配" | "ライセンスキー修正" => json!({ "q_licenseKey": "KEY-1" }),
+        "ライセンスキー手配" | "ライセンス手配" | "ライセンスキー修正" => {
+            json!({ "q_licenseKey": "KEY-1" })
+        }
         "環境構築" => json!({ "q_accessUrl": "https://example.jp", "q_password": "pw" }),
         "マニュアル送付手配" => json!({
             "q_sendZipcode": "100-0001", "q_sendAddress": "東京都", "q_sendName": "山田", "q_trackingNo": "123"
@@ -608,7 +610,12 @@ fn changed_timers_are_kept_or_rearmed_and_renamed_messages_resubscribed() {
         // The message wait follows the new name and key.
         let msg = inst.tokens.iter().find(|t| t.node == "paid").unwrap();
         assert_eq!(msg.wait, Wait::Message { name: "payment.received".into(), key: "P-A1".into() });
-        let old = engine.correlate("payment", "A1", json!({}), &nagare_engine::MessageOptions { ttl: Some(std::time::Duration::ZERO) });
+        let old = engine.correlate(
+            "payment",
+            "A1",
+            json!({}),
+            &nagare_engine::MessageOptions { ttl: Some(std::time::Duration::ZERO) },
+        );
         assert!(old.is_err(), "nobody waits for the old name any more");
         engine
             .correlate("payment.received", "P-A1", json!({}), &nagare_engine::MessageOptions::default())

@@ -20,12 +20,27 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 enum B {
     /// A user task, maybe with an interrupting boundary timer (minutes).
-    Task { id: String, boundary: Option<u32> },
+    Task {
+        id: String,
+        boundary: Option<u32>,
+    },
     /// A timer catch (minutes).
-    Timer { id: String, minutes: u32 },
-    Par { id: String, branches: Vec<Vec<B>> },
-    Sub { id: String, inner: Vec<B> },
-    Multi { id: String, items: u8 },
+    Timer {
+        id: String,
+        minutes: u32,
+    },
+    Par {
+        id: String,
+        branches: Vec<Vec<B>>,
+    },
+    Sub {
+        id: String,
+        inner: Vec<B>,
+    },
+    Multi {
+        id: String,
+        items: u8,
+    },
 }
 
 fn block() -> impl Strategy<Value = B> {
@@ -97,7 +112,13 @@ fn edit_kind() -> impl Strategy<Value = EditKind> {
 }
 
 /// Apply `kind` to the `target`th block (pre-order); renames go into `map` when mapped.
-fn edit(seq: &mut Vec<B>, target: &mut usize, kind: EditKind, map: &mut BTreeMap<String, String>, fresh: &mut usize) -> bool {
+fn edit(
+    seq: &mut Vec<B>,
+    target: &mut usize,
+    kind: EditKind,
+    map: &mut BTreeMap<String, String>,
+    fresh: &mut usize,
+) -> bool {
     for i in 0..seq.len() {
         if *target == 0 {
             match kind {
@@ -162,7 +183,8 @@ impl Emitter {
     fn block(&mut self, b: &B, next: &str) -> String {
         match b {
             B::Task { id, boundary } => {
-                let bnd = boundary.map(|m| format!(", boundary: [{{ timer: {m}m, next: {next} }}]")).unwrap_or_default();
+                let bnd =
+                    boundary.map(|m| format!(", boundary: [{{ timer: {m}m, next: {next} }}]")).unwrap_or_default();
                 self.nodes.push(format!("  {id}: {{ user_task: 'Task {id}', lane: staff, next: {next}{bnd} }}"));
                 id.clone()
             }

@@ -162,8 +162,12 @@ fn print_plan(plan: &MigrationPlan) {
                 format!("{} {}: {} → {}{note}", m.what, m.id, m.from, m.to)
             })
             .collect();
-        let stays: Vec<String> =
-            i.moves.iter().filter(|m| m.what == "token" && m.from == m.to && m.note.is_none()).map(|m| m.to.clone()).collect();
+        let stays: Vec<String> = i
+            .moves
+            .iter()
+            .filter(|m| m.what == "token" && m.from == m.to && m.note.is_none())
+            .map(|m| m.to.clone())
+            .collect();
         let mut lines = lands;
         if !stays.is_empty() {
             lines.push(format!("same node: {}", stays.join(", ")));
@@ -202,8 +206,9 @@ fn apply(out: &Out, data: &Path, a: ApplyArgs) -> anyhow::Result<ExitCode> {
         bail!("{}: {} bytes; a plan file is at most {MAX_PLAN_BYTES}", a.plan.display(), meta.len());
     }
     let text = std::fs::read_to_string(&a.plan).with_context(|| format!("reading {}", a.plan.display()))?;
-    let plan: MigrationPlan = serde_json::from_str(&text)
-        .map_err(|e| anyhow!("{}: not a migration plan ({e}); write one with `nagare migrate plan --out`", a.plan.display()))?;
+    let plan: MigrationPlan = serde_json::from_str(&text).map_err(|e| {
+        anyhow!("{}: not a migration plan ({e}); write one with `nagare migrate plan --out`", a.plan.display())
+    })?;
     let engine = open_existing(data)?;
     let total = plan.instances.len();
     let mut n = 0;

@@ -29,10 +29,11 @@ nodes:
 async fn administrators_plan_and_apply_a_migration() {
     let api = Api::start(sample_users()).await;
     api.engine.deploy("mig.yaml", V1).unwrap();
-    let id = api.post(ADMIN, "/api/v1/instances", json!({ "process": "mig", "variables": { "n": 5 } })).await.expect(201)
-        ["id"]
-        .as_u64()
-        .unwrap();
+    let id =
+        api.post(ADMIN, "/api/v1/instances", json!({ "process": "mig", "variables": { "n": 5 } })).await.expect(201)
+            ["id"]
+            .as_u64()
+            .unwrap();
     api.engine.deploy("mig.yaml", V2).unwrap();
     let req = json!({ "process": "mig", "from": 1, "to": 2, "map": { "check": "review" }, "set": { "n": "`${n}`" } });
     api.post(SATO, "/api/v1/migrations/plan", req.clone()).await.error(403, "forbidden");

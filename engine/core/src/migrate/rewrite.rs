@@ -53,7 +53,11 @@ impl<'a> Cx<'_, 'a> {
         match to.node(new) {
             Some(n) => Some(n),
             None => {
-                let how = if new == old { "no longer exists".to_string() } else { format!("is mapped to `{new}`, which does not exist") };
+                let how = if new == old {
+                    "no longer exists".to_string()
+                } else {
+                    format!("is mapped to `{new}`, which does not exist")
+                };
                 self.problem(
                     "node-gone",
                     format!("{what} is at `{old}`, which {how} in version {}: add `--map {old}=<node>`", m.to.version),
@@ -156,7 +160,10 @@ fn variables(cx: &mut Cx, inst: &Instance, out: &mut Instance, now: DateTime<Utc
     for (name, v) in &inst.vars {
         if !to.vars.contains_key(name) {
             out.vars.remove(name);
-            cx.warn("variable-dropped", format!("`{name}` = {} is not declared in version {}: dropped", short(v), to.version));
+            cx.warn(
+                "variable-dropped",
+                format!("`{name}` = {} is not declared in version {}: dropped", short(v), to.version),
+            );
             cx.moved("variable", name, "declared", "dropped", None);
         }
     }
@@ -263,7 +270,10 @@ fn token(cx: &mut Cx, out: &mut Instance, i: usize, tasks: &BTreeMap<String, Tas
     let m = cx.m;
     let t = out.tokens[i].clone();
     let Some((_, vnode)) = m.from.node(&t.node) else {
-        cx.problem("node-gone", format!("token {} is at `{}`, which version {} does not have (corrupt?)", t.id, t.node, m.from.version));
+        cx.problem(
+            "node-gone",
+            format!("token {} is at `{}`, which version {} does not have (corrupt?)", t.id, t.node, m.from.version),
+        );
         return;
     };
     let Some((wix, wnode)) = cx.node(&t.node, &format!("token {} ({})", t.id, wait_name(&t.wait))) else { return };
@@ -271,7 +281,14 @@ fn token(cx: &mut Cx, out: &mut Instance, i: usize, tasks: &BTreeMap<String, Tas
     if !fits(&t.wait, wnode) {
         cx.problem(
             "wait-mismatch",
-            format!("token {} waits on {} at `{}`, but `{new_id}` is a {} node in version {}", t.id, wait_name(&t.wait), t.node, wnode.kind.name(), m.to.version),
+            format!(
+                "token {} waits on {} at `{}`, but `{new_id}` is a {} node in version {}",
+                t.id,
+                wait_name(&t.wait),
+                t.node,
+                wnode.kind.name(),
+                m.to.version
+            ),
         );
         return;
     }
@@ -284,7 +301,9 @@ fn token(cx: &mut Cx, out: &mut Instance, i: usize, tasks: &BTreeMap<String, Tas
             cx.moved("task", task, &t.node, &new_id, None);
         }
         Wait::Timer { job } => {
-            if let (NodeKind::TimerCatch { when: a, .. }, NodeKind::TimerCatch { when: b, .. }) = (&vnode.kind, &wnode.kind) {
+            if let (NodeKind::TimerCatch { when: a, .. }, NodeKind::TimerCatch { when: b, .. }) =
+                (&vnode.kind, &wnode.kind)
+            {
                 let (a, b) = (compare::when(a), compare::when(b));
                 if a != b {
                     note = Some(timer_choice(cx, &format!("timer {job} of `{new_id}`"), &a, &b));
@@ -303,7 +322,13 @@ fn token(cx: &mut Cx, out: &mut Instance, i: usize, tasks: &BTreeMap<String, Tas
                     cx.rearm.push(Rearm::Message { token: t.id });
                     note = Some(format!("re-subscribed as `{}`", b.name));
                 } else if key_of(a) != key_of(b) {
-                    cx.warn("message-changed", format!("token {} keeps waiting for `{name}` with key `{key}` (the key expression changed)", t.id));
+                    cx.warn(
+                        "message-changed",
+                        format!(
+                            "token {} keeps waiting for `{name}` with key `{key}` (the key expression changed)",
+                            t.id
+                        ),
+                    );
                 }
             }
             cx.moved("message", format!("{name}/{key}"), &t.node, &new_id, note.clone());
@@ -320,7 +345,13 @@ fn token(cx: &mut Cx, out: &mut Instance, i: usize, tasks: &BTreeMap<String, Tas
             if let (NodeKind::Call(a), NodeKind::Call(b)) = (&vnode.kind, &wnode.kind) {
                 if a.process != b.process {
                     let child = child.map(|c| format!(" (instance {c})")).unwrap_or_default();
-                    cx.warn("call-changed", format!("token {} keeps waiting for its `{}` call{child}; version {} calls `{}`", t.id, a.process, m.to.version, b.process));
+                    cx.warn(
+                        "call-changed",
+                        format!(
+                            "token {} keeps waiting for its `{}` call{child}; version {} calls `{}`",
+                            t.id, a.process, m.to.version, b.process
+                        ),
+                    );
                 }
             }
         }
@@ -362,7 +393,10 @@ fn boundary_change(
     }
     match cx.m.spec.timers {
         TimerChoice::Keep => {
-            cx.warn("timer-changed", format!("{what} changed in version {}: kept as armed (`--timers rearm` re-arms them)", cx.m.to.version));
+            cx.warn(
+                "timer-changed",
+                format!("{what} changed in version {}: kept as armed (`--timers rearm` re-arms them)", cx.m.to.version),
+            );
             None
         }
         TimerChoice::Rearm => Some("boundaries re-armed".into()),
@@ -372,7 +406,10 @@ fn boundary_change(
 fn timer_choice(cx: &mut Cx, what: &str, old: &str, new: &str) -> String {
     match cx.m.spec.timers {
         TimerChoice::Keep => {
-            cx.warn("timer-changed", format!("{what} was armed {old}; version {} says {new}: kept as armed", cx.m.to.version));
+            cx.warn(
+                "timer-changed",
+                format!("{what} was armed {old}; version {} says {new}: kept as armed", cx.m.to.version),
+            );
             "kept".into()
         }
         TimerChoice::Rearm => {
@@ -399,8 +436,14 @@ fn task_change(
         Some(r) => r.groups.clone(),
         None => m.from.lane_groups(vnode.lane.as_deref().unwrap_or_default()).to_vec(),
     };
-    let mut change =
-        TaskChange { task: task.into(), node: wnode.id.clone(), title: spec.title.clone(), lane, groups: None, unclaim: false };
+    let mut change = TaskChange {
+        task: task.into(),
+        node: wnode.id.clone(),
+        title: spec.title.clone(),
+        lane,
+        groups: None,
+        unclaim: false,
+    };
     if old_groups != new_groups {
         let (from, to) = (old_groups.join(","), new_groups.join(","));
         match m.spec.lanes {
@@ -462,7 +505,8 @@ fn check_scope(cx: &mut Cx, token: u32, node: &str, wix: usize, scope: &[Frame])
     if scope.last().is_some_and(|f| f.body && f.fork == node) {
         have.pop();
     }
-    let want: Option<Vec<&str>> = m.scopes[wix].as_ref().map(|s| s.iter().map(|&ix| m.to.nodes[ix].id.as_str()).collect());
+    let want: Option<Vec<&str>> =
+        m.scopes[wix].as_ref().map(|s| s.iter().map(|&ix| m.to.nodes[ix].id.as_str()).collect());
     match want {
         None => cx.problem("scope-changed", format!("token {token} would be at `{node}`, which no path reaches in version {}", m.to.version)),
         Some(want) if want != have => cx.problem(
@@ -481,16 +525,35 @@ fn structures(cx: &mut Cx, out: &mut Instance) {
     for j in &mut joins {
         let what = format!("join `{}` (activation {})", j.join, j.activation);
         let Some((_, n)) = cx.node(&j.join, &what) else { continue };
-        let fork = out.tokens.iter().flat_map(|t| &t.scope).find(|f| f.activation == j.activation).map(|f| f.fork.clone());
+        let fork =
+            out.tokens.iter().flat_map(|t| &t.scope).find(|f| f.activation == j.activation).map(|f| f.fork.clone());
         match &n.kind {
             NodeKind::Join { fork: fix, .. } => {
                 let wfork = &m.to.nodes[*fix];
                 if fork.as_deref().is_some_and(|f| f != wfork.id) {
-                    cx.problem("scope-changed", format!("{what} would close fork `{}` in version {}, not `{}`", wfork.id, m.to.version, fork.unwrap_or_default()));
+                    cx.problem(
+                        "scope-changed",
+                        format!(
+                            "{what} would close fork `{}` in version {}, not `{}`",
+                            wfork.id,
+                            m.to.version,
+                            fork.unwrap_or_default()
+                        ),
+                    );
                 }
                 if let NodeKind::Parallel { branches, .. } = &wfork.kind {
                     if branches.len() != usize::from(j.width) {
-                        cx.problem("branch-gone", format!("{what} waits for {} branches ({} arrived); fork `{}` has {} in version {}", j.width, j.arrived.len(), wfork.id, branches.len(), m.to.version));
+                        cx.problem(
+                            "branch-gone",
+                            format!(
+                                "{what} waits for {} branches ({} arrived); fork `{}` has {} in version {}",
+                                j.width,
+                                j.arrived.len(),
+                                wfork.id,
+                                branches.len(),
+                                m.to.version
+                            ),
+                        );
                     }
                 }
             }
@@ -509,7 +572,10 @@ fn structures(cx: &mut Cx, out: &mut Instance) {
         let Some((_, n)) = cx.node(&w.fork, &what) else { continue };
         let new = n.id.clone();
         if !n.kind.is_fork() {
-            cx.problem("scope-changed", format!("{what}: `{new}` is a {} node in version {}", n.kind.name(), m.to.version));
+            cx.problem(
+                "scope-changed",
+                format!("{what}: `{new}` is a {} node in version {}", n.kind.name(), m.to.version),
+            );
             continue;
         }
         let note = boundary_change(cx, &what, vn.kind.boundary(), n.kind.boundary());
@@ -536,7 +602,13 @@ fn structures(cx: &mut Cx, out: &mut Instance) {
         }
         for l in out.locals.iter().filter(|l| l.activation == mi.activation) {
             for k in l.vars.keys().filter(|k| !allowed.contains(&k.as_str())) {
-                cx.problem("local-gone", format!("{what}: item {} holds local `{k}`, which `{new}` does not declare in version {}", l.branch, m.to.version));
+                cx.problem(
+                    "local-gone",
+                    format!(
+                        "{what}: item {} holds local `{k}`, which `{new}` does not declare in version {}",
+                        l.branch, m.to.version
+                    ),
+                );
             }
         }
         cx.moved("body", mi.activation, &mi.node, &new, Some(format!("{} of {} items done", mi.done, mi.total)));
@@ -563,7 +635,8 @@ fn rearm(run: &mut Run, r: Rearm) -> Result<(), String> {
             let item = scope.last().is_some_and(|f| f.body && f.fork == node);
             let bs = if item { &[][..] } else { n.kind.boundary() };
             run.enter(&scope);
-            let armings = run.prepare_boundaries(bs, task_due).map_err(|e| format!("token {token} at `{node}`: {e}"))?;
+            let armings =
+                run.prepare_boundaries(bs, task_due).map_err(|e| format!("token {token} at `{node}`: {e}"))?;
             let (timers, listens) = run.arm_prepared(token, &node, armings);
             let t = &mut run.inst.tokens[i];
             t.timers = timers;

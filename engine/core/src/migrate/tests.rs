@@ -6,7 +6,8 @@ use crate::runtime::{start, Wait};
 use crate::Vars;
 
 fn process(yaml: &str, version: u32) -> Process {
-    let mut p = crate::load::load_str("p.yaml", yaml, &CompileOptions::default()).unwrap_or_else(|d| panic!("{d}")).process;
+    let mut p =
+        crate::load::load_str("p.yaml", yaml, &CompileOptions::default()).unwrap_or_else(|d| panic!("{d}")).process;
     p.version = version;
     p
 }
@@ -63,7 +64,10 @@ fn a_token_mapped_out_of_its_fork_is_refused() {
 #[test]
 fn a_removed_branch_is_a_join_that_would_wait_forever() {
     let v = process(FORK, 1);
-    let w = process(&FORK.replace("parallel: [x, y]", "parallel: [x]").replace("  y: { user_task: Y, lane: a, next: j }\n", ""), 2);
+    let w = process(
+        &FORK.replace("parallel: [x, y]", "parallel: [x]").replace("  y: { user_task: Y, lane: a, next: j }\n", ""),
+        2,
+    );
     let (inst, _) = start(&v, 7, Vars::new(), None, None, now()).unwrap();
     let spec = spec();
     let m = Migration::new(&spec, &v, &w).unwrap();
