@@ -8,7 +8,8 @@ use super::{blocking, AppState};
 use axum::extract::State;
 use axum::Json;
 use nagare_engine::migrate::{LaneChoice, MigrationSpec, TimerChoice};
-use nagare_engine::MigrationPlan;
+use nagare_engine::runtime::{FieldError, Rejection};
+use nagare_engine::{EngineError, MigrationPlan};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -40,6 +41,7 @@ pub enum MigrationLanes {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MigrationRequest {
+    #[schema(min_length = 1, max_length = 200)]
     pub process: String,
     pub from: u32,
     pub to: u32,
@@ -79,6 +81,10 @@ pub async fn plan(
     ApiJson(req): ApiJson<MigrationRequest>,
 ) -> ApiResult<Json<Value>> {
     caller.require_admin("plan a migration")?;
+    if req.process.trim().is_empty() {
+        let problem = FieldError { field: "process".into(), problem: "required: the process id".into() };
+        return Err(ApiError::engine(EngineError::Rejected(Rejection::InvalidData(vec![problem])), None));
+    }
     let spec = MigrationSpec {
         process: req.process,
         from: req.from,

@@ -160,6 +160,11 @@ fn variables(cx: &mut Cx, inst: &Instance, out: &mut Instance, now: DateTime<Utc
     for (name, v) in &inst.vars {
         if !to.vars.contains_key(name) {
             out.vars.remove(name);
+            let v = if from.vars.get(name).is_some_and(|s| s.sensitive) {
+                &Value::String(crate::sensitive::MASK.into())
+            } else {
+                v
+            };
             cx.warn(
                 "variable-dropped",
                 format!("`{name}` = {} is not declared in version {}: dropped", short(v), to.version),
@@ -177,6 +182,9 @@ fn variables(cx: &mut Cx, inst: &Instance, out: &mut Instance, now: DateTime<Utc
         extra: &settings,
     };
     for (name, spec) in &to.vars {
+        // A sensitive value never reaches the plan or the history line.
+        let hidden = spec.sensitive || from.vars.get(name).is_some_and(|s| s.sensitive);
+        let short = |v: &Value| if hidden { crate::sensitive::MASK.to_string() } else { short(v) };
         let old = inst.vars.get(name).filter(|v| !v.is_null());
         let default = m.spec.defaults.get(name);
         let was = from.vars.get(name).map(|s| s.ty.name()).unwrap_or("undeclared");

@@ -87,3 +87,19 @@ fn a_wait_the_new_node_cannot_hold_is_refused() {
     assert_eq!(plan.problems[0].code, "wait-mismatch", "{plan:?}");
     assert!(matches!(inst.tokens[0].wait, Wait::Task { .. }));
 }
+
+#[test]
+fn a_sensitive_value_is_masked_in_the_plan_and_the_history() {
+    let v1 = "id: p\nlanes: { a: {} }\nvariables:\n  pin: { type: number, sensitive: true }\nstart: { next: t }\nnodes:\n  t: { user_task: T, lane: a, form: { pin: optional }, next: e }\n  e: { end: }\n";
+    let v2 = v1.replace("type: number", "type: string");
+    let (v, w) = (process(v1, 1), process(&v2, 2));
+    let vars: Vars = [("pin".to_string(), serde_json::json!(4711))].into();
+    let (inst, _) = start(&v, 7, vars, None, None, now()).unwrap();
+    let mut spec = spec();
+    spec.set.insert("pin".into(), "`${pin}`".into());
+    let m = Migration::new(&spec, &v, &w).unwrap();
+    let (plan, out) = m.instance(&inst, &BTreeMap::new(), "admin", now());
+    let text = format!("{plan:?} {:?}", out.as_ref().map(|o| &o.transition.history));
+    assert!(!text.contains("4711"), "{text}");
+    assert_eq!(out.unwrap().instance.vars["pin"], serde_json::json!("4711"));
+}
