@@ -33,12 +33,19 @@ struct Cx<'m, 'a> {
 }
 
 impl<'a> Cx<'_, 'a> {
+    /// A problem, once (every token of a broken fork would report it again).
     fn problem(&mut self, code: &str, message: String) {
-        self.plan.problems.push(Finding { code: code.into(), message });
+        let f = Finding { code: code.into(), message };
+        if !self.plan.problems.contains(&f) {
+            self.plan.problems.push(f);
+        }
     }
 
     fn warn(&mut self, code: &str, message: String) {
-        self.plan.warnings.push(Finding { code: code.into(), message });
+        let f = Finding { code: code.into(), message };
+        if !self.plan.warnings.contains(&f) {
+            self.plan.warnings.push(f);
+        }
     }
 
     fn moved(&mut self, what: &str, id: impl ToString, from: &str, to: &str, note: Option<String>) {
