@@ -152,6 +152,11 @@ fn render_entry(out: &mut String, engine: &Engine, instance: u64, h: &HistoryEnt
         H::ErrorThrown { code, message } => format!("code={} message={message:?}", code.as_deref().unwrap_or("-")),
         H::ErrorCaught { code, by, to } => format!("code={} by={by} to={to}", code.as_deref().unwrap_or("-")),
         H::Cancelled { reason } => format!("reason={reason:?}"),
+        H::ConsensusDecided { verdict, approvals, rejections, needed, total } => {
+            format!("verdict={verdict} approvals={approvals} rejections={rejections} needed={needed} total={total}")
+        }
+        H::Circulated { task, to } => format!("task={task} to={to}"),
+        H::TaskRead { task } => format!("task={task}"),
     };
     if let Some(u) = &h.user {
         detail = if detail.is_empty() { format!("by={u}") } else { format!("by={u} {detail}") };
@@ -366,7 +371,9 @@ impl Case {
                             }
                             name => Outcome::Named(name.to_string()),
                         };
-                        let task = task_on(&inst, seen, node(), item);
+                        // A circulation's read task: the one of this user at this node.
+                        let read = inst.unread.iter().find(|r| r.node == node() && r.user == user());
+                        let task = read.map(|r| r.task.clone()).unwrap_or_else(|| task_on(&inst, seen, node(), item));
                         e.complete(&task, &user(), vars_of(map, "vars"), outcome)?;
                         return Ok(None);
                     }

@@ -95,6 +95,101 @@ pub struct UserTaskSpec {
     pub boundary: Vec<Boundary>,
     /// Checks on the completed form (besides `send_back`).
     pub rules: Vec<Rule>,
+    /// `approvers:`: a consensus over the node's items (one task per approver).
+    pub consensus: Option<Box<ConsensusSpec>>,
+}
+
+/// A compiled `approvers:` (合議): the node is multi-instance over the approvers
+/// (its [`MultiSpec`] is generated), each item's output is `{user, decision,
+/// comment, at}`, and [`ConsensusSpec::verdict`] ends it as soon as it is decided.
+#[derive(Debug, Clone)]
+pub struct ConsensusSpec {
+    pub rule: ConsensusRule,
+    /// The declared variable each approver decides with (local to their task).
+    pub decision: String,
+    /// The value of `decision` that approves.
+    pub approve: serde_json::Value,
+    /// The declared variable of each approver's comment (local to their task).
+    pub comment: Option<String>,
+    /// Where the token goes when the rule can no longer be met.
+    pub rejected: NodeIx,
+}
+
+/// How many of the approvers must approve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsensusRule {
+    All,
+    Any,
+    AtLeast(u32),
+}
+
+/// How a consensus ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Approved,
+    Rejected,
+}
+
+impl ConsensusRule {
+    /// Approvals needed out of `total` approvers.
+    pub fn needed(self, total: u32) -> u32 {
+        match self {
+            ConsensusRule::All => total,
+            ConsensusRule::Any => 1,
+            ConsensusRule::AtLeast(n) => n,
+        }
+    }
+
+    /// `all`, `any` or the number, as written.
+    pub fn label(self) -> String {
+        match self {
+            ConsensusRule::All => "all".into(),
+            ConsensusRule::Any => "any".into(),
+            ConsensusRule::AtLeast(n) => n.to_string(),
+        }
+    }
+}
+
+impl ConsensusSpec {
+    /// Approvals and rejections among the outputs so far (`null`: not decided yet).
+    pub fn count(&self, results: &[serde_json::Value]) -> (u32, u32) {
+        let mut approvals = 0;
+        let mut rejections = 0;
+        for r in results.iter().filter(|r| !r.is_null()) {
+            if r.get("decision") == Some(&self.approve) {
+                approvals += 1;
+            } else {
+                rejections += 1;
+            }
+        }
+        (approvals, rejections)
+    }
+
+    /// The verdict once it is certain: approved as soon as enough approved,
+    /// rejected as soon as too many rejected for the rule ever to be met.
+    pub fn verdict(&self, results: &[serde_json::Value], total: u32) -> Option<Verdict> {
+        let needed = self.rule.needed(total);
+        let (approvals, rejections) = self.count(results);
+        if approvals >= needed {
+            Some(Verdict::Approved)
+        } else if rejections > total.saturating_sub(needed) {
+            Some(Verdict::Rejected)
+        } else {
+            None
+        }
+    }
+}
+
+/// A compiled `circulate:` (回覧): read-only tasks for `to`, the token moves on at once.
+#[derive(Debug, Clone)]
+pub struct CirculateSpec {
+    /// The title of the read tasks.
+    pub title: String,
+    /// The readers: an expression giving a list of user ids.
+    pub to: Expr,
+    /// Variables the readers see (all read-only).
+    pub form: Vec<FormField>,
+    pub next: NodeIx,
 }
 
 /// A form rule: refuse the start or completion with `message` when `when` holds.
@@ -341,6 +436,8 @@ pub enum NodeKind {
     Call(CallSpec),
     /// An embedded sub-process: a scope whose own start is `start`.
     SubProcess(SubProcessSpec),
+    /// A circulation: read tasks handed out, the token goes on at once.
+    Circulate(CirculateSpec),
 }
 
 /// A compiled `sub_process:`.
@@ -375,6 +472,7 @@ impl NodeKind {
             NodeKind::MessageCatch { .. } => "message",
             NodeKind::Call(_) => "call",
             NodeKind::SubProcess(_) => "sub_process",
+            NodeKind::Circulate(_) => "circulate",
         }
     }
 
@@ -424,8 +522,10 @@ impl NodeKind {
                 let mut v = vec![u.next];
                 v.extend(u.send_back);
                 v.extend(u.outcomes.iter().map(|(_, n)| *n));
+                v.extend(u.consensus.as_ref().map(|c| c.rejected));
                 v
             }
+            NodeKind::Circulate(c) => vec![c.next],
             NodeKind::Service(s) => vec![s.next],
             NodeKind::Call(c) => vec![c.next],
             NodeKind::Exclusive { branches, default } | NodeKind::Inclusive { branches, default, .. } => {
@@ -452,6 +552,7 @@ impl NodeKind {
             NodeKind::Service(s) => Some(s.next),
             NodeKind::SubProcess(s) => Some(s.next),
             NodeKind::Call(c) => Some(c.next),
+            NodeKind::Circulate(c) => Some(c.next),
             _ => None,
         }
     }
@@ -497,6 +598,14 @@ pub struct MultiSpec {
 }
 
 impl Node {
+    /// The consensus of a user task with `approvers:`.
+    pub fn consensus(&self) -> Option<&ConsensusSpec> {
+        match &self.kind {
+            NodeKind::UserTask(u) => u.consensus.as_deref(),
+            _ => None,
+        }
+    }
+
     /// Human label: the display name, else the id.
     pub fn label(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.id)

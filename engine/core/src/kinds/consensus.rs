@@ -1,0 +1,69 @@
+//! The run side of `approvers:` (合議) on a user task — not a kind of its own.
+//!
+//! The node runs as a multi-instance user task over its approvers (see
+//! `compile/approvers`); the multi-instance runtime asks here for the approvers
+//! (checked, each once), whether the rule can still be met, and, once the
+//! [`ConsensusSpec::verdict`] is certain, which way the token goes.
+
+use crate::process::{ConsensusSpec, NodeIx, Verdict};
+use crate::runtime::step::for_kinds::*;
+
+/// Longest user id an approver list may hold (as for `assignee:`).
+const MAX_USER_CHARS: usize = 200;
+
+/// The approvers a `users:` expression gave: user ids (text, trimmed, bounded),
+/// each once (a later duplicate is dropped: one person, one decision). An empty
+/// list is an error: nobody could approve.
+pub(crate) fn approvers(items: Vec<Value>) -> Result<Vec<Value>, String> {
+    let out = user_ids(items, "approver")?;
+    if out.is_empty() {
+        return Err("the list of approvers is empty, so nobody could approve; fix the variable and retry".into());
+    }
+    Ok(out.into_iter().map(Value::String).collect())
+}
+
+/// User ids from a list an expression gave (each `what`, e.g. `approver`): text,
+/// trimmed, at most 200 characters, each once (later duplicates dropped).
+pub(crate) fn user_ids(items: Vec<Value>, what: &str) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    for (i, v) in items.into_iter().enumerate() {
+        let user = match v {
+            Value::String(s) if !s.trim().is_empty() && s.chars().count() <= MAX_USER_CHARS => s.trim().to_string(),
+            Value::String(s) if s.trim().is_empty() => return Err(format!("{what} {i} is an empty user id")),
+            Value::String(_) => return Err(format!("{what} {i}: a user id is at most {MAX_USER_CHARS} characters")),
+            other => return Err(format!("{what} {i} is {other}, not a user id (text)")),
+        };
+        if !out.contains(&user) {
+            out.push(user);
+        }
+    }
+    Ok(out)
+}
+
+/// Why the rule can never be met with `total` approvers, if it cannot.
+pub(crate) fn unreachable(c: &ConsensusSpec, total: usize) -> Option<String> {
+    let needed = c.rule.needed(total as u32) as usize;
+    (needed > total).then(|| {
+        format!("the rule needs {needed} approvals but only {total} approvers were given; fix the list (or the rule) and retry")
+    })
+}
+
+/// Where a decided consensus goes (`None`: its `next`), and its history line.
+pub(crate) fn decide(c: &ConsensusSpec, results: &[Value], total: u32) -> (Option<NodeIx>, HistoryEvent) {
+    let (approvals, rejections) = c.count(results);
+    // Only called once decided; a body ended otherwise (all done) is decided too,
+    // since approvals + rejections = total then.
+    let verdict = c.verdict(results, total).unwrap_or(Verdict::Rejected);
+    let (to, name) = match verdict {
+        Verdict::Approved => (None, "approved"),
+        Verdict::Rejected => (Some(c.rejected), "rejected"),
+    };
+    let event = HistoryEvent::ConsensusDecided {
+        verdict: name.into(),
+        approvals,
+        rejections,
+        needed: c.rule.needed(total),
+        total,
+    };
+    (to, event)
+}
