@@ -13,8 +13,8 @@
 //! * `@ <time>` before entries written at another time than the event's (timers
 //!   fired while the clock advanced);
 //! * `cancels task|job <id>` for tasks and jobs an event withdrew;
-//! * at the end, per instance: the status, the tokens still waiting and the
-//!   variables; then pending timers and buffered messages.
+//! * at the end, per instance: the status, the tokens still waiting, the unread
+//!   tasks of circulations and the variables; then pending timers and buffered messages.
 //!
 //! Processes a case calls (`call:`) sit in `called/*.yaml`, deployed first in name order.
 //!
@@ -572,6 +572,9 @@ fn render_final(case: &Case, out: &mut String) {
         }
         for j in &inst.joins {
             writeln!(out, "join: {} arrived {:?} of {}", j.join, j.arrived, j.width).unwrap();
+        }
+        for r in &inst.unread {
+            writeln!(out, "unread: {} task {} for {}", r.node, r.task, r.user).unwrap();
         }
         if inst.status == Status::Completed || inst.status == Status::Cancelled {
             assert!(inst.tokens.is_empty() && inst.incidents.is_empty(), "a finished instance holds nothing");

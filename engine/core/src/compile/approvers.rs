@@ -184,12 +184,12 @@ pub(super) fn compile_approvers(
             None
         }
         Some(RuleValue::Word(w)) => {
-            let close = hint_for(w.trim(), ["all", "any"].into_iter());
+            let close = suggest(w.trim(), ["all", "any"]).map(|s| format!("did you mean `{s}`? ")).unwrap_or_default();
             cx.err(
                 "bad-rule",
                 cx.loc(&at("rule")),
                 format!("unknown rule `{w}`"),
-                format!("{close}; `rule:` is `all` (everyone approves), `any` (one approval is enough) or a number N (N of the approvers)"),
+                format!("{close}`rule:` is `all` (everyone approves), `any` (one approval is enough) or a number N (at least N of the approvers)"),
             );
             None
         }
@@ -211,12 +211,12 @@ pub(super) fn compile_approvers(
         None | Some("parallel") => false,
         Some("sequential") => true,
         Some(other) => {
-            let close = hint_for(other, ["parallel", "sequential"].into_iter());
+            let close = suggest(other, ["parallel", "sequential"]).map(|s| format!("did you mean `{s}`? ")).unwrap_or_default();
             cx.err(
                 "bad-order",
                 cx.loc(&at("order")),
                 format!("unknown order `{other}`"),
-                format!("{close}; `order:` is `parallel` (all at once, the default) or `sequential` (one after another, in list order)"),
+                format!("{close}`order:` is `parallel` (all at once, the default) or `sequential` (one after another, in list order)"),
             );
             ok = false;
             false
@@ -326,7 +326,10 @@ fn decision_of(
                 "unknown-option",
                 cx.loc(&at("approve")),
                 format!("`approve: {v}` is not an option of `{var}`"),
-                format!("{}; options: {}", hint_for(v, options.iter().map(String::as_str)), options.join(", ")),
+                match suggest(v, options.iter().map(String::as_str)) {
+                    Some(close) => format!("did you mean `{close}`? options: {}", options.join(", ")),
+                    None => format!("options: {}", options.join(", ")),
+                },
             );
             None
         }

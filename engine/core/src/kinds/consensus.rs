@@ -44,7 +44,7 @@ pub(crate) fn user_ids(items: Vec<Value>, what: &str) -> Result<Vec<String>, Str
 pub(crate) fn unreachable(c: &ConsensusSpec, total: usize) -> Option<String> {
     let needed = c.rule.needed(total as u32) as usize;
     (needed > total).then(|| {
-        format!("the rule needs {needed} approvals but only {total} approvers were given; fix the list (or the rule) and retry")
+        format!("the rule needs {needed} approvals but the list has only {total} approver(s); fix the list (or the rule) and retry")
     })
 }
 
