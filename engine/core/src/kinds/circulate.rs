@@ -30,6 +30,9 @@ pub(crate) const KIND: super::Kind = super::Kind {
 /// in the instance's state, which is written whole on every commit).
 pub const MAX_READERS: usize = 1_000;
 
+/// Most unread tasks one instance holds (a circulation in a loop adds up).
+pub const MAX_UNREAD: usize = 10_000;
+
 fn compile(nc: &mut NodeCx<'_, '_>) -> Option<NodeKind> {
     let (id, n, nm) = (nc.id, nc.n, nc.nm);
     let to = match &n.to {
@@ -95,6 +98,13 @@ pub(crate) fn exec(run: &mut Run<'_>, token: Moving, node: &Node, spec: &Circula
             "`to` of `{}` gave {} readers, more than {MAX_READERS}; circulate to a group's representatives",
             node.id,
             readers.len()
+        );
+        return run.incident(token, msg, None);
+    }
+    if run.inst.unread.len() + readers.len() > MAX_UNREAD {
+        let msg = format!(
+            "`{}` would leave more than {MAX_UNREAD} unread circulation tasks on this instance; let them be read first",
+            node.id
         );
         return run.incident(token, msg, None);
     }
