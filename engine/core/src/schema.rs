@@ -307,7 +307,9 @@ fn node_property(key: &str) -> Value {
     if let Some(k) = kinds::kind(key) {
         let description = format!("Kind `{}`: {} Value: {}", k.key, k.summary, k.body);
         let shape = match key {
-            "user_task" | "service" | "script" | "join" | "message" | "call" | "circulate" => json!({ "type": "string" }),
+            "user_task" | "service" | "script" | "join" | "message" | "call" | "circulate" => {
+                json!({ "type": "string" })
+            }
             "exclusive" | "inclusive" => json!({ "type": "array", "items": { "$ref": "#/$defs/branch" } }),
             "parallel" => json!({ "type": "array", "items": { "type": "string" } }),
             "event_based" => json!({ "type": "array", "items": { "$ref": "#/$defs/event_branch" } }),

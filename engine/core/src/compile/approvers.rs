@@ -83,7 +83,12 @@ pub(crate) fn compile_users(
                 let index = i.to_string();
                 let at: Vec<&str> = path.iter().copied().chain([index.as_str()]).collect();
                 if let Some(problem) = user_id_problem(u) {
-                    cx.err("bad-user", cx.loc(&at), format!("`{u}`: {problem}"), "write the user ids of the users file");
+                    cx.err(
+                        "bad-user",
+                        cx.loc(&at),
+                        format!("`{u}`: {problem}"),
+                        "write the user ids of the users file",
+                    );
                     ok = false;
                 } else if seen.contains(&u.trim()) {
                     cx.err(
@@ -211,7 +216,8 @@ pub(super) fn compile_approvers(
         None | Some("parallel") => false,
         Some("sequential") => true,
         Some(other) => {
-            let close = suggest(other, ["parallel", "sequential"]).map(|s| format!("did you mean `{s}`? ")).unwrap_or_default();
+            let close =
+                suggest(other, ["parallel", "sequential"]).map(|s| format!("did you mean `{s}`? ")).unwrap_or_default();
             cx.err(
                 "bad-order",
                 cx.loc(&at("order")),
@@ -405,7 +411,10 @@ fn field_var(
 pub(super) fn attach(kind: &mut NodeKind, item: &str, consensus: ConsensusSpec) {
     let NodeKind::UserTask(spec) = kind else { return };
     spec.assignee = expr::compile(item, [item]).ok();
-    let wanted = [Some((&consensus.decision, FieldMode::Required)), consensus.comment.as_ref().map(|c| (c, FieldMode::Optional))];
+    let wanted = [
+        Some((&consensus.decision, FieldMode::Required)),
+        consensus.comment.as_ref().map(|c| (c, FieldMode::Optional)),
+    ];
     for (var, mode) in wanted.into_iter().flatten() {
         if !spec.form.iter().any(|f| f.var == *var) {
             spec.form.push(FormField { var: var.clone(), mode });

@@ -18,7 +18,8 @@ use chrono::{DateTime, Utc};
 
 pub(crate) const KIND: super::Kind = super::Kind {
     key: "circulate",
-    summary: "A circulation (回覧): a read-only task for each user in `to`, who acknowledges it; the flow goes on at once.",
+    summary:
+        "A circulation (回覧): a read-only task for each user in `to`, who acknowledges it; the flow goes on at once.",
     body: "give the read tasks a title: `circulate: 承認済み稟議の回覧`",
     keys: &["lane", "next", "to", "form"],
     no_next: "",
@@ -179,8 +180,15 @@ pub(crate) fn acknowledge(
     let read = inst.unread.remove(pos);
     let seq = inst.history_len;
     inst.history_len += 1;
-    let entry = HistoryEntry { seq, at: now, node: Some(read.node), user: Some(user.clone()), event: HistoryEvent::TaskRead { task: task.clone() } };
-    let close = Command::CloseTask { task, status: TaskStatus::Completed, by: Some(user), outcome: Some("read".into()) };
+    let entry = HistoryEntry {
+        seq,
+        at: now,
+        node: Some(read.node),
+        user: Some(user.clone()),
+        event: HistoryEvent::TaskRead { task: task.clone() },
+    };
+    let close =
+        Command::CloseTask { task, status: TaskStatus::Completed, by: Some(user), outcome: Some("read".into()) };
     Ok(Transition { commands: vec![close], history: vec![entry] })
 }
 
