@@ -67,3 +67,64 @@ pub(crate) fn decide(c: &ConsensusSpec, results: &[Value], total: u32) -> (Optio
     };
     (to, event)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::ConsensusRule;
+    use serde_json::json;
+
+    fn spec(rule: ConsensusRule) -> ConsensusSpec {
+        ConsensusSpec { rule, decision: "d".into(), approve: json!(true), comment: None, rejected: 7 }
+    }
+
+    /// For every rule, list length and order of decisions: the verdict is given
+    /// exactly when the remaining approvers can no longer change it, and always by
+    /// the time everyone decided.
+    #[test]
+    fn the_verdict_comes_exactly_when_it_is_certain() {
+        for total in 1u32..=5 {
+            let mut rules = vec![ConsensusRule::All, ConsensusRule::Any];
+            rules.extend((1..=total).map(ConsensusRule::AtLeast));
+            for rule in rules {
+                let c = spec(rule);
+                let needed = rule.needed(total);
+                for pattern in 0u32..(1 << total) {
+                    let mut results = vec![Value::Null; total as usize];
+                    for i in 0..total as usize {
+                        results[i] = json!({ "user": format!("u{i}"), "decision": pattern & (1 << i) != 0 });
+                        let (yes, no) = c.count(&results);
+                        let open = total - yes - no;
+                        let certain_yes = yes >= needed;
+                        let certain_no = yes + open < needed;
+                        let expected = if certain_yes {
+                            Some(Verdict::Approved)
+                        } else if certain_no {
+                            Some(Verdict::Rejected)
+                        } else {
+                            None
+                        };
+                        assert_eq!(c.verdict(&results, total), expected, "{rule:?} of {total}, {results:?}");
+                        if expected.is_some() {
+                            break;
+                        }
+                        assert!(i + 1 < total as usize, "undecided after everyone decided: {rule:?} {results:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn approvers_are_user_ids_each_once() {
+        let got = approvers(vec![json!(" tanaka "), json!("suzuki"), json!("tanaka")]).unwrap();
+        assert_eq!(got, vec![json!("tanaka"), json!("suzuki")]);
+        assert!(approvers(vec![]).unwrap_err().contains("empty"));
+        assert!(approvers(vec![json!("a"), json!(1)]).unwrap_err().contains("approver 1 is 1"));
+        assert!(approvers(vec![json!("x".repeat(201))]).unwrap_err().contains("200 characters"));
+        assert!(unreachable(&spec(ConsensusRule::AtLeast(3)), 2).is_some());
+        assert!(unreachable(&spec(ConsensusRule::All), 2).is_none());
+        let (to, _) = decide(&spec(ConsensusRule::Any), &[json!({ "decision": false })], 1);
+        assert_eq!(to, Some(7), "rejected goes to `rejected`");
+    }
+}
