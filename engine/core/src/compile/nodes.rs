@@ -125,9 +125,10 @@ pub(super) fn compile_node(
     let approvers = n.approvers.as_ref().filter(|_| kind.keys.contains(&"approvers"));
     let approver = approvers.and_then(|a| super::approvers::item_name(cx, id, a, nm.names));
     ok &= approvers.is_none() || approver.is_some();
-    let items = match &n.multi_instance {
-        Some(m) if kind.keys.contains(&"multi_instance") => super::multi::item_names(cx, id, m, nm.names),
-        _ => approver.iter().cloned().collect(),
+    let items = match (&n.multi_instance, &approver) {
+        (_, Some(a)) => vec![a.clone()],
+        (Some(m), None) if kind.keys.contains(&"multi_instance") => super::multi::item_names(cx, id, m, nm.names),
+        _ => Vec::new(),
     };
     let names: Vec<&str> = nm.names.iter().copied().chain(items.iter().map(String::as_str)).collect();
     let with_result: Vec<&str> = nm.with_result.iter().copied().chain(items.iter().map(String::as_str)).collect();
