@@ -150,29 +150,47 @@ impl ConsensusRule {
     }
 }
 
+/// What the approvers said so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub approvals: u32,
+    pub rejections: u32,
+    /// Done without a decision (`decision` left `null`: their task was skipped,
+    /// e.g. an approver who is the applicant): out of the count.
+    pub abstentions: u32,
+}
+
 impl ConsensusSpec {
-    /// Approvals and rejections among the outputs so far (`null`: not decided yet).
-    pub fn count(&self, results: &[serde_json::Value]) -> (u32, u32) {
-        let mut approvals = 0;
-        let mut rejections = 0;
+    /// The tally of the outputs so far (`null`: that approver has not finished).
+    pub fn count(&self, results: &[serde_json::Value]) -> Tally {
+        let mut t = Tally::default();
         for r in results.iter().filter(|r| !r.is_null()) {
-            if r.get("decision") == Some(&self.approve) {
-                approvals += 1;
-            } else {
-                rejections += 1;
+            match r.get("decision") {
+                None | Some(serde_json::Value::Null) => t.abstentions += 1,
+                Some(d) if *d == self.approve => t.approvals += 1,
+                Some(_) => t.rejections += 1,
             }
         }
-        (approvals, rejections)
+        t
+    }
+
+    /// Approvals needed of `total` approvers, given the abstentions so far: the
+    /// rule applies to those who decide.
+    pub fn needed(&self, tally: Tally, total: u32) -> u32 {
+        self.rule.needed(total.saturating_sub(tally.abstentions))
     }
 
     /// The verdict once it is certain: approved as soon as enough approved,
-    /// rejected as soon as too many rejected for the rule ever to be met.
+    /// rejected as soon as too many rejected for the rule ever to be met. When
+    /// every approver abstained, the step passes (as a skipped step would).
     pub fn verdict(&self, results: &[serde_json::Value], total: u32) -> Option<Verdict> {
-        let needed = self.rule.needed(total);
-        let (approvals, rejections) = self.count(results);
-        if approvals >= needed {
+        let t = self.count(results);
+        let deciding = total.saturating_sub(t.abstentions);
+        let needed = self.needed(t, total);
+        let open = deciding.saturating_sub(t.approvals + t.rejections);
+        if deciding == 0 || t.approvals >= needed {
             Some(Verdict::Approved)
-        } else if rejections > total.saturating_sub(needed) {
+        } else if t.approvals + open < needed {
             Some(Verdict::Rejected)
         } else {
             None

@@ -50,7 +50,7 @@ pub(crate) fn unreachable(c: &ConsensusSpec, total: usize) -> Option<String> {
 
 /// Where a decided consensus goes (`None`: its `next`), and its history line.
 pub(crate) fn decide(c: &ConsensusSpec, results: &[Value], total: u32) -> (Option<NodeIx>, HistoryEvent) {
-    let (approvals, rejections) = c.count(results);
+    let tally = c.count(results);
     // Only called once decided; a body ended otherwise (all done) is decided too,
     // since approvals + rejections = total then.
     let verdict = c.verdict(results, total).unwrap_or(Verdict::Rejected);
@@ -60,9 +60,9 @@ pub(crate) fn decide(c: &ConsensusSpec, results: &[Value], total: u32) -> (Optio
     };
     let event = HistoryEvent::ConsensusDecided {
         verdict: name.into(),
-        approvals,
-        rejections,
-        needed: c.rule.needed(total),
+        approvals: tally.approvals,
+        rejections: tally.rejections,
+        needed: c.needed(tally, total),
         total,
     };
     (to, event)
@@ -93,7 +93,8 @@ mod tests {
                     let mut results = vec![Value::Null; total as usize];
                     for i in 0..total as usize {
                         results[i] = json!({ "user": format!("u{i}"), "decision": pattern & (1 << i) != 0 });
-                        let (yes, no) = c.count(&results);
+                        let t = c.count(&results);
+                        let (yes, no) = (t.approvals, t.rejections);
                         let open = total - yes - no;
                         let certain_yes = yes >= needed;
                         let certain_no = yes + open < needed;
@@ -126,5 +127,20 @@ mod tests {
         assert!(unreachable(&spec(ConsensusRule::All), 2).is_none());
         let (to, _) = decide(&spec(ConsensusRule::Any), &[json!({ "decision": false })], 1);
         assert_eq!(to, Some(7), "rejected goes to `rejected`");
+    }
+
+    /// An approver done without a decision (a skipped task) is out of the count:
+    /// `all` needs the others, N of M still needs N, and nobody left passes.
+    #[test]
+    fn an_approver_without_a_decision_abstains() {
+        let yes = json!({ "decision": true });
+        let none = json!({ "decision": null });
+        let all = spec(ConsensusRule::All);
+        assert_eq!(all.verdict(&[none.clone(), yes.clone(), Value::Null], 3), None);
+        assert_eq!(all.verdict(&[none.clone(), yes.clone(), yes.clone()], 3), Some(Verdict::Approved));
+        let two = spec(ConsensusRule::AtLeast(2));
+        assert_eq!(two.verdict(&[none.clone(), yes.clone(), Value::Null], 3), None);
+        assert_eq!(two.verdict(&[none.clone(), none.clone(), Value::Null], 3), Some(Verdict::Rejected));
+        assert_eq!(spec(ConsensusRule::Any).verdict(&[none.clone(), none], 2), Some(Verdict::Approved));
     }
 }
