@@ -59,6 +59,9 @@ enum Command {
         after_help = "Example:\n  nagare diagram processes/expense-approval.yaml -o expense.svg\n  nagare diagram processes/expense-approval.yaml --format mermaid"
     )]
     Diagram(cli::draw::DiagramArgs),
+    /// Export a process file as BPMN 2.0 XML with its diagram (Camunda Modeler, bpmn.io).
+    #[command(after_help = "Example:\n  nagare export processes/expense-approval.yaml --format bpmn -o expense.bpmn")]
+    Export(cli::export::ExportArgs),
     /// Print the JSON Schema of process files (for editors: completion and checks as you type).
     #[command(after_help = "Example:\n  nagare schema -o nagare-process.schema.json")]
     Schema {
@@ -317,6 +320,7 @@ fn main() -> ExitCode {
         Command::Validate { files } => cli::files::validate(&out, &files),
         Command::Deploy { files } => cli::files::deploy(&out, &data, &files),
         Command::Diagram(a) => cli::draw::diagram(&out, a),
+        Command::Export(a) => cli::export::export(&out, a),
         Command::Schema { output } => cli::draw::schema(&out, output.as_deref()),
         Command::Start(a) => cli::instances::start(&out, &data, a),
         Command::Instances(a) => cli::instances::list(&out, &data, a),

@@ -57,7 +57,7 @@ pub fn schema(_out: &Out, output: Option<&Path>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_out(path: Option<&Path>, text: &str) -> anyhow::Result<()> {
+pub(crate) fn write_out(path: Option<&Path>, text: &str) -> anyhow::Result<()> {
     match path {
         Some(p) => std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display())),
         None => {

@@ -5,6 +5,7 @@ pub mod config;
 pub mod demo;
 pub mod draw;
 pub mod emulate;
+pub mod export;
 pub mod files;
 pub mod incidents;
 pub mod instances;
