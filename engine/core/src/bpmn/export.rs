@@ -22,38 +22,32 @@
 //! | `lanes:` | a `collaboration` with one `participant` (the pool) and a `laneSet` |
 //! | `description:` | `documentation` |
 //!
-//! # The `nagare:` extension (namespace [`NS_NAGARE`]) — what the importer reads
+//! # The `nagare:` extension — what the importer reads
 //!
+//! The contract is the one in [`super`] (module docs, namespace [`NAGARE_NS`]):
 //! BPMN cannot say everything a nagare process says (forms, connector inputs,
-//! retries, due dates, variable types, multi-instance options ...). The export
-//! therefore carries the definition itself, as compact JSON (see
-//! [`super::export_json`]), in `extensionElements`:
+//! retries, due dates, variable types, multi-instance options ...), so the export
+//! carries the definitions themselves as compact JSON ([`super::export_json`]) in
+//! `extensionElements`:
 //!
-//! * `<nagare:process>{json}</nagare:process>` on the `bpmn:process`: the
-//!   [`ProcessDef`] without `nodes` (id, name, version, description, time_zone,
-//!   lanes, variables, settings, start).
-//! * `<nagare:node key="KEY">{json}</nagare:node>` on every flow node that is a
-//!   nagare node: its [`NodeDef`] under its key (the BPMN `id` is the key made a
-//!   valid XML id, so it can differ). A sub-process's JSON has no `nodes`: they are
-//!   the elements with `nagare:node` inside its `bpmn:subProcess`, in document order.
-//!   Top-level nodes are the `nagare:node` elements directly in the `bpmn:process`,
-//!   in document order (the order is part of the process).
-//! * `<nagare:part of="KEY"/>` on elements that only BPMN needs: start events
-//!   (`of` = `start`, or the sub-process's key), boundary events and event-based
-//!   branch catch events (`of` = the node they belong to). Sequence flows and lanes
-//!   carry nothing: the nodes' JSON holds every `next`.
+//! * `<nagare:process>` on the `bpmn:process`: the [`ProcessDef`] without `start`
+//!   and `nodes`.
+//! * `<nagare:node>` on every flow node: the start event's [`crate::model::StartDef`]
+//!   (a sub-process's start: its `SubStartDef`), a node's whole [`NodeDef`]
+//!   (`key="KEY"` names the node: the BPMN `id` is the key made a valid XML id, so
+//!   it differs for a key such as `1st`), a boundary event's `BoundaryDef`, an
+//!   event-based branch's `EventBranchDef` on the catch event after the gateway.
+//!   The flow keys ([`super::FLOW_KEYS`], and a sub-process's `start`/`nodes`) are
+//!   in the JSON too where the type has them, but the importer takes them from the
+//!   structure, which the export writes to say the same thing: sequence flows in
+//!   branch order, the default flow as the gateway's (and, for a user task with
+//!   outcomes, the task's) `default`, boundary events in `boundary:` order.
 //!
-//! An importer that finds `nagare:process` builds the process from these payloads,
-//! so an export re-imported after the layout was edited in a modeler is the same
-//! process. Suggested for edits made in the modeler: a `name` attribute that differs
-//! from what the export wrote (the JSON's `name`, else the key) is a rename and wins;
-//! an element with neither `nagare:node` nor `nagare:part` was added in the modeler
-//! (import it the plain-BPMN way or report it with its id).
-//!
-//! Deterministic: same definition, same bytes.
+//! //! Deterministic: same definition, same bytes.
 
-use super::export_json::{node_json, process_json};
+use super::export_json::{json, node_json, process_json};
 use super::export_layout::{self, LaidOut, Plane};
+use super::{BPMNDI_NS, BPMN_NS, DC_NS, DI_NS, NAGARE_NS, XSI_NS};
 use crate::diagram::graph::{BoundaryMark, Edge, EdgeStyle, GatewayMark, Icon, Item, Shape, TaskType};
 use crate::model::{EndDef, EndKind, NodeDef, ProcessDef, TimerDef, TimerMap};
 use crate::schedule::{parse_span, Span};
@@ -61,13 +55,6 @@ use indexmap::IndexMap;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
 
-pub const NS_BPMN: &str = "http://www.omg.org/spec/BPMN/20100524/MODEL";
-pub const NS_BPMNDI: &str = "http://www.omg.org/spec/BPMN/20100524/DI";
-pub const NS_DC: &str = "http://www.omg.org/spec/DD/20100524/DC";
-pub const NS_DI: &str = "http://www.omg.org/spec/DD/20100524/DI";
-pub const NS_XSI: &str = "http://www.w3.org/2001/XMLSchema-instance";
-/// nagare's extension namespace (elements `process`, `node`, `part`).
-pub const NS_NAGARE: &str = "https://nagare.dev/bpmn/1";
 /// The `language` of condition expressions and the `scriptFormat` of scripts.
 pub const RHAI: &str = "rhai";
 
@@ -89,7 +76,7 @@ pub fn export(def: &ProcessDef) -> String {
         next: def.start.next.clone(),
         lane: first_lane,
         definition: start_definition(&mut cx, def),
-        part_of: "start".to_string(),
+        ext: node_ext(&json(&def.start)),
     };
     let scope = build_scope(&mut cx, start, &def.nodes);
     let lanes: Vec<(String, String)> =
@@ -108,7 +95,7 @@ pub fn export(def: &ProcessDef) -> String {
     let mut x = String::with_capacity(32 * 1024);
     let _ = write!(
         x,
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<bpmn:definitions xmlns:bpmn=\"{NS_BPMN}\" xmlns:bpmndi=\"{NS_BPMNDI}\" xmlns:dc=\"{NS_DC}\" xmlns:di=\"{NS_DI}\" xmlns:xsi=\"{NS_XSI}\" xmlns:nagare=\"{NS_NAGARE}\" id=\"{}\" targetNamespace=\"https://nagare.dev/bpmn/processes\" exporter=\"nagare\" exporterVersion=\"{}\">\n",
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<bpmn:definitions xmlns:bpmn=\"{BPMN_NS}\" xmlns:bpmndi=\"{BPMNDI_NS}\" xmlns:dc=\"{DC_NS}\" xmlns:di=\"{DI_NS}\" xmlns:xsi=\"{XSI_NS}\" xmlns:nagare=\"{NAGARE_NS}\" id=\"{}\" targetNamespace=\"https://nagare.dev/bpmn/processes\" exporter=\"nagare\" exporterVersion=\"{}\">\n",
         cx.ids.alloc("definitions"),
         env!("CARGO_PKG_VERSION")
     );
@@ -354,7 +341,8 @@ struct StartEl {
     next: String,
     lane: Option<String>,
     definition: (Option<Icon>, String),
-    part_of: String,
+    /// Its `nagare:node` element.
+    ext: String,
 }
 
 /// One flow node element of a scope.
@@ -506,7 +494,7 @@ fn build_scope(cx: &mut Cx, start: StartEl, nodes: &IndexMap<String, NodeDef>) -
             lane: start.lane.clone(),
             attrs: String::new(),
             doc: None,
-            ext: part(&start.part_of),
+            ext: start.ext,
             tail: definition,
             incoming: Vec::new(),
             outgoing: Vec::new(),
@@ -557,7 +545,7 @@ fn build_scope(cx: &mut Cx, start: StartEl, nodes: &IndexMap<String, NodeDef>) -
                     next: st.next.clone(),
                     lane: None,
                     definition: (None, String::new()),
-                    part_of: key.clone(),
+                    ext: node_ext(&json(st)),
                 };
                 inner = Some(Box::new(build_scope(cx, start, &sub.nodes)));
             }
@@ -629,8 +617,9 @@ fn push_el(s: &mut Scope, mut el: El, shape: Shape, label: String) -> usize {
     item
 }
 
-fn part(of: &str) -> String {
-    format!("<nagare:part of=\"{}\"/>", attr(of))
+/// A `nagare:node` element around `json`.
+fn node_ext(json: &str) -> String {
+    format!("<nagare:node>{}</nagare:node>", text(json))
 }
 
 fn boundary_mark(b: &crate::model::BoundaryDef) -> BoundaryMark {
@@ -766,7 +755,7 @@ fn node_flows(cx: &mut Cx, s: &mut Scope, pending: &mut Vec<Pending>, key: &str,
                     lane: n.lane.clone(),
                     attrs: String::new(),
                     doc: None,
-                    ext: part(key),
+                    ext: node_ext(&json(b)),
                     tail,
                     incoming: Vec::new(),
                     outgoing: Vec::new(),
@@ -808,7 +797,7 @@ fn node_flows(cx: &mut Cx, s: &mut Scope, pending: &mut Vec<Pending>, key: &str,
             lane: n.lane.clone(),
             attrs: format!(" cancelActivity=\"{interrupting}\" attachedToRef=\"{host}\""),
             doc: None,
-            ext: part(key),
+            ext: node_ext(&json(b)),
             tail,
             incoming: Vec::new(),
             outgoing: Vec::new(),

@@ -7,28 +7,40 @@
 //! order (`serde_json::Value` sorts keys here, which would reorder `variables:`).
 
 use crate::model::{NodeDef, ProcessDef};
+use serde::Serialize;
 use serde_yaml::Value;
 
 /// Keys whose values are the designer's data (connector inputs, default values,
 /// version labels, watch settings): kept whole, `null`s included.
 const DATA_KEYS: &[&str] = &["with", "default", "version", "settings"];
 
-/// `def` without its nodes (they are carried by the flow node elements), as JSON.
+/// `def` without its start and nodes (the start event and the flow node elements
+/// carry those), as JSON.
 pub fn process_json(def: &ProcessDef) -> String {
     let mut v = serde_yaml::to_value(def).expect("a process definition is plain data");
     if let Value::Mapping(m) = &mut v {
         m.remove("nodes");
+        m.remove("start");
     }
     strip_nulls(&mut v, false);
     serde_json::to_string(&v).expect("YAML values of a definition are JSON values")
 }
 
-/// One node's definition as JSON; a sub-process without its `nodes` (they are the
-/// elements inside the `bpmn:subProcess`).
+/// Any part of a definition (a start, a boundary, a branch) as JSON, absent
+/// optional keys left out.
+pub fn json<T: Serialize>(part: &T) -> String {
+    let mut v = serde_yaml::to_value(part).expect("a definition is plain data");
+    strip_nulls(&mut v, false);
+    serde_json::to_string(&v).expect("YAML values of a definition are JSON values")
+}
+
+/// One node's definition as JSON; a sub-process without its `start` and `nodes`
+/// (they are the elements inside the `bpmn:subProcess`).
 pub fn node_json(node: &NodeDef) -> String {
     let mut v = serde_yaml::to_value(node).expect("a node definition is plain data");
     if let Some(Value::Mapping(sub)) = v.get_mut("sub_process") {
         sub.remove("nodes");
+        sub.remove("start");
     }
     strip_nulls(&mut v, false);
     // `end:` with no value is present-and-null: the one null that means something.
@@ -89,7 +101,7 @@ mod tests {
         )
         .unwrap();
         let j = process_json(&def);
-        assert!(!j.contains("nodes"), "{j}");
+        assert!(!j.contains("nodes") && !j.contains("start"), "{j}");
         let z = j.find("\"z\"").unwrap();
         let a = j.find("\"a\"").unwrap();
         assert!(z < a, "declaration order kept: {j}");

@@ -1,0 +1,1 @@
+//! Expressions in BPMN files (FEEL, Python, JavaScript) → rhai.

@@ -1,0 +1,1 @@
+//! Hardened XML reading with positions.
