@@ -219,3 +219,103 @@ fn nagare_export_writes_the_bpmn_file_and_refuses_an_invalid_process() {
     let err = String::from_utf8_lossy(&status.stderr);
     assert!(err.contains("nowhere") && err.contains("fix them to export it"), "{err}");
 }
+
+/// A process as text that two equal processes share: the `Debug` form without the
+/// source text and its digest (YAML here, XML there), without the expressions'
+/// word sets and the id index (hash sets and maps, whose order is random); the index
+/// is compared sorted.
+fn canonical(p: &Process) -> String {
+    let mut p = p.clone();
+    p.source.clear();
+    p.digest.clear();
+    let index: BTreeMap<String, usize> = p.index.drain().collect();
+    let text = format!("{p:#?}");
+    let mut out = String::with_capacity(text.len());
+    let mut skip_until: Option<String> = None;
+    for line in text.lines() {
+        if let Some(end) = &skip_until {
+            if line == end || line.trim_end_matches(',') == end.trim_end_matches(',') {
+                skip_until = None;
+            }
+            continue;
+        }
+        let trimmed = line.trim_start();
+        if trimmed == "words: {" || trimmed == "index: {}," || trimmed == "index: {" {
+            if trimmed.ends_with('{') {
+                let indent = &line[..line.len() - trimmed.len()];
+                skip_until = Some(format!("{indent}}},"));
+            }
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    format!("{out}index: {index:?}\n")
+}
+
+#[test]
+fn canonical_form_is_stable_and_sees_a_changed_expression() {
+    let text = std::fs::read_to_string(root().join("processes/expense-approval.yaml")).unwrap();
+    let a = load_str("a.yaml", &text, &CompileOptions::default()).unwrap().process;
+    let b = load_str("b.yaml", &text, &CompileOptions::default()).unwrap().process;
+    assert_eq!(canonical(&a), canonical(&b), "two loads of one file are equal");
+    assert!(!canonical(&a).contains("words"), "word sets are left out");
+    let changed = text.replacen("金額 >= 50000", "金額 >= 50001", 1);
+    assert_ne!(changed, text, "the fixture still has the condition this test edits");
+    let c = load_str("c.yaml", &changed, &CompileOptions::default()).unwrap().process;
+    assert_ne!(canonical(&a), canonical(&c), "a changed condition is a different process");
+}
+
+/// The definition back from the export's `nagare:` payloads alone (what the
+/// importer prefers), as YAML text: proves the export carries every key.
+fn from_payloads(xml_text: &str) -> String {
+    use serde_yaml::{Mapping, Value};
+    const NAGARE: &str = "https://nagare.dev/schema/bpmn/1.0";
+    fn json(el: &xml::Element) -> Value {
+        serde_yaml::from_str(&el.text).expect("payload is JSON")
+    }
+    fn payload(el: &xml::Element) -> Option<&xml::Element> {
+        el.child(BPMN, "extensionElements").and_then(|x| x.child(NAGARE, "node"))
+    }
+    fn nodes(scope: &xml::Element) -> (Option<Value>, Mapping) {
+        let mut start = None;
+        let mut out = Mapping::new();
+        for el in &scope.children {
+            let Some(p) = payload(el) else { continue };
+            if el.is(BPMN, "startEvent") {
+                start = Some(json(p));
+                continue;
+            }
+            let Some(key) = p.attr("key") else { continue };
+            let mut node = json(p);
+            if el.is(BPMN, "subProcess") {
+                let (sub_start, sub_nodes) = nodes(el);
+                let sub = node.get_mut("sub_process").and_then(Value::as_mapping_mut).expect("a sub-process");
+                if let Some(s) = sub_start {
+                    sub.insert("start".into(), s);
+                }
+                sub.insert("nodes".into(), Value::Mapping(sub_nodes));
+            }
+            out.insert(key.into(), node);
+        }
+        (start, out)
+    }
+    let root = xml::parse(xml_text).unwrap();
+    let process = root.child(BPMN, "process").unwrap();
+    let mut def = json(process.child(BPMN, "extensionElements").unwrap().child(NAGARE, "process").unwrap());
+    let (start, top) = nodes(process);
+    let m = def.as_mapping_mut().unwrap();
+    m.insert("start".into(), start.expect("the start event carries its definition"));
+    m.insert("nodes".into(), Value::Mapping(top));
+    serde_yaml::to_string(&def).unwrap()
+}
+
+#[test]
+fn the_nagare_payloads_of_every_export_compile_to_the_same_process() {
+    for e in export_all() {
+        let yaml = from_payloads(&e.xml);
+        let back = load_str(&e.name, &yaml, &CompileOptions::default())
+            .unwrap_or_else(|d| panic!("{}: the payloads do not load: {d}\n{yaml}", e.name));
+        assert_eq!(canonical(&back.process), canonical(&e.process), "{}: payloads → a different process", e.name);
+    }
+}
