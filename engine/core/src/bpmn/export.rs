@@ -64,7 +64,8 @@ pub fn export(def: &ProcessDef) -> String {
     let mut ids = Ids::default();
     // Node keys first, so nodes keep their key as their id whenever it is one.
     let mut node_ids = HashMap::new();
-    alloc_nodes(&def.nodes, &mut ids, &mut node_ids);
+    alloc_nodes(&def.nodes, &mut ids, &mut node_ids, true);
+    alloc_nodes(&def.nodes, &mut ids, &mut node_ids, false);
     let forks = fork_kinds(&def.nodes);
     let mut cx = Cx { ids, node_ids, forks, messages: IndexMap::new(), errors: IndexMap::new() };
 
@@ -207,12 +208,15 @@ fn is_ncname(s: &str) -> bool {
     s.chars().next().is_some_and(is_name_start) && s.chars().all(is_name_char)
 }
 
-/// Every node's BPMN id, sub-processes' nodes included, in file order.
-fn alloc_nodes(nodes: &IndexMap<String, NodeDef>, ids: &mut Ids, out: &mut HashMap<String, String>) {
+/// Every node's BPMN id, sub-processes' nodes included, in file order: first the
+/// keys that are ids already (`plain`), so they keep them, then the others, made ids.
+fn alloc_nodes(nodes: &IndexMap<String, NodeDef>, ids: &mut Ids, out: &mut HashMap<String, String>, plain: bool) {
     for (key, n) in nodes {
-        out.insert(key.clone(), ids.alloc(key));
+        if is_ncname(key) == plain {
+            out.insert(key.clone(), ids.alloc(key));
+        }
         if let Some(sub) = &n.sub_process {
-            alloc_nodes(&sub.nodes, ids, out);
+            alloc_nodes(&sub.nodes, ids, out, plain);
         }
     }
 }
@@ -917,3 +921,7 @@ impl Di<'_> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "export_tests.rs"]
+mod tests;
