@@ -486,6 +486,18 @@ fn reads(a: &Ast, out: &mut Vec<(String, Option<Guess>)>) {
     }
 }
 
+fn prefix_paths(a: &mut Ast, record: &str) {
+    match a {
+        Ast::Path(p) => p.insert(0, record.to_string()),
+        Ast::Not(e) | Ast::Neg(e) => prefix_paths(e, record),
+        Ast::Bin(_, l, r) => {
+            prefix_paths(l, record);
+            prefix_paths(r, record);
+        }
+        _ => {}
+    }
+}
+
 // ---- entry points -----------------------------------------------------------
 
 /// Remove a language's wrapper: `${...}`/`#{...}` (JUEL), a leading `=` (FEEL),
@@ -515,6 +527,16 @@ fn unwrap(src: &str, lang: Lang) -> (String, Lang) {
 
 /// Translate a condition (or any value expression) written in `lang`.
 pub fn condition(src: &str, lang: Lang) -> Result<Translated, Untranslatable> {
+    translate(src, lang, None)
+}
+
+/// Translate a value whose variables are fields of `record` (an output mapping
+/// reads the job's result: `=total` becomes `result.total`).
+pub fn condition_over(src: &str, lang: Lang, record: &str) -> Result<Translated, Untranslatable> {
+    translate(src, lang, Some(record))
+}
+
+fn translate(src: &str, lang: Lang, record: Option<&str>) -> Result<Translated, Untranslatable> {
     if lang == Lang::Rhai {
         return Ok(Translated { rhai: src.trim().to_string(), reads: Vec::new() });
     }
@@ -527,9 +549,12 @@ pub fn condition(src: &str, lang: Lang) -> Result<Translated, Untranslatable> {
         return refuse("`=` is equality in FEEL but assignment elsewhere; name the language (language=\"feel\") or write `==`");
     }
     let mut p = Parser { toks, pos: 0, lang, depth: 0 };
-    let ast = p.expr(0)?;
+    let mut ast = p.expr(0)?;
     if let Some(t) = p.peek() {
         return refuse(format!("unexpected {} after a complete {} expression", describe(t), lang.name()));
+    }
+    if let Some(r) = record {
+        prefix_paths(&mut ast, r);
     }
     let mut rhai = String::new();
     emit(&ast, &mut rhai);

@@ -35,7 +35,8 @@ pub mod import;
 pub mod xml;
 
 use crate::compile::CompileOptions;
-use crate::diag::Diagnostics;
+use crate::diag::{Diagnostics, Loc};
+use std::collections::HashMap;
 use crate::load::Loaded;
 use crate::model::ProcessDef;
 
@@ -78,6 +79,9 @@ pub struct Imported {
     pub yaml: String,
     /// Findings that do not stop the import (ignored diagram details, ...).
     pub warnings: Diagnostics,
+    /// Node id → line:col of its element in the XML, to point compile findings
+    /// on the generated YAML back into the BPMN file.
+    pub locs: HashMap<String, Loc>,
 }
 
 /// Import a BPMN 2.0 file: `file` names it in diagnostics, whose positions are
@@ -87,15 +91,53 @@ pub fn import(xml: &str, file: &str) -> Result<Imported, Diagnostics> {
     import::import(xml, file)
 }
 
+/// [`import`] with choices the file cannot express (variables to declare).
+pub fn import_with(xml: &str, file: &str, opts: &ImportOptions) -> Result<Imported, Diagnostics> {
+    import::import_with(xml, file, opts)
+}
+
+pub use import::ImportOptions;
+
 /// Import a BPMN file and load the result like a YAML process file: the stored
 /// source of the process is the generated YAML.
 pub fn load_bpmn(file: &str, xml: &str, opts: &CompileOptions) -> Result<Loaded, Diagnostics> {
     let imported = import(xml, file)?;
-    let mut loaded = crate::load::load_str(file, &imported.yaml, opts)?;
+    let mut loaded = crate::load::load_str(file, &imported.yaml, opts)
+        .map_err(|d| to_xml_positions(d, &imported))?;
     let mut warnings = imported.warnings;
     warnings.0.append(&mut loaded.warnings.0);
     loaded.warnings = warnings.finish(file);
     Ok(loaded)
+}
+
+/// Findings on the generated YAML, pointed back at the BPMN element of the node
+/// they are about (the nearest node key above the YAML line), so a designer sees
+/// where in the model to fix it; the message names the YAML position too.
+fn to_xml_positions(d: Diagnostics, imported: &Imported) -> Diagnostics {
+    let lines: Vec<&str> = imported.yaml.lines().collect();
+    let mut out = Diagnostics::default();
+    for mut diag in d.0 {
+        let upto = diag.line.min(lines.len());
+        let node = lines[..upto].iter().rev().find_map(|l| {
+            let key = l.trim_start().strip_suffix(':')?;
+            imported.locs.get(key).map(|loc| (key, *loc))
+        });
+        let (yl, yc) = (diag.line, diag.col);
+        match node {
+            Some((id, loc)) => {
+                diag.message = format!("{} (element `{id}`; line {yl}:{yc} of the imported YAML)", diag.message);
+                diag.line = loc.line;
+                diag.col = loc.col;
+            }
+            None => {
+                diag.message = format!("{} (line {yl}:{yc} of the imported YAML)", diag.message);
+                diag.line = 1;
+                diag.col = 1;
+            }
+        }
+        out.push(diag);
+    }
+    out
 }
 
 /// Whether `text` looks like BPMN XML rather than YAML: starts (after a BOM and
