@@ -59,6 +59,11 @@ enum Command {
         after_help = "Example:\n  nagare diagram processes/expense-approval.yaml -o expense.svg\n  nagare diagram processes/expense-approval.yaml --format mermaid"
     )]
     Diagram(cli::draw::DiagramArgs),
+    /// Import a BPMN 2.0 file (Camunda Modeler, bpmn.io, Signavio, ...) as nagare YAML.
+    #[command(
+        after_help = "Example:\n  nagare import order.bpmn -o processes/order.yaml\n  nagare import approval.bpmn --var approved:bool"
+    )]
+    Import(cli::import::ImportArgs),
     /// Print the JSON Schema of process files (for editors: completion and checks as you type).
     #[command(after_help = "Example:\n  nagare schema -o nagare-process.schema.json")]
     Schema {
@@ -317,6 +322,7 @@ fn main() -> ExitCode {
         Command::Validate { files } => cli::files::validate(&out, &files),
         Command::Deploy { files } => cli::files::deploy(&out, &data, &files),
         Command::Diagram(a) => cli::draw::diagram(&out, a),
+        Command::Import(a) => cli::import::import(&out, a),
         Command::Schema { output } => cli::draw::schema(&out, output.as_deref()),
         Command::Start(a) => cli::instances::start(&out, &data, a),
         Command::Instances(a) => cli::instances::list(&out, &data, a),

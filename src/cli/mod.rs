@@ -6,6 +6,7 @@ pub mod demo;
 pub mod draw;
 pub mod emulate;
 pub mod files;
+pub mod import;
 pub mod incidents;
 pub mod instances;
 pub mod messages;

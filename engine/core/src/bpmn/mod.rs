@@ -35,7 +35,7 @@ pub mod import;
 pub mod xml;
 
 use crate::compile::CompileOptions;
-use crate::diag::{Diagnostics, Loc};
+use crate::diag::{Diagnostic, Diagnostics, Loc};
 use std::collections::HashMap;
 use crate::load::Loaded;
 use crate::model::ProcessDef;
@@ -103,7 +103,7 @@ pub use import::ImportOptions;
 pub fn load_bpmn(file: &str, xml: &str, opts: &CompileOptions) -> Result<Loaded, Diagnostics> {
     let imported = import(xml, file)?;
     let mut loaded = crate::load::load_str(file, &imported.yaml, opts)
-        .map_err(|d| to_xml_positions(d, &imported))?;
+        .map_err(|d| locate(d, &imported))?;
     let mut warnings = imported.warnings;
     warnings.0.append(&mut loaded.warnings.0);
     loaded.warnings = warnings.finish(file);
@@ -113,7 +113,7 @@ pub fn load_bpmn(file: &str, xml: &str, opts: &CompileOptions) -> Result<Loaded,
 /// Findings on the generated YAML, pointed back at the BPMN element of the node
 /// they are about (the nearest node key above the YAML line), so a designer sees
 /// where in the model to fix it; the message names the YAML position too.
-fn to_xml_positions(d: Diagnostics, imported: &Imported) -> Diagnostics {
+pub fn locate(d: Diagnostics, imported: &Imported) -> Diagnostics {
     let lines: Vec<&str> = imported.yaml.lines().collect();
     let mut out = Diagnostics::default();
     for mut diag in d.0 {
@@ -138,6 +138,33 @@ fn to_xml_positions(d: Diagnostics, imported: &Imported) -> Diagnostics {
         out.push(diag);
     }
     out
+}
+
+/// Check the size and encoding of a BPMN file's bytes (read with at most
+/// [`xml::MAX_XML_BYTES`] + 1 bytes) and return its text.
+pub fn decode(bytes: &[u8]) -> Result<&str, Diagnostics> {
+    let mut d = Diagnostics::default();
+    if bytes.len() > xml::MAX_XML_BYTES {
+        d.push(
+            Diagnostic::error(
+                "file-too-large",
+                Loc::new(1, 1),
+                format!("the BPMN file has more than {} bytes (4 MiB), the limit", xml::MAX_XML_BYTES),
+            )
+            .with_hint("split the model into several processes (call activities)"),
+        );
+        return Err(d);
+    }
+    std::str::from_utf8(bytes).map_err(|e| {
+        let upto = &bytes[..e.valid_up_to()];
+        let line = upto.iter().filter(|b| **b == b'\n').count() + 1;
+        let col = String::from_utf8_lossy(&upto[upto.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)..]).chars().count() + 1;
+        d.push(
+            Diagnostic::error("invalid-utf8", Loc::new(line, col), "the BPMN file is not UTF-8 here")
+                .with_hint("save it as UTF-8 (modelers do by default)"),
+        );
+        d
+    })
 }
 
 /// Whether `text` looks like BPMN XML rather than YAML: starts (after a BOM and
