@@ -230,6 +230,10 @@ pub struct BenchArgs {
     /// the threads take turns, a user task is completed on the next node.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
     nodes: u16,
+    /// Run straight/gateway/usertask from the peers' BPMN files in this directory
+    /// (e.g. ../shared/peers/processes/python) through `nagare import`.
+    #[arg(long, value_name = "DIR")]
+    from_bpmn: Option<PathBuf>,
 }
 
 fn init_tracing(verbose: u8) {
