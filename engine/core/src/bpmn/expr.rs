@@ -88,6 +88,8 @@ pub enum Guess {
 pub struct Translated {
     pub rhai: String,
     pub reads: Vec<(String, Option<Guess>)>,
+    /// The evident type of the value.
+    pub guess: Option<Guess>,
 }
 
 /// A translated script: rhai statements, variables written (with the evident
@@ -453,12 +455,19 @@ fn guess(a: &Ast) -> Option<Guess> {
 /// with a literal, in arithmetic, or alone under `!`/`&&`/`||`.
 fn reads(a: &Ast, out: &mut Vec<(String, Option<Guess>)>) {
     fn add(out: &mut Vec<(String, Option<Guess>)>, a: &Ast, g: Option<Guess>) {
-        if let Ast::Path(p) = a {
-            // `a.b` reads a record: only its root is a variable, of unknown type.
-            let g = if p.len() > 1 { None } else { g };
-            out.push((p[0].clone(), g));
-        } else {
-            reads(a, out);
+        match a {
+            Ast::Path(p) => {
+                // `a.b` reads a record: only its root is a variable, of unknown type.
+                let g = if p.len() > 1 { None } else { g };
+                out.push((p[0].clone(), g));
+            }
+            // Arithmetic where a number is wanted: its operands are numbers too.
+            Ast::Bin(op @ ("+" | "-" | "*" | "/" | "%"), l, r) if g == Some(Guess::Number) && guess(a) != Some(Guess::String) => {
+                let _ = op;
+                add(out, l, g);
+                add(out, r, g);
+            }
+            _ => reads(a, out),
         }
     }
     match a {
@@ -538,7 +547,7 @@ pub fn condition_over(src: &str, lang: Lang, record: &str) -> Result<Translated,
 
 fn translate(src: &str, lang: Lang, record: Option<&str>) -> Result<Translated, Untranslatable> {
     if lang == Lang::Rhai {
-        return Ok(Translated { rhai: src.trim().to_string(), reads: Vec::new() });
+        return Ok(Translated { rhai: src.trim().to_string(), reads: Vec::new(), guess: None });
     }
     let (body, lang) = unwrap(src, lang);
     let toks: Vec<Tok> = lex(&body)?.into_iter().filter(|t| *t != Tok::Newline).collect();
@@ -560,7 +569,7 @@ fn translate(src: &str, lang: Lang, record: Option<&str>) -> Result<Translated, 
     emit(&ast, &mut rhai);
     let mut r = Vec::new();
     reads(&ast, &mut r);
-    Ok(Translated { rhai, reads: r })
+    Ok(Translated { rhai, reads: r, guess: guess(&ast) })
 }
 
 /// Translate a script task's body: assignments only.

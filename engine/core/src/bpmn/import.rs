@@ -32,6 +32,13 @@ const PROVIDED: &[&str] = &["now", "instance_id", "started_by", "result", "error
 /// BPMN elements that only document the model: skipped without a word.
 const DOCUMENTATION: &[&str] = &[
     "sequenceFlow",
+    // A sub-process's own parts, read where they mean something.
+    "incoming",
+    "outgoing",
+    "multiInstanceLoopCharacteristics",
+    "standardLoopCharacteristics",
+    "dataInputAssociation",
+    "dataOutputAssociation",
     "laneSet",
     "textAnnotation",
     "association",
@@ -93,26 +100,48 @@ pub fn import_with(xml: &str, file: &str, opts: &ImportOptions) -> Result<Import
 fn to_yaml(def: &ProcessDef, file: &str) -> Result<String, String> {
     let mut v = serde_yaml::to_value(def).map_err(|e| e.to_string())?;
     prune(&mut v);
-    restore_ends(&mut v, &def.nodes);
+    tidy_nodes(&mut v, &def.nodes);
     let body = serde_yaml::to_string(&v).map_err(|e| e.to_string())?;
+    // `end:` reads better than `end: null` (same value).
+    let body: String = body
+        .lines()
+        .map(|l| if l.trim_start() == "end: null" { l.trim_end_matches(" null") } else { l })
+        .flat_map(|l| [l, "\n"])
+        .collect();
     let name = file.rsplit(['/', '\\']).next().unwrap_or(file);
     Ok(format!("# Imported from {name} (BPMN 2.0) by `nagare import`.\n{body}"))
 }
 
-/// `end:` with no value serializes as null like an absent key: put it back on
-/// the end nodes after [`prune`].
-fn restore_ends(v: &mut serde_yaml::Value, nodes: &IndexMap<String, NodeDef>) {
+/// Each node as a designer writes it: its kind key first, then name,
+/// description and lane, the rest, and `next` last. `end:` with no value
+/// serializes as null like an absent key, so it is put back here.
+fn tidy_nodes(v: &mut serde_yaml::Value, nodes: &IndexMap<String, NodeDef>) {
+    use serde_yaml::{Mapping, Value as V};
     let Some(map) = v.get_mut("nodes").and_then(|n| n.as_mapping_mut()) else { return };
     for (id, n) in nodes {
-        let Some(node) = map.get_mut(id.as_str()) else { continue };
+        let Some(V::Mapping(m)) = map.get_mut(id.as_str()) else { continue };
         if matches!(n.end, Some(None)) {
-            if let Some(m) = node.as_mapping_mut() {
-                m.insert("end".into(), serde_yaml::Value::Null);
+            m.insert("end".into(), V::Null);
+        }
+        let mut tidy = Mapping::new();
+        let kinds = crate::kinds::KINDS.iter().map(|k| k.key);
+        let first: Vec<&str> = kinds.chain(["name", "description", "lane"]).collect();
+        for k in first {
+            if let Some(x) = m.shift_remove(k) {
+                tidy.insert(k.into(), x);
             }
         }
+        let next = m.shift_remove("next");
+        for (k, x) in std::mem::take(m) {
+            tidy.insert(k, x);
+        }
+        if let Some(x) = next {
+            tidy.insert("next".into(), x);
+        }
+        *m = tidy;
         if let Some(sp) = &n.sub_process {
-            if let Some(inner) = node.get_mut("sub_process") {
-                restore_ends(inner, &sp.nodes);
+            if let Some(inner) = m.get_mut("sub_process") {
+                tidy_nodes(inner, &sp.nodes);
             }
         }
     }
@@ -126,7 +155,8 @@ fn prune(v: &mut serde_yaml::Value) {
             for k in keys {
                 let drop = match m.get_mut(&k) {
                     Some(V::Null) => true,
-                    Some(V::Bool(false)) => true,
+                    // Only where false is the default: `interrupting: false` is meaning.
+                    Some(V::Bool(false)) => matches!(k.as_str(), Some("required" | "sequential" | "sensitive")),
                     Some(V::Sequence(s)) => s.is_empty(),
                     Some(V::Mapping(inner)) if inner.is_empty() => true,
                     Some(child) => {
@@ -136,7 +166,7 @@ fn prune(v: &mut serde_yaml::Value) {
                     None => false,
                 };
                 if drop {
-                    m.remove(&k);
+                    m.shift_remove(&k);
                 } else if let Some(V::Sequence(s)) = m.get_mut(&k) {
                     s.iter_mut().for_each(prune);
                 }
@@ -159,6 +189,8 @@ struct Imp {
     diags: Diagnostics,
     lang: Lang,
     messages: HashMap<String, String>,
+    /// Message id → correlation key source (Zeebe, on the message).
+    message_keys: HashMap<String, String>,
     errors: HashMap<String, String>,
     seen: IndexMap<String, VarSeen>,
     declared: IndexMap<String, VarDef>,
@@ -216,10 +248,14 @@ impl Imp {
     fn new(root: &Element) -> Self {
         let lang = root.attr("expressionLanguage").and_then(Lang::from_name).unwrap_or(Lang::Plain);
         let mut messages = HashMap::new();
+        let mut message_keys = HashMap::new();
         let mut errors = HashMap::new();
         for c in &root.children {
             if c.is(BPMN_NS, "message") {
                 messages.insert(id_of(c), c.attr("name").map_or_else(|| id_of(c), str::to_string));
+                if let Some(k) = ext(c, ZEEBE_NS, "subscription").and_then(|s| s.attr("correlationKey")) {
+                    message_keys.insert(id_of(c), k.to_string());
+                }
             }
             if c.is(BPMN_NS, "error") {
                 let code = c.attr("errorCode").or(c.attr("name")).map_or_else(|| id_of(c), str::to_string);
@@ -230,6 +266,7 @@ impl Imp {
             diags: Diagnostics::default(),
             lang,
             messages,
+            message_keys,
             errors,
             seen: IndexMap::new(),
             declared: IndexMap::new(),
@@ -432,6 +469,12 @@ impl Imp {
             };
             variables.insert(name, var(ty));
         }
+        // A lane without candidate groups is worked by the group named like it.
+        for lane in self.lanes.values_mut() {
+            if lane.groups.is_empty() {
+                lane.groups.extend(lane.name.clone());
+            }
+        }
         let declared = std::mem::take(&mut self.declared);
         for (name, v) in declared {
             variables.insert(name, v);
@@ -506,6 +549,7 @@ impl Imp {
 
     fn scope(&mut self, parent: &Element, sub: bool) -> (Option<StartDef>, IndexMap<String, NodeDef>) {
         let mut sc = Scope { els: IndexMap::new(), out: HashMap::new(), inc: HashMap::new() };
+        let mut skip = HashSet::new();
         for c in &parent.children {
             if c.ns != BPMN_NS {
                 continue;
@@ -531,6 +575,11 @@ impl Imp {
                     _ => "remove it, or model it with the elements listed in README § BPMN import",
                 };
                 self.unsupported(c, "nagare does not run this element", hint);
+                // Kept as a placeholder so that its flows are not reported again.
+                if let Some(id) = c.attr("id") {
+                    skip.insert(id.to_string());
+                    sc.els.insert(id.to_string(), c);
+                }
             }
         }
         for f in sc.out.values().flatten() {
@@ -579,7 +628,7 @@ impl Imp {
         let ids: Vec<String> = sc.els.keys().cloned().collect();
         for id in ids {
             let el = sc.els[&id];
-            if el.name == "startEvent" || consumed.contains(&id) || self.passthrough(el, &sc) {
+            if el.name == "startEvent" || consumed.contains(&id) || skip.contains(&id) || self.passthrough(el, &sc) {
                 continue;
             }
             if el.name == "boundaryEvent" {
@@ -749,11 +798,12 @@ impl Imp {
         }
     }
 
-    /// A message's correlation key (Zeebe `subscription correlationKey`).
-    fn message_key(&mut self, el: &Element) -> Option<String> {
-        let sub = ext(el, ZEEBE_NS, "subscription");
-        let key = sub.and_then(|s| s.attr("correlationKey")).map(str::to_string);
-        key.and_then(|k| self.cond(el, "correlation key", &k, Lang::Feel))
+    /// A message's correlation key: Zeebe's `subscription correlationKey`, on
+    /// the catching element (older Zeebe) or on the message it refers to.
+    fn message_key(&mut self, el: &Element, msg_ref: Option<&str>) -> Option<String> {
+        let own = ext(el, ZEEBE_NS, "subscription").and_then(|s| s.attr("correlationKey")).map(str::to_string);
+        let key = own.or_else(|| msg_ref.and_then(|r| self.message_keys.get(r).cloned()))?;
+        self.cond(el, "correlation key", &key, Lang::Feel)
     }
 
     /// A timer definition; the bool says whether it repeats (`R/…` on a boundary).
@@ -886,7 +936,7 @@ impl Imp {
             }
             [m] if m.name == "messageEventDefinition" => {
                 d.message = Some(self.message_name(m, b));
-                d.key = self.message_key(b);
+                d.key = self.message_key(b, m.attr("messageRef"));
             }
             [e] if e.name == "errorEventDefinition" => {
                 d.error = Some(match e.attr("errorRef") {
@@ -955,7 +1005,7 @@ impl Imp {
                     None => self.message_name(el, el),
                 };
                 n.message = Some(name);
-                n.key = self.message_key(el);
+                n.key = self.message_key(el, el.attr("messageRef"));
             }
             "callActivity" => self.call_activity(el, &mut n),
             "subProcess" => {
@@ -983,7 +1033,7 @@ impl Imp {
                     [t] if t.name == "timerEventDefinition" => n.timer = Some(self.timer(t, false)?.0),
                     [m] if m.name == "messageEventDefinition" => {
                         n.message = Some(self.message_name(m, el));
-                        n.key = self.message_key(el);
+                        n.key = self.message_key(el, m.attr("messageRef"));
                     }
                     _ => {
                         let what = defs.first().map_or("no trigger".to_string(), |d| format!("<{}>", d.qname));
@@ -1296,7 +1346,7 @@ impl Imp {
                 return;
             };
             if let Some(r) = self.cond(el, "script", e, Lang::Feel) {
-                let g = expr::condition(e, Lang::Feel).ok().and_then(|t| guess_of(&t.rhai));
+                let g = expr::condition(e, Lang::Feel).ok().and_then(|t| t.guess);
                 self.note_var(rv, g, el);
                 n.script = Some(format!("{rv} = {r};"));
             }
@@ -1315,7 +1365,8 @@ impl Imp {
         }
         if let Some(rv) = el.attr_ns(CAMUNDA_NS, "resultVariable") {
             if let Some(r) = self.cond(el, "script", &body, lang) {
-                self.note_var(rv, guess_of(&r), el);
+                let g = expr::condition(&body, lang).ok().and_then(|t| t.guess);
+                self.note_var(rv, g, el);
                 n.script = Some(format!("{rv} = {r};"));
             }
             return;
@@ -1568,14 +1619,14 @@ impl Imp {
                 ("intermediateCatchEvent", [d]) if d.name == "timerEventDefinition" => b.timer = Some(self.timer(d, false)?.0),
                 ("intermediateCatchEvent", [d]) if d.name == "messageEventDefinition" => {
                     b.message = Some(self.message_name(d, t));
-                    b.key = self.message_key(t);
+                    b.key = self.message_key(t, d.attr("messageRef"));
                 }
                 ("receiveTask", _) => {
                     b.message = Some(match t.attr("messageRef") {
                         Some(r) => self.messages.get(r).cloned().unwrap_or_else(|| r.to_string()),
                         None => id_of(t),
                     });
-                    b.key = self.message_key(t);
+                    b.key = self.message_key(t, t.attr("messageRef"));
                 }
                 _ => {
                     self.unsupported(t, "an event-based gateway leads here, but nagare waits only for timers and messages", "use a timer or message catch event");
@@ -1603,20 +1654,6 @@ fn var(ty: &str) -> VarDef {
         max_size: None,
         content_types: None,
         sensitive: false,
-    }
-}
-
-/// The evident type of a translated rhai value.
-fn guess_of(rhai: &str) -> Option<Guess> {
-    let t = rhai.trim();
-    if t.starts_with('"') {
-        Some(Guess::String)
-    } else if t == "true" || t == "false" {
-        Some(Guess::Bool)
-    } else if t.parse::<f64>().is_ok() {
-        Some(Guess::Number)
-    } else {
-        None
     }
 }
 
