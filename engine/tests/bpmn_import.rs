@@ -25,7 +25,7 @@ fn peers_straight_counts_to_ten_in_both_flavours() {
     for flavour in ["python", "js"] {
         let e = engine();
         // Deployed as BPMN directly: the engine imports it.
-        let d = e.deploy(&format!("{flavour}-straight.bpmn"), &fixture(&format!("peers-{flavour}-straight.bpmn"))).unwrap();
+        let d = e.deploy(&format!("{flavour}-straight.bpmn"), &fixture(&format!("peers/{flavour}/straight.bpmn"))).unwrap();
         assert_eq!(d.id, "straight");
         let vars: Vars = [("count".to_string(), json!(0))].into();
         let inst = e.start("straight", vars, StartOptions::default()).unwrap();
@@ -38,7 +38,7 @@ fn peers_straight_counts_to_ten_in_both_flavours() {
 fn peers_gateway_takes_branch_a_and_runs_the_three_parallel_scripts() {
     for flavour in ["python", "js"] {
         let e = engine();
-        e.deploy("gateway.bpmn", &fixture(&format!("peers-{flavour}-gateway.bpmn"))).unwrap();
+        e.deploy("gateway.bpmn", &fixture(&format!("peers/{flavour}/gateway.bpmn"))).unwrap();
         let inst = e.start("gateway", Vars::new(), StartOptions::default()).unwrap();
         assert_eq!(inst.status, Status::Completed, "{flavour}");
         assert_eq!(num(&inst, "x"), Some(7.0));
@@ -53,7 +53,7 @@ fn peers_gateway_takes_branch_a_and_runs_the_three_parallel_scripts() {
 fn peers_usertask_is_approved_with_a_declared_variable() {
     for flavour in ["python", "js"] {
         let opts = ImportOptions { declare: [("approved".to_string(), "bool".to_string())].into() };
-        let imported = bpmn::import_with(&fixture(&format!("peers-{flavour}-usertask.bpmn")), "usertask.bpmn", &opts)
+        let imported = bpmn::import_with(&fixture(&format!("peers/{flavour}/usertask.bpmn")), "usertask.bpmn", &opts)
             .unwrap_or_else(|d| panic!("{d}"));
         assert!(imported.warnings.0.iter().any(|w| w.code == "default-lane"), "{}", imported.warnings);
         let e = engine();
@@ -70,7 +70,7 @@ fn peers_usertask_is_approved_with_a_declared_variable() {
 #[test]
 fn deployed_bpmn_is_stored_as_its_yaml_and_redeploys_as_a_no_op() {
     let e = engine();
-    let xml = fixture("peers-python-gateway.bpmn");
+    let xml = fixture("peers/python/gateway.bpmn");
     let first = e.deploy("gateway.bpmn", &xml).unwrap();
     let again = e.deploy("gateway.bpmn", &xml).unwrap();
     assert!(first.created && !again.created);

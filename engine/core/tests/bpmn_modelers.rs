@@ -112,3 +112,18 @@ fn hostile_xml_is_refused_with_a_clear_error() {
     assert_eq!(bpmn::import(external, "xxe.bpmn").unwrap_err().0[0].code, "xml-doctype");
     assert_eq!(bpmn::import("<html/>", "x.bpmn").unwrap_err().0[0].code, "not-bpmn");
 }
+
+#[test]
+fn nagare_extension_elements_carry_what_bpmn_cannot_and_flows_come_from_the_diagram() {
+    let i = imports_as_expected("nagare-extension.bpmn");
+    assert_eq!(i.def.variables["amount"].required, true, "variables from <nagare:process>");
+    assert_eq!(i.def.lanes["staff"].groups, ["staff"]);
+    assert_eq!(i.def.start.rules.len(), 1, "start rules from <nagare:node>");
+    assert_eq!(i.def.start.next, "approve", "the flow wins over a stale `next`");
+    let approve = &i.def.nodes["approve"];
+    assert_eq!(approve.user_task.as_deref(), Some("承認する"));
+    assert_eq!(approve.next.as_deref(), Some("route"), "the flow wins over a stale `next`");
+    assert!(approve.due.is_some() && approve.form.is_some());
+    let route = i.def.nodes["route"].exclusive.as_ref().unwrap();
+    assert_eq!(route[0].when, "ok && amount.to_string() != \"\"", "rhai is taken verbatim");
+}

@@ -505,24 +505,38 @@ impl Imp {
     }
 
     fn merge_process_ext(&mut self, def: &mut ProcessDef, x: &Element) {
-        let parsed: Result<serde_json::Map<String, serde_json::Value>, _> = serde_json::from_str(x.trimmed());
-        let mut base = match serde_json::to_value(&*def) {
-            Ok(serde_json::Value::Object(m)) => m,
-            _ => return,
-        };
-        match parsed {
-            Ok(m) => {
-                for (k, v) in m {
-                    if k != "start" && k != "nodes" {
-                        base.insert(k, v);
-                    }
-                }
-                match serde_json::from_value(serde_json::Value::Object(base)) {
-                    Ok(d) => *def = d,
-                    Err(e) => self.error("bad-extension", x.loc, format!("<nagare:process>: {e}"), "fix the JSON"),
-                }
+        use serde_yaml::Value as Y;
+        // JSON read as YAML (a superset) keeps the order of maps.
+        let Some(Y::Mapping(ext)) = self.ext_json(x, "process") else { return };
+        let Ok(Y::Mapping(mut base)) = serde_yaml::to_value(&*def) else { return };
+        for (k, v) in ext {
+            if k.as_str() != Some("start") && k.as_str() != Some("nodes") {
+                base.insert(k, v);
             }
-            Err(e) => self.error("bad-extension", x.loc, format!("<nagare:process> is not a JSON object: {e}"), "fix the JSON"),
+        }
+        strip_nulls(&mut base);
+        match serde_yaml::from_value::<ProcessDef>(Y::Mapping(base)) {
+            Ok(mut d) => {
+                d.nodes = std::mem::take(&mut def.nodes);
+                d.start = def.start.clone();
+                *def = d;
+            }
+            Err(e) => self.error("bad-extension", x.loc, format!("<nagare:process>: {e}"), "fix the JSON"),
+        }
+    }
+
+    /// The JSON object inside `<nagare:{what}>`, read order-preserving.
+    fn ext_json(&mut self, x: &Element, what: &str) -> Option<serde_yaml::Value> {
+        match serde_yaml::from_str::<serde_yaml::Value>(x.trimmed()) {
+            Ok(v @ serde_yaml::Value::Mapping(_)) => Some(v),
+            Ok(_) => {
+                self.error("bad-extension", x.loc, format!("<nagare:{what}> is not a JSON object"), "fix the JSON");
+                None
+            }
+            Err(e) => {
+                self.error("bad-extension", x.loc, format!("<nagare:{what}> is not JSON: {e}"), "fix the JSON");
+                None
+            }
         }
     }
 
@@ -773,11 +787,7 @@ impl Imp {
             }
         }
         if let Some(x) = ext(el, NAGARE_NS, "node") {
-            let derived = serde_json::to_value(&s).ok()?;
-            let merged = self.merge_node_ext(derived, x)?;
-            return serde_json::from_value(merged)
-                .map_err(|e| self.error("bad-extension", x.loc, format!("<nagare:node>: {e}"), "fix the JSON"))
-                .ok();
+            return self.merge_node_ext(&s, x);
         }
         Some(s)
     }
@@ -1066,35 +1076,40 @@ impl Imp {
             self.loop_characteristics(el, &mut n);
         }
         if let Some(x) = ext(el, NAGARE_NS, "node") {
-            let derived = serde_json::to_value(&n).ok()?;
-            let merged = self.merge_node_ext(derived, x)?;
-            return serde_json::from_value(merged)
-                .map_err(|e| self.error("bad-extension", x.loc, format!("<nagare:node>: {e}"), "fix the JSON"))
-                .ok();
+            let ended = matches!(n.end, Some(None));
+            let mut merged = self.merge_node_ext(&n, x)?;
+            // `end:` (no value) does not survive serialization; the structure decides.
+            if ended {
+                merged.end = Some(None);
+            } else if merged.end == Some(None) {
+                merged.end = None;
+            }
+            return Some(merged);
         }
         Some(n)
     }
 
-    /// `<nagare:node>` over what the structure gave: flow keys from the
-    /// structure, everything else from the extension.
-    fn merge_node_ext(&mut self, derived: serde_json::Value, x: &Element) -> Option<serde_json::Value> {
-        use serde_json::Value as J;
-        let J::Object(mut base) = derived else { return None };
-        let ext: serde_json::Map<String, J> = match serde_json::from_str(x.trimmed()) {
-            Ok(m) => m,
-            Err(e) => {
-                self.error("bad-extension", x.loc, format!("<nagare:node> is not a JSON object: {e}"), "fix the JSON");
-                return None;
-            }
-        };
+    /// `<nagare:node>` over what the structure gave (`T` a [`NodeDef`] or the
+    /// start's [`StartDef`]): flow keys from the structure, everything else from
+    /// the extension.
+    fn merge_node_ext<T>(&mut self, derived: &T, x: &Element) -> Option<T>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        use serde_yaml::Value as Y;
+        let Y::Mapping(ext) = self.ext_json(x, "node")? else { return None };
+        let Ok(Y::Mapping(mut base)) = serde_yaml::to_value(derived) else { return None };
+        strip_nulls(&mut base);
+        let has_next = base.contains_key("next");
         for (k, v) in ext {
-            if FLOW_KEYS.contains(&k.as_str()) || (k == "next" && base.get("next").is_some_and(|n| !n.is_null())) {
+            let key = k.as_str().unwrap_or_default().to_string();
+            if FLOW_KEYS.contains(&key.as_str()) && (key != "next" || has_next) {
                 continue;
             }
-            match (k.as_str(), base.get_mut(&k), v) {
-                ("sub_process", Some(J::Object(sp)), J::Object(x)) => {
+            match (key.as_str(), base.get_mut(&k), v) {
+                ("sub_process", Some(Y::Mapping(sp)), Y::Mapping(x)) => {
                     for (sk, sv) in x {
-                        if sk != "start" && sk != "nodes" {
+                        if sk.as_str() != Some("start") && sk.as_str() != Some("nodes") {
                             sp.insert(sk, sv);
                         }
                     }
@@ -1104,7 +1119,9 @@ impl Imp {
                 }
             }
         }
-        Some(J::Object(base))
+        serde_yaml::from_value(Y::Mapping(base))
+            .map_err(|e| self.error("bad-extension", x.loc, format!("<nagare:node>: {e}"), "fix the JSON"))
+            .ok()
     }
 
     fn user_task(&mut self, el: &Element, n: &mut NodeDef) {
@@ -1654,6 +1671,16 @@ fn var(ty: &str) -> VarDef {
         max_size: None,
         content_types: None,
         sensitive: false,
+    }
+}
+
+/// Remove null values (absent options) so that deserializing sees them absent.
+fn strip_nulls(m: &mut serde_yaml::Mapping) {
+    m.retain(|_, v| !v.is_null());
+    for v in m.values_mut() {
+        if let serde_yaml::Value::Mapping(inner) = v {
+            strip_nulls(inner);
+        }
     }
 }
 
