@@ -7,6 +7,7 @@ pub mod draw;
 pub mod emulate;
 pub mod export;
 pub mod files;
+pub mod import;
 pub mod incidents;
 pub mod instances;
 pub mod messages;

@@ -90,6 +90,8 @@ pub enum Guess {
 pub struct Translated {
     pub rhai: String,
     pub reads: Vec<(String, Option<Guess>)>,
+    /// The evident type of the value.
+    pub guess: Option<Guess>,
 }
 
 /// A translated script: rhai statements, variables written (with the evident
@@ -461,12 +463,19 @@ fn guess(a: &Ast) -> Option<Guess> {
 /// with a literal, in arithmetic, or alone under `!`/`&&`/`||`.
 fn reads(a: &Ast, out: &mut Vec<(String, Option<Guess>)>) {
     fn add(out: &mut Vec<(String, Option<Guess>)>, a: &Ast, g: Option<Guess>) {
-        if let Ast::Path(p) = a {
-            // `a.b` reads a record: only its root is a variable, of unknown type.
-            let g = if p.len() > 1 { None } else { g };
-            out.push((p[0].clone(), g));
-        } else {
-            reads(a, out);
+        match a {
+            Ast::Path(p) => {
+                // `a.b` reads a record: only its root is a variable, of unknown type.
+                let g = if p.len() > 1 { None } else { g };
+                out.push((p[0].clone(), g));
+            }
+            // Arithmetic where a number is wanted: its operands are numbers too.
+            Ast::Bin(op @ ("+" | "-" | "*" | "/" | "%"), l, r) if g == Some(Guess::Number) && guess(a) != Some(Guess::String) => {
+                let _ = op;
+                add(out, l, g);
+                add(out, r, g);
+            }
+            _ => reads(a, out),
         }
     }
     match a {
@@ -489,6 +498,18 @@ fn reads(a: &Ast, out: &mut Vec<(String, Option<Guess>)>) {
             };
             add(out, l, gl);
             add(out, r, gr);
+        }
+        _ => {}
+    }
+}
+
+fn prefix_paths(a: &mut Ast, record: &str) {
+    match a {
+        Ast::Path(p) => p.insert(0, record.to_string()),
+        Ast::Not(e) | Ast::Neg(e) => prefix_paths(e, record),
+        Ast::Bin(_, l, r) => {
+            prefix_paths(l, record);
+            prefix_paths(r, record);
         }
         _ => {}
     }
@@ -521,8 +542,18 @@ fn unwrap(src: &str, lang: Lang) -> (String, Lang) {
 
 /// Translate a condition (or any value expression) written in `lang`.
 pub fn condition(src: &str, lang: Lang) -> Result<Translated, Untranslatable> {
+    translate(src, lang, None)
+}
+
+/// Translate a value whose variables are fields of `record` (an output mapping
+/// reads the job's result: `=total` becomes `result.total`).
+pub fn condition_over(src: &str, lang: Lang, record: &str) -> Result<Translated, Untranslatable> {
+    translate(src, lang, Some(record))
+}
+
+fn translate(src: &str, lang: Lang, record: Option<&str>) -> Result<Translated, Untranslatable> {
     if lang == Lang::Rhai {
-        return Ok(Translated { rhai: src.trim().to_string(), reads: Vec::new() });
+        return Ok(Translated { rhai: src.trim().to_string(), reads: Vec::new(), guess: None });
     }
     let (body, lang) = unwrap(src, lang);
     let toks: Vec<Tok> = lex(&body)?.into_iter().filter(|t| *t != Tok::Newline).collect();
@@ -535,15 +566,18 @@ pub fn condition(src: &str, lang: Lang) -> Result<Translated, Untranslatable> {
         );
     }
     let mut p = Parser { toks, pos: 0, lang, depth: 0 };
-    let ast = p.expr(0)?;
+    let mut ast = p.expr(0)?;
     if let Some(t) = p.peek() {
         return refuse(format!("unexpected {} after a complete {} expression", describe(t), lang.name()));
+    }
+    if let Some(r) = record {
+        prefix_paths(&mut ast, r);
     }
     let mut rhai = String::new();
     emit(&ast, &mut rhai);
     let mut r = Vec::new();
     reads(&ast, &mut r);
-    Ok(Translated { rhai, reads: r })
+    Ok(Translated { rhai, reads: r, guess: guess(&ast) })
 }
 
 /// Translate a script task's body: assignments only.

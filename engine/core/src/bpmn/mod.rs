@@ -40,7 +40,8 @@ pub mod xml;
 pub use export::export;
 
 use crate::compile::CompileOptions;
-use crate::diag::Diagnostics;
+use crate::diag::{Diagnostic, Diagnostics, Loc};
+use std::collections::HashMap;
 use crate::load::Loaded;
 use crate::model::ProcessDef;
 
@@ -83,6 +84,9 @@ pub struct Imported {
     pub yaml: String,
     /// Findings that do not stop the import (ignored diagram details, ...).
     pub warnings: Diagnostics,
+    /// Node id → line:col of its element in the XML, to point compile findings
+    /// on the generated YAML back into the BPMN file.
+    pub locs: HashMap<String, Loc>,
 }
 
 /// Import a BPMN 2.0 file: `file` names it in diagnostics, whose positions are
@@ -92,15 +96,80 @@ pub fn import(xml: &str, file: &str) -> Result<Imported, Diagnostics> {
     import::import(xml, file)
 }
 
+/// [`import`] with choices the file cannot express (variables to declare).
+pub fn import_with(xml: &str, file: &str, opts: &ImportOptions) -> Result<Imported, Diagnostics> {
+    import::import_with(xml, file, opts)
+}
+
+pub use import::ImportOptions;
+
 /// Import a BPMN file and load the result like a YAML process file: the stored
 /// source of the process is the generated YAML.
 pub fn load_bpmn(file: &str, xml: &str, opts: &CompileOptions) -> Result<Loaded, Diagnostics> {
     let imported = import(xml, file)?;
-    let mut loaded = crate::load::load_str(file, &imported.yaml, opts)?;
+    let mut loaded = crate::load::load_str(file, &imported.yaml, opts)
+        .map_err(|d| locate(d, &imported))?;
     let mut warnings = imported.warnings;
     warnings.0.append(&mut loaded.warnings.0);
     loaded.warnings = warnings.finish(file);
     Ok(loaded)
+}
+
+/// Findings on the generated YAML, pointed back at the BPMN element of the node
+/// they are about (the nearest node key above the YAML line), so a designer sees
+/// where in the model to fix it; the message names the YAML position too.
+pub fn locate(d: Diagnostics, imported: &Imported) -> Diagnostics {
+    let lines: Vec<&str> = imported.yaml.lines().collect();
+    let mut out = Diagnostics::default();
+    for mut diag in d.0 {
+        let upto = diag.line.min(lines.len());
+        let node = lines[..upto].iter().rev().find_map(|l| {
+            let key = l.trim_start().strip_suffix(':')?;
+            imported.locs.get(key).map(|loc| (key, *loc))
+        });
+        let (yl, yc) = (diag.line, diag.col);
+        match node {
+            Some((id, loc)) => {
+                diag.message = format!("{} (element `{id}`; line {yl}:{yc} of the imported YAML)", diag.message);
+                diag.line = loc.line;
+                diag.col = loc.col;
+            }
+            None => {
+                diag.message = format!("{} (line {yl}:{yc} of the imported YAML)", diag.message);
+                diag.line = 1;
+                diag.col = 1;
+            }
+        }
+        out.push(diag);
+    }
+    out
+}
+
+/// Check the size and encoding of a BPMN file's bytes (read with at most
+/// [`xml::MAX_XML_BYTES`] + 1 bytes) and return its text.
+pub fn decode(bytes: &[u8]) -> Result<&str, Diagnostics> {
+    let mut d = Diagnostics::default();
+    if bytes.len() > xml::MAX_XML_BYTES {
+        d.push(
+            Diagnostic::error(
+                "file-too-large",
+                Loc::new(1, 1),
+                format!("the BPMN file has more than {} bytes (4 MiB), the limit", xml::MAX_XML_BYTES),
+            )
+            .with_hint("split the model into several processes (call activities)"),
+        );
+        return Err(d);
+    }
+    std::str::from_utf8(bytes).map_err(|e| {
+        let upto = &bytes[..e.valid_up_to()];
+        let line = upto.iter().filter(|b| **b == b'\n').count() + 1;
+        let col = String::from_utf8_lossy(&upto[upto.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)..]).chars().count() + 1;
+        d.push(
+            Diagnostic::error("invalid-utf8", Loc::new(line, col), "the BPMN file is not UTF-8 here")
+                .with_hint("save it as UTF-8 (modelers do by default)"),
+        );
+        d
+    })
 }
 
 /// Whether `text` looks like BPMN XML rather than YAML: starts (after a BOM and
