@@ -43,11 +43,37 @@
 //!   branch order, the default flow as the gateway's (and, for a user task with
 //!   outcomes, the task's) `default`, boundary events in `boundary:` order.
 //!
-//! //! Deterministic: same definition, same bytes.
+//! //! For modelers and importers that know Camunda 8, a service task also carries its
+//! connector as `zeebe:taskDefinition type`, and a multi-instance node its list as
+//! `zeebe:loopCharacteristics inputCollection`/`inputElement`.
+//!
+//! # What the importer must read for every export to come back the same
+//!
+//! `tests/bpmn_export.rs` imports every shipped process's export and compares the
+//! compiled processes; `IMPORT_GAPS` there lists the ones that do not come back yet,
+//! each for one of these reasons (all on the import side, where the structure is read
+//! and the payload the export wrote is not):
+//!
+//! 1. A user task's `outcomes:`/`send_back:` are conditional flows out of the task
+//!    (`outcome == "<name>"`, `outcome == "send_back"`), `next:` is the task's
+//!    `default` flow: with a payload holding `outcomes`/`send_back`, take `next` from
+//!    the default flow and accept the conditional ones (now: "implicit split").
+//! 2. A fork that a loop comes back to (`parallel:` with several flows in): with a
+//!    payload holding `parallel`, it is a fork (now: "joins and splits").
+//! 3. Boundary events and event-based branch events carry their own `nagare:node`
+//!    (`BoundaryDef` / `EventBranchDef`: `key`, `set`, `every`, `times`, `timer: due`)
+//!    that is not merged yet.
+//! 4. End events inside a sub-process lose `end:` (the derived sub-process is
+//!    serialized with nulls stripped, and `end:` is a meaningful null).
+//! 5. A join whose fork the structure cannot find (fork-timer-interrupting): the
+//!    join's payload names its fork (`join:`).
+//! 6. A variable `default: []` in `<nagare:process>` is lost (mi-empty-list).
+//!
+//! Deterministic: same definition, same bytes.
 
 use super::export_json::{json, node_json, process_json};
 use super::export_layout::{self, LaidOut, Plane};
-use super::{BPMNDI_NS, BPMN_NS, DC_NS, DI_NS, NAGARE_NS, XSI_NS};
+use super::{BPMNDI_NS, BPMN_NS, DC_NS, DI_NS, NAGARE_NS, XSI_NS, ZEEBE_NS};
 use crate::diagram::graph::{BoundaryMark, Edge, EdgeStyle, GatewayMark, Icon, Item, Shape, TaskType};
 use crate::model::{EndDef, EndKind, NodeDef, ProcessDef, TimerDef, TimerMap};
 use crate::schedule::{parse_span, Span};
@@ -96,7 +122,7 @@ pub fn export(def: &ProcessDef) -> String {
     let mut x = String::with_capacity(32 * 1024);
     let _ = write!(
         x,
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<bpmn:definitions xmlns:bpmn=\"{BPMN_NS}\" xmlns:bpmndi=\"{BPMNDI_NS}\" xmlns:dc=\"{DC_NS}\" xmlns:di=\"{DI_NS}\" xmlns:xsi=\"{XSI_NS}\" xmlns:nagare=\"{NAGARE_NS}\" id=\"{}\" targetNamespace=\"https://nagare.dev/bpmn/processes\" exporter=\"nagare\" exporterVersion=\"{}\">\n",
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<bpmn:definitions xmlns:bpmn=\"{BPMN_NS}\" xmlns:bpmndi=\"{BPMNDI_NS}\" xmlns:dc=\"{DC_NS}\" xmlns:di=\"{DI_NS}\" xmlns:xsi=\"{XSI_NS}\" xmlns:nagare=\"{NAGARE_NS}\" xmlns:zeebe=\"{ZEEBE_NS}\" id=\"{}\" targetNamespace=\"https://nagare.dev/bpmn/processes\" exporter=\"nagare\" exporterVersion=\"{}\">\n",
         cx.ids.alloc("definitions"),
         env!("CARGO_PKG_VERSION")
     );
@@ -157,7 +183,7 @@ pub fn export(def: &ProcessDef) -> String {
     for sub in subs {
         let laid = export_layout::lay_out(&sub.scope.plane(), &[], String::new());
         di.open(&sub.id);
-        di.plane(&sub.scope, &laid);
+        di.plane(sub.scope, &laid);
         di.close();
     }
     x.push_str("</bpmn:definitions>\n");
@@ -529,11 +555,18 @@ fn build_scope(cx: &mut Cx, start: StartEl, nodes: &IndexMap<String, NodeDef>) -
                     text(c)
                 )
             });
+            // The list as Camunda 8's input collection and element, so the modeler
+            // shows them (FEEL `= <expression>`: nagare's lists are plain names).
+            let zeebe = format!(
+                "<bpmn:extensionElements><zeebe:loopCharacteristics inputCollection=\"= {}\" inputElement=\"{}\"/></bpmn:extensionElements>",
+                attr(mi.for_each.trim()),
+                attr(&mi.item)
+            );
             // The loop characteristics come before a script's text.
             tail.insert_str(
                 0,
                 &format!(
-                    "<bpmn:multiInstanceLoopCharacteristics id=\"{}\" isSequential=\"{}\">{}</bpmn:multiInstanceLoopCharacteristics>",
+                    "<bpmn:multiInstanceLoopCharacteristics id=\"{}\" isSequential=\"{}\">{zeebe}{}</bpmn:multiInstanceLoopCharacteristics>",
                     cx.ids.alloc(&format!("{key}_multi")),
                     mi.sequential,
                     cond.unwrap_or_default()
@@ -561,11 +594,22 @@ fn build_scope(cx: &mut Cx, start: StartEl, nodes: &IndexMap<String, NodeDef>) -
             El {
                 id: id.clone(),
                 tag,
-                name: Some(n.name.clone().unwrap_or_else(|| key.clone())),
+                // An unnamed gateway stays unlabelled (the BPMN habit; its
+                // flows carry the conditions); everything else shows its key.
+                name: match (&n.name, tag.ends_with("Gateway")) {
+                    (Some(name), _) => Some(name.clone()),
+                    (None, true) => None,
+                    (None, false) => Some(key.clone()),
+                },
                 lane: n.lane.clone(),
                 attrs,
                 doc: n.description.clone(),
-                ext: format!("<nagare:node key=\"{}\">{}</nagare:node>", attr(key), text(&node_json(n))),
+                ext: format!(
+                    "{}<nagare:node key=\"{}\">{}</nagare:node>",
+                    task_type(n),
+                    attr(key),
+                    text(&node_json(n))
+                ),
                 tail,
                 incoming: Vec::new(),
                 outgoing: Vec::new(),
@@ -619,6 +663,15 @@ fn push_el(s: &mut Scope, mut el: El, shape: Shape, label: String) -> usize {
     s.items.push(Item { id: el.id.clone(), label, lane: el.lane.clone(), shape, boundaries: Vec::new(), multi: None });
     s.els.push(el);
     item
+}
+
+/// A service task's connector as Camunda 8's task type (`zeebe:taskDefinition`),
+/// so Camunda Modeler shows it and importers that know Zeebe read it.
+fn task_type(n: &NodeDef) -> String {
+    match &n.service {
+        Some(c) => format!("<zeebe:taskDefinition type=\"{}\"/>", attr(c)),
+        None => String::new(),
+    }
 }
 
 /// A `nagare:node` element around `json`.

@@ -43,10 +43,20 @@ pub fn node_json(node: &NodeDef) -> String {
         sub.remove("start");
     }
     strip_nulls(&mut v, false);
-    // `end:` with no value is present-and-null: the one null that means something.
+    // `end:` with no value is present-and-null: a null that means something.
     if matches!(node.end, Some(None)) {
         if let Value::Mapping(m) = &mut v {
             m.insert(Value::from("end"), Value::Null);
+        }
+    }
+    // No `name:`: said outright, because the element shows the key as its name
+    // (a modeler draws nothing otherwise) and the payload wins over the element.
+    if node.name.is_none() {
+        if let Value::Mapping(m) = &mut v {
+            let mut named = serde_yaml::Mapping::new();
+            named.insert(Value::from("name"), Value::Null);
+            named.extend(std::mem::take(m));
+            *m = named;
         }
     }
     serde_json::to_string(&v).expect("YAML values of a definition are JSON values")
@@ -85,12 +95,12 @@ mod tests {
         let node: NodeDef =
             serde_yaml::from_str("service: x\nwith: { z: 1, a: null }\nset: { b: '1', a: '2' }\nnext: n\n").unwrap();
         let j = node_json(&node);
-        assert_eq!(j, r#"{"next":"n","service":"x","with":{"z":1,"a":null},"set":{"b":"1","a":"2"}}"#);
+        assert_eq!(j, r#"{"name":null,"next":"n","service":"x","with":{"z":1,"a":null},"set":{"b":"1","a":"2"}}"#);
         let back: NodeDef = serde_json::from_str(&j).unwrap();
         assert!(back.end.is_none(), "an absent end stays absent");
         let end: NodeDef = serde_yaml::from_str("end:\n").unwrap();
         let j = node_json(&end);
-        assert_eq!(j, r#"{"end":null}"#);
+        assert_eq!(j, r#"{"name":null,"end":null}"#);
         assert!(matches!(serde_json::from_str::<NodeDef>(&j).unwrap().end, Some(None)));
     }
 

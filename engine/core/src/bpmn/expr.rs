@@ -470,7 +470,9 @@ fn reads(a: &Ast, out: &mut Vec<(String, Option<Guess>)>) {
                 out.push((p[0].clone(), g));
             }
             // Arithmetic where a number is wanted: its operands are numbers too.
-            Ast::Bin(op @ ("+" | "-" | "*" | "/" | "%"), l, r) if g == Some(Guess::Number) && guess(a) != Some(Guess::String) => {
+            Ast::Bin(op @ ("+" | "-" | "*" | "/" | "%"), l, r)
+                if g == Some(Guess::Number) && guess(a) != Some(Guess::String) =>
+            {
                 let _ = op;
                 add(out, l, g);
                 add(out, r, g);
