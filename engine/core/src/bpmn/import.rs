@@ -88,7 +88,7 @@ pub fn import_with(xml: &str, file: &str, opts: &ImportOptions) -> Result<Import
         return Err(imp.diags.finish(file));
     }
     let def = def.expect("checked above");
-    let yaml = to_yaml(&def, file).map_err(|e| {
+    let yaml = to_yaml(&def).map_err(|e| {
         let mut d = Diagnostics::default();
         d.push(Diagnostic::error("bad-extension", Loc::new(1, 1), e));
         d.finish(file)
@@ -97,7 +97,7 @@ pub fn import_with(xml: &str, file: &str, opts: &ImportOptions) -> Result<Import
 }
 
 /// The YAML a designer reads: keys that are absent, empty or false are left out.
-fn to_yaml(def: &ProcessDef, file: &str) -> Result<String, String> {
+fn to_yaml(def: &ProcessDef) -> Result<String, String> {
     let mut v = serde_yaml::to_value(def).map_err(|e| e.to_string())?;
     prune(&mut v);
     tidy_nodes(&mut v, &def.nodes);
@@ -108,8 +108,9 @@ fn to_yaml(def: &ProcessDef, file: &str) -> Result<String, String> {
         .map(|l| if l.trim_start() == "end: null" { l.trim_end_matches(" null") } else { l })
         .flat_map(|l| [l, "\n"])
         .collect();
-    let name = file.rsplit(['/', '\\']).next().unwrap_or(file);
-    Ok(format!("# Imported from {name} (BPMN 2.0) by `nagare import`.\n{body}"))
+    // No file name here: the same model deploys to the same digest whatever
+    // it was called.
+    Ok(format!("# Imported from BPMN 2.0 by `nagare import`.\n{body}"))
 }
 
 /// Each node as a designer writes it: its kind key first, then name,
