@@ -201,6 +201,9 @@ struct Imp {
     locs: HashMap<String, Loc>,
     initiator: Option<String>,
     used_ids: HashSet<String>,
+    /// BPMN id → nagare node id, where `<nagare:node key="...">` names it (an
+    /// id that is not a valid XML id is changed by the export).
+    keys: HashMap<String, String>,
 }
 
 /// A sequence flow inside one scope.
@@ -277,6 +280,7 @@ impl Imp {
             locs: HashMap::new(),
             initiator: None,
             used_ids: HashSet::new(),
+            keys: HashMap::new(),
         }
     }
 
@@ -580,6 +584,10 @@ impl Imp {
                 if !self.used_ids.insert(id.clone()) {
                     self.error("duplicate-id", c.loc, format!("id `{id}` is used twice"), "give each element its own id");
                 }
+                if let Some(key) = ext(c, NAGARE_NS, "node").and_then(|x| x.attr("key")) {
+                    self.keys.insert(id.clone(), key.to_string());
+                    self.locs.insert(key.to_string(), c.loc);
+                }
                 self.locs.insert(id.clone(), c.loc);
                 sc.els.insert(id, c);
             } else if !DOCUMENTATION.contains(&name) && name != "lane" {
@@ -650,8 +658,12 @@ impl Imp {
                 boundaries.push(el);
                 continue;
             }
-            if let Some(n) = self.node(el, &sc, &mut nodes) {
-                nodes.insert(id, n);
+            let made = match ext(el, NAGARE_NS, "node") {
+                Some(x) if el.name != "boundaryEvent" => self.node_from_ext(el, &sc, &mut nodes, x),
+                _ => self.node(el, &sc, &mut nodes),
+            };
+            if let Some(n) = made {
+                nodes.insert(self.key(&id), n);
             }
         }
         for b in boundaries {
@@ -660,7 +672,7 @@ impl Imp {
                 continue;
             };
             let def = self.boundary(b, &sc);
-            match (nodes.get_mut(on), def) {
+            match (nodes.get_mut(&self.key(on)), def) {
                 (Some(n), Some(d)) => n.boundary.get_or_insert_with(Vec::new).push(d),
                 (None, _) => self.error(
                     "bad-boundary",
@@ -687,13 +699,19 @@ impl Imp {
         }
     }
 
-    /// Where a flow into `id` really leads, past pass-through elements.
+    /// The nagare node id of the element `id`.
+    fn key(&self, id: &str) -> String {
+        self.keys.get(id).cloned().unwrap_or_else(|| id.to_string())
+    }
+
+    /// Where a flow into `id` really leads, past pass-through elements (as a
+    /// nagare node id).
     fn resolve(&mut self, sc: &Scope<'_>, id: &str, from: &Element) -> String {
         let mut cur = id.to_string();
         for _ in 0..=sc.els.len() {
             match sc.els.get(&cur) {
                 Some(el) if self.passthrough(el, sc) => cur = sc.outs(&cur)[0].target.clone(),
-                _ => return cur,
+                _ => return self.key(&cur),
             }
         }
         self.error(
@@ -712,7 +730,7 @@ impl Imp {
         let outs = sc.outs(&id);
         match outs {
             [] => {
-                let end = format!("{id}_end");
+                let end = format!("{}_end", self.key(&id));
                 self.warn(
                     "implicit-end",
                     el.loc,
@@ -956,6 +974,7 @@ impl Imp {
                 });
                 d.interrupting = None;
             }
+            [] if ext(b, NAGARE_NS, "node").is_some() => {}
             [] => {
                 self.unsupported(b, "a boundary event with no trigger", "make it a timer, message or error event");
                 return None;
@@ -969,10 +988,116 @@ impl Imp {
                 return None;
             }
         }
+        if let Some(x) = ext(b, NAGARE_NS, "node") {
+            return self.merge_node_ext(&d, x);
+        }
         Some(d)
     }
 
     // ---- nodes ----------------------------------------------------------------
+
+    /// A node nagare exported: its definition from `<nagare:node>`, its flow
+    /// (next, branch targets, joins, boundaries, a sub-process's inside) from the
+    /// structure, so that a flow re-wired in a modeler wins.
+    fn node_from_ext(
+        &mut self,
+        el: &Element,
+        sc: &Scope<'_>,
+        nodes: &mut IndexMap<String, NodeDef>,
+        x: &Element,
+    ) -> Option<NodeDef> {
+        let mut n: NodeDef = match serde_yaml::from_str(x.trimmed()) {
+            Ok(n) => n,
+            Err(e) => {
+                self.error("bad-extension", x.loc, format!("<nagare:node>: {e}"), "fix the JSON");
+                return None;
+            }
+        };
+        n.boundary = None;
+        // A task moved to another lane in the modeler is in that lane now.
+        if let Some(lane) = self.node_lane.get(&id_of(el)) {
+            if n.lane.is_some() || n.user_task.is_some() {
+                n.lane = Some(lane.clone());
+            }
+        }
+        match el.name.as_str() {
+            "exclusiveGateway" | "inclusiveGateway" | "parallelGateway" | "eventBasedGateway" => {
+                let d = match el.name.as_str() {
+                    "parallelGateway" => self.parallel(el, sc, NodeDef::default()),
+                    "eventBasedGateway" => self.event_based(el, sc, NodeDef::default()),
+                    _ => self.choice(el, sc, NodeDef::default()),
+                }?;
+                n.next = d.next;
+                n.exclusive = d.exclusive;
+                n.inclusive = d.inclusive;
+                n.parallel = d.parallel;
+                n.event_based = d.event_based;
+                n.join = d.join;
+                n.default = d.default;
+            }
+            "endEvent" => n.next = None,
+            "userTask" if sc.outs(&id_of(el)).len() > 1 => self.outcome_flows(el, sc, &mut n)?,
+            _ => {
+                if el.name == "subProcess" {
+                    let (start, inner) = self.scope(el, true);
+                    let sp = n.sub_process.get_or_insert_with(SubProcessDef::default);
+                    sp.start = start.map(|s| SubStartDef { name: s.name, next: s.next });
+                    sp.nodes = inner;
+                }
+                n.next = Some(self.next_of(el, sc, nodes)?);
+            }
+        }
+        Some(n)
+    }
+
+    /// A user task's flows out: the task's `default` flow is `next`, each flow
+    /// whose condition is `outcome == "NAME"` an outcome (`send_back` the
+    /// send-back), as the export writes them.
+    fn outcome_flows(&mut self, el: &Element, sc: &Scope<'_>, n: &mut NodeDef) -> Option<()> {
+        let default = el.attr("default");
+        let mut outcomes = IndexMap::new();
+        for f in sc.outs(&id_of(el)).to_vec() {
+            let target = self.resolve(sc, &f.target, el);
+            if Some(f.id.as_str()) == default {
+                n.next = Some(target);
+                continue;
+            }
+            let cond = f.el.child(BPMN_NS, "conditionExpression").map(|c| c.trimmed().to_string()).unwrap_or_default();
+            let name = cond
+                .strip_prefix("outcome")
+                .map(str::trim_start)
+                .and_then(|r| r.strip_prefix("=="))
+                .map(str::trim)
+                .and_then(|q| q.strip_prefix('"').and_then(|q| q.strip_suffix('"')).or(q.strip_prefix('\'').and_then(|q| q.strip_suffix('\''))));
+            match name {
+                Some("send_back") => n.send_back = Some(target),
+                Some(name) => {
+                    outcomes.insert(name.to_string(), target);
+                }
+                None => {
+                    self.unsupported(
+                        f.el,
+                        "a flow out of a user task that is neither its default nor `outcome == \"NAME\"`",
+                        "make one flow the task's default, and give the others conditions `outcome == \"NAME\"` (named outcomes)",
+                    );
+                    return None;
+                }
+            }
+        }
+        if n.next.is_none() {
+            self.error(
+                "bad-flow",
+                el.loc,
+                format!("user task `{}` has several flows out but no default flow", id_of(el)),
+                "mark the flow taken on plain completion as the default flow",
+            );
+            return None;
+        }
+        if !outcomes.is_empty() {
+            n.outcomes = Some(outcomes);
+        }
+        Some(())
+    }
 
     fn node(&mut self, el: &Element, sc: &Scope<'_>, nodes: &mut IndexMap<String, NodeDef>) -> Option<NodeDef> {
         let id = id_of(el);
@@ -1070,22 +1195,13 @@ impl Imp {
                 return None;
             }
         }
-        if el.name != "endEvent" {
+        if el.name == "userTask" && sc.outs(&id).len() > 1 {
+            self.outcome_flows(el, sc, &mut n)?;
+        } else if el.name != "endEvent" {
             n.next = Some(self.next_of(el, sc, nodes)?);
         }
         if is_activity {
             self.loop_characteristics(el, &mut n);
-        }
-        if let Some(x) = ext(el, NAGARE_NS, "node") {
-            let ended = matches!(n.end, Some(None));
-            let mut merged = self.merge_node_ext(&n, x)?;
-            // `end:` (no value) does not survive serialization; the structure decides.
-            if ended {
-                merged.end = Some(None);
-            } else if merged.end == Some(None) {
-                merged.end = None;
-            }
-            return Some(merged);
         }
         Some(n)
     }
@@ -1617,7 +1733,7 @@ impl Imp {
             );
             return None;
         };
-        n.join = Some(fork);
+        n.join = Some(self.key(&fork));
         n.next = Some(self.next_of(el, sc, &mut IndexMap::new())?);
         Some(n)
     }
@@ -1653,6 +1769,9 @@ impl Imp {
             }
             let mut scratch = IndexMap::new();
             b.next = self.next_of(t, sc, &mut scratch)?;
+            if let Some(x) = ext(t, NAGARE_NS, "node") {
+                b = self.merge_node_ext(&b, x)?;
+            }
             branches.push(b);
         }
         n.event_based = Some(branches);
