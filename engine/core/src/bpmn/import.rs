@@ -204,6 +204,9 @@ struct Imp {
     /// BPMN id → nagare node id, where `<nagare:node key="...">` names it (an
     /// id that is not a valid XML id is changed by the export).
     keys: HashMap<String, String>,
+    /// Lane ids declared in `<nagare:process>` (the export names BPMN lanes
+    /// `lane_<id>`).
+    ext_lanes: HashSet<String>,
 }
 
 /// A sequence flow inside one scope.
@@ -281,6 +284,7 @@ impl Imp {
             initiator: None,
             used_ids: HashSet::new(),
             keys: HashMap::new(),
+            ext_lanes: HashSet::new(),
         }
     }
 
@@ -449,6 +453,13 @@ impl Imp {
 
     fn process(&mut self, p: &Element, pool: Option<String>, opts: &ImportOptions) -> Option<ProcessDef> {
         let id = id_of(p);
+        if let Some(x) = ext(p, NAGARE_NS, "process") {
+            if let Ok(v) = serde_yaml::from_str::<serde_yaml::Value>(x.trimmed()) {
+                if let Some(lanes) = v.get("lanes").and_then(|l| l.as_mapping()) {
+                    self.ext_lanes = lanes.keys().filter_map(|k| k.as_str().map(str::to_string)).collect();
+                }
+            }
+        }
         self.lane_sets(p);
         for (name, _) in &opts.declare {
             self.bound.remove(name);
@@ -689,6 +700,9 @@ impl Imp {
     /// Gateways and events that only pass the token on: nagare nodes may share a
     /// successor, so merges need no node.
     fn passthrough(&self, el: &Element, sc: &Scope<'_>) -> bool {
+        if ext(el, NAGARE_NS, "node").is_some() {
+            return false;
+        }
         let id = id_of(el);
         let (outs, incs) = (sc.outs(&id).len(), sc.incs(&id));
         match el.name.as_str() {
@@ -1016,11 +1030,25 @@ impl Imp {
         n.boundary = None;
         // A task moved to another lane in the modeler is in that lane now.
         if let Some(lane) = self.node_lane.get(&id_of(el)) {
-            if n.lane.is_some() || n.user_task.is_some() {
-                n.lane = Some(lane.clone());
+            let lane = lane.strip_prefix("lane_").filter(|l| self.ext_lanes.contains(*l)).unwrap_or(lane);
+            if self.ext_lanes.contains(lane) && (n.lane.is_some() || n.user_task.is_some()) {
+                n.lane = Some(lane.to_string());
             }
         }
         match el.name.as_str() {
+            // A join names its fork itself: a nagare fork may be reached from
+            // several paths and a join closes its fork whatever the drawing says.
+            _ if n.join.is_some() => n.next = Some(self.next_of(el, sc, nodes)?),
+            "parallelGateway" | "inclusiveGateway" if n.parallel.is_some() || n.inclusive.is_some() => {
+                if n.parallel.is_some() {
+                    let outs = sc.outs(&id_of(el)).to_vec();
+                    n.parallel = Some(outs.iter().map(|f| self.resolve(sc, &f.target, el)).collect());
+                } else {
+                    let d = self.choice_split(el, sc, NodeDef::default())?;
+                    n.inclusive = d.inclusive;
+                    n.default = d.default;
+                }
+            }
             "exclusiveGateway" | "inclusiveGateway" | "parallelGateway" | "eventBasedGateway" => {
                 let d = match el.name.as_str() {
                     "parallelGateway" => self.parallel(el, sc, NodeDef::default()),
@@ -1633,7 +1661,7 @@ impl Imp {
 
     // ---- gateways -------------------------------------------------------------
 
-    fn choice(&mut self, el: &Element, sc: &Scope<'_>, mut n: NodeDef) -> Option<NodeDef> {
+    fn choice(&mut self, el: &Element, sc: &Scope<'_>, n: NodeDef) -> Option<NodeDef> {
         let id = id_of(el);
         let inclusive = el.name == "inclusiveGateway";
         let outs = sc.outs(&id).to_vec();
@@ -1644,6 +1672,14 @@ impl Imp {
             }
             return self.join(el, sc, n);
         }
+        self.choice_split(el, sc, n)
+    }
+
+    /// The branches of a splitting exclusive or inclusive gateway.
+    fn choice_split(&mut self, el: &Element, sc: &Scope<'_>, mut n: NodeDef) -> Option<NodeDef> {
+        let id = id_of(el);
+        let inclusive = el.name == "inclusiveGateway";
+        let outs = sc.outs(&id).to_vec();
         if outs.is_empty() {
             self.error("bad-flow", el.loc, format!("gateway `{id}` has no outgoing flow"), "connect it");
             return None;
