@@ -154,8 +154,12 @@ fn prune(v: &mut serde_yaml::Value) {
         V::Mapping(m) => {
             let keys: Vec<V> = m.keys().cloned().collect();
             for k in keys {
+                // Literal values (a default, a connector input) are kept as they
+                // are: `[]`, `{}` and null there are values.
+                let literal = matches!(k.as_str(), Some("default" | "with"));
                 let drop = match m.get_mut(&k) {
                     Some(V::Null) => true,
+                    Some(_) if literal => false,
                     // Only where false is the default: `interrupting: false` is meaning.
                     Some(V::Bool(false)) => matches!(k.as_str(), Some("required" | "sequential" | "sensitive")),
                     Some(V::Sequence(s)) => s.is_empty(),
@@ -168,7 +172,7 @@ fn prune(v: &mut serde_yaml::Value) {
                 };
                 if drop {
                     m.shift_remove(&k);
-                } else if let Some(V::Sequence(s)) = m.get_mut(&k) {
+                } else if let (false, Some(V::Sequence(s))) = (literal, m.get_mut(&k)) {
                     s.iter_mut().for_each(prune);
                 }
             }
