@@ -406,7 +406,8 @@ fn run_one(
 /// strings live for the rest of the command, as the built-in cases' do.
 fn from_bpmn(case: &Case, dir: &Path) -> anyhow::Result<Case> {
     let path = dir.join(format!("{}.bpmn", case.name));
-    let bytes = crate::cli::files::read_process_file(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes =
+        crate::cli::files::read_process_file(&path).with_context(|| format!("cannot read {}", path.display()))?;
     let name = path.display().to_string();
     let text = nagare_engine::bpmn::decode(&bytes).map_err(|d| anyhow!("{}", d.finish(&name)))?;
     // The peers' harness completes the user task with `approved`, which the

@@ -24,10 +24,7 @@ fn text(o: &Output) -> String {
 fn import_writes_yaml_that_validates_and_bpmn_deploys_directly() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("order.yaml");
-    let o = nagare(
-        dir.path(),
-        &["import", "tests/fixtures/bpmn/camunda7-order.bpmn", "-o", out.to_str().unwrap()],
-    );
+    let o = nagare(dir.path(), &["import", "tests/fixtures/bpmn/camunda7-order.bpmn", "-o", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     let yaml = std::fs::read_to_string(&out).unwrap();
     assert!(yaml.starts_with("# Imported from BPMN 2.0"), "{yaml}");

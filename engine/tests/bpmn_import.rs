@@ -25,7 +25,8 @@ fn peers_straight_counts_to_ten_in_both_flavours() {
     for flavour in ["python", "js"] {
         let e = engine();
         // Deployed as BPMN directly: the engine imports it.
-        let d = e.deploy(&format!("{flavour}-straight.bpmn"), &fixture(&format!("peers/{flavour}/straight.bpmn"))).unwrap();
+        let d =
+            e.deploy(&format!("{flavour}-straight.bpmn"), &fixture(&format!("peers/{flavour}/straight.bpmn"))).unwrap();
         assert_eq!(d.id, "straight");
         let vars: Vars = [("count".to_string(), json!(0))].into();
         let inst = e.start("straight", vars, StartOptions::default()).unwrap();

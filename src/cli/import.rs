@@ -35,7 +35,8 @@ pub fn import(out: &Out, a: ImportArgs) -> anyhow::Result<ExitCode> {
         opts.declare.insert(n.trim().to_string(), t.trim().to_string());
     }
     let bytes = super::files::read_process_file(&a.file).with_context(|| format!("cannot read {name}"))?;
-    let result = bpmn::decode(&bytes).map_err(|d| d.finish(&name)).and_then(|text| bpmn::import_with(text, &name, &opts));
+    let result =
+        bpmn::decode(&bytes).map_err(|d| d.finish(&name)).and_then(|text| bpmn::import_with(text, &name, &opts));
     let imported = match result {
         Ok(i) => i,
         Err(diags) => return fail(out, &name, &diags),

@@ -14,7 +14,8 @@ async fn bpmn_deploys_as_an_xml_body_or_as_json_source_and_runs() {
     let xml = peers_gateway();
     let d = api.post_raw(ADMIN, "/api/v1/processes", "application/xml", xml.clone().into_bytes()).await.expect(201);
     assert_eq!((d["id"].as_str(), d["version"].as_u64()), (Some("gateway"), Some(1)));
-    let again = api.post(ADMIN, "/api/v1/processes", json!({ "source": xml, "file": "gateway.bpmn" })).await.expect(200);
+    let again =
+        api.post(ADMIN, "/api/v1/processes", json!({ "source": xml, "file": "gateway.bpmn" })).await.expect(200);
     assert_eq!(again["created"], false, "the same model imports to the same YAML");
     let inst = api.post(ADMIN, "/api/v1/instances", json!({ "process": "gateway", "variables": {} })).await.expect(201);
     let id = inst["id"].as_u64().unwrap();
@@ -42,7 +43,8 @@ async fn hostile_bpmn_is_refused_with_a_diagnostic() {
         .post_raw(ADMIN, "/api/v1/processes", "text/xml; charset=utf-8", unsupported.into_bytes())
         .await
         .error(422, "invalid-process");
-    let first = &e["details"]["diagnostics"].as_array().unwrap().iter().find(|d| d["severity"] == "error").unwrap().clone();
+    let first =
+        &e["details"]["diagnostics"].as_array().unwrap().iter().find(|d| d["severity"] == "error").unwrap().clone();
     assert_eq!((first["code"].as_str(), first["line"].as_u64()), (Some("unsupported-element"), Some(8)), "{e}");
     api.finish().await;
 }

@@ -116,7 +116,7 @@ fn hostile_xml_is_refused_with_a_clear_error() {
 #[test]
 fn nagare_extension_elements_carry_what_bpmn_cannot_and_flows_come_from_the_diagram() {
     let i = imports_as_expected("nagare-extension.bpmn");
-    assert_eq!(i.def.variables["amount"].required, true, "variables from <nagare:process>");
+    assert!(i.def.variables["amount"].required, "variables from <nagare:process>");
     assert_eq!(i.def.lanes["staff"].groups, ["staff"]);
     assert_eq!(i.def.start.rules.len(), 1, "start rules from <nagare:node>");
     assert_eq!(i.def.start.next, "approve", "the flow wins over a stale `next`");

@@ -34,7 +34,9 @@ impl Lang {
     pub fn from_name(name: &str) -> Option<Lang> {
         let n = name.trim().to_ascii_lowercase();
         Some(match n.as_str() {
-            "feel" | "http://www.omg.org/spec/feel/20140401" | "https://www.omg.org/spec/dmn/20191111/feel/" => Lang::Feel,
+            "feel" | "http://www.omg.org/spec/feel/20140401" | "https://www.omg.org/spec/dmn/20191111/feel/" => {
+                Lang::Feel
+            }
             "juel" | "el" | "http://www.w3.org/1999/xpath-el" => Lang::Juel,
             "python" | "python3" | "text/x-python" => Lang::Python,
             "javascript" | "js" | "ecmascript" | "text/javascript" | "application/javascript" => Lang::JavaScript,
@@ -329,7 +331,10 @@ impl Parser {
                     }
                 }
                 if self.peek() == Some(&Tok::LParen) {
-                    return refuse(format!("the function call `{}(...)` is outside the translated subset", path.join(".")));
+                    return refuse(format!(
+                        "the function call `{}(...)` is outside the translated subset",
+                        path.join(".")
+                    ));
                 }
                 // bpmn-engine scripts read variables as environment.variables.x.
                 let path = strip_js_env(path);
@@ -367,7 +372,10 @@ fn describe(t: &Tok) -> String {
 fn is_keyword(w: &str, lang: Lang) -> bool {
     let common = ["in", "if", "then", "else", "for", "return", "some", "every", "satisfies", "function", "var", "let"];
     common.contains(&w)
-        || matches!((w, lang), ("is" | "lambda", Lang::Python) | ("empty", Lang::Juel) | ("between" | "instance", Lang::Feel))
+        || matches!(
+            (w, lang),
+            ("is" | "lambda", Lang::Python) | ("empty", Lang::Juel) | ("between" | "instance", Lang::Feel)
+        )
 }
 
 fn strip_js_env(path: Vec<String>) -> Vec<String> {
@@ -462,7 +470,9 @@ fn reads(a: &Ast, out: &mut Vec<(String, Option<Guess>)>) {
                 out.push((p[0].clone(), g));
             }
             // Arithmetic where a number is wanted: its operands are numbers too.
-            Ast::Bin(op @ ("+" | "-" | "*" | "/" | "%"), l, r) if g == Some(Guess::Number) && guess(a) != Some(Guess::String) => {
+            Ast::Bin(op @ ("+" | "-" | "*" | "/" | "%"), l, r)
+                if g == Some(Guess::Number) && guess(a) != Some(Guess::String) =>
+            {
                 let _ = op;
                 add(out, l, g);
                 add(out, r, g);
@@ -514,9 +524,7 @@ fn prefix_paths(a: &mut Ast, record: &str) {
 /// shows when none was named.
 fn unwrap(src: &str, lang: Lang) -> (String, Lang) {
     let s = src.trim();
-    if let Some(inner) =
-        s.strip_prefix("${").or_else(|| s.strip_prefix("#{")).and_then(|r| r.strip_suffix('}'))
-    {
+    if let Some(inner) = s.strip_prefix("${").or_else(|| s.strip_prefix("#{")).and_then(|r| r.strip_suffix('}')) {
         return (inner.to_string(), if lang == Lang::Plain { Lang::Juel } else { lang });
     }
     if let Some(inner) = s.strip_prefix('=').filter(|_| matches!(lang, Lang::Feel | Lang::Plain)) {
@@ -554,8 +562,10 @@ fn translate(src: &str, lang: Lang, record: Option<&str>) -> Result<Translated, 
     if toks.is_empty() {
         return refuse("the expression is empty");
     }
-    if lang == Lang::Plain && toks.iter().any(|t| *t == Tok::Op("=")) {
-        return refuse("`=` is equality in FEEL but assignment elsewhere; name the language (language=\"feel\") or write `==`");
+    if lang == Lang::Plain && toks.contains(&Tok::Op("=")) {
+        return refuse(
+            "`=` is equality in FEEL but assignment elsewhere; name the language (language=\"feel\") or write `==`",
+        );
     }
     let mut p = Parser { toks, pos: 0, lang, depth: 0 };
     let mut ast = p.expr(0)?;
@@ -596,7 +606,9 @@ pub fn script(src: &str, lang: Lang) -> Result<Script, Untranslatable> {
     }
     for stmt in stmts.into_iter().filter(|s| !s.is_empty()) {
         // bpmn-engine scripts end with `next()`: the callback, not work.
-        if lang == Lang::JavaScript && matches!(stmt.as_slice(), [Tok::Ident(n), Tok::LParen, Tok::RParen] if n == "next") {
+        if lang == Lang::JavaScript
+            && matches!(stmt.as_slice(), [Tok::Ident(n), Tok::LParen, Tok::RParen] if n == "next")
+        {
             continue;
         }
         let eq = stmt.iter().position(|t| matches!(t, Tok::Op("=" | "+=" | "-=" | "*=" | "/=")));

@@ -27,7 +27,8 @@ pub struct ImportOptions {
 }
 
 /// Names the engine provides or binds itself: never declared as variables.
-const PROVIDED: &[&str] = &["now", "instance_id", "started_by", "result", "error", "payload", "results", "done", "total"];
+const PROVIDED: &[&str] =
+    &["now", "instance_id", "started_by", "result", "error", "payload", "results", "done", "total"];
 
 /// BPMN elements that only document the model: skipped without a word.
 const DOCUMENTATION: &[&str] = &[
@@ -181,6 +182,12 @@ fn prune(v: &mut serde_yaml::Value) {
         _ => {}
     }
 }
+
+/// A repeating boundary timer: every this long, this many times (absent: for ever).
+type Repeat = (String, Option<u32>);
+
+/// An output mapping not yet translated: target, source, language.
+type Output = (String, String, Lang);
 
 /// What the importer learns about one variable.
 #[derive(Debug, Clone)]
@@ -597,7 +604,12 @@ impl Imp {
             } else if FLOW_NODES.contains(&name) {
                 let id = id_of(c);
                 if !self.used_ids.insert(id.clone()) {
-                    self.error("duplicate-id", c.loc, format!("id `{id}` is used twice"), "give each element its own id");
+                    self.error(
+                        "duplicate-id",
+                        c.loc,
+                        format!("id `{id}` is used twice"),
+                        "give each element its own id",
+                    );
                 }
                 if let Some(key) = ext(c, NAGARE_NS, "node").and_then(|x| x.attr("key")) {
                     self.keys.insert(id.clone(), key.to_string());
@@ -854,7 +866,7 @@ impl Imp {
     }
 
     /// A timer definition; the bool says whether it repeats (`R/…` on a boundary).
-    fn timer(&mut self, d: &Element, start: bool) -> Option<(TimerDef, Option<(String, Option<u32>)>)> {
+    fn timer(&mut self, d: &Element, start: bool) -> Option<(TimerDef, Option<Repeat>)> {
         let text = |n: &str| d.child(BPMN_NS, n).map(|c| c.trimmed().to_string());
         let literal = |s: &str| s.trim_start_matches('=').trim().trim_matches('"').to_string();
         let is_expr = |s: &str| s.starts_with("${") || s.starts_with("#{") || (s.starts_with('=') && s.contains('('));
@@ -918,7 +930,11 @@ impl Imp {
                 match code {
                     Some(code) => Some(EndDef::Error(ErrorEndDef { error: code, message: None })),
                     None => {
-                        self.unsupported(el, "an error end event without an error", "pick an error (code) in the modeler");
+                        self.unsupported(
+                            el,
+                            "an error end event without an error",
+                            "pick an error (code) in the modeler",
+                        );
                         None
                     }
                 }
@@ -1100,7 +1116,11 @@ impl Imp {
                 .map(str::trim_start)
                 .and_then(|r| r.strip_prefix("=="))
                 .map(str::trim)
-                .and_then(|q| q.strip_prefix('"').and_then(|q| q.strip_suffix('"')).or(q.strip_prefix('\'').and_then(|q| q.strip_suffix('\''))));
+                .and_then(|q| {
+                    q.strip_prefix('"')
+                        .and_then(|q| q.strip_suffix('"'))
+                        .or(q.strip_prefix('\'').and_then(|q| q.strip_suffix('\'')))
+                });
             match name {
                 Some("send_back") => n.send_back = Some(target),
                 Some(name) => {
@@ -1140,7 +1160,15 @@ impl Imp {
         };
         let is_activity = matches!(
             el.name.as_str(),
-            "userTask" | "serviceTask" | "sendTask" | "receiveTask" | "scriptTask" | "manualTask" | "task" | "callActivity" | "subProcess"
+            "userTask"
+                | "serviceTask"
+                | "sendTask"
+                | "receiveTask"
+                | "scriptTask"
+                | "manualTask"
+                | "task"
+                | "callActivity"
+                | "subProcess"
         );
         if !is_activity {
             if let Some(lc) = el.children.iter().find(|c| c.ns == BPMN_NS && c.name.ends_with("LoopCharacteristics")) {
@@ -1312,7 +1340,11 @@ impl Imp {
                     format!("user task `{id}` is in no lane and names no candidate group; it goes to lane `users`"),
                     "draw lanes (one per role), or set candidate groups on the task",
                 );
-                self.lanes.entry("users".to_string()).or_insert_with(|| LaneDef { name: None, groups: Vec::new(), notify: None });
+                self.lanes.entry("users".to_string()).or_insert_with(|| LaneDef {
+                    name: None,
+                    groups: Vec::new(),
+                    notify: None,
+                });
                 "users".to_string()
             }
         };
@@ -1350,18 +1382,24 @@ impl Imp {
                 let mut v = var(ty);
                 v.label = f.attr("label").map(str::to_string);
                 if ty == "choice" {
-                    v.options = Some(f.children_named(CAMUNDA_NS, "value").filter_map(|o| o.attr("id").map(str::to_string)).collect());
+                    v.options = Some(
+                        f.children_named(CAMUNDA_NS, "value")
+                            .filter_map(|o| o.attr("id").map(str::to_string))
+                            .collect(),
+                    );
                 }
-                let required = f
-                    .child(CAMUNDA_NS, "validation")
-                    .is_some_and(|vs| vs.children_named(CAMUNDA_NS, "constraint").any(|c| c.attr("name") == Some("required")));
-                let readonly = f
-                    .child(CAMUNDA_NS, "validation")
-                    .is_some_and(|vs| vs.children_named(CAMUNDA_NS, "constraint").any(|c| c.attr("name") == Some("readonly")));
+                let required = f.child(CAMUNDA_NS, "validation").is_some_and(|vs| {
+                    vs.children_named(CAMUNDA_NS, "constraint").any(|c| c.attr("name") == Some("required"))
+                });
+                let readonly = f.child(CAMUNDA_NS, "validation").is_some_and(|vs| {
+                    vs.children_named(CAMUNDA_NS, "constraint").any(|c| c.attr("name") == Some("readonly"))
+                });
                 if let Some(d) = f.attr("defaultValue") {
                     if !d.contains("${") {
                         v.default = Some(match ty {
-                            "number" => d.parse::<f64>().map(serde_json::Value::from).unwrap_or(serde_json::Value::from(d)),
+                            "number" => {
+                                d.parse::<f64>().map(serde_json::Value::from).unwrap_or(serde_json::Value::from(d))
+                            }
                             "bool" => serde_json::Value::Bool(d == "true"),
                             _ => serde_json::Value::from(d),
                         });
@@ -1393,7 +1431,12 @@ impl Imp {
             );
         }
         if let Some(d) = el.attr_ns(CAMUNDA_NS, "dueDate") {
-            self.warn("ignored-extension", el.loc, format!("due date `{d}` of `{id}` is not imported"), "write `due:` in the YAML");
+            self.warn(
+                "ignored-extension",
+                el.loc,
+                format!("due date `{d}` of `{id}` is not imported"),
+                "write `due:` in the YAML",
+            );
         }
     }
 
@@ -1458,7 +1501,7 @@ impl Imp {
 
     /// Input mappings translated (target → rhai over process variables) and output
     /// mappings raw (target, source, language), from Zeebe or Camunda 7.
-    fn io_mappings(&mut self, el: &Element) -> (IndexMap<String, String>, Vec<(String, String, Lang)>) {
+    fn io_mappings(&mut self, el: &Element) -> (IndexMap<String, String>, Vec<Output>) {
         let mut inputs = IndexMap::new();
         let mut outputs = Vec::new();
         if let Some(io) = ext(el, ZEEBE_NS, "ioMapping") {
@@ -1525,7 +1568,11 @@ impl Imp {
             if matches!(fmt.to_ascii_lowercase().as_str(), "groovy" | "juel") {
                 // Groovy shares the assignment subset.
             } else {
-                self.unsupported(el, &format!("a script in `{fmt}`"), "write it in Python, JavaScript, Groovy or FEEL assignments");
+                self.unsupported(
+                    el,
+                    &format!("a script in `{fmt}`"),
+                    "write it in Python, JavaScript, Groovy or FEEL assignments",
+                );
                 return;
             }
         }
@@ -1571,7 +1618,11 @@ impl Imp {
         let mut outs = IndexMap::new();
         for i in exts(el, CAMUNDA_NS, "in") {
             if i.attr("variables").is_some() || i.attr("businessKey").is_some() {
-                self.unsupported(i, "passing all variables (or the business key)", "list each variable: <camunda:in source=\"x\" target=\"x\"/>");
+                self.unsupported(
+                    i,
+                    "passing all variables (or the business key)",
+                    "list each variable: <camunda:in source=\"x\" target=\"x\"/>",
+                );
                 continue;
             }
             let (Some(t), src) = (i.attr("target"), i.attr("source").or(i.attr("sourceExpression"))) else { continue };
@@ -1581,10 +1632,16 @@ impl Imp {
         }
         for o in exts(el, CAMUNDA_NS, "out") {
             if o.attr("variables").is_some() {
-                self.unsupported(o, "passing all variables back", "list each variable: <camunda:out source=\"x\" target=\"x\"/>");
+                self.unsupported(
+                    o,
+                    "passing all variables back",
+                    "list each variable: <camunda:out source=\"x\" target=\"x\"/>",
+                );
                 continue;
             }
-            let (Some(t), Some(src)) = (o.attr("target"), o.attr("source").or(o.attr("sourceExpression"))) else { continue };
+            let (Some(t), Some(src)) = (o.attr("target"), o.attr("source").or(o.attr("sourceExpression"))) else {
+                continue;
+            };
             match expr::condition(src, Lang::Juel) {
                 Ok(tr) => {
                     self.note_var(t, None, el);
@@ -1617,7 +1674,11 @@ impl Imp {
             return;
         };
         if lc.name != "multiInstanceLoopCharacteristics" {
-            self.unsupported(lc, "a standard (while) loop", "draw the loop with an exclusive gateway, or use multi-instance over a list");
+            self.unsupported(
+                lc,
+                "a standard (while) loop",
+                "draw the loop with an exclusive gateway, or use multi-instance over a list",
+            );
             return;
         }
         let sequential = lc.attr("isSequential") == Some("true");
@@ -1671,7 +1732,11 @@ impl Imp {
         let outs = sc.outs(&id).to_vec();
         if inclusive && sc.incs(&id) > 1 {
             if outs.len() > 1 {
-                self.unsupported(el, "an inclusive gateway that both joins and splits", "draw two gateways: a join, then a split");
+                self.unsupported(
+                    el,
+                    "an inclusive gateway that both joins and splits",
+                    "draw two gateways: a join, then a split",
+                );
                 return None;
             }
             return self.join(el, sc, n);
@@ -1727,7 +1792,11 @@ impl Imp {
         let id = id_of(el);
         let (outs, incs) = (sc.outs(&id).to_vec(), sc.incs(&id));
         if incs > 1 && outs.len() > 1 {
-            self.unsupported(el, "a parallel gateway that both joins and splits", "draw two gateways: a join, then a split");
+            self.unsupported(
+                el,
+                "a parallel gateway that both joins and splits",
+                "draw two gateways: a join, then a split",
+            );
             return None;
         }
         if incs > 1 {
@@ -1784,13 +1853,19 @@ impl Imp {
         for f in sc.outs(&id).to_vec() {
             let Some(t) = sc.els.get(&f.target).copied() else { continue };
             if sc.incs(&f.target) > 1 {
-                self.unsupported(t, "an event after an event-based gateway that other flows also reach", "give it one incoming flow");
+                self.unsupported(
+                    t,
+                    "an event after an event-based gateway that other flows also reach",
+                    "give it one incoming flow",
+                );
                 continue;
             }
             let mut b = EventBranchDef { message: None, key: None, set: None, timer: None, next: String::new() };
             let defs = event_defs(t);
             match (t.name.as_str(), defs.as_slice()) {
-                ("intermediateCatchEvent", [d]) if d.name == "timerEventDefinition" => b.timer = Some(self.timer(d, false)?.0),
+                ("intermediateCatchEvent", [d]) if d.name == "timerEventDefinition" => {
+                    b.timer = Some(self.timer(d, false)?.0)
+                }
                 ("intermediateCatchEvent", [d]) if d.name == "messageEventDefinition" => {
                     b.message = Some(self.message_name(d, t));
                     b.key = self.message_key(t, d.attr("messageRef"));
@@ -1803,7 +1878,11 @@ impl Imp {
                     b.key = self.message_key(t, t.attr("messageRef"));
                 }
                 _ => {
-                    self.unsupported(t, "an event-based gateway leads here, but nagare waits only for timers and messages", "use a timer or message catch event");
+                    self.unsupported(
+                        t,
+                        "an event-based gateway leads here, but nagare waits only for timers and messages",
+                        "use a timer or message catch event",
+                    );
                     continue;
                 }
             }

@@ -36,9 +36,9 @@ pub mod xml;
 
 use crate::compile::CompileOptions;
 use crate::diag::{Diagnostic, Diagnostics, Loc};
-use std::collections::HashMap;
 use crate::load::Loaded;
 use crate::model::ProcessDef;
+use std::collections::HashMap;
 
 #[allow(unused_imports)]
 use crate::model::NodeDef;
@@ -102,8 +102,7 @@ pub use import::ImportOptions;
 /// source of the process is the generated YAML.
 pub fn load_bpmn(file: &str, xml: &str, opts: &CompileOptions) -> Result<Loaded, Diagnostics> {
     let imported = import(xml, file)?;
-    let mut loaded = crate::load::load_str(file, &imported.yaml, opts)
-        .map_err(|d| locate(d, &imported))?;
+    let mut loaded = crate::load::load_str(file, &imported.yaml, opts).map_err(|d| locate(d, &imported))?;
     let mut warnings = imported.warnings;
     warnings.0.append(&mut loaded.warnings.0);
     loaded.warnings = warnings.finish(file);
@@ -158,7 +157,10 @@ pub fn decode(bytes: &[u8]) -> Result<&str, Diagnostics> {
     std::str::from_utf8(bytes).map_err(|e| {
         let upto = &bytes[..e.valid_up_to()];
         let line = upto.iter().filter(|b| **b == b'\n').count() + 1;
-        let col = String::from_utf8_lossy(&upto[upto.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)..]).chars().count() + 1;
+        let col = String::from_utf8_lossy(&upto[upto.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)..])
+            .chars()
+            .count()
+            + 1;
         d.push(
             Diagnostic::error("invalid-utf8", Loc::new(line, col), "the BPMN file is not UTF-8 here")
                 .with_hint("save it as UTF-8 (modelers do by default)"),

@@ -181,11 +181,13 @@ pub fn parse(text: &str) -> Result<Element, Diagnostics> {
                 }
             }
             Event::Text(t) => {
-                let s = t.decode().map_err(|e| err("bad-xml", lines.loc(at), e.to_string(), "save the file as UTF-8"))?;
+                let s =
+                    t.decode().map_err(|e| err("bad-xml", lines.loc(at), e.to_string(), "save the file as UTF-8"))?;
                 push_text(&mut stack, &s, &lines, at)?;
             }
             Event::CData(t) => {
-                let s = t.decode().map_err(|e| err("bad-xml", lines.loc(at), e.to_string(), "save the file as UTF-8"))?;
+                let s =
+                    t.decode().map_err(|e| err("bad-xml", lines.loc(at), e.to_string(), "save the file as UTF-8"))?;
                 push_text(&mut stack, &s, &lines, at)?;
             }
             Event::GeneralRef(r) => {
@@ -233,7 +235,9 @@ pub fn parse(text: &str) -> Result<Element, Diagnostics> {
             "the file is cut short; save it again from the modeler",
         ));
     }
-    root.ok_or_else(|| err("bad-xml", Loc::new(1, 1), "the file has no XML element", "a BPMN file starts with <definitions>"))
+    root.ok_or_else(|| {
+        err("bad-xml", Loc::new(1, 1), "the file has no XML element", "a BPMN file starts with <definitions>")
+    })
 }
 
 fn push_text(stack: &mut [Element], s: &str, lines: &Lines<'_>, at: usize) -> Result<(), Diagnostics> {
