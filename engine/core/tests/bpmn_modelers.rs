@@ -116,7 +116,7 @@ fn hostile_xml_is_refused_with_a_clear_error() {
 #[test]
 fn nagare_extension_elements_carry_what_bpmn_cannot_and_flows_come_from_the_diagram() {
     let i = imports_as_expected("nagare-extension.bpmn");
-    assert_eq!(i.def.variables["amount"].required, true, "variables from <nagare:process>");
+    assert!(i.def.variables["amount"].required, "variables from <nagare:process>");
     assert_eq!(i.def.lanes["staff"].groups, ["staff"]);
     assert_eq!(i.def.start.rules.len(), 1, "start rules from <nagare:node>");
     assert_eq!(i.def.start.next, "approve", "the flow wins over a stale `next`");
@@ -126,4 +126,30 @@ fn nagare_extension_elements_carry_what_bpmn_cannot_and_flows_come_from_the_diag
     assert!(approve.due.is_some() && approve.form.is_some());
     let route = i.def.nodes["route"].exclusive.as_ref().unwrap();
     assert_eq!(route[0].when, "ok && amount.to_string() != \"\"", "rhai is taken verbatim");
+}
+
+/// Regression guard for a server that must never panic on one input: every
+/// prefix of every fixture, and each fixture with a slice cut out, imports or
+/// fails with diagnostics.
+#[test]
+fn truncated_and_mangled_files_never_panic() {
+    let mut files: Vec<String> = std::fs::read_dir(dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".bpmn"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 6, "{files:?}");
+    for name in files {
+        let xml = read(&name);
+        let cuts: Vec<usize> = xml.char_indices().map(|(i, _)| i).step_by(13).collect();
+        for &cut in &cuts {
+            let _ = bpmn::load_bpmn(&name, &xml[..cut], &CompileOptions::default());
+        }
+        for w in cuts.windows(2).step_by(5) {
+            let mangled = format!("{}{}", &xml[..w[0]], &xml[w[1]..]);
+            let _ = bpmn::load_bpmn(&name, &mangled, &CompileOptions::default());
+        }
+    }
 }

@@ -562,7 +562,7 @@ fn translate(src: &str, lang: Lang, record: Option<&str>) -> Result<Translated, 
     if toks.is_empty() {
         return refuse("the expression is empty");
     }
-    if lang == Lang::Plain && toks.iter().any(|t| *t == Tok::Op("=")) {
+    if lang == Lang::Plain && toks.contains(&Tok::Op("=")) {
         return refuse(
             "`=` is equality in FEEL but assignment elsewhere; name the language (language=\"feel\") or write `==`",
         );

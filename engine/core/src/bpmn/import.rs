@@ -89,7 +89,7 @@ pub fn import_with(xml: &str, file: &str, opts: &ImportOptions) -> Result<Import
         return Err(imp.diags.finish(file));
     }
     let def = def.expect("checked above");
-    let yaml = to_yaml(&def, file).map_err(|e| {
+    let yaml = to_yaml(&def).map_err(|e| {
         let mut d = Diagnostics::default();
         d.push(Diagnostic::error("bad-extension", Loc::new(1, 1), e));
         d.finish(file)
@@ -98,7 +98,7 @@ pub fn import_with(xml: &str, file: &str, opts: &ImportOptions) -> Result<Import
 }
 
 /// The YAML a designer reads: keys that are absent, empty or false are left out.
-fn to_yaml(def: &ProcessDef, file: &str) -> Result<String, String> {
+fn to_yaml(def: &ProcessDef) -> Result<String, String> {
     let mut v = serde_yaml::to_value(def).map_err(|e| e.to_string())?;
     prune(&mut v);
     tidy_nodes(&mut v, &def.nodes);
@@ -109,8 +109,9 @@ fn to_yaml(def: &ProcessDef, file: &str) -> Result<String, String> {
         .map(|l| if l.trim_start() == "end: null" { l.trim_end_matches(" null") } else { l })
         .flat_map(|l| [l, "\n"])
         .collect();
-    let name = file.rsplit(['/', '\\']).next().unwrap_or(file);
-    Ok(format!("# Imported from {name} (BPMN 2.0) by `nagare import`.\n{body}"))
+    // No file name here: the same model deploys to the same digest whatever
+    // it was called.
+    Ok(format!("# Imported from BPMN 2.0 by `nagare import`.\n{body}"))
 }
 
 /// Each node as a designer writes it: its kind key first, then name,
@@ -154,8 +155,12 @@ fn prune(v: &mut serde_yaml::Value) {
         V::Mapping(m) => {
             let keys: Vec<V> = m.keys().cloned().collect();
             for k in keys {
+                // Literal values (a default, a connector input) are kept as they
+                // are: `[]`, `{}` and null there are values.
+                let literal = matches!(k.as_str(), Some("default" | "with"));
                 let drop = match m.get_mut(&k) {
                     Some(V::Null) => true,
+                    Some(_) if literal => false,
                     // Only where false is the default: `interrupting: false` is meaning.
                     Some(V::Bool(false)) => matches!(k.as_str(), Some("required" | "sequential" | "sensitive")),
                     Some(V::Sequence(s)) => s.is_empty(),
@@ -168,7 +173,7 @@ fn prune(v: &mut serde_yaml::Value) {
                 };
                 if drop {
                     m.shift_remove(&k);
-                } else if let Some(V::Sequence(s)) = m.get_mut(&k) {
+                } else if let (false, Some(V::Sequence(s))) = (literal, m.get_mut(&k)) {
                     s.iter_mut().for_each(prune);
                 }
             }
@@ -177,6 +182,12 @@ fn prune(v: &mut serde_yaml::Value) {
         _ => {}
     }
 }
+
+/// A repeating boundary timer: every this long, this many times (absent: for ever).
+type Repeat = (String, Option<u32>);
+
+/// An output mapping not yet translated: target, source, language.
+type Output = (String, String, Lang);
 
 /// What the importer learns about one variable.
 #[derive(Debug, Clone)]
@@ -201,6 +212,12 @@ struct Imp {
     locs: HashMap<String, Loc>,
     initiator: Option<String>,
     used_ids: HashSet<String>,
+    /// BPMN id → nagare node id, where `<nagare:node key="...">` names it (an
+    /// id that is not a valid XML id is changed by the export).
+    keys: HashMap<String, String>,
+    /// Lane ids declared in `<nagare:process>` (the export names BPMN lanes
+    /// `lane_<id>`).
+    ext_lanes: HashSet<String>,
 }
 
 /// A sequence flow inside one scope.
@@ -277,6 +294,8 @@ impl Imp {
             locs: HashMap::new(),
             initiator: None,
             used_ids: HashSet::new(),
+            keys: HashMap::new(),
+            ext_lanes: HashSet::new(),
         }
     }
 
@@ -445,6 +464,13 @@ impl Imp {
 
     fn process(&mut self, p: &Element, pool: Option<String>, opts: &ImportOptions) -> Option<ProcessDef> {
         let id = id_of(p);
+        if let Some(x) = ext(p, NAGARE_NS, "process") {
+            if let Ok(v) = serde_yaml::from_str::<serde_yaml::Value>(x.trimmed()) {
+                if let Some(lanes) = v.get("lanes").and_then(|l| l.as_mapping()) {
+                    self.ext_lanes = lanes.keys().filter_map(|k| k.as_str().map(str::to_string)).collect();
+                }
+            }
+        }
         self.lane_sets(p);
         for (name, _) in &opts.declare {
             self.bound.remove(name);
@@ -585,6 +611,10 @@ impl Imp {
                         "give each element its own id",
                     );
                 }
+                if let Some(key) = ext(c, NAGARE_NS, "node").and_then(|x| x.attr("key")) {
+                    self.keys.insert(id.clone(), key.to_string());
+                    self.locs.insert(key.to_string(), c.loc);
+                }
                 self.locs.insert(id.clone(), c.loc);
                 sc.els.insert(id, c);
             } else if !DOCUMENTATION.contains(&name) && name != "lane" {
@@ -655,8 +685,12 @@ impl Imp {
                 boundaries.push(el);
                 continue;
             }
-            if let Some(n) = self.node(el, &sc, &mut nodes) {
-                nodes.insert(id, n);
+            let made = match ext(el, NAGARE_NS, "node") {
+                Some(x) if el.name != "boundaryEvent" => self.node_from_ext(el, &sc, &mut nodes, x),
+                _ => self.node(el, &sc, &mut nodes),
+            };
+            if let Some(n) = made {
+                nodes.insert(self.key(&id), n);
             }
         }
         for b in boundaries {
@@ -665,7 +699,7 @@ impl Imp {
                 continue;
             };
             let def = self.boundary(b, &sc);
-            match (nodes.get_mut(on), def) {
+            match (nodes.get_mut(&self.key(on)), def) {
                 (Some(n), Some(d)) => n.boundary.get_or_insert_with(Vec::new).push(d),
                 (None, _) => self.error(
                     "bad-boundary",
@@ -682,6 +716,9 @@ impl Imp {
     /// Gateways and events that only pass the token on: nagare nodes may share a
     /// successor, so merges need no node.
     fn passthrough(&self, el: &Element, sc: &Scope<'_>) -> bool {
+        if ext(el, NAGARE_NS, "node").is_some() {
+            return false;
+        }
         let id = id_of(el);
         let (outs, incs) = (sc.outs(&id).len(), sc.incs(&id));
         match el.name.as_str() {
@@ -692,13 +729,19 @@ impl Imp {
         }
     }
 
-    /// Where a flow into `id` really leads, past pass-through elements.
+    /// The nagare node id of the element `id`.
+    fn key(&self, id: &str) -> String {
+        self.keys.get(id).cloned().unwrap_or_else(|| id.to_string())
+    }
+
+    /// Where a flow into `id` really leads, past pass-through elements (as a
+    /// nagare node id).
     fn resolve(&mut self, sc: &Scope<'_>, id: &str, from: &Element) -> String {
         let mut cur = id.to_string();
         for _ in 0..=sc.els.len() {
             match sc.els.get(&cur) {
                 Some(el) if self.passthrough(el, sc) => cur = sc.outs(&cur)[0].target.clone(),
-                _ => return cur,
+                _ => return self.key(&cur),
             }
         }
         self.error(
@@ -717,7 +760,7 @@ impl Imp {
         let outs = sc.outs(&id);
         match outs {
             [] => {
-                let end = format!("{id}_end");
+                let end = format!("{}_end", self.key(&id));
                 self.warn(
                     "implicit-end",
                     el.loc,
@@ -823,7 +866,7 @@ impl Imp {
     }
 
     /// A timer definition; the bool says whether it repeats (`R/…` on a boundary).
-    fn timer(&mut self, d: &Element, start: bool) -> Option<(TimerDef, Option<(String, Option<u32>)>)> {
+    fn timer(&mut self, d: &Element, start: bool) -> Option<(TimerDef, Option<Repeat>)> {
         let text = |n: &str| d.child(BPMN_NS, n).map(|c| c.trimmed().to_string());
         let literal = |s: &str| s.trim_start_matches('=').trim().trim_matches('"').to_string();
         let is_expr = |s: &str| s.starts_with("${") || s.starts_with("#{") || (s.starts_with('=') && s.contains('('));
@@ -965,6 +1008,7 @@ impl Imp {
                 });
                 d.interrupting = None;
             }
+            [] if ext(b, NAGARE_NS, "node").is_some() => {}
             [] => {
                 self.unsupported(b, "a boundary event with no trigger", "make it a timer, message or error event");
                 return None;
@@ -978,10 +1022,134 @@ impl Imp {
                 return None;
             }
         }
+        if let Some(x) = ext(b, NAGARE_NS, "node") {
+            return self.merge_node_ext(&d, x);
+        }
         Some(d)
     }
 
     // ---- nodes ----------------------------------------------------------------
+
+    /// A node nagare exported: its definition from `<nagare:node>`, its flow
+    /// (next, branch targets, joins, boundaries, a sub-process's inside) from the
+    /// structure, so that a flow re-wired in a modeler wins.
+    fn node_from_ext(
+        &mut self,
+        el: &Element,
+        sc: &Scope<'_>,
+        nodes: &mut IndexMap<String, NodeDef>,
+        x: &Element,
+    ) -> Option<NodeDef> {
+        let mut n: NodeDef = match serde_yaml::from_str(x.trimmed()) {
+            Ok(n) => n,
+            Err(e) => {
+                self.error("bad-extension", x.loc, format!("<nagare:node>: {e}"), "fix the JSON");
+                return None;
+            }
+        };
+        n.boundary = None;
+        // A task moved to another lane in the modeler is in that lane now.
+        if let Some(lane) = self.node_lane.get(&id_of(el)) {
+            let lane = lane.strip_prefix("lane_").filter(|l| self.ext_lanes.contains(*l)).unwrap_or(lane);
+            if self.ext_lanes.contains(lane) && (n.lane.is_some() || n.user_task.is_some()) {
+                n.lane = Some(lane.to_string());
+            }
+        }
+        match el.name.as_str() {
+            // A join names its fork itself: a nagare fork may be reached from
+            // several paths and a join closes its fork whatever the drawing says.
+            _ if n.join.is_some() => n.next = Some(self.next_of(el, sc, nodes)?),
+            "parallelGateway" | "inclusiveGateway" if n.parallel.is_some() || n.inclusive.is_some() => {
+                if n.parallel.is_some() {
+                    let outs = sc.outs(&id_of(el)).to_vec();
+                    n.parallel = Some(outs.iter().map(|f| self.resolve(sc, &f.target, el)).collect());
+                } else {
+                    let d = self.choice_split(el, sc, NodeDef::default())?;
+                    n.inclusive = d.inclusive;
+                    n.default = d.default;
+                }
+            }
+            "exclusiveGateway" | "inclusiveGateway" | "parallelGateway" | "eventBasedGateway" => {
+                let d = match el.name.as_str() {
+                    "parallelGateway" => self.parallel(el, sc, NodeDef::default()),
+                    "eventBasedGateway" => self.event_based(el, sc, NodeDef::default()),
+                    _ => self.choice(el, sc, NodeDef::default()),
+                }?;
+                n.next = d.next;
+                n.exclusive = d.exclusive;
+                n.inclusive = d.inclusive;
+                n.parallel = d.parallel;
+                n.event_based = d.event_based;
+                n.join = d.join;
+                n.default = d.default;
+            }
+            "endEvent" => n.next = None,
+            "userTask" if sc.outs(&id_of(el)).len() > 1 => self.outcome_flows(el, sc, &mut n)?,
+            _ => {
+                if el.name == "subProcess" {
+                    let (start, inner) = self.scope(el, true);
+                    let sp = n.sub_process.get_or_insert_with(SubProcessDef::default);
+                    sp.start = start.map(|s| SubStartDef { name: s.name, next: s.next });
+                    sp.nodes = inner;
+                }
+                n.next = Some(self.next_of(el, sc, nodes)?);
+            }
+        }
+        Some(n)
+    }
+
+    /// A user task's flows out: the task's `default` flow is `next`, each flow
+    /// whose condition is `outcome == "NAME"` an outcome (`send_back` the
+    /// send-back), as the export writes them.
+    fn outcome_flows(&mut self, el: &Element, sc: &Scope<'_>, n: &mut NodeDef) -> Option<()> {
+        let default = el.attr("default");
+        let mut outcomes = IndexMap::new();
+        for f in sc.outs(&id_of(el)).to_vec() {
+            let target = self.resolve(sc, &f.target, el);
+            if Some(f.id.as_str()) == default {
+                n.next = Some(target);
+                continue;
+            }
+            let cond = f.el.child(BPMN_NS, "conditionExpression").map(|c| c.trimmed().to_string()).unwrap_or_default();
+            let name = cond
+                .strip_prefix("outcome")
+                .map(str::trim_start)
+                .and_then(|r| r.strip_prefix("=="))
+                .map(str::trim)
+                .and_then(|q| {
+                    q.strip_prefix('"')
+                        .and_then(|q| q.strip_suffix('"'))
+                        .or(q.strip_prefix('\'').and_then(|q| q.strip_suffix('\'')))
+                });
+            match name {
+                Some("send_back") => n.send_back = Some(target),
+                Some(name) => {
+                    outcomes.insert(name.to_string(), target);
+                }
+                None => {
+                    self.unsupported(
+                        f.el,
+                        "a flow out of a user task that is neither its default nor `outcome == \"NAME\"`",
+                        "make one flow the task's default, and give the others conditions `outcome == \"NAME\"` (named outcomes)",
+                    );
+                    return None;
+                }
+            }
+        }
+        if n.next.is_none() {
+            self.error(
+                "bad-flow",
+                el.loc,
+                format!("user task `{}` has several flows out but no default flow", id_of(el)),
+                "mark the flow taken on plain completion as the default flow",
+            );
+            return None;
+        }
+        if !outcomes.is_empty() {
+            n.outcomes = Some(outcomes);
+        }
+        Some(())
+    }
 
     fn node(&mut self, el: &Element, sc: &Scope<'_>, nodes: &mut IndexMap<String, NodeDef>) -> Option<NodeDef> {
         let id = id_of(el);
@@ -1087,22 +1255,13 @@ impl Imp {
                 return None;
             }
         }
-        if el.name != "endEvent" {
+        if el.name == "userTask" && sc.outs(&id).len() > 1 {
+            self.outcome_flows(el, sc, &mut n)?;
+        } else if el.name != "endEvent" {
             n.next = Some(self.next_of(el, sc, nodes)?);
         }
         if is_activity {
             self.loop_characteristics(el, &mut n);
-        }
-        if let Some(x) = ext(el, NAGARE_NS, "node") {
-            let ended = matches!(n.end, Some(None));
-            let mut merged = self.merge_node_ext(&n, x)?;
-            // `end:` (no value) does not survive serialization; the structure decides.
-            if ended {
-                merged.end = Some(None);
-            } else if merged.end == Some(None) {
-                merged.end = None;
-            }
-            return Some(merged);
         }
         Some(n)
     }
@@ -1342,7 +1501,7 @@ impl Imp {
 
     /// Input mappings translated (target → rhai over process variables) and output
     /// mappings raw (target, source, language), from Zeebe or Camunda 7.
-    fn io_mappings(&mut self, el: &Element) -> (IndexMap<String, String>, Vec<(String, String, Lang)>) {
+    fn io_mappings(&mut self, el: &Element) -> (IndexMap<String, String>, Vec<Output>) {
         let mut inputs = IndexMap::new();
         let mut outputs = Vec::new();
         if let Some(io) = ext(el, ZEEBE_NS, "ioMapping") {
@@ -1567,7 +1726,7 @@ impl Imp {
 
     // ---- gateways -------------------------------------------------------------
 
-    fn choice(&mut self, el: &Element, sc: &Scope<'_>, mut n: NodeDef) -> Option<NodeDef> {
+    fn choice(&mut self, el: &Element, sc: &Scope<'_>, n: NodeDef) -> Option<NodeDef> {
         let id = id_of(el);
         let inclusive = el.name == "inclusiveGateway";
         let outs = sc.outs(&id).to_vec();
@@ -1582,6 +1741,14 @@ impl Imp {
             }
             return self.join(el, sc, n);
         }
+        self.choice_split(el, sc, n)
+    }
+
+    /// The branches of a splitting exclusive or inclusive gateway.
+    fn choice_split(&mut self, el: &Element, sc: &Scope<'_>, mut n: NodeDef) -> Option<NodeDef> {
+        let id = id_of(el);
+        let inclusive = el.name == "inclusiveGateway";
+        let outs = sc.outs(&id).to_vec();
         if outs.is_empty() {
             self.error("bad-flow", el.loc, format!("gateway `{id}` has no outgoing flow"), "connect it");
             return None;
@@ -1675,7 +1842,7 @@ impl Imp {
             );
             return None;
         };
-        n.join = Some(fork);
+        n.join = Some(self.key(&fork));
         n.next = Some(self.next_of(el, sc, &mut IndexMap::new())?);
         Some(n)
     }
@@ -1721,6 +1888,9 @@ impl Imp {
             }
             let mut scratch = IndexMap::new();
             b.next = self.next_of(t, sc, &mut scratch)?;
+            if let Some(x) = ext(t, NAGARE_NS, "node") {
+                b = self.merge_node_ext(&b, x)?;
+            }
             branches.push(b);
         }
         n.event_based = Some(branches);
