@@ -320,73 +320,11 @@ fn the_nagare_payloads_of_every_export_compile_to_the_same_process() {
     }
 }
 
-/// Exports the importer does not bring back the same yet, and why: each is a place
-/// where the importer takes the structure and does not read the `nagare:node`
-/// payload the export wrote (see `bpmn/export.rs`, "What the importer must read").
-/// A process that newly fails to come back fails the test; one that comes back
-/// while listed here is reported, so the list only shrinks.
-const IMPORT_GAPS: &[(&str, &str)] = &[
-    ("processes/bench-gateway.yaml", "fork entered by a loop: a parallel gateway that joins and splits"),
-    ("processes/contract-approval.yaml", "fork entered by a loop: a parallel gateway that joins and splits"),
-    ("processes/contract-import.yaml", "user-task outcomes: conditional flows out of the task"),
-    ("processes/expense-approval.yaml", "user-task outcomes: conditional flows out of the task"),
-    ("processes/master-sync.yaml", "boundary payload (`set:`) not read"),
-    ("processes/order-delivery.yaml", "user-task outcomes: conditional flows out of the task"),
-    ("engine/tests/traces/boundary-timer-escalate/process.yaml", "boundary payload (`timer: due`) not read"),
-    ("engine/tests/traces/call-cancel-parent-cancels-child/process.yaml", "boundary payload (`set:`) not read"),
-    ("engine/tests/traces/call-child-task-out-mapping/process.yaml", "boundary payload (`set:`) not read"),
-    ("engine/tests/traces/call-error-caught-by-boundary/process.yaml", "boundary payload (`set:`) not read"),
-    ("engine/tests/traces/due-date-in-process-zone/process.yaml", "boundary payload (`timer: due`) not read"),
-    ("engine/tests/traces/error-boundary-business/process.yaml", "boundary payload (`set:`) not read"),
-    ("engine/tests/traces/error-from-user-task/process.yaml", "boundary payload (`set:`) not read"),
-    (
-        "engine/tests/traces/event-based-message-wins/process.yaml",
-        "event-based branch payload (`key:`, `set:`) not read",
-    ),
-    ("engine/tests/traces/event-based-timer-wins/process.yaml", "event-based branch payload (`key:`, `set:`) not read"),
-    ("engine/tests/traces/fork-message-interrupting/process.yaml", "boundary payload (`key:`) not read"),
-    (
-        "engine/tests/traces/fork-timer-interrupting/process.yaml",
-        "join inference: a join the structure cannot pair with its fork",
-    ),
-    ("engine/tests/traces/fork-timer-non-interrupting/process.yaml", "boundary payload (`every:`/`times:`) not read"),
-    (
-        "engine/tests/traces/message-boundary-buffered-before-task/process.yaml",
-        "boundary payload (`key:`, `set:`) not read",
-    ),
-    ("engine/tests/traces/message-boundary-cancels-task/process.yaml", "boundary payload (`key:`, `set:`) not read"),
-    (
-        "engine/tests/traces/message-boundary-mapping-incident/process.yaml",
-        "boundary payload (`key:`, `set:`) not read",
-    ),
-    (
-        "engine/tests/traces/message-boundary-non-interrupting-twice/process.yaml",
-        "boundary payload (`key:`, `set:`) not read",
-    ),
-    (
-        "engine/tests/traces/message-boundary-service-job-cancelled/process.yaml",
-        "boundary payload (`key:`, `set:`) not read",
-    ),
-    ("engine/tests/traces/mi-empty-list/process.yaml", "process payload: a variable's `default: []` is lost"),
-    ("engine/tests/traces/mi-error-from-item/process.yaml", "boundary payload (`set:`) not read"),
-    ("engine/tests/traces/mi-message-boundary/process.yaml", "boundary payload (`key:`, `set:`) not read"),
-    ("engine/tests/traces/named-outcome-reject/process.yaml", "user-task outcomes: conditional flows out of the task"),
-    ("engine/tests/traces/send-back-loop/process.yaml", "user-task send_back: a conditional flow out of the task"),
-    ("engine/tests/traces/sub-process-error-caught/process.yaml", "end events inside a sub-process lose `end:`"),
-    ("engine/tests/traces/sub-process-locals/process.yaml", "end events inside a sub-process lose `end:`"),
-    ("engine/tests/traces/sub-process-message-boundary/process.yaml", "end events inside a sub-process lose `end:`"),
-    ("engine/tests/traces/sub-process-multi-instance/process.yaml", "end events inside a sub-process lose `end:`"),
-    ("engine/tests/traces/sub-process-timer-interrupts/process.yaml", "end events inside a sub-process lose `end:`"),
-];
-
 #[test]
-fn every_export_imports_back_to_the_same_process_except_the_listed_importer_gaps() {
+fn every_export_imports_back_to_the_same_process() {
     let mut failed = Vec::new();
-    let mut fixed = Vec::new();
-    let mut same = 0;
     let all = export_all();
     for e in &all {
-        let gap = IMPORT_GAPS.iter().find(|(f, _)| *f == e.name);
         let problem = match bpmn::load_bpmn(&e.name, &e.xml, &CompileOptions::default()) {
             Ok(back) => {
                 let (a, b) = (canonical(&e.process), canonical(&back.process));
@@ -398,21 +336,27 @@ fn every_export_imports_back_to_the_same_process_except_the_listed_importer_gaps
             }
             Err(d) => Some(format!("does not import: {d}")),
         };
-        match (problem, gap) {
-            (None, None) => same += 1,
-            (None, Some(_)) => fixed.push(e.name.clone()),
-            (Some(p), None) => failed.push(format!("{}: {p}", e.name)),
-            (Some(_), Some(_)) => {}
+        if let Some(p) = problem {
+            failed.push(format!("{}: {p}", e.name));
         }
     }
-    if !fixed.is_empty() {
-        eprintln!("these exports now come back the same: take them off IMPORT_GAPS: {fixed:?}");
-    }
-    eprintln!(
-        "{same} of {} exports come back as the same process; {} known importer gaps",
+    assert!(
+        failed.is_empty(),
+        "{} of {} exports do not come back the same:\n\n{}",
+        failed.len(),
         all.len(),
-        IMPORT_GAPS.len()
+        failed.join("\n\n")
     );
-    assert!(same >= 40, "the round trip covers most processes ({same})");
-    assert!(failed.is_empty(), "{} exports do not come back the same:\n\n{}", failed.len(), failed.join("\n\n"));
+}
+
+#[test]
+fn moving_shapes_in_a_modeler_does_not_change_the_imported_process() {
+    for name in ["processes/expense-approval.yaml", "processes/contract-approval.yaml"] {
+        let e = export_all().into_iter().find(|e| e.name == name).unwrap();
+        // Every shape and waypoint moved right (x="72" → x="172"), as a drag would.
+        let moved = e.xml.replace(" x=\"", " x=\"1");
+        assert_ne!(moved, e.xml);
+        let back = bpmn::load_bpmn(name, &moved, &CompileOptions::default()).unwrap_or_else(|d| panic!("{d}"));
+        assert_eq!(canonical(&back.process), canonical(&e.process), "{name}: layout is not part of the process");
+    }
 }

@@ -47,27 +47,15 @@
 //! connector as `zeebe:taskDefinition type`, and a multi-instance node its list as
 //! `zeebe:loopCharacteristics inputCollection`/`inputElement`.
 //!
-//! # What the importer must read for every export to come back the same
+//! # Round trip
 //!
 //! `tests/bpmn_export.rs` imports every shipped process's export and compares the
-//! compiled processes; `IMPORT_GAPS` there lists the ones that do not come back yet,
-//! each for one of these reasons (all on the import side, where the structure is read
-//! and the payload the export wrote is not):
-//!
-//! 1. A user task's `outcomes:`/`send_back:` are conditional flows out of the task
-//!    (`outcome == "<name>"`, `outcome == "send_back"`), `next:` is the task's
-//!    `default` flow: with a payload holding `outcomes`/`send_back`, take `next` from
-//!    the default flow and accept the conditional ones (now: "implicit split").
-//! 2. A fork that a loop comes back to (`parallel:` with several flows in): with a
-//!    payload holding `parallel`, it is a fork (now: "joins and splits").
-//! 3. Boundary events and event-based branch events carry their own `nagare:node`
-//!    (`BoundaryDef` / `EventBranchDef`: `key`, `set`, `every`, `times`, `timer: due`)
-//!    that is not merged yet.
-//! 4. End events inside a sub-process lose `end:` (the derived sub-process is
-//!    serialized with nulls stripped, and `end:` is a meaningful null).
-//! 5. A join whose fork the structure cannot find (fork-timer-interrupting): the
-//!    join's payload names its fork (`join:`).
-//! 6. A variable `default: []` in `<nagare:process>` is lost (mi-empty-list).
+//! compiled processes: all come back the same. What makes that work on the import
+//! side: a user task's `outcomes:`/`send_back:` are conditional flows out of the
+//! task (`outcome == "<name>"`, `outcome == "send_back"`) and `next:` its `default`
+//! flow; a fork that a loop comes back to is a fork by its payload; boundary and
+//! event-based branch events carry their own payloads; a join names its fork in
+//! its payload.
 //!
 //! Deterministic: same definition, same bytes.
 
