@@ -31,6 +31,9 @@ fn import_writes_yaml_that_validates_and_bpmn_deploys_directly() {
     let v = nagare(dir.path(), &["validate", out.to_str().unwrap()]);
     assert!(v.status.success(), "{}", text(&v));
 
+    let m = nagare(dir.path(), &["diagram", "tests/fixtures/bpmn/bpmnio-leave.bpmn", "--format", "mermaid"]);
+    assert!(m.status.success() && text(&m).contains("申請する"), "{}", text(&m));
+
     let d = nagare(dir.path(), &["deploy", "tests/fixtures/bpmn/peers/python/straight.bpmn"]);
     assert!(d.status.success(), "{}", text(&d));
     assert!(text(&d).contains("deployed straight version 1"), "{}", text(&d));

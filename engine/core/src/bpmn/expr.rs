@@ -611,6 +611,17 @@ pub fn script(src: &str, lang: Lang) -> Result<Script, Untranslatable> {
         {
             continue;
         }
+        // Camunda 7 Groovy/JavaScript: execution.setVariable("x", expr).
+        let stmt = match stmt.as_slice() {
+            [Tok::Ident(e), Tok::Dot, Tok::Ident(m), Tok::LParen, Tok::Str(name), Tok::Comma, rest @ .., Tok::RParen]
+                if e == "execution" && m == "setVariable" =>
+            {
+                let mut v = vec![Tok::Ident(name.clone()), Tok::Op("=")];
+                v.extend(rest.iter().cloned());
+                v
+            }
+            _ => stmt,
+        };
         let eq = stmt.iter().position(|t| matches!(t, Tok::Op("=" | "+=" | "-=" | "*=" | "/=")));
         let Some(eq) = eq else {
             return refuse("only assignments (`x = expr`, `x += expr`) are translated in scripts");
@@ -717,6 +728,8 @@ mod tests {
         assert_eq!((s.rhai.as_str(), s.writes[0].1), ("branch = \"A\";", Some(Guess::String)));
         let s = script("total += price * 2\nok = True", Lang::Python).unwrap();
         assert_eq!(s.rhai, "total += price * 2;\nok = true;");
+        let s = script("execution.setVariable(\"total\", price * 2)", Lang::Plain).unwrap();
+        assert_eq!(s.rhai, "total = price * 2;");
         assert!(script("for i in range(3): x += i", Lang::Python).is_err());
         assert!(script("print(x)", Lang::Python).is_err());
         assert!(script("var y = 1", Lang::JavaScript).is_err());

@@ -1303,7 +1303,8 @@ impl Imp {
 
     fn user_task(&mut self, el: &Element, n: &mut NodeDef) {
         let id = id_of(el);
-        n.user_task = Some(n.name.take().unwrap_or_else(|| id.clone()));
+        // The title in the inbox; the name stays for diagrams (they label by name).
+        n.user_task = Some(n.name.clone().unwrap_or_else(|| id.clone()));
         // Candidate groups: Camunda 7 attribute, Zeebe assignment definition.
         let mut groups: Vec<String> = Vec::new();
         let zeebe_assign = ext(el, ZEEBE_NS, "assignmentDefinition");
