@@ -59,6 +59,14 @@ enum Command {
         after_help = "Example:\n  nagare diagram processes/expense-approval.yaml -o expense.svg\n  nagare diagram processes/expense-approval.yaml --format mermaid"
     )]
     Diagram(cli::draw::DiagramArgs),
+    /// Export a process file as BPMN 2.0 XML with its diagram (Camunda Modeler, bpmn.io).
+    #[command(after_help = "Example:\n  nagare export processes/expense-approval.yaml --format bpmn -o expense.bpmn")]
+    Export(cli::export::ExportArgs),
+    /// Import a BPMN 2.0 file (Camunda Modeler, bpmn.io, Signavio, ...) as nagare YAML.
+    #[command(
+        after_help = "Example:\n  nagare import order.bpmn -o processes/order.yaml\n  nagare import approval.bpmn --var approved:bool"
+    )]
+    Import(cli::import::ImportArgs),
     /// Print the JSON Schema of process files (for editors: completion and checks as you type).
     #[command(after_help = "Example:\n  nagare schema -o nagare-process.schema.json")]
     Schema {
@@ -231,6 +239,10 @@ pub struct BenchArgs {
     /// the threads take turns, a user task is completed on the next node.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
     nodes: u16,
+    /// Run straight/gateway/usertask from the peers' BPMN files in this directory
+    /// (e.g. ../shared/peers/processes/python) through `nagare import`.
+    #[arg(long, value_name = "DIR")]
+    from_bpmn: Option<PathBuf>,
 }
 
 fn init_tracing(verbose: u8) {
@@ -323,6 +335,8 @@ fn main() -> ExitCode {
         Command::Validate { files } => cli::files::validate(&out, &files),
         Command::Deploy { files } => cli::files::deploy(&out, &data, &files),
         Command::Diagram(a) => cli::draw::diagram(&out, a),
+        Command::Export(a) => cli::export::export(&out, a),
+        Command::Import(a) => cli::import::import(&out, a),
         Command::Schema { output } => cli::draw::schema(&out, output.as_deref()),
         Command::Start(a) => cli::instances::start(&out, &data, a),
         Command::Instances(a) => cli::instances::list(&out, &data, a),

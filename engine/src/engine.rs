@@ -440,6 +440,10 @@ impl Engine {
 
     /// Validate a process file against this engine's connectors, without deploying.
     pub fn validate(&self, file: &str, text: &str) -> Result<Loaded, Diagnostics> {
+        // A BPMN file is imported to YAML first; the YAML is what gets stored.
+        if crate::bpmn::looks_like_bpmn(text) {
+            return crate::bpmn::load_bpmn(file, text, &self.compile_options());
+        }
         load_str(file, text, &self.compile_options())
     }
 
@@ -461,7 +465,8 @@ impl Engine {
             version: process.version,
             digest: process.digest.clone(),
             file: file.to_string(),
-            source: text.to_string(),
+            // BPMN is stored as the YAML it imported to, so a restart loads YAML.
+            source: if crate::bpmn::looks_like_bpmn(text) { process.source.clone() } else { text.to_string() },
             deployed_at: self.now(),
         };
         let process = crate::settings::configured(&process, self.stored_config(&process.id)?.as_ref());

@@ -52,7 +52,7 @@
 // The pure core, re-exported so that `nagare_engine::runtime` etc. keep working and
 // the edge modules below can say `crate::runtime`.
 pub use nagare_core::{
-    compile, diag, diagram, expr, load, migrate, model, process, runtime, schedule, schema, sensitive, types,
+    bpmn, compile, diag, diagram, expr, load, migrate, model, process, runtime, schedule, schema, sensitive, types,
 };
 
 pub mod asynchronous;

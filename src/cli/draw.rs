@@ -18,7 +18,7 @@ pub enum Format {
 
 #[derive(Debug, Args)]
 pub struct DiagramArgs {
-    /// The process file (YAML).
+    /// The process file (YAML, or BPMN 2.0: drawn as the process it imports to).
     pub file: PathBuf,
     /// svg (the default) or mermaid (a `flowchart LR` for Markdown).
     #[arg(long, value_enum, default_value = "svg")]
@@ -33,7 +33,15 @@ pub struct DiagramArgs {
 pub fn diagram(_out: &Out, a: DiagramArgs) -> anyhow::Result<ExitCode> {
     let name = a.file.display().to_string();
     let bytes = super::files::read_process_file(&a.file).with_context(|| format!("cannot read {name}"))?;
-    let loaded = match load::load_bytes(&name, &bytes, &CompileOptions::default()) {
+    // A BPMN file is drawn as the process it imports to.
+    let loaded = if super::files::is_bpmn_path(&a.file) {
+        nagare_engine::bpmn::decode(&bytes)
+            .map_err(|d| d.finish(&name))
+            .and_then(|text| nagare_engine::bpmn::load_bpmn(&name, text, &CompileOptions::default()))
+    } else {
+        load::load_bytes(&name, &bytes, &CompileOptions::default())
+    };
+    let loaded = match loaded {
         Ok(l) => l,
         Err(diags) => {
             for d in &diags.0 {
@@ -57,7 +65,7 @@ pub fn schema(_out: &Out, output: Option<&Path>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_out(path: Option<&Path>, text: &str) -> anyhow::Result<()> {
+pub(crate) fn write_out(path: Option<&Path>, text: &str) -> anyhow::Result<()> {
     match path {
         Some(p) => std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display())),
         None => {

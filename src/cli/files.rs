@@ -1,6 +1,7 @@
 //! `nagare validate` and `nagare deploy`: process files in, diagnostics out.
 
 use crate::output::Out;
+use nagare_engine::bpmn;
 use nagare_engine::load::input;
 use nagare_engine::{Diagnostic, Engine, EngineError};
 use serde::Serialize;
@@ -44,8 +45,24 @@ impl FileReport {
 /// file is over the limit, and never more (`nagare validate /dev/zero` stops at 1 MiB).
 pub fn read_process_file(path: &Path) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
-    std::fs::File::open(path)?.take(input::READ_LIMIT).read_to_end(&mut bytes)?;
+    let limit = if is_bpmn_path(path) { bpmn::xml::MAX_XML_BYTES as u64 + 1 } else { input::READ_LIMIT };
+    std::fs::File::open(path)?.take(limit).read_to_end(&mut bytes)?;
     Ok(bytes)
+}
+
+/// `.bpmn` (and `.xml`) files are BPMN: read with the larger XML limit.
+pub fn is_bpmn_path(path: &Path) -> bool {
+    path.extension().is_some_and(|x| x.eq_ignore_ascii_case("bpmn") || x.eq_ignore_ascii_case("xml"))
+}
+
+/// The text of a process file's bytes: size and UTF-8 checked by the rules of
+/// its format (BPMN files may be larger, diagrams included).
+pub fn decode<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a str, nagare_engine::Diagnostics> {
+    if is_bpmn_path(path) {
+        bpmn::decode(bytes)
+    } else {
+        input::decode(bytes)
+    }
 }
 
 /// The text of a process file, or why not: an IO error goes to `report.error`,
@@ -58,7 +75,7 @@ fn read(path: &Path, report: &mut FileReport) -> Option<String> {
             return None;
         }
     };
-    match input::decode(&bytes) {
+    match decode(path, &bytes) {
         Ok(text) => Some(text.to_string()),
         Err(diags) => {
             report.diagnostics = diags.finish(&report.file).0;

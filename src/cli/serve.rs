@@ -98,7 +98,7 @@ fn positive_duration(s: &str) -> Result<Duration, String> {
 /// Whether a file of the process directory is deployed at start: `*.yaml` or
 /// `*.yml`, and `bench-*` only when asked.
 fn deployable(path: &Path, with_bench: bool) -> bool {
-    let yaml = path.extension().is_some_and(|x| x == "yaml" || x == "yml");
+    let yaml = path.extension().is_some_and(|x| x == "yaml" || x == "yml" || x == "bpmn");
     let bench = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("bench-"));
     yaml && (with_bench || !bench)
 }
@@ -120,7 +120,7 @@ fn deploy_dir(engine: &Engine, dir: &Path, with_bench: bool) -> anyhow::Result<u
     for path in &files {
         let name = path.display().to_string();
         let bytes = super::files::read_process_file(path).with_context(|| format!("cannot read {name}"))?;
-        let text = match nagare_engine::load::input::decode(&bytes) {
+        let text = match super::files::decode(path, &bytes) {
             Ok(t) => t,
             Err(diags) => {
                 eprint!("{}", diags.finish(&name));

@@ -231,7 +231,7 @@ pub async fn get(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeployRequest {
-    /// The YAML text.
+    /// The YAML text, or BPMN 2.0 XML (recognised by `<?xml` or `<definitions`).
     #[schema(min_length = 1)]
     pub source: String,
     /// File name used in diagnostics (default `api.yaml`).
@@ -253,6 +253,8 @@ pub struct DeployResult {
 
 /// Deploy a process file (administrators). A changed file becomes a new version;
 /// running instances keep theirs. Errors come back as a list with line and column.
+/// A BPMN 2.0 file is imported first: send it as `source`, or as the body itself
+/// with `Content-Type: application/xml`.
 #[utoipa::path(post, path = "/api/v1/processes", operation_id = "deploy_process", tag = "processes",
     request_body = DeployRequest,
     responses(
@@ -265,6 +267,17 @@ pub struct DeployResult {
         (status = 422, description = "The file has errors: `details.diagnostics` lists each with `line` and `col`", body = ErrorBody),
     ))]
 pub async fn deploy(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    body: axum::extract::Request,
+) -> ApiResult<(StatusCode, Json<DeployResult>)> {
+    caller.require_admin("deploy processes")?;
+    let req = deploy_request(body, &state).await?;
+    deploy_file(State(state), Auth(caller), ApiJson(req)).await
+}
+
+/// Deploy a parsed request (the API route and the web console's upload).
+pub async fn deploy_file(
     State(state): State<AppState>,
     Auth(caller): Auth,
     ApiJson(req): ApiJson<DeployRequest>,
@@ -280,6 +293,21 @@ pub async fn deploy(
     let warnings = d.warnings.0.iter().map(diag_json).collect();
     let status = if d.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(DeployResult { id: d.id, version: d.version, created: d.created, warnings })))
+}
+
+/// The deploy body: JSON `{source, file}`, or a BPMN file as the body itself
+/// (`Content-Type: application/xml`, `text/xml` or `application/bpmn+xml`).
+async fn deploy_request(req: axum::extract::Request, state: &AppState) -> ApiResult<DeployRequest> {
+    use axum::extract::FromRequest;
+    let ct = req.headers().get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if essence.ends_with("/xml") || essence.ends_with("+xml") {
+        let super::extract::ApiBytes(bytes) = super::extract::ApiBytes::from_request(req, state).await?;
+        let source = String::from_utf8(bytes.to_vec())
+            .map_err(|_| ApiError::unprocessable("invalid-utf8", "the BPMN file is not UTF-8; save it as UTF-8"))?;
+        return Ok(DeployRequest { source, file: Some("api.bpmn".to_string()) });
+    }
+    ApiJson::<DeployRequest>::from_request(req, state).await.map(|j| j.0)
 }
 
 fn diag_json(d: &Diagnostic) -> Value {

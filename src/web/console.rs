@@ -264,7 +264,7 @@ pub async fn deploy(State(web): State<WebState>, headers: HeaderMap, req: Reques
         return Ok(processes_page(&web, &ctx, StatusCode::UNPROCESSABLE_ENTITY, Some(r)).await);
     }
     let req = DeployRequest { source: source.clone(), file: Some(file.clone()) };
-    match processes::deploy(State(web.app.clone()), Auth(ctx.caller.clone()), ApiJson(req)).await {
+    match processes::deploy_file(State(web.app.clone()), Auth(ctx.caller.clone()), ApiJson(req)).await {
         Ok((_, done)) => {
             let d = done.0;
             let what = if d.created { "deployed" } else { "unchanged" };

@@ -6,6 +6,7 @@
 //! in its OpenAPI document, then shuts the server down gracefully.
 
 mod approvals;
+mod bpmn;
 mod calls;
 mod cloudsign;
 mod common;

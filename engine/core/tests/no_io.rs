@@ -22,6 +22,7 @@ const PURE: &[&str] = &[
     "indexmap",
     "strsim",
     "humantime",
+    "quick-xml",
 ];
 
 /// Paths in source that mean IO or a hidden input.

@@ -101,12 +101,26 @@ pub struct Diagram {
 }
 
 pub fn layout((items, edges): (Vec<Item>, Vec<Edge>), p: &Process) -> Diagram {
+    let lanes: Vec<(String, String)> = p.lanes.iter().map(|(k, l)| (k.clone(), l.name.clone())).collect();
+    layout_parts(items, edges, p.start, &lanes, p.name.clone())
+}
+
+/// [`layout`] of any shapes and edges: `start` is where the depth-first walk begins,
+/// `lanes` the declared lanes (key, name) in order, `title` the diagram's. The BPMN
+/// export lays out each sub-process's inside on its own with it.
+pub(crate) fn layout_parts(
+    items: Vec<Item>,
+    edges: Vec<Edge>,
+    start: NodeIx,
+    declared: &[(String, String)],
+    title: String,
+) -> Diagram {
     let n = items.len();
     let mut out: Vec<Vec<usize>> = vec![Vec::new(); n];
     for (e, edge) in edges.iter().enumerate() {
         out[edge.from].push(e);
     }
-    let (back, discovery) = back_edges(n, p.start, &edges, &out);
+    let (back, discovery) = back_edges(n, start, &edges, &out);
     let layer = layers(n, &edges, &back, &discovery);
 
     // Bands: the nodes without a lane on top (the start is one), then the lanes in
@@ -116,8 +130,8 @@ pub fn layout((items, edges): (Vec<Item>, Vec<Edge>), p: &Process) -> Diagram {
     if items.iter().any(|i| i.lane.is_none()) {
         bands.push(Band { key: None, title: String::new(), y: 0, height: 0 });
     }
-    for (key, lane) in &p.lanes {
-        bands.push(Band { key: Some(key.clone()), title: lane_title(key, &lane.name), y: 0, height: 0 });
+    for (key, name) in declared {
+        bands.push(Band { key: Some(key.clone()), title: lane_title(key, name), y: 0, height: 0 });
     }
     for item in &items {
         if let Some(l) = &item.lane {
@@ -227,7 +241,7 @@ pub fn layout((items, edges): (Vec<Item>, Vec<Edge>), p: &Process) -> Diagram {
         })
         .collect();
 
-    Diagram { title: p.name.clone(), bands, nodes, edges, back, columns, run_x, width, height }
+    Diagram { title, bands, nodes, edges, back, columns, run_x, width, height }
 }
 
 fn lane_title(key: &str, name: &str) -> String {

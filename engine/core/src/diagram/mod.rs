@@ -7,8 +7,8 @@
 //! places them in lanes and layers, and [`svg`] / [`mermaid`] write text.
 //! [`Highlight`] marks an instance's path and its current nodes in the SVG.
 
-mod graph;
-mod layout;
+pub(crate) mod graph;
+pub(crate) mod layout;
 mod mermaid;
 mod svg;
 mod text;
