@@ -124,6 +124,23 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every `type` tag [`EventKind::name`] gives, for filters that name events
+    /// (webhooks) and must refuse a misspelt one.
+    pub const NAMES: &'static [&'static str] = &[
+        "instance_started",
+        "instance_completed",
+        "instance_cancelled",
+        "task_opened",
+        "task_claimed",
+        "task_unclaimed",
+        "task_completed",
+        "task_cancelled",
+        "incident_raised",
+        "incident_resolved",
+        "message_delivered",
+        "job_failed",
+    ];
+
     /// The `type` tag: `instance_started`, `task_opened`, ...
     pub fn name(&self) -> &'static str {
         match self {

@@ -31,6 +31,7 @@ pub mod panic;
 pub(crate) mod processes;
 pub(crate) mod tasks;
 pub mod views;
+pub mod webhooks;
 
 use crate::server::auth::{UserDirectory, Users};
 use crate::server::error::{ApiError, ApiResult};
