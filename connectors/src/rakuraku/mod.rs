@@ -32,6 +32,7 @@
 
 pub mod client;
 pub mod csv;
+#[cfg(feature = "emulators")]
 pub mod emulator;
 pub mod limiter;
 pub mod params;
