@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime};
 
 /// Why a blob could not be stored or read.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BlobError {
     #[error("the file is larger than {limit} bytes")]
     TooLarge { limit: u64 },

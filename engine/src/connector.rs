@@ -28,6 +28,7 @@ pub struct Call {
 
 /// How a call failed, which decides what the engine does next.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConnectorError {
     /// Try again later (timeouts, 5xx, 429, connection refused).
     #[error("{0}")]

@@ -50,6 +50,7 @@ pub const MAX_CONFLICT_RETRIES: u32 = 8;
 pub const DEFAULT_MESSAGE_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EngineError {
     /// The store failed (disk, database): HTTP 500. Transparent: its message once.
     #[error(transparent)]

@@ -52,6 +52,7 @@ pub struct ActivatedJob {
 
 /// Why a worker request was refused.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum JobError {
     #[error(
         "connector `{0}` is not served by external workers; declare its instance in the config file \

@@ -152,6 +152,8 @@ fn render_entry(out: &mut String, engine: &Engine, instance: u64, h: &HistoryEnt
         H::ErrorThrown { code, message } => format!("code={} message={message:?}", code.as_deref().unwrap_or("-")),
         H::ErrorCaught { code, by, to } => format!("code={} by={by} to={to}", code.as_deref().unwrap_or("-")),
         H::Cancelled { reason } => format!("reason={reason:?}"),
+        // HistoryEvent is non-exhaustive: an event this renderer does not know yet.
+        other => format!("{other:?}"),
     };
     if let Some(u) = &h.user {
         detail = if detail.is_empty() { format!("by={u}") } else { format!("by={u} {detail}") };

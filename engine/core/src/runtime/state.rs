@@ -14,6 +14,7 @@ pub type InstanceId = u64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Status {
     Running,
     /// Running, but at least one token is stopped by an incident.
@@ -427,10 +428,22 @@ pub struct Incident {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum TaskStatus {
     Open,
     Completed,
     Cancelled,
+}
+
+impl TaskStatus {
+    /// The stored and serialised name: `open`, `completed`, `cancelled`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Open => "open",
+            TaskStatus::Completed => "completed",
+            TaskStatus::Cancelled => "cancelled",
+        }
+    }
 }
 
 /// A user task as the inbox sees it.
@@ -534,6 +547,7 @@ pub struct HistoryEntry {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum HistoryEvent {
     Started {
         vars: Vars,

@@ -143,11 +143,7 @@ fn unkey(s: String) -> String {
 }
 
 fn task_status(s: TaskStatus) -> &'static str {
-    match s {
-        TaskStatus::Open => "open",
-        TaskStatus::Completed => "completed",
-        TaskStatus::Cancelled => "cancelled",
-    }
+    s.as_str()
 }
 
 fn check_schema_name(s: &str) -> Result<(), StoreError> {
