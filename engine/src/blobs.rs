@@ -28,8 +28,16 @@ pub enum BlobError {
     NotPdf(&'static str),
     #[error("no stored file with SHA-256 {0}")]
     Missing(String),
+    /// The disk failed. The message includes the I/O error's, so it is not also
+    /// given as the source (an error chain would print it twice).
     #[error("blob store: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for BlobError {
+    fn from(e: std::io::Error) -> Self {
+        BlobError::Io(e)
+    }
 }
 
 /// The content's address and size, known once it is stored.

@@ -324,6 +324,8 @@ impl Engine {
         self.inner.clock.as_virtual()
     }
 
+    /// Internal: see [`crate::internals::store`].
+    #[doc(hidden)]
     pub fn store(&self) -> &dyn Store {
         self.inner.store.as_ref()
     }
@@ -610,6 +612,8 @@ impl Engine {
     }
 
     /// Apply `event` to instance `id`, commit, and return the new state.
+    /// Internal: see [`crate::internals::handle`].
+    #[doc(hidden)]
     pub fn handle(&self, id: InstanceId, event: Event) -> Result<Instance, EngineError> {
         let (inst, waits) = self.handle_with(id, event, Batch::default())?;
         self.settle_for(inst, waits)
@@ -1171,5 +1175,19 @@ mod error_tests {
             source = s.source();
         }
         assert_eq!(chain, ["storage I/O failed: disk full"]);
+    }
+
+    /// Regression: `BlobError::Io(#[from])` with `"blob store: {0}"` printed the
+    /// I/O error twice in a chain (once in the message, once as the source).
+    #[test]
+    fn blob_io_errors_print_their_message_once_in_a_chain() {
+        let e = EngineError::from(crate::blobs::BlobError::from(std::io::Error::other("disk full")));
+        let mut chain = vec![e.to_string()];
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            chain.push(s.to_string());
+            source = s.source();
+        }
+        assert_eq!(chain, ["blob store: disk full"]);
     }
 }

@@ -195,6 +195,8 @@ fn store_retry() -> chrono::Duration {
 
 /// Run one job by id: fire a timer, or call its connector and report the result.
 /// Its start is counted in the store first (see [`Engine::begin_run`]).
+/// Internal: reached as [`crate::internals::run_job`].
+#[doc(hidden)]
 pub async fn run_job(engine: &Engine, id: &str) -> Result<JobOutcome, EngineError> {
     let (e2, id2) = (engine.clone(), id.to_string());
     let begun = tokio::task::spawn_blocking(move || e2.begin_run(&id2))

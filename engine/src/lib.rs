@@ -69,6 +69,7 @@ pub mod events;
 pub mod executor;
 pub mod files;
 pub mod incidents;
+pub mod internals;
 mod lock;
 pub mod messages;
 pub mod notify;

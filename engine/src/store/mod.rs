@@ -79,20 +79,32 @@ pub struct ProcessConfig {
     pub changed_at: Option<DateTime<Utc>>,
 }
 
-/// Changes that are committed together.
+/// Changes that are committed together. Its fields are internal (a [`Store`]
+/// implementation reads them; see [`crate::internals`]): apps never build one.
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
+    #[doc(hidden)]
     pub definitions: Vec<DefinitionRecord>,
+    #[doc(hidden)]
     pub configs: Vec<ProcessConfig>,
+    #[doc(hidden)]
     pub instances: Vec<Instance>,
+    #[doc(hidden)]
     pub history: Vec<(InstanceId, HistoryEntry)>,
     /// New or changed tasks, each with the record it replaces (for the indexes).
+    #[doc(hidden)]
     pub tasks: Vec<(Option<Task>, Task)>,
+    #[doc(hidden)]
     pub jobs_put: Vec<(Option<Job>, Job)>,
+    #[doc(hidden)]
     pub jobs_delete: Vec<Job>,
+    #[doc(hidden)]
     pub subscriptions_put: Vec<Subscription>,
+    #[doc(hidden)]
     pub subscriptions_delete: Vec<Subscription>,
+    #[doc(hidden)]
     pub messages_put: Vec<BufferedMessage>,
+    #[doc(hidden)]
     pub messages_delete: Vec<BufferedMessage>,
 }
 

@@ -145,7 +145,8 @@ impl Instance {
         }
     }
 
-    pub fn next_seq(&mut self) -> u32 {
+    /// The next history sequence number; only the step function writes history.
+    pub(crate) fn next_seq(&mut self) -> u32 {
         self.seq += 1;
         self.seq
     }
