@@ -435,6 +435,7 @@ impl Engine {
     /// Deploy a process file. The same text again is a no-op; a changed text becomes
     /// a new version, and running instances keep the version they started on.
     pub fn deploy(&self, file: &str, text: &str) -> Result<Deployed, EngineError> {
+        let _span = tracing::info_span!("engine", op = "deploy", file).entered();
         let Loaded { mut process, warnings } = self.validate(file, text).map_err(EngineError::Invalid)?;
         let _guard = self.inner.locks[lock_index(("deploy", &process.id))].lock().expect("lock");
         if let Some(latest) = self.latest(&process.id) {
@@ -493,6 +494,9 @@ impl Engine {
     /// given takes the watch's record key ([`Engine::start_record`]), however it is
     /// started.
     pub fn start(&self, process: &str, vars: Vars, opts: StartOptions) -> Result<Instance, EngineError> {
+        let span = crate::spans::call("start");
+        span.record("process", process);
+        let _span = span.entered();
         let p = self.latest(process).ok_or_else(|| EngineError::UnknownProcess(process.to_string()))?;
         if opts.business_key.is_none() {
             if let Some(record) = self.record_key_of(&p, &vars)? {
@@ -570,6 +574,7 @@ impl Engine {
         extra: Batch,
     ) -> Result<(Instance, NewWaits), EngineError> {
         let id = self.inner.store.next_instance_id()?;
+        tracing::Span::current().record("instance", id);
         let now = self.now();
         let started = contain::catch(|| {
             #[cfg(test)]
@@ -647,6 +652,7 @@ impl Engine {
     fn handle_once(&self, id: InstanceId, event: Event, extra: Batch) -> Result<(Instance, NewWaits), EngineError> {
         let _guard = self.inner.locks[lock_index(id)].lock().expect("lock");
         let mut inst = self.inner.store.instance(id)?.ok_or(EngineError::UnknownInstance(id))?;
+        crate::spans::record_instance(id, &inst.process);
         let p = self
             .process(&inst.process, inst.version)
             .ok_or_else(|| EngineError::UnknownProcess(format!("{} version {}", inst.process, inst.version)))?;
@@ -932,7 +938,19 @@ impl Engine {
     }
 
     fn task_event(&self, task: &str, event: Event) -> Result<Instance, EngineError> {
+        let op = match &event {
+            Event::Claim { .. } => "claim",
+            Event::Unclaim { .. } => "unclaim",
+            Event::Complete { .. } => "complete",
+            Event::Assign { .. } => "assign",
+            Event::TaskError { .. } => "fail_task",
+            _ => "task_event",
+        };
+        let span = crate::spans::call(op);
+        span.record("task", task);
+        let _span = span.entered();
         let t = self.inner.store.task(task)?.ok_or_else(|| EngineError::UnknownTask(task.to_string()))?;
+        tracing::Span::current().record("node", t.node.as_str()); // instance and process: by handle
         self.handle(t.instance, event)
     }
 
@@ -965,10 +983,12 @@ impl Engine {
     }
 
     pub fn cancel(&self, id: InstanceId, by: &str, reason: &str) -> Result<Instance, EngineError> {
+        let _span = crate::spans::call("cancel").entered();
         self.handle(id, Event::Cancel { by: by.into(), reason: reason.into() })
     }
 
     pub fn retry_incident(&self, id: InstanceId, incident: u32, vars: Vars, by: &str) -> Result<Instance, EngineError> {
+        let _span = crate::spans::call("retry_incident").entered();
         self.handle(id, Event::RetryIncident { incident, vars, by: by.into() })
     }
 
@@ -983,12 +1003,16 @@ impl Engine {
         vars: Vars,
         by: &str,
     ) -> Result<Instance, EngineError> {
+        let _span = crate::spans::call("resolve_incident").entered();
         self.handle(id, Event::ResolveIncident { incident, vars, by: by.into() })
     }
 
     /// Report a job's result. A result for an attempt that is no longer awaited
     /// (already reported, cancelled, retried since) is refused as a conflict.
     pub fn finish_job(&self, job: &Job, result: Result<Value, Failure>) -> Result<Instance, EngineError> {
+        let span = crate::spans::call("finish_job");
+        span.record("node", job.node.as_str());
+        let _span = span.entered();
         let current = self.inner.store.job(&job.id)?;
         if current.as_ref().is_none_or(|c| c.attempt != job.attempt) {
             return Err(EngineError::Conflict(Rejection::StaleJob(job.id.clone())));

@@ -218,10 +218,16 @@ pub async fn run_job(engine: &Engine, id: &str) -> Result<JobOutcome, EngineErro
             return Ok(JobOutcome::Requeued);
         }
     };
+    let span = crate::spans::job(&job);
+    run_begun(engine, job).instrument(span).await
+}
+
+/// The rest of [`run_job`] once the job's start is counted, inside its span.
+async fn run_begun(engine: &Engine, job: Job) -> Result<JobOutcome, EngineError> {
     if job.kind.is_internal() {
         let e2 = engine.clone();
         let job2 = job.clone();
-        let outcome = match tokio::task::spawn_blocking(move || fire_reported(&e2, &job2)).await {
+        let outcome = match crate::spans::on_blocking_pool(move || fire_reported(&e2, &job2)).await {
             Ok(outcome) => outcome,
             Err(join) => {
                 tracing::error!(job = %job.id, error = %join, "firing a timer panicked; will try again");
@@ -237,7 +243,7 @@ pub async fn run_job(engine: &Engine, id: &str) -> Result<JobOutcome, EngineErro
     let result = call(engine, &job).await;
     let e2 = engine.clone();
     let job2 = job.clone();
-    let reported = tokio::task::spawn_blocking(move || e2.finish_job(&job2, result))
+    let reported = crate::spans::on_blocking_pool(move || e2.finish_job(&job2, result))
         .await
         .unwrap_or_else(|join| Err(EngineError::Store(crate::store::StoreError::Io(join.to_string()))));
     match reported {
@@ -255,10 +261,10 @@ pub async fn run_job(engine: &Engine, id: &str) -> Result<JobOutcome, EngineErro
 /// outcome goes to no instance.
 async fn notify(engine: &Engine, job: Job) -> JobOutcome {
     let (e2, j2) = (engine.clone(), job.clone());
-    let obsolete = tokio::task::spawn_blocking(move || e2.notification_obsolete(&j2)).await.unwrap_or(false);
+    let obsolete = crate::spans::on_blocking_pool(move || e2.notification_obsolete(&j2)).await.unwrap_or(false);
     let result = if obsolete { None } else { Some(call(engine, &job).await) };
     let (e2, j2) = (engine.clone(), job.clone());
-    let stored = tokio::task::spawn_blocking(move || match result {
+    let stored = crate::spans::on_blocking_pool(move || match result {
         None => e2.drop_notification(&j2),
         Some(r) => e2.finish_notification(&j2, r),
     })
@@ -303,7 +309,7 @@ async fn call(engine: &Engine, job: &Job) -> Result<serde_json::Value, Failure> 
         node: job.node.clone(),
         attempt: job.attempt,
     });
-    let span = tracing::info_span!("job", job = %job.id, instance = job.instance, node = %job.node, connector = %connector, attempt = job.attempt);
+    // Inside the job's span (see `run_job`): its warnings carry the instance and node.
     let timeout = Duration::from_millis(*timeout_ms);
     // A connector that panics, in its synchronous part or in its future, fails its
     // job: a bug in it is not worth retrying, so the step gets an incident.
@@ -311,7 +317,7 @@ async fn call(engine: &Engine, job: &Job) -> Result<serde_json::Value, Failure> 
         Ok(f) => f,
         Err(panic) => return Err(panicked(connector, panic)),
     };
-    let out = tokio::time::timeout(timeout, CatchUnwind(future)).instrument(span).await;
+    let out = tokio::time::timeout(timeout, CatchUnwind(future)).await;
     match out {
         Ok(Ok(Ok(v))) => Ok(v),
         Ok(Ok(Err(e))) => {

@@ -49,6 +49,8 @@
 //! # }).unwrap();
 //! ```
 
+#![warn(missing_docs)]
+
 // The pure core, re-exported so that `nagare_engine::runtime` etc. keep working and
 // the edge modules below can say `crate::runtime`.
 pub use nagare_core::{
@@ -80,6 +82,7 @@ mod reliability_tests;
 pub mod sendback;
 pub mod settings;
 pub mod sim;
+mod spans;
 pub mod stats;
 pub mod store;
 pub mod timers;

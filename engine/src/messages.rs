@@ -83,6 +83,7 @@ impl Engine {
         payload: Value,
         opts: &MessageOptions,
     ) -> Result<Correlation, EngineError> {
+        let _span = tracing::info_span!("engine", op = "correlate", message = name, key, instance = tracing::field::Empty, process = tracing::field::Empty).entered();
         // Refused whether or not someone waits: the same request always gets the same answer.
         if let Some(ttl) = opts.ttl {
             check_ttl(ttl).map_err(ttl_refused)?;

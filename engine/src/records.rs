@@ -122,6 +122,9 @@ impl Engine {
         vars: Vars,
         o: RecordStartOptions,
     ) -> Result<RecordStart, EngineError> {
+        let span = crate::spans::call("start_record");
+        span.record("process", process);
+        let _span = span.entered();
         let p = self.latest(process).ok_or_else(|| EngineError::UnknownProcess(process.to_string()))?;
         self.check_files(&p, &vars)?;
         let _guard = self.inner.key_locks[lock_index((&p.id, record))].lock().expect("lock");

@@ -33,6 +33,9 @@ impl Engine {
     /// Internal: see [`crate::internals::fire`].
     #[doc(hidden)]
     pub fn fire(&self, job: &Job) -> Result<(), EngineError> {
+        let span = crate::spans::call("fire");
+        span.record("node", job.node.as_str());
+        let _span = span.entered();
         let current = self.inner.store.job(&job.id)?;
         if current.as_ref().is_none_or(|c| c.attempt != job.attempt || c.due != job.due) {
             return Err(EngineError::Conflict(Rejection::StaleJob(job.id.clone())));

@@ -160,6 +160,7 @@ impl Engine {
         max: usize,
         lease: Duration,
     ) -> Result<Vec<ActivatedJob>, JobError> {
+        let _span = tracing::info_span!("engine", op = "activate_jobs", connector, worker).entered();
         if !self.connectors().is_external(connector) {
             return Err(JobError::NotExternal(connector.to_string()));
         }
@@ -247,6 +248,7 @@ impl Engine {
 
     fn report(&self, id: &str, worker: &str, result: Result<Value, Failure>) -> Result<Instance, JobError> {
         let job = self.store().job(id)?.ok_or_else(|| JobError::Stale(id.to_string()))?;
+        let _span = crate::spans::job(&job).entered();
         let stored = self.store().worker_lease(id)?;
         let taken = {
             let mut pool = self.inner.workers.lock().expect("workers lock");
