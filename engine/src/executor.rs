@@ -36,6 +36,8 @@ const MAX_IDLE: Duration = Duration::from_millis(500);
 /// schedule itself ([`Engine::rescan_due`]).
 pub const RESCAN_SHARED: Duration = Duration::from_secs(2);
 
+/// Runs due jobs: connector calls (at most 64 at once) and timers, until told to
+/// stop. One per engine; the server runs it, an app runs it or drives it in tests.
 pub struct Executor {
     engine: Engine,
     concurrency: usize,
@@ -44,6 +46,7 @@ pub struct Executor {
 /// What became of one job run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobOutcome {
+    /// The result was stored.
     Reported,
     /// Cancelled or already reported by someone else.
     Stale,
@@ -52,6 +55,7 @@ pub enum JobOutcome {
 }
 
 impl Executor {
+    /// An executor for `engine`.
     pub fn new(engine: Engine) -> Self {
         Executor { engine, concurrency: 64 }
     }

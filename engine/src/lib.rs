@@ -75,12 +75,15 @@ pub mod internals;
 mod lock;
 pub mod messages;
 pub mod notify;
+pub mod permissions;
 pub mod prelude;
 pub mod records;
 #[cfg(test)]
 mod reliability_tests;
 pub mod sendback;
 pub mod settings;
+/// Deterministic simulation of the engine under faults (tests and `nagare simulate`).
+#[doc(hidden)]
 pub mod sim;
 mod spans;
 pub mod stats;
@@ -99,6 +102,7 @@ pub use executor::Executor;
 pub use expr::Vars;
 pub use incidents::IncidentView;
 pub use messages::{Correlation, MessageOptions};
+pub use permissions::may_work;
 pub use records::{RecordStart, RecordStartOptions};
 pub use sendback::SendBackNote;
 pub use typed::{TypedVarsError, VarsAs, VarsFromSerde};

@@ -35,13 +35,17 @@ use std::time::Duration;
 /// whoever runs the worker.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ActivatedJob {
+    /// The job's id, to report its result with.
     pub id: String,
     /// Starts at 1; a retry after a reported failure has the next number.
     pub attempt: u32,
+    /// The instance whose step this is.
     pub instance: InstanceId,
     /// The service task's node id.
     pub node: String,
+    /// The connector the step calls.
     pub connector: String,
+    /// The step's `with:`, evaluated.
     pub input: Value,
     /// Same for every attempt of this call: send it to the service so that a job run
     /// twice (lease ran out, engine restarted) has its effect once.
@@ -59,14 +63,23 @@ pub enum JobError {
          (`connectors: {{ pdf: {{ type: external, operations: [render] }} }}` serves `pdf.render`), \
          or embed with EngineBuilder::external"
     )]
+    /// The connector is not served by external workers.
     NotExternal(String),
     /// HTTP 409: already reported, cancelled, or never existed.
     #[error("job {0} is not awaited (already reported, cancelled, or unknown)")]
     Stale(String),
     /// HTTP 409: the caller does not hold the lease of the job's current attempt.
     #[error("job {job} is not leased to worker `{worker}`{}", holder.as_ref().map(|h| format!(" (worker `{h}` holds it)")).unwrap_or_default())]
-    NotLeased { job: String, worker: String, holder: Option<String> },
+    NotLeased {
+        /// The job.
+        job: String,
+        /// The worker that asked.
+        worker: String,
+        /// The worker holding the lease, if any.
+        holder: Option<String>,
+    },
     #[error(transparent)]
+    /// The engine failed.
     Engine(#[from] EngineError),
 }
 
