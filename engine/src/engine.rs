@@ -1,7 +1,7 @@
 //! The engine: deploys processes and turns requests into committed transitions.
 //!
 //! For every event it takes the instance's lock, loads the instance, runs the pure
-//! [`runtime::step`], writes one [`Batch`] (durable before it returns) and only then
+//! [`runtime::step()`], writes one [`Batch`] (durable before it returns) and only then
 //! tells the executor about new jobs. Two requests for one instance are serialised by
 //! the lock, so the second sees the first's result: one wins, the other is refused.
 

@@ -33,7 +33,7 @@ const STORE_RETRY: Duration = Duration::from_secs(5);
 /// Longest the idle loop sleeps before looking at the clock again.
 const MAX_IDLE: Duration = Duration::from_millis(500);
 /// How often a node sharing its store with others looks for jobs it did not
-/// schedule itself ([`Engine::rescan_due`]).
+/// schedule itself (`Engine::rescan_due`).
 pub const RESCAN_SHARED: Duration = Duration::from_secs(2);
 
 /// Runs due jobs: connector calls (at most 64 at once) and timers, until told to

@@ -1,7 +1,7 @@
 //! nagare-engine: the workflow interpreter.
 //!
 //! The pure core lives in the crate `nagare-core` (re-exported here: [`load`] →
-//! [`compile`] → [`process::Process`] run by [`runtime::step`]). This crate is its
+//! [`compile`] → [`process::Process`] run by [`runtime::step()`]). This crate is its
 //! edge: [`store`] (sled),
 //! [`engine::Engine`] (locks, commits; [`messages`], [`timers`] and [`incidents`]
 //! add to it) and [`executor::Executor`] (due jobs: connector calls and timers).

@@ -12,7 +12,7 @@
 //!
 //! Lock order: message lock, then business-key lock, then instance lock. A commit
 //! holding an instance lock never takes a message lock: the messages its tokens
-//! started waiting for are settled after the lock is released ([`Engine::settle`]).
+//! started waiting for are settled after the lock is released (`Engine::settle`).
 
 use crate::engine::{lock_index, Engine, EngineError, NewWaits, StartOptions};
 use crate::process::StartTrigger;

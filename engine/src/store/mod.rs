@@ -2,7 +2,7 @@
 //!
 //! The engine writes one [`Batch`] per event: the instance, its history lines, task
 //! and job records, all or nothing, and durable before `commit` returns. Everything
-//! lives in one ordered key space ([`keys`]) so that one atomic batch covers it and
+//! lives in one ordered key space (`keys`) so that one atomic batch covers it and
 //! range scans answer the queries (inbox by group sorted by due date, jobs by due
 //! time, history by instance). [`KvStore`] maps records onto any ordered key-value
 //! backend: [`SledKv`] on disk (the default) and [`MemKv`] in memory. With the

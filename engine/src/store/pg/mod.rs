@@ -9,7 +9,7 @@
 //! Instance and message ids come from sequences. Blobs stay on the filesystem.
 //!
 //! Connection: `tokio-postgres` without TLS, for a Unix socket or loopback (see
-//! [`pool`]). Queries filter coarsely in SQL (indexed columns, times to the
+//! `pool`). Queries filter coarsely in SQL (indexed columns, times to the
 //! microsecond) and exactly in Rust with the same predicates as the sled store,
 //! reading in chunks until a page is full.
 
