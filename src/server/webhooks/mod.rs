@@ -295,7 +295,11 @@ impl Sender {
                 None => {
                     tokio::select! {
                         _ = self.queue.ready.notified() => {}
-                        _ = stop.wait_for(Option::is_some) => {}
+                        stopping = stop.wait_for(Option::is_some) => {
+                            if stopping.is_err() {
+                                return; // the `Webhooks` handle was dropped without a shutdown
+                            }
+                        }
                     }
                 }
             }
