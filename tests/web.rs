@@ -933,3 +933,41 @@ async fn console_pauses_and_resumes_a_timer_start() {
     assert!(!web.engine.latest("nightly").unwrap().start_paused);
     web.finish().await;
 }
+
+/// A circulation (回覧) of `processes/ringi.yaml` in the reader's inbox: marked as a
+/// read task, its page shows the fields read-only and one button that records the
+/// read, after the instance has already completed.
+#[tokio::test]
+async fn a_circulated_task_is_read_only_and_marked_as_read() {
+    let web = Web::start().await;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    web.engine.deploy("ringi.yaml", &std::fs::read_to_string(root.join("processes/ringi.yaml")).unwrap()).unwrap();
+    let vars: nagare_engine::Vars =
+        [("件名".to_string(), serde_json::json!("ノートPC")), ("金額".to_string(), serde_json::json!(180000))].into();
+    let by = nagare_engine::StartOptions { by: Some("sato".into()), ..Default::default() };
+    let id = web.engine.start("ringi", vars, by).unwrap().id;
+    let manager = task_at(&web, id, "上長承認");
+    web.engine.complete(&manager, "tanaka", Default::default(), nagare_engine::runtime::Outcome::Next).unwrap();
+    assert_eq!(web.engine.instance(id).unwrap().status, nagare_engine::runtime::Status::Completed);
+
+    let mut suzuki = web.signed_in(SUZUKI).await;
+    // Given to one user, outside any group: listed under 自分の担当 (Assigned to me).
+    let inbox = suzuki.get("/?view=mine").await.expect(200);
+    assert!(inbox.text.contains("（回覧 to read）"), "{}", inbox.text);
+    let read = web.engine.instance(id).unwrap().unread[0].task.clone();
+    let page = suzuki.get(&format!("/web/tasks/{read}")).await.expect(200);
+    assert!(page.text.contains("Mark as read"), "{}", page.text);
+    assert!(field_html(&page.text, "金額").contains("180000") && !page.text.contains("<input name=\"金額\""));
+    assert!(!page.text.contains("Claim") && !page.text.contains("Unclaim"));
+    suzuki
+        .post(&format!("/web/tasks/{read}/complete"), &[("_csrf", &page.csrf()), ("outcome", "next")])
+        .await
+        .redirects_to("/?done=");
+    let task = web.engine.task(&read).unwrap();
+    assert_eq!(
+        (task.status, task.completed_by.as_deref()),
+        (nagare_engine::runtime::TaskStatus::Completed, Some("suzuki"))
+    );
+    assert!(web.engine.instance(id).unwrap().unread.is_empty());
+    web.finish().await;
+}

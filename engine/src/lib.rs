@@ -54,7 +54,7 @@
 // The pure core, re-exported so that `nagare_engine::runtime` etc. keep working and
 // the edge modules below can say `crate::runtime`.
 pub use nagare_core::{
-    compile, diag, diagram, expr, load, model, process, runtime, schedule, schema, sensitive, types,
+    compile, diag, diagram, expr, load, migrate, model, process, runtime, schedule, schema, sensitive, types,
 };
 
 pub mod asynchronous;
@@ -74,6 +74,7 @@ pub mod incidents;
 pub mod internals;
 mod lock;
 pub mod messages;
+pub mod migrations;
 pub mod notify;
 pub mod permissions;
 pub mod prelude;
@@ -102,6 +103,7 @@ pub use executor::Executor;
 pub use expr::Vars;
 pub use incidents::IncidentView;
 pub use messages::{Correlation, MessageOptions};
+pub use migrations::{ApplyOutcome, ApplyReport, MigrationPlan};
 pub use permissions::may_work;
 pub use records::{RecordStart, RecordStartOptions};
 pub use sendback::SendBackNote;

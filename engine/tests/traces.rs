@@ -13,8 +13,8 @@
 //! * `@ <time>` before entries written at another time than the event's (timers
 //!   fired while the clock advanced);
 //! * `cancels task|job <id>` for tasks and jobs an event withdrew;
-//! * at the end, per instance: the status, the tokens still waiting and the
-//!   variables; then pending timers and buffered messages.
+//! * at the end, per instance: the status, the tokens still waiting, the unread
+//!   tasks of circulations and the variables; then pending timers and buffered messages.
 //!
 //! Processes a case calls (`call:`) sit in `called/*.yaml`, deployed first in name order.
 //!
@@ -152,6 +152,12 @@ fn render_entry(out: &mut String, engine: &Engine, instance: u64, h: &HistoryEnt
         H::ErrorThrown { code, message } => format!("code={} message={message:?}", code.as_deref().unwrap_or("-")),
         H::ErrorCaught { code, by, to } => format!("code={} by={by} to={to}", code.as_deref().unwrap_or("-")),
         H::Cancelled { reason } => format!("reason={reason:?}"),
+        H::Migrated { from, to, changes } => format!("from={from} to={to} changes={changes:?}"),
+        H::ConsensusDecided { verdict, approvals, rejections, needed, total } => {
+            format!("verdict={verdict} approvals={approvals} rejections={rejections} needed={needed} total={total}")
+        }
+        H::Circulated { task, to } => format!("task={task} to={to}"),
+        H::TaskRead { task } => format!("task={task}"),
         // HistoryEvent is non-exhaustive: an event this renderer does not know yet.
         other => format!("{other:?}"),
     };
@@ -368,7 +374,9 @@ impl Case {
                             }
                             name => Outcome::Named(name.to_string()),
                         };
-                        let task = task_on(&inst, seen, node(), item);
+                        // A circulation's read task: the one of this user at this node.
+                        let read = inst.unread.iter().find(|r| r.node == node() && r.user == user());
+                        let task = read.map(|r| r.task.clone()).unwrap_or_else(|| task_on(&inst, seen, node(), item));
                         e.complete(&task, &user(), vars_of(map, "vars"), outcome)?;
                         return Ok(None);
                     }
@@ -567,6 +575,9 @@ fn render_final(case: &Case, out: &mut String) {
         }
         for j in &inst.joins {
             writeln!(out, "join: {} arrived {:?} of {}", j.join, j.arrived, j.width).unwrap();
+        }
+        for r in &inst.unread {
+            writeln!(out, "unread: {} task {} for {}", r.node, r.task, r.user).unwrap();
         }
         if inst.status == Status::Completed || inst.status == Status::Cancelled {
             assert!(inst.tokens.is_empty() && inst.incidents.is_empty(), "a finished instance holds nothing");

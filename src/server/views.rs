@@ -58,6 +58,10 @@ pub struct TaskView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub item: Option<Value>,
+    /// A circulation's read task (回覧): nothing to fill in; completing it (no
+    /// variables) records that the assignee read it. The flow did not wait for it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
 }
 
 impl From<Task> for TaskView {
@@ -81,6 +85,7 @@ impl From<Task> for TaskView {
             completed_at: t.completed_at,
             outcome: t.outcome,
             item: t.item,
+            read_only: t.read_only,
         }
     }
 }
@@ -159,29 +164,31 @@ impl TaskDetail {
         let mut send_back_to = None;
         // A task inside a sub-process shows its locals too.
         let vars = inst.task_vars(&task.id);
-        if let Some((_, node)) = process.node(&task.node) {
-            if let nagare_engine::process::NodeKind::UserTask(spec) = &node.kind {
-                for f in &spec.form {
-                    let Some(var) = process.var(&f.var) else { continue };
-                    form.push(FormField {
-                        name: f.var.clone(),
-                        label: var.label.clone(),
-                        ty: var.ty.name().to_string(),
-                        mode: serde_json::to_value(f.mode)
-                            .ok()
-                            .and_then(|v| v.as_str().map(String::from))
-                            .unwrap_or_default(),
-                        options: match &var.ty {
-                            VarType::Choice { options } => Some(options.clone()),
-                            _ => None,
-                        },
-                        max_length: effective_max_length(var),
-                        value: vars.get(&f.var).cloned().unwrap_or(Value::Null),
-                    });
-                }
+        use nagare_engine::process::NodeKind;
+        let fields = match process.node(&task.node).map(|(_, n)| &n.kind) {
+            Some(NodeKind::UserTask(spec)) => {
                 outcomes.extend(spec.outcomes.iter().map(|(n, _)| n.clone()));
                 send_back_to = spec.send_back.map(|ix| process.nodes[ix].id.clone());
+                spec.form.as_slice()
             }
+            // A circulation's read task shows its fields (all read-only).
+            Some(NodeKind::Circulate(spec)) => spec.form.as_slice(),
+            _ => &[],
+        };
+        for f in fields {
+            let Some(var) = process.var(&f.var) else { continue };
+            form.push(FormField {
+                name: f.var.clone(),
+                label: var.label.clone(),
+                ty: var.ty.name().to_string(),
+                mode: serde_json::to_value(f.mode).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+                options: match &var.ty {
+                    VarType::Choice { options } => Some(options.clone()),
+                    _ => None,
+                },
+                max_length: effective_max_length(var),
+                value: vars.get(&f.var).cloned().unwrap_or(Value::Null),
+            });
         }
         TaskDetail { task: task.into(), form, outcomes, send_back_to, sent_back: None }
     }

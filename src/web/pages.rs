@@ -163,6 +163,7 @@ pub async fn inbox(State(web): State<WebState>, headers: HeaderMap, Query(p): Qu
                 url_part(&t.id),
                 match &t.item {
                     Some(item) => format!("{} — {}", t.title, item_text(item)),
+                    None if t.read_only => format!("{} （回覧 to read）", t.title),
                     None => t.title.clone(),
                 },
                 t.process,
@@ -258,7 +259,18 @@ where
     }
     let open = t.status == "open";
     let download = |name: &str| Some(format!("/web/instances/{}/files/{}", t.instance, url_part(name)));
-    if open && may_work {
+    if open && may_work && t.read_only {
+        // A circulation (回覧): the fields to read, and one button that records it.
+        for f in &d.form {
+            body.push(form::render(f, None, tz, download(&f.name)));
+        }
+        html!(
+            body,
+            "<form method=\"post\" action=\"/web/tasks/{}/complete\">{}<div class=\"actions\"><button name=\"outcome\" value=\"next\">確認しました Mark as read</button></div></form>",
+            tid,
+            csrf_field(ctx)
+        );
+    } else if open && may_work {
         body.push(Markup::raw("<div class=\"actions\">"));
         if t.assignee.is_none() {
             html!(

@@ -5,6 +5,7 @@
 //! server gave (method, route, status, from its own request metrics) is documented
 //! in its OpenAPI document, then shuts the server down gracefully.
 
+mod approvals;
 mod calls;
 mod cloudsign;
 mod common;
@@ -16,6 +17,7 @@ mod hostile;
 mod hostile_values;
 mod jobs;
 mod loader;
+mod migrations;
 mod multi;
 #[cfg(feature = "postgres")]
 mod nodes;

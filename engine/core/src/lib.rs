@@ -14,6 +14,7 @@ pub mod diagram;
 pub mod expr;
 pub mod kinds;
 pub mod load;
+pub mod migrate;
 pub mod model;
 pub mod process;
 pub mod runtime;

@@ -291,6 +291,10 @@ pub struct NodeDef {
     /// and boundary events on the whole of it.
     #[serde(default)]
     pub sub_process: Option<SubProcessDef>,
+    /// A circulation (回覧): the title of the read-only tasks it hands out; the
+    /// token does not wait for them.
+    #[serde(default)]
+    pub circulate: Option<String>,
 
     // call activity
     /// The called process's version, pinned; absent: the latest when the call starts.
@@ -331,6 +335,15 @@ pub struct NodeDef {
     /// Checks on the completed form beyond each field's type.
     #[serde(default)]
     pub rules: Option<Vec<RuleDef>>,
+    /// A consensus (合議): one task per approver, decided by a rule
+    /// ([`crate::model::ApproversDef`]).
+    #[serde(default)]
+    pub approvers: Option<ApproversDef>,
+
+    // circulation
+    /// Who a circulation goes to: an expression giving user ids, or a list of them.
+    #[serde(default)]
+    pub to: Option<UsersDef>,
 
     // service task
     #[serde(default, rename = "with")]
@@ -372,6 +385,8 @@ impl NodeDef {
             "version" => self.version.is_some(),
             "in" => self.call_in.is_some(),
             "out" => self.out.is_some(),
+            "approvers" => self.approvers.is_some(),
+            "to" => self.to.is_some(),
             _ => return None,
         })
     }
@@ -405,6 +420,56 @@ pub struct SubStartDef {
     #[serde(default)]
     pub name: Option<String>,
     pub next: String,
+}
+
+/// Users written in a process: an expression giving a list of user ids, or the
+/// user ids themselves as a YAML list.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum UsersDef {
+    List(Vec<String>),
+    Expr(String),
+}
+
+/// How many approvers must approve: `all`, `any`, or a number (at least that many).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum RuleValue {
+    Count(i64),
+    Word(String),
+}
+
+/// `approvers:` of a user task: a consensus (合議) of several approvers, each with
+/// their own task, decided by `rule`. Compiled onto the multi-instance machinery.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproversDef {
+    /// Who approves, in order (the order of a sequential consensus).
+    pub users: Option<UsersDef>,
+    /// `all` (the default), `any`, or how many must approve.
+    #[serde(default)]
+    pub rule: Option<RuleValue>,
+    /// `parallel` (the default) or `sequential`.
+    #[serde(default)]
+    pub order: Option<String>,
+    /// The form field (a declared bool or choice variable) each approver decides with.
+    #[serde(default)]
+    pub decision: Option<String>,
+    /// For a choice `decision`: the option that approves (a bool approves with `true`).
+    #[serde(default)]
+    pub approve: Option<String>,
+    /// An optional form field (a declared variable) for each approver's comment.
+    #[serde(default)]
+    pub comment: Option<String>,
+    /// A declared list variable receiving `{user, decision, comment, at}` per approver.
+    #[serde(default)]
+    pub into: Option<String>,
+    /// The node the token goes to when the rule can no longer be met.
+    #[serde(default)]
+    pub rejected: Option<String>,
+    /// The name the approver's user id is read by inside the task (default `approver`).
+    #[serde(default, rename = "as")]
+    pub item: Option<String>,
 }
 
 /// `multi_instance:` of a task: the node runs once per item of `for_each`, all at

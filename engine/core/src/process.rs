@@ -95,6 +95,119 @@ pub struct UserTaskSpec {
     pub boundary: Vec<Boundary>,
     /// Checks on the completed form (besides `send_back`).
     pub rules: Vec<Rule>,
+    /// `approvers:`: a consensus over the node's items (one task per approver).
+    pub consensus: Option<Box<ConsensusSpec>>,
+}
+
+/// A compiled `approvers:` (合議): the node is multi-instance over the approvers
+/// (its [`MultiSpec`] is generated), each item's output is `{user, decision,
+/// comment, at}`, and [`ConsensusSpec::verdict`] ends it as soon as it is decided.
+#[derive(Debug, Clone)]
+pub struct ConsensusSpec {
+    pub rule: ConsensusRule,
+    /// The declared variable each approver decides with (local to their task).
+    pub decision: String,
+    /// The value of `decision` that approves.
+    pub approve: serde_json::Value,
+    /// The declared variable of each approver's comment (local to their task).
+    pub comment: Option<String>,
+    /// Where the token goes when the rule can no longer be met.
+    pub rejected: NodeIx,
+}
+
+/// How many of the approvers must approve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsensusRule {
+    All,
+    Any,
+    AtLeast(u32),
+}
+
+/// How a consensus ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Approved,
+    Rejected,
+}
+
+impl ConsensusRule {
+    /// Approvals needed out of `total` approvers.
+    pub fn needed(self, total: u32) -> u32 {
+        match self {
+            ConsensusRule::All => total,
+            ConsensusRule::Any => 1,
+            ConsensusRule::AtLeast(n) => n,
+        }
+    }
+
+    /// `all`, `any` or the number, as written.
+    pub fn label(self) -> String {
+        match self {
+            ConsensusRule::All => "all".into(),
+            ConsensusRule::Any => "any".into(),
+            ConsensusRule::AtLeast(n) => n.to_string(),
+        }
+    }
+}
+
+/// What the approvers said so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub approvals: u32,
+    pub rejections: u32,
+    /// Done without a decision (`decision` left `null`: their task was skipped,
+    /// e.g. an approver who is the applicant): out of the count.
+    pub abstentions: u32,
+}
+
+impl ConsensusSpec {
+    /// The tally of the outputs so far (`null`: that approver has not finished).
+    pub fn count(&self, results: &[serde_json::Value]) -> Tally {
+        let mut t = Tally::default();
+        for r in results.iter().filter(|r| !r.is_null()) {
+            match r.get("decision") {
+                None | Some(serde_json::Value::Null) => t.abstentions += 1,
+                Some(d) if *d == self.approve => t.approvals += 1,
+                Some(_) => t.rejections += 1,
+            }
+        }
+        t
+    }
+
+    /// Approvals needed of `total` approvers, given the abstentions so far: the
+    /// rule applies to those who decide.
+    pub fn needed(&self, tally: Tally, total: u32) -> u32 {
+        self.rule.needed(total.saturating_sub(tally.abstentions))
+    }
+
+    /// The verdict once it is certain: approved as soon as enough approved,
+    /// rejected as soon as too many rejected for the rule ever to be met. When
+    /// every approver abstained, the step passes (as a skipped step would).
+    pub fn verdict(&self, results: &[serde_json::Value], total: u32) -> Option<Verdict> {
+        let t = self.count(results);
+        let deciding = total.saturating_sub(t.abstentions);
+        let needed = self.needed(t, total);
+        let open = deciding.saturating_sub(t.approvals + t.rejections);
+        if deciding == 0 || t.approvals >= needed {
+            Some(Verdict::Approved)
+        } else if t.approvals + open < needed {
+            Some(Verdict::Rejected)
+        } else {
+            None
+        }
+    }
+}
+
+/// A compiled `circulate:` (回覧): read-only tasks for `to`, the token moves on at once.
+#[derive(Debug, Clone)]
+pub struct CirculateSpec {
+    /// The title of the read tasks.
+    pub title: String,
+    /// The readers: an expression giving a list of user ids.
+    pub to: Expr,
+    /// Variables the readers see (all read-only).
+    pub form: Vec<FormField>,
+    pub next: NodeIx,
 }
 
 /// A form rule: refuse the start or completion with `message` when `when` holds.
@@ -341,6 +454,8 @@ pub enum NodeKind {
     Call(CallSpec),
     /// An embedded sub-process: a scope whose own start is `start`.
     SubProcess(SubProcessSpec),
+    /// A circulation: read tasks handed out, the token goes on at once.
+    Circulate(CirculateSpec),
 }
 
 /// A compiled `sub_process:`.
@@ -375,6 +490,7 @@ impl NodeKind {
             NodeKind::MessageCatch { .. } => "message",
             NodeKind::Call(_) => "call",
             NodeKind::SubProcess(_) => "sub_process",
+            NodeKind::Circulate(_) => "circulate",
         }
     }
 
@@ -424,8 +540,10 @@ impl NodeKind {
                 let mut v = vec![u.next];
                 v.extend(u.send_back);
                 v.extend(u.outcomes.iter().map(|(_, n)| *n));
+                v.extend(u.consensus.as_ref().map(|c| c.rejected));
                 v
             }
+            NodeKind::Circulate(c) => vec![c.next],
             NodeKind::Service(s) => vec![s.next],
             NodeKind::Call(c) => vec![c.next],
             NodeKind::Exclusive { branches, default } | NodeKind::Inclusive { branches, default, .. } => {
@@ -452,6 +570,7 @@ impl NodeKind {
             NodeKind::Service(s) => Some(s.next),
             NodeKind::SubProcess(s) => Some(s.next),
             NodeKind::Call(c) => Some(c.next),
+            NodeKind::Circulate(c) => Some(c.next),
             _ => None,
         }
     }
@@ -497,6 +616,14 @@ pub struct MultiSpec {
 }
 
 impl Node {
+    /// The consensus of a user task with `approvers:`.
+    pub fn consensus(&self) -> Option<&ConsensusSpec> {
+        match &self.kind {
+            NodeKind::UserTask(u) => u.consensus.as_deref(),
+            _ => None,
+        }
+    }
+
     /// Human label: the display name, else the id.
     pub fn label(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.id)

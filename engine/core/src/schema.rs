@@ -49,6 +49,17 @@ pub fn schema() -> Value {
     defs.insert("event_branch".into(), object("event_branch", keys::EVENT_BRANCH_KEYS, &["next"]));
     defs.insert("end_error".into(), object("end", keys::END_KEYS, &["error"]));
     defs.insert("multi".into(), object("multi", keys::MULTI_KEYS, &["for_each", "as"]));
+    defs.insert("approvers".into(), object("approvers", keys::APPROVERS_KEYS, &["users", "decision", "rejected"]));
+    defs.insert(
+        "users".into(),
+        json!({
+            "description": "Users: an expression giving a list of user ids (`部長一覧`), or the user ids as a list (`[tanaka, suzuki]`).",
+            "oneOf": [
+                { "type": "string" },
+                { "type": "array", "items": { "type": "string", "minLength": 1 } }
+            ]
+        }),
+    );
     defs.insert("sub_process".into(), object("sub_process", keys::SUB_PROCESS_KEYS, &["start", "nodes"]));
     defs.insert("sub_start".into(), object("sub_start", keys::SUB_START_KEYS, &["next"]));
     defs.insert(
@@ -114,6 +125,7 @@ fn object_description(what: &str) -> &'static str {
         "end" => "An error end event: throws `error` to the nearest boundary that catches it.",
         "sub_process" => "An embedded sub-process: its own start, nodes and ends, local variables, `in` and `out`.",
         "sub_start" => "Where a sub-process's run begins.",
+        "approvers" => "A consensus (合議): one task per approver, decided by `rule` (all, any or N), in parallel or in `sequential` order.",
         "multi" => "Run the task once per item of `for_each`, all at once or one after another, collecting each item's `output` into `into`.",
         "node" => "One flow node: exactly one kind key (user_task, service, exclusive …) and its keys.",
         _ => "An object of the process file.",
@@ -256,6 +268,18 @@ fn property(what: &str, key: &str) -> Value {
         ("multi", "complete_when") => s("Stop early when this holds (checked after each item); reads `results`, `done`, `total`."),
         ("multi", "limit") => json!({ "type": "integer", "minimum": 1, "maximum": crate::process::MAX_ITEMS, "description": "Most items accepted (default and ceiling: 10,000); more is an incident." }),
 
+        ("approvers", "users") => reference("users", "Who approves, in order: an expression giving a list of user ids, or a list of them."),
+        ("approvers", "rule") => json!({
+            "oneOf": [{ "enum": ["all", "any"] }, { "type": "integer", "minimum": 1, "maximum": crate::process::MAX_ITEMS }],
+            "description": "How many must approve: `all` (the default), `any` (one), or a number N (at least N)."
+        }),
+        ("approvers", "order") => json!({ "enum": ["parallel", "sequential"], "description": "`parallel`: every approver at once (the default); `sequential`: one after another, in list order." }),
+        ("approvers", "decision") => s("The form field each approver decides with: a declared bool (true approves) or choice variable; local to each approver's task."),
+        ("approvers", "approve") => s("For a choice `decision`: the option that approves."),
+        ("approvers", "comment") => s("An optional form field for each approver's comment (a declared variable, local to their task)."),
+        ("approvers", "into") => s("A declared list variable receiving `{user, decision, comment, at}` per approver, in list order."),
+        ("approvers", "rejected") => s("The node the token goes to when the rule can no longer be met."),
+        ("approvers", "as") => s("The name the approver's user id is read by inside the task (default `approver`)."),
         ("end", "error") => s("The error code thrown."),
         ("end", "message") => s("A message for the error."),
         _ => json!({ "description": format!("`{key}` of {what} (see the README).") }),
@@ -283,7 +307,9 @@ fn node_property(key: &str) -> Value {
     if let Some(k) = kinds::kind(key) {
         let description = format!("Kind `{}`: {} Value: {}", k.key, k.summary, k.body);
         let shape = match key {
-            "user_task" | "service" | "script" | "join" | "message" | "call" => json!({ "type": "string" }),
+            "user_task" | "service" | "script" | "join" | "message" | "call" | "circulate" => {
+                json!({ "type": "string" })
+            }
             "exclusive" | "inclusive" => json!({ "type": "array", "items": { "$ref": "#/$defs/branch" } }),
             "parallel" => json!({ "type": "array", "items": { "type": "string" } }),
             "event_based" => json!({ "type": "array", "items": { "$ref": "#/$defs/event_branch" } }),
@@ -332,6 +358,11 @@ fn node_property(key: &str) -> Value {
         "retry" => (json!({ "$ref": "#/$defs/retry" }), "Retry policy: `{ attempts: 5, backoff: 2s..1m }`.".to_string()),
         "timeout" => (json!({ "type": "string", "pattern": DURATION_PATTERN }), "How long one attempt may take (`10s`).".to_string()),
         "default" => (json!({ "type": "string" }), "The node taken when no branch's condition holds.".to_string()),
+        "approvers" => (
+            json!({ "$ref": "#/$defs/approvers" }),
+            "A consensus (合議): several approvers, each with their own task; `rule` all, any or N, `order` parallel or sequential.".to_string(),
+        ),
+        "to" => (json!({ "$ref": "#/$defs/users" }), "Who reads the circulation: an expression giving a list of user ids, or a list of them.".to_string()),
         "multi_instance" => (
             json!({ "$ref": "#/$defs/multi" }),
             "Run the task once per item of a list (`for_each`, `as`), in parallel or `sequential`.".to_string(),

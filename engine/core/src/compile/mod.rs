@@ -18,6 +18,7 @@ use petgraph::visit::{Bfs, Reversed};
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
+mod approvers;
 mod events;
 mod graph;
 mod multi;
@@ -32,6 +33,7 @@ use typecheck::{Ty, Want};
 
 /// What the compile steps of the node kinds ([`crate::kinds`]) work with.
 pub(crate) mod for_kinds {
+    pub(crate) use super::approvers::compile_users;
     pub(crate) use super::events::{compile_message, compile_timer};
     pub(crate) use super::nodes::NodeCx;
     pub(crate) use super::typecheck::Ty;

@@ -120,9 +120,14 @@ pub(super) fn compile_node(
         }
     }
 
-    // A multi-instance node's own expressions read its item (and index) too.
-    let items = match &n.multi_instance {
-        Some(m) if kind.keys.contains(&"multi_instance") => super::multi::item_names(cx, id, m, nm.names),
+    // A multi-instance node's own expressions read its item (and index) too; so do
+    // those of a consensus (`approvers:`), multi-instance over its approvers.
+    let approvers = n.approvers.as_ref().filter(|_| kind.keys.contains(&"approvers"));
+    let approver = approvers.and_then(|a| super::approvers::item_name(cx, id, a, nm.names));
+    ok &= approvers.is_none() || approver.is_some();
+    let items = match (&n.multi_instance, &approver) {
+        (_, Some(a)) => vec![a.clone()],
+        (Some(m), None) if kind.keys.contains(&"multi_instance") => super::multi::item_names(cx, id, m, nm.names),
         _ => Vec::new(),
     };
     let names: Vec<&str> = nm.names.iter().copied().chain(items.iter().map(String::as_str)).collect();
@@ -131,8 +136,17 @@ pub(super) fn compile_node(
     // A sub-process's `output` reads its locals too.
     let sub_locals: Vec<&str> = n.sub_process.iter().flat_map(|s| s.variables.keys().map(String::as_str)).collect();
     let output_names: Vec<&str> = nm.with_result.iter().copied().chain(sub_locals.iter().copied()).collect();
-    let multi = match &n.multi_instance {
-        Some(m) if kind.keys.contains(&"multi_instance") => {
+    let mut consensus = None;
+    let multi = match (&n.multi_instance, approvers.zip(approver.as_deref())) {
+        (_, Some((a, item))) => {
+            let compiled = super::approvers::compile_approvers(cx, id, n, a, item, nm.vars, nm.names, resolve);
+            ok &= compiled.is_some();
+            compiled.map(|c| {
+                consensus = Some((item.to_string(), c.consensus));
+                c.multi
+            })
+        }
+        (Some(m), None) if kind.keys.contains(&"multi_instance") => {
             let spec = super::multi::compile_multi(cx, id, m, nm.vars, nm.names, &output_names);
             ok &= spec.is_some();
             spec
@@ -155,7 +169,10 @@ pub(super) fn compile_node(
     }
 
     let mut nc = NodeCx { cx, id, n, kind: kind.key, lanes, nm, resolve, opts, ok };
-    let compiled = (kind.compile)(&mut nc)?;
+    let mut compiled = (kind.compile)(&mut nc)?;
+    if let Some((item, c)) = consensus {
+        super::approvers::attach(&mut compiled, &item, c);
+    }
     // The table and `NodeKind::name` (history, API) call the kind the same.
     debug_assert_eq!(compiled.name(), kind.key, "kind `{}` compiled to a `{}` node", kind.key, compiled.name());
     nc.ok.then_some((compiled, multi))

@@ -138,6 +138,9 @@ pub fn read(p: &Process) -> (Vec<Item>, Vec<Edge>) {
                 if let Some(to) = u.send_back {
                     flow(to, Some("差し戻し send back".to_string()), EdgeStyle::SendBack);
                 }
+                if let Some(c) = &u.consensus {
+                    flow(c.rejected, Some(format!("否決 rejected (rule {})", c.rule.label())), EdgeStyle::Normal);
+                }
             }
             NodeKind::Exclusive { branches, default } | NodeKind::Inclusive { branches, default, .. } => {
                 for (when, to) in branches {

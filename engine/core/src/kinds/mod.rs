@@ -17,6 +17,8 @@ use crate::process::NodeKind;
 use std::sync::LazyLock;
 
 pub(crate) mod call;
+pub(crate) mod circulate;
+pub(crate) mod consensus;
 pub(crate) mod end;
 pub(crate) mod event_based;
 pub(crate) mod exclusive;
@@ -63,6 +65,7 @@ pub static KINDS: &[Kind] = &[
     message::KIND,
     sub_process::KIND,
     call::KIND,
+    circulate::KIND,
     end::KIND,
 ];
 

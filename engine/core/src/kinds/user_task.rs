@@ -9,7 +9,7 @@ pub(crate) const KIND: super::Kind = super::Kind {
     key: "user_task",
     summary: "A task for a person in the lane's groups: a form over declared variables, a due date, send-back and named outcomes.",
     body: "give the task a title: `user_task: 申請内容を確認する`",
-    keys: &["lane", "next", "form", "due", "assignee", "send_back", "outcomes", "rules", "boundary", "multi_instance"],
+    keys: &["lane", "next", "form", "due", "assignee", "send_back", "outcomes", "rules", "boundary", "multi_instance", "approvers"],
     no_next: "",
     present: |n| n.user_task.is_some(),
     compile,
@@ -82,6 +82,7 @@ fn compile(nc: &mut NodeCx<'_, '_>) -> Option<NodeKind> {
         outcomes,
         next,
         boundary: boundary?,
+        consensus: None,
     }))
 }
 
@@ -128,6 +129,7 @@ pub(crate) fn exec(run: &mut Run<'_>, mut token: Moving, node: &Node, spec: &Use
         completed_at: None,
         outcome: None,
         item: run.item_of(&token, node),
+        read_only: false,
         overdue: false,
     };
     run.log(here.clone(), None, HistoryEvent::TaskOpened { task: task_id.clone() });

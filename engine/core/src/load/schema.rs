@@ -24,6 +24,8 @@ pub const BOUNDARY_KEYS: &[&str] =
     &["timer", "error", "message", "key", "interrupting", "every", "times", "set", "next"];
 pub const EVENT_BRANCH_KEYS: &[&str] = &["message", "key", "set", "timer", "next"];
 pub const MULTI_KEYS: &[&str] = &["for_each", "as", "index", "sequential", "output", "into", "complete_when", "limit"];
+pub const APPROVERS_KEYS: &[&str] =
+    &["users", "rule", "order", "decision", "approve", "comment", "into", "rejected", "as"];
 pub const SUB_PROCESS_KEYS: &[&str] = &["variables", "in", "out", "start", "nodes"];
 pub const SUB_START_KEYS: &[&str] = &["name", "next"];
 pub const END_KEYS: &[&str] = &["error", "message"];
@@ -132,6 +134,9 @@ fn check_node(node: &YNode, diags: &mut Diagnostics, depth: usize) {
     }
     if let Some(multi) = node.get("multi_instance") {
         check_keys(multi, MULTI_KEYS, "`multi_instance`", diags);
+    }
+    if let Some(approvers) = node.get("approvers") {
+        check_keys(approvers, APPROVERS_KEYS, "`approvers`", diags);
     }
     if let Some(retry) = node.get("retry") {
         check_keys(retry, RETRY_KEYS, "`retry`", diags);

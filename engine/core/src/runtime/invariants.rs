@@ -29,6 +29,7 @@ impl Instance {
     /// Tokens are conserved and every wait is consistent with the process:
     ///
     /// - a finished instance holds no token, join or incident, and has an end time;
+    ///   unread circulation tasks may outlive a completed instance, not a cancelled one;
     ///   a running one has no incident, one in `incident` status has some;
     /// - token, incident, task, job and timer ids are unique, each token waits on
     ///   what its node can wait for, and each incident stops exactly its token;
@@ -38,6 +39,7 @@ impl Instance {
     ///   token on its main path (none duplicated; reminder side paths aside).
     pub fn check_invariants(&self, p: &Process) -> Result<(), InvariantViolation> {
         ensure!(self, self.history_len > 0, "no history");
+        self.check_unread(p)?;
         if self.status.is_finished() {
             ensure!(self, self.tokens.is_empty(), "{} but holds tokens {:?}", self.status.as_str(), self.tokens);
             ensure!(self, self.joins.is_empty(), "{} but waits at joins {:?}", self.status.as_str(), self.joins);
@@ -68,6 +70,25 @@ impl Instance {
         self.check_incidents()?;
         self.check_forks(p)?;
         self.check_items()
+    }
+
+    /// Circulations: each unread task is listed once, at a `circulate` node, with no
+    /// token waiting on it; a cancelled instance has withdrawn them all.
+    fn check_unread(&self, p: &Process) -> Result<(), InvariantViolation> {
+        ensure!(
+            self,
+            self.status != Status::Cancelled || self.unread.is_empty(),
+            "cancelled with unread circulation tasks {:?}",
+            self.unread
+        );
+        let mut seen = HashSet::new();
+        for r in &self.unread {
+            ensure!(self, seen.insert(r.task.as_str()), "unread task {} listed twice", r.task);
+            let at_circulation = matches!(p.node(&r.node).map(|(_, n)| &n.kind), Some(NodeKind::Circulate(_)));
+            ensure!(self, at_circulation, "unread task {} at `{}`, which is not a circulation", r.task, r.node);
+            ensure!(self, self.task_token_index(&r.task).is_none(), "a token waits on read task {}", r.task);
+        }
+        Ok(())
     }
 
     /// Multi-instance bookkeeping: one body token per activation, every started

@@ -90,6 +90,18 @@ pub struct Instance {
     /// The instance whose call activity started this one (see [`ParentLink`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<ParentLink>,
+    /// Read tasks of circulations (`circulate:`) not read yet: no token waits on
+    /// them; they stay open after the instance completes, until read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unread: Vec<ReadTask>,
+}
+
+/// An open read task of a circulation: who must read it, from which node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadTask {
+    pub task: String,
+    pub node: String,
+    pub user: String,
 }
 
 /// Where a called instance was called from: the calling instance, its token that
@@ -473,6 +485,10 @@ pub struct Task {
     /// The item of a multi-instance user task this task is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item: Option<Value>,
+    /// A circulation's read task: nothing to fill in, completing it records that
+    /// the assignee read it; the flow did not wait for it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
     /// Open and past its due date. Computed when the task is read, never stored.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub overdue: bool,
@@ -686,10 +702,36 @@ pub enum HistoryEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// A consensus (`approvers:`) is decided: `verdict` (`approved` or `rejected`)
+    /// with `approvals` and `rejections` so far, `needed` approvals of `total`.
+    ConsensusDecided {
+        verdict: String,
+        approvals: u32,
+        rejections: u32,
+        needed: u32,
+        total: u32,
+    },
+    /// A circulation handed read task `task` to `to`; the token did not wait.
+    Circulated {
+        task: String,
+        to: String,
+    },
+    /// The entry's user read (acknowledged) circulated task `task`.
+    TaskRead {
+        task: String,
+    },
     Ended,
     Completed,
     Cancelled {
         reason: String,
+    },
+    /// Moved from version `from` to version `to` of its process by an operator's
+    /// migration plan; `changes` says what moved (`token 4: 申請 → 申請入力`...).
+    Migrated {
+        from: u32,
+        to: u32,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        changes: Vec<String>,
     },
 }
 
@@ -727,9 +769,13 @@ impl HistoryEvent {
             HistoryEvent::ErrorCaught { .. } => "error_caught",
             HistoryEvent::CallStarted { .. } => "call_started",
             HistoryEvent::CallCompleted { .. } => "call_completed",
+            HistoryEvent::ConsensusDecided { .. } => "consensus_decided",
+            HistoryEvent::Circulated { .. } => "circulated",
+            HistoryEvent::TaskRead { .. } => "task_read",
             HistoryEvent::Ended => "ended",
             HistoryEvent::Completed => "completed",
             HistoryEvent::Cancelled { .. } => "cancelled",
+            HistoryEvent::Migrated { .. } => "migrated",
         }
     }
 }

@@ -95,6 +95,7 @@ pub(super) fn cancel(
 ) -> Result<Transition, Rejection> {
     let mut run = Run::new(p, inst, now);
     run.clear_all(TaskStatus::Cancelled);
+    crate::kinds::circulate::withdraw_unread(&mut run);
     // No user: the engine itself (a caller withdrawing its call); never a participant.
     let by = Some(by).filter(|b| !b.is_empty());
     run.log(None, by, HistoryEvent::Cancelled { reason });

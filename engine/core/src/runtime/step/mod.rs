@@ -329,6 +329,7 @@ pub fn start_called(
         participants: Vec::new(),
         trigger: None,
         parent: parent.clone(),
+        unread: Vec::new(),
     };
     let mut run = Run::new(p, &mut inst, now);
     let vars = run.inst.vars.clone();
@@ -342,6 +343,13 @@ pub fn start_called(
 
 /// Apply one event to a running instance.
 pub fn step(p: &Process, inst: &mut Instance, event: Event, now: DateTime<Utc>) -> Result<Transition, Rejection> {
+    // A circulation's read task is acknowledged even after the instance completed.
+    if let Event::Complete { task, user, data, outcome } = &event {
+        if kinds::circulate::is_unread(inst, task) {
+            let (task, user, data, outcome) = (task.clone(), user.clone(), data.clone(), outcome.clone());
+            return kinds::circulate::acknowledge(inst, task, user, data, outcome, now);
+        }
+    }
     if inst.status.is_finished() {
         return Err(Rejection::Finished(inst.status.as_str()));
     }
@@ -581,7 +589,7 @@ enum Catcher {
 }
 
 impl<'a> Run<'a> {
-    fn new(p: &'a Process, inst: &'a mut Instance, now: DateTime<Utc>) -> Self {
+    pub(crate) fn new(p: &'a Process, inst: &'a mut Instance, now: DateTime<Utc>) -> Self {
         Run {
             p,
             settings: p.setting_env(),
@@ -816,6 +824,7 @@ impl<'a> Run<'a> {
             NodeKind::EventBased { branches } => kinds::event_based::exec(self, token, node, branches),
             NodeKind::Call(spec) => kinds::call::exec(self, token, node, spec),
             NodeKind::SubProcess(spec) => kinds::sub_process::exec(self, token, node, spec),
+            NodeKind::Circulate(spec) => kinds::circulate::exec(self, token, node, spec),
         }
     }
 

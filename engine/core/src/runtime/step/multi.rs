@@ -16,6 +16,7 @@
 //! when its last token ends ([`Run::token_ended`]).
 
 use super::*;
+use crate::kinds::consensus;
 use crate::process::{MultiSpec, Node, SubProcessSpec};
 
 /// Whether `token` is an item of the multi-instance node it stands on.
@@ -38,6 +39,16 @@ impl Run<'_> {
                 return self.incident(token, msg, None);
             }
         };
+        let items = match node.consensus() {
+            Some(_) => match consensus::approvers(items) {
+                Ok(items) => items,
+                Err(msg) => return self.incident(token, format!("`approvers` of `{}`: {msg}", node.id), None),
+            },
+            None => items,
+        };
+        if let Some(msg) = node.consensus().and_then(|c| consensus::unreachable(c, items.len())) {
+            return self.incident(token, format!("`approvers` of `{}`: {msg}", node.id), None);
+        }
         if items.len() > spec.limit as usize {
             let msg = format!(
                 "`for_each` gave {} items, more than the limit of {} for `{}`; raise `limit:` (at most {}) or split the list",
@@ -99,6 +110,12 @@ impl Run<'_> {
         if let Some(name) = &spec.index {
             vars.insert(name.clone(), Value::from(index));
         }
+        // An approver's decision and comment are theirs alone, not the last approver's.
+        if let Some(c) = node.consensus() {
+            for var in std::iter::once(&c.decision).chain(&c.comment) {
+                vars.insert(var.clone(), Value::Null);
+            }
+        }
         self.inst.locals.push(Locals { activation, branch, vars });
         let mut frames = scope.to_vec();
         frames.push(Frame { fork: node.id.clone(), activation, branch, width: total as u16, body: true });
@@ -156,7 +173,10 @@ impl Run<'_> {
         let outer = &token.scope[..token.scope.len() - 1];
         self.enter(outer);
         let stop = done == total
-            || match multi.map_or(Ok(false), |spec| self.complete_when_holds(spec, &results, done, total)) {
+            || match multi.map_or(Ok(false), |spec| match node.consensus() {
+                Some(c) => Ok(c.verdict(&results, total).is_some()),
+                None => self.complete_when_holds(spec, &results, done, total),
+            }) {
                 Ok(b) => b,
                 // The item stays unfinished: a retry runs it again.
                 Err(msg) => return self.incident(token, msg, None),
@@ -195,11 +215,20 @@ impl Run<'_> {
     /// collect the outputs and move the body on.
     fn finish_items(&mut self, activation: u32, node: &Node) {
         let Some(pos) = self.body_index(activation) else { return };
+        // A consensus goes on along `next` or `rejected`, by its verdict.
+        let decided = node.consensus().zip(self.inst.multis.iter().find(|m| m.activation == activation));
+        let route = decided.map(|(c, m)| consensus::decide(c, &m.results, m.total));
         let body = self.inst.tokens.remove(pos);
         // The remaining items go; `end_items` writes `into` and the history line.
         self.release_wait(&body);
         let mut body = Moving::from(body);
         self.disarm_quietly(&mut body);
+        if let Some((to, event)) = route {
+            self.log(Some(node.id.clone()), None, event);
+            if let Some(to) = to.or(node.kind.next()) {
+                return self.go(body, to);
+            }
+        }
         match node.kind.next() {
             Some(next) => self.go(body, next),
             None => self.incident(body, format!("node `{}` has no way on", node.id), None),
