@@ -254,7 +254,8 @@ fn real_run(n: usize, root: &Path) -> anyhow::Result<TimerReport> {
             if first_due_seen.is_none() && SystemClock.now() >= second {
                 first_due_seen = Some(Instant::now());
             }
-            if store_engine.store().due_after(None, 1).map(|v| v.is_empty()).unwrap_or(false) {
+            if nagare_engine::internals::store(&store_engine).due_after(None, 1).map(|v| v.is_empty()).unwrap_or(false)
+            {
                 ok = true;
                 break;
             }

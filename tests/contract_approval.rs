@@ -219,7 +219,7 @@ impl World {
 
     /// The earliest due job in the store (running jobs stay there until reported).
     fn next_due(&self) -> Option<DateTime<Utc>> {
-        let first = self.engine.store().due_after(None, 1).unwrap();
+        let first = nagare_engine::internals::store(&self.engine).due_after(None, 1).unwrap();
         first.first().and_then(|(ms, _)| DateTime::from_timestamp_millis(*ms))
     }
 

@@ -108,11 +108,16 @@ pub struct ConnectorsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum InstanceConfig {
+    #[cfg(feature = "kintone")]
     Kintone(KintoneConfig),
+    #[cfg(feature = "http")]
     Http(HttpConfig),
     External(ExternalConfig),
+    #[cfg(feature = "cloudsign")]
     Cloudsign(CloudsignConfig),
+    #[cfg(feature = "rakuraku")]
     Rakuraku(crate::rakuraku::RakurakuConfig),
+    #[cfg(feature = "mail")]
     Smtp(crate::mail::SmtpConfig),
 }
 
@@ -260,17 +265,20 @@ impl ConnectorsConfig {
                 return Err(bad("an instance name may not be empty or contain `.` or spaces"));
             }
             match c {
+                #[cfg(feature = "kintone")]
                 InstanceConfig::Kintone(k) => {
                     check_url(&k.base_url).map_err(|e| bad(&e))?;
                     if k.token.is_none() && (k.user.is_none() || k.password.is_none()) {
                         return Err(bad("set `token` (an API token) or both `user` and `password`"));
                     }
                 }
+                #[cfg(feature = "http")]
                 InstanceConfig::Http(h) => {
                     if let Some(u) = &h.base_url {
                         check_url(u).map_err(|e| bad(&e))?;
                     }
                 }
+                #[cfg(feature = "cloudsign")]
                 InstanceConfig::Cloudsign(c) => {
                     check_url(&c.base_url).map_err(|e| bad(&e))?;
                     if c.users.keys().any(|u| u.trim().is_empty()) {
@@ -280,7 +288,9 @@ impl ConnectorsConfig {
                         return Err(bad("`rate_per_minute` must be 1 to 800 (CloudSign blocks a token above 800)"));
                     }
                 }
+                #[cfg(feature = "rakuraku")]
                 InstanceConfig::Rakuraku(r) => r.check().map_err(|e| bad(&e))?,
+                #[cfg(feature = "mail")]
                 InstanceConfig::Smtp(m) => m.check().map_err(|e| bad(&e))?,
                 InstanceConfig::External(x) => {
                     if x.operations.is_empty() {
@@ -296,6 +306,7 @@ impl ConnectorsConfig {
     }
 }
 
+#[cfg(feature = "http")]
 pub(crate) fn check_url(u: &str) -> Result<(), String> {
     let parsed = reqwest::Url::parse(u).map_err(|e| format!("base_url `{u}` is not a URL: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") {

@@ -8,16 +8,40 @@
 //! and `mail.send` operations, which say how to configure them when called. [`Connectors`] builds the registry from a config and
 //! can replace the settings while the engine runs ([`Connectors::reload`]).
 //! Embedding apps start from either and add their own connectors.
+//!
+//! # Features
+//!
+//! Each service is a cargo feature, all on by default: `http` (`http.request`
+//! and the HTTP client), `kintone`, `cloudsign`, `rakuraku`, `mail`, and
+//! `emulators` (the local emulators of the enabled services, the SMTP sink). With
+//! `default-features = false` the crate has the registry builder, `echo`,
+//! `users.lookup`, `notify.task` and external instances, and no HTTP stack
+//! (neither axum nor reqwest); a config file that names a service left out is
+//! refused (`unknown variant`).
 
+#[cfg(feature = "cloudsign")]
 pub mod cloudsign;
+/// Without the `cloudsign` feature only its file references (the blob source
+/// every connector that reads files uses) are built.
+#[cfg(not(feature = "cloudsign"))]
+pub mod cloudsign {
+    #[path = "files.rs"]
+    pub mod files;
+}
 pub mod config;
 pub mod echo;
+#[cfg(feature = "emulators")]
 pub mod faults;
+#[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "http")]
 pub mod http_error;
+#[cfg(feature = "kintone")]
 pub mod kintone;
+#[cfg(feature = "mail")]
 pub mod mail;
 pub mod notify;
+#[cfg(feature = "rakuraku")]
 pub mod rakuraku;
 pub mod settings;
 pub mod users;
@@ -25,7 +49,12 @@ pub mod users;
 pub use config::{ConfigError, ConnectorsConfig, InstanceConfig, Secret};
 
 use cloudsign::files::{BlobSource, NoBlobs};
-use config::{CloudsignConfig, HttpConfig, KintoneConfig};
+#[cfg(feature = "cloudsign")]
+use config::CloudsignConfig;
+#[cfg(feature = "http")]
+use config::HttpConfig;
+#[cfg(feature = "kintone")]
+use config::KintoneConfig;
 use indexmap::IndexMap;
 use nagare_engine::Registry;
 use settings::Settings;
@@ -39,10 +68,15 @@ pub fn builtin() -> Registry {
 /// The configured connector instances and their live settings.
 pub struct Connectors {
     registry: Registry,
+    #[cfg(feature = "kintone")]
     kintone: IndexMap<String, Settings<Option<KintoneConfig>>>,
+    #[cfg(feature = "http")]
     http: IndexMap<String, Settings<HttpConfig>>,
+    #[cfg(feature = "cloudsign")]
     cloudsign: IndexMap<String, Settings<Option<CloudsignConfig>>>,
+    #[cfg(feature = "rakuraku")]
     rakuraku: IndexMap<String, Settings<Option<rakuraku::RakurakuConfig>>>,
+    #[cfg(feature = "mail")]
     mail: IndexMap<String, Settings<Option<mail::SmtpConfig>>>,
     /// External instances and their operations (fixed until a restart).
     external: IndexMap<String, Vec<String>>,
@@ -62,12 +96,19 @@ impl Connectors {
     /// Like [`Connectors::new`]; connectors that upload files (CloudSign) read file
     /// references through `blobs` (the engine's blob store).
     pub fn with_blobs(cfg: &ConnectorsConfig, blobs: Arc<dyn BlobSource>) -> Connectors {
+        #[cfg(not(any(feature = "kintone", feature = "cloudsign", feature = "rakuraku", feature = "mail")))]
+        let _ = blobs; // no connector that reads files is built
         let mut c = Connectors {
             registry: Registry::default(),
+            #[cfg(feature = "kintone")]
             kintone: IndexMap::new(),
+            #[cfg(feature = "http")]
             http: IndexMap::new(),
+            #[cfg(feature = "cloudsign")]
             cloudsign: IndexMap::new(),
+            #[cfg(feature = "rakuraku")]
             rakuraku: IndexMap::new(),
+            #[cfg(feature = "mail")]
             mail: IndexMap::new(),
             external: IndexMap::new(),
             users: users::Contacts::new(Vec::new()),
@@ -77,18 +118,23 @@ impl Connectors {
         c.registry.register("users.lookup", users::Lookup(c.users.clone()));
         for (name, inst) in &cfg.connectors {
             match inst {
+                #[cfg(feature = "kintone")]
                 InstanceConfig::Kintone(k) => {
                     c.kintone.insert(name.clone(), Settings::new(Some(k.clone())));
                 }
+                #[cfg(feature = "http")]
                 InstanceConfig::Http(h) => {
                     c.http.insert(name.clone(), Settings::new(h.clone()));
                 }
+                #[cfg(feature = "cloudsign")]
                 InstanceConfig::Cloudsign(x) => {
                     c.cloudsign.insert(name.clone(), Settings::new(Some(x.clone())));
                 }
+                #[cfg(feature = "rakuraku")]
                 InstanceConfig::Rakuraku(r) => {
                     c.rakuraku.insert(name.clone(), Settings::new(Some(r.clone())));
                 }
+                #[cfg(feature = "mail")]
                 InstanceConfig::Smtp(m) => {
                     c.mail.insert(name.clone(), Settings::new(Some(m.clone())));
                 }
@@ -100,39 +146,52 @@ impl Connectors {
                 }
             }
         }
+        #[cfg(feature = "kintone")]
         if !cfg.connectors.contains_key("kintone") {
             c.kintone.insert("kintone".into(), Settings::new(None));
         }
+        #[cfg(feature = "cloudsign")]
         if !cfg.connectors.contains_key("cloudsign") {
             c.cloudsign.insert("cloudsign".into(), Settings::new(None));
         }
+        #[cfg(feature = "http")]
         if !cfg.connectors.contains_key("http") {
             c.http.insert("http".into(), Settings::new(HttpConfig::default()));
         }
+        #[cfg(feature = "rakuraku")]
         if !cfg.connectors.contains_key("rakuraku") {
             c.rakuraku.insert("rakuraku".into(), Settings::new(None));
         }
+        #[cfg(feature = "mail")]
         if !cfg.connectors.contains_key("mail") {
             c.mail.insert("mail".into(), Settings::new(None));
         }
+        #[cfg(feature = "kintone")]
         for (name, s) in &c.kintone {
             kintone::register(&mut c.registry, name, s.clone(), blobs.clone());
         }
+        #[cfg(feature = "cloudsign")]
         for (name, s) in &c.cloudsign {
             cloudsign::register(&mut c.registry, name, s.clone(), blobs.clone());
         }
+        #[cfg(feature = "rakuraku")]
         for (name, s) in &c.rakuraku {
             rakuraku::register(&mut c.registry, name, s.clone(), blobs.clone());
         }
+        #[cfg(feature = "mail")]
         for (name, s) in &c.mail {
             mail::register(&mut c.registry, name, s.clone(), blobs.clone());
         }
+        #[cfg(feature = "mail")]
         let mail_by_instance =
             c.mail.keys().filter_map(|name| Some((name.clone(), c.registry.get(&format!("{name}.send"))?))).collect();
+        #[cfg(not(feature = "mail"))]
+        let mail_by_instance = IndexMap::new();
         c.registry.register(
             nagare_engine::notify::CONNECTOR,
             notify::NotifyTask { mail: mail_by_instance, contacts: c.users.clone(), public_url: c.public_url.clone() },
         );
+        #[cfg(feature = "http")]
         for (name, s) in &c.http {
             c.registry.register(format!("{name}.request"), http::HttpConnector::new(name, s.clone()));
         }
@@ -154,18 +213,23 @@ impl Connectors {
         };
         for (name, inst) in &cfg.connectors {
             match inst {
+                #[cfg(feature = "kintone")]
                 InstanceConfig::Kintone(_) if !self.kintone.contains_key(name) => {
                     return Err(restart(name, "is a new kintone instance"))
                 }
+                #[cfg(feature = "http")]
                 InstanceConfig::Http(_) if !self.http.contains_key(name) => {
                     return Err(restart(name, "is a new http instance"))
                 }
+                #[cfg(feature = "cloudsign")]
                 InstanceConfig::Cloudsign(_) if !self.cloudsign.contains_key(name) => {
                     return Err(restart(name, "is a new cloudsign instance"))
                 }
+                #[cfg(feature = "rakuraku")]
                 InstanceConfig::Rakuraku(_) if !self.rakuraku.contains_key(name) => {
                     return Err(restart(name, "is a new rakuraku instance"))
                 }
+                #[cfg(feature = "mail")]
                 InstanceConfig::Smtp(_) if !self.mail.contains_key(name) => {
                     return Err(restart(name, "is a new smtp instance"))
                 }
@@ -175,6 +239,7 @@ impl Connectors {
                 _ => {}
             }
         }
+        #[cfg(feature = "kintone")]
         for (name, s) in &self.kintone {
             match cfg.connectors.get(name) {
                 Some(InstanceConfig::Kintone(k)) => s.replace(Some(k.clone())),
@@ -182,6 +247,7 @@ impl Connectors {
                 _ => return Err(restart(name, "was removed or changed its type")),
             }
         }
+        #[cfg(feature = "cloudsign")]
         for (name, s) in &self.cloudsign {
             match cfg.connectors.get(name) {
                 Some(InstanceConfig::Cloudsign(x)) => s.replace(Some(x.clone())),
@@ -189,6 +255,7 @@ impl Connectors {
                 _ => return Err(restart(name, "was removed or changed its type")),
             }
         }
+        #[cfg(feature = "rakuraku")]
         for (name, s) in &self.rakuraku {
             match cfg.connectors.get(name) {
                 Some(InstanceConfig::Rakuraku(r)) => s.replace(Some(r.clone())),
@@ -196,6 +263,7 @@ impl Connectors {
                 _ => return Err(restart(name, "was removed or changed its type")),
             }
         }
+        #[cfg(feature = "mail")]
         for (name, s) in &self.mail {
             match cfg.connectors.get(name) {
                 Some(InstanceConfig::Smtp(m)) => s.replace(Some(m.clone())),
@@ -208,6 +276,7 @@ impl Connectors {
                 return Err(restart(name, "was removed or changed its type"));
             }
         }
+        #[cfg(feature = "http")]
         for (name, s) in &self.http {
             match cfg.connectors.get(name) {
                 Some(InstanceConfig::Http(h)) => s.replace(h.clone()),
@@ -231,21 +300,25 @@ impl Connectors {
     }
 
     /// The current settings of kintone instance `name` (`None`: not configured).
+    #[cfg(feature = "kintone")]
     pub fn kintone(&self, name: &str) -> Option<Arc<Option<KintoneConfig>>> {
         self.kintone.get(name).map(Settings::get)
     }
 
     /// The current settings of CloudSign instance `name` (`None` inside: not configured).
+    #[cfg(feature = "cloudsign")]
     pub fn cloudsign(&self, name: &str) -> Option<Arc<Option<CloudsignConfig>>> {
         self.cloudsign.get(name).map(Settings::get)
     }
 
     /// Names of the CloudSign instances.
+    #[cfg(feature = "cloudsign")]
     pub fn cloudsign_names(&self) -> Vec<String> {
         self.cloudsign.keys().cloned().collect()
     }
 
     /// Names of the kintone instances.
+    #[cfg(feature = "kintone")]
     pub fn kintone_names(&self) -> Vec<String> {
         self.kintone.keys().cloned().collect()
     }

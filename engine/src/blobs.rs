@@ -20,27 +20,45 @@ use std::time::{Duration, SystemTime};
 
 /// Why a blob could not be stored or read.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BlobError {
     #[error("the file is larger than {limit} bytes")]
-    TooLarge { limit: u64 },
+    /// The content is larger than the variable's limit (HTTP 413).
+    TooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
     #[error("the file is not a PDF: {0}")]
+    /// The variable takes PDFs and the content is not one: what is wrong with it.
     NotPdf(&'static str),
     #[error("no stored file with SHA-256 {0}")]
+    /// No content with this SHA-256 is stored (never uploaded, or collected).
     Missing(String),
+    /// The disk failed. The message includes the I/O error's, so it is not also
+    /// given as the source (an error chain would print it twice).
     #[error("blob store: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for BlobError {
+    fn from(e: std::io::Error) -> Self {
+        BlobError::Io(e)
+    }
 }
 
 /// The content's address and size, known once it is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
+    /// The content's address: hex SHA-256 of its bytes.
     pub sha256: String,
+    /// Its size in bytes.
     pub size: u64,
 }
 
 /// What a writer checks while the bytes stream in, before anything is stored.
 #[derive(Debug, Clone, Copy)]
 pub struct WriteLimits {
+    /// Largest content accepted, in bytes.
     pub max_size: u64,
     /// The content must start with `%PDF-` and end with `%%EOF` (trailing
     /// whitespace allowed), as CloudSign and the seed processes require.
@@ -70,6 +88,7 @@ impl Blobs {
         Ok(Blobs { inner: Arc::new(Backend::Dir(dir.to_path_buf())) })
     }
 
+    /// A store in memory, for tests and `Engine::builder().in_memory()`.
     pub fn in_memory() -> Blobs {
         Blobs { inner: Arc::new(Backend::Memory(Mutex::new(BTreeMap::new()))) }
     }
@@ -196,6 +215,7 @@ enum Sink {
 /// to tell a PDF (`%PDF-` first, `%%EOF` last, trailing whitespace allowed).
 #[derive(Debug, Default)]
 pub struct Shape {
+    /// Bytes seen so far.
     pub size: u64,
     head: Vec<u8>,
     tail: Vec<u8>,
@@ -205,6 +225,7 @@ const PDF_HEAD: &[u8] = b"%PDF-";
 const PDF_TAIL: usize = 1024;
 
 impl Shape {
+    /// Take the next bytes of the content into account.
     pub fn feed(&mut self, bytes: &[u8]) {
         self.size += bytes.len() as u64;
         let take = PDF_HEAD.len().saturating_sub(self.head.len()).min(bytes.len());
@@ -243,6 +264,7 @@ pub struct BlobWriter {
 }
 
 impl BlobWriter {
+    /// Write the next bytes; refused as soon as the content breaks its limits.
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), BlobError> {
         self.shape.feed(bytes);
         if self.shape.size > self.limits.max_size {

@@ -3,7 +3,10 @@
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Mutex;
 
+/// Where the engine reads the time: injected so that tests and simulations run on a
+/// [`VirtualClock`] (no `Utc::now` in the engine).
 pub trait Clock: Send + Sync {
+    /// The current time.
     fn now(&self) -> DateTime<Utc>;
 
     /// The clock as a [`VirtualClock`], when it is one: the executor then waits for the
@@ -37,10 +40,12 @@ pub struct VirtualClock {
 }
 
 impl VirtualClock {
+    /// A clock standing at `start` until moved.
     pub fn new(start: DateTime<Utc>) -> Self {
         VirtualClock { now: Mutex::new(start), moved: tokio::sync::Notify::new() }
     }
 
+    /// Move the clock forward by `by` and wake what waits on it.
     pub fn advance(&self, by: Duration) {
         *self.now.lock().expect("clock lock") += by;
         self.moved.notify_waiters();

@@ -12,22 +12,29 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+/// The future a [`Connector`] returns: boxed, so the trait stays object safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// One call of a connector.
 #[derive(Debug, Clone)]
 pub struct Call {
+    /// The registered name called (`kintone.get`, `app.rate`).
     pub connector: String,
+    /// The step's `with:`, evaluated.
     pub input: Value,
     /// Same for every retry of this call; send it to the service if it dedups.
     pub idempotency_key: String,
+    /// The instance whose step this is.
     pub instance: u64,
+    /// The service task's node id.
     pub node: String,
+    /// Starts at 1; each retry has the next number.
     pub attempt: u32,
 }
 
 /// How a call failed, which decides what the engine does next.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConnectorError {
     /// Try again later (timeouts, 5xx, 429, connection refused).
     #[error("{0}")]
@@ -35,10 +42,20 @@ pub enum ConnectorError {
     /// Try again, not before `after` (the service's `Retry-After`; the step's
     /// backoff still applies when it is longer).
     #[error("{message}")]
-    RetryAfter { message: String, after: std::time::Duration },
+    RetryAfter {
+        /// What went wrong.
+        message: String,
+        /// The earliest time to try again, from now.
+        after: std::time::Duration,
+    },
     /// The service refused for a business reason the process may handle.
     #[error("[{code}] {message}")]
-    Business { code: String, message: String },
+    Business {
+        /// The error code an error boundary of the step may catch (`HTTP_404`, `not_found`).
+        code: String,
+        /// What went wrong, for the incident or the process.
+        message: String,
+    },
     /// Retrying will not help (bad input, bad credentials).
     #[error("{0}")]
     Fatal(String),
@@ -61,6 +78,8 @@ impl From<ConnectorError> for crate::runtime::Failure {
 
 /// A service step implementation.
 pub trait Connector: Send + Sync {
+    /// Run the call. Runs on the executor's tokio runtime; blocking work belongs on
+    /// `spawn_blocking`. The error's kind decides retry, error boundary or incident.
     fn call<'a>(&'a self, call: &'a Call) -> BoxFuture<'a, Result<Value, ConnectorError>>;
 
     /// Problems with a step's `with:` (as written; string values are expressions,
@@ -116,10 +135,12 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// Register connector `c` as `name`, replacing one of the same name.
     pub fn register(&mut self, name: impl Into<String>, c: impl Connector + 'static) {
         self.register_arc(name, Arc::new(c));
     }
 
+    /// Like [`Registry::register`], for a connector already shared.
     pub fn register_arc(&mut self, name: impl Into<String>, c: Arc<dyn Connector>) {
         let name = name.into();
         self.external.remove(&name);
@@ -141,14 +162,17 @@ impl Registry {
         self.record_keys.insert(source.into(), f);
     }
 
+    /// The record key function of watch source `source`, if one is registered.
     pub fn record_key(&self, source: &str) -> Option<RecordKeyFn> {
         self.record_keys.get(source).cloned()
     }
 
+    /// Whether `name` is served by external workers ([`Registry::register_external`]).
     pub fn is_external(&self, name: &str) -> bool {
         self.external.contains(name)
     }
 
+    /// Whether any connector is served by external workers.
     pub fn has_external(&self) -> bool {
         !self.external.is_empty()
     }
@@ -166,6 +190,7 @@ impl Registry {
         }
     }
 
+    /// The in-process connector registered as `name`.
     pub fn get(&self, name: &str) -> Option<Arc<dyn Connector>> {
         self.map.get(name).cloned()
     }

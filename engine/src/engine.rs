@@ -1,7 +1,7 @@
 //! The engine: deploys processes and turns requests into committed transitions.
 //!
 //! For every event it takes the instance's lock, loads the instance, runs the pure
-//! [`runtime::step`], writes one [`Batch`] (durable before it returns) and only then
+//! [`runtime::step()`], writes one [`Batch`] (durable before it returns) and only then
 //! tells the executor about new jobs. Two requests for one instance are serialised by
 //! the lock, so the second sees the first's result: one wins, the other is refused.
 
@@ -50,17 +50,24 @@ pub const MAX_CONFLICT_RETRIES: u32 = 8;
 pub const DEFAULT_MESSAGE_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+/// Why an engine call failed. Matchable: each kind maps to one HTTP status in the
+/// server; the enum is non-exhaustive, so match with a wildcard arm.
 pub enum EngineError {
     /// The store failed (disk, database): HTTP 500. Transparent: its message once.
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the process file has errors:\n{0}")]
+    /// The process file has errors (deploy): every diagnostic, with line and column.
     Invalid(Diagnostics),
     #[error("no process `{0}` is deployed")]
+    /// No process with this id is deployed (HTTP 404).
     UnknownProcess(String),
     #[error("no instance {0}")]
+    /// No instance with this id (HTTP 404).
     UnknownInstance(InstanceId),
     #[error("no task {0}")]
+    /// No task with this id (HTTP 404).
     UnknownTask(String),
     /// The request contradicts the current state (task already done, claimed by
     /// someone else, instance finished): HTTP 409.
@@ -71,7 +78,12 @@ pub enum EngineError {
     Rejected(Rejection),
     /// A message nobody waits for, sent with a time to live of zero: HTTP 404.
     #[error("no one waits for message `{name}` with key `{key}`, and it was sent with no time to live")]
-    NoReceiver { name: String, key: String },
+    NoReceiver {
+        /// The message name.
+        name: String,
+        /// Its correlation key.
+        key: String,
+    },
     /// The blob store failed (disk) or a file's content is missing: HTTP 500.
     #[error(transparent)]
     Blob(#[from] BlobError),
@@ -97,16 +109,20 @@ impl EngineError {
 /// The result of a deploy.
 #[derive(Debug, Clone, Serialize)]
 pub struct Deployed {
+    /// The process id.
     pub id: String,
+    /// The version now current (the new one, or the same text's).
     pub version: u32,
     /// False when the same text was already deployed (nothing changed).
     pub created: bool,
+    /// Problems that do not stop the deploy (unused variables, ...).
     pub warnings: Diagnostics,
 }
 
 /// Options for starting an instance.
 #[derive(Debug, Clone, Default)]
 pub struct StartOptions {
+    /// Who starts it (history, `started_by`, the `initiator` variable).
     pub by: Option<String>,
     /// A start with a key that already has an instance returns that instance.
     pub business_key: Option<String>,
@@ -125,6 +141,7 @@ pub struct EngineBuilder {
 }
 
 impl EngineBuilder {
+    /// Keep instances in `store` (a [`crate::store::KvStore`] over any backend, PostgreSQL).
     pub fn store(mut self, store: impl Store + 'static) -> Self {
         self.store = Some(Box::new(store));
         self
@@ -150,10 +167,12 @@ impl EngineBuilder {
         self
     }
 
+    /// Keep everything in memory: nothing survives the process (tests, trials).
     pub fn in_memory(self) -> Self {
         self.store(KvStore::new(MemKv::default()).expect("memory store opens"))
     }
 
+    /// Read the time from `clock` (a [`VirtualClock`] in tests).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
@@ -188,11 +207,14 @@ impl EngineBuilder {
         self
     }
 
+    /// Register connector `c` as `name` (service steps say `service: name`).
     pub fn connector(mut self, name: impl Into<String>, c: impl Connector + 'static) -> Self {
         self.connectors.register(name, c);
         self
     }
 
+    /// Use every connector of `registry` (e.g. `nagare_connectors::builtin()`), besides
+    /// those registered one by one.
     pub fn connectors(mut self, registry: Registry) -> Self {
         self.connectors.merge(&registry);
         self
@@ -306,6 +328,7 @@ pub(crate) fn lock_index(key: impl Hash) -> usize {
 }
 
 impl Engine {
+    /// Start configuring an engine: store, clock, connectors.
     pub fn builder() -> EngineBuilder {
         EngineBuilder {
             store: None,
@@ -324,10 +347,12 @@ impl Engine {
         Engine::builder().data_dir(dir)?.build()
     }
 
+    /// An engine in memory with no connectors (tests).
     pub fn in_memory() -> Engine {
         Engine::builder().in_memory().build().expect("memory engine opens")
     }
 
+    /// The engine's clock's current time.
     pub fn now(&self) -> DateTime<Utc> {
         self.inner.clock.now()
     }
@@ -337,10 +362,13 @@ impl Engine {
         self.inner.clock.as_virtual()
     }
 
+    /// Internal: see [`crate::internals::store`].
+    #[doc(hidden)]
     pub fn store(&self) -> &dyn Store {
         self.inner.store.as_ref()
     }
 
+    /// The connectors this engine calls.
     pub fn connectors(&self) -> &Registry {
         &self.inner.connectors
     }
@@ -450,6 +478,7 @@ impl Engine {
     /// Deploy a process file. The same text again is a no-op; a changed text becomes
     /// a new version, and running instances keep the version they started on.
     pub fn deploy(&self, file: &str, text: &str) -> Result<Deployed, EngineError> {
+        let _span = tracing::info_span!("engine", op = "deploy", file).entered();
         let Loaded { mut process, warnings } = self.validate(file, text).map_err(EngineError::Invalid)?;
         let _guard = self.inner.locks[lock_index(("deploy", &process.id))].lock().expect("lock");
         if let Some(latest) = self.latest(&process.id) {
@@ -487,10 +516,12 @@ impl Engine {
         Ok(out)
     }
 
+    /// The latest deployed version of process `id`.
     pub fn latest(&self, id: &str) -> Option<Arc<Process>> {
         self.inner.processes.read().unwrap_or_else(PoisonError::into_inner).get(id).and_then(|v| v.last().cloned())
     }
 
+    /// Version `version` of process `id`, if deployed.
     pub fn process(&self, id: &str, version: u32) -> Option<Arc<Process>> {
         let map = self.inner.processes.read().unwrap_or_else(PoisonError::into_inner);
         map.get(id)?.iter().find(|p| p.version == version).cloned()
@@ -509,6 +540,9 @@ impl Engine {
     /// given takes the watch's record key ([`Engine::start_record`]), however it is
     /// started.
     pub fn start(&self, process: &str, vars: Vars, opts: StartOptions) -> Result<Instance, EngineError> {
+        let span = crate::spans::call("start");
+        span.record("process", process);
+        let _span = span.entered();
         let p = self.latest(process).ok_or_else(|| EngineError::UnknownProcess(process.to_string()))?;
         if opts.business_key.is_none() {
             if let Some(record) = self.record_key_of(&p, &vars)? {
@@ -586,6 +620,7 @@ impl Engine {
         extra: Batch,
     ) -> Result<(Instance, NewWaits), EngineError> {
         let id = self.inner.store.next_instance_id()?;
+        tracing::Span::current().record("instance", id);
         let now = self.now();
         let started = contain::catch(|| {
             #[cfg(test)]
@@ -628,6 +663,8 @@ impl Engine {
     }
 
     /// Apply `event` to instance `id`, commit, and return the new state.
+    /// Internal: see [`crate::internals::handle`].
+    #[doc(hidden)]
     pub fn handle(&self, id: InstanceId, event: Event) -> Result<Instance, EngineError> {
         let (inst, waits) = self.handle_with(id, event, Batch::default())?;
         self.settle_for(inst, waits)
@@ -661,6 +698,7 @@ impl Engine {
     fn handle_once(&self, id: InstanceId, event: Event, extra: Batch) -> Result<(Instance, NewWaits), EngineError> {
         let _guard = self.inner.locks[lock_index(id)].lock().expect("lock");
         let mut inst = self.inner.store.instance(id)?.ok_or(EngineError::UnknownInstance(id))?;
+        crate::spans::record_instance(id, &inst.process);
         let p = self
             .process(&inst.process, inst.version)
             .ok_or_else(|| EngineError::UnknownProcess(format!("{} version {}", inst.process, inst.version)))?;
@@ -946,18 +984,46 @@ impl Engine {
     }
 
     fn task_event(&self, task: &str, event: Event) -> Result<Instance, EngineError> {
+        let op = match &event {
+            Event::Claim { .. } => "claim",
+            Event::Unclaim { .. } => "unclaim",
+            Event::Complete { .. } => "complete",
+            Event::Assign { .. } => "assign",
+            Event::TaskError { .. } => "fail_task",
+            _ => "task_event",
+        };
+        let span = crate::spans::call(op);
+        span.record("task", task);
+        let _span = span.entered();
         let t = self.inner.store.task(task)?.ok_or_else(|| EngineError::UnknownTask(task.to_string()))?;
+        tracing::Span::current().record("node", t.node.as_str()); // instance and process: by handle
         self.handle(t.instance, event)
     }
 
+    /// `user` takes open task `task`: it leaves the others' inboxes. Claiming a task
+    /// one already holds changes nothing; a task someone else holds is a conflict.
+    ///
+    /// Permissions: the engine does not check that `user` may work the task (its
+    /// lane's groups); the caller does, with [`crate::may_work`] (see
+    /// [`crate::permissions`]). Blocks on the disk until the commit is durable.
     pub fn claim(&self, task: &str, user: &str) -> Result<Instance, EngineError> {
         self.task_event(task, Event::Claim { task: task.into(), user: user.into() })
     }
 
+    /// `user` gives task `task` back to its groups; `force` (an administrator): whoever
+    /// holds it. A task held by someone else without `force` is a conflict.
     pub fn unclaim(&self, task: &str, user: &str, force: bool) -> Result<Instance, EngineError> {
         self.task_event(task, Event::Unclaim { task: task.into(), user: user.into(), force })
     }
 
+    /// `user` completes task `task` with form `data` and `outcome` (the way on, or
+    /// sending it back); the instance runs on to its next waits before this returns.
+    /// Data is checked against the task's form (a 422 with every field error).
+    ///
+    /// Permissions: only the assignee, when the task is claimed, is checked (anyone
+    /// else: [`EngineError::Conflict`]). An unclaimed task can be completed by any
+    /// `user`: check [`crate::may_work`] first ([`crate::permissions`]). Blocks on
+    /// the disk until the commit is durable.
     pub fn complete(&self, task: &str, user: &str, data: Vars, outcome: Outcome) -> Result<Instance, EngineError> {
         self.check_task_files(task, &data)?;
         self.task_event(task, Event::Complete { task: task.into(), user: user.into(), data, outcome })
@@ -978,11 +1044,17 @@ impl Engine {
         self.task_event(task, event)
     }
 
+    /// Cancel instance `id` (its tasks close, its jobs are dropped); `by` and
+    /// `reason` go to the history. Permission checks are the caller's.
     pub fn cancel(&self, id: InstanceId, by: &str, reason: &str) -> Result<Instance, EngineError> {
+        let _span = crate::spans::call("cancel").entered();
         self.handle(id, Event::Cancel { by: by.into(), reason: reason.into() })
     }
 
+    /// Run the step of incident `incident` again, after writing `vars` (e.g. a
+    /// corrected address); the incident is resolved when the step is started again.
     pub fn retry_incident(&self, id: InstanceId, incident: u32, vars: Vars, by: &str) -> Result<Instance, EngineError> {
+        let _span = crate::spans::call("retry_incident").entered();
         self.handle(id, Event::RetryIncident { incident, vars, by: by.into() })
     }
 
@@ -997,12 +1069,16 @@ impl Engine {
         vars: Vars,
         by: &str,
     ) -> Result<Instance, EngineError> {
+        let _span = crate::spans::call("resolve_incident").entered();
         self.handle(id, Event::ResolveIncident { incident, vars, by: by.into() })
     }
 
     /// Report a job's result. A result for an attempt that is no longer awaited
     /// (already reported, cancelled, retried since) is refused as a conflict.
     pub fn finish_job(&self, job: &Job, result: Result<Value, Failure>) -> Result<Instance, EngineError> {
+        let span = crate::spans::call("finish_job");
+        span.record("node", job.node.as_str());
+        let _span = span.entered();
         let current = self.inner.store.job(&job.id)?;
         if current.as_ref().is_none_or(|c| c.attempt != job.attempt) {
             return Err(EngineError::Conflict(Rejection::StaleJob(job.id.clone())));
@@ -1014,14 +1090,17 @@ impl Engine {
         self.handle(job.instance, event)
     }
 
+    /// Instance `id` as stored now. Blocks on the store.
     pub fn instance(&self, id: InstanceId) -> Result<Instance, EngineError> {
         self.inner.store.instance(id)?.ok_or(EngineError::UnknownInstance(id))
     }
 
+    /// Instances passing `filter`, in id order. Blocks on the store.
     pub fn instances(&self, filter: &InstanceFilter) -> Result<Vec<Instance>, EngineError> {
         Ok(self.inner.store.instances(filter)?)
     }
 
+    /// The history of instance `id`, oldest first. Blocks on the store.
     pub fn history(&self, id: InstanceId) -> Result<Vec<runtime::HistoryEntry>, EngineError> {
         Ok(self.inner.store.history(id)?)
     }
@@ -1189,5 +1268,19 @@ mod error_tests {
             source = s.source();
         }
         assert_eq!(chain, ["storage I/O failed: disk full"]);
+    }
+
+    /// Regression: `BlobError::Io(#[from])` with `"blob store: {0}"` printed the
+    /// I/O error twice in a chain (once in the message, once as the source).
+    #[test]
+    fn blob_io_errors_print_their_message_once_in_a_chain() {
+        let e = EngineError::from(crate::blobs::BlobError::from(std::io::Error::other("disk full")));
+        let mut chain = vec![e.to_string()];
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            chain.push(s.to_string());
+            source = s.source();
+        }
+        assert_eq!(chain, ["blob store: disk full"]);
     }
 }

@@ -42,6 +42,7 @@ pub struct EngineEvent {
     pub instance: InstanceId,
     /// Its process id and version.
     pub process: String,
+    /// The process version.
     pub version: u32,
     /// When it happened (the engine clock at the step).
     pub at: DateTime<Utc>,
@@ -60,70 +61,124 @@ pub enum EventKind {
     /// then `parent` is the calling instance).
     InstanceStarted {
         #[serde(skip_serializing_if = "Option::is_none")]
+        /// The business key it was started with.
         business_key: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
+        /// Who started it (absent: a timer or message).
         started_by: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
+        /// The calling instance (a call activity).
         parent: Option<InstanceId>,
     },
     /// Every token ended. `end_node`: the end event reached last, when one was.
     InstanceCompleted {
+        /// `completed`.
         status: Status,
         #[serde(skip_serializing_if = "Option::is_none")]
+        /// The end event reached last.
         end_node: Option<String>,
     },
     /// Cancelled by `by` (absent: by the engine, e.g. its caller was cancelled).
     InstanceCancelled {
+        /// `cancelled`.
         status: Status,
+        /// Why, as given to the cancel.
         reason: String,
         #[serde(skip_serializing_if = "Option::is_none")]
+        /// Who cancelled it.
         by: Option<String>,
     },
     /// A user task opened (the task as the inbox sees it).
-    TaskOpened { task: Task },
+    TaskOpened {
+        /// The task opened.
+        task: Task,
+    },
     /// A task was claimed by, or given to, `task.assignee`.
-    TaskClaimed { task: Task },
+    TaskClaimed {
+        /// The task as claimed.
+        task: Task,
+    },
     /// A task was given back: it has no assignee now.
-    TaskUnclaimed { task: Task },
+    TaskUnclaimed {
+        /// The task as given back.
+        task: Task,
+    },
     /// A task was completed (also when sent back), by `task.completed_by`.
-    TaskCompleted { task: Task },
+    TaskCompleted {
+        /// The task as completed.
+        task: Task,
+    },
     /// A task closed without being done (a boundary, a cancel, a terminate end).
-    TaskCancelled { task: Task },
+    TaskCancelled {
+        /// The task as cancelled.
+        task: Task,
+    },
     /// A token stopped with an incident at `node`.
     IncidentRaised {
+        /// Its number within the instance.
         incident: u32,
         #[serde(skip_serializing_if = "Option::is_none")]
+        /// Where the token stopped.
         node: Option<String>,
+        /// What went wrong.
         message: String,
     },
     /// An operator retried (`skipped: false`) or resolved by hand (`true`) an incident.
     IncidentResolved {
+        /// Its number within the instance.
         incident: u32,
         #[serde(skip_serializing_if = "Option::is_none")]
+        /// Where the token stopped.
         node: Option<String>,
+        /// `true`: resolved by hand (the step was done outside); `false`: retried.
         skipped: bool,
     },
     /// A waiting token received message `name` with key `key`.
     MessageDelivered {
+        /// The message name.
         name: String,
+        /// Its correlation key.
         key: String,
         #[serde(skip_serializing_if = "Option::is_none")]
+        /// The receiving node.
         node: Option<String>,
     },
     /// A connector call failed; `retry_at` when it will be tried again (absent:
     /// given up, an incident or an error boundary follows).
     JobFailed {
+        /// The job's id.
         job: String,
         #[serde(skip_serializing_if = "Option::is_none")]
+        /// The service task's node.
         node: Option<String>,
+        /// Which attempt failed (from 1).
         attempt: u32,
+        /// What the connector said.
         message: String,
         #[serde(skip_serializing_if = "Option::is_none")]
+        /// When it is tried again.
         retry_at: Option<DateTime<Utc>>,
     },
 }
 
 impl EventKind {
+    /// Every `type` tag [`EventKind::name`] gives, for filters that name events
+    /// (webhooks) and must refuse a misspelt one.
+    pub const NAMES: &'static [&'static str] = &[
+        "instance_started",
+        "instance_completed",
+        "instance_cancelled",
+        "task_opened",
+        "task_claimed",
+        "task_unclaimed",
+        "task_completed",
+        "task_cancelled",
+        "incident_raised",
+        "incident_resolved",
+        "message_delivered",
+        "job_failed",
+    ];
+
     /// The `type` tag: `instance_started`, `task_opened`, ...
     pub fn name(&self) -> &'static str {
         match self {

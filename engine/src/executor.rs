@@ -33,9 +33,11 @@ const STORE_RETRY: Duration = Duration::from_secs(5);
 /// Longest the idle loop sleeps before looking at the clock again.
 const MAX_IDLE: Duration = Duration::from_millis(500);
 /// How often a node sharing its store with others looks for jobs it did not
-/// schedule itself ([`Engine::rescan_due`]).
+/// schedule itself (`Engine::rescan_due`).
 pub const RESCAN_SHARED: Duration = Duration::from_secs(2);
 
+/// Runs due jobs: connector calls (at most 64 at once) and timers, until told to
+/// stop. One per engine; the server runs it, an app runs it or drives it in tests.
 pub struct Executor {
     engine: Engine,
     concurrency: usize,
@@ -44,6 +46,7 @@ pub struct Executor {
 /// What became of one job run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobOutcome {
+    /// The result was stored.
     Reported,
     /// Cancelled or already reported by someone else.
     Stale,
@@ -52,6 +55,7 @@ pub enum JobOutcome {
 }
 
 impl Executor {
+    /// An executor for `engine`.
     pub fn new(engine: Engine) -> Self {
         Executor { engine, concurrency: 64 }
     }
@@ -195,6 +199,8 @@ fn store_retry() -> chrono::Duration {
 
 /// Run one job by id: fire a timer, or call its connector and report the result.
 /// Its start is counted in the store first (see [`Engine::begin_run`]).
+/// Internal: reached as [`crate::internals::run_job`].
+#[doc(hidden)]
 pub async fn run_job(engine: &Engine, id: &str) -> Result<JobOutcome, EngineError> {
     let (e2, id2) = (engine.clone(), id.to_string());
     let begun = tokio::task::spawn_blocking(move || e2.begin_run(&id2))
@@ -216,10 +222,16 @@ pub async fn run_job(engine: &Engine, id: &str) -> Result<JobOutcome, EngineErro
             return Ok(JobOutcome::Requeued);
         }
     };
+    let span = crate::spans::job(&job);
+    run_begun(engine, job).instrument(span).await
+}
+
+/// The rest of [`run_job`] once the job's start is counted, inside its span.
+async fn run_begun(engine: &Engine, job: Job) -> Result<JobOutcome, EngineError> {
     if job.kind.is_internal() {
         let e2 = engine.clone();
         let job2 = job.clone();
-        let outcome = match tokio::task::spawn_blocking(move || fire_reported(&e2, &job2)).await {
+        let outcome = match crate::spans::on_blocking_pool(move || fire_reported(&e2, &job2)).await {
             Ok(outcome) => outcome,
             Err(join) => {
                 tracing::error!(job = %job.id, error = %join, "firing a timer panicked; will try again");
@@ -235,7 +247,7 @@ pub async fn run_job(engine: &Engine, id: &str) -> Result<JobOutcome, EngineErro
     let result = call(engine, &job).await;
     let e2 = engine.clone();
     let job2 = job.clone();
-    let reported = tokio::task::spawn_blocking(move || e2.finish_job(&job2, result))
+    let reported = crate::spans::on_blocking_pool(move || e2.finish_job(&job2, result))
         .await
         .unwrap_or_else(|join| Err(EngineError::Store(crate::store::StoreError::Io(join.to_string()))));
     match reported {
@@ -253,10 +265,10 @@ pub async fn run_job(engine: &Engine, id: &str) -> Result<JobOutcome, EngineErro
 /// outcome goes to no instance.
 async fn notify(engine: &Engine, job: Job) -> JobOutcome {
     let (e2, j2) = (engine.clone(), job.clone());
-    let obsolete = tokio::task::spawn_blocking(move || e2.notification_obsolete(&j2)).await.unwrap_or(false);
+    let obsolete = crate::spans::on_blocking_pool(move || e2.notification_obsolete(&j2)).await.unwrap_or(false);
     let result = if obsolete { None } else { Some(call(engine, &job).await) };
     let (e2, j2) = (engine.clone(), job.clone());
-    let stored = tokio::task::spawn_blocking(move || match result {
+    let stored = crate::spans::on_blocking_pool(move || match result {
         None => e2.drop_notification(&j2),
         Some(r) => e2.finish_notification(&j2, r),
     })
@@ -301,7 +313,7 @@ async fn call(engine: &Engine, job: &Job) -> Result<serde_json::Value, Failure> 
         node: job.node.clone(),
         attempt: job.attempt,
     });
-    let span = tracing::info_span!("job", job = %job.id, instance = job.instance, node = %job.node, connector = %connector, attempt = job.attempt);
+    // Inside the job's span (see `run_job`): its warnings carry the instance and node.
     let timeout = Duration::from_millis(*timeout_ms);
     // A connector that panics, in its synchronous part or in its future, fails its
     // job: a bug in it is not worth retrying, so the step gets an incident.
@@ -309,7 +321,7 @@ async fn call(engine: &Engine, job: &Job) -> Result<serde_json::Value, Failure> 
         Ok(f) => f,
         Err(panic) => return Err(panicked(connector, panic)),
     };
-    let out = tokio::time::timeout(timeout, CatchUnwind(future)).instrument(span).await;
+    let out = tokio::time::timeout(timeout, CatchUnwind(future)).await;
     match out {
         Ok(Ok(Ok(v))) => Ok(v),
         Ok(Ok(Err(e))) => {

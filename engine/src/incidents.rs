@@ -12,10 +12,14 @@ use serde::Serialize;
 /// An incident with the instance it belongs to.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct IncidentView {
+    /// The instance.
     pub instance: InstanceId,
+    /// Its process id.
     pub process: String,
+    /// Its process version.
     pub version: u32,
     #[serde(flatten)]
+    /// The incident.
     pub incident: Incident,
 }
 

@@ -1,7 +1,7 @@
 //! nagare-engine: the workflow interpreter.
 //!
 //! The pure core lives in the crate `nagare-core` (re-exported here: [`load`] →
-//! [`compile`] → [`process::Process`] run by [`runtime::step`]). This crate is its
+//! [`compile`] → [`process::Process`] run by [`runtime::step()`]). This crate is its
 //! edge: [`store`] (sled),
 //! [`engine::Engine`] (locks, commits; [`messages`], [`timers`] and [`incidents`]
 //! add to it) and [`executor::Executor`] (due jobs: connector calls and timers).
@@ -49,6 +49,8 @@
 //! # }).unwrap();
 //! ```
 
+#![warn(missing_docs)]
+
 // The pure core, re-exported so that `nagare_engine::runtime` etc. keep working and
 // the edge modules below can say `crate::runtime`.
 pub use nagare_core::{
@@ -69,17 +71,22 @@ pub mod events;
 pub mod executor;
 pub mod files;
 pub mod incidents;
+pub mod internals;
 mod lock;
 pub mod messages;
 pub mod migrations;
 pub mod notify;
+pub mod permissions;
 pub mod prelude;
 pub mod records;
 #[cfg(test)]
 mod reliability_tests;
 pub mod sendback;
 pub mod settings;
+/// Deterministic simulation of the engine under faults (tests and `nagare simulate`).
+#[doc(hidden)]
 pub mod sim;
+mod spans;
 pub mod stats;
 pub mod store;
 pub mod timers;
@@ -97,6 +104,7 @@ pub use expr::Vars;
 pub use incidents::IncidentView;
 pub use messages::{Correlation, MessageOptions};
 pub use migrations::{ApplyOutcome, ApplyReport, MigrationPlan};
+pub use permissions::may_work;
 pub use records::{RecordStart, RecordStartOptions};
 pub use sendback::SendBackNote;
 pub use typed::{TypedVarsError, VarsAs, VarsFromSerde};

@@ -12,7 +12,7 @@
 //!
 //! Lock order: message lock, then business-key lock, then instance lock. A commit
 //! holding an instance lock never takes a message lock: the messages its tokens
-//! started waiting for are settled after the lock is released ([`Engine::settle`]).
+//! started waiting for are settled after the lock is released (`Engine::settle`).
 
 use crate::engine::{lock_index, Engine, EngineError, NewWaits, StartOptions};
 use crate::process::StartTrigger;
@@ -60,11 +60,26 @@ fn ttl_refused(problem: String) -> EngineError {
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Correlation {
     /// A waiting token received it.
-    Delivered { instance: InstanceId, node: String },
+    Delivered {
+        /// The receiving instance.
+        instance: InstanceId,
+        /// The node that received it.
+        node: String,
+    },
     /// It started a new instance (a process with a message start event).
-    Started { instance: InstanceId, process: String },
+    Started {
+        /// The new instance.
+        instance: InstanceId,
+        /// Its process.
+        process: String,
+    },
     /// Nobody waited: kept until `expires_at` for a token that starts waiting.
-    Buffered { message: u64, expires_at: DateTime<Utc> },
+    Buffered {
+        /// The buffered message's id.
+        message: u64,
+        /// When it is dropped if nobody takes it.
+        expires_at: DateTime<Utc>,
+    },
 }
 
 fn expiry_job_id(message: u64) -> String {
@@ -83,6 +98,15 @@ impl Engine {
         payload: Value,
         opts: &MessageOptions,
     ) -> Result<Correlation, EngineError> {
+        let _span = tracing::info_span!(
+            "engine",
+            op = "correlate",
+            message = name,
+            key,
+            instance = tracing::field::Empty,
+            process = tracing::field::Empty
+        )
+        .entered();
         // Refused whether or not someone waits: the same request always gets the same answer.
         if let Some(ttl) = opts.ttl {
             check_ttl(ttl).map_err(ttl_refused)?;

@@ -23,18 +23,26 @@ const PAGE: usize = 500;
 /// `nagare migrate plan --json` and read back by `nagare migrate apply`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MigrationPlan {
+    /// What the operator asked for: process, versions, node mapping, variable changes.
     pub spec: MigrationSpec,
+    /// When the plan was made.
     pub planned_at: DateTime<Utc>,
+    /// Who made it.
     pub planned_by: String,
+    /// Counts over the instances.
     pub summary: PlanSummary,
+    /// Each running instance of the source version and what becomes of it.
     pub instances: Vec<InstancePlan>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Counts of a [`MigrationPlan`].
 pub struct PlanSummary {
     /// Running instances of the source version.
     pub instances: usize,
+    /// Instances that can be migrated.
     pub valid: usize,
+    /// Instances that cannot (their problems are in the plan).
     pub invalid: usize,
     /// Valid instances with at least one warning.
     pub with_warnings: usize,
@@ -45,20 +53,47 @@ pub struct PlanSummary {
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum ApplyOutcome {
     /// Moved to the target version (one commit, a `migrated` history line).
-    Migrated { instance: InstanceId },
+    Migrated {
+        /// The instance.
+        instance: InstanceId,
+    },
     /// Already on the target version (an earlier apply, perhaps interrupted).
-    AlreadyMigrated { instance: InstanceId },
+    AlreadyMigrated {
+        /// The instance.
+        instance: InstanceId,
+    },
     /// Its revision changed since the plan: plan again to include it.
-    Moved { instance: InstanceId, planned: u32, now: u32 },
+    Moved {
+        /// The instance.
+        instance: InstanceId,
+        /// Its revision when planned.
+        planned: u32,
+        /// Its revision now.
+        now: u32,
+    },
     /// Invalid (in the plan, or on the re-check): not touched.
-    Invalid { instance: InstanceId, problems: Vec<String> },
+    Invalid {
+        /// The instance.
+        instance: InstanceId,
+        /// Why it cannot be migrated.
+        problems: Vec<String>,
+    },
     /// Finished or deleted since the plan.
-    Gone { instance: InstanceId },
+    Gone {
+        /// The instance.
+        instance: InstanceId,
+    },
     /// The store failed for this instance; running the apply again retries it.
-    Failed { instance: InstanceId, error: String },
+    Failed {
+        /// The instance.
+        instance: InstanceId,
+        /// What the store said.
+        error: String,
+    },
 }
 
 impl ApplyOutcome {
+    /// The instance this outcome is about.
     pub fn instance(&self) -> InstanceId {
         match self {
             ApplyOutcome::Migrated { instance }
@@ -70,6 +105,7 @@ impl ApplyOutcome {
         }
     }
 
+    /// The outcome's name, as counted in [`ApplyReport::counts`].
     pub fn name(&self) -> &'static str {
         match self {
             ApplyOutcome::Migrated { .. } => "migrated",
@@ -87,6 +123,7 @@ impl ApplyOutcome {
 pub struct ApplyReport {
     /// Outcome name → how many.
     pub counts: BTreeMap<String, usize>,
+    /// Each instance's outcome, in plan order.
     pub outcomes: Vec<ApplyOutcome>,
 }
 

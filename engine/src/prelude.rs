@@ -8,6 +8,7 @@ pub use crate::events::{EngineEvent, EventKind};
 pub use crate::executor::Executor;
 pub use crate::expr::Vars;
 pub use crate::messages::{Correlation, MessageOptions};
+pub use crate::permissions::may_work;
 pub use crate::runtime::{Instance, InstanceId, Outcome, Status, Task, TaskStatus};
 pub use crate::store::{InstanceFilter, TaskQuery};
 pub use crate::typed::{TypedVarsError, VarsAs, VarsFromSerde};

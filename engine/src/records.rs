@@ -21,9 +21,11 @@ pub const MAX_GENERATIONS: u32 = 100_000;
 /// How a record start was asked for.
 #[derive(Debug, Clone)]
 pub struct RecordStartOptions {
+    /// Who (or what) asked for the start, for the history.
     pub by: Option<String>,
     /// Which trigger: `poll`, `webhook`, `manual`... (said in the history).
     pub via: String,
+    /// What to do when the record's last instance has ended.
     pub on_retrigger: OnRetrigger,
     /// The record's revision now, if the source has one. A record whose revision
     /// is not above the one its last instance started from has not changed since:
@@ -46,7 +48,12 @@ pub enum RecordStart {
     /// The record's instance is still running: nothing started.
     Running(Instance),
     /// The record's last instance ended and it does not start again: why.
-    Ended { last: Instance, reason: String },
+    Ended {
+        /// The last instance of the record.
+        last: Instance,
+        /// Why no new one starts.
+        reason: String,
+    },
 }
 
 impl RecordStart {
@@ -122,6 +129,9 @@ impl Engine {
         vars: Vars,
         o: RecordStartOptions,
     ) -> Result<RecordStart, EngineError> {
+        let span = crate::spans::call("start_record");
+        span.record("process", process);
+        let _span = span.entered();
         let p = self.latest(process).ok_or_else(|| EngineError::UnknownProcess(process.to_string()))?;
         self.check_files(&p, &vars)?;
         let _guard = self.inner.key_locks[lock_index((&p.id, record))].lock().expect("lock");

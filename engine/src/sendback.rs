@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 pub struct SendBackNote {
     /// Who sent the work back.
     pub by: Option<String>,
+    /// When.
     pub at: DateTime<Utc>,
+    /// The reason given to the person who gets the task again.
     pub comment: String,
     /// The task that was sent back (its node).
     pub from_node: Option<String>,

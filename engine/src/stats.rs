@@ -26,13 +26,19 @@ pub struct Stats {
 /// A copy of the counters at one moment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatsSnapshot {
+    /// Instances started since the engine opened.
     pub instances_started: u64,
+    /// Instances completed since the engine opened.
     pub instances_completed: u64,
+    /// Instances cancelled since the engine opened.
     pub instances_cancelled: u64,
+    /// Tasks open now.
     pub tasks_open: i64,
     /// Cumulative counts per bucket of [`COMMIT_BUCKETS`], as Prometheus wants them.
     pub commit_buckets: Vec<(f64, u64)>,
+    /// Commits since the engine opened.
     pub commits: u64,
+    /// Total time of those commits, in seconds.
     pub commit_seconds_sum: f64,
 }
 
@@ -45,6 +51,7 @@ impl Stats {
         self.commits.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The counters now.
     pub fn snapshot(&self) -> StatsSnapshot {
         let mut cumulative = 0;
         let commit_buckets = COMMIT_BUCKETS

@@ -30,7 +30,12 @@ pub fn start_job_id(process: &str) -> String {
 impl Engine {
     /// Carry out an internal job (a timer, a scheduled start, a message expiry).
     /// A job that is no longer current (fired, cancelled) is a conflict.
+    /// Internal: see [`crate::internals::fire`].
+    #[doc(hidden)]
     pub fn fire(&self, job: &Job) -> Result<(), EngineError> {
+        let span = crate::spans::call("fire");
+        span.record("node", job.node.as_str());
+        let _span = span.entered();
         let current = self.inner.store.job(&job.id)?;
         if current.as_ref().is_none_or(|c| c.attempt != job.attempt || c.due != job.due) {
             return Err(EngineError::Conflict(Rejection::StaleJob(job.id.clone())));

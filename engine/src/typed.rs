@@ -38,7 +38,12 @@ pub enum TypedVarsError {
     /// Variable (or a part of one) `field` does not fit the type: `message` says how
     /// (`field` is `.` when the problem is the whole map, e.g. a missing field).
     #[error("variable `{field}`: {message}")]
-    Field { field: String, message: String },
+    Field {
+        /// The variable's path (`.` for the whole map).
+        field: String,
+        /// What does not fit.
+        message: String,
+    },
 }
 
 /// Variables from a serde type ([`Vars::from_serde`]).

@@ -35,13 +35,17 @@ use std::time::Duration;
 /// whoever runs the worker.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ActivatedJob {
+    /// The job's id, to report its result with.
     pub id: String,
     /// Starts at 1; a retry after a reported failure has the next number.
     pub attempt: u32,
+    /// The instance whose step this is.
     pub instance: InstanceId,
     /// The service task's node id.
     pub node: String,
+    /// The connector the step calls.
     pub connector: String,
+    /// The step's `with:`, evaluated.
     pub input: Value,
     /// Same for every attempt of this call: send it to the service so that a job run
     /// twice (lease ran out, engine restarted) has its effect once.
@@ -52,20 +56,30 @@ pub struct ActivatedJob {
 
 /// Why a worker request was refused.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum JobError {
     #[error(
         "connector `{0}` is not served by external workers; declare its instance in the config file \
          (`connectors: {{ pdf: {{ type: external, operations: [render] }} }}` serves `pdf.render`), \
          or embed with EngineBuilder::external"
     )]
+    /// The connector is not served by external workers.
     NotExternal(String),
     /// HTTP 409: already reported, cancelled, or never existed.
     #[error("job {0} is not awaited (already reported, cancelled, or unknown)")]
     Stale(String),
     /// HTTP 409: the caller does not hold the lease of the job's current attempt.
     #[error("job {job} is not leased to worker `{worker}`{}", holder.as_ref().map(|h| format!(" (worker `{h}` holds it)")).unwrap_or_default())]
-    NotLeased { job: String, worker: String, holder: Option<String> },
+    NotLeased {
+        /// The job.
+        job: String,
+        /// The worker that asked.
+        worker: String,
+        /// The worker holding the lease, if any.
+        holder: Option<String>,
+    },
     #[error(transparent)]
+    /// The engine failed.
     Engine(#[from] EngineError),
 }
 
@@ -159,6 +173,7 @@ impl Engine {
         max: usize,
         lease: Duration,
     ) -> Result<Vec<ActivatedJob>, JobError> {
+        let _span = tracing::info_span!("engine", op = "activate_jobs", connector, worker).entered();
         if !self.connectors().is_external(connector) {
             return Err(JobError::NotExternal(connector.to_string()));
         }
@@ -246,6 +261,7 @@ impl Engine {
 
     fn report(&self, id: &str, worker: &str, result: Result<Value, Failure>) -> Result<Instance, JobError> {
         let job = self.store().job(id)?.ok_or_else(|| JobError::Stale(id.to_string()))?;
+        let _span = crate::spans::job(&job).entered();
         let stored = self.store().worker_lease(id)?;
         let taken = {
             let mut pool = self.inner.workers.lock().expect("workers lock");

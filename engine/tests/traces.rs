@@ -158,6 +158,8 @@ fn render_entry(out: &mut String, engine: &Engine, instance: u64, h: &HistoryEnt
         }
         H::Circulated { task, to } => format!("task={task} to={to}"),
         H::TaskRead { task } => format!("task={task}"),
+        // HistoryEvent is non-exhaustive: an event this renderer does not know yet.
+        other => format!("{other:?}"),
     };
     if let Some(u) = &h.user {
         detail = if detail.is_empty() { format!("by={u}") } else { format!("by={u} {detail}") };

@@ -42,13 +42,17 @@ pub fn connectors() -> anyhow::Result<Arc<Connectors>> {
     connectors_with(Arc::new(nagare_connectors::cloudsign::files::NoBlobs))
 }
 
-/// The connectors, reading file references through `blobs` (the data directory's).
-fn connectors_with(blobs: Arc<dyn nagare_connectors::cloudsign::files::BlobSource>) -> anyhow::Result<Arc<Connectors>> {
-    let path = match CONFIG.get().cloned().flatten() {
+/// The config file in force: `--config`, else `./nagare.yaml` when it exists.
+pub fn config_path() -> Option<PathBuf> {
+    match CONFIG.get().cloned().flatten() {
         Some(p) => Some(p),
         None => Some(PathBuf::from("nagare.yaml")).filter(|p| p.exists()),
-    };
-    let cfg = match path {
+    }
+}
+
+/// The connectors, reading file references through `blobs` (the data directory's).
+fn connectors_with(blobs: Arc<dyn nagare_connectors::cloudsign::files::BlobSource>) -> anyhow::Result<Arc<Connectors>> {
+    let cfg = match config_path() {
         Some(p) => ConnectorsConfig::from_file(&p)?,
         None => ConnectorsConfig::default(),
     };

@@ -7,6 +7,7 @@ use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use nagare::server::auth::{self, UserDirectory, Users};
 use nagare::server::conn::Limits;
+use nagare::server::webhooks::Webhooks;
 use nagare::server::{AppState, Server};
 use nagare_connectors::kintone::trigger::Watcher;
 use nagare_connectors::Connectors;
@@ -32,6 +33,9 @@ const DEMO_TOKENS: &[&str] = &[
     "demo-worker",
     "demo-kimura",
 ];
+
+/// How long events committed before a shutdown are still posted to webhooks.
+const WEBHOOK_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -171,6 +175,10 @@ pub fn serve(data: &Path, a: ServeArgs) -> anyhow::Result<ExitCode> {
     let users = Users::load(&a.users).map_err(|e| {
         anyhow!("{e}\n  hint: pass --users FILE (or NAGARE_USERS); README § Users shows the format, `nagare token` makes tokens")
     })?;
+    let webhooks = match super::config_path() {
+        Some(path) => nagare::server::webhooks::config::from_file(&path)?,
+        None => Vec::new(),
+    };
     let (engine, connectors) = open_on(data, a.store.as_deref())?;
     if a.store.as_deref().is_some_and(|s| !matches!(s.trim(), "" | "sled")) {
         eprintln!("store: PostgreSQL (files in {})", data.join("blobs").display());
@@ -186,6 +194,7 @@ pub fn serve(data: &Path, a: ServeArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot listen on {} (in use? pass --addr HOST:PORT)", a.addr))?;
         // The watcher polls the kintone watches and serves /hooks/kintone/{process}.
         let watcher = Arc::new(Watcher::new(engine.clone(), connectors.clone()));
+        let webhooks = Webhooks::start(&engine, webhooks);
         let connectors_for_reload = connectors.clone();
         let connectors_for_links = connectors.clone();
         let watched = watcher.watched();
@@ -216,7 +225,9 @@ pub fn serve(data: &Path, a: ServeArgs) -> anyhow::Result<ExitCode> {
                 a.users.display()
             );
         }
-        server.wait().await.context("the server stopped with an error")?;
+        let stopped = server.wait().await;
+        webhooks.shutdown(WEBHOOK_GRACE).await;
+        stopped.context("the server stopped with an error")?;
         eprintln!("nagare API stopped; every acknowledged change is on disk");
         Ok::<_, anyhow::Error>(())
     })?;

@@ -89,7 +89,7 @@ impl Caller {
     /// May this user work (claim, complete, send back) the task? Members of one of
     /// its groups, whoever it is assigned to, and administrators.
     pub fn may_work(&self, t: &Task) -> bool {
-        self.admin || t.groups.iter().any(|g| self.in_group(g)) || t.assignee.as_deref() == Some(&self.id)
+        self.admin || nagare_engine::may_work(t, &self.id, &self.groups)
     }
 
     /// May this user see the task? Those who may work it, and whoever completed it.

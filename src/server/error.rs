@@ -196,6 +196,11 @@ impl ApiError {
                     _ => Self::unprocessable("rejected", message),
                 }
             }
+            // EngineError is non-exhaustive: a newer kind is a 500 until mapped here.
+            other => {
+                tracing::error!(error = %other, "engine error without an HTTP mapping");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", other.to_string())
+            }
         }
     }
 }

@@ -186,11 +186,15 @@ impl Follow {
 
 /// The event on the wire: its JSON, with tasks in their inbox form.
 fn to_sse(e: EngineEvent) -> Event {
-    let name = e.kind.name();
-    let task = e.kind.task().cloned();
-    let mut data = serde_json::to_value(&e).unwrap_or(Value::Null);
-    if let (Some(task), Some(obj)) = (task, data.as_object_mut()) {
-        obj.insert("task".into(), serde_json::to_value(TaskView::from(task)).unwrap_or(Value::Null));
+    Event::default().event(e.kind.name()).data(event_json(&e).to_string())
+}
+
+/// An event as JSON for outside readers (SSE `data:`, webhook bodies): the engine
+/// event with tasks in their inbox form ([`TaskView`]).
+pub fn event_json(e: &EngineEvent) -> Value {
+    let mut data = serde_json::to_value(e).unwrap_or(Value::Null);
+    if let (Some(task), Some(obj)) = (e.kind.task(), data.as_object_mut()) {
+        obj.insert("task".into(), serde_json::to_value(TaskView::from(task.clone())).unwrap_or(Value::Null));
     }
-    Event::default().event(name).data(data.to_string())
+    data
 }

@@ -32,7 +32,9 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<HealthBod
         return (StatusCode::SERVICE_UNAVAILABLE, Json(HealthBody { status: "shutting-down".into() }));
     }
     let engine = state.engine.clone();
-    let store_ok = tokio::task::spawn_blocking(move || engine.store().instance(0).is_ok()).await.unwrap_or(false);
+    let store_ok = tokio::task::spawn_blocking(move || nagare_engine::internals::store(&engine).instance(0).is_ok())
+        .await
+        .unwrap_or(false);
     if store_ok {
         (StatusCode::OK, Json(HealthBody { status: "ready".into() }))
     } else {

@@ -177,6 +177,7 @@ fn job_error(e: JobError) -> ApiError {
             ApiError::new(StatusCode::CONFLICT, "not-leased", message).with_details(json!({ "holder": holder }))
         }
         JobError::Engine(e) => ApiError::engine(e, None),
+        _ => ApiError::unprocessable("job-refused", message),
     }
 }
 

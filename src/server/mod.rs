@@ -9,7 +9,7 @@
 //! Engine calls block (sled, fsync), so handlers run them on tokio's blocking pool
 //! ([`blocking`]); a client that hangs up mid-request does not cancel a commit.
 //! Connections are accepted by [`conn::serve`] (timeouts, connection cap), and a
-//! panic in one request is that request's `500` ([`panic`]).
+//! panic in one request is that request's `500` ([`panic`](mod@panic)).
 
 pub mod auth;
 mod cloudsign_hook;
@@ -32,6 +32,7 @@ pub mod panic;
 pub(crate) mod processes;
 pub(crate) mod tasks;
 pub mod views;
+pub mod webhooks;
 
 use crate::server::auth::{UserDirectory, Users};
 use crate::server::error::{ApiError, ApiResult};
@@ -122,7 +123,7 @@ impl AppState {
 }
 
 /// Run engine work on the blocking pool. A panic there is this request's `500`
-/// (see [`panic`]), not the server's end.
+/// (see [`panic`](mod@panic)), not the server's end.
 pub async fn blocking<T, F>(f: F) -> ApiResult<T>
 where
     F: FnOnce() -> ApiResult<T> + Send + 'static,

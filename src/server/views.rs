@@ -6,7 +6,7 @@
 //! objects, so new engine event kinds show up without an API change.
 
 use nagare_engine::process::{Process, VarSpec};
-use nagare_engine::runtime::{HistoryEntry, Instance, Task, TaskStatus};
+use nagare_engine::runtime::{HistoryEntry, Instance, Task};
 use nagare_engine::types::{VarType, MAX_STRING_CHARS, MAX_TEXT_CHARS};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -66,11 +66,7 @@ pub struct TaskView {
 
 impl From<Task> for TaskView {
     fn from(t: Task) -> Self {
-        let status = match t.status {
-            TaskStatus::Open => "open",
-            TaskStatus::Completed => "completed",
-            TaskStatus::Cancelled => "cancelled",
-        };
+        let status = t.status.as_str();
         TaskView {
             id: t.id,
             instance: t.instance,

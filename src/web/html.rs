@@ -1,10 +1,10 @@
 //! HTML escaped by construction: markup comes only from string literals (the
-//! format strings of [`html!`]); every argument is escaped unless it is already
+//! format strings of `html!`); every argument is escaped unless it is already
 //! [`Markup`] built the same way.
 
 use std::fmt::{self, Write};
 
-/// A piece of HTML built by [`html!`] (or a literal): safe to insert unescaped.
+/// A piece of HTML built by `html!` (or a literal): safe to insert unescaped.
 #[derive(Debug, Default, Clone)]
 pub struct Markup(String);
 

@@ -73,6 +73,7 @@ fn engine_error(e: nagare_engine::blobs::BlobError) -> BlobError {
         E::TooLarge { .. } | E::NotPdf(_) => BlobError::Refused(e.to_string()),
         E::Missing(s) => BlobError::Missing(s),
         E::Io(io) => BlobError::Io { sha256: String::new(), reason: io.to_string() },
+        other => BlobError::Io { sha256: String::new(), reason: other.to_string() },
     }
 }
 

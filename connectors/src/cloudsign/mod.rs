@@ -31,6 +31,7 @@
 //! Files are checked (PDF, ≤ 10 MB) before any request ([`files`]).
 
 pub mod client;
+#[cfg(feature = "emulators")]
 pub mod emulator;
 pub mod files;
 pub mod import;

@@ -25,6 +25,7 @@
 //! (before any file is uploaded), so any run, not only a retry of one call, finds it.
 
 pub mod client;
+#[cfg(feature = "emulators")]
 pub mod emulator;
 pub mod fields;
 pub mod query;

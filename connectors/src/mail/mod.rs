@@ -15,6 +15,7 @@
 //! refused, say) is the business error `MAIL_REJECTED`; bad input is fatal.
 
 pub mod mime;
+#[cfg(feature = "emulators")]
 pub mod sink;
 
 use crate::config::Secret;

@@ -32,6 +32,7 @@
 
 pub mod client;
 pub mod csv;
+#[cfg(feature = "emulators")]
 pub mod emulator;
 pub mod limiter;
 pub mod params;
@@ -282,6 +283,7 @@ fn with_part(e: ConnectorError, part: usize, first: usize, last: usize, imports:
         ConnectorError::RetryAfter { message, after } => ConnectorError::RetryAfter { message: ctx(message), after },
         ConnectorError::Business { code, message } => ConnectorError::Business { code, message: ctx(message) },
         ConnectorError::Fatal(m) => ConnectorError::Fatal(ctx(m)),
+        other => other,
     }
 }
 

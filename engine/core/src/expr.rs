@@ -66,8 +66,9 @@ pub struct Expr {
     words: Arc<std::collections::HashSet<String>>,
 }
 
-/// The shared, configured rhai engine.
-pub fn engine() -> &'static Engine {
+/// The shared, configured rhai engine. Crate-private: rhai's types are not part
+/// of nagare's public API (a rhai upgrade must not break apps).
+pub(crate) fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     ENGINE.get_or_init(build_engine)
 }

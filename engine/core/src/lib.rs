@@ -1,7 +1,7 @@
 //! nagare-core: the pure, deterministic part of the workflow interpreter.
 //!
 //! [`load`] (YAML with positions) → [`compile`] (validation, petgraph) →
-//! [`process::Process`], run by [`runtime::step`]: `(instance, event, now) →
+//! [`process::Process`], run by [`runtime::step()`]: `(instance, event, now) →
 //! (new instance, commands)`. Nothing here reads files, the network, the clock or
 //! a random source; those are injected by `nagare-engine`, which adds the store,
 //! the locks and the executor. Keeping this a separate crate makes the rule

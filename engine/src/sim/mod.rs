@@ -1,15 +1,15 @@
 //! A seeded simulation of the whole engine under faults (TigerBeetle / FoundationDB
 //! style): one seed fixes every random choice, so a failure replays exactly.
 //!
-//! The driver ([`world`]) runs the real [`Engine`](crate::Engine) on a
-//! [`VirtualClock`](crate::VirtualClock) and a simulated disk ([`disk`]) that loses
+//! The driver (`world`) runs the real [`Engine`](crate::Engine) on a
+//! [`VirtualClock`](crate::VirtualClock) and a simulated disk (`disk`) that loses
 //! unflushed writes on a crash and fails writes and flushes at random. It deploys
-//! random processes ([`grammar`]) and, step by step, starts instances with ordinary
-//! and hostile form values ([`hostile`]), completes and claims tasks, sends
+//! random processes (`grammar`) and, step by step, starts instances with ordinary
+//! and hostile form values (`hostile`), completes and claims tasks, sends
 //! messages, runs due jobs through a connector that succeeds, fails (retryably,
 //! with a business code, fatally), times out or answers late, moves the clock,
 //! retries incidents, cancels, and crashes and reopens the engine. After every step
-//! it checks the invariants (see [`world`]); at the end it turns faults off, lets
+//! it checks the invariants (see `world`); at the end it turns faults off, lets
 //! every instance run to its end and checks that none is stuck.
 //!
 //! Single-threaded and synchronous: due jobs are taken from the engine's queue and

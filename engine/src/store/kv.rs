@@ -7,10 +7,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A key and a value (`None` deletes the key).
 pub type Op = (Vec<u8>, Option<Vec<u8>>);
+/// A key and its value.
 pub type KvPair = (Vec<u8>, Vec<u8>);
 
 /// An ordered key-value backend with atomic, durable batches.
 pub trait Kv: Send + Sync {
+    /// The value of `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Pairs whose key starts with `prefix`, in key order, at most `limit`.
     fn scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<KvPair>, StoreError>;
@@ -138,6 +140,7 @@ impl<K: Kv> KvStore<K> {
         kv.apply(ops)
     }
 
+    /// The backend (tests inspect or break it).
     pub fn backend(&self) -> &K {
         &self.kv
     }

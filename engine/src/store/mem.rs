@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::RwLock;
 
 #[derive(Default)]
+/// A [`Kv`](super::Kv) in memory: nothing survives the process.
 pub struct MemKv {
     map: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
 }

@@ -2,7 +2,7 @@
 //!
 //! The engine writes one [`Batch`] per event: the instance, its history lines, task
 //! and job records, all or nothing, and durable before `commit` returns. Everything
-//! lives in one ordered key space ([`keys`]) so that one atomic batch covers it and
+//! lives in one ordered key space (`keys`) so that one atomic batch covers it and
 //! range scans answer the queries (inbox by group sorted by due date, jobs by due
 //! time, history by instance). [`KvStore`] maps records onto any ordered key-value
 //! backend: [`SledKv`] on disk (the default) and [`MemKv`] in memory. With the
@@ -29,15 +29,36 @@ use serde::{Deserialize, Serialize};
 pub const FORMAT_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+/// Why the store failed. Non-exhaustive: match with a wildcard arm.
 pub enum StoreError {
     #[error("storage I/O failed: {0}")]
+    /// The disk or database failed: what it said.
     Io(String),
     #[error("the data directory {path} is in use by another nagare process (or not writable): {reason}")]
-    Locked { path: String, reason: String },
+    /// The data directory is held by another process (or not writable).
+    Locked {
+        /// The data directory.
+        path: String,
+        /// What the OS said.
+        reason: String,
+    },
     #[error("the store has format version {found}, this nagare reads version {supported}; use a matching nagare or a new data directory")]
-    UnknownFormat { found: String, supported: u32 },
+    /// The store was written by a nagare with another on-disk format.
+    UnknownFormat {
+        /// The version found on disk.
+        found: String,
+        /// The version this nagare reads.
+        supported: u32,
+    },
     #[error("corrupt record at {key}: {reason}")]
-    Corrupt { key: String, reason: String },
+    /// A record cannot be read back.
+    Corrupt {
+        /// Where.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Another process sharing the database wrote first (the instance moved on, the
     /// message was consumed, the business key was taken): nothing was written.
     #[error("a concurrent change won: {0}")]
@@ -46,17 +67,26 @@ pub enum StoreError {
     /// try again later (when it finished, the job is gone; when it died, its lease
     /// runs out).
     #[error("job {job} is being run by another nagare node (its lease has not run out)")]
-    Leased { job: String },
+    Leased {
+        /// The job.
+        job: String,
+    },
 }
 
 /// One deployed version of a process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DefinitionRecord {
+    /// The process id.
     pub id: String,
+    /// Its version (from 1).
     pub version: u32,
+    /// SHA-256 of the source: the same text deploys once.
     pub digest: String,
+    /// The file name it was deployed as.
     pub file: String,
+    /// The process file's text.
     pub source: String,
+    /// When it was deployed.
     pub deployed_at: DateTime<Utc>,
 }
 
@@ -64,6 +94,7 @@ pub struct DefinitionRecord {
 /// setting values, and whether its timer start is paused.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProcessConfig {
+    /// The process id.
     pub process: String,
     /// Setting values that differ from the declared defaults.
     #[serde(default)]
@@ -75,27 +106,41 @@ pub struct ProcessConfig {
     #[serde(default)]
     pub changed_by: Option<String>,
     #[serde(default)]
+    /// When it was changed last.
     pub changed_at: Option<DateTime<Utc>>,
 }
 
-/// Changes that are committed together.
+/// Changes that are committed together. Its fields are internal (a [`Store`]
+/// implementation reads them; see [`crate::internals`]): apps never build one.
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
+    #[doc(hidden)]
     pub definitions: Vec<DefinitionRecord>,
+    #[doc(hidden)]
     pub configs: Vec<ProcessConfig>,
+    #[doc(hidden)]
     pub instances: Vec<Instance>,
+    #[doc(hidden)]
     pub history: Vec<(InstanceId, HistoryEntry)>,
     /// New or changed tasks, each with the record it replaces (for the indexes).
+    #[doc(hidden)]
     pub tasks: Vec<(Option<Task>, Task)>,
+    #[doc(hidden)]
     pub jobs_put: Vec<(Option<Job>, Job)>,
+    #[doc(hidden)]
     pub jobs_delete: Vec<Job>,
+    #[doc(hidden)]
     pub subscriptions_put: Vec<Subscription>,
+    #[doc(hidden)]
     pub subscriptions_delete: Vec<Subscription>,
+    #[doc(hidden)]
     pub messages_put: Vec<BufferedMessage>,
+    #[doc(hidden)]
     pub messages_delete: Vec<BufferedMessage>,
 }
 
 impl Batch {
+    /// Whether the batch changes nothing.
     pub fn is_empty(&self) -> bool {
         self.definitions.is_empty()
             && self.configs.is_empty()
@@ -129,30 +174,45 @@ impl Batch {
 /// A token waiting for a message: the index entry correlation looks up.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Subscription {
+    /// The message name.
     pub name: String,
+    /// The correlation key.
     pub key: String,
+    /// The waiting instance.
     pub instance: InstanceId,
+    /// The waiting token.
     pub token: u32,
+    /// The instance's process.
     pub process: String,
+    /// The node that waits.
     pub node: String,
 }
 
 /// A message nobody waited for yet, kept until `expires_at`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BufferedMessage {
+    /// Its id.
     pub id: u64,
+    /// The message name.
     pub name: String,
+    /// The correlation key.
     pub key: String,
+    /// What it carries.
     pub payload: serde_json::Value,
+    /// When it arrived.
     pub received_at: DateTime<Utc>,
+    /// When it is dropped if nobody takes it.
     pub expires_at: DateTime<Utc>,
 }
 
 /// Which instances to list, in id order.
 #[derive(Debug, Clone, Default)]
 pub struct InstanceFilter {
+    /// Only instances of this process.
     pub process: Option<String>,
+    /// Only instances with this status.
     pub status: Option<Status>,
+    /// Only instances started by this user.
     pub started_by: Option<String>,
     /// Only instances this user started or acted on (see `Instance::participants`).
     pub participant: Option<String>,
@@ -162,6 +222,7 @@ pub struct InstanceFilter {
     pub started_before: Option<DateTime<Utc>>,
     /// Only ids greater than this (paging).
     pub after: Option<InstanceId>,
+    /// At most this many.
     pub limit: Option<usize>,
 }
 
@@ -181,11 +242,14 @@ impl InstanceFilter {
 /// next page starts after it, in the same order the inbox is sorted in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskCursor {
+    /// The task's due date.
     pub due: Option<DateTime<Utc>>,
+    /// The task's id.
     pub id: String,
 }
 
 impl TaskCursor {
+    /// The cursor just after task `t`.
     pub fn of(t: &Task) -> Self {
         TaskCursor { due: t.due, id: t.id.clone() }
     }
@@ -199,9 +263,11 @@ impl TaskCursor {
 /// Which incidents to list (across instances).
 #[derive(Debug, Clone, Default)]
 pub struct IncidentFilter {
+    /// Only incidents of this process.
     pub process: Option<String>,
     /// Only incidents at this node.
     pub node: Option<String>,
+    /// At most this many.
     pub limit: Option<usize>,
 }
 
@@ -211,15 +277,21 @@ pub struct IncidentFilter {
 pub struct TaskQuery {
     /// Tasks any of these groups may work.
     pub groups: Option<Vec<String>>,
+    /// Only tasks held by this user.
     pub assignee: Option<String>,
+    /// Only tasks of this lane.
     pub lane: Option<String>,
+    /// Only tasks of this process.
     pub process: Option<String>,
+    /// Only tasks of this instance.
     pub instance: Option<InstanceId>,
+    /// Only tasks due before this time.
     pub due_before: Option<DateTime<Utc>>,
     /// Only tasks after this one in the sort order (paging).
     pub after: Option<TaskCursor>,
     /// Only tasks past their due date (`Some(true)`), or not (`Some(false)`).
     pub overdue: Option<bool>,
+    /// At most this many.
     pub limit: Option<usize>,
 }
 
@@ -229,14 +301,21 @@ pub trait Store: Send + Sync {
     fn commit(&self, batch: Batch) -> Result<(), StoreError>;
     /// A fresh instance id, never handed out before (also across restarts).
     fn next_instance_id(&self) -> Result<InstanceId, StoreError>;
+    /// Every deployed version of every process.
     fn definitions(&self) -> Result<Vec<DefinitionRecord>, StoreError>;
     /// What administrators changed of each process at run time.
     fn configs(&self) -> Result<Vec<ProcessConfig>, StoreError>;
+    /// Instance `id`.
     fn instance(&self, id: InstanceId) -> Result<Option<Instance>, StoreError>;
+    /// The instance of `process` with business key `key`.
     fn instance_by_key(&self, process: &str, key: &str) -> Result<Option<InstanceId>, StoreError>;
+    /// Instances passing `filter`, in id order.
     fn instances(&self, filter: &InstanceFilter) -> Result<Vec<Instance>, StoreError>;
+    /// Task `id`, open or closed.
     fn task(&self, id: &str) -> Result<Option<Task>, StoreError>;
+    /// Open tasks matching `q`, in inbox order.
     fn open_tasks(&self, q: &TaskQuery) -> Result<Vec<Task>, StoreError>;
+    /// Pending job `id`.
     fn job(&self, id: &str) -> Result<Option<Job>, StoreError>;
     /// Every pending job, earliest due first.
     fn jobs(&self) -> Result<Vec<Job>, StoreError>;
@@ -251,6 +330,7 @@ pub trait Store: Send + Sync {
     fn all_buffered(&self) -> Result<Vec<BufferedMessage>, StoreError>;
     /// A fresh message id, never handed out before (also across restarts).
     fn next_message_id(&self) -> Result<u64, StoreError>;
+    /// The history of instance `id`, oldest first.
     fn history(&self, id: InstanceId) -> Result<Vec<HistoryEntry>, StoreError>;
     /// How many tasks are open (for the metrics gauge, counted once at open).
     fn open_task_count(&self) -> Result<u64, StoreError> {
@@ -306,7 +386,10 @@ pub trait Store: Send + Sync {
 /// A job leased to an external worker, as a shared store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerLease {
+    /// The worker holding it.
     pub worker: String,
+    /// The attempt it holds.
     pub attempt: u32,
+    /// When the lease runs out.
     pub until: DateTime<Utc>,
 }

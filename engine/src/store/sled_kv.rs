@@ -22,6 +22,7 @@ pub enum Durability {
     Relaxed,
 }
 
+/// A [`Kv`](super::Kv) on sled, in the data directory.
 pub struct SledKv {
     db: sled::Db,
     tree: sled::Tree,
@@ -53,6 +54,7 @@ fn io(e: sled::Error) -> StoreError {
 }
 
 impl SledKv {
+    /// Open (or create) the sled database at `path`; another process holding it is refused.
     pub fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
         std::fs::create_dir_all(path).map_err(|e| StoreError::Io(format!("{}: {e}", path.display())))?;
         // sled releases its file lock from a background thread shortly after the last

@@ -2,8 +2,8 @@
 //!
 //! Pure and deterministic (same process, same bytes): the CLI (`nagare diagram`)
 //! and the web inbox's instance page draw with the same code. Three steps:
-//! [`graph`] reads the process into shapes and labelled edges (the only place that
-//! knows the node kinds; a kind it does not know becomes a plain box), [`layout`]
+//! `graph` reads the process into shapes and labelled edges (the only place that
+//! knows the node kinds; a kind it does not know becomes a plain box), `layout`
 //! places them in lanes and layers, and [`svg`] / [`mermaid`] write text.
 //! [`Highlight`] marks an instance's path and its current nodes in the SVG.
 

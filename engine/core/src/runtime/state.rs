@@ -14,6 +14,7 @@ pub type InstanceId = u64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Status {
     Running,
     /// Running, but at least one token is stopped by an incident.
@@ -156,7 +157,8 @@ impl Instance {
         }
     }
 
-    pub fn next_seq(&mut self) -> u32 {
+    /// The next history sequence number; only the step function writes history.
+    pub(crate) fn next_seq(&mut self) -> u32 {
         self.seq += 1;
         self.seq
     }
@@ -439,10 +441,22 @@ pub struct Incident {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum TaskStatus {
     Open,
     Completed,
     Cancelled,
+}
+
+impl TaskStatus {
+    /// The stored and serialised name: `open`, `completed`, `cancelled`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Open => "open",
+            TaskStatus::Completed => "completed",
+            TaskStatus::Cancelled => "cancelled",
+        }
+    }
 }
 
 /// A user task as the inbox sees it.
@@ -550,6 +564,7 @@ pub struct HistoryEntry {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum HistoryEvent {
     Started {
         vars: Vars,

@@ -21,17 +21,36 @@ const PAGE: usize = 100;
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
     #[error(transparent)]
+    /// The source or target store failed.
     Store(#[from] StoreError),
     #[error("the target database already holds a nagare store ({what}); migrate into an empty database or schema")]
-    TargetNotEmpty { what: String },
+    /// The target already holds a store: nothing was copied.
+    TargetNotEmpty {
+        /// What was found there.
+        what: String,
+    },
     #[error("the copy differs from the source in table {table}: source {source_rows} rows (checksum {source_sum:016x}), target {target_rows} rows (checksum {target_sum:016x})")]
-    Mismatch { table: &'static str, source_rows: u64, source_sum: u64, target_rows: u64, target_sum: u64 },
+    /// The copy does not match the source (checked after copying).
+    Mismatch {
+        /// The table.
+        table: &'static str,
+        /// Rows in the source.
+        source_rows: u64,
+        /// Checksum of the source.
+        source_sum: u64,
+        /// Rows in the target.
+        target_rows: u64,
+        /// Checksum of the target.
+        target_sum: u64,
+    },
 }
 
 /// Rows of one table and the wrapping sum of each record's FNV-1a hash of its JSON.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TableSum {
+    /// Rows.
     pub rows: u64,
+    /// Wrapping sum of the rows' hashes.
     pub checksum: u64,
 }
 

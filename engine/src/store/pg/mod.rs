@@ -9,7 +9,7 @@
 //! Instance and message ids come from sequences. Blobs stay on the filesystem.
 //!
 //! Connection: `tokio-postgres` without TLS, for a Unix socket or loopback (see
-//! [`pool`]). Queries filter coarsely in SQL (indexed columns, times to the
+//! `pool`). Queries filter coarsely in SQL (indexed columns, times to the
 //! microsecond) and exactly in Rust with the same predicates as the sled store,
 //! reading in chunks until a page is full.
 
@@ -48,6 +48,7 @@ pub struct PgOptions {
     /// Tables in this schema (created if missing) instead of the search path's
     /// first; letters, digits and `_` only. Tests use one schema each.
     pub schema: Option<String>,
+    /// Connections kept open.
     pub pool_size: usize,
     /// `SET statement_timeout` on every connection (none: PostgreSQL's setting).
     pub statement_timeout: Option<std::time::Duration>,
@@ -56,6 +57,7 @@ pub struct PgOptions {
 }
 
 impl PgOptions {
+    /// Options for `url` with every default.
     pub fn new(url: impl Into<String>) -> Self {
         PgOptions {
             url: url.into(),
@@ -77,12 +79,14 @@ impl PgOptions {
         Ok(o)
     }
 
+    /// Keep the tables in `schema`.
     pub fn schema(mut self, schema: impl Into<String>) -> Self {
         self.schema = Some(schema.into());
         self
     }
 }
 
+/// The store in PostgreSQL: several nagare nodes may share it.
 pub struct PgStore {
     pool: Pool,
     incarnation: String,
@@ -143,11 +147,7 @@ fn unkey(s: String) -> String {
 }
 
 fn task_status(s: TaskStatus) -> &'static str {
-    match s {
-        TaskStatus::Open => "open",
-        TaskStatus::Completed => "completed",
-        TaskStatus::Cancelled => "cancelled",
-    }
+    s.as_str()
 }
 
 fn check_schema_name(s: &str) -> Result<(), StoreError> {

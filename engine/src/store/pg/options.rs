@@ -12,14 +12,19 @@ pub const MAX_STATEMENT_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Shortest and longest job lease beyond the call's timeout. Shorter than 1 s
 /// would let a busy node's job be taken over while it is still starting it.
 pub const MIN_JOB_LEASE: Duration = Duration::from_secs(1);
+/// Longest job lease (a day).
 pub const MAX_JOB_LEASE: Duration = Duration::from_secs(86_400);
 
 /// The options found in a store string, and the string without them.
 #[derive(Debug, Default, PartialEq)]
 pub struct StoreParams {
+    /// The connection string without nagare's own options.
     pub url: String,
+    /// `pool_size=`.
     pub pool_size: Option<usize>,
+    /// `statement_timeout=`.
     pub statement_timeout: Option<Duration>,
+    /// `job_lease=`.
     pub job_lease: Option<Duration>,
 }
 

@@ -231,6 +231,7 @@ pub struct FieldError {
 
 /// Why an event was refused. Nothing changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Rejection {
     #[error("task {0} is not open")]
     TaskNotOpen(String),
