@@ -52,7 +52,7 @@
 // The pure core, re-exported so that `nagare_engine::runtime` etc. keep working and
 // the edge modules below can say `crate::runtime`.
 pub use nagare_core::{
-    compile, diag, diagram, expr, load, model, process, runtime, schedule, schema, sensitive, types,
+    ambient, compile, diag, diagram, expr, load, model, process, runtime, schedule, schema, sensitive, types,
 };
 
 pub mod asynchronous;
@@ -72,6 +72,7 @@ pub mod incidents;
 mod lock;
 pub mod messages;
 pub mod notify;
+pub mod org;
 pub mod prelude;
 pub mod records;
 #[cfg(test)]

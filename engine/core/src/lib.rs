@@ -7,6 +7,7 @@
 //! the locks and the executor. Keeping this a separate crate makes the rule
 //! structural: a test fails if this crate's manifest gains an IO dependency.
 
+pub mod ambient;
 pub mod calendar;
 pub mod compile;
 pub mod diag;
@@ -15,6 +16,7 @@ pub mod expr;
 pub mod kinds;
 pub mod load;
 pub mod model;
+pub mod org;
 pub mod process;
 pub mod runtime;
 pub mod schedule;
