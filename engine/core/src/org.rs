@@ -245,6 +245,14 @@ impl Org {
     }
 }
 
+/// The group a candidate user is offered a task through: a task offered to
+/// candidates (`candidates:`) lists one `user:<id>` group per candidate, and the
+/// server counts every user a member of their own, so inboxes, claims and
+/// visibility work as for lane groups. Group names starting `user:` are reserved.
+pub fn candidate_group(user: &str) -> String {
+    format!("user:{user}")
+}
+
 fn too_long(s: &str) -> bool {
     s.chars().count() > MAX_NAME_CHARS || s.trim().is_empty()
 }

@@ -148,13 +148,6 @@ pub(crate) fn resolve(run: &mut Run<'_>, node: &str, spec: &UserTaskSpec) -> Rou
     Routing::Open { assignee, candidates, fallback: None }
 }
 
-/// The group a candidate user is offered a task through: a task offered to
-/// candidates lists one `user:<id>` group per candidate, and every user is a
-/// member of their own (so inboxes, claims and visibility need nothing new).
-pub fn candidate_group(user: &str) -> String {
-    format!("user:{user}")
-}
-
 /// A user task's `assignee:` value: a user id, or `()`/blank for the lane's groups.
 fn assignee_of(v: Value) -> Result<Option<String>, String> {
     match v {

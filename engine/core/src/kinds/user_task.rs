@@ -113,7 +113,7 @@ pub(crate) fn exec(run: &mut Run<'_>, mut token: Moving, node: &Node, spec: &Use
     let task_id = format!("{}-{}", run.inst.id, seq);
     let lane = fallback.unwrap_or_else(|| node.lane.clone().unwrap_or_default());
     let groups = match candidates {
-        Some(c) => c.iter().map(|u| super::route::candidate_group(u)).collect(),
+        Some(c) => c.iter().map(|u| crate::org::candidate_group(u)).collect(),
         None => p.lane_groups(&lane).to_vec(),
     };
     let task = Task {
