@@ -294,7 +294,7 @@ pub async fn remove(
 /// A request filed on someone's behalf.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct FileRequest {
+pub struct ProxyFiling {
     /// In whose name: the instance's `started_by`.
     pub principal: String,
     pub process: String,
@@ -308,7 +308,7 @@ pub struct FileRequest {
 /// 代理申請: start a process in the principal's name, as their proxy with
 /// `filing: true`. The principal must be allowed to start it.
 #[utoipa::path(post, path = "/api/v1/proxies/file", operation_id = "file_for", tag = "proxies",
-    request_body = FileRequest,
+    request_body = ProxyFiling,
     responses(
         (status = 201, description = "Started in the principal's name", body = InstanceView),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
@@ -320,7 +320,7 @@ pub struct FileRequest {
 pub async fn file(
     State(state): State<AppState>,
     Auth(caller): Auth,
-    ApiJson(req): ApiJson<FileRequest>,
+    ApiJson(req): ApiJson<ProxyFiling>,
 ) -> ApiResult<(StatusCode, Json<InstanceView>)> {
     check_text("process", &req.process, MAX_KEY_CHARS, true)?;
     if let Some(k) = &req.business_key {
