@@ -11,6 +11,7 @@ pub mod instances;
 pub mod messages;
 pub mod migrate;
 pub mod processes;
+pub mod proxy;
 pub mod remote;
 pub mod run;
 pub mod serve;

@@ -43,7 +43,7 @@ impl Remote {
 
     /// `method path` with an optional JSON body; the JSON answer, or the server's
     /// `{code, message}` as the error.
-    fn call(
+    pub(crate) fn call(
         &self,
         method: reqwest::Method,
         path: &str,
