@@ -32,7 +32,7 @@ impl Engine {
     /// this thread (set by [`Engine::complete_for`], [`Engine::start_for`]) stays.
     pub(crate) fn ambient_for(&self, p: &Process, now: DateTime<Utc>) -> Ambient {
         let org = self.org();
-        let days_off: Arc<[chrono::NaiveDate]> = org.days_off_for(&p.id).into();
+        let days_off = org.days_off_for(&p.id);
         let on = Some(now.with_timezone(&p.time_zone).date_naive());
         Ambient { org, days_off, on, proxy: ambient::proxy() }
     }

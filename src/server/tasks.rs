@@ -216,8 +216,13 @@ pub async fn claim(
 ) -> ApiResult<Json<TaskView>> {
     let engine = state.engine.clone();
     blocking(move || {
-        workable_task(&engine, &caller, &id)?;
-        engine.claim(&id, &caller.id).map_err(|e| task_error(e, &id, None))?;
+        let task = workable_task(&engine, &caller, &id)?;
+        // A proxy claims a task offered to the principal in the principal's name.
+        match caller.principal_for(&task) {
+            Some(principal) => engine.claim_for(&id, principal, &caller.id),
+            None => engine.claim(&id, &caller.id),
+        }
+        .map_err(|e| task_error(e, &id, None))?;
         Ok(Json(engine.task(&id)?.into()))
     })
     .await

@@ -81,6 +81,9 @@ async fn a_proxy_completes_a_task_in_the_principals_name_and_the_history_names_b
     assert!(!ids(&api.get(SUZUKI, "/api/v1/tasks").await.expect(200)).contains(&legal));
     api.post(KIMURA, "/api/v1/proxies", json!({ "proxy": "suzuki", "until": until })).await.expect(201);
     assert!(ids(&api.get(SUZUKI, "/api/v1/tasks").await.expect(200)).contains(&legal));
+    // A proxy claims it for the principal, then completes it.
+    let claimed = api.post(SUZUKI, &format!("/api/v1/tasks/{legal}/claim"), json!({})).await.expect(200);
+    assert_eq!(claimed["assignee"], json!("kimura"), "claimed in the principal's name: {claimed}");
     api.post(SUZUKI, &format!("/api/v1/tasks/{legal}/complete"), json!({})).await.expect(200);
     let history = api.get(ADMIN, &format!("/api/v1/instances/{id}/history")).await.expect(200);
     let completed = line(&history, "task_completed");

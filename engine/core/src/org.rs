@@ -88,7 +88,8 @@ impl Post {
 /// Company days off of one calendar and the processes that use it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Calendar {
-    pub days_off: Vec<NaiveDate>,
+    /// Sorted; shared with every step that uses the calendar (no copy per event).
+    pub days_off: std::sync::Arc<[NaiveDate]>,
     pub processes: Vec<String>,
 }
 
@@ -239,9 +240,9 @@ impl Org {
 
     /// The company days off of `process`: its calendar's (`processes:`), else the
     /// `default` calendar's, else none.
-    pub fn days_off_for(&self, process: &str) -> &[NaiveDate] {
+    pub fn days_off_for(&self, process: &str) -> std::sync::Arc<[NaiveDate]> {
         let own = self.calendars.values().find(|c| c.processes.iter().any(|p| p == process));
-        own.or_else(|| self.calendars.get("default")).map(|c| c.days_off.as_slice()).unwrap_or_default()
+        own.or_else(|| self.calendars.get("default")).map(|c| c.days_off.clone()).unwrap_or_default()
     }
 }
 
@@ -460,7 +461,8 @@ fn check(def: OrgFile, map: &SourceMap, known_user: Option<&dyn Fn(&str) -> bool
                 );
             }
         }
-        calendars.insert(name, Calendar { days_off: days.into_iter().collect(), processes: c.processes });
+        calendars
+            .insert(name, Calendar { days_off: days.into_iter().collect::<Vec<_>>().into(), processes: c.processes });
     }
     let departments = def.departments.into_iter().map(|(k, d)| (k, d.parent)).collect();
     Org { departments, positions: def.positions, users, calendars }
@@ -554,7 +556,7 @@ calendars:
         assert_eq!(o.position_in("法務課", "部長", on), Some("kanri"));
         assert_eq!(o.position_in("営業一課", "役員", on), Some("president"));
         assert_eq!(o.users_in("法務課", on), vec!["legal1", "legal2"]);
-        assert_eq!(o.days_off_for("shipping"), &[d("2026-08-13"), d("2026-08-14")]);
+        assert_eq!(&*o.days_off_for("shipping"), &[d("2026-08-13"), d("2026-08-14")]);
         assert!(o.days_off_for("other").contains(&d("2027-01-02")));
         assert!(!o.days_off_for("other").contains(&d("2027-01-04")));
     }
