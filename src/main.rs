@@ -192,6 +192,12 @@ enum Command {
         after_help = "Example:\n  nagare migrate-store --from sled:./nagare-data --to postgres://nagare@localhost/nagare"
     )]
     MigrateStore(cli::migrate::MigrateStoreArgs),
+    /// Move running instances of one process version to another: a plan (dry run),
+    /// then its apply.
+    #[command(
+        after_help = "Example:\n  nagare migrate plan --process expense-approval --from 1 --to 2 --map 領収書確認=証憑確認 \\\n      --set '領収書あり=if 領収書あり { \"あり\" } else { \"なし\" }' --out plan.json\n  nagare migrate apply plan.json"
+    )]
+    Migrate(cli::migrate_instances::MigrateArgs),
 }
 
 #[derive(Args)]
@@ -345,6 +351,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => bench::run(&out, &data, a, data_given),
         Command::Simulate(a) => cli::simulate::run(&out, a),
         Command::MigrateStore(a) => cli::migrate::run(&out, a),
+        Command::Migrate(a) => cli::migrate_instances::run(&out, &data, a),
     };
     finish(result)
 }

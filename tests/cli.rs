@@ -955,3 +955,42 @@ fn shown_pairs() -> impl Fn(&str) -> Vec<(String, String)> {
         out
     }
 }
+
+#[test]
+fn migrate_plan_then_apply_moves_running_instances() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(nagare(&data, &["deploy", "processes/expense-approval.yaml"]).status.success());
+    let start = ["start", "expense-approval", "--var", "件名=出張", "--var", "費目=交通費", "--var", "金額=3000"];
+    for _ in 0..2 {
+        let s = nagare(&data, &[&start[..], &["--var", "利用日=2026-11-30"]].concat());
+        assert!(s.status.success(), "{}", stderr(&s));
+    }
+    let v1 = std::fs::read_to_string("processes/expense-approval.yaml").unwrap();
+    let v2 = v1
+        .replace("  申請:\n", "  申請入力:\n")
+        .replace("send_back: 申請\n", "send_back: 申請入力\n")
+        .replace("next: 申請 }", "next: 申請入力 }");
+    let file = dir.path().join("expense-approval.yaml");
+    std::fs::write(&file, v2).unwrap();
+    let d = nagare(&data, &["deploy", file.to_str().unwrap()]);
+    assert!(stdout(&d).contains("version 2"), "{}", stdout(&d));
+
+    let base = ["migrate", "plan", "--process", "expense-approval", "--from", "1", "--to", "2"];
+    let dry = nagare(&data, &base);
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    let text = stdout(&dry);
+    assert!(text.contains("INVALID") && text.contains("node-gone") && text.contains("2 invalid"), "{text}");
+
+    let plan = dir.path().join("plan.json");
+    let p = nagare(&data, &[&base[..], &["--map", "申請=申請入力", "--out", plan.to_str().unwrap()]].concat());
+    assert!(stdout(&p).contains("2 can move"), "{}", stdout(&p));
+    let a = nagare(&data, &["migrate", "apply", plan.to_str().unwrap()]);
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert!(stdout(&a).contains("migrated 2"), "{}", stdout(&a));
+    let again = nagare(&data, &["migrate", "apply", plan.to_str().unwrap()]);
+    assert!(stdout(&again).contains("already_migrated 2"), "{}", stdout(&again));
+    let show = nagare(&data, &["show", "1"]);
+    assert!(stdout(&show).contains("migrated"), "{}", stdout(&show));
+    assert!(stdout(&show).contains("申請入力"), "{}", stdout(&show));
+}

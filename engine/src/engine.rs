@@ -121,6 +121,7 @@ pub struct EngineBuilder {
     message_ttl: std::time::Duration,
     blobs: Option<Blobs>,
     event_capacity: usize,
+    max_job_starts: u32,
 }
 
 impl EngineBuilder {
@@ -178,6 +179,15 @@ impl EngineBuilder {
         self
     }
 
+    /// Unfinished starts after which a job becomes an incident instead of running
+    /// again (default [`MAX_JOB_STARTS`], at least 1). Raise it where the process is
+    /// stopped on purpose while jobs run (a kill test, an aggressive autoscaler), so
+    /// that stops which are not the job's fault do not add up to a crash loop.
+    pub fn max_job_starts(mut self, n: u32) -> Self {
+        self.max_job_starts = n.max(1);
+        self
+    }
+
     pub fn connector(mut self, name: impl Into<String>, c: impl Connector + 'static) -> Self {
         self.connectors.register(name, c);
         self
@@ -217,6 +227,7 @@ impl EngineBuilder {
             blobs: self.blobs.unwrap_or_else(Blobs::in_memory),
             events: tokio::sync::broadcast::Sender::new(self.event_capacity),
             org: RwLock::default(),
+            max_job_starts: self.max_job_starts,
         };
         let engine = Engine { inner: Arc::new(inner) };
         engine.reload()?;
@@ -252,6 +263,8 @@ pub(crate) struct Inner {
     stats: Stats,
     pub(crate) message_ttl: std::time::Duration,
     pub(crate) blobs: Blobs,
+    /// [`EngineBuilder::max_job_starts`].
+    max_job_starts: u32,
     /// Told of every durable instance commit ([`crate::events`]).
     events: tokio::sync::broadcast::Sender<EngineEvent>,
     /// The org chart and company days off in force ([`crate::org`]).
@@ -305,6 +318,7 @@ impl Engine {
             message_ttl: DEFAULT_MESSAGE_TTL,
             blobs: None,
             event_capacity: crate::events::DEFAULT_EVENT_CAPACITY,
+            max_job_starts: MAX_JOB_STARTS,
         }
     }
 
@@ -1058,7 +1072,7 @@ impl Engine {
     }
 
     /// Count a start of job `id` in the store, durably, before running it. `None`:
-    /// do not run it: it is gone, or it was started [`MAX_JOB_STARTS`] times already
+    /// do not run it: it is gone, or it was started [`EngineBuilder::max_job_starts`] times already
     /// without an outcome and is now an incident.
     pub(crate) fn begin_run(&self, id: &str) -> Result<Option<Job>, EngineError> {
         let Some(job) = self.inner.store.job(id)? else { return Ok(None) };
@@ -1080,7 +1094,7 @@ impl Engine {
         let guard = self.inner.locks[shard].lock().expect("lock");
         let Some((job, starts)) = self.inner.store.count_start(id)? else { return Ok(None) };
         drop(guard);
-        if starts <= MAX_JOB_STARTS {
+        if starts <= self.inner.max_job_starts {
             return Ok(Some(job));
         }
         self.give_up(&job, starts - 1)?;

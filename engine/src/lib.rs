@@ -52,7 +52,7 @@
 // The pure core, re-exported so that `nagare_engine::runtime` etc. keep working and
 // the edge modules below can say `crate::runtime`.
 pub use nagare_core::{
-    ambient, compile, diag, diagram, expr, load, model, process, runtime, schedule, schema, sensitive, types,
+    ambient, compile, diag, diagram, expr, load, migrate, model, process, runtime, schedule, schema, sensitive, types,
 };
 
 pub mod asynchronous;
@@ -71,6 +71,7 @@ pub mod files;
 pub mod incidents;
 mod lock;
 pub mod messages;
+pub mod migrations;
 pub mod notify;
 pub mod org;
 pub mod prelude;
@@ -96,6 +97,7 @@ pub use executor::Executor;
 pub use expr::Vars;
 pub use incidents::IncidentView;
 pub use messages::{Correlation, MessageOptions};
+pub use migrations::{ApplyOutcome, ApplyReport, MigrationPlan};
 pub use records::{RecordStart, RecordStartOptions};
 pub use sendback::SendBackNote;
 pub use typed::{TypedVarsError, VarsAs, VarsFromSerde};

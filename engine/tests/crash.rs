@@ -118,6 +118,11 @@ fn child_main(dir: &Path) {
         .data_dir(dir.join("data"))
         .expect("open data dir")
         .connector("effect", effect)
+        // Up to 20 kills land at random moments, often while the same recovered
+        // jobs are running again; with the default of 5 unfinished starts such a
+        // job would (rightly) become a crash-loop incident, which is not what this
+        // test checks. The guard itself is tested in `reliability_tests`.
+        .max_job_starts(1000)
         .build()
         .expect("build engine");
     engine.deploy("crash.yaml", YAML).expect("deploy");

@@ -163,6 +163,7 @@ fn render_entry(out: &mut String, engine: &Engine, instance: u64, h: &HistoryEnt
             }
             d
         }
+        H::Migrated { from, to, changes } => format!("from={from} to={to} changes={changes:?}"),
     };
     if let Some(u) = &h.user {
         let by = match &h.proxy {

@@ -372,6 +372,10 @@ fn detail(h: &HistoryEntry) -> String {
             parts.push(format!("incident={incident} message={message}"))
         }
         HistoryEvent::Cancelled { reason } => parts.push(format!("reason={reason}")),
+        HistoryEvent::Migrated { from, to, changes } => {
+            parts.push(format!("version {from} → {to}"));
+            parts.extend(changes.iter().cloned());
+        }
         HistoryEvent::IncidentSkipped { incident, vars, to } => {
             parts.push(format!("incident={incident} to={to}"));
             if !vars.is_empty() {

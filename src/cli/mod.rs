@@ -10,6 +10,7 @@ pub mod incidents;
 pub mod instances;
 pub mod messages;
 pub mod migrate;
+pub mod migrate_instances;
 pub mod processes;
 pub mod proxy;
 pub mod remote;

@@ -26,6 +26,7 @@ pub(crate) mod instances;
 mod jobs;
 mod messages;
 pub mod metrics;
+mod migrations;
 pub mod openapi;
 pub mod org;
 pub mod panic;
@@ -169,6 +170,8 @@ fn protected(names: &mut SchemaNames) -> OpenApiRouter<AppState> {
         .routes(names.check(routes!(incidents::list)))
         .routes(names.check(routes!(incidents::retry)))
         .routes(names.check(routes!(incidents::resolve)))
+        .routes(names.check(routes!(migrations::plan)))
+        .routes(names.check(routes!(migrations::apply)))
         .routes(names.check(routes!(jobs::activate)))
         .routes(names.check(routes!(jobs::complete)))
         .routes(names.check(routes!(jobs::fail)))

@@ -483,6 +483,14 @@ async fn openapi_schema_names_are_unique_and_constraints_match_the_handlers() {
             json!({ "code": "" }),
         ),
         ("MessageRequest", "name", Method::POST, "/api/v1/messages".into(), SATO, json!({ "name": "" })),
+        (
+            "MigrationRequest",
+            "process",
+            Method::POST,
+            "/api/v1/migrations/plan".into(),
+            ADMIN,
+            json!({ "process": "", "from": 1, "to": 2 }),
+        ),
         ("FailRequest", "message", Method::POST, "/api/v1/jobs/1-1-1/fail".into(), WORKER, json!({ "message": "" })),
         (
             "FailRequest",

@@ -16,6 +16,7 @@ mod hostile;
 mod hostile_values;
 mod jobs;
 mod loader;
+mod migrations;
 mod multi;
 #[cfg(feature = "postgres")]
 mod nodes;

@@ -15,6 +15,7 @@ pub mod diagram;
 pub mod expr;
 pub mod kinds;
 pub mod load;
+pub mod migrate;
 pub mod model;
 pub mod org;
 pub mod process;

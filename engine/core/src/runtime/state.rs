@@ -694,6 +694,14 @@ pub enum HistoryEvent {
     Cancelled {
         reason: String,
     },
+    /// Moved from version `from` to version `to` of its process by an operator's
+    /// migration plan; `changes` says what moved (`token 4: 申請 → 申請入力`...).
+    Migrated {
+        from: u32,
+        to: u32,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        changes: Vec<String>,
+    },
 }
 
 impl HistoryEvent {
@@ -734,6 +742,7 @@ impl HistoryEvent {
             HistoryEvent::Ended => "ended",
             HistoryEvent::Completed => "completed",
             HistoryEvent::Cancelled { .. } => "cancelled",
+            HistoryEvent::Migrated { .. } => "migrated",
         }
     }
 }

@@ -581,7 +581,7 @@ enum Catcher {
 }
 
 impl<'a> Run<'a> {
-    fn new(p: &'a Process, inst: &'a mut Instance, now: DateTime<Utc>) -> Self {
+    pub(crate) fn new(p: &'a Process, inst: &'a mut Instance, now: DateTime<Utc>) -> Self {
         Run {
             p,
             settings: p.setting_env(),
