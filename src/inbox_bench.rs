@@ -89,12 +89,23 @@ fn users(clients: usize) -> Users {
     let mut list: Vec<(Caller, Vec<String>)> = (0..clients)
         .map(|c| {
             let id = format!("c{c:02}");
-            let caller =
-                Caller { id: id.clone(), name: None, groups: vec![format!("g{:02}", c % GROUPS)], admin: false };
+            let caller = Caller {
+                id: id.clone(),
+                name: None,
+                groups: vec![format!("g{:02}", c % GROUPS)],
+                admin: false,
+                acting_for: vec![],
+            };
             (caller, vec![format!("bench-{id}")])
         })
         .collect();
-    let probe = Caller { id: "probe".into(), name: None, groups: vec![format!("g{MEASURED_GROUP:02}")], admin: false };
+    let probe = Caller {
+        id: "probe".into(),
+        name: None,
+        groups: vec![format!("g{MEASURED_GROUP:02}")],
+        admin: false,
+        acting_for: vec![],
+    };
     list.push((probe, vec!["bench-probe".into()]));
     Users::from_callers(list)
 }

@@ -115,6 +115,11 @@ enum Command {
         after_help = "Example:\n  nagare complete 1-3 --user tanaka --var 上長コメント=OK\n  nagare complete 1-3 --user tanaka --outcome reject\n  nagare complete 1-3 --user tanaka --send-back --comment \"領収書が不鮮明です\""
     )]
     Complete(cli::tasks::CompleteArgs),
+    /// Proxies (代理人) through a running server: list, set for a period, remove.
+    #[command(
+        after_help = "Example:\n  nagare --server http://127.0.0.1:8080 --token demo-tanaka proxy set kato --until 2026-12-10\n  nagare --server http://127.0.0.1:8080 --token demo-tanaka proxy list\n  nagare --server http://127.0.0.1:8080 --token demo-admin proxy set suzuki --for kimura --until 2026-12-31 --filing"
+    )]
+    Proxy(cli::proxy::ProxyArgs),
     /// Cancel a running instance.
     #[command(after_help = "Example:\n  nagare cancel 1 --user admin --reason \"duplicate\"")]
     Cancel {
@@ -350,6 +355,7 @@ fn main() -> ExitCode {
         Command::Incidents(a) => cli::incidents::run(&out, &data, a),
         Command::Config(a) => cli::config::run(&out, &data, a),
         Command::Run { until_idle } => cli::run::run(&out, &data, until_idle),
+        Command::Proxy(a) => cli::proxy::run(None, &out, a),
         Command::Serve(a) => cli::serve::serve(&data, a),
         Command::Token => cli::serve::token(&out),
         Command::Emulate { service, addr, http_addr, cloudsign } => {
@@ -383,6 +389,7 @@ fn remote(
         Command::Complete(a) => client().and_then(|c| r::complete(&c, out, a)),
         Command::Show { instance } => client().and_then(|c| r::show(&c, out, instance)),
         Command::Processes => client().and_then(|c| r::processes(&c, out)),
+        Command::Proxy(a) => cli::proxy::run(Some(client()), out, a),
         other => return Err(other),
     })
 }

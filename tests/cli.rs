@@ -563,6 +563,34 @@ impl Drop for Serve {
     }
 }
 
+/// Issue #21: `nagare proxy` sets, lists and removes proxies through a running
+/// serve (which read config/org.yaml at start), kept in the data directory.
+#[test]
+fn proxies_are_set_listed_and_removed_through_a_running_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let serve = Serve::start(&data, &[]);
+    let until = (chrono::Utc::now() + chrono::Duration::days(7)).format("%Y-%m-%d").to_string();
+    let set = serve.client("demo-tanaka", &["proxy", "set", "kato", "--until", &until, "--filing"]);
+    assert!(set.status.success(), "{}", stderr(&set));
+    assert!(stdout(&set).contains("kato acts for tanaka"), "{}", stdout(&set));
+    assert!(stdout(&set).contains("(may file requests)"), "{}", stdout(&set));
+    let list = serve.client("demo-kato", &["--json", "proxy", "list"]);
+    let v: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(v["items"][0]["principal"], "tanaka", "{v}");
+    let stored = std::fs::read_to_string(data.join("proxies.json")).expect("kept in the data directory");
+    assert!(stored.contains("\"proxy\": \"kato\""), "{stored}");
+    let other = serve.client("demo-tanaka", &["proxy", "set", "kato", "--until", &until, "--for", "yamada"]);
+    assert_eq!(other.status.code(), Some(1), "only administrators set someone else's");
+    let id = v["items"][0]["id"].as_u64().unwrap().to_string();
+    let removed = serve.client("demo-tanaka", &["proxy", "remove", &id]);
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    let list = serve.client("demo-kato", &["proxy", "list"]);
+    assert!(!stdout(&list).contains("tanaka"), "{}", stdout(&list));
+    let local = nagare(&data, &["proxy", "list"]);
+    assert!(stderr(&local).contains("--server"), "says where proxies live: {}", stderr(&local));
+}
+
 /// Issue #16: with `serve` running, the CLI goes through the API (`--server`,
 /// `--token`); without it, the lock error says what to do.
 #[test]

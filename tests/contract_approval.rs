@@ -102,6 +102,7 @@ impl World {
         let text = std::fs::read_to_string(root().join("processes/contract-approval.yaml")).unwrap();
         engine.deploy("processes/contract-approval.yaml", &text).unwrap();
         let users = Users::load(&root().join("config/users.yaml")).unwrap();
+        engine.set_org(nagare::server::org::load_file(&root().join("config/org.yaml"), &users).unwrap());
         let state = AppState::new(engine.clone(), users).with_connectors(connectors.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = Server::start_with(listener, state, std::future::pending()).unwrap();
@@ -310,8 +311,17 @@ async fn approval_sends_the_draft_and_the_webhook_concludes_it() {
     assert_eq!(emails, ["tantou@example.co.jp", "daihyo@example.co.jp"], "recipients in send order");
     assert_eq!(d.attribute["counterparty"], json!("株式会社サンプル"));
     assert_eq!(d.attribute["amount"], json!(1_200_000));
-    // The approval and the requester's withdrawal are open side by side.
-    assert_eq!(open_nodes(&w.instance(id).await), ["上長承認", "取り下げ受付"]);
+    // The approval and the requester's withdrawal are open side by side; the
+    // approval is sato's manager's (tanaka, from config/org.yaml), due in three
+    // business days (Fri 12-04, end of the day in Japan).
+    let v = w.instance(id).await;
+    assert_eq!(open_nodes(&v), ["上長承認", "取り下げ受付"]);
+    let approval = v["open_tasks"].as_array().unwrap().iter().find(|t| t["node"] == "上長承認").unwrap();
+    assert_eq!(approval["assignee"], json!("tanaka"), "{approval}");
+    assert_eq!(approval["due"], json!("2026-12-04T14:59:59Z"), "{approval}");
+    let other_manager =
+        w.post("yamada", &format!("/api/v1/tasks/{}/complete", approval["id"].as_str().unwrap()), json!({})).await;
+    assert_eq!(other_manager.status, 409, "only the requester's manager approves: {}", other_manager.body);
 
     // A day and a half without an answer: one reminder, the task stays open.
     w.advance(chrono::Duration::hours(36)).await;
@@ -324,6 +334,18 @@ async fn approval_sends_the_draft_and_the_webhook_concludes_it() {
         .expect(200);
     w.complete("sato", id, "修正", json!({ "variables": { "申請理由": "開発業務の委託（3か月）" } })).await;
     w.approve_all(id).await;
+    // The history records whom the org chose: the manager, then everyone in 法務部.
+    let routed: Vec<Vec<String>> = w
+        .engine
+        .history(id)
+        .unwrap()
+        .into_iter()
+        .filter_map(|h| match h.event {
+            HistoryEvent::TaskRouted { to, .. } => Some(to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(routed, [vec!["tanaka"], vec!["tanaka"], vec!["kimura"]], "before and after the send-back, then legal");
 
     // Final approval: sent; the withdrawal task is gone with the approval.
     let v = w.wait_for(id, |v| waits_at(v, "締結待ち")).await;
@@ -450,7 +472,10 @@ async fn an_expired_request_deletes_its_draft() {
     let w = World::start(SATO_CLIENT, true).await;
     let id = w.file(true).await;
     let doc = w.draft(id).await;
-    w.advance(chrono::Duration::days(15)).await;
+    // 14 business days from Tue 2026-12-01: midnight of Mon 12-21 in Japan.
+    w.advance(chrono::Duration::days(18)).await;
+    assert_eq!(w.instance(id).await["status"], json!("running"), "calendar days are not business days");
+    w.advance(chrono::Duration::days(2)).await;
     let v = w.wait_for(id, |v| v["status"] == "completed").await;
     assert_eq!(v["variables"]["状態"], json!("期限切れ"), "{v}");
     assert_eq!(v["variables"]["督促回数"], json!(3), "three reminders, then no more");

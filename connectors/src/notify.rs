@@ -32,7 +32,8 @@ fn fatal(m: impl Into<String>) -> ConnectorError {
     ConnectorError::Fatal(m.into())
 }
 
-/// Who hears about the task: its assignee, else the members of its groups.
+/// Who hears about the task: its assignee, else the members of its groups (a
+/// task offered to candidates lists `user:<id>` groups: those users).
 fn recipients(contacts: &[Contact], task: &Value) -> Vec<String> {
     let assignee = task["assignee"].as_str();
     let groups: Vec<&str> =
@@ -41,7 +42,10 @@ fn recipients(contacts: &[Contact], task: &Value) -> Vec<String> {
         .iter()
         .filter(|c| match assignee {
             Some(a) => c.id == a,
-            None => c.groups.iter().any(|g| groups.contains(&g.as_str())),
+            None => {
+                c.groups.iter().any(|g| groups.contains(&g.as_str()))
+                    || groups.contains(&nagare_engine::org::candidate_group(&c.id).as_str())
+            }
         })
         .filter_map(Contact::mailbox)
         .take(MAX_RECIPIENTS)
@@ -121,6 +125,8 @@ mod tests {
         assert_eq!(recipients(&book, &task), vec!["a@example.com", "b@example.com"]);
         let task = json!({"groups": ["acc"], "assignee": "m"});
         assert_eq!(recipients(&book, &task), vec!["m@example.com"]);
+        let offered = json!({"groups": ["user:b", "user:m"], "assignee": null});
+        assert_eq!(recipients(&book, &offered), vec!["b@example.com", "m@example.com"], "candidates");
         let (s, t) = compose(
             "overdue",
             &json!({"title": "承認", "lane": "経理", "process": "p", "instance": 3}),

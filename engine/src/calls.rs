@@ -127,7 +127,9 @@ impl Engine {
                 }
             }
         };
-        let stepped = contain::catch(|| runtime::step(&pp, &mut parent, event, now));
+        let ambient = self.ambient_for(&pp, now);
+        let stepped =
+            contain::catch(|| crate::ambient::within(ambient, || runtime::step(&pp, &mut parent, event, now)));
         let mut tr = match stepped {
             Ok(Ok(tr)) => tr,
             Ok(Err(r)) => return Err(EngineError::Conflict(r)),
@@ -165,7 +167,10 @@ impl Engine {
         link: ParentLink,
         now: DateTime<Utc>,
     ) -> Result<(runtime::Instance, runtime::Transition, Arc<Process>), String> {
-        let started = contain::catch(|| runtime::start_called(cp, id, vars, by, key, Some(link), now));
+        let ambient = self.ambient_for(cp, now);
+        let started = contain::catch(|| {
+            crate::ambient::within(ambient, || runtime::start_called(cp, id, vars, by, key, Some(link), now))
+        });
         let (mut inst, mut tr) = match started {
             Ok(Ok(r)) => r,
             Ok(Err(Rejection::InvalidData(errors))) => {

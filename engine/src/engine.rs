@@ -248,6 +248,7 @@ impl EngineBuilder {
             message_ttl: self.message_ttl,
             blobs: self.blobs.unwrap_or_else(Blobs::in_memory),
             events: tokio::sync::broadcast::Sender::new(self.event_capacity),
+            org: RwLock::default(),
             max_job_starts: self.max_job_starts,
         };
         let engine = Engine { inner: Arc::new(inner) };
@@ -288,6 +289,8 @@ pub(crate) struct Inner {
     max_job_starts: u32,
     /// Told of every durable instance commit ([`crate::events`]).
     events: tokio::sync::broadcast::Sender<EngineEvent>,
+    /// The org chart and company days off in force ([`crate::org`]).
+    pub(crate) org: RwLock<Arc<crate::org::Org>>,
 }
 
 /// A workflow engine. Cheap to clone; all clones share one state.
@@ -625,7 +628,8 @@ impl Engine {
         let started = contain::catch(|| {
             #[cfg(test)]
             contain::provoke::maybe_panic_in_start();
-            runtime::start(p, id, vars, opts.by, opts.business_key, now)
+            let ambient = self.ambient_for(p, now);
+            crate::ambient::within(ambient, || runtime::start(p, id, vars, opts.by, opts.business_key, now))
         });
         let (mut inst, mut tr) = match started {
             Ok(r) => r.map_err(EngineError::from_rejection)?,
@@ -715,7 +719,7 @@ impl Engine {
         let stepped = contain::catch(|| {
             #[cfg(test)]
             contain::provoke::maybe_panic_in_step();
-            runtime::step(&p, &mut inst, event, now)
+            crate::ambient::within(self.ambient_for(&p, now), || runtime::step(&p, &mut inst, event, now))
         });
         let mut tr = match stepped {
             Ok(r) => r.map_err(EngineError::from_rejection)?,

@@ -54,7 +54,7 @@
 // The pure core, re-exported so that `nagare_engine::runtime` etc. keep working and
 // the edge modules below can say `crate::runtime`.
 pub use nagare_core::{
-    bpmn, compile, diag, diagram, expr, load, migrate, model, process, runtime, schedule, schema, sensitive, types,
+    ambient, bpmn, compile, diag, diagram, expr, load, migrate, model, process, runtime, schedule, schema, sensitive, types,
 };
 
 pub mod asynchronous;
@@ -77,6 +77,7 @@ pub mod messages;
 pub mod migrations;
 pub mod notify;
 pub mod permissions;
+pub mod org;
 pub mod prelude;
 pub mod records;
 #[cfg(test)]

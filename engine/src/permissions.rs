@@ -15,10 +15,12 @@
 use crate::runtime::Task;
 
 /// Whether `user`, a member of `groups`, may work (claim, complete, send back)
-/// `task`: the task is assigned to them, or one of its groups (its lane's) is one
-/// of theirs. Administrators and other overrides are the app's to add.
+/// `task`: the task is assigned to them, one of its groups (its lane's) is one
+/// of theirs, or it is offered to them as a candidate (`candidates:`, group
+/// `user:<id>`). Administrators and other overrides are the app's to add.
 pub fn may_work<G: AsRef<str>>(task: &Task, user: &str, groups: &[G]) -> bool {
-    task.assignee.as_deref() == Some(user) || task.groups.iter().any(|g| groups.iter().any(|m| m.as_ref() == g))
+    task.assignee.as_deref() == Some(user)
+        || task.groups.iter().any(|g| groups.iter().any(|m| m.as_ref() == g) || *g == crate::org::candidate_group(user))
 }
 
 #[cfg(test)]

@@ -26,13 +26,14 @@
 //! - start: { vars: { 金額: 1000 }, by: u, key: business-key }
 //! - claim: { node: review, user: u }
 //! - assign: { node: review, to: u, by: admin }     # `to` absent: unassign
-//! - complete: { node: review, user: u, vars: {..}, outcome: next | send_back | <name>, comment: .. }
+//! - complete: { node: review, user: u, vars: {..}, outcome: next | send_back | <name>, comment: .., proxy: p }  # proxy: p acts for u
 //! - job_ok: { node: call, output: {..} }
 //! - job_fail: { node: call, kind: retryable | fatal | business, message: .., code: .. }
 //! - task_error: { node: review, code: 書類不備, message: .. }   # Engine::fail_task
 //! - cancel: { by: u, reason: .. }
 //! - retry_incident: { node: route, vars: {..} }
 //! - resolve_incident: { node: route, vars: {..} }
+//! - org: org-2.yaml               # put another org file of the case in force (`org.yaml`: at the start)
 //! - advance: 3d                    # the clock walks 3 days, firing each due job at its time
 //! - run:                           # run the jobs due now (clock unchanged)
 //! - message: { name: 返信, key: K-1, payload: {..}, ttl: 1h }   # ttl: 0s refuses if nobody waits
@@ -152,6 +153,16 @@ fn render_entry(out: &mut String, engine: &Engine, instance: u64, h: &HistoryEnt
         H::ErrorThrown { code, message } => format!("code={} message={message:?}", code.as_deref().unwrap_or("-")),
         H::ErrorCaught { code, by, to } => format!("code={} by={by} to={to}", code.as_deref().unwrap_or("-")),
         H::Cancelled { reason } => format!("reason={reason:?}"),
+        H::TaskRouted { to, fallback, skipped } => {
+            let mut d = format!("to=[{}]", to.join(", "));
+            if let Some(f) = fallback {
+                write!(d, " fallback={f}").unwrap();
+            }
+            if let Some(s) = skipped {
+                write!(d, " skipped={s}").unwrap();
+            }
+            d
+        }
         H::Migrated { from, to, changes } => format!("from={from} to={to} changes={changes:?}"),
         H::ConsensusDecided { verdict, approvals, rejections, needed, total } => {
             format!("verdict={verdict} approvals={approvals} rejections={rejections} needed={needed} total={total}")
@@ -162,7 +173,11 @@ fn render_entry(out: &mut String, engine: &Engine, instance: u64, h: &HistoryEnt
         other => format!("{other:?}"),
     };
     if let Some(u) = &h.user {
-        detail = if detail.is_empty() { format!("by={u}") } else { format!("by={u} {detail}") };
+        let by = match &h.proxy {
+            Some(p) => format!("{p} for {u}"),
+            None => u.clone(),
+        };
+        detail = if detail.is_empty() { format!("by={by}") } else { format!("by={by} {detail}") };
     }
     let prefix = if instance == 1 { String::new() } else { format!("#{instance} ") };
     let line = format!("{prefix}{} {} {} {}", h.seq, node, h.event.name(), detail);
@@ -255,10 +270,18 @@ struct Case {
     printed: BTreeMap<u64, u32>,
     /// The id of the case's own process (`start` starts it).
     main: String,
+    dir: PathBuf,
+}
+
+/// Put the case's org file `name` (`org.yaml` at the start, `org: <file>` events) in force.
+fn load_org(engine: &Engine, dir: &Path, name: &str) {
+    let text = std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let org = nagare_engine::org::Org::parse(name, &text, None).unwrap_or_else(|d| panic!("{d}"));
+    engine.set_org(org);
 }
 
 impl Case {
-    fn new(process_text: &str, called: &[String], store: &TestStore) -> Case {
+    fn new(process_text: &str, called: &[String], store: &TestStore, dir: &Path) -> Case {
         let clock = Arc::new(VirtualClock::new(base_time()));
         let mut builder = store.builder().clock(clock.clone());
         for text in called.iter().map(String::as_str).chain([process_text]) {
@@ -278,7 +301,10 @@ impl Case {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio");
         // One job at a time: connector stubs answering concurrently would print in any order.
         let exec = Executor::new(engine.clone()).concurrency(1);
-        Case { engine, clock, exec, rt, seen: Seen::new(), printed: BTreeMap::new(), main }
+        if dir.join("org.yaml").exists() {
+            load_org(&engine, dir, "org.yaml");
+        }
+        Case { engine, clock, exec, rt, seen: Seen::new(), printed: BTreeMap::new(), main, dir: dir.to_path_buf() }
     }
 
     fn instance(&self, args: &Map<String, Value>) -> Instance {
@@ -336,6 +362,7 @@ impl Case {
                 };
                 e.start(&self.main, vars_of(map, "vars"), opts)?;
             }
+            "org" => load_org(e, &self.dir, args.as_str().expect("`org: <file>`")),
             "advance" => {
                 let by = parse_duration(args.as_str().expect("`advance: 3d`"));
                 self.rt.block_on(self.exec.advance(by));
@@ -377,7 +404,10 @@ impl Case {
                         // A circulation's read task: the one of this user at this node.
                         let read = inst.unread.iter().find(|r| r.node == node() && r.user == user());
                         let task = read.map(|r| r.task.clone()).unwrap_or_else(|| task_on(&inst, seen, node(), item));
-                        e.complete(&task, &user(), vars_of(map, "vars"), outcome)?;
+                        match str_of(map, "proxy") {
+                            Some(proxy) => e.complete_for(&task, &user(), proxy, vars_of(map, "vars"), outcome)?,
+                            None => e.complete(&task, &user(), vars_of(map, "vars"), outcome)?,
+                        };
                         return Ok(None);
                     }
                     "job_ok" | "job_fail" => {
@@ -441,8 +471,8 @@ impl Case {
 }
 
 /// Run one case and return its rendered trace.
-fn run_case(process_text: &str, called: &[String], events_text: &str, store: &TestStore) -> String {
-    let mut case = Case::new(process_text, called, store);
+fn run_case(process_text: &str, called: &[String], events_text: &str, store: &TestStore, dir: &Path) -> String {
+    let mut case = Case::new(process_text, called, store, dir);
     let events: Vec<Value> = serde_yaml::from_str(events_text).expect("events.yaml is a YAML list");
     let mut out = String::new();
     for (i, ev) in events.iter().enumerate() {
@@ -650,7 +680,7 @@ fn golden_traces() {
         let events = std::fs::read_to_string(dir.join("events.yaml")).expect("events.yaml");
         // The same trace on every store.
         for store in TestStore::all(&format!("trace_{name}")) {
-            let got = run_case(&case_process(dir), &case_called(dir), &events, &store);
+            let got = run_case(&case_process(dir), &case_called(dir), &events, &store, dir);
             let path = dir.join("expected.txt");
             if update {
                 std::fs::write(&path, &got).expect("write expected.txt");

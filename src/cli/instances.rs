@@ -312,8 +312,10 @@ fn vars_text(v: &nagare_engine::Vars) -> String {
 /// The details of one history line: user, task, outcome, message…
 fn detail(h: &HistoryEntry) -> String {
     let mut parts = Vec::new();
-    if let Some(u) = &h.user {
-        parts.push(format!("user={u}"));
+    match (&h.user, &h.proxy) {
+        (Some(u), Some(p)) => parts.push(format!("user={u} proxy={p}")),
+        (Some(u), None) => parts.push(format!("user={u}")),
+        _ => {}
     }
     match &h.event {
         HistoryEvent::Started { vars, .. } | HistoryEvent::IncidentResolved { vars, .. } if !vars.is_empty() => {
@@ -335,6 +337,15 @@ fn detail(h: &HistoryEntry) -> String {
             parts.push(format!("task={task} outcome={outcome}"));
             if !vars.is_empty() {
                 parts.push(vars_text(vars));
+            }
+        }
+        HistoryEvent::TaskRouted { to, fallback, skipped } => {
+            parts.push(format!("to={}", to.join(",")));
+            if let Some(f) = fallback {
+                parts.push(format!("fallback={f}"));
+            }
+            if let Some(s) = skipped {
+                parts.push(format!("skipped={s}"));
             }
         }
         HistoryEvent::TaskAssigned { task, to } => {

@@ -14,6 +14,7 @@ pub mod messages;
 pub mod migrate;
 pub mod migrate_instances;
 pub mod processes;
+pub mod proxy;
 pub mod remote;
 pub mod run;
 pub mod serve;

@@ -43,7 +43,7 @@ impl Remote {
 
     /// `method path` with an optional JSON body; the JSON answer, or the server's
     /// `{code, message}` as the error.
-    fn call(
+    pub(crate) fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -380,7 +380,10 @@ pub fn show(r: &Remote, out: &Out, id: u64) -> anyhow::Result<ExitCode> {
             h["at"].as_str().unwrap_or("-").to_string(),
             h["node"].as_str().unwrap_or("-").to_string(),
             h["event"].as_str().or(h["type"].as_str()).unwrap_or("-").to_string(),
-            h["user"].as_str().unwrap_or("-").to_string(),
+            match (h["user"].as_str(), h["proxy"].as_str()) {
+                (Some(u), Some(p)) => format!("{p} for {u}"),
+                (u, _) => u.unwrap_or("-").to_string(),
+            },
         ]);
     }
     for l in t.render().lines() {

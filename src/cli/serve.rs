@@ -45,6 +45,11 @@ pub struct ServeArgs {
     /// Users, groups and token hashes (YAML; see README § Users).
     #[arg(long, env = "NAGARE_USERS", default_value = "config/users.yaml")]
     users: PathBuf,
+    /// The org chart: departments, positions, posts, company days off (YAML; see
+    /// README § Organisation). Default: `org.yaml` next to the users file, if it
+    /// exists. Read at start and on SIGHUP.
+    #[arg(long, env = "NAGARE_ORG")]
+    org: Option<PathBuf>,
     /// Every *.yaml in this directory is deployed at start (a changed file becomes a
     /// new version; an unchanged one is left as it is).
     #[arg(long, env = "NAGARE_PROCESSES", default_value = "processes")]
@@ -184,6 +189,13 @@ pub fn serve(data: &Path, a: ServeArgs) -> anyhow::Result<ExitCode> {
         eprintln!("store: PostgreSQL (files in {})", data.join("blobs").display());
     }
     connectors.set_users(users.contacts());
+    let org_file = a.org.clone().unwrap_or_else(|| a.users.with_file_name("org.yaml"));
+    if a.org.is_some() || org_file.exists() {
+        let org = nagare::server::org::load_file(&org_file, &users).map_err(|e| {
+            anyhow!("{e}\n  hint: pass --org FILE (or NAGARE_ORG); README § Organisation shows the format")
+        })?;
+        engine.set_org(org);
+    }
     let deployed = deploy_dir(&engine, &a.processes, a.with_bench)?;
     check_lanes(&engine, &users);
     let demo = DEMO_TOKENS.iter().any(|t| users.authenticate(t).is_some());
@@ -202,6 +214,7 @@ pub fn serve(data: &Path, a: ServeArgs) -> anyhow::Result<ExitCode> {
         let state = AppState::new(engine, users).with_watcher(watcher).with_connectors(connectors).with_limits(limits);
         let state = state.with_web(nagare::web::WebConfig { secure_cookie: a.secure_cookie, ..Default::default() });
         reload_users_on_sighup(a.users.clone(), state.users.clone(), connectors_for_reload);
+        nagare::server::org::serve_file(&state, &org_file, &data.join("proxies.json")).map_err(|e| anyhow!("{e}"))?;
         let server = Server::start_with(listener, state, super::run::shutdown_signal())?;
         connectors_for_links.set_public_url(Some(std::env::var("NAGARE_PUBLIC_URL").unwrap_or_else(|_| server.url())));
         eprintln!(

@@ -79,17 +79,53 @@ pub struct Caller {
     pub name: Option<String>,
     pub groups: Vec<String>,
     pub admin: bool,
+    /// Users this one is the proxy (代理人) of right now, filled per request from
+    /// the proxy book ([`super::proxies`]): their assigned and offered tasks are
+    /// this user's to work, in their name.
+    pub acting_for: Vec<String>,
 }
 
 impl Caller {
+    /// A member of `group`: one of the user's groups, or the `user:<id>` group a
+    /// task offered to candidates lists for them (or for a user they act for).
     pub fn in_group(&self, group: &str) -> bool {
         self.groups.iter().any(|g| g == group)
+            || group.strip_prefix("user:").is_some_and(|u| u == self.id || self.acting_for.iter().any(|p| p == u))
+    }
+
+    /// The groups whose open tasks make up the user's inbox: their own, and the
+    /// `user:` groups of candidate tasks offered to them or to whom they act for.
+    pub fn inbox_groups(&self) -> Vec<String> {
+        let own = std::iter::once(&self.id).chain(&self.acting_for);
+        self.groups.iter().cloned().chain(own.map(|u| nagare_engine::org::candidate_group(u))).collect()
     }
 
     /// May this user work (claim, complete, send back) the task? Members of one of
-    /// its groups, whoever it is assigned to, and administrators.
+    /// its groups, whoever it is assigned to (or their proxy), and administrators.
     pub fn may_work(&self, t: &Task) -> bool {
-        self.admin || nagare_engine::may_work(t, &self.id, &self.groups)
+        self.admin
+            || nagare_engine::may_work(t, &self.id, &self.groups)
+            || t.groups.iter().any(|g| self.in_group(g))
+            || t.assignee.as_deref() == Some(&self.id)
+            || t.assignee.as_ref().is_some_and(|a| self.acting_for.contains(a))
+    }
+
+    /// The user in whose name this caller works task `t` as their proxy, when the
+    /// caller may not work it in their own right.
+    pub fn principal_for(&self, t: &Task) -> Option<&str> {
+        let own = |g: &String| self.groups.contains(g) || *g == nagare_engine::org::candidate_group(&self.id);
+        let in_own_right =
+            self.admin || t.assignee.as_deref() == Some(&self.id) || (t.assignee.is_none() && t.groups.iter().any(own));
+        if in_own_right {
+            return None;
+        }
+        self.acting_for
+            .iter()
+            .find(|p| match &t.assignee {
+                Some(a) => a == *p,
+                None => t.groups.contains(&nagare_engine::org::candidate_group(p)),
+            })
+            .map(String::as_str)
     }
 
     /// May this user see the task? Those who may work it, and whoever completed it.
@@ -194,7 +230,13 @@ impl Users {
             if id.trim().is_empty() || id.chars().count() > 100 {
                 return Err(invalid(format!("user name `{id}` must be 1 to 100 characters")));
             }
-            let caller = Arc::new(Caller { id: id.clone(), name: def.name, groups: def.groups, admin: def.admin });
+            let caller = Arc::new(Caller {
+                id: id.clone(),
+                name: def.name,
+                groups: def.groups,
+                admin: def.admin,
+                acting_for: Vec::new(),
+            });
             for t in &def.tokens {
                 let hash = parse_hash(t).ok_or_else(|| {
                     invalid(format!(
@@ -308,11 +350,19 @@ impl Users {
 #[derive(Debug)]
 pub struct UserDirectory {
     current: std::sync::RwLock<Arc<Users>>,
+    /// Who is whose proxy, and when ([`super::proxies`]).
+    pub proxies: super::proxies::ProxyBook,
+    /// The org file the server reads (and the admin API writes), if any.
+    pub org_file: std::sync::Mutex<Option<std::path::PathBuf>>,
 }
 
 impl UserDirectory {
     pub fn new(users: Users) -> Self {
-        UserDirectory { current: std::sync::RwLock::new(Arc::new(users)) }
+        UserDirectory {
+            current: std::sync::RwLock::new(Arc::new(users)),
+            proxies: super::proxies::ProxyBook::in_memory(),
+            org_file: std::sync::Mutex::new(None),
+        }
     }
 
     /// The users as they are now (cheap: one `Arc` clone).
@@ -356,6 +406,7 @@ pub async fn require_token(
         .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
     let caller =
         users.current().authenticate(token).ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))?;
+    let caller = users.proxies.with_principals(caller);
     req.extensions_mut().insert(caller);
     Ok(next.run(req).await)
 }

@@ -28,8 +28,10 @@ mod messages;
 pub mod metrics;
 mod migrations;
 pub mod openapi;
+pub mod org;
 pub mod panic;
 pub(crate) mod processes;
+pub mod proxies;
 pub(crate) mod tasks;
 pub mod views;
 pub mod webhooks;
@@ -84,9 +86,11 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(engine: Engine, users: Users) -> Self {
+        let users = UserDirectory::new(users);
+        users.proxies.use_clock_of(&engine);
         AppState {
             engine,
-            users: Arc::new(UserDirectory::new(users)),
+            users: Arc::new(users),
             http: Arc::new(metrics::HttpStats::default()),
             ready: Arc::new(AtomicBool::new(true)),
             stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
@@ -159,6 +163,10 @@ fn protected(names: &mut SchemaNames) -> OpenApiRouter<AppState> {
         .routes(with_form_limit(names.check(routes!(tasks::complete))))
         .routes(names.check(routes!(tasks::send_back)))
         .routes(names.check(routes!(tasks::fail)))
+        .routes(names.check(routes!(proxies::list, proxies::set)))
+        .routes(names.check(routes!(proxies::remove)))
+        .routes(names.check(routes!(proxies::file)))
+        .routes(names.check(routes!(org::get, org::put)))
         .routes(names.check(routes!(messages::send)))
         .routes(names.check(routes!(incidents::list)))
         .routes(names.check(routes!(incidents::retry)))

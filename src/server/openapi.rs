@@ -43,6 +43,8 @@ pub fn base() -> OpenApi {
             tag("tasks", "User tasks: the inbox and the work on one task"),
             tag("files", "Content of file variables: upload before start or completion, download"),
             tag("messages", "Messages to waiting processes (how outside systems report back)"),
+            tag("proxies", "Proxies (代理人): who acts for whom and when; requests filed on someone's behalf"),
+            tag("org", "The org chart used by dynamic assignment (administrators)"),
             tag("incidents", "Stopped tokens waiting for an operator: list, retry, resolve"),
             tag("jobs", "External workers: activate jobs of external connectors, report their results"),
             tag("events", "What happens, as server-sent events (instead of polling)"),

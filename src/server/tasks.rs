@@ -94,8 +94,10 @@ pub async fn inbox(
         (None, true) => None,
         // Your own assignments may lie outside your groups (an administrator gave them).
         (None, false) if q.assignee.as_deref() == Some(&caller.id) => None,
-        (None, false) => Some(caller.groups.clone()),
+        (None, false) => Some(caller.inbox_groups()),
     };
+    // A proxy also sees the tasks assigned to whom they act for.
+    let principals = if q.group.is_none() && q.assignee.is_none() { caller.acting_for.clone() } else { Vec::new() };
     let query = TaskQuery {
         groups,
         assignee: q.assignee,
@@ -108,7 +110,20 @@ pub async fn inbox(
         limit: Some(limit),
     };
     let engine = state.engine.clone();
-    let tasks = blocking(move || Ok(engine.tasks(&query)?)).await?;
+    let tasks = blocking(move || {
+        let mut tasks = engine.tasks(&query)?;
+        for p in principals {
+            let theirs = TaskQuery { groups: None, assignee: Some(p), ..query.clone() };
+            tasks.extend(engine.tasks(&theirs)?);
+        }
+        // Each query is in (due, id) order from the same cursor: merged, the first
+        // `limit` are the page.
+        tasks.sort_by(|a, b| (a.due.is_none(), a.due, &a.id).cmp(&(b.due.is_none(), b.due, &b.id)));
+        tasks.dedup_by(|a, b| a.id == b.id);
+        tasks.truncate(limit);
+        Ok(tasks)
+    })
+    .await?;
     let next = if tasks.len() == limit { tasks.last().map(encode_cursor) } else { None };
     Ok(Json(TaskPage { items: tasks.into_iter().map(TaskView::from).collect(), next }))
 }
@@ -201,8 +216,13 @@ pub async fn claim(
 ) -> ApiResult<Json<TaskView>> {
     let engine = state.engine.clone();
     blocking(move || {
-        workable_task(&engine, &caller, &id)?;
-        engine.claim(&id, &caller.id).map_err(|e| task_error(e, &id, None))?;
+        let task = workable_task(&engine, &caller, &id)?;
+        // A proxy claims a task offered to the principal in the principal's name.
+        match caller.principal_for(&task) {
+            Some(principal) => engine.claim_for(&id, principal, &caller.id),
+            None => engine.claim(&id, &caller.id),
+        }
+        .map_err(|e| task_error(e, &id, None))?;
         Ok(Json(engine.task(&id)?.into()))
     })
     .await
@@ -320,9 +340,13 @@ fn finish(engine: &Engine, caller: &Caller, id: &str, vars: VarsJson, outcome: O
         Outcome::SendBack { .. } => "send_back".to_string(),
         Outcome::Named(n) => n.clone(),
     };
-    let inst = engine
-        .complete(id, &caller.id, vars.into_iter().collect(), outcome)
-        .map_err(|e| task_error(e, id, process.as_deref()))?;
+    let vars = vars.into_iter().collect();
+    let inst = match caller.principal_for(&task) {
+        // A proxy works the task in the principal's name; the history names both.
+        Some(principal) => engine.complete_for(id, principal, &caller.id, vars, outcome),
+        None => engine.complete(id, &caller.id, vars, outcome),
+    }
+    .map_err(|e| task_error(e, id, process.as_deref()))?;
     tracing::info!(task = %id, instance = inst.id, outcome = %what, by = %caller.id, "task completed");
     let next_tasks =
         open_tasks(engine, &inst)?.into_iter().filter(|t| caller.may_work(t)).map(TaskView::from).collect();

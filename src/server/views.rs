@@ -385,6 +385,9 @@ pub struct HistoryItem {
     /// Who did it (absent for the engine's own steps).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The proxy (代理人) who acted in `user`'s name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
     /// The event's own fields: `task`, `outcome`, `vars`, `comment`, `reason`...
     #[schema(value_type = Object)]
     pub details: VarsJson,
@@ -397,7 +400,15 @@ impl From<HistoryEntry> for HistoryItem {
             _ => Map::new(),
         };
         details.remove("event");
-        HistoryItem { seq: h.seq, at: h.at, event: h.event.name().to_string(), node: h.node, user: h.user, details }
+        HistoryItem {
+            seq: h.seq,
+            at: h.at,
+            event: h.event.name().to_string(),
+            node: h.node,
+            user: h.user,
+            proxy: h.proxy,
+            details,
+        }
     }
 }
 

@@ -131,7 +131,8 @@ impl WebState {
         let session = session::session_id(headers).and_then(|id| self.sessions.get(&id));
         let Some(session) = session else { return Err(redirect("/web/login")) };
         match self.app.users.current().authenticate_digest(&session.token_digest) {
-            Some(caller) => Ok(Ctx { caller, session }),
+            // The proxy relations in force now, as for API calls.
+            Some(caller) => Ok(Ctx { caller: self.app.users.proxies.with_principals(caller), session }),
             None => {
                 if let Some(id) = session::session_id(headers) {
                     self.sessions.remove(&id);

@@ -36,11 +36,15 @@ pub fn many_users(n: usize, groups: &[&str]) -> Users {
                 name: None,
                 groups: groups.iter().map(|g| g.to_string()).collect(),
                 admin: false,
+                acting_for: vec![],
             };
             (caller, vec![format!("token-{id}")])
         })
         .collect();
-    list.push((Caller { id: "admin".into(), name: None, groups: vec![], admin: true }, vec![ADMIN.into()]));
+    list.push((
+        Caller { id: "admin".into(), name: None, groups: vec![], admin: true, acting_for: vec![] },
+        vec![ADMIN.into()],
+    ));
     Users::from_callers(list)
 }
 

@@ -25,6 +25,7 @@ mod nodes;
 #[cfg(feature = "postgres")]
 mod nodes_kill;
 mod openapi;
+mod proxies;
 mod race;
 mod rules;
 mod serve;

@@ -15,6 +15,7 @@
 
 mod dates;
 mod limits;
+mod org_fns;
 
 pub use limits::{
     set_time_limit, time_limit, EventBudget, DEFAULT_TIME_LIMIT, MAX_DATA_GROWTH, MAX_NESTING, MAX_PRINT_BYTES,
@@ -100,6 +101,7 @@ fn build_engine() -> Engine {
         }
     });
     dates::register(&mut e);
+    org_fns::register(&mut e);
     e.register_fn("is_blank", |v: Dynamic| {
         v.is_unit() || v.clone().into_immutable_string().map(|s| s.trim().is_empty()).unwrap_or(false)
     });

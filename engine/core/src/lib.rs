@@ -8,6 +8,7 @@
 //! structural: a test fails if this crate's manifest gains an IO dependency.
 
 pub mod bpmn;
+pub mod ambient;
 pub mod calendar;
 pub mod compile;
 pub mod diag;
@@ -17,6 +18,7 @@ pub mod kinds;
 pub mod load;
 pub mod migrate;
 pub mod model;
+pub mod org;
 pub mod process;
 pub mod runtime;
 pub mod schedule;

@@ -32,6 +32,10 @@ pub struct ProcessDef {
     /// administrators at run time (API, CLI) without a redeploy.
     #[serde(default)]
     pub settings: IndexMap<String, VarDef>,
+    /// The lane a user task opens in when its org expression (`assignee:`,
+    /// `candidates:`) finds nobody; absent: an incident.
+    #[serde(default)]
+    pub fallback: Option<String>,
     pub start: StartDef,
     pub nodes: IndexMap<String, NodeDef>,
 }
@@ -328,6 +332,14 @@ pub struct NodeDef {
     /// `started_by`); unset or `()`: the lane's groups share it.
     #[serde(default)]
     pub assignee: Option<String>,
+    /// Users offered the task (an expression giving a list of ids, e.g.
+    /// `users_in("法務部")`); they share it instead of the lane's groups.
+    #[serde(default)]
+    pub candidates: Option<String>,
+    /// Skip the step when the resolved approver is the applicant or already
+    /// approved an earlier step of this instance.
+    #[serde(default)]
+    pub skip: Option<Vec<SkipWhen>>,
     #[serde(default)]
     pub send_back: Option<String>,
     #[serde(default)]
@@ -374,6 +386,8 @@ impl NodeDef {
             "form" => self.form.is_some(),
             "due" => self.due.is_some(),
             "assignee" => self.assignee.is_some(),
+            "candidates" => self.candidates.is_some(),
+            "skip" => self.skip.is_some(),
             "send_back" => self.send_back.is_some(),
             "outcomes" => self.outcomes.is_some(),
             "rules" => self.rules.is_some(),
@@ -566,4 +580,14 @@ where
     T: Deserialize<'de>,
 {
     Option::<T>::deserialize(d).map(Some)
+}
+
+/// When a user task with an org-resolved approver is skipped (`skip:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipWhen {
+    /// The approver is the one who started the instance (self-approval).
+    Applicant,
+    /// The approver already completed an earlier task of this instance.
+    Approved,
 }

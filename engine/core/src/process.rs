@@ -95,6 +95,8 @@ pub struct UserTaskSpec {
     pub boundary: Vec<Boundary>,
     /// Checks on the completed form (besides `send_back`).
     pub rules: Vec<Rule>,
+    /// `candidates:` and `skip:` (org-based routing, [`crate::kinds::route`]).
+    pub route: crate::kinds::route::Route,
     /// `approvers:`: a consensus over the node's items (one task per approver).
     pub consensus: Option<Box<ConsensusSpec>>,
 }
@@ -664,6 +666,8 @@ pub struct Process {
     /// The timer start is paused by an administrator: it fires and reschedules
     /// but starts nothing. Set by the engine from its stored configuration.
     pub start_paused: bool,
+    /// The lane a user task opens in when its org expression finds nobody.
+    pub fallback: Option<String>,
 }
 
 /// A compiled `start: watch:`. Run by the watcher registered for `source`, not by

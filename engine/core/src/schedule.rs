@@ -98,7 +98,11 @@ impl Span {
         let mut out = t;
         if self.business_days > 0 {
             let local = t.with_timezone(&tz).naive_local();
-            let date = crate::calendar::add_business_days(local.date(), i64::from(self.business_days), &[])?;
+            let date = crate::calendar::add_business_days(
+                local.date(),
+                i64::from(self.business_days),
+                &crate::ambient::days_off(),
+            )?;
             out = in_range(local_to_utc(date.and_time(local.time()), tz))?;
         }
         if self.months > 0 || self.days > 0 {

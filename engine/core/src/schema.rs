@@ -177,6 +177,7 @@ fn property(what: &str, key: &str) -> Value {
         ("process", "lanes") => map_of("lane", "Swimlanes by key: roles whose groups work the user tasks placed in them."),
         ("process", "variables") => map_of("variable", "Declared process variables by name, with their types."),
         ("process", "settings") => map_of("variable", "Settings: declared like variables, the same for every instance, read-only in expressions, changed by administrators at run time without a redeploy."),
+        ("process", "fallback") => s("The lane a user task opens in when its org expression (`assignee:`, `candidates:`) finds nobody; absent: an incident."),
         ("process", "start") => reference("start", "The start event."),
         ("process", "nodes") => map_of("node", "The flow nodes by id; each is exactly one kind."),
 
@@ -347,6 +348,11 @@ fn node_property(key: &str) -> Value {
         ),
         "due" => (json!({ "type": "string" }), "Due date of the task (an expression, e.g. `add_days(now, 3)`).".to_string()),
         "assignee" => (json!({ "type": "string" }), "The user the task is given to when it opens (an expression, e.g. `started_by`); unset: the lane's groups share it.".to_string()),
+        "candidates" => (json!({ "type": "string" }), "Users offered the task (an expression giving a list of user ids, e.g. `users_in(\"法務部\")`); they share it instead of the lane's groups.".to_string()),
+        "skip" => (
+            json!({ "type": "array", "items": { "enum": ["applicant", "approved"] } }),
+            "Skip the step when the resolved approver is the applicant (`applicant`) or already completed an earlier task of this instance (`approved`).".to_string(),
+        ),
         "send_back" => (json!({ "type": "string" }), "The node a person may send the task back to (with a comment).".to_string()),
         "outcomes" => (
             json!({ "type": "object", "additionalProperties": { "type": "string" } }),

@@ -475,6 +475,15 @@ pub fn compile(
         let notify = l.notify.as_ref().map(|n| compile_notify(&mut cx, id, n));
         lanes.insert(id.clone(), Lane { name: l.name.clone().unwrap_or_else(|| id.clone()), groups, notify });
     }
+    if let Some(f) = def.fallback.as_ref().filter(|f| !lanes.contains_key(*f)) {
+        let lanes_list = lanes.keys().map(String::as_str).collect::<Vec<_>>().join(", ");
+        cx.err(
+            "unknown-lane",
+            cx.key_loc(&["fallback"]),
+            format!("fallback lane `{f}` is not a lane of this process"),
+            format!("name one of the lanes: {lanes_list}"),
+        );
+    }
 
     // Variables and settings: the same declarations; settings are read-only in
     // expressions and the same for every instance.
@@ -707,6 +716,7 @@ pub fn compile(
         start_rules: start_rules.unwrap_or_default(),
         start_groups: def.start.groups.clone(),
         start_paused: false,
+        fallback: def.fallback.clone(),
     };
     Ok((process, cx.diags))
 }

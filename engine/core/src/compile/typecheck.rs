@@ -109,6 +109,7 @@ fn function(name: &str, args: usize) -> Ty {
         | ("date_jst" | "to_string" | "type_of" | "next_business_day" | "wareki", 1) => Ty::Str,
         ("is_blank" | "is_empty" | "is_business_day", 1) | ("contains" | "starts_with" | "ends_with", 2) => Ty::Bool,
         ("len" | "parse_int" | "parse_float" | "to_int" | "to_float", 1) => Ty::Number,
+        ("users_in", 1) => Ty::Array,
         _ => Ty::Any,
     }
 }

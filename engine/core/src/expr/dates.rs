@@ -2,7 +2,7 @@
 //! an amount that overflows is an expression error (an incident on that instance),
 //! never a panic. `add_days(now, 日数)` with a form value of 100000000 stops there.
 
-use crate::{calendar, schedule};
+use crate::{ambient, calendar, schedule};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use rhai::{Engine, EvalAltResult};
 
@@ -20,16 +20,20 @@ pub(super) fn register(e: &mut Engine) {
     e.register_fn("date_jst", |s: &str| date_in(s, "Asia/Tokyo"));
     // The calendar date of a datetime on the wall clock of an IANA zone.
     e.register_fn("date_in", |s: &str, zone: &str| date_in(s, zone));
-    // The Japanese business calendar ([`crate::calendar`]): a datetime counts by
-    // its date in Japan.
-    e.register_fn("is_business_day", |s: &str| -> Res<bool> { Ok(calendar::is_business_day(japan_date(s)?, &[])) });
+    // The Japanese business calendar ([`crate::calendar`]) with the running
+    // process's company days off ([`crate::ambient`]): a datetime counts by its
+    // date in Japan.
+    e.register_fn("is_business_day", |s: &str| -> Res<bool> {
+        Ok(calendar::is_business_day(japan_date(s)?, &ambient::days_off()))
+    });
     e.register_fn("next_business_day", |s: &str| -> Res<String> {
         let d = japan_date(s)?;
-        let next = calendar::next_business_day(d, &[]).ok_or_else(|| format!("no business day after `{s}`"))?;
+        let next = calendar::next_business_day(d, &ambient::days_off())
+            .ok_or_else(|| format!("no business day after `{s}`"))?;
         Ok(next.format("%Y-%m-%d").to_string())
     });
     e.register_fn("add_business_days", |s: &str, n: i64| -> Res<String> {
-        let d = calendar::add_business_days(japan_date(s)?, n, &[])?;
+        let d = calendar::add_business_days(japan_date(s)?, n, &ambient::days_off())?;
         Ok(d.format("%Y-%m-%d").to_string())
     });
     e.register_fn("holiday_name", |s: &str| -> Res<rhai::Dynamic> {

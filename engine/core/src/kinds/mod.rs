@@ -26,6 +26,7 @@ pub(crate) mod inclusive;
 pub(crate) mod join;
 pub(crate) mod message;
 pub(crate) mod parallel;
+pub mod route;
 pub(crate) mod script;
 pub(crate) mod service;
 pub(crate) mod sub_process;

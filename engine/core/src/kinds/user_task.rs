@@ -1,6 +1,7 @@
 //! `user_task:` — work for a person: a task in the inbox of its lane's groups, with
 //! a form, a due date, send-back, named outcomes and boundary events.
 
+use super::route::Routing;
 use crate::compile::for_kinds::*;
 use crate::process::*;
 use crate::runtime::step::for_kinds::*;
@@ -9,7 +10,7 @@ pub(crate) const KIND: super::Kind = super::Kind {
     key: "user_task",
     summary: "A task for a person in the lane's groups: a form over declared variables, a due date, send-back and named outcomes.",
     body: "give the task a title: `user_task: 申請内容を確認する`",
-    keys: &["lane", "next", "form", "due", "assignee", "send_back", "outcomes", "rules", "boundary", "multi_instance", "approvers"],
+    keys: &["lane", "next", "form", "due", "assignee", "candidates", "skip", "send_back", "outcomes", "rules", "boundary", "multi_instance", "approvers"],
     no_next: "",
     present: |n| n.user_task.is_some(),
     compile,
@@ -51,6 +52,7 @@ fn compile(nc: &mut NodeCx<'_, '_>) -> Option<NodeKind> {
         Some(src) => Some(nc.cx.compile_expr(&["nodes", id, "assignee"], src, nm.names)?),
         None => None,
     };
+    let route = super::route::compile(nc);
     let send_back = match &n.send_back {
         Some(t) => Some(nc.resolve(t, &["nodes", id, "send_back"], "send_back")?),
         None => None,
@@ -83,6 +85,7 @@ fn compile(nc: &mut NodeCx<'_, '_>) -> Option<NodeKind> {
         next,
         boundary: boundary?,
         consensus: None,
+        route: route?,
     }))
 }
 
@@ -98,12 +101,10 @@ pub(crate) fn exec(run: &mut Run<'_>, mut token: Moving, node: &Node, spec: &Use
             Err(msg) => return run.incident(token, format!("due `{}`: {msg}", e.source.trim()), None),
         },
     };
-    let assignee = match &spec.assignee {
-        None => None,
-        Some(e) => match e.eval(&run.env()).map_err(|e| e.to_string()).and_then(assignee_of) {
-            Ok(a) => a,
-            Err(msg) => return run.incident(token, format!("assignee `{}`: {msg}", e.source.trim()), None),
-        },
+    let (assignee, candidates, fallback) = match super::route::resolve(run, &node.id, spec) {
+        Routing::Open { assignee, candidates, fallback } => (assignee, candidates, fallback),
+        Routing::Skip => return run.go(token, spec.next),
+        Routing::Incident(msg) => return run.incident(token, msg, None),
     };
     let armings = match run.prepare_boundaries(run.own_boundary(&token, node), due) {
         Ok(a) => a,
@@ -111,7 +112,11 @@ pub(crate) fn exec(run: &mut Run<'_>, mut token: Moving, node: &Node, spec: &Use
     };
     let seq = run.inst.next_seq();
     let task_id = format!("{}-{}", run.inst.id, seq);
-    let lane = node.lane.clone().unwrap_or_default();
+    let lane = fallback.unwrap_or_else(|| node.lane.clone().unwrap_or_default());
+    let groups = match candidates {
+        Some(c) => c.iter().map(|u| crate::org::candidate_group(u)).collect(),
+        None => p.lane_groups(&lane).to_vec(),
+    };
     let task = Task {
         id: task_id.clone(),
         instance: run.inst.id,
@@ -119,7 +124,7 @@ pub(crate) fn exec(run: &mut Run<'_>, mut token: Moving, node: &Node, spec: &Use
         version: p.version,
         node: node.id.clone(),
         title: spec.title.clone(),
-        groups: p.lane_groups(&lane).to_vec(),
+        groups,
         lane,
         status: TaskStatus::Open,
         assignee: assignee.clone(),
@@ -139,19 +144,4 @@ pub(crate) fn exec(run: &mut Run<'_>, mut token: Moving, node: &Node, spec: &Use
     run.out.commands.push(Command::OpenTask(task));
     run.arm_token(&mut token, armings);
     run.park(token, Wait::Task { task: task_id, assignee });
-}
-
-/// Longest user id a task's `assignee:` may give.
-const MAX_ASSIGNEE_CHARS: usize = 200;
-
-/// A user task's `assignee:` value: a user id, or `()`/blank for the lane's groups.
-fn assignee_of(v: serde_json::Value) -> Result<Option<String>, String> {
-    use serde_json::Value;
-    match v {
-        Value::Null => Ok(None),
-        Value::String(s) if s.trim().is_empty() => Ok(None),
-        Value::String(s) if s.chars().count() <= MAX_ASSIGNEE_CHARS => Ok(Some(s.trim().to_string())),
-        Value::String(_) => Err(format!("a user id is at most {MAX_ASSIGNEE_CHARS} characters")),
-        other => Err(format!("expected a user id (text), got {other}")),
-    }
 }

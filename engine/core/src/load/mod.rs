@@ -47,7 +47,7 @@ pub fn load_str(file: &str, text: &str, opts: &CompileOptions) -> Result<Loaded,
     Ok(Loaded { process, warnings: warnings.finish(file) })
 }
 
-fn serde_diagnostic(e: &serde_yaml::Error) -> Diagnostic {
+pub(crate) fn serde_diagnostic(e: &serde_yaml::Error) -> Diagnostic {
     let loc = e.location().map(|l| Loc::new(l.line(), l.column())).unwrap_or(Loc::new(1, 1));
     let mut msg = e.to_string();
     if let Some(cut) = msg.find(" at line ") {

@@ -84,6 +84,10 @@ pub struct Instance {
     /// assigned, cancelled...), in order of first appearance: who may see it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub participants: Vec<String>,
+    /// Users who completed a task of this instance other than by sending it back,
+    /// in order: a user task with `skip: [approved]` skips them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
     /// What started it, when it was started for an outside record (see [`Trigger`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<Trigger>,
@@ -150,7 +154,7 @@ pub struct Trigger {
 impl Instance {
     /// Add the users `history` names to [`Instance::participants`].
     pub fn note_participants(&mut self, history: &[HistoryEntry]) {
-        for user in history.iter().filter_map(|h| h.user.as_ref()) {
+        for user in history.iter().flat_map(|h| h.user.iter().chain(&h.proxy)) {
             if !self.participants.contains(user) {
                 self.participants.push(user.clone());
             }
@@ -558,6 +562,9 @@ pub struct HistoryEntry {
     pub node: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The proxy (代理人) who acted in `user`'s name ("tanaka for yamada").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
     #[serde(flatten)]
     pub event: HistoryEvent,
 }
@@ -720,6 +727,17 @@ pub enum HistoryEvent {
     TaskRead {
         task: String,
     },
+    /// An org expression (`assignee:`/`candidates:`) chose `to` for the task about
+    /// to open; `fallback`: nobody was found, the process's fallback lane takes it;
+    /// `skipped`: the step was skipped (`applicant` or `approved`) and `to` is the
+    /// approver it would have had.
+    TaskRouted {
+        to: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fallback: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        skipped: Option<String>,
+    },
     Ended,
     Completed,
     Cancelled {
@@ -772,6 +790,8 @@ impl HistoryEvent {
             HistoryEvent::ConsensusDecided { .. } => "consensus_decided",
             HistoryEvent::Circulated { .. } => "circulated",
             HistoryEvent::TaskRead { .. } => "task_read",
+    },
+            HistoryEvent::TaskRouted { .. } => "task_routed",
             HistoryEvent::Ended => "ended",
             HistoryEvent::Completed => "completed",
             HistoryEvent::Cancelled { .. } => "cancelled",

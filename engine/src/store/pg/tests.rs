@@ -54,6 +54,7 @@ fn started(schema: &Schema, key: Option<&str>) -> Instance {
 fn one_more_line(inst: &Instance, user: &str) -> Batch {
     let mut next = inst.clone();
     let line = HistoryEntry {
+        proxy: None,
         seq: next.history_len,
         at: next.started_at,
         node: None,

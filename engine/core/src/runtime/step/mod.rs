@@ -327,6 +327,7 @@ pub fn start_called(
         started_by: by.clone(),
         ended_at: None,
         participants: Vec::new(),
+        approvers: Vec::new(),
         trigger: None,
         parent: parent.clone(),
         unread: Vec::new(),
@@ -608,7 +609,9 @@ impl<'a> Run<'a> {
     pub(crate) fn log(&mut self, node: Option<String>, user: Option<String>, event: HistoryEvent) {
         let seq = self.inst.history_len;
         self.inst.history_len += 1;
-        self.out.history.push(HistoryEntry { seq, at: self.now, node, user, event });
+        // A proxy acting in this event stands beside every user the event names.
+        let proxy = user.as_ref().and_then(|_| crate::ambient::proxy());
+        self.out.history.push(HistoryEntry { seq, at: self.now, node, user, proxy, event });
     }
 
     pub(crate) fn new_token(&mut self, node: &str, scope: Vec<Frame>) -> Moving {

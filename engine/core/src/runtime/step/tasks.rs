@@ -86,6 +86,9 @@ pub(super) fn complete(
     let token = run.inst.tokens.remove(tok);
     run.enter(&token.scope);
     run.set_vars(data.clone());
+    if !matches!(outcome, Outcome::SendBack { .. }) && !run.inst.approvers.contains(&user) {
+        run.inst.approvers.push(user.clone());
+    }
     let node_id = token.node.clone();
     run.log(
         Some(node_id.clone()),
