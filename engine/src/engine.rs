@@ -39,6 +39,10 @@ use std::time::Instant;
 const LOCK_SHARDS: usize = 256;
 /// Due jobs kept in memory at most; the rest wait in the store's `q/` index.
 pub const DEFAULT_QUEUE_WINDOW: usize = 10_000;
+/// The fair queue of due jobs ([`crate::fair`]) holds this many windows' worth: a
+/// backlog of up to 100,000 due jobs (default) is shared out fairly; beyond that,
+/// the excess waits in due order until the backlog shrinks.
+pub const READY_PER_WINDOW: usize = 10;
 /// Most times the executor starts a job without its outcome being recorded (the
 /// process stopped while running it: a crash, out of memory, a kill); at the next
 /// start the job becomes an incident instead of running again.
@@ -209,6 +213,7 @@ impl EngineBuilder {
             key_locks: (0..LOCK_SHARDS).map(|_| Lock::new(())).collect(),
             msg_locks: (0..LOCK_SHARDS).map(|_| Lock::new(())).collect(),
             queue: Lock::new(DueQueue::unloaded(self.queue_window)),
+            ready: Lock::new(crate::fair::FairQueue::new(self.queue_window.saturating_mul(READY_PER_WINDOW))),
             wake: tokio::sync::Notify::new(),
             workers: Lock::new(crate::workers::Pool::default()),
             jobs_ready: tokio::sync::Notify::new(),
@@ -243,6 +248,9 @@ pub(crate) struct Inner {
     pub(crate) msg_locks: Vec<Lock<()>>,
     /// Jobs to run: a bounded window over the store's due index.
     queue: Lock<DueQueue>,
+    /// Due jobs taken off the window, waiting for a free slot in fair turns per
+    /// process ([`crate::fair`]). Lock order: `queue`, then `ready`.
+    ready: Lock<crate::fair::FairQueue>,
     wake: tokio::sync::Notify,
     /// Due jobs of external connectors, waiting for or leased by workers.
     pub(crate) workers: Lock<crate::workers::Pool>,
@@ -916,9 +924,12 @@ impl Engine {
             return;
         }
         let mut q = self.inner.queue.lock().expect("queue lock");
+        let mut ready = self.inner.ready.lock().expect("ready lock");
         for (due, id) in dequeue {
             q.remove(&due_entry(due, &id));
+            ready.remove(&id);
         }
+        drop(ready);
         for (due, id) in enqueue {
             q.insert(due_entry(due, &id));
         }
@@ -1030,27 +1041,56 @@ impl Engine {
         Ok(tasks)
     }
 
-    /// Jobs due at `now` or earlier, taken off the queue (the caller runs them).
+    /// Jobs due at `now` or earlier, taken off the queue (the caller runs them), at
+    /// most `max`, in fair turns per process ([`crate::fair`]).
     pub(crate) fn take_due(&self, now: DateTime<Utc>, max: usize) -> Vec<String> {
+        if max == 0 {
+            return Vec::new();
+        }
+        self.stage_due(now);
+        let mut ready = self.inner.ready.lock().expect("ready lock");
+        std::iter::from_fn(|| ready.pop()).take(max).map(|(_, id)| id).collect()
+    }
+
+    /// Move due jobs from the window to the fair queue while it has room, reading
+    /// each job's process and priority; jobs of external connectors go to the
+    /// workers' pool instead.
+    fn stage_due(&self, now: DateTime<Utc>) {
         let now_ms = now.timestamp_millis();
-        let mut out = Vec::new();
-        while out.len() < max {
+        loop {
+            if self.inner.ready.lock().expect("ready lock").is_full() {
+                return;
+            }
             if let Err(e) = self.refill_queue() {
                 tracing::error!(error = %e, "could not load due jobs from the store");
-                break;
+                return;
             }
             let mut q = self.inner.queue.lock().expect("queue lock");
             let entry = match q.first() {
                 Some((due, _)) if *due <= now_ms => q.pop_first().expect("non-empty"),
-                _ => break,
+                _ => return,
             };
             drop(q);
-            // Jobs of external connectors go to the workers' pool, not to the caller.
-            if !self.offer_to_workers(&entry) {
-                out.push(entry.1);
+            let job = match self.inner.store.job(&entry.1) {
+                Ok(Some(job)) => job,
+                // Gone: done or cancelled meanwhile.
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::error!(job = %entry.1, error = %e, "could not read a due job; will try again");
+                    self.requeue(now + chrono::Duration::seconds(5), entry.1);
+                    return;
+                }
+            };
+            if due_entry(job.due, &job.id) != entry && job.due.timestamp_millis() > now_ms {
+                // Moved to a later time (a retry) since it was queued: its new entry waits.
+                continue;
             }
+            if self.offer_job_to_workers(&entry, &job) {
+                continue;
+            }
+            let mut ready = self.inner.ready.lock().expect("ready lock");
+            ready.push(&job.process, job.priority, entry);
         }
-        out
     }
 
     /// Count a start of job `id` in the store, durably, before running it. `None`:
@@ -1127,11 +1167,14 @@ impl Engine {
             tracing::error!(error = %e, "could not load due jobs from the store");
         }
         let q = self.inner.queue.lock().expect("queue lock");
-        q.first().and_then(|(ms, _)| DateTime::from_timestamp_millis(*ms))
+        let ready = self.inner.ready.lock().expect("ready lock").earliest();
+        let first = q.first().map(|(ms, _)| *ms);
+        first.into_iter().chain(ready).min().and_then(DateTime::from_timestamp_millis)
     }
 
     pub(crate) fn queued(&self) -> usize {
-        self.inner.queue.lock().expect("queue lock").len()
+        let q = self.inner.queue.lock().expect("queue lock");
+        q.len() + self.inner.ready.lock().expect("ready lock").len()
     }
 
     pub(crate) async fn woken(&self) {

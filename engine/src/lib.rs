@@ -64,6 +64,7 @@ pub mod clock;
 pub mod connector;
 mod contain;
 mod due;
+pub mod fair;
 pub mod engine;
 pub mod events;
 pub mod executor;

@@ -380,6 +380,8 @@ impl Case {
                             due: self.clock_now(),
                             attempt: 0,
                             kind: JobKind::Timer,
+                            priority: 50,
+                            process: String::new(),
                         });
                         let result = if kind == "job_ok" {
                             Ok(map.get("output").cloned().unwrap_or(Value::Object(Map::new())))

@@ -15,6 +15,7 @@ pub mod expr;
 pub mod kinds;
 pub mod load;
 pub mod model;
+pub mod priority;
 pub mod process;
 pub mod runtime;
 pub mod schedule;

@@ -32,6 +32,14 @@ pub struct ProcessDef {
     /// administrators at run time (API, CLI) without a redeploy.
     #[serde(default)]
     pub settings: IndexMap<String, VarDef>,
+    /// Executor priority of the process's timers and service calls (0–100,
+    /// default 50); a service task's own `priority:` overrides it.
+    #[serde(default)]
+    pub priority: Option<serde_json::Value>,
+    /// How long a completed instance stays in the live store before `nagare
+    /// archive` moves it out (`90d`); absent: for ever.
+    #[serde(default)]
+    pub retention: Option<String>,
     pub start: StartDef,
     pub nodes: IndexMap<String, NodeDef>,
 }
@@ -342,6 +350,11 @@ pub struct NodeDef {
     #[serde(default)]
     pub timeout: Option<String>,
 
+    // user and service task
+    /// 0–100, higher first (an expression on user and service tasks).
+    #[serde(default)]
+    pub priority: Option<serde_json::Value>,
+
     // exclusive gateway
     #[serde(default)]
     pub default: Option<String>,
@@ -368,6 +381,7 @@ impl NodeDef {
             "set" => self.set.is_some(),
             "retry" => self.retry.is_some(),
             "timeout" => self.timeout.is_some(),
+            "priority" => self.priority.is_some(),
             "default" => self.default.is_some(),
             "version" => self.version.is_some(),
             "in" => self.call_in.is_some(),

@@ -95,6 +95,8 @@ pub struct UserTaskSpec {
     pub boundary: Vec<Boundary>,
     /// Checks on the completed form (besides `send_back`).
     pub rules: Vec<Rule>,
+    /// The task's priority in the inbox; `None`: [`crate::priority::DEFAULT`].
+    pub priority: Option<crate::priority::Priority>,
 }
 
 /// A form rule: refuse the start or completion with `message` when `when` holds.
@@ -255,6 +257,8 @@ pub struct ServiceSpec {
     pub timeout: Duration,
     pub next: NodeIx,
     pub boundary: Vec<Boundary>,
+    /// The call's executor priority; `None`: the process's.
+    pub priority: Option<crate::priority::Priority>,
 }
 
 /// A call activity: start an instance of another deployed process and wait for it.
@@ -537,6 +541,11 @@ pub struct Process {
     /// The timer start is paused by an administrator: it fires and reschedules
     /// but starts nothing. Set by the engine from its stored configuration.
     pub start_paused: bool,
+    /// Executor priority of its timers and of service calls without their own (0–100).
+    pub priority: u8,
+    /// How long a completed instance stays in the live store (`retention:`);
+    /// `None`: for ever.
+    pub retention: Option<chrono::Duration>,
 }
 
 /// A compiled `start: watch:`. Run by the watcher registered for `source`, not by

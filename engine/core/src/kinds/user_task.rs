@@ -9,7 +9,7 @@ pub(crate) const KIND: super::Kind = super::Kind {
     key: "user_task",
     summary: "A task for a person in the lane's groups: a form over declared variables, a due date, send-back and named outcomes.",
     body: "give the task a title: `user_task: 申請内容を確認する`",
-    keys: &["lane", "next", "form", "due", "assignee", "send_back", "outcomes", "rules", "boundary", "multi_instance"],
+    keys: &["lane", "next", "form", "due", "assignee", "send_back", "outcomes", "rules", "priority", "boundary", "multi_instance"],
     no_next: "",
     present: |n| n.user_task.is_some(),
     compile,
@@ -68,6 +68,10 @@ fn compile(nc: &mut NodeCx<'_, '_>) -> Option<NodeKind> {
         }
         outcomes.push((name.clone(), nc.resolve(t, &["nodes", id, "outcomes", name], "outcomes")?));
     }
+    let priority = match &n.priority {
+        Some(v) => Some(compile_priority(nc.cx, &["nodes", id, "priority"], v, nm.names, true)?),
+        None => None,
+    };
     let boundary = nc.boundary(true, due.is_some());
     let rules =
         compile_rules(nc.cx, &["nodes", id, "rules"], n.rules.as_deref().unwrap_or_default(), nm.vars, nm.names);
@@ -82,6 +86,7 @@ fn compile(nc: &mut NodeCx<'_, '_>) -> Option<NodeKind> {
         outcomes,
         next,
         boundary: boundary?,
+        priority,
     }))
 }
 
@@ -102,6 +107,13 @@ pub(crate) fn exec(run: &mut Run<'_>, mut token: Moving, node: &Node, spec: &Use
         Some(e) => match e.eval(&run.env()).map_err(|e| e.to_string()).and_then(assignee_of) {
             Ok(a) => a,
             Err(msg) => return run.incident(token, format!("assignee `{}`: {msg}", e.source.trim()), None),
+        },
+    };
+    let priority = match &spec.priority {
+        None => crate::priority::DEFAULT,
+        Some(pr) => match pr.eval(&run.env()) {
+            Ok(p) => p,
+            Err(msg) => return run.incident(token, msg, None),
         },
     };
     let armings = match run.prepare_boundaries(run.own_boundary(&token, node), due) {
@@ -129,6 +141,7 @@ pub(crate) fn exec(run: &mut Run<'_>, mut token: Moving, node: &Node, spec: &Use
         outcome: None,
         item: run.item_of(&token, node),
         overdue: false,
+        priority,
     };
     run.log(here.clone(), None, HistoryEvent::TaskOpened { task: task_id.clone() });
     if assignee.is_some() {

@@ -462,6 +462,17 @@ pub struct Task {
     /// Open and past its due date. Computed when the task is read, never stored.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub overdue: bool,
+    /// 0–100, higher first (`priority:`; [`crate::priority::DEFAULT`] when unset).
+    #[serde(default = "default_priority")]
+    pub priority: u8,
+}
+
+fn default_priority() -> u8 {
+    crate::priority::DEFAULT
+}
+
+fn is_default_priority(p: &u8) -> bool {
+    *p == crate::priority::DEFAULT
 }
 
 /// Work for the executor, due at a time.
@@ -474,6 +485,14 @@ pub struct Job {
     pub due: DateTime<Utc>,
     pub attempt: u32,
     pub kind: JobKind,
+    /// 0–100, higher first: the executor runs a process's due jobs in this order
+    /// and gives processes with higher priorities a larger share.
+    #[serde(default = "default_priority", skip_serializing_if = "is_default_priority")]
+    pub priority: u8,
+    /// The process whose fair share the job runs in (the engine fills it in when
+    /// the job is committed; empty in records written before priorities).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub process: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
