@@ -1027,6 +1027,9 @@ impl Engine {
 
     /// Open tasks, with `overdue` set (and filtered on, when the query asks).
     pub fn tasks(&self, q: &TaskQuery) -> Result<Vec<Task>, EngineError> {
+        if crate::task_order::needs_engine(q) {
+            return crate::task_order::tasks(self, q);
+        }
         let now = self.now();
         let unfiltered =
             TaskQuery { overdue: None, limit: if q.overdue.is_some() { None } else { q.limit }, ..q.clone() };
@@ -1192,7 +1195,7 @@ pub(crate) fn debug_assert_invariants(p: &Process, inst: &Instance) {
     }
 }
 
-fn is_overdue(t: &Task, now: DateTime<Utc>) -> bool {
+pub(crate) fn is_overdue(t: &Task, now: DateTime<Utc>) -> bool {
     t.status == runtime::TaskStatus::Open && t.due.is_some_and(|d| d < now)
 }
 

@@ -52,7 +52,7 @@
 // The pure core, re-exported so that `nagare_engine::runtime` etc. keep working and
 // the edge modules below can say `crate::runtime`.
 pub use nagare_core::{
-    compile, diag, diagram, expr, load, model, process, runtime, schedule, schema, sensitive, types,
+    compile, diag, diagram, expr, load, model, priority, process, runtime, schedule, schema, sensitive, types,
 };
 
 pub mod asynchronous;
@@ -81,6 +81,7 @@ pub mod sendback;
 pub mod settings;
 pub mod sim;
 pub mod stats;
+pub mod task_order;
 pub mod store;
 pub mod timers;
 pub mod typed;

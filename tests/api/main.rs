@@ -22,6 +22,7 @@ mod nodes;
 #[cfg(feature = "postgres")]
 mod nodes_kill;
 mod openapi;
+mod priority;
 mod race;
 mod rules;
 mod serve;

@@ -15,6 +15,8 @@ mod mem;
 pub mod pg;
 mod sled_kv;
 
+/// A due date as the inbox sorts it: ms since the epoch, undated last.
+pub use keys::due_ms as keys_due_ms;
 pub use kv::{Kv, KvPair, KvStore, Op};
 pub use mem::MemKv;
 #[cfg(feature = "postgres")]
@@ -183,11 +185,18 @@ impl InstanceFilter {
 pub struct TaskCursor {
     pub due: Option<DateTime<Utc>>,
     pub id: String,
+    /// Set in the cursor of a page sorted by priority ([`TaskSort::Priority`]).
+    pub priority: Option<u8>,
 }
 
 impl TaskCursor {
     pub fn of(t: &Task) -> Self {
-        TaskCursor { due: t.due, id: t.id.clone() }
+        TaskCursor { due: t.due, id: t.id.clone(), priority: None }
+    }
+
+    /// Where a page sorted by priority ends.
+    pub fn by_priority(t: &Task) -> Self {
+        TaskCursor { priority: Some(t.priority), ..Self::of(t) }
     }
 
     /// The sort key of the inbox: due date in milliseconds (undated last), then id.
@@ -221,6 +230,21 @@ pub struct TaskQuery {
     /// Only tasks past their due date (`Some(true)`), or not (`Some(false)`).
     pub overdue: Option<bool>,
     pub limit: Option<usize>,
+    /// Only tasks of at least this priority. Filtered by the engine, not the store.
+    pub min_priority: Option<u8>,
+    /// The order of the results. The store always answers in due order; the
+    /// engine re-sorts ([`TaskSort::Priority`]).
+    pub sort: TaskSort,
+}
+
+/// How a task list is sorted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TaskSort {
+    /// Due date (undated last), then id: the store's index order.
+    #[default]
+    Due,
+    /// Priority (highest first), then due date (undated last), then id.
+    Priority,
 }
 
 /// What the engine needs from storage.
