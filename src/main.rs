@@ -5,6 +5,7 @@
 
 mod bench;
 mod bench_multi;
+mod bench_priority;
 mod bench_timers;
 mod cli;
 mod inbox_bench;
@@ -196,8 +197,9 @@ pub struct BenchArgs {
     suite: Option<String>,
     /// straight, gateway, usertask, all (those three), inbox (the HTTP API with a
     /// 100,000-task inbox; --n tasks, --concurrency clients), timers, or multi (one
-    /// multi-instance service task over --n items, default 1000).
-    #[arg(long, default_value = "all", value_parser = ["straight", "gateway", "usertask", "all", "inbox", "timers", "multi"])]
+    /// multi-instance service task over --n items, default 1000), or priority (one
+    /// process floods --n low-priority jobs, default 10000: another's job latency).
+    #[arg(long, default_value = "all", value_parser = ["straight", "gateway", "usertask", "all", "inbox", "timers", "multi", "priority"])]
     case: String,
     /// Timers in the virtual-clock run of `bench timers` (default 1000000; 0 skips it).
     #[arg(long)]

@@ -43,6 +43,8 @@ pub const DEFAULT_QUEUE_WINDOW: usize = 10_000;
 /// backlog of up to 100,000 due jobs (default) is shared out fairly; beyond that,
 /// the excess waits in due order until the backlog shrinks.
 pub const READY_PER_WINDOW: usize = 10;
+/// Due jobs read into the fair queue per [`Engine::take_due`].
+const STAGE_BUDGET: usize = 1024;
 /// Most times the executor starts a job without its outcome being recorded (the
 /// process stopped while running it: a crash, out of memory, a kill); at the next
 /// start the job becomes an incident instead of running again.
@@ -903,6 +905,10 @@ impl Engine {
             dequeue.push((j.due, j.id.clone()));
         }
         batch.extend(extra);
+        let hints = crate::fair::hints_of(&batch.jobs_put, self.now(), |j| match &j.kind {
+            JobKind::Connector { connector, .. } => self.connectors().is_external(connector),
+            _ => false,
+        });
         // Derived before the batch moves into the store, sent only once it is
         // durable; skipped when nobody listens.
         let events = if self.inner.events.receiver_count() > 0 { events::of_batch(&batch) } else { Vec::new() };
@@ -914,6 +920,12 @@ impl Engine {
             let _ = self.inner.events.send(e);
         }
         self.inner.stats.tasks_open.fetch_add(tasks_opened, Ordering::Relaxed);
+        if !hints.is_empty() {
+            let mut ready = self.inner.ready.lock().expect("ready lock");
+            for (id, process, priority, due) in hints {
+                ready.hint(id, process, priority, due);
+            }
+        }
         self.enqueue(enqueue, dequeue);
         Ok(waits)
     }
@@ -1057,10 +1069,11 @@ impl Engine {
 
     /// Move due jobs from the window to the fair queue while it has room, reading
     /// each job's process and priority; jobs of external connectors go to the
-    /// workers' pool instead.
+    /// workers' pool instead. At most [`STAGE_BUDGET`] per call, so that a burst is
+    /// read a slice at a time between runs instead of all before the first.
     fn stage_due(&self, now: DateTime<Utc>) {
         let now_ms = now.timestamp_millis();
-        loop {
+        for _ in 0..STAGE_BUDGET {
             if self.inner.ready.lock().expect("ready lock").is_full() {
                 return;
             }
@@ -1074,6 +1087,12 @@ impl Engine {
                 _ => return,
             };
             drop(q);
+            let hint = self.inner.ready.lock().expect("ready lock").take_hint(&entry);
+            if let Some((process, priority)) = hint {
+                // Jobs of external connectors are never hinted: they go by the store.
+                self.inner.ready.lock().expect("ready lock").push(&process, priority, entry);
+                continue;
+            }
             let job = match self.inner.store.job(&entry.1) {
                 Ok(Some(job)) => job,
                 // Gone: done or cancelled meanwhile.

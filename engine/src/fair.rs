@@ -44,6 +44,9 @@ pub struct FairQueue {
     /// The pass of the last lane that ran.
     vtime: u128,
     cap: usize,
+    /// job id → (process, priority, due) of jobs committed to run soon, so that
+    /// moving them here needs no store read; at most `cap`, dropped when used.
+    hints: HashMap<String, (String, u8, i64)>,
 }
 
 impl FairQueue {
@@ -55,6 +58,7 @@ impl FairQueue {
             index: HashMap::new(),
             vtime: 0,
             cap: cap.max(1),
+            hints: HashMap::new(),
         }
     }
 
@@ -86,8 +90,25 @@ impl FairQueue {
         self.index.insert(id, (process.to_string(), priority, due));
     }
 
+    /// Remember the process and priority of a job just committed (due at `due` ms),
+    /// unless the hints are full (the job is then read from the store when due).
+    pub fn hint(&mut self, id: String, process: String, priority: u8, due: i64) {
+        if self.hints.len() < self.cap || self.hints.contains_key(&id) {
+            self.hints.insert(id, (process, priority, due));
+        }
+    }
+
+    /// The hint for the job of `entry`, if one was given for that due time.
+    pub fn take_hint(&mut self, (due, id): &Entry) -> Option<(String, u8)> {
+        match self.hints.remove(id) {
+            Some((process, priority, at)) if at == *due => Some((process, priority)),
+            _ => None,
+        }
+    }
+
     /// Withdraw job `id` (cancelled or moved to another due time). Whether it was queued.
     pub fn remove(&mut self, id: &str) -> bool {
+        self.hints.remove(id);
         let Some((process, priority, due)) = self.index.remove(id) else { return false };
         let lane = self.lanes.get_mut(&process).expect("an indexed job has its lane");
         lane.jobs.remove(&(Reverse(priority), due, id.to_string()));
@@ -120,6 +141,23 @@ impl FairQueue {
     pub fn earliest(&self) -> Option<i64> {
         self.lanes.values().filter_map(|l| l.jobs.iter().map(|(_, due, _)| *due).min()).min()
     }
+}
+
+/// Hints for the jobs of a commit that come due within a second of `now` (later
+/// ones would only fill the hints; they are read when due), but for those `skip`
+/// names (jobs of external workers go through the store): (id, process,
+/// priority, due in ms).
+pub(crate) fn hints_of(
+    jobs: &[(Option<crate::runtime::Job>, crate::runtime::Job)],
+    now: chrono::DateTime<chrono::Utc>,
+    skip: impl Fn(&crate::runtime::Job) -> bool,
+) -> Vec<(String, String, u8, i64)> {
+    let soon = now + chrono::Duration::seconds(1);
+    jobs.iter()
+        .map(|(_, j)| j)
+        .filter(|j| j.due <= soon && !skip(j))
+        .map(|j| (j.id.clone(), j.process.clone(), j.priority, j.due.timestamp_millis()))
+        .collect()
 }
 
 #[cfg(test)]
