@@ -8,6 +8,7 @@
 //! backend: [`SledKv`] on disk (the default) and [`MemKv`] in memory. With the
 //! `postgres` feature, [`PgStore`] keeps the same records in PostgreSQL tables.
 
+mod archived;
 mod keys;
 mod kv;
 mod mem;
@@ -17,6 +18,7 @@ mod sled_kv;
 
 /// A due date as the inbox sorts it: ms since the epoch, undated last.
 pub use keys::due_ms as keys_due_ms;
+pub use archived::{ArchiveIntent, ArchivedInstance};
 pub use kv::{Kv, KvPair, KvStore, Op};
 pub use mem::MemKv;
 #[cfg(feature = "postgres")]
@@ -320,6 +322,21 @@ pub trait Store: Send + Sync {
     ) -> Result<Option<bool>, StoreError> {
         Ok(None)
     }
+    /// Move finished instances out of the live store, in one atomic write: each
+    /// one's instance record, tasks (and their index entries), history and
+    /// participant entries are deleted and `summaries` kept (the business key stays
+    /// taken, pointing at the archived id); the archive intent is cleared.
+    fn archive(&self, summaries: &[ArchivedInstance]) -> Result<(), StoreError>;
+    /// The summary of an archived instance.
+    fn archived(&self, id: InstanceId) -> Result<Option<ArchivedInstance>, StoreError>;
+    /// The archiver's pending intent ([`ArchiveIntent`]), if a run was cut short.
+    fn archive_intent(&self) -> Result<Option<ArchiveIntent>, StoreError>;
+    /// Record (durably) or clear the archiver's intent.
+    fn set_archive_intent(&self, intent: Option<&ArchiveIntent>) -> Result<(), StoreError>;
+    /// Replace the history lines of instance `id` with sequence numbers below
+    /// `before` by `summary` (one line, its `seq` the first one replaced), in one
+    /// atomic write: a long-running instance's history stays bounded.
+    fn compact_history(&self, id: InstanceId, before: u32, summary: HistoryEntry) -> Result<(), StoreError>;
     /// The worker lease stored for job `id`: `(worker, attempt, until)`; `Ok(None)`
     /// when this store keeps none (see [`Store::lease_to_worker`]).
     fn worker_lease(&self, _id: &str) -> Result<Option<Option<WorkerLease>>, StoreError> {
