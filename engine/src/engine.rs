@@ -544,7 +544,7 @@ impl Engine {
                     self.inner.store.commit(extra)?;
                     self.enqueue(enq, deq);
                 }
-                return Ok((self.instance(id)?, Vec::new()));
+                return Ok((self.keyed_instance(id)?, Vec::new()));
             }
         }
         let Some(key) = opts.business_key.clone() else { return self.start_new(p, vars, opts, None, extra) };
@@ -560,7 +560,7 @@ impl Engine {
                     self.inner.store.commit(again)?;
                     self.enqueue(enq, deq);
                 }
-                Ok((self.instance(id)?, Vec::new()))
+                Ok((self.keyed_instance(id)?, Vec::new()))
             }
             other => other,
         }

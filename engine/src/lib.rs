@@ -55,6 +55,7 @@ pub use nagare_core::{
     compile, diag, diagram, expr, load, model, priority, process, runtime, schedule, schema, sensitive, types,
 };
 
+pub mod archive;
 pub mod asynchronous;
 pub mod blobs;
 pub mod calls;

@@ -152,6 +152,7 @@ fn render_entry(out: &mut String, engine: &Engine, instance: u64, h: &HistoryEnt
         H::ErrorThrown { code, message } => format!("code={} message={message:?}", code.as_deref().unwrap_or("-")),
         H::ErrorCaught { code, by, to } => format!("code={} by={by} to={to}", code.as_deref().unwrap_or("-")),
         H::Cancelled { reason } => format!("reason={reason:?}"),
+        H::Compacted { lines, .. } => format!("lines={lines}"),
     };
     if let Some(u) = &h.user {
         detail = if detail.is_empty() { format!("by={u}") } else { format!("by={u} {detail}") };

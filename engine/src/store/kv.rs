@@ -522,10 +522,17 @@ impl<K: Kv> Store for KvStore<K> {
         let mut first = None;
         for (k, v) in self.kv.scan(&keys::history_prefix(id), usize::MAX)? {
             let lines: Vec<HistoryEntry> = dec(&k, &v)?;
-            // A commit's lines share one key: a chunk goes whole, or stays whole.
-            if lines.last().is_some_and(|l| l.seq < before) {
-                first = first.or(lines.first().map(|l| l.seq));
-                ops.push((k, None));
+            let Some(start) = lines.first().map(|l| l.seq) else { continue };
+            if start >= before {
+                break;
+            }
+            first = first.or(Some(start));
+            ops.push((k, None));
+            // A commit's lines share one key: the one that straddles `before` is
+            // written again, under the key of its first line kept.
+            let kept: Vec<&HistoryEntry> = lines.iter().filter(|l| l.seq >= before).collect();
+            if let Some(l) = kept.first() {
+                ops.push((keys::history(id, l.seq), Some(enc(&kept))));
             }
         }
         let Some(first) = first else { return Ok(()) };

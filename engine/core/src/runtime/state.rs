@@ -695,6 +695,15 @@ pub enum HistoryEvent {
     Cancelled {
         reason: String,
     },
+    /// Older lines of a long-running instance, replaced by this one line to keep
+    /// its history bounded (`nagare archive --compact`): how many, their time
+    /// span, and how many of each event there were.
+    Compacted {
+        lines: u32,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        events: std::collections::BTreeMap<String, u32>,
+    },
 }
 
 impl HistoryEvent {
@@ -734,6 +743,7 @@ impl HistoryEvent {
             HistoryEvent::Ended => "ended",
             HistoryEvent::Completed => "completed",
             HistoryEvent::Cancelled { .. } => "cancelled",
+            HistoryEvent::Compacted { .. } => "compacted",
         }
     }
 }
