@@ -280,7 +280,8 @@ impl Engine {
         fault::at(fault::AFTER_INTENT);
         let mut f = OpenOptions::new().create(true).append(true).open(&path).map_err(io(&path))?;
         if fault::armed(fault::TORN_WRITE) {
-            let _ = f.write_all(&bytes[..bytes.len() / 2]).and_then(|()| f.sync_all());
+            // Half the lines and a few bytes more: a line cut in the middle.
+            let _ = f.write_all(&bytes[..(bytes.len() / 2 + 7).min(bytes.len() - 1)]).and_then(|()| f.sync_all());
             fault::at(fault::TORN_WRITE);
         }
         f.write_all(&bytes).map_err(io(&path))?;
