@@ -188,6 +188,12 @@ enum Command {
         after_help = "Example:\n  nagare migrate-store --from sled:./nagare-data --to postgres://nagare@localhost/nagare"
     )]
     MigrateStore(cli::migrate::MigrateStoreArgs),
+    /// Move finished instances past their process's `retention:` (or `--before`)
+    /// into JSON Lines files, keeping a summary; `--dry-run` shows what would move.
+    #[command(
+        after_help = "Example:\n  nagare archive --dry-run\n  nagare archive --before 2026-01-01 --to /backup/nagare-archive"
+    )]
+    Archive(cli::archive::ArchiveArgs),
 }
 
 #[derive(Args)]
@@ -341,6 +347,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => bench::run(&out, &data, a, data_given),
         Command::Simulate(a) => cli::simulate::run(&out, a),
         Command::MigrateStore(a) => cli::migrate::run(&out, a),
+        Command::Archive(a) => cli::archive::run(&out, &data, a),
     };
     finish(result)
 }

@@ -5,6 +5,7 @@
 //! server gave (method, route, status, from its own request metrics) is documented
 //! in its OpenAPI document, then shuts the server down gracefully.
 
+mod archive;
 mod calls;
 mod cloudsign;
 mod common;

@@ -20,6 +20,9 @@ pub struct ArchivedInstance {
     pub started_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<DateTime<Utc>>,
+    /// Who started or acted on it (who may still find it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub participants: Vec<String>,
     /// The archive file holding its record (name within the archive directory).
     pub file: String,
     pub archived_at: DateTime<Utc>,
@@ -36,6 +39,7 @@ impl ArchivedInstance {
             started_at: i.started_at,
             started_by: i.started_by.clone(),
             ended_at: i.ended_at,
+            participants: i.participants.clone(),
             file: file.to_string(),
             archived_at: now,
         }
