@@ -4,6 +4,7 @@
 //! under [`cli`], printing goes through [`output`], and `nagare bench` is [`bench`].
 
 mod bench;
+mod bench_archive;
 mod bench_multi;
 mod bench_priority;
 mod bench_timers;
@@ -204,8 +205,9 @@ pub struct BenchArgs {
     /// straight, gateway, usertask, all (those three), inbox (the HTTP API with a
     /// 100,000-task inbox; --n tasks, --concurrency clients), timers, or multi (one
     /// multi-instance service task over --n items, default 1000), or priority (one
-    /// process floods --n low-priority jobs, default 10000: another's job latency).
-    #[arg(long, default_value = "all", value_parser = ["straight", "gateway", "usertask", "all", "inbox", "timers", "multi", "priority"])]
+    /// process floods --n low-priority jobs, default 10000: another's job latency),
+    /// or archive (--n completed instances archived, default 100000: store size).
+    #[arg(long, default_value = "all", value_parser = ["straight", "gateway", "usertask", "all", "inbox", "timers", "multi", "priority", "archive"])]
     case: String,
     /// Timers in the virtual-clock run of `bench timers` (default 1000000; 0 skips it).
     #[arg(long)]
