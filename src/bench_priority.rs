@@ -143,7 +143,10 @@ pub fn run(out: &Out, n: Option<usize>, concurrency: Option<usize>) -> anyhow::R
         ("flood backlog when other began".into(), r.flood_backlog_at_first_other.to_string()),
         ("jobs/s".into(), format!("{:.0}", r.flood_jobs_per_s)),
         ("FIFO wait estimate (backlog / throughput)".into(), format!("{:.0} ms", r.fifo_wait_estimate_ms)),
-        ("other: start → call p50 / p99 / max".into(), format!("{:.2} / {:.2} / {:.2} ms", r.other_p50_ms, r.other_p99_ms, r.other_max_ms)),
+        (
+            "other: start → call p50 / p99 / max".into(),
+            format!("{:.2} / {:.2} / {:.2} ms", r.other_p50_ms, r.other_p99_ms, r.other_max_ms),
+        ),
     ] {
         t.row(vec![k, v]);
     }

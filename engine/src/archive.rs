@@ -122,7 +122,7 @@ struct Line<'a> {
 /// An instance found by id or business key, live or archived.
 #[derive(Debug, Clone)]
 pub enum Found {
-    Live(Instance),
+    Live(Box<Instance>),
     Archived(ArchivedInstance),
 }
 
@@ -141,7 +141,7 @@ impl Engine {
     /// Instance `id`, live or archived.
     pub fn find(&self, id: InstanceId) -> Result<Option<Found>, EngineError> {
         if let Some(i) = self.store().instance(id)? {
-            return Ok(Some(Found::Live(i)));
+            return Ok(Some(Found::Live(Box::new(i))));
         }
         Ok(self.store().archived(id)?.map(Found::Archived))
     }
@@ -150,7 +150,7 @@ impl Engine {
     /// start with its key is refused as for a finished instance (the key stays taken).
     pub(crate) fn keyed_instance(&self, id: InstanceId) -> Result<Instance, EngineError> {
         match self.find(id)? {
-            Some(Found::Live(i)) => Ok(i),
+            Some(Found::Live(i)) => Ok(*i),
             Some(Found::Archived(a)) => {
                 Err(EngineError::Conflict(crate::runtime::Rejection::Finished(a.status.as_str())))
             }
@@ -211,7 +211,11 @@ impl Engine {
     }
 
     /// Finished instances ended before their cut-off, in id order: (id, process).
-    fn archive_candidates(&self, opts: &ArchiveOptions, now: DateTime<Utc>) -> Result<Vec<(InstanceId, String)>, ArchiveError> {
+    fn archive_candidates(
+        &self,
+        opts: &ArchiveOptions,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(InstanceId, String)>, ArchiveError> {
         // Retention per process, from its latest version.
         let retention: BTreeMap<String, chrono::Duration> = self
             .processes()
@@ -223,7 +227,8 @@ impl Engine {
         let mut out = Vec::new();
         let mut after = None;
         loop {
-            let page = self.store().instances(&InstanceFilter { after, limit: Some(1024), ..InstanceFilter::default() })?;
+            let page =
+                self.store().instances(&InstanceFilter { after, limit: Some(1024), ..InstanceFilter::default() })?;
             for i in &page {
                 // Instances of a watched record stay: the record's next start reads
                 // the last one's trigger (generation, revision).
@@ -271,11 +276,8 @@ impl Engine {
         let (name, path, offset) = current_file(&opts.dir, now, draft.len() as u64, opts.max_file_bytes)?;
         let bytes = encode(&rows, &name, now)?;
         let summaries: Vec<ArchivedInstance> = rows.iter().map(|(i, _)| ArchivedInstance::of(i, &name, now)).collect();
-        let intent = ArchiveIntent {
-            path: path.display().to_string(),
-            offset,
-            ids: summaries.iter().map(|s| s.id).collect(),
-        };
+        let intent =
+            ArchiveIntent { path: path.display().to_string(), offset, ids: summaries.iter().map(|s| s.id).collect() };
         self.store().set_archive_intent(Some(&intent))?;
         fault::at(fault::AFTER_INTENT);
         let mut f = OpenOptions::new().create(true).append(true).open(&path).map_err(io(&path))?;
@@ -310,7 +312,8 @@ impl Engine {
     ) -> Result<(), ArchiveError> {
         let mut after = None;
         loop {
-            let page = self.store().instances(&InstanceFilter { after, limit: Some(1024), ..InstanceFilter::default() })?;
+            let page =
+                self.store().instances(&InstanceFilter { after, limit: Some(1024), ..InstanceFilter::default() })?;
             for i in page.iter().filter(|i| !matches!(i.status, Status::Completed | Status::Cancelled)) {
                 // Cheap test first: lines written, not lines kept.
                 if (i.history_len as usize) <= over {
@@ -383,7 +386,8 @@ fn current_file(dir: &Path, now: DateTime<Utc>, adding: u64, max: u64) -> Result
     let mut last: Option<u32> = None;
     for entry in std::fs::read_dir(dir).map_err(io(dir))? {
         let name = entry.map_err(io(dir))?.file_name().to_string_lossy().into_owned();
-        if let Some(n) = name.strip_prefix(&prefix).and_then(|r| r.strip_suffix(".jsonl")).and_then(|n| n.parse().ok()) {
+        if let Some(n) = name.strip_prefix(&prefix).and_then(|r| r.strip_suffix(".jsonl")).and_then(|n| n.parse().ok())
+        {
             last = last.max(Some(n));
         }
     }
@@ -412,9 +416,11 @@ pub fn ids_in_file(path: &Path) -> Result<Vec<InstanceId>, ArchiveError> {
     let text = std::fs::read_to_string(path).map_err(io(path))?;
     text.lines()
         .map(|l| {
-            let v: serde_json::Value =
-                serde_json::from_str(l).map_err(|e| ArchiveError::Invalid(format!("{}: a bad line: {e}", path.display())))?;
-            v["archived"]["id"].as_u64().ok_or_else(|| ArchiveError::Invalid(format!("{}: a line without an id", path.display())))
+            let v: serde_json::Value = serde_json::from_str(l)
+                .map_err(|e| ArchiveError::Invalid(format!("{}: a bad line: {e}", path.display())))?;
+            v["archived"]["id"]
+                .as_u64()
+                .ok_or_else(|| ArchiveError::Invalid(format!("{}: a line without an id", path.display())))
         })
         .collect()
 }

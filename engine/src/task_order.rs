@@ -36,7 +36,11 @@ pub(crate) fn tasks(engine: &Engine, q: &TaskQuery) -> Result<Vec<Task>, EngineE
     tasks.retain(|t| q.overdue.is_none_or(|o| t.overdue == o) && q.min_priority.is_none_or(|m| t.priority >= m));
     if q.sort == TaskSort::Priority {
         tasks.sort_by(|a, b| {
-            priority_key(a.priority, keys_due_ms(a.due), &a.id).cmp(&priority_key(b.priority, keys_due_ms(b.due), &b.id))
+            priority_key(a.priority, keys_due_ms(a.due), &a.id).cmp(&priority_key(
+                b.priority,
+                keys_due_ms(b.due),
+                &b.id,
+            ))
         });
         if let Some(c) = &q.after {
             let after = priority_key(c.priority.unwrap_or(u8::MAX), keys_due_ms(c.due), &c.id);

@@ -92,13 +92,16 @@ fn a_crash_mid_archive_loses_nothing_and_duplicates_nothing() {
     }
     let mut run = 0;
     // Aborts at each point, a few chunks in (earlier chunks complete each time).
-    for (point, chunk) in [(fault::AFTER_INTENT, 1), (fault::TORN_WRITE, 2), (fault::AFTER_FSYNC, 1), (fault::TORN_WRITE, 0)] {
+    for (point, chunk) in
+        [(fault::AFTER_INTENT, 1), (fault::TORN_WRITE, 2), (fault::AFTER_FSYNC, 1), (fault::TORN_WRITE, 0)]
+    {
         let status = child(dir, Some((point, chunk)), run).wait().unwrap();
         let log = std::fs::read_to_string(dir.join(format!("child-{run}.log"))).unwrap();
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(status.signal(), Some(6), "run {run} should have aborted at point {point}: {status}\n{log}");
         if point == fault::TORN_WRITE {
-            let mut files: Vec<_> = std::fs::read_dir(dir.join("archive")).unwrap().map(|e| e.unwrap().path()).collect();
+            let mut files: Vec<_> =
+                std::fs::read_dir(dir.join("archive")).unwrap().map(|e| e.unwrap().path()).collect();
             files.sort();
             let last = std::fs::read(files.last().unwrap()).unwrap();
             assert_ne!(last.last(), Some(&b'\n'), "run {run} left a torn line");

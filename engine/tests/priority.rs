@@ -97,7 +97,11 @@ fn within_a_process_higher_priority_jobs_run_first() {
 
 #[test]
 fn priority_literals_are_checked_at_deploy() {
-    let e = Engine::builder().in_memory().connector("rec.call", FnConnector(|_: &Call| Ok(serde_json::json!({})))).build().unwrap();
+    let e = Engine::builder()
+        .in_memory()
+        .connector("rec.call", FnConnector(|_: &Call| Ok(serde_json::json!({}))))
+        .build()
+        .unwrap();
     let bad = service_process("p", "priority: 101");
     let err = e.deploy("p.yaml", &bad).unwrap_err().to_string();
     assert!(err.contains("bad-priority") && err.contains("p.yaml:3"), "{err}");

@@ -68,7 +68,8 @@ pub fn print(out: &Out, r: &ArchiveReport) -> anyhow::Result<()> {
     if out.json {
         return out.json(r);
     }
-    let mut t = Table::new(&["process", if r.dry_run { "would archive" } else { "finished, past retention" }]).right(&[1]);
+    let mut t =
+        Table::new(&["process", if r.dry_run { "would archive" } else { "finished, past retention" }]).right(&[1]);
     for (p, n) in &r.by_process {
         t.row(vec![p.clone(), n.to_string()]);
     }

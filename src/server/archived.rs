@@ -87,8 +87,9 @@ pub async fn by_key(
 ) -> ApiResult<Json<FoundInstance>> {
     let engine = state.engine.clone();
     blocking(move || {
-        let not_found =
-            || ApiError::new(StatusCode::NOT_FOUND, "unknown-instance", "no instance with this business key".to_string());
+        let not_found = || {
+            ApiError::new(StatusCode::NOT_FOUND, "unknown-instance", "no instance with this business key".to_string())
+        };
         match engine.find_by_key(&process, &key)? {
             Some(Found::Live(i)) => {
                 let tasks = super::instances::open_tasks(&engine, &i)?;

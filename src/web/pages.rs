@@ -183,7 +183,9 @@ pub async fn inbox(State(web): State<WebState>, headers: HeaderMap, Query(p): Qu
     }
     if let Some(next) = &page.next {
         let mut link = format!("/?after={}", url_part(next));
-        for (k, v) in [("view", &p.view), ("process", &p.process), ("lane", &p.lane), ("overdue", &p.overdue), ("sort", &p.sort)] {
+        for (k, v) in
+            [("view", &p.view), ("process", &p.process), ("lane", &p.lane), ("overdue", &p.overdue), ("sort", &p.sort)]
+        {
             if let Some(v) = non_empty(v) {
                 link.push_str(&format!("&{k}={}", url_part(&v)));
             }

@@ -17,7 +17,10 @@ async fn archived_instances_answer_410_by_id_and_are_found_by_business_key() {
     let engine = api.engine.clone();
     let dir = out.path().to_path_buf();
     let r = tokio::task::spawn_blocking(move || {
-        engine.archive(&ArchiveOptions { before: Some("2100-01-01T00:00:00Z".parse().unwrap()), ..ArchiveOptions::new(dir) })
+        engine.archive(&ArchiveOptions {
+            before: Some("2100-01-01T00:00:00Z".parse().unwrap()),
+            ..ArchiveOptions::new(dir)
+        })
     })
     .await
     .unwrap()

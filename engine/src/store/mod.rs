@@ -16,9 +16,9 @@ mod mem;
 pub mod pg;
 mod sled_kv;
 
+pub use archived::{ArchiveIntent, ArchivedInstance};
 /// A due date as the inbox sorts it: ms since the epoch, undated last.
 pub use keys::due_ms as keys_due_ms;
-pub use archived::{ArchiveIntent, ArchivedInstance};
 pub use kv::{Kv, KvPair, KvStore, Op};
 pub use mem::MemKv;
 #[cfg(feature = "postgres")]

@@ -731,7 +731,12 @@ fn compile_retention(cx: &mut Cx, text: &str) -> Option<chrono::Duration> {
         Ok(span) if span.months == 0 && span.business_days == 0 => {
             let d = chrono::Duration::days(i64::from(span.days)) + span.exact;
             if d < chrono::Duration::days(1) {
-                cx.err("bad-retention", cx.loc(&["retention"]), format!("retention `{text}` is shorter than a day"), hint);
+                cx.err(
+                    "bad-retention",
+                    cx.loc(&["retention"]),
+                    format!("retention `{text}` is shorter than a day"),
+                    hint,
+                );
                 return None;
             }
             Some(d)

@@ -9,7 +9,13 @@ const HINT: &str = "write an integer from 0 (lowest) to 100 (highest), or an exp
 
 /// The `priority:` at `path`; `None` after reporting why it is unusable.
 /// `exprs: false` (the process's own priority) takes literals only.
-pub(crate) fn compile_priority(cx: &mut Cx<'_>, path: &[&str], v: &Value, names: &[&str], exprs: bool) -> Option<Priority> {
+pub(crate) fn compile_priority(
+    cx: &mut Cx<'_>,
+    path: &[&str],
+    v: &Value,
+    names: &[&str],
+    exprs: bool,
+) -> Option<Priority> {
     match priority::literal(v) {
         Some(Ok(p)) => return Some(Priority::Fixed(p)),
         Some(Err(why)) => {

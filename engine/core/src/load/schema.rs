@@ -8,8 +8,20 @@
 use crate::diag::{hint_for, Diagnostic, Diagnostics};
 use crate::load::tree::{YKind, YNode};
 
-pub const TOP_KEYS: &[&str] =
-    &["id", "name", "version", "description", "time_zone", "lanes", "variables", "settings", "priority", "retention", "start", "nodes"];
+pub const TOP_KEYS: &[&str] = &[
+    "id",
+    "name",
+    "version",
+    "description",
+    "time_zone",
+    "lanes",
+    "variables",
+    "settings",
+    "priority",
+    "retention",
+    "start",
+    "nodes",
+];
 pub const LANE_KEYS: &[&str] = &["name", "groups", "notify"];
 pub const NOTIFY_KEYS: &[&str] = &["on", "via"];
 pub const VAR_KEYS: &[&str] =

@@ -74,7 +74,8 @@ impl PgStore {
     }
 
     pub(super) fn intent(&self) -> Result<Option<ArchiveIntent>, StoreError> {
-        let mut v: Vec<ArchiveIntent> = self.records("SELECT record::text FROM archive_intent", (), "archive_intent")?;
+        let mut v: Vec<ArchiveIntent> =
+            self.records("SELECT record::text FROM archive_intent", (), "archive_intent")?;
         Ok(v.pop())
     }
 

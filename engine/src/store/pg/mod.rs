@@ -13,8 +13,8 @@
 //! microsecond) and exactly in Rust with the same predicates as the sled store,
 //! reading in chunks until a page is full.
 
-pub mod migrate;
 mod archive;
+pub mod migrate;
 mod migrations;
 pub mod options;
 mod pool;
