@@ -123,6 +123,12 @@ pub fn run(out: &Out, data: &Path, a: BenchArgs, data_given: bool) -> anyhow::Re
     if a.case == "multi" {
         return crate::bench_multi::run(out, &temp_root, a.n);
     }
+    if a.case == "archive" {
+        return crate::bench_archive::run(out, &temp_root, a.n);
+    }
+    if a.case == "priority" {
+        return crate::bench_priority::run(out, a.n, a.concurrency);
+    }
     if a.case == "inbox" {
         return crate::inbox_bench::run(out, &temp_root, a.n, a.concurrency);
     }

@@ -4,7 +4,9 @@
 //! under [`cli`], printing goes through [`output`], and `nagare bench` is [`bench`].
 
 mod bench;
+mod bench_archive;
 mod bench_multi;
+mod bench_priority;
 mod bench_timers;
 mod cli;
 mod inbox_bench;
@@ -206,6 +208,12 @@ enum Command {
         after_help = "Example:\n  nagare migrate plan --process expense-approval --from 1 --to 2 --map 領収書確認=証憑確認 \\\n      --set '領収書あり=if 領収書あり { \"あり\" } else { \"なし\" }' --out plan.json\n  nagare migrate apply plan.json"
     )]
     Migrate(cli::migrate_instances::MigrateArgs),
+    /// Move finished instances past their process's `retention:` (or `--before`)
+    /// into JSON Lines files, keeping a summary; `--dry-run` shows what would move.
+    #[command(
+        after_help = "Example:\n  nagare archive --dry-run\n  nagare archive --before 2026-01-01 --to /backup/nagare-archive"
+    )]
+    Archive(cli::archive::ArchiveArgs),
 }
 
 #[derive(Args)]
@@ -215,8 +223,10 @@ pub struct BenchArgs {
     suite: Option<String>,
     /// straight, gateway, usertask, all (those three), inbox (the HTTP API with a
     /// 100,000-task inbox; --n tasks, --concurrency clients), timers, or multi (one
-    /// multi-instance service task over --n items, default 1000).
-    #[arg(long, default_value = "all", value_parser = ["straight", "gateway", "usertask", "all", "inbox", "timers", "multi"])]
+    /// multi-instance service task over --n items, default 1000), or priority (one
+    /// process floods --n low-priority jobs, default 10000: another's job latency),
+    /// or archive (--n completed instances archived, default 100000: store size).
+    #[arg(long, default_value = "all", value_parser = ["straight", "gateway", "usertask", "all", "inbox", "timers", "multi", "priority", "archive"])]
     case: String,
     /// Timers in the virtual-clock run of `bench timers` (default 1000000; 0 skips it).
     #[arg(long)]
@@ -366,6 +376,7 @@ fn main() -> ExitCode {
         Command::Simulate(a) => cli::simulate::run(&out, a),
         Command::MigrateStore(a) => cli::migrate::run(&out, a),
         Command::Migrate(a) => cli::migrate_instances::run(&out, &data, a),
+        Command::Archive(a) => cli::archive::run(&out, &data, a),
     };
     finish(result)
 }

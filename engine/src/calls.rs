@@ -42,6 +42,8 @@ pub(crate) fn cancel_job(child: InstanceId, now: DateTime<Utc>) -> Job {
         due: now,
         attempt: 1,
         kind: JobKind::CallCancel,
+        priority: nagare_core::priority::DEFAULT,
+        process: String::new(),
     }
 }
 

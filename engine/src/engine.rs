@@ -39,6 +39,12 @@ use std::time::Instant;
 const LOCK_SHARDS: usize = 256;
 /// Due jobs kept in memory at most; the rest wait in the store's `q/` index.
 pub const DEFAULT_QUEUE_WINDOW: usize = 10_000;
+/// The fair queue of due jobs ([`crate::fair`]) holds this many windows' worth: a
+/// backlog of up to 100,000 due jobs (default) is shared out fairly; beyond that,
+/// the excess waits in due order until the backlog shrinks.
+pub const READY_PER_WINDOW: usize = 10;
+/// Due jobs read into the fair queue per [`Engine::take_due`].
+const STAGE_BUDGET: usize = 1024;
 /// Most times the executor starts a job without its outcome being recorded (the
 /// process stopped while running it: a crash, out of memory, a kill); at the next
 /// start the job becomes an incident instead of running again.
@@ -241,6 +247,7 @@ impl EngineBuilder {
             key_locks: (0..LOCK_SHARDS).map(|_| Lock::new(())).collect(),
             msg_locks: (0..LOCK_SHARDS).map(|_| Lock::new(())).collect(),
             queue: Lock::new(DueQueue::unloaded(self.queue_window)),
+            ready: Lock::new(crate::fair::FairQueue::new(self.queue_window.saturating_mul(READY_PER_WINDOW))),
             wake: tokio::sync::Notify::new(),
             workers: Lock::new(crate::workers::Pool::default()),
             jobs_ready: tokio::sync::Notify::new(),
@@ -277,6 +284,9 @@ pub(crate) struct Inner {
     pub(crate) msg_locks: Vec<Lock<()>>,
     /// Jobs to run: a bounded window over the store's due index.
     queue: Lock<DueQueue>,
+    /// Due jobs taken off the window, waiting for a free slot in fair turns per
+    /// process ([`crate::fair`]). Lock order: `queue`, then `ready`.
+    ready: Lock<crate::fair::FairQueue>,
     wake: tokio::sync::Notify,
     /// Due jobs of external connectors, waiting for or leased by workers.
     pub(crate) workers: Lock<crate::workers::Pool>,
@@ -590,7 +600,7 @@ impl Engine {
                     self.inner.store.commit(extra)?;
                     self.enqueue(enq, deq);
                 }
-                return Ok((self.instance(id)?, Vec::new()));
+                return Ok((self.keyed_instance(id)?, Vec::new()));
             }
         }
         let Some(key) = opts.business_key.clone() else { return self.start_new(p, vars, opts, None, extra) };
@@ -606,7 +616,7 @@ impl Engine {
                     self.inner.store.commit(again)?;
                     self.enqueue(enq, deq);
                 }
-                Ok((self.instance(id)?, Vec::new()))
+                Ok((self.keyed_instance(id)?, Vec::new()))
             }
             other => other,
         }
@@ -956,6 +966,10 @@ impl Engine {
             dequeue.push((j.due, j.id.clone()));
         }
         batch.extend(extra);
+        let hints = crate::fair::hints_of(&batch.jobs_put, self.now(), |j| match &j.kind {
+            JobKind::Connector { connector, .. } => self.connectors().is_external(connector),
+            _ => false,
+        });
         // Derived before the batch moves into the store, sent only once it is
         // durable; skipped when nobody listens.
         let events = if self.inner.events.receiver_count() > 0 { events::of_batch(&batch) } else { Vec::new() };
@@ -967,6 +981,12 @@ impl Engine {
             let _ = self.inner.events.send(e);
         }
         self.inner.stats.tasks_open.fetch_add(tasks_opened, Ordering::Relaxed);
+        if !hints.is_empty() {
+            let mut ready = self.inner.ready.lock().expect("ready lock");
+            for (id, process, priority, due) in hints {
+                ready.hint(id, process, priority, due);
+            }
+        }
         self.enqueue(enqueue, dequeue);
         Ok(waits)
     }
@@ -977,9 +997,12 @@ impl Engine {
             return;
         }
         let mut q = self.inner.queue.lock().expect("queue lock");
+        let mut ready = self.inner.ready.lock().expect("ready lock");
         for (due, id) in dequeue {
             q.remove(&due_entry(due, &id));
+            ready.remove(&id);
         }
+        drop(ready);
         for (due, id) in enqueue {
             q.insert(due_entry(due, &id));
         }
@@ -1118,6 +1141,9 @@ impl Engine {
 
     /// Open tasks, with `overdue` set (and filtered on, when the query asks).
     pub fn tasks(&self, q: &TaskQuery) -> Result<Vec<Task>, EngineError> {
+        if crate::task_order::needs_engine(q) {
+            return crate::task_order::tasks(self, q);
+        }
         let now = self.now();
         let unfiltered =
             TaskQuery { overdue: None, limit: if q.overdue.is_some() { None } else { q.limit }, ..q.clone() };
@@ -1132,27 +1158,63 @@ impl Engine {
         Ok(tasks)
     }
 
-    /// Jobs due at `now` or earlier, taken off the queue (the caller runs them).
+    /// Jobs due at `now` or earlier, taken off the queue (the caller runs them), at
+    /// most `max`, in fair turns per process ([`crate::fair`]).
     pub(crate) fn take_due(&self, now: DateTime<Utc>, max: usize) -> Vec<String> {
+        if max == 0 {
+            return Vec::new();
+        }
+        self.stage_due(now);
+        let mut ready = self.inner.ready.lock().expect("ready lock");
+        std::iter::from_fn(|| ready.pop()).take(max).map(|(_, id)| id).collect()
+    }
+
+    /// Move due jobs from the window to the fair queue while it has room, reading
+    /// each job's process and priority; jobs of external connectors go to the
+    /// workers' pool instead. At most [`STAGE_BUDGET`] per call, so that a burst is
+    /// read a slice at a time between runs instead of all before the first.
+    fn stage_due(&self, now: DateTime<Utc>) {
         let now_ms = now.timestamp_millis();
-        let mut out = Vec::new();
-        while out.len() < max {
+        for _ in 0..STAGE_BUDGET {
+            if self.inner.ready.lock().expect("ready lock").is_full() {
+                return;
+            }
             if let Err(e) = self.refill_queue() {
                 tracing::error!(error = %e, "could not load due jobs from the store");
-                break;
+                return;
             }
             let mut q = self.inner.queue.lock().expect("queue lock");
             let entry = match q.first() {
                 Some((due, _)) if *due <= now_ms => q.pop_first().expect("non-empty"),
-                _ => break,
+                _ => return,
             };
             drop(q);
-            // Jobs of external connectors go to the workers' pool, not to the caller.
-            if !self.offer_to_workers(&entry) {
-                out.push(entry.1);
+            let hint = self.inner.ready.lock().expect("ready lock").take_hint(&entry);
+            if let Some((process, priority)) = hint {
+                // Jobs of external connectors are never hinted: they go by the store.
+                self.inner.ready.lock().expect("ready lock").push(&process, priority, entry);
+                continue;
             }
+            let job = match self.inner.store.job(&entry.1) {
+                Ok(Some(job)) => job,
+                // Gone: done or cancelled meanwhile.
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::error!(job = %entry.1, error = %e, "could not read a due job; will try again");
+                    self.requeue(now + chrono::Duration::seconds(5), entry.1);
+                    return;
+                }
+            };
+            if due_entry(job.due, &job.id) != entry && job.due.timestamp_millis() > now_ms {
+                // Moved to a later time (a retry) since it was queued: its new entry waits.
+                continue;
+            }
+            if self.offer_job_to_workers(&entry, &job) {
+                continue;
+            }
+            let mut ready = self.inner.ready.lock().expect("ready lock");
+            ready.push(&job.process, job.priority, entry);
         }
-        out
     }
 
     /// Count a start of job `id` in the store, durably, before running it. `None`:
@@ -1229,11 +1291,14 @@ impl Engine {
             tracing::error!(error = %e, "could not load due jobs from the store");
         }
         let q = self.inner.queue.lock().expect("queue lock");
-        q.first().and_then(|(ms, _)| DateTime::from_timestamp_millis(*ms))
+        let ready = self.inner.ready.lock().expect("ready lock").earliest();
+        let first = q.first().map(|(ms, _)| *ms);
+        first.into_iter().chain(ready).min().and_then(DateTime::from_timestamp_millis)
     }
 
     pub(crate) fn queued(&self) -> usize {
-        self.inner.queue.lock().expect("queue lock").len()
+        let q = self.inner.queue.lock().expect("queue lock");
+        q.len() + self.inner.ready.lock().expect("ready lock").len()
     }
 
     pub(crate) async fn woken(&self) {
@@ -1251,7 +1316,7 @@ pub(crate) fn debug_assert_invariants(p: &Process, inst: &Instance) {
     }
 }
 
-fn is_overdue(t: &Task, now: DateTime<Utc>) -> bool {
+pub(crate) fn is_overdue(t: &Task, now: DateTime<Utc>) -> bool {
     t.status == runtime::TaskStatus::Open && t.due.is_some_and(|d| d < now)
 }
 

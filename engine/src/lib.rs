@@ -54,9 +54,10 @@
 // The pure core, re-exported so that `nagare_engine::runtime` etc. keep working and
 // the edge modules below can say `crate::runtime`.
 pub use nagare_core::{
-    ambient, bpmn, compile, diag, diagram, expr, load, migrate, model, process, runtime, schedule, schema, sensitive, types,
+    ambient, bpmn, compile, diag, diagram, expr, load, migrate, model, priority, process, runtime, schedule, schema, sensitive, types,
 };
 
+pub mod archive;
 pub mod asynchronous;
 pub mod blobs;
 pub mod calls;
@@ -69,6 +70,7 @@ mod due;
 pub mod engine;
 pub mod events;
 pub mod executor;
+pub mod fair;
 pub mod files;
 pub mod incidents;
 pub mod internals;
@@ -90,6 +92,7 @@ pub mod sim;
 mod spans;
 pub mod stats;
 pub mod store;
+pub mod task_order;
 pub mod timers;
 pub mod typed;
 pub mod workers;

@@ -214,6 +214,8 @@ impl Engine {
             due: expires_at,
             attempt: 1,
             kind: JobKind::MessageExpiry { name: name.into(), key: key.into(), message: id },
+            priority: nagare_core::priority::DEFAULT,
+            process: String::new(),
         };
         let entry = (job.due, job.id.clone());
         self.inner.store.commit(Batch { messages_put: vec![msg], jobs_put: vec![(None, job)], ..Batch::default() })?;

@@ -66,6 +66,8 @@ impl Engine {
                     idempotency_key: id,
                     timeout_ms: TIMEOUT_MS,
                 },
+                priority: t.priority,
+                process: t.process.clone(),
             }
         };
         let mut out = Vec::new();

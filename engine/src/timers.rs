@@ -89,6 +89,8 @@ impl Engine {
                     due,
                     attempt: 1,
                     kind: JobKind::StartTimer { process: p.id.clone() },
+                    priority: p.priority,
+                    process: p.id.clone(),
                 };
                 enq.push((due, id));
                 batch.jobs_put.push((old, job));

@@ -141,15 +141,10 @@ impl Pool {
 impl Engine {
     /// A due job taken off the queue: when its connector is external, put it in the
     /// workers' pool and say so (the executor then leaves it alone).
-    pub(crate) fn offer_to_workers(&self, entry: &Entry) -> bool {
+    pub(crate) fn offer_job_to_workers(&self, entry: &Entry, job: &Job) -> bool {
         if !self.connectors().has_external() {
             return false;
         }
-        let job = match self.store().job(&entry.1) {
-            Ok(Some(job)) => job,
-            // Gone (the executor skips it too), or unreadable: the executor decides.
-            _ => return false,
-        };
         let JobKind::Connector { connector, .. } = &job.kind else { return false };
         if !self.connectors().is_external(connector) {
             return false;

@@ -169,6 +169,7 @@ fn render_entry(out: &mut String, engine: &Engine, instance: u64, h: &HistoryEnt
         }
         H::Circulated { task, to } => format!("task={task} to={to}"),
         H::TaskRead { task } => format!("task={task}"),
+        H::Compacted { lines, .. } => format!("lines={lines}"),
         // HistoryEvent is non-exhaustive: an event this renderer does not know yet.
         other => format!("{other:?}"),
     };
@@ -420,6 +421,8 @@ impl Case {
                             due: self.clock_now(),
                             attempt: 0,
                             kind: JobKind::Timer,
+                            priority: 50,
+                            process: String::new(),
                         });
                         let result = if kind == "job_ok" {
                             Ok(map.get("output").cloned().unwrap_or(Value::Object(Map::new())))

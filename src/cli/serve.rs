@@ -82,6 +82,17 @@ pub struct ServeArgs {
     /// TLS yet). Uploaded files stay in the data directory either way.
     #[arg(long, env = "NAGARE_STORE", value_name = "sled|postgres://...")]
     store: Option<String>,
+    /// Archive finished instances past their process's `retention:` this often
+    /// (`1h`, at most `24h`; default: never; `nagare archive` does it by hand).
+    #[arg(long, env = "NAGARE_ARCHIVE_EVERY", value_parser = positive_duration)]
+    archive_every: Option<Duration>,
+    /// Where the archiver writes (default: `<data>/archive`).
+    #[arg(long, env = "NAGARE_ARCHIVE_DIR")]
+    archive_dir: Option<PathBuf>,
+    /// With --archive-every: also keep running instances' history to about this
+    /// many lines (at least 100), older lines compacted into one.
+    #[arg(long, env = "NAGARE_HISTORY_MAX_LINES", value_parser = clap::value_parser!(u64).range(100..=10_000_000))]
+    history_max_lines: Option<u64>,
 }
 
 impl ServeArgs {
@@ -197,6 +208,10 @@ pub fn serve(data: &Path, a: ServeArgs) -> anyhow::Result<ExitCode> {
         engine.set_org(org);
     }
     let deployed = deploy_dir(&engine, &a.processes, a.with_bench)?;
+    if let Some(every) = a.archive_every {
+        let dir = a.archive_dir.clone().unwrap_or_else(|| data.join("archive"));
+        super::archiver::spawn(engine.clone(), dir, every, a.history_max_lines.map(|n| n as usize));
+    }
     check_lanes(&engine, &users);
     let demo = DEMO_TOKENS.iter().any(|t| users.authenticate(t).is_some());
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;

@@ -50,7 +50,10 @@ pub fn open_tasks(engine: &Engine, inst: &Instance) -> ApiResult<Vec<Task>> {
 
 /// The instance and its open tasks, if the caller may see it; else 404.
 pub(super) fn visible(engine: &Engine, caller: &Caller, id: u64) -> ApiResult<(Instance, Vec<Task>)> {
-    let inst = engine.instance(id)?;
+    let inst = match engine.instance(id) {
+        Err(nagare_engine::EngineError::UnknownInstance(_)) => return Err(super::archived::gone(engine, caller, id)?),
+        other => other?,
+    };
     let tasks = open_tasks(engine, &inst)?;
     if !caller.may_see_instance(&inst, &tasks) {
         return Err(ApiError::unknown_instance(id));
@@ -263,6 +266,7 @@ pub async fn list(
         (status = 200, description = "The instance", body = InstanceView),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "No such instance, or not one the caller may see", body = ErrorBody),
+        (status = 410, description = "Archived (`code: archived`): `details` is its summary, with `archived: true`", body = ErrorBody),
     ))]
 pub async fn get(
     State(state): State<AppState>,
@@ -286,6 +290,7 @@ pub async fn get(
         (status = 200, description = "History, oldest first", body = Vec<HistoryItem>),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "No such instance, or not one the caller may see", body = ErrorBody),
+        (status = 410, description = "Archived: its history is in the archive file named in `details.file`", body = ErrorBody),
     ))]
 pub async fn history(
     State(state): State<AppState>,

@@ -11,6 +11,7 @@
 //! Connections are accepted by [`conn::serve`] (timeouts, connection cap), and a
 //! panic in one request is that request's `500` ([`panic`](mod@panic)).
 
+mod archived;
 pub mod auth;
 mod cloudsign_hook;
 pub(crate) mod config;
@@ -151,6 +152,7 @@ fn protected(names: &mut SchemaNames) -> OpenApiRouter<AppState> {
         // the largest file; JSON bodies keep BODY_LIMIT (`extract::limited_json`).
         .routes(with_form_limit(names.check(routes!(instances::list, instances::start))))
         .routes(names.check(routes!(instances::get)))
+        .routes(names.check(routes!(archived::by_key)))
         .routes(names.check(routes!(instances::history)))
         .routes(names.check(routes!(instances::cancel)))
         .routes(names.check(routes!(files::upload)))

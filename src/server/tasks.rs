@@ -15,7 +15,7 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use nagare_engine::runtime::{Outcome, Rejection, Task};
-use nagare_engine::store::{TaskCursor, TaskQuery};
+use nagare_engine::store::{TaskCursor, TaskQuery, TaskSort};
 use nagare_engine::{Engine, EngineError};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -41,6 +41,12 @@ pub struct InboxQuery {
     pub due_before: Option<DateTime<Utc>>,
     /// Only tasks past their due date (`true`), or not (`false`).
     pub overdue: Option<bool>,
+    /// Only tasks of at least this priority (0–100).
+    #[param(minimum = 0, maximum = 100)]
+    pub min_priority: Option<u8>,
+    /// `due` (default: due date, undated last) or `priority` (highest first, then
+    /// due date).
+    pub sort: Option<String>,
     /// The `next` cursor of the previous page.
     pub after: Option<String>,
     /// Page size, 1 to 500 (default 50).
@@ -48,22 +54,35 @@ pub struct InboxQuery {
     pub limit: Option<usize>,
 }
 
-/// `<due in ms, or ->~<task id>`: where a page ended.
-fn encode_cursor(t: &Task) -> String {
-    match t.due {
+/// `<due in ms, or ->~<task id>`: where a page ended; sorted by priority,
+/// `p<priority>~` before it.
+fn encode_cursor(t: &Task, sort: TaskSort) -> String {
+    let at = match t.due {
         Some(d) => format!("{}~{}", d.timestamp_millis(), t.id),
         None => format!("-~{}", t.id),
+    };
+    match sort {
+        TaskSort::Due => at,
+        TaskSort::Priority => format!("p{}~{at}", t.priority),
     }
 }
 
-fn decode_cursor(s: &str) -> ApiResult<TaskCursor> {
+fn decode_cursor(s: &str, sort: TaskSort) -> ApiResult<TaskCursor> {
     let bad = || ApiError::bad_request("bad-query", "`after` must be the `next` value of the previous page");
+    let (priority, s) = match (sort, s.strip_prefix('p')) {
+        (TaskSort::Priority, Some(rest)) => {
+            let (p, rest) = rest.split_once('~').ok_or_else(bad)?;
+            (Some(p.parse::<u8>().map_err(|_| bad())?), rest)
+        }
+        (TaskSort::Due, None) => (None, s),
+        _ => return Err(bad()),
+    };
     let (due, id) = s.split_once('~').ok_or_else(bad)?;
     let due = match due {
         "-" => None,
         ms => Some(DateTime::from_timestamp_millis(ms.parse().map_err(|_| bad())?).ok_or_else(bad)?),
     };
-    Ok(TaskCursor { due, id: id.to_string() })
+    Ok(TaskCursor { due, id: id.to_string(), priority })
 }
 
 /// The caller's open tasks, sorted by due date (undated last), paged.
@@ -81,7 +100,20 @@ pub async fn inbox(
     ApiQuery(q): ApiQuery<InboxQuery>,
 ) -> ApiResult<Json<TaskPage>> {
     let limit = page_size(q.limit)?;
-    let after = q.after.as_deref().map(decode_cursor).transpose()?;
+    let sort = match q.sort.as_deref() {
+        None | Some("due") => TaskSort::Due,
+        Some("priority") => TaskSort::Priority,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "bad-query",
+                format!("`sort` must be `due` or `priority`, not `{}`", echo(other)),
+            ))
+        }
+    };
+    if q.min_priority.is_some_and(|p| p > nagare_engine::priority::MAX) {
+        return Err(ApiError::bad_request("bad-query", "`min_priority` must be from 0 to 100"));
+    }
+    let after = q.after.as_deref().map(|a| decode_cursor(a, sort)).transpose()?;
     let groups = match (&q.group, caller.admin) {
         (Some(g), true) => Some(vec![g.clone()]),
         (Some(g), false) if caller.in_group(g) => Some(vec![g.clone()]),
@@ -108,6 +140,8 @@ pub async fn inbox(
         overdue: q.overdue,
         after,
         limit: Some(limit),
+        min_priority: q.min_priority,
+        sort,
     };
     let engine = state.engine.clone();
     let tasks = blocking(move || {
@@ -118,13 +152,18 @@ pub async fn inbox(
         }
         // Each query is in (due, id) order from the same cursor: merged, the first
         // `limit` are the page.
-        tasks.sort_by(|a, b| (a.due.is_none(), a.due, &a.id).cmp(&(b.due.is_none(), b.due, &b.id)));
+        // (In the page's sort order: priority first when sorted by priority.)
+        let by_priority = sort == TaskSort::Priority;
+        tasks.sort_by(|a, b| {
+            let rank = |t: &Task| std::cmp::Reverse(if by_priority { t.priority } else { 0 });
+            (rank(a), a.due.is_none(), a.due, &a.id).cmp(&(rank(b), b.due.is_none(), b.due, &b.id))
+        });
         tasks.dedup_by(|a, b| a.id == b.id);
         tasks.truncate(limit);
         Ok(tasks)
     })
     .await?;
-    let next = if tasks.len() == limit { tasks.last().map(encode_cursor) } else { None };
+    let next = if tasks.len() == limit { tasks.last().map(|t| encode_cursor(t, sort)) } else { None };
     Ok(Json(TaskPage { items: tasks.into_iter().map(TaskView::from).collect(), next }))
 }
 

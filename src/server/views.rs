@@ -47,6 +47,8 @@ pub struct TaskView {
     pub due: Option<chrono::DateTime<chrono::Utc>>,
     /// Open and past its due date (by the engine's clock).
     pub overdue: bool,
+    /// 0–100, higher first (the task's `priority:`; 50 when it sets none).
+    pub priority: u8,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completed_by: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -81,6 +83,7 @@ impl From<Task> for TaskView {
             created_at: t.created_at,
             due: t.due,
             overdue: t.overdue,
+            priority: t.priority,
             completed_by: t.completed_by,
             completed_at: t.completed_at,
             outcome: t.outcome,

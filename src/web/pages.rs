@@ -94,6 +94,8 @@ pub struct InboxParams {
     process: Option<String>,
     lane: Option<String>,
     overdue: Option<String>,
+    /// `priority`: highest priority first (default: due date).
+    sort: Option<String>,
     /// `mine`: only tasks assigned to me.
     view: Option<String>,
     after: Option<String>,
@@ -121,6 +123,8 @@ pub async fn inbox(State(web): State<WebState>, headers: HeaderMap, Query(p): Qu
         },
         after: non_empty(&p.after),
         limit: None,
+        min_priority: None,
+        sort: non_empty(&p.sort).filter(|s| s == "priority"),
     };
     let page = tasks::inbox(State(web.app.clone()), Auth(ctx.caller.clone()), ApiQuery(q))
         .await
@@ -137,17 +141,19 @@ pub async fn inbox(State(web): State<WebState>, headers: HeaderMap, Query(p): Qu
          <label>プロセス Process<input type=\"text\" name=\"process\" value=\"{}\"></label>\
          <label>レーン Lane<input type=\"text\" name=\"lane\" value=\"{}\"></label>\
          <label>期限 Due<select name=\"overdue\"><option value=\"\">すべて All</option><option value=\"yes\"{}>期限切れ Overdue</option><option value=\"no\"{}>期限内 Not overdue</option></select></label>\
+         <label>並び順 Sort<select name=\"sort\"><option value=\"\">期限順 By due date</option><option value=\"priority\"{}>優先度順 By priority</option></select></label>\
          <button>絞り込む Filter</button></form>",
         sel(mine),
         p.process.clone().unwrap_or_default(),
         p.lane.clone().unwrap_or_default(),
         sel(p.overdue.as_deref() == Some("yes")),
         sel(p.overdue.as_deref() == Some("no")),
+        sel(p.sort.as_deref() == Some("priority")),
     );
     if page.items.is_empty() {
         body.push(Markup::raw("<p>タスクはありません。 No tasks.</p>"));
     } else {
-        body.push(Markup::raw("<table><thead><tr><th>期限 Due</th><th>タスク Task</th><th>プロセス Process</th><th>レーン Lane</th><th>案件 Instance</th><th>担当 Assignee</th></tr></thead><tbody>"));
+        body.push(Markup::raw("<table><thead><tr><th>優先度 Priority</th><th>期限 Due</th><th>タスク Task</th><th>プロセス Process</th><th>レーン Lane</th><th>案件 Instance</th><th>担当 Assignee</th></tr></thead><tbody>"));
         for t in &page.items {
             let due = match t.due {
                 Some(d) if t.overdue => {
@@ -158,7 +164,8 @@ pub async fn inbox(State(web): State<WebState>, headers: HeaderMap, Query(p): Qu
             };
             html!(
                 body,
-                "<tr><td>{}</td><td><a href=\"/web/tasks/{}\">{}</a></td><td>{}</td><td>{}</td><td><a href=\"/web/instances/{}\">#{}</a></td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td><a href=\"/web/tasks/{}\">{}</a></td><td>{}</td><td>{}</td><td><a href=\"/web/instances/{}\">#{}</a></td><td>{}</td></tr>",
+                t.priority.to_string(),
                 due,
                 url_part(&t.id),
                 match &t.item {
@@ -177,7 +184,9 @@ pub async fn inbox(State(web): State<WebState>, headers: HeaderMap, Query(p): Qu
     }
     if let Some(next) = &page.next {
         let mut link = format!("/?after={}", url_part(next));
-        for (k, v) in [("view", &p.view), ("process", &p.process), ("lane", &p.lane), ("overdue", &p.overdue)] {
+        for (k, v) in
+            [("view", &p.view), ("process", &p.process), ("lane", &p.lane), ("overdue", &p.overdue), ("sort", &p.sort)]
+        {
             if let Some(v) = non_empty(v) {
                 link.push_str(&format!("&{k}={}", url_part(&v)));
             }

@@ -7,6 +7,7 @@
 
 mod approvals;
 mod bpmn;
+mod archive;
 mod calls;
 mod cloudsign;
 mod common;
@@ -26,6 +27,7 @@ mod nodes;
 mod nodes_kill;
 mod openapi;
 mod proxies;
+mod priority;
 mod race;
 mod rules;
 mod serve;

@@ -19,6 +19,7 @@ pub mod load;
 pub mod migrate;
 pub mod model;
 pub mod org;
+pub mod priority;
 pub mod process;
 pub mod runtime;
 pub mod schedule;

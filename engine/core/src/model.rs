@@ -36,6 +36,14 @@ pub struct ProcessDef {
     /// `candidates:`) finds nobody; absent: an incident.
     #[serde(default)]
     pub fallback: Option<String>,
+    /// Executor priority of the process's timers and service calls (0–100,
+    /// default 50); a service task's own `priority:` overrides it.
+    #[serde(default)]
+    pub priority: Option<serde_json::Value>,
+    /// How long a completed instance stays in the live store before `nagare
+    /// archive` moves it out (`90d`); absent: for ever.
+    #[serde(default)]
+    pub retention: Option<String>,
     pub start: StartDef,
     pub nodes: IndexMap<String, NodeDef>,
 }
@@ -367,6 +375,11 @@ pub struct NodeDef {
     #[serde(default)]
     pub timeout: Option<String>,
 
+    // user and service task
+    /// 0–100, higher first (an expression on user and service tasks).
+    #[serde(default)]
+    pub priority: Option<serde_json::Value>,
+
     // exclusive gateway
     #[serde(default)]
     pub default: Option<String>,
@@ -395,6 +408,7 @@ impl NodeDef {
             "set" => self.set.is_some(),
             "retry" => self.retry.is_some(),
             "timeout" => self.timeout.is_some(),
+            "priority" => self.priority.is_some(),
             "default" => self.default.is_some(),
             "version" => self.version.is_some(),
             "in" => self.call_in.is_some(),

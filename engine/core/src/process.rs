@@ -97,6 +97,8 @@ pub struct UserTaskSpec {
     pub rules: Vec<Rule>,
     /// `candidates:` and `skip:` (org-based routing, [`crate::kinds::route`]).
     pub route: crate::kinds::route::Route,
+    /// The task's priority in the inbox; `None`: [`crate::priority::DEFAULT`].
+    pub priority: Option<crate::priority::Priority>,
     /// `approvers:`: a consensus over the node's items (one task per approver).
     pub consensus: Option<Box<ConsensusSpec>>,
 }
@@ -370,6 +372,8 @@ pub struct ServiceSpec {
     pub timeout: Duration,
     pub next: NodeIx,
     pub boundary: Vec<Boundary>,
+    /// The call's executor priority; `None`: the process's.
+    pub priority: Option<crate::priority::Priority>,
 }
 
 /// A call activity: start an instance of another deployed process and wait for it.
@@ -668,6 +672,11 @@ pub struct Process {
     pub start_paused: bool,
     /// The lane a user task opens in when its org expression finds nobody.
     pub fallback: Option<String>,
+    /// Executor priority of its timers and of service calls without their own (0–100).
+    pub priority: u8,
+    /// How long a completed instance stays in the live store (`retention:`);
+    /// `None`: for ever.
+    pub retention: Option<chrono::Duration>,
 }
 
 /// A compiled `start: watch:`. Run by the watcher registered for `source`, not by

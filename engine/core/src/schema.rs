@@ -178,6 +178,8 @@ fn property(what: &str, key: &str) -> Value {
         ("process", "variables") => map_of("variable", "Declared process variables by name, with their types."),
         ("process", "settings") => map_of("variable", "Settings: declared like variables, the same for every instance, read-only in expressions, changed by administrators at run time without a redeploy."),
         ("process", "fallback") => s("The lane a user task opens in when its org expression (`assignee:`, `candidates:`) finds nobody; absent: an incident."),
+        ("process", "priority") => json!({ "type": "integer", "minimum": 0, "maximum": 100, "description": "Executor priority (0–100, default 50) of the process's timers and of service calls without their own; higher runs first and gets a larger fair share." }),
+        ("process", "retention") => json!({ "type": "string", "pattern": DURATION_PATTERN, "description": "How long a completed instance stays in the live store before `nagare archive` moves it to the archive (`90d`); absent: for ever." }),
         ("process", "start") => reference("start", "The start event."),
         ("process", "nodes") => map_of("node", "The flow nodes by id; each is exactly one kind."),
 
@@ -363,6 +365,7 @@ fn node_property(key: &str) -> Value {
         "set" => (json!({ "$ref": "#/$defs/expressions" }), "Variables from the result: name → expression (reading `result`).".to_string()),
         "retry" => (json!({ "$ref": "#/$defs/retry" }), "Retry policy: `{ attempts: 5, backoff: 2s..1m }`.".to_string()),
         "timeout" => (json!({ "type": "string", "pattern": DURATION_PATTERN }), "How long one attempt may take (`10s`).".to_string()),
+        "priority" => (json!({ "type": ["integer", "string"], "minimum": 0, "maximum": 100 }), "Priority from 0 to 100 (default 50; higher first): an integer or an expression. A user task's orders the inbox (`?sort=priority`); a service task's orders the executor's queue.".to_string()),
         "default" => (json!({ "type": "string" }), "The node taken when no branch's condition holds.".to_string()),
         "approvers" => (
             json!({ "$ref": "#/$defs/approvers" }),

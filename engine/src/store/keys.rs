@@ -24,6 +24,19 @@ pub const INSTANCE_BY_PARTICIPANT: &[u8] = b"ip/";
 /// Present once the participant index covers every instance (stores written before
 /// the index get it built once, when opened).
 pub const PARTICIPANT_INDEX_READY: &[u8] = b"m/participant-index";
+/// `a/<instance>`: the summary of an archived instance.
+pub const ARCHIVED: &[u8] = b"a/";
+/// The archiver's pending intent.
+pub const ARCHIVE_INTENT: &[u8] = b"m/archive-intent";
+
+pub fn archived(id: InstanceId) -> Vec<u8> {
+    cat(&[ARCHIVED, &id.to_be_bytes()])
+}
+
+/// The records of the tasks of instance `id` (task ids are `<instance>-<seq>`).
+pub fn tasks_of(id: InstanceId) -> Vec<u8> {
+    cat(&[TASK, id.to_string().as_bytes(), b"-"])
+}
 
 fn cat(parts: &[&[u8]]) -> Vec<u8> {
     let mut k = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());

@@ -90,12 +90,17 @@ impl<K: Kv> KvStore<K> {
             }
             None => kv.apply(vec![(keys::FORMAT.to_vec(), Some(FORMAT_VERSION.to_string().into_bytes()))])?,
         }
-        let last = match kv.last(keys::INSTANCE)? {
-            Some((k, _)) => k[keys::INSTANCE.len()..].try_into().map(u64::from_be_bytes).map_err(|_| {
-                StoreError::Corrupt { key: String::from_utf8_lossy(&k).into_owned(), reason: "bad instance key".into() }
-            })?,
-            None => 0,
-        };
+        // Archived instances keep their ids: the highest of either is the last one.
+        let mut last = 0;
+        for prefix in [keys::INSTANCE, keys::ARCHIVED] {
+            if let Some((k, _)) = kv.last(prefix)? {
+                let id = k[prefix.len()..].try_into().map(u64::from_be_bytes).map_err(|_| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    reason: "bad instance key".into(),
+                })?;
+                last = last.max(id);
+            }
+        }
         if kv.get(keys::PARTICIPANT_INDEX_READY)?.is_none() {
             Self::build_participant_index(&kv)?;
         }
@@ -479,5 +484,64 @@ impl<K: Kv> Store for KvStore<K> {
     fn history(&self, id: InstanceId) -> Result<Vec<HistoryEntry>, StoreError> {
         let chunks: Vec<Vec<HistoryEntry>> = self.scan(&keys::history_prefix(id), usize::MAX)?;
         Ok(chunks.into_iter().flatten().collect())
+    }
+
+    fn archive(&self, summaries: &[ArchivedInstance]) -> Result<(), StoreError> {
+        let mut ops: Vec<Op> = Vec::new();
+        for a in summaries {
+            let Some(inst) = self.instance(a.id)? else { continue };
+            ops.push((keys::instance(a.id), None));
+            for user in &inst.participants {
+                ops.push((keys::instance_by_participant(user, a.id), None));
+            }
+            for (k, _) in self.kv.scan(&keys::history_prefix(a.id), usize::MAX)? {
+                ops.push((k, None));
+            }
+            for (k, v) in self.kv.scan(&keys::tasks_of(a.id), usize::MAX)? {
+                let t: Task = dec(&k, &v)?;
+                ops.extend(Self::task_index_keys(&t).into_iter().map(|k| (k, None)));
+                ops.push((k, None));
+            }
+            ops.push((keys::archived(a.id), Some(enc(a))));
+        }
+        ops.push((keys::ARCHIVE_INTENT.to_vec(), None));
+        self.kv.apply(ops)
+    }
+
+    fn archived(&self, id: InstanceId) -> Result<Option<ArchivedInstance>, StoreError> {
+        self.get(&keys::archived(id))
+    }
+
+    fn archive_intent(&self) -> Result<Option<ArchiveIntent>, StoreError> {
+        self.get(keys::ARCHIVE_INTENT)
+    }
+
+    fn set_archive_intent(&self, intent: Option<&ArchiveIntent>) -> Result<(), StoreError> {
+        self.kv.apply(vec![(keys::ARCHIVE_INTENT.to_vec(), intent.map(enc))])
+    }
+
+    fn compact_history(&self, id: InstanceId, before: u32, summary: HistoryEntry) -> Result<(), StoreError> {
+        let mut ops: Vec<Op> = Vec::new();
+        let mut first = None;
+        for (k, v) in self.kv.scan(&keys::history_prefix(id), usize::MAX)? {
+            let lines: Vec<HistoryEntry> = dec(&k, &v)?;
+            let Some(start) = lines.first().map(|l| l.seq) else { continue };
+            if start >= before {
+                break;
+            }
+            first = first.or(Some(start));
+            ops.push((k, None));
+            // A commit's lines share one key: the one that straddles `before` is
+            // written again, under the key of its first line kept.
+            let kept: Vec<&HistoryEntry> = lines.iter().filter(|l| l.seq >= before).collect();
+            if let Some(l) = kept.first() {
+                ops.push((keys::history(id, l.seq), Some(enc(&kept))));
+            }
+        }
+        let Some(first) = first else { return Ok(()) };
+        let summary = HistoryEntry { seq: first, ..summary };
+        ops.retain(|(k, _)| *k != keys::history(id, first));
+        ops.push((keys::history(id, first), Some(enc(&vec![&summary]))));
+        self.kv.apply(ops)
     }
 }

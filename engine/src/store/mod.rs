@@ -8,6 +8,7 @@
 //! backend: [`SledKv`] on disk (the default) and [`MemKv`] in memory. With the
 //! `postgres` feature, [`PgStore`] keeps the same records in PostgreSQL tables.
 
+mod archived;
 mod keys;
 mod kv;
 mod mem;
@@ -15,6 +16,9 @@ mod mem;
 pub mod pg;
 mod sled_kv;
 
+pub use archived::{ArchiveIntent, ArchivedInstance};
+/// A due date as the inbox sorts it: ms since the epoch, undated last.
+pub use keys::due_ms as keys_due_ms;
 pub use kv::{Kv, KvPair, KvStore, Op};
 pub use mem::MemKv;
 #[cfg(feature = "postgres")]
@@ -246,12 +250,19 @@ pub struct TaskCursor {
     pub due: Option<DateTime<Utc>>,
     /// The task's id.
     pub id: String,
+    /// Set in the cursor of a page sorted by priority ([`TaskSort::Priority`]).
+    pub priority: Option<u8>,
 }
 
 impl TaskCursor {
     /// The cursor just after task `t`.
     pub fn of(t: &Task) -> Self {
-        TaskCursor { due: t.due, id: t.id.clone() }
+        TaskCursor { due: t.due, id: t.id.clone(), priority: None }
+    }
+
+    /// Where a page sorted by priority ends.
+    pub fn by_priority(t: &Task) -> Self {
+        TaskCursor { priority: Some(t.priority), ..Self::of(t) }
     }
 
     /// The sort key of the inbox: due date in milliseconds (undated last), then id.
@@ -293,6 +304,21 @@ pub struct TaskQuery {
     pub overdue: Option<bool>,
     /// At most this many.
     pub limit: Option<usize>,
+    /// Only tasks of at least this priority. Filtered by the engine, not the store.
+    pub min_priority: Option<u8>,
+    /// The order of the results. The store always answers in due order; the
+    /// engine re-sorts ([`TaskSort::Priority`]).
+    pub sort: TaskSort,
+}
+
+/// How a task list is sorted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TaskSort {
+    /// Due date (undated last), then id: the store's index order.
+    #[default]
+    Due,
+    /// Priority (highest first), then due date (undated last), then id.
+    Priority,
 }
 
 /// What the engine needs from storage.
@@ -376,6 +402,21 @@ pub trait Store: Send + Sync {
     ) -> Result<Option<bool>, StoreError> {
         Ok(None)
     }
+    /// Move finished instances out of the live store, in one atomic write: each
+    /// one's instance record, tasks (and their index entries), history and
+    /// participant entries are deleted and `summaries` kept (the business key stays
+    /// taken, pointing at the archived id); the archive intent is cleared.
+    fn archive(&self, summaries: &[ArchivedInstance]) -> Result<(), StoreError>;
+    /// The summary of an archived instance.
+    fn archived(&self, id: InstanceId) -> Result<Option<ArchivedInstance>, StoreError>;
+    /// The archiver's pending intent ([`ArchiveIntent`]), if a run was cut short.
+    fn archive_intent(&self) -> Result<Option<ArchiveIntent>, StoreError>;
+    /// Record (durably) or clear the archiver's intent.
+    fn set_archive_intent(&self, intent: Option<&ArchiveIntent>) -> Result<(), StoreError>;
+    /// Replace the history lines of instance `id` with sequence numbers below
+    /// `before` by `summary` (one line, its `seq` the first one replaced), in one
+    /// atomic write: a long-running instance's history stays bounded.
+    fn compact_history(&self, id: InstanceId, before: u32, summary: HistoryEntry) -> Result<(), StoreError>;
     /// The worker lease stored for job `id`: `(worker, attempt, until)`; `Ok(None)`
     /// when this store keeps none (see [`Store::lease_to_worker`]).
     fn worker_lease(&self, _id: &str) -> Result<Option<Option<WorkerLease>>, StoreError> {

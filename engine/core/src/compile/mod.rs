@@ -23,6 +23,7 @@ mod events;
 mod graph;
 mod multi;
 mod nodes;
+mod priority;
 mod scopes;
 mod typecheck;
 
@@ -36,6 +37,7 @@ pub(crate) mod for_kinds {
     pub(crate) use super::approvers::compile_users;
     pub(crate) use super::events::{compile_message, compile_timer};
     pub(crate) use super::nodes::NodeCx;
+    pub(crate) use super::priority::compile_priority;
     pub(crate) use super::typecheck::Ty;
     pub(crate) use super::{compile_rules, parse_duration, undeclared_hint, Callee};
     pub(crate) use crate::diag::{hint_for, Diagnostic};
@@ -468,6 +470,15 @@ pub fn compile(
         },
     };
 
+    let process_priority = match &def.priority {
+        Some(v) => match priority::compile_priority(&mut cx, &["priority"], v, &[], false) {
+            Some(crate::priority::Priority::Fixed(p)) => p,
+            _ => crate::priority::DEFAULT,
+        },
+        None => crate::priority::DEFAULT,
+    };
+    let retention = def.retention.as_deref().and_then(|text| compile_retention(&mut cx, text));
+
     // Lanes: a lane with no groups is worked by the group of the same name.
     let mut lanes = IndexMap::new();
     for (id, l) in &def.lanes {
@@ -717,8 +728,45 @@ pub fn compile(
         start_groups: def.start.groups.clone(),
         start_paused: false,
         fallback: def.fallback.clone(),
+        priority: process_priority,
+        retention,
     };
     Ok((process, cx.diags))
+}
+
+/// `retention:`: an exact length (`90d`, `12w`, `P90D`), at least one day; calendar
+/// months and business days are refused (an archive cut-off must not move with
+/// the calendar).
+fn compile_retention(cx: &mut Cx, text: &str) -> Option<chrono::Duration> {
+    let hint = "write how long completed instances stay, e.g. `90d`, `26w` or `P365D` (at least 1d)";
+    match schedule::parse_span(text) {
+        Ok(span) if span.months == 0 && span.business_days == 0 => {
+            let d = chrono::Duration::days(i64::from(span.days)) + span.exact;
+            if d < chrono::Duration::days(1) {
+                cx.err(
+                    "bad-retention",
+                    cx.loc(&["retention"]),
+                    format!("retention `{text}` is shorter than a day"),
+                    hint,
+                );
+                return None;
+            }
+            Some(d)
+        }
+        Ok(_) => {
+            cx.err(
+                "bad-retention",
+                cx.loc(&["retention"]),
+                format!("retention `{text}` counts months or business days"),
+                hint,
+            );
+            None
+        }
+        Err(e) => {
+            cx.err("bad-retention", cx.loc(&["retention"]), e, hint);
+            None
+        }
+    }
 }
 
 /// A lane's `notify:`: known events, each once, and a plain connector instance name.

@@ -294,6 +294,8 @@ pub(crate) fn exec(run: &mut Run<'_>, mut token: Moving, node: &Node, spec: &Cal
         due: run.now,
         attempt: 1,
         kind: JobKind::CallStart { process: spec.process.clone(), version: spec.version, vars, business_key },
+        priority: run.p.priority,
+        process: run.p.id.clone(),
     }));
     run.arm_token(&mut token, armings);
     run.park(token, Wait::Call { job: job_id, child: None });

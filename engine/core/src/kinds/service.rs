@@ -10,7 +10,7 @@ pub(crate) const KIND: super::Kind = super::Kind {
     key: "service",
     summary: "Calls a connector with `with:` inputs and maps its `result` with `set:`; retried with backoff.",
     body: "name the connector: `service: http.request`",
-    keys: &["lane", "next", "with", "set", "retry", "timeout", "boundary", "multi_instance"],
+    keys: &["lane", "next", "with", "set", "retry", "timeout", "priority", "boundary", "multi_instance"],
     no_next: "",
     present: |n| n.service.is_some(),
     compile,
@@ -68,11 +68,15 @@ fn compile(nc: &mut NodeCx<'_, '_>) -> Option<NodeKind> {
             nc.ok = false;
         }
     }
+    let priority = match &n.priority {
+        Some(v) => Some(compile_priority(nc.cx, &["nodes", id, "priority"], v, nm.names, true)?),
+        None => None,
+    };
     let retry = retry_policy(nc);
     let timeout = timeout(nc);
     let boundary = nc.boundary(true, false);
     let next = nc.next()?;
-    Some(NodeKind::Service(ServiceSpec { connector, with, set, retry, timeout, next, boundary: boundary? }))
+    Some(NodeKind::Service(ServiceSpec { connector, with, set, retry, timeout, next, boundary: boundary?, priority }))
 }
 
 /// `retry:`: attempts (1 to 100) and backoff (`2s..5m`); the default policy otherwise.
@@ -159,6 +163,13 @@ pub(crate) fn exec(run: &mut Run<'_>, mut token: Moving, node: &Node, spec: &Ser
         };
         input.insert(k.clone(), value);
     }
+    let priority = match &spec.priority {
+        None => run.p.priority,
+        Some(pr) => match pr.eval(&run.env()) {
+            Ok(p) => p,
+            Err(msg) => return run.incident(token, msg, None),
+        },
+    };
     let armings = match run.prepare_boundaries(run.own_boundary(&token, node), None) {
         Ok(a) => a,
         Err(msg) => return run.incident(token, msg, None),
@@ -178,6 +189,8 @@ pub(crate) fn exec(run: &mut Run<'_>, mut token: Moving, node: &Node, spec: &Ser
             idempotency_key: format!("{}/{}/{}", run.inst.id, node.id, seq),
             timeout_ms: spec.timeout.as_millis() as u64,
         },
+        priority,
+        process: run.p.id.clone(),
     };
     run.log(
         here,

@@ -10,7 +10,7 @@ pub(crate) const KIND: super::Kind = super::Kind {
     key: "user_task",
     summary: "A task for a person in the lane's groups: a form over declared variables, a due date, send-back and named outcomes.",
     body: "give the task a title: `user_task: 申請内容を確認する`",
-    keys: &["lane", "next", "form", "due", "assignee", "candidates", "skip", "send_back", "outcomes", "rules", "boundary", "multi_instance", "approvers"],
+    keys: &["lane", "next", "form", "due", "assignee", "candidates", "skip", "send_back", "outcomes", "rules", "priority", "boundary", "multi_instance", "approvers"],
     no_next: "",
     present: |n| n.user_task.is_some(),
     compile,
@@ -70,6 +70,10 @@ fn compile(nc: &mut NodeCx<'_, '_>) -> Option<NodeKind> {
         }
         outcomes.push((name.clone(), nc.resolve(t, &["nodes", id, "outcomes", name], "outcomes")?));
     }
+    let priority = match &n.priority {
+        Some(v) => Some(compile_priority(nc.cx, &["nodes", id, "priority"], v, nm.names, true)?),
+        None => None,
+    };
     let boundary = nc.boundary(true, due.is_some());
     let rules =
         compile_rules(nc.cx, &["nodes", id, "rules"], n.rules.as_deref().unwrap_or_default(), nm.vars, nm.names);
@@ -86,6 +90,7 @@ fn compile(nc: &mut NodeCx<'_, '_>) -> Option<NodeKind> {
         boundary: boundary?,
         consensus: None,
         route: route?,
+        priority,
     }))
 }
 
@@ -105,6 +110,13 @@ pub(crate) fn exec(run: &mut Run<'_>, mut token: Moving, node: &Node, spec: &Use
         Routing::Open { assignee, candidates, fallback } => (assignee, candidates, fallback),
         Routing::Skip => return run.go(token, spec.next),
         Routing::Incident(msg) => return run.incident(token, msg, None),
+    };
+    let priority = match &spec.priority {
+        None => crate::priority::DEFAULT,
+        Some(pr) => match pr.eval(&run.env()) {
+            Ok(p) => p,
+            Err(msg) => return run.incident(token, msg, None),
+        },
     };
     let armings = match run.prepare_boundaries(run.own_boundary(&token, node), due) {
         Ok(a) => a,
@@ -136,6 +148,7 @@ pub(crate) fn exec(run: &mut Run<'_>, mut token: Moving, node: &Node, spec: &Use
         item: run.item_of(&token, node),
         read_only: false,
         overdue: false,
+        priority,
     };
     run.log(here.clone(), None, HistoryEvent::TaskOpened { task: task_id.clone() });
     if assignee.is_some() {

@@ -18,6 +18,8 @@ pub const TOP_KEYS: &[&str] = &[
     "variables",
     "settings",
     "fallback",
+    "priority",
+    "retention",
     "start",
     "nodes",
 ];

@@ -496,6 +496,17 @@ pub struct Task {
     /// Open and past its due date. Computed when the task is read, never stored.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub overdue: bool,
+    /// 0–100, higher first (`priority:`; [`crate::priority::DEFAULT`] when unset).
+    #[serde(default = "default_priority")]
+    pub priority: u8,
+}
+
+fn default_priority() -> u8 {
+    crate::priority::DEFAULT
+}
+
+fn is_default_priority(p: &u8) -> bool {
+    *p == crate::priority::DEFAULT
 }
 
 /// Work for the executor, due at a time.
@@ -508,6 +519,14 @@ pub struct Job {
     pub due: DateTime<Utc>,
     pub attempt: u32,
     pub kind: JobKind,
+    /// 0–100, higher first: the executor runs a process's due jobs in this order
+    /// and gives processes with higher priorities a larger share.
+    #[serde(default = "default_priority", skip_serializing_if = "is_default_priority")]
+    pub priority: u8,
+    /// The process whose fair share the job runs in (the engine fills it in when
+    /// the job is committed; empty in records written before priorities).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub process: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -751,6 +770,15 @@ pub enum HistoryEvent {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         changes: Vec<String>,
     },
+    /// Older lines of a long-running instance, replaced by this one line to keep
+    /// its history bounded (`nagare archive --compact`): how many, their time
+    /// span, and how many of each event there were.
+    Compacted {
+        lines: u32,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        events: std::collections::BTreeMap<String, u32>,
+    },
 }
 
 impl HistoryEvent {
@@ -796,6 +824,8 @@ impl HistoryEvent {
             HistoryEvent::Completed => "completed",
             HistoryEvent::Cancelled { .. } => "cancelled",
             HistoryEvent::Migrated { .. } => "migrated",
+    },
+            HistoryEvent::Compacted { .. } => "compacted",
         }
     }
 }

@@ -17,7 +17,7 @@ use super::pool::Conn;
 use crate::store::StoreError;
 
 /// The schema version this nagare writes: the number of the last migration.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Migration `n` is `MIGRATIONS[n - 1]`. Never edit a released one: add another.
 const MIGRATIONS: &[&str] = &[
@@ -120,6 +120,18 @@ CREATE SEQUENCE message_ids;
     // 2: external workers' leases, shared by every node (Store::lease_to_worker).
     r#"
 ALTER TABLE jobs ADD COLUMN worker text, ADD COLUMN worker_attempt integer, ADD COLUMN worker_until timestamptz;
+"#,
+    // 3: archived instances' summaries and the archiver's intent (crate::archive).
+    r#"
+CREATE TABLE archived (
+    id bigint PRIMARY KEY,
+    process text COLLATE "C" NOT NULL,
+    record json NOT NULL
+);
+CREATE TABLE archive_intent (
+    one integer PRIMARY KEY CHECK (one = 1),
+    record json NOT NULL
+);
 "#,
 ];
 

@@ -13,6 +13,7 @@
 //! microsecond) and exactly in Rust with the same predicates as the sled store,
 //! reading in chunks until a page is full.
 
+mod archive;
 pub mod migrate;
 mod migrations;
 pub mod options;
@@ -687,6 +688,26 @@ impl PgStore {
 }
 
 impl Store for PgStore {
+    fn archive(&self, summaries: &[ArchivedInstance]) -> Result<(), StoreError> {
+        self.archive_summaries(summaries)
+    }
+
+    fn archived(&self, id: InstanceId) -> Result<Option<ArchivedInstance>, StoreError> {
+        self.archived_summary(id)
+    }
+
+    fn archive_intent(&self) -> Result<Option<ArchiveIntent>, StoreError> {
+        self.intent()
+    }
+
+    fn set_archive_intent(&self, intent: Option<&ArchiveIntent>) -> Result<(), StoreError> {
+        self.write_intent(intent)
+    }
+
+    fn compact_history(&self, id: InstanceId, before: u32, summary: HistoryEntry) -> Result<(), StoreError> {
+        self.compact(id, before, summary)
+    }
+
     fn commit(&self, b: Batch) -> Result<(), StoreError> {
         if b.is_empty() {
             return Ok(());

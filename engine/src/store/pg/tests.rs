@@ -173,6 +173,8 @@ fn a_started_job_is_leased_to_one_store_until_written_or_expired() {
             idempotency_key: "k".into(),
             timeout_ms: 30_000,
         },
+        priority: nagare_core::priority::DEFAULT,
+        process: String::new(),
     };
     a.commit(Batch { jobs_put: vec![(None, job.clone())], ..Batch::default() }).unwrap();
     assert_eq!(a.count_start("7-3").unwrap(), Some((job.clone(), 1)));
@@ -236,6 +238,8 @@ fn options_in_the_store_string_set_the_statement_timeout_and_the_job_lease() {
             idempotency_key: "k".into(),
             timeout_ms: 30_000,
         },
+        priority: nagare_core::priority::DEFAULT,
+        process: String::new(),
     };
     store.commit(Batch { jobs_put: vec![(None, job)], ..Batch::default() }).unwrap();
     store.count_start("9-1").unwrap();

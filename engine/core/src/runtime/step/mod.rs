@@ -686,6 +686,8 @@ impl<'a> Run<'a> {
             due: self.now,
             attempt: 1,
             kind: JobKind::CallEnd { child: self.inst.id, outcome },
+            priority: self.p.priority,
+            process: self.p.id.clone(),
         }));
     }
 

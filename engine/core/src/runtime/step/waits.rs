@@ -48,6 +48,8 @@ impl Run<'_> {
             due,
             attempt: 1,
             kind: JobKind::Timer,
+            priority: self.p.priority,
+            process: self.p.id.clone(),
         }));
         self.log(Some(node.to_string()), None, HistoryEvent::TimerSet { job: job.clone(), due });
         job

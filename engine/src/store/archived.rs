@@ -1,0 +1,60 @@
+//! What the live store keeps of an archived instance, and the archiver's intent
+//! record (see [`crate::archive`]).
+
+use crate::runtime::{Instance, InstanceId, Status};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// An instance moved out of the live store: enough to find it again (by id and by
+/// business key) and to say where its history went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArchivedInstance {
+    pub id: InstanceId,
+    pub process: String,
+    pub version: u32,
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub business_key: Option<String>,
+    pub started_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Who started or acted on it (who may still find it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub participants: Vec<String>,
+    /// The archive file holding its record (name within the archive directory).
+    pub file: String,
+    pub archived_at: DateTime<Utc>,
+}
+
+impl ArchivedInstance {
+    pub fn of(i: &Instance, file: &str, now: DateTime<Utc>) -> Self {
+        ArchivedInstance {
+            id: i.id,
+            process: i.process.clone(),
+            version: i.version,
+            status: i.status,
+            business_key: i.business_key.clone(),
+            started_at: i.started_at,
+            started_by: i.started_by.clone(),
+            ended_at: i.ended_at,
+            participants: i.participants.clone(),
+            file: file.to_string(),
+            archived_at: now,
+        }
+    }
+}
+
+/// Written (durably) before the archiver appends a chunk to a file, removed in
+/// the commit that deletes the chunk's instances: found at the next run, it means
+/// a crash came between the two, and the file is cut back to `offset` (the chunk's
+/// lines, whole or torn, go; the instances are still live and are archived again).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArchiveIntent {
+    /// Absolute path of the file being appended to.
+    pub path: String,
+    /// Its length before the chunk.
+    pub offset: u64,
+    pub ids: Vec<InstanceId>,
+}
