@@ -41,12 +41,22 @@ pub const DEFAULT_CHUNK: usize = 500;
 /// The fewest history lines `compact_over` may keep (smaller is refused).
 pub const MIN_COMPACT_OVER: usize = 100;
 
+/// Why an archive run stopped (what it had finished stays finished).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ArchiveError {
+    /// The store or the engine failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// An archive file could not be written, synced or cut back.
     #[error("archive file {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        /// The file.
+        path: String,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The options make no sense (e.g. `compact_over` below [`MIN_COMPACT_OVER`]).
     #[error("{0}")]
     Invalid(String),
 }
@@ -71,7 +81,9 @@ pub struct ArchiveOptions {
     pub before: Option<DateTime<Utc>>,
     /// Only count what would move.
     pub dry_run: bool,
+    /// A file is rotated once it is this large (default [`DEFAULT_MAX_FILE_BYTES`]).
     pub max_file_bytes: u64,
+    /// Instances appended and deleted per commit (default [`DEFAULT_CHUNK`]).
     pub chunk: usize,
     /// At most this many instances in this run.
     pub limit: Option<usize>,
@@ -80,6 +92,7 @@ pub struct ArchiveOptions {
 }
 
 impl ArchiveOptions {
+    /// Archive into `dir` with the defaults: by retention, not dry, no limit.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         ArchiveOptions {
             dir: dir.into(),
@@ -96,9 +109,11 @@ impl ArchiveOptions {
 /// What a run did (or, dry, would do).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ArchiveReport {
+    /// Nothing was moved: the counts say what would have been.
     pub dry_run: bool,
     /// Finished instances old enough, by process.
     pub by_process: BTreeMap<String, usize>,
+    /// Instances archived (moved out of the live store).
     pub archived: usize,
     /// Bytes appended to archive files.
     pub bytes: u64,
@@ -108,6 +123,7 @@ pub struct ArchiveReport {
     pub recovered: usize,
     /// Running instances whose history was compacted, and the lines removed.
     pub compacted: usize,
+    /// History lines folded into `compacted` summary lines.
     pub compacted_lines: usize,
 }
 
@@ -122,7 +138,9 @@ struct Line<'a> {
 /// An instance found by id or business key, live or archived.
 #[derive(Debug, Clone)]
 pub enum Found {
+    /// Still in the live store.
     Live(Box<Instance>),
+    /// Archived: its summary (the full record is in its archive file).
     Archived(ArchivedInstance),
 }
 
@@ -354,6 +372,7 @@ impl Engine {
                     at: now,
                     node: None,
                     user: None,
+                    proxy: None,
                     event: HistoryEvent::Compacted { lines, from: old[0].at, to: old[old.len() - 1].at, events },
                 };
                 let _guard = self.inner.locks[crate::engine::lock_index(i.id)].lock().expect("lock");

@@ -62,10 +62,12 @@ impl FairQueue {
         }
     }
 
+    /// Jobs queued in all lanes.
     pub fn len(&self) -> usize {
         self.index.len()
     }
 
+    /// No job queued.
     pub fn is_empty(&self) -> bool {
         self.index.is_empty()
     }

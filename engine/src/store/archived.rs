@@ -9,15 +9,23 @@ use serde::{Deserialize, Serialize};
 /// business key) and to say where its history went.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ArchivedInstance {
+    /// Its id (never handed out again).
     pub id: InstanceId,
+    /// Its process id.
     pub process: String,
+    /// The process version it ran on.
     pub version: u32,
+    /// How it ended (completed or cancelled).
     pub status: Status,
+    /// Its business key, still taken: a start with it is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub business_key: Option<String>,
+    /// When it started.
     pub started_at: DateTime<Utc>,
+    /// Who started it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_by: Option<String>,
+    /// When it ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<DateTime<Utc>>,
     /// Who started or acted on it (who may still find it).
@@ -25,10 +33,12 @@ pub struct ArchivedInstance {
     pub participants: Vec<String>,
     /// The archive file holding its record (name within the archive directory).
     pub file: String,
+    /// When it was archived.
     pub archived_at: DateTime<Utc>,
 }
 
 impl ArchivedInstance {
+    /// The summary of finished instance `i`, archived into `file` at `now`.
     pub fn of(i: &Instance, file: &str, now: DateTime<Utc>) -> Self {
         ArchivedInstance {
             id: i.id,
@@ -56,5 +66,6 @@ pub struct ArchiveIntent {
     pub path: String,
     /// Its length before the chunk.
     pub offset: u64,
+    /// The chunk's instances.
     pub ids: Vec<InstanceId>,
 }

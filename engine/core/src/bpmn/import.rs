@@ -524,6 +524,9 @@ impl Imp {
             settings: IndexMap::new(),
             start,
             nodes,
+            fallback: None,
+            priority: None,
+            retention: None,
         };
         if let Some(x) = ext(p, NAGARE_NS, "process") {
             self.merge_process_ext(&mut def, x);

@@ -132,6 +132,7 @@ pub(crate) fn exec(run: &mut Run<'_>, token: Moving, node: &Node, spec: &Circula
             item: None,
             read_only: true,
             overdue: false,
+            priority: crate::priority::DEFAULT,
         }));
         run.log(Some(node.id.clone()), None, HistoryEvent::Circulated { task: task.clone(), to: user.clone() });
         run.inst.unread.push(ReadTask { task, node: node.id.clone(), user });
@@ -185,6 +186,7 @@ pub(crate) fn acknowledge(
         at: now,
         node: Some(read.node),
         user: Some(user.clone()),
+        proxy: None,
         event: HistoryEvent::TaskRead { task: task.clone() },
     };
     let close =

@@ -818,13 +818,11 @@ impl HistoryEvent {
             HistoryEvent::ConsensusDecided { .. } => "consensus_decided",
             HistoryEvent::Circulated { .. } => "circulated",
             HistoryEvent::TaskRead { .. } => "task_read",
-    },
             HistoryEvent::TaskRouted { .. } => "task_routed",
             HistoryEvent::Ended => "ended",
             HistoryEvent::Completed => "completed",
             HistoryEvent::Cancelled { .. } => "cancelled",
             HistoryEvent::Migrated { .. } => "migrated",
-    },
             HistoryEvent::Compacted { .. } => "compacted",
         }
     }
