@@ -1,6 +1,7 @@
 //! The command groups and what they share: opening the engine, typed `--var`
 //! parsing, running service jobs inline, and turning engine errors into messages.
 
+pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod draw;
