@@ -67,6 +67,14 @@ impl Latencies {
         Latencies(all)
     }
 
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// The `p` quantile (0.0–1.0) in milliseconds, rounded to µs; 0 when empty.
     pub fn ms(&self, p: f64) -> f64 {
         if self.0.is_empty() {

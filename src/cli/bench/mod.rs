@@ -15,12 +15,14 @@
 //! A new benchmark is a file here with a `pub fn run(out, &Ctx, &BenchArgs)`, a
 //! [`Case`] variant and one line in [`run`].
 
+pub mod http;
 pub mod inbox;
 pub mod measure;
 pub mod multi;
 pub mod peers;
 pub mod stores;
 pub mod timers;
+pub mod worker;
 
 use crate::output::Out;
 use clap::{Args, ValueEnum};
@@ -124,7 +126,9 @@ pub fn run(out: &Out, data: &Path, a: BenchArgs, data_given: bool) -> anyhow::Re
         Case::Timers => timers::run(out, &ctx, &a),
         Case::Multi => multi::run(out, &ctx, &a),
         Case::Inbox => inbox::run(out, &ctx, &a),
-        Case::Worker | Case::Http | Case::Query => anyhow::bail!("--case {case:?}: not built yet"),
+        Case::Worker => worker::run(out, &ctx, &a),
+        Case::Http => http::run(out, &ctx, &a),
+        Case::Query => anyhow::bail!("--case query: not built yet"),
         Case::Straight | Case::Gateway | Case::Usertask | Case::Service | Case::All => peers::run(out, &ctx, case, &a),
     }
 }
