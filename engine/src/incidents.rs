@@ -22,21 +22,23 @@ pub struct IncidentView {
 impl Engine {
     /// Open incidents, oldest instance first.
     pub fn incidents(&self, filter: &IncidentFilter) -> Result<Vec<IncidentView>, EngineError> {
-        /// Instances read per store query: pages stop reading once full, so a page
-        /// costs the same however many instances the store holds.
-        const CHUNK: usize = 256;
+        /// Most instances read per store query. Each has at least one incident, so
+        /// a query asks for no more than the page still needs: a page costs the
+        /// same however many instances the store holds.
+        const MAX_CHUNK: usize = 256;
         let limit = filter.limit.unwrap_or(usize::MAX);
         let mut out = Vec::new();
         let mut after = None;
         loop {
+            let chunk = limit.saturating_sub(out.len()).clamp(1, MAX_CHUNK);
             let instances = self.instances(&InstanceFilter {
                 process: filter.process.clone(),
                 status: Some(Status::Incident),
                 after,
-                limit: Some(CHUNK),
+                limit: Some(chunk),
                 ..InstanceFilter::default()
             })?;
-            let full = instances.len() == CHUNK;
+            let full = instances.len() == chunk;
             for inst in instances {
                 after = Some(inst.id);
                 for i in &inst.incidents {

@@ -67,12 +67,9 @@ impl Latencies {
         Latencies(all)
     }
 
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> usize {
         self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 
     /// The `p` quantile (0.0–1.0) in milliseconds, rounded to µs; 0 when empty.

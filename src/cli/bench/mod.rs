@@ -20,6 +20,7 @@ pub mod inbox;
 pub mod measure;
 pub mod multi;
 pub mod peers;
+pub mod query;
 pub mod stores;
 pub mod timers;
 pub mod worker;
@@ -128,7 +129,7 @@ pub fn run(out: &Out, data: &Path, a: BenchArgs, data_given: bool) -> anyhow::Re
         Case::Inbox => inbox::run(out, &ctx, &a),
         Case::Worker => worker::run(out, &ctx, &a),
         Case::Http => http::run(out, &ctx, &a),
-        Case::Query => anyhow::bail!("--case query: not built yet"),
+        Case::Query => query::run(out, &ctx, &a),
         Case::Straight | Case::Gateway | Case::Usertask | Case::Service | Case::All => peers::run(out, &ctx, case, &a),
     }
 }
