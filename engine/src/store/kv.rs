@@ -177,21 +177,30 @@ impl<K: Kv> KvStore<K> {
 
     /// Index writes for a committed instance: nothing while its status is indexed
     /// already (one lookup: most commits do not change the status); otherwise the
-    /// keys of every other status go and the current ones are written. Commits of
-    /// one instance are serialised by the engine, so the lookup cannot race.
+    /// keys of the status it had (looked up, so a new instance deletes nothing) go
+    /// and the current ones are written. Commits of one instance are serialised by
+    /// the engine, so the lookups cannot race.
     fn instance_index_ops(&self, i: &Instance, ops: &mut Vec<Op>) -> Result<(), StoreError> {
         let s = i.status.as_str();
         if self.kv.get(&keys::indexed_instance(&keys::status_prefix(s), i.id))?.is_some() {
             return Ok(());
         }
+        let mut known = false;
         for other in [Status::Running, Status::Incident, Status::Completed, Status::Cancelled] {
-            if other != i.status {
-                let o = other.as_str();
-                ops.push((keys::indexed_instance(&keys::status_prefix(o), i.id), None));
+            let o = other.as_str();
+            let key = keys::indexed_instance(&keys::status_prefix(o), i.id);
+            if other != i.status && self.kv.get(&key)?.is_some() {
+                known = true;
+                ops.push((key, None));
                 ops.push((keys::indexed_instance(&keys::status_process_prefix(o, &i.process), i.id), None));
             }
         }
-        ops.extend(Self::instance_index_puts(i));
+        let [by_status, by_both, by_process] = Self::instance_index_puts(i);
+        ops.push(by_status);
+        ops.push(by_both);
+        if !known {
+            ops.push(by_process);
+        }
         Ok(())
     }
 
