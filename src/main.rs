@@ -251,8 +251,9 @@ fn main() -> ExitCode {
         SERVING.store(true, std::sync::atomic::Ordering::SeqCst);
     }
     // A server logs its requests at info unless told otherwise.
-    // The simulation provokes warnings on purpose (incidents, failed writes): quiet unless -v.
-    if !matches!(cli.command, Command::Simulate(_)) || cli.verbose > 0 {
+    // The simulation and the benchmarks provoke warnings on purpose (incidents, failed
+    // writes): quiet unless -v.
+    if !matches!(cli.command, Command::Simulate(_) | Command::Bench(_)) || cli.verbose > 0 {
         init_tracing(if matches!(cli.command, Command::Serve(_)) { cli.verbose.max(1) } else { cli.verbose });
     }
     let out = output::Out { json: cli.json };

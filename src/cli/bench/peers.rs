@@ -66,8 +66,8 @@ pub const CASES: &[PeerCase] = &[
         case: Case::Service,
         name: "service",
         id: "bench-service",
-        file: "processes/bench-service.yaml",
-        yaml: include_str!("../../../processes/bench-service.yaml"),
+        file: "bench-service.yaml",
+        yaml: include_str!("bench-service.yaml"),
         steps: 3,
         // The start (with its job), the job's start count, its result.
         commits: 3,

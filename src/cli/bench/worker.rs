@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const PROCESS: &str = include_str!("../../../processes/bench-service.yaml");
+const PROCESS: &str = include_str!("bench-service.yaml");
 /// Worker clients.
 const WORKERS: usize = 4;
 /// Most jobs one activation asks for.
@@ -58,7 +58,7 @@ pub fn run(out: &Out, ctx: &Ctx, a: &BenchArgs) -> anyhow::Result<ExitCode> {
         .external(SERVICE_CONNECTOR)
         .build()
         .map_err(explain)?;
-    engine.deploy("processes/bench-service.yaml", PROCESS).map_err(explain)?;
+    engine.deploy("bench-service.yaml", PROCESS).map_err(explain)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
     let waiters = Arc::new(Waiters::default());
     let stop = Arc::new(AtomicBool::new(false));
