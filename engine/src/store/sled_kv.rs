@@ -283,6 +283,42 @@ fn quarantine_snapshots(path: &Path) -> Result<Vec<String>, StoreError> {
 mod snapshot_tests {
     use super::*;
 
+    /// Concurrent durable commits share rounds (one sled batch and one flush each)
+    /// and every commit is answered only once its writes are in the store.
+    #[test]
+    fn concurrent_commits_share_rounds_and_each_is_applied_when_answered() {
+        let dir = std::env::temp_dir().join(format!("nagare-group-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let kv = SledKv::open(&dir, Durability::Flush).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..8u32 {
+                let kv = &kv;
+                s.spawn(move || {
+                    for i in 0..50u32 {
+                        let (a, b) = (format!("a/{t}/{i}"), format!("b/{t}/{i}"));
+                        kv.apply(vec![
+                            (a.clone().into_bytes(), Some(vec![1])),
+                            (b.clone().into_bytes(), Some(vec![2])),
+                        ])
+                        .unwrap();
+                        // Answered: both writes of the commit are there.
+                        assert_eq!(kv.get(a.as_bytes()).unwrap(), Some(vec![1]));
+                        assert_eq!(kv.get(b.as_bytes()).unwrap(), Some(vec![2]));
+                    }
+                });
+            }
+        });
+        assert_eq!(kv.scan(b"a/", usize::MAX).unwrap().len(), 400);
+        assert_eq!(kv.scan(b"b/", usize::MAX).unwrap().len(), 400);
+        let st = kv.flush.lock().unwrap();
+        assert_eq!((st.issued, st.flushed, st.queue.len(), st.failed.len()), (400, 400, 0, 0));
+        let rounds = kv.written.load(Ordering::SeqCst);
+        assert!((1..=400).contains(&rounds), "{rounds} rounds for 400 commits");
+        drop(st);
+        drop(kv);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// Regression: after a kill -9 while sled wrote its snapshot during an open, the
     /// store did not open again ("Read corrupted data at file offset None"). The torn
     /// `.generating` snapshot is set aside and everything committed is still there.
