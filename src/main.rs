@@ -1,18 +1,12 @@
 //! `nagare`: the command-line front end of the workflow engine.
 //!
 //! Argument definitions and dispatch live here; each command group is a module
-//! under [`cli`], printing goes through [`output`], and `nagare bench` is [`bench`].
+//! under [`cli`], printing goes through [`output`], and `nagare bench` is [`cli::bench`].
 
-mod bench;
-mod bench_archive;
-mod bench_multi;
-mod bench_priority;
-mod bench_timers;
 mod cli;
-mod inbox_bench;
 mod output;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -185,11 +179,11 @@ enum Command {
         #[command(flatten)]
         cloudsign: cli::emulate::CloudsignArgs,
     },
-    /// Measure throughput on the three peer benchmark processes.
+    /// Measure throughput and latency: the peer benchmark processes, service tasks, HTTP, queries, timers.
     #[command(
-        after_help = "Example:\n  nagare bench --case straight --mode mem --n 20000\n  nagare bench --mode durable --concurrency 64\n  nagare bench --case inbox                 # 100,000 open tasks, 32 HTTP clients\n  nagare bench timers                     # 1M timers on a virtual clock, 10k in one second on the real clock"
+        after_help = "Example:\n  nagare bench --case straight --mode mem --n 20000\n  nagare bench --mode durable --concurrency 64\n  nagare bench --case inbox                 # 100,000 open tasks, 32 HTTP clients\n  nagare bench --case service --mode durable\n  nagare bench timers                     # 1M timers on a virtual clock, 10k in one second on the real clock"
     )]
-    Bench(BenchArgs),
+    Bench(cli::bench::BenchArgs),
     /// Run the seeded fault simulation of the engine (random processes, crashes,
     /// failing disk and connectors, hostile values) and check its invariants.
     #[command(
@@ -214,50 +208,6 @@ enum Command {
         after_help = "Example:\n  nagare archive --dry-run\n  nagare archive --before 2026-01-01 --to /backup/nagare-archive"
     )]
     Archive(cli::archive::ArchiveArgs),
-}
-
-#[derive(Args)]
-pub struct BenchArgs {
-    /// `timers`: the timer benchmark (same as --case timers).
-    #[arg(value_parser = ["timers"])]
-    suite: Option<String>,
-    /// straight, gateway, usertask, all (those three), inbox (the HTTP API with a
-    /// 100,000-task inbox; --n tasks, --concurrency clients), timers, or multi (one
-    /// multi-instance service task over --n items, default 1000), or priority (one
-    /// process floods --n low-priority jobs, default 10000: another's job latency),
-    /// or archive (--n completed instances archived, default 100000: store size).
-    #[arg(long, default_value = "all", value_parser = ["straight", "gateway", "usertask", "all", "inbox", "timers", "multi", "priority", "archive"])]
-    case: String,
-    /// Timers in the virtual-clock run of `bench timers` (default 1000000; 0 skips it).
-    #[arg(long)]
-    timers: Option<usize>,
-    /// Timers due within one second in the real-clock run (default 10000; 0 skips it).
-    #[arg(long)]
-    timers_real: Option<usize>,
-    /// With `bench timers`: instead, measure as many instances waiting on a user task (no timers).
-    #[arg(long)]
-    baseline: bool,
-    /// mem, durable or all.
-    #[arg(long, default_value = "all", value_parser = ["mem", "durable", "all"])]
-    mode: String,
-    /// Instances per run (default: 20000 in memory, 5000 durable).
-    #[arg(long)]
-    n: Option<usize>,
-    /// Instances in flight (default: 1 in memory, 64 durable).
-    #[arg(long)]
-    concurrency: Option<usize>,
-    /// The durable runs on PostgreSQL (a connection string) instead of sled, each in
-    /// a schema of its own that is dropped afterwards.
-    #[arg(long, value_name = "postgres://...")]
-    store: Option<String>,
-    /// With --store: engines on the one database (1–16), as several nodes would be;
-    /// the threads take turns, a user task is completed on the next node.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
-    nodes: u16,
-    /// Run straight/gateway/usertask from the peers' BPMN files in this directory
-    /// (e.g. ../shared/peers/processes/python) through `nagare import`.
-    #[arg(long, value_name = "DIR")]
-    from_bpmn: Option<PathBuf>,
 }
 
 fn init_tracing(verbose: u8) {
@@ -326,8 +276,9 @@ fn main() -> ExitCode {
         SERVING.store(true, std::sync::atomic::Ordering::SeqCst);
     }
     // A server logs its requests at info unless told otherwise.
-    // The simulation provokes warnings on purpose (incidents, failed writes): quiet unless -v.
-    if !matches!(cli.command, Command::Simulate(_)) || cli.verbose > 0 {
+    // The simulation and the benchmarks provoke warnings on purpose (incidents, failed
+    // writes): quiet unless -v.
+    if !matches!(cli.command, Command::Simulate(_) | Command::Bench(_)) || cli.verbose > 0 {
         init_tracing(if matches!(cli.command, Command::Serve(_)) { cli.verbose.max(1) } else { cli.verbose });
     }
     let out = output::Out { json: cli.json };
@@ -372,7 +323,7 @@ fn main() -> ExitCode {
             let dir = if data_given { data.clone() } else { PathBuf::from(format!("{service}-emulator-data")) };
             cli::emulate::emulate(&out, &service, addr.as_deref(), &http_addr, &dir, &cloudsign)
         }
-        Command::Bench(a) => bench::run(&out, &data, a, data_given),
+        Command::Bench(a) => cli::bench::run(&out, &data, a, data_given),
         Command::Simulate(a) => cli::simulate::run(&out, a),
         Command::MigrateStore(a) => cli::migrate::run(&out, a),
         Command::Migrate(a) => cli::migrate_instances::run(&out, &data, a),

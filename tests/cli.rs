@@ -106,10 +106,31 @@ fn bench_smoke() {
     let o = nagare(dir.path(), &["--json", "bench", "--n", "20", "--concurrency", "4"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let lines: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines.len(), 6);
+    // straight, gateway, usertask and service, in memory then durable.
+    assert_eq!(lines.len(), 8);
     assert_eq!(lines[0]["engine"], "nagare");
-    assert_eq!(lines[5]["mode"], "durable-c4");
+    assert_eq!((&lines[3]["case"], &lines[3]["mode"]), (&"service".into(), &"mem-c4".into()));
+    assert_eq!(lines[7]["mode"], "durable-c4");
+    assert!(lines.iter().all(|l| l["p99_ms"].as_f64().unwrap() >= l["p50_ms"].as_f64().unwrap()));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "durable temp dirs are removed");
+}
+
+/// `bench --case http` and `--case worker`: the HTTP API and an external worker
+/// over HTTP, each one peers-shaped line with percentiles; an unknown case is refused.
+#[test]
+fn bench_http_and_worker_cases_print_peers_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    for (case, mode) in [("http", "durable-http-c4"), ("worker", "durable-http-worker-c4")] {
+        let o = nagare(dir.path(), &["--json", "bench", "--case", case, "--n", "40", "--concurrency", "4"]);
+        assert!(o.status.success(), "{case}: {}", stderr(&o));
+        let r: serde_json::Value = serde_json::from_str(stdout(&o).lines().last().unwrap()).unwrap();
+        assert_eq!((&r["case"], &r["mode"], &r["n"]), (&case.into(), &mode.into(), &40.into()), "{r}");
+        assert!(r["ips"].as_f64().unwrap() > 0.0 && r["p99_ms"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    let bad = nagare(dir.path(), &["bench", "--case", "nope"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("possible values"), "{}", stderr(&bad));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "temp dirs are removed");
 }
 
 #[test]

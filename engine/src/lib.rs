@@ -54,7 +54,8 @@
 // The pure core, re-exported so that `nagare_engine::runtime` etc. keep working and
 // the edge modules below can say `crate::runtime`.
 pub use nagare_core::{
-    ambient, bpmn, compile, diag, diagram, expr, load, migrate, model, priority, process, runtime, schedule, schema, sensitive, types,
+    ambient, bpmn, compile, diag, diagram, expr, load, migrate, model, priority, process, runtime, schedule, schema,
+    sensitive, types,
 };
 
 pub mod archive;
@@ -78,8 +79,8 @@ mod lock;
 pub mod messages;
 pub mod migrations;
 pub mod notify;
-pub mod permissions;
 pub mod org;
+pub mod permissions;
 pub mod prelude;
 pub mod records;
 #[cfg(test)]

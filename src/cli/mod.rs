@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod archiver;
+pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod draw;

@@ -6,8 +6,8 @@
 //! in its OpenAPI document, then shuts the server down gracefully.
 
 mod approvals;
-mod bpmn;
 mod archive;
+mod bpmn;
 mod calls;
 mod cloudsign;
 mod common;
@@ -26,8 +26,8 @@ mod nodes;
 #[cfg(feature = "postgres")]
 mod nodes_kill;
 mod openapi;
-mod proxies;
 mod priority;
+mod proxies;
 mod race;
 mod rules;
 mod serve;

@@ -7,8 +7,8 @@
 //! the locks and the executor. Keeping this a separate crate makes the rule
 //! structural: a test fails if this crate's manifest gains an IO dependency.
 
-pub mod bpmn;
 pub mod ambient;
+pub mod bpmn;
 pub mod calendar;
 pub mod compile;
 pub mod diag;

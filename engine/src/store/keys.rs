@@ -38,6 +38,14 @@ pub fn tasks_of(id: InstanceId) -> Vec<u8> {
     cat(&[TASK, id.to_string().as_bytes(), b"-"])
 }
 
+/// `xs/<status>\0<instance>`: instances by status, in id order (an admin's
+/// status filter and the incident list read one status only).
+pub const INSTANCE_BY_STATUS: &[u8] = b"xs/";
+/// `xsp/<status>\0<process>\0<instance>`: instances by status and process.
+pub const INSTANCE_BY_STATUS_PROCESS: &[u8] = b"xsp/";
+/// `xp/<process>\0<instance>`: instances by process (never changes).
+pub const INSTANCE_BY_PROCESS: &[u8] = b"xp/";
+
 fn cat(parts: &[&[u8]]) -> Vec<u8> {
     let mut k = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
     for p in parts {
@@ -64,6 +72,23 @@ pub fn participant_prefix(user: &str) -> Vec<u8> {
 
 pub fn instance_by_participant(user: &str, id: InstanceId) -> Vec<u8> {
     cat(&[&participant_prefix(user), &id.to_be_bytes()])
+}
+
+pub fn status_prefix(status: &str) -> Vec<u8> {
+    cat(&[INSTANCE_BY_STATUS, status.as_bytes(), b"\0"])
+}
+
+pub fn status_process_prefix(status: &str, process: &str) -> Vec<u8> {
+    cat(&[INSTANCE_BY_STATUS_PROCESS, status.as_bytes(), b"\0", process.as_bytes(), b"\0"])
+}
+
+pub fn process_prefix(process: &str) -> Vec<u8> {
+    cat(&[INSTANCE_BY_PROCESS, process.as_bytes(), b"\0"])
+}
+
+/// `prefix` followed by an instance id: a key of one of the instance indexes.
+pub fn indexed_instance(prefix: &[u8], id: InstanceId) -> Vec<u8> {
+    cat(&[prefix, &id.to_be_bytes()])
 }
 
 pub fn business_key(process: &str, key: &str) -> Vec<u8> {

@@ -81,14 +81,19 @@ fn dec<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
 impl<K: Kv> KvStore<K> {
     /// Open over `kv`, checking (or recording) the format version.
     pub fn new(kv: K) -> Result<Self, StoreError> {
+        let current = FORMAT_VERSION.to_string().into_bytes();
         match kv.get(keys::FORMAT)? {
+            Some(v) if v == current => {}
+            // Version 1 lacks the instance indexes: build them, then say so.
+            Some(v) if v == b"1" => {
+                Self::build_instance_indexes(&kv)?;
+                kv.apply(vec![(keys::FORMAT.to_vec(), Some(current))])?;
+            }
             Some(v) => {
                 let found = String::from_utf8_lossy(&v).into_owned();
-                if found != FORMAT_VERSION.to_string() {
-                    return Err(StoreError::UnknownFormat { found, supported: FORMAT_VERSION });
-                }
+                return Err(StoreError::UnknownFormat { found, supported: FORMAT_VERSION });
             }
-            None => kv.apply(vec![(keys::FORMAT.to_vec(), Some(FORMAT_VERSION.to_string().into_bytes()))])?,
+            None => kv.apply(vec![(keys::FORMAT.to_vec(), Some(current))])?,
         }
         // Archived instances keep their ids: the highest of either is the last one.
         let mut last = 0;
@@ -143,6 +148,77 @@ impl<K: Kv> KvStore<K> {
         }
         ops.push((keys::PARTICIPANT_INDEX_READY.to_vec(), Some(Vec::new())));
         kv.apply(ops)
+    }
+
+    /// Index every instance by status and process (a version-1 store), in chunks;
+    /// a crash midway builds it again at the next open (the format still says 1).
+    fn build_instance_indexes(kv: &K) -> Result<(), StoreError> {
+        const CHUNK: usize = 1024;
+        let mut from = keys::INSTANCE.to_vec();
+        loop {
+            let chunk = kv.scan_from(keys::INSTANCE, &from, CHUNK)?;
+            let mut ops: Vec<Op> = Vec::with_capacity(chunk.len() * 3);
+            for (k, v) in &chunk {
+                let i: Instance = dec(k, v)?;
+                ops.extend(Self::instance_index_puts(&i));
+            }
+            if !ops.is_empty() {
+                kv.apply(ops)?;
+            }
+            match chunk.last() {
+                Some((k, _)) if chunk.len() == CHUNK => from = [k.as_slice(), &[0]].concat(),
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// The index keys of `i` as it is now (status, status + process, process).
+    fn instance_index_puts(i: &Instance) -> [Op; 3] {
+        let s = i.status.as_str();
+        [
+            (keys::indexed_instance(&keys::status_prefix(s), i.id), Some(Vec::new())),
+            (keys::indexed_instance(&keys::status_process_prefix(s, &i.process), i.id), Some(Vec::new())),
+            (keys::indexed_instance(&keys::process_prefix(&i.process), i.id), Some(Vec::new())),
+        ]
+    }
+
+    /// Index writes for a committed instance: nothing while its status is indexed
+    /// already (one lookup: most commits do not change the status); otherwise the
+    /// keys of the status it had (looked up, so a new instance deletes nothing) go
+    /// and the current ones are written. Commits of one instance are serialised by
+    /// the engine, so the lookups cannot race.
+    fn instance_index_ops(&self, i: &Instance, ops: &mut Vec<Op>) -> Result<(), StoreError> {
+        let s = i.status.as_str();
+        if self.kv.get(&keys::indexed_instance(&keys::status_prefix(s), i.id))?.is_some() {
+            return Ok(());
+        }
+        let mut known = false;
+        for other in [Status::Running, Status::Incident, Status::Completed, Status::Cancelled] {
+            let o = other.as_str();
+            let key = keys::indexed_instance(&keys::status_prefix(o), i.id);
+            if other != i.status && self.kv.get(&key)?.is_some() {
+                known = true;
+                ops.push((key, None));
+                ops.push((keys::indexed_instance(&keys::status_process_prefix(o, &i.process), i.id), None));
+            }
+        }
+        let [by_status, by_both, by_process] = Self::instance_index_puts(i);
+        ops.push(by_status);
+        ops.push(by_both);
+        if !known {
+            ops.push(by_process);
+        }
+        Ok(())
+    }
+
+    /// Instance ids from an index key under `prefix`.
+    fn id_of_index(prefix: &[u8], k: &[u8]) -> Result<InstanceId, StoreError> {
+        k.get(prefix.len()..).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).ok_or_else(|| {
+            StoreError::Corrupt {
+                key: String::from_utf8_lossy(k).into_owned(),
+                reason: "bad instance index key".into(),
+            }
+        })
     }
 
     /// The backend (tests inspect or break it).
@@ -254,6 +330,7 @@ impl<K: Kv> Store for KvStore<K> {
         }
         for i in &b.instances {
             ops.push((keys::instance(i.id), Some(enc(i))));
+            self.instance_index_ops(i, &mut ops)?;
             // A called instance shows its caller's key but does not own it: a start
             // with that key never finds the called instance.
             if let Some(k) = i.business_key.as_ref().filter(|_| i.parent.is_none()) {
@@ -348,6 +425,18 @@ impl<K: Kv> Store for KvStore<K> {
                 })?;
                 self.instance(id)
             });
+        }
+        // A status or process filter reads its index: a page costs the same however
+        // many other instances the store holds.
+        let index = match (f.status, &f.process) {
+            (Some(s), Some(p)) => Some(keys::status_process_prefix(s.as_str(), p)),
+            (Some(s), None) => Some(keys::status_prefix(s.as_str())),
+            (None, Some(p)) => Some(keys::process_prefix(p)),
+            (None, None) => None,
+        };
+        if let Some(prefix) = index {
+            let from = f.after.map_or_else(|| prefix.clone(), |a| keys::indexed_instance(&prefix, a.saturating_add(1)));
+            return self.instance_page(&prefix, from, f, |k, _| self.instance(Self::id_of_index(&prefix, k)?));
         }
         let from = f.after.map_or_else(|| keys::INSTANCE.to_vec(), |a| keys::instance(a.saturating_add(1)));
         self.instance_page(keys::INSTANCE, from, f, |k, v| dec(k, v).map(Some))

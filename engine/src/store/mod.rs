@@ -29,8 +29,12 @@ use crate::runtime::{HistoryEntry, Instance, InstanceId, Job, Status, Task};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Version of the on-disk layout; a store written by another version is refused.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the on-disk layout; a store written by a newer version is refused,
+/// an older one is upgraded when opened.
+///
+/// 1: the first layout. 2: the instance indexes by status, by process and by both
+/// (`xs/`, `xp/`, `xsp/`), built for a version-1 store when it is opened.
+pub const FORMAT_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

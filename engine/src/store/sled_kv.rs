@@ -2,9 +2,14 @@
 //!
 //! sled writes to its log in memory and syncs only every 500 ms by itself, so a
 //! commit that must survive `kill -9` or power loss calls `flush`. Flushing is the
-//! slow part, so concurrent commits share one: the first caller to find no flush
-//! running becomes the leader and flushes everything written so far; the others wait
-//! until a flush that started after their write has finished.
+//! slow part, so concurrent commits share one, and also one sled batch: a commit
+//! queues its writes; the first caller to find no leader becomes the leader, takes
+//! every queued commit, applies them as one atomic sled batch and flushes once; the
+//! others wait until a round that took their writes has finished (it answers each
+//! of them: all written and durable, or all refused). A commit's writes become
+//! visible when its round applies them, before it returns, as before. (sled applies
+//! batches one at a time under a global lock anyway; one batch per round instead of
+//! one per commit saves that lock, its wake-ups and a batch record per commit.)
 
 use super::kv::{Kv, KvPair, Op};
 use super::StoreError;
@@ -32,10 +37,28 @@ pub struct SledKv {
     flushed_cv: Condvar,
 }
 
+/// Rounds of the group commit: queued writes, and which tickets are done.
 #[derive(Default)]
 struct FlushState {
+    /// A leader is applying and flushing a round now.
     flushing: bool,
+    /// Tickets up to this one are done (written and flushed, or failed).
     flushed: u64,
+    /// The last ticket handed out.
+    issued: u64,
+    /// Writes of the commits after `flushed` not taken by a round yet, in ticket order.
+    queue: Vec<Vec<Op>>,
+    /// Rounds that failed and whose commits have not all been told yet.
+    failed: Vec<FailedRound>,
+}
+
+/// A round that failed: tickets `first..=last`, why, and how many of their
+/// commits still have to read it (it is dropped when all have).
+struct FailedRound {
+    first: u64,
+    last: u64,
+    why: String,
+    untold: u64,
 }
 
 /// How long `open` waits for a lock that a closing handle is about to release.
@@ -115,31 +138,51 @@ impl SledKv {
         Ok((db, tree))
     }
 
-    /// Wait until everything written up to `ticket` is on disk, sharing flushes.
-    fn sync_up_to(&self, ticket: u64) -> Result<(), StoreError> {
+    /// Queue `ops` for the next round of the group commit and wait until a round
+    /// applied and flushed them (leading one if no one does).
+    fn commit_grouped(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         let mut st = self.flush.lock().unwrap_or_else(PoisonError::into_inner);
+        st.issued += 1;
+        let ticket = st.issued;
+        st.queue.push(ops);
         loop {
             if st.flushed >= ticket {
-                return Ok(());
+                let Some(at) = st.failed.iter().position(|f| (f.first..=f.last).contains(&ticket)) else {
+                    return Ok(());
+                };
+                let why = st.failed[at].why.clone();
+                st.failed[at].untold -= 1;
+                if st.failed[at].untold == 0 {
+                    st.failed.swap_remove(at);
+                }
+                return Err(StoreError::Io(why));
             }
             if st.flushing {
                 st = self.flushed_cv.wait(st).unwrap_or_else(PoisonError::into_inner);
                 continue;
             }
+            // Lead a round: everything queued so far, as one batch and one flush.
             st.flushing = true;
-            let target = self.written.load(Ordering::SeqCst);
+            let work = std::mem::take(&mut st.queue);
+            let (first, last) = (st.flushed + 1, st.issued);
+            debug_assert_eq!(work.len() as u64, last + 1 - first, "the queue holds exactly the tickets not done");
             drop(st);
             // A panic inside sled must not leave `flushing` set: every later commit
-            // would wait for a flush that never ends.
-            let result = crate::contain::catch(|| self.db.flush())
-                .unwrap_or_else(|panic| Err(sled::Error::ReportableBug(format!("flush panicked: {panic}"))));
+            // would wait for a round that never ends.
+            let result = crate::contain::catch(|| {
+                let ops = work.into_iter().flatten().collect();
+                self.tree.apply_batch(batch_of(ops))?;
+                self.written.fetch_add(1, Ordering::SeqCst);
+                self.db.flush()
+            })
+            .unwrap_or_else(|panic| Err(sled::Error::ReportableBug(format!("commit panicked: {panic}"))));
             st = self.flush.lock().unwrap_or_else(PoisonError::into_inner);
             st.flushing = false;
-            if result.is_ok() {
-                st.flushed = st.flushed.max(target);
+            st.flushed = last;
+            if let Err(e) = result {
+                st.failed.push(FailedRound { first, last, why: e.to_string(), untold: last + 1 - first });
             }
             self.flushed_cv.notify_all();
-            result.map_err(io)?;
         }
     }
 }
@@ -158,18 +201,13 @@ impl Kv for SledKv {
     }
 
     fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for (k, v) in ops {
-            match v {
-                Some(v) => batch.insert(k, v),
-                None => batch.remove(k),
-            }
-        }
-        self.tree.apply_batch(batch).map_err(io)?;
-        let ticket = self.written.fetch_add(1, Ordering::SeqCst) + 1;
         match self.durability {
-            Durability::Flush => self.sync_up_to(ticket),
-            Durability::Relaxed => Ok(()),
+            Durability::Flush => self.commit_grouped(ops),
+            Durability::Relaxed => {
+                self.tree.apply_batch(batch_of(ops)).map_err(io)?;
+                self.written.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
         }
     }
 
@@ -195,6 +233,18 @@ impl Kv for SledKv {
             .map(|o| o.map(|(k, v)| (k.to_vec(), v.to_vec())))
             .map_err(io)
     }
+}
+
+/// One sled batch of `ops`, in order (a later op on a key wins).
+fn batch_of(ops: Vec<Op>) -> sled::Batch {
+    let mut batch = sled::Batch::default();
+    for (k, v) in ops {
+        match v {
+            Some(v) => batch.insert(k, v),
+            None => batch.remove(k),
+        }
+    }
+    batch
 }
 
 /// Move sled's unfinished snapshot files (`snap.*.generating`) of the store at
@@ -234,6 +284,42 @@ fn quarantine_snapshots(path: &Path) -> Result<Vec<String>, StoreError> {
 #[cfg(test)]
 mod snapshot_tests {
     use super::*;
+
+    /// Concurrent durable commits share rounds (one sled batch and one flush each)
+    /// and every commit is answered only once its writes are in the store.
+    #[test]
+    fn concurrent_commits_share_rounds_and_each_is_applied_when_answered() {
+        let dir = std::env::temp_dir().join(format!("nagare-group-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let kv = SledKv::open(&dir, Durability::Flush).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..8u32 {
+                let kv = &kv;
+                s.spawn(move || {
+                    for i in 0..50u32 {
+                        let (a, b) = (format!("a/{t}/{i}"), format!("b/{t}/{i}"));
+                        kv.apply(vec![
+                            (a.clone().into_bytes(), Some(vec![1])),
+                            (b.clone().into_bytes(), Some(vec![2])),
+                        ])
+                        .unwrap();
+                        // Answered: both writes of the commit are there.
+                        assert_eq!(kv.get(a.as_bytes()).unwrap(), Some(vec![1]));
+                        assert_eq!(kv.get(b.as_bytes()).unwrap(), Some(vec![2]));
+                    }
+                });
+            }
+        });
+        assert_eq!(kv.scan(b"a/", usize::MAX).unwrap().len(), 400);
+        assert_eq!(kv.scan(b"b/", usize::MAX).unwrap().len(), 400);
+        let st = kv.flush.lock().unwrap();
+        assert_eq!((st.issued, st.flushed, st.queue.len(), st.failed.len()), (400, 400, 0, 0));
+        let rounds = kv.written.load(Ordering::SeqCst);
+        assert!((1..=400).contains(&rounds), "{rounds} rounds for 400 commits");
+        drop(st);
+        drop(kv);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     /// Regression: after a kill -9 while sled wrote its snapshot during an open, the
     /// store did not open again ("Read corrupted data at file offset None"). The torn

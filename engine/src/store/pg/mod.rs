@@ -18,6 +18,7 @@ pub mod migrate;
 mod migrations;
 pub mod options;
 mod pool;
+pub mod tls;
 
 pub use migrations::SCHEMA_VERSION;
 
@@ -55,6 +56,10 @@ pub struct PgOptions {
     pub statement_timeout: Option<std::time::Duration>,
     /// How long a job's start leases it beyond the call's timeout ([`JOB_LEASE`]).
     pub job_lease: std::time::Duration,
+    /// TLS (`sslmode=require`/`verify-full`), see [`tls`].
+    pub tls: options::TlsMode,
+    /// `sslrootcert`: trust these certificates (PEM) instead of the Mozilla roots.
+    pub root_cert: Option<std::path::PathBuf>,
 }
 
 impl PgOptions {
@@ -66,6 +71,8 @@ impl PgOptions {
             pool_size: DEFAULT_POOL_SIZE,
             statement_timeout: None,
             job_lease: JOB_LEASE,
+            tls: options::TlsMode::Off,
+            root_cert: None,
         }
     }
 
@@ -77,6 +84,8 @@ impl PgOptions {
         o.pool_size = p.pool_size.unwrap_or(DEFAULT_POOL_SIZE);
         o.statement_timeout = p.statement_timeout;
         o.job_lease = p.job_lease.unwrap_or(JOB_LEASE);
+        o.tls = p.tls;
+        o.root_cert = p.root_cert;
         Ok(o)
     }
 
@@ -183,7 +192,14 @@ impl PgStore {
                 opts.pool_size
             )));
         }
-        let target = Target { config, schema: opts.schema.clone(), statement_timeout: opts.statement_timeout };
+        let tls = match opts.tls {
+            options::TlsMode::Off => None,
+            options::TlsMode::Verify => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                Some(tls::client_config(opts.root_cert.as_deref())?)
+            }
+        };
+        let target = Target { config, schema: opts.schema.clone(), statement_timeout: opts.statement_timeout, tls };
         let pool = Pool::new(target, opts.pool_size)?;
         let schema = opts.schema.clone();
         pool.run(move |c| Box::pin(async move { migrations::migrate(c, schema.as_deref()).await }))?;
@@ -194,10 +210,17 @@ impl PgStore {
     pub fn drop_schema(url: &str, schema: &str) -> Result<(), StoreError> {
         check_schema_name(schema)?;
         // The store string may carry nagare's own options; the driver refuses them.
-        let url = options::StoreParams::parse(url)?.url;
-        let config: tokio_postgres::Config =
-            url.parse().map_err(|e| StoreError::Io(format!("PostgreSQL connection string: {e}")))?;
-        let pool = Pool::new(Target { config, schema: None, statement_timeout: None }, 1)?;
+        let params = options::StoreParams::parse(url)?;
+        let mut config: tokio_postgres::Config =
+            params.url.parse().map_err(|e| StoreError::Io(format!("PostgreSQL connection string: {e}")))?;
+        let tls = match params.tls {
+            options::TlsMode::Off => None,
+            options::TlsMode::Verify => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                Some(tls::client_config(params.root_cert.as_deref())?)
+            }
+        };
+        let pool = Pool::new(Target { config, schema: None, statement_timeout: None, tls }, 1)?;
         let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
         pool.run(move |c| Box::pin(async move { c.batch(&sql).await }))
     }

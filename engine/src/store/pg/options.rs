@@ -1,5 +1,7 @@
 //! nagare's own connection options, given inside the `--store` string next to
-//! libpq's: `postgres://u@h/db?pool_size=16&statement_timeout=30s&job_lease=60s`
+//! libpq's: `postgres://u@h/db?pool_size=16&statement_timeout=30s&job_lease=60s`;
+//! and the TLS ones, `sslmode` and `sslrootcert`, which nagare handles itself
+//! ([`super::tls`])
 //! or `host=/run/postgresql dbname=nagare pool_size=16`. They are taken out
 //! before the rest goes to the PostgreSQL driver (which refuses names it does not
 //! know), so one string configures everything and `NAGARE_STORE` carries it.
@@ -15,6 +17,16 @@ pub const MIN_JOB_LEASE: Duration = Duration::from_secs(1);
 /// Longest job lease (a day).
 pub const MAX_JOB_LEASE: Duration = Duration::from_secs(86_400);
 
+/// Whether connections use TLS (`sslmode`; see [`super::tls`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// `disable`, `prefer` or none: no TLS, as before (loopback, Unix sockets).
+    #[default]
+    Off,
+    /// `require` or `verify-full`: TLS, the server's certificate and host name checked.
+    Verify,
+}
+
 /// The options found in a store string, and the string without them.
 #[derive(Debug, Default, PartialEq)]
 pub struct StoreParams {
@@ -26,6 +38,10 @@ pub struct StoreParams {
     pub statement_timeout: Option<Duration>,
     /// `job_lease=`.
     pub job_lease: Option<Duration>,
+    /// `sslmode=`: plain, or TLS with the certificate checked.
+    pub tls: TlsMode,
+    /// `sslrootcert`: a PEM file of the certificates to trust instead of the Mozilla roots.
+    pub root_cert: Option<std::path::PathBuf>,
 }
 
 fn bad(name: &str, value: &str, how: &str) -> StoreError {
@@ -80,8 +96,33 @@ impl StoreParams {
                     }
                     p.job_lease = Some(d);
                 }
+                // Taken out: the driver knows only disable, prefer and require, and
+                // nagare decides how TLS is done.
+                "sslmode" => {
+                    p.tls =
+                        match value.trim() {
+                            "disable" | "prefer" => TlsMode::Off,
+                            "require" | "verify-full" => TlsMode::Verify,
+                            "verify-ca" => return Err(bad(
+                                name,
+                                value,
+                                "nagare always checks the server's host name too: use `verify-full` (or `require`, \
+                                 which checks as much)",
+                            )),
+                            _ => return Err(bad(name, value, "use disable, prefer, require or verify-full")),
+                        }
+                }
+                "sslrootcert" => {
+                    if value.trim().is_empty() {
+                        return Err(bad(name, value, "give the path of a PEM file of CA certificates"));
+                    }
+                    p.root_cert = Some(std::path::PathBuf::from(value.trim()));
+                }
                 _ => kept.push(pair),
             }
+        }
+        if p.root_cert.is_some() && p.tls == TlsMode::Off {
+            return Err(bad("sslrootcert", "…", "only used with TLS: add `sslmode=verify-full`"));
         }
         p.url = match (is_url, kept.is_empty()) {
             (true, true) => head.to_string(),
@@ -98,9 +139,12 @@ mod tests {
 
     #[test]
     fn nagare_options_are_taken_out_of_a_url_and_the_rest_kept() {
-        let p = StoreParams::parse("postgres://u@h/db?pool_size=16&sslmode=disable&statement_timeout=30s&job_lease=5")
-            .unwrap();
-        assert_eq!(p.url, "postgres://u@h/db?sslmode=disable");
+        let p = StoreParams::parse(
+            "postgres://u@h/db?pool_size=16&sslmode=disable&statement_timeout=30s&job_lease=5&connect_timeout=3",
+        )
+        .unwrap();
+        assert_eq!(p.url, "postgres://u@h/db?connect_timeout=3");
+        assert_eq!(p.tls, TlsMode::Off);
         assert_eq!(p.pool_size, Some(16));
         assert_eq!(p.statement_timeout, Some(Duration::from_secs(30)));
         assert_eq!(p.job_lease, Some(Duration::from_secs(5)));
@@ -118,6 +162,22 @@ mod tests {
     }
 
     #[test]
+    fn sslmode_and_sslrootcert_choose_tls() {
+        for (s, tls) in [
+            ("postgres://h/db", TlsMode::Off),
+            ("postgres://h/db?sslmode=prefer", TlsMode::Off),
+            ("postgres://h/db?sslmode=require", TlsMode::Verify),
+            ("host=db.example sslmode=verify-full sslrootcert=/etc/ca.pem", TlsMode::Verify),
+        ] {
+            let p = StoreParams::parse(s).unwrap();
+            assert_eq!(p.tls, tls, "{s}");
+            assert!(!p.url.contains("ssl"), "taken out of the driver's string: {}", p.url);
+        }
+        let p = StoreParams::parse("postgres://h/db?sslmode=verify-full&sslrootcert=/etc/ca.pem").unwrap();
+        assert_eq!(p.root_cert.as_deref(), Some(std::path::Path::new("/etc/ca.pem")));
+    }
+
+    #[test]
     fn out_of_range_options_are_refused_with_their_limits() {
         for (s, says) in [
             ("postgres://h/db?pool_size=0", "1 to 256"),
@@ -127,6 +187,9 @@ mod tests {
             ("postgres://h/db?statement_timeout=soon", "duration"),
             ("host=/tmp job_lease=0", "1s to 24h"),
             ("host=/tmp job_lease=2d", "1s to 24h"),
+            ("postgres://h/db?sslmode=verify-ca", "use `verify-full`"),
+            ("postgres://h/db?sslmode=allow", "use disable, prefer, require or verify-full"),
+            ("postgres://h/db?sslrootcert=/ca.pem", "add `sslmode=verify-full`"),
         ] {
             let e = StoreParams::parse(s).unwrap_err().to_string();
             assert!(e.contains(says), "{s}: {e}");

@@ -103,6 +103,8 @@ pub struct Target {
     /// `SET statement_timeout` on every connection: a statement running longer
     /// fails (the event is not saved, the request answers 500 `store-failed`).
     pub statement_timeout: Option<std::time::Duration>,
+    /// TLS for every connection (`sslmode=require`), see [`super::tls`].
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 pub struct Pool {
@@ -197,17 +199,36 @@ impl Shared {
     }
 
     async fn connect(&self) -> Result<Conn, StoreError> {
-        let (client, connection) = self.target.config.connect(NoTls).await.map_err(|e| {
+        let failed = |e: tokio_postgres::Error| {
             StoreError::Io(format!(
-                "cannot connect to PostgreSQL: {e}{}",
-                e.as_db_error().map_or(String::new(), |d| format!(": {}", d.message()))
+                "cannot connect to PostgreSQL: {e}{}{}",
+                e.as_db_error().map_or(String::new(), |d| format!(": {}", d.message())),
+                std::error::Error::source(&e)
+                    .filter(|_| e.as_db_error().is_none())
+                    .map_or(String::new(), |s| format!(" ({s})"))
             ))
-        })?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(error = %e, "PostgreSQL connection closed");
+        };
+        let client = match &self.target.tls {
+            None => {
+                let (client, connection) = self.target.config.connect(NoTls).await.map_err(failed)?;
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::warn!(error = %e, "PostgreSQL connection closed");
+                    }
+                });
+                client
             }
-        });
+            Some(tls) => {
+                let make = super::tls::MakeRustls(tls.clone());
+                let (client, connection) = self.target.config.connect(make).await.map_err(failed)?;
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::warn!(error = %e, "PostgreSQL connection closed");
+                    }
+                });
+                client
+            }
+        };
         let mut conn = Conn { client, statements: HashMap::new() };
         if let Some(schema) = &self.target.schema {
             conn.batch(&format!("SET search_path TO \"{schema}\"")).await?;

@@ -52,9 +52,9 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
-pub fn run(out: &Out, n: Option<usize>, concurrency: Option<usize>) -> anyhow::Result<ExitCode> {
-    let n = n.unwrap_or(10_000);
-    let concurrency = concurrency.unwrap_or(8).max(1);
+pub fn run(out: &Out, a: &super::BenchArgs) -> anyhow::Result<ExitCode> {
+    let n = a.n.unwrap_or(10_000);
+    let concurrency = a.concurrency.unwrap_or(8).max(1);
     // instance id → when its call began.
     let called: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
     let seen = called.clone();

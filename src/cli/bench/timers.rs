@@ -14,10 +14,10 @@
 //!   as many instances waiting on a user task, no timers: the memory the store itself
 //!   takes for that many instances.
 
-use crate::bench::{proc_status_mb, reset_peak_rss, temp_dir};
+use super::measure::{proc_status_mb, reset_peak_rss, round, temp_dir, Latencies, PeersLine};
+use super::{BenchArgs, Ctx};
 use crate::cli::explain;
 use crate::output::{Out, Table};
-use crate::BenchArgs;
 use anyhow::bail;
 use chrono::{DateTime, Duration, Utc};
 use nagare_engine::runtime::HistoryEvent;
@@ -288,7 +288,8 @@ fn real_run(n: usize, root: &Path) -> anyhow::Result<TimerReport> {
     })
 }
 
-pub fn run(out: &Out, temp_root: &Path, a: &BenchArgs) -> anyhow::Result<ExitCode> {
+pub fn run(out: &Out, ctx: &Ctx, a: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let temp_root = ctx.temp_root();
     let n_virtual = a.timers.unwrap_or(1_000_000);
     let n_real = a.timers_real.unwrap_or(10_000);
     let mut reports = Vec::new();
@@ -303,9 +304,11 @@ pub fn run(out: &Out, temp_root: &Path, a: &BenchArgs) -> anyhow::Result<ExitCod
         eprintln!("scheduling {n_virtual} timers on a virtual clock…");
         reports.push(virtual_run(n_virtual, temp_root)?);
     }
+    let lines: Vec<PeersLine> = reports.iter().map(peers_line).collect();
     if out.json {
-        for r in &reports {
+        for (r, l) in reports.iter().zip(&lines) {
             println!("{}", serde_json::to_string(r)?);
+            l.print()?;
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -344,5 +347,25 @@ pub fn run(out: &Out, temp_root: &Path, a: &BenchArgs) -> anyhow::Result<ExitCod
     for r in &reports {
         println!("{}", serde_json::to_string(r)?);
     }
+    for l in &lines {
+        l.print()?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The peers-shaped line of a run: n = timers (instances for the baseline), ips =
+/// timers fired per second (scheduled per second for the baseline), p50/p99 = lateness.
+fn peers_line(r: &TimerReport) -> PeersLine {
+    let baseline = r.clock == "baseline";
+    let (n, secs) = if baseline { (r.schedule_per_s as usize, 1.0) } else { (r.timers, r.fire_seconds) };
+    let mut l = PeersLine::new("timers", r.clock, 2, n, secs, &Latencies::default());
+    if baseline {
+        l.n = (r.schedule_seconds * r.schedule_per_s).round() as usize;
+        l.seconds = r.schedule_seconds;
+    }
+    l.p50_ms = r.lateness_ms_p50;
+    l.p99_ms = r.lateness_ms_p99;
+    l.rss_start_mb = round(r.rss_before_mb, 1);
+    l.peak_rss_mb = round(r.peak_rss_mb, 1);
+    l
 }

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
-const YAML: &str = include_str!("../processes/bench-straight.yaml");
+const YAML: &str = include_str!("../../../processes/bench-straight.yaml");
 
 #[derive(Serialize)]
 struct Report {
@@ -61,9 +61,9 @@ fn open(data: &Path, durability: Durability) -> anyhow::Result<Engine> {
     Engine::builder().data_dir_with(data, durability).map_err(explain)?.build().map_err(explain)
 }
 
-pub fn run(out: &Out, temp_root: &Path, n: Option<usize>) -> anyhow::Result<ExitCode> {
-    let n = n.unwrap_or(100_000);
-    let tmp = crate::bench::temp_dir(temp_root, "archive")?;
+pub fn run(out: &Out, ctx: &super::Ctx, a: &super::BenchArgs) -> anyhow::Result<ExitCode> {
+    let n = a.n.unwrap_or(100_000);
+    let tmp = super::measure::temp_dir(ctx.temp_root(), "archive")?;
     let data = tmp.0.join("data");
     let dir = tmp.0.join("archive");
     let t = Instant::now();

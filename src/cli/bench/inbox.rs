@@ -15,6 +15,8 @@
 //!
 //! Client and server share the machine's cores, so the figures include the client.
 
+use super::measure::{temp_dir, Latencies, PeersLine};
+use super::{BenchArgs, Ctx};
 use crate::cli::explain;
 use crate::output::{Out, Table};
 use anyhow::{anyhow, bail, Context};
@@ -24,7 +26,6 @@ use nagare_engine::store::{Durability, TaskQuery};
 use nagare_engine::{Engine, StartOptions, Vars};
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -139,13 +140,14 @@ fn load(engine: &Engine, n: usize) -> anyhow::Result<()> {
     }
 }
 
-pub fn run(out: &Out, temp_root: &Path, n: Option<usize>, concurrency: Option<usize>) -> anyhow::Result<ExitCode> {
-    let n = n.unwrap_or(100_000);
-    let clients = concurrency.unwrap_or(32).max(1);
+pub fn run(out: &Out, ctx: &Ctx, a: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let n = a.n.unwrap_or(100_000);
+    let clients = a.concurrency.unwrap_or(32).max(1);
+    let temp_root = ctx.temp_root();
     if n < GROUPS * PAGE {
         bail!("--n must be at least {} (a full first page in every group)", GROUPS * PAGE);
     }
-    let cleanup = crate::bench::temp_dir(temp_root, "inbox")?;
+    let cleanup = temp_dir(temp_root, "inbox")?;
     let dir = cleanup.0.clone();
 
     eprintln!("loading {n} open tasks over {GROUPS} groups...");
@@ -220,8 +222,10 @@ pub fn run(out: &Out, temp_root: &Path, n: Option<usize>, concurrency: Option<us
         })
     })?;
 
+    let line = peers_line(&report);
     if out.json {
         println!("{}", serde_json::to_string(&report)?);
+        line.print()?;
         return Ok(ExitCode::SUCCESS);
     }
     let r = &report;
@@ -253,7 +257,24 @@ pub fn run(out: &Out, temp_root: &Path, n: Option<usize>, concurrency: Option<us
     t.print();
     println!();
     println!("{}", serde_json::to_string(r)?);
+    line.print()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The peers-shaped line: n = complete + next-task round trips, with their p50/p99.
+fn peers_line(r: &InboxReport) -> PeersLine {
+    let mut l = PeersLine::new(
+        "inbox",
+        format!("http-c{}", r.clients),
+        r.clients,
+        r.round_trips,
+        r.round_trip_seconds,
+        &Latencies::default(),
+    );
+    l.p50_ms = r.round_trip_p50_ms;
+    l.p99_ms = r.round_trip_p99_ms;
+    l.snapshots_per_instance = 1.0;
+    l
 }
 
 /// Sequential first-page requests for one group; latency of each.

@@ -8,7 +8,8 @@
 //! are running (each commit writes it whole, which is what limits large lists), and
 //! the peak RSS.
 
-use crate::bench::{proc_status_mb, reset_peak_rss, temp_dir};
+use super::measure::{proc_status_mb, reset_peak_rss, round, temp_dir, Latencies, PeersLine};
+use super::{BenchArgs, Ctx};
 use crate::cli::explain;
 use crate::output::{Out, Table};
 use anyhow::bail;
@@ -50,6 +51,9 @@ struct MultiReport {
     commits: usize,
     state_bytes_running: usize,
     peak_rss_mb: f64,
+    /// Time from the start to each item's result, p50 / p99.
+    item_p50_ms: f64,
+    item_p99_ms: f64,
 }
 
 fn one(items: usize, sequential: bool, root: &Path) -> anyhow::Result<MultiReport> {
@@ -106,6 +110,14 @@ fn one(items: usize, sequential: bool, root: &Path) -> anyhow::Result<MultiRepor
     }
     let history = engine.history(id).map_err(explain)?;
     let finished = history.iter().filter(|h| matches!(h.event, HistoryEvent::JobSucceeded { .. })).count();
+    let begun = history.first().map(|h| h.at).unwrap_or_else(|| engine.now());
+    let item_lat = Latencies::new(
+        history
+            .iter()
+            .filter(|h| matches!(h.event, HistoryEvent::JobSucceeded { .. }))
+            .map(|h| (h.at - begun).to_std().unwrap_or_default())
+            .collect(),
+    );
     Ok(MultiReport {
         case: "multi",
         mode: if sequential { "sequential" } else { "parallel" },
@@ -116,11 +128,14 @@ fn one(items: usize, sequential: bool, root: &Path) -> anyhow::Result<MultiRepor
         commits: 1 + finished,
         state_bytes_running,
         peak_rss_mb: proc_status_mb("VmHWM"),
+        item_p50_ms: item_lat.ms(0.50),
+        item_p99_ms: item_lat.ms(0.99),
     })
 }
 
-pub fn run(out: &Out, temp_root: &Path, n: Option<usize>) -> anyhow::Result<ExitCode> {
-    let items = n.unwrap_or(1_000);
+pub fn run(out: &Out, ctx: &Ctx, a: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let temp_root = ctx.temp_root();
+    let items = a.n.unwrap_or(1_000);
     if items == 0 || items > 10_000 {
         bail!("--n (items) must be 1 to 10000, the multi-instance limit");
     }
@@ -129,25 +144,55 @@ pub fn run(out: &Out, temp_root: &Path, n: Option<usize>) -> anyhow::Result<Exit
         eprintln!("{} items {}…", items, if sequential { "one after another" } else { "at once" });
         reports.push(one(items, sequential, temp_root)?);
     }
+    let lines: Vec<PeersLine> = reports.iter().map(peers_line).collect();
     if out.json {
-        for r in &reports {
+        for (r, l) in reports.iter().zip(&lines) {
             println!("{}", serde_json::to_string(r)?);
+            l.print()?;
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let mut t = Table::new(&["mode", "items", "seconds", "items/s", "commits", "state bytes", "peak RSS MiB"])
-        .right(&[1, 2, 3, 4, 5, 6]);
+    let mut t = Table::new(&[
+        "mode",
+        "items",
+        "seconds",
+        "items/s",
+        "item p50 ms",
+        "item p99 ms",
+        "commits",
+        "state bytes",
+        "peak RSS MiB",
+    ])
+    .right(&[1, 2, 3, 4, 5, 6, 7, 8]);
     for r in &reports {
         t.row(vec![
             r.mode.into(),
             r.items.to_string(),
             format!("{:.2}", r.seconds),
             format!("{:.0}", r.items_per_s),
+            format!("{:.1}", r.item_p50_ms),
+            format!("{:.1}", r.item_p99_ms),
             r.commits.to_string(),
             r.state_bytes_running.to_string(),
             format!("{:.1}", r.peak_rss_mb),
         ]);
     }
     t.print();
+    println!();
+    for l in &lines {
+        l.print()?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The peers-shaped line of a run: n = items, ips = items per second, p50/p99 = an
+/// item's time from the start to its result.
+fn peers_line(r: &MultiReport) -> PeersLine {
+    let mut l = PeersLine::new("multi", format!("durable-{}", r.mode), 64, r.items, r.seconds, &Latencies::default());
+    l.p50_ms = r.item_p50_ms;
+    l.p99_ms = r.item_p99_ms;
+    l.snapshots_per_instance = r.commits as f64 / r.items as f64;
+    l.snapshot_avg_bytes = r.state_bytes_running as u64;
+    l.peak_rss_mb = round(r.peak_rss_mb, 1);
+    l
 }
