@@ -116,7 +116,15 @@ enum Mode {
 pub fn run(out: &Out, ctx: &Ctx, case: Case, a: &BenchArgs) -> anyhow::Result<ExitCode> {
     let cases: Vec<PeerCase> = CASES.iter().filter(|c| case == Case::All || case == c.case).copied().collect();
     let cases: Vec<PeerCase> = match &a.from_bpmn {
-        Some(dir) => cases.iter().map(|c| from_bpmn(c, dir)).collect::<anyhow::Result<_>>()?,
+        // The peers ship BPMN files of their three processes only: `all` runs those.
+        Some(_) if case == Case::Service => {
+            bail!("--from-bpmn runs the peers' straight, gateway and usertask; service has no BPMN file")
+        }
+        Some(dir) => cases
+            .iter()
+            .filter(|c| c.case != Case::Service)
+            .map(|c| from_bpmn(c, dir))
+            .collect::<anyhow::Result<_>>()?,
         None => cases,
     };
     let modes: Vec<Mode> = match a.mode {
