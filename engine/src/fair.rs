@@ -1,6 +1,6 @@
 //! Fair share of the executor among processes: the stage between "due" and "run".
 //!
-//! The due window ([`crate::due`]) is ordered by due time only, so a burst of ten
+//! The due window (`due`) is ordered by due time only, so a burst of ten
 //! thousand jobs from one process would run before a job of another process that
 //! came due a moment later. Due jobs therefore pass through this queue: one lane
 //! per process, each ordered by priority (highest first), then due time, then id;

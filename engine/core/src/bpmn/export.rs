@@ -27,7 +27,7 @@
 //! The contract is the one in [`super`] (module docs, namespace [`NAGARE_NS`]):
 //! BPMN cannot say everything a nagare process says (forms, connector inputs,
 //! retries, due dates, variable types, multi-instance options ...), so the export
-//! carries the definitions themselves as compact JSON ([`super::export_json`]) in
+//! carries the definitions themselves as compact JSON (`export_json`) in
 //! `extensionElements`:
 //!
 //! * `<nagare:process>` on the `bpmn:process`: the [`ProcessDef`] without `start`

@@ -1,6 +1,6 @@
 //! BPMN 2.0 XML in and out.
 //!
-//! Import ([`import`]) turns a BPMN file drawn in any modeler into a nagare
+//! Import ([`import()`]) turns a BPMN file drawn in any modeler into a nagare
 //! [`ProcessDef`] and its YAML text, which then goes through the ordinary loader
 //! and compiler ([`load_bpmn`]), so an imported process is validated exactly like
 //! a written one. What import cannot map is a diagnostic with the element id,
@@ -96,7 +96,7 @@ pub fn import(xml: &str, file: &str) -> Result<Imported, Diagnostics> {
     import::import(xml, file)
 }
 
-/// [`import`] with choices the file cannot express (variables to declare).
+/// [`import()`] with choices the file cannot express (variables to declare).
 pub fn import_with(xml: &str, file: &str, opts: &ImportOptions) -> Result<Imported, Diagnostics> {
     import::import_with(xml, file, opts)
 }
