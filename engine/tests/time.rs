@@ -504,3 +504,19 @@ async fn the_running_executor_follows_the_virtual_clock_on(store: &TestStore) {
     stop.send(()).unwrap();
     runner.await.unwrap();
 }
+
+/// `due: 3bd` counts business days from when the task opens: opened on Friday
+/// 2026-04-24, the three business days skip the weekend and Shōwa Day (4/29 is a
+/// Wednesday, so Mon 27, Tue 28, Thu 30): due at the end of Thursday 2026-04-30 in
+/// the process's zone.
+#[test]
+fn a_due_of_three_business_days_skips_weekends_and_holidays() {
+    let clock = Arc::new(VirtualClock::new(t("2026-04-24T10:00:00+09:00")));
+    let engine = Engine::builder().in_memory().clock(clock.clone()).build().expect("engine");
+    let yaml = "id: bd\ntime_zone: Asia/Tokyo\nlanes:\n  l: { groups: [g] }\nstart: { next: t }\nnodes:\n  t: { user_task: T, lane: l, due: 3bd, next: e }\n  e: { end: }\n";
+    engine.deploy("bd.yaml", yaml).expect("deploy");
+    engine.start("bd", Default::default(), StartOptions::default()).expect("start");
+    let tasks = engine.tasks(&TaskQuery::default()).expect("tasks");
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0].due, Some(t("2026-04-30T23:59:59+09:00")));
+}

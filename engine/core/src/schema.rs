@@ -348,7 +348,7 @@ fn node_property(key: &str) -> Value {
             json!({ "type": "object", "additionalProperties": { "enum": ["required", "optional", "readonly"] } }),
             "The task form: variable → `required`, `optional` or `readonly`.".to_string(),
         ),
-        "due" => (json!({ "type": "string" }), "Due date of the task (an expression, e.g. `add_days(now, 3)`).".to_string()),
+        "due" => (json!({ "type": "string" }), "Due date of the task: a span from when it opens (`3bd` business days, `2d`, `4h`) or an expression (e.g. `add_days(now, 3)`).".to_string()),
         "assignee" => (json!({ "type": "string" }), "The user the task is given to when it opens (an expression, e.g. `started_by`); unset: the lane's groups share it.".to_string()),
         "candidates" => (json!({ "type": "string" }), "Users offered the task (an expression giving a list of user ids, e.g. `users_in(\"法務部\")`); they share it instead of the lane's groups.".to_string()),
         "skip" => (

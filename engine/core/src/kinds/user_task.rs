@@ -45,7 +45,10 @@ fn compile(nc: &mut NodeCx<'_, '_>) -> Option<NodeKind> {
         }
     }
     let due = match &n.due {
-        Some(src) => Some(nc.cx.compile_expr(&["nodes", id, "due"], src, nm.names)?),
+        Some(src) => {
+            let src = due_shorthand(src).unwrap_or_else(|| src.clone());
+            Some(nc.cx.compile_expr(&["nodes", id, "due"], &src, nm.names)?)
+        }
         None => None,
     };
     let assignee = match &n.assignee {
@@ -157,4 +160,34 @@ pub(crate) fn exec(run: &mut Run<'_>, mut token: Moving, node: &Node, spec: &Use
     run.out.commands.push(Command::OpenTask(task));
     run.arm_token(&mut token, armings);
     run.park(token, Wait::Task { task: task_id, assignee });
+}
+
+/// `due: 3bd` / `2d` / `4h`: a span from when the task opens, short for
+/// `add_business_days(now, 3)` (the end of the third business day, the process's
+/// calendar and company days off included), `add_days(now, 2)`, `add_hours(now, 4)`.
+/// Anything else is an expression.
+fn due_shorthand(src: &str) -> Option<String> {
+    let s = src.trim();
+    let (digits, helper) = [("bd", "add_business_days"), ("d", "add_days"), ("h", "add_hours")]
+        .into_iter()
+        .find_map(|(unit, helper)| s.strip_suffix(unit).map(|n| (n, helper)))?;
+    if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(format!("{helper}(now, {digits})"))
+}
+
+#[cfg(test)]
+mod due_tests {
+    use super::due_shorthand;
+
+    #[test]
+    fn spans_in_due_are_short_for_the_date_helpers() {
+        assert_eq!(due_shorthand("3bd").as_deref(), Some("add_business_days(now, 3)"));
+        assert_eq!(due_shorthand(" 2d ").as_deref(), Some("add_days(now, 2)"));
+        assert_eq!(due_shorthand("4h").as_deref(), Some("add_hours(now, 4)"));
+        for expr in ["add_days(now, 2)", "bd", "d", "x3d", "1.5d", "期限", "123456d"] {
+            assert_eq!(due_shorthand(expr), None, "{expr}");
+        }
+    }
 }
