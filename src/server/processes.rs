@@ -256,7 +256,13 @@ pub struct DeployResult {
 /// A BPMN 2.0 file is imported first: send it as `source`, or as the body itself
 /// with `Content-Type: application/xml`.
 #[utoipa::path(post, path = "/api/v1/processes", operation_id = "deploy_process", tag = "processes",
-    request_body = DeployRequest,
+    request_body(
+        content(
+            (DeployRequest = "application/json"),
+            (String = "application/xml"),
+        ),
+        description = "A process file (YAML or BPMN) as JSON, or a BPMN 2.0 file as the body"
+    ),
     responses(
         (status = 201, description = "Deployed as a new version", body = DeployResult),
         (status = 200, description = "The same text was deployed already", body = DeployResult),
