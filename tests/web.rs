@@ -936,11 +936,14 @@ async fn console_pauses_and_resumes_a_timer_start() {
 
 /// A circulation (回覧) of `processes/ringi.yaml` in the reader's inbox: marked as a
 /// read task, its page shows the fields read-only and one button that records the
-/// read, after the instance has already completed.
+/// read, after the instance has already completed. The approver and the reader come
+/// from the demo org chart (config/org.yaml).
 #[tokio::test]
 async fn a_circulated_task_is_read_only_and_marked_as_read() {
     let web = Web::start().await;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let users = Users::load(&root.join("config/users.yaml")).unwrap();
+    web.engine.set_org(nagare::server::org::load_file(&root.join("config/org.yaml"), &users).unwrap());
     web.engine.deploy("ringi.yaml", &std::fs::read_to_string(root.join("processes/ringi.yaml")).unwrap()).unwrap();
     let vars: nagare_engine::Vars =
         [("件名".to_string(), serde_json::json!("ノートPC")), ("金額".to_string(), serde_json::json!(180000))].into();
