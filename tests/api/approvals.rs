@@ -96,7 +96,10 @@ async fn ringi_with_the_demo_org_asks_a_head_with_two_posts_once() {
     api.post(YAMADA, &path, json!({ "variables": { "判断": "承認" } })).await.expect(200);
 
     let done = api.get(ADMIN, &format!("/api/v1/instances/{id}")).await.expect(200);
-    assert_eq!((done["status"].as_str(), done["variables"]["合議記録"].as_array().map(Vec::len)), (Some("completed"), Some(1)));
+    assert_eq!(
+        (done["status"].as_str(), done["variables"]["合議記録"].as_array().map(Vec::len)),
+        (Some("completed"), Some(1))
+    );
     assert_eq!(my_task(&api, SUZUKI, id).await["read_only"], true);
     api.finish().await;
 }
