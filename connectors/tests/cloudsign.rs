@@ -11,9 +11,15 @@ use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+#[path = "../../tests/support/log_capture.rs"]
+mod log_capture;
+
 const SATO: &str = "demo-client-sato";
 
+/// Serve the emulator (every test starts here or in [`run`], so the log capture is
+/// installed before anything logs).
 async fn serve(router: axum::Router) -> String {
+    log_capture::install();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
@@ -40,6 +46,7 @@ async fn env() -> Env {
 }
 
 async fn run(c: &Connectors, op: &str, key: &str, input: Value) -> Result<Value, ConnectorError> {
+    log_capture::install();
     let name = format!("cloudsign.{op}");
     let call =
         Call { connector: name.clone(), input, idempotency_key: key.into(), instance: 1, node: "n".into(), attempt: 1 };
@@ -418,37 +425,12 @@ async fn credentials_are_per_user_and_never_shown() {
     }
 }
 
-/// Log lines, captured.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
-    }
-}
-
 #[tokio::test]
 async fn no_secret_reaches_the_logs() {
-    let logs = Logs::default();
-    let sub = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .finish();
-    // The test runtime has one thread: the connector, reqwest and the emulator log here.
-    let _guard = tracing::subscriber::set_default(sub);
+    // Every line of every thread at TRACE (see tests/support/log_capture.rs for why
+    // not a per-test subscriber): the connector, reqwest, hyper and the emulator.
+    let logs = log_capture::install();
+    let mark = logs.mark();
     let e = env().await;
     let id = ready_draft(&e, "log/1").await;
     let mut tokens: Vec<String> = e.emu.read(|s| s.tokens.keys().cloned().collect());
@@ -460,8 +442,11 @@ async fn no_secret_reaches_the_logs() {
     tokens.extend(e.emu.read(|s| s.tokens.keys().cloned().collect::<Vec<_>>()));
     assert_eq!(tokens.len(), 2);
     assert_eq!(e.emu.token_requests(), 2, "the token was renewed once");
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    assert!(text.contains("cloudsign call") && text.contains("issuing a new one"), "the calls were logged: {text}");
+    // This test's own calls were logged (its `current_thread` runtime runs them here)...
+    let ours = logs.of_this_thread_since(mark);
+    assert!(ours.contains("cloudsign call") && ours.contains("issuing a new one"), "the calls were logged: {ours}");
+    // ...and no line of any thread or test carries a secret.
+    let text = logs.all();
     assert!(!text.contains(SATO), "the client id is in the logs: {text}");
     for t in tokens {
         assert!(!text.contains(&t), "an access token is in the logs: {text}");

@@ -4,37 +4,8 @@
 //! used to come after the span closed, without instance or job fields).
 
 use nagare_engine::prelude::*;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-use tracing_subscriber::fmt::format::FmtSpan;
-use tracing_subscriber::fmt::MakeWriter;
-
-/// The formatted log, shared with the subscriber.
-#[derive(Clone, Default)]
-struct Log(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Log {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Log {
-    type Writer = Log;
-    fn make_writer(&'a self) -> Log {
-        self.clone()
-    }
-}
-
-impl Log {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-}
+#[path = "../../tests/support/log_capture.rs"]
+mod log_capture;
 
 const PROCESS: &str = "
 id: spans
@@ -48,14 +19,10 @@ nodes:
 
 #[tokio::test]
 async fn the_connector_call_failed_warning_is_inside_its_job_span_and_engine_calls_have_spans() {
-    let log = Log::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(log.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::DEBUG)
-        .with_span_events(FmtSpan::CLOSE)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // A global subscriber, not a per-test one: the executor runs engine calls on
+    // tokio blocking threads too (see tests/support/log_capture.rs).
+    let log = log_capture::install();
+    let mark = log.mark();
     let engine = Engine::builder()
         .in_memory()
         .connector("app.down", FnConnector(|_c: &Call| Err(ConnectorError::Fatal("the service is down".into()))))
@@ -68,7 +35,7 @@ async fn the_connector_call_failed_warning_is_inside_its_job_span_and_engine_cal
     Executor::new(engine.clone()).run_until_idle().await;
     assert_eq!(engine.instance(inst.id).unwrap().status, Status::Incident);
 
-    let text = log.text();
+    let text = log.since(mark);
     let id = format!("instance={}", inst.id);
     let warning = text.lines().find(|l| l.contains("connector call failed")).unwrap_or_else(|| panic!("{text}"));
     for field in ["job{", id.as_str(), "node=call", "connector=\"app.down\"", "attempt=1"] {
