@@ -31,6 +31,12 @@ pub(crate) fn user_ids(items: Vec<Value>, what: &str) -> Result<Vec<String>, Str
             Value::String(s) if !s.trim().is_empty() && s.chars().count() <= MAX_USER_CHARS => s.trim().to_string(),
             Value::String(s) if s.trim().is_empty() => return Err(format!("{what} {i} is an empty user id")),
             Value::String(_) => return Err(format!("{what} {i}: a user id is at most {MAX_USER_CHARS} characters")),
+            Value::Null => {
+                return Err(format!(
+                    "{what} {i} is nobody: an org lookup (`manager_of`, `position_in`...) found no one there; \
+                     fill the post in the org (or change the list) and retry"
+                ))
+            }
             other => return Err(format!("{what} {i} is {other}, not a user id (text)")),
         };
         if !out.contains(&user) {
@@ -122,6 +128,7 @@ mod tests {
         assert_eq!(got, vec![json!("tanaka"), json!("suzuki")]);
         assert!(approvers(vec![]).unwrap_err().contains("empty"));
         assert!(approvers(vec![json!("a"), json!(1)]).unwrap_err().contains("approver 1 is 1"));
+        assert!(approvers(vec![json!("a"), json!(null)]).unwrap_err().contains("approver 1 is nobody: an org lookup"));
         assert!(approvers(vec![json!("x".repeat(201))]).unwrap_err().contains("200 characters"));
         assert!(unreachable(&spec(ConsensusRule::AtLeast(3)), 2).is_some());
         assert!(unreachable(&spec(ConsensusRule::All), 2).is_none());
