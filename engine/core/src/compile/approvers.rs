@@ -241,29 +241,11 @@ pub(super) fn compile_approvers(
 
     let into = match &a.into {
         None => None,
-        Some(var) => match vars.get(var) {
-            Some(spec) if spec.ty == VarType::List => Some(var.clone()),
-            Some(spec) => {
-                cx.err(
-                    "type-mismatch",
-                    cx.loc(&at("into")),
-                    format!("`into: {var}` is a {} variable; the decisions are a list", spec.ty.name()),
-                    format!("declare `{var}` with `type: list`, or record into another variable"),
-                );
-                ok = false;
-                None
-            }
-            None => {
-                cx.err(
-                    "undeclared-variable",
-                    cx.loc(&at("into")),
-                    format!("`into: {var}` is not a declared variable"),
-                    format!("declare `{var}: {{ type: list }}` under `variables:`"),
-                );
-                ok = false;
-                None
-            }
-        },
+        Some(var) => {
+            let into = super::multi::list_target(cx, &at("into"), var, vars, "decisions", "record");
+            ok &= into.is_some();
+            into
+        }
     };
 
     let rejected = match &a.rejected {

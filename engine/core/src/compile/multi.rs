@@ -61,29 +61,11 @@ pub(super) fn compile_multi(
     };
     let into = match &m.into {
         None => None,
-        Some(var) => match vars.get(var) {
-            Some(spec) if spec.ty == VarType::List => Some(var.clone()),
-            Some(spec) => {
-                cx.err(
-                    "type-mismatch",
-                    cx.loc(&at("into")),
-                    format!("`into: {var}` is a {} variable; the outputs are a list", spec.ty.name()),
-                    format!("declare `{var}` with `type: list`, or collect into another variable"),
-                );
-                ok = false;
-                None
-            }
-            None => {
-                cx.err(
-                    "undeclared-variable",
-                    cx.loc(&at("into")),
-                    format!("`into: {var}` is not a declared variable"),
-                    format!("declare `{var}: {{ type: list }}` under `variables:`"),
-                );
-                ok = false;
-                None
-            }
-        },
+        Some(var) => {
+            let into = list_target(cx, &at("into"), var, vars, "outputs", "collect");
+            ok &= into.is_some();
+            into
+        }
     };
     if into.is_some() && output.is_none() {
         cx.err(
@@ -128,4 +110,39 @@ pub(super) fn compile_multi(
         limit,
     })
     .filter(|_| ok)
+}
+
+/// `into: VAR` of a node that gathers one value per item (`multi_instance:`'s
+/// outputs, `approvers:`' decisions): `VAR` must be a declared `list` variable.
+/// `None` after reporting why not (`what`: what is gathered, `verb`: how the hint
+/// says it).
+pub(super) fn list_target(
+    cx: &mut Cx,
+    path: &[&str],
+    var: &str,
+    vars: &IndexMap<String, VarSpec>,
+    what: &str,
+    verb: &str,
+) -> Option<String> {
+    match vars.get(var) {
+        Some(spec) if spec.ty == VarType::List => Some(var.to_string()),
+        Some(spec) => {
+            cx.err(
+                "type-mismatch",
+                cx.loc(path),
+                format!("`into: {var}` is a {} variable; the {what} are a list", spec.ty.name()),
+                format!("declare `{var}` with `type: list`, or {verb} into another variable"),
+            );
+            None
+        }
+        None => {
+            cx.err(
+                "undeclared-variable",
+                cx.loc(path),
+                format!("`into: {var}` is not a declared variable"),
+                format!("declare `{var}: {{ type: list }}` under `variables:`"),
+            );
+            None
+        }
+    }
 }
