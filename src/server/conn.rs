@@ -148,13 +148,17 @@ async fn serve_connection(
         let guard = InFlight::enter(&shared);
         let mut router = router.clone();
         let refused = check_head(&req);
-        let mut req = req.map(|b| Body::new(DeadlineBody::new(b, limits.body_timeout)));
+        let (parts, incoming) = req.into_parts();
+        let body = SharedBody::new(DeadlineBody::new(incoming, limits.body_timeout));
+        let unread = body.clone();
+        let mut req = Request::from_parts(parts, Body::new(body));
         req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
         async move {
             let resp = match refused {
                 Some(e) => e.into_response(),
                 None => router.call(req).await.unwrap_or_else(|never| match never {}),
             };
+            linger(&unread).await;
             Ok::<_, std::convert::Infallible>(resp.map(|b| Body::new(GuardedBody { inner: b, _guard: guard })))
         }
     });
@@ -287,6 +291,75 @@ impl http_body::Body for GuardedBody {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// Most unread request body read and thrown away after the response is ready, so
+/// that a client that sends its whole body before reading (most do) reads the
+/// answer (a `413`, a `401`) instead of a reset connection: a server that closes
+/// with unread bytes makes the kernel send a reset, and the client's write fails
+/// with a broken pipe before it reads anything. Beyond this (or past the body's own
+/// deadline) the connection is closed unread, as before: discarding is bounded
+/// like reading (nginx's lingering close does the same).
+pub const LINGER_BYTES: u64 = 8 << 20;
+
+/// The request body, shared between the handler (which may drop it half read) and
+/// the connection, which reads the rest away afterwards ([`linger`]).
+#[derive(Clone)]
+struct SharedBody(Arc<std::sync::Mutex<DeadlineBody>>);
+
+impl SharedBody {
+    fn new(body: DeadlineBody) -> Self {
+        SharedBody(Arc::new(std::sync::Mutex::new(body)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, DeadlineBody> {
+        // A handler that panicked mid-read leaves a body that is still just a body.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl http_body::Body for SharedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut *self.lock()).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.lock().is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.lock().size_hint()
+    }
+}
+
+/// Read away what the handler left of the request body, up to [`LINGER_BYTES`] and
+/// within the body's deadline; a declared rest beyond that is not read at all.
+async fn linger(body: &SharedBody) {
+    use http_body::Body as _;
+    let declared_rest = body.size_hint().lower();
+    if body.is_end_stream() || declared_rest > LINGER_BYTES {
+        return;
+    }
+    let mut read = 0u64;
+    let drained = std::future::poll_fn(|cx| loop {
+        let mut b = body.lock();
+        match Pin::new(&mut *b).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                read += frame.data_ref().map_or(0, |d| d.len() as u64);
+                if read > LINGER_BYTES {
+                    return Poll::Ready(false);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => return Poll::Ready(false),
+            Poll::Ready(None) => return Poll::Ready(true),
+            Poll::Pending => return Poll::Pending,
+        }
+    })
+    .await;
+    tracing::debug!(bytes = read, drained, "unread request body read away after the response");
 }
 
 /// The error a request body gives when its time is up; [`super::extract`] answers
