@@ -171,26 +171,25 @@ pub(super) fn check_parallel_scopes<'n>(
                 continue;
             }
             NodeKind::End { terminate: false }
-                if !stack.is_empty()
+                if !reported[i]
+                    && !stack.is_empty()
                     && stack.last() != Some(&SIDE)
                     && !matches!(stack.last().map(|&f| &nodes[f].kind), Some(NodeKind::SubProcess(_))) =>
             {
-                if !reported[i] {
-                    reported[i] = true;
-                    let f = stack.last().copied().unwrap_or_default();
-                    cx.err(
-                        "join-mismatch",
-                        cx.key_loc(&node_path(i)),
-                        format!(
-                            "a branch of fork `{}` reaches end `{}` without passing its join",
-                            nodes[f].id, nodes[i].id
-                        ),
-                        format!(
-                            "lead the branch into the `join: {}` node; use `end: terminate` to stop everything",
-                            nodes[f].id
-                        ),
-                    );
-                }
+                reported[i] = true;
+                let f = stack.last().copied().unwrap_or_default();
+                cx.err(
+                    "join-mismatch",
+                    cx.key_loc(&node_path(i)),
+                    format!(
+                        "a branch of fork `{}` reaches end `{}` without passing its join",
+                        nodes[f].id, nodes[i].id
+                    ),
+                    format!(
+                        "lead the branch into the `join: {}` node; use `end: terminate` to stop everything",
+                        nodes[f].id
+                    ),
+                );
             }
             NodeKind::ErrorEnd { code, .. } => {
                 let caught = stack
