@@ -6,14 +6,16 @@
 //!
 //! The test binary re-executes itself as the archiving process
 //! (`archive_crash_child`, which does nothing unless `NAGARE_ARCHIVE_CHILD_DIR` is set).
+//! `NAGARE_CRASH_SEED` replays a sequence of kill delays.
 #![cfg(unix)]
 
+mod common;
+
+use common::child::{self, Rng};
 use nagare_engine::archive::{fault, ids_in_file, ArchiveOptions, Found};
 use nagare_engine::store::{Durability, InstanceFilter};
 use nagare_engine::{Engine, StartOptions};
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const CHILD_ENV: &str = "NAGARE_ARCHIVE_CHILD_DIR";
@@ -48,18 +50,10 @@ fn archive_crash_child() {
     e.archive(&options(&dir)).unwrap();
 }
 
-fn child(dir: &Path, fault: Option<(u32, usize)>, run: usize) -> std::process::Child {
-    let log = File::create(dir.join(format!("child-{run}.log"))).unwrap();
-    let mut c = Command::new(std::env::current_exe().unwrap());
-    c.args(["--exact", "archive_crash_child", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, dir)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log);
-    if let Some((point, chunk)) = fault {
-        c.env(FAULT_ENV, format!("{point}:{chunk}"));
-    }
-    c.spawn().unwrap()
+fn spawn_child(dir: &Path, fault: Option<(u32, usize)>, run: usize) -> std::process::Child {
+    let env: Vec<(&str, String)> =
+        fault.map(|(point, chunk)| (FAULT_ENV, format!("{point}:{chunk}"))).into_iter().collect();
+    child::spawn("archive_crash_child", CHILD_ENV, dir, run, &env)
 }
 
 fn archived(dir: &Path) -> Vec<u64> {
@@ -67,15 +61,6 @@ fn archived(dir: &Path) -> Vec<u64> {
     let mut ids: Vec<u64> = entries.flat_map(|e| ids_in_file(&e.unwrap().path()).unwrap()).collect();
     ids.sort();
     ids
-}
-
-/// SplitMix64: kill delays from a seed, no RNG crate.
-fn next(seed: &mut u64) -> u64 {
-    *seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *seed;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 #[test]
@@ -95,7 +80,7 @@ fn a_crash_mid_archive_loses_nothing_and_duplicates_nothing() {
     for (point, chunk) in
         [(fault::AFTER_INTENT, 1), (fault::TORN_WRITE, 2), (fault::AFTER_FSYNC, 1), (fault::TORN_WRITE, 0)]
     {
-        let status = child(dir, Some((point, chunk)), run).wait().unwrap();
+        let status = spawn_child(dir, Some((point, chunk)), run).wait().unwrap();
         let log = std::fs::read_to_string(dir.join(format!("child-{run}.log"))).unwrap();
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(status.signal(), Some(6), "run {run} should have aborted at point {point}: {status}\n{log}");
@@ -109,12 +94,12 @@ fn a_crash_mid_archive_loses_nothing_and_duplicates_nothing() {
         run += 1;
     }
     // Then kills at random moments.
-    let mut seed = std::env::var("NAGARE_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(20261201u64);
+    let mut rng = Rng::from_env("archive crash test");
     for _ in 0..6 {
-        let mut c = child(dir, None, run);
-        std::thread::sleep(Duration::from_millis(next(&mut seed) % 120));
-        let _ = c.kill(); // SIGKILL
-        let _ = c.wait();
+        let mut c = spawn_child(dir, None, run);
+        if let Some(status) = child::kill_after(&mut c, Duration::from_millis(rng.range(0, 119))) {
+            child::assert_succeeded(status, dir, run);
+        }
         run += 1;
     }
     // A last run to the end, in this process.

@@ -13,6 +13,9 @@
 //! Set `NAGARE_CRASH_SEED` to replay a particular sequence of kill delays.
 #![cfg(unix)]
 
+mod common;
+
+use common::child::{self, Rng};
 use nagare_engine::runtime::{HistoryEvent, Status};
 use nagare_engine::store::InstanceFilter;
 use nagare_engine::{Call, Engine, Executor, FnConnector, StartOptions, Vars};
@@ -21,7 +24,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -195,45 +198,8 @@ fn child_main(dir: &Path) {
 // The parent: kill children at random moments, then check the result.
 // ---------------------------------------------------------------------------
 
-/// xorshift64*: enough randomness for kill delays, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-}
-
 fn spawn_child(dir: &Path, run: usize) -> Child {
-    let exe = std::env::current_exe().expect("current exe");
-    let log = File::create(dir.join(format!("child-{run}.log"))).expect("child log");
-    Command::new(exe)
-        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, dir)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("dup log"))
-        .stderr(log)
-        .spawn()
-        .expect("spawn child")
-}
-
-fn child_log(dir: &Path, run: usize) -> String {
-    let text = std::fs::read_to_string(dir.join(format!("child-{run}.log"))).unwrap_or_default();
-    // The panic message first (a backtrace would push it out of the tail), then the tail.
-    let lines: Vec<&str> = text.lines().collect();
-    let panic: Vec<&str> = match lines.iter().rposition(|l| l.contains("panicked at")) {
-        Some(i) => lines[i..].iter().take(6).copied().collect(),
-        None => Vec::new(),
-    };
-    let tail = &lines[lines.len().saturating_sub(40)..];
-    format!("{}\n…\n{}", panic.join("\n"), tail.join("\n"))
+    child::spawn("crash_child", CHILD_ENV, dir, run, &[])
 }
 
 #[test]
@@ -241,13 +207,7 @@ fn crash_survives_sigkill() {
     if std::env::var_os(CHILD_ENV).is_some() {
         return;
     }
-    // A fresh seed per run (RandomState is randomly keyed), printed for replay.
-    let seed = std::env::var("NAGARE_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        use std::hash::{BuildHasher, Hasher};
-        std::collections::hash_map::RandomState::new().build_hasher().finish()
-    }) | 1;
-    eprintln!("crash test: NAGARE_CRASH_SEED={seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::from_env("crash test");
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().to_path_buf();
     let began = Instant::now();
@@ -259,41 +219,29 @@ fn crash_survives_sigkill() {
         run += 1;
         let mut child = spawn_child(&dir, run);
         let delay = rng.range(50, 400);
-        std::thread::sleep(Duration::from_millis(delay));
-        if let Some(status) = child.try_wait().expect("try_wait") {
+        if let Some(status) = child::kill_after(&mut child, Duration::from_millis(delay)) {
             // It finished everything before we got to kill it.
-            assert!(status.success(), "child run {run} failed ({status}):\n{}", child_log(&dir, run));
+            child::assert_succeeded(status, &dir, run);
             break;
         }
-        child.kill().expect("SIGKILL child"); // SIGKILL on unix
-        let status = child.wait().expect("wait child");
         killed += 1;
         let effects = read_lines(&dir.join("effects.log")).len();
         let calls = read_lines(&dir.join("calls.log")).len();
-        eprintln!("kill {killed}/{kills} after {delay} ms ({status}): {effects} effects, {calls} calls so far");
+        eprintln!("kill {killed}/{kills} after {delay} ms: {effects} effects, {calls} calls so far");
     }
 
     // A last run, left alone, must finish the rest.
     run += 1;
     let mut child = spawn_child(&dir, run);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            let log = child_log(&dir, run);
-            let kept = tmp.keep();
-            panic!(
-                "the final engine run did not complete all {INSTANCES} instances within 120 s (data kept in {}):\n{log}",
-                kept.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let Some(status) = child::wait_within(&mut child, Duration::from_secs(120)) else {
+        let log = child::log(&dir, run);
+        let kept = tmp.keep();
+        panic!(
+            "the final engine run did not complete all {INSTANCES} instances within 120 s (data kept in {}):\n{log}",
+            kept.display()
+        );
     };
-    assert!(status.success(), "final child run failed ({status}):\n{}", child_log(&dir, run));
+    child::assert_succeeded(status, &dir, run);
     eprintln!("crash test: {killed} kills, {run} engine runs, {:.1} s", began.elapsed().as_secs_f64());
 
     verify(&dir);

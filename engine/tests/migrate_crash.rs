@@ -8,17 +8,20 @@
 //! `NAGARE_CRASH_SEED` replays a sequence of kill delays.
 #![cfg(unix)]
 
+mod common;
+
+use common::child::{self, Rng};
 use nagare_engine::migrate::MigrationSpec;
 use nagare_engine::runtime::{Outcome, Status};
 use nagare_engine::store::{Durability, InstanceFilter, TaskQuery};
 use nagare_engine::{Engine, MigrationPlan, StartOptions, Vars};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Child;
+use std::time::Duration;
 
 const CHILD_ENV: &str = "NAGARE_MIGRATE_CHILD_DIR";
 const INSTANCES: u64 = 300;
@@ -62,38 +65,8 @@ fn migrate_crash_child() {
     assert!(!report.counts.contains_key("failed"), "{report:?}");
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-}
-
 fn spawn_child(dir: &Path, run: usize) -> Child {
-    let exe = std::env::current_exe().expect("current exe");
-    let log = File::create(dir.join(format!("child-{run}.log"))).expect("child log");
-    Command::new(exe)
-        .args(["--exact", "migrate_crash_child", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, dir)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("dup log"))
-        .stderr(log)
-        .spawn()
-        .expect("spawn child")
-}
-
-fn child_log(dir: &Path, run: usize) -> String {
-    let text = std::fs::read_to_string(dir.join(format!("child-{run}.log"))).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
+    child::spawn("migrate_crash_child", CHILD_ENV, dir, run, &[])
 }
 
 /// Deploy both versions, start the instances, write the plan.
@@ -119,12 +92,7 @@ fn a_killed_migration_resumes_and_migrates_each_instance_once() {
     if std::env::var_os(CHILD_ENV).is_some() {
         return;
     }
-    let seed = std::env::var("NAGARE_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        use std::hash::{BuildHasher, Hasher};
-        std::collections::hash_map::RandomState::new().build_hasher().finish()
-    }) | 1;
-    eprintln!("migrate crash test: NAGARE_CRASH_SEED={seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::from_env("migrate crash test");
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
     prepare(dir);
@@ -137,14 +105,11 @@ fn a_killed_migration_resumes_and_migrates_each_instance_once() {
         run += 1;
         let mut child = spawn_child(dir, run);
         let delay = rng.range(30, 350);
-        std::thread::sleep(Duration::from_millis(delay));
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            assert!(status.success(), "child run {run} failed ({status}):\n{}", child_log(dir, run));
+        if let Some(status) = child::kill_after(&mut child, Duration::from_millis(delay)) {
+            child::assert_succeeded(status, dir, run);
             finished = true;
             break;
         }
-        child.kill().expect("SIGKILL child");
-        child.wait().expect("wait child");
         killed += 1;
         let progress = std::fs::read_to_string(dir.join("progress.log")).unwrap_or_default();
         eprintln!("kill {killed}/{kills} after {delay} ms: {} outcomes logged so far", progress.lines().count());
@@ -152,15 +117,9 @@ fn a_killed_migration_resumes_and_migrates_each_instance_once() {
     if !finished {
         run += 1;
         let mut child = spawn_child(dir, run);
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let status = loop {
-            if let Some(s) = child.try_wait().expect("try_wait") {
-                break s;
-            }
-            assert!(Instant::now() < deadline, "the last apply did not finish:\n{}", child_log(dir, run));
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        assert!(status.success(), "final run failed ({status}):\n{}", child_log(dir, run));
+        let status = child::wait_within(&mut child, Duration::from_secs(120));
+        let status = status.unwrap_or_else(|| panic!("the last apply did not finish:\n{}", child::log(dir, run)));
+        child::assert_succeeded(status, dir, run);
     }
 
     // Each instance was committed as migrated at most once, by whichever run.

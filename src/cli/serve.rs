@@ -227,6 +227,7 @@ pub fn serve(data: &Path, a: ServeArgs) -> anyhow::Result<ExitCode> {
         let watched = watcher.watched();
         let limits = a.limits();
         let state = AppState::new(engine, users).with_watcher(watcher).with_connectors(connectors).with_limits(limits);
+        let state = state.with_webhooks(&webhooks);
         let state = state.with_web(nagare::web::WebConfig { secure_cookie: a.secure_cookie, ..Default::default() });
         reload_users_on_sighup(a.users.clone(), state.users.clone(), connectors_for_reload);
         nagare::server::org::serve_file(&state, &org_file, &data.join("proxies.json")).map_err(|e| anyhow!("{e}"))?;

@@ -6,6 +6,9 @@
 //! and `/api/v1/tasks/12-4` are one series. Every label is bounded whatever the
 //! client sends: the method is one of [`METHODS`] or `OTHER`, the route is a
 //! template of the router or `unmatched`, the status one the server produced.
+//! Webhook figures are per endpoint, labelled by its index in the `webhooks:`
+//! section (at most [`MAX_WEBHOOKS`](super::webhooks::config::MAX_WEBHOOKS)),
+//! never by its URL (which may carry a token).
 
 use super::AppState;
 use axum::extract::{MatchedPath, Request, State};
@@ -14,6 +17,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -109,5 +113,29 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "# HELP {name} Requests that panicked and were answered 500 (bugs: please report).\n# TYPE {name} counter\n{name} {}\n",
         super::panic::panics()
     );
+    webhook_metrics(&mut out, &state.webhooks);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
+}
+
+/// Each webhook endpoint's events by outcome, and its failed attempts.
+fn webhook_metrics(out: &mut String, endpoints: &[std::sync::Arc<super::webhooks::Stats>]) {
+    let name = "nagare_webhook_events_total";
+    let _ = write!(
+        out,
+        "# HELP {name} Events for each webhook endpoint (its index in `webhooks:`) by outcome: delivered (2xx), \
+         given_up (out of attempts, or left at shutdown), missed (dropped from a full queue).\n# TYPE {name} counter\n"
+    );
+    for (i, stats) in endpoints.iter().enumerate() {
+        for (outcome, n) in stats.events() {
+            let _ = writeln!(out, "{name}{{endpoint=\"{i}\",outcome=\"{outcome}\"}} {n}");
+        }
+    }
+    let name = "nagare_webhook_failed_attempts_total";
+    let _ = write!(
+        out,
+        "# HELP {name} Webhook attempts that failed (not 2xx, timeout, refused), each retry counted.\n# TYPE {name} counter\n"
+    );
+    for (i, stats) in endpoints.iter().enumerate() {
+        let _ = writeln!(out, "{name}{{endpoint=\"{i}\"}} {}", stats.failed_attempts.load(Ordering::Relaxed));
+    }
 }

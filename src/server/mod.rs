@@ -83,6 +83,9 @@ pub struct AppState {
     pub connectors: Option<Arc<nagare_connectors::Connectors>>,
     /// The web inbox's cookie and session settings ([`crate::web`]).
     pub web: crate::web::WebConfig,
+    /// The counters of the outgoing webhook endpoints, in the order of the
+    /// `webhooks:` section (`/metrics` labels them by that index).
+    pub webhooks: Arc<[Arc<webhooks::Stats>]>,
 }
 
 impl AppState {
@@ -99,6 +102,7 @@ impl AppState {
             limits: conn::Limits::default(),
             connectors: None,
             web: crate::web::WebConfig::default(),
+            webhooks: Arc::new([]),
         }
     }
 
@@ -117,6 +121,13 @@ impl AppState {
     /// With the configured connectors (see [`AppState::connectors`]).
     pub fn with_connectors(mut self, connectors: Arc<nagare_connectors::Connectors>) -> Self {
         self.connectors = Some(connectors);
+        self
+    }
+
+    /// With the counters of running webhook senders, for `/metrics` (see
+    /// [`AppState::webhooks`]).
+    pub fn with_webhooks(mut self, hooks: &webhooks::Webhooks) -> Self {
+        self.webhooks = hooks.stats().iter().map(|(_, s)| s.clone()).collect();
         self
     }
 

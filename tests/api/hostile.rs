@@ -675,50 +675,27 @@ async fn every_error_the_framework_answers_has_the_json_error_body() {
 
 // ------------------------------------------------------------ `nagare serve` flags
 
-fn nagare_bin(data: &std::path::Path) -> std::process::Command {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_nagare"));
-    c.arg("--data").arg(data).current_dir(root());
-    for var in ["RUST_LOG", "NAGARE_DATA", "NAGARE_ADDR", "NAGARE_USERS", "NAGARE_PROCESSES"] {
-        c.env_remove(var);
-    }
-    for var in ["NAGARE_HEADER_TIMEOUT", "NAGARE_BODY_TIMEOUT", "NAGARE_IDLE_TIMEOUT", "NAGARE_MAX_CONNECTIONS"] {
-        c.env_remove(var);
-    }
-    c
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_flags_set_the_limits_and_nonsense_values_are_refused() {
-    use std::io::{BufRead, BufReader};
+    use crate::served::{nagare, Served};
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     for (flag, value) in
         [("--header-timeout", "0s"), ("--body-timeout", "soon"), ("--idle-timeout", "48h"), ("--max-connections", "0")]
     {
-        let out = nagare_bin(&data).args(["serve", "--addr", "127.0.0.1:0", flag, value]).output().unwrap();
+        let out = nagare(&data).args(["serve", "--addr", "127.0.0.1:0", flag, value]).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{flag} {value}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(flag) && err.contains(value), "{flag} {value}: {err}");
     }
     // The flags reach the accept loop: a head never finished is dropped after 300 ms.
-    let mut child = nagare_bin(&data)
-        .args(["serve", "--addr", "127.0.0.1:0", "--header-timeout", "300ms", "--max-connections", "4"])
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("serve prints its address").unwrap();
-        if let Some(rest) = line.split("nagare API and web inbox on http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse::<std::net::SocketAddr>().unwrap();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
+    let mut cmd = nagare(&data);
+    cmd.args(["serve", "--addr", "127.0.0.1:0", "--header-timeout", "300ms", "--max-connections", "4"]);
+    let served = Served::start(cmd).await;
+    let addr: std::net::SocketAddr = served.url.trim_start_matches("http://").parse().unwrap();
     let (resp, took) = exchange(addr, b"GET /health HTTP/1.1\r\n").await;
     raw_error(&resp, 408, "header-timeout");
     assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(2), "{took:?}");
-    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
-    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
-    assert!(exit.success());
+    let (exit, log) = served.stop().await;
+    assert!(exit.success(), "{log}");
 }

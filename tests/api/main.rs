@@ -31,4 +31,5 @@ mod proxies;
 mod race;
 mod rules;
 mod serve;
+mod served;
 mod sse;

@@ -182,9 +182,8 @@ async fn the_org_chart_is_replaced_by_administrators_with_line_and_column_errors
 /// reads it again, and a broken one leaves the org in force.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_reads_the_org_file_at_start_and_on_sighup() {
+    use crate::served::{nagare, Served};
     use nagare::server::auth::hash_line;
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
     let users = dir.path().join("users.yaml");
     let org = dir.path().join("org.yaml");
@@ -194,9 +193,7 @@ async fn serve_reads_the_org_file_at_start_and_on_sighup() {
     )
     .unwrap();
     let serve = || {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_nagare"));
-        c.arg("--data").arg(dir.path().join("data")).current_dir(root());
-        c.env_remove("RUST_LOG").env_remove("NAGARE_DATA").env_remove("NAGARE_ORG").env_remove("NAGARE_USERS");
+        let mut c = nagare(&dir.path().join("data"));
         c.args(["serve", "--addr", "127.0.0.1:0", "--users"]).arg(&users);
         c
     };
@@ -209,47 +206,23 @@ async fn serve_reads_the_org_file_at_start_and_on_sighup() {
 
     // Valid (found next to the users file without --org): served.
     std::fs::write(&org, "departments: { A: {} }\nusers:\n  ann: { department: A }\n").unwrap();
-    let mut child = serve().stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            let mut l = sink.lock().unwrap();
-            l.push_str(&line);
-            l.push('\n');
-        }
-    });
-    let wait_log = |needle: &'static str| {
-        let log = log.clone();
-        async move {
-            for _ in 0..500 {
-                if log.lock().unwrap().contains(needle) {
-                    return log.lock().unwrap().clone();
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-            panic!("no `{needle}` in the log:\n{}", log.lock().unwrap());
-        }
-    };
-    let text = wait_log("nagare API and web inbox on ").await;
-    let url = text.split("nagare API and web inbox on ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let served = Served::start(serve()).await;
+    let url = served.url.clone();
     let http = reqwest::Client::new();
     let departments = || {
         let req = http.get(format!("{url}/api/v1/org")).bearer_auth("token-boss");
         async move { req.send().await.unwrap().json::<Value>().await.unwrap()["departments"].as_u64() }
     };
     assert_eq!(departments().await, Some(1));
-    let hup = || assert!(Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap().success());
+    let hup = || served.signal("HUP");
     std::fs::write(&org, "departments: { A: {}, B: { parent: A } }\nusers:\n  ann: { department: B }\n").unwrap();
     hup();
-    wait_log("org file reloaded").await;
+    served.wait_log("org file reloaded").await;
     assert_eq!(departments().await, Some(2), "no restart needed");
     std::fs::write(&org, "departments: { A: { parent: A } }\n").unwrap();
     hup();
-    wait_log("org file not reloaded").await;
+    served.wait_log("org file not reloaded").await;
     assert_eq!(departments().await, Some(2), "a broken file leaves the org in force");
-    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
-    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
-    assert!(exit.success(), "{}", log.lock().unwrap());
+    let (exit, log) = served.stop().await;
+    assert!(exit.success(), "{log}");
 }

@@ -2,37 +2,17 @@
 //! and on SIGTERM finishes its requests, stops, and keeps what it acknowledged.
 
 use crate::common::*;
+use crate::served::{nagare, Served};
 use serde_json::json;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
-fn nagare(data: &std::path::Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_nagare"));
-    c.arg("--data").arg(data).current_dir(root()).env_remove("RUST_LOG").env_remove("NAGARE_DATA");
-    c.env_remove("NAGARE_ADDR").env_remove("NAGARE_USERS").env_remove("NAGARE_PROCESSES");
-    c
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_starts_with_sample_users_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut child = nagare(&data)
-        .args(["serve", "--addr", "127.0.0.1:0", "--with-bench"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut log = String::new();
-    let url = loop {
-        let line = lines.next().expect("serve prints its address").unwrap();
-        log.push_str(&line);
-        log.push('\n');
-        if let Some(rest) = line.split("nagare API and web inbox on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
+    let mut cmd = nagare(&data);
+    cmd.args(["serve", "--addr", "127.0.0.1:0", "--with-bench"]);
+    let served = Served::start(cmd).await;
+    let url = served.url.clone();
     let http = reqwest::Client::new();
     let health = http.get(format!("{url}/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
@@ -46,13 +26,7 @@ async fn serve_starts_with_sample_users_and_stops_cleanly_on_sigterm() {
     assert_eq!(started.status(), 201, "processes/ deployed at start, demo users loaded");
     let id = started.json::<serde_json::Value>().await.unwrap()["id"].as_u64().unwrap();
 
-    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(kill.success());
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
-    for line in lines {
-        log.push_str(&line.unwrap());
-        log.push('\n');
-    }
+    let (status, log) = served.stop().await;
     assert!(status.success(), "exit status {status:?}\n{log}");
     assert!(log.contains("DEMO tokens"), "warns about the demo tokens:\n{log}");
     assert!(log.contains("nagare API stopped"), "{log}");
@@ -92,57 +66,28 @@ async fn sighup_reloads_the_users_file_and_a_broken_file_changes_nothing() {
         format!("users:\n  {who}: {{ groups: [staff], tokens: [\"{}\"] }}\n", hash_line(token))
     };
     std::fs::write(&users, file("alice", "token-alice")).unwrap();
-    let mut child = nagare(&dir.path().join("data"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--users"])
-        .arg(&users)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Collect stderr in the background: the address first, then the reload logs.
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            let mut l = sink.lock().unwrap();
-            l.push_str(&line);
-            l.push('\n');
-        }
-    });
-    let wait_log = |needle: &'static str| {
-        let log = log.clone();
-        async move {
-            for _ in 0..500 {
-                if log.lock().unwrap().contains(needle) {
-                    return log.lock().unwrap().clone();
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-            panic!("no `{needle}` in the log:\n{}", log.lock().unwrap());
-        }
-    };
-    let text = wait_log("nagare API and web inbox on ").await;
-    let url = text.split("nagare API and web inbox on ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let mut cmd = nagare(&dir.path().join("data"));
+    cmd.args(["serve", "--addr", "127.0.0.1:0", "--users"]).arg(&users);
+    let served = Served::start(cmd).await;
+    let url = served.url.clone();
     let http = reqwest::Client::new();
     let status = |token: &'static str| {
         let req = http.get(format!("{url}/api/v1/processes")).bearer_auth(token);
         async move { req.send().await.unwrap().status().as_u16() }
     };
-    let hup = || assert!(Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap().success());
+    let hup = || served.signal("HUP");
     assert_eq!((status("token-alice").await, status("token-bob").await), (200, 401));
 
     std::fs::write(&users, file("bob", "token-bob")).unwrap();
     hup();
-    wait_log("users file reloaded").await;
+    served.wait_log("users file reloaded").await;
     assert_eq!((status("token-alice").await, status("token-bob").await), (401, 200), "no restart needed");
 
     std::fs::write(&users, "users:\n  carol: { groups: [staff], tokens: [\"not-a-hash\"] }\n").unwrap();
     hup();
-    wait_log("users file not reloaded").await;
+    served.wait_log("users file not reloaded").await;
     assert_eq!(status("token-bob").await, 200, "a broken file leaves the users in force");
 
-    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
-    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
-    assert!(exit.success(), "{}", log.lock().unwrap());
+    let (exit, log) = served.stop().await;
+    assert!(exit.success(), "{log}");
 }

@@ -8,6 +8,8 @@ use nagare_engine::store::Durability;
 use nagare_engine::{Engine, EngineBuilder};
 use tempfile::TempDir;
 
+pub mod child;
+
 /// One store a test runs on. Open it with [`TestStore::builder`]; calling it again
 /// reopens the same store (drop the previous engine first: sled locks its files).
 pub struct TestStore {

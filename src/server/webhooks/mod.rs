@@ -53,6 +53,18 @@ pub struct Stats {
     pub missed: AtomicU64,
 }
 
+impl Stats {
+    /// The events of the endpoint by outcome (`delivered`, `given_up`, `missed`):
+    /// each event it was sent ends in exactly one of them, or is still queued.
+    pub fn events(&self) -> [(&'static str, u64); 3] {
+        [
+            ("delivered", self.delivered.load(Ordering::Relaxed)),
+            ("given_up", self.given_up.load(Ordering::Relaxed)),
+            ("missed", self.missed.load(Ordering::Relaxed)),
+        ]
+    }
+}
+
 /// The running webhook senders of a server.
 pub struct Webhooks {
     stop: watch::Sender<Option<Instant>>,

@@ -175,3 +175,50 @@ async fn a_slow_webhook_endpoint_blocks_neither_the_engine_nor_other_subscribers
     assert_eq!(stats.missed.load(Ordering::Relaxed), 7);
     hooks.shutdown(Duration::from_secs(5)).await;
 }
+
+/// `/metrics` shows each endpoint's events by outcome and its failed attempts,
+/// labelled by the endpoint's index, never its URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_each_endpoints_deliveries_failed_attempts_and_give_ups_by_its_index() {
+    let seen = Arc::new(Seen { fail_first: AtomicUsize::new(1), ..Default::default() });
+    let url = receiver(seen.clone()).await;
+    // Nothing listens here: every attempt is refused.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/hook?token=secret-in-url", l.local_addr().unwrap())
+    };
+    let engine = engine();
+    let hooks = Webhooks::start(&engine, vec![hook(url), Webhook { attempts: 2, ..hook(dead) }]);
+    let state = crate::server::AppState::new(engine.clone(), Default::default()).with_webhooks(&hooks);
+    engine.start("s", Vars::new(), Default::default()).unwrap(); // instance_started, task_opened
+                                                                 // The counters move once the answer is in, after the receiver has seen the request.
+    let (good, refused) = (hooks.stats()[0].1.clone(), hooks.stats()[1].1.clone());
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while good.delivered.load(Ordering::Relaxed) < 2 || refused.given_up.load(Ordering::Relaxed) < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the first endpoint acknowledges both events, the dead one gives both up");
+    assert_eq!(seen.calls.lock().unwrap().len(), 3, "the refused first attempt, then both events");
+
+    let resp = crate::server::metrics::metrics(axum::extract::State(state)).await;
+    let text = String::from_utf8(axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+    let series: Vec<&str> = text.lines().filter(|l| l.starts_with("nagare_webhook_")).collect();
+    assert_eq!(
+        series,
+        [
+            r#"nagare_webhook_events_total{endpoint="0",outcome="delivered"} 2"#,
+            r#"nagare_webhook_events_total{endpoint="0",outcome="given_up"} 0"#,
+            r#"nagare_webhook_events_total{endpoint="0",outcome="missed"} 0"#,
+            r#"nagare_webhook_events_total{endpoint="1",outcome="delivered"} 0"#,
+            r#"nagare_webhook_events_total{endpoint="1",outcome="given_up"} 2"#,
+            r#"nagare_webhook_events_total{endpoint="1",outcome="missed"} 0"#,
+            r#"nagare_webhook_failed_attempts_total{endpoint="0"} 1"#,
+            r#"nagare_webhook_failed_attempts_total{endpoint="1"} 4"#,
+        ],
+        "{text}"
+    );
+    assert!(!text.contains("secret-in-url") && !text.contains("127.0.0.1"), "no URL in the labels:\n{text}");
+    hooks.shutdown(Duration::from_secs(5)).await;
+}

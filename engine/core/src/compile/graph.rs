@@ -89,7 +89,9 @@ pub(super) fn check_graph(cx: &mut Cx, nodes: &[Node]) {
 
 /// Tokens carry a stack of the forks they are inside. Every node must be reached with
 /// one stack only, a join must close the innermost fork, and no token may end inside
-/// a fork. This is what makes "a join fires exactly once" hold at run time.
+/// a fork. This is what makes "a join fires exactly once" hold at run time. The
+/// walk itself (which stack a token carries to each next node) is
+/// [`scoped_successors`]; this function adds the findings.
 ///
 /// Paths of non-interrupting boundary events run beside the flow: they are marked
 /// with [`SIDE`] on the stack and must end on their own, without reaching a join.
@@ -141,82 +143,53 @@ pub(super) fn check_parallel_scopes<'n>(
             }
             None => scope[i] = Some(stack.clone()),
         }
-        // Boundary events: the scope the task or fork is in (for a fork, the scope
-        // outside it), or a side path for non-interrupting timers and messages.
-        for b in nodes[i].kind.boundary() {
-            let mut target_stack = stack.clone();
-            if b.is_side() {
-                target_stack.push(SIDE);
-            }
-            queue.push_back((b.next, target_stack));
-        }
         match &nodes[i].kind {
-            NodeKind::Parallel { .. } | NodeKind::Inclusive { .. } => {
-                let mut inner = stack.clone();
-                inner.push(i);
-                for b in nodes[i].kind.flow_successors() {
-                    queue.push_back((b, inner.clone()));
+            NodeKind::Join { fork, .. } if stack.last() != Some(fork) => {
+                if !reported[i] {
+                    reported[i] = true;
+                    let msg = match stack.last() {
+                        Some(&SIDE) => format!(
+                            "join `{}` is reached from the path of a non-interrupting boundary event",
+                            nodes[i].id
+                        ),
+                        Some(f) => format!(
+                            "join `{}` closes fork `{}`, but tokens arrive from inside fork `{}`",
+                            nodes[i].id, nodes[*fork].id, nodes[*f].id
+                        ),
+                        None => format!(
+                            "join `{}` closes fork `{}`, but tokens arrive from outside it",
+                            nodes[i].id, nodes[*fork].id
+                        ),
+                    };
+                    let hint = if stack.last() == Some(&SIDE) {
+                        "a reminder path runs beside the task: end it with its own `end:`"
+                    } else {
+                        "a join must name the fork whose branches lead into it; close inner forks first"
+                    };
+                    cx.err("join-mismatch", cx.key_loc(&node_path(i)), msg, hint);
                 }
-            }
-            NodeKind::SubProcess(sub) => {
-                // Its run is a scope of its own; the body goes on outside.
-                let mut inner = stack.clone();
-                inner.push(i);
-                queue.push_back((sub.start, inner));
-                queue.push_back((sub.next, stack.clone()));
-            }
-            NodeKind::Join { fork, next } => {
-                if stack.last() != Some(fork) {
-                    if !reported[i] {
-                        reported[i] = true;
-                        let msg = match stack.last() {
-                            Some(&SIDE) => format!(
-                                "join `{}` is reached from the path of a non-interrupting boundary event",
-                                nodes[i].id
-                            ),
-                            Some(f) => format!(
-                                "join `{}` closes fork `{}`, but tokens arrive from inside fork `{}`",
-                                nodes[i].id, nodes[*fork].id, nodes[*f].id
-                            ),
-                            None => format!(
-                                "join `{}` closes fork `{}`, but tokens arrive from outside it",
-                                nodes[i].id, nodes[*fork].id
-                            ),
-                        };
-                        let hint = if stack.last() == Some(&SIDE) {
-                            "a reminder path runs beside the task: end it with its own `end:`"
-                        } else {
-                            "a join must name the fork whose branches lead into it; close inner forks first"
-                        };
-                        cx.err("join-mismatch", cx.key_loc(&node_path(i)), msg, hint);
-                    }
-                    continue;
-                }
-                let mut outer = stack.clone();
-                outer.pop();
-                queue.push_back((*next, outer));
+                continue;
             }
             NodeKind::End { terminate: false }
-                if !stack.is_empty()
+                if !reported[i]
+                    && !stack.is_empty()
                     && stack.last() != Some(&SIDE)
                     && !matches!(stack.last().map(|&f| &nodes[f].kind), Some(NodeKind::SubProcess(_))) =>
             {
-                if !reported[i] {
-                    reported[i] = true;
-                    let f = stack.last().copied().unwrap_or_default();
-                    cx.err(
-                        "join-mismatch",
-                        cx.key_loc(&node_path(i)),
-                        format!(
-                            "a branch of fork `{}` reaches end `{}` without passing its join",
-                            nodes[f].id, nodes[i].id
-                        ),
-                        format!(
-                            "lead the branch into the `join: {}` node; use `end: terminate` to stop everything",
-                            nodes[f].id
-                        ),
-                    );
-                }
+                reported[i] = true;
+                let f = stack.last().copied().unwrap_or_default();
+                cx.err(
+                    "join-mismatch",
+                    cx.key_loc(&node_path(i)),
+                    format!(
+                        "a branch of fork `{}` reaches end `{}` without passing its join",
+                        nodes[f].id, nodes[i].id
+                    ),
+                    format!(
+                        "lead the branch into the `join: {}` node; use `end: terminate` to stop everything",
+                        nodes[f].id
+                    ),
+                );
             }
             NodeKind::ErrorEnd { code, .. } => {
                 let caught = stack
@@ -238,12 +211,52 @@ pub(super) fn check_parallel_scopes<'n>(
                     );
                 }
             }
-            kind => {
-                for s in kind.flow_successors() {
-                    queue.push_back((s, stack.clone()));
-                }
-            }
+            _ => {}
         }
+        queue.extend(scoped_successors(i, &nodes[i].kind, &stack));
     }
     let _ = reached;
+}
+
+/// Where a token at node `i`, inside the forks and sub-processes of `stack`
+/// (outermost first), can go next, each with the stack it carries there. The one
+/// scope walk that both the compiler's check ([`check_parallel_scopes`]) and
+/// migration's scope comparison (`migrate::compare::scope_stacks`) follow, so the
+/// two cannot disagree on what a node's scope is.
+///
+/// - boundary events: the scope the task or fork is in (for a fork, the scope
+///   outside it); the path of a non-interrupting timer or message gets [`SIDE`]
+///   on top, as it runs beside the flow;
+/// - a fork's branches: one frame deeper (the fork);
+/// - a sub-process: its start one frame deeper (its run is a scope of its own),
+///   its `next` in the same scope (the body goes on outside);
+/// - a join's `next`: one frame out. The caller has made sure the join closes the
+///   innermost frame (the compiler reports it when not, and a compiled process
+///   always does);
+/// - every other flow: the same scope.
+///
+/// Boundary targets come first, then the flows in [`NodeKind::flow_successors`]
+/// order, so a breadth-first walk meets the nodes in the same order as before.
+pub(crate) fn scoped_successors(i: NodeIx, kind: &NodeKind, stack: &[NodeIx]) -> Vec<(NodeIx, Vec<NodeIx>)> {
+    let with = |frame: Option<NodeIx>| {
+        let mut s = stack.to_vec();
+        s.extend(frame);
+        s
+    };
+    let mut next: Vec<(NodeIx, Vec<NodeIx>)> =
+        kind.boundary().iter().map(|b| (b.next, with(b.is_side().then_some(SIDE)))).collect();
+    match kind {
+        NodeKind::Parallel { .. } | NodeKind::Inclusive { .. } => {
+            next.extend(kind.flow_successors().into_iter().map(|b| (b, with(Some(i)))));
+        }
+        NodeKind::SubProcess(sub) => {
+            next.push((sub.start, with(Some(i))));
+            next.push((sub.next, stack.to_vec()));
+        }
+        NodeKind::Join { next: after, .. } => {
+            next.push((*after, stack[..stack.len().saturating_sub(1)].to_vec()));
+        }
+        kind => next.extend(kind.flow_successors().into_iter().map(|s| (s, stack.to_vec()))),
+    }
+    next
 }

@@ -29,6 +29,7 @@ mod typecheck;
 
 use events::*;
 use graph::check_graph;
+pub(crate) use graph::scoped_successors;
 use nodes::compile_node;
 use typecheck::{Ty, Want};
 
@@ -110,7 +111,7 @@ impl CompileOptions {
 
 /// Marks, on a scope stack, the path of a non-interrupting boundary event: it runs
 /// beside the flow and must end on its own.
-const SIDE: NodeIx = usize::MAX;
+pub(crate) const SIDE: NodeIx = usize::MAX;
 
 pub(crate) struct Cx<'a> {
     /// The id of the process being compiled.

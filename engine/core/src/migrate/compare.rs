@@ -1,10 +1,8 @@
 //! What two versions of a node have in common: the signatures of what a waiting
 //! token arms (timers, messages, boundaries), and each node's compile-time scope.
 
+use crate::compile::{scoped_successors, SIDE};
 use crate::process::{Boundary, BoundaryTrigger, EventTrigger, MessageSpec, NodeIx, NodeKind, Process, TimerWhen};
-
-/// A stand-in for a non-interrupting boundary's side path on a scope stack.
-const SIDE: NodeIx = usize::MAX;
 
 /// The timer's definition as text: equal text, same due time for the same state.
 pub(super) fn when(w: &TimerWhen) -> String {
@@ -72,8 +70,10 @@ pub(super) fn catch(kind: &NodeKind) -> Option<&MessageSpec> {
 }
 
 /// For each node, the forks and sub-processes it sits in (outermost first) as the
-/// compiler proves them (`compile::graph::check_parallel_scopes`), side paths left
-/// out: a token stored at that node must carry exactly these frames.
+/// compiler proves them (the same walk, [`scoped_successors`], as
+/// `compile::graph::check_parallel_scopes`; a compiled process reaches each node
+/// with one stack, so the first one met is the one), side paths left out: a token
+/// stored at that node must carry exactly these frames.
 pub(super) fn scope_stacks(p: &Process) -> Vec<Option<Vec<NodeIx>>> {
     let mut scope: Vec<Option<Vec<NodeIx>>> = vec![None; p.nodes.len()];
     let mut queue = std::collections::VecDeque::from([(p.start, Vec::<NodeIx>::new())]);
@@ -81,40 +81,8 @@ pub(super) fn scope_stacks(p: &Process) -> Vec<Option<Vec<NodeIx>>> {
         if scope[i].is_some() {
             continue;
         }
-        scope[i] = Some(stack.clone());
-        let nodes = &p.nodes;
-        for b in nodes[i].kind.boundary() {
-            let mut s = stack.clone();
-            if b.is_side() {
-                s.push(SIDE);
-            }
-            queue.push_back((b.next, s));
-        }
-        match &nodes[i].kind {
-            NodeKind::Parallel { .. } | NodeKind::Inclusive { .. } => {
-                let mut inner = stack.clone();
-                inner.push(i);
-                for b in nodes[i].kind.flow_successors() {
-                    queue.push_back((b, inner.clone()));
-                }
-            }
-            NodeKind::SubProcess(sub) => {
-                let mut inner = stack.clone();
-                inner.push(i);
-                queue.push_back((sub.start, inner));
-                queue.push_back((sub.next, stack.clone()));
-            }
-            NodeKind::Join { next, .. } => {
-                let mut outer = stack.clone();
-                outer.pop();
-                queue.push_back((*next, outer));
-            }
-            kind => {
-                for s in kind.flow_successors() {
-                    queue.push_back((s, stack.clone()));
-                }
-            }
-        }
+        queue.extend(scoped_successors(i, &p.nodes[i].kind, &stack));
+        scope[i] = Some(stack);
     }
     for s in scope.iter_mut().flatten() {
         s.retain(|&f| f != SIDE);
